@@ -1,1 +1,15 @@
+//! StreamHouse shard storage engine: one core's durable log.
+//!
+//! Owns the batch format ([`batch`]), WAL segment frames and recovery scans
+//! ([`segment`]), the write-ahead log with group commit ([`log`]), the
+//! per-partition offset index ([`index`]) and the idempotent-producer table
+//! ([`producers`]). It runs on one glommio executor and knows nothing of
+//! sockets, gRPC or tokio.
 
+pub mod batch;
+pub mod index;
+pub mod log;
+pub mod producers;
+pub mod segment;
+
+pub use log::{Appended, LogConfig, LogError, ReadResult, RecoveryReport, SealedSegment, ShardLog};

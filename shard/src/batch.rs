@@ -1,0 +1,618 @@
+//! The record batch format: the unit producers send, the WAL stores and
+//! consumers read. Owns encoding, decoding, CRC32C and compression of one
+//! batch; knows nothing of files, partitions or the network.
+//!
+//! Layout (little-endian, byte offsets; see `docs/batch-format.md`):
+//!
+//! ```text
+//!  0 magic            u32  "SHB1" (0x3142_4853 read as LE)
+//!  4 length           u32  whole batch, header included
+//!  8 crc              u32  CRC32C of bytes [12, length)
+//! 12 base_offset      u64  assigned by the agent at append
+//! 20 version          u8   1
+//! 21 codec            u8   0 none, 1 lz4, 2 zstd
+//! 22 flags            u16  reserved, 0
+//! 24 record_count     u32
+//! 28 first_timestamp  i64  ms since the Unix epoch
+//! 36 max_timestamp    i64
+//! 44 producer_id      i64  0 = not idempotent
+//! 52 producer_epoch   i16
+//! 54 base_sequence    i32
+//! 58 records_len      u32  length of the records section before compression
+//! 62 records          (compressed with `codec`)
+//! ```
+
+use bytes::Bytes;
+
+/// "SHB1" as a little-endian u32.
+pub const BATCH_MAGIC: u32 = u32::from_le_bytes(*b"SHB1");
+/// Format version written by this code.
+pub const BATCH_VERSION: u8 = 1;
+/// Size of the fixed batch header in bytes.
+pub const HEADER_LEN: usize = 62;
+const CRC_START: usize = 12;
+const BASE_OFFSET_AT: usize = 12;
+const BODY_START: usize = 20;
+
+/// Compression codec of a batch's records section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Codec {
+    #[default]
+    None = 0,
+    Lz4 = 1,
+    Zstd = 2,
+}
+
+impl Codec {
+    fn from_u8(v: u8) -> Option<Codec> {
+        match v {
+            0 => Some(Codec::None),
+            1 => Some(Codec::Lz4),
+            2 => Some(Codec::Zstd),
+            _ => None,
+        }
+    }
+}
+
+/// Why a byte string is not a valid batch.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum BatchError {
+    #[error("batch too short: {0} bytes")]
+    TooShort(usize),
+    #[error("bad batch magic {0:#010x}")]
+    BadMagic(u32),
+    #[error("batch length field {field} does not match the {actual} bytes given")]
+    BadLength { field: usize, actual: usize },
+    #[error("unsupported batch format version {0}")]
+    BadVersion(u8),
+    #[error("unknown compression codec {0}")]
+    BadCodec(u8),
+    #[error("batch CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    CrcMismatch { stored: u32, computed: u32 },
+    #[error("batch holds no records")]
+    Empty,
+    #[error("malformed records section: {0}")]
+    Malformed(&'static str),
+    #[error("decompression failed: {0}")]
+    Decompress(String),
+}
+
+/// One record to encode.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Record {
+    pub key: Option<Bytes>,
+    pub value: Bytes,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: i64,
+    pub headers: Vec<(String, Bytes)>,
+}
+
+/// A decoded record with its absolute offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedRecord {
+    pub offset: u64,
+    pub timestamp: i64,
+    pub key: Option<Bytes>,
+    pub value: Bytes,
+    pub headers: Vec<(String, Bytes)>,
+}
+
+/// Idempotent-producer fields of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProducerInfo {
+    /// 0 = not idempotent.
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+}
+
+/// The fixed header of a batch, parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub length: u32,
+    pub crc: u32,
+    pub base_offset: u64,
+    pub codec: Codec,
+    pub record_count: u32,
+    pub first_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer: ProducerInfo,
+    pub records_len: u32,
+}
+
+impl BatchHeader {
+    /// Offset of the last record.
+    pub fn last_offset(&self) -> u64 {
+        self.base_offset + u64::from(self.record_count.max(1)) - 1
+    }
+}
+
+fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_svarint(out: &mut Vec<u8>, v: i64) {
+    put_uvarint(out, ((v << 1) ^ (v >> 63)) as u64);
+}
+
+fn uvarint_len(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn uvarint(&mut self) -> Result<u64, BatchError> {
+        let mut v: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let b = *self
+                .buf
+                .get(self.pos)
+                .ok_or(BatchError::Malformed("truncated varint"))?;
+            self.pos += 1;
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err(BatchError::Malformed("varint too long"))
+    }
+    fn svarint(&mut self) -> Result<i64, BatchError> {
+        let u = self.uvarint()?;
+        Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
+    }
+    fn take(&mut self, n: usize) -> Result<&'a [u8], BatchError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|e| *e <= self.buf.len())
+            .ok_or(BatchError::Malformed("length past end of records"))?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    fn len_prefixed(&mut self) -> Result<&'a [u8], BatchError> {
+        let n = usize::try_from(self.uvarint()?)
+            .map_err(|_| BatchError::Malformed("length overflow"))?;
+        self.take(n)
+    }
+}
+
+/// Builds one batch record by record. `finish` produces the encoded bytes with
+/// base offset 0 and a valid CRC.
+#[derive(Debug)]
+pub struct BatchBuilder {
+    codec: Codec,
+    producer: ProducerInfo,
+    records: Vec<u8>,
+    count: u32,
+    first_timestamp: i64,
+    max_timestamp: i64,
+}
+
+impl BatchBuilder {
+    pub fn new(codec: Codec, producer: ProducerInfo) -> Self {
+        BatchBuilder {
+            codec,
+            producer,
+            records: Vec::new(),
+            count: 0,
+            first_timestamp: 0,
+            max_timestamp: 0,
+        }
+    }
+
+    /// Builder with room for `bytes` of records reserved.
+    pub fn with_capacity(codec: Codec, producer: ProducerInfo, bytes: usize) -> Self {
+        let mut b = Self::new(codec, producer);
+        b.records.reserve(bytes);
+        b
+    }
+
+    pub fn len(&self) -> u32 {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Size of the records section so far, before compression.
+    pub fn records_bytes(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Appends a record; its offset is the next one in the batch.
+    pub fn push(
+        &mut self,
+        key: Option<&[u8]>,
+        value: &[u8],
+        timestamp: i64,
+        headers: &[(String, Bytes)],
+    ) {
+        if self.count == 0 {
+            self.first_timestamp = timestamp;
+            self.max_timestamp = timestamp;
+        }
+        self.max_timestamp = self.max_timestamp.max(timestamp);
+        let ts_delta = timestamp.wrapping_sub(self.first_timestamp);
+        let mut body_len = 0usize;
+        let zz = ((ts_delta << 1) ^ (ts_delta >> 63)) as u64;
+        body_len += uvarint_len(zz);
+        body_len += uvarint_len(u64::from(self.count));
+        let key_tag = key.map_or(0, |k| k.len() as u64 + 1);
+        body_len += uvarint_len(key_tag) + key.map_or(0, <[u8]>::len);
+        body_len += uvarint_len(value.len() as u64) + value.len();
+        body_len += uvarint_len(headers.len() as u64);
+        for (k, v) in headers {
+            body_len += uvarint_len(k.len() as u64) + k.len();
+            body_len += uvarint_len(v.len() as u64) + v.len();
+        }
+        let r = &mut self.records;
+        r.reserve(body_len + 5);
+        put_uvarint(r, body_len as u64);
+        put_svarint(r, ts_delta);
+        put_uvarint(r, u64::from(self.count));
+        put_uvarint(r, key_tag);
+        if let Some(k) = key {
+            r.extend_from_slice(k);
+        }
+        put_uvarint(r, value.len() as u64);
+        r.extend_from_slice(value);
+        put_uvarint(r, headers.len() as u64);
+        for (k, v) in headers {
+            put_uvarint(r, k.len() as u64);
+            r.extend_from_slice(k.as_bytes());
+            put_uvarint(r, v.len() as u64);
+            r.extend_from_slice(v);
+        }
+        self.count += 1;
+    }
+
+    /// Encodes the batch (base offset 0).
+    pub fn finish(self) -> Vec<u8> {
+        let records_len = self.records.len() as u32;
+        let compressed;
+        let body: &[u8] = match self.codec {
+            Codec::None => &self.records,
+            Codec::Lz4 => {
+                compressed = lz4_flex::compress(&self.records);
+                &compressed
+            }
+            Codec::Zstd => {
+                // Level 1: fast; a failure here can only be out-of-memory.
+                compressed = zstd::bulk::compress(&self.records, 1).unwrap_or_default();
+                &compressed
+            }
+        };
+        let length = HEADER_LEN + body.len();
+        let mut out = Vec::with_capacity(length);
+        out.extend_from_slice(&BATCH_MAGIC.to_le_bytes());
+        out.extend_from_slice(&(length as u32).to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&0u64.to_le_bytes());
+        out.push(BATCH_VERSION);
+        out.push(self.codec as u8);
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(&self.count.to_le_bytes());
+        out.extend_from_slice(&self.first_timestamp.to_le_bytes());
+        out.extend_from_slice(&self.max_timestamp.to_le_bytes());
+        out.extend_from_slice(&self.producer.producer_id.to_le_bytes());
+        out.extend_from_slice(&self.producer.producer_epoch.to_le_bytes());
+        out.extend_from_slice(&self.producer.base_sequence.to_le_bytes());
+        out.extend_from_slice(&records_len.to_le_bytes());
+        out.extend_from_slice(body);
+        let crc = crc32c::crc32c(&out[CRC_START..]);
+        out[8..12].copy_from_slice(&crc.to_le_bytes());
+        out
+    }
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// Parses the fixed header without checking the CRC. `buf` must start at the
+/// batch; it may be longer than the batch.
+pub fn parse_header(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+    if buf.len() < HEADER_LEN {
+        return Err(BatchError::TooShort(buf.len()));
+    }
+    let magic = u32_at(buf, 0);
+    if magic != BATCH_MAGIC {
+        return Err(BatchError::BadMagic(magic));
+    }
+    let length = u32_at(buf, 4);
+    if (length as usize) < HEADER_LEN {
+        return Err(BatchError::BadLength {
+            field: length as usize,
+            actual: buf.len(),
+        });
+    }
+    if buf[20] != BATCH_VERSION {
+        return Err(BatchError::BadVersion(buf[20]));
+    }
+    let codec = Codec::from_u8(buf[21]).ok_or(BatchError::BadCodec(buf[21]))?;
+    Ok(BatchHeader {
+        length,
+        crc: u32_at(buf, 8),
+        base_offset: u64_at(buf, 12),
+        codec,
+        record_count: u32_at(buf, 24),
+        first_timestamp: u64_at(buf, 28) as i64,
+        max_timestamp: u64_at(buf, 36) as i64,
+        producer: ProducerInfo {
+            producer_id: u64_at(buf, 44) as i64,
+            producer_epoch: i16::from_le_bytes([buf[52], buf[53]]),
+            base_sequence: u32_at(buf, 54) as i32,
+        },
+        records_len: u32_at(buf, 58),
+    })
+}
+
+/// Checks magic, length, version, codec, record count and CRC of exactly one
+/// batch. Returns the parsed header.
+pub fn validate(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+    let h = parse_header(buf)?;
+    if h.length as usize != buf.len() {
+        return Err(BatchError::BadLength {
+            field: h.length as usize,
+            actual: buf.len(),
+        });
+    }
+    let computed = crc32c::crc32c(&buf[CRC_START..]);
+    if computed != h.crc {
+        return Err(BatchError::CrcMismatch {
+            stored: h.crc,
+            computed,
+        });
+    }
+    if h.record_count == 0 {
+        return Err(BatchError::Empty);
+    }
+    Ok(h)
+}
+
+/// Sets the base offset of an encoded, valid batch and updates its CRC
+/// without another pass over the body: CRC32C is linear, so
+/// `crc(new ++ body) = crc(old ++ body) ^ shift(crc(old) ^ crc(new), len(body))`,
+/// where `shift` is `crc32c_combine(_, 0, len)`.
+pub fn set_base_offset(buf: &mut [u8], base_offset: u64) {
+    let old = crc32c::crc32c(&buf[BASE_OFFSET_AT..BODY_START]);
+    let off = base_offset.to_le_bytes();
+    let new = crc32c::crc32c(&off);
+    buf[BASE_OFFSET_AT..BODY_START].copy_from_slice(&off);
+    let stored = u32_at(buf, 8);
+    let crc = stored ^ crc32c::crc32c_combine(old ^ new, 0, buf.len() - BODY_START);
+    buf[8..12].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Decodes every record of a valid batch (call `validate` first for untrusted
+/// input). `shared` must hold exactly the batch; values borrow from it when the
+/// batch is uncompressed.
+pub fn decode(shared: &Bytes) -> Result<(BatchHeader, Vec<DecodedRecord>), BatchError> {
+    let h = parse_header(shared)?;
+    if h.length as usize != shared.len() {
+        return Err(BatchError::BadLength {
+            field: h.length as usize,
+            actual: shared.len(),
+        });
+    }
+    let records: Bytes = match h.codec {
+        Codec::None => shared.slice(HEADER_LEN..),
+        Codec::Lz4 => Bytes::from(
+            lz4_flex::decompress(&shared[HEADER_LEN..], h.records_len as usize)
+                .map_err(|e| BatchError::Decompress(e.to_string()))?,
+        ),
+        Codec::Zstd => Bytes::from(
+            zstd::bulk::decompress(&shared[HEADER_LEN..], h.records_len as usize)
+                .map_err(|e| BatchError::Decompress(e.to_string()))?,
+        ),
+    };
+    if records.len() != h.records_len as usize {
+        return Err(BatchError::Malformed("records_len does not match"));
+    }
+    let mut out = Vec::with_capacity(h.record_count as usize);
+    let mut r = Reader {
+        buf: &records,
+        pos: 0,
+    };
+    let slice = |s: &[u8]| records.slice_ref(s);
+    for _ in 0..h.record_count {
+        let len = usize::try_from(r.uvarint()?)
+            .map_err(|_| BatchError::Malformed("record length overflow"))?;
+        let rec = r.take(len)?;
+        let mut rr = Reader { buf: rec, pos: 0 };
+        let ts_delta = rr.svarint()?;
+        let off_delta = rr.uvarint()?;
+        let key_tag = rr.uvarint()?;
+        let key = if key_tag == 0 {
+            None
+        } else {
+            let n = usize::try_from(key_tag - 1)
+                .map_err(|_| BatchError::Malformed("key length overflow"))?;
+            Some(slice(rr.take(n)?))
+        };
+        let value = slice(rr.len_prefixed()?);
+        let nh = rr.uvarint()?;
+        let mut headers = Vec::new();
+        for _ in 0..nh {
+            let k = rr.len_prefixed()?;
+            let k = std::str::from_utf8(k)
+                .map_err(|_| BatchError::Malformed("header key is not UTF-8"))?
+                .to_owned();
+            let v = slice(rr.len_prefixed()?);
+            headers.push((k, v));
+        }
+        out.push(DecodedRecord {
+            offset: h.base_offset + off_delta,
+            timestamp: h.first_timestamp.wrapping_add(ts_delta),
+            key,
+            value,
+            headers,
+        });
+    }
+    if r.pos != records.len() {
+        return Err(BatchError::Malformed(
+            "trailing bytes after the last record",
+        ));
+    }
+    Ok((h, out))
+}
+
+/// Checks that the records section of a validated batch parses and holds
+/// exactly `record_count` records, without keeping them.
+pub fn check_records(shared: &Bytes) -> Result<BatchHeader, BatchError> {
+    let (h, recs) = decode(shared)?;
+    if recs.len() != h.record_count as usize {
+        return Err(BatchError::Malformed("record count mismatch"));
+    }
+    for (i, r) in recs.iter().enumerate() {
+        if r.offset != h.base_offset + i as u64 {
+            return Err(BatchError::Malformed("offset deltas are not dense"));
+        }
+    }
+    Ok(h)
+}
+
+/// Encodes a whole batch from records in one call.
+pub fn encode(records: &[Record], codec: Codec, producer: ProducerInfo) -> Vec<u8> {
+    let mut b = BatchBuilder::new(codec, producer);
+    for r in records {
+        b.push(r.key.as_deref(), &r.value, r.timestamp, &r.headers);
+    }
+    b.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn rec(key: Option<&str>, value: &str, ts: i64) -> Record {
+        Record {
+            key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
+            value: Bytes::copy_from_slice(value.as_bytes()),
+            timestamp: ts,
+            headers: vec![],
+        }
+    }
+
+    #[test]
+    fn round_trip_every_codec() {
+        for codec in [Codec::None, Codec::Lz4, Codec::Zstd] {
+            let recs = vec![
+                rec(Some("k"), "hello", 1000),
+                rec(None, "world", 990),
+                rec(Some(""), "", 2000),
+            ];
+            let mut b = encode(&recs, codec, ProducerInfo::default());
+            validate(&b).unwrap();
+            set_base_offset(&mut b, 42);
+            let h = validate(&b).unwrap();
+            assert_eq!(h.base_offset, 42);
+            assert_eq!(h.max_timestamp, 2000);
+            let (_, out) = decode(&Bytes::from(b)).unwrap();
+            assert_eq!(out.len(), 3);
+            for (i, (o, r)) in out.iter().zip(&recs).enumerate() {
+                assert_eq!(o.offset, 42 + i as u64);
+                assert_eq!(o.key, r.key);
+                assert_eq!(o.value, r.value);
+                assert_eq!(o.timestamp, r.timestamp);
+            }
+        }
+    }
+
+    #[test]
+    fn every_single_bit_flip_is_detected() {
+        let mut recs = vec![];
+        for i in 0..5 {
+            recs.push(Record {
+                key: Some(Bytes::from(format!("key{i}"))),
+                value: Bytes::from(vec![i as u8; 30]),
+                timestamp: 1_700_000_000_000 + i,
+                headers: vec![("h".into(), Bytes::from_static(b"v"))],
+            });
+        }
+        let mut b = encode(&recs, Codec::None, ProducerInfo::default());
+        set_base_offset(&mut b, 7);
+        for byte in 0..b.len() {
+            for bit in 0..8 {
+                let mut c = b.clone();
+                c[byte] ^= 1 << bit;
+                assert!(
+                    validate(&c).is_err(),
+                    "flip of byte {byte} bit {bit} went unnoticed"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_batches_are_rejected() {
+        let b = encode(&[rec(None, "abc", 1)], Codec::None, ProducerInfo::default());
+        for n in 0..b.len() {
+            assert!(validate(&b[..n]).is_err());
+        }
+    }
+
+    #[test]
+    fn empty_batch_is_rejected() {
+        let b = BatchBuilder::new(Codec::None, ProducerInfo::default()).finish();
+        assert_eq!(validate(&b), Err(BatchError::Empty));
+    }
+
+    proptest! {
+        #[test]
+        fn prop_round_trip(
+            records in proptest::collection::vec(
+                (proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
+                 proptest::collection::vec(any::<u8>(), 0..300),
+                 any::<i64>(),
+                 proptest::collection::vec(("[a-z]{0,5}", proptest::collection::vec(any::<u8>(), 0..10)), 0..3)),
+                1..40),
+            codec in prop_oneof![Just(Codec::None), Just(Codec::Lz4), Just(Codec::Zstd)],
+            base in 0u64..u64::MAX / 2,
+            pid in any::<i64>(), epoch in any::<i16>(), seq in any::<i32>(),
+        ) {
+            let recs: Vec<Record> = records.into_iter().map(|(k, v, ts, hs)| Record {
+                key: k.map(Bytes::from),
+                value: Bytes::from(v),
+                timestamp: ts,
+                headers: hs.into_iter().map(|(k, v)| (k, Bytes::from(v))).collect(),
+            }).collect();
+            let producer = ProducerInfo { producer_id: pid, producer_epoch: epoch, base_sequence: seq };
+            let mut b = encode(&recs, codec, producer);
+            set_base_offset(&mut b, base);
+            let h = validate(&b).unwrap();
+            prop_assert_eq!(h.producer, producer);
+            prop_assert_eq!(h.record_count as usize, recs.len());
+            let (_, out) = decode(&Bytes::from(b)).unwrap();
+            for (i, (o, r)) in out.iter().zip(&recs).enumerate() {
+                prop_assert_eq!(o.offset, base + i as u64);
+                prop_assert_eq!(&o.key, &r.key);
+                prop_assert_eq!(&o.value, &r.value);
+                prop_assert_eq!(o.timestamp, r.timestamp);
+                prop_assert_eq!(&o.headers, &r.headers);
+            }
+        }
+    }
+}

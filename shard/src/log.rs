@@ -1,0 +1,845 @@
+//! The shard log: one write-ahead log per shard shared by all of the shard's
+//! partitions, with group commit, recovery on open, per-partition offsets,
+//! indexes and idempotence, and reads. Owns the WAL files under its directory;
+//! must not be shared across executors (it is `!Send` on purpose).
+//!
+//! Group commit: `append` assigns offsets at once and queues the frame; one
+//! writer task takes everything queued (up to `max_flush_bytes`), writes it
+//! with one io_uring DMA write, runs one `fdatasync`, and only then answers the
+//! appends it covered and makes their records visible to reads. Appends that
+//! arrive while a sync runs go into the next one.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::channel::{mpsc, oneshot};
+use futures::StreamExt;
+use glommio::io::{DmaFile, OpenOptions};
+
+use crate::batch::{self, BatchError, DecodedRecord};
+use crate::index::{IndexEntry, OffsetIndex};
+use crate::producers::{ProducerTable, SeqCheck, SeqError};
+use crate::segment::{self, Corruption};
+
+/// Settings of one shard log.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// Directory holding this shard's segment files.
+    pub dir: PathBuf,
+    /// A segment is sealed once it holds this many bytes; default 64 MiB.
+    pub segment_bytes: u64,
+    /// A segment is sealed once its first data is this old; default 1 s.
+    pub segment_age: Duration,
+    /// Most bytes one group-commit write carries; default 8 MiB. A single
+    /// frame larger than this is written alone.
+    pub max_flush_bytes: usize,
+}
+
+impl LogConfig {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        LogConfig {
+            dir: dir.into(),
+            segment_bytes: 64 << 20,
+            segment_age: Duration::from_secs(1),
+            max_flush_bytes: 8 << 20,
+        }
+    }
+}
+
+/// Errors of the shard log.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LogError {
+    #[error("unknown partition {topic}/{partition}")]
+    UnknownPartition { topic: String, partition: u32 },
+    #[error("invalid batch: {0}")]
+    InvalidBatch(#[from] BatchError),
+    #[error(transparent)]
+    Sequence(#[from] SeqError),
+    #[error("offset {offset} is out of range: the log starts at {log_start}")]
+    OffsetOutOfRange { offset: u64, log_start: u64 },
+    #[error(transparent)]
+    Corrupt(#[from] Corruption),
+    #[error("I/O error {context}: {message}")]
+    Io { context: String, message: String },
+    #[error("the log is failed after an earlier write or sync error ({0}); restart the shard")]
+    Poisoned(String),
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(glommio::GlommioError<()>) -> LogError {
+    let context = context.into();
+    move |e| LogError::Io {
+        context,
+        message: e.to_string(),
+    }
+}
+
+/// Result of a successful append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub base_offset: u64,
+    pub record_count: u32,
+    /// The batch had been appended before (idempotent retry).
+    pub duplicate: bool,
+}
+
+/// Records read from a partition.
+#[derive(Debug, Clone, Default)]
+pub struct ReadResult {
+    pub records: Vec<DecodedRecord>,
+    /// Offset the next record will get once durable.
+    pub high_watermark: u64,
+    pub log_start: u64,
+}
+
+/// A sealed segment: complete, synced, never written again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedSegment {
+    pub id: u64,
+    pub path: PathBuf,
+    pub len: u64,
+}
+
+#[derive(Default)]
+struct PartitionLog {
+    next_offset: u64,
+    high_watermark: u64,
+    log_start: u64,
+    index: OffsetIndex,
+    producers: ProducerTable,
+    data_waiters: Vec<oneshot::Sender<()>>,
+}
+
+struct PendingEntry {
+    topic: String,
+    partition: u32,
+    start: usize,
+    len: usize,
+    batch_offset: usize,
+    base_offset: u64,
+    record_count: u32,
+}
+
+struct SegmentFile {
+    file: Rc<DmaFile>,
+    path: PathBuf,
+}
+
+struct State {
+    partitions: HashMap<String, HashMap<u32, PartitionLog>>,
+    pending: Vec<u8>,
+    pending_entries: VecDeque<PendingEntry>,
+    appended_lsn: u64,
+    durable_lsn: u64,
+    waiters: VecDeque<(u64, oneshot::Sender<Result<(), LogError>>)>,
+    segments: BTreeMap<u64, SegmentFile>,
+    sealed: Vec<SealedSegment>,
+    active: u64,
+    active_len: u64,
+    active_since: Option<Instant>,
+    tail: Vec<u8>,
+    gen: u64,
+    poisoned: Option<String>,
+    closed: bool,
+}
+
+struct Inner {
+    config: LogConfig,
+    state: RefCell<State>,
+    wake: mpsc::UnboundedSender<()>,
+}
+
+/// Handle to a shard's log. Cheap to clone; all clones share one log.
+#[derive(Clone)]
+pub struct ShardLog {
+    inner: Rc<Inner>,
+}
+
+/// What recovery found, for logging.
+#[derive(Debug, Clone, Default)]
+pub struct RecoveryReport {
+    pub segments: usize,
+    pub batches: usize,
+    pub partitions: usize,
+    pub torn_bytes: u64,
+}
+
+impl ShardLog {
+    /// Opens (creating if needed) the log in `config.dir`: replays every
+    /// segment, verifies every batch, truncates a torn tail, rebuilds offsets,
+    /// indexes and producer state, then starts a fresh active segment and the
+    /// writer task on the current executor.
+    pub async fn open(config: LogConfig) -> Result<(ShardLog, RecoveryReport), LogError> {
+        std::fs::create_dir_all(&config.dir).map_err(|e| LogError::Io {
+            context: format!("creating {}", config.dir.display()),
+            message: e.to_string(),
+        })?;
+        let ids = segment::list_segments(&config.dir).map_err(|e| LogError::Io {
+            context: format!("listing {}", config.dir.display()),
+            message: e.to_string(),
+        })?;
+        let mut report = RecoveryReport {
+            segments: ids.len(),
+            ..Default::default()
+        };
+        let mut partitions: HashMap<String, HashMap<u32, PartitionLog>> = HashMap::new();
+        let mut segments = BTreeMap::new();
+        let mut sealed = Vec::new();
+        let mut gen = 0;
+        for (i, id) in ids.iter().enumerate() {
+            let path = segment::segment_path(&config.dir, *id);
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .dma_open(&path)
+                .await
+                .map_err(io_err(format!("opening {}", path.display())))?;
+            let size = file
+                .file_size()
+                .await
+                .map_err(io_err(format!("sizing {}", path.display())))?;
+            let buf = if size == 0 {
+                Vec::new()
+            } else {
+                file.read_at(0, size as usize)
+                    .await
+                    .map_err(io_err(format!("reading {}", path.display())))?
+                    .to_vec()
+            };
+            let is_last = i + 1 == ids.len();
+            let scan = segment::scan(&path, &buf, is_last)?;
+            if scan.torn_bytes > 0 {
+                tracing::warn!(
+                    file = %path.display(),
+                    valid = scan.valid_len,
+                    dropped = scan.torn_bytes,
+                    "truncating torn tail of the last WAL segment (an unacknowledged write)"
+                );
+                report.torn_bytes = scan.torn_bytes;
+            }
+            if scan.valid_len != size {
+                file.truncate(scan.valid_len)
+                    .await
+                    .map_err(io_err(format!("truncating {}", path.display())))?;
+                file.fdatasync()
+                    .await
+                    .map_err(io_err(format!("syncing {}", path.display())))?;
+            }
+            for f in &scan.frames {
+                gen = gen.max(f.gen);
+                let p = partitions
+                    .entry(f.topic.clone())
+                    .or_default()
+                    .entry(f.partition)
+                    .or_default();
+                let h = &f.header;
+                if p.index.is_empty() {
+                    p.log_start = h.base_offset;
+                } else if h.base_offset != p.next_offset {
+                    return Err(LogError::Corrupt(Corruption {
+                        file: path.clone(),
+                        position: f.pos,
+                        reason: format!(
+                            "offset gap in {}/{}: expected {}, found {}",
+                            f.topic, f.partition, p.next_offset, h.base_offset
+                        ),
+                    }));
+                }
+                p.next_offset = h.base_offset + u64::from(h.record_count);
+                p.high_watermark = p.next_offset;
+                p.index.push(IndexEntry {
+                    base_offset: h.base_offset,
+                    next_offset: p.next_offset,
+                    segment: *id,
+                    pos: f.batch_pos,
+                    len: h.length,
+                });
+                p.producers
+                    .record(h.producer, h.record_count, h.base_offset, 0);
+                report.batches += 1;
+            }
+            sealed.push(SealedSegment {
+                id: *id,
+                path: path.clone(),
+                len: scan.valid_len,
+            });
+            segments.insert(
+                *id,
+                SegmentFile {
+                    file: Rc::new(file),
+                    path,
+                },
+            );
+        }
+        report.partitions = partitions.values().map(HashMap::len).sum();
+        let active = ids.last().map_or(0, |id| id + 1);
+        let (wake, rx) = mpsc::unbounded();
+        let log = ShardLog {
+            inner: Rc::new(Inner {
+                config,
+                state: RefCell::new(State {
+                    partitions,
+                    pending: Vec::new(),
+                    pending_entries: VecDeque::new(),
+                    appended_lsn: 0,
+                    durable_lsn: 0,
+                    waiters: VecDeque::new(),
+                    segments,
+                    sealed,
+                    active,
+                    active_len: 0,
+                    active_since: None,
+                    tail: Vec::new(),
+                    gen,
+                    poisoned: None,
+                    closed: false,
+                }),
+                wake,
+            }),
+        };
+        log.create_segment(active).await?;
+        glommio::spawn_local(log.clone().writer(rx)).detach();
+        Ok((log, report))
+    }
+
+    fn config(&self) -> &LogConfig {
+        &self.inner.config
+    }
+
+    /// Makes a partition known to the log (idempotent). Appends to unknown
+    /// partitions are refused.
+    pub fn add_partition(&self, topic: &str, partition: u32) {
+        let mut st = self.inner.state.borrow_mut();
+        st.partitions
+            .entry(topic.to_owned())
+            .or_default()
+            .entry(partition)
+            .or_default();
+    }
+
+    /// Forgets every partition of `topic`. Its data stays in the WAL until the
+    /// segments are removed; callers use a new topic key when re-creating it.
+    pub fn remove_topic(&self, topic: &str) {
+        let mut st = self.inner.state.borrow_mut();
+        if let Some(parts) = st.partitions.remove(topic) {
+            for (_, mut p) in parts {
+                for w in p.data_waiters.drain(..) {
+                    let _ = w.send(());
+                }
+            }
+        }
+    }
+
+    /// Partitions the log holds, with their high watermarks.
+    pub fn partitions(&self) -> Vec<(String, u32, u64)> {
+        let st = self.inner.state.borrow();
+        let mut v: Vec<_> = st
+            .partitions
+            .iter()
+            .flat_map(|(t, ps)| {
+                ps.iter()
+                    .map(move |(p, l)| (t.clone(), *p, l.high_watermark))
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// High watermark of a partition (next offset to become durable), if known.
+    pub fn high_watermark(&self, topic: &str, partition: u32) -> Option<u64> {
+        let st = self.inner.state.borrow();
+        st.partitions
+            .get(topic)
+            .and_then(|ps| ps.get(&partition))
+            .map(|p| p.high_watermark)
+    }
+
+    /// Segments sealed so far, oldest first.
+    pub fn sealed_segments(&self) -> Vec<SealedSegment> {
+        self.inner.state.borrow().sealed.clone()
+    }
+
+    /// Appends one encoded batch (see [`crate::batch`]) to a partition and
+    /// resolves once it is fsynced. The batch's CRC is verified; its base
+    /// offset is assigned here.
+    pub async fn append(
+        &self,
+        topic: &str,
+        partition: u32,
+        mut batch: Vec<u8>,
+    ) -> Result<Appended, LogError> {
+        let header = batch::validate(&batch)?;
+        let count = header.record_count;
+        let (rx, base_offset) = {
+            let mut guard = self.inner.state.borrow_mut();
+            let st = &mut *guard;
+            if let Some(why) = &st.poisoned {
+                return Err(LogError::Poisoned(why.clone()));
+            }
+            if st.closed {
+                return Err(LogError::Poisoned("the log is closed".into()));
+            }
+            let p = st
+                .partitions
+                .get_mut(topic)
+                .and_then(|ps| ps.get_mut(&partition))
+                .ok_or_else(|| LogError::UnknownPartition {
+                    topic: topic.to_owned(),
+                    partition,
+                })?;
+            match p.producers.check(header.producer, count)? {
+                SeqCheck::Duplicate(e) => {
+                    let done = Appended {
+                        base_offset: e.base_offset,
+                        record_count: count,
+                        duplicate: true,
+                    };
+                    if e.lsn <= st.durable_lsn {
+                        return Ok(done);
+                    }
+                    let (tx, rx) = oneshot::channel();
+                    st.waiters.push_back((e.lsn, tx));
+                    drop(guard);
+                    wait(rx).await?;
+                    return Ok(done);
+                }
+                SeqCheck::Append => {}
+            }
+            let base_offset = p.next_offset;
+            p.next_offset += u64::from(count);
+            batch::set_base_offset(&mut batch, base_offset);
+            let head = segment::frame_header(topic, partition, batch.len());
+            let start = st.pending.len();
+            st.pending.extend_from_slice(&head);
+            st.pending.extend_from_slice(&batch);
+            let len = head.len() + batch.len();
+            st.appended_lsn += len as u64;
+            let lsn = st.appended_lsn;
+            p.producers.record(header.producer, count, base_offset, lsn);
+            let was_empty = st.pending_entries.is_empty();
+            st.pending_entries.push_back(PendingEntry {
+                topic: topic.to_owned(),
+                partition,
+                start,
+                len,
+                batch_offset: head.len(),
+                base_offset,
+                record_count: count,
+            });
+            let (tx, rx) = oneshot::channel();
+            st.waiters.push_back((lsn, tx));
+            if was_empty {
+                let _ = self.inner.wake.unbounded_send(());
+            }
+            (rx, base_offset)
+        };
+        wait(rx).await?;
+        Ok(Appended {
+            base_offset,
+            record_count: count,
+            duplicate: false,
+        })
+    }
+
+    /// Reads records of a partition starting at `offset`, up to about
+    /// `max_bytes` of batch data (at least one batch when any is available).
+    /// Only durable records are returned. An offset at or past the high
+    /// watermark gives an empty result; one before the log start is
+    /// `OffsetOutOfRange`.
+    pub async fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max_bytes: usize,
+    ) -> Result<ReadResult, LogError> {
+        let (runs, hw, log_start) = {
+            let st = self.inner.state.borrow();
+            let p = st
+                .partitions
+                .get(topic)
+                .and_then(|ps| ps.get(&partition))
+                .ok_or_else(|| LogError::UnknownPartition {
+                    topic: topic.to_owned(),
+                    partition,
+                })?;
+            if offset < p.log_start {
+                return Err(LogError::OffsetOutOfRange {
+                    offset,
+                    log_start: p.log_start,
+                });
+            }
+            let entries = p.index.from_offset(offset, max_bytes);
+            let mut runs: Vec<(Rc<DmaFile>, PathBuf, Vec<IndexEntry>)> = Vec::new();
+            for e in entries {
+                let extend = runs.last().is_some_and(|(_, _, r)| {
+                    let last = r[r.len() - 1];
+                    last.segment == e.segment
+                        && e.pos >= last.pos
+                        && e.pos - (last.pos + u64::from(last.len)) <= 64 << 10
+                });
+                if extend {
+                    if let Some(r) = runs.last_mut() {
+                        r.2.push(e);
+                    }
+                } else {
+                    let Some(seg) = st.segments.get(&e.segment) else {
+                        return Err(LogError::Io {
+                            context: format!("reading {topic}/{partition}"),
+                            message: format!("segment {} is gone", e.segment),
+                        });
+                    };
+                    runs.push((seg.file.clone(), seg.path.clone(), vec![e]));
+                }
+            }
+            (runs, p.high_watermark, p.log_start)
+        };
+        let mut records = Vec::new();
+        for (file, path, entries) in runs {
+            let first = entries[0].pos;
+            let last = entries[entries.len() - 1];
+            let span = (last.pos + u64::from(last.len) - first) as usize;
+            let data = file
+                .read_at(first, span)
+                .await
+                .map_err(io_err(format!("reading {}", path.display())))?;
+            let data = Bytes::copy_from_slice(&data);
+            for e in entries {
+                let at = (e.pos - first) as usize;
+                let end = at + e.len as usize;
+                let corrupt = |reason: String| {
+                    LogError::Corrupt(Corruption {
+                        file: path.clone(),
+                        position: e.pos,
+                        reason,
+                    })
+                };
+                if end > data.len() {
+                    return Err(corrupt(format!(
+                        "batch of {topic}/{partition} at offset {} is cut short",
+                        e.base_offset
+                    )));
+                }
+                let b = data.slice(at..end);
+                let h = batch::validate(&b).map_err(|err| {
+                    corrupt(format!(
+                        "batch of {topic}/{partition} at offset {}: {err}",
+                        e.base_offset
+                    ))
+                })?;
+                if h.base_offset != e.base_offset {
+                    return Err(corrupt(format!(
+                        "batch base offset {} where the index says {}",
+                        h.base_offset, e.base_offset
+                    )));
+                }
+                let (_, recs) = batch::decode(&b).map_err(|err| corrupt(err.to_string()))?;
+                records.extend(
+                    recs.into_iter()
+                        .filter(|r| r.offset >= offset && r.offset < hw),
+                );
+            }
+        }
+        Ok(ReadResult {
+            records,
+            high_watermark: hw,
+            log_start,
+        })
+    }
+
+    /// Waits until the partition's high watermark passes `offset`, or
+    /// `timeout` elapses, or the partition is removed.
+    pub async fn wait_for_data(&self, topic: &str, partition: u32, offset: u64, timeout: Duration) {
+        let rx = {
+            let mut st = self.inner.state.borrow_mut();
+            let Some(p) = st
+                .partitions
+                .get_mut(topic)
+                .and_then(|ps| ps.get_mut(&partition))
+            else {
+                return;
+            };
+            if p.high_watermark > offset {
+                return;
+            }
+            let (tx, rx) = oneshot::channel();
+            p.data_waiters.push(tx);
+            rx
+        };
+        futures_lite::future::or(
+            async {
+                let _ = rx.await;
+            },
+            glommio::timer::sleep(timeout),
+        )
+        .await;
+    }
+
+    /// Stops the writer after everything queued is durable.
+    pub async fn close(&self) {
+        let rx = {
+            let mut st = self.inner.state.borrow_mut();
+            st.closed = true;
+            let (tx, rx) = oneshot::channel();
+            let lsn = st.appended_lsn;
+            if lsn <= st.durable_lsn {
+                None
+            } else {
+                st.waiters.push_back((lsn, tx));
+                Some(rx)
+            }
+        };
+        if let Some(rx) = rx {
+            let _ = wait(rx).await;
+        }
+        let _ = self.inner.wake.unbounded_send(());
+    }
+
+    async fn create_segment(&self, id: u64) -> Result<(), LogError> {
+        let path = segment::segment_path(&self.config().dir, id);
+        // Start the file with one zeroed block (a clean end of data to
+        // recovery): glommio probes polled-I/O support by reading the first
+        // block, and on an empty file that probe cannot tell, which would send
+        // later reads to a poll ring this disk does not support.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, &[0u8; 4096]))
+            .map_err(|e| LogError::Io {
+                context: format!("creating {}", path.display()),
+                message: e.to_string(),
+            })?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .dma_open(&path)
+            .await
+            .map_err(io_err(format!("creating {}", path.display())))?;
+        sync_dir(&self.config().dir).await?;
+        let mut st = self.inner.state.borrow_mut();
+        st.segments.insert(
+            id,
+            SegmentFile {
+                file: Rc::new(file),
+                path,
+            },
+        );
+        st.active = id;
+        st.active_len = 0;
+        st.active_since = None;
+        st.tail.clear();
+        Ok(())
+    }
+
+    async fn roll(&self) -> Result<(), LogError> {
+        let (id, path, len) = {
+            let st = self.inner.state.borrow();
+            let Some(seg) = st.segments.get(&st.active) else {
+                return Err(LogError::Poisoned("active segment missing".into()));
+            };
+            (st.active, seg.path.clone(), st.active_len)
+        };
+        tracing::debug!(segment = id, bytes = len, "sealing WAL segment");
+        self.create_segment(id + 1).await?;
+        self.inner
+            .state
+            .borrow_mut()
+            .sealed
+            .push(SealedSegment { id, path, len });
+        Ok(())
+    }
+
+    fn roll_due(&self, incoming: usize) -> bool {
+        let st = self.inner.state.borrow();
+        st.active_len > 0
+            && (st.active_len + incoming as u64 > self.config().segment_bytes
+                || st
+                    .active_since
+                    .is_some_and(|t| t.elapsed() >= self.config().segment_age))
+    }
+
+    async fn writer(self, mut rx: mpsc::UnboundedReceiver<()>) {
+        loop {
+            let (idle, closed, age_left) = {
+                let st = self.inner.state.borrow();
+                let age_left = st
+                    .active_since
+                    .map(|t| self.config().segment_age.saturating_sub(t.elapsed()));
+                (st.pending_entries.is_empty(), st.closed, age_left)
+            };
+            if idle {
+                if closed {
+                    return;
+                }
+                let woke = match age_left {
+                    Some(left) => {
+                        futures_lite::future::or(async { Some(rx.next().await.is_some()) }, async {
+                            glommio::timer::sleep(left).await;
+                            None
+                        })
+                        .await
+                    }
+                    None => Some(rx.next().await.is_some()),
+                };
+                if woke == Some(false) {
+                    return;
+                }
+                if woke.is_none() && self.roll_due(0) {
+                    if let Err(e) = self.roll().await {
+                        self.poison(e);
+                        return;
+                    }
+                }
+                continue;
+            }
+            if let Err(e) = self.flush_once().await {
+                self.poison(e);
+                return;
+            }
+        }
+    }
+
+    /// Takes queued frames (up to `max_flush_bytes`), writes and syncs them,
+    /// then publishes them.
+    async fn flush_once(&self) -> Result<(), LogError> {
+        let (mut data, entries) = {
+            let mut st = self.inner.state.borrow_mut();
+            let mut take = 0usize;
+            let mut n = 0usize;
+            for e in &st.pending_entries {
+                if n > 0 && take + e.len > self.config().max_flush_bytes {
+                    break;
+                }
+                take += e.len;
+                n += 1;
+            }
+            let entries: Vec<PendingEntry> = st.pending_entries.drain(..n).collect();
+            let rest = st.pending.split_off(take);
+            let data = std::mem::replace(&mut st.pending, rest);
+            for e in st.pending_entries.iter_mut() {
+                e.start -= take;
+            }
+            (data, entries)
+        };
+        if self.roll_due(data.len()) {
+            self.roll().await?;
+        }
+        let (file, write_pos, mut buf, frame_base, gen) = {
+            let mut st = self.inner.state.borrow_mut();
+            st.gen += 1;
+            let gen = st.gen;
+            for e in &entries {
+                segment::seal_frame_header(&mut data[e.start..e.start + e.len], gen);
+            }
+            let Some(seg) = st.segments.get(&st.active) else {
+                return Err(LogError::Poisoned("active segment missing".into()));
+            };
+            let file = seg.file.clone();
+            let align = file.alignment();
+            let write_pos = st.active_len - st.tail.len() as u64;
+            let total = st.tail.len() + data.len();
+            let padded = total.div_ceil(align as usize) * align as usize;
+            let mut buf = file.alloc_dma_buffer(padded);
+            let bytes = buf.as_bytes_mut();
+            bytes[..st.tail.len()].copy_from_slice(&st.tail);
+            bytes[st.tail.len()..total].copy_from_slice(&data);
+            bytes[total..].fill(0);
+            if st.active_since.is_none() {
+                st.active_since = Some(Instant::now());
+            }
+            let frame_base = st.active_len;
+            (file, write_pos, Some(buf), frame_base, gen)
+        };
+        let len = buf.as_ref().map_or(0, |b| b.len());
+        let written = match buf.take() {
+            Some(b) => file
+                .write_at(b, write_pos)
+                .await
+                .map_err(io_err("writing the WAL"))?,
+            None => 0,
+        };
+        if written != len {
+            return Err(LogError::Io {
+                context: "writing the WAL".into(),
+                message: format!("short write: {written} of {len} bytes"),
+            });
+        }
+        file.fdatasync().await.map_err(io_err("syncing the WAL"))?;
+        tracing::trace!(
+            gen,
+            bytes = data.len(),
+            batches = entries.len(),
+            "group commit"
+        );
+
+        let mut st = self.inner.state.borrow_mut();
+        let align = file.alignment() as usize;
+        let mut combined = std::mem::take(&mut st.tail);
+        combined.extend_from_slice(&data);
+        let keep = combined.len() % align;
+        st.tail = combined.split_off(combined.len() - keep);
+        st.active_len += data.len() as u64;
+        st.durable_lsn += data.len() as u64;
+        let active = st.active;
+        for e in &entries {
+            if let Some(p) = st
+                .partitions
+                .get_mut(&e.topic)
+                .and_then(|ps| ps.get_mut(&e.partition))
+            {
+                let next = e.base_offset + u64::from(e.record_count);
+                p.index.push(IndexEntry {
+                    base_offset: e.base_offset,
+                    next_offset: next,
+                    segment: active,
+                    pos: frame_base + (e.start + e.batch_offset) as u64,
+                    len: (e.len - e.batch_offset) as u32,
+                });
+                p.high_watermark = next;
+                for w in p.data_waiters.drain(..) {
+                    let _ = w.send(());
+                }
+            }
+        }
+        let durable = st.durable_lsn;
+        while st.waiters.front().is_some_and(|(lsn, _)| *lsn <= durable) {
+            if let Some((_, tx)) = st.waiters.pop_front() {
+                let _ = tx.send(Ok(()));
+            }
+        }
+        Ok(())
+    }
+
+    fn poison(&self, e: LogError) {
+        tracing::error!(error = %e, dir = %self.config().dir.display(), "WAL failed; refusing further appends");
+        let mut st = self.inner.state.borrow_mut();
+        st.poisoned = Some(e.to_string());
+        for (_, tx) in st.waiters.drain(..) {
+            let _ = tx.send(Err(e.clone()));
+        }
+        st.pending.clear();
+        st.pending_entries.clear();
+    }
+}
+
+async fn wait(rx: oneshot::Receiver<Result<(), LogError>>) -> Result<(), LogError> {
+    match rx.await {
+        Ok(r) => r,
+        Err(_) => Err(LogError::Poisoned("the WAL writer stopped".into())),
+    }
+}
+
+async fn sync_dir(dir: &Path) -> Result<(), LogError> {
+    let d = glommio::io::Directory::open(dir)
+        .await
+        .map_err(io_err(format!("opening {}", dir.display())))?;
+    d.sync()
+        .await
+        .map_err(io_err(format!("syncing {}", dir.display())))?;
+    let _ = d.close().await;
+    Ok(())
+}

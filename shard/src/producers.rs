@@ -1,0 +1,172 @@
+//! Idempotent-producer table of one partition: the last batches' sequence
+//! ranges per producer id, so a re-sent batch is answered with its original
+//! offsets and a gap or a stale epoch is refused. Pure bookkeeping: no I/O.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::batch::ProducerInfo;
+
+/// How many recent batches are remembered per producer (Kafka keeps 5).
+pub const REMEMBERED_BATCHES: usize = 5;
+
+/// A batch remembered for deduplication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqEntry {
+    pub first_seq: i32,
+    pub last_seq: i32,
+    pub base_offset: u64,
+    /// Log position (bytes appended to the shard's WAL) at the end of the batch.
+    pub lsn: u64,
+}
+
+#[derive(Debug, Default)]
+struct ProducerState {
+    epoch: i16,
+    batches: VecDeque<SeqEntry>,
+}
+
+/// What to do with an incoming batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeqCheck {
+    /// New batch: append it.
+    Append,
+    /// Already appended: answer with the original entry.
+    Duplicate(SeqEntry),
+}
+
+/// Why a batch is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SeqError {
+    #[error("producer {producer_id} epoch {got} is fenced by epoch {current}")]
+    Fenced {
+        producer_id: i64,
+        current: i16,
+        got: i16,
+    },
+    #[error("out-of-order sequence for producer {producer_id}: expected {expected}, got {got}")]
+    OutOfOrder {
+        producer_id: i64,
+        expected: i32,
+        got: i32,
+    },
+}
+
+/// Per-partition producer state.
+#[derive(Debug, Default)]
+pub struct ProducerTable {
+    producers: HashMap<i64, ProducerState>,
+}
+
+impl ProducerTable {
+    /// Decides whether a batch of `count` records from `info` is new, a
+    /// duplicate, or refused. A producer id not seen before may start at any
+    /// sequence; a new epoch restarts the sequence.
+    pub fn check(&self, info: ProducerInfo, count: u32) -> Result<SeqCheck, SeqError> {
+        if info.producer_id == 0 {
+            return Ok(SeqCheck::Append);
+        }
+        let Some(state) = self.producers.get(&info.producer_id) else {
+            return Ok(SeqCheck::Append);
+        };
+        if info.producer_epoch < state.epoch {
+            return Err(SeqError::Fenced {
+                producer_id: info.producer_id,
+                current: state.epoch,
+                got: info.producer_epoch,
+            });
+        }
+        if info.producer_epoch > state.epoch {
+            return Ok(SeqCheck::Append);
+        }
+        let last_seq = last_seq(info.base_sequence, count);
+        if let Some(e) = state
+            .batches
+            .iter()
+            .find(|e| e.first_seq == info.base_sequence && e.last_seq == last_seq)
+        {
+            return Ok(SeqCheck::Duplicate(*e));
+        }
+        let expected = state
+            .batches
+            .back()
+            .map_or(info.base_sequence, |e| e.last_seq.wrapping_add(1));
+        if info.base_sequence != expected {
+            return Err(SeqError::OutOfOrder {
+                producer_id: info.producer_id,
+                expected,
+                got: info.base_sequence,
+            });
+        }
+        Ok(SeqCheck::Append)
+    }
+
+    /// Remembers an appended batch.
+    pub fn record(&mut self, info: ProducerInfo, count: u32, base_offset: u64, lsn: u64) {
+        if info.producer_id == 0 {
+            return;
+        }
+        let state = self.producers.entry(info.producer_id).or_default();
+        if info.producer_epoch != state.epoch {
+            state.epoch = info.producer_epoch;
+            state.batches.clear();
+        }
+        state.batches.push_back(SeqEntry {
+            first_seq: info.base_sequence,
+            last_seq: last_seq(info.base_sequence, count),
+            base_offset,
+            lsn,
+        });
+        while state.batches.len() > REMEMBERED_BATCHES {
+            state.batches.pop_front();
+        }
+    }
+}
+
+fn last_seq(base: i32, count: u32) -> i32 {
+    base.wrapping_add(count.max(1) as i32 - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(seq: i32) -> ProducerInfo {
+        ProducerInfo {
+            producer_id: 9,
+            producer_epoch: 1,
+            base_sequence: seq,
+        }
+    }
+
+    #[test]
+    fn duplicates_gaps_and_fencing() {
+        let mut t = ProducerTable::default();
+        assert_eq!(t.check(p(0), 10), Ok(SeqCheck::Append));
+        t.record(p(0), 10, 100, 1);
+        assert_eq!(t.check(p(10), 5), Ok(SeqCheck::Append));
+        t.record(p(10), 5, 110, 2);
+        match t.check(p(0), 10) {
+            Ok(SeqCheck::Duplicate(e)) => assert_eq!(e.base_offset, 100),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            t.check(p(20), 1),
+            Err(SeqError::OutOfOrder {
+                producer_id: 9,
+                expected: 15,
+                got: 20
+            })
+        );
+        let old = ProducerInfo {
+            producer_epoch: 0,
+            ..p(15)
+        };
+        assert!(matches!(t.check(old, 1), Err(SeqError::Fenced { .. })));
+        // Only the last five batches are remembered.
+        for i in 0..6 {
+            t.record(p(15 + i), 1, 115 + i as u64, 3);
+        }
+        assert!(t.check(p(10), 5).is_err());
+        assert!(matches!(t.check(p(20), 1), Ok(SeqCheck::Duplicate(_))));
+    }
+}

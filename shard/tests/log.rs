@@ -1,0 +1,230 @@
+//! Shard log behaviour on a real directory with real io_uring I/O.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use glommio::LocalExecutorBuilder;
+use streamhouse_shard::batch::{encode, Codec, ProducerInfo, Record};
+use streamhouse_shard::{LogConfig, LogError, ShardLog};
+
+fn batch(n: usize, tag: &str, producer: ProducerInfo) -> Vec<u8> {
+    let recs: Vec<Record> = (0..n)
+        .map(|i| Record {
+            key: Some(Bytes::from(format!("k{i}"))),
+            value: Bytes::from(format!("{tag}-{i}")),
+            timestamp: 1_700_000_000_000 + i as i64,
+            headers: vec![],
+        })
+        .collect();
+    encode(&recs, Codec::None, producer)
+}
+
+fn run<F, Fut>(f: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    LocalExecutorBuilder::default()
+        .spawn(f)
+        .expect("executor")
+        .join()
+        .expect("join");
+}
+
+#[test]
+fn append_read_and_recover_offsets_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let (log, _) = ShardLog::open(LogConfig::new(&path)).await.unwrap();
+        log.add_partition("t", 0);
+        log.add_partition("t", 1);
+        let mut futs = Vec::new();
+        for i in 0..50 {
+            let l = log.clone();
+            let p = (i % 2) as u32;
+            futs.push(glommio::spawn_local(async move {
+                l.append("t", p, batch(10, &format!("b{i}"), ProducerInfo::default()))
+                    .await
+            }));
+        }
+        let mut bases = [vec![], vec![]];
+        for (i, f) in futs.into_iter().enumerate() {
+            let a = f.await.unwrap();
+            bases[i % 2].push(a.base_offset);
+        }
+        for b in &mut bases {
+            b.sort();
+            assert_eq!(*b, (0..25).map(|i| i * 10).collect::<Vec<u64>>());
+        }
+        let r = log.read("t", 1, 0, usize::MAX).await.unwrap();
+        assert_eq!(r.records.len(), 250);
+        assert!(r
+            .records
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r.offset == i as u64));
+        assert_eq!(r.high_watermark, 250);
+        let r = log.read("t", 0, 245, 1).await.unwrap();
+        assert_eq!(r.records[0].offset, 245);
+        assert!(log
+            .read("t", 0, 250, 1000)
+            .await
+            .unwrap()
+            .records
+            .is_empty());
+        assert!(matches!(
+            log.read("nope", 0, 0, 1).await,
+            Err(LogError::UnknownPartition { .. })
+        ));
+        log.close().await;
+    });
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let (log, report) = ShardLog::open(LogConfig::new(&path)).await.unwrap();
+        assert_eq!(report.batches, 50);
+        assert_eq!(log.high_watermark("t", 0), Some(250));
+        let a = log
+            .append("t", 0, batch(3, "after", ProducerInfo::default()))
+            .await
+            .unwrap();
+        assert_eq!(a.base_offset, 250);
+        let r = log.read("t", 0, 0, usize::MAX).await.unwrap();
+        assert_eq!(r.records.len(), 253);
+        assert_eq!(&r.records[252].value[..], b"after-2");
+    });
+}
+
+#[test]
+fn idempotent_retries_return_original_offsets_across_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |seq| ProducerInfo {
+        producer_id: 77,
+        producer_epoch: 0,
+        base_sequence: seq,
+    };
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let (log, _) = ShardLog::open(LogConfig::new(&path)).await.unwrap();
+        log.add_partition("t", 0);
+        assert_eq!(
+            log.append("t", 0, batch(5, "a", p(0)))
+                .await
+                .unwrap()
+                .base_offset,
+            0
+        );
+        assert_eq!(
+            log.append("t", 0, batch(5, "b", p(5)))
+                .await
+                .unwrap()
+                .base_offset,
+            5
+        );
+        let dup = log.append("t", 0, batch(5, "a", p(0))).await.unwrap();
+        assert!(dup.duplicate);
+        assert_eq!(dup.base_offset, 0);
+        let gap = log.append("t", 0, batch(5, "c", p(20))).await;
+        assert!(matches!(gap, Err(LogError::Sequence(_))), "{gap:?}");
+        log.close().await;
+    });
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let (log, _) = ShardLog::open(LogConfig::new(&path)).await.unwrap();
+        let dup = log.append("t", 0, batch(5, "b", p(5))).await.unwrap();
+        assert!(dup.duplicate);
+        assert_eq!(dup.base_offset, 5);
+        assert_eq!(
+            log.append("t", 0, batch(1, "d", p(10)))
+                .await
+                .unwrap()
+                .base_offset,
+            10
+        );
+    });
+}
+
+#[test]
+fn segments_roll_by_size_and_age_and_stay_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let mut cfg = LogConfig::new(&path);
+        cfg.segment_bytes = 16 << 10;
+        cfg.segment_age = Duration::from_millis(100);
+        let (log, _) = ShardLog::open(cfg).await.unwrap();
+        log.add_partition("t", 0);
+        for i in 0..40 {
+            log.append(
+                "t",
+                0,
+                batch(200, &format!("x{i}"), ProducerInfo::default()),
+            )
+            .await
+            .unwrap();
+        }
+        let sealed_by_size = log.sealed_segments().len();
+        assert!(sealed_by_size >= 3, "{sealed_by_size}");
+        glommio::timer::sleep(Duration::from_millis(300)).await;
+        assert!(log.sealed_segments().len() > sealed_by_size, "age roll");
+        let r = log.read("t", 0, 0, usize::MAX).await.unwrap();
+        assert_eq!(r.records.len(), 8000);
+        assert!(r
+            .records
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r.offset == i as u64));
+    });
+}
+
+#[test]
+fn torn_tail_is_truncated_and_mid_file_corruption_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let (log, _) = ShardLog::open(LogConfig::new(&path)).await.unwrap();
+        log.add_partition("t", 0);
+        for i in 0..5 {
+            log.append("t", 0, batch(4, &format!("y{i}"), ProducerInfo::default()))
+                .await
+                .unwrap();
+        }
+        log.close().await;
+    });
+    // Tear the only segment by appending half a frame after its data.
+    let ids = streamhouse_shard::segment::list_segments(dir.path()).unwrap();
+    assert_eq!(ids, vec![0]);
+    let data_seg = streamhouse_shard::segment::segment_path(dir.path(), ids[0]);
+    let mut bytes = std::fs::read(&data_seg).unwrap();
+    let mut end = 0;
+    while end + 8 <= bytes.len() && bytes[end..end + 4] == *b"SHW1" {
+        end += u32::from_le_bytes(bytes[end + 4..end + 8].try_into().unwrap()) as usize;
+    }
+    bytes.truncate(end);
+    let frame0_len = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+    let torn = bytes[..frame0_len / 2].to_vec();
+    bytes.extend_from_slice(&torn);
+    std::fs::write(&data_seg, &bytes).unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let (log, report) = ShardLog::open(LogConfig::new(&path)).await.unwrap();
+        assert!(report.torn_bytes > 0);
+        assert_eq!(log.high_watermark("t", 0), Some(20));
+        log.close().await;
+    });
+    // Now flip a byte inside the second frame of the (sealed) data segment.
+    let mut bytes = std::fs::read(&data_seg).unwrap();
+    bytes[frame0_len + 60] ^= 0x40;
+    std::fs::write(&data_seg, &bytes).unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        match ShardLog::open(LogConfig::new(&path)).await {
+            Err(LogError::Corrupt(c)) => {
+                assert_eq!(c.position, frame0_len as u64);
+                assert!(c.file.ends_with(format!("{:020}.wal", 0)));
+            }
+            Err(e) => panic!("wrong error {e}"),
+            Ok(_) => panic!("corruption went unnoticed"),
+        }
+    });
+}
