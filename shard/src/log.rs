@@ -373,7 +373,7 @@ impl ShardLog {
     ) -> Result<Appended, LogError> {
         let header = batch::validate(&batch)?;
         let count = header.record_count;
-        let (rx, base_offset) = {
+        let (rx, base_offset, duplicate) = {
             let mut guard = self.inner.state.borrow_mut();
             let st = &mut *guard;
             if let Some(why) = &st.poisoned {
@@ -391,56 +391,56 @@ impl ShardLog {
                     partition,
                 })?;
             match p.producers.check(header.producer, count)? {
-                SeqCheck::Duplicate(e) => {
-                    let done = Appended {
-                        base_offset: e.base_offset,
-                        record_count: count,
-                        duplicate: true,
-                    };
-                    if e.lsn <= st.durable_lsn {
-                        return Ok(done);
-                    }
+                // A retry of a batch already appended: answer with its
+                // offsets once the original is durable.
+                SeqCheck::Duplicate(e) => if e.lsn <= st.durable_lsn {
+                    None
+                } else {
                     let (tx, rx) = oneshot::channel();
                     st.waiters.push_back((e.lsn, tx));
-                    drop(guard);
-                    wait(rx).await?;
-                    return Ok(done);
+                    Some(rx)
                 }
-                SeqCheck::Append => {}
+                .map_or((None, e.base_offset, true), |rx| {
+                    (Some(rx), e.base_offset, true)
+                }),
+                SeqCheck::Append => {
+                    let base_offset = p.next_offset;
+                    p.next_offset += u64::from(count);
+                    batch::set_base_offset(&mut batch, base_offset);
+                    let head = segment::frame_header(topic, partition, batch.len());
+                    let start = st.pending.len();
+                    st.pending.extend_from_slice(&head);
+                    st.pending.extend_from_slice(&batch);
+                    let len = head.len() + batch.len();
+                    st.appended_lsn += len as u64;
+                    let lsn = st.appended_lsn;
+                    p.producers.record(header.producer, count, base_offset, lsn);
+                    let was_empty = st.pending_entries.is_empty();
+                    st.pending_entries.push_back(PendingEntry {
+                        topic: topic.to_owned(),
+                        partition,
+                        start,
+                        len,
+                        batch_offset: head.len(),
+                        base_offset,
+                        record_count: count,
+                    });
+                    let (tx, rx) = oneshot::channel();
+                    st.waiters.push_back((lsn, tx));
+                    if was_empty {
+                        let _ = self.inner.wake.unbounded_send(());
+                    }
+                    (Some(rx), base_offset, false)
+                }
             }
-            let base_offset = p.next_offset;
-            p.next_offset += u64::from(count);
-            batch::set_base_offset(&mut batch, base_offset);
-            let head = segment::frame_header(topic, partition, batch.len());
-            let start = st.pending.len();
-            st.pending.extend_from_slice(&head);
-            st.pending.extend_from_slice(&batch);
-            let len = head.len() + batch.len();
-            st.appended_lsn += len as u64;
-            let lsn = st.appended_lsn;
-            p.producers.record(header.producer, count, base_offset, lsn);
-            let was_empty = st.pending_entries.is_empty();
-            st.pending_entries.push_back(PendingEntry {
-                topic: topic.to_owned(),
-                partition,
-                start,
-                len,
-                batch_offset: head.len(),
-                base_offset,
-                record_count: count,
-            });
-            let (tx, rx) = oneshot::channel();
-            st.waiters.push_back((lsn, tx));
-            if was_empty {
-                let _ = self.inner.wake.unbounded_send(());
-            }
-            (rx, base_offset)
         };
-        wait(rx).await?;
+        if let Some(rx) = rx {
+            wait(rx).await?;
+        }
         Ok(Appended {
             base_offset,
             record_count: count,
-            duplicate: false,
+            duplicate,
         })
     }
 

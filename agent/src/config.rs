@@ -1,0 +1,133 @@
+//! Agent configuration: every command-line flag, its environment variable
+//! (`STREAMHOUSE_*`) and its default. Owns parsing and validation only.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// StreamHouse agent: serves Produce, Fetch and Admin gRPC calls, one shard
+/// per core, each on its own port, with a durable write-ahead log per shard.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "streamhouse-agent", version, about, long_about = None)]
+pub struct AgentConfig {
+    /// Address of shard 0; shard i listens on PORT+i.
+    #[arg(long, env = "STREAMHOUSE_LISTEN", default_value = "127.0.0.1:9092")]
+    pub listen: SocketAddr,
+
+    /// Host name clients should use to reach this agent (default: the listen
+    /// host, or 127.0.0.1 when listening on all interfaces).
+    #[arg(long, env = "STREAMHOUSE_ADVERTISE_HOST")]
+    pub advertise_host: Option<String>,
+
+    /// Number of shards (pinned executors); default: one per CPU core.
+    #[arg(long, env = "STREAMHOUSE_SHARDS")]
+    pub shards: Option<usize>,
+
+    /// Directory for the write-ahead logs and the topic catalog.
+    #[arg(
+        long,
+        env = "STREAMHOUSE_DATA_DIR",
+        default_value = "./streamhouse-data"
+    )]
+    pub data_dir: PathBuf,
+
+    /// Identifier of this agent in metadata responses.
+    #[arg(long, env = "STREAMHOUSE_AGENT_ID", default_value = "agent-1")]
+    pub agent_id: String,
+
+    /// Create a topic on its first Produce instead of answering NOT_FOUND.
+    #[arg(long, env = "STREAMHOUSE_AUTO_CREATE_TOPICS", default_value_t = false)]
+    pub auto_create_topics: bool,
+
+    /// Partitions of an auto-created topic.
+    #[arg(long, env = "STREAMHOUSE_DEFAULT_PARTITIONS", default_value_t = 1)]
+    pub default_partitions: u32,
+
+    /// Largest request message accepted, in bytes (default 8 MiB).
+    #[arg(long, env = "STREAMHOUSE_MAX_REQUEST_BYTES", default_value_t = 8 << 20)]
+    pub max_request_bytes: usize,
+
+    /// Largest single record (key + value + headers) accepted, in bytes (default 8 MiB).
+    #[arg(long, env = "STREAMHOUSE_MAX_RECORD_BYTES", default_value_t = 8 << 20)]
+    pub max_record_bytes: usize,
+
+    /// A WAL segment is sealed at this size, in bytes (default 64 MiB).
+    #[arg(long, env = "STREAMHOUSE_SEGMENT_BYTES", default_value_t = 64 << 20)]
+    pub segment_bytes: u64,
+
+    /// A WAL segment is sealed once its data is this old, in milliseconds (default 1000).
+    #[arg(long, env = "STREAMHOUSE_SEGMENT_AGE_MS", default_value_t = 1000)]
+    pub segment_age_ms: u64,
+
+    /// On SIGTERM/SIGINT, how long in-flight requests may take before the
+    /// agent exits anyway, in milliseconds (default 10000).
+    #[arg(long, env = "STREAMHOUSE_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    pub shutdown_grace_ms: u64,
+}
+
+impl AgentConfig {
+    /// Checks values that clap cannot; the error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.shards == Some(0) {
+            return Err("--shards must be at least 1".into());
+        }
+        let shards = self.shard_count();
+        if u32::from(self.listen.port()) + shards as u32 > 65_536 {
+            return Err(format!(
+                "--listen port {} leaves no room for {shards} shard ports",
+                self.listen.port()
+            ));
+        }
+        if self.default_partitions == 0 {
+            return Err("--default-partitions must be at least 1".into());
+        }
+        if self.max_request_bytes < 1024 {
+            return Err("--max-request-bytes must be at least 1024".into());
+        }
+        if self.segment_bytes < 64 << 10 {
+            return Err("--segment-bytes must be at least 65536".into());
+        }
+        if self.segment_age_ms == 0 {
+            return Err("--segment-age-ms must be at least 1".into());
+        }
+        if self.agent_id.is_empty() {
+            return Err("--agent-id must not be empty".into());
+        }
+        Ok(())
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+    }
+
+    /// Listen address of shard `i`.
+    pub fn shard_listen(&self, i: usize) -> SocketAddr {
+        let mut a = self.listen;
+        a.set_port(self.listen.port() + i as u16);
+        a
+    }
+
+    /// host:port clients use for shard `i`.
+    pub fn shard_address(&self, i: usize) -> String {
+        let host = match &self.advertise_host {
+            Some(h) => h.clone(),
+            None if self.listen.ip().is_unspecified() => "127.0.0.1".into(),
+            None => self.listen.ip().to_string(),
+        };
+        format!("{host}:{}", self.listen.port() + i as u16)
+    }
+
+    pub fn segment_age(&self) -> Duration {
+        Duration::from_millis(self.segment_age_ms)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}

@@ -1,0 +1,259 @@
+//! gRPC over HTTP/2 on one shard: connection setup, request framing
+//! (5-byte length prefix), `grpc-timeout`, and replies with `grpc-status`
+//! trailers. Owns the wire details; knows nothing of topics or logs (the
+//! `service` module decides what a request means).
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use h2::server::SendResponse;
+use h2::RecvStream;
+use http::{HeaderMap, HeaderValue, Request, Response};
+
+/// gRPC status codes used by the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Code {
+    Cancelled = 1,
+    InvalidArgument = 3,
+    DeadlineExceeded = 4,
+    NotFound = 5,
+    AlreadyExists = 6,
+    ResourceExhausted = 8,
+    FailedPrecondition = 9,
+    OutOfRange = 11,
+    Unimplemented = 12,
+    Internal = 13,
+    Unavailable = 14,
+    DataLoss = 15,
+}
+
+/// A non-OK gRPC status with its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub code: Code,
+    pub message: String,
+}
+
+impl Status {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Status {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Settings of the HTTP/2 server side of a connection.
+#[derive(Debug, Clone, Copy)]
+pub struct H2Settings {
+    /// Per-stream receive window, bytes; default 4 MiB.
+    pub stream_window: u32,
+    /// Per-connection receive window, bytes; default 32 MiB.
+    pub connection_window: u32,
+    /// Largest frame accepted, bytes; default 64 KiB.
+    pub max_frame: u32,
+    /// Concurrent streams per connection; default 1024.
+    pub max_streams: u32,
+}
+
+impl Default for H2Settings {
+    fn default() -> Self {
+        H2Settings {
+            stream_window: 4 << 20,
+            connection_window: 32 << 20,
+            max_frame: 64 << 10,
+            max_streams: 1024,
+        }
+    }
+}
+
+impl H2Settings {
+    pub fn builder(&self) -> h2::server::Builder {
+        let mut b = h2::server::Builder::new();
+        b.initial_window_size(self.stream_window)
+            .initial_connection_window_size(self.connection_window)
+            .max_frame_size(self.max_frame)
+            .max_concurrent_streams(self.max_streams)
+            .max_send_buffer_size(1 << 20);
+        b
+    }
+}
+
+/// Checks that a request is a gRPC call (POST, `application/grpc` content
+/// type). Returns the HTTP status to answer with when it is not.
+pub fn check_request(req: &Request<RecvStream>) -> Result<(), http::StatusCode> {
+    if req.method() != http::Method::POST {
+        return Err(http::StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let ct = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ct == "application/grpc"
+        || ct.starts_with("application/grpc+proto")
+        || ct.starts_with("application/grpc;")
+    {
+        Ok(())
+    } else {
+        Err(http::StatusCode::UNSUPPORTED_MEDIA_TYPE)
+    }
+}
+
+/// Parses a `grpc-timeout` header ("100m", "5S", ...).
+pub fn parse_timeout(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get("grpc-timeout")?.to_str().ok()?;
+    if v.len() < 2 || v.len() > 9 {
+        return None;
+    }
+    let (num, unit) = v.split_at(v.len() - 1);
+    let n: u64 = num.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// Reads the single gRPC message of a unary call, refusing more than `limit`
+/// bytes of message. Releases flow-control capacity as data arrives.
+pub async fn read_message(body: &mut RecvStream, limit: usize) -> Result<Bytes, Status> {
+    // The whole message usually arrives as one chunk: keep it without copying.
+    let mut first: Option<Bytes> = None;
+    let mut rest = BytesMut::new();
+    let mut expected: Option<usize> = None;
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk
+            .map_err(|e| Status::new(Code::Cancelled, format!("request stream failed: {e}")))?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        match first.take() {
+            None if rest.is_empty() => first = Some(chunk),
+            other => {
+                if let Some(f) = other {
+                    rest.extend_from_slice(&f);
+                }
+                rest.extend_from_slice(&chunk);
+            }
+        }
+        let have: &[u8] = first.as_deref().unwrap_or(&rest);
+        if expected.is_none() && have.len() >= 5 {
+            let len = u32::from_be_bytes([have[1], have[2], have[3], have[4]]) as usize;
+            check_prefix(have[0], len, limit)?;
+            expected = Some(len);
+        }
+        if let Some(len) = expected {
+            if have.len() > len + 5 {
+                return Err(Status::new(
+                    Code::Unimplemented,
+                    "only unary calls with one request message are supported",
+                ));
+            }
+        }
+    }
+    let all = first.unwrap_or_else(|| rest.freeze());
+    match expected {
+        Some(len) if all.len() == len + 5 => Ok(all.slice(5..)),
+        _ => Err(Status::new(
+            Code::InvalidArgument,
+            "request body ended before a complete gRPC message",
+        )),
+    }
+}
+
+fn check_prefix(flag: u8, len: usize, limit: usize) -> Result<(), Status> {
+    if flag != 0 {
+        return Err(Status::new(
+            Code::Unimplemented,
+            "compressed gRPC messages are not supported; send uncompressed",
+        ));
+    }
+    if len > limit {
+        return Err(Status::new(
+            Code::ResourceExhausted,
+            format!("request of {len} bytes exceeds the limit of {limit} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+fn grpc_headers() -> Response<()> {
+    let mut r = Response::new(());
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    r
+}
+
+/// Percent-encodes a grpc-message value as the gRPC spec asks.
+fn encode_message(msg: &str) -> HeaderValue {
+    let mut out = String::with_capacity(msg.len());
+    for b in msg.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    HeaderValue::from_str(&out).unwrap_or_else(|_| HeaderValue::from_static("error"))
+}
+
+/// Sends a successful unary reply: headers, the length-prefixed message
+/// (see `service::encode_reply`), and `grpc-status: 0` trailers.
+pub fn reply_ok(respond: &mut SendResponse<Bytes>, framed: Bytes) {
+    let Ok(mut stream) = respond.send_response(grpc_headers(), false) else {
+        return;
+    };
+    if stream.send_data(framed, false).is_err() {
+        return;
+    }
+    let mut trailers = HeaderMap::new();
+    trailers.insert("grpc-status", HeaderValue::from_static("0"));
+    let _ = stream.send_trailers(trailers);
+}
+
+/// Sends an error as a trailers-only reply.
+pub fn reply_err(respond: &mut SendResponse<Bytes>, status: &Status) {
+    let mut r = grpc_headers();
+    r.headers_mut().insert(
+        "grpc-status",
+        HeaderValue::from_str(&(status.code as u8).to_string())
+            .unwrap_or(HeaderValue::from_static("13")),
+    );
+    r.headers_mut()
+        .insert("grpc-message", encode_message(&status.message));
+    let _ = respond.send_response(r, true);
+}
+
+/// Answers a non-gRPC request with a bare HTTP status.
+pub fn reply_http(respond: &mut SendResponse<Bytes>, code: http::StatusCode) {
+    let mut r = Response::new(());
+    *r.status_mut() = code;
+    let _ = respond.send_response(r, true);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_parse() {
+        let mut h = HeaderMap::new();
+        h.insert("grpc-timeout", HeaderValue::from_static("250m"));
+        assert_eq!(parse_timeout(&h), Some(Duration::from_millis(250)));
+        h.insert("grpc-timeout", HeaderValue::from_static("3S"));
+        assert_eq!(parse_timeout(&h), Some(Duration::from_secs(3)));
+        h.insert("grpc-timeout", HeaderValue::from_static("3x"));
+        assert_eq!(parse_timeout(&h), None);
+    }
+
+    #[test]
+    fn messages_are_percent_encoded() {
+        assert_eq!(encode_message("a 100% é"), "a 100%25 %C3%A9");
+    }
+}

@@ -1,0 +1,213 @@
+//! One shard's life on its pinned glommio executor: recover the shard's log,
+//! listen on the shard's port, serve HTTP/2 connections (one local task per
+//! stream), and drain on shutdown. Owns the executor's tasks; shares nothing
+//! mutable with other shards except the catalog (admin calls only).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::channel::oneshot;
+use glommio::net::{TcpListener, TcpStream};
+use streamhouse_shard::{LogConfig, ShardLog};
+use tokio_util::compat::FuturesAsyncReadCompatExt;
+
+use crate::catalog::Catalog;
+use crate::config::AgentConfig;
+use crate::grpc::{self, Code, H2Settings, Status};
+use crate::service::ShardContext;
+
+/// How often a shard looks at the shutdown flag.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(20);
+
+/// What a shard reports to the main thread once it is serving (or failed to start).
+pub type Ready = std::sync::mpsc::Sender<(usize, Result<(), String>)>;
+
+/// Per-shard connection bookkeeping for draining.
+#[derive(Default)]
+struct Connections {
+    stop: Vec<oneshot::Sender<()>>,
+    open: usize,
+}
+
+/// Runs shard `shard` until shutdown. Returns an error message if it could
+/// not start.
+pub async fn run(
+    shard: usize,
+    config: Arc<AgentConfig>,
+    catalog: Arc<Catalog>,
+    draining: Arc<AtomicBool>,
+    ready: Ready,
+) -> Result<(), String> {
+    let fail = |e: String| {
+        let _ = ready.send((shard, Err(e.clone())));
+        e
+    };
+    let mut log_cfg = LogConfig::new(config.data_dir.join(format!("shard-{shard}")));
+    log_cfg.segment_bytes = config.segment_bytes;
+    log_cfg.segment_age = config.segment_age();
+    let (log, report) = ShardLog::open(log_cfg)
+        .await
+        .map_err(|e| fail(format!("shard {shard}: recovering the WAL failed: {e}")))?;
+    tracing::info!(
+        shard,
+        segments = report.segments,
+        batches = report.batches,
+        partitions = report.partitions,
+        torn_bytes = report.torn_bytes,
+        "WAL recovered"
+    );
+    let addr = config.shard_listen(shard);
+    let listener = TcpListener::bind(addr)
+        .map_err(|e| fail(format!("shard {shard}: cannot listen on {addr}: {e}")))?;
+    let ctx = ShardContext::new(shard, config.clone(), catalog, log.clone(), draining);
+    let _ = ready.send((shard, Ok(())));
+    tracing::info!(shard, %addr, "serving");
+
+    let conns = Rc::new(RefCell::new(Connections::default()));
+    let settings = H2Settings::default();
+    loop {
+        let next = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            while !ctx.is_draining() {
+                glommio::timer::sleep(SHUTDOWN_POLL).await;
+            }
+            None
+        })
+        .await;
+        match next {
+            Some(Ok(stream)) => {
+                let (tx, rx) = oneshot::channel();
+                {
+                    let mut c = conns.borrow_mut();
+                    c.stop.push(tx);
+                    c.open += 1;
+                }
+                let ctx = ctx.clone();
+                let conns = conns.clone();
+                glommio::spawn_local(async move {
+                    if let Err(e) = serve_connection(ctx, stream, settings, rx).await {
+                        tracing::debug!(shard, error = %e, "connection ended with an error");
+                    }
+                    conns.borrow_mut().open -= 1;
+                })
+                .detach();
+            }
+            Some(Err(e)) => {
+                tracing::warn!(shard, error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+            None => break,
+        }
+    }
+
+    // Drain: stop accepting, tell every connection to send GOAWAY, wait for
+    // in-flight requests, then make sure everything queued is durable.
+    drop(listener);
+    tracing::info!(shard, "draining");
+    for tx in conns.borrow_mut().stop.drain(..) {
+        let _ = tx.send(());
+    }
+    let deadline = Instant::now() + config.shutdown_grace();
+    while (conns.borrow().open > 0 || ctx.inflight.get() > 0) && Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    if ctx.inflight.get() > 0 {
+        tracing::warn!(
+            shard,
+            inflight = ctx.inflight.get(),
+            "grace period over with requests in flight"
+        );
+    }
+    log.close().await;
+    tracing::info!(shard, "stopped");
+    Ok(())
+}
+
+async fn serve_connection(
+    ctx: Rc<ShardContext>,
+    stream: TcpStream,
+    settings: H2Settings,
+    stop: oneshot::Receiver<()>,
+) -> Result<(), h2::Error> {
+    let _ = stream.set_nodelay(true);
+    let mut conn = settings
+        .builder()
+        .handshake::<_, Bytes>(stream.compat())
+        .await?;
+    let mut stop = Some(stop);
+    loop {
+        let next = match stop.as_mut() {
+            Some(rx) => {
+                futures_lite::future::or(async { Some(conn.accept().await) }, async {
+                    let _ = rx.await;
+                    None
+                })
+                .await
+            }
+            None => Some(conn.accept().await),
+        };
+        match next {
+            None => {
+                stop = None;
+                conn.graceful_shutdown();
+            }
+            Some(None) => return Ok(()),
+            Some(Some(Err(e))) => {
+                return if e.is_io() { Ok(()) } else { Err(e) };
+            }
+            Some(Some(Ok((req, respond)))) => {
+                let ctx = ctx.clone();
+                glommio::spawn_local(handle_stream(ctx, req, respond)).detach();
+            }
+        }
+    }
+}
+
+async fn handle_stream(
+    ctx: Rc<ShardContext>,
+    req: http::Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+) {
+    if let Err(code) = grpc::check_request(&req) {
+        grpc::reply_http(&mut respond, code);
+        return;
+    }
+    if ctx.is_draining() {
+        grpc::reply_err(
+            &mut respond,
+            &Status::new(Code::Unavailable, "agent is shutting down"),
+        );
+        return;
+    }
+    let path = req.uri().path().to_owned();
+    let timeout = grpc::parse_timeout(req.headers());
+    let mut body = req.into_body();
+    ctx.inflight.set(ctx.inflight.get() + 1);
+    let call = ctx.call(&path, &mut body);
+    let result = match timeout {
+        Some(t) => {
+            futures_lite::future::or(call, async move {
+                glommio::timer::sleep(t).await;
+                Err(Status::new(
+                    Code::DeadlineExceeded,
+                    format!("deadline of {} ms exceeded", t.as_millis()),
+                ))
+            })
+            .await
+        }
+        None => call.await,
+    };
+    ctx.inflight.set(ctx.inflight.get() - 1);
+    match result {
+        Ok(reply) => grpc::reply_ok(&mut respond, reply),
+        Err(status) => {
+            if matches!(status.code, Code::Internal | Code::DataLoss) {
+                tracing::error!(shard = ctx.shard, %path, message = %status.message, "request failed");
+            }
+            grpc::reply_err(&mut respond, &status)
+        }
+    }
+}

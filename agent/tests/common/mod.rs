@@ -1,0 +1,244 @@
+//! Test harness: runs the real `streamhouse-agent` binary on free loopback
+//! ports with a temporary data dir, and kills it when dropped.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use streamhouse_proto as pb;
+use tonic::transport::Channel;
+
+pub struct Agent {
+    pub child: Option<Child>,
+    pub port: u16,
+    pub shards: usize,
+    pub data_dir: PathBuf,
+    pub extra: Vec<String>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+/// A base port with `n` consecutive free ports after it.
+pub fn free_ports(n: usize) -> u16 {
+    for _ in 0..200 {
+        let base = 20_000 + (rand_u32() % 40_000) as u16;
+        let ok = (0..n).all(|i| TcpListener::bind(("127.0.0.1", base + i as u16)).is_ok());
+        if ok {
+            return base;
+        }
+    }
+    panic!("no free ports");
+}
+
+fn rand_u32() -> u32 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    t ^ (std::process::id().wrapping_mul(2_654_435_761))
+}
+
+impl Agent {
+    pub fn start(shards: usize, extra: &[&str]) -> Agent {
+        let tmp = tempfile::Builder::new()
+            .prefix("sh-agent-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap();
+        let dir = tmp.path().to_path_buf();
+        let mut a = Agent::start_in(&dir, shards, extra);
+        a._tmp = Some(tmp);
+        a
+    }
+
+    pub fn start_in(dir: &Path, shards: usize, extra: &[&str]) -> Agent {
+        let port = free_ports(shards);
+        let mut a = Agent {
+            child: None,
+            port,
+            shards,
+            data_dir: dir.to_path_buf(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            _tmp: None,
+        };
+        a.spawn();
+        a
+    }
+
+    /// Starts (again) the agent process on the same ports and data dir.
+    pub fn spawn(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_streamhouse-agent"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--shards")
+            .arg(self.shards.to_string())
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(&self.extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn agent");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for i in 0..self.shards {
+            loop {
+                if std::net::TcpStream::connect(("127.0.0.1", self.port + i as u16)).is_ok() {
+                    break;
+                }
+                if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
+                    panic!("agent exited during start: {st}");
+                }
+                assert!(Instant::now() < deadline, "agent did not start");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    pub fn addr(&self, shard: usize) -> String {
+        format!("127.0.0.1:{}", self.port + shard as u16)
+    }
+
+    pub fn url(&self, shard: usize) -> String {
+        format!("http://{}", self.addr(shard))
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    pub fn signal(&self, sig: i32) {
+        unsafe {
+            libc::kill(self.pid(), sig);
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        let c = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                self.child = None;
+                return st.code();
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub async fn channel(&self, shard: usize) -> Channel {
+        Channel::from_shared(self.url(shard))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect")
+    }
+
+    pub async fn admin(&self) -> pb::admin_service_client::AdminServiceClient<Channel> {
+        pb::admin_service_client::AdminServiceClient::new(self.channel(0).await)
+    }
+
+    pub async fn create_topic(&self, name: &str, partitions: u32) -> pb::TopicMetadata {
+        self.admin()
+            .await
+            .create_topic(pb::CreateTopicRequest {
+                name: name.into(),
+                partitions,
+            })
+            .await
+            .expect("create topic")
+            .into_inner()
+            .topic
+            .unwrap()
+    }
+
+    /// Producer client for the shard that owns `topic`/`partition`.
+    pub async fn producer_for(
+        &self,
+        meta: &pb::TopicMetadata,
+        partition: u32,
+    ) -> pb::producer_service_client::ProducerServiceClient<Channel> {
+        let shard = meta.partitions[partition as usize].shard as usize;
+        pb::producer_service_client::ProducerServiceClient::new(self.channel(shard).await)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20)
+    }
+
+    pub async fn fetcher_for(
+        &self,
+        meta: &pb::TopicMetadata,
+        partition: u32,
+    ) -> pb::fetch_service_client::FetchServiceClient<Channel> {
+        let shard = meta.partitions[partition as usize].shard as usize;
+        pb::fetch_service_client::FetchServiceClient::new(self.channel(shard).await)
+            .max_decoding_message_size(128 << 20)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn record(value: impl Into<Vec<u8>>) -> pb::produce_request::Record {
+    pb::produce_request::Record {
+        key: None,
+        value: value.into().into(),
+        timestamp: 0,
+        headers: vec![],
+    }
+}
+
+pub fn produce_req(topic: &str, partition: u32, values: &[String]) -> pb::ProduceRequest {
+    pb::ProduceRequest {
+        topic: topic.into(),
+        partition,
+        records: values
+            .iter()
+            .map(|v| record(v.as_bytes().to_vec()))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// Reads every record of a partition from `from` to the high watermark.
+pub async fn fetch_all(
+    client: &mut pb::fetch_service_client::FetchServiceClient<Channel>,
+    topic: &str,
+    partition: u32,
+) -> Vec<pb::FetchedRecord> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let r = client
+            .fetch(pb::FetchRequest {
+                topic: topic.into(),
+                partition,
+                offset,
+                max_bytes: 4 << 20,
+                max_wait_ms: 0,
+            })
+            .await
+            .expect("fetch")
+            .into_inner();
+        if r.records.is_empty() {
+            assert!(offset >= r.high_watermark);
+            return out;
+        }
+        offset = r.records.last().unwrap().offset + 1;
+        out.extend(r.records);
+    }
+}
