@@ -1,6 +1,6 @@
 //! Compiles `proto/*.proto` with protox (pure Rust), so no protoc binary is needed.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/producer.proto"];
+    let files = ["proto/producer.proto", "proto/health.proto"];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

@@ -279,6 +279,29 @@ impl ShardContext {
         }
     }
 
+    /// `grpc.health.v1.Health/Check`: SERVING, or NOT_SERVING while draining.
+    /// The service name "" (the whole agent) and "streamhouse" are known.
+    pub async fn health(&self, body: &mut h2::RecvStream) -> Result<Bytes, Status> {
+        use pb::health::health_check_response::ServingStatus;
+        let req: pb::health::HealthCheckRequest = decode(
+            read_message(body, self.config.max_request_bytes).await?,
+            "HealthCheckRequest",
+        )?;
+        let status = match req.service.as_str() {
+            "" | "streamhouse" if self.is_draining() => ServingStatus::NotServing,
+            "" | "streamhouse" => ServingStatus::Serving,
+            other => {
+                return Err(Status::new(
+                    Code::NotFound,
+                    format!("unknown service {other:?}"),
+                ))
+            }
+        };
+        Ok(encode_reply(&pb::health::HealthCheckResponse {
+            status: status as i32,
+        }))
+    }
+
     fn agent_metadata(&self) -> pb::AgentMetadata {
         pb::AgentMetadata {
             agent_id: self.config.agent_id.clone(),

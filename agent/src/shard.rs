@@ -175,6 +175,14 @@ async fn handle_stream(
         grpc::reply_http(&mut respond, code);
         return;
     }
+    if req.uri().path() == streamhouse_proto::paths::HEALTH_CHECK {
+        let mut body = req.into_body();
+        match ctx.health(&mut body).await {
+            Ok(reply) => grpc::reply_ok(&mut respond, reply),
+            Err(status) => grpc::reply_err(&mut respond, &status),
+        }
+        return;
+    }
     if ctx.is_draining() {
         grpc::reply_err(
             &mut respond,

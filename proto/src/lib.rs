@@ -11,6 +11,11 @@ pub mod streamhouse {
 
 pub use streamhouse::*;
 
+/// The standard gRPC health-checking protocol.
+pub mod health {
+    tonic::include_proto!("grpc.health.v1");
+}
+
 /// gRPC method paths served by every agent shard.
 pub mod paths {
     pub const PRODUCE: &str = "/streamhouse.ProducerService/Produce";
@@ -21,4 +26,5 @@ pub mod paths {
     pub const DESCRIBE_TOPIC: &str = "/streamhouse.AdminService/DescribeTopic";
     pub const METADATA: &str = "/streamhouse.AdminService/Metadata";
     pub const INIT_PRODUCER_ID: &str = "/streamhouse.AdminService/InitProducerId";
+    pub const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
 }

@@ -7,9 +7,14 @@
 //! sockets, gRPC or tokio.
 
 pub mod batch;
+#[cfg(feature = "engine")]
 pub mod index;
+#[cfg(feature = "engine")]
 pub mod log;
+#[cfg(feature = "engine")]
 pub mod producers;
+#[cfg(feature = "engine")]
 pub mod segment;
 
+#[cfg(feature = "engine")]
 pub use log::{Appended, LogConfig, LogError, ReadResult, RecoveryReport, SealedSegment, ShardLog};
