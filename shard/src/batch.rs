@@ -229,6 +229,12 @@ impl BatchBuilder {
         self.count == 0
     }
 
+    /// Sets the idempotent-producer fields written by `finish` (producers
+    /// assign sequences when a batch closes, not when it opens).
+    pub fn set_producer(&mut self, producer: ProducerInfo) {
+        self.producer = producer;
+    }
+
     /// Size of the records section so far, before compression.
     pub fn records_bytes(&self) -> usize {
         self.records.len()
