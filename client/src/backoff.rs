@@ -30,7 +30,7 @@ pub type Rng = Box<dyn FnMut() -> f64 + Send>;
 
 /// The default randomness: a thread-local generator.
 pub fn thread_rng() -> Rng {
-    Box::new(|| rand::random::<f64>())
+    Box::new(rand::random::<f64>)
 }
 
 /// Produces retry delays: `base * 2^(attempt-1)`, jittered, capped at `max`.

@@ -1,7 +1,27 @@
 //! StreamHouse client: [`Producer`], [`Consumer`] and [`Admin`] over gRPC
-//! (tokio + tonic), and the `streamctl` CLI.
+//! (tokio + tonic), and the `streamctl` CLI (`src/bin/streamctl.rs`).
+//!
+//! Modules: [`producer`] (batching, sending, retries, idempotence) built on
+//! [`accumulator`], [`partitioner`], [`backoff`] and [`retry`]; [`pool`]
+//! (connections per agent shard) and [`metadata`] (routes) are shared by all
+//! three clients.
+
+pub mod accumulator;
+pub mod admin;
 pub mod backoff;
+pub mod consumer;
 pub mod error;
+pub mod metadata;
 pub mod partitioner;
+pub mod pool;
+pub mod producer;
 pub mod retry;
+
+pub use admin::Admin;
+pub use consumer::{Consumer, ConsumerRecord};
 pub use error::{Error, Result};
+pub use producer::{
+    Acks, Producer, ProducerBuilder, ProducerConfig, ProducerMetrics, ProducerRecord,
+    RecordMetadata, SendFuture,
+};
+pub use streamhouse_proto as proto;

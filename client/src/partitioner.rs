@@ -59,9 +59,13 @@ mod tests {
 
     #[test]
     fn keys_spread_and_stay_put() {
-        assert_eq!(partition_for_key(b"user-1", 12), partition_for_key(b"user-1", 12));
-        let used: std::collections::HashSet<u32> =
-            (0..200).map(|i| partition_for_key(format!("k{i}").as_bytes(), 8)).collect();
+        assert_eq!(
+            partition_for_key(b"user-1", 12),
+            partition_for_key(b"user-1", 12)
+        );
+        let used: std::collections::HashSet<u32> = (0..200)
+            .map(|i| partition_for_key(format!("k{i}").as_bytes(), 8))
+            .collect();
         assert_eq!(used.len(), 8);
     }
 }

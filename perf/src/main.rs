@@ -1,1 +1,317 @@
-fn main() {}
+//! `streamhouse-perf`: how fast StreamHouse is, measured next to the
+//! physical floor of the same machine in the same run.
+//!
+//! Subcommands: `produce` (any settings), the seed's presets `throughput`
+//! (1M records as fast as possible), `latency` (fixed rate, open loop) and
+//! `concurrent` (10 producers x 100K records), and `floor` (fdatasync
+//! latency, disk and loopback bandwidth). Exit code 0 when every record was
+//! acknowledged, 1 when some failed, 2 for bad usage or a setup failure.
+
+mod embedded;
+mod floor;
+mod produce;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use streamhouse_client::Acks;
+
+use crate::embedded::EmbeddedAgent;
+use crate::produce::{ProduceOpts, ProduceReport};
+
+#[derive(Parser)]
+#[command(
+    name = "streamhouse-perf",
+    version,
+    about = "StreamHouse performance suite"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Produce with explicit settings.
+    Produce(RunArgs),
+    /// Preset: 1,000,000 records as fast as possible.
+    Throughput(RunArgs),
+    /// Preset: a fixed rate (default 50,000 records/s), open loop; p50/p95/p99.
+    Latency(RunArgs),
+    /// Preset: 10 producers x 100,000 records.
+    Concurrent(RunArgs),
+    /// Measure the physical floor only.
+    Floor {
+        /// Directory on the disk to measure.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum, Debug)]
+enum AckArg {
+    Durable,
+    Object,
+}
+
+#[derive(Args, Clone, Debug)]
+struct RunArgs {
+    /// Records in total (default 1,000,000; presets set their own).
+    #[arg(long)]
+    records: Option<u64>,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 100)]
+    record_size: usize,
+    /// Partitions of the benchmark topic (created if missing).
+    #[arg(long, default_value_t = 4)]
+    partitions: u32,
+    /// Concurrent producers (each with its own connections).
+    #[arg(long)]
+    producers: Option<usize>,
+    /// Records per batch.
+    #[arg(long, default_value_t = 10_000)]
+    batch_records: usize,
+    /// Bytes per batch.
+    #[arg(long, default_value_t = 1 << 20)]
+    batch_bytes: usize,
+    /// Linger in milliseconds.
+    #[arg(long, default_value_t = 5)]
+    linger: u64,
+    #[arg(long, value_enum, default_value_t = AckArg::Durable)]
+    acks: AckArg,
+    /// Records/s over all producers (unset = as fast as possible).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Requests in flight per connection.
+    #[arg(long, default_value_t = 32)]
+    max_in_flight: usize,
+    /// Connections per agent shard.
+    #[arg(long, default_value_t = 2)]
+    connections: usize,
+    /// Topic name.
+    #[arg(long, default_value = "perf")]
+    topic: String,
+    /// Agent to use (host:port of any shard).
+    #[arg(long, conflicts_with = "embedded")]
+    bootstrap: Option<String>,
+    /// Start an agent process with embedded defaults on a temporary data dir.
+    #[arg(long)]
+    embedded: bool,
+    /// Shards of the embedded agent (default: one per core).
+    #[arg(long)]
+    shards: Option<usize>,
+    /// Where the embedded agent's data dir (and the floor's test files) go.
+    #[arg(long, default_value = "./perf-data")]
+    data_root: PathBuf,
+    /// pid of an external agent, to report its CPU and RSS.
+    #[arg(long)]
+    agent_pid: Option<u32>,
+    /// Skip the floor measurement.
+    #[arg(long)]
+    no_floor: bool,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Seconds between progress lines.
+    #[arg(long, default_value_t = 5)]
+    interval: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("streamhouse-perf: cannot start runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("streamhouse-perf: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, String> {
+    let (args, preset) = match cli.command {
+        Cmd::Floor { dir } => {
+            let f = floor::measure(&dir).map_err(|e| format!("floor on {}: {e}", dir.display()))?;
+            println!("{}", floor::describe(&f));
+            return Ok(ExitCode::SUCCESS);
+        }
+        Cmd::Produce(a) => (a, "produce"),
+        Cmd::Throughput(a) => (a, "throughput"),
+        Cmd::Latency(a) => (a, "latency"),
+        Cmd::Concurrent(a) => (a, "concurrent"),
+    };
+    let (records, producers, rate) = match preset {
+        "latency" => (
+            args.records.unwrap_or(500_000),
+            args.producers.unwrap_or(1),
+            args.rate.or(Some(50_000.0)),
+        ),
+        "concurrent" => (
+            args.records.unwrap_or(1_000_000),
+            args.producers.unwrap_or(10),
+            args.rate,
+        ),
+        _ => (
+            args.records.unwrap_or(1_000_000),
+            args.producers.unwrap_or(1),
+            args.rate,
+        ),
+    };
+    if producers == 0 || records == 0 || args.partitions == 0 || args.batch_records == 0 {
+        return Err(
+            "--records, --producers, --partitions and --batch-records must be positive".into(),
+        );
+    }
+    let opts = ProduceOpts {
+        topic: args.topic.clone(),
+        records,
+        record_size: args.record_size,
+        partitions: args.partitions,
+        producers,
+        batch_records: args.batch_records,
+        batch_bytes: args.batch_bytes,
+        linger: Duration::from_millis(args.linger),
+        acks: match args.acks {
+            AckArg::Durable => Acks::Durable,
+            AckArg::Object => Acks::Object,
+        },
+        rate,
+        max_in_flight: args.max_in_flight,
+        connections: args.connections,
+        interval: Duration::from_secs(args.interval.max(1)),
+    };
+    let floor = if args.no_floor {
+        None
+    } else {
+        std::fs::create_dir_all(&args.data_root).map_err(|e| e.to_string())?;
+        let f = floor::measure(&args.data_root).map_err(|e| format!("floor: {e}"))?;
+        println!("{}", floor::describe(&f));
+        Some(f)
+    };
+    let shards = args
+        .shards
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let agent = if args.embedded || args.bootstrap.is_none() {
+        Some(EmbeddedAgent::start(&args.data_root, shards, &[])?)
+    } else {
+        None
+    };
+    let bootstrap = match (&agent, &args.bootstrap) {
+        (Some(a), _) => a.bootstrap(),
+        (None, Some(b)) => b.clone(),
+        (None, None) => return Err("give --bootstrap or --embedded".into()),
+    };
+    let pid = agent.as_ref().map(EmbeddedAgent::pid).or(args.agent_pid);
+    println!(
+        "{preset}: {records} records x {} B, {producers} producer(s), {} partitions, batch {} records / {} bytes, linger {} ms, acks {:?}, rate {}, agent {bootstrap}{}",
+        opts.record_size,
+        opts.partitions,
+        opts.batch_records,
+        opts.batch_bytes,
+        args.linger,
+        args.acks,
+        rate.map_or("unlimited".to_string(), |r| format!("{r} records/s")),
+        if agent.is_some() { format!(" (embedded, {shards} shards)") } else { String::new() }
+    );
+    let cpu0 = pid.and_then(embedded::cpu_seconds);
+    let report = produce::run(&bootstrap, &opts).await?;
+    let cpu = match (pid.and_then(embedded::cpu_seconds), cpu0) {
+        (Some(a), Some(b)) => Some(a - b),
+        _ => None,
+    };
+    let rss = pid.and_then(embedded::peak_rss_mib);
+    print_report(&report, &opts, floor.as_ref(), cpu, rss);
+    if let Some(path) = &args.json {
+        let j = json_report(preset, &report, &opts, floor.as_ref(), cpu, rss);
+        std::fs::write(
+            path,
+            serde_json::to_vec_pretty(&j).map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    drop(agent);
+    if report.failed > 0 || report.acked != report.sent {
+        eprintln!(
+            "streamhouse-perf: {} of {} records failed; first error: {}",
+            report.sent - report.acked,
+            report.sent,
+            report.first_error.as_deref().unwrap_or("none")
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_report(
+    r: &ProduceReport,
+    o: &ProduceOpts,
+    floor: Option<&floor::Floor>,
+    cpu: Option<f64>,
+    rss: Option<f64>,
+) {
+    println!("{}", produce::final_line(r, o.record_size));
+    println!(
+        "requests: {} ({} batches, {} retries), {:.2} ms avg request latency, {:.0} records/request",
+        r.requests,
+        r.batches,
+        r.retries,
+        r.request_avg_ms,
+        r.acked as f64 / r.requests.max(1) as f64
+    );
+    if let Some(cpu) = cpu {
+        println!(
+            "agent: {cpu:.2} CPU s ({:.2} us/record){}",
+            cpu * 1e6 / r.acked.max(1) as f64,
+            rss.map_or(String::new(), |m| format!(", peak RSS {m:.0} MiB"))
+        );
+    }
+    if let Some(f) = floor {
+        println!(
+            "vs floor: p50 latency / fdatasync p50 = {:.2}x; {:.1} MB/s / disk {:.0} MB/s = {:.1}%",
+            r.p50_ms / f.fdatasync_p50_ms.max(1e-9),
+            r.mb_per_s,
+            f.disk_write_mb_s,
+            100.0 * r.mb_per_s / f.disk_write_mb_s.max(1e-9)
+        );
+    }
+}
+
+fn json_report(
+    preset: &str,
+    r: &ProduceReport,
+    o: &ProduceOpts,
+    floor: Option<&floor::Floor>,
+    cpu: Option<f64>,
+    rss: Option<f64>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "preset": preset,
+        "settings": {
+            "records": o.records, "record_size": o.record_size, "partitions": o.partitions,
+            "producers": o.producers, "batch_records": o.batch_records, "batch_bytes": o.batch_bytes,
+            "linger_ms": o.linger.as_millis() as u64, "acks": format!("{:?}", o.acks),
+            "rate": o.rate, "max_in_flight": o.max_in_flight, "connections": o.connections,
+        },
+        "sent": r.sent, "acked": r.acked, "failed": r.failed,
+        "elapsed_s": r.elapsed_s, "records_per_s": r.records_per_s, "mb_per_s": r.mb_per_s,
+        "latency_ms": { "avg": r.avg_ms, "max": r.max_ms, "p50": r.p50_ms, "p95": r.p95_ms, "p99": r.p99_ms, "p999": r.p999_ms },
+        "requests": r.requests, "batches": r.batches, "retries": r.retries, "request_avg_ms": r.request_avg_ms,
+        "agent_cpu_s": cpu, "agent_peak_rss_mib": rss,
+        "floor": floor.map(|f| serde_json::json!({
+            "fdatasync_p50_ms": f.fdatasync_p50_ms, "fdatasync_p99_ms": f.fdatasync_p99_ms,
+            "disk_write_mb_s": f.disk_write_mb_s, "loopback_mb_s": f.loopback_mb_s,
+        })),
+    })
+}

@@ -11,6 +11,20 @@ use std::time::{Duration, Instant};
 use streamhouse_proto as pb;
 use tonic::transport::Channel;
 
+/// Scratch space on the same disk as the build (O_DIRECT needs a real
+/// file system, not tmpfs).
+pub fn target_tmp() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("tmp");
+    std::fs::create_dir_all(&dir).expect("create target/tmp");
+    dir
+}
+
 pub struct Agent {
     pub child: Option<Child>,
     pub port: u16,
@@ -40,11 +54,32 @@ fn rand_u32() -> u32 {
     t ^ (std::process::id().wrapping_mul(2_654_435_761))
 }
 
+/// The agent binary: cargo's path when this harness runs in the agent
+/// crate, else the workspace's target directory (`cargo build --workspace`
+/// builds it first).
+pub fn agent_bin() -> PathBuf {
+    if let Some(p) = option_env!("CARGO_BIN_EXE_streamhouse-agent") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile dir");
+    let bin = dir.join("streamhouse-agent");
+    assert!(
+        bin.exists(),
+        "{} is missing: run cargo build --workspace first",
+        bin.display()
+    );
+    bin
+}
+
 impl Agent {
     pub fn start(shards: usize, extra: &[&str]) -> Agent {
         let tmp = tempfile::Builder::new()
             .prefix("sh-agent-")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .tempdir_in(target_tmp())
             .unwrap();
         let dir = tmp.path().to_path_buf();
         let mut a = Agent::start_in(&dir, shards, extra);
@@ -68,7 +103,7 @@ impl Agent {
 
     /// Starts (again) the agent process on the same ports and data dir.
     pub fn spawn(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_streamhouse-agent"))
+        let child = Command::new(agent_bin())
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--shards")

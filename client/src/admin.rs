@@ -1,0 +1,87 @@
+//! Admin: create, list, describe and delete topics, and read cluster
+//! metadata, through any agent shard. Owns nothing but the calls.
+
+use streamhouse_proto as pb;
+use streamhouse_proto::admin_service_client::AdminServiceClient;
+use tonic::transport::Channel;
+
+use crate::error::Result;
+use crate::pool::{ConnectionPool, PoolConfig};
+
+/// Topic administration.
+///
+/// ```no_run
+/// # async fn example() -> streamhouse_client::Result<()> {
+/// use streamhouse_client::Admin;
+/// let admin = Admin::connect("127.0.0.1:9092").await?;
+/// admin.create_topic("orders", 12).await?;
+/// for t in admin.list_topics().await? {
+///     println!("{} ({} partitions)", t.name, t.partitions.len());
+/// }
+/// # Ok(()) }
+/// ```
+pub struct Admin {
+    client: AdminServiceClient<Channel>,
+    _pool: ConnectionPool,
+}
+
+impl Admin {
+    /// Connects to one agent shard (host:port).
+    pub async fn connect(address: &str) -> Result<Admin> {
+        let pool = ConnectionPool::new(PoolConfig::default());
+        let lease = pool.get(address).await?;
+        Ok(Admin {
+            client: AdminServiceClient::new(lease.channel()),
+            _pool: pool,
+        })
+    }
+
+    pub async fn create_topic(&self, name: &str, partitions: u32) -> Result<pb::TopicMetadata> {
+        let r = self
+            .client
+            .clone()
+            .create_topic(pb::CreateTopicRequest {
+                name: name.into(),
+                partitions,
+            })
+            .await?;
+        Ok(r.into_inner().topic.unwrap_or_default())
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        self.client
+            .clone()
+            .delete_topic(pb::DeleteTopicRequest { name: name.into() })
+            .await?;
+        Ok(())
+    }
+
+    pub async fn list_topics(&self) -> Result<Vec<pb::TopicMetadata>> {
+        Ok(self
+            .client
+            .clone()
+            .list_topics(pb::ListTopicsRequest {})
+            .await?
+            .into_inner()
+            .topics)
+    }
+
+    pub async fn describe_topic(&self, name: &str) -> Result<pb::TopicMetadata> {
+        Ok(self
+            .client
+            .clone()
+            .describe_topic(pb::DescribeTopicRequest { name: name.into() })
+            .await?
+            .into_inner())
+    }
+
+    /// Agents, their shard addresses, and every topic's partition leaders.
+    pub async fn metadata(&self) -> Result<pb::MetadataResponse> {
+        Ok(self
+            .client
+            .clone()
+            .metadata(pb::MetadataRequest { topics: vec![] })
+            .await?
+            .into_inner())
+    }
+}

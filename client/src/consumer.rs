@@ -1,0 +1,204 @@
+//! The Consumer: reads assigned partitions from their owning agent shards
+//! through the Fetch RPC, tracking a position per partition and following
+//! leadership moves. Owns positions; does not commit offsets anywhere.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use streamhouse_proto as pb;
+use streamhouse_proto::fetch_service_client::FetchServiceClient;
+
+use crate::error::{Error, Result};
+use crate::metadata::Metadata;
+use crate::pool::{ConnectionPool, PoolConfig};
+
+/// A record read from a partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerRecord {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: u64,
+    pub key: Option<Bytes>,
+    pub value: Bytes,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: u64,
+    pub headers: Vec<(String, Bytes)>,
+}
+
+/// Reads records by offset.
+///
+/// ```no_run
+/// # async fn example() -> streamhouse_client::Result<()> {
+/// use std::time::Duration;
+/// use streamhouse_client::Consumer;
+/// let mut consumer = Consumer::connect(["127.0.0.1:9092"]).await?;
+/// consumer.assign([("orders", 0)]).await?;
+/// consumer.seek("orders", 0, 0);
+/// for r in consumer.poll(Duration::from_millis(500)).await? {
+///     println!("{} {:?}", r.offset, r.value);
+/// }
+/// # Ok(()) }
+/// ```
+pub struct Consumer {
+    metadata: Metadata,
+    pool: ConnectionPool,
+    positions: BTreeMap<(String, u32), u64>,
+    /// Bytes asked per partition per fetch; default 1 MiB.
+    pub max_bytes_per_partition: u32,
+}
+
+impl Consumer {
+    /// Connects to any agent shard(s) in `bootstrap`.
+    pub async fn connect<I, S>(bootstrap: I) -> Result<Consumer>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let metadata = Metadata::new(bootstrap.into_iter().map(Into::into).collect());
+        let pool = ConnectionPool::new(PoolConfig::default());
+        metadata.refresh(&pool, &[]).await?;
+        Ok(Consumer {
+            metadata,
+            pool,
+            positions: BTreeMap::new(),
+            max_bytes_per_partition: 1 << 20,
+        })
+    }
+
+    /// Reads these partitions (replacing any earlier assignment). New
+    /// partitions start at offset 0; kept ones keep their position.
+    pub async fn assign<I, S>(&mut self, partitions: I) -> Result<()>
+    where
+        I: IntoIterator<Item = (S, u32)>,
+        S: Into<String>,
+    {
+        let mut next = BTreeMap::new();
+        for (t, p) in partitions {
+            let t: String = t.into();
+            let routes = self.metadata.get_or_fetch(&self.pool, &t).await?;
+            if p as usize >= routes.partitions.len() {
+                return Err(Error::UnknownPartition {
+                    topic: t,
+                    partition: p,
+                    partitions: routes.partitions.len() as u32,
+                });
+            }
+            let pos = self.positions.get(&(t.clone(), p)).copied().unwrap_or(0);
+            next.insert((t, p), pos);
+        }
+        self.positions = next;
+        Ok(())
+    }
+
+    /// Sets the next offset to read from a partition (assigning it if needed).
+    pub fn seek(&mut self, topic: &str, partition: u32, offset: u64) {
+        self.positions.insert((topic.to_owned(), partition), offset);
+    }
+
+    /// The next offset to be read from a partition, if assigned.
+    pub fn position(&self, topic: &str, partition: u32) -> Option<u64> {
+        self.positions.get(&(topic.to_owned(), partition)).copied()
+    }
+
+    /// Fetches from every assigned partition at once, waiting up to
+    /// `max_wait` for data, and advances positions past what it returns.
+    pub async fn poll(&mut self, max_wait: Duration) -> Result<Vec<ConsumerRecord>> {
+        let wait_ms = max_wait.as_millis().min(u128::from(u32::MAX)) as u32;
+        let mut futs = Vec::new();
+        for ((t, p), off) in &self.positions {
+            futs.push(self.fetch_one(t.clone(), *p, *off, wait_ms));
+        }
+        let results = futures::future::join_all(futs).await;
+        let mut out = Vec::new();
+        for r in results {
+            let recs = r?;
+            if let Some(last) = recs.last() {
+                self.positions
+                    .insert((last.topic.clone(), last.partition), last.offset + 1);
+            }
+            out.extend(recs);
+        }
+        Ok(out)
+    }
+
+    async fn fetch_one(
+        &self,
+        topic: String,
+        partition: u32,
+        offset: u64,
+        wait_ms: u32,
+    ) -> Result<Vec<ConsumerRecord>> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let routes = self.metadata.get_or_fetch(&self.pool, &topic).await?;
+            let leader = routes
+                .partitions
+                .get(partition as usize)
+                .map(|r| r.leader.clone())
+                .ok_or_else(|| Error::UnknownPartition {
+                    topic: topic.clone(),
+                    partition,
+                    partitions: routes.partitions.len() as u32,
+                })?;
+            let lease = match self.pool.get(&leader).await {
+                Ok(l) => l,
+                Err(e) if tries < 3 => {
+                    tracing::debug!(error = %e, "fetch: reconnecting");
+                    let _ = self
+                        .metadata
+                        .refresh(&self.pool, std::slice::from_ref(&topic))
+                        .await;
+                    tokio::time::sleep(Duration::from_millis(100 * tries)).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let mut client =
+                FetchServiceClient::new(lease.channel()).max_decoding_message_size(256 << 20);
+            let res = client
+                .fetch(pb::FetchRequest {
+                    topic: topic.clone(),
+                    partition,
+                    offset,
+                    max_bytes: self.max_bytes_per_partition,
+                    max_wait_ms: wait_ms,
+                })
+                .await;
+            match res {
+                Ok(r) => {
+                    return Ok(r
+                        .into_inner()
+                        .records
+                        .into_iter()
+                        .map(|r| ConsumerRecord {
+                            topic: topic.clone(),
+                            partition,
+                            offset: r.offset,
+                            key: r.key,
+                            value: r.value,
+                            timestamp: r.timestamp,
+                            headers: r.headers.into_iter().map(|h| (h.key, h.value)).collect(),
+                        })
+                        .collect())
+                }
+                Err(s)
+                    if tries < 3
+                        && matches!(
+                            s.code(),
+                            tonic::Code::NotFound | tonic::Code::Unavailable | tonic::Code::Unknown
+                        ) =>
+                {
+                    self.pool.invalidate(&leader, lease.id());
+                    let _ = self
+                        .metadata
+                        .refresh(&self.pool, std::slice::from_ref(&topic))
+                        .await;
+                    tokio::time::sleep(Duration::from_millis(100 * tries)).await;
+                }
+                Err(s) => return Err(s.into()),
+            }
+        }
+    }
+}

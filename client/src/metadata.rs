@@ -1,0 +1,149 @@
+//! Cluster metadata cache: for each topic its partitions' leader addresses,
+//! refreshed from any reachable agent (bootstrap addresses first, then every
+//! shard address learned since). Owns routing knowledge only.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use streamhouse_proto as pb;
+use streamhouse_proto::admin_service_client::AdminServiceClient;
+
+use crate::error::{Error, Result};
+use crate::pool::ConnectionPool;
+
+/// Where one partition is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionRoute {
+    /// host:port of the owning agent shard.
+    pub leader: String,
+    pub lease_epoch: u64,
+}
+
+/// Routes of one topic, indexed by partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicRoutes {
+    pub partitions: Vec<PartitionRoute>,
+}
+
+/// The cache.
+#[derive(Debug)]
+pub struct Metadata {
+    bootstrap: Vec<String>,
+    topics: RwLock<HashMap<String, Arc<TopicRoutes>>>,
+    agents: RwLock<Vec<String>>,
+}
+
+impl Metadata {
+    pub fn new(bootstrap: Vec<String>) -> Self {
+        Metadata {
+            bootstrap,
+            topics: RwLock::new(HashMap::new()),
+            agents: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// Cached routes of a topic.
+    pub fn topic(&self, name: &str) -> Option<Arc<TopicRoutes>> {
+        self.topics.read().get(name).cloned()
+    }
+
+    /// Addresses to ask for metadata: bootstrap first, then known shards.
+    fn candidates(&self) -> Vec<String> {
+        let mut v = self.bootstrap.clone();
+        for a in self.agents.read().iter() {
+            if !v.contains(a) {
+                v.push(a.clone());
+            }
+        }
+        v
+    }
+
+    /// Fetches metadata for `topics` (all topics when empty) from the first
+    /// agent that answers, and updates the cache. A topic the agent does not
+    /// know is `UnknownTopic`.
+    pub async fn refresh(&self, pool: &ConnectionPool, topics: &[String]) -> Result<()> {
+        let mut last = Error::Config("no bootstrap addresses given".into());
+        for addr in self.candidates() {
+            let lease = match pool.get(&addr).await {
+                Ok(l) => l,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            let mut client = AdminServiceClient::new(lease.channel());
+            match client
+                .metadata(pb::MetadataRequest {
+                    topics: topics.to_vec(),
+                })
+                .await
+            {
+                Ok(resp) => {
+                    self.apply(resp.into_inner(), topics);
+                    return Ok(());
+                }
+                Err(s) if s.code() == tonic::Code::NotFound => {
+                    if let [one] = topics {
+                        self.topics.write().remove(one);
+                        return Err(Error::UnknownTopic(one.clone()));
+                    }
+                    return Err(s.into());
+                }
+                Err(s) => {
+                    pool.invalidate(&addr, lease.id());
+                    last = Error::from(s);
+                }
+            }
+        }
+        Err(last)
+    }
+
+    fn apply(&self, resp: pb::MetadataResponse, asked: &[String]) {
+        let mut agents = self.agents.write();
+        for a in &resp.agents {
+            for s in &a.shard_addresses {
+                if !agents.contains(s) {
+                    agents.push(s.clone());
+                }
+            }
+        }
+        drop(agents);
+        let mut topics = self.topics.write();
+        if asked.is_empty() {
+            topics.clear();
+        }
+        for t in resp.topics {
+            let routes = TopicRoutes {
+                partitions: t
+                    .partitions
+                    .iter()
+                    .map(|p| PartitionRoute {
+                        leader: p.leader_address.clone(),
+                        lease_epoch: p.lease_epoch,
+                    })
+                    .collect(),
+            };
+            topics.insert(t.name, Arc::new(routes));
+        }
+    }
+
+    /// Routes of a topic, fetching them when not cached.
+    pub async fn get_or_fetch(
+        &self,
+        pool: &ConnectionPool,
+        topic: &str,
+    ) -> Result<Arc<TopicRoutes>> {
+        if let Some(t) = self.topic(topic) {
+            return Ok(t);
+        }
+        self.refresh(pool, &[topic.to_owned()]).await?;
+        self.topic(topic)
+            .ok_or_else(|| Error::UnknownTopic(topic.to_owned()))
+    }
+
+    /// Any address that answered metadata before, else the first bootstrap.
+    pub fn any_address(&self) -> Option<String> {
+        self.candidates().into_iter().next()
+    }
+}

@@ -1,0 +1,266 @@
+//! Connection pool: a few HTTP/2 connections per agent shard address, each
+//! carrying up to `max_in_flight` concurrent requests. Owns connecting,
+//! choosing the least-loaded connection, idle expiry and the health check
+//! before reusing an idle connection. Knows nothing of records or batches.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use streamhouse_proto::health::{health_client::HealthClient, HealthCheckRequest};
+use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::{Error, Result};
+
+/// Pool settings.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Connections kept per agent shard address; default 5 (seed).
+    pub max_connections_per_agent: usize,
+    /// Concurrent requests per connection before another connection is
+    /// opened; default 32.
+    pub max_in_flight: usize,
+    /// Idle connections are closed after this long; default 60 s (seed).
+    pub idle_timeout: Duration,
+    /// A connection idle for this long is health-checked (gRPC health
+    /// `Check`) before it is reused; default 5 s. HTTP/2 keep-alive PINGs
+    /// (every 20 s, 10 s timeout) also close dead connections in between.
+    pub health_check_after: Duration,
+    /// TCP connect timeout; default 5 s.
+    pub connect_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            max_connections_per_agent: 5,
+            max_in_flight: 32,
+            idle_timeout: Duration::from_secs(60),
+            health_check_after: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// One pooled connection.
+#[derive(Debug)]
+pub struct PooledConn {
+    pub id: u64,
+    pub channel: Channel,
+    in_flight: AtomicUsize,
+    last_used: Mutex<Instant>,
+}
+
+/// A connection checked out for one request; returned on drop.
+#[derive(Debug)]
+pub struct ConnLease {
+    pub address: String,
+    conn: Arc<PooledConn>,
+}
+
+impl ConnLease {
+    pub fn channel(&self) -> Channel {
+        self.conn.channel.clone()
+    }
+    pub fn id(&self) -> u64 {
+        self.conn.id
+    }
+}
+
+impl Drop for ConnLease {
+    fn drop(&mut self) {
+        self.conn.in_flight.fetch_sub(1, Ordering::AcqRel);
+        *self.conn.last_used.lock() = Instant::now();
+    }
+}
+
+/// The connections of one address, and how many are being opened.
+#[derive(Debug, Default)]
+struct Slot {
+    conns: Vec<Arc<PooledConn>>,
+    connecting: usize,
+}
+
+/// Connections per address.
+#[derive(Debug)]
+pub struct ConnectionPool {
+    config: PoolConfig,
+    conns: Mutex<HashMap<String, Slot>>,
+    next_id: AtomicU64,
+    /// Connections opened over the pool's life (for tests and metrics).
+    pub opened: AtomicU64,
+}
+
+impl ConnectionPool {
+    pub fn new(config: PoolConfig) -> Self {
+        ConnectionPool {
+            config,
+            conns: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            opened: AtomicU64::new(0),
+        }
+    }
+
+    pub fn config(&self) -> &PoolConfig {
+        &self.config
+    }
+
+    /// Whether a request to `address` can start now without exceeding
+    /// `max_in_flight` on every allowed connection.
+    pub fn has_capacity(&self, address: &str) -> bool {
+        let conns = self.conns.lock();
+        match conns.get(address) {
+            None => true,
+            Some(slot) => {
+                slot.conns.len() + slot.connecting < self.config.max_connections_per_agent
+                    || slot
+                        .conns
+                        .iter()
+                        .any(|c| c.in_flight.load(Ordering::Acquire) < self.config.max_in_flight)
+            }
+        }
+    }
+
+    /// Open connections to `address`.
+    pub fn connection_count(&self, address: &str) -> usize {
+        self.conns.lock().get(address).map_or(0, |s| s.conns.len())
+    }
+
+    /// Checks out a connection to `address`: the least-loaded one, a new one
+    /// when all are busy and the limit allows, after a health check when it
+    /// was idle.
+    pub async fn get(&self, address: &str) -> Result<ConnLease> {
+        enum Pick {
+            Use(Arc<PooledConn>, bool),
+            Open,
+            Wait,
+        }
+        loop {
+            let pick = {
+                let mut all = self.conns.lock();
+                let slot = all.entry(address.to_owned()).or_default();
+                let now = Instant::now();
+                let idle = self.config.idle_timeout;
+                slot.conns.retain(|c| {
+                    c.in_flight.load(Ordering::Acquire) > 0
+                        || now.duration_since(*c.last_used.lock()) < idle
+                });
+                let room =
+                    slot.conns.len() + slot.connecting < self.config.max_connections_per_agent;
+                let best = slot
+                    .conns
+                    .iter()
+                    .min_by_key(|c| c.in_flight.load(Ordering::Acquire))
+                    .cloned();
+                match best {
+                    Some(c)
+                        if c.in_flight.load(Ordering::Acquire) < self.config.max_in_flight
+                            || !room =>
+                    {
+                        let was_idle = c.in_flight.fetch_add(1, Ordering::AcqRel) == 0
+                            && now.duration_since(*c.last_used.lock())
+                                >= self.config.health_check_after;
+                        Pick::Use(c, was_idle)
+                    }
+                    _ if room => {
+                        slot.connecting += 1;
+                        Pick::Open
+                    }
+                    _ => Pick::Wait,
+                }
+            };
+            match pick {
+                Pick::Use(conn, check) => {
+                    let lease = ConnLease {
+                        address: address.to_owned(),
+                        conn,
+                    };
+                    if check && !self.healthy(&lease).await {
+                        self.invalidate(address, lease.id());
+                        continue;
+                    }
+                    return Ok(lease);
+                }
+                Pick::Open => {
+                    let opened = self.connect(address).await;
+                    let mut all = self.conns.lock();
+                    let slot = all.entry(address.to_owned()).or_default();
+                    slot.connecting -= 1;
+                    let conn = Arc::new(opened?);
+                    conn.in_flight.fetch_add(1, Ordering::AcqRel);
+                    slot.conns.push(conn.clone());
+                    return Ok(ConnLease {
+                        address: address.to_owned(),
+                        conn,
+                    });
+                }
+                // Every allowed connection is being opened: wait for one.
+                Pick::Wait => tokio::time::sleep(Duration::from_millis(1)).await,
+            }
+        }
+    }
+
+    async fn healthy(&self, lease: &ConnLease) -> bool {
+        let mut h = HealthClient::new(lease.channel());
+        let mut req = tonic::Request::new(HealthCheckRequest {
+            service: String::new(),
+        });
+        req.set_timeout(self.config.connect_timeout);
+        matches!(h.check(req).await, Ok(r) if r.get_ref().status == 1)
+    }
+
+    async fn connect(&self, address: &str) -> Result<PooledConn> {
+        let transport = |message: String| Error::Transport {
+            address: address.to_owned(),
+            message,
+        };
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| transport(format!("invalid address: {e}")))?
+            .connect_timeout(self.config.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .initial_stream_window_size(4 << 20)
+            .initial_connection_window_size(32 << 20);
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| transport(describe(&e)))?;
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        Ok(PooledConn {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            channel,
+            in_flight: AtomicUsize::new(0),
+            last_used: Mutex::new(Instant::now()),
+        })
+    }
+
+    /// Drops a connection that failed, so the next request opens a fresh one.
+    pub fn invalidate(&self, address: &str, id: u64) {
+        if let Some(slot) = self.conns.lock().get_mut(address) {
+            slot.conns.retain(|c| c.id != id);
+        }
+    }
+
+    /// Closes every connection.
+    pub fn close_all(&self) {
+        for slot in self.conns.lock().values_mut() {
+            slot.conns.clear();
+        }
+    }
+}
+
+/// Full error chain of a transport error, in one line.
+pub fn describe(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}

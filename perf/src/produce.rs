@@ -1,0 +1,256 @@
+//! The produce benchmark: K producers send N records of B bytes through the
+//! real client library; every record's latency runs from its `send()` (or,
+//! with `--rate`, from its scheduled send time: open loop, so stalls are not
+//! hidden by coordinated omission) to its acknowledgement. Owns the run and
+//! its report; the floor and the agent process live elsewhere.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::{FuturesUnordered, StreamExt};
+use hdrhistogram::Histogram;
+use streamhouse_client::{Acks, Admin, Producer, ProducerRecord};
+use tokio::time::Instant;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct ProduceOpts {
+    pub topic: String,
+    pub records: u64,
+    pub record_size: usize,
+    pub partitions: u32,
+    pub producers: usize,
+    pub batch_records: usize,
+    pub batch_bytes: usize,
+    pub linger: Duration,
+    pub acks: Acks,
+    /// Records/s over all producers; `None` = as fast as possible.
+    pub rate: Option<f64>,
+    pub max_in_flight: usize,
+    pub connections: usize,
+    /// Seconds between progress lines.
+    pub interval: Duration,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, Default)]
+pub struct ProduceReport {
+    pub sent: u64,
+    pub acked: u64,
+    pub failed: u64,
+    pub elapsed_s: f64,
+    pub records_per_s: f64,
+    pub mb_per_s: f64,
+    pub avg_ms: f64,
+    pub max_ms: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub requests: u64,
+    pub batches: u64,
+    pub retries: u64,
+    pub request_avg_ms: f64,
+    pub first_error: Option<String>,
+}
+
+#[derive(Default)]
+struct Window {
+    count: AtomicU64,
+    sum_us: AtomicU64,
+    max_us: AtomicU64,
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+/// Kafka-style line.
+pub fn line(n: u64, secs: f64, bytes_per_record: usize, avg_ms: f64, max_ms: f64) -> String {
+    let rate = n as f64 / secs.max(1e-9);
+    format!(
+        "{n} records sent, {rate:.1} records/sec ({:.2} MB/sec), {avg_ms:.2} ms avg latency, {max_ms:.2} ms max latency",
+        rate * bytes_per_record as f64 / 1e6
+    )
+}
+
+/// The final line, in kafka-producer-perf-test's format.
+pub fn final_line(r: &ProduceReport, record_size: usize) -> String {
+    format!(
+        "{}, {:.2} ms 50th, {:.2} ms 95th, {:.2} ms 99th, {:.2} ms 99.9th.",
+        line(r.acked, r.elapsed_s, record_size, r.avg_ms, r.max_ms),
+        r.p50_ms,
+        r.p95_ms,
+        r.p99_ms,
+        r.p999_ms
+    )
+}
+
+/// Creates the topic if it does not exist yet.
+pub async fn ensure_topic(bootstrap: &str, topic: &str, partitions: u32) -> Result<(), String> {
+    let admin = Admin::connect(bootstrap).await.map_err(|e| e.to_string())?;
+    match admin.create_topic(topic, partitions).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some(tonic::Code::AlreadyExists) => Ok(()),
+        Err(e) => Err(format!("creating topic {topic}: {e}")),
+    }
+}
+
+/// Runs the benchmark against `bootstrap`.
+pub async fn run(bootstrap: &str, o: &ProduceOpts) -> Result<ProduceReport, String> {
+    ensure_topic(bootstrap, &o.topic, o.partitions).await?;
+    let mut producers = Vec::new();
+    for _ in 0..o.producers {
+        let p = Producer::builder([bootstrap.to_owned()])
+            .acks(o.acks)
+            .batch_max_records(o.batch_records)
+            .batch_max_bytes(o.batch_bytes)
+            .linger(o.linger)
+            .max_in_flight(o.max_in_flight)
+            .max_connections_per_agent(o.connections)
+            .buffer_memory((64 << 20).max(o.batch_bytes * 4))
+            .build()
+            .await
+            .map_err(|e| format!("connecting producer: {e}"))?;
+        producers.push(p);
+    }
+    let window = Arc::new(Window::default());
+    let payload = Bytes::from(vec![b'x'; o.record_size]);
+    let start = Instant::now();
+    let reporter = {
+        let window = window.clone();
+        let interval = o.interval;
+        let size = o.record_size;
+        tokio::spawn(async move {
+            let mut last = Instant::now();
+            loop {
+                tokio::time::sleep(interval).await;
+                let n = window.count.swap(0, Ordering::Relaxed);
+                let sum = window.sum_us.swap(0, Ordering::Relaxed);
+                let max = window.max_us.swap(0, Ordering::Relaxed);
+                let secs = last.elapsed().as_secs_f64();
+                last = Instant::now();
+                let avg = if n > 0 { ms(sum) / n as f64 } else { 0.0 };
+                println!("{}.", line(n, secs, size, avg, ms(max)));
+            }
+        })
+    };
+    let per = o.records / o.producers as u64;
+    let extra = o.records % o.producers as u64;
+    let mut tasks = Vec::new();
+    for (k, p) in producers.iter().enumerate() {
+        let n = per + u64::from((k as u64) < extra);
+        let p = p.clone();
+        let topic = o.topic.clone();
+        let payload = payload.clone();
+        let window = window.clone();
+        // Each producer's share of the rate, as an interval between sends.
+        let gap = o
+            .rate
+            .map(|r| Duration::from_secs_f64(o.producers as f64 / r));
+        tasks.push(tokio::spawn(async move {
+            let mut hist =
+                Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds");
+            let mut pending = FuturesUnordered::new();
+            let mut failed = 0u64;
+            let mut first_error = None;
+            let mut record = |r: (
+                Instant,
+                streamhouse_client::Result<streamhouse_client::RecordMetadata>,
+            )| {
+                let us = r.0.elapsed().as_micros().max(1) as u64;
+                match r.1 {
+                    Ok(_) => {
+                        let _ = hist.record(us);
+                        window.count.fetch_add(1, Ordering::Relaxed);
+                        window.sum_us.fetch_add(us, Ordering::Relaxed);
+                        window.max_us.fetch_max(us, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        first_error.get_or_insert(e.to_string());
+                    }
+                }
+            };
+            let t0 = Instant::now();
+            for i in 0..n {
+                let t = match gap {
+                    Some(g) => {
+                        let at = t0 + g.mul_f64(i as f64);
+                        // Drain completions while waiting for the slot.
+                        while Instant::now() < at {
+                            tokio::select! {
+                                Some(r) = pending.next(), if !pending.is_empty() => record(r),
+                                _ = tokio::time::sleep_until(at) => {}
+                            }
+                        }
+                        at
+                    }
+                    None => Instant::now(),
+                };
+                let fut = p.send(ProducerRecord::new(topic.clone(), payload.clone()));
+                pending.push(async move { (t, fut.await) });
+                // Keep the completion queue drained without blocking sends.
+                while let Some(Some(r)) = futures::FutureExt::now_or_never(pending.next()) {
+                    record(r);
+                }
+            }
+            while let Some(r) = pending.next().await {
+                record(r);
+            }
+            (hist, failed, first_error)
+        }));
+    }
+    let mut hist =
+        Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).map_err(|e| e.to_string())?;
+    let mut failed = 0;
+    let mut first_error = None;
+    for t in tasks {
+        let (h, f, e) = t.await.map_err(|e| format!("producer task: {e}"))?;
+        hist.add(&h).map_err(|e| e.to_string())?;
+        failed += f;
+        if first_error.is_none() {
+            first_error = e;
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    reporter.abort();
+    let mut requests = 0;
+    let mut batches = 0;
+    let mut retries = 0;
+    let mut request_ns = 0;
+    for p in &producers {
+        let m = p.metrics();
+        requests += m.requests;
+        batches += m.batches;
+        retries += m.retries;
+        request_ns += m.request_ns_total;
+        p.close().await.map_err(|e| e.to_string())?;
+    }
+    let acked = hist.len();
+    Ok(ProduceReport {
+        sent: o.records,
+        acked,
+        failed,
+        elapsed_s: elapsed,
+        records_per_s: acked as f64 / elapsed,
+        mb_per_s: acked as f64 * o.record_size as f64 / 1e6 / elapsed,
+        avg_ms: hist.mean() / 1000.0,
+        max_ms: ms(hist.max()),
+        p50_ms: ms(hist.value_at_quantile(0.50)),
+        p95_ms: ms(hist.value_at_quantile(0.95)),
+        p99_ms: ms(hist.value_at_quantile(0.99)),
+        p999_ms: ms(hist.value_at_quantile(0.999)),
+        requests,
+        batches,
+        retries,
+        request_avg_ms: if requests > 0 {
+            request_ns as f64 / requests as f64 / 1e6
+        } else {
+            0.0
+        },
+        first_error,
+    })
+}
