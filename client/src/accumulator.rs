@@ -66,7 +66,8 @@ impl<T> PartitionAccumulator<T> {
         }
     }
 
-    /// Appends a record at time `now`. Returns true when this closed a batch.
+    /// Appends a record; `now` is read only when the record opens a new
+    /// batch. Returns true when this closed a batch.
     #[allow(clippy::too_many_arguments)]
     pub fn append(
         &mut self,
@@ -76,7 +77,7 @@ impl<T> PartitionAccumulator<T> {
         headers: &[(String, Bytes)],
         size: usize,
         completion: T,
-        now: Instant,
+        now: impl FnOnce() -> Instant,
     ) -> bool {
         let mut closed = false;
         if let Some(open) = &self.open {
@@ -85,11 +86,17 @@ impl<T> PartitionAccumulator<T> {
                 closed = true;
             }
         }
+        let limits = self.limits;
         let open = self.open.get_or_insert_with(|| OpenBatch {
-            builder: BatchBuilder::new(self.limits.codec, ProducerInfo::default()),
-            completions: Vec::new(),
+            // Room for a full batch up front: no reallocation while filling.
+            builder: BatchBuilder::with_capacity(
+                limits.codec,
+                ProducerInfo::default(),
+                limits.max_bytes.min(8 << 20),
+            ),
+            completions: Vec::with_capacity(limits.max_records.min(1 << 16)),
             reserved: 0,
-            created: now,
+            created: now(),
         });
         open.builder.push(key, value, timestamp, headers);
         open.completions.push(completion);
@@ -164,7 +171,7 @@ mod tests {
     }
 
     fn add(acc: &mut PartitionAccumulator<u32>, v: &[u8], id: u32, now: Instant) -> bool {
-        acc.append(None, v, 0, &[], record_size(None, v, &[]), id, now)
+        acc.append(None, v, 0, &[], record_size(None, v, &[]), id, || now)
     }
 
     #[test]

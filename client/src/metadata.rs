@@ -3,6 +3,7 @@
 //! shard address learned since). Owns routing knowledge only.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -32,6 +33,7 @@ pub struct Metadata {
     bootstrap: Vec<String>,
     topics: RwLock<HashMap<String, Arc<TopicRoutes>>>,
     agents: RwLock<Vec<String>>,
+    version: AtomicU64,
 }
 
 impl Metadata {
@@ -40,7 +42,14 @@ impl Metadata {
             bootstrap,
             topics: RwLock::new(HashMap::new()),
             agents: RwLock::new(Vec::new()),
+            version: AtomicU64::new(1),
         }
+    }
+
+    /// Changes whenever cached routes change; lets callers keep their own
+    /// copy of a topic's routes and re-read it only then.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
     }
 
     /// Cached routes of a topic.
@@ -86,6 +95,7 @@ impl Metadata {
                 Err(s) if s.code() == tonic::Code::NotFound => {
                     if let [one] = topics {
                         self.topics.write().remove(one);
+                        self.version.fetch_add(1, Ordering::AcqRel);
                         return Err(Error::UnknownTopic(one.clone()));
                     }
                     return Err(s.into());
@@ -126,6 +136,7 @@ impl Metadata {
             };
             topics.insert(t.name, Arc::new(routes));
         }
+        self.version.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Routes of a topic, fetching them when not cached.

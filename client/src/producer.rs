@@ -193,7 +193,25 @@ struct Counters {
     request_ns_total: AtomicU64,
 }
 
-type Completion = (oneshot::Sender<Result<RecordMetadata>>, i64);
+/// How a record's outcome reaches the caller.
+enum Outcome {
+    Future(oneshot::Sender<Result<RecordMetadata>>),
+    Callback(Box<dyn FnOnce(Result<RecordMetadata>) + Send>),
+}
+
+impl Outcome {
+    fn complete(self, r: Result<RecordMetadata>) {
+        match self {
+            Outcome::Future(tx) => {
+                let _ = tx.send(r);
+            }
+            Outcome::Callback(f) => f(r),
+        }
+    }
+}
+
+/// A record's notification and its timestamp.
+type Completion = (Outcome, i64);
 
 struct PartitionState {
     acc: PartitionAccumulator<Completion>,
@@ -204,16 +222,25 @@ struct PartitionState {
 
 struct Deferred {
     record: ProducerRecord,
-    tx: oneshot::Sender<Result<RecordMetadata>>,
+    tx: Outcome,
     size: usize,
     enqueued: Instant,
 }
 
+/// What the producer keeps per topic: its routes (re-read from the
+/// metadata cache only when that changes) and its partitions' batches.
+struct TopicState {
+    partition_count: u32,
+    metadata_version: u64,
+    /// Partition keyless records go to until their batch closes.
+    sticky: Option<u32>,
+    partitions: Vec<Option<PartitionState>>,
+}
+
 #[derive(Default)]
 struct State {
-    partitions: HashMap<(String, u32), PartitionState>,
+    topics: HashMap<String, TopicState, rustc_hash::FxBuildHasher>,
     intake: VecDeque<Deferred>,
-    sticky: HashMap<String, u32>,
     outstanding: usize,
     flushing: usize,
     shutdown: bool,
@@ -438,16 +465,31 @@ impl Producer {
     /// one partition are stored in `send` order.
     pub fn send(&self, record: ProducerRecord) -> SendFuture {
         let (tx, rx) = oneshot::channel();
+        self.enqueue(record, Outcome::Future(tx));
+        SendFuture { rx }
+    }
+
+    /// Like [`send`](Self::send), but calls `callback` with the outcome
+    /// instead of returning a future (no future to poll per record; the
+    /// callback runs on the producer's task, so keep it short).
+    pub fn send_with_callback<F>(&self, record: ProducerRecord, callback: F)
+    where
+        F: FnOnce(Result<RecordMetadata>) + Send + 'static,
+    {
+        self.enqueue(record, Outcome::Callback(Box::new(callback)));
+    }
+
+    fn enqueue(&self, record: ProducerRecord, tx: Outcome) {
         let inner = &self.inner;
         if inner.closed.load(Ordering::Acquire) {
-            let _ = tx.send(Err(Error::Closed));
-            return SendFuture { rx };
+            tx.complete(Err(Error::Closed));
+            return;
         }
         let size = record_size(record.key.as_deref(), &record.value, &record.headers);
         let limit = inner.config.buffer_memory.min(32 << 20);
         if size > limit {
-            let _ = tx.send(Err(Error::RecordTooLarge { size, limit }));
-            return SendFuture { rx };
+            tx.complete(Err(Error::RecordTooLarge { size, limit }));
+            return;
         }
         inner.counters.records_sent.fetch_add(1, Ordering::Relaxed);
         let mut st = inner.state.lock();
@@ -467,7 +509,6 @@ impl Producer {
         } else {
             st.intake.push_back(deferred);
         }
-        SendFuture { rx }
     }
 
     /// Waits until every record sent so far is acknowledged or failed
@@ -574,10 +615,31 @@ impl Inner {
     /// (unless `reserved`) buffer room is free right now; otherwise hands the
     /// record back (`Some`).
     fn try_append(&self, st: &mut State, d: Deferred, reserved: bool) -> Option<Deferred> {
-        let Some(routes) = self.metadata.topic(&d.record.topic) else {
-            return Some(d);
+        let version = self.metadata.version();
+        let stale = st
+            .topics
+            .get(&d.record.topic)
+            .is_none_or(|t| t.metadata_version != version);
+        if stale {
+            let Some(routes) = self.metadata.topic(&d.record.topic) else {
+                return Some(d);
+            };
+            let t = st
+                .topics
+                .entry(d.record.topic.clone())
+                .or_insert_with(|| TopicState {
+                    partition_count: 0,
+                    metadata_version: 0,
+                    sticky: None,
+                    partitions: Vec::new(),
+                });
+            t.partition_count = routes.partitions.len() as u32;
+            t.metadata_version = version;
+        }
+        let Some(t) = st.topics.get_mut(&d.record.topic) else {
+            return Some(d); // unreachable: inserted just above
         };
-        let n = routes.partitions.len() as u32;
+        let n = t.partition_count;
         let partition = match (d.record.partition, &d.record.key) {
             (Some(p), _) if p >= n => {
                 let err = Error::UnknownPartition {
@@ -593,11 +655,11 @@ impl Inner {
             }
             (Some(p), _) => p,
             (None, Some(k)) => partition_for_key(k, n),
-            (None, None) => match st.sticky.get(&d.record.topic) {
-                Some(p) if *p < n => *p,
+            (None, None) => match t.sticky {
+                Some(p) if p < n => p,
                 _ => {
                     let p = rand::random::<u32>() % n.max(1);
-                    st.sticky.insert(d.record.topic.clone(), p);
+                    t.sticky = Some(p);
                     p
                 }
             },
@@ -608,9 +670,11 @@ impl Inner {
                 Err(_) => return Some(d),
             }
         }
-        let key = (d.record.topic.clone(), partition);
         let limits = self.limits;
-        let ps = st.partitions.entry(key).or_insert_with(|| PartitionState {
+        if t.partitions.len() <= partition as usize {
+            t.partitions.resize_with(partition as usize + 1, || None);
+        }
+        let ps = t.partitions[partition as usize].get_or_insert_with(|| PartitionState {
             acc: PartitionAccumulator::new(limits),
             in_flight: false,
             next_seq: 0,
@@ -625,12 +689,11 @@ impl Inner {
             &d.record.headers,
             d.size,
             (d.tx, ts),
-            Instant::now(),
+            Instant::now,
         );
         if closed && d.record.partition.is_none() && d.record.key.is_none() && n > 1 {
             // Keyless records move to another partition once their batch closes.
-            let next = (partition + 1 + rand::random::<u32>() % (n - 1)) % n;
-            st.sticky.insert(d.record.topic.clone(), next);
+            t.sticky = Some((partition + 1 + rand::random::<u32>() % (n - 1)) % n);
         }
         if closed || was_idle {
             self.wake_sender.notify_one();
@@ -638,9 +701,9 @@ impl Inner {
         None
     }
 
-    fn fail_one(&self, st: &mut State, tx: oneshot::Sender<Result<RecordMetadata>>, e: Error) {
+    fn fail_one(&self, st: &mut State, tx: Outcome, e: Error) {
         self.counters.records_failed.fetch_add(1, Ordering::Relaxed);
-        let _ = tx.send(Err(e));
+        tx.complete(Err(e));
         st.outstanding -= 1;
         if st.outstanding == 0 {
             self.idle.notify_waiters();
@@ -753,7 +816,17 @@ async fn sender_loop(inner: Arc<Inner>) {
             let mut out = Vec::new();
             let mut deadline: Option<Instant> = None;
             let pid = *inner.pid.lock();
-            for ((topic, partition), ps) in st.partitions.iter_mut() {
+            let all = st
+                .topics
+                .iter_mut()
+                .flat_map(|(t, v)| {
+                    v.partitions
+                        .iter_mut()
+                        .enumerate()
+                        .map(move |(p, s)| (t, p as u32, s))
+                })
+                .filter_map(|(t, p, s)| s.as_mut().map(|s| (t, p, s)));
+            for (topic, partition, ps) in all {
                 if flushing {
                     ps.acc.close();
                 } else {
@@ -763,7 +836,7 @@ async fn sender_loop(inner: Arc<Inner>) {
                     if let Some(mut batch) = ps.acc.pop_closed() {
                         let leader = inner.metadata.topic(topic).and_then(|t| {
                             t.partitions
-                                .get(*partition as usize)
+                                .get(partition as usize)
                                 .map(|p| p.leader.clone())
                         });
                         let room = leader.as_deref().is_none_or(|l| inner.pool.has_capacity(l));
@@ -783,7 +856,7 @@ async fn sender_loop(inner: Arc<Inner>) {
                             }
                             out.push(Dispatch {
                                 topic: topic.clone(),
-                                partition: *partition,
+                                partition,
                                 batch,
                             });
                         } else {
@@ -858,7 +931,7 @@ async fn send_batch(inner: Arc<Inner>, d: Dispatch) {
                 .records_acked
                 .fetch_add(u64::from(count), Ordering::Relaxed);
             for (i, (tx, ts)) in completions.into_iter().enumerate() {
-                let _ = tx.send(Ok(RecordMetadata {
+                tx.complete(Ok(RecordMetadata {
                     topic: topic.clone(),
                     partition,
                     offset: resp.base_offset + i as u64,
@@ -873,7 +946,7 @@ async fn send_batch(inner: Arc<Inner>, d: Dispatch) {
                 .records_failed
                 .fetch_add(u64::from(count), Ordering::Relaxed);
             for (tx, _) in completions {
-                let _ = tx.send(Err(e.clone()));
+                tx.complete(Err(e.clone()));
             }
         }
     }
@@ -887,7 +960,11 @@ async fn send_batch(inner: Arc<Inner>, d: Dispatch) {
     inner.memory.add_permits(reserved);
     {
         let mut st = inner.state.lock();
-        if let Some(ps) = st.partitions.get_mut(&(topic, partition)) {
+        if let Some(Some(ps)) = st
+            .topics
+            .get_mut(&topic)
+            .and_then(|v| v.partitions.get_mut(partition as usize))
+        {
             ps.in_flight = false;
         }
         st.outstanding -= count as usize;

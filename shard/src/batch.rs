@@ -207,7 +207,7 @@ impl BatchBuilder {
         BatchBuilder {
             codec,
             producer,
-            records: Vec::new(),
+            records: vec![0; HEADER_LEN],
             count: 0,
             first_timestamp: 0,
             max_timestamp: 0,
@@ -237,7 +237,7 @@ impl BatchBuilder {
 
     /// Size of the records section so far, before compression.
     pub fn records_bytes(&self) -> usize {
-        self.records.len()
+        self.records.len() - HEADER_LEN
     }
 
     /// Appends a record; its offset is the next one in the batch.
@@ -287,39 +287,41 @@ impl BatchBuilder {
         self.count += 1;
     }
 
-    /// Encodes the batch (base offset 0).
+    /// Encodes the batch (base offset 0). Uncompressed batches are finished
+    /// in place: the header was reserved at the front, so nothing is copied.
     pub fn finish(self) -> Vec<u8> {
-        let records_len = self.records.len() as u32;
-        let compressed;
-        let body: &[u8] = match self.codec {
-            Codec::None => &self.records,
-            Codec::Lz4 => {
-                compressed = lz4_flex::compress(&self.records);
-                &compressed
-            }
-            Codec::Zstd => {
-                // Level 1: fast; a failure here can only be out-of-memory.
-                compressed = zstd::bulk::compress(&self.records, 1).unwrap_or_default();
-                &compressed
+        let records_len = (self.records.len() - HEADER_LEN) as u32;
+        let mut out = match self.codec {
+            Codec::None => self.records,
+            Codec::Lz4 | Codec::Zstd => {
+                let body = &self.records[HEADER_LEN..];
+                let compressed = if self.codec == Codec::Lz4 {
+                    lz4_flex::compress(body)
+                } else {
+                    // Level 1: fast; a failure here can only be out-of-memory.
+                    zstd::bulk::compress(body, 1).unwrap_or_default()
+                };
+                let mut out = Vec::with_capacity(HEADER_LEN + compressed.len());
+                out.resize(HEADER_LEN, 0);
+                out.extend_from_slice(&compressed);
+                out
             }
         };
-        let length = HEADER_LEN + body.len();
-        let mut out = Vec::with_capacity(length);
-        out.extend_from_slice(&BATCH_MAGIC.to_le_bytes());
-        out.extend_from_slice(&(length as u32).to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes());
-        out.extend_from_slice(&0u64.to_le_bytes());
-        out.push(BATCH_VERSION);
-        out.push(self.codec as u8);
-        out.extend_from_slice(&0u16.to_le_bytes());
-        out.extend_from_slice(&self.count.to_le_bytes());
-        out.extend_from_slice(&self.first_timestamp.to_le_bytes());
-        out.extend_from_slice(&self.max_timestamp.to_le_bytes());
-        out.extend_from_slice(&self.producer.producer_id.to_le_bytes());
-        out.extend_from_slice(&self.producer.producer_epoch.to_le_bytes());
-        out.extend_from_slice(&self.producer.base_sequence.to_le_bytes());
-        out.extend_from_slice(&records_len.to_le_bytes());
-        out.extend_from_slice(body);
+        let length = out.len() as u32;
+        let mut h = [0u8; HEADER_LEN];
+        h[0..4].copy_from_slice(&BATCH_MAGIC.to_le_bytes());
+        h[4..8].copy_from_slice(&length.to_le_bytes());
+        // 8..12 crc and 12..20 base offset stay zero here.
+        h[20] = BATCH_VERSION;
+        h[21] = self.codec as u8;
+        h[24..28].copy_from_slice(&self.count.to_le_bytes());
+        h[28..36].copy_from_slice(&self.first_timestamp.to_le_bytes());
+        h[36..44].copy_from_slice(&self.max_timestamp.to_le_bytes());
+        h[44..52].copy_from_slice(&self.producer.producer_id.to_le_bytes());
+        h[52..54].copy_from_slice(&self.producer.producer_epoch.to_le_bytes());
+        h[54..58].copy_from_slice(&self.producer.base_sequence.to_le_bytes());
+        h[58..62].copy_from_slice(&records_len.to_le_bytes());
+        out[..HEADER_LEN].copy_from_slice(&h);
         let crc = crc32c::crc32c(&out[CRC_START..]);
         out[8..12].copy_from_slice(&crc.to_le_bytes());
         out
