@@ -117,6 +117,10 @@ struct RunArgs {
     /// Seconds between progress lines.
     #[arg(long, default_value_t = 5)]
     interval: u64,
+    /// After the run, read the topic back and check every acknowledged
+    /// record is there (use a fresh topic).
+    #[arg(long)]
+    verify: bool,
 }
 
 fn main() -> ExitCode {
@@ -192,14 +196,6 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         connections: args.connections,
         interval: Duration::from_secs(args.interval.max(1)),
     };
-    let floor = if args.no_floor {
-        None
-    } else {
-        std::fs::create_dir_all(&args.data_root).map_err(|e| e.to_string())?;
-        let f = floor::measure(&args.data_root).map_err(|e| format!("floor: {e}"))?;
-        println!("{}", floor::describe(&f));
-        Some(f)
-    };
     let shards = args
         .shards
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -226,12 +222,29 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         if agent.is_some() { format!(" (embedded, {shards} shards)") } else { String::new() }
     );
     let cpu0 = pid.and_then(embedded::cpu_seconds);
-    let report = produce::run(&bootstrap, &opts).await?;
+    let mut report = produce::run(&bootstrap, &opts).await?;
+    if args.verify {
+        let n = produce::read_back(&bootstrap, &opts.topic, opts.partitions).await?;
+        println!("verify: {n} records read back, {} acknowledged", report.acked);
+        report.read_back = Some(n);
+    }
     let cpu = match (pid.and_then(embedded::cpu_seconds), cpu0) {
         (Some(a), Some(b)) => Some(a - b),
         _ => None,
     };
     let rss = pid.and_then(embedded::peak_rss_mib);
+    drop(agent);
+    // The floor is measured right after the run, on the same disk: before
+    // it, deleting its test files would make the disk discard blocks while
+    // the run syncs.
+    let floor = if args.no_floor {
+        None
+    } else {
+        std::fs::create_dir_all(&args.data_root).map_err(|e| e.to_string())?;
+        let f = floor::measure(&args.data_root).map_err(|e| format!("floor: {e}"))?;
+        println!("{}", floor::describe(&f));
+        Some(f)
+    };
     print_report(&report, &opts, floor.as_ref(), cpu, rss);
     if let Some(path) = &args.json {
         let j = json_report(preset, &report, &opts, floor.as_ref(), cpu, rss);
@@ -241,7 +254,10 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         )
         .map_err(|e| format!("writing {}: {e}", path.display()))?;
     }
-    drop(agent);
+    if report.read_back.is_some_and(|n| n != report.acked) {
+        eprintln!("streamhouse-perf: read back a different number of records than were acknowledged");
+        return Ok(ExitCode::from(1));
+    }
     if report.failed > 0 || report.acked != report.sent {
         eprintln!(
             "streamhouse-perf: {} of {} records failed; first error: {}",
@@ -308,7 +324,7 @@ fn json_report(
         "elapsed_s": r.elapsed_s, "records_per_s": r.records_per_s, "mb_per_s": r.mb_per_s,
         "latency_ms": { "avg": r.avg_ms, "max": r.max_ms, "p50": r.p50_ms, "p95": r.p95_ms, "p99": r.p99_ms, "p999": r.p999_ms },
         "requests": r.requests, "batches": r.batches, "retries": r.retries, "request_avg_ms": r.request_avg_ms,
-        "agent_cpu_s": cpu, "agent_peak_rss_mib": rss,
+        "agent_cpu_s": cpu, "agent_peak_rss_mib": rss, "read_back": r.read_back,
         "floor": floor.map(|f| serde_json::json!({
             "fdatasync_p50_ms": f.fdatasync_p50_ms, "fdatasync_p99_ms": f.fdatasync_p99_ms,
             "disk_write_mb_s": f.disk_write_mb_s, "loopback_mb_s": f.loopback_mb_s,

@@ -54,6 +54,8 @@ pub struct ProduceReport {
     pub retries: u64,
     pub request_avg_ms: f64,
     pub first_error: Option<String>,
+    /// Records read back by a consumer after the run (`--verify`).
+    pub read_back: Option<u64>,
 }
 
 /// Outcomes of one producer's records, filled by their callbacks.
@@ -279,5 +281,25 @@ pub async fn run(bootstrap: &str, o: &ProduceOpts) -> Result<ProduceReport, Stri
             0.0
         },
         first_error,
+        read_back: None,
     })
+}
+
+/// Reads every partition of `topic` to its end; returns the record count.
+pub async fn read_back(bootstrap: &str, topic: &str, partitions: u32) -> Result<u64, String> {
+    let mut c = streamhouse_client::Consumer::connect([bootstrap.to_owned()])
+        .await
+        .map_err(|e| format!("verify: {e}"))?;
+    c.max_bytes_per_partition = 8 << 20;
+    c.assign((0..partitions).map(|p| (topic.to_owned(), p)))
+        .await
+        .map_err(|e| format!("verify: {e}"))?;
+    let mut n = 0u64;
+    loop {
+        let recs = c.poll(Duration::ZERO).await.map_err(|e| format!("verify: {e}"))?;
+        if recs.is_empty() {
+            return Ok(n);
+        }
+        n += recs.len() as u64;
+    }
 }
