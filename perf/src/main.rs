@@ -225,7 +225,10 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
     let mut report = produce::run(&bootstrap, &opts).await?;
     if args.verify {
         let n = produce::read_back(&bootstrap, &opts.topic, opts.partitions).await?;
-        println!("verify: {n} records read back, {} acknowledged", report.acked);
+        println!(
+            "verify: {n} records read back, {} acknowledged",
+            report.acked
+        );
         report.read_back = Some(n);
     }
     let cpu = match (pid.and_then(embedded::cpu_seconds), cpu0) {
@@ -255,7 +258,9 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         .map_err(|e| format!("writing {}: {e}", path.display()))?;
     }
     if report.read_back.is_some_and(|n| n != report.acked) {
-        eprintln!("streamhouse-perf: read back a different number of records than were acknowledged");
+        eprintln!(
+            "streamhouse-perf: read back a different number of records than were acknowledged"
+        );
         return Ok(ExitCode::from(1));
     }
     if report.failed > 0 || report.acked != report.sent {

@@ -296,7 +296,10 @@ pub async fn read_back(bootstrap: &str, topic: &str, partitions: u32) -> Result<
         .map_err(|e| format!("verify: {e}"))?;
     let mut n = 0u64;
     loop {
-        let recs = c.poll(Duration::ZERO).await.map_err(|e| format!("verify: {e}"))?;
+        let recs = c
+            .poll(Duration::ZERO)
+            .await
+            .map_err(|e| format!("verify: {e}"))?;
         if recs.is_empty() {
             return Ok(n);
         }

@@ -5,11 +5,7 @@ use std::process::Command;
 
 fn target_tmp() -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .ancestors()
-        .nth(3)
-        .expect("target dir")
-        .join("tmp");
+    let dir = exe.ancestors().nth(3).expect("target dir").join("tmp");
     std::fs::create_dir_all(&dir).expect("create target/tmp");
     dir
 }
@@ -19,7 +15,15 @@ fn run(preset: &str, extra: &[&str]) -> serde_json::Value {
     let json = root.path().join("report.json");
     let out = Command::new(env!("CARGO_BIN_EXE_streamhouse-perf"))
         .arg(preset)
-        .args(["--embedded", "--records", "10000", "--no-floor", "--verify", "--interval", "1"])
+        .args([
+            "--embedded",
+            "--records",
+            "10000",
+            "--no-floor",
+            "--verify",
+            "--interval",
+            "1",
+        ])
         .arg("--data-root")
         .arg(root.path())
         .arg("--json")
@@ -28,7 +32,11 @@ fn run(preset: &str, extra: &[&str]) -> serde_json::Value {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{preset}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{preset}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("10000 records sent"), "{stdout}");
     assert!(stdout.contains("ms 99.9th."), "{stdout}");
     serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap()
@@ -66,7 +74,17 @@ fn concurrent_preset_uses_ten_producers() {
 
 #[test]
 fn produce_with_explicit_settings() {
-    let j = run("produce", &["--batch-records", "100", "--partitions", "3", "--record-size", "10"]);
+    let j = run(
+        "produce",
+        &[
+            "--batch-records",
+            "100",
+            "--partitions",
+            "3",
+            "--record-size",
+            "10",
+        ],
+    );
     check_counts(&j);
     assert!(j["batches"].as_u64().unwrap() >= 100);
 }
