@@ -76,9 +76,9 @@ struct RunArgs {
     /// Bytes per batch.
     #[arg(long, default_value_t = 1 << 20)]
     batch_bytes: usize,
-    /// Linger in milliseconds.
-    #[arg(long, default_value_t = 5)]
-    linger: u64,
+    /// Linger in milliseconds (default 5; the latency preset uses 1).
+    #[arg(long)]
+    linger: Option<u64>,
     #[arg(long, value_enum, default_value_t = AckArg::Durable)]
     acks: AckArg,
     /// Records/s over all producers (unset = as fast as possible).
@@ -156,6 +156,9 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         Cmd::Latency(a) => (a, "latency"),
         Cmd::Concurrent(a) => (a, "concurrent"),
     };
+    let linger = args
+        .linger
+        .unwrap_or(if preset == "latency" { 1 } else { 5 });
     let (records, producers, rate) = match preset {
         "latency" => (
             args.records.unwrap_or(500_000),
@@ -186,7 +189,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         producers,
         batch_records: args.batch_records,
         batch_bytes: args.batch_bytes,
-        linger: Duration::from_millis(args.linger),
+        linger: Duration::from_millis(linger),
         acks: match args.acks {
             AckArg::Durable => Acks::Durable,
             AckArg::Object => Acks::Object,
@@ -216,7 +219,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         opts.partitions,
         opts.batch_records,
         opts.batch_bytes,
-        args.linger,
+        linger,
         args.acks,
         rate.map_or("unlimited".to_string(), |r| format!("{r} records/s")),
         if agent.is_some() { format!(" (embedded, {shards} shards)") } else { String::new() }
