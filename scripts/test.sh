@@ -3,5 +3,5 @@
 # crash tests against real agent processes. Usage: scripts/test.sh [cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --workspace --all-targets
-cargo test --workspace --all-targets "$@"
+cargo build --workspace --all-targets --all-features
+cargo test --workspace --all-targets --all-features "$@"

@@ -414,3 +414,30 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
         assert!(got.len() >= offsets.len());
     }
 }
+
+#[test]
+fn a_second_agent_on_the_same_data_dir_is_refused() {
+    let agent = Agent::start(1, &[]);
+    let out = std::process::Command::new(agent_bin())
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", free_ports(1)))
+        .arg("--shards")
+        .arg("1")
+        .arg("--data-dir")
+        .arg(&agent.data_dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use by another agent"), "{err}");
+}
+
+#[test]
+fn invalid_configuration_names_the_field() {
+    let out = std::process::Command::new(agent_bin())
+        .args(["--shards", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--shards"));
+}

@@ -23,6 +23,7 @@ use crate::pool::{ConnectionPool, PoolConfig};
 pub struct Admin {
     client: AdminServiceClient<Channel>,
     _pool: ConnectionPool,
+    _direct: Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Admin {
@@ -33,7 +34,17 @@ impl Admin {
         Ok(Admin {
             client: AdminServiceClient::new(lease.channel()),
             _pool: pool,
+            _direct: None,
         })
+    }
+
+    /// Administers the in-process agent on `data_dir` (`direct` transport).
+    #[cfg(feature = "direct")]
+    pub async fn connect_direct(data_dir: impl Into<std::path::PathBuf>) -> Result<Admin> {
+        let (bootstrap, handle) = crate::direct::open_async(data_dir.into()).await?;
+        let mut a = Admin::connect(&bootstrap).await?;
+        a._direct = Some(handle);
+        Ok(a)
     }
 
     pub async fn create_topic(&self, name: &str, partitions: u32) -> Result<pb::TopicMetadata> {

@@ -46,6 +46,7 @@ pub struct Consumer {
     positions: BTreeMap<(String, u32), u64>,
     /// Bytes asked per partition per fetch; default 1 MiB.
     pub max_bytes_per_partition: u32,
+    _direct: Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Consumer {
@@ -63,7 +64,17 @@ impl Consumer {
             pool,
             positions: BTreeMap::new(),
             max_bytes_per_partition: 1 << 20,
+            _direct: None,
         })
+    }
+
+    /// Reads through the in-process agent on `data_dir` (`direct` transport).
+    #[cfg(feature = "direct")]
+    pub async fn connect_direct(data_dir: impl Into<std::path::PathBuf>) -> Result<Consumer> {
+        let (bootstrap, handle) = crate::direct::open_async(data_dir.into()).await?;
+        let mut c = Consumer::connect([bootstrap]).await?;
+        c._direct = Some(handle);
+        Ok(c)
     }
 
     /// Reads these partitions (replacing any earlier assignment). New

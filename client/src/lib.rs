@@ -10,6 +10,8 @@ pub mod accumulator;
 pub mod admin;
 pub mod backoff;
 pub mod consumer;
+#[cfg(feature = "direct")]
+pub mod direct;
 pub mod error;
 pub mod metadata;
 pub mod partitioner;

@@ -260,12 +260,17 @@ struct Inner {
     closed: AtomicBool,
     counters: Counters,
     backoff: Mutex<Backoff>,
+    /// The in-process agent of the `direct` transport; declared last so the
+    /// connections above close before it stops.
+    _direct: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 /// Builds a [`Producer`].
 pub struct ProducerBuilder {
     config: ProducerConfig,
     rng: Option<Rng>,
+    #[cfg(feature = "direct")]
+    direct: Option<std::path::PathBuf>,
 }
 
 impl ProducerBuilder {
@@ -341,7 +346,18 @@ impl ProducerBuilder {
 
     /// Connects: fetches metadata from a bootstrap agent and, with
     /// idempotence, a producer id. Must run inside a tokio runtime.
-    pub async fn build(self) -> Result<Producer> {
+    pub async fn build(mut self) -> Result<Producer> {
+        #[cfg(feature = "direct")]
+        let direct = match self.direct.take() {
+            Some(dir) => {
+                let (bootstrap, handle) = crate::direct::open_async(dir).await?;
+                self.config.bootstrap = vec![bootstrap];
+                Some(handle)
+            }
+            None => None,
+        };
+        #[cfg(not(feature = "direct"))]
+        let direct = None;
         let c = &self.config;
         if c.bootstrap.is_empty() {
             return Err(Error::Config(
@@ -386,6 +402,7 @@ impl ProducerBuilder {
             counters: Counters::default(),
             backoff: Mutex::new(Backoff::new(c.backoff, self.rng.unwrap_or_else(thread_rng))),
             config: self.config,
+            _direct: direct,
         });
         if inner.config.idempotence {
             inner.new_producer_id().await?;
@@ -456,7 +473,19 @@ impl Producer {
                 ..Default::default()
             },
             rng: None,
+            #[cfg(feature = "direct")]
+            direct: None,
         }
+    }
+
+    /// A builder for the `direct` transport: an agent inside this process
+    /// on `data_dir` (started if no client of this process runs one there),
+    /// with the same semantics as a remote agent.
+    #[cfg(feature = "direct")]
+    pub fn direct(data_dir: impl Into<std::path::PathBuf>) -> ProducerBuilder {
+        let mut b = Producer::builder(Vec::<String>::new());
+        b.direct = Some(data_dir.into());
+        b
     }
 
     /// Queues a record and returns a future that resolves once it is

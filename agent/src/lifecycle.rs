@@ -1,0 +1,182 @@
+//! Starting and stopping an agent: the data-dir lock, the catalog, one
+//! pinned glommio executor per shard, and the drain flag that SIGTERM/SIGINT
+//! (or [`RunningAgent::shutdown`]) sets. Owns the shard threads; what a shard
+//! does lives in `shard`.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
+
+use crate::catalog::Catalog;
+use crate::config::AgentConfig;
+use crate::shard;
+
+/// A started agent.
+pub struct RunningAgent {
+    config: Arc<AgentConfig>,
+    draining: Arc<AtomicBool>,
+    handles: Vec<ExecutorJoinHandle<Result<(), String>>>,
+    _lock: File,
+}
+
+/// How an agent ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every shard drained and stopped.
+    Clean,
+    /// Some shard failed; the messages say which and why.
+    Failed(Vec<String>),
+}
+
+/// Takes an exclusive lock on `data_dir/LOCK`, so two agents never write the
+/// same WAL. The kernel releases it when the process dies.
+fn lock_data_dir(config: &AgentConfig) -> Result<File, String> {
+    let path = config.data_dir.join("LOCK");
+    let f = File::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    // SAFETY: flock on a descriptor we own; no memory is involved.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(format!(
+            "data dir {} is in use by another agent (lock {} is held)",
+            config.data_dir.display(),
+            path.display()
+        ));
+    }
+    Ok(f)
+}
+
+/// A base port with `n` consecutive free loopback ports, for `--listen
+/// HOST:0`.
+fn free_ports(host: std::net::IpAddr, n: usize) -> Option<u16> {
+    for _ in 0..100 {
+        let l = std::net::TcpListener::bind((host, 0)).ok()?;
+        let base = l.local_addr().ok()?.port();
+        drop(l);
+        let fits = u32::from(base) + n as u32 <= 65_535;
+        if fits && (0..n).all(|i| std::net::TcpListener::bind((host, base + i as u16)).is_ok()) {
+            return Some(base);
+        }
+    }
+    None
+}
+
+/// Starts the agent: locks the data dir, opens the catalog, starts and
+/// recovers every shard, and returns once all of them serve (or the first
+/// error). With `signals`, SIGTERM and SIGINT start a drain.
+pub fn start(mut config: AgentConfig, signals: bool) -> Result<RunningAgent, String> {
+    config.validate()?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| format!("cannot create data dir {}: {e}", config.data_dir.display()))?;
+    let lock = lock_data_dir(&config)?;
+    let shards = config.shard_count();
+    if config.listen.port() == 0 {
+        let base = free_ports(config.listen.ip(), shards).ok_or("no free ports for the shards")?;
+        config.listen.set_port(base);
+    }
+    let catalog = Arc::new(Catalog::open(&config.data_dir).map_err(|e| e.to_string())?);
+    let config = Arc::new(config);
+    let draining = Arc::new(AtomicBool::new(false));
+    if signals {
+        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+            signal_hook::flag::register(sig, draining.clone())
+                .map_err(|e| format!("cannot install signal handler: {e}"))?;
+        }
+    }
+    let cores: Vec<usize> = core_affinity::get_core_ids()
+        .map(|ids| ids.into_iter().map(|c| c.id).collect())
+        .filter(|v: &Vec<usize>| !v.is_empty())
+        .unwrap_or_else(|| vec![0]);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let mut handles = Vec::with_capacity(shards);
+    for i in 0..shards {
+        let (cfg, cat, drain, ready) = (
+            config.clone(),
+            catalog.clone(),
+            draining.clone(),
+            ready_tx.clone(),
+        );
+        let spawned = LocalExecutorBuilder::new(Placement::Fixed(cores[i % cores.len()]))
+            .name(&format!("shard-{i}"))
+            .spawn(move || shard::run(i, cfg, cat, drain, ready));
+        match spawned {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                draining.store(true, Ordering::Relaxed);
+                for h in handles {
+                    let _ = h.join();
+                }
+                return Err(format!("cannot start shard {i}: {e}"));
+            }
+        }
+    }
+    drop(ready_tx);
+    let mut started = 0;
+    let mut failure = None;
+    while started < shards {
+        match ready_rx.recv_timeout(Duration::from_secs(600)) {
+            Ok((_, Ok(()))) => started += 1,
+            Ok((_, Err(e))) => {
+                failure = Some(e);
+                break;
+            }
+            Err(_) => {
+                failure = Some("shards did not start".into());
+                break;
+            }
+        }
+    }
+    let agent = RunningAgent {
+        config,
+        draining,
+        handles,
+        _lock: lock,
+    };
+    if let Some(e) = failure {
+        agent.shutdown();
+        return Err(e);
+    }
+    tracing::info!(
+        agent = %agent.config.agent_id,
+        shards,
+        data_dir = %agent.config.data_dir.display(),
+        "StreamHouse agent ready on {}",
+        agent.addresses().join(", ")
+    );
+    Ok(agent)
+}
+
+impl RunningAgent {
+    /// host:port of every shard, index = shard number.
+    pub fn addresses(&self) -> Vec<String> {
+        (0..self.config.shard_count())
+            .map(|i| self.config.shard_address(i))
+            .collect()
+    }
+
+    /// Starts a drain (as SIGTERM does) and waits for every shard to stop.
+    pub fn shutdown(self) -> Outcome {
+        self.draining.store(true, Ordering::Relaxed);
+        self.wait()
+    }
+
+    /// Waits until every shard has stopped (after a signal or `shutdown`).
+    pub fn wait(self) -> Outcome {
+        let mut failures = Vec::new();
+        for (i, h) in self.handles.into_iter().enumerate() {
+            match h.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failures.push(format!("shard {i}: {e}")),
+                Err(e) => failures.push(format!("shard {i} panicked: {e}")),
+            }
+        }
+        if failures.is_empty() {
+            Outcome::Clean
+        } else {
+            Outcome::Failed(failures)
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! The `direct` transport (feature `direct`): an agent running inside this
+//! process on a local data dir, reached over loopback gRPC, so a Producer,
+//! Consumer or Admin behaves exactly as against a remote agent. One agent per
+//! data dir is shared by every client of this process and stops when the
+//! last of them is dropped. Owns that registry only.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock, Weak};
+
+use clap::Parser;
+use parking_lot::Mutex;
+use streamhouse_agent::{AgentConfig, RunningAgent};
+
+use crate::error::{Error, Result};
+
+/// An in-process agent shared by the clients using one data dir.
+pub struct DirectAgent {
+    bootstrap: String,
+    agent: Mutex<Option<RunningAgent>>,
+}
+
+impl DirectAgent {
+    /// host:port of the agent's first shard.
+    pub fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+}
+
+impl Drop for DirectAgent {
+    fn drop(&mut self) {
+        if let Some(agent) = self.agent.lock().take() {
+            let _ = agent.shutdown();
+        }
+    }
+}
+
+type Registry = Mutex<HashMap<PathBuf, Weak<DirectAgent>>>;
+
+fn registry() -> &'static Registry {
+    static R: OnceLock<Registry> = OnceLock::new();
+    R.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The in-process agent for `data_dir`, started (and recovered) if it is not
+/// running yet. Blocking: call from `spawn_blocking` in async code.
+pub fn open(data_dir: &Path) -> Result<Arc<DirectAgent>> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| Error::Config(format!("cannot create {}: {e}", data_dir.display())))?;
+    let dir = data_dir
+        .canonicalize()
+        .map_err(|e| Error::Config(format!("{}: {e}", data_dir.display())))?;
+    let mut reg = registry().lock();
+    if let Some(a) = reg.get(&dir).and_then(Weak::upgrade) {
+        return Ok(a);
+    }
+    let dir_arg = dir.to_string_lossy().into_owned();
+    let config = AgentConfig::try_parse_from([
+        "streamhouse-agent",
+        "--listen",
+        "127.0.0.1:0",
+        "--shards",
+        "1",
+        "--data-dir",
+        &dir_arg,
+    ])
+    .map_err(|e| Error::Config(e.to_string()))?;
+    let agent = streamhouse_agent::start(config, false).map_err(Error::Config)?;
+    let bootstrap = agent
+        .addresses()
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::Config("the in-process agent has no shard".into()))?;
+    let a = Arc::new(DirectAgent {
+        bootstrap,
+        agent: Mutex::new(Some(agent)),
+    });
+    reg.insert(dir, Arc::downgrade(&a));
+    Ok(a)
+}
+
+/// [`open`] from async code; returns the handle type-erased for storage.
+pub async fn open_async(data_dir: PathBuf) -> Result<(String, Arc<dyn Any + Send + Sync>)> {
+    let a = tokio::task::spawn_blocking(move || open(&data_dir))
+        .await
+        .map_err(|e| Error::Config(format!("starting the in-process agent: {e}")))??;
+    Ok((a.bootstrap().to_owned(), a))
+}
