@@ -346,6 +346,7 @@ impl ProducerBuilder {
 
     /// Connects: fetches metadata from a bootstrap agent and, with
     /// idempotence, a producer id. Must run inside a tokio runtime.
+    #[cfg_attr(not(feature = "direct"), allow(unused_mut))]
     pub async fn build(mut self) -> Result<Producer> {
         #[cfg(feature = "direct")]
         let direct = match self.direct.take() {
@@ -817,6 +818,15 @@ async fn intake_loop(inner: Arc<Inner>) {
                     // Metadata vanished meanwhile: retry from the top.
                     st.intake.push_front(d);
                     inner.memory.add_permits(size);
+                    continue;
+                }
+                // Room was freed a batch at a time: move every queued record
+                // that fits now, under this one lock.
+                while let Some(d) = st.intake.pop_front() {
+                    if let Some(d) = inner.try_append(&mut st, d, false) {
+                        st.intake.push_front(d);
+                        break;
+                    }
                 }
             }
             _ => inner.fail_one(&mut st, d.tx, Error::BufferFull(inner.config.max_block)),
