@@ -228,3 +228,39 @@ fn torn_tail_is_truncated_and_mid_file_corruption_is_reported() {
         }
     });
 }
+
+#[test]
+fn reading_before_the_log_start_is_out_of_range() {
+    // A log whose oldest batch starts at offset 100 (older ones were
+    // removed): offsets below 100 are out of range, 100 is readable.
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = batch(3, "late", ProducerInfo::default());
+    streamhouse_shard::batch::set_base_offset(&mut b, 100);
+    let mut frame = streamhouse_shard::segment::frame_header("t", 0, b.len());
+    frame.extend_from_slice(&b);
+    streamhouse_shard::segment::seal_frame_header(&mut frame, 1);
+    std::fs::write(
+        streamhouse_shard::segment::segment_path(dir.path(), 0),
+        &frame,
+    )
+    .unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let (log, _) = ShardLog::open(LogConfig::new(&path)).await.unwrap();
+        match log.read("t", 0, 99, 1000).await {
+            Err(LogError::OffsetOutOfRange {
+                offset: 99,
+                log_start: 100,
+            }) => {}
+            other => panic!("expected OffsetOutOfRange, got {other:?}"),
+        }
+        let r = log.read("t", 0, 100, 1000).await.unwrap();
+        assert_eq!(r.records.len(), 3);
+        assert_eq!((r.log_start, r.high_watermark), (100, 103));
+        let a = log
+            .append("t", 0, batch(1, "next", ProducerInfo::default()))
+            .await
+            .unwrap();
+        assert_eq!(a.base_offset, 103);
+    });
+}
