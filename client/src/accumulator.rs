@@ -19,12 +19,15 @@ pub struct BatchLimits {
     pub max_bytes: usize,
     /// How long the first record of a batch may wait for more.
     pub linger: Duration,
+    /// Compression of closed batches.
     pub codec: Codec,
 }
 
 /// A closed batch with the completions of its records, in order.
 pub struct ClosedBatch<T> {
+    /// The encoded records.
     pub builder: BatchBuilder,
+    /// One completion per record, in offset order.
     pub completions: Vec<T>,
     /// Bytes reserved from the producer's buffer for this batch.
     pub reserved: usize,
@@ -58,6 +61,7 @@ pub fn record_size(key: Option<&[u8]>, value: &[u8], headers: &[(String, Bytes)]
 }
 
 impl<T> PartitionAccumulator<T> {
+    /// An empty accumulator closing batches at `limits`.
     pub fn new(limits: BatchLimits) -> Self {
         PartitionAccumulator {
             limits,
@@ -148,10 +152,12 @@ impl<T> PartitionAccumulator<T> {
         self.closed.push_front(b);
     }
 
+    /// Whether a closed batch waits to be sent.
     pub fn has_closed(&self) -> bool {
         !self.closed.is_empty()
     }
 
+    /// No open and no closed batch.
     pub fn is_empty(&self) -> bool {
         self.open.is_none() && self.closed.is_empty()
     }

@@ -47,6 +47,7 @@ impl Admin {
         Ok(a)
     }
 
+    /// Creates a topic with `partitions` partitions; `AlreadyExists` if it exists.
     pub async fn create_topic(&self, name: &str, partitions: u32) -> Result<pb::TopicMetadata> {
         let r = self
             .client
@@ -59,6 +60,7 @@ impl Admin {
         Ok(r.into_inner().topic.unwrap_or_default())
     }
 
+    /// Deletes a topic; `NotFound` if it does not exist.
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
         self.client
             .clone()
@@ -67,6 +69,7 @@ impl Admin {
         Ok(())
     }
 
+    /// Every topic with its partitions.
     pub async fn list_topics(&self) -> Result<Vec<pb::TopicMetadata>> {
         Ok(self
             .client
@@ -77,6 +80,7 @@ impl Admin {
             .topics)
     }
 
+    /// One topic's partitions: leader address, shard, lease epoch, high watermark.
     pub async fn describe_topic(&self, name: &str) -> Result<pb::TopicMetadata> {
         Ok(self
             .client

@@ -40,6 +40,7 @@ pub struct Backoff {
 }
 
 impl Backoff {
+    /// Backoff drawing jitter from `rng`.
     pub fn new(config: BackoffConfig, rng: Rng) -> Self {
         Backoff { config, rng }
     }

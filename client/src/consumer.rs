@@ -16,13 +16,19 @@ use crate::pool::{ConnectionPool, PoolConfig};
 /// A record read from a partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerRecord {
+    /// Topic the record was read from.
     pub topic: String,
+    /// Partition the record was read from.
     pub partition: u32,
+    /// The record's offset in its partition.
     pub offset: u64,
+    /// Key, if the record has one.
     pub key: Option<Bytes>,
+    /// Value bytes.
     pub value: Bytes,
     /// Milliseconds since the Unix epoch.
     pub timestamp: u64,
+    /// Headers, in order.
     pub headers: Vec<(String, Bytes)>,
 }
 

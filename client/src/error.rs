@@ -11,28 +11,56 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub enum Error {
     /// The agent answered with a non-OK gRPC status.
     #[error("{code:?}: {message}")]
-    Status { code: tonic::Code, message: String },
+    Status {
+        /// The gRPC status code.
+        code: tonic::Code,
+        /// The agent's message.
+        message: String,
+    },
     /// No connection could be made or it broke.
     #[error("cannot reach {address}: {message}")]
-    Transport { address: String, message: String },
+    Transport {
+        /// host:port that failed.
+        address: String,
+        /// What the transport reported.
+        message: String,
+    },
+    /// The topic does not exist.
     #[error("unknown topic {0}")]
     UnknownTopic(String),
+    /// The partition does not exist in the topic.
     #[error("topic {topic} has {partitions} partitions; partition {partition} does not exist")]
     UnknownPartition {
+        /// The topic.
         topic: String,
+        /// The partition asked for.
         partition: u32,
+        /// How many partitions the topic has.
         partitions: u32,
     },
     /// `buffer_memory` stayed full for `max_block`.
     #[error("producer buffer is full: no room for the record within max_block ({0:?}); the agent is slower than the sender")]
     BufferFull(Duration),
+    /// A record is larger than the producer can ever buffer.
     #[error("record of {size} bytes is larger than the limit of {limit} bytes")]
-    RecordTooLarge { size: usize, limit: usize },
+    RecordTooLarge {
+        /// The record's accounted size, bytes.
+        size: usize,
+        /// The limit, bytes.
+        limit: usize,
+    },
     /// `delivery_timeout` or the retry budget ran out; carries the last error.
     #[error("delivery failed after {attempts} attempts: {last}")]
-    DeliveryFailed { attempts: u32, last: Box<Error> },
+    DeliveryFailed {
+        /// Attempts made.
+        attempts: u32,
+        /// The error of the last attempt.
+        last: Box<Error>,
+    },
+    /// The producer was closed before the record was sent.
     #[error("the producer is closed")]
     Closed,
+    /// A setting is invalid; the message names it.
     #[error("invalid configuration: {0}")]
     Config(String),
 }

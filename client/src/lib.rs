@@ -6,6 +6,8 @@
 //! (connections per agent shard) and [`metadata`] (routes) are shared by all
 //! three clients.
 
+#![warn(missing_docs)]
+
 pub mod accumulator;
 pub mod admin;
 pub mod backoff;

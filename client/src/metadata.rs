@@ -18,12 +18,14 @@ use crate::pool::ConnectionPool;
 pub struct PartitionRoute {
     /// host:port of the owning agent shard.
     pub leader: String,
+    /// Epoch of the leader's lease.
     pub lease_epoch: u64,
 }
 
 /// Routes of one topic, indexed by partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicRoutes {
+    /// One route per partition.
     pub partitions: Vec<PartitionRoute>,
 }
 
@@ -37,6 +39,7 @@ pub struct Metadata {
 }
 
 impl Metadata {
+    /// An empty cache that asks `bootstrap` addresses first.
     pub fn new(bootstrap: Vec<String>) -> Self {
         Metadata {
             bootstrap,

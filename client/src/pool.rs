@@ -48,7 +48,9 @@ impl Default for PoolConfig {
 /// One pooled connection.
 #[derive(Debug)]
 pub struct PooledConn {
+    /// Unique within the pool.
     pub id: u64,
+    /// The HTTP/2 connection.
     pub channel: Channel,
     in_flight: AtomicUsize,
     last_used: Mutex<Instant>,
@@ -57,14 +59,17 @@ pub struct PooledConn {
 /// A connection checked out for one request; returned on drop.
 #[derive(Debug)]
 pub struct ConnLease {
+    /// host:port the connection goes to.
     pub address: String,
     conn: Arc<PooledConn>,
 }
 
 impl ConnLease {
+    /// The connection (cheap to clone).
     pub fn channel(&self) -> Channel {
         self.conn.channel.clone()
     }
+    /// The connection's id (to invalidate it after a failure).
     pub fn id(&self) -> u64 {
         self.conn.id
     }
@@ -95,6 +100,7 @@ pub struct ConnectionPool {
 }
 
 impl ConnectionPool {
+    /// An empty pool.
     pub fn new(config: PoolConfig) -> Self {
         ConnectionPool {
             config,
@@ -104,6 +110,7 @@ impl ConnectionPool {
         }
     }
 
+    /// The pool's settings.
     pub fn config(&self) -> &PoolConfig {
         &self.config
     }

@@ -54,17 +54,22 @@ pub enum Acks {
 /// A record to send.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProducerRecord {
+    /// Topic of the record.
     pub topic: String,
     /// Explicit partition; `None` = by key, or sticky for keyless records.
     pub partition: Option<u32>,
+    /// Key: records with equal keys go to the same partition.
     pub key: Option<Bytes>,
+    /// Value bytes.
     pub value: Bytes,
     /// Milliseconds since the Unix epoch; `None` = the producer's clock.
     pub timestamp: Option<i64>,
+    /// Headers, kept in order.
     pub headers: Vec<(String, Bytes)>,
 }
 
 impl ProducerRecord {
+    /// A keyless record with the current time as timestamp.
     pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> Self {
         ProducerRecord {
             topic: topic.into(),
@@ -72,18 +77,22 @@ impl ProducerRecord {
             ..Default::default()
         }
     }
+    /// Sets the key.
     pub fn key(mut self, key: impl Into<Bytes>) -> Self {
         self.key = Some(key.into());
         self
     }
+    /// Sends to this partition.
     pub fn partition(mut self, partition: u32) -> Self {
         self.partition = Some(partition);
         self
     }
+    /// Sets the timestamp, ms since the Unix epoch.
     pub fn timestamp(mut self, ms: i64) -> Self {
         self.timestamp = Some(ms);
         self
     }
+    /// Adds a header.
     pub fn header(mut self, key: impl Into<String>, value: impl Into<Bytes>) -> Self {
         self.headers.push((key.into(), value.into()));
         self
@@ -93,8 +102,11 @@ impl ProducerRecord {
 /// Where an acknowledged record was stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordMetadata {
+    /// Topic of the record.
     pub topic: String,
+    /// Partition the record was stored in.
     pub partition: u32,
+    /// The record's offset in its partition.
     pub offset: u64,
     /// Milliseconds since the Unix epoch.
     pub timestamp: i64,
@@ -135,6 +147,7 @@ pub struct ProducerConfig {
     pub idempotence: bool,
     /// Batch compression; default none.
     pub compression: Codec,
+    /// Connection pool settings.
     pub pool: PoolConfig,
 }
 
@@ -162,11 +175,17 @@ impl Default for ProducerConfig {
 /// Counters of a producer (see [`Producer::metrics`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ProducerMetrics {
+    /// Records passed to `send`.
     pub records_sent: u64,
+    /// Records acknowledged.
     pub records_acked: u64,
+    /// Records that failed.
     pub records_failed: u64,
+    /// Batches dispatched.
     pub batches: u64,
+    /// Produce requests made (retries included).
     pub requests: u64,
+    /// Retried requests.
     pub retries: u64,
     /// Bytes of records buffered or in flight now.
     pub buffer_bytes_in_use: u64,
@@ -274,34 +293,42 @@ pub struct ProducerBuilder {
 }
 
 impl ProducerBuilder {
+    /// Ack level; default `Durable`.
     pub fn acks(mut self, acks: Acks) -> Self {
         self.config.acks = acks;
         self
     }
+    /// Records per batch; default 10,000.
     pub fn batch_max_records(mut self, n: usize) -> Self {
         self.config.batch_max_records = n;
         self
     }
+    /// Record bytes per batch; default 1 MiB.
     pub fn batch_max_bytes(mut self, n: usize) -> Self {
         self.config.batch_max_bytes = n;
         self
     }
+    /// How long a batch waits for more records; default 5 ms.
     pub fn linger(mut self, d: Duration) -> Self {
         self.config.linger = d;
         self
     }
+    /// Bytes buffered or in flight; default 32 MiB.
     pub fn buffer_memory(mut self, n: usize) -> Self {
         self.config.buffer_memory = n;
         self
     }
+    /// How long `send` waits for buffer room; default 10 s.
     pub fn max_block(mut self, d: Duration) -> Self {
         self.config.max_block = d;
         self
     }
+    /// Retries per batch; default 3.
     pub fn retries(mut self, n: u32) -> Self {
         self.config.retries = n;
         self
     }
+    /// Retry delays; default 100 ms base, 5 s max, ±25% jitter.
     pub fn backoff(mut self, b: BackoffConfig) -> Self {
         self.config.backoff = b;
         self
@@ -311,34 +338,42 @@ impl ProducerBuilder {
         self.rng = Some(rng);
         self
     }
+    /// Bound on a batch from dispatch to outcome; default 120 s.
     pub fn delivery_timeout(mut self, d: Duration) -> Self {
         self.config.delivery_timeout = d;
         self
     }
+    /// Deadline of one request; default 30 s.
     pub fn request_timeout(mut self, d: Duration) -> Self {
         self.config.request_timeout = d;
         self
     }
+    /// Idempotent producer; default on.
     pub fn idempotence(mut self, on: bool) -> Self {
         self.config.idempotence = on;
         self
     }
+    /// Batch compression; default none.
     pub fn compression(mut self, c: Codec) -> Self {
         self.config.compression = c;
         self
     }
+    /// Connections per agent shard; default 5.
     pub fn max_connections_per_agent(mut self, n: usize) -> Self {
         self.config.pool.max_connections_per_agent = n;
         self
     }
+    /// Requests in flight per connection; default 32.
     pub fn max_in_flight(mut self, n: usize) -> Self {
         self.config.pool.max_in_flight = n;
         self
     }
+    /// All pool settings at once.
     pub fn pool(mut self, p: PoolConfig) -> Self {
         self.config.pool = p;
         self
     }
+    /// All settings at once (bootstrap included).
     pub fn config(mut self, c: ProducerConfig) -> Self {
         self.config = c;
         self
