@@ -149,16 +149,7 @@ impl Consumer {
         let mut tries = 0;
         loop {
             tries += 1;
-            let routes = self.metadata.get_or_fetch(&self.pool, &topic).await?;
-            let leader = routes
-                .partitions
-                .get(partition as usize)
-                .map(|r| r.leader.clone())
-                .ok_or_else(|| Error::UnknownPartition {
-                    topic: topic.clone(),
-                    partition,
-                    partitions: routes.partitions.len() as u32,
-                })?;
+            let leader = self.metadata.leader(&self.pool, &topic, partition).await?;
             let lease = match self.pool.get(&leader).await {
                 Ok(l) => l,
                 Err(e) if tries < 3 => {

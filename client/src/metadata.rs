@@ -161,3 +161,25 @@ impl Metadata {
         self.candidates().into_iter().next()
     }
 }
+
+impl Metadata {
+    /// host:port of the shard leading `topic`/`partition`, fetching the
+    /// topic's routes if they are not cached.
+    pub async fn leader(
+        &self,
+        pool: &ConnectionPool,
+        topic: &str,
+        partition: u32,
+    ) -> Result<String> {
+        let routes = self.get_or_fetch(pool, topic).await?;
+        routes
+            .partitions
+            .get(partition as usize)
+            .map(|p| p.leader.clone())
+            .ok_or_else(|| Error::UnknownPartition {
+                topic: topic.to_owned(),
+                partition,
+                partitions: routes.partitions.len() as u32,
+            })
+    }
+}

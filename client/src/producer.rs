@@ -1103,16 +1103,7 @@ async fn attempt_once(
     req: &pb::ProduceRequest,
     deadline: Instant,
 ) -> Result<pb::ProduceResponse> {
-    let routes = inner.metadata.get_or_fetch(&inner.pool, topic).await?;
-    let leader = routes
-        .partitions
-        .get(partition as usize)
-        .map(|p| p.leader.clone())
-        .ok_or_else(|| Error::UnknownPartition {
-            topic: topic.to_owned(),
-            partition,
-            partitions: routes.partitions.len() as u32,
-        })?;
+    let leader = inner.metadata.leader(&inner.pool, topic, partition).await?;
     let lease = inner.pool.get(&leader).await?;
     let mut client = ProducerServiceClient::new(lease.channel())
         .max_encoding_message_size(64 << 20)
