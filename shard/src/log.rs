@@ -128,8 +128,30 @@ struct SegmentFile {
     path: PathBuf,
 }
 
+/// Partitions by topic, then partition number.
+type Partitions = HashMap<String, HashMap<u32, PartitionLog>>;
+
+fn find<'a>(parts: &'a Partitions, topic: &str, partition: u32) -> Option<&'a PartitionLog> {
+    parts.get(topic).and_then(|ps| ps.get(&partition))
+}
+
+fn find_mut<'a>(
+    parts: &'a mut Partitions,
+    topic: &str,
+    partition: u32,
+) -> Option<&'a mut PartitionLog> {
+    parts.get_mut(topic).and_then(|ps| ps.get_mut(&partition))
+}
+
+fn unknown(topic: &str, partition: u32) -> LogError {
+    LogError::UnknownPartition {
+        topic: topic.to_owned(),
+        partition,
+    }
+}
+
 struct State {
-    partitions: HashMap<String, HashMap<u32, PartitionLog>>,
+    partitions: Partitions,
     pending: Vec<u8>,
     pending_entries: VecDeque<PendingEntry>,
     appended_lsn: u64,
@@ -351,10 +373,7 @@ impl ShardLog {
     /// High watermark of a partition (next offset to become durable), if known.
     pub fn high_watermark(&self, topic: &str, partition: u32) -> Option<u64> {
         let st = self.inner.state.borrow();
-        st.partitions
-            .get(topic)
-            .and_then(|ps| ps.get(&partition))
-            .map(|p| p.high_watermark)
+        find(&st.partitions, topic, partition).map(|p| p.high_watermark)
     }
 
     /// Segments sealed so far, oldest first.
@@ -382,14 +401,8 @@ impl ShardLog {
             if st.closed {
                 return Err(LogError::Poisoned("the log is closed".into()));
             }
-            let p = st
-                .partitions
-                .get_mut(topic)
-                .and_then(|ps| ps.get_mut(&partition))
-                .ok_or_else(|| LogError::UnknownPartition {
-                    topic: topic.to_owned(),
-                    partition,
-                })?;
+            let p = find_mut(&mut st.partitions, topic, partition)
+                .ok_or_else(|| unknown(topic, partition))?;
             match p.producers.check(header.producer, count)? {
                 // A retry of a batch already appended: answer with its
                 // offsets once the original is durable.
@@ -458,14 +471,8 @@ impl ShardLog {
     ) -> Result<ReadResult, LogError> {
         let (runs, hw, log_start) = {
             let st = self.inner.state.borrow();
-            let p = st
-                .partitions
-                .get(topic)
-                .and_then(|ps| ps.get(&partition))
-                .ok_or_else(|| LogError::UnknownPartition {
-                    topic: topic.to_owned(),
-                    partition,
-                })?;
+            let p =
+                find(&st.partitions, topic, partition).ok_or_else(|| unknown(topic, partition))?;
             if offset < p.log_start {
                 return Err(LogError::OffsetOutOfRange {
                     offset,
@@ -555,11 +562,7 @@ impl ShardLog {
     pub async fn wait_for_data(&self, topic: &str, partition: u32, offset: u64, timeout: Duration) {
         let rx = {
             let mut st = self.inner.state.borrow_mut();
-            let Some(p) = st
-                .partitions
-                .get_mut(topic)
-                .and_then(|ps| ps.get_mut(&partition))
-            else {
+            let Some(p) = find_mut(&mut st.partitions, topic, partition) else {
                 return;
             };
             if p.high_watermark > offset {
@@ -728,7 +731,7 @@ impl ShardLog {
         if self.roll_due(data.len()) {
             self.roll().await?;
         }
-        let (file, write_pos, mut buf, frame_base, gen) = {
+        let (file, write_pos, buf, frame_base, gen) = {
             let mut st = self.inner.state.borrow_mut();
             st.gen += 1;
             let gen = st.gen;
@@ -752,16 +755,13 @@ impl ShardLog {
                 st.active_since = Some(Instant::now());
             }
             let frame_base = st.active_len;
-            (file, write_pos, Some(buf), frame_base, gen)
+            (file, write_pos, buf, frame_base, gen)
         };
-        let len = buf.as_ref().map_or(0, |b| b.len());
-        let written = match buf.take() {
-            Some(b) => file
-                .write_at(b, write_pos)
-                .await
-                .map_err(io_err("writing the WAL"))?,
-            None => 0,
-        };
+        let len = buf.len();
+        let written = file
+            .write_at(buf, write_pos)
+            .await
+            .map_err(io_err("writing the WAL"))?;
         if written != len {
             return Err(LogError::Io {
                 context: "writing the WAL".into(),
@@ -786,11 +786,7 @@ impl ShardLog {
         st.durable_lsn += data.len() as u64;
         let active = st.active;
         for e in &entries {
-            if let Some(p) = st
-                .partitions
-                .get_mut(&e.topic)
-                .and_then(|ps| ps.get_mut(&e.partition))
-            {
+            if let Some(p) = find_mut(&mut st.partitions, &e.topic, e.partition) {
                 let next = e.base_offset + u64::from(e.record_count);
                 p.index.push(IndexEntry {
                     base_offset: e.base_offset,
