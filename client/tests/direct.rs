@@ -1,6 +1,9 @@
 //! The `direct` transport: the same Producer, Consumer and Admin API against
 //! an agent inside the test process, on a local data dir.
 
+#[path = "../../agent/tests/common/mod.rs"]
+mod common;
+
 use std::time::Duration;
 
 use streamhouse_client::{Admin, Consumer, Producer, ProducerRecord};
@@ -25,14 +28,7 @@ async fn read_all(dir: &std::path::Path, topic: &str, partitions: u32) -> Vec<St
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_api_in_process_and_durable_across_restarts() {
-    let base = std::env::current_exe()
-        .unwrap()
-        .ancestors()
-        .nth(3)
-        .unwrap()
-        .join("tmp");
-    std::fs::create_dir_all(&base).unwrap();
-    let tmp = tempfile::tempdir_in(base).unwrap();
+    let tmp = tempfile::tempdir_in(common::target_tmp()).unwrap();
     let dir = tmp.path().to_path_buf();
     {
         let admin = Admin::connect_direct(&dir).await.unwrap();

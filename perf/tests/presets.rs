@@ -1,14 +1,12 @@
 //! Tiny runs of every preset against a real agent: the report's counts must
 //! agree (sent = acknowledged = read back) and the exit code must be 0.
 
+#[path = "../../agent/tests/common/mod.rs"]
+mod common;
+
 use std::process::Command;
 
-fn target_tmp() -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.ancestors().nth(3).expect("target dir").join("tmp");
-    std::fs::create_dir_all(&dir).expect("create target/tmp");
-    dir
-}
+use common::target_tmp;
 
 fn run(preset: &str, extra: &[&str]) -> serde_json::Value {
     let root = tempfile::tempdir_in(target_tmp()).unwrap();
