@@ -1,16 +1,18 @@
-//! The topic catalog of one agent: topics, their partition counts and
-//! incarnation ids, and the producer-id counter, persisted atomically to
-//! `catalog.json` in the data dir. Shared by all shards behind a mutex that
-//! only admin calls take; the produce path reads a shard-local copy and only
-//! watches [`Catalog::version`]. Must not hold partition data.
+//! The topics one agent knows, as loaded from the metadata store (which is
+//! the source of truth) and updated by the control thread after each admin
+//! change. Shared by all shards behind a mutex that only admin calls and
+//! topic refreshes take; the produce path reads a shard-local copy and only
+//! watches [`Catalog::version`]. Also holds per-partition high watermarks
+//! and lease epochs that shards and the lease task publish for metadata
+//! answers. Must not hold partition data.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
+
+use crate::metastore::TopicRow;
 
 /// Most partitions a topic may have.
 pub const MAX_PARTITIONS: u32 = 10_000;
@@ -18,29 +20,24 @@ pub const MAX_PARTITIONS: u32 = 10_000;
 pub const MAX_TOPIC_NAME: usize = 249;
 
 /// A topic as the catalog knows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct TopicEntry {
     /// Incarnation id: a topic deleted and created again gets a new one, so
     /// its old data in the WAL is never mistaken for the new topic's.
     pub id: u64,
     pub partitions: u32,
     /// High watermark per partition, published by the owning shard.
-    #[serde(skip)]
     pub high_watermarks: Arc<[AtomicU64]>,
+    /// Lease epoch per partition held by this agent (0 = not held),
+    /// published by the lease task.
+    pub lease_epochs: Arc<[AtomicU64]>,
 }
 
 impl TopicEntry {
-    /// Name of the topic inside the shard logs.
+    /// Name of the topic inside the shard logs, leases and chunk index.
     pub fn log_key(&self, name: &str) -> String {
         format!("{name}#{}", self.id)
     }
-}
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct State {
-    next_topic_id: u64,
-    next_producer_id: i64,
-    topics: BTreeMap<String, TopicEntry>,
 }
 
 /// Catalog errors, each mapping to one gRPC status.
@@ -48,18 +45,12 @@ struct State {
 pub enum CatalogError {
     #[error("{0}")]
     Invalid(String),
-    #[error("topic {0} already exists")]
-    Exists(String),
-    #[error("unknown topic {0}")]
-    Unknown(String),
-    #[error("catalog I/O on {path}: {message}")]
-    Io { path: PathBuf, message: String },
 }
 
-/// The agent's topic catalog.
+/// The agent's view of the topics.
+#[derive(Default)]
 pub struct Catalog {
-    path: PathBuf,
-    state: Mutex<State>,
+    topics: Mutex<BTreeMap<String, TopicEntry>>,
     version: AtomicU64,
 }
 
@@ -89,131 +80,91 @@ pub fn validate_topic_name(name: &str) -> Result<(), CatalogError> {
     Ok(())
 }
 
+/// Checks a new topic's name and partition count.
+pub fn validate_new_topic(name: &str, partitions: u32) -> Result<(), CatalogError> {
+    validate_topic_name(name)?;
+    if partitions == 0 || partitions > MAX_PARTITIONS {
+        return Err(CatalogError::Invalid(format!(
+            "partitions must be between 1 and {MAX_PARTITIONS}, got {partitions}"
+        )));
+    }
+    Ok(())
+}
+
 impl Catalog {
-    /// Opens `catalog.json` in `data_dir`, creating an empty catalog if absent.
-    pub fn open(data_dir: &Path) -> Result<Catalog, CatalogError> {
-        let path = data_dir.join("catalog.json");
-        let io = |e: std::io::Error| CatalogError::Io {
-            path: path.clone(),
-            message: e.to_string(),
-        };
-        let mut state: State = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| CatalogError::Io {
-                path: path.clone(),
-                message: format!("not a valid catalog: {e}"),
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State {
-                next_topic_id: 1,
-                next_producer_id: 1,
-                topics: BTreeMap::new(),
-            },
-            Err(e) => return Err(io(e)),
-        };
-        for t in state.topics.values_mut() {
-            t.high_watermarks = zeroed(t.partitions);
-        }
-        Ok(Catalog {
-            path,
-            state: Mutex::new(state),
-            version: AtomicU64::new(1),
-        })
+    pub fn new() -> Catalog {
+        Catalog::default()
     }
 
-    /// Changes whenever topics are created or deleted.
+    /// Changes whenever topics are added or removed.
     pub fn version(&self) -> u64 {
         self.version.load(Ordering::Acquire)
     }
 
     pub fn get(&self, name: &str) -> Option<TopicEntry> {
-        self.state.lock().topics.get(name).cloned()
+        self.topics.lock().get(name).cloned()
     }
 
     pub fn list(&self) -> Vec<(String, TopicEntry)> {
-        self.state
+        self.topics
             .lock()
-            .topics
             .iter()
             .map(|(n, t)| (n.clone(), t.clone()))
             .collect()
     }
 
-    /// Creates a topic; persisted before it returns.
-    pub fn create_topic(&self, name: &str, partitions: u32) -> Result<TopicEntry, CatalogError> {
-        validate_topic_name(name)?;
-        if partitions == 0 || partitions > MAX_PARTITIONS {
-            return Err(CatalogError::Invalid(format!(
-                "partitions must be between 1 and {MAX_PARTITIONS}, got {partitions}"
-            )));
-        }
-        let mut st = self.state.lock();
-        if st.topics.contains_key(name) {
-            return Err(CatalogError::Exists(name.into()));
+    /// Adds a topic (or replaces one with a different incarnation id).
+    pub fn insert(&self, row: &TopicRow) -> TopicEntry {
+        let mut topics = self.topics.lock();
+        if let Some(t) = topics.get(&row.name).filter(|t| t.id == row.id) {
+            return t.clone();
         }
         let entry = TopicEntry {
-            id: st.next_topic_id,
-            partitions,
-            high_watermarks: zeroed(partitions),
+            id: row.id,
+            partitions: row.partitions,
+            high_watermarks: zeroed(row.partitions),
+            lease_epochs: zeroed(row.partitions),
         };
-        st.next_topic_id += 1;
-        st.topics.insert(name.into(), entry.clone());
-        if let Err(e) = self.persist(&st) {
-            st.topics.remove(name);
-            return Err(e);
-        }
+        topics.insert(row.name.clone(), entry.clone());
         self.version.fetch_add(1, Ordering::AcqRel);
-        Ok(entry)
+        entry
     }
 
-    /// Deletes a topic; persisted before it returns.
-    pub fn delete_topic(&self, name: &str) -> Result<(), CatalogError> {
-        let mut st = self.state.lock();
-        let Some(old) = st.topics.remove(name) else {
-            return Err(CatalogError::Unknown(name.into()));
-        };
-        if let Err(e) = self.persist(&st) {
-            st.topics.insert(name.into(), old);
-            return Err(e);
+    /// Removes a topic; returns it if it was known.
+    pub fn remove(&self, name: &str) -> Option<TopicEntry> {
+        let old = self.topics.lock().remove(name);
+        if old.is_some() {
+            self.version.fetch_add(1, Ordering::AcqRel);
         }
-        self.version.fetch_add(1, Ordering::AcqRel);
-        Ok(())
+        old
     }
 
-    /// Allocates a new idempotent-producer id (never reused, persisted).
-    pub fn next_producer_id(&self) -> Result<i64, CatalogError> {
-        let mut st = self.state.lock();
-        let id = st.next_producer_id;
-        st.next_producer_id += 1;
-        if let Err(e) = self.persist(&st) {
-            st.next_producer_id -= 1;
-            return Err(e);
+    /// Makes the catalog hold exactly `rows` (topics loaded from the
+    /// metadata store).
+    pub fn replace(&self, rows: &[TopicRow]) {
+        let names: Vec<String> = self.topics.lock().keys().cloned().collect();
+        for n in names {
+            if !rows.iter().any(|r| r.name == n) {
+                self.remove(&n);
+            }
         }
-        Ok(id)
+        for r in rows {
+            self.insert(r);
+        }
     }
 
-    /// Writes the catalog with write-to-temp, fsync, rename, fsync-directory.
-    fn persist(&self, st: &State) -> Result<(), CatalogError> {
-        let io = |e: std::io::Error| CatalogError::Io {
-            path: self.path.clone(),
-            message: e.to_string(),
-        };
-        let bytes = serde_json::to_vec_pretty(st).map_err(|e| CatalogError::Io {
-            path: self.path.clone(),
-            message: e.to_string(),
-        })?;
-        let tmp = self.path.with_extension("json.tmp");
+    /// Publishes the lease epoch this agent holds on a partition (0: none).
+    pub fn set_lease_epoch(&self, key: &str, partition: u32, epoch: u64) {
+        let topics = self.topics.lock();
+        if let Some(t) = topics
+            .iter()
+            .find(|(n, t)| t.log_key(n) == key)
+            .map(|(_, t)| t)
         {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).map_err(io)?;
-            f.write_all(&bytes).map_err(io)?;
-            f.sync_all().map_err(io)?;
+            if let Some(e) = t.lease_epochs.get(partition as usize) {
+                e.store(epoch, Ordering::Relaxed);
+            }
         }
-        std::fs::rename(&tmp, &self.path).map_err(io)?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io)?;
-        }
-        Ok(())
     }
 }
 
@@ -221,40 +172,42 @@ impl Catalog {
 mod tests {
     use super::*;
 
+    fn row(name: &str, id: u64, partitions: u32) -> TopicRow {
+        TopicRow {
+            name: name.into(),
+            id,
+            partitions,
+        }
+    }
+
     #[test]
-    fn topics_survive_reopen_and_get_new_ids_when_recreated() {
-        let dir = tempfile::tempdir().unwrap();
-        let c = Catalog::open(dir.path()).unwrap();
+    fn validates_names_and_partition_counts() {
+        assert!(validate_new_topic("orders.v1_x-y", 3).is_ok());
+        for (name, parts) in [("", 1), ("a b", 1), ("x", 0), ("x", MAX_PARTITIONS + 1)] {
+            assert!(validate_new_topic(name, parts).is_err(), "{name:?} {parts}");
+        }
+        assert!(validate_new_topic(&"a".repeat(MAX_TOPIC_NAME + 1), 1).is_err());
+    }
+
+    #[test]
+    fn versions_change_with_topics_and_replace_syncs() {
+        let c = Catalog::new();
         let v0 = c.version();
-        let a = c.create_topic("orders", 3).unwrap();
+        c.insert(&row("a", 1, 2));
         assert!(c.version() > v0);
-        assert!(matches!(
-            c.create_topic("orders", 1),
-            Err(CatalogError::Exists(_))
-        ));
-        assert!(matches!(
-            c.create_topic("", 1),
-            Err(CatalogError::Invalid(_))
-        ));
-        assert!(matches!(
-            c.create_topic("a b", 1),
-            Err(CatalogError::Invalid(_))
-        ));
-        assert!(matches!(
-            c.create_topic("x", 0),
-            Err(CatalogError::Invalid(_))
-        ));
-        let p1 = c.next_producer_id().unwrap();
-        drop(c);
-        let c = Catalog::open(dir.path()).unwrap();
-        assert_eq!(c.get("orders").unwrap().partitions, 3);
-        assert!(c.next_producer_id().unwrap() > p1);
-        c.delete_topic("orders").unwrap();
-        let b = c.create_topic("orders", 2).unwrap();
-        assert_ne!(a.log_key("orders"), b.log_key("orders"));
-        assert!(matches!(
-            c.delete_topic("nope"),
-            Err(CatalogError::Unknown(_))
-        ));
+        let v1 = c.version();
+        c.insert(&row("a", 1, 2));
+        assert_eq!(c.version(), v1, "same incarnation: no change");
+        c.set_lease_epoch("a#1", 1, 7);
+        assert_eq!(
+            c.get("a").unwrap().lease_epochs[1].load(Ordering::Relaxed),
+            7
+        );
+        c.replace(&[row("a", 3, 1), row("b", 2, 4)]);
+        assert_eq!(c.get("a").unwrap().id, 3);
+        assert_eq!(c.get("b").unwrap().partitions, 4);
+        assert!(c.remove("b").is_some());
+        assert!(c.remove("b").is_none());
+        assert_eq!(c.list().len(), 1);
     }
 }

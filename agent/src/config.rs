@@ -25,7 +25,7 @@ pub struct AgentConfig {
     #[arg(long, env = "STREAMHOUSE_SHARDS")]
     pub shards: Option<usize>,
 
-    /// Directory for the write-ahead logs and the topic catalog.
+    /// Directory for the write-ahead logs (and the default metadata and object stores).
     #[arg(
         long,
         env = "STREAMHOUSE_DATA_DIR",
@@ -65,6 +65,32 @@ pub struct AgentConfig {
     /// agent exits anyway, in milliseconds (default 10000).
     #[arg(long, env = "STREAMHOUSE_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
+
+    /// Where sealed chunks go: `file:///DIR` or
+    /// `s3://BUCKET[/PREFIX]?endpoint=URL&region=R` (credentials from
+    /// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY; path-style addressing with
+    /// a custom endpoint). Default: file://DATA_DIR/objects.
+    #[arg(long, env = "STREAMHOUSE_OBJECT_STORE")]
+    pub object_store: Option<String>,
+
+    /// Metadata store: `sqlite:///PATH` or `postgres://USER@HOST:PORT/DB`.
+    /// Default: sqlite://DATA_DIR/metadata.db.
+    #[arg(long, env = "STREAMHOUSE_METADATA")]
+    pub metadata: Option<String>,
+
+    /// Partition lease time to live, in milliseconds (default 10000); leases
+    /// are renewed every third of it.
+    #[arg(long, env = "STREAMHOUSE_LEASE_TTL_MS", default_value_t = 10_000)]
+    pub lease_ttl_ms: u64,
+
+    /// Most bytes of sealed segments per shard waiting for upload before
+    /// produce answers RESOURCE_EXHAUSTED (default 1 GiB).
+    #[arg(long, env = "STREAMHOUSE_MAX_UPLOAD_BACKLOG_BYTES", default_value_t = 1 << 30)]
+    pub max_upload_backlog_bytes: u64,
+
+    /// Memory for chunk ranges read from object storage, in bytes (default 64 MiB).
+    #[arg(long, env = "STREAMHOUSE_READ_CACHE_BYTES", default_value_t = 64 << 20)]
+    pub read_cache_bytes: usize,
 }
 
 impl AgentConfig {
@@ -92,8 +118,11 @@ impl AgentConfig {
         if self.segment_age_ms == 0 {
             return Err("--segment-age-ms must be at least 1".into());
         }
-        if self.agent_id.is_empty() {
-            return Err("--agent-id must not be empty".into());
+        if self.lease_ttl_ms < 300 {
+            return Err("--lease-ttl-ms must be at least 300".into());
+        }
+        if self.agent_id.is_empty() || self.agent_id.contains(',') {
+            return Err("--agent-id must be non-empty and must not contain ','".into());
         }
         Ok(())
     }
@@ -121,6 +150,20 @@ impl AgentConfig {
             None => self.listen.ip().to_string(),
         };
         format!("{host}:{}", self.listen.port() + i as u16)
+    }
+
+    /// The metadata store URL, with the embedded default.
+    pub fn metadata_url(&self) -> String {
+        self.metadata
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("metadata.db").display()))
+    }
+
+    /// The object store URL, with the embedded default.
+    pub fn object_store_url(&self) -> String {
+        self.object_store
+            .clone()
+            .unwrap_or_else(|| format!("file://{}", self.data_dir.join("objects").display()))
     }
 
     pub fn segment_age(&self) -> Duration {

@@ -4,16 +4,25 @@
 //!
 //! Modules: [`config`] (flags), [`catalog`] (topics), [`routing`] (partition
 //! → shard), [`grpc`] (HTTP/2 framing), [`service`] (what each call means),
-//! [`shard`] (one executor's life), [`lifecycle`] (starting and stopping the
-//! shards, the data-dir lock).
+//! [`shard`] (one executor's life), [`lease`] (a shard's lease table),
+//! [`control`] (the thread owning the metadata and object stores),
+//! [`metastore`] (SQLite / PostgreSQL), [`objstore`] (local dir / S3),
+//! [`uploader`] (sealed segments to chunk objects), [`remote`] (reads from
+//! chunk objects), [`lifecycle`] (starting and stopping, the data-dir lock).
 
 pub mod catalog;
 pub mod config;
+pub mod control;
 pub mod grpc;
+pub mod lease;
 pub mod lifecycle;
+pub mod metastore;
+pub mod objstore;
+pub mod remote;
 pub mod routing;
 pub mod service;
 pub mod shard;
+pub mod uploader;
 
 pub use config::AgentConfig;
 pub use lifecycle::{start, RunningAgent};

@@ -1,7 +1,7 @@
-//! Starting and stopping an agent: the data-dir lock, the catalog, one
-//! pinned glommio executor per shard, and the drain flag that SIGTERM/SIGINT
-//! (or [`RunningAgent::shutdown`]) sets. Owns the shard threads; what a shard
-//! does lives in `shard`.
+//! Starting and stopping an agent: the data-dir lock, the catalog, the
+//! control thread, one pinned glommio executor per shard, and the drain flag
+//! that SIGTERM/SIGINT (or [`RunningAgent::shutdown`]) sets. Owns the shard
+//! and control threads; what they do lives in `shard` and `control`.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -13,6 +13,7 @@ use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
 use crate::catalog::Catalog;
 use crate::config::AgentConfig;
+use crate::control::{self, Control};
 use crate::shard;
 
 /// A started agent.
@@ -20,6 +21,7 @@ pub struct RunningAgent {
     config: Arc<AgentConfig>,
     draining: Arc<AtomicBool>,
     handles: Vec<ExecutorJoinHandle<Result<(), String>>>,
+    control: Control,
     _lock: File,
 }
 
@@ -77,8 +79,9 @@ pub fn start(mut config: AgentConfig, signals: bool) -> Result<RunningAgent, Str
         let base = free_ports(config.listen.ip(), shards).ok_or("no free ports for the shards")?;
         config.listen.set_port(base);
     }
-    let catalog = Arc::new(Catalog::open(&config.data_dir).map_err(|e| e.to_string())?);
+    let catalog = Arc::new(Catalog::new());
     let config = Arc::new(config);
+    let (control, mut inboxes) = control::start(config.clone(), catalog.clone())?;
     let draining = Arc::new(AtomicBool::new(false));
     if signals {
         for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -93,15 +96,17 @@ pub fn start(mut config: AgentConfig, signals: bool) -> Result<RunningAgent, Str
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let mut handles = Vec::with_capacity(shards);
     for i in 0..shards {
-        let (cfg, cat, drain, ready) = (
+        let (cfg, cat, drain, ready, ctl) = (
             config.clone(),
             catalog.clone(),
             draining.clone(),
             ready_tx.clone(),
+            control.handle(),
         );
+        let inbox = inboxes.remove(0);
         let spawned = LocalExecutorBuilder::new(Placement::Fixed(cores[i % cores.len()]))
             .name(&format!("shard-{i}"))
-            .spawn(move || shard::run(i, cfg, cat, drain, ready));
+            .spawn(move || shard::run(i, cfg, cat, drain, ready, ctl, inbox));
         match spawned {
             Ok(h) => handles.push(h),
             Err(e) => {
@@ -109,6 +114,7 @@ pub fn start(mut config: AgentConfig, signals: bool) -> Result<RunningAgent, Str
                 for h in handles {
                     let _ = h.join();
                 }
+                control.shutdown();
                 return Err(format!("cannot start shard {i}: {e}"));
             }
         }
@@ -133,6 +139,7 @@ pub fn start(mut config: AgentConfig, signals: bool) -> Result<RunningAgent, Str
         config,
         draining,
         handles,
+        control,
         _lock: lock,
     };
     if let Some(e) = failure {
@@ -173,6 +180,7 @@ impl RunningAgent {
                 Err(e) => failures.push(format!("shard {i} panicked: {e}")),
             }
         }
+        self.control.shutdown();
         if failures.is_empty() {
             Outcome::Clean
         } else {

@@ -1,24 +1,30 @@
 //! What each gRPC method means on a shard: Produce, Fetch and the Admin
-//! calls. Owns request validation, routing checks and the mapping of engine
-//! errors to gRPC statuses. Must not touch sockets (see `grpc`) or the WAL
-//! directly (it goes through `ShardLog`).
+//! calls, plus applying the control thread's messages (leases, committed
+//! chunks) and handing sealed segments to the uploader. Owns request
+//! validation, routing and lease checks, ack levels and the mapping of
+//! engine errors to gRPC statuses. Must not touch sockets (see `grpc`) or
+//! the WAL directly (it goes through `ShardLog`).
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use futures::channel::oneshot;
 use prost::Message;
 use streamhouse_proto as pb;
 use streamhouse_shard::batch::{self, BatchBuilder, Codec, ProducerInfo};
 use streamhouse_shard::{LogError, ShardLog};
 
-use crate::catalog::{Catalog, CatalogError, TopicEntry};
+use crate::catalog::{Catalog, TopicEntry};
 use crate::config::AgentConfig;
+use crate::control::{now_ms, ControlError, ControlHandle, Request, ShardMsg, UploadJob};
 use crate::grpc::{read_message, Code, Status};
+use crate::lease::{LeaseProblem, LeaseState, ShardLeases};
+use crate::metastore::ChunkRange;
 use crate::routing::shard_for;
 
 /// Default and largest `max_bytes` of a fetch.
@@ -47,12 +53,18 @@ pub struct ShardContext {
     pub inflight: Cell<usize>,
     topics: RefCell<HashMap<String, Rc<LocalTopic>>>,
     topics_version: Cell<u64>,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    /// The control thread (metadata, object store, uploads).
+    pub control: ControlHandle,
+    /// Lease state of this shard's partitions.
+    pub leases: ShardLeases,
+    /// Names this log's chunk objects: `chunks/LOG_ID/SEGMENT.wal`.
+    log_id: String,
+    /// Sealed segments not yet committed to object storage, with their sizes.
+    unshipped: RefCell<BTreeMap<u64, u64>>,
+    /// Highest segment committed to object storage so far.
+    committed_through: Cell<Option<u64>>,
+    /// Produce requests with ack `object` waiting for their segment.
+    object_waiters: RefCell<Vec<(u64, oneshot::Sender<()>)>>,
 }
 
 fn bad(msg: impl Into<String>) -> Status {
@@ -87,14 +99,30 @@ pub fn log_status(e: LogError) -> Status {
     Status::new(code, e.to_string())
 }
 
-fn catalog_status(e: CatalogError) -> Status {
+fn control_status(e: ControlError) -> Status {
     let code = match &e {
-        CatalogError::Invalid(_) => Code::InvalidArgument,
-        CatalogError::Exists(_) => Code::AlreadyExists,
-        CatalogError::Unknown(_) => Code::NotFound,
-        CatalogError::Io { .. } => Code::Internal,
+        ControlError::Invalid(_) => Code::InvalidArgument,
+        ControlError::Exists(_) => Code::AlreadyExists,
+        ControlError::Unknown(_) => Code::NotFound,
+        ControlError::OutOfRange(_) => Code::OutOfRange,
+        ControlError::Unavailable(_) => Code::Unavailable,
+        ControlError::Corrupt(_) => Code::DataLoss,
+        ControlError::Internal(_) => Code::Internal,
     };
     Status::new(code, e.to_string())
+}
+
+fn lease_status(topic: &str, partition: u32, p: LeaseProblem) -> Status {
+    match p {
+        LeaseProblem::NotHeld => Status::new(
+            Code::NotFound,
+            format!("this agent does not hold the lease of {topic}/{partition}"),
+        ),
+        LeaseProblem::Lost(why) => Status::new(
+            Code::FailedPrecondition,
+            format!("lease of {topic}/{partition} lost: {why}"),
+        ),
+    }
 }
 
 impl ShardContext {
@@ -104,6 +132,8 @@ impl ShardContext {
         catalog: Arc<Catalog>,
         log: ShardLog,
         draining: Arc<AtomicBool>,
+        control: ControlHandle,
+        log_id: String,
     ) -> Rc<Self> {
         let ctx = Rc::new(ShardContext {
             shard,
@@ -114,9 +144,131 @@ impl ShardContext {
             inflight: Cell::new(0),
             topics: RefCell::new(HashMap::new()),
             topics_version: Cell::new(0),
+            control,
+            leases: ShardLeases::default(),
+            log_id,
+            unshipped: RefCell::new(BTreeMap::new()),
+            object_waiters: RefCell::new(Vec::new()),
+            committed_through: Cell::new(None),
         });
         ctx.refresh_topics();
         ctx
+    }
+
+    /// Applies one message from the control thread.
+    pub fn apply(&self, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Lease {
+                topic,
+                partition,
+                epoch,
+                expires_ms,
+                committed_end,
+            } => {
+                self.refresh_topics();
+                self.log.add_partition(&topic, partition);
+                self.log.advance_start(&topic, partition, committed_end);
+                self.publish_high_watermark(&topic, partition);
+                self.leases
+                    .set(&topic, partition, LeaseState::Held { epoch, expires_ms });
+            }
+            ShardMsg::Renewed {
+                topic,
+                partition,
+                epoch,
+                expires_ms,
+            } => self.leases.renew(&topic, partition, epoch, expires_ms),
+            ShardMsg::LeaseLost {
+                topic,
+                partition,
+                reason,
+            } => self.leases.set(&topic, partition, LeaseState::Lost(reason)),
+            ShardMsg::Committed { segment } => {
+                if let Err(e) = self.log.drop_segment(segment) {
+                    tracing::warn!(shard = self.shard, segment, error = %e, "cannot drop a shipped segment");
+                }
+                self.unshipped.borrow_mut().remove(&segment);
+                // The uploader commits a shard's segments in seal order.
+                self.committed_through.set(Some(segment));
+                let mut waiters = self.object_waiters.borrow_mut();
+                let (done, keep): (Vec<_>, Vec<_>) =
+                    waiters.drain(..).partition(|(seg, _)| *seg <= segment);
+                *waiters = keep;
+                drop(waiters);
+                for (_, tx) in done {
+                    let _ = tx.send(());
+                }
+            }
+            ShardMsg::Barrier(tx) => {
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    fn publish_high_watermark(&self, key: &str, partition: u32) {
+        let Some(hw) = self.log.high_watermark(key, partition) else {
+            return;
+        };
+        let topics = self.topics.borrow();
+        if let Some(t) = topics.values().find(|t| &*t.key == key) {
+            if let Some(a) = t.entry.high_watermarks.get(partition as usize) {
+                a.fetch_max(hw, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Hands a sealed segment to the uploader, with each partition's range
+    /// stamped with the lease epoch it was written under. Partitions whose
+    /// lease is gone are left out: their data must not be committed.
+    pub fn ship(&self, segment: u64, path: std::path::PathBuf, len: u64) {
+        let ranges = self
+            .log
+            .segment_ranges(segment)
+            .into_iter()
+            .filter_map(|r| {
+                let epoch = self.leases.epoch(&r.topic, r.partition)?;
+                Some(ChunkRange {
+                    topic: r.topic,
+                    partition: r.partition,
+                    base_offset: r.base_offset,
+                    end_offset: r.end_offset,
+                    pos: r.pos,
+                    len: r.len,
+                    epoch,
+                })
+            })
+            .collect();
+        self.unshipped.borrow_mut().insert(segment, len);
+        let job = UploadJob {
+            shard: self.shard,
+            segment,
+            path,
+            key: format!("chunks/{}/{segment:020}.wal", self.log_id),
+            ranges,
+        };
+        if !self.control.send(Request::Upload(job)) {
+            tracing::warn!(
+                shard = self.shard,
+                segment,
+                "control thread gone; segment stays local"
+            );
+        }
+    }
+
+    /// Bytes of sealed segments not yet in object storage.
+    pub fn upload_backlog(&self) -> u64 {
+        self.unshipped.borrow().values().sum()
+    }
+
+    /// Waits until segment `segment` is committed to object storage.
+    async fn wait_committed(&self, segment: u64) -> Result<(), Status> {
+        if self.committed_through.get().is_some_and(|c| c >= segment) {
+            return Ok(());
+        }
+        let (tx, rx) = oneshot::channel();
+        self.object_waiters.borrow_mut().push((segment, tx));
+        rx.await
+            .map_err(|_| Status::new(Code::Unavailable, "agent is shutting down"))
     }
 
     pub fn is_draining(&self) -> bool {
@@ -149,6 +301,7 @@ impl ShardContext {
             let still = self.topics.borrow().get(&name).map(|n| n.key.clone());
             if still.as_deref() != Some(&*t.key) {
                 self.log.remove_topic(&t.key);
+                self.leases.remove_topic(&t.key);
             }
         }
         self.topics_version.set(v);
@@ -160,7 +313,7 @@ impl ShardContext {
     }
 
     /// Looks up a topic and checks that `partition` exists and is owned here.
-    fn route(
+    async fn route(
         &self,
         name: &str,
         partition: u32,
@@ -172,12 +325,18 @@ impl ShardContext {
         let t = match self.topic(name) {
             Some(t) => t,
             None if auto_create && self.config.auto_create_topics => {
-                match self
-                    .catalog
-                    .create_topic(name, self.config.default_partitions)
-                {
-                    Ok(_) | Err(CatalogError::Exists(_)) => {}
-                    Err(e) => return Err(catalog_status(e)),
+                let partitions = self.config.default_partitions;
+                let created = self
+                    .control
+                    .call(|reply| Request::CreateTopic {
+                        name: name.to_owned(),
+                        partitions,
+                        reply,
+                    })
+                    .await;
+                match created {
+                    Ok(_) | Err(ControlError::Exists(_)) => {}
+                    Err(e) => return Err(control_status(e)),
                 }
                 self.topic(name)
                     .ok_or_else(|| Status::new(Code::NotFound, format!("unknown topic {name}")))?
@@ -221,9 +380,14 @@ impl ShardContext {
             pb::paths::CREATE_TOPIC => {
                 let req: pb::CreateTopicRequest =
                     decode(read_message(body, limit).await?, "CreateTopicRequest")?;
-                self.catalog
-                    .create_topic(&req.name, req.partitions)
-                    .map_err(catalog_status)?;
+                self.control
+                    .call(|reply| Request::CreateTopic {
+                        name: req.name.clone(),
+                        partitions: req.partitions,
+                        reply,
+                    })
+                    .await
+                    .map_err(control_status)?;
                 let topic = self.describe(&req.name)?;
                 Ok(encode_reply(&pb::CreateTopicResponse {
                     topic: Some(topic),
@@ -232,9 +396,13 @@ impl ShardContext {
             pb::paths::DELETE_TOPIC => {
                 let req: pb::DeleteTopicRequest =
                     decode(read_message(body, limit).await?, "DeleteTopicRequest")?;
-                self.catalog
-                    .delete_topic(&req.name)
-                    .map_err(catalog_status)?;
+                self.control
+                    .call(|reply| Request::DeleteTopic {
+                        name: req.name.clone(),
+                        reply,
+                    })
+                    .await
+                    .map_err(control_status)?;
                 self.refresh_topics();
                 Ok(encode_reply(&pb::DeleteTopicResponse {}))
             }
@@ -266,7 +434,11 @@ impl ShardContext {
             pb::paths::INIT_PRODUCER_ID => {
                 let _: pb::InitProducerIdRequest =
                     decode(read_message(body, limit).await?, "InitProducerIdRequest")?;
-                let id = self.catalog.next_producer_id().map_err(catalog_status)?;
+                let id = self
+                    .control
+                    .call(|reply| Request::ProducerId { reply })
+                    .await
+                    .map_err(control_status)?;
                 Ok(encode_reply(&pb::InitProducerIdResponse {
                     producer_id: id,
                     producer_epoch: 0,
@@ -323,7 +495,7 @@ impl ShardContext {
                         leader_agent_id: self.config.agent_id.clone(),
                         leader_address: self.config.shard_address(shard),
                         shard: shard as u32,
-                        lease_epoch: 0,
+                        lease_epoch: t.lease_epochs[p as usize].load(Ordering::Relaxed),
                         high_watermark: t.high_watermarks[p as usize].load(Ordering::Relaxed),
                     }
                 })
@@ -357,11 +529,20 @@ impl ShardContext {
         if req.batch.is_empty() && req.records.is_empty() {
             return Err(bad("empty batch: the request holds no records"));
         }
-        let t = self.route(&req.topic, req.partition, true)?;
-        if ack == pb::AckLevel::AckObject {
+        let t = self.route(&req.topic, req.partition, true).await?;
+        let epoch = self
+            .leases
+            .check(&t.key, req.partition, now_ms())
+            .map_err(|p| lease_status(&req.topic, req.partition, p))?;
+        let backlog = self.upload_backlog();
+        if backlog > self.config.max_upload_backlog_bytes {
             return Err(Status::new(
-                Code::Unimplemented,
-                "ack level OBJECT needs an object store, which this agent does not have",
+                Code::ResourceExhausted,
+                format!(
+                    "{backlog} bytes are waiting for upload to object storage (limit {}); \
+                     is the object store reachable?",
+                    self.config.max_upload_backlog_bytes
+                ),
             ));
         }
         let encoded = if !req.batch.is_empty() {
@@ -388,6 +569,25 @@ impl ShardContext {
             appended.base_offset + u64::from(appended.record_count),
             Ordering::Relaxed,
         );
+        if ack == pb::AckLevel::AckObject {
+            if let Some(segment) = appended.segment {
+                self.wait_committed(segment).await?;
+            }
+            // Committed chunks leave fenced partitions out: only a lease
+            // still held at the same epoch means this batch was committed.
+            match self.leases.check(&t.key, req.partition, now_ms()) {
+                Ok(e) if e == epoch => {}
+                Ok(_) | Err(_) => {
+                    return Err(Status::new(
+                        Code::FailedPrecondition,
+                        format!(
+                            "lease of {}/{} changed before the batch reached object storage",
+                            req.topic, req.partition
+                        ),
+                    ))
+                }
+            }
+        }
         Ok(pb::ProduceResponse {
             base_offset: appended.base_offset,
             record_count: appended.record_count,
@@ -440,11 +640,18 @@ impl ShardContext {
     }
 
     async fn fetch(&self, req: pb::FetchRequest) -> Result<pb::FetchResponse, Status> {
-        let t = self.route(&req.topic, req.partition, false)?;
+        let t = self.route(&req.topic, req.partition, false).await?;
+        self.leases
+            .check(&t.key, req.partition, now_ms())
+            .map_err(|p| lease_status(&req.topic, req.partition, p))?;
         let max_bytes = match req.max_bytes as usize {
             0 => DEFAULT_FETCH_BYTES,
             n => n.min(MAX_FETCH_BYTES),
         };
+        let local_start = self.log.log_start(&t.key, req.partition).unwrap_or(0);
+        if req.offset < local_start {
+            return self.fetch_remote(&t, &req, max_bytes, local_start).await;
+        }
         let mut r = self
             .log
             .read(&t.key, req.partition, req.offset, max_bytes)
@@ -462,23 +669,66 @@ impl ShardContext {
                 .map_err(log_status)?;
         }
         Ok(pb::FetchResponse {
-            records: r
-                .records
-                .into_iter()
-                .map(|r| pb::FetchedRecord {
-                    offset: r.offset,
-                    key: r.key,
-                    value: r.value,
-                    timestamp: r.timestamp.max(0) as u64,
-                    headers: r
-                        .headers
-                        .into_iter()
-                        .map(|(key, value)| pb::Header { key, value })
-                        .collect(),
-                })
-                .collect(),
+            records: r.records.into_iter().map(fetched).collect(),
             high_watermark: r.high_watermark,
-            log_start_offset: r.log_start,
+            log_start_offset: 0,
         })
+    }
+
+    /// A fetch below the local log start: batches from chunk objects.
+    async fn fetch_remote(
+        &self,
+        t: &LocalTopic,
+        req: &pb::FetchRequest,
+        max_bytes: usize,
+        local_start: u64,
+    ) -> Result<pb::FetchResponse, Status> {
+        let batches = self
+            .control
+            .call(|reply| Request::ReadRemote {
+                topic: t.key.to_string(),
+                partition: req.partition,
+                offset: req.offset,
+                max_bytes,
+                reply,
+            })
+            .await
+            .map_err(control_status)?;
+        let mut records = Vec::new();
+        for b in batches {
+            let (_, recs) = batch::decode(&b).map_err(|e| {
+                Status::new(
+                    Code::DataLoss,
+                    format!(
+                        "batch of {}/{} in object storage: {e}",
+                        req.topic, req.partition
+                    ),
+                )
+            })?;
+            records.extend(
+                recs.into_iter()
+                    .filter(|r| r.offset >= req.offset && r.offset < local_start)
+                    .map(fetched),
+            );
+        }
+        Ok(pb::FetchResponse {
+            records,
+            high_watermark: self.log.high_watermark(&t.key, req.partition).unwrap_or(0),
+            log_start_offset: 0,
+        })
+    }
+}
+
+fn fetched(r: batch::DecodedRecord) -> pb::FetchedRecord {
+    pb::FetchedRecord {
+        offset: r.offset,
+        key: r.key,
+        value: r.value,
+        timestamp: r.timestamp.max(0) as u64,
+        headers: r
+            .headers
+            .into_iter()
+            .map(|(key, value)| pb::Header { key, value })
+            .collect(),
     }
 }

@@ -1,6 +1,7 @@
 //! One shard's life on its pinned glommio executor: recover the shard's log,
 //! listen on the shard's port, serve HTTP/2 connections (one local task per
-//! stream), and drain on shutdown. Owns the executor's tasks; shares nothing
+//! stream), apply the control thread's messages, hand sealed segments to the
+//! uploader, and drain on shutdown. Owns the executor's tasks; shares nothing
 //! mutable with other shards except the catalog (admin calls only).
 
 use std::cell::RefCell;
@@ -10,13 +11,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::channel::oneshot;
+use futures::channel::{mpsc, oneshot};
+use futures::StreamExt;
 use glommio::net::{TcpListener, TcpStream};
 use streamhouse_shard::{LogConfig, ShardLog};
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use crate::catalog::Catalog;
 use crate::config::AgentConfig;
+use crate::control::{ControlHandle, ShardMsg};
 use crate::grpc::{self, Code, H2Settings, Status};
 use crate::service::ShardContext;
 
@@ -41,12 +44,16 @@ pub async fn run(
     catalog: Arc<Catalog>,
     draining: Arc<AtomicBool>,
     ready: Ready,
+    control: ControlHandle,
+    mut messages: mpsc::UnboundedReceiver<ShardMsg>,
 ) -> Result<(), String> {
     let fail = |e: String| {
         let _ = ready.send((shard, Err(e.clone())));
         e
     };
-    let mut log_cfg = LogConfig::new(config.data_dir.join(format!("shard-{shard}")));
+    let dir = config.data_dir.join(format!("shard-{shard}"));
+    let log_id = log_id(&dir).map_err(|e| fail(format!("shard {shard}: {e}")))?;
+    let mut log_cfg = LogConfig::new(dir);
     log_cfg.segment_bytes = config.segment_bytes;
     log_cfg.segment_age = config.segment_age();
     let (log, report) = ShardLog::open(log_cfg)
@@ -63,7 +70,34 @@ pub async fn run(
     let addr = config.shard_listen(shard);
     let listener = TcpListener::bind(addr)
         .map_err(|e| fail(format!("shard {shard}: cannot listen on {addr}: {e}")))?;
-    let ctx = ShardContext::new(shard, config.clone(), catalog, log.clone(), draining);
+    let ctx = ShardContext::new(
+        shard,
+        config.clone(),
+        catalog,
+        log.clone(),
+        draining,
+        control,
+        log_id,
+    );
+    // Leases acquired before the shard started: apply them before serving.
+    while let Ok(msg) = messages.try_recv() {
+        ctx.apply(msg);
+    }
+    let c = ctx.clone();
+    glommio::spawn_local(async move {
+        while let Some(msg) = messages.next().await {
+            c.apply(msg);
+        }
+    })
+    .detach();
+    let mut sealed = log.subscribe_sealed();
+    let c = ctx.clone();
+    glommio::spawn_local(async move {
+        while let Some(s) = sealed.next().await {
+            c.ship(s.id, s.path, s.len);
+        }
+    })
+    .detach();
     let _ = ready.send((shard, Ok(())));
     tracing::info!(shard, %addr, "serving");
 
@@ -124,6 +158,27 @@ pub async fn run(
     log.close().await;
     tracing::info!(shard, "stopped");
     Ok(())
+}
+
+/// The id naming this log's chunk objects, created once per log directory
+/// (a wiped data dir gets a new one, so object keys never collide).
+fn log_id(dir: &std::path::Path) -> Result<String, String> {
+    let path = dir.join("LOG_ID");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let id = format!("{:016x}", rand::random::<u64>());
+    let tmp = dir.join("LOG_ID.tmp");
+    std::fs::write(&tmp, &id)
+        .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .and_then(|_| std::fs::File::open(dir)?.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(id)
 }
 
 async fn serve_connection(

@@ -85,37 +85,44 @@ async fn every_acknowledged_record_survives_sigkill() {
 }
 
 #[tokio::test]
-async fn a_flipped_byte_in_a_sealed_segment_is_reported_on_read() {
+async fn a_flipped_byte_in_a_chunk_object_is_reported_on_read() {
     let agent = Agent::start(1, &["--segment-age-ms", "100"]);
     let meta = agent.create_topic("rot", 1).await;
     let mut c = agent.producer_for(&meta, 0).await;
     let values: Vec<String> = (0..50).map(|i| format!("value-{i:04}")).collect();
     c.produce(produce_req("rot", 0, &values)).await.unwrap();
-    // Wait for the age roll to seal the segment holding the batch.
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let shard_dir = agent.data_dir.join("shard-0");
-    let mut segs: Vec<_> = std::fs::read_dir(&shard_dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
-        .collect();
-    segs.sort();
-    let sealed = segs
-        .iter()
-        .find(|p| {
+    // The age roll seals the segment; the uploader moves it to the local
+    // object store and the shard deletes its copy.
+    let objects = agent.data_dir.join("objects");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let object = loop {
+        let found = files_under(&objects).into_iter().find(|p| {
             std::fs::read(p)
-                .unwrap()
+                .unwrap_or_default()
                 .windows(10)
                 .any(|w| w == b"value-0025")
-        })
-        .expect("segment holding the batch")
-        .clone();
-    assert_ne!(Some(&sealed), segs.last(), "the batch's segment is sealed");
-    let bytes = std::fs::read(&sealed).unwrap();
+        });
+        let local = files_under(&agent.data_dir.join("shard-0"))
+            .into_iter()
+            .any(|p| {
+                std::fs::read(&p)
+                    .unwrap_or_default()
+                    .windows(10)
+                    .any(|w| w == b"value-0025")
+            });
+        match found {
+            Some(p) if !local => break p,
+            _ if std::time::Instant::now() > deadline => {
+                panic!("the batch never moved to the object store")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    let bytes = std::fs::read(&object).unwrap();
     let at = bytes.windows(10).position(|w| w == b"value-0025").unwrap();
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .open(&sealed)
+        .open(&object)
         .unwrap();
     f.seek(SeekFrom::Start(at as u64)).unwrap();
     f.write_all(b"V").unwrap();
@@ -133,7 +140,23 @@ async fn a_flipped_byte_in_a_sealed_segment_is_reported_on_read() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::DataLoss, "{e:?}");
-    let name = sealed.file_name().unwrap().to_str().unwrap();
+    let name = object.file_name().unwrap().to_str().unwrap();
     assert!(e.message().contains(name), "{}", e.message());
     assert!(e.message().contains("CRC"), "{}", e.message());
+}
+
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

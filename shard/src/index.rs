@@ -33,6 +33,31 @@ impl OffsetIndex {
         self.entries.len()
     }
 
+    /// Batches stored in segment `id`, in offset order.
+    pub fn in_segment(&self, id: u64) -> impl Iterator<Item = &IndexEntry> {
+        self.entries.iter().filter(move |e| e.segment == id)
+    }
+
+    /// Segment of the batch holding `offset`, if indexed.
+    pub fn segment_of(&self, offset: u64) -> Option<u64> {
+        let i = self.entries.partition_point(|e| e.next_offset <= offset);
+        self.entries
+            .get(i)
+            .filter(|e| e.base_offset <= offset)
+            .map(|e| e.segment)
+    }
+
+    /// Forgets every batch in segments up to and including `id`.
+    pub fn drop_through_segment(&mut self, id: u64) {
+        let n = self.entries.partition_point(|e| e.segment <= id);
+        self.entries.drain(..n);
+    }
+
+    /// First indexed offset.
+    pub fn first_offset(&self) -> Option<u64> {
+        self.entries.first().map(|e| e.base_offset)
+    }
+
     /// Batches starting with the one holding `offset`, until about `max_bytes`
     /// of batches are covered (always at least one when `offset` is indexed).
     pub fn from_offset(&self, offset: u64, max_bytes: usize) -> Vec<IndexEntry> {

@@ -17,4 +17,7 @@ pub mod producers;
 pub mod segment;
 
 #[cfg(feature = "engine")]
-pub use log::{Appended, LogConfig, LogError, ReadResult, RecoveryReport, SealedSegment, ShardLog};
+pub use log::{
+    Appended, LogConfig, LogError, ReadResult, RecoveryReport, SealedSegment, SegmentRange,
+    ShardLog,
+};

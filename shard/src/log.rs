@@ -84,6 +84,9 @@ pub struct Appended {
     pub record_count: u32,
     /// The batch had been appended before (idempotent retry).
     pub duplicate: bool,
+    /// Segment holding the batch; `None` for a retry whose original is in a
+    /// segment already dropped (shipped to object storage).
+    pub segment: Option<u64>,
 }
 
 /// Records read from a partition.
@@ -100,6 +103,19 @@ pub struct ReadResult {
 pub struct SealedSegment {
     pub id: u64,
     pub path: PathBuf,
+    pub len: u64,
+}
+
+/// One partition's batches inside a segment: offsets and the byte range from
+/// its first frame's start to its last frame's end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentRange {
+    pub topic: String,
+    pub partition: u32,
+    pub base_offset: u64,
+    /// Offset after the range's last record.
+    pub end_offset: u64,
+    pub pos: u64,
     pub len: u64,
 }
 
@@ -156,7 +172,8 @@ struct State {
     pending_entries: VecDeque<PendingEntry>,
     appended_lsn: u64,
     durable_lsn: u64,
-    waiters: VecDeque<(u64, oneshot::Sender<Result<(), LogError>>)>,
+    waiters: VecDeque<(u64, oneshot::Sender<Result<u64, LogError>>)>,
+    seal_subscriber: Option<mpsc::UnboundedSender<SealedSegment>>,
     segments: BTreeMap<u64, SegmentFile>,
     sealed: Vec<SealedSegment>,
     active: u64,
@@ -309,6 +326,7 @@ impl ShardLog {
                     appended_lsn: 0,
                     durable_lsn: 0,
                     waiters: VecDeque::new(),
+                    seal_subscriber: None,
                     segments,
                     sealed,
                     active,
@@ -381,6 +399,121 @@ impl ShardLog {
         self.inner.state.borrow().sealed.clone()
     }
 
+    /// Sealed segments from now on, starting with those sealed already (and
+    /// not yet dropped). One subscriber at a time; a new call replaces it.
+    pub fn subscribe_sealed(&self) -> mpsc::UnboundedReceiver<SealedSegment> {
+        let (tx, rx) = mpsc::unbounded();
+        let mut st = self.inner.state.borrow_mut();
+        for s in &st.sealed {
+            let _ = tx.unbounded_send(s.clone());
+        }
+        st.seal_subscriber = Some(tx);
+        rx
+    }
+
+    /// Each partition's range inside segment `id` (from the in-memory
+    /// index), ordered by topic and partition.
+    pub fn segment_ranges(&self, id: u64) -> Vec<SegmentRange> {
+        let st = self.inner.state.borrow();
+        let mut out = Vec::new();
+        for (topic, parts) in &st.partitions {
+            let frame_head = (segment::FRAME_FIXED + topic.len()) as u64;
+            for (partition, p) in parts {
+                let mut it = p.index.in_segment(id);
+                let Some(first) = it.next() else { continue };
+                let last = it.last().unwrap_or(first);
+                let pos = first.pos - frame_head;
+                out.push(SegmentRange {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    base_offset: first.base_offset,
+                    end_offset: last.next_offset,
+                    pos,
+                    len: last.pos + u64::from(last.len) - pos,
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        out
+    }
+
+    /// Removes sealed segment `id` (its data now lives elsewhere): forgets
+    /// its batches, moves each partition's local start past them and deletes
+    /// the file. Reads below the local start get `OffsetOutOfRange`.
+    pub fn drop_segment(&self, id: u64) -> Result<(), LogError> {
+        let path = {
+            let mut st = self.inner.state.borrow_mut();
+            if id >= st.active {
+                return Err(LogError::Io {
+                    context: format!("dropping segment {id}"),
+                    message: "the segment is not sealed".into(),
+                });
+            }
+            for parts in st.partitions.values_mut() {
+                for p in parts.values_mut() {
+                    p.index.drop_through_segment(id);
+                    p.log_start = p.index.first_offset().unwrap_or(p.next_offset);
+                }
+            }
+            st.sealed.retain(|s| s.id != id);
+            st.segments.remove(&id).map(|s| s.path)
+        };
+        if let Some(path) = path {
+            std::fs::remove_file(&path).map_err(|e| LogError::Io {
+                context: format!("removing {}", path.display()),
+                message: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// First offset of a partition still in the local log.
+    pub fn log_start(&self, topic: &str, partition: u32) -> Option<u64> {
+        let st = self.inner.state.borrow();
+        find(&st.partitions, topic, partition).map(|p| p.log_start)
+    }
+
+    /// Makes a partition continue at `offset` when its data up to there lives
+    /// elsewhere (object storage). If the local log ends before `offset`,
+    /// its local batches are stale and forgotten. Returns whether anything
+    /// changed.
+    pub fn advance_start(&self, topic: &str, partition: u32, offset: u64) -> bool {
+        let mut st = self.inner.state.borrow_mut();
+        let Some(p) = find_mut(&mut st.partitions, topic, partition) else {
+            return false;
+        };
+        if p.next_offset >= offset {
+            return false;
+        }
+        if !p.index.is_empty() {
+            tracing::warn!(
+                topic,
+                partition,
+                local_end = p.next_offset,
+                committed_end = offset,
+                "local log is behind object storage; forgetting its stale batches"
+            );
+        }
+        p.index = OffsetIndex::default();
+        p.producers = ProducerTable::default();
+        p.next_offset = offset;
+        p.high_watermark = offset;
+        p.log_start = offset;
+        true
+    }
+
+    /// Replays producer state from batches read elsewhere (object storage),
+    /// so retries of batches committed before a restart stay idempotent.
+    pub fn restore_producers(&self, topic: &str, partition: u32, batches: &[batch::BatchHeader]) {
+        let mut st = self.inner.state.borrow_mut();
+        if let Some(p) = find_mut(&mut st.partitions, topic, partition) {
+            for h in batches {
+                p.producers
+                    .record(h.producer, h.record_count, h.base_offset, 0);
+            }
+        }
+    }
+
     /// Appends one encoded batch (see [`crate::batch`]) to a partition and
     /// resolves once it is fsynced. The batch's CRC is verified; its base
     /// offset is assigned here.
@@ -406,16 +539,16 @@ impl ShardLog {
             match p.producers.check(header.producer, count)? {
                 // A retry of a batch already appended: answer with its
                 // offsets once the original is durable.
-                SeqCheck::Duplicate(e) => if e.lsn <= st.durable_lsn {
-                    None
-                } else {
-                    let (tx, rx) = oneshot::channel();
-                    st.waiters.push_back((e.lsn, tx));
-                    Some(rx)
+                SeqCheck::Duplicate(e) => {
+                    if e.lsn <= st.durable_lsn {
+                        let seg = p.index.segment_of(e.base_offset);
+                        (Err(seg), e.base_offset, true)
+                    } else {
+                        let (tx, rx) = oneshot::channel();
+                        st.waiters.push_back((e.lsn, tx));
+                        (Ok(rx), e.base_offset, true)
+                    }
                 }
-                .map_or((None, e.base_offset, true), |rx| {
-                    (Some(rx), e.base_offset, true)
-                }),
                 SeqCheck::Append => {
                     let base_offset = p.next_offset;
                     p.next_offset += u64::from(count);
@@ -443,17 +576,19 @@ impl ShardLog {
                     if was_empty {
                         let _ = self.inner.wake.unbounded_send(());
                     }
-                    (Some(rx), base_offset, false)
+                    (Ok(rx), base_offset, false)
                 }
             }
         };
-        if let Some(rx) = rx {
-            wait(rx).await?;
-        }
+        let segment = match rx {
+            Ok(rx) => Some(wait(rx).await?),
+            Err(seg) => seg,
+        };
         Ok(Appended {
             base_offset,
             record_count: count,
             duplicate,
+            segment,
         })
     }
 
@@ -586,6 +721,7 @@ impl ShardLog {
         let rx = {
             let mut st = self.inner.state.borrow_mut();
             st.closed = true;
+            st.seal_subscriber = None;
             let (tx, rx) = oneshot::channel();
             let lsn = st.appended_lsn;
             if lsn <= st.durable_lsn {
@@ -648,11 +784,12 @@ impl ShardLog {
         };
         tracing::debug!(segment = id, bytes = len, "sealing WAL segment");
         self.create_segment(id + 1).await?;
-        self.inner
-            .state
-            .borrow_mut()
-            .sealed
-            .push(SealedSegment { id, path, len });
+        let sealed = SealedSegment { id, path, len };
+        let mut st = self.inner.state.borrow_mut();
+        if let Some(tx) = &st.seal_subscriber {
+            let _ = tx.unbounded_send(sealed.clone());
+        }
+        st.sealed.push(sealed);
         Ok(())
     }
 
@@ -804,7 +941,7 @@ impl ShardLog {
         let durable = st.durable_lsn;
         while st.waiters.front().is_some_and(|(lsn, _)| *lsn <= durable) {
             if let Some((_, tx)) = st.waiters.pop_front() {
-                let _ = tx.send(Ok(()));
+                let _ = tx.send(Ok(active));
             }
         }
         Ok(())
@@ -822,7 +959,7 @@ impl ShardLog {
     }
 }
 
-async fn wait(rx: oneshot::Receiver<Result<(), LogError>>) -> Result<(), LogError> {
+async fn wait(rx: oneshot::Receiver<Result<u64, LogError>>) -> Result<u64, LogError> {
     match rx.await {
         Ok(r) => r,
         Err(_) => Err(LogError::Poisoned("the WAL writer stopped".into())),

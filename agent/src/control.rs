@@ -1,0 +1,547 @@
+//! The control thread: one tokio runtime beside the shards that owns
+//! everything slow or shared across agents — the metadata store, the object
+//! store, the lease task, the uploader and reads of chunk objects. Shards
+//! talk to it through a crossbeam channel (plus a wake-up) and it answers
+//! through per-shard channels, so a shard never blocks on it and never takes
+//! a lock it shares with another core. Must not touch shard logs directly.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::channel::{mpsc, oneshot};
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::catalog::{validate_new_topic, Catalog};
+use crate::config::AgentConfig;
+use crate::metastore::{ChunkRange, MetaError, MetaStore, TopicRow};
+use crate::objstore::ObjectStore;
+use crate::remote::RemoteCache;
+use crate::routing::shard_for;
+
+/// What the control thread tells a shard.
+#[derive(Debug)]
+pub enum ShardMsg {
+    /// The lease on a partition is ours at `epoch`; data up to
+    /// `committed_end` is in object storage.
+    Lease {
+        topic: String,
+        partition: u32,
+        epoch: u64,
+        expires_ms: i64,
+        committed_end: u64,
+    },
+    /// A held lease was extended.
+    Renewed {
+        topic: String,
+        partition: u32,
+        epoch: u64,
+        expires_ms: i64,
+    },
+    /// The lease is gone (fenced or expired): stop serving the partition.
+    LeaseLost {
+        topic: String,
+        partition: u32,
+        reason: String,
+    },
+    /// Sealed segment `segment` is uploaded and committed (or needed no
+    /// upload); the shard may delete it.
+    Committed { segment: u64 },
+    /// Answered once every message before it was applied.
+    Barrier(oneshot::Sender<()>),
+}
+
+/// A sealed segment to ship: one object, committed with its ranges.
+#[derive(Debug, Clone)]
+pub struct UploadJob {
+    pub shard: usize,
+    pub segment: u64,
+    pub path: PathBuf,
+    /// Object key (unique per segment of a log incarnation).
+    pub key: String,
+    pub ranges: Vec<ChunkRange>,
+}
+
+/// Errors of control requests, each mapping to one gRPC status.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ControlError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("topic {0} already exists")]
+    Exists(String),
+    #[error("unknown topic {0}")]
+    Unknown(String),
+    #[error("{0}")]
+    OutOfRange(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<MetaError> for ControlError {
+    fn from(e: MetaError) -> Self {
+        match e {
+            MetaError::Exists(t) => ControlError::Exists(t),
+            MetaError::Unknown(t) => ControlError::Unknown(t),
+            other => ControlError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// A request from a shard.
+pub enum Request {
+    CreateTopic {
+        name: String,
+        partitions: u32,
+        reply: oneshot::Sender<Result<TopicRow, ControlError>>,
+    },
+    DeleteTopic {
+        name: String,
+        reply: oneshot::Sender<Result<(), ControlError>>,
+    },
+    ProducerId {
+        reply: oneshot::Sender<Result<i64, ControlError>>,
+    },
+    /// Batches of `topic/partition` from object storage, starting with the
+    /// one holding `offset`.
+    ReadRemote {
+        topic: String,
+        partition: u32,
+        offset: u64,
+        max_bytes: usize,
+        reply: oneshot::Sender<Result<Vec<Bytes>, ControlError>>,
+    },
+    Upload(UploadJob),
+}
+
+/// How shards reach the control thread. Cheap to clone; `Send`.
+#[derive(Clone)]
+pub struct ControlHandle {
+    tx: crossbeam_channel::Sender<Request>,
+    notify: Arc<Notify>,
+}
+
+impl ControlHandle {
+    /// Queues a request; false if the control thread is gone.
+    pub fn send(&self, r: Request) -> bool {
+        let ok = self.tx.send(r).is_ok();
+        self.notify.notify_one();
+        ok
+    }
+
+    /// Sends a request built around a reply channel and waits for the answer.
+    pub async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, ControlError>>) -> Request,
+    ) -> Result<T, ControlError> {
+        let (tx, rx) = oneshot::channel();
+        if !self.send(make(tx)) {
+            return Err(ControlError::Unavailable("the agent is stopping".into()));
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(ControlError::Unavailable("the agent is stopping".into())))
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Everything the control thread's tasks share.
+pub(crate) struct Shared {
+    pub config: Arc<AgentConfig>,
+    pub catalog: Arc<Catalog>,
+    pub meta: MetaStore,
+    pub store: ObjectStore,
+    shards: Vec<mpsc::UnboundedSender<ShardMsg>>,
+    /// Leases this agent holds: (topic key, partition) -> (epoch, expiry ms).
+    leases: Mutex<HashMap<(String, u32), (u64, i64)>>,
+    pub cache: Mutex<RemoteCache>,
+    pub stop: AtomicBool,
+}
+
+/// Topic name of a topic key `name#id`.
+fn topic_name(key: &str) -> &str {
+    key.rsplit_once('#').map_or(key, |(n, _)| n)
+}
+
+impl Shared {
+    pub fn shard_of(&self, key: &str, partition: u32) -> usize {
+        shard_for(topic_name(key), partition, self.config.shard_count())
+    }
+
+    pub fn tell(&self, shard: usize, msg: ShardMsg) {
+        if let Some(tx) = self.shards.get(shard) {
+            let _ = tx.unbounded_send(msg);
+        }
+    }
+
+    fn ttl_ms(&self) -> i64 {
+        i64::try_from(self.config.lease_ttl_ms).unwrap_or(i64::MAX / 4)
+    }
+
+    /// Marks a partition's lease lost and tells its shard.
+    pub fn lose(&self, key: &str, partition: u32, reason: String) {
+        tracing::warn!(topic = key, partition, %reason, "lease lost; no longer serving the partition");
+        self.leases.lock().remove(&(key.to_owned(), partition));
+        self.catalog.set_lease_epoch(key, partition, 0);
+        self.tell(
+            self.shard_of(key, partition),
+            ShardMsg::LeaseLost {
+                topic: key.to_owned(),
+                partition,
+                reason,
+            },
+        );
+    }
+
+    /// Acquires one partition's lease and hands it to its shard.
+    async fn acquire(&self, key: &str, partition: u32) -> Result<(), MetaError> {
+        let grant = self
+            .meta
+            .acquire_lease(
+                key,
+                partition,
+                &self.config.agent_id,
+                now_ms(),
+                self.ttl_ms(),
+            )
+            .await?;
+        let committed_end = self.meta.committed_end(key, partition).await?;
+        self.leases
+            .lock()
+            .insert((key.to_owned(), partition), (grant.epoch, grant.expires_ms));
+        self.catalog.set_lease_epoch(key, partition, grant.epoch);
+        tracing::info!(
+            topic = key,
+            partition,
+            epoch = grant.epoch,
+            committed_end,
+            "lease acquired"
+        );
+        self.tell(
+            self.shard_of(key, partition),
+            ShardMsg::Lease {
+                topic: key.to_owned(),
+                partition,
+                epoch: grant.epoch,
+                expires_ms: grant.expires_ms,
+                committed_end,
+            },
+        );
+        Ok(())
+    }
+
+    /// Acquires every partition of the known topics that is not held yet.
+    /// Partitions another agent holds are skipped (retried next round).
+    async fn acquire_missing(&self) {
+        let want: Vec<(String, u32)> = self
+            .catalog
+            .list()
+            .iter()
+            .flat_map(|(n, t)| {
+                let key = t.log_key(n);
+                (0..t.partitions).map(move |p| (key.clone(), p))
+            })
+            .collect();
+        for (key, p) in want {
+            if self.leases.lock().contains_key(&(key.clone(), p)) {
+                continue;
+            }
+            match self.acquire(&key, p).await {
+                Ok(()) => {}
+                Err(MetaError::LeaseHeld { holder, .. }) => {
+                    tracing::debug!(topic = %key, partition = p, %holder, "lease held elsewhere")
+                }
+                Err(e) => {
+                    tracing::warn!(topic = %key, partition = p, error = %e, "cannot acquire lease")
+                }
+            }
+        }
+    }
+
+    /// Renews every held lease; loses those that are fenced or expired.
+    async fn renew_all(&self) {
+        let held: Vec<((String, u32), (u64, i64))> = self
+            .leases
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        let agent = self.config.agent_id.clone();
+        for ((key, p), (epoch, expires)) in held {
+            match self
+                .meta
+                .renew_lease(&key, p, &agent, epoch, now_ms(), self.ttl_ms())
+                .await
+            {
+                Ok(g) => {
+                    if let Some(v) = self.leases.lock().get_mut(&(key.clone(), p)) {
+                        v.1 = g.expires_ms;
+                    }
+                    self.tell(
+                        self.shard_of(&key, p),
+                        ShardMsg::Renewed {
+                            topic: key,
+                            partition: p,
+                            epoch,
+                            expires_ms: g.expires_ms,
+                        },
+                    );
+                }
+                Err(MetaError::Fenced { detail, .. }) => self.lose(&key, p, detail),
+                Err(e) if now_ms() >= expires => {
+                    self.lose(&key, p, format!("lease expired: cannot renew it: {e}"))
+                }
+                Err(e) => {
+                    tracing::warn!(topic = %key, partition = p, error = %e, "lease renewal failed; will retry")
+                }
+            }
+        }
+    }
+
+    /// Loads topics from the metadata store into the catalog.
+    async fn sync_topics(&self) -> Result<(), MetaError> {
+        let rows = self.meta.topics().await?;
+        let known: HashSet<String> = rows.iter().map(TopicRow::key).collect();
+        self.leases.lock().retain(|(k, _), _| known.contains(k));
+        self.catalog.replace(&rows);
+        Ok(())
+    }
+
+    async fn release_all(&self) {
+        let held: Vec<((String, u32), (u64, i64))> = self.leases.lock().drain().collect();
+        for ((key, p), (epoch, _)) in held {
+            if let Err(e) = self
+                .meta
+                .release_lease(&key, p, &self.config.agent_id, epoch)
+                .await
+            {
+                tracing::warn!(topic = %key, partition = p, error = %e, "cannot release lease");
+            }
+        }
+    }
+
+    async fn handle(self: Arc<Self>, req: Request) {
+        match req {
+            Request::CreateTopic {
+                name,
+                partitions,
+                reply,
+            } => {
+                let _ = reply.send(self.create_topic(&name, partitions).await);
+            }
+            Request::DeleteTopic { name, reply } => {
+                let r = self.meta.delete_topic(&name).await;
+                let r = match r {
+                    Ok(row) => {
+                        self.catalog.remove(&name);
+                        let key = row.key();
+                        self.leases.lock().retain(|(k, _), _| *k != key);
+                        Ok(())
+                    }
+                    Err(e) => Err(e.into()),
+                };
+                let _ = reply.send(r);
+            }
+            Request::ProducerId { reply } => {
+                let _ = reply.send(self.meta.next_producer_id().await.map_err(Into::into));
+            }
+            Request::ReadRemote {
+                topic,
+                partition,
+                offset,
+                max_bytes,
+                reply,
+            } => {
+                let r = crate::remote::read(&self, &topic, partition, offset, max_bytes).await;
+                let _ = reply.send(r);
+            }
+            Request::Upload(_) => {}
+        }
+    }
+
+    async fn create_topic(&self, name: &str, partitions: u32) -> Result<TopicRow, ControlError> {
+        validate_new_topic(name, partitions).map_err(|e| ControlError::Invalid(e.to_string()))?;
+        let row = self.meta.create_topic(name, partitions).await?;
+        self.catalog.insert(&row);
+        let key = row.key();
+        for p in 0..partitions {
+            if let Err(e) = self.acquire(&key, p).await {
+                tracing::warn!(topic = %key, partition = p, error = %e, "cannot acquire lease of a new topic");
+            }
+        }
+        // Answer once every owning shard has applied its leases, so the
+        // first produce after CreateTopic finds them.
+        let mut acks = Vec::new();
+        for s in 0..self.shards.len() {
+            let (tx, rx) = oneshot::channel();
+            self.tell(s, ShardMsg::Barrier(tx));
+            acks.push(rx);
+        }
+        for rx in acks {
+            let _ = rx.await;
+        }
+        Ok(row)
+    }
+}
+
+/// The running control thread.
+pub struct Control {
+    handle: ControlHandle,
+    shared: Arc<Shared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Control {
+    pub fn handle(&self) -> ControlHandle {
+        self.handle.clone()
+    }
+
+    /// Stops the lease task and uploader, releases every lease and joins.
+    pub fn shutdown(mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        self.handle.notify.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts the control thread: opens the metadata and object stores, loads
+/// topics into `catalog`, acquires leases and queues them for the shards.
+/// Returns once that is done, with one message receiver per shard.
+pub fn start(
+    config: Arc<AgentConfig>,
+    catalog: Arc<Catalog>,
+) -> Result<(Control, Vec<mpsc::UnboundedReceiver<ShardMsg>>), String> {
+    let shards = config.shard_count();
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::unbounded()).unzip();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let notify = Arc::new(Notify::new());
+    let handle = ControlHandle {
+        tx,
+        notify: notify.clone(),
+    };
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Arc<Shared>, String>>();
+    let thread = std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(format!("cannot start the control runtime: {e}")));
+                    return;
+                }
+            };
+            rt.block_on(run(config, catalog, senders, rx, notify, ready_tx));
+        })
+        .map_err(|e| format!("cannot start the control thread: {e}"))?;
+    match ready_rx.recv() {
+        Ok(Ok(shared)) => Ok((
+            Control {
+                handle,
+                shared,
+                thread: Some(thread),
+            },
+            receivers,
+        )),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Err(_) => {
+            let _ = thread.join();
+            Err("the control thread stopped during start".into())
+        }
+    }
+}
+
+async fn run(
+    config: Arc<AgentConfig>,
+    catalog: Arc<Catalog>,
+    shards: Vec<mpsc::UnboundedSender<ShardMsg>>,
+    rx: crossbeam_channel::Receiver<Request>,
+    notify: Arc<Notify>,
+    ready: std::sync::mpsc::Sender<Result<Arc<Shared>, String>>,
+) {
+    let meta_url = config.metadata_url();
+    let meta = match MetaStore::open(&meta_url).await {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = ready.send(Err(format!("--metadata {meta_url}: {e}")));
+            return;
+        }
+    };
+    let store_url = config.object_store_url();
+    let store = match ObjectStore::open(&store_url) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.send(Err(format!("--object-store: {e}")));
+            return;
+        }
+    };
+    tracing::info!(metadata = %meta_url, object_store = %store.describe(), "control plane open");
+    let shared = Arc::new(Shared {
+        cache: Mutex::new(RemoteCache::new(config.read_cache_bytes)),
+        config,
+        catalog,
+        meta,
+        store,
+        shards,
+        leases: Mutex::new(HashMap::new()),
+        stop: AtomicBool::new(false),
+    });
+    if let Err(e) = shared.sync_topics().await {
+        let _ = ready.send(Err(format!("cannot load topics: {e}")));
+        return;
+    }
+    shared.acquire_missing().await;
+    let _ = ready.send(Ok(shared.clone()));
+
+    let (up_tx, up_rx) = tokio::sync::mpsc::unbounded_channel();
+    let uploader = tokio::spawn(crate::uploader::run(shared.clone(), up_rx));
+    let tick = Duration::from_millis((shared.config.lease_ttl_ms / 3).max(50));
+    let mut next_tick = tokio::time::Instant::now() + tick;
+    while !shared.stop.load(Ordering::Acquire) {
+        while let Ok(req) = rx.try_recv() {
+            match req {
+                Request::Upload(job) => {
+                    let _ = up_tx.send(job);
+                }
+                other => {
+                    tokio::spawn(shared.clone().handle(other));
+                }
+            }
+        }
+        tokio::select! {
+            _ = notify.notified() => {}
+            _ = tokio::time::sleep_until(next_tick) => {
+                next_tick = tokio::time::Instant::now() + tick;
+                let s = shared.clone();
+                // Renewal must not wait behind a slow upload or read.
+                s.renew_all().await;
+                if let Err(e) = s.sync_topics().await {
+                    tracing::warn!(error = %e, "cannot refresh topics");
+                }
+                s.acquire_missing().await;
+            }
+        }
+    }
+    uploader.abort();
+    shared.release_all().await;
+    tracing::info!("control plane stopped; leases released");
+}

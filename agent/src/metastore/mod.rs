@@ -1,0 +1,348 @@
+//! The metadata store: topics, producer ids, partition leases (holder,
+//! epoch, expiry), the chunk index and agents, kept in SQLite (embedded
+//! default) or PostgreSQL. Owns the schema, its versioned migrations and the
+//! fencing rules; callers pass the current time in, so lease expiry is
+//! deterministic in tests. Must not be called from a shard's executor: it
+//! blocks (SQLite) or needs tokio (PostgreSQL); the control thread uses it.
+//!
+//! Lease rules:
+//! - `acquire` succeeds when the lease is free, expired, or already ours;
+//!   a different holder gets `epoch + 1`, the same holder keeps its epoch.
+//! - `renew` extends the expiry of a lease we hold, never changing the epoch.
+//! - `commit_chunk` succeeds only if every partition it covers is still held
+//!   by the committing agent at the epoch the chunk carries.
+
+mod postgres;
+mod sqlite;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// A topic row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicRow {
+    pub name: String,
+    /// Incarnation id: a topic created again after a delete gets a new one.
+    pub id: u64,
+    pub partitions: u32,
+}
+
+impl TopicRow {
+    /// Name of the topic in logs, leases and the chunk index: `name#id`.
+    pub fn key(&self) -> String {
+        format!("{}#{}", self.name, self.id)
+    }
+}
+
+/// A lease held by this agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseGrant {
+    pub epoch: u64,
+    /// Milliseconds since the Unix epoch.
+    pub expires_ms: i64,
+}
+
+/// A lease as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRow {
+    pub holder: String,
+    pub epoch: u64,
+    pub expires_ms: i64,
+}
+
+/// One partition's batches inside a chunk object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkRange {
+    /// Topic key (`name#id`).
+    pub topic: String,
+    pub partition: u32,
+    /// First offset in the range.
+    pub base_offset: u64,
+    /// Offset after the last record in the range.
+    pub end_offset: u64,
+    /// Byte position of the first frame of the range in the object.
+    pub pos: u64,
+    /// Bytes from `pos` to the end of the range's last frame.
+    pub len: u64,
+    /// Lease epoch the data was written under.
+    pub epoch: u64,
+}
+
+/// A chunk to commit: one object and the partition ranges it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkCommit {
+    /// Object key.
+    pub key: String,
+    /// Object size in bytes.
+    pub size: u64,
+    pub ranges: Vec<ChunkRange>,
+}
+
+/// Where a committed range lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangeLocation {
+    pub chunk_key: String,
+    pub base_offset: u64,
+    pub end_offset: u64,
+    pub pos: u64,
+    pub len: u64,
+}
+
+/// A registered agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRow {
+    pub agent_id: String,
+    /// host:port of each shard, index = shard number.
+    pub shard_addresses: Vec<String>,
+    /// Milliseconds since the Unix epoch.
+    pub heartbeat_ms: i64,
+}
+
+/// Metadata store errors.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum MetaError {
+    #[error("topic {0} already exists")]
+    Exists(String),
+    #[error("unknown topic {0}")]
+    Unknown(String),
+    #[error("lease on {topic}/{partition} is held by {holder} until {expires_ms} ms")]
+    LeaseHeld {
+        topic: String,
+        partition: u32,
+        holder: String,
+        expires_ms: i64,
+    },
+    #[error("fenced on {topic}/{partition}: {detail}")]
+    Fenced {
+        topic: String,
+        partition: u32,
+        detail: String,
+    },
+    #[error("invalid metadata URL {0}")]
+    BadUrl(String),
+    #[error("metadata store: {0}")]
+    Backend(String),
+}
+
+impl MetaError {
+    pub(crate) fn backend(e: impl std::fmt::Display) -> MetaError {
+        MetaError::Backend(e.to_string())
+    }
+}
+
+/// A metadata store backend.
+pub enum MetaStore {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+/// Highest schema version this build knows.
+pub const SCHEMA_VERSION: i64 = 1;
+
+impl MetaStore {
+    /// Opens `sqlite:///PATH` or `postgres://...` and applies pending
+    /// migrations. Must be called on a tokio runtime.
+    pub async fn open(url: &str) -> Result<MetaStore, MetaError> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(MetaError::BadUrl(format!(
+                    "{url}: expected sqlite:///absolute/path or sqlite://relative/path"
+                )));
+            }
+            Ok(MetaStore::Sqlite(SqliteStore::open(path)?))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(MetaStore::Postgres(PostgresStore::connect(url).await?))
+        } else {
+            Err(MetaError::BadUrl(format!(
+                "{url}: use sqlite:///PATH or postgres://USER@HOST:PORT/DB"
+            )))
+        }
+    }
+
+    /// Schema version now in the store.
+    pub async fn schema_version(&self) -> Result<i64, MetaError> {
+        match self {
+            MetaStore::Sqlite(s) => s.schema_version(),
+            MetaStore::Postgres(s) => s.schema_version().await,
+        }
+    }
+
+    pub async fn topics(&self) -> Result<Vec<TopicRow>, MetaError> {
+        match self {
+            MetaStore::Sqlite(s) => s.topics(),
+            MetaStore::Postgres(s) => s.topics().await,
+        }
+    }
+
+    /// Creates a topic with a fresh incarnation id.
+    pub async fn create_topic(&self, name: &str, partitions: u32) -> Result<TopicRow, MetaError> {
+        match self {
+            MetaStore::Sqlite(s) => s.create_topic(name, partitions),
+            MetaStore::Postgres(s) => s.create_topic(name, partitions).await,
+        }
+    }
+
+    /// Deletes a topic, its leases and its chunk index entries (the chunk
+    /// objects stay; they may hold other topics' data).
+    pub async fn delete_topic(&self, name: &str) -> Result<TopicRow, MetaError> {
+        match self {
+            MetaStore::Sqlite(s) => s.delete_topic(name),
+            MetaStore::Postgres(s) => s.delete_topic(name).await,
+        }
+    }
+
+    /// Allocates an idempotent-producer id, never handed out twice.
+    pub async fn next_producer_id(&self) -> Result<i64, MetaError> {
+        match self {
+            MetaStore::Sqlite(s) => s.next_producer_id(),
+            MetaStore::Postgres(s) => s.next_producer_id().await,
+        }
+    }
+
+    /// Acquires (or re-acquires) a partition's lease for `ttl_ms`.
+    pub async fn acquire_lease(
+        &self,
+        topic: &str,
+        partition: u32,
+        agent: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<LeaseGrant, MetaError> {
+        match self {
+            MetaStore::Sqlite(s) => s.acquire_lease(topic, partition, agent, now_ms, ttl_ms),
+            MetaStore::Postgres(s) => {
+                s.acquire_lease(topic, partition, agent, now_ms, ttl_ms)
+                    .await
+            }
+        }
+    }
+
+    /// Extends a lease held at `epoch`; `Fenced` if it is no longer ours.
+    pub async fn renew_lease(
+        &self,
+        topic: &str,
+        partition: u32,
+        agent: &str,
+        epoch: u64,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<LeaseGrant, MetaError> {
+        match self {
+            MetaStore::Sqlite(s) => s.renew_lease(topic, partition, agent, epoch, now_ms, ttl_ms),
+            MetaStore::Postgres(s) => {
+                s.renew_lease(topic, partition, agent, epoch, now_ms, ttl_ms)
+                    .await
+            }
+        }
+    }
+
+    /// Gives a lease up at once (expiry set to 0), keeping holder and epoch;
+    /// a no-op if it is no longer ours.
+    pub async fn release_lease(
+        &self,
+        topic: &str,
+        partition: u32,
+        agent: &str,
+        epoch: u64,
+    ) -> Result<(), MetaError> {
+        match self {
+            MetaStore::Sqlite(s) => s.release_lease(topic, partition, agent, epoch),
+            MetaStore::Postgres(s) => s.release_lease(topic, partition, agent, epoch).await,
+        }
+    }
+
+    pub async fn lease(&self, topic: &str, partition: u32) -> Result<Option<LeaseRow>, MetaError> {
+        match self {
+            MetaStore::Sqlite(s) => s.lease(topic, partition),
+            MetaStore::Postgres(s) => s.lease(topic, partition).await,
+        }
+    }
+
+    /// Commits a chunk's ranges atomically, fenced by each range's epoch.
+    /// Returns `false` if the chunk was already committed (nothing changed).
+    pub async fn commit_chunk(&self, agent: &str, chunk: &ChunkCommit) -> Result<bool, MetaError> {
+        match self {
+            MetaStore::Sqlite(s) => s.commit_chunk(agent, chunk),
+            MetaStore::Postgres(s) => s.commit_chunk(agent, chunk).await,
+        }
+    }
+
+    pub async fn chunk_committed(&self, key: &str) -> Result<bool, MetaError> {
+        match self {
+            MetaStore::Sqlite(s) => s.chunk_committed(key),
+            MetaStore::Postgres(s) => s.chunk_committed(key).await,
+        }
+    }
+
+    /// The committed range holding `offset`, or else the first one after it.
+    pub async fn find_range(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+    ) -> Result<Option<RangeLocation>, MetaError> {
+        match self {
+            MetaStore::Sqlite(s) => s.find_range(topic, partition, offset),
+            MetaStore::Postgres(s) => s.find_range(topic, partition, offset).await,
+        }
+    }
+
+    /// Offset after the last committed record of a partition (0 if none).
+    pub async fn committed_end(&self, topic: &str, partition: u32) -> Result<u64, MetaError> {
+        match self {
+            MetaStore::Sqlite(s) => s.committed_end(topic, partition),
+            MetaStore::Postgres(s) => s.committed_end(topic, partition).await,
+        }
+    }
+
+    /// Registers an agent or refreshes its heartbeat and addresses.
+    pub async fn heartbeat(&self, agent: &AgentRow) -> Result<(), MetaError> {
+        match self {
+            MetaStore::Sqlite(s) => s.heartbeat(agent),
+            MetaStore::Postgres(s) => s.heartbeat(agent).await,
+        }
+    }
+
+    /// Agents whose heartbeat is newer than `since_ms`.
+    pub async fn live_agents(&self, since_ms: i64) -> Result<Vec<AgentRow>, MetaError> {
+        match self {
+            MetaStore::Sqlite(s) => s.live_agents(since_ms),
+            MetaStore::Postgres(s) => s.live_agents(since_ms).await,
+        }
+    }
+}
+
+pub(crate) fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// Splits stored shard addresses (comma-separated).
+pub(crate) fn split_addresses(s: &str) -> Vec<String> {
+    s.split(',')
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Versioned schema migrations, applied in order in one transaction each.
+/// The SQL is the common subset of SQLite and PostgreSQL.
+pub(crate) const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
+     INSERT INTO counters (name, value) VALUES ('topic_id', 1), ('producer_id', 1);
+     CREATE TABLE topics (name TEXT PRIMARY KEY, id BIGINT NOT NULL, partitions BIGINT NOT NULL);
+     CREATE TABLE leases (topic TEXT NOT NULL, part BIGINT NOT NULL, holder TEXT NOT NULL,
+         epoch BIGINT NOT NULL, expires_ms BIGINT NOT NULL, PRIMARY KEY (topic, part));
+     CREATE TABLE chunks (key TEXT PRIMARY KEY, agent TEXT NOT NULL, size BIGINT NOT NULL);
+     CREATE TABLE chunk_ranges (topic TEXT NOT NULL, part BIGINT NOT NULL,
+         base_offset BIGINT NOT NULL, end_offset BIGINT NOT NULL, chunk_key TEXT NOT NULL,
+         pos BIGINT NOT NULL, len BIGINT NOT NULL, epoch BIGINT NOT NULL,
+         PRIMARY KEY (topic, part, base_offset));
+     CREATE INDEX chunk_ranges_end ON chunk_ranges (topic, part, end_offset);
+     CREATE TABLE agents (agent_id TEXT PRIMARY KEY, addresses TEXT NOT NULL,
+         heartbeat_ms BIGINT NOT NULL);",
+)];

@@ -1,0 +1,156 @@
+//! The uploader: ships sealed WAL segments to the object store as chunk
+//! objects, then commits their per-partition ranges to the metadata store
+//! under each partition's lease epoch, then tells the owning shard it may
+//! delete the segment. Jobs run one at a time in seal order, so a shard's
+//! segments commit in order. Retries with capped exponential backoff until
+//! it succeeds or the agent stops; a fenced partition is dropped from the
+//! chunk and its shard stops serving it. Never touches shard state directly.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::control::{ShardMsg, Shared, UploadJob};
+use crate::metastore::{ChunkCommit, MetaError};
+
+/// First retry delay; doubles up to [`MAX_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const MAX_RETRY: Duration = Duration::from_secs(5);
+
+/// Delay before retry `attempt` (1-based): 100 ms doubling, capped at 5 s.
+pub fn retry_delay(attempt: u32) -> Duration {
+    FIRST_RETRY
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+        .min(MAX_RETRY)
+}
+
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    mut jobs: tokio::sync::mpsc::UnboundedReceiver<UploadJob>,
+) {
+    while let Some(job) = jobs.recv().await {
+        if shared.stop.load(Ordering::Acquire) {
+            return;
+        }
+        let (shard, segment) = (job.shard, job.segment);
+        if ship(&shared, job).await {
+            shared.tell(shard, ShardMsg::Committed { segment });
+        } else {
+            return;
+        }
+    }
+}
+
+/// Waits before retry `attempt`; false if the agent is stopping.
+async fn pause(shared: &Shared, attempt: u32) -> bool {
+    tokio::time::sleep(retry_delay(attempt)).await;
+    !shared.stop.load(Ordering::Acquire)
+}
+
+/// Uploads and commits one segment. False only when the agent stops first.
+async fn ship(shared: &Shared, job: UploadJob) -> bool {
+    let agent = shared.config.agent_id.clone();
+    let mut chunk = ChunkCommit {
+        key: job.key.clone(),
+        size: 0,
+        ranges: job.ranges,
+    };
+    if chunk.ranges.is_empty() {
+        return true;
+    }
+    // Already committed before a restart: never upload or commit twice.
+    let mut attempt = 0;
+    loop {
+        match shared.meta.chunk_committed(&chunk.key).await {
+            Ok(true) => {
+                tracing::info!(key = %chunk.key, "chunk was committed before; dropping the local segment");
+                return true;
+            }
+            Ok(false) => break,
+            Err(e) => {
+                attempt += 1;
+                tracing::warn!(key = %chunk.key, error = %e, attempt, "metadata store unreachable");
+                if !pause(shared, attempt).await {
+                    return false;
+                }
+            }
+        }
+    }
+    let path = job.path.clone();
+    let data = match tokio::task::spawn_blocking(move || std::fs::read(&path)).await {
+        Ok(Ok(d)) => Bytes::from(d),
+        Ok(Err(e)) => {
+            tracing::error!(file = %job.path.display(), error = %e, "cannot read sealed segment; it stays local");
+            return true;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "segment reader failed");
+            return true;
+        }
+    };
+    chunk.size = data.len() as u64;
+    let started = Instant::now();
+    let mut attempt = 0;
+    loop {
+        match shared.store.put(&chunk.key, data.clone()).await {
+            Ok(()) => break,
+            Err(e) => {
+                attempt += 1;
+                tracing::warn!(key = %chunk.key, error = %e, attempt, "chunk upload failed; retrying");
+                if !pause(shared, attempt).await {
+                    return false;
+                }
+            }
+        }
+    }
+    let put = started.elapsed();
+    let mut attempt = 0;
+    loop {
+        match shared.meta.commit_chunk(&agent, &chunk).await {
+            Ok(_) => break,
+            Err(MetaError::Fenced {
+                topic,
+                partition,
+                detail,
+            }) => {
+                shared.lose(&topic, partition, format!("fenced: {detail}"));
+                chunk
+                    .ranges
+                    .retain(|r| !(r.topic == topic && r.partition == partition));
+                if chunk.ranges.is_empty() {
+                    return true;
+                }
+            }
+            Err(e) => {
+                attempt += 1;
+                tracing::warn!(key = %chunk.key, error = %e, attempt, "chunk commit failed; retrying");
+                if !pause(shared, attempt).await {
+                    return false;
+                }
+            }
+        }
+    }
+    tracing::debug!(
+        key = %chunk.key,
+        bytes = chunk.size,
+        ranges = chunk.ranges.len(),
+        put_ms = put.as_millis() as u64,
+        total_ms = started.elapsed().as_millis() as u64,
+        "chunk committed"
+    );
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_double_and_cap() {
+        let ms: Vec<u128> = (1..=8).map(|a| retry_delay(a).as_millis()).collect();
+        assert_eq!(ms, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+        assert_eq!(retry_delay(1000), MAX_RETRY);
+    }
+}
