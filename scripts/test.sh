@@ -1,7 +1,34 @@
 #!/usr/bin/env bash
 # Runs the whole StreamHouse test suite: unit, property, integration and
-# crash tests against real agent processes. Usage: scripts/test.sh [cargo test args]
+# crash tests against real agent processes, a real S3 server and a real
+# PostgreSQL. Starts both (scripts/s3-moto.sh, scripts/postgres.sh) unless
+# STREAMHOUSE_TEST_S3_ENDPOINT / STREAMHOUSE_TEST_POSTGRES_URL point at
+# running ones, and stops what it started.
+# Usage: scripts/test.sh [cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+started_s3=""
+started_pg=""
+cleanup() {
+  if [ -n "$started_s3" ]; then kill "$(cat "$S3_PIDFILE")" 2>/dev/null || true; fi
+  if [ -n "$started_pg" ]; then scripts/postgres.sh stop; fi
+}
+trap cleanup EXIT
+if [ -z "${STREAMHOUSE_TEST_S3_ENDPOINT:-}" ]; then
+  export S3_PORT=${S3_PORT:-9400} S3_BUCKET=${S3_BUCKET:-streamhouse-test}
+  export S3_PIDFILE=${TMPDIR:-/tmp}/streamhouse-moto.pid
+  scripts/s3-moto.sh
+  started_s3=1
+  export STREAMHOUSE_TEST_S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
+  export STREAMHOUSE_TEST_S3_BUCKET="$S3_BUCKET"
+  export STREAMHOUSE_TEST_S3_PIDFILE="$S3_PIDFILE"
+fi
+export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-streamhouse-test}
+export AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-streamhouse-test}
+if [ -z "${STREAMHOUSE_TEST_POSTGRES_URL:-}" ]; then
+  STREAMHOUSE_TEST_POSTGRES_URL=$(scripts/postgres.sh)
+  export STREAMHOUSE_TEST_POSTGRES_URL
+  started_pg=1
+fi
 cargo build --workspace --all-targets --all-features
 cargo test --workspace --all-targets --all-features "$@"

@@ -277,3 +277,22 @@ pub async fn fetch_all(
         out.extend(r.records);
     }
 }
+
+/// URL of the test PostgreSQL (scripts/test.sh starts one).
+pub fn postgres_url() -> String {
+    std::env::var("STREAMHOUSE_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!("STREAMHOUSE_TEST_POSTGRES_URL is not set: run the suite with scripts/test.sh")
+    })
+}
+
+/// Endpoint and bucket of the test S3 server (scripts/test.sh starts one).
+pub fn s3_server() -> (String, String) {
+    let get = |k: &str| {
+        std::env::var(k)
+            .unwrap_or_else(|_| panic!("{k} is not set: run the suite with scripts/test.sh"))
+    };
+    (
+        get("STREAMHOUSE_TEST_S3_ENDPOINT"),
+        get("STREAMHOUSE_TEST_S3_BUCKET"),
+    )
+}

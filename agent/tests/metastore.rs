@@ -1,0 +1,229 @@
+//! The metadata store suite, run against SQLite and a real PostgreSQL
+//! (`STREAMHOUSE_TEST_POSTGRES_URL`, started by scripts/test.sh): topics,
+//! producer ids, lease rules and epoch fencing, chunk commits, agents.
+
+mod common;
+
+use streamhouse_agent::metastore::{
+    AgentRow, ChunkCommit, ChunkRange, MetaError, MetaStore, SCHEMA_VERSION,
+};
+
+fn unique(prefix: &str) -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{t}", std::process::id())
+}
+
+fn range(topic: &str, partition: u32, base: u64, end: u64, epoch: u64) -> ChunkRange {
+    ChunkRange {
+        topic: topic.into(),
+        partition,
+        base_offset: base,
+        end_offset: end,
+        pos: base * 10,
+        len: (end - base) * 10,
+        epoch,
+    }
+}
+
+async fn suite(url: &str) {
+    let m = MetaStore::open(url).await.expect("open");
+    assert_eq!(m.schema_version().await.unwrap(), SCHEMA_VERSION);
+    // Opening again applies nothing twice.
+    let m2 = MetaStore::open(url).await.expect("reopen");
+    assert_eq!(m2.schema_version().await.unwrap(), SCHEMA_VERSION);
+
+    // Topics: unique names, fresh incarnation ids, delete.
+    let name = unique("orders");
+    let t1 = m.create_topic(&name, 3).await.unwrap();
+    assert_eq!(t1.partitions, 3);
+    assert!(matches!(
+        m2.create_topic(&name, 1).await,
+        Err(MetaError::Exists(_))
+    ));
+    assert!(m.topics().await.unwrap().contains(&t1));
+    assert_eq!(m.delete_topic(&name).await.unwrap(), t1);
+    assert!(matches!(
+        m.delete_topic(&name).await,
+        Err(MetaError::Unknown(_))
+    ));
+    let t2 = m2.create_topic(&name, 2).await.unwrap();
+    assert_ne!(t1.id, t2.id, "a re-created topic gets a new incarnation");
+    let key = t2.key();
+
+    // Producer ids are never handed out twice, across connections.
+    let a = m.next_producer_id().await.unwrap();
+    let b = m2.next_producer_id().await.unwrap();
+    assert!(b > a && a > 0);
+
+    // Leases: CAS acquire, renew keeps the epoch, takeover bumps it.
+    let g1 = m
+        .acquire_lease(&key, 0, "agent-a", 1_000, 500)
+        .await
+        .unwrap();
+    assert_eq!((g1.epoch, g1.expires_ms), (1, 1_500));
+    let again = m
+        .acquire_lease(&key, 0, "agent-a", 1_100, 500)
+        .await
+        .unwrap();
+    assert_eq!(again.epoch, 1, "the holder keeps its epoch");
+    match m2.acquire_lease(&key, 0, "agent-b", 1_200, 500).await {
+        Err(MetaError::LeaseHeld { holder, .. }) => assert_eq!(holder, "agent-a"),
+        other => panic!("expected LeaseHeld, got {other:?}"),
+    }
+    let r = m
+        .renew_lease(&key, 0, "agent-a", 1, 1_400, 500)
+        .await
+        .unwrap();
+    assert_eq!((r.epoch, r.expires_ms), (1, 1_900));
+    assert!(m2
+        .acquire_lease(&key, 0, "agent-b", 1_899, 500)
+        .await
+        .is_err());
+    let g2 = m2
+        .acquire_lease(&key, 0, "agent-b", 1_900, 500)
+        .await
+        .unwrap();
+    assert_eq!(g2.epoch, 2, "a new holder gets epoch + 1");
+    assert!(matches!(
+        m.renew_lease(&key, 0, "agent-a", 1, 1_950, 500).await,
+        Err(MetaError::Fenced { .. })
+    ));
+    // Release lets the next agent in at once, without waiting for expiry.
+    m2.release_lease(&key, 0, "agent-b", 2).await.unwrap();
+    let g3 = m
+        .acquire_lease(&key, 0, "agent-a", 2_000, 500)
+        .await
+        .unwrap();
+    assert_eq!(g3.epoch, 3);
+    let row = m2.lease(&key, 0).await.unwrap().unwrap();
+    assert_eq!((row.holder.as_str(), row.epoch), ("agent-a", 3));
+    // A stale release changes nothing.
+    m2.release_lease(&key, 0, "agent-b", 2).await.unwrap();
+    assert_eq!(m.lease(&key, 0).await.unwrap().unwrap().expires_ms, 2_500);
+
+    // Chunk commits are fenced by epoch and atomic.
+    m.acquire_lease(&key, 1, "agent-a", 2_000, 500)
+        .await
+        .unwrap();
+    let c1 = ChunkCommit {
+        key: unique("chunks/x"),
+        size: 1000,
+        ranges: vec![range(&key, 0, 0, 10, 3), range(&key, 1, 0, 5, 1)],
+    };
+    assert!(m.commit_chunk("agent-a", &c1).await.unwrap());
+    assert!(
+        !m2.commit_chunk("agent-a", &c1).await.unwrap(),
+        "second commit is a no-op"
+    );
+    assert!(m.chunk_committed(&c1.key).await.unwrap());
+    assert_eq!(m.committed_end(&key, 0).await.unwrap(), 10);
+    assert_eq!(m.committed_end(&key, 1).await.unwrap(), 5);
+    let stale = ChunkCommit {
+        key: unique("chunks/y"),
+        size: 1000,
+        ranges: vec![range(&key, 1, 5, 9, 1), range(&key, 0, 10, 20, 2)],
+    };
+    match m.commit_chunk("agent-a", &stale).await {
+        Err(MetaError::Fenced { partition, .. }) => assert_eq!(partition, 0),
+        other => panic!("expected Fenced, got {other:?}"),
+    }
+    assert!(!m.chunk_committed(&stale.key).await.unwrap());
+    assert_eq!(
+        m.committed_end(&key, 1).await.unwrap(),
+        5,
+        "nothing of a fenced chunk is committed"
+    );
+    assert!(matches!(
+        m.commit_chunk(
+            "agent-b",
+            &ChunkCommit {
+                key: unique("chunks/z"),
+                ..c1.clone()
+            }
+        )
+        .await,
+        Err(MetaError::Fenced { .. })
+    ));
+    let c2 = ChunkCommit {
+        key: unique("chunks/w"),
+        size: 500,
+        ranges: vec![range(&key, 0, 10, 20, 3)],
+    };
+    assert!(m.commit_chunk("agent-a", &c2).await.unwrap());
+    let loc = m.find_range(&key, 0, 12).await.unwrap().unwrap();
+    assert_eq!(
+        (loc.chunk_key.as_str(), loc.base_offset, loc.end_offset),
+        (c2.key.as_str(), 10, 20)
+    );
+    assert_eq!(
+        m.find_range(&key, 0, 0).await.unwrap().unwrap().chunk_key,
+        c1.key
+    );
+    assert_eq!(
+        m.find_range(&key, 0, 9).await.unwrap().unwrap().chunk_key,
+        c1.key
+    );
+    assert!(m.find_range(&key, 0, 20).await.unwrap().is_none());
+
+    // Deleting the topic drops its leases and chunk index.
+    m.delete_topic(&name).await.unwrap();
+    assert!(m.lease(&key, 0).await.unwrap().is_none());
+    assert_eq!(m.committed_end(&key, 0).await.unwrap(), 0);
+
+    // Agents and heartbeats.
+    let id = unique("agent");
+    let row = AgentRow {
+        agent_id: id.clone(),
+        shard_addresses: vec!["127.0.0.1:1".into(), "127.0.0.1:2".into()],
+        heartbeat_ms: 5_000,
+    };
+    m.heartbeat(&row).await.unwrap();
+    assert!(m2.live_agents(4_999).await.unwrap().contains(&row));
+    m.heartbeat(&AgentRow {
+        heartbeat_ms: 6_000,
+        ..row.clone()
+    })
+    .await
+    .unwrap();
+    let live = m2.live_agents(5_500).await.unwrap();
+    assert_eq!(live.iter().filter(|a| a.agent_id == id).count(), 1);
+    assert!(!m2
+        .live_agents(6_000)
+        .await
+        .unwrap()
+        .iter()
+        .any(|a| a.agent_id == id));
+}
+
+#[tokio::test]
+async fn sqlite_passes_the_suite() {
+    let dir = tempfile::tempdir_in(common::target_tmp()).unwrap();
+    suite(&format!(
+        "sqlite://{}",
+        dir.path().join("meta.db").display()
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_passes_the_suite() {
+    suite(&common::postgres_url()).await;
+}
+
+#[tokio::test]
+async fn bad_urls_are_refused_with_a_reason() {
+    for url in ["mysql://x", "sqlite://"] {
+        match MetaStore::open(url).await {
+            Err(e) => assert!(e.to_string().contains(url), "{e}"),
+            Ok(_) => panic!("{url} accepted"),
+        }
+    }
+    match MetaStore::open("postgres://nobody@127.0.0.1:1/none").await {
+        Err(MetaError::Backend(m)) => assert!(m.contains("cannot connect"), "{m}"),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("connected to nothing"),
+    }
+}
