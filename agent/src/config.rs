@@ -57,9 +57,18 @@ pub struct AgentConfig {
     #[arg(long, env = "STREAMHOUSE_SEGMENT_BYTES", default_value_t = 64 << 20)]
     pub segment_bytes: u64,
 
-    /// A WAL segment is sealed once its data is this old, in milliseconds (default 1000).
-    #[arg(long, env = "STREAMHOUSE_SEGMENT_AGE_MS", default_value_t = 1000)]
+    /// A WAL segment is sealed (and shipped to the object store) once its
+    /// data is this old, in milliseconds (default 10000): bounds how far
+    /// object storage lags behind durable writes.
+    #[arg(long, env = "STREAMHOUSE_SEGMENT_AGE_MS", default_value_t = 10_000)]
     pub segment_age_ms: u64,
+
+    /// While an ack-`object` request waits on the active segment, the
+    /// segment is sealed once its data is this old, in milliseconds
+    /// (default 100): bounds ack-`object` latency without many small
+    /// objects when nobody waits.
+    #[arg(long, env = "STREAMHOUSE_OBJECT_ACK_SEAL_MS", default_value_t = 100)]
+    pub object_ack_seal_ms: u64,
 
     /// On SIGTERM/SIGINT, how long in-flight requests may take before the
     /// agent exits anyway, in milliseconds (default 10000).

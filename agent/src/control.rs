@@ -279,12 +279,20 @@ impl Shared {
             .map(|(k, v)| (k.clone(), *v))
             .collect();
         let agent = self.config.agent_id.clone();
-        for ((key, p), (epoch, expires)) in held {
-            match self
-                .meta
-                .renew_lease(&key, p, &agent, epoch, now_ms(), self.ttl_ms())
-                .await
-            {
+        let batch: Vec<(String, u32, u64)> = held
+            .iter()
+            .map(|((k, p), (e, _))| (k.clone(), *p, *e))
+            .collect();
+        let results = match self
+            .meta
+            .renew_leases(&batch, &agent, now_ms(), self.ttl_ms())
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => held.iter().map(|_| Err(e.clone())).collect(),
+        };
+        for (((key, p), (epoch, expires)), result) in held.into_iter().zip(results) {
+            match result {
                 Ok(g) => {
                     if let Some(v) = self.leases.lock().get_mut(&(key.clone(), p)) {
                         v.1 = g.expires_ms;

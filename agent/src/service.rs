@@ -571,6 +571,9 @@ impl ShardContext {
         );
         if ack == pb::AckLevel::AckObject {
             if let Some(segment) = appended.segment {
+                if segment == self.log.active_segment() {
+                    self.log.hurry_seal();
+                }
                 self.wait_committed(segment).await?;
             }
             // Committed chunks leave fenced partitions out: only a lease

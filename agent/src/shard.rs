@@ -56,6 +56,7 @@ pub async fn run(
     let mut log_cfg = LogConfig::new(dir);
     log_cfg.segment_bytes = config.segment_bytes;
     log_cfg.segment_age = config.segment_age();
+    log_cfg.hurried_age = Duration::from_millis(config.object_ack_seal_ms.max(1));
     let (log, report) = ShardLog::open(log_cfg)
         .await
         .map_err(|e| fail(format!("shard {shard}: recovering the WAL failed: {e}")))?;

@@ -91,6 +91,28 @@ async fn suite(url: &str) {
         m.renew_lease(&key, 0, "agent-a", 1, 1_950, 500).await,
         Err(MetaError::Fenced { .. })
     ));
+    // Renewal in bulk: one result per lease, fenced ones named.
+    m.acquire_lease(&key, 1, "agent-b", 1_900, 500)
+        .await
+        .unwrap();
+    let bulk = m
+        .renew_leases(
+            &[
+                (key.clone(), 0, 2),
+                (key.clone(), 1, 1),
+                (key.clone(), 0, 1),
+            ],
+            "agent-b",
+            1_950,
+            500,
+        )
+        .await
+        .unwrap();
+    assert_eq!(bulk.len(), 3);
+    assert_eq!(bulk[0].as_ref().unwrap().expires_ms, 2_450);
+    assert_eq!(bulk[1].as_ref().unwrap().epoch, 1);
+    assert!(matches!(bulk[2], Err(MetaError::Fenced { .. })));
+    m2.release_lease(&key, 1, "agent-b", 1).await.unwrap();
     // Release lets the next agent in at once, without waiting for expiry.
     m2.release_lease(&key, 0, "agent-b", 2).await.unwrap();
     let g3 = m
@@ -111,7 +133,7 @@ async fn suite(url: &str) {
     let c1 = ChunkCommit {
         key: unique("chunks/x"),
         size: 1000,
-        ranges: vec![range(&key, 0, 0, 10, 3), range(&key, 1, 0, 5, 1)],
+        ranges: vec![range(&key, 0, 0, 10, 3), range(&key, 1, 0, 5, 2)],
     };
     assert!(m.commit_chunk("agent-a", &c1).await.unwrap());
     assert!(
@@ -124,7 +146,7 @@ async fn suite(url: &str) {
     let stale = ChunkCommit {
         key: unique("chunks/y"),
         size: 1000,
-        ranges: vec![range(&key, 1, 5, 9, 1), range(&key, 0, 10, 20, 2)],
+        ranges: vec![range(&key, 1, 5, 9, 2), range(&key, 0, 10, 20, 2)],
     };
     match m.commit_chunk("agent-a", &stale).await {
         Err(MetaError::Fenced { partition, .. }) => assert_eq!(partition, 0),

@@ -387,8 +387,9 @@ async fn ack_object_is_answered_only_once_the_object_exists() {
     let prefix = unique("ackobj");
     let meta_dir = tempfile::tempdir_in(target_tmp()).unwrap();
     let meta_url = format!("sqlite://{}", meta_dir.path().join("meta.db").display());
-    let mut args = s3_args(&endpoint, &prefix, &meta_url);
-    args.extend(["--segment-age-ms".into(), "200".into()]);
+    // Default segment age (10 s): a waiting ack-`object` request must get
+    // its segment sealed early.
+    let args = s3_args(&endpoint, &prefix, &meta_url);
     let agent = Agent::start(1, &as_strs(&args));
     let meta = agent.create_topic("acks", 1).await;
     let mut c = agent.producer_for(&meta, 0).await;
@@ -410,6 +411,10 @@ async fn ack_object_is_answered_only_once_the_object_exists() {
         assert!(
             found,
             "round {round}: acknowledged after {took:?} but not in the bucket"
+        );
+        assert!(
+            took < Duration::from_secs(5),
+            "round {round}: took {took:?}"
         );
         assert_eq!(r.base_offset, round * 10);
         assert!(committed_end(&meta_url, &meta, 0).await >= r.base_offset + 10);

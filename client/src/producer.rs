@@ -903,7 +903,12 @@ async fn sender_loop(inner: Arc<Inner>) {
             for (topic, partition, ps) in all {
                 if flushing {
                     ps.acc.close();
-                } else {
+                } else if !ps.in_flight {
+                    // While a request is in flight the open batch keeps
+                    // filling (up to its size limits) instead of closing at
+                    // linger: the next request then carries everything that
+                    // arrived meanwhile, which keeps slow acks (ack `object`,
+                    // a slow disk) from turning into many tiny requests.
                     ps.acc.expire(now);
                 }
                 if !ps.in_flight {
@@ -938,7 +943,7 @@ async fn sender_loop(inner: Arc<Inner>) {
                         }
                     }
                 }
-                if let Some(d) = ps.acc.deadline() {
+                if let Some(d) = ps.acc.deadline().filter(|_| !ps.in_flight) {
                     deadline = Some(deadline.map_or(d, |x: Instant| x.min(d)));
                 }
             }

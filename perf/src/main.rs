@@ -9,6 +9,7 @@
 
 mod embedded;
 mod floor;
+mod objfloor;
 mod produce;
 
 use std::path::PathBuf;
@@ -108,6 +109,15 @@ struct RunArgs {
     /// pid of an external agent, to report its CPU and RSS.
     #[arg(long)]
     agent_pid: Option<u32>,
+    /// Object store for the embedded agent (`file:///DIR` or
+    /// `s3://BUCKET[/PREFIX]?endpoint=URL&region=R`); with `--acks object`
+    /// its PUT latency and bandwidth are measured after the run.
+    #[arg(long)]
+    object_store: Option<String>,
+    /// Extra flag for the embedded agent (repeatable), e.g.
+    /// `--agent-arg=--segment-age-ms=100`.
+    #[arg(long, allow_hyphen_values = true)]
+    agent_arg: Vec<String>,
     /// Skip the floor measurement.
     #[arg(long)]
     no_floor: bool,
@@ -203,7 +213,11 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         .shards
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let agent = if args.embedded || args.bootstrap.is_none() {
-        Some(EmbeddedAgent::start(&args.data_root, shards, &[])?)
+        let mut extra = args.agent_arg.clone();
+        if let Some(url) = &args.object_store {
+            extra.push(format!("--object-store={url}"));
+        }
+        Some(EmbeddedAgent::start(&args.data_root, shards, &extra)?)
     } else {
         None
     };
@@ -251,9 +265,32 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         println!("{}", floor::describe(&f));
         Some(f)
     };
+    let object_floor = if args.no_floor || !matches!(args.acks, AckArg::Object) {
+        None
+    } else {
+        let url = args
+            .object_store
+            .clone()
+            .unwrap_or_else(|| format!("file://{}", args.data_root.join("object-floor").display()));
+        let f = objfloor::measure(&url)
+            .await
+            .map_err(|e| format!("object store floor: {e}"))?;
+        println!("{}", objfloor::describe(&f));
+        println!(
+            "ratio: ack-object p50 / PUT p50 = {:.1}x",
+            report.p50_ms / f.put_p50_ms.max(1e-6)
+        );
+        Some(f)
+    };
     print_report(&report, &opts, floor.as_ref(), cpu, rss);
     if let Some(path) = &args.json {
-        let j = json_report(preset, &report, &opts, floor.as_ref(), cpu, rss);
+        let mut j = json_report(preset, &report, &opts, floor.as_ref(), cpu, rss);
+        if let Some(f) = &object_floor {
+            j["object_floor"] = serde_json::json!({
+                "store": f.store, "put_p50_ms": f.put_p50_ms,
+                "put_p99_ms": f.put_p99_ms, "put_mb_s": f.put_mb_s,
+            });
+        }
         std::fs::write(
             path,
             serde_json::to_vec_pretty(&j).map_err(|e| e.to_string())?,

@@ -32,8 +32,11 @@ pub struct LogConfig {
     pub dir: PathBuf,
     /// A segment is sealed once it holds this many bytes; default 64 MiB.
     pub segment_bytes: u64,
-    /// A segment is sealed once its first data is this old; default 1 s.
+    /// A segment is sealed once its first data is this old; default 10 s.
     pub segment_age: Duration,
+    /// ... or this old once someone waits for the seal ([`ShardLog::hurry_seal`],
+    /// used by ack `object`); default 100 ms.
+    pub hurried_age: Duration,
     /// Most bytes one group-commit write carries; default 8 MiB. A single
     /// frame larger than this is written alone.
     pub max_flush_bytes: usize,
@@ -44,7 +47,8 @@ impl LogConfig {
         LogConfig {
             dir: dir.into(),
             segment_bytes: 64 << 20,
-            segment_age: Duration::from_secs(1),
+            segment_age: Duration::from_secs(10),
+            hurried_age: Duration::from_millis(100),
             max_flush_bytes: 8 << 20,
         }
     }
@@ -179,6 +183,8 @@ struct State {
     active: u64,
     active_len: u64,
     active_since: Option<Instant>,
+    /// Someone waits for the active segment to be sealed.
+    hurry: bool,
     tail: Vec<u8>,
     gen: u64,
     poisoned: Option<String>,
@@ -332,6 +338,7 @@ impl ShardLog {
                     active,
                     active_len: 0,
                     active_since: None,
+                    hurry: false,
                     tail: Vec::new(),
                     gen,
                     poisoned: None,
@@ -770,6 +777,7 @@ impl ShardLog {
         st.active = id;
         st.active_len = 0;
         st.active_since = None;
+        st.hurry = false;
         st.tail.clear();
         Ok(())
     }
@@ -793,13 +801,39 @@ impl ShardLog {
         Ok(())
     }
 
+    /// Age at which the active segment is sealed now.
+    fn seal_age(&self, st: &State) -> Duration {
+        if st.hurry {
+            self.config().hurried_age.min(self.config().segment_age)
+        } else {
+            self.config().segment_age
+        }
+    }
+
+    /// Id of the segment appends go to now.
+    pub fn active_segment(&self) -> u64 {
+        self.inner.state.borrow().active
+    }
+
+    /// Asks for the active segment to be sealed once its data is
+    /// `hurried_age` old (instead of `segment_age`): someone is waiting for
+    /// the seal. Returns the active segment's id.
+    pub fn hurry_seal(&self) -> u64 {
+        let mut st = self.inner.state.borrow_mut();
+        if !st.hurry {
+            st.hurry = true;
+            let _ = self.inner.wake.unbounded_send(());
+        }
+        st.active
+    }
+
     fn roll_due(&self, incoming: usize) -> bool {
         let st = self.inner.state.borrow();
         st.active_len > 0
             && (st.active_len + incoming as u64 > self.config().segment_bytes
                 || st
                     .active_since
-                    .is_some_and(|t| t.elapsed() >= self.config().segment_age))
+                    .is_some_and(|t| t.elapsed() >= self.seal_age(&st)))
     }
 
     async fn writer(self, mut rx: mpsc::UnboundedReceiver<()>) {
@@ -808,7 +842,7 @@ impl ShardLog {
                 let st = self.inner.state.borrow();
                 let age_left = st
                     .active_since
-                    .map(|t| self.config().segment_age.saturating_sub(t.elapsed()));
+                    .map(|t| self.seal_age(&st).saturating_sub(t.elapsed()));
                 (st.pending_entries.is_empty(), st.closed, age_left)
             };
             if idle {

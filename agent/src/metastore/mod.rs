@@ -236,6 +236,21 @@ impl MetaStore {
         }
     }
 
+    /// Renews many leases in one transaction (one sync instead of one per
+    /// partition); one result per `(topic, partition, epoch)`, in order.
+    pub async fn renew_leases(
+        &self,
+        leases: &[(String, u32, u64)],
+        agent: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<Vec<Result<LeaseGrant, MetaError>>, MetaError> {
+        match self {
+            MetaStore::Sqlite(s) => s.renew_leases(leases, agent, now_ms, ttl_ms),
+            MetaStore::Postgres(s) => s.renew_leases(leases, agent, now_ms, ttl_ms).await,
+        }
+    }
+
     /// Gives a lease up at once (expiry set to 0), keeping holder and epoch;
     /// a no-op if it is no longer ours.
     pub async fn release_lease(

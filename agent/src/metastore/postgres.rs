@@ -302,6 +302,39 @@ impl PostgresStore {
         Err(fenced(topic, partition, agent, epoch, cur))
     }
 
+    pub async fn renew_leases(
+        &self,
+        leases: &[(String, u32, u64)],
+        agent: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<Vec<Result<LeaseGrant, MetaError>>, MetaError> {
+        let expires_ms = now_ms + ttl_ms;
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(db)?;
+        let mut out = Vec::with_capacity(leases.len());
+        for (topic, partition, epoch) in leases {
+            let n = tx
+                .execute(
+                    "UPDATE leases SET expires_ms = $5 WHERE topic = $1 AND part = $2 AND holder = $3 AND epoch = $4",
+                    &[topic, &i64::from(*partition), &agent, &to_i64(*epoch), &expires_ms],
+                )
+                .await
+                .map_err(db)?;
+            out.push(if n == 1 {
+                Ok(LeaseGrant {
+                    epoch: *epoch,
+                    expires_ms,
+                })
+            } else {
+                let cur = lease_row(&tx, topic, *partition, false).await?;
+                Err(fenced(topic, *partition, agent, *epoch, cur))
+            });
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(out)
+    }
+
     pub async fn release_lease(
         &self,
         topic: &str,
