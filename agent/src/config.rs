@@ -97,6 +97,22 @@ pub struct AgentConfig {
     #[arg(long, env = "STREAMHOUSE_MAX_UPLOAD_BACKLOG_BYTES", default_value_t = 1 << 30)]
     pub max_upload_backlog_bytes: u64,
 
+    /// How often the agent writes its heartbeat to the metadata store, in
+    /// milliseconds (default 1000).
+    #[arg(long, env = "STREAMHOUSE_HEARTBEAT_MS", default_value_t = 1000)]
+    pub heartbeat_ms: u64,
+
+    /// An agent whose last heartbeat is older than this is dead and its
+    /// partitions are reassigned (taken over once their leases expire), in
+    /// milliseconds (default 5000).
+    #[arg(long, env = "STREAMHOUSE_AGENT_TIMEOUT_MS", default_value_t = 5000)]
+    pub agent_timeout_ms: u64,
+
+    /// HTTP address for `/health` (liveness) and `/ready` (leases acquired,
+    /// metadata store reachable); off by default.
+    #[arg(long, env = "STREAMHOUSE_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+
     /// Memory for chunk ranges read from object storage, in bytes (default 64 MiB).
     #[arg(long, env = "STREAMHOUSE_READ_CACHE_BYTES", default_value_t = 64 << 20)]
     pub read_cache_bytes: usize,

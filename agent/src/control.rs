@@ -22,6 +22,7 @@ use crate::metastore::{ChunkRange, MetaError, MetaStore, TopicRow};
 use crate::objstore::ObjectStore;
 use crate::remote::RemoteCache;
 use crate::routing::shard_for;
+use streamhouse_shard::batch::BatchHeader;
 
 /// What the control thread tells a shard.
 #[derive(Debug)]
@@ -34,6 +35,16 @@ pub enum ShardMsg {
         epoch: u64,
         expires_ms: i64,
         committed_end: u64,
+        /// Headers of the last committed batches, to rebuild idempotent
+        /// producer state when the local log lacks them.
+        producers: Vec<BatchHeader>,
+    },
+    /// Stop taking writes on a partition, get everything written so far
+    /// committed, then answer: its lease is about to be released.
+    Handoff {
+        topic: String,
+        partition: u32,
+        done: oneshot::Sender<()>,
     },
     /// A held lease was extended.
     Renewed {
@@ -48,6 +59,9 @@ pub enum ShardMsg {
         partition: u32,
         reason: String,
     },
+    /// The lease was handed to another agent: the partition is not served
+    /// here any more (`NOT_FOUND`, so clients look up the new leader).
+    Released { topic: String, partition: u32 },
     /// Sealed segment `segment` is uploaded and committed (or needed no
     /// upload); the shard may delete it.
     Committed { segment: u64 },
@@ -118,7 +132,29 @@ pub enum Request {
         max_bytes: usize,
         reply: oneshot::Sender<Result<Vec<Bytes>, ControlError>>,
     },
+    /// Reload topics from the metadata store now.
+    SyncTopics {
+        reply: oneshot::Sender<Result<(), ControlError>>,
+    },
+    /// The cluster view for Metadata / Describe / List answers.
+    Cluster {
+        topics: Vec<String>,
+        reply: oneshot::Sender<Result<ClusterView, ControlError>>,
+    },
     Upload(UploadJob),
+}
+
+/// Who leads one partition: (agent id, shard address, lease epoch); empty
+/// strings when no live agent holds the lease.
+pub type Leader = (String, String, u64);
+
+/// Live agents and partition leaders, from the metadata store.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterView {
+    /// (agent id, shard addresses).
+    pub agents: Vec<(String, Vec<String>)>,
+    /// Per topic, the leader of each partition.
+    pub topics: Vec<(String, Vec<Leader>)>,
 }
 
 /// How shards reach the control thread. Cheap to clone; `Send`.
@@ -168,6 +204,15 @@ pub(crate) struct Shared {
     leases: Mutex<HashMap<(String, u32), (u64, i64)>>,
     pub cache: Mutex<RemoteCache>,
     pub stop: AtomicBool,
+    /// Live agent ids (this one always included), from the last heartbeat
+    /// round.
+    live: Mutex<Vec<String>>,
+    /// Partitions being handed to another agent.
+    moving: Mutex<HashSet<(String, u32)>>,
+    /// Health for `/ready`: the first lease round is done, and the last
+    /// metadata store call succeeded (or the reason it failed).
+    pub started: AtomicBool,
+    pub meta_error: Mutex<Option<String>>,
 }
 
 /// Topic name of a topic key `name#id`.
@@ -218,6 +263,17 @@ impl Shared {
             )
             .await?;
         let committed_end = self.meta.committed_end(key, partition).await?;
+        let producers = if committed_end > 0 {
+            match crate::remote::last_headers(self, key, partition, committed_end).await {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!(topic = key, partition, error = %e, "cannot read the last committed batches; idempotence starts fresh");
+                    Vec::new()
+                }
+            }
+        } else {
+            Vec::new()
+        };
         self.leases
             .lock()
             .insert((key.to_owned(), partition), (grant.epoch, grant.expires_ms));
@@ -237,9 +293,135 @@ impl Shared {
                 epoch: grant.epoch,
                 expires_ms: grant.expires_ms,
                 committed_end,
+                producers,
             },
         );
         Ok(())
+    }
+
+    /// Whether this agent should lead `key/partition` given the live agents.
+    fn assigned_here(&self, key: &str, partition: u32) -> bool {
+        let live = self.live.lock();
+        crate::assignment::owner(&live, key, partition).is_none_or(|o| o == self.config.agent_id)
+    }
+
+    /// Heartbeat, then refresh the list of live agents.
+    async fn heartbeat(&self) -> Result<(), MetaError> {
+        let now = now_ms();
+        let row = crate::metastore::AgentRow {
+            agent_id: self.config.agent_id.clone(),
+            shard_addresses: (0..self.config.shard_count())
+                .map(|i| self.config.shard_address(i))
+                .collect(),
+            heartbeat_ms: now,
+        };
+        self.meta.heartbeat(&row).await?;
+        let since = now - i64::try_from(self.config.agent_timeout_ms).unwrap_or(i64::MAX / 4);
+        let mut ids: Vec<String> = self
+            .meta
+            .live_agents(since)
+            .await?
+            .into_iter()
+            .map(|a| a.agent_id)
+            .collect();
+        if !ids.contains(&self.config.agent_id) {
+            ids.push(self.config.agent_id.clone());
+        }
+        ids.sort();
+        let mut live = self.live.lock();
+        if *live != ids {
+            tracing::info!(agents = ?ids, "live agents changed");
+            *live = ids;
+        }
+        Ok(())
+    }
+
+    /// Hands every held partition that now belongs to another live agent
+    /// over: its shard stops writes and gets its data committed, then the
+    /// lease is released so the new owner can take it at once.
+    fn rebalance(self: &Arc<Self>) {
+        let held: Vec<(String, u32, u64)> = self
+            .leases
+            .lock()
+            .iter()
+            .map(|((k, p), (e, _))| (k.clone(), *p, *e))
+            .collect();
+        for (key, p, epoch) in held {
+            if self.assigned_here(&key, p) || !self.moving.lock().insert((key.clone(), p)) {
+                continue;
+            }
+            let s = self.clone();
+            tokio::spawn(async move {
+                tracing::info!(topic = %key, partition = p, "handing the partition to another agent");
+                let (tx, rx) = oneshot::channel();
+                s.tell(
+                    s.shard_of(&key, p),
+                    ShardMsg::Handoff {
+                        topic: key.clone(),
+                        partition: p,
+                        done: tx,
+                    },
+                );
+                let _ = rx.await;
+                s.leases.lock().remove(&(key.clone(), p));
+                s.catalog.set_lease_epoch(&key, p, 0);
+                if let Err(e) = s
+                    .meta
+                    .release_lease(&key, p, &s.config.agent_id, epoch)
+                    .await
+                {
+                    tracing::warn!(topic = %key, partition = p, error = %e, "cannot release lease; it will expire");
+                }
+                s.tell(
+                    s.shard_of(&key, p),
+                    ShardMsg::Released {
+                        topic: key.clone(),
+                        partition: p,
+                    },
+                );
+                s.moving.lock().remove(&(key, p));
+            });
+        }
+    }
+
+    /// The cluster as the metadata store sees it: live agents with their
+    /// shard addresses, and per partition of `topics` (all when empty) its
+    /// leader's address and lease epoch ("" when no live agent holds it).
+    pub async fn cluster_view(&self, topics: &[String]) -> Result<ClusterView, MetaError> {
+        let now = now_ms();
+        let since = now - i64::try_from(self.config.agent_timeout_ms).unwrap_or(i64::MAX / 4);
+        let agents = self.meta.live_agents(since).await?;
+        let mut view = ClusterView {
+            agents: agents
+                .iter()
+                .map(|a| (a.agent_id.clone(), a.shard_addresses.clone()))
+                .collect(),
+            topics: Vec::new(),
+        };
+        for (name, t) in self.catalog.list() {
+            if !topics.is_empty() && !topics.contains(&name) {
+                continue;
+            }
+            let key = t.log_key(&name);
+            let rows = self.meta.topic_leases(&key).await?;
+            let mut parts = vec![(String::new(), String::new(), 0u64); t.partitions as usize];
+            for (p, row) in rows {
+                let Some(slot) = parts.get_mut(p as usize) else {
+                    continue;
+                };
+                if row.expires_ms <= now {
+                    continue;
+                }
+                if let Some(a) = agents.iter().find(|a| a.agent_id == row.holder) {
+                    let shard = shard_for(&name, p, a.shard_addresses.len().max(1));
+                    if let Some(addr) = a.shard_addresses.get(shard) {
+                        *slot = (row.holder.clone(), addr.clone(), row.epoch);
+                    }
+                }
+            }
+            view.topics.push((name, parts));
+        }
+        Ok(view)
     }
 
     /// Acquires every partition of the known topics that is not held yet.
@@ -255,7 +437,7 @@ impl Shared {
             })
             .collect();
         for (key, p) in want {
-            if self.leases.lock().contains_key(&(key.clone(), p)) {
+            if self.leases.lock().contains_key(&(key.clone(), p)) || !self.assigned_here(&key, p) {
                 continue;
             }
             match self.acquire(&key, p).await {
@@ -375,6 +557,16 @@ impl Shared {
                 let r = crate::remote::read(&self, &topic, partition, offset, max_bytes).await;
                 let _ = reply.send(r);
             }
+            Request::SyncTopics { reply } => {
+                let r = self.sync_topics().await;
+                if r.is_ok() {
+                    self.acquire_missing().await;
+                }
+                let _ = reply.send(r.map_err(Into::into));
+            }
+            Request::Cluster { topics, reply } => {
+                let _ = reply.send(self.cluster_view(&topics).await.map_err(Into::into));
+            }
             Request::Upload(_) => {}
         }
     }
@@ -384,7 +576,7 @@ impl Shared {
         let row = self.meta.create_topic(name, partitions).await?;
         self.catalog.insert(&row);
         let key = row.key();
-        for p in 0..partitions {
+        for p in (0..partitions).filter(|p| self.assigned_here(&key, *p)) {
             if let Err(e) = self.acquire(&key, p).await {
                 tracing::warn!(topic = %key, partition = p, error = %e, "cannot acquire lease of a new topic");
             }
@@ -512,17 +704,44 @@ async fn run(
         shards,
         leases: Mutex::new(HashMap::new()),
         stop: AtomicBool::new(false),
+        live: Mutex::new(Vec::new()),
+        moving: Mutex::new(HashSet::new()),
+        started: AtomicBool::new(false),
+        meta_error: Mutex::new(None),
     });
     if let Err(e) = shared.sync_topics().await {
         let _ = ready.send(Err(format!("cannot load topics: {e}")));
         return;
     }
+    if let Some(addr) = shared.config.admin_listen {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => {
+                tracing::info!(%addr, "admin HTTP (/health, /ready)");
+                tokio::spawn(crate::health::serve(l, shared.clone()));
+            }
+            Err(e) => {
+                let _ = ready.send(Err(format!("--admin-listen {addr}: {e}")));
+                return;
+            }
+        }
+    }
+    if let Err(e) = shared.heartbeat().await {
+        let _ = ready.send(Err(format!("cannot register the agent: {e}")));
+        return;
+    }
+    // Let the agents already running see this one before partitions are
+    // claimed, so a joining agent takes only its share.
     shared.acquire_missing().await;
+    shared.started.store(true, Ordering::Release);
     let _ = ready.send(Ok(shared.clone()));
 
     let (up_tx, up_rx) = tokio::sync::mpsc::unbounded_channel();
     let uploader = tokio::spawn(crate::uploader::run(shared.clone(), up_rx));
-    let tick = Duration::from_millis((shared.config.lease_ttl_ms / 3).max(50));
+    let tick = Duration::from_millis(
+        (shared.config.lease_ttl_ms / 3)
+            .min(shared.config.heartbeat_ms)
+            .max(20),
+    );
     let mut next_tick = tokio::time::Instant::now() + tick;
     while !shared.stop.load(Ordering::Acquire) {
         while let Ok(req) = rx.try_recv() {
@@ -542,9 +761,13 @@ async fn run(
                 let s = shared.clone();
                 // Renewal must not wait behind a slow upload or read.
                 s.renew_all().await;
-                if let Err(e) = s.sync_topics().await {
-                    tracing::warn!(error = %e, "cannot refresh topics");
+                let beat = s.heartbeat().await;
+                let synced = s.sync_topics().await;
+                *s.meta_error.lock() = beat.and(synced).err().map(|e| e.to_string());
+                if let Some(e) = &*s.meta_error.lock() {
+                    tracing::warn!(error = %e, "metadata store unreachable");
                 }
+                s.rebalance();
                 s.acquire_missing().await;
             }
         }

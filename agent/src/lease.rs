@@ -11,6 +11,9 @@ use std::collections::HashMap;
 pub enum LeaseState {
     /// Held at `epoch` until `expires_ms` (ms since the Unix epoch).
     Held { epoch: u64, expires_ms: i64 },
+    /// Being handed to another agent: no new writes; data written under
+    /// `epoch` is still shipped and committed before the lease is released.
+    Moving { epoch: u64 },
     /// Lost (fenced, or expired without renewal), with the reason.
     Lost(String),
 }
@@ -20,6 +23,8 @@ pub enum LeaseState {
 pub enum LeaseProblem {
     /// This agent never held the lease (another agent leads the partition).
     NotHeld,
+    /// The partition is moving to another agent.
+    Moving,
     /// Held once, but fenced or expired.
     Lost(String),
 }
@@ -53,6 +58,13 @@ impl ShardLeases {
         }
     }
 
+    /// Forgets a partition (its lease went to another agent).
+    pub fn remove(&self, topic: &str, partition: u32) {
+        if let Some(p) = self.table.borrow_mut().get_mut(topic) {
+            p.remove(&partition);
+        }
+    }
+
     pub fn remove_topic(&self, topic: &str) {
         self.table.borrow_mut().remove(topic);
     }
@@ -66,6 +78,7 @@ impl ShardLeases {
             .and_then(|p| p.get(&partition))
         {
             None => Err(LeaseProblem::NotHeld),
+            Some(LeaseState::Moving { .. }) => Err(LeaseProblem::Moving),
             Some(LeaseState::Lost(why)) => Err(LeaseProblem::Lost(why.clone())),
             Some(LeaseState::Held { expires_ms, .. }) if *expires_ms <= now_ms => Err(
                 LeaseProblem::Lost(format!("lease expired at {expires_ms} ms without renewal")),
@@ -74,7 +87,8 @@ impl ShardLeases {
         }
     }
 
-    /// Epoch held now regardless of expiry (for stamping chunks).
+    /// Epoch held now regardless of expiry (for stamping chunks); also
+    /// while the partition is moving.
     pub fn epoch(&self, topic: &str, partition: u32) -> Option<u64> {
         match self
             .table
@@ -82,7 +96,7 @@ impl ShardLeases {
             .get(topic)
             .and_then(|p| p.get(&partition))
         {
-            Some(LeaseState::Held { epoch, .. }) => Some(*epoch),
+            Some(LeaseState::Held { epoch, .. } | LeaseState::Moving { epoch }) => Some(*epoch),
             _ => None,
         }
     }
@@ -110,6 +124,9 @@ mod tests {
         assert!(l.check("t#1", 0, 100).is_err(), "other epoch: no renewal");
         l.renew("t#1", 0, 3, 500);
         assert_eq!(l.check("t#1", 0, 100), Ok(3));
+        l.set("t#1", 0, LeaseState::Moving { epoch: 3 });
+        assert_eq!(l.check("t#1", 0, 100), Err(LeaseProblem::Moving));
+        assert_eq!(l.epoch("t#1", 0), Some(3));
         l.set("t#1", 0, LeaseState::Lost("fenced".into()));
         assert_eq!(
             l.check("t#1", 0, 100),

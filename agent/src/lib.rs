@@ -10,10 +10,12 @@
 //! [`uploader`] (sealed segments to chunk objects), [`remote`] (reads from
 //! chunk objects), [`lifecycle`] (starting and stopping, the data-dir lock).
 
+pub mod assignment;
 pub mod catalog;
 pub mod config;
 pub mod control;
 pub mod grpc;
+pub mod health;
 pub mod lease;
 pub mod lifecycle;
 pub mod metastore;

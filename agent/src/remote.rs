@@ -6,9 +6,11 @@
 use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
-use streamhouse_shard::segment::{self, FrameProblem};
+use streamhouse_shard::batch::BatchHeader;
+use streamhouse_shard::segment::{self, FrameProblem, ScannedFrame};
 
 use crate::control::{ControlError, Shared};
+use crate::metastore::RangeLocation;
 
 /// Ranged GETs kept in memory, evicted oldest first past a byte budget.
 pub struct RemoteCache {
@@ -74,6 +76,82 @@ pub(crate) async fn read(
             "offset {offset} of {topic}/{partition} is neither in the local log nor in object storage"
         )));
     };
+    let data = range_bytes(shared, &loc).await?;
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    for f in frames(&data, &loc) {
+        let (f, batch) = f?;
+        let end = f.header.base_offset + u64::from(f.header.record_count);
+        if f.topic == topic && f.partition == partition && end > offset {
+            bytes += batch.len();
+            out.push(batch);
+            if bytes >= max_bytes {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Headers of the batches in a partition's last committed range (the one
+/// ending at `committed_end`), oldest first.
+pub(crate) async fn last_headers(
+    shared: &Shared,
+    topic: &str,
+    partition: u32,
+    committed_end: u64,
+) -> Result<Vec<BatchHeader>, ControlError> {
+    let Some(loc) = shared
+        .meta
+        .find_range(topic, partition, committed_end.saturating_sub(1))
+        .await?
+    else {
+        return Ok(Vec::new());
+    };
+    let data = range_bytes(shared, &loc).await?;
+    let mut out = Vec::new();
+    for f in frames(&data, &loc) {
+        let (f, _) = f?;
+        if f.topic == topic && f.partition == partition {
+            out.push(f.header);
+        }
+    }
+    Ok(out)
+}
+
+/// Every frame of a range, with its batch bytes; stops at the first bad one.
+fn frames<'a>(
+    data: &'a Bytes,
+    loc: &'a RangeLocation,
+) -> impl Iterator<Item = Result<(ScannedFrame, Bytes), ControlError>> + 'a {
+    let mut pos = 0usize;
+    let mut failed = false;
+    std::iter::from_fn(move || {
+        if failed || pos >= data.len() {
+            return None;
+        }
+        match segment::parse_frame(data, pos) {
+            Ok(f) => {
+                let next = pos + f.len as usize;
+                let batch = data.slice(f.batch_pos as usize..next);
+                pos = next;
+                Some(Ok((f, batch)))
+            }
+            Err(FrameProblem::ZeroTail) => None,
+            Err(FrameProblem::Invalid(why)) => {
+                failed = true;
+                Some(Err(ControlError::Corrupt(format!(
+                    "chunk {} at byte {}: {why}",
+                    loc.chunk_key,
+                    loc.pos + pos as u64
+                ))))
+            }
+        }
+    })
+}
+
+/// The bytes of a committed range, from the cache or one ranged GET.
+async fn range_bytes(shared: &Shared, loc: &RangeLocation) -> Result<Bytes, ControlError> {
     let cached = shared.cache.lock().get(&loc.chunk_key, loc.pos);
     let data = match cached {
         Some(d) => d,
@@ -98,34 +176,7 @@ pub(crate) async fn read(
             d
         }
     };
-    let mut out = Vec::new();
-    let mut bytes = 0;
-    let mut pos = 0usize;
-    while pos < data.len() {
-        let f = match segment::parse_frame(&data, pos) {
-            Ok(f) => f,
-            Err(FrameProblem::ZeroTail) => break,
-            Err(FrameProblem::Invalid(why)) => {
-                return Err(ControlError::Corrupt(format!(
-                    "chunk {} at byte {}: {why}",
-                    loc.chunk_key,
-                    loc.pos + pos as u64
-                )))
-            }
-        };
-        let next = pos + f.len as usize;
-        let end = f.header.base_offset + u64::from(f.header.record_count);
-        if f.topic == topic && f.partition == partition && end > offset {
-            let start = f.batch_pos as usize;
-            out.push(data.slice(start..next));
-            bytes += next - start;
-            if bytes >= max_bytes {
-                break;
-            }
-        }
-        pos = next;
-    }
-    Ok(out)
+    Ok(data)
 }
 
 #[cfg(test)]

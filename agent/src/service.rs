@@ -21,7 +21,9 @@ use streamhouse_shard::{LogError, ShardLog};
 
 use crate::catalog::{Catalog, TopicEntry};
 use crate::config::AgentConfig;
-use crate::control::{now_ms, ControlError, ControlHandle, Request, ShardMsg, UploadJob};
+use crate::control::{
+    now_ms, ClusterView, ControlError, ControlHandle, Request, ShardMsg, UploadJob,
+};
 use crate::grpc::{read_message, Code, Status};
 use crate::lease::{LeaseProblem, LeaseState, ShardLeases};
 use crate::metastore::ChunkRange;
@@ -118,6 +120,10 @@ fn lease_status(topic: &str, partition: u32, p: LeaseProblem) -> Status {
             Code::NotFound,
             format!("this agent does not hold the lease of {topic}/{partition}"),
         ),
+        LeaseProblem::Moving => Status::new(
+            Code::NotFound,
+            format!("{topic}/{partition} is moving to another agent"),
+        ),
         LeaseProblem::Lost(why) => Status::new(
             Code::FailedPrecondition,
             format!("lease of {topic}/{partition} lost: {why}"),
@@ -164,10 +170,13 @@ impl ShardContext {
                 epoch,
                 expires_ms,
                 committed_end,
+                producers,
             } => {
                 self.refresh_topics();
                 self.log.add_partition(&topic, partition);
-                self.log.advance_start(&topic, partition, committed_end);
+                if self.log.advance_start(&topic, partition, committed_end) {
+                    self.log.restore_producers(&topic, partition, &producers);
+                }
                 self.publish_high_watermark(&topic, partition);
                 self.leases
                     .set(&topic, partition, LeaseState::Held { epoch, expires_ms });
@@ -199,8 +208,34 @@ impl ShardContext {
                     let _ = tx.send(());
                 }
             }
+            ShardMsg::Released { topic, partition } => self.leases.remove(&topic, partition),
             ShardMsg::Barrier(tx) => {
                 let _ = tx.send(());
+            }
+            ShardMsg::Handoff {
+                topic,
+                partition,
+                done,
+            } => {
+                // Stop taking writes, then answer once everything written
+                // so far is committed to object storage.
+                if let Some(epoch) = self.leases.epoch(&topic, partition) {
+                    self.leases
+                        .set(&topic, partition, LeaseState::Moving { epoch });
+                }
+                let target = if self.log.active_is_empty() {
+                    self.unshipped.borrow().keys().next_back().copied()
+                } else {
+                    Some(self.log.hurry_seal())
+                };
+                match target {
+                    Some(t) if self.committed_through.get().is_none_or(|c| c < t) => {
+                        self.object_waiters.borrow_mut().push((t, done));
+                    }
+                    _ => {
+                        let _ = done.send(());
+                    }
+                }
             }
         }
     }
@@ -322,7 +357,12 @@ impl ShardContext {
         if name.is_empty() {
             return Err(bad("topic name is empty"));
         }
-        let t = match self.topic(name) {
+        let mut found = self.topic(name);
+        if found.is_none() {
+            self.sync_topics().await;
+            found = self.topic(name);
+        }
+        let t = match found {
             Some(t) => t,
             None if auto_create && self.config.auto_create_topics => {
                 let partitions = self.config.default_partitions;
@@ -388,7 +428,7 @@ impl ShardContext {
                     })
                     .await
                     .map_err(control_status)?;
-                let topic = self.describe(&req.name)?;
+                let topic = self.describe(&req.name).await?;
                 Ok(encode_reply(&pb::CreateTopicResponse {
                     topic: Some(topic),
                 }))
@@ -410,25 +450,29 @@ impl ShardContext {
                 let _: pb::ListTopicsRequest =
                     decode(read_message(body, limit).await?, "ListTopicsRequest")?;
                 Ok(encode_reply(&pb::ListTopicsResponse {
-                    topics: self.describe_all(&[]),
+                    topics: self.describe_all(&[], &self.cluster(&[]).await?),
                 }))
             }
             pb::paths::DESCRIBE_TOPIC => {
                 let req: pb::DescribeTopicRequest =
                     decode(read_message(body, limit).await?, "DescribeTopicRequest")?;
-                Ok(encode_reply(&self.describe(&req.name)?))
+                Ok(encode_reply(&self.describe(&req.name).await?))
             }
             pb::paths::METADATA => {
                 let req: pb::MetadataRequest =
                     decode(read_message(body, limit).await?, "MetadataRequest")?;
                 for t in &req.topics {
                     if self.catalog.get(t).is_none() {
-                        return Err(Status::new(Code::NotFound, format!("unknown topic {t}")));
+                        self.sync_topics().await;
+                        if self.catalog.get(t).is_none() {
+                            return Err(Status::new(Code::NotFound, format!("unknown topic {t}")));
+                        }
                     }
                 }
+                let view = self.cluster(&req.topics).await?;
                 Ok(encode_reply(&pb::MetadataResponse {
-                    agents: vec![self.agent_metadata()],
-                    topics: self.describe_all(&req.topics),
+                    agents: Self::agents_metadata(&view),
+                    topics: self.describe_all(&req.topics, &view),
                 }))
             }
             pb::paths::INIT_PRODUCER_ID => {
@@ -474,28 +518,50 @@ impl ShardContext {
         }))
     }
 
-    fn agent_metadata(&self) -> pb::AgentMetadata {
-        pb::AgentMetadata {
-            agent_id: self.config.agent_id.clone(),
-            shard_addresses: (0..self.config.shard_count())
-                .map(|i| self.config.shard_address(i))
-                .collect(),
-        }
+    /// Live agents and partition leaders from the metadata store.
+    async fn cluster(&self, topics: &[String]) -> Result<ClusterView, Status> {
+        self.control
+            .call(|reply| Request::Cluster {
+                topics: topics.to_vec(),
+                reply,
+            })
+            .await
+            .map_err(control_status)
     }
 
-    fn topic_metadata(&self, name: &str, t: &TopicEntry) -> pb::TopicMetadata {
-        let shards = self.config.shard_count();
+    fn agents_metadata(view: &ClusterView) -> Vec<pb::AgentMetadata> {
+        view.agents
+            .iter()
+            .map(|(id, addrs)| pb::AgentMetadata {
+                agent_id: id.clone(),
+                shard_addresses: addrs.clone(),
+            })
+            .collect()
+    }
+
+    /// A topic's partitions with their leaders as `view` has them (an empty
+    /// leader address: no live agent holds the partition right now).
+    fn topic_metadata(&self, name: &str, t: &TopicEntry, view: &ClusterView) -> pb::TopicMetadata {
+        let leaders = view.topics.iter().find(|(n, _)| n == name).map(|(_, l)| l);
         pb::TopicMetadata {
             name: name.to_owned(),
             partitions: (0..t.partitions)
                 .map(|p| {
-                    let shard = shard_for(name, p, shards);
+                    let (holder, address, epoch) = leaders
+                        .and_then(|l| l.get(p as usize))
+                        .cloned()
+                        .unwrap_or_default();
+                    let shards = view
+                        .agents
+                        .iter()
+                        .find(|(id, _)| *id == holder)
+                        .map_or(1, |(_, a)| a.len().max(1));
                     pb::PartitionMetadata {
                         partition: p,
-                        leader_agent_id: self.config.agent_id.clone(),
-                        leader_address: self.config.shard_address(shard),
-                        shard: shard as u32,
-                        lease_epoch: t.lease_epochs[p as usize].load(Ordering::Relaxed),
+                        leader_agent_id: holder,
+                        leader_address: address,
+                        shard: shard_for(name, p, shards) as u32,
+                        lease_epoch: epoch,
                         high_watermark: t.high_watermarks[p as usize].load(Ordering::Relaxed),
                     }
                 })
@@ -503,20 +569,33 @@ impl ShardContext {
         }
     }
 
-    fn describe(&self, name: &str) -> Result<pb::TopicMetadata, Status> {
+    /// Reloads topics from the metadata store (a topic another agent
+    /// created may not have reached this one's catalog yet).
+    async fn sync_topics(&self) {
+        let _ = self
+            .control
+            .call(|reply| Request::SyncTopics { reply })
+            .await;
+    }
+
+    async fn describe(&self, name: &str) -> Result<pb::TopicMetadata, Status> {
+        if self.catalog.get(name).is_none() {
+            self.sync_topics().await;
+        }
         let t = self
             .catalog
             .get(name)
             .ok_or_else(|| Status::new(Code::NotFound, format!("unknown topic {name}")))?;
-        Ok(self.topic_metadata(name, &t))
+        let view = self.cluster(&[name.to_owned()]).await?;
+        Ok(self.topic_metadata(name, &t, &view))
     }
 
-    fn describe_all(&self, only: &[String]) -> Vec<pb::TopicMetadata> {
+    fn describe_all(&self, only: &[String], view: &ClusterView) -> Vec<pb::TopicMetadata> {
         self.catalog
             .list()
             .iter()
             .filter(|(n, _)| only.is_empty() || only.contains(n))
-            .map(|(n, t)| self.topic_metadata(n, t))
+            .map(|(n, t)| self.topic_metadata(n, t, view))
             .collect()
     }
 

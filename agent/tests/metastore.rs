@@ -122,6 +122,10 @@ async fn suite(url: &str) {
     assert_eq!(g3.epoch, 3);
     let row = m2.lease(&key, 0).await.unwrap().unwrap();
     assert_eq!((row.holder.as_str(), row.epoch), ("agent-a", 3));
+    let all = m2.topic_leases(&key).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0], (0, row.clone()));
+    assert_eq!(all[1].0, 1);
     // A stale release changes nothing.
     m2.release_lease(&key, 0, "agent-b", 2).await.unwrap();
     assert_eq!(m.lease(&key, 0).await.unwrap().unwrap().expires_ms, 2_500);

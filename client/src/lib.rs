@@ -11,6 +11,7 @@
 pub mod accumulator;
 pub mod admin;
 pub mod backoff;
+pub mod breaker;
 pub mod consumer;
 #[cfg(feature = "direct")]
 pub mod direct;

@@ -60,14 +60,17 @@ impl Metadata {
         self.topics.read().get(name).cloned()
     }
 
-    /// Addresses to ask for metadata: bootstrap first, then known shards.
-    fn candidates(&self) -> Vec<String> {
+    /// Addresses to ask for metadata: bootstrap first, then known shards;
+    /// addresses whose circuit is open go last.
+    fn candidates(&self, pool: &ConnectionPool) -> Vec<String> {
         let mut v = self.bootstrap.clone();
         for a in self.agents.read().iter() {
             if !v.contains(a) {
                 v.push(a.clone());
             }
         }
+        let now = tokio::time::Instant::now();
+        v.sort_by_key(|a| pool.breakers.state(a, now) != crate::breaker::BreakerState::Closed);
         v
     }
 
@@ -76,7 +79,7 @@ impl Metadata {
     /// know is `UnknownTopic`.
     pub async fn refresh(&self, pool: &ConnectionPool, topics: &[String]) -> Result<()> {
         let mut last = Error::Config("no bootstrap addresses given".into());
-        for addr in self.candidates() {
+        for addr in self.candidates(pool) {
             let lease = match pool.get(&addr).await {
                 Ok(l) => l,
                 Err(e) => {
@@ -92,6 +95,7 @@ impl Metadata {
                 .await
             {
                 Ok(resp) => {
+                    pool.breakers.success(&addr);
                     self.apply(resp.into_inner(), topics);
                     return Ok(());
                 }
@@ -156,9 +160,9 @@ impl Metadata {
             .ok_or_else(|| Error::UnknownTopic(topic.to_owned()))
     }
 
-    /// Any address that answered metadata before, else the first bootstrap.
-    pub fn any_address(&self) -> Option<String> {
-        self.candidates().into_iter().next()
+    /// The first address to ask (bootstrap first; open circuits last).
+    pub fn any_address(&self, pool: &ConnectionPool) -> Option<String> {
+        self.candidates(pool).into_iter().next()
     }
 }
 

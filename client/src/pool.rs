@@ -13,6 +13,7 @@ use streamhouse_proto::health::{health_client::HealthClient, HealthCheckRequest}
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::breaker::{BreakerConfig, Breakers};
 use crate::error::{Error, Result};
 
 /// Pool settings.
@@ -31,6 +32,9 @@ pub struct PoolConfig {
     pub health_check_after: Duration,
     /// TCP connect timeout; default 5 s.
     pub connect_timeout: Duration,
+    /// Circuit breaker per address: a dead agent costs one timeout, not one
+    /// per request.
+    pub breaker: BreakerConfig,
 }
 
 impl Default for PoolConfig {
@@ -41,6 +45,7 @@ impl Default for PoolConfig {
             idle_timeout: Duration::from_secs(60),
             health_check_after: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
+            breaker: BreakerConfig::default(),
         }
     }
 }
@@ -97,12 +102,15 @@ pub struct ConnectionPool {
     next_id: AtomicU64,
     /// Connections opened over the pool's life (for tests and metrics).
     pub opened: AtomicU64,
+    /// Circuit breakers by address.
+    pub breakers: Breakers,
 }
 
 impl ConnectionPool {
     /// An empty pool.
     pub fn new(config: PoolConfig) -> Self {
         ConnectionPool {
+            breakers: Breakers::new(config.breaker),
             config,
             conns: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
@@ -140,6 +148,19 @@ impl ConnectionPool {
     /// when all are busy and the limit allows, after a health check when it
     /// was idle.
     pub async fn get(&self, address: &str) -> Result<ConnLease> {
+        if address.is_empty() {
+            return Err(Error::Transport {
+                address: String::new(),
+                message: "the partition has no leader right now (its lease is moving)".into(),
+            });
+        }
+        if !self.breakers.allow(address, Instant::now()) {
+            return Err(Error::Transport {
+                address: address.to_owned(),
+                message: "circuit open after repeated failures; retrying after its cool-down"
+                    .into(),
+            });
+        }
         enum Pick {
             Use(Arc<PooledConn>, bool),
             Open,
@@ -196,7 +217,13 @@ impl ConnectionPool {
                     let mut all = self.conns.lock();
                     let slot = all.entry(address.to_owned()).or_default();
                     slot.connecting -= 1;
-                    let conn = Arc::new(opened?);
+                    let conn = match opened {
+                        Ok(c) => Arc::new(c),
+                        Err(e) => {
+                            self.breakers.failure(address, Instant::now());
+                            return Err(e);
+                        }
+                    };
                     conn.in_flight.fetch_add(1, Ordering::AcqRel);
                     slot.conns.push(conn.clone());
                     return Ok(ConnLease {
@@ -247,6 +274,7 @@ impl ConnectionPool {
 
     /// Drops a connection that failed, so the next request opens a fresh one.
     pub fn invalidate(&self, address: &str, id: u64) {
+        self.breakers.failure(address, Instant::now());
         if let Some(slot) = self.conns.lock().get_mut(address) {
             slot.conns.retain(|c| c.id != id);
         }

@@ -778,7 +778,7 @@ impl Inner {
     async fn new_producer_id(&self) -> Result<()> {
         let mut last = Error::Config("no agent address known".into());
         let mut addrs = self.config.bootstrap.clone();
-        if let Some(a) = self.metadata.any_address() {
+        if let Some(a) = self.metadata.any_address(&self.pool) {
             addrs.push(a);
         }
         for addr in addrs {
@@ -1087,9 +1087,11 @@ async fn deliver(
         }
         inner.counters.retries.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(%topic, partition, attempt, error = %err, ?action, "retrying batch");
+        // Every retry re-reads the partition's route: after a timeout the
+        // same leader is used again unless the metadata names a new one.
         if matches!(
             action,
-            RetryAction::FreshRoute | RetryAction::RefreshMetadata
+            RetryAction::FreshRoute | RetryAction::RefreshMetadata | RetryAction::SameRoute
         ) {
             let _ = inner
                 .metadata
@@ -1130,10 +1132,17 @@ async fn attempt_once(
         .request_ns_total
         .fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
     match result {
-        Ok(r) => Ok(r.into_inner()),
+        Ok(r) => {
+            inner.pool.breakers.success(&leader);
+            Ok(r.into_inner())
+        }
         Err(s) => {
-            if matches!(action_for(s.code()), RetryAction::FreshRoute) {
-                inner.pool.invalidate(&leader, lease.id());
+            match action_for(s.code()) {
+                RetryAction::FreshRoute => inner.pool.invalidate(&leader, lease.id()),
+                // A hung agent: count it against its circuit, so a dead
+                // agent costs a few timeouts, not one per request.
+                RetryAction::SameRoute => inner.pool.breakers.failure(&leader, Instant::now()),
+                _ => {}
             }
             Err(s.into())
         }

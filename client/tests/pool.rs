@@ -15,6 +15,7 @@ fn config() -> PoolConfig {
         idle_timeout: Duration::from_millis(300),
         health_check_after: Duration::from_millis(100),
         connect_timeout: Duration::from_secs(2),
+        ..PoolConfig::default()
     }
 }
 

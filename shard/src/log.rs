@@ -810,6 +810,12 @@ impl ShardLog {
         }
     }
 
+    /// True when the active segment holds no data and none is queued for it.
+    pub fn active_is_empty(&self) -> bool {
+        let st = self.inner.state.borrow();
+        st.active_len == 0 && st.pending_entries.is_empty()
+    }
+
     /// Id of the segment appends go to now.
     pub fn active_segment(&self) -> u64 {
         self.inner.state.borrow().active

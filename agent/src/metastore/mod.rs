@@ -273,6 +273,14 @@ impl MetaStore {
         }
     }
 
+    /// Every lease row of a topic, by partition.
+    pub async fn topic_leases(&self, topic: &str) -> Result<Vec<(u32, LeaseRow)>, MetaError> {
+        match self {
+            MetaStore::Sqlite(s) => s.topic_leases(topic),
+            MetaStore::Postgres(s) => s.topic_leases(topic).await,
+        }
+    }
+
     /// Commits a chunk's ranges atomically, fenced by each range's epoch.
     /// Returns `false` if the chunk was already committed (nothing changed).
     pub async fn commit_chunk(&self, agent: &str, chunk: &ChunkCommit) -> Result<bool, MetaError> {

@@ -357,6 +357,30 @@ impl PostgresStore {
         lease_row(&*c, topic, partition, false).await
     }
 
+    pub async fn topic_leases(&self, topic: &str) -> Result<Vec<(u32, LeaseRow)>, MetaError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT part, holder, epoch, expires_ms FROM leases WHERE topic = $1 ORDER BY part",
+                &[&topic],
+            )
+            .await
+            .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    u32::try_from(r.get::<_, i64>(0)).unwrap_or(u32::MAX),
+                    LeaseRow {
+                        holder: r.get(1),
+                        epoch: to_u64(r.get(2)),
+                        expires_ms: r.get(3),
+                    },
+                )
+            })
+            .collect())
+    }
+
     pub async fn commit_chunk(&self, agent: &str, chunk: &ChunkCommit) -> Result<bool, MetaError> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(db)?;

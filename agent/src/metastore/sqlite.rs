@@ -308,6 +308,28 @@ impl SqliteStore {
         lease_row(&self.conn.lock(), topic, partition)
     }
 
+    pub fn topic_leases(&self, topic: &str) -> Result<Vec<(u32, LeaseRow)>, MetaError> {
+        let conn = self.conn.lock();
+        let mut st = conn
+            .prepare(
+                "SELECT part, holder, epoch, expires_ms FROM leases WHERE topic = ?1 ORDER BY part",
+            )
+            .map_err(db)?;
+        let rows = st
+            .query_map([topic], |r| {
+                Ok((
+                    u32::try_from(r.get::<_, i64>(0)?).unwrap_or(u32::MAX),
+                    LeaseRow {
+                        holder: r.get(1)?,
+                        epoch: to_u64(r.get(2)?),
+                        expires_ms: r.get(3)?,
+                    },
+                ))
+            })
+            .map_err(db)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db)
+    }
+
     pub fn commit_chunk(&self, agent: &str, chunk: &ChunkCommit) -> Result<bool, MetaError> {
         let mut conn = self.conn.lock();
         let tx = conn

@@ -1,0 +1,426 @@
+//! Several agents sharing one metadata store and one S3 bucket (moto):
+//! partitions spread across them, a SIGKILLed agent's partitions are taken
+//! over once their leases expire, a restarted agent keeps its leases and
+//! its durable data, a SIGSTOPped agent is fenced, a joining agent takes
+//! only its share. Every acknowledged record is read back exactly once, in
+//! send order per partition.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+
+use common::*;
+use streamhouse_client::{Acks, Admin, Consumer, Producer, ProducerRecord};
+
+const PARTITIONS: u32 = 12;
+
+fn unique(prefix: &str) -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{t}", std::process::id())
+}
+
+/// Agents on one shared SQLite file and one S3 prefix, with short leases.
+struct Cluster {
+    agents: Vec<Agent>,
+    args: Vec<String>,
+    _meta: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start(n: usize) -> Cluster {
+        let (endpoint, bucket) = s3_server();
+        let meta = tempfile::tempdir_in(target_tmp()).unwrap();
+        let args = vec![
+            "--metadata".to_string(),
+            format!("sqlite://{}", meta.path().join("meta.db").display()),
+            "--object-store".into(),
+            format!(
+                "s3://{bucket}/{}?endpoint={endpoint}&region=us-east-1",
+                unique("failover")
+            ),
+            "--lease-ttl-ms".into(),
+            "2000".into(),
+            "--heartbeat-ms".into(),
+            "200".into(),
+            "--agent-timeout-ms".into(),
+            "1000".into(),
+            "--segment-age-ms".into(),
+            "500".into(),
+        ];
+        let mut c = Cluster {
+            agents: Vec::new(),
+            args,
+            _meta: meta,
+        };
+        for _ in 0..n {
+            c.add();
+        }
+        c
+    }
+
+    fn add(&mut self) {
+        let i = self.agents.len();
+        let mut args = self.args.clone();
+        args.extend(["--agent-id".into(), format!("agent-{i}")]);
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.agents.push(Agent::start(1, &a));
+    }
+
+    fn addresses(&self) -> Vec<String> {
+        self.agents
+            .iter()
+            .filter(|a| a.child.is_some())
+            .map(|a| a.addr(0))
+            .collect()
+    }
+
+    /// An admin client on the first live agent that answers.
+    async fn admin(&self) -> Admin {
+        for a in self.addresses() {
+            if let Ok(admin) = Admin::connect(&a).await {
+                return admin;
+            }
+        }
+        panic!("no agent answers");
+    }
+
+    /// Leader agent id of every partition, once all have a live leader and
+    /// `want` agents lead some.
+    async fn settled(&self, topic: &str, want: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let admin = self.admin().await;
+            if let Ok(t) = admin.describe_topic(topic).await {
+                let leaders: Vec<String> = t
+                    .partitions
+                    .iter()
+                    .map(|p| p.leader_agent_id.clone())
+                    .collect();
+                let distinct: HashSet<&String> = leaders.iter().collect();
+                if leaders.iter().all(|l| !l.is_empty()) && distinct.len() == want {
+                    return leaders;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "partitions never settled on {want} agents"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn producer(c: &Cluster, acks: Acks) -> Producer {
+    Producer::builder(c.addresses())
+        .acks(acks)
+        .retries(10_000)
+        .delivery_timeout(Duration::from_secs(120))
+        .request_timeout(Duration::from_secs(2))
+        .build()
+        .await
+        .unwrap()
+}
+
+/// Sends `n` records round-robin over the partitions (value = sequence
+/// number); calls `midway` once half are acknowledged. Returns what was
+/// acknowledged per partition: (offset, sequence number).
+async fn run(
+    producer: &Producer,
+    topic: &str,
+    n: u32,
+    midway: impl FnOnce(),
+) -> BTreeMap<u32, Vec<(u64, u32)>> {
+    let mut futs = Vec::with_capacity(n as usize);
+    let mut midway = Some(midway);
+    let mut acked: BTreeMap<u32, Vec<(u64, u32)>> = BTreeMap::new();
+    for i in 0..n {
+        futs.push((
+            i,
+            producer.send(ProducerRecord::new(topic, format!("{i:08}")).partition(i % PARTITIONS)),
+        ));
+        if i == n / 2 {
+            // Let the first half be acknowledged, then strike.
+            for (j, f) in futs.drain(..) {
+                let m = f.await.expect("no error reaches the caller");
+                acked.entry(m.partition).or_default().push((m.offset, j));
+            }
+            if let Some(f) = midway.take() {
+                f();
+            }
+        }
+    }
+    for (j, f) in futs {
+        let m = f.await.expect("no error reaches the caller");
+        acked.entry(m.partition).or_default().push((m.offset, j));
+    }
+    acked
+}
+
+/// Reads every partition and checks: each acknowledged record exactly once,
+/// at its acknowledged offset, in send order.
+async fn verify(c: &Cluster, topic: &str, acked: &BTreeMap<u32, Vec<(u64, u32)>>) {
+    for (p, want) in acked {
+        let mut consumer = Consumer::connect(c.addresses()).await.unwrap();
+        consumer.assign([(topic.to_owned(), *p)]).await.unwrap();
+        let need = want.iter().map(|(o, _)| o + 1).max().unwrap_or(0);
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while (got.len() as u64) < need {
+            assert!(
+                Instant::now() < deadline,
+                "partition {p}: read {} of {need}",
+                got.len()
+            );
+            got.extend(consumer.poll(Duration::from_millis(200)).await.unwrap());
+        }
+        let mut seen = HashSet::new();
+        let mut last = None;
+        for (i, r) in got.iter().enumerate() {
+            assert_eq!(r.offset, i as u64, "partition {p}: offsets are dense");
+            let seq: u32 = std::str::from_utf8(&r.value).unwrap().parse().unwrap();
+            assert!(
+                seen.insert(seq),
+                "partition {p}: record {seq} appears twice"
+            );
+            assert_eq!(seq % PARTITIONS, *p);
+            if let Some(l) = last {
+                assert!(seq > l, "partition {p}: {seq} after {l}: out of order");
+            }
+            last = Some(seq);
+        }
+        for (offset, seq) in want {
+            let r = &got[*offset as usize];
+            assert_eq!(
+                std::str::from_utf8(&r.value).unwrap(),
+                format!("{seq:08}"),
+                "partition {p} offset {offset}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn sigkill_with_ack_object_loses_and_duplicates_nothing() {
+    let mut c = Cluster::start(3);
+    let admin = c.admin().await;
+    admin.create_topic("fo", PARTITIONS).await.unwrap();
+    let leaders = c.settled("fo", 3).await;
+    let p = producer(&c, Acks::Object).await;
+    let victim = 1;
+    let killed_at = std::sync::Arc::new(parking_lot::Mutex::new(None));
+    let k = killed_at.clone();
+    let pid = c.agents[victim].pid();
+    let acked = run(&p, "fo", 1_000_000, move || {
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        *k.lock() = Some(Instant::now());
+    })
+    .await;
+    p.close().await.unwrap();
+    c.agents[victim].kill9();
+    let moved = leaders
+        .iter()
+        .filter(|l| **l == format!("agent-{victim}"))
+        .count();
+    assert!(moved > 0, "the victim led some partitions");
+    let total: usize = acked.values().map(Vec::len).sum();
+    assert_eq!(total, 1_000_000);
+    verify(&c, "fo", &acked).await;
+    let after = c.settled("fo", 2).await;
+    assert!(!after.contains(&format!("agent-{victim}")));
+}
+
+#[tokio::test]
+async fn sigkill_and_restart_with_ack_durable_keeps_every_record() {
+    let mut c = Cluster::start(3);
+    let admin = c.admin().await;
+    admin.create_topic("fd", PARTITIONS).await.unwrap();
+    c.settled("fd", 3).await;
+    let p = producer(&c, Acks::Durable).await;
+    let victim = 2;
+    let pid = c.agents[victim].pid();
+    let acked = {
+        let restart = std::sync::Arc::new(parking_lot::Mutex::new(false));
+        let r = restart.clone();
+        let acked_fut = run(&p, "fd", 300_000, move || {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            *r.lock() = true;
+        });
+        // Restart the victim on its data dir while its leases still hold.
+        let restarter = async {
+            while !*restart.lock() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        let (acked, ()) = tokio::join!(acked_fut, async {
+            restarter.await;
+            let a = &mut c.agents[victim];
+            let _ = a.wait_exit(Duration::from_secs(5));
+            a.child = None;
+            a.spawn();
+        });
+        acked
+    };
+    p.close().await.unwrap();
+    let total: usize = acked.values().map(Vec::len).sum();
+    assert_eq!(total, 300_000);
+    verify(&c, "fd", &acked).await;
+}
+
+#[tokio::test]
+async fn a_joining_agent_takes_only_its_share_without_producer_errors() {
+    let mut c = Cluster::start(3);
+    let admin = c.admin().await;
+    admin.create_topic("join", PARTITIONS).await.unwrap();
+    let before = c.settled("join", 3).await;
+    let p = producer(&c, Acks::Durable).await;
+    let acked = {
+        let first = run(&p, "join", 50_000, || {}).await;
+        c.add();
+        let after = c.settled("join", 4).await;
+        for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+            assert!(
+                a == b || a == "agent-3",
+                "partition {i} moved from {b} to {a}"
+            );
+        }
+        let second = run(&p, "join", 50_000, || {}).await;
+        let mut all = first;
+        for (k, v) in second {
+            all.entry(k).or_default().extend(v);
+        }
+        all
+    };
+    p.close().await.unwrap();
+    // The second run's sequence numbers restart at 0: verify offsets only.
+    let total: usize = acked.values().map(Vec::len).sum();
+    assert_eq!(total, 100_000);
+    for (part, list) in &acked {
+        let offsets: HashSet<u64> = list.iter().map(|(o, _)| *o).collect();
+        assert_eq!(
+            offsets.len(),
+            list.len(),
+            "partition {part}: an offset acknowledged twice"
+        );
+        assert_eq!(*offsets.iter().max().unwrap() + 1, list.len() as u64);
+    }
+}
+
+#[tokio::test]
+async fn a_stopped_agent_whose_lease_expired_is_fenced_and_clients_move() {
+    let c = Cluster::start(3);
+    let admin = c.admin().await;
+    admin.create_topic("stop", PARTITIONS).await.unwrap();
+    let leaders = c.settled("stop", 3).await;
+    let victim = 0;
+    let part = leaders
+        .iter()
+        .position(|l| *l == format!("agent-{victim}"))
+        .expect("the victim leads a partition") as u32;
+    let meta = admin.describe_topic("stop").await.unwrap();
+    let old_epoch = meta.partitions[part as usize].lease_epoch;
+    // Committed to object storage before the stop.
+    let committed = producer(&c, Acks::Object).await;
+    for i in 0..20 {
+        committed
+            .send(ProducerRecord::new("stop", format!("early-{i}")).partition(part))
+            .await
+            .unwrap();
+    }
+    committed.close().await.unwrap();
+    let p = producer(&c, Acks::Durable).await;
+    // Durable-acknowledged on the victim, not yet sealed or committed.
+    for i in 0..5 {
+        p.send(ProducerRecord::new("stop", format!("stranded-{i}")).partition(part))
+            .await
+            .unwrap();
+    }
+    c.agents[victim].signal(libc::SIGSTOP);
+    let stopped = Instant::now();
+    // Another agent takes the partition once the lease expires.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let new_leader = loop {
+        let m = meta_of(&c, "stop").await;
+        let pm = &m.partitions[part as usize];
+        if !pm.leader_agent_id.is_empty() && pm.leader_agent_id != format!("agent-{victim}") {
+            assert!(pm.lease_epoch > old_epoch, "takeover bumps the epoch");
+            break pm.leader_agent_id.clone();
+        }
+        assert!(Instant::now() < deadline, "no takeover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        stopped.elapsed() >= Duration::from_millis(1500),
+        "taken before expiry"
+    );
+    // The producer moves to the new leader.
+    for i in 0..100 {
+        p.send(ProducerRecord::new("stop", format!("late-{i}")).partition(part))
+            .await
+            .unwrap();
+    }
+    c.agents[victim].signal(libc::SIGCONT);
+    // The woken agent refuses the partition and cannot commit what it held.
+    let mut direct = c.agents[victim]
+        .producer_for(&meta_of(&c, "stop").await, 0)
+        .await;
+    let e = direct
+        .produce(produce_req("stop", part, &["zombie".to_string()]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e.code(),
+            tonic::Code::FailedPrecondition | tonic::Code::NotFound
+        ),
+        "{e:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    p.close().await.unwrap();
+    let mut consumer = Consumer::connect(c.addresses()).await.unwrap();
+    consumer.assign([("stop".to_owned(), part)]).await.unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let recs = consumer.poll(Duration::from_millis(300)).await.unwrap();
+        if recs.is_empty() && got.len() >= 120 {
+            break;
+        }
+        got.extend(recs);
+        assert!(Instant::now() < deadline, "read {} records", got.len());
+    }
+    let values: Vec<String> = got
+        .iter()
+        .map(|r| String::from_utf8(r.value.to_vec()).unwrap())
+        .collect();
+    for (i, r) in got.iter().enumerate() {
+        assert_eq!(r.offset, i as u64);
+    }
+    assert!(
+        values
+            .iter()
+            .all(|v| !v.starts_with("stranded") && v != "zombie"),
+        "the fenced agent's uncommitted writes never became visible"
+    );
+    let late: Vec<&String> = values.iter().filter(|v| v.starts_with("late")).collect();
+    assert_eq!(
+        late.len(),
+        100,
+        "leader {new_leader} has every record sent to it"
+    );
+    assert_eq!(values.iter().filter(|v| v.starts_with("early")).count(), 20);
+}
+
+async fn meta_of(c: &Cluster, topic: &str) -> streamhouse_proto::TopicMetadata {
+    let mut admin = streamhouse_proto::admin_service_client::AdminServiceClient::new(
+        c.agents[1].channel(0).await,
+    );
+    admin
+        .describe_topic(streamhouse_proto::DescribeTopicRequest { name: topic.into() })
+        .await
+        .unwrap()
+        .into_inner()
+}
