@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 pub struct EmbeddedAgent {
     child: Child,
     pub port: u16,
+    shards: usize,
+    extra: Vec<String>,
     _tmp: tempfile::TempDir,
 }
 
@@ -40,6 +42,37 @@ fn free_base_port(n: u16) -> Option<u16> {
     None
 }
 
+fn spawn(dir: &Path, port: u16, shards: usize, extra: &[String]) -> Result<Child, String> {
+    let bin = agent_binary();
+    let mut child = Command::new(&bin)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--shards")
+        .arg(shards.to_string())
+        .arg("--data-dir")
+        .arg(dir)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for i in 0..shards as u16 {
+        while std::net::TcpStream::connect(("127.0.0.1", port + i)).is_err() {
+            if let Ok(Some(st)) = child.try_wait() {
+                return Err(format!("agent exited during start: {st}"));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err("agent did not start within 30 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(child)
+}
+
 impl EmbeddedAgent {
     /// Starts an agent with `shards` shards in a new directory under `parent`.
     pub fn start(parent: &Path, shards: usize, extra: &[String]) -> Result<EmbeddedAgent, String> {
@@ -50,38 +83,20 @@ impl EmbeddedAgent {
             .tempdir_in(parent)
             .map_err(|e| format!("temp dir in {}: {e}", parent.display()))?;
         let port = free_base_port(shards as u16).ok_or("no free ports")?;
-        let bin = agent_binary();
-        let mut child = Command::new(&bin)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--shards")
-            .arg(shards.to_string())
-            .arg("--data-dir")
-            .arg(tmp.path())
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        for i in 0..shards as u16 {
-            while std::net::TcpStream::connect(("127.0.0.1", port + i)).is_err() {
-                if let Ok(Some(st)) = child.try_wait() {
-                    return Err(format!("agent exited during start: {st}"));
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    return Err("agent did not start within 30 s".into());
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
+        let child = spawn(tmp.path(), port, shards, extra)?;
         Ok(EmbeddedAgent {
             child,
             port,
+            shards,
+            extra: extra.to_vec(),
             _tmp: tmp,
         })
+    }
+
+    /// Starts the agent again on the same data dir and ports (after `kill`).
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.child = spawn(self._tmp.path(), self.port, self.shards, &self.extra)?;
+        Ok(())
     }
 
     pub fn bootstrap(&self) -> String {

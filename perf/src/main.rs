@@ -8,6 +8,7 @@
 //! acknowledged, 1 when some failed, 2 for bad usage or a setup failure.
 
 mod embedded;
+mod failover;
 mod floor;
 mod objfloor;
 mod produce;
@@ -43,12 +44,45 @@ enum Cmd {
     Latency(RunArgs),
     /// Preset: 10 producers x 100,000 records.
     Concurrent(RunArgs),
+    /// Preset: agents sharing metadata and object stores, one SIGKILLed
+    /// mid-run; counts lost, duplicated and out-of-order records.
+    Failover(FailoverArgs),
     /// Measure the physical floor only.
     Floor {
         /// Directory on the disk to measure.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
     },
+}
+
+#[derive(Args, Debug, Clone)]
+struct FailoverArgs {
+    /// Records in total.
+    #[arg(long, default_value_t = 1_000_000)]
+    records: u64,
+    /// Value size in bytes (at least 16: the sequence number).
+    #[arg(long, default_value_t = 100)]
+    record_size: usize,
+    #[arg(long, default_value_t = 12)]
+    partitions: u32,
+    /// Agent processes (one shard each).
+    #[arg(long, default_value_t = 3)]
+    agents: usize,
+    #[arg(long, value_enum, default_value_t = AckArg::Object)]
+    acks: AckArg,
+    /// Lease TTL of the agents, ms: bounds how long moved partitions wait.
+    #[arg(long, default_value_t = 2000)]
+    lease_ttl_ms: u64,
+    /// Fraction of the records acknowledged before the kill.
+    #[arg(long, default_value_t = 0.3)]
+    kill_at: f64,
+    /// Restart the killed agent on its data dir this many ms after the
+    /// kill (needed for ack `durable` to lose nothing).
+    #[arg(long)]
+    restart_after_ms: Option<u64>,
+    /// Where the agents' data dirs and shared stores go.
+    #[arg(long, default_value = "./perf-data")]
+    data_root: PathBuf,
 }
 
 #[derive(Clone, Copy, ValueEnum, Debug)]
@@ -160,6 +194,38 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             let f = floor::measure(&dir).map_err(|e| format!("floor on {}: {e}", dir.display()))?;
             println!("{}", floor::describe(&f));
             return Ok(ExitCode::SUCCESS);
+        }
+        Cmd::Failover(f) => {
+            if f.agents < 2 || f.partitions == 0 || f.records == 0 {
+                return Err(
+                    "failover needs --agents >= 2 and positive --partitions and --records".into(),
+                );
+            }
+            let opts = failover::FailoverOpts {
+                records: f.records,
+                record_size: f.record_size,
+                partitions: f.partitions,
+                agents: f.agents,
+                acks: match f.acks {
+                    AckArg::Durable => Acks::Durable,
+                    AckArg::Object => Acks::Object,
+                },
+                lease_ttl_ms: f.lease_ttl_ms,
+                kill_at: f.kill_at.clamp(0.0, 1.0),
+                restart_after: f.restart_after_ms.map(Duration::from_millis),
+            };
+            println!(
+                "failover: {} records x {} B, {} partitions, {} agents (1 shard each, shared SQLite and local object store), acks {:?}, lease TTL {} ms",
+                f.records, f.record_size, f.partitions, f.agents, f.acks, f.lease_ttl_ms
+            );
+            let r = failover::run(&f.data_root, &opts).await?;
+            println!("{}", failover::describe(&r));
+            let clean = r.lost == 0 && r.duplicated == 0 && r.out_of_order == 0 && r.failed == 0;
+            return Ok(if clean {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
         }
         Cmd::Produce(a) => (a, "produce"),
         Cmd::Throughput(a) => (a, "throughput"),

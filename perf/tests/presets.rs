@@ -86,3 +86,65 @@ fn produce_with_explicit_settings() {
     check_counts(&j);
     assert!(j["batches"].as_u64().unwrap() >= 100);
 }
+
+#[test]
+fn failover_preset_loses_nothing_with_ack_object() {
+    let root = tempfile::tempdir_in(target_tmp()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_streamhouse-perf"))
+        .args(["failover", "--records", "10000", "--kill-at", "0.5"])
+        .arg("--data-root")
+        .arg(root.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("SIGKILLed agent-1"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "10000 acknowledged, 0 failed, 10000 read, 0 lost, 0 duplicated, 0 out of order"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn failover_preset_reports_loss_of_durable_acks_without_restart() {
+    // A durable ack survives a crash and restart, not the loss of the agent:
+    // the preset must see and report what an agent killed for good lost.
+    let root = tempfile::tempdir_in(target_tmp()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_streamhouse-perf"))
+        .args([
+            "failover",
+            "--records",
+            "20000",
+            "--acks",
+            "durable",
+            "--kill-at",
+            "0.5",
+        ])
+        .arg("--data-root")
+        .arg(root.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("acknowledged,"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let lost: u64 = line
+        .split(", ")
+        .find(|f| f.ends_with(" lost"))
+        .and_then(|f| f.trim_end_matches(" lost").parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    let read: u64 = line
+        .split(", ")
+        .find(|f| f.ends_with(" read"))
+        .and_then(|f| f.trim_end_matches(" read").parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert_eq!(read + lost, 20000, "{line}");
+    assert_eq!(out.status.success(), lost == 0, "{line}");
+}
