@@ -32,11 +32,16 @@ struct Cluster {
 
 impl Cluster {
     fn start(n: usize) -> Cluster {
-        let (endpoint, bucket) = s3_server();
         let meta = tempfile::tempdir_in(target_tmp()).unwrap();
+        let url = format!("sqlite://{}", meta.path().join("meta.db").display());
+        Cluster::start_with(n, url, meta)
+    }
+
+    fn start_with(n: usize, metadata: String, meta: tempfile::TempDir) -> Cluster {
+        let (endpoint, bucket) = s3_server();
         let args = vec![
             "--metadata".to_string(),
-            format!("sqlite://{}", meta.path().join("meta.db").display()),
+            metadata,
             "--object-store".into(),
             format!(
                 "s3://{bucket}/{}?endpoint={endpoint}&region=us-east-1",
@@ -231,6 +236,35 @@ async fn sigkill_with_ack_object_loses_and_duplicates_nothing() {
     verify(&c, "fo", &acked).await;
     let after = c.settled("fo", 2).await;
     assert!(!after.contains(&format!("agent-{victim}")));
+}
+
+#[tokio::test]
+async fn sigkill_with_postgres_metadata_loses_and_duplicates_nothing() {
+    let base = postgres_url();
+    let db = unique("failover").replace('-', "_");
+    let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .await
+        .unwrap();
+    let url = format!("{}/{db}", base.rsplit_once('/').unwrap().0);
+    let mut c = Cluster::start_with(3, url, tempfile::tempdir_in(target_tmp()).unwrap());
+    let admin = c.admin().await;
+    admin.create_topic("fpg", PARTITIONS).await.unwrap();
+    c.settled("fpg", 3).await;
+    let p = producer(&c, Acks::Object).await;
+    let pid = c.agents[0].pid();
+    let acked = run(&p, "fpg", 200_000, move || unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    })
+    .await;
+    p.close().await.unwrap();
+    c.agents[0].kill9();
+    assert_eq!(acked.values().map(Vec::len).sum::<usize>(), 200_000);
+    verify(&c, "fpg", &acked).await;
 }
 
 #[tokio::test]
