@@ -204,6 +204,8 @@ pub(crate) struct Shared {
     leases: Mutex<HashMap<(String, u32), (u64, i64)>>,
     pub cache: Mutex<RemoteCache>,
     pub stop: AtomicBool,
+    /// Release leases when stopping.
+    release: AtomicBool,
     /// Live agent ids (this one always included), from the last heartbeat
     /// round.
     live: Mutex<Vec<String>>,
@@ -608,8 +610,11 @@ impl Control {
         self.handle.clone()
     }
 
-    /// Stops the lease task and uploader, releases every lease and joins.
-    pub fn shutdown(mut self) {
+    /// Stops the lease task and uploader and joins; with `release`, gives
+    /// every lease up first (everything written is in object storage, so
+    /// other agents may take the partitions at once).
+    pub fn shutdown(mut self, release: bool) {
+        self.shared.release.store(release, Ordering::Release);
         self.shared.stop.store(true, Ordering::Release);
         self.handle.notify.notify_one();
         if let Some(t) = self.thread.take() {
@@ -704,6 +709,7 @@ async fn run(
         shards,
         leases: Mutex::new(HashMap::new()),
         stop: AtomicBool::new(false),
+        release: AtomicBool::new(false),
         live: Mutex::new(Vec::new()),
         moving: Mutex::new(HashSet::new()),
         started: AtomicBool::new(false),
@@ -773,6 +779,10 @@ async fn run(
         }
     }
     uploader.abort();
-    shared.release_all().await;
-    tracing::info!("control plane stopped; leases released");
+    if shared.release.load(Ordering::Acquire) {
+        shared.release_all().await;
+        tracing::info!("control plane stopped; leases released");
+    } else {
+        tracing::info!("control plane stopped; leases kept until they expire");
+    }
 }

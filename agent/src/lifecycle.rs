@@ -20,7 +20,7 @@ use crate::shard;
 pub struct RunningAgent {
     config: Arc<AgentConfig>,
     draining: Arc<AtomicBool>,
-    handles: Vec<ExecutorJoinHandle<Result<(), String>>>,
+    handles: Vec<ExecutorJoinHandle<Result<bool, String>>>,
     control: Control,
     _lock: File,
 }
@@ -114,7 +114,7 @@ pub fn start(mut config: AgentConfig, signals: bool) -> Result<RunningAgent, Str
                 for h in handles {
                     let _ = h.join();
                 }
-                control.shutdown();
+                control.shutdown(false);
                 return Err(format!("cannot start shard {i}: {e}"));
             }
         }
@@ -173,14 +173,15 @@ impl RunningAgent {
     /// Waits until every shard has stopped (after a signal or `shutdown`).
     pub fn wait(self) -> Outcome {
         let mut failures = Vec::new();
+        let mut shipped = true;
         for (i, h) in self.handles.into_iter().enumerate() {
             match h.join() {
-                Ok(Ok(())) => {}
+                Ok(Ok(all)) => shipped &= all,
                 Ok(Err(e)) => failures.push(format!("shard {i}: {e}")),
                 Err(e) => failures.push(format!("shard {i} panicked: {e}")),
             }
         }
-        self.control.shutdown();
+        self.control.shutdown(shipped && failures.is_empty());
         if failures.is_empty() {
             Outcome::Clean
         } else {

@@ -290,6 +290,21 @@ impl ShardContext {
         }
     }
 
+    /// Seals the active segment and waits until every sealed segment is
+    /// committed and dropped, or `deadline`. True when everything is shipped.
+    pub async fn ship_everything(&self, deadline: std::time::Instant) -> bool {
+        self.log.seal_now();
+        loop {
+            if self.log.active_is_empty() && self.log.sealed_segments().is_empty() {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            glommio::timer::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Bytes of sealed segments not yet in object storage.
     pub fn upload_backlog(&self) -> u64 {
         self.unshipped.borrow().values().sum()

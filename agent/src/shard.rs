@@ -36,8 +36,9 @@ struct Connections {
     open: usize,
 }
 
-/// Runs shard `shard` until shutdown. Returns an error message if it could
-/// not start.
+/// Runs shard `shard` until shutdown. Returns whether everything it wrote
+/// was committed to object storage before it stopped (then its leases may
+/// be released at once), or an error message if it could not start.
 pub async fn run(
     shard: usize,
     config: Arc<AgentConfig>,
@@ -46,7 +47,7 @@ pub async fn run(
     ready: Ready,
     control: ControlHandle,
     mut messages: mpsc::UnboundedReceiver<ShardMsg>,
-) -> Result<(), String> {
+) -> Result<bool, String> {
     let fail = |e: String| {
         let _ = ready.send((shard, Err(e.clone())));
         e
@@ -156,9 +157,19 @@ pub async fn run(
             "grace period over with requests in flight"
         );
     }
+    // Seal and ship what is left, within the grace period: only then may
+    // another agent take the partitions without waiting for lease expiry.
+    let shipped = ctx.ship_everything(deadline).await;
+    if !shipped {
+        tracing::warn!(
+            shard,
+            "grace period over before every segment reached object storage; \
+             leases are kept until they expire (restart on this data dir to ship the rest)"
+        );
+    }
     log.close().await;
-    tracing::info!(shard, "stopped");
-    Ok(())
+    tracing::info!(shard, shipped, "stopped");
+    Ok(shipped)
 }
 
 /// The id naming this log's chunk objects, created once per log directory

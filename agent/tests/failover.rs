@@ -32,12 +32,20 @@ struct Cluster {
 
 impl Cluster {
     fn start(n: usize) -> Cluster {
+        Cluster::start_ttl(n, 2000)
+    }
+
+    fn start_ttl(n: usize, ttl_ms: u64) -> Cluster {
         let meta = tempfile::tempdir_in(target_tmp()).unwrap();
         let url = format!("sqlite://{}", meta.path().join("meta.db").display());
-        Cluster::start_with(n, url, meta)
+        Cluster::start_full(n, url, meta, ttl_ms)
     }
 
     fn start_with(n: usize, metadata: String, meta: tempfile::TempDir) -> Cluster {
+        Cluster::start_full(n, metadata, meta, 2000)
+    }
+
+    fn start_full(n: usize, metadata: String, meta: tempfile::TempDir, ttl_ms: u64) -> Cluster {
         let (endpoint, bucket) = s3_server();
         let args = vec![
             "--metadata".to_string(),
@@ -48,7 +56,7 @@ impl Cluster {
                 unique("failover")
             ),
             "--lease-ttl-ms".into(),
-            "2000".into(),
+            ttl_ms.to_string(),
             "--heartbeat-ms".into(),
             "200".into(),
             "--agent-timeout-ms".into(),
@@ -457,4 +465,27 @@ async fn meta_of(c: &Cluster, topic: &str) -> streamhouse_proto::TopicMetadata {
         .await
         .unwrap()
         .into_inner()
+}
+
+#[tokio::test]
+async fn sigterm_ships_everything_and_releases_leases_at_once() {
+    // Leases of a minute: a takeover by expiry would take that long.
+    let mut c = Cluster::start_ttl(2, 60_000);
+    let admin = c.admin().await;
+    admin.create_topic("term", PARTITIONS).await.unwrap();
+    c.settled("term", 2).await;
+    let p = producer(&c, Acks::Durable).await;
+    let acked = run(&p, "term", 100_000, || {}).await;
+    p.close().await.unwrap();
+    let t = Instant::now();
+    c.agents[0].signal(libc::SIGTERM);
+    assert_eq!(c.agents[0].wait_exit(Duration::from_secs(30)), Some(0));
+    let leaders = c.settled("term", 1).await;
+    assert!(leaders.iter().all(|l| l == "agent-1"));
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "took {:?}: the leases were not released",
+        t.elapsed()
+    );
+    verify(&c, "term", &acked).await;
 }

@@ -185,6 +185,8 @@ struct State {
     active_since: Option<Instant>,
     /// Someone waits for the active segment to be sealed.
     hurry: bool,
+    /// Seal the active segment as soon as the writer is idle.
+    seal_now: bool,
     tail: Vec<u8>,
     gen: u64,
     poisoned: Option<String>,
@@ -339,6 +341,7 @@ impl ShardLog {
                     active_len: 0,
                     active_since: None,
                     hurry: false,
+                    seal_now: false,
                     tail: Vec::new(),
                     gen,
                     poisoned: None,
@@ -778,6 +781,7 @@ impl ShardLog {
         st.active_len = 0;
         st.active_since = None;
         st.hurry = false;
+        st.seal_now = false;
         st.tail.clear();
         Ok(())
     }
@@ -803,7 +807,9 @@ impl ShardLog {
 
     /// Age at which the active segment is sealed now.
     fn seal_age(&self, st: &State) -> Duration {
-        if st.hurry {
+        if st.seal_now {
+            Duration::ZERO
+        } else if st.hurry {
             self.config().hurried_age.min(self.config().segment_age)
         } else {
             self.config().segment_age
@@ -814,6 +820,14 @@ impl ShardLog {
     pub fn active_is_empty(&self) -> bool {
         let st = self.inner.state.borrow();
         st.active_len == 0 && st.pending_entries.is_empty()
+    }
+
+    /// Seals the active segment (if it holds data) as soon as the writer is
+    /// idle, e.g. before shutdown so everything can be shipped.
+    pub fn seal_now(&self) {
+        let mut st = self.inner.state.borrow_mut();
+        st.seal_now = true;
+        let _ = self.inner.wake.unbounded_send(());
     }
 
     /// Id of the segment appends go to now.
