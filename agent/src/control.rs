@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 use crate::catalog::{validate_new_topic, Catalog};
 use crate::config::AgentConfig;
 use crate::metastore::{ChunkRange, MetaError, MetaStore, TopicRow};
+use crate::metrics::Registry;
 use crate::objstore::ObjectStore;
 use crate::remote::RemoteCache;
 use crate::routing::shard_for;
@@ -206,6 +207,7 @@ pub(crate) struct Shared {
     pub stop: AtomicBool,
     /// Release leases when stopping.
     release: AtomicBool,
+    pub metrics: Arc<Registry>,
     /// Live agent ids (this one always included), from the last heartbeat
     /// round.
     live: Mutex<Vec<String>>,
@@ -240,7 +242,14 @@ impl Shared {
     /// Marks a partition's lease lost and tells its shard.
     pub fn lose(&self, key: &str, partition: u32, reason: String) {
         tracing::warn!(topic = key, partition, %reason, "lease lost; no longer serving the partition");
-        self.leases.lock().remove(&(key.to_owned(), partition));
+        let held = {
+            let mut l = self.leases.lock();
+            l.remove(&(key.to_owned(), partition));
+            l.len()
+        };
+        let m = &self.metrics.control;
+        m.leases_lost.fetch_add(1, Ordering::Relaxed);
+        m.leases_held.store(held as u64, Ordering::Relaxed);
         self.catalog.set_lease_epoch(key, partition, 0);
         self.tell(
             self.shard_of(key, partition),
@@ -276,9 +285,14 @@ impl Shared {
         } else {
             Vec::new()
         };
-        self.leases
-            .lock()
-            .insert((key.to_owned(), partition), (grant.epoch, grant.expires_ms));
+        let held = {
+            let mut l = self.leases.lock();
+            l.insert((key.to_owned(), partition), (grant.epoch, grant.expires_ms));
+            l.len()
+        };
+        let m = &self.metrics.control;
+        m.leases_acquired.fetch_add(1, Ordering::Relaxed);
+        m.leases_held.store(held as u64, Ordering::Relaxed);
         self.catalog.set_lease_epoch(key, partition, grant.epoch);
         tracing::info!(
             topic = key,
@@ -365,7 +379,14 @@ impl Shared {
                     },
                 );
                 let _ = rx.await;
-                s.leases.lock().remove(&(key.clone(), p));
+                let held = {
+                    let mut l = s.leases.lock();
+                    l.remove(&(key.clone(), p));
+                    l.len()
+                };
+                let m = &s.metrics.control;
+                m.leases_released.fetch_add(1, Ordering::Relaxed);
+                m.leases_held.store(held as u64, Ordering::Relaxed);
                 s.catalog.set_lease_epoch(&key, p, 0);
                 if let Err(e) = s
                     .meta
@@ -629,6 +650,7 @@ impl Control {
 pub fn start(
     config: Arc<AgentConfig>,
     catalog: Arc<Catalog>,
+    metrics: Arc<Registry>,
 ) -> Result<(Control, Vec<mpsc::UnboundedReceiver<ShardMsg>>), String> {
     let shards = config.shard_count();
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::unbounded()).unzip();
@@ -652,7 +674,7 @@ pub fn start(
                     return;
                 }
             };
-            rt.block_on(run(config, catalog, senders, rx, notify, ready_tx));
+            rt.block_on(run(config, catalog, metrics, senders, rx, notify, ready_tx));
         })
         .map_err(|e| format!("cannot start the control thread: {e}"))?;
     match ready_rx.recv() {
@@ -678,6 +700,7 @@ pub fn start(
 async fn run(
     config: Arc<AgentConfig>,
     catalog: Arc<Catalog>,
+    metrics: Arc<Registry>,
     shards: Vec<mpsc::UnboundedSender<ShardMsg>>,
     rx: crossbeam_channel::Receiver<Request>,
     notify: Arc<Notify>,
@@ -709,6 +732,7 @@ async fn run(
         shards,
         leases: Mutex::new(HashMap::new()),
         stop: AtomicBool::new(false),
+        metrics,
         release: AtomicBool::new(false),
         live: Mutex::new(Vec::new()),
         moving: Mutex::new(HashSet::new()),

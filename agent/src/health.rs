@@ -1,7 +1,8 @@
 //! The agent's admin HTTP port (`--admin-listen`): `GET /health` answers
 //! 200 while the process runs (liveness); `GET /ready` answers 200 once the
 //! first lease round is done and the metadata store answered the last
-//! heartbeat, else 503 with the reason. Plain HTTP/1.1, one request per
+//! heartbeat, else 503 with the reason; `GET /metrics` answers the
+//! Prometheus text exposition. Plain HTTP/1.1, one request per
 //! connection. Runs on the control thread; reads shared state only.
 
 use std::sync::atomic::Ordering;
@@ -31,6 +32,7 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
 fn route(path: &str, shared: &Shared) -> (u16, String) {
     match path {
         "/health" => (200, "ok\n".into()),
+        "/metrics" => (200, shared.metrics.render()),
         "/ready" => {
             if !shared.started.load(Ordering::Acquire) {
                 (503, "starting: leases not acquired yet\n".into())
@@ -40,7 +42,7 @@ fn route(path: &str, shared: &Shared) -> (u16, String) {
                 (200, "ready\n".into())
             }
         }
-        _ => (404, "not found: use /health or /ready\n".into()),
+        _ => (404, "not found: use /health, /ready or /metrics\n".into()),
     }
 }
 

@@ -19,6 +19,7 @@ pub mod health;
 pub mod lease;
 pub mod lifecycle;
 pub mod metastore;
+pub mod metrics;
 pub mod objstore;
 pub mod remote;
 pub mod routing;

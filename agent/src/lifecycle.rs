@@ -81,7 +81,8 @@ pub fn start(mut config: AgentConfig, signals: bool) -> Result<RunningAgent, Str
     }
     let catalog = Arc::new(Catalog::new());
     let config = Arc::new(config);
-    let (control, mut inboxes) = control::start(config.clone(), catalog.clone())?;
+    let registry = Arc::new(crate::metrics::Registry::new(config.shard_count()));
+    let (control, mut inboxes) = control::start(config.clone(), catalog.clone(), registry.clone())?;
     let draining = Arc::new(AtomicBool::new(false));
     if signals {
         for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -96,17 +97,18 @@ pub fn start(mut config: AgentConfig, signals: bool) -> Result<RunningAgent, Str
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let mut handles = Vec::with_capacity(shards);
     for i in 0..shards {
-        let (cfg, cat, drain, ready, ctl) = (
+        let (cfg, cat, drain, ready, ctl, m) = (
             config.clone(),
             catalog.clone(),
             draining.clone(),
             ready_tx.clone(),
             control.handle(),
+            registry.shards[i].clone(),
         );
         let inbox = inboxes.remove(0);
         let spawned = LocalExecutorBuilder::new(Placement::Fixed(cores[i % cores.len()]))
             .name(&format!("shard-{i}"))
-            .spawn(move || shard::run(i, cfg, cat, drain, ready, ctl, inbox));
+            .spawn(move || shard::run(i, cfg, cat, drain, ready, ctl, inbox, m));
         match spawned {
             Ok(h) => handles.push(h),
             Err(e) => {

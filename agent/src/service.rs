@@ -27,6 +27,7 @@ use crate::control::{
 use crate::grpc::{read_message, Code, Status};
 use crate::lease::{LeaseProblem, LeaseState, ShardLeases};
 use crate::metastore::ChunkRange;
+use crate::metrics::ShardMetrics;
 use crate::routing::shard_for;
 
 /// Default and largest `max_bytes` of a fetch.
@@ -63,6 +64,10 @@ pub struct ShardContext {
     log_id: String,
     /// Sealed segments not yet committed to object storage, with their sizes.
     unshipped: RefCell<BTreeMap<u64, u64>>,
+    /// When each of them was sealed (ms since the epoch).
+    sealed_at: RefCell<BTreeMap<u64, i64>>,
+    /// This shard's counters.
+    pub metrics: Arc<ShardMetrics>,
     /// Highest segment committed to object storage so far.
     committed_through: Cell<Option<u64>>,
     /// Produce requests with ack `object` waiting for their segment.
@@ -140,6 +145,7 @@ impl ShardContext {
         draining: Arc<AtomicBool>,
         control: ControlHandle,
         log_id: String,
+        metrics: Arc<ShardMetrics>,
     ) -> Rc<Self> {
         let ctx = Rc::new(ShardContext {
             shard,
@@ -154,8 +160,10 @@ impl ShardContext {
             leases: ShardLeases::default(),
             log_id,
             unshipped: RefCell::new(BTreeMap::new()),
+            sealed_at: RefCell::new(BTreeMap::new()),
             object_waiters: RefCell::new(Vec::new()),
             committed_through: Cell::new(None),
+            metrics,
         });
         ctx.refresh_topics();
         ctx
@@ -197,6 +205,7 @@ impl ShardContext {
                     tracing::warn!(shard = self.shard, segment, error = %e, "cannot drop a shipped segment");
                 }
                 self.unshipped.borrow_mut().remove(&segment);
+                self.publish_backlog();
                 // The uploader commits a shard's segments in seal order.
                 self.committed_through.set(Some(segment));
                 let mut waiters = self.object_waiters.borrow_mut();
@@ -274,6 +283,8 @@ impl ShardContext {
             })
             .collect();
         self.unshipped.borrow_mut().insert(segment, len);
+        self.sealed_at.borrow_mut().insert(segment, now_ms());
+        self.publish_backlog();
         let job = UploadJob {
             shard: self.shard,
             segment,
@@ -303,6 +314,19 @@ impl ShardContext {
             }
             glommio::timer::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    fn publish_backlog(&self) {
+        let unshipped = self.unshipped.borrow();
+        let mut sealed_at = self.sealed_at.borrow_mut();
+        sealed_at.retain(|s, _| unshipped.contains_key(s));
+        self.metrics
+            .upload_backlog_bytes
+            .store(unshipped.values().sum(), Ordering::Relaxed);
+        self.metrics.oldest_unshipped_ms.store(
+            sealed_at.values().next().copied().unwrap_or(0),
+            Ordering::Relaxed,
+        );
     }
 
     /// Bytes of sealed segments not yet in object storage.
@@ -654,11 +678,20 @@ impl ShardContext {
         } else {
             self.encode_records(&req)?
         };
+        let batch_len = encoded.len() as u64;
         let appended = self
             .log
             .append(&t.key, req.partition, encoded)
             .await
             .map_err(log_status)?;
+        if !appended.duplicate {
+            let m = &self.metrics;
+            m.produce_requests.fetch_add(1, Ordering::Relaxed);
+            m.produce_records
+                .fetch_add(u64::from(appended.record_count), Ordering::Relaxed);
+            m.produce_bytes.fetch_add(batch_len, Ordering::Relaxed);
+            m.batch_records.observe(u64::from(appended.record_count));
+        }
         t.entry.high_watermarks[req.partition as usize].fetch_max(
             appended.base_offset + u64::from(appended.record_count),
             Ordering::Relaxed,
@@ -737,6 +770,7 @@ impl ShardContext {
     }
 
     async fn fetch(&self, req: pb::FetchRequest) -> Result<pb::FetchResponse, Status> {
+        self.metrics.fetch_requests.fetch_add(1, Ordering::Relaxed);
         let t = self.route(&req.topic, req.partition, false).await?;
         self.leases
             .check(&t.key, req.partition, now_ms())

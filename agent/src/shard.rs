@@ -6,7 +6,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,6 +47,7 @@ pub async fn run(
     ready: Ready,
     control: ControlHandle,
     mut messages: mpsc::UnboundedReceiver<ShardMsg>,
+    metrics: Arc<crate::metrics::ShardMetrics>,
 ) -> Result<bool, String> {
     let fail = |e: String| {
         let _ = ready.send((shard, Err(e.clone())));
@@ -72,6 +73,7 @@ pub async fn run(
     let addr = config.shard_listen(shard);
     let listener = TcpListener::bind(addr)
         .map_err(|e| fail(format!("shard {shard}: cannot listen on {addr}: {e}")))?;
+    *metrics.log.lock() = Some(log.stats());
     let ctx = ShardContext::new(
         shard,
         config.clone(),
@@ -80,6 +82,7 @@ pub async fn run(
         draining,
         control,
         log_id,
+        metrics,
     );
     // Leases acquired before the shard started: apply them before serving.
     while let Ok(msg) = messages.try_recv() {
@@ -120,14 +123,22 @@ pub async fn run(
                     let mut c = conns.borrow_mut();
                     c.stop.push(tx);
                     c.open += 1;
+                    ctx.metrics
+                        .connections_open
+                        .store(c.open as u64, Ordering::Relaxed);
                 }
                 let ctx = ctx.clone();
+                let ctx2 = ctx.clone();
                 let conns = conns.clone();
                 glommio::spawn_local(async move {
                     if let Err(e) = serve_connection(ctx, stream, settings, rx).await {
                         tracing::debug!(shard, error = %e, "connection ended with an error");
                     }
-                    conns.borrow_mut().open -= 1;
+                    let mut c = conns.borrow_mut();
+                    c.open -= 1;
+                    ctx2.metrics
+                        .connections_open
+                        .store(c.open as u64, Ordering::Relaxed);
                 })
                 .detach();
             }
@@ -261,6 +272,7 @@ async fn handle_stream(
     let timeout = grpc::parse_timeout(req.headers());
     let mut body = req.into_body();
     ctx.inflight.set(ctx.inflight.get() + 1);
+    let started = Instant::now();
     let call = ctx.call(&path, &mut body);
     let result = match timeout {
         Some(t) => {
@@ -276,6 +288,12 @@ async fn handle_stream(
         None => call.await,
     };
     ctx.inflight.set(ctx.inflight.get() - 1);
+    ctx.metrics
+        .request_us
+        .observe(started.elapsed().as_micros() as u64);
+    if let Err(s) = &result {
+        ctx.metrics.error(s.code);
+    }
     match result {
         Ok(reply) => grpc::reply_ok(&mut respond, reply),
         Err(status) => {

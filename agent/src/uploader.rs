@@ -94,9 +94,21 @@ async fn ship(shared: &Shared, job: UploadJob) -> bool {
     let started = Instant::now();
     let mut attempt = 0;
     loop {
+        let t = Instant::now();
         match shared.store.put(&chunk.key, data.clone()).await {
-            Ok(()) => break,
+            Ok(()) => {
+                let m = &shared.metrics.control;
+                m.upload_us.observe(t.elapsed().as_micros() as u64);
+                m.chunks_uploaded.fetch_add(1, Ordering::Relaxed);
+                m.upload_bytes.fetch_add(chunk.size, Ordering::Relaxed);
+                break;
+            }
             Err(e) => {
+                shared
+                    .metrics
+                    .control
+                    .upload_failures
+                    .fetch_add(1, Ordering::Relaxed);
                 attempt += 1;
                 tracing::warn!(key = %chunk.key, error = %e, attempt, "chunk upload failed; retrying");
                 if !pause(shared, attempt).await {
@@ -109,7 +121,14 @@ async fn ship(shared: &Shared, job: UploadJob) -> bool {
     let mut attempt = 0;
     loop {
         match shared.meta.commit_chunk(&agent, &chunk).await {
-            Ok(_) => break,
+            Ok(_) => {
+                shared
+                    .metrics
+                    .control
+                    .chunks_committed
+                    .fetch_add(1, Ordering::Relaxed);
+                break;
+            }
             Err(MetaError::Fenced {
                 topic,
                 partition,

@@ -15,6 +15,7 @@ pub mod log;
 pub mod producers;
 #[cfg(feature = "engine")]
 pub mod segment;
+pub mod stats;
 
 #[cfg(feature = "engine")]
 pub use log::{

@@ -195,6 +195,7 @@ struct State {
 
 struct Inner {
     config: LogConfig,
+    stats: std::sync::Arc<crate::stats::LogStats>,
     state: RefCell<State>,
     wake: mpsc::UnboundedSender<()>,
 }
@@ -327,6 +328,7 @@ impl ShardLog {
         let log = ShardLog {
             inner: Rc::new(Inner {
                 config,
+                stats: Default::default(),
                 state: RefCell::new(State {
                     partitions,
                     pending: Vec::new(),
@@ -357,6 +359,11 @@ impl ShardLog {
 
     fn config(&self) -> &LogConfig {
         &self.inner.config
+    }
+
+    /// The log's counters (shared, read by metrics).
+    pub fn stats(&self) -> std::sync::Arc<crate::stats::LogStats> {
+        self.inner.stats.clone()
     }
 
     /// Makes a partition known to the log (idempotent). Appends to unknown
@@ -797,6 +804,10 @@ impl ShardLog {
         tracing::debug!(segment = id, bytes = len, "sealing WAL segment");
         self.create_segment(id + 1).await?;
         let sealed = SealedSegment { id, path, len };
+        self.inner
+            .stats
+            .segments_sealed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut st = self.inner.state.borrow_mut();
         if let Some(tx) = &st.seal_subscriber {
             let _ = tx.unbounded_send(sealed.clone());
@@ -959,7 +970,15 @@ impl ShardLog {
                 message: format!("short write: {written} of {len} bytes"),
             });
         }
+        let synced = Instant::now();
         file.fdatasync().await.map_err(io_err("syncing the WAL"))?;
+        {
+            use std::sync::atomic::Ordering::Relaxed;
+            let s = &self.inner.stats;
+            s.fsync_us.observe(synced.elapsed().as_micros() as u64);
+            s.commit_batches.observe(entries.len() as u64);
+            s.wal_bytes.fetch_add(data.len() as u64, Relaxed);
+        }
         tracing::trace!(
             gen,
             bytes = data.len(),

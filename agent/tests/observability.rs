@@ -1,0 +1,122 @@
+//! Operations: `/metrics` counters match what a client sent, `/health` and
+//! `/ready` answer, and bad configuration fails at start naming the field.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn get(port: u16, path: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.unwrap();
+    let status = buf.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = buf.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
+
+/// Value of the sample `name` (exact text before the value).
+fn sample(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("{name} missing from:\n{metrics}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn metrics_count_what_the_client_sent() {
+    let admin_port = free_ports(1);
+    let listen = format!("127.0.0.1:{admin_port}");
+    let agent = Agent::start(2, &["--admin-listen", &listen]);
+    let meta = agent.create_topic("obs", 4).await;
+    let mut records = 0;
+    for round in 0..5 {
+        for p in 0..4u32 {
+            let mut c = agent.producer_for(&meta, p).await;
+            let values: Vec<String> = (0..(10 + p * 5)).map(|i| format!("r{round}-{i}")).collect();
+            records += values.len();
+            c.produce(produce_req("obs", p, &values)).await.unwrap();
+        }
+    }
+    let mut c = agent.producer_for(&meta, 0).await;
+    let bad = c.produce(produce_req("obs", 0, &[])).await.unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+
+    let (status, m) = get(admin_port, "/metrics").await;
+    assert_eq!(status, 200);
+    assert_eq!(sample(&m, "streamhouse_agent_produce_requests_total"), 20.0);
+    assert_eq!(
+        sample(&m, "streamhouse_agent_produce_records_total"),
+        records as f64
+    );
+    let errors: f64 = (0..2)
+        .map(|s| {
+            m.lines()
+                .find_map(|l| {
+                    l.strip_prefix(&format!(
+                        "streamhouse_request_errors_total{{shard=\"{s}\",code=\"INVALID_ARGUMENT\"}} "
+                    ))
+                })
+                .map_or(0.0, |v| v.parse().unwrap())
+        })
+        .sum();
+    assert_eq!(errors, 1.0);
+    let syncs: f64 = (0..2)
+        .map(|s| {
+            sample(
+                &m,
+                &format!("streamhouse_fsync_duration_us_count{{shard=\"{s}\"}}"),
+            )
+        })
+        .sum();
+    assert!(
+        syncs >= 1.0 && syncs <= 20.0,
+        "{syncs} syncs for 20 requests"
+    );
+    let batches: f64 = (0..2)
+        .map(|s| {
+            sample(
+                &m,
+                &format!("streamhouse_batch_records_count{{shard=\"{s}\"}}"),
+            )
+        })
+        .sum();
+    assert_eq!(batches, 20.0);
+    assert_eq!(sample(&m, "streamhouse_leases_held"), 4.0);
+    assert!(sample(&m, "streamhouse_agent_wal_bytes_total") > records as f64 * 5.0);
+    assert!(sample(&m, "streamhouse_agent_connections_open") >= 1.0);
+
+    assert_eq!(get(admin_port, "/health").await, (200, "ok\n".into()));
+    assert_eq!(get(admin_port, "/ready").await.0, 200);
+    assert_eq!(get(admin_port, "/nope").await.0, 404);
+}
+
+#[test]
+fn invalid_configuration_fails_at_start_naming_the_field() {
+    let dir = tempfile::tempdir_in(target_tmp()).unwrap();
+    for (args, field) in [
+        (vec!["--lease-ttl-ms", "5"], "--lease-ttl-ms"),
+        (vec!["--shards", "zero"], "--shards"),
+        (vec!["--metadata", "mysql://x"], "--metadata"),
+        (vec!["--object-store", "ftp://x"], "--object-store"),
+    ] {
+        let out = Command::new(agent_bin())
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(field), "{args:?}: {err}");
+    }
+}
