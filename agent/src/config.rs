@@ -1,5 +1,7 @@
 //! Agent configuration: every command-line flag, its environment variable
-//! (`STREAMHOUSE_*`) and its default. Owns parsing and validation only.
+//! (`STREAMHOUSE_*`), its key in the optional TOML file (`--config`), and
+//! its default. Precedence: command line, then environment, then the file,
+//! then the default. Owns parsing and validation only.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,6 +14,12 @@ use clap::Parser;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "streamhouse-agent", version, about, long_about = None)]
 pub struct AgentConfig {
+    /// TOML file with any of these options, keyed by flag name without the
+    /// dashes (`segment-age-ms = 500` or `segment_age_ms = 500`). Command
+    /// line and environment variables take precedence over it.
+    #[arg(long, env = "STREAMHOUSE_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+
     /// Address of shard 0; shard i listens on PORT+i.
     #[arg(long, env = "STREAMHOUSE_LISTEN", default_value = "127.0.0.1:9092")]
     pub listen: SocketAddr,
@@ -118,7 +126,94 @@ pub struct AgentConfig {
     pub read_cache_bytes: usize,
 }
 
+/// Why the configuration could not be loaded.
+#[derive(Debug)]
+pub enum LoadError {
+    /// The command line or environment (clap's error, which names the flag;
+    /// also `--help` and `--version`).
+    Args(clap::Error),
+    /// The `--config` file.
+    File(String),
+}
+
 impl AgentConfig {
+    /// Parses the command line `args` (program name first) with the
+    /// environment and the `--config` file. Errors name the offending flag
+    /// or file key.
+    pub fn load<I, T>(args: I) -> Result<AgentConfig, LoadError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::CommandFactory;
+        let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+        let texts: Vec<String> = args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let path = texts
+            .iter()
+            .enumerate()
+            .find_map(|(i, a)| {
+                a.strip_prefix("--config=").map(str::to_owned).or_else(|| {
+                    (a == "--config")
+                        .then(|| texts.get(i + 1).cloned())
+                        .flatten()
+                })
+            })
+            .or_else(|| std::env::var("STREAMHOUSE_CONFIG").ok());
+        let mut full = args.first().cloned().into_iter().collect::<Vec<_>>();
+        if let Some(path) = path {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| LoadError::File(format!("--config {path}: {e}")))?;
+            let table: toml::Table = toml::from_str(&text)
+                .map_err(|e| LoadError::File(format!("--config {path}: {e}")))?;
+            let cmd = AgentConfig::command();
+            for (key, value) in table {
+                let flag = key.replace('_', "-");
+                let arg = cmd
+                    .get_arguments()
+                    .find(|a| a.get_long() == Some(flag.as_str()) && flag != "config")
+                    .ok_or_else(|| {
+                        LoadError::File(format!("--config {path}: unknown key {key:?}"))
+                    })?;
+                let on_command_line = texts
+                    .iter()
+                    .any(|a| *a == format!("--{flag}") || a.starts_with(&format!("--{flag}=")));
+                let in_env = arg.get_env().is_some_and(|e| std::env::var_os(e).is_some());
+                if on_command_line || in_env {
+                    continue;
+                }
+                if !arg.get_action().takes_values() {
+                    match value {
+                        toml::Value::Boolean(true) => full.push(format!("--{flag}").into()),
+                        toml::Value::Boolean(false) => {}
+                        other => {
+                            return Err(LoadError::File(format!(
+                                "--config {path}: key {key:?} must be true or false, not {other}"
+                            )))
+                        }
+                    }
+                    continue;
+                }
+                let text = match value {
+                    toml::Value::String(s) => s,
+                    toml::Value::Integer(i) => i.to_string(),
+                    toml::Value::Float(f) => f.to_string(),
+                    other => {
+                        return Err(LoadError::File(format!(
+                            "--config {path}: key {key:?} must be a string or a number, not {}",
+                            other.type_str()
+                        )))
+                    }
+                };
+                full.push(format!("--{flag}={text}").into());
+            }
+        }
+        full.extend(args.into_iter().skip(1));
+        AgentConfig::try_parse_from(full).map_err(LoadError::Args)
+    }
+
     /// Checks values that clap cannot; the error names the field.
     pub fn validate(&self) -> Result<(), String> {
         if self.shards == Some(0) {
@@ -197,5 +292,58 @@ impl AgentConfig {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn file_then_env_then_command_line() {
+        let f = file(
+            "segment-age-ms = 500\nheartbeat_ms = 300\nagent-id = \"from-file\"\n\
+             auto-create-topics = true\nlease-ttl-ms = 4000\n",
+        );
+        let path = f.path().to_str().unwrap().to_owned();
+        // Only this test touches this variable.
+        std::env::set_var("STREAMHOUSE_LEASE_TTL_MS", "7000");
+        let c = AgentConfig::load(["agent", "--config", &path, "--heartbeat-ms", "900"]).unwrap();
+        std::env::remove_var("STREAMHOUSE_LEASE_TTL_MS");
+        assert_eq!(c.segment_age_ms, 500, "from the file");
+        assert_eq!(c.agent_id, "from-file");
+        assert!(c.auto_create_topics);
+        assert_eq!(c.heartbeat_ms, 900, "the command line beats the file");
+        assert_eq!(c.lease_ttl_ms, 7000, "the environment beats the file");
+        assert_eq!(c.shutdown_grace_ms, 10_000, "defaults stay");
+
+        let bad = file("segment-age-ms = 5\nno-such-option = 1\n");
+        let p = bad.path().to_str().unwrap().to_owned();
+        match AgentConfig::load(["agent", &format!("--config={p}")]) {
+            Err(LoadError::File(e)) => assert!(e.contains("no-such-option"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        let bad = file("shards = \"many\"\n");
+        let p = bad.path().to_str().unwrap().to_owned();
+        match AgentConfig::load(["agent", "--config", &p]) {
+            Err(LoadError::Args(e)) => assert!(e.to_string().contains("--shards"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        let bad = file("auto-create-topics = \"yes\"\n");
+        let p = bad.path().to_str().unwrap().to_owned();
+        assert!(matches!(
+            AgentConfig::load(["agent", "--config", &p]),
+            Err(LoadError::File(_))
+        ));
+        assert!(matches!(
+            AgentConfig::load(["agent", "--config", "/nonexistent/streamhouse.toml"]),
+            Err(LoadError::File(_))
+        ));
     }
 }

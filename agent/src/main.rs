@@ -7,12 +7,21 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use streamhouse_agent::config::LoadError;
 use streamhouse_agent::lifecycle::Outcome;
 use streamhouse_agent::AgentConfig;
 
 fn main() -> ExitCode {
-    let config = AgentConfig::parse();
+    let config = match AgentConfig::load(std::env::args_os()) {
+        Ok(c) => c,
+        // Prints clap's message (or --help / --version) and exits: 2 for
+        // errors, 0 for help and version.
+        Err(LoadError::Args(e)) => e.exit(),
+        Err(LoadError::File(e)) => {
+            eprintln!("streamhouse-agent: {e}");
+            return ExitCode::from(2);
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
