@@ -108,7 +108,18 @@ pub fn start(mut config: AgentConfig, signals: bool) -> Result<RunningAgent, Str
         let inbox = inboxes.remove(0);
         let spawned = LocalExecutorBuilder::new(Placement::Fixed(cores[i % cores.len()]))
             .name(&format!("shard-{i}"))
-            .spawn(move || shard::run(i, cfg, cat, drain, ready, ctl, inbox, m));
+            .spawn(move || {
+                shard::run(shard::ShardSetup {
+                    shard: i,
+                    config: cfg,
+                    catalog: cat,
+                    draining: drain,
+                    ready,
+                    control: ctl,
+                    messages: inbox,
+                    metrics: m,
+                })
+            });
         match spawned {
             Ok(h) => handles.push(h),
             Err(e) => {

@@ -136,17 +136,31 @@ fn lease_status(topic: &str, partition: u32, p: LeaseProblem) -> Status {
     }
 }
 
+/// What a [`ShardContext`] is built from.
+pub struct ContextParts {
+    pub shard: usize,
+    pub config: Arc<AgentConfig>,
+    pub catalog: Arc<Catalog>,
+    pub log: ShardLog,
+    pub draining: Arc<AtomicBool>,
+    pub control: ControlHandle,
+    /// Names this log's chunk objects.
+    pub log_id: String,
+    pub metrics: Arc<ShardMetrics>,
+}
+
 impl ShardContext {
-    pub fn new(
-        shard: usize,
-        config: Arc<AgentConfig>,
-        catalog: Arc<Catalog>,
-        log: ShardLog,
-        draining: Arc<AtomicBool>,
-        control: ControlHandle,
-        log_id: String,
-        metrics: Arc<ShardMetrics>,
-    ) -> Rc<Self> {
+    pub fn new(parts: ContextParts) -> Rc<Self> {
+        let ContextParts {
+            shard,
+            config,
+            catalog,
+            log,
+            draining,
+            control,
+            log_id,
+            metrics,
+        } = parts;
         let ctx = Rc::new(ShardContext {
             shard,
             config,

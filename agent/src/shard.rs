@@ -21,7 +21,7 @@ use crate::catalog::Catalog;
 use crate::config::AgentConfig;
 use crate::control::{ControlHandle, ShardMsg};
 use crate::grpc::{self, Code, H2Settings, Status};
-use crate::service::ShardContext;
+use crate::service::{ContextParts, ShardContext};
 
 /// How often a shard looks at the shutdown flag.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(20);
@@ -36,19 +36,34 @@ struct Connections {
     open: usize,
 }
 
+/// What a shard is given by the agent that starts it.
+pub struct ShardSetup {
+    pub shard: usize,
+    pub config: Arc<AgentConfig>,
+    pub catalog: Arc<Catalog>,
+    /// Set by SIGTERM/SIGINT or `RunningAgent::shutdown`.
+    pub draining: Arc<AtomicBool>,
+    pub ready: Ready,
+    pub control: ControlHandle,
+    /// Messages from the control thread (leases, committed chunks).
+    pub messages: mpsc::UnboundedReceiver<ShardMsg>,
+    pub metrics: Arc<crate::metrics::ShardMetrics>,
+}
+
 /// Runs shard `shard` until shutdown. Returns whether everything it wrote
 /// was committed to object storage before it stopped (then its leases may
 /// be released at once), or an error message if it could not start.
-pub async fn run(
-    shard: usize,
-    config: Arc<AgentConfig>,
-    catalog: Arc<Catalog>,
-    draining: Arc<AtomicBool>,
-    ready: Ready,
-    control: ControlHandle,
-    mut messages: mpsc::UnboundedReceiver<ShardMsg>,
-    metrics: Arc<crate::metrics::ShardMetrics>,
-) -> Result<bool, String> {
+pub async fn run(setup: ShardSetup) -> Result<bool, String> {
+    let ShardSetup {
+        shard,
+        config,
+        catalog,
+        draining,
+        ready,
+        control,
+        mut messages,
+        metrics,
+    } = setup;
     let fail = |e: String| {
         let _ = ready.send((shard, Err(e.clone())));
         e
@@ -74,16 +89,16 @@ pub async fn run(
     let listener = TcpListener::bind(addr)
         .map_err(|e| fail(format!("shard {shard}: cannot listen on {addr}: {e}")))?;
     *metrics.log.lock() = Some(log.stats());
-    let ctx = ShardContext::new(
+    let ctx = ShardContext::new(ContextParts {
         shard,
-        config.clone(),
+        config: config.clone(),
         catalog,
-        log.clone(),
+        log: log.clone(),
         draining,
         control,
         log_id,
         metrics,
-    );
+    });
     // Leases acquired before the shard started: apply them before serving.
     while let Ok(msg) = messages.try_recv() {
         ctx.apply(msg);

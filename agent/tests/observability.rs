@@ -79,7 +79,7 @@ async fn metrics_count_what_the_client_sent() {
         })
         .sum();
     assert!(
-        syncs >= 1.0 && syncs <= 20.0,
+        (1.0..=20.0).contains(&syncs),
         "{syncs} syncs for 20 requests"
     );
     let batches: f64 = (0..2)
