@@ -6,6 +6,8 @@
 //! send order per partition.
 
 mod common;
+#[path = "common/pg.rs"]
+mod pg;
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
@@ -14,14 +16,6 @@ use common::*;
 use streamhouse_client::{Acks, Admin, Consumer, Producer, ProducerRecord};
 
 const PARTITIONS: u32 = 12;
-
-fn unique(prefix: &str) -> String {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{t}", std::process::id())
-}
 
 /// Agents on one shared SQLite file and one S3 prefix, with short leases.
 struct Cluster {
@@ -248,17 +242,7 @@ async fn sigkill_with_ack_object_loses_and_duplicates_nothing() {
 
 #[tokio::test]
 async fn sigkill_with_postgres_metadata_loses_and_duplicates_nothing() {
-    let base = postgres_url();
-    let db = unique("failover").replace('-', "_");
-    let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    client
-        .batch_execute(&format!("CREATE DATABASE {db}"))
-        .await
-        .unwrap();
-    let url = format!("{}/{db}", base.rsplit_once('/').unwrap().0);
+    let url = pg::fresh_database("failover").await;
     let mut c = Cluster::start_with(3, url, tempfile::tempdir_in(target_tmp()).unwrap());
     let admin = c.admin().await;
     admin.create_topic("fpg", PARTITIONS).await.unwrap();

@@ -4,17 +4,11 @@
 
 mod common;
 
+use common::unique;
+
 use streamhouse_agent::metastore::{
     AgentRow, ChunkCommit, ChunkRange, MetaError, MetaStore, SCHEMA_VERSION,
 };
-
-fn unique(prefix: &str) -> String {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{t}", std::process::id())
-}
 
 fn range(topic: &str, partition: u32, base: u64, end: u64, epoch: u64) -> ChunkRange {
     ChunkRange {

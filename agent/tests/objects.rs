@@ -6,6 +6,8 @@
 //! not committed, never twice; an empty data dir serves committed records.
 
 mod common;
+#[path = "common/pg.rs"]
+mod pg;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -19,14 +21,6 @@ use streamhouse_proto as pb;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tonic::Code;
-
-fn unique(prefix: &str) -> String {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{t}", std::process::id())
-}
 
 /// A TCP forwarder in front of the S3 server that a test can cut (refusing
 /// and dropping connections) and restore, as a network outage would.
@@ -361,17 +355,7 @@ async fn s3_round_trip_is_byte_equal_and_survives_an_empty_data_dir() {
 async fn local_store_round_trip_with_postgres_metadata() {
     let dir = tempfile::tempdir_in(target_tmp()).unwrap();
     // A fresh database per run keeps topic names free.
-    let base = postgres_url();
-    let db = unique("trip").replace('-', "_");
-    let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    client
-        .batch_execute(&format!("CREATE DATABASE {db}"))
-        .await
-        .unwrap();
-    let meta_url = format!("{}/{db}", base.rsplit_once('/').unwrap().0);
+    let meta_url = pg::fresh_database("trip").await;
     let args = vec![
         "--object-store".into(),
         format!("file://{}", dir.path().join("objects").display()),

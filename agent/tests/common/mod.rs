@@ -296,3 +296,12 @@ pub fn s3_server() -> (String, String) {
         get("STREAMHOUSE_TEST_S3_BUCKET"),
     )
 }
+
+/// A name no other test run uses: `prefix-PID-NANOS`.
+pub fn unique(prefix: &str) -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{t}", std::process::id())
+}
