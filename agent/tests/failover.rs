@@ -473,3 +473,93 @@ async fn sigterm_ships_everything_and_releases_leases_at_once() {
     );
     verify(&c, "term", &acked).await;
 }
+
+#[tokio::test]
+async fn a_stalled_agent_does_not_hold_up_partitions_elsewhere() {
+    // Long leases: the stalled agent keeps its partitions for the test.
+    let c = Cluster::start_ttl(2, 60_000);
+    let admin = c.admin().await;
+    admin.create_topic("hol", PARTITIONS).await.unwrap();
+    let leaders = c.settled("hol", 2).await;
+    let stalled: Vec<u32> = (0..PARTITIONS)
+        .filter(|p| leaders[*p as usize] == "agent-0")
+        .collect();
+    let healthy: Vec<u32> = (0..PARTITIONS)
+        .filter(|p| leaders[*p as usize] == "agent-1")
+        .collect();
+    let p = producer(&c, Acks::Durable).await;
+    // Warm the connections to both agents.
+    for part in 0..PARTITIONS {
+        p.send(ProducerRecord::new("hol", "warm").partition(part))
+            .await
+            .unwrap();
+    }
+    c.agents[0].signal(libc::SIGSTOP);
+    let pending: Vec<_> = stalled
+        .iter()
+        .map(|part| p.send(ProducerRecord::new("hol", "stuck").partition(*part)))
+        .collect();
+    let t = Instant::now();
+    let healthy_sends: Vec<_> = healthy
+        .iter()
+        .flat_map(|part| {
+            (0..100).map(|i| p.send(ProducerRecord::new("hol", format!("ok-{i}")).partition(*part)))
+        })
+        .collect();
+    for f in healthy_sends {
+        f.await.unwrap();
+    }
+    let took = t.elapsed();
+    c.agents[0].signal(libc::SIGCONT);
+    assert!(
+        took < Duration::from_secs(5),
+        "partitions of the healthy agent waited {took:?} behind the stalled one"
+    );
+    for f in pending {
+        f.await.unwrap();
+    }
+    p.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_consumer_follows_a_partition_to_its_new_leader() {
+    let mut c = Cluster::start(1);
+    let admin = c.admin().await;
+    admin.create_topic("follow", PARTITIONS).await.unwrap();
+    c.settled("follow", 1).await;
+    let p = producer(&c, Acks::Object).await;
+    let first = run(&p, "follow", 12_000, || {}).await;
+    let mut consumer = Consumer::connect(c.addresses()).await.unwrap();
+    consumer
+        .assign((0..PARTITIONS).map(|part| ("follow".to_owned(), part)))
+        .await
+        .unwrap();
+    let mut got: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    while got.values().map(Vec::len).sum::<usize>() < 6_000 {
+        for r in consumer.poll(Duration::from_millis(200)).await.unwrap() {
+            got.entry(r.partition).or_default().push(r.offset);
+        }
+    }
+    // Another agent joins: some partitions move while the consumer reads.
+    c.add();
+    let after = c.settled("follow", 2).await;
+    assert!(after.iter().any(|l| l == "agent-1"));
+    let second = run(&p, "follow", 12_000, || {}).await;
+    p.close().await.unwrap();
+    let want: usize = first.values().chain(second.values()).map(Vec::len).sum();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while got.values().map(Vec::len).sum::<usize>() < want {
+        assert!(Instant::now() < deadline, "consumer stuck after the move");
+        for r in consumer.poll(Duration::from_millis(200)).await.unwrap() {
+            got.entry(r.partition).or_default().push(r.offset);
+        }
+    }
+    for (part, offsets) in &got {
+        for (i, o) in offsets.iter().enumerate() {
+            assert_eq!(
+                *o, i as u64,
+                "partition {part}: offsets in order, none twice"
+            );
+        }
+    }
+}
