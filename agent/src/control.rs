@@ -36,6 +36,9 @@ pub enum ShardMsg {
         epoch: u64,
         expires_ms: i64,
         committed_end: u64,
+        /// The lease changed hands (or is new): local data past
+        /// `committed_end` was written under an older lease.
+        fresh: bool,
         /// Headers of the last committed batches, to rebuild idempotent
         /// producer state when the local log lacks them.
         producers: Vec<BatchHeader>,
@@ -263,6 +266,7 @@ impl Shared {
 
     /// Acquires one partition's lease and hands it to its shard.
     async fn acquire(&self, key: &str, partition: u32) -> Result<(), MetaError> {
+        let before = self.meta.lease(key, partition).await?;
         let grant = self
             .meta
             .acquire_lease(
@@ -274,6 +278,9 @@ impl Shared {
             )
             .await?;
         let committed_end = self.meta.committed_end(key, partition).await?;
+        let fresh = !before
+            .as_ref()
+            .is_some_and(|b| b.holder == self.config.agent_id && b.epoch == grant.epoch);
         let producers = if committed_end > 0 {
             match crate::remote::last_headers(self, key, partition, committed_end).await {
                 Ok(h) => h,
@@ -309,10 +316,20 @@ impl Shared {
                 epoch: grant.epoch,
                 expires_ms: grant.expires_ms,
                 committed_end,
+                fresh,
                 producers,
             },
         );
         Ok(())
+    }
+
+    /// Whether this agent holds `key/partition` at an epoch newer than
+    /// `epoch` (then data stamped with `epoch` is merely stale).
+    pub fn holds_newer(&self, key: &str, partition: u32, epoch: u64) -> bool {
+        self.leases
+            .lock()
+            .get(&(key.to_owned(), partition))
+            .is_some_and(|(e, _)| *e > epoch)
     }
 
     /// Whether this agent should lead `key/partition` given the live agents.

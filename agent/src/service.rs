@@ -192,11 +192,17 @@ impl ShardContext {
                 epoch,
                 expires_ms,
                 committed_end,
+                fresh,
                 producers,
             } => {
                 self.refresh_topics();
                 self.log.add_partition(&topic, partition);
-                if self.log.advance_start(&topic, partition, committed_end) {
+                let reset = if fresh {
+                    self.log.reset_to(&topic, partition, committed_end)
+                } else {
+                    self.log.advance_start(&topic, partition, committed_end)
+                };
+                if reset {
                     self.log.restore_producers(&topic, partition, &producers);
                 }
                 self.publish_high_watermark(&topic, partition);

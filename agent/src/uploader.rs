@@ -134,7 +134,18 @@ async fn ship(shared: &Shared, job: UploadJob) -> bool {
                 partition,
                 detail,
             }) => {
-                shared.lose(&topic, partition, format!("fenced: {detail}"));
+                let stale = chunk
+                    .ranges
+                    .iter()
+                    .find(|r| r.topic == topic && r.partition == partition)
+                    .is_some_and(|r| shared.holds_newer(&topic, partition, r.epoch));
+                if stale {
+                    // Written under an earlier lease of ours, before the
+                    // partition went elsewhere and came back: superseded.
+                    tracing::warn!(%topic, partition, "dropping a range written under an older lease");
+                } else {
+                    shared.lose(&topic, partition, format!("fenced: {detail}"));
+                }
                 chunk
                     .ranges
                     .retain(|r| !(r.topic == topic && r.partition == partition));

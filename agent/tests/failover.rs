@@ -563,3 +563,73 @@ async fn a_consumer_follows_a_partition_to_its_new_leader() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_agent_back_after_a_takeover_drops_its_stale_unshipped_writes() {
+    let mut c = Cluster::start(2);
+    let admin = c.admin().await;
+    admin.create_topic("back", PARTITIONS).await.unwrap();
+    let leaders = c.settled("back", 2).await;
+    let part = leaders.iter().position(|l| l == "agent-0").unwrap() as u32;
+    let committed = producer(&c, Acks::Object).await;
+    for i in 0..10 {
+        committed
+            .send(ProducerRecord::new("back", format!("first-{i}")).partition(part))
+            .await
+            .unwrap();
+    }
+    // Durable on agent-0 only, then agent-0 dies before shipping them.
+    let p = producer(&c, Acks::Durable).await;
+    // More than the new leader will write, so the stale tail outruns it.
+    for i in 0..20 {
+        p.send(ProducerRecord::new("back", format!("stale-{i}")).partition(part))
+            .await
+            .unwrap();
+    }
+    c.agents[0].kill9();
+    // agent-1 takes the partition over and writes after the committed end.
+    c.settled("back", 1).await;
+    for i in 0..5 {
+        committed
+            .send(ProducerRecord::new("back", format!("second-{i}")).partition(part))
+            .await
+            .unwrap();
+    }
+    // agent-0 comes back on its data dir; the partition returns to it.
+    c.agents[0].spawn();
+    let again = c.settled("back", 2).await;
+    assert_eq!(again[part as usize], "agent-0");
+    for i in 0..10 {
+        committed
+            .send(ProducerRecord::new("back", format!("third-{i}")).partition(part))
+            .await
+            .unwrap();
+    }
+    committed.close().await.unwrap();
+    p.close().await.unwrap();
+    let mut consumer = Consumer::connect(c.addresses()).await.unwrap();
+    consumer.assign([("back".to_owned(), part)]).await.unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.len() < 25 {
+        assert!(Instant::now() < deadline, "read {} of 25", got.len());
+        got.extend(consumer.poll(Duration::from_millis(200)).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    got.extend(consumer.poll(Duration::from_millis(200)).await.unwrap());
+    let values: Vec<String> = got
+        .iter()
+        .map(|r| String::from_utf8(r.value.to_vec()).unwrap())
+        .collect();
+    let want: Vec<String> = [("first", 10), ("second", 5), ("third", 10)]
+        .iter()
+        .flat_map(|(s, n)| (0..*n).map(move |i| format!("{s}-{i}")))
+        .collect();
+    assert_eq!(
+        values, want,
+        "committed records once, in order; stale ones gone"
+    );
+    for (i, r) in got.iter().enumerate() {
+        assert_eq!(r.offset, i as u64);
+    }
+}

@@ -519,6 +519,35 @@ impl ShardLog {
         true
     }
 
+    /// Makes a partition continue at exactly `offset` (the end of what
+    /// object storage holds) after a lease changed hands: local batches at
+    /// or past it were written under an older lease and are forgotten;
+    /// reads below go to object storage. Returns whether anything changed.
+    pub fn reset_to(&self, topic: &str, partition: u32, offset: u64) -> bool {
+        let mut st = self.inner.state.borrow_mut();
+        let Some(p) = find_mut(&mut st.partitions, topic, partition) else {
+            return false;
+        };
+        if p.next_offset == offset {
+            return false;
+        }
+        if p.next_offset > offset {
+            tracing::warn!(
+                topic,
+                partition,
+                local_end = p.next_offset,
+                committed_end = offset,
+                "dropping local batches written under an older lease"
+            );
+        }
+        p.index = OffsetIndex::default();
+        p.producers = ProducerTable::default();
+        p.next_offset = offset;
+        p.high_watermark = offset;
+        p.log_start = offset;
+        true
+    }
+
     /// Replays producer state from batches read elsewhere (object storage),
     /// so retries of batches committed before a restart stay idempotent.
     pub fn restore_producers(&self, topic: &str, partition: u32, batches: &[batch::BatchHeader]) {
