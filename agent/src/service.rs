@@ -792,9 +792,12 @@ impl ShardContext {
     async fn fetch(&self, req: pb::FetchRequest) -> Result<pb::FetchResponse, Status> {
         self.metrics.fetch_requests.fetch_add(1, Ordering::Relaxed);
         let t = self.route(&req.topic, req.partition, false).await?;
-        self.leases
-            .check(&t.key, req.partition, now_ms())
-            .map_err(|p| lease_status(&req.topic, req.partition, p))?;
+        // A partition being handed over still serves reads: its data is here
+        // until the lease is released.
+        match self.leases.check(&t.key, req.partition, now_ms()) {
+            Ok(_) | Err(LeaseProblem::Moving) => {}
+            Err(p) => return Err(lease_status(&req.topic, req.partition, p)),
+        }
         let max_bytes = match req.max_bytes as usize {
             0 => DEFAULT_FETCH_BYTES,
             n => n.min(MAX_FETCH_BYTES),
