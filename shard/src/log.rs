@@ -148,6 +148,18 @@ struct SegmentFile {
     path: PathBuf,
 }
 
+impl PartitionLog {
+    /// Forgets every local batch and producer entry: the partition
+    /// continues at `offset`, everything before it lives elsewhere.
+    fn restart_at(&mut self, offset: u64) {
+        self.index = OffsetIndex::default();
+        self.producers = ProducerTable::default();
+        self.next_offset = offset;
+        self.high_watermark = offset;
+        self.log_start = offset;
+    }
+}
+
 /// Partitions by topic, then partition number.
 type Partitions = HashMap<String, HashMap<u32, PartitionLog>>;
 
@@ -511,11 +523,7 @@ impl ShardLog {
                 "local log is behind object storage; forgetting its stale batches"
             );
         }
-        p.index = OffsetIndex::default();
-        p.producers = ProducerTable::default();
-        p.next_offset = offset;
-        p.high_watermark = offset;
-        p.log_start = offset;
+        p.restart_at(offset);
         true
     }
 
@@ -540,11 +548,7 @@ impl ShardLog {
                 "dropping local batches written under an older lease"
             );
         }
-        p.index = OffsetIndex::default();
-        p.producers = ProducerTable::default();
-        p.next_offset = offset;
-        p.high_watermark = offset;
-        p.log_start = offset;
+        p.restart_at(offset);
         true
     }
 
