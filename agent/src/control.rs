@@ -25,6 +25,10 @@ use crate::remote::RemoteCache;
 use crate::routing::shard_for;
 use streamhouse_shard::batch::BatchHeader;
 
+/// Attempts at a metadata call during start-up before giving up on it
+/// (delays 100, 200, 400, 800 ms between them).
+const START_ATTEMPTS: u32 = 5;
+
 /// What the control thread tells a shard.
 #[derive(Debug)]
 pub enum ShardMsg {
@@ -323,13 +327,12 @@ impl Shared {
         Ok(())
     }
 
-    /// Whether this agent holds `key/partition` at an epoch newer than
-    /// `epoch` (then data stamped with `epoch` is merely stale).
-    pub fn holds_newer(&self, key: &str, partition: u32, epoch: u64) -> bool {
+    /// The epoch this agent holds `key/partition` under, if it does.
+    pub fn held_epoch(&self, key: &str, partition: u32) -> Option<u64> {
         self.leases
             .lock()
             .get(&(key.to_owned(), partition))
-            .is_some_and(|(e, _)| *e > epoch)
+            .map(|(e, _)| *e)
     }
 
     /// Whether this agent should lead `key/partition` given the live agents.
@@ -462,6 +465,61 @@ impl Shared {
             view.topics.push((name, parts));
         }
         Ok(view)
+    }
+
+    /// At start, before the shards replay their logs: takes back every
+    /// lease this agent still holds from before a restart (the same epoch,
+    /// even if it expired while nobody else took it), wherever the
+    /// partition is assigned now, so durable data not yet in object
+    /// storage is committed under it. Partitions that belong elsewhere are
+    /// then handed over as usual. Retries a failing metadata store a few
+    /// times: a lease not taken back here would leave that data unshipped.
+    async fn reclaim_own(&self) {
+        let keys: Vec<String> = self
+            .catalog
+            .list()
+            .iter()
+            .map(|(n, t)| t.log_key(n))
+            .collect();
+        for key in keys {
+            let rows = match self.patiently(|| self.meta.topic_leases(&key)).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(topic = %key, error = %e, "cannot list leases to take back");
+                    continue;
+                }
+            };
+            for (p, row) in rows {
+                if row.holder != self.config.agent_id {
+                    continue;
+                }
+                match self.patiently(|| self.acquire(&key, p)).await {
+                    Ok(()) | Err(MetaError::LeaseHeld { .. }) => {}
+                    Err(e) => {
+                        tracing::warn!(topic = %key, partition = p, error = %e, "cannot take back lease")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs `op` up to [`START_ATTEMPTS`] times while it fails with an
+    /// error other than a lease held elsewhere.
+    async fn patiently<T, F, Fut>(&self, mut op: F) -> Result<T, MetaError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, MetaError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match op().await {
+                Err(e) if attempt < START_ATTEMPTS && !matches!(e, MetaError::LeaseHeld { .. }) => {
+                    tokio::time::sleep(crate::uploader::retry_delay(attempt)).await;
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
     }
 
     /// Acquires every partition of the known topics that is not held yet.
@@ -778,6 +836,7 @@ async fn run(
     }
     // Let the agents already running see this one before partitions are
     // claimed, so a joining agent takes only its share.
+    shared.reclaim_own().await;
     shared.acquire_missing().await;
     shared.started.store(true, Ordering::Release);
     let _ = ready.send(Ok(shared.clone()));

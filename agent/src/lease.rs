@@ -14,8 +14,10 @@ pub enum LeaseState {
     /// Being handed to another agent: no new writes; data written under
     /// `epoch` is still shipped and committed before the lease is released.
     Moving { epoch: u64 },
-    /// Lost (fenced, or expired without renewal), with the reason.
-    Lost(String),
+    /// Lost (fenced, or expired without renewal), with the reason. Data
+    /// written under `epoch` stays stamped with it when shipped: the
+    /// metadata store commits it only if nobody took the lease since.
+    Lost { epoch: u64, reason: String },
 }
 
 /// Why a partition may not be served now.
@@ -79,7 +81,7 @@ impl ShardLeases {
         {
             None => Err(LeaseProblem::NotHeld),
             Some(LeaseState::Moving { .. }) => Err(LeaseProblem::Moving),
-            Some(LeaseState::Lost(why)) => Err(LeaseProblem::Lost(why.clone())),
+            Some(LeaseState::Lost { reason, .. }) => Err(LeaseProblem::Lost(reason.clone())),
             Some(LeaseState::Held { expires_ms, .. }) if *expires_ms <= now_ms => Err(
                 LeaseProblem::Lost(format!("lease expired at {expires_ms} ms without renewal")),
             ),
@@ -98,6 +100,40 @@ impl ShardLeases {
         {
             Some(LeaseState::Held { epoch, .. } | LeaseState::Moving { epoch }) => Some(*epoch),
             _ => None,
+        }
+    }
+
+    /// Epoch the partition's local data was written under, for stamping a
+    /// shipped chunk: as [`epoch`](Self::epoch), and also after the lease
+    /// was lost (a lease that merely expired, with nobody taking it, still
+    /// commits; a fenced one is refused by the metadata store).
+    pub fn data_epoch(&self, topic: &str, partition: u32) -> Option<u64> {
+        match self
+            .table
+            .borrow()
+            .get(topic)
+            .and_then(|p| p.get(&partition))
+        {
+            Some(
+                LeaseState::Held { epoch, .. }
+                | LeaseState::Moving { epoch }
+                | LeaseState::Lost { epoch, .. },
+            ) => Some(*epoch),
+            None => None,
+        }
+    }
+
+    /// Marks a partition's lease lost, keeping the epoch its data was
+    /// written under. Unknown partitions stay unknown.
+    pub fn lose(&self, topic: &str, partition: u32, reason: String) {
+        let mut t = self.table.borrow_mut();
+        if let Some(state) = t.get_mut(topic).and_then(|p| p.get_mut(&partition)) {
+            let epoch = match state {
+                LeaseState::Held { epoch, .. }
+                | LeaseState::Moving { epoch }
+                | LeaseState::Lost { epoch, .. } => *epoch,
+            };
+            *state = LeaseState::Lost { epoch, reason };
         }
     }
 }
@@ -127,12 +163,15 @@ mod tests {
         l.set("t#1", 0, LeaseState::Moving { epoch: 3 });
         assert_eq!(l.check("t#1", 0, 100), Err(LeaseProblem::Moving));
         assert_eq!(l.epoch("t#1", 0), Some(3));
-        l.set("t#1", 0, LeaseState::Lost("fenced".into()));
+        l.lose("t#1", 0, "fenced".into());
         assert_eq!(
             l.check("t#1", 0, 100),
             Err(LeaseProblem::Lost("fenced".into()))
         );
         assert_eq!(l.epoch("t#1", 0), None);
+        assert_eq!(l.data_epoch("t#1", 0), Some(3), "its data keeps its epoch");
+        l.lose("t#1", 9, "never held".into());
+        assert_eq!(l.data_epoch("t#1", 9), None);
         l.remove_topic("t#1");
         assert_eq!(l.check("t#1", 0, 0), Err(LeaseProblem::NotHeld));
     }

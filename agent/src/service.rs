@@ -219,7 +219,7 @@ impl ShardContext {
                 topic,
                 partition,
                 reason,
-            } => self.leases.set(&topic, partition, LeaseState::Lost(reason)),
+            } => self.leases.lose(&topic, partition, reason),
             ShardMsg::Committed { segment } => {
                 if let Err(e) = self.log.drop_segment(segment) {
                     tracing::warn!(shard = self.shard, segment, error = %e, "cannot drop a shipped segment");
@@ -282,15 +282,17 @@ impl ShardContext {
     }
 
     /// Hands a sealed segment to the uploader, with each partition's range
-    /// stamped with the lease epoch it was written under. Partitions whose
-    /// lease is gone are left out: their data must not be committed.
+    /// stamped with the lease epoch it was written under (also when that
+    /// lease was lost since: the metadata store commits it only if nobody
+    /// took the lease meanwhile). Partitions this shard holds no lease
+    /// state for (handed over, every byte already committed) are left out.
     pub fn ship(&self, segment: u64, path: std::path::PathBuf, len: u64) {
         let ranges = self
             .log
             .segment_ranges(segment)
             .into_iter()
             .filter_map(|r| {
-                let epoch = self.leases.epoch(&r.topic, r.partition)?;
+                let epoch = self.leases.data_epoch(&r.topic, r.partition)?;
                 Some(ChunkRange {
                     topic: r.topic,
                     partition: r.partition,

@@ -78,16 +78,20 @@ async fn ship(shared: &Shared, job: UploadJob) -> bool {
             }
         }
     }
-    let path = job.path.clone();
-    let data = match tokio::task::spawn_blocking(move || std::fs::read(&path)).await {
-        Ok(Ok(d)) => Bytes::from(d),
-        Ok(Err(e)) => {
-            tracing::error!(file = %job.path.display(), error = %e, "cannot read sealed segment; it stays local");
-            return true;
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "segment reader failed");
-            return true;
+    // A segment that cannot be read is retried, never reported shipped:
+    // the shard would delete the only copy.
+    let mut attempt = 0;
+    let data = loop {
+        let path = job.path.clone();
+        let error = match tokio::task::spawn_blocking(move || std::fs::read(&path)).await {
+            Ok(Ok(d)) => break Bytes::from(d),
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => format!("reader task failed: {e}"),
+        };
+        attempt += 1;
+        tracing::error!(file = %job.path.display(), %error, attempt, "cannot read a sealed segment; it stays local, retrying");
+        if !pause(shared, attempt).await {
+            return false;
         }
     };
     chunk.size = data.len() as u64;
@@ -134,17 +138,20 @@ async fn ship(shared: &Shared, job: UploadJob) -> bool {
                 partition,
                 detail,
             }) => {
-                let stale = chunk
+                let written = chunk
                     .ranges
                     .iter()
                     .find(|r| r.topic == topic && r.partition == partition)
-                    .is_some_and(|r| shared.holds_newer(&topic, partition, r.epoch));
-                if stale {
-                    // Written under an earlier lease of ours, before the
-                    // partition went elsewhere and came back: superseded.
-                    tracing::warn!(%topic, partition, "dropping a range written under an older lease");
-                } else {
+                    .map(|r| r.epoch);
+                let held = shared.held_epoch(&topic, partition);
+                if written.is_some() && held == written {
+                    // The lease we are serving under is gone.
                     shared.lose(&topic, partition, format!("fenced: {detail}"));
+                } else {
+                    // Written under an earlier lease of ours (lost, or
+                    // replaced by a newer one of ours): another agent owned
+                    // the partition since and continued at the committed end.
+                    tracing::warn!(%topic, partition, %detail, "dropping a range written under a lease that went to another agent");
                 }
                 chunk
                     .ranges

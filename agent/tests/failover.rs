@@ -30,16 +30,28 @@ impl Cluster {
     }
 
     fn start_ttl(n: usize, ttl_ms: u64) -> Cluster {
+        Cluster::start_aged(n, ttl_ms, 500)
+    }
+
+    /// `segment_age_ms`: how long a WAL segment stays open before it is
+    /// sealed and shipped.
+    fn start_aged(n: usize, ttl_ms: u64, segment_age_ms: u64) -> Cluster {
         let meta = tempfile::tempdir_in(target_tmp()).unwrap();
         let url = format!("sqlite://{}", meta.path().join("meta.db").display());
-        Cluster::start_full(n, url, meta, ttl_ms)
+        Cluster::start_full(n, url, meta, ttl_ms, segment_age_ms)
     }
 
     fn start_with(n: usize, metadata: String, meta: tempfile::TempDir) -> Cluster {
-        Cluster::start_full(n, metadata, meta, 2000)
+        Cluster::start_full(n, metadata, meta, 2000, 500)
     }
 
-    fn start_full(n: usize, metadata: String, meta: tempfile::TempDir, ttl_ms: u64) -> Cluster {
+    fn start_full(
+        n: usize,
+        metadata: String,
+        meta: tempfile::TempDir,
+        ttl_ms: u64,
+        segment_age_ms: u64,
+    ) -> Cluster {
         let (endpoint, bucket) = s3_server();
         let args = vec![
             "--metadata".to_string(),
@@ -56,7 +68,7 @@ impl Cluster {
             "--agent-timeout-ms".into(),
             "1000".into(),
             "--segment-age-ms".into(),
-            "500".into(),
+            segment_age_ms.to_string(),
         ];
         let mut c = Cluster {
             agents: Vec::new(),
@@ -261,7 +273,9 @@ async fn sigkill_with_postgres_metadata_loses_and_duplicates_nothing() {
 
 #[tokio::test]
 async fn sigkill_and_restart_with_ack_durable_keeps_every_record() {
-    let mut c = Cluster::start(3);
+    // Leases long enough that the restart surely comes before they expire,
+    // however loaded the machine: the premise of this test.
+    let mut c = Cluster::start_ttl(3, 10_000);
     let admin = c.admin().await;
     admin.create_topic("fd", PARTITIONS).await.unwrap();
     c.settled("fd", 3).await;
@@ -294,6 +308,43 @@ async fn sigkill_and_restart_with_ack_durable_keeps_every_record() {
     let total: usize = acked.values().map(Vec::len).sum();
     assert_eq!(total, 300_000);
     verify(&c, "fd", &acked).await;
+}
+
+#[tokio::test]
+async fn a_restarted_agent_ships_partitions_that_moved_while_it_was_down() {
+    // Nothing is shipped before the kill (segments stay open a minute), and
+    // leases outlive the restart.
+    let mut c = Cluster::start_aged(2, 10_000, 60_000);
+    let admin = c.admin().await;
+    admin.create_topic("moved", PARTITIONS).await.unwrap();
+    let before = c.settled("moved", 2).await;
+    let p = producer(&c, Acks::Durable).await;
+    let acked = run(&p, "moved", 12_000, || {}).await;
+    // agent-0 dies with all its acknowledged records only on its disk; a new
+    // agent joins while it is down, so some of its partitions now belong to
+    // the newcomer, then agent-0 comes back on its data dir.
+    c.agents[0].kill9();
+    c.add();
+    c.agents[0].spawn();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let after = c.settled("moved", 3).await;
+        let moved = before
+            .iter()
+            .zip(&after)
+            .filter(|(b, a)| *b == "agent-0" && *a == "agent-2")
+            .count();
+        if moved > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "none of agent-0's partitions went to agent-2"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    p.close().await.unwrap();
+    verify(&c, "moved", &acked).await;
 }
 
 #[tokio::test]

@@ -111,7 +111,12 @@ impl Agent {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(&self.extra)
-            .env("RUST_LOG", "warn")
+            // STREAMHOUSE_TEST_AGENT_LOG raises the agents' log level when
+            // a test needs looking into.
+            .env(
+                "RUST_LOG",
+                std::env::var("STREAMHOUSE_TEST_AGENT_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
