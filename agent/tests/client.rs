@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::*;
-use streamhouse_client::{Acks, Admin, Consumer, Error, Producer, ProducerRecord};
+use streamhouse_client::{Acks, Admin, BatchRecord, Consumer, Error, Producer, ProducerRecord};
 
 /// Established TCP connections to `port`, counted on the agent's side
 /// (from /proc/net/tcp: local port = port, state 01 = ESTABLISHED).
@@ -89,6 +89,82 @@ async fn hundred_record_batches_end_to_end() {
         .map(|i| format!("v{i}"))
         .collect();
     assert_eq!(values, want);
+}
+
+#[tokio::test]
+async fn send_batch_keeps_order_with_send_and_reports_its_offsets() {
+    let agent = Agent::start(2, &[]);
+    let admin = Admin::connect(&agent.addr(0)).await.unwrap();
+    admin.create_topic("sb", 2).await.unwrap();
+    let producer = Producer::builder([agent.addr(0)])
+        .linger(Duration::from_millis(50))
+        .build()
+        .await
+        .unwrap();
+    // Single records still lingering in the open batch, then a batch call,
+    // then single records again: stored exactly in call order.
+    let mut singles = Vec::new();
+    for i in 0..10 {
+        singles.push(producer.send(ProducerRecord::new("sb", format!("a{i}")).partition(1)));
+    }
+    let batch = producer.send_batch(
+        "sb",
+        1,
+        (0..1000).map(|i| BatchRecord::new(format!("b{i}")).key(format!("k{i}"))),
+    );
+    for i in 0..10 {
+        singles.push(producer.send(ProducerRecord::new("sb", format!("c{i}")).partition(1)));
+    }
+    let second = producer.send_batch("sb", 1, vec!["d0", "d1"]);
+    let m = batch.await.unwrap();
+    assert_eq!((m.topic.as_str(), m.partition), ("sb", 1));
+    assert_eq!((m.base_offset, m.record_count), (10, 1000));
+    assert_eq!(second.await.unwrap().base_offset, 1020);
+    let offsets: Vec<u64> = futures::future::join_all(singles)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().offset)
+        .collect();
+    let want: Vec<u64> = (0..10).chain(1010..1020).collect();
+    assert_eq!(offsets, want);
+    // Bad calls fail alone, with a clear error.
+    let e = producer.send_batch("sb", 7, vec!["x"]).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::UnknownPartition {
+                partition: 7,
+                partitions: 2,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let e = producer
+        .send_batch("sb", 0, Vec::<BatchRecord>::new())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("at least one record"), "{e}");
+    let e = producer
+        .send_batch("no-such-topic", 0, vec!["x"])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::UnknownTopic(_)), "{e}");
+    assert_eq!(producer.metrics().records_acked, 1022);
+    producer.close().await.unwrap();
+    let recs = read_partition(&agent.addr(0), "sb", 1, 1022).await;
+    let values: Vec<String> = recs
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.value).into_owned())
+        .collect();
+    let want: Vec<String> = (0..10)
+        .map(|i| format!("a{i}"))
+        .chain((0..1000).map(|i| format!("b{i}")))
+        .chain((0..10).map(|i| format!("c{i}")))
+        .chain(["d0".to_owned(), "d1".to_owned()])
+        .collect();
+    assert_eq!(values, want);
+    assert_eq!(recs[10].key.as_deref(), Some(&b"k0"[..]));
 }
 
 #[tokio::test]

@@ -147,6 +147,13 @@ impl<T> PartitionAccumulator<T> {
         self.closed.pop_front()
     }
 
+    /// Queues a batch built elsewhere behind everything appended so far
+    /// (the open batch closes first, so order is kept).
+    pub fn push_closed(&mut self, b: ClosedBatch<T>) {
+        self.close();
+        self.closed.push_back(b);
+    }
+
     /// Puts a batch back at the front (it could not be sent yet).
     pub fn push_front(&mut self, b: ClosedBatch<T>) {
         self.closed.push_front(b);
@@ -205,6 +212,25 @@ mod tests {
         assert_eq!(acc.pop_closed().unwrap().completions, vec![1, 2]);
         assert!(acc.pop_closed().is_none());
         assert_eq!(acc.deadline(), Some(t + Duration::from_millis(1000)));
+    }
+
+    #[test]
+    fn a_batch_built_elsewhere_queues_behind_the_open_batch() {
+        let t = Instant::now();
+        let mut acc = PartitionAccumulator::new(limits(1000, 1 << 20, 1000));
+        add(&mut acc, b"a", 1, t);
+        acc.push_closed(ClosedBatch {
+            builder: BatchBuilder::new(Codec::None, ProducerInfo::default()),
+            completions: vec![2],
+            reserved: 0,
+            created: t,
+        });
+        add(&mut acc, b"c", 3, t);
+        assert_eq!(acc.pop_closed().unwrap().completions, vec![1]);
+        assert_eq!(acc.pop_closed().unwrap().completions, vec![2]);
+        assert!(acc.pop_closed().is_none(), "the later record stays open");
+        acc.close();
+        assert_eq!(acc.pop_closed().unwrap().completions, vec![3]);
     }
 
     #[tokio::test(start_paused = true)]

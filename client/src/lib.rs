@@ -2,7 +2,8 @@
 //! (tokio + tonic), and the `streamctl` CLI (`src/bin/streamctl.rs`).
 //!
 //! Modules: [`producer`] (batching, sending, retries, idempotence) built on
-//! [`accumulator`], [`partitioner`], [`backoff`] and [`retry`]; [`pool`]
+//! [`accumulator`], [`partitioner`], [`backoff`] and [`retry`], taking and
+//! giving back the types of [`record`]; [`pool`]
 //! (connections per agent shard) and [`metadata`] (routes) are shared by all
 //! three clients.
 
@@ -20,13 +21,14 @@ pub mod metadata;
 pub mod partitioner;
 pub mod pool;
 pub mod producer;
+pub mod record;
 pub mod retry;
 
 pub use admin::Admin;
 pub use consumer::{Consumer, ConsumerRecord};
 pub use error::{Error, Result};
 pub use producer::{
-    Acks, Producer, ProducerBuilder, ProducerConfig, ProducerMetrics, ProducerRecord,
-    RecordMetadata, SendFuture,
+    Acks, BatchSendFuture, Producer, ProducerBuilder, ProducerConfig, ProducerMetrics, SendFuture,
 };
+pub use record::{BatchMetadata, BatchRecord, ProducerRecord, RecordMetadata};
 pub use streamhouse_proto as proto;

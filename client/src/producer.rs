@@ -29,7 +29,7 @@ use parking_lot::Mutex;
 use streamhouse_proto as pb;
 use streamhouse_proto::admin_service_client::AdminServiceClient;
 use streamhouse_proto::producer_service_client::ProducerServiceClient;
-use streamhouse_shard::batch::{Codec, ProducerInfo};
+use streamhouse_shard::batch::{BatchBuilder, Codec, ProducerInfo};
 use tokio::sync::{oneshot, Notify, Semaphore};
 use tokio::time::Instant;
 
@@ -39,6 +39,7 @@ use crate::error::{Error, Result};
 use crate::metadata::Metadata;
 use crate::partitioner::partition_for_key;
 use crate::pool::{ConnectionPool, PoolConfig};
+use crate::record::{BatchMetadata, BatchRecord, ProducerRecord, RecordMetadata};
 use crate::retry::{action_for, RetryAction};
 
 /// Durability a record needs before its future resolves.
@@ -49,67 +50,6 @@ pub enum Acks {
     Durable,
     /// In object storage and committed.
     Object,
-}
-
-/// A record to send.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ProducerRecord {
-    /// Topic of the record.
-    pub topic: String,
-    /// Explicit partition; `None` = by key, or sticky for keyless records.
-    pub partition: Option<u32>,
-    /// Key: records with equal keys go to the same partition.
-    pub key: Option<Bytes>,
-    /// Value bytes.
-    pub value: Bytes,
-    /// Milliseconds since the Unix epoch; `None` = the producer's clock.
-    pub timestamp: Option<i64>,
-    /// Headers, kept in order.
-    pub headers: Vec<(String, Bytes)>,
-}
-
-impl ProducerRecord {
-    /// A keyless record with the current time as timestamp.
-    pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> Self {
-        ProducerRecord {
-            topic: topic.into(),
-            value: value.into(),
-            ..Default::default()
-        }
-    }
-    /// Sets the key.
-    pub fn key(mut self, key: impl Into<Bytes>) -> Self {
-        self.key = Some(key.into());
-        self
-    }
-    /// Sends to this partition.
-    pub fn partition(mut self, partition: u32) -> Self {
-        self.partition = Some(partition);
-        self
-    }
-    /// Sets the timestamp, ms since the Unix epoch.
-    pub fn timestamp(mut self, ms: i64) -> Self {
-        self.timestamp = Some(ms);
-        self
-    }
-    /// Adds a header.
-    pub fn header(mut self, key: impl Into<String>, value: impl Into<Bytes>) -> Self {
-        self.headers.push((key.into(), value.into()));
-        self
-    }
-}
-
-/// Where an acknowledged record was stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordMetadata {
-    /// Topic of the record.
-    pub topic: String,
-    /// Partition the record was stored in.
-    pub partition: u32,
-    /// The record's offset in its partition.
-    pub offset: u64,
-    /// Milliseconds since the Unix epoch.
-    pub timestamp: i64,
 }
 
 /// Producer settings. Defaults favour throughput at `durable` acks on a
@@ -212,19 +152,42 @@ struct Counters {
     request_ns_total: AtomicU64,
 }
 
-/// How a record's outcome reaches the caller.
+/// How an outcome reaches the caller: per record, or once for the
+/// `count` records of a `send_batch` call.
 enum Outcome {
     Future(oneshot::Sender<Result<RecordMetadata>>),
     Callback(Box<dyn FnOnce(Result<RecordMetadata>) + Send>),
+    Batch {
+        tx: oneshot::Sender<Result<BatchMetadata>>,
+        count: u32,
+    },
 }
 
 impl Outcome {
+    /// `r` names the first record this outcome covers.
     fn complete(self, r: Result<RecordMetadata>) {
         match self {
             Outcome::Future(tx) => {
                 let _ = tx.send(r);
             }
             Outcome::Callback(f) => f(r),
+            Outcome::Batch { tx, count } => {
+                let _ = tx.send(r.map(|m| BatchMetadata {
+                    topic: m.topic,
+                    partition: m.partition,
+                    base_offset: m.offset,
+                    record_count: count,
+                    timestamp: m.timestamp,
+                }));
+            }
+        }
+    }
+
+    /// How many records this outcome covers.
+    fn records(&self) -> u32 {
+        match self {
+            Outcome::Batch { count, .. } => *count,
+            _ => 1,
         }
     }
 }
@@ -239,8 +202,29 @@ struct PartitionState {
     pid: i64,
 }
 
+/// What one `send` or `send_batch` call hands the producer.
+enum Item {
+    Record(ProducerRecord),
+    /// Records already encoded as one batch for one partition.
+    Batch {
+        topic: String,
+        partition: u32,
+        builder: BatchBuilder,
+        timestamp: i64,
+    },
+}
+
+impl Item {
+    fn topic(&self) -> &str {
+        match self {
+            Item::Record(r) => &r.topic,
+            Item::Batch { topic, .. } => topic,
+        }
+    }
+}
+
 struct Deferred {
-    record: ProducerRecord,
+    item: Item,
     tx: Outcome,
     size: usize,
     enqueued: Instant,
@@ -479,6 +463,23 @@ pub struct SendFuture {
     rx: oneshot::Receiver<Result<RecordMetadata>>,
 }
 
+/// Resolves when every record of a [`Producer::send_batch`] call is
+/// acknowledged (or failed).
+pub struct BatchSendFuture {
+    rx: oneshot::Receiver<Result<BatchMetadata>>,
+}
+
+impl Future for BatchSendFuture {
+    type Output = Result<BatchMetadata>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match Pin::new(&mut self.rx).poll(cx) {
+            Poll::Ready(Ok(r)) => Poll::Ready(r),
+            Poll::Ready(Err(_)) => Poll::Ready(Err(Error::Closed)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
 impl Future for SendFuture {
     type Output = Result<RecordMetadata>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -530,7 +531,7 @@ impl Producer {
     /// one partition are stored in `send` order.
     pub fn send(&self, record: ProducerRecord) -> SendFuture {
         let (tx, rx) = oneshot::channel();
-        self.enqueue(record, Outcome::Future(tx));
+        self.enqueue_record(record, Outcome::Future(tx));
         SendFuture { rx }
     }
 
@@ -541,26 +542,92 @@ impl Producer {
     where
         F: FnOnce(Result<RecordMetadata>) + Send + 'static,
     {
-        self.enqueue(record, Outcome::Callback(Box::new(callback)));
+        self.enqueue_record(record, Outcome::Callback(Box::new(callback)));
     }
 
-    fn enqueue(&self, record: ProducerRecord, tx: Outcome) {
+    /// Sends `records` to `partition` of `topic` as one batch, in the order
+    /// given, and returns a future resolving once all of them are
+    /// acknowledged (or failed) together. The batch is encoded here, in the
+    /// caller's task, and goes out as one request, bypassing the
+    /// accumulator's record, byte and linger limits; it is queued behind
+    /// whatever `send` queued for the partition before, so ordering between
+    /// `send` and `send_batch` calls is kept. Retries and idempotence are
+    /// those of `send`. At most `buffer_memory` (and 32 MiB) per call.
+    ///
+    /// ```no_run
+    /// # async fn run(p: &streamhouse_client::Producer) -> streamhouse_client::Result<()> {
+    /// let values = (0..1000).map(|i| format!("event {i}"));
+    /// let m = p.send_batch("events", 0, values).await?;
+    /// println!("offsets {}..{}", m.base_offset, m.base_offset + u64::from(m.record_count));
+    /// # Ok(()) }
+    /// ```
+    pub fn send_batch<I>(&self, topic: &str, partition: u32, records: I) -> BatchSendFuture
+    where
+        I: IntoIterator,
+        I::Item: Into<BatchRecord>,
+    {
+        let (tx, rx) = oneshot::channel();
+        let records = records.into_iter();
+        let now = now_ms();
+        let mut builder = BatchBuilder::with_capacity(
+            self.inner.limits.codec,
+            ProducerInfo::default(),
+            records.size_hint().0 * 64,
+        );
+        let mut size = 0;
+        let mut timestamp = None;
+        for r in records {
+            let r: BatchRecord = r.into();
+            let ts = r.timestamp.unwrap_or(now);
+            timestamp.get_or_insert(ts);
+            size += record_size(r.key.as_deref(), &r.value, &r.headers);
+            builder.push(r.key.as_deref(), &r.value, ts, &r.headers);
+        }
+        let count = builder.len();
+        if count == 0 {
+            let _ = tx.send(Err(Error::Config(
+                "send_batch needs at least one record".into(),
+            )));
+        } else {
+            self.enqueue(
+                Item::Batch {
+                    topic: topic.to_owned(),
+                    partition,
+                    builder,
+                    timestamp: timestamp.unwrap_or(now),
+                },
+                size,
+                Outcome::Batch { tx, count },
+            );
+        }
+        BatchSendFuture { rx }
+    }
+
+    fn enqueue_record(&self, record: ProducerRecord, tx: Outcome) {
+        let size = record_size(record.key.as_deref(), &record.value, &record.headers);
+        self.enqueue(Item::Record(record), size, tx);
+    }
+
+    fn enqueue(&self, item: Item, size: usize, tx: Outcome) {
         let inner = &self.inner;
         if inner.closed.load(Ordering::Acquire) {
             tx.complete(Err(Error::Closed));
             return;
         }
-        let size = record_size(record.key.as_deref(), &record.value, &record.headers);
         let limit = inner.config.buffer_memory.min(32 << 20);
         if size > limit {
             tx.complete(Err(Error::RecordTooLarge { size, limit }));
             return;
         }
-        inner.counters.records_sent.fetch_add(1, Ordering::Relaxed);
+        let records = tx.records();
+        inner
+            .counters
+            .records_sent
+            .fetch_add(u64::from(records), Ordering::Relaxed);
         let mut st = inner.state.lock();
-        st.outstanding += 1;
+        st.outstanding += records as usize;
         let deferred = Deferred {
-            record,
+            item,
             tx,
             size,
             enqueued: Instant::now(),
@@ -676,22 +743,23 @@ impl Drop for DropGuard {
 }
 
 impl Inner {
-    /// Appends a record to its partition's batch if metadata is known and
-    /// (unless `reserved`) buffer room is free right now; otherwise hands the
-    /// record back (`Some`).
+    /// Appends a record to its partition's batch (or queues a `send_batch`
+    /// batch behind it) if metadata is known and (unless `reserved`) buffer
+    /// room is free right now; otherwise hands the item back (`Some`).
     fn try_append(&self, st: &mut State, d: Deferred, reserved: bool) -> Option<Deferred> {
         let version = self.metadata.version();
+        let topic = d.item.topic();
         let stale = st
             .topics
-            .get(&d.record.topic)
+            .get(topic)
             .is_none_or(|t| t.metadata_version != version);
         if stale {
-            let Some(routes) = self.metadata.topic(&d.record.topic) else {
+            let Some(routes) = self.metadata.topic(topic) else {
                 return Some(d);
             };
             let t = st
                 .topics
-                .entry(d.record.topic.clone())
+                .entry(topic.to_owned())
                 .or_insert_with(|| TopicState {
                     partition_count: 0,
                     metadata_version: 0,
@@ -701,14 +769,18 @@ impl Inner {
             t.partition_count = routes.partitions.len() as u32;
             t.metadata_version = version;
         }
-        let Some(t) = st.topics.get_mut(&d.record.topic) else {
+        let Some(t) = st.topics.get_mut(topic) else {
             return Some(d); // unreachable: inserted just above
         };
         let n = t.partition_count;
-        let partition = match (d.record.partition, &d.record.key) {
+        let chosen = match &d.item {
+            Item::Record(r) => (r.partition, r.key.as_ref()),
+            Item::Batch { partition, .. } => (Some(*partition), None),
+        };
+        let partition = match chosen {
             (Some(p), _) if p >= n => {
                 let err = Error::UnknownPartition {
-                    topic: d.record.topic.clone(),
+                    topic: topic.to_owned(),
                     partition: p,
                     partitions: n,
                 };
@@ -745,18 +817,33 @@ impl Inner {
             next_seq: 0,
             pid: 0,
         });
+        let record = match d.item {
+            Item::Record(r) => r,
+            Item::Batch {
+                builder, timestamp, ..
+            } => {
+                ps.acc.push_closed(ClosedBatch {
+                    builder,
+                    completions: vec![(d.tx, timestamp)],
+                    reserved: d.size,
+                    created: Instant::now(),
+                });
+                self.wake_sender.notify_one();
+                return None;
+            }
+        };
         let was_idle = ps.acc.deadline().is_none();
-        let ts = d.record.timestamp.unwrap_or_else(now_ms);
+        let ts = record.timestamp.unwrap_or_else(now_ms);
         let closed = ps.acc.append(
-            d.record.key.as_deref(),
-            &d.record.value,
+            record.key.as_deref(),
+            &record.value,
             ts,
-            &d.record.headers,
+            &record.headers,
             d.size,
             (d.tx, ts),
             Instant::now,
         );
-        if closed && d.record.partition.is_none() && d.record.key.is_none() && n > 1 {
+        if closed && record.partition.is_none() && record.key.is_none() && n > 1 {
             // Keyless records move to another partition once their batch closes.
             t.sticky = Some((partition + 1 + rand::random::<u32>() % (n - 1)) % n);
         }
@@ -767,9 +854,12 @@ impl Inner {
     }
 
     fn fail_one(&self, st: &mut State, tx: Outcome, e: Error) {
-        self.counters.records_failed.fetch_add(1, Ordering::Relaxed);
+        let records = tx.records();
+        self.counters
+            .records_failed
+            .fetch_add(u64::from(records), Ordering::Relaxed);
         tx.complete(Err(e));
-        st.outstanding -= 1;
+        st.outstanding -= records as usize;
         if st.outstanding == 0 {
             self.idle.notify_waiters();
         }
@@ -817,7 +907,7 @@ async fn intake_loop(inner: Arc<Inner>) {
             }
             st.intake
                 .front()
-                .map(|d| (d.record.topic.clone(), d.size, d.enqueued))
+                .map(|d| (d.item.topic().to_owned(), d.size, d.enqueued))
         };
         let Some((topic, size, enqueued)) = head else {
             notified.await;
@@ -1009,13 +1099,16 @@ async fn send_batch(inner: Arc<Inner>, d: Dispatch) {
                 .counters
                 .records_acked
                 .fetch_add(u64::from(count), Ordering::Relaxed);
-            for (i, (tx, ts)) in completions.into_iter().enumerate() {
+            let mut offset = resp.base_offset;
+            for (tx, ts) in completions {
+                let n = tx.records();
                 tx.complete(Ok(RecordMetadata {
                     topic: topic.clone(),
                     partition,
-                    offset: resp.base_offset + i as u64,
+                    offset,
                     timestamp: ts,
                 }));
+                offset += u64::from(n);
             }
         }
         Err(e) => {

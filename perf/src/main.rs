@@ -21,7 +21,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use streamhouse_client::Acks;
 
 use crate::embedded::EmbeddedAgent;
-use crate::produce::{ProduceOpts, ProduceReport};
+use crate::produce::{ProduceOpts, ProduceReport, SendApi};
 
 #[derive(Parser)]
 #[command(
@@ -119,6 +119,11 @@ struct RunArgs {
     /// Records/s over all producers (unset = as fast as possible).
     #[arg(long)]
     rate: Option<f64>,
+    /// Client API: `record` (`send` per record, batched by the producer's
+    /// accumulator) or `batch` (`send_batch` of `--batch-records` records
+    /// per call, partitions in turn).
+    #[arg(long, value_enum, default_value_t = SendApi::Record)]
+    api: SendApi,
     /// Requests in flight per connection.
     #[arg(long, default_value_t = 32)]
     max_in_flight: usize,
@@ -271,6 +276,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             AckArg::Object => Acks::Object,
         },
         rate,
+        api: args.api,
         max_in_flight: args.max_in_flight,
         connections: args.connections,
         interval: Duration::from_secs(args.interval.max(1)),
@@ -294,8 +300,9 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
     };
     let pid = agent.as_ref().map(EmbeddedAgent::pid).or(args.agent_pid);
     println!(
-        "{preset}: {records} records x {} B, {producers} producer(s), {} partitions, batch {} records / {} bytes, linger {} ms, acks {:?}, rate {}, agent {bootstrap}{}",
+        "{preset}: {records} records x {} B, {producers} producer(s), api {:?}, {} partitions, batch {} records / {} bytes, linger {} ms, acks {:?}, rate {}, agent {bootstrap}{}",
         opts.record_size,
+        opts.api,
         opts.partitions,
         opts.batch_records,
         opts.batch_bytes,
@@ -429,6 +436,7 @@ fn json_report(
             "records": o.records, "record_size": o.record_size, "partitions": o.partitions,
             "producers": o.producers, "batch_records": o.batch_records, "batch_bytes": o.batch_bytes,
             "linger_ms": o.linger.as_millis() as u64, "acks": format!("{:?}", o.acks),
+            "api": format!("{:?}", o.api),
             "rate": o.rate, "max_in_flight": o.max_in_flight, "connections": o.connections,
         },
         "sent": r.sent, "acked": r.acked, "failed": r.failed,

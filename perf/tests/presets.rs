@@ -71,6 +71,24 @@ fn concurrent_preset_uses_ten_producers() {
 }
 
 #[test]
+fn batch_api_sends_one_request_per_call() {
+    let j = run(
+        "throughput",
+        &[
+            "--api",
+            "batch",
+            "--batch-records",
+            "1000",
+            "--partitions",
+            "3",
+        ],
+    );
+    check_counts(&j);
+    assert_eq!(j["settings"]["api"], "Batch");
+    assert_eq!(j["batches"], 10, "{j}");
+}
+
+#[test]
 fn produce_with_explicit_settings() {
     let j = run(
         "produce",
