@@ -58,6 +58,22 @@ impl ObjectStore {
         }
     }
 
+    /// Stores the file at `path` (which must not change any more) as `key`;
+    /// returns its size in bytes. The local store links the file into
+    /// place when it is on the same filesystem (no copy), and copies it
+    /// otherwise; S3 reads it and PUTs it.
+    pub async fn put_file(&self, key: &str, path: &Path) -> Result<u64, ObjectError> {
+        match self {
+            ObjectStore::Local(s) => s.put_file(key, path).await,
+            ObjectStore::S3(s) => {
+                let data = read_file(path).await?;
+                let len = data.len() as u64;
+                s.put(key, data).await?;
+                Ok(len)
+            }
+        }
+    }
+
     /// `len` bytes of `key` from byte `start`.
     pub async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Bytes, ObjectError> {
         match self {
@@ -90,6 +106,15 @@ pub struct LocalStore {
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> ObjectError {
     ObjectError::Io(format!("{what} {}: {e}", path.display()))
+}
+
+/// The whole file at `path`, read off the async thread.
+async fn read_file(path: &Path) -> Result<Bytes, ObjectError> {
+    let p = path.to_owned();
+    tokio::task::spawn_blocking(move || std::fs::read(&p).map_err(|e| io("cannot read", &p, e)))
+        .await
+        .map_err(|e| ObjectError::Io(e.to_string()))?
+        .map(Bytes::from)
 }
 
 /// Rejects keys that could escape the root.
@@ -133,6 +158,43 @@ impl LocalStore {
         tokio::task::spawn_blocking(run)
             .await
             .map_err(|e| ObjectError::Io(e.to_string()))?
+    }
+
+    async fn put_file(&self, key: &str, src: &Path) -> Result<u64, ObjectError> {
+        let path = self.path(key)?;
+        let (src, copy_from) = (src.to_owned(), src.to_owned());
+        let run = move || -> Result<Option<u64>, ObjectError> {
+            let len = std::fs::metadata(&src)
+                .map_err(|e| io("cannot stat", &src, e))?
+                .len();
+            let dir = path
+                .parent()
+                .ok_or_else(|| ObjectError::Io(format!("no parent for {}", path.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| io("cannot create", dir, e))?;
+            let tmp = path.with_extension("tmp");
+            let _ = std::fs::remove_file(&tmp);
+            if std::fs::hard_link(&src, &tmp).is_err() {
+                // Another filesystem (or no links): the caller copies.
+                return Ok(None);
+            }
+            // The source's bytes are already synced by whoever wrote it;
+            // the new name becomes durable with the directory.
+            std::fs::rename(&tmp, &path).map_err(|e| io("cannot rename", &tmp, e))?;
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io("cannot sync", dir, e))?;
+            Ok(Some(len))
+        };
+        let linked = tokio::task::spawn_blocking(run)
+            .await
+            .map_err(|e| ObjectError::Io(e.to_string()))??;
+        if let Some(len) = linked {
+            return Ok(len);
+        }
+        let data = read_file(&copy_from).await?;
+        let len = data.len() as u64;
+        self.put(key, data).await?;
+        Ok(len)
     }
 
     async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Bytes, ObjectError> {
@@ -291,6 +353,33 @@ mod tests {
         assert!(check_key("../x").is_err());
         assert!(check_key("a//b").is_err());
         assert!(check_key("chunks/a/b.wal").is_ok());
+    }
+
+    #[tokio::test]
+    async fn local_put_file_links_without_copying_and_outlives_the_source() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let s = ObjectStore::open(&format!("file://{}/objects", dir.path().display())).unwrap();
+        let src = dir.path().join("segment.wal");
+        std::fs::write(&src, b"sealed segment bytes").unwrap();
+        assert_eq!(s.put_file("chunks/x/1.wal", &src).await.unwrap(), 20);
+        let obj = dir.path().join("objects/chunks/x/1.wal");
+        assert_eq!(
+            std::fs::metadata(&obj).unwrap().ino(),
+            std::fs::metadata(&src).unwrap().ino(),
+            "same inode: linked, not copied"
+        );
+        // Storing it again (a restart before the commit) is harmless.
+        assert_eq!(s.put_file("chunks/x/1.wal", &src).await.unwrap(), 20);
+        std::fs::remove_file(&src).unwrap();
+        assert_eq!(
+            &s.get_range("chunks/x/1.wal", 7, 7).await.unwrap()[..],
+            b"segment"
+        );
+        assert!(
+            s.put_file("chunks/x/2.wal", &src).await.is_err(),
+            "missing source"
+        );
     }
 
     #[tokio::test]

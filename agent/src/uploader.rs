@@ -10,8 +10,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
 use crate::control::{ShardMsg, Shared, UploadJob};
 use crate::metastore::{ChunkCommit, MetaError};
 
@@ -78,33 +76,19 @@ async fn ship(shared: &Shared, job: UploadJob) -> bool {
             }
         }
     }
-    // A segment that cannot be read is retried, never reported shipped:
+    // A segment that cannot be stored is retried, never reported shipped:
     // the shard would delete the only copy.
-    let mut attempt = 0;
-    let data = loop {
-        let path = job.path.clone();
-        let error = match tokio::task::spawn_blocking(move || std::fs::read(&path)).await {
-            Ok(Ok(d)) => break Bytes::from(d),
-            Ok(Err(e)) => e.to_string(),
-            Err(e) => format!("reader task failed: {e}"),
-        };
-        attempt += 1;
-        tracing::error!(file = %job.path.display(), %error, attempt, "cannot read a sealed segment; it stays local, retrying");
-        if !pause(shared, attempt).await {
-            return false;
-        }
-    };
-    chunk.size = data.len() as u64;
     let started = Instant::now();
     let mut attempt = 0;
     loop {
         let t = Instant::now();
-        match shared.store.put(&chunk.key, data.clone()).await {
-            Ok(()) => {
+        match shared.store.put_file(&chunk.key, &job.path).await {
+            Ok(size) => {
+                chunk.size = size;
                 let m = &shared.metrics.control;
                 m.upload_us.observe(t.elapsed().as_micros() as u64);
                 m.chunks_uploaded.fetch_add(1, Ordering::Relaxed);
-                m.upload_bytes.fetch_add(chunk.size, Ordering::Relaxed);
+                m.upload_bytes.fetch_add(size, Ordering::Relaxed);
                 break;
             }
             Err(e) => {

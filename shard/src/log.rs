@@ -900,7 +900,14 @@ impl ShardLog {
                     .is_some_and(|t| t.elapsed() >= self.seal_age(&st)))
     }
 
+    /// The group-commit loop. Write N+1 is issued while the sync of write N
+    /// is still running (the sync only covers writes completed before it
+    /// was issued, and N+1 is synced by the next one), so the disk is not
+    /// idle between a sync and the next write. Syncs, and so
+    /// acknowledgements, stay in write order, and a segment is sealed only
+    /// once its last sync finished.
     async fn writer(self, mut rx: mpsc::UnboundedReceiver<()>) {
+        let mut syncing: Option<glommio::task::JoinHandle<Result<(), LogError>>> = None;
         loop {
             let (idle, closed, age_left) = {
                 let st = self.inner.state.borrow();
@@ -910,6 +917,11 @@ impl ShardLog {
                 (st.pending_entries.is_empty(), st.closed, age_left)
             };
             if idle {
+                // Nothing to overlap with: let the sync in flight finish.
+                if let Err(e) = settle(&mut syncing).await {
+                    self.poison(e);
+                    return;
+                }
                 if closed {
                     return;
                 }
@@ -934,16 +946,31 @@ impl ShardLog {
                 }
                 continue;
             }
-            if let Err(e) = self.flush_once().await {
+            let written = match self.write_once(&mut syncing).await {
+                Ok(w) => w,
+                Err(e) => {
+                    let _ = settle(&mut syncing).await;
+                    self.poison(e);
+                    return;
+                }
+            };
+            if let Err(e) = settle(&mut syncing).await {
                 self.poison(e);
                 return;
             }
+            let log = self.clone();
+            syncing =
+                Some(glommio::spawn_local(async move { log.sync_once(written).await }).detach());
         }
     }
 
-    /// Takes queued frames (up to `max_flush_bytes`), writes and syncs them,
-    /// then publishes them.
-    async fn flush_once(&self) -> Result<(), LogError> {
+    /// Takes queued frames (up to `max_flush_bytes`) and writes them (not
+    /// yet synced). Rolls the segment first when due, after `syncing`
+    /// finished (a sealed segment is shipped at once, so it must be synced).
+    async fn write_once(
+        &self,
+        syncing: &mut Option<glommio::task::JoinHandle<Result<(), LogError>>>,
+    ) -> Result<Written, LogError> {
         let (mut data, entries) = {
             let mut st = self.inner.state.borrow_mut();
             let mut take = 0usize;
@@ -964,9 +991,10 @@ impl ShardLog {
             (data, entries)
         };
         if self.roll_due(data.len()) {
+            settle(syncing).await?;
             self.roll().await?;
         }
-        let (file, write_pos, buf, frame_base, gen) = {
+        let (file, write_pos, buf, frame_base, gen, active) = {
             let mut st = self.inner.state.borrow_mut();
             st.gen += 1;
             let gen = st.gen;
@@ -990,7 +1018,7 @@ impl ShardLog {
                 st.active_since = Some(Instant::now());
             }
             let frame_base = st.active_len;
-            (file, write_pos, buf, frame_base, gen)
+            (file, write_pos, buf, frame_base, gen, st.active)
         };
         let len = buf.len();
         let written = file
@@ -1003,22 +1031,8 @@ impl ShardLog {
                 message: format!("short write: {written} of {len} bytes"),
             });
         }
-        let synced = Instant::now();
-        file.fdatasync().await.map_err(io_err("syncing the WAL"))?;
-        {
-            use std::sync::atomic::Ordering::Relaxed;
-            let s = &self.inner.stats;
-            s.fsync_us.observe(synced.elapsed().as_micros() as u64);
-            s.commit_batches.observe(entries.len() as u64);
-            s.wal_bytes.fetch_add(data.len() as u64, Relaxed);
-        }
-        tracing::trace!(
-            gen,
-            bytes = data.len(),
-            batches = entries.len(),
-            "group commit"
-        );
-
+        // The next write goes after this one (rewriting its partial last
+        // block with the same bytes plus more).
         let mut st = self.inner.state.borrow_mut();
         let align = file.alignment() as usize;
         let mut combined = std::mem::take(&mut st.tail);
@@ -1026,28 +1040,59 @@ impl ShardLog {
         let keep = combined.len() % align;
         st.tail = combined.split_off(combined.len() - keep);
         st.active_len += data.len() as u64;
-        st.durable_lsn += data.len() as u64;
-        let active = st.active;
-        for e in &entries {
+        Ok(Written {
+            file,
+            entries,
+            bytes: data.len(),
+            frame_base,
+            segment: active,
+            gen,
+        })
+    }
+
+    /// Syncs one write, then publishes it: indexes its batches, moves the
+    /// high watermarks and answers the appends it made durable.
+    async fn sync_once(&self, w: Written) -> Result<(), LogError> {
+        let synced = Instant::now();
+        w.file
+            .fdatasync()
+            .await
+            .map_err(io_err("syncing the WAL"))?;
+        {
+            use std::sync::atomic::Ordering::Relaxed;
+            let s = &self.inner.stats;
+            s.fsync_us.observe(synced.elapsed().as_micros() as u64);
+            s.commit_batches.observe(w.entries.len() as u64);
+            s.wal_bytes.fetch_add(w.bytes as u64, Relaxed);
+        }
+        tracing::trace!(
+            gen = w.gen,
+            bytes = w.bytes,
+            batches = w.entries.len(),
+            "group commit"
+        );
+        let mut st = self.inner.state.borrow_mut();
+        st.durable_lsn += w.bytes as u64;
+        for e in &w.entries {
             if let Some(p) = find_mut(&mut st.partitions, &e.topic, e.partition) {
                 let next = e.base_offset + u64::from(e.record_count);
                 p.index.push(IndexEntry {
                     base_offset: e.base_offset,
                     next_offset: next,
-                    segment: active,
-                    pos: frame_base + (e.start + e.batch_offset) as u64,
+                    segment: w.segment,
+                    pos: w.frame_base + (e.start + e.batch_offset) as u64,
                     len: (e.len - e.batch_offset) as u32,
                 });
                 p.high_watermark = next;
-                for w in p.data_waiters.drain(..) {
-                    let _ = w.send(());
+                for d in p.data_waiters.drain(..) {
+                    let _ = d.send(());
                 }
             }
         }
         let durable = st.durable_lsn;
         while st.waiters.front().is_some_and(|(lsn, _)| *lsn <= durable) {
             if let Some((_, tx)) = st.waiters.pop_front() {
-                let _ = tx.send(Ok(active));
+                let _ = tx.send(Ok(w.segment));
             }
         }
         Ok(())
@@ -1062,6 +1107,29 @@ impl ShardLog {
         }
         st.pending.clear();
         st.pending_entries.clear();
+    }
+}
+
+/// A write issued but not yet synced.
+struct Written {
+    file: Rc<DmaFile>,
+    entries: Vec<PendingEntry>,
+    bytes: usize,
+    /// Position of the write's first frame in its segment.
+    frame_base: u64,
+    segment: u64,
+    gen: u64,
+}
+
+/// Waits for the sync in flight, if any.
+async fn settle(
+    syncing: &mut Option<glommio::task::JoinHandle<Result<(), LogError>>>,
+) -> Result<(), LogError> {
+    match syncing.take() {
+        Some(h) => h
+            .await
+            .unwrap_or_else(|| Err(LogError::Poisoned("the WAL sync task stopped".into()))),
+        None => Ok(()),
     }
 }
 
