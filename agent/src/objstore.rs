@@ -263,10 +263,8 @@ impl S3Store {
         let custom = endpoint.is_some();
         let region = match endpoint {
             Some(endpoint) => {
-                if !endpoint.starts_with("http://") {
-                    return Err(bad(
-                        "endpoint must be an http:// URL (this build has no TLS)",
-                    ));
+                if !endpoint.starts_with("http://") && !endpoint.starts_with("https://") {
+                    return Err(bad("endpoint must be an http:// or https:// URL"));
                 }
                 Region::Custom {
                     region: region_name,
@@ -281,7 +279,20 @@ impl S3Store {
             .map_err(|_| bad("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"))?;
         let secret = std::env::var("AWS_SECRET_ACCESS_KEY")
             .map_err(|_| bad("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"))?;
-        let creds = Credentials::new(Some(&access), Some(&secret), None, None, None)
+        S3Store::with_credentials(url, bucket, region, custom, prefix, &access, &secret)
+    }
+
+    fn with_credentials(
+        url: &str,
+        bucket: &str,
+        region: Region,
+        custom: bool,
+        prefix: &str,
+        access: &str,
+        secret: &str,
+    ) -> Result<S3Store, ObjectError> {
+        let bad = |why: &str| ObjectError::BadUrl(format!("{url}: {why}"));
+        let creds = Credentials::new(Some(access), Some(secret), None, None, None)
             .map_err(|e| bad(&e.to_string()))?;
         let mut bucket = Bucket::new(bucket, region, creds).map_err(|e| bad(&e.to_string()))?;
         if custom {
@@ -380,6 +391,37 @@ mod tests {
             s.put_file("chunks/x/2.wal", &src).await.is_err(),
             "missing source"
         );
+    }
+
+    #[tokio::test]
+    async fn an_https_endpoint_speaks_tls() {
+        // A listener that records the first bytes the S3 client sends: a
+        // TLS handshake starts with a handshake record (0x16, version 3.x).
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let first = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let (mut c, _) = l.accept().await.unwrap();
+            let mut b = [0u8; 2];
+            c.read_exact(&mut b).await.unwrap();
+            b
+        });
+        let endpoint = format!("https://127.0.0.1:{port}");
+        let region = Region::Custom {
+            region: "us-east-1".into(),
+            endpoint: endpoint.clone(),
+        };
+        let s = ObjectStore::S3(
+            S3Store::with_credentials(&endpoint, "b", region, true, "", "k", "s").unwrap(),
+        );
+        let put = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            s.put("k", Bytes::from_static(b"x")),
+        );
+        let first = tokio::time::timeout(std::time::Duration::from_secs(5), first);
+        let (hello, _) = tokio::join!(first, put);
+        let hello = hello.expect("the client connected").unwrap();
+        assert_eq!(hello, [0x16, 0x03], "a TLS handshake record");
     }
 
     #[tokio::test]
