@@ -51,6 +51,43 @@ fn lock_data_dir(config: &AgentConfig) -> Result<File, String> {
     Ok(f)
 }
 
+/// Binds the data dir to this agent id (`data_dir/AGENT_ID`, written on
+/// first start). A WAL holds data written under this agent's leases, which
+/// only this agent id can take back and commit; started under another id,
+/// that data would never reach object storage. So a different id is
+/// refused, with what to do instead.
+fn claim_data_dir(config: &AgentConfig) -> Result<(), String> {
+    let path = config.data_dir.join("AGENT_ID");
+    match std::fs::read_to_string(&path) {
+        Ok(owner) if owner.trim() == config.agent_id => Ok(()),
+        Ok(owner) if !owner.trim().is_empty() => Err(format!(
+            "data dir {} belongs to agent {:?}, not {:?}: its WAL may hold data only \
+             that agent's leases can commit. Start with --agent-id {}, or give this agent \
+             another data dir (remove {} only if that agent's data is no longer needed)",
+            config.data_dir.display(),
+            owner.trim(),
+            config.agent_id,
+            owner.trim(),
+            path.display()
+        )),
+        Ok(_) => write_agent_id(&path, &config.agent_id),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            write_agent_id(&path, &config.agent_id)
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+fn write_agent_id(path: &std::path::Path, id: &str) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    std::fs::write(&tmp, id)
+        .and_then(|_| File::open(&tmp)?.sync_all())
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .and_then(|_| File::open(dir)?.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
 /// A base port with `n` consecutive free loopback ports, for `--listen
 /// HOST:0`.
 fn free_ports(host: std::net::IpAddr, n: usize) -> Option<u16> {
@@ -74,6 +111,7 @@ pub fn start(mut config: AgentConfig, signals: bool) -> Result<RunningAgent, Str
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", config.data_dir.display()))?;
     let lock = lock_data_dir(&config)?;
+    claim_data_dir(&config)?;
     let shards = config.shard_count();
     if config.listen.port() == 0 {
         let base = free_ports(config.listen.ip(), shards).ok_or("no free ports for the shards")?;

@@ -120,3 +120,30 @@ fn invalid_configuration_fails_at_start_naming_the_field() {
         assert!(err.contains(field), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn a_data_dir_refuses_another_agent_id() {
+    let dir = tempfile::tempdir_in(target_tmp()).unwrap();
+    let mut a = Agent::start_in(dir.path(), 1, &["--agent-id", "first"]);
+    a.kill9();
+    let out = Command::new(agent_bin())
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--agent-id",
+            "second",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("belongs to agent \"first\"") && err.contains("--agent-id first"),
+        "{err}"
+    );
+    // The same id starts again.
+    let b = Agent::start_in(dir.path(), 1, &["--agent-id", "first"]);
+    drop(b);
+}
