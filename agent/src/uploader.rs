@@ -1,14 +1,17 @@
 //! The uploader: ships sealed WAL segments to the object store as chunk
 //! objects, then commits their per-partition ranges to the metadata store
 //! under each partition's lease epoch, then tells the owning shard it may
-//! delete the segment. Jobs run one at a time in seal order, so a shard's
-//! segments commit in order. Retries with capped exponential backoff until
+//! delete the segment. Up to [`UPLOAD_CONCURRENCY`] objects are stored at
+//! once; commits run one at a time in seal order, so a shard's segments
+//! commit (and are deleted) in order. Retries with capped exponential backoff until
 //! it succeeds or the agent stops; a fenced partition is dropped from the
 //! chunk and its shard stops serving it. Never touches shard state directly.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use futures::stream::{FuturesOrdered, StreamExt};
 
 use crate::control::{ShardMsg, Shared, UploadJob};
 use crate::metastore::{ChunkCommit, MetaError};
@@ -24,21 +27,52 @@ pub fn retry_delay(attempt: u32) -> Duration {
         .min(MAX_RETRY)
 }
 
+/// Chunk objects stored at once (each in flight holds at most one sealed
+/// segment in memory for S3).
+pub const UPLOAD_CONCURRENCY: usize = 4;
+
 pub(crate) async fn run(
     shared: Arc<Shared>,
     mut jobs: tokio::sync::mpsc::UnboundedReceiver<UploadJob>,
 ) {
-    while let Some(job) = jobs.recv().await {
+    // Objects are stored up to UPLOAD_CONCURRENCY at a time; commits (and
+    // so the shards' deletions) follow strictly in seal order.
+    let mut stores = FuturesOrdered::new();
+    let mut open = true;
+    loop {
+        tokio::select! {
+            biased;
+            stored = stores.next(), if !stores.is_empty() => {
+                let Some(Some(stored)): Option<Option<Stored>> = stored else { return };
+                let (shard, segment) = (stored.shard, stored.segment);
+                if !commit(&shared, stored).await {
+                    return;
+                }
+                shared.tell(shard, ShardMsg::Committed { segment });
+            }
+            job = jobs.recv(), if open && stores.len() < UPLOAD_CONCURRENCY => {
+                match job {
+                    Some(job) => stores.push_back(store(shared.clone(), job)),
+                    None => open = false,
+                }
+            }
+            else => return,
+        }
         if shared.stop.load(Ordering::Acquire) {
             return;
         }
-        let (shard, segment) = (job.shard, job.segment);
-        if ship(&shared, job).await {
-            shared.tell(shard, ShardMsg::Committed { segment });
-        } else {
-            return;
-        }
     }
+}
+
+/// A chunk object in place, ready for its metadata commit.
+struct Stored {
+    shard: usize,
+    segment: u64,
+    /// `None` when nothing is to be committed (no ranges, or committed
+    /// before a restart).
+    chunk: Option<ChunkCommit>,
+    started: Instant,
+    put: Duration,
 }
 
 /// Waits before retry `attempt`; false if the agent is stopping.
@@ -47,16 +81,25 @@ async fn pause(shared: &Shared, attempt: u32) -> bool {
     !shared.stop.load(Ordering::Acquire)
 }
 
-/// Uploads and commits one segment. False only when the agent stops first.
-async fn ship(shared: &Shared, job: UploadJob) -> bool {
-    let agent = shared.config.agent_id.clone();
+/// Stores one segment as a chunk object, retrying until it succeeds.
+/// `None` only when the agent stops first.
+async fn store(shared: Arc<Shared>, job: UploadJob) -> Option<Stored> {
+    let shared = &*shared;
+    let started = Instant::now();
+    let done = |chunk: Option<ChunkCommit>| Stored {
+        shard: job.shard,
+        segment: job.segment,
+        chunk,
+        started,
+        put: started.elapsed(),
+    };
     let mut chunk = ChunkCommit {
         key: job.key.clone(),
         size: 0,
-        ranges: job.ranges,
+        ranges: job.ranges.clone(),
     };
     if chunk.ranges.is_empty() {
-        return true;
+        return Some(done(None));
     }
     // Already committed before a restart: never upload or commit twice.
     let mut attempt = 0;
@@ -64,21 +107,20 @@ async fn ship(shared: &Shared, job: UploadJob) -> bool {
         match shared.meta.chunk_committed(&chunk.key).await {
             Ok(true) => {
                 tracing::info!(key = %chunk.key, "chunk was committed before; dropping the local segment");
-                return true;
+                return Some(done(None));
             }
             Ok(false) => break,
             Err(e) => {
                 attempt += 1;
                 tracing::warn!(key = %chunk.key, error = %e, attempt, "metadata store unreachable");
                 if !pause(shared, attempt).await {
-                    return false;
+                    return None;
                 }
             }
         }
     }
     // A segment that cannot be stored is retried, never reported shipped:
     // the shard would delete the only copy.
-    let started = Instant::now();
     let mut attempt = 0;
     loop {
         let t = Instant::now();
@@ -100,12 +142,27 @@ async fn ship(shared: &Shared, job: UploadJob) -> bool {
                 attempt += 1;
                 tracing::warn!(key = %chunk.key, error = %e, attempt, "chunk upload failed; retrying");
                 if !pause(shared, attempt).await {
-                    return false;
+                    return None;
                 }
             }
         }
     }
-    let put = started.elapsed();
+    Some(done(Some(chunk)))
+}
+
+/// Commits a stored chunk's ranges under their epochs. False only when the
+/// agent stops first.
+async fn commit(shared: &Shared, stored: Stored) -> bool {
+    let Stored {
+        chunk,
+        started,
+        put,
+        ..
+    } = stored;
+    let Some(mut chunk) = chunk else {
+        return true;
+    };
+    let agent = shared.config.agent_id.clone();
     let mut attempt = 0;
     loop {
         match shared.meta.commit_chunk(&agent, &chunk).await {
