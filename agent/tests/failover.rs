@@ -616,6 +616,47 @@ async fn a_consumer_follows_a_partition_to_its_new_leader() {
 }
 
 #[tokio::test]
+async fn a_consumer_polls_through_its_leaders_death_without_errors() {
+    let mut c = Cluster::start(2);
+    let admin = c.admin().await;
+    admin.create_topic("orphan", PARTITIONS).await.unwrap();
+    let leaders = c.settled("orphan", 2).await;
+    let p = producer(&c, Acks::Object).await;
+    let acked = run(&p, "orphan", 12_000, || {}).await;
+    p.close().await.unwrap();
+    let mut consumer = Consumer::connect(c.addresses()).await.unwrap();
+    consumer
+        .assign((0..PARTITIONS).map(|part| ("orphan".to_owned(), part)))
+        .await
+        .unwrap();
+    // Read a little so every partition's route is cached, then kill the
+    // leader of some of them: polls return what they can, never an error,
+    // until the partitions are taken over and read to the end.
+    let mut got: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    for r in consumer.poll(Duration::from_millis(200)).await.unwrap() {
+        got.entry(r.partition).or_default().push(r.offset);
+    }
+    c.agents[1].kill9();
+    assert!(leaders.iter().any(|l| l == "agent-1"));
+    let want: usize = acked.values().map(Vec::len).sum();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while got.values().map(Vec::len).sum::<usize>() < want {
+        assert!(Instant::now() < deadline, "consumer stuck after the kill");
+        let recs = consumer
+            .poll(Duration::from_millis(100))
+            .await
+            .expect("a poll during a failover is not an error");
+        for r in recs {
+            got.entry(r.partition).or_default().push(r.offset);
+        }
+    }
+    for (part, offsets) in &got {
+        let want: Vec<u64> = (0..offsets.len() as u64).collect();
+        assert_eq!(offsets, &want, "partition {part}");
+    }
+}
+
+#[tokio::test]
 async fn an_agent_back_after_a_takeover_drops_its_stale_unshipped_writes() {
     let mut c = Cluster::start(2);
     let admin = c.admin().await;

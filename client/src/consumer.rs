@@ -139,6 +139,11 @@ impl Consumer {
         Ok(out)
     }
 
+    /// One partition's fetch. A leader that cannot be reached or no longer
+    /// leads (connection refused, `NOT_FOUND`, `UNAVAILABLE`, an expired
+    /// lease) is looked up again and retried with backoff until `wait_ms`
+    /// (at least 200 ms) is over; then the partition simply has no records
+    /// this time, as during a failover. Other errors are returned.
     async fn fetch_one(
         &self,
         topic: String,
@@ -146,67 +151,91 @@ impl Consumer {
         offset: u64,
         wait_ms: u32,
     ) -> Result<Vec<ConsumerRecord>> {
-        let mut tries = 0;
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(u64::from(wait_ms).max(200));
+        let mut tries: u32 = 0;
         loop {
             tries += 1;
-            let leader = self.metadata.leader(&self.pool, &topic, partition).await?;
-            let lease = match self.pool.get(&leader).await {
-                Ok(l) => l,
-                Err(e) if tries < 3 => {
-                    tracing::debug!(error = %e, "fetch: reconnecting");
-                    let _ = self
-                        .metadata
-                        .refresh(&self.pool, std::slice::from_ref(&topic))
-                        .await;
-                    tokio::time::sleep(Duration::from_millis(100 * tries)).await;
-                    continue;
-                }
+            let err = match self
+                .fetch_from_leader(&topic, partition, offset, wait_ms)
+                .await
+            {
+                Ok(records) => return Ok(records),
+                Err(e) if leader_moved(&e) => e,
                 Err(e) => return Err(e),
             };
-            let mut client =
-                FetchServiceClient::new(lease.channel()).max_decoding_message_size(256 << 20);
-            let res = client
-                .fetch(pb::FetchRequest {
-                    topic: topic.clone(),
-                    partition,
-                    offset,
-                    max_bytes: self.max_bytes_per_partition,
-                    max_wait_ms: wait_ms,
-                })
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                tracing::debug!(%topic, partition, error = %err, "fetch: no reachable leader yet");
+                return Ok(Vec::new());
+            }
+            let _ = self
+                .metadata
+                .refresh(&self.pool, std::slice::from_ref(&topic))
                 .await;
-            match res {
-                Ok(r) => {
-                    return Ok(r
-                        .into_inner()
-                        .records
-                        .into_iter()
-                        .map(|r| ConsumerRecord {
-                            topic: topic.clone(),
-                            partition,
-                            offset: r.offset,
-                            key: r.key,
-                            value: r.value,
-                            timestamp: r.timestamp,
-                            headers: r.headers.into_iter().map(|h| (h.key, h.value)).collect(),
-                        })
-                        .collect())
-                }
-                Err(s)
-                    if tries < 3
-                        && matches!(
-                            s.code(),
-                            tonic::Code::NotFound | tonic::Code::Unavailable | tonic::Code::Unknown
-                        ) =>
-                {
+            let backoff = Duration::from_millis(50 * u64::from(tries.min(10)));
+            tokio::time::sleep_until((now + backoff).min(deadline)).await;
+        }
+    }
+
+    async fn fetch_from_leader(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        wait_ms: u32,
+    ) -> Result<Vec<ConsumerRecord>> {
+        let leader = self.metadata.leader(&self.pool, topic, partition).await?;
+        let lease = self.pool.get(&leader).await?;
+        let mut client =
+            FetchServiceClient::new(lease.channel()).max_decoding_message_size(256 << 20);
+        let res = client
+            .fetch(pb::FetchRequest {
+                topic: topic.to_owned(),
+                partition,
+                offset,
+                max_bytes: self.max_bytes_per_partition,
+                max_wait_ms: wait_ms,
+            })
+            .await;
+        match res {
+            Ok(r) => Ok(r
+                .into_inner()
+                .records
+                .into_iter()
+                .map(|r| ConsumerRecord {
+                    topic: topic.to_owned(),
+                    partition,
+                    offset: r.offset,
+                    key: r.key,
+                    value: r.value,
+                    timestamp: r.timestamp,
+                    headers: r.headers.into_iter().map(|h| (h.key, h.value)).collect(),
+                })
+                .collect()),
+            Err(s) => {
+                if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown) {
                     self.pool.invalidate(&leader, lease.id());
-                    let _ = self
-                        .metadata
-                        .refresh(&self.pool, std::slice::from_ref(&topic))
-                        .await;
-                    tokio::time::sleep(Duration::from_millis(100 * tries)).await;
                 }
-                Err(s) => return Err(s.into()),
+                Err(s.into())
             }
         }
+    }
+}
+
+/// Whether a fetch failed because the partition's leader moved or is
+/// (for now) out of reach, so asking again later can succeed.
+fn leader_moved(e: &Error) -> bool {
+    match e {
+        Error::Transport { .. } => true,
+        Error::Status { code, .. } => matches!(
+            code,
+            tonic::Code::NotFound
+                | tonic::Code::Unavailable
+                | tonic::Code::Unknown
+                | tonic::Code::FailedPrecondition
+                | tonic::Code::DeadlineExceeded
+        ),
+        _ => false,
     }
 }
