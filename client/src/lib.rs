@@ -28,7 +28,8 @@ pub use admin::Admin;
 pub use consumer::{Consumer, ConsumerRecord};
 pub use error::{Error, Result};
 pub use producer::{
-    Acks, BatchSendFuture, Producer, ProducerBuilder, ProducerConfig, ProducerMetrics, SendFuture,
+    AckFuture, Acks, BatchSendFuture, Producer, ProducerBuilder, ProducerConfig, ProducerMetrics,
+    SendFuture,
 };
 pub use record::{BatchMetadata, BatchRecord, ProducerRecord, RecordMetadata};
 pub use streamhouse_proto as proto;

@@ -458,33 +458,25 @@ pub struct Producer {
     _guard: Arc<DropGuard>,
 }
 
-/// Resolves when a record is acknowledged (or failed).
-pub struct SendFuture {
-    rx: oneshot::Receiver<Result<RecordMetadata>>,
+/// Resolves with the outcome of what was sent: a record
+/// ([`SendFuture`]) or a `send_batch` call ([`BatchSendFuture`]).
+pub struct AckFuture<T> {
+    rx: oneshot::Receiver<Result<T>>,
 }
+
+/// Resolves when a record is acknowledged (or failed).
+pub type SendFuture = AckFuture<RecordMetadata>;
 
 /// Resolves when every record of a [`Producer::send_batch`] call is
 /// acknowledged (or failed).
-pub struct BatchSendFuture {
-    rx: oneshot::Receiver<Result<BatchMetadata>>,
-}
+pub type BatchSendFuture = AckFuture<BatchMetadata>;
 
-impl Future for BatchSendFuture {
-    type Output = Result<BatchMetadata>;
+impl<T> Future for AckFuture<T> {
+    type Output = Result<T>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match Pin::new(&mut self.rx).poll(cx) {
             Poll::Ready(Ok(r)) => Poll::Ready(r),
-            Poll::Ready(Err(_)) => Poll::Ready(Err(Error::Closed)),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-impl Future for SendFuture {
-    type Output = Result<RecordMetadata>;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match Pin::new(&mut self.rx).poll(cx) {
-            Poll::Ready(Ok(r)) => Poll::Ready(r),
+            // The producer's tasks ended without an answer.
             Poll::Ready(Err(_)) => Poll::Ready(Err(Error::Closed)),
             Poll::Pending => Poll::Pending,
         }
@@ -532,7 +524,7 @@ impl Producer {
     pub fn send(&self, record: ProducerRecord) -> SendFuture {
         let (tx, rx) = oneshot::channel();
         self.enqueue_record(record, Outcome::Future(tx));
-        SendFuture { rx }
+        AckFuture { rx }
     }
 
     /// Like [`send`](Self::send), but calls `callback` with the outcome
@@ -600,7 +592,7 @@ impl Producer {
                 Outcome::Batch { tx, count },
             );
         }
-        BatchSendFuture { rx }
+        AckFuture { rx }
     }
 
     fn enqueue_record(&self, record: ProducerRecord, tx: Outcome) {
