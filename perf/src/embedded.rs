@@ -28,14 +28,20 @@ pub fn agent_binary() -> PathBuf {
     PathBuf::from("streamhouse-agent")
 }
 
+/// A base port with `n` consecutive free loopback ports, taken from below
+/// the kernel's ephemeral range (32768 and up on Linux): no outgoing
+/// connection can hold one when the agent binds it, and the readiness probe
+/// cannot connect to itself.
 fn free_base_port(n: u16) -> Option<u16> {
-    for _ in 0..100 {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
-        let base = l.local_addr().ok()?.port();
-        drop(l);
-        if base < 65_000
-            && (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
-        {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 22_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
+    for _ in 0..500 {
+        let slot = NEXT.fetch_add(u32::from(n) + 1, Ordering::Relaxed);
+        let base = (LOW + (start + slot) % SPAN) as u16;
+        if (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
             return Some(base);
         }
     }

@@ -35,23 +35,27 @@ pub struct Agent {
 }
 
 /// A base port with `n` consecutive free ports after it.
+///
+/// Ports come from below the kernel's ephemeral range (32768 and up on
+/// Linux), so no outgoing connection can hold one by the time the agent
+/// binds it, and a readiness probe can never connect to itself. A
+/// process-wide counter keeps parallel tests of one binary apart; the bind
+/// check covers other processes.
 pub fn free_ports(n: usize) -> u16 {
-    for _ in 0..200 {
-        let base = 20_000 + (rand_u32() % 40_000) as u16;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 22_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
+    for _ in 0..500 {
+        let slot = NEXT.fetch_add(n as u32 + 1, Ordering::Relaxed);
+        let base = (LOW + (start + slot) % SPAN) as u16;
         let ok = (0..n).all(|i| TcpListener::bind(("127.0.0.1", base + i as u16)).is_ok());
         if ok {
             return base;
         }
     }
     panic!("no free ports");
-}
-
-fn rand_u32() -> u32 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    t ^ (std::process::id().wrapping_mul(2_654_435_761))
 }
 
 /// The agent binary: cargo's path when this harness runs in the agent
