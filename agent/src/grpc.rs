@@ -21,6 +21,7 @@ pub enum Code {
     AlreadyExists = 6,
     ResourceExhausted = 8,
     FailedPrecondition = 9,
+    Aborted = 10,
     OutOfRange = 11,
     Unimplemented = 12,
     Internal = 13,

@@ -98,6 +98,9 @@ pub fn log_status(e: LogError) -> Status {
     let code = match &e {
         LogError::UnknownPartition { .. } => Code::NotFound,
         LogError::InvalidBatch(_) => Code::InvalidArgument,
+        // Ahead of the sequence: retry once the batches before it are
+        // answered. Behind it and not remembered: a retry cannot help.
+        LogError::Sequence(e) if e.is_ahead() => Code::Aborted,
         LogError::Sequence(_) => Code::FailedPrecondition,
         LogError::OffsetOutOfRange { .. } => Code::OutOfRange,
         LogError::Corrupt(_) => Code::DataLoss,
@@ -703,7 +706,7 @@ impl ShardContext {
         let batch_len = encoded.len() as u64;
         let appended = self
             .log
-            .append(&t.key, req.partition, encoded)
+            .append_in_flight(&t.key, req.partition, encoded, req.oldest_sequence)
             .await
             .map_err(log_status)?;
         if !appended.duplicate {

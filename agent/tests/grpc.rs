@@ -354,7 +354,7 @@ async fn idempotent_retries_get_original_offsets_and_gaps_are_refused() {
     assert!(again.duplicate);
     assert_eq!(again.base_offset, 0);
     let gap = c.produce(req(100, 1)).await.unwrap_err();
-    assert_eq!(gap.code(), Code::FailedPrecondition);
+    assert_eq!(gap.code(), Code::Aborted);
     assert!(gap.message().contains("out-of-order"), "{}", gap.message());
     let mut f = agent.fetcher_for(&meta, 0).await;
     assert_eq!(fetch_all(&mut f, "idem", 0).await.len(), 8);

@@ -4,10 +4,19 @@
 //!
 //! Tasks: `send` appends synchronously when it can (metadata cached, buffer
 //! room free); otherwise the record waits, in order, in the intake queue that
-//! the intake task serves. The sender task dispatches closed batches, one
-//! request in flight per partition (so retries never reorder a partition),
-//! any number of partitions per connection up to the pool's `max_in_flight`.
-//! A shard without free capacity is skipped, so it never stalls the others.
+//! the intake task serves. The sender task dispatches closed batches, up to
+//! `max_in_flight_per_partition` requests in flight per partition (one
+//! without idempotence), any number of partitions per connection up to the
+//! pool's `max_in_flight`. A shard without free capacity is skipped, so it
+//! never stalls the others.
+//!
+//! Order with several batches of a partition in flight: each request names
+//! the oldest unanswered sequence of its partition, so the agent appends
+//! batches strictly in sequence order even when requests overtake each
+//! other; a batch refused as out of order (`ABORTED`) is retried only once
+//! every earlier batch of its partition is answered, and fails if one of
+//! them failed. After a batch fails for good, its partition sends nothing
+//! new until its other batches are answered.
 //!
 //! Idempotence (on by default): the producer holds a producer id from the
 //! agent; each partition's batches carry consecutive sequence numbers, so a
@@ -19,7 +28,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -41,6 +50,10 @@ use crate::partitioner::partition_for_key;
 use crate::pool::{ConnectionPool, PoolConfig};
 use crate::record::{BatchMetadata, BatchRecord, ProducerRecord, RecordMetadata};
 use crate::retry::{action_for, RetryAction};
+
+/// Most requests in flight per partition: an agent remembers this many
+/// batches per producer, so a retry of the oldest is still recognised.
+pub const MAX_IN_FLIGHT_PER_PARTITION: usize = streamhouse_shard::producers::REMEMBERED_BATCHES;
 
 /// Durability a record needs before its future resolves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -85,6 +98,10 @@ pub struct ProducerConfig {
     pub request_timeout: Duration,
     /// Idempotent producer; default on.
     pub idempotence: bool,
+    /// Requests in flight per partition; default 5, at most 5 (what an
+    /// agent remembers per producer for deduplication). Order is kept (see
+    /// the module docs); without idempotence one request is in flight.
+    pub max_in_flight_per_partition: usize,
     /// Batch compression; default none.
     pub compression: Codec,
     /// Connection pool settings.
@@ -106,6 +123,7 @@ impl Default for ProducerConfig {
             delivery_timeout: Duration::from_secs(120),
             request_timeout: Duration::from_secs(30),
             idempotence: true,
+            max_in_flight_per_partition: 5,
             compression: Codec::None,
             pool: PoolConfig::default(),
         }
@@ -197,9 +215,38 @@ type Completion = (Outcome, i64);
 
 struct PartitionState {
     acc: PartitionAccumulator<Completion>,
-    in_flight: bool,
+    /// Batches sent and not yet answered, in dispatch order: (producer id,
+    /// base sequence); (0, 0) without idempotence.
+    in_flight: VecDeque<(i64, i32)>,
     next_seq: i32,
     pid: i64,
+    /// A producer id under which a batch of this partition failed for
+    /// good: later batches under it can never follow the gap. 0 = none.
+    broken_pid: i64,
+    /// Batches in flight that failed at least once and are being retried.
+    /// Nothing new is sent meanwhile: batches sent after a retried one
+    /// could otherwise push it out of the agent's deduplication window
+    /// before its retry arrives.
+    retrying: usize,
+}
+
+impl PartitionState {
+    /// Whether the batch (`pid`, `seq`) is the oldest unanswered one of
+    /// its producer id here.
+    fn is_oldest(&self, pid: i64, seq: i32) -> bool {
+        self.in_flight
+            .iter()
+            .find(|(p, _)| *p == pid)
+            .is_none_or(|&(_, s)| s == seq)
+    }
+
+    /// The oldest unanswered sequence under `pid`.
+    fn oldest(&self, pid: i64) -> Option<i32> {
+        self.in_flight
+            .iter()
+            .find(|(p, _)| *p == pid)
+            .map(|&(_, s)| s)
+    }
 }
 
 /// What one `send` or `send_batch` call hands the producer.
@@ -259,7 +306,11 @@ struct Inner {
     wake_sender: Notify,
     wake_intake: Notify,
     idle: Notify,
+    /// Woken whenever a batch is answered (see [`wait_for_earlier`]).
+    answered: Notify,
     pid: Mutex<(i64, i16)>,
+    /// New producer ids being fetched after a failure.
+    renewing_pid: AtomicUsize,
     closed: AtomicBool,
     counters: Counters,
     backoff: Mutex<Backoff>,
@@ -347,6 +398,11 @@ impl ProducerBuilder {
         self.config.pool.max_connections_per_agent = n;
         self
     }
+    /// Requests in flight per partition; default 5, at most 5.
+    pub fn max_in_flight_per_partition(mut self, n: usize) -> Self {
+        self.config.max_in_flight_per_partition = n;
+        self
+    }
     /// Requests in flight per connection; default 32.
     pub fn max_in_flight(mut self, n: usize) -> Self {
         self.config.pool.max_in_flight = n;
@@ -395,6 +451,12 @@ impl ProducerBuilder {
                 c.buffer_memory, c.batch_max_bytes
             )));
         }
+        if !(1..=MAX_IN_FLIGHT_PER_PARTITION).contains(&c.max_in_flight_per_partition) {
+            return Err(Error::Config(format!(
+                "max_in_flight_per_partition must be 1 to {MAX_IN_FLIGHT_PER_PARTITION}, not {}",
+                c.max_in_flight_per_partition
+            )));
+        }
         if c.pool.max_connections_per_agent == 0 || c.pool.max_in_flight == 0 {
             return Err(Error::Config(
                 "max_connections_per_agent and max_in_flight must be positive".into(),
@@ -417,7 +479,9 @@ impl ProducerBuilder {
             wake_sender: Notify::new(),
             wake_intake: Notify::new(),
             idle: Notify::new(),
+            answered: Notify::new(),
             pid: Mutex::new((0, 0)),
+            renewing_pid: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             counters: Counters::default(),
             backoff: Mutex::new(Backoff::new(c.backoff, self.rng.unwrap_or_else(thread_rng))),
@@ -805,9 +869,11 @@ impl Inner {
         }
         let ps = t.partitions[partition as usize].get_or_insert_with(|| PartitionState {
             acc: PartitionAccumulator::new(limits),
-            in_flight: false,
+            in_flight: VecDeque::new(),
             next_seq: 0,
             pid: 0,
+            broken_pid: 0,
+            retrying: 0,
         });
         let record = match d.item {
             Item::Record(r) => r,
@@ -955,11 +1021,19 @@ async fn intake_loop(inner: Arc<Inner>) {
 struct Dispatch {
     topic: String,
     partition: u32,
+    /// (producer id, base sequence); (0, 0) without idempotence.
+    seq: (i64, i32),
     batch: ClosedBatch<Completion>,
 }
 
-/// Dispatches closed (or lingered) batches, one in flight per partition.
+/// Dispatches closed (or lingered) batches, up to the in-flight limit per
+/// partition.
 async fn sender_loop(inner: Arc<Inner>) {
+    let max_in_flight = if inner.config.idempotence {
+        inner.config.max_in_flight_per_partition
+    } else {
+        1
+    };
     loop {
         let notified = inner.wake_sender.notified();
         tokio::pin!(notified);
@@ -972,6 +1046,8 @@ async fn sender_loop(inner: Arc<Inner>) {
             let mut out = Vec::new();
             let mut deadline: Option<Instant> = None;
             let pid = *inner.pid.lock();
+            let idempotent = inner.config.idempotence;
+            let renewing = inner.renewing_pid.load(Ordering::Acquire) > 0;
             let all = st
                 .topics
                 .iter_mut()
@@ -983,49 +1059,60 @@ async fn sender_loop(inner: Arc<Inner>) {
                 })
                 .filter_map(|(t, p, s)| s.as_mut().map(|s| (t, p, s)));
             for (topic, partition, ps) in all {
+                let can_send = ps.in_flight.len() < max_in_flight
+                    && !must_wait(ps, pid.0, idempotent, renewing);
                 if flushing {
                     ps.acc.close();
-                } else if !ps.in_flight {
-                    // While a request is in flight the open batch keeps
+                } else if can_send {
+                    // While every request slot is taken the open batch keeps
                     // filling (up to its size limits) instead of closing at
                     // linger: the next request then carries everything that
                     // arrived meanwhile, which keeps slow acks (ack `object`,
                     // a slow disk) from turning into many tiny requests.
                     ps.acc.expire(now);
                 }
-                if !ps.in_flight {
-                    if let Some(mut batch) = ps.acc.pop_closed() {
-                        let leader = inner.metadata.topic(topic).and_then(|t| {
-                            t.partitions
-                                .get(partition as usize)
-                                .map(|p| p.leader.clone())
-                        });
-                        let room = leader.as_deref().is_none_or(|l| inner.pool.has_capacity(l));
-                        if room {
-                            ps.in_flight = true;
-                            if inner.config.idempotence {
-                                if ps.pid != pid.0 {
-                                    ps.pid = pid.0;
-                                    ps.next_seq = 0;
-                                }
-                                batch.builder.set_producer(ProducerInfo {
-                                    producer_id: pid.0,
-                                    producer_epoch: pid.1,
-                                    base_sequence: ps.next_seq,
-                                });
-                                ps.next_seq = ps.next_seq.wrapping_add(batch.builder.len() as i32);
-                            }
-                            out.push(Dispatch {
-                                topic: topic.clone(),
-                                partition,
-                                batch,
-                            });
-                        } else {
-                            ps.acc.push_front(batch);
-                        }
+                while ps.in_flight.len() < max_in_flight
+                    && !must_wait(ps, pid.0, idempotent, renewing)
+                {
+                    let Some(mut batch) = ps.acc.pop_closed() else {
+                        break;
+                    };
+                    let leader = inner.metadata.topic(topic).and_then(|t| {
+                        t.partitions
+                            .get(partition as usize)
+                            .map(|p| p.leader.clone())
+                    });
+                    if !leader.as_deref().is_none_or(|l| inner.pool.has_capacity(l)) {
+                        ps.acc.push_front(batch);
+                        break;
                     }
+                    let mut seq = (0, 0);
+                    if idempotent {
+                        if ps.pid != pid.0 {
+                            ps.pid = pid.0;
+                            ps.next_seq = 0;
+                        }
+                        seq = (pid.0, ps.next_seq);
+                        batch.builder.set_producer(ProducerInfo {
+                            producer_id: pid.0,
+                            producer_epoch: pid.1,
+                            base_sequence: ps.next_seq,
+                        });
+                        ps.next_seq = ps.next_seq.wrapping_add(batch.builder.len() as i32);
+                    }
+                    ps.in_flight.push_back(seq);
+                    out.push(Dispatch {
+                        topic: topic.clone(),
+                        partition,
+                        seq,
+                        batch,
+                    });
                 }
-                if let Some(d) = ps.acc.deadline().filter(|_| !ps.in_flight) {
+                if let Some(d) = ps
+                    .acc
+                    .deadline()
+                    .filter(|_| ps.in_flight.len() < max_in_flight)
+                {
                     deadline = Some(deadline.map_or(d, |x: Instant| x.min(d)));
                 }
             }
@@ -1050,11 +1137,26 @@ async fn sender_loop(inner: Arc<Inner>) {
     }
 }
 
+/// Whether a partition must hold its next batch although a request slot is
+/// free: a batch in flight is being retried, batches of an old producer id
+/// are still unanswered (a new id's first batch could be appended before
+/// them), or a batch failed for good under the current id while a new id is
+/// being fetched.
+fn must_wait(ps: &PartitionState, pid: i64, idempotent: bool, renewing: bool) -> bool {
+    if !idempotent {
+        return false;
+    }
+    ps.retrying > 0
+        || (ps.pid != pid && !ps.in_flight.is_empty())
+        || (renewing && ps.broken_pid == pid)
+}
+
 /// Sends one batch with retries, then resolves its records' futures.
 async fn send_batch(inner: Arc<Inner>, d: Dispatch) {
     let Dispatch {
         topic,
         partition,
+        seq,
         batch,
     } = d;
     let ClosedBatch {
@@ -1082,8 +1184,10 @@ async fn send_batch(inner: Arc<Inner>, d: Dispatch) {
         producer_epoch: 0,
         base_sequence: 0,
         batch: Bytes::from(builder.finish()),
+        oldest_sequence: None,
     };
-    let result = deliver(&inner, &topic, partition, req, started).await;
+    let mut retried = false;
+    let result = deliver(&inner, &topic, partition, seq, req, started, &mut retried).await;
     let failed = result.is_err();
     match result {
         Ok(resp) => {
@@ -1114,51 +1218,137 @@ async fn send_batch(inner: Arc<Inner>, d: Dispatch) {
             }
         }
     }
-    if failed && inner.config.idempotence {
-        // The failed batch may or may not be stored; never reuse its
-        // sequence numbers: take a new producer id for what follows.
-        if let Err(e) = inner.new_producer_id().await {
-            tracing::warn!(error = %e, "could not obtain a new producer id");
-        }
-    }
     inner.memory.add_permits(reserved);
     {
         let mut st = inner.state.lock();
-        if let Some(Some(ps)) = st
-            .topics
-            .get_mut(&topic)
-            .and_then(|v| v.partitions.get_mut(partition as usize))
-        {
-            ps.in_flight = false;
+        if let Some(ps) = partition_state(&mut st, &topic, partition) {
+            if let Some(i) = ps.in_flight.iter().position(|&x| x == seq) {
+                ps.in_flight.remove(i);
+            }
+            if retried {
+                ps.retrying = ps.retrying.saturating_sub(1);
+            }
+            if failed {
+                ps.broken_pid = seq.0;
+            }
         }
         st.outstanding -= count as usize;
         if st.outstanding == 0 {
             inner.idle.notify_waiters();
         }
     }
+    inner.answered.notify_waiters();
+    if failed && inner.config.idempotence {
+        // The failed batch may or may not be stored; never reuse its
+        // sequence numbers: take a new producer id for what follows. The
+        // partition holds its next batch meanwhile.
+        inner.renewing_pid.fetch_add(1, Ordering::AcqRel);
+        if let Err(e) = inner.new_producer_id().await {
+            tracing::warn!(error = %e, "could not obtain a new producer id");
+        }
+        inner.renewing_pid.fetch_sub(1, Ordering::AcqRel);
+    }
     inner.wake_sender.notify_one();
+}
+
+fn partition_state<'a>(
+    st: &'a mut State,
+    topic: &str,
+    partition: u32,
+) -> Option<&'a mut PartitionState> {
+    st.topics
+        .get_mut(topic)
+        .and_then(|v| v.partitions.get_mut(partition as usize))
+        .and_then(Option::as_mut)
+}
+
+/// What [`wait_for_earlier`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Earlier {
+    /// The batch was already its partition's oldest unanswered one.
+    NoneUnanswered,
+    /// Earlier batches were unanswered; now all are answered.
+    Answered,
+    /// An earlier batch failed for good: this one can never follow it.
+    OneFailed,
+}
+
+/// Before a retry: waits until every earlier batch of the partition under
+/// the same producer id is answered.
+async fn wait_for_earlier(inner: &Inner, topic: &str, partition: u32, seq: (i64, i32)) -> Earlier {
+    let mut waited = false;
+    loop {
+        let answered = inner.answered.notified();
+        tokio::pin!(answered);
+        answered.as_mut().enable();
+        {
+            let mut st = inner.state.lock();
+            let Some(ps) = partition_state(&mut st, topic, partition) else {
+                return Earlier::OneFailed;
+            };
+            if ps.is_oldest(seq.0, seq.1) {
+                return if ps.broken_pid == seq.0 {
+                    Earlier::OneFailed
+                } else if waited {
+                    Earlier::Answered
+                } else {
+                    Earlier::NoneUnanswered
+                };
+            }
+        }
+        answered.await;
+        waited = true;
+    }
 }
 
 async fn deliver(
     inner: &Inner,
     topic: &str,
     partition: u32,
-    req: pb::ProduceRequest,
+    seq: (i64, i32),
+    mut req: pb::ProduceRequest,
     started: Instant,
+    retried: &mut bool,
 ) -> Result<pb::ProduceResponse> {
     let deadline = started + inner.config.delivery_timeout;
     let mut attempt: u32 = 0;
     loop {
         attempt += 1;
+        if seq.0 != 0 {
+            let mut st = inner.state.lock();
+            req.oldest_sequence =
+                partition_state(&mut st, topic, partition).and_then(|ps| ps.oldest(seq.0));
+        }
         let err = match attempt_once(inner, topic, partition, &req, deadline).await {
             Ok(resp) => return Ok(resp),
             Err(e) => e,
         };
-        let action = match &err {
+        let mut action = match &err {
             Error::Status { code, .. } => action_for(*code),
             Error::Transport { .. } => RetryAction::FreshRoute,
             _ => RetryAction::Fail,
         };
+        // A retry goes only once every earlier batch of the partition is
+        // answered: during a failure they recover one after another, in
+        // order, as with one request in flight; a batch after one that
+        // failed for good fails too.
+        let mut waited = false;
+        if action != RetryAction::Fail && !*retried {
+            *retried = true;
+            let mut st = inner.state.lock();
+            if let Some(ps) = partition_state(&mut st, topic, partition) {
+                ps.retrying += 1;
+            }
+        }
+        if action != RetryAction::Fail && seq.0 != 0 {
+            match tokio::time::timeout_at(deadline, wait_for_earlier(inner, topic, partition, seq))
+                .await
+            {
+                Ok(Earlier::NoneUnanswered) => {}
+                Ok(Earlier::Answered) => waited = true,
+                Ok(Earlier::OneFailed) | Err(_) => action = RetryAction::Fail,
+            }
+        }
         let now = Instant::now();
         if action == RetryAction::Fail || attempt > inner.config.retries || now >= deadline {
             return Err(if attempt > 1 {
@@ -1183,8 +1373,10 @@ async fn deliver(
                 .refresh(&inner.pool, &[topic.to_owned()])
                 .await;
         }
-        let delay = inner.backoff.lock().delay(attempt);
-        tokio::time::sleep_until((Instant::now() + delay).min(deadline)).await;
+        if action != RetryAction::AfterEarlierBatches && !waited {
+            let delay = inner.backoff.lock().delay(attempt);
+            tokio::time::sleep_until((Instant::now() + delay).min(deadline)).await;
+        }
     }
 }
 
@@ -1227,7 +1419,9 @@ async fn attempt_once(
                 // A hung agent: count it against its circuit, so a dead
                 // agent costs a few timeouts, not one per request.
                 RetryAction::SameRoute => inner.pool.breakers.failure(&leader, Instant::now()),
-                _ => {}
+                // The agent answered: it is alive (this also ends a
+                // half-open probe, which would otherwise stay open).
+                _ => inner.pool.breakers.success(&leader),
             }
             Err(s.into())
         }

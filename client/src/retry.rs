@@ -15,14 +15,19 @@ pub enum RetryAction {
     FreshRoute,
     /// The partition moved: refresh metadata first, then route to the new leader.
     RefreshMetadata,
+    /// The batch arrived ahead of its producer's sequence (an earlier batch
+    /// of the partition is missing): retry once every earlier batch is
+    /// answered, or fail if one of them failed.
+    AfterEarlierBatches,
 }
 
 /// The retry action for a gRPC status code.
 pub fn action_for(code: Code) -> RetryAction {
     match code {
-        Code::Unavailable | Code::Internal | Code::Unknown | Code::Cancelled | Code::Aborted => {
+        Code::Unavailable | Code::Internal | Code::Unknown | Code::Cancelled => {
             RetryAction::FreshRoute
         }
+        Code::Aborted => RetryAction::AfterEarlierBatches,
         Code::DeadlineExceeded => RetryAction::SameRoute,
         Code::NotFound => RetryAction::RefreshMetadata,
         _ => RetryAction::Fail,
@@ -39,6 +44,7 @@ mod tests {
         assert_eq!(action_for(Code::Internal), RetryAction::FreshRoute);
         assert_eq!(action_for(Code::DeadlineExceeded), RetryAction::SameRoute);
         assert_eq!(action_for(Code::NotFound), RetryAction::RefreshMetadata);
+        assert_eq!(action_for(Code::Aborted), RetryAction::AfterEarlierBatches);
         for c in [
             Code::InvalidArgument,
             Code::FailedPrecondition,

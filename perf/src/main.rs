@@ -127,6 +127,9 @@ struct RunArgs {
     /// Requests in flight per connection.
     #[arg(long, default_value_t = 32)]
     max_in_flight: usize,
+    /// Requests in flight per partition (1 to 5).
+    #[arg(long, default_value_t = 5)]
+    in_flight_per_partition: usize,
     /// Connections per agent shard.
     #[arg(long, default_value_t = 2)]
     connections: usize,
@@ -278,6 +281,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         rate,
         api: args.api,
         max_in_flight: args.max_in_flight,
+        in_flight_per_partition: args.in_flight_per_partition,
         connections: args.connections,
         interval: Duration::from_secs(args.interval.max(1)),
     };
@@ -300,13 +304,14 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
     };
     let pid = agent.as_ref().map(EmbeddedAgent::pid).or(args.agent_pid);
     println!(
-        "{preset}: {records} records x {} B, {producers} producer(s), api {:?}, {} partitions, batch {} records / {} bytes, linger {} ms, acks {:?}, rate {}, agent {bootstrap}{}",
+        "{preset}: {records} records x {} B, {producers} producer(s), api {:?}, {} partitions, batch {} records / {} bytes, linger {} ms, {} in flight per partition, acks {:?}, rate {}, agent {bootstrap}{}",
         opts.record_size,
         opts.api,
         opts.partitions,
         opts.batch_records,
         opts.batch_bytes,
         linger,
+        opts.in_flight_per_partition,
         args.acks,
         rate.map_or("unlimited".to_string(), |r| format!("{r} records/s")),
         if agent.is_some() { format!(" (embedded, {shards} shards)") } else { String::new() }
@@ -437,7 +442,8 @@ fn json_report(
             "producers": o.producers, "batch_records": o.batch_records, "batch_bytes": o.batch_bytes,
             "linger_ms": o.linger.as_millis() as u64, "acks": format!("{:?}", o.acks),
             "api": format!("{:?}", o.api),
-            "rate": o.rate, "max_in_flight": o.max_in_flight, "connections": o.connections,
+            "rate": o.rate, "max_in_flight": o.max_in_flight,
+            "in_flight_per_partition": o.in_flight_per_partition, "connections": o.connections,
         },
         "sent": r.sent, "acked": r.acked, "failed": r.failed,
         "elapsed_s": r.elapsed_s, "records_per_s": r.records_per_s, "mb_per_s": r.mb_per_s,

@@ -40,6 +40,8 @@ pub struct ProduceOpts {
     pub rate: Option<f64>,
     pub api: SendApi,
     pub max_in_flight: usize,
+    /// Requests in flight per partition.
+    pub in_flight_per_partition: usize,
     pub connections: usize,
     /// Seconds between progress lines.
     pub interval: Duration,
@@ -172,6 +174,7 @@ pub async fn run(bootstrap: &str, o: &ProduceOpts) -> Result<ProduceReport, Stri
             .batch_max_bytes(o.batch_bytes)
             .linger(o.linger)
             .max_in_flight(o.max_in_flight)
+            .max_in_flight_per_partition(o.in_flight_per_partition)
             .max_connections_per_agent(o.connections)
             .buffer_memory((64 << 20).max(o.batch_bytes * 4))
             .build()

@@ -25,6 +25,11 @@ use crate::index::{IndexEntry, OffsetIndex};
 use crate::producers::{ProducerTable, SeqCheck, SeqError};
 use crate::segment::{self, Corruption};
 
+/// How long an append that arrived ahead of its producer's sequence waits
+/// for the batches before it: long enough for requests that overtook each
+/// other on the wire or a quick retry, short of a client's request timeout.
+pub const SEQUENCE_WAIT: Duration = Duration::from_millis(1000);
+
 /// Settings of one shard log.
 #[derive(Debug, Clone)]
 pub struct LogConfig {
@@ -131,6 +136,9 @@ struct PartitionLog {
     index: OffsetIndex,
     producers: ProducerTable,
     data_waiters: Vec<oneshot::Sender<()>>,
+    /// Appends that arrived ahead of their producer's sequence, woken by
+    /// every append to the partition.
+    seq_waiters: Vec<oneshot::Sender<()>>,
 }
 
 struct PendingEntry {
@@ -566,69 +574,114 @@ impl ShardLog {
 
     /// Appends one encoded batch (see [`crate::batch`]) to a partition and
     /// resolves once it is fsynced. The batch's CRC is verified; its base
-    /// offset is assigned here.
+    /// offset is assigned here. Same as [`ShardLog::append_in_flight`] for a
+    /// producer with one batch in flight.
     pub async fn append(
         &self,
         topic: &str,
         partition: u32,
+        batch: Vec<u8>,
+    ) -> Result<Appended, LogError> {
+        self.append_in_flight(topic, partition, batch, None).await
+    }
+
+    /// [`ShardLog::append`] for a producer with several batches in flight.
+    ///
+    /// `oldest`: the lowest sequence its producer has in flight for this
+    /// partition, when it has several (see [`ProducerTable::check`]). A
+    /// batch that arrives ahead of its producer's sequence waits up to
+    /// [`SEQUENCE_WAIT`] for the batches before it (requests sent in order
+    /// may arrive out of order), then fails with [`SeqError::OutOfOrder`].
+    pub async fn append_in_flight(
+        &self,
+        topic: &str,
+        partition: u32,
         mut batch: Vec<u8>,
+        oldest: Option<i32>,
     ) -> Result<Appended, LogError> {
         let header = batch::validate(&batch)?;
         let count = header.record_count;
-        let (rx, base_offset, duplicate) = {
-            let mut guard = self.inner.state.borrow_mut();
-            let st = &mut *guard;
-            if let Some(why) = &st.poisoned {
-                return Err(LogError::Poisoned(why.clone()));
-            }
-            if st.closed {
-                return Err(LogError::Poisoned("the log is closed".into()));
-            }
-            let p = find_mut(&mut st.partitions, topic, partition)
-                .ok_or_else(|| unknown(topic, partition))?;
-            match p.producers.check(header.producer, count)? {
-                // A retry of a batch already appended: answer with its
-                // offsets once the original is durable.
-                SeqCheck::Duplicate(e) => {
-                    if e.lsn <= st.durable_lsn {
-                        let seg = p.index.segment_of(e.base_offset);
-                        (Err(seg), e.base_offset, true)
-                    } else {
+        let give_up = Instant::now() + SEQUENCE_WAIT;
+        let (rx, base_offset, duplicate) = loop {
+            let (ahead, left) = {
+                let mut guard = self.inner.state.borrow_mut();
+                let st = &mut *guard;
+                if let Some(why) = &st.poisoned {
+                    return Err(LogError::Poisoned(why.clone()));
+                }
+                if st.closed {
+                    return Err(LogError::Poisoned("the log is closed".into()));
+                }
+                let p = find_mut(&mut st.partitions, topic, partition)
+                    .ok_or_else(|| unknown(topic, partition))?;
+                match p.producers.check(header.producer, count, oldest) {
+                    Err(e) if e.is_ahead() => {
+                        let left = give_up.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            return Err(e.into());
+                        }
                         let (tx, rx) = oneshot::channel();
-                        st.waiters.push_back((e.lsn, tx));
-                        (Ok(rx), e.base_offset, true)
+                        p.seq_waiters.push(tx);
+                        (rx, left)
+                    }
+                    other => {
+                        let check = other?;
+                        break match check {
+                            // A retry of a batch already appended: answer with its
+                            // offsets once the original is durable.
+                            SeqCheck::Duplicate(e) => {
+                                if e.lsn <= st.durable_lsn {
+                                    let seg = p.index.segment_of(e.base_offset);
+                                    (Err(seg), e.base_offset, true)
+                                } else {
+                                    let (tx, rx) = oneshot::channel();
+                                    st.waiters.push_back((e.lsn, tx));
+                                    (Ok(rx), e.base_offset, true)
+                                }
+                            }
+                            SeqCheck::Append => {
+                                let base_offset = p.next_offset;
+                                p.next_offset += u64::from(count);
+                                batch::set_base_offset(&mut batch, base_offset);
+                                let head = segment::frame_header(topic, partition, batch.len());
+                                let start = st.pending.len();
+                                st.pending.extend_from_slice(&head);
+                                st.pending.extend_from_slice(&batch);
+                                let len = head.len() + batch.len();
+                                st.appended_lsn += len as u64;
+                                let lsn = st.appended_lsn;
+                                p.producers.record(header.producer, count, base_offset, lsn);
+                                let was_empty = st.pending_entries.is_empty();
+                                st.pending_entries.push_back(PendingEntry {
+                                    topic: topic.to_owned(),
+                                    partition,
+                                    start,
+                                    len,
+                                    batch_offset: head.len(),
+                                    base_offset,
+                                    record_count: count,
+                                });
+                                let (tx, rx) = oneshot::channel();
+                                st.waiters.push_back((lsn, tx));
+                                if was_empty {
+                                    let _ = self.inner.wake.unbounded_send(());
+                                }
+                                for w in p.seq_waiters.drain(..) {
+                                    let _ = w.send(());
+                                }
+                                (Ok(rx), base_offset, false)
+                            }
+                        };
                     }
                 }
-                SeqCheck::Append => {
-                    let base_offset = p.next_offset;
-                    p.next_offset += u64::from(count);
-                    batch::set_base_offset(&mut batch, base_offset);
-                    let head = segment::frame_header(topic, partition, batch.len());
-                    let start = st.pending.len();
-                    st.pending.extend_from_slice(&head);
-                    st.pending.extend_from_slice(&batch);
-                    let len = head.len() + batch.len();
-                    st.appended_lsn += len as u64;
-                    let lsn = st.appended_lsn;
-                    p.producers.record(header.producer, count, base_offset, lsn);
-                    let was_empty = st.pending_entries.is_empty();
-                    st.pending_entries.push_back(PendingEntry {
-                        topic: topic.to_owned(),
-                        partition,
-                        start,
-                        len,
-                        batch_offset: head.len(),
-                        base_offset,
-                        record_count: count,
-                    });
-                    let (tx, rx) = oneshot::channel();
-                    st.waiters.push_back((lsn, tx));
-                    if was_empty {
-                        let _ = self.inner.wake.unbounded_send(());
-                    }
-                    (Ok(rx), base_offset, false)
-                }
-            }
+            };
+            futures_lite::future::or(
+                async {
+                    let _ = ahead.await;
+                },
+                glommio::timer::sleep(left),
+            )
+            .await;
         };
         let segment = match rx {
             Ok(rx) => Some(wait(rx).await?),

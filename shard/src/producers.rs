@@ -51,6 +51,17 @@ pub enum SeqError {
     },
 }
 
+impl SeqError {
+    /// An out-of-order batch whose predecessors may still arrive (its
+    /// sequence is past the expected one): worth waiting for briefly.
+    pub fn is_ahead(&self) -> bool {
+        match *self {
+            SeqError::OutOfOrder { expected, got, .. } => got.wrapping_sub(expected) > 0,
+            SeqError::Fenced { .. } => false,
+        }
+    }
+}
+
 /// Per-partition producer state.
 #[derive(Debug, Default)]
 pub struct ProducerTable {
@@ -59,14 +70,32 @@ pub struct ProducerTable {
 
 impl ProducerTable {
     /// Decides whether a batch of `count` records from `info` is new, a
-    /// duplicate, or refused. A producer id not seen before may start at any
-    /// sequence; a new epoch restarts the sequence.
-    pub fn check(&self, info: ProducerInfo, count: u32) -> Result<SeqCheck, SeqError> {
+    /// duplicate, or refused.
+    ///
+    /// A producer id not seen before (or a new epoch) may start at any
+    /// sequence, except that a producer with several batches in flight says
+    /// which of them is the oldest (`oldest`: the lowest sequence it has no
+    /// answer for): only that one may start, so requests that overtook it
+    /// on the way cannot be appended before it.
+    pub fn check(
+        &self,
+        info: ProducerInfo,
+        count: u32,
+        oldest: Option<i32>,
+    ) -> Result<SeqCheck, SeqError> {
         if info.producer_id == 0 {
             return Ok(SeqCheck::Append);
         }
+        let start = || match oldest {
+            Some(o) if o != info.base_sequence => Err(SeqError::OutOfOrder {
+                producer_id: info.producer_id,
+                expected: o,
+                got: info.base_sequence,
+            }),
+            _ => Ok(SeqCheck::Append),
+        };
         let Some(state) = self.producers.get(&info.producer_id) else {
-            return Ok(SeqCheck::Append);
+            return start();
         };
         if info.producer_epoch < state.epoch {
             return Err(SeqError::Fenced {
@@ -76,7 +105,7 @@ impl ProducerTable {
             });
         }
         if info.producer_epoch > state.epoch {
-            return Ok(SeqCheck::Append);
+            return start();
         }
         let last_seq = last_seq(info.base_sequence, count);
         if let Some(e) = state
@@ -141,16 +170,16 @@ mod tests {
     #[test]
     fn duplicates_gaps_and_fencing() {
         let mut t = ProducerTable::default();
-        assert_eq!(t.check(p(0), 10), Ok(SeqCheck::Append));
+        assert_eq!(t.check(p(0), 10, None), Ok(SeqCheck::Append));
         t.record(p(0), 10, 100, 1);
-        assert_eq!(t.check(p(10), 5), Ok(SeqCheck::Append));
+        assert_eq!(t.check(p(10), 5, None), Ok(SeqCheck::Append));
         t.record(p(10), 5, 110, 2);
-        match t.check(p(0), 10) {
+        match t.check(p(0), 10, None) {
             Ok(SeqCheck::Duplicate(e)) => assert_eq!(e.base_offset, 100),
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            t.check(p(20), 1),
+            t.check(p(20), 1, None),
             Err(SeqError::OutOfOrder {
                 producer_id: 9,
                 expected: 15,
@@ -161,12 +190,38 @@ mod tests {
             producer_epoch: 0,
             ..p(15)
         };
-        assert!(matches!(t.check(old, 1), Err(SeqError::Fenced { .. })));
+        assert!(matches!(
+            t.check(old, 1, None),
+            Err(SeqError::Fenced { .. })
+        ));
         // Only the last five batches are remembered.
         for i in 0..6 {
             t.record(p(15 + i), 1, 115 + i as u64, 3);
         }
-        assert!(t.check(p(10), 5).is_err());
-        assert!(matches!(t.check(p(20), 1), Ok(SeqCheck::Duplicate(_))));
+        assert!(t.check(p(10), 5, None).is_err());
+        assert!(matches!(
+            t.check(p(20), 1, None),
+            Ok(SeqCheck::Duplicate(_))
+        ));
+    }
+
+    #[test]
+    fn only_the_oldest_batch_in_flight_may_start_a_producer() {
+        let mut t = ProducerTable::default();
+        // Batches 0..10 and 10..15 are in flight; the second overtook the first.
+        let err = t.check(p(10), 5, Some(0)).unwrap_err();
+        assert!(err.is_ahead(), "{err:?}");
+        assert_eq!(t.check(p(0), 10, Some(0)), Ok(SeqCheck::Append));
+        t.record(p(0), 10, 100, 1);
+        assert_eq!(t.check(p(10), 5, Some(0)), Ok(SeqCheck::Append));
+        // Behind the expected sequence and not remembered: never appendable.
+        t.record(p(10), 5, 110, 2);
+        let behind = t.check(p(12), 1, None).unwrap_err();
+        assert!(!behind.is_ahead());
+        // Without `oldest` (a client with one batch in flight) any start goes.
+        assert_eq!(
+            ProducerTable::default().check(p(7), 1, None),
+            Ok(SeqCheck::Append)
+        );
     }
 }

@@ -145,6 +145,54 @@ fn idempotent_retries_return_original_offsets_across_restart() {
 }
 
 #[test]
+fn a_batch_that_overtook_its_predecessor_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let p = |seq| ProducerInfo {
+        producer_id: 78,
+        producer_epoch: 0,
+        base_sequence: seq,
+    };
+    run(move || async move {
+        let (log, _) = ShardLog::open(LogConfig::new(&path)).await.unwrap();
+        let log = std::rc::Rc::new(log);
+        log.add_partition("t", 0);
+        // Batches 0..5 and 5..10 are in flight; the second arrives first
+        // at an agent that has never seen the producer.
+        let second = glommio::spawn_local({
+            let log = log.clone();
+            async move {
+                log.append_in_flight("t", 0, batch(5, "b", p(5)), Some(0))
+                    .await
+            }
+        });
+        glommio::timer::sleep(Duration::from_millis(50)).await;
+        let first = log
+            .append_in_flight("t", 0, batch(5, "a", p(0)), Some(0))
+            .await
+            .unwrap();
+        let second = second.await.unwrap();
+        assert_eq!((first.base_offset, second.base_offset), (0, 5));
+        let read = log.read("t", 0, 0, 1 << 20).await.unwrap();
+        let values: Vec<_> = read
+            .records
+            .iter()
+            .map(|r| String::from_utf8(r.value.to_vec()).unwrap())
+            .collect();
+        assert_eq!(values[0], "a-0");
+        assert_eq!(values[5], "b-0");
+        // A batch whose predecessor never comes fails after the wait.
+        let started = std::time::Instant::now();
+        let gap = log
+            .append_in_flight("t", 0, batch(1, "c", p(20)), Some(10))
+            .await;
+        assert!(matches!(gap, Err(LogError::Sequence(_))), "{gap:?}");
+        assert!(started.elapsed() >= streamhouse_shard::log::SEQUENCE_WAIT);
+        log.close().await;
+    });
+}
+
+#[test]
 fn segments_roll_by_size_and_age_and_stay_readable() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
