@@ -398,7 +398,13 @@ impl Shared {
                         done: tx,
                     },
                 );
-                let _ = rx.await;
+                if rx.await.is_err() {
+                    // The shard stopped or its log failed before everything
+                    // was committed: keep the lease (it expires if we die).
+                    tracing::warn!(topic = %key, partition = p, "hand-over did not finish; keeping the lease");
+                    s.moving.lock().remove(&(key, p));
+                    return;
+                }
                 let held = {
                     let mut l = s.leases.lock();
                     l.remove(&(key.clone(), p));

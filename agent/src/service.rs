@@ -187,7 +187,7 @@ impl ShardContext {
     }
 
     /// Applies one message from the control thread.
-    pub fn apply(&self, msg: ShardMsg) {
+    pub fn apply(self: &Rc<Self>, msg: ShardMsg) {
         match msg {
             ShardMsg::Lease {
                 topic,
@@ -255,19 +255,27 @@ impl ShardContext {
                     self.leases
                         .set(&topic, partition, LeaseState::Moving { epoch });
                 }
-                let target = if self.log.active_is_empty() {
-                    self.unshipped.borrow().keys().next_back().copied()
-                } else {
-                    Some(self.log.hurry_seal())
-                };
-                match target {
-                    Some(t) if self.committed_through.get().is_none_or(|c| c < t) => {
-                        self.object_waiters.borrow_mut().push((t, done));
+                let ctx = self.clone();
+                glommio::spawn_local(async move {
+                    // Batches accepted before the partition stopped taking
+                    // writes may still be queued or being written: once they
+                    // are durable, the segment holding the last one is known.
+                    if let Err(e) = ctx.log.durable_barrier().await {
+                        tracing::warn!(shard = ctx.shard, %topic, partition, error = %e, "cannot hand the partition over: the log failed");
+                        return;
                     }
-                    _ => {
-                        let _ = done.send(());
+                    let target = match ctx.log.last_segment_of(&topic, partition) {
+                        Some(seg) if seg >= ctx.log.active_segment() => Some(ctx.log.hurry_seal()),
+                        other => other,
+                    };
+                    if let Some(t) = target {
+                        if ctx.wait_committed(t).await.is_err() {
+                            return;
+                        }
                     }
-                }
+                    let _ = done.send(());
+                })
+                .detach();
             }
         }
     }
@@ -704,6 +712,35 @@ impl ShardContext {
             self.encode_records(&req)?
         };
         let batch_len = encoded.len() as u64;
+        // A batch that overtook an earlier one of its producer waits for it;
+        // the lease may change meanwhile, so it is checked again after.
+        if let Ok(h) = batch::parse_header(&encoded) {
+            let waited = self
+                .log
+                .wait_for_turn(
+                    &t.key,
+                    req.partition,
+                    h.producer,
+                    h.record_count,
+                    req.oldest_sequence,
+                )
+                .await;
+            if waited {
+                match self.leases.check(&t.key, req.partition, now_ms()) {
+                    Ok(e) if e == epoch => {}
+                    Ok(_) => {
+                        return Err(Status::new(
+                            Code::FailedPrecondition,
+                            format!(
+                                "lease of {}/{} changed while the batch waited for its turn",
+                                req.topic, req.partition
+                            ),
+                        ))
+                    }
+                    Err(p) => return Err(lease_status(&req.topic, req.partition, p)),
+                }
+            }
+        }
         let appended = self
             .log
             .append_in_flight(&t.key, req.partition, encoded, req.oldest_sequence)

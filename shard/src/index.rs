@@ -58,6 +58,11 @@ impl OffsetIndex {
         self.entries.first().map(|e| e.base_offset)
     }
 
+    /// The last batch indexed.
+    pub fn last(&self) -> Option<&IndexEntry> {
+        self.entries.last()
+    }
+
     /// Batches starting with the one holding `offset`, until about `max_bytes`
     /// of batches are covered (always at least one when `offset` is indexed).
     pub fn from_offset(&self, offset: u64, max_bytes: usize) -> Vec<IndexEntry> {

@@ -489,7 +489,11 @@ impl ShardLog {
             for parts in st.partitions.values_mut() {
                 for p in parts.values_mut() {
                     p.index.drop_through_segment(id);
-                    p.log_start = p.index.first_offset().unwrap_or(p.next_offset);
+                    // With nothing durable left here, the local log starts
+                    // at the high watermark: batches past it are appended
+                    // but not yet durable (not indexed yet) and will be
+                    // read from here, not from object storage.
+                    p.log_start = p.index.first_offset().unwrap_or(p.high_watermark);
                 }
             }
             st.sealed.retain(|s| s.id != id);
@@ -585,13 +589,56 @@ impl ShardLog {
         self.append_in_flight(topic, partition, batch, None).await
     }
 
-    /// [`ShardLog::append`] for a producer with several batches in flight.
-    ///
-    /// `oldest`: the lowest sequence its producer has in flight for this
-    /// partition, when it has several (see [`ProducerTable::check`]). A
-    /// batch that arrives ahead of its producer's sequence waits up to
-    /// [`SEQUENCE_WAIT`] for the batches before it (requests sent in order
-    /// may arrive out of order), then fails with [`SeqError::OutOfOrder`].
+    /// Waits, up to [`SEQUENCE_WAIT`], until a batch of `count` records from
+    /// `producer` is no longer ahead of its producer's sequence in this
+    /// partition (requests sent in order may arrive out of order; see
+    /// [`ProducerTable::check`] for `oldest`). Returns whether it waited.
+    /// Call right before [`ShardLog::append_in_flight`]: anything the
+    /// caller checks (a lease) must be checked again after a wait.
+    pub async fn wait_for_turn(
+        &self,
+        topic: &str,
+        partition: u32,
+        producer: batch::ProducerInfo,
+        count: u32,
+        oldest: Option<i32>,
+    ) -> bool {
+        let give_up = Instant::now() + SEQUENCE_WAIT;
+        let mut waited = false;
+        loop {
+            let (turn, left) = {
+                let mut st = self.inner.state.borrow_mut();
+                let Some(p) = find_mut(&mut st.partitions, topic, partition) else {
+                    return waited;
+                };
+                let ahead = matches!(
+                    p.producers.check(producer, count, oldest),
+                    Err(e) if e.is_ahead()
+                );
+                let left = give_up.saturating_duration_since(Instant::now());
+                if !ahead || left.is_zero() {
+                    return waited;
+                }
+                let (tx, rx) = oneshot::channel();
+                p.seq_waiters.push(tx);
+                (rx, left)
+            };
+            waited = true;
+            futures_lite::future::or(
+                async {
+                    let _ = turn.await;
+                },
+                glommio::timer::sleep(left),
+            )
+            .await;
+        }
+    }
+
+    /// [`ShardLog::append`] for a producer with several batches in flight:
+    /// `oldest` is the lowest sequence its producer has in flight for this
+    /// partition (see [`ProducerTable::check`]). A batch ahead of its
+    /// producer's sequence fails at once with [`SeqError::OutOfOrder`]; see
+    /// [`ShardLog::wait_for_turn`].
     pub async fn append_in_flight(
         &self,
         topic: &str,
@@ -601,87 +648,63 @@ impl ShardLog {
     ) -> Result<Appended, LogError> {
         let header = batch::validate(&batch)?;
         let count = header.record_count;
-        let give_up = Instant::now() + SEQUENCE_WAIT;
-        let (rx, base_offset, duplicate) = loop {
-            let (ahead, left) = {
-                let mut guard = self.inner.state.borrow_mut();
-                let st = &mut *guard;
-                if let Some(why) = &st.poisoned {
-                    return Err(LogError::Poisoned(why.clone()));
-                }
-                if st.closed {
-                    return Err(LogError::Poisoned("the log is closed".into()));
-                }
-                let p = find_mut(&mut st.partitions, topic, partition)
-                    .ok_or_else(|| unknown(topic, partition))?;
-                match p.producers.check(header.producer, count, oldest) {
-                    Err(e) if e.is_ahead() => {
-                        let left = give_up.saturating_duration_since(Instant::now());
-                        if left.is_zero() {
-                            return Err(e.into());
-                        }
+        let (rx, base_offset, duplicate) = {
+            let mut guard = self.inner.state.borrow_mut();
+            let st = &mut *guard;
+            if let Some(why) = &st.poisoned {
+                return Err(LogError::Poisoned(why.clone()));
+            }
+            if st.closed {
+                return Err(LogError::Poisoned("the log is closed".into()));
+            }
+            let p = find_mut(&mut st.partitions, topic, partition)
+                .ok_or_else(|| unknown(topic, partition))?;
+            match p.producers.check(header.producer, count, oldest)? {
+                // A retry of a batch already appended: answer with its
+                // offsets once the original is durable.
+                SeqCheck::Duplicate(e) => {
+                    if e.lsn <= st.durable_lsn {
+                        let seg = p.index.segment_of(e.base_offset);
+                        (Err(seg), e.base_offset, true)
+                    } else {
                         let (tx, rx) = oneshot::channel();
-                        p.seq_waiters.push(tx);
-                        (rx, left)
-                    }
-                    other => {
-                        let check = other?;
-                        break match check {
-                            // A retry of a batch already appended: answer with its
-                            // offsets once the original is durable.
-                            SeqCheck::Duplicate(e) => {
-                                if e.lsn <= st.durable_lsn {
-                                    let seg = p.index.segment_of(e.base_offset);
-                                    (Err(seg), e.base_offset, true)
-                                } else {
-                                    let (tx, rx) = oneshot::channel();
-                                    st.waiters.push_back((e.lsn, tx));
-                                    (Ok(rx), e.base_offset, true)
-                                }
-                            }
-                            SeqCheck::Append => {
-                                let base_offset = p.next_offset;
-                                p.next_offset += u64::from(count);
-                                batch::set_base_offset(&mut batch, base_offset);
-                                let head = segment::frame_header(topic, partition, batch.len());
-                                let start = st.pending.len();
-                                st.pending.extend_from_slice(&head);
-                                st.pending.extend_from_slice(&batch);
-                                let len = head.len() + batch.len();
-                                st.appended_lsn += len as u64;
-                                let lsn = st.appended_lsn;
-                                p.producers.record(header.producer, count, base_offset, lsn);
-                                let was_empty = st.pending_entries.is_empty();
-                                st.pending_entries.push_back(PendingEntry {
-                                    topic: topic.to_owned(),
-                                    partition,
-                                    start,
-                                    len,
-                                    batch_offset: head.len(),
-                                    base_offset,
-                                    record_count: count,
-                                });
-                                let (tx, rx) = oneshot::channel();
-                                st.waiters.push_back((lsn, tx));
-                                if was_empty {
-                                    let _ = self.inner.wake.unbounded_send(());
-                                }
-                                for w in p.seq_waiters.drain(..) {
-                                    let _ = w.send(());
-                                }
-                                (Ok(rx), base_offset, false)
-                            }
-                        };
+                        st.waiters.push_back((e.lsn, tx));
+                        (Ok(rx), e.base_offset, true)
                     }
                 }
-            };
-            futures_lite::future::or(
-                async {
-                    let _ = ahead.await;
-                },
-                glommio::timer::sleep(left),
-            )
-            .await;
+                SeqCheck::Append => {
+                    let base_offset = p.next_offset;
+                    p.next_offset += u64::from(count);
+                    batch::set_base_offset(&mut batch, base_offset);
+                    let head = segment::frame_header(topic, partition, batch.len());
+                    let start = st.pending.len();
+                    st.pending.extend_from_slice(&head);
+                    st.pending.extend_from_slice(&batch);
+                    let len = head.len() + batch.len();
+                    st.appended_lsn += len as u64;
+                    let lsn = st.appended_lsn;
+                    p.producers.record(header.producer, count, base_offset, lsn);
+                    let was_empty = st.pending_entries.is_empty();
+                    st.pending_entries.push_back(PendingEntry {
+                        topic: topic.to_owned(),
+                        partition,
+                        start,
+                        len,
+                        batch_offset: head.len(),
+                        base_offset,
+                        record_count: count,
+                    });
+                    let (tx, rx) = oneshot::channel();
+                    st.waiters.push_back((lsn, tx));
+                    if was_empty {
+                        let _ = self.inner.wake.unbounded_send(());
+                    }
+                    for w in p.seq_waiters.drain(..) {
+                        let _ = w.send(());
+                    }
+                    (Ok(rx), base_offset, false)
+                }
+            }
         };
         let segment = match rx {
             Ok(rx) => Some(wait(rx).await?),
@@ -817,6 +840,29 @@ impl ShardLog {
             glommio::timer::sleep(timeout),
         )
         .await;
+    }
+
+    /// Resolves once everything appended before the call is durable (and
+    /// so indexed in a known segment). Errors if the log failed.
+    pub async fn durable_barrier(&self) -> Result<(), LogError> {
+        let rx = {
+            let mut st = self.inner.state.borrow_mut();
+            let lsn = st.appended_lsn;
+            if lsn <= st.durable_lsn {
+                return Ok(());
+            }
+            let (tx, rx) = oneshot::channel();
+            st.waiters.push_back((lsn, tx));
+            rx
+        };
+        wait(rx).await.map(|_| ())
+    }
+
+    /// The segment holding a partition's last durable local batch, if any.
+    pub fn last_segment_of(&self, topic: &str, partition: u32) -> Option<u64> {
+        let st = self.inner.state.borrow();
+        let p = find(&st.partitions, topic, partition)?;
+        p.index.last().map(|e| e.segment)
     }
 
     /// Stops the writer after everything queued is durable.

@@ -162,16 +162,28 @@ fn a_batch_that_overtook_its_predecessor_waits_for_it() {
         let second = glommio::spawn_local({
             let log = log.clone();
             async move {
-                log.append_in_flight("t", 0, batch(5, "b", p(5)), Some(0))
-                    .await
+                let waited = log.wait_for_turn("t", 0, p(5), 5, Some(0)).await;
+                (
+                    waited,
+                    log.append_in_flight("t", 0, batch(5, "b", p(5)), Some(0))
+                        .await,
+                )
             }
         });
         glommio::timer::sleep(Duration::from_millis(50)).await;
+        // Without waiting its turn the second batch is refused.
+        let early = log
+            .append_in_flight("t", 0, batch(5, "b", p(5)), Some(0))
+            .await;
+        assert!(matches!(early, Err(LogError::Sequence(_))), "{early:?}");
+        assert!(!log.wait_for_turn("t", 0, p(0), 5, Some(0)).await);
         let first = log
             .append_in_flight("t", 0, batch(5, "a", p(0)), Some(0))
             .await
             .unwrap();
-        let second = second.await.unwrap();
+        let (waited, second) = second.await;
+        assert!(waited);
+        let second = second.unwrap();
         assert_eq!((first.base_offset, second.base_offset), (0, 5));
         let read = log.read("t", 0, 0, 1 << 20).await.unwrap();
         let values: Vec<_> = read
@@ -183,11 +195,12 @@ fn a_batch_that_overtook_its_predecessor_waits_for_it() {
         assert_eq!(values[5], "b-0");
         // A batch whose predecessor never comes fails after the wait.
         let started = std::time::Instant::now();
+        assert!(log.wait_for_turn("t", 0, p(20), 1, Some(10)).await);
+        assert!(started.elapsed() >= streamhouse_shard::log::SEQUENCE_WAIT);
         let gap = log
             .append_in_flight("t", 0, batch(1, "c", p(20)), Some(10))
             .await;
         assert!(matches!(gap, Err(LogError::Sequence(_))), "{gap:?}");
-        assert!(started.elapsed() >= streamhouse_shard::log::SEQUENCE_WAIT);
         log.close().await;
     });
 }
@@ -222,6 +235,44 @@ fn segments_roll_by_size_and_age_and_stay_readable() {
             .iter()
             .enumerate()
             .all(|(i, r)| r.offset == i as u64));
+    });
+}
+
+#[test]
+fn dropping_a_shipped_segment_keeps_batches_still_being_synced_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let (log, _) = ShardLog::open(LogConfig::new(&path)).await.unwrap();
+        let log = std::rc::Rc::new(log);
+        log.add_partition("t", 0);
+        log.append("t", 0, batch(10, "shipped", ProducerInfo::default()))
+            .await
+            .unwrap();
+        let shipped = log.active_segment();
+        log.seal_now();
+        while log.sealed_segments().is_empty() {
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+        // A batch is appended (offsets assigned) but not durable yet when
+        // the shipped segment is dropped.
+        let pending = glommio::spawn_local({
+            let log = log.clone();
+            async move {
+                log.append("t", 0, batch(5, "pending", ProducerInfo::default()))
+                    .await
+            }
+        });
+        futures_lite::future::yield_now().await;
+        log.drop_segment(shipped).unwrap();
+        assert_eq!(log.log_start("t", 0), Some(10));
+        let appended = pending.await.unwrap();
+        assert_eq!(appended.base_offset, 10);
+        assert_eq!(log.log_start("t", 0), Some(10), "still readable here");
+        let r = log.read("t", 0, 10, usize::MAX).await.unwrap();
+        assert_eq!(r.records.len(), 5);
+        assert_eq!(&r.records[0].value[..], b"pending-0");
+        log.close().await;
     });
 }
 
