@@ -91,6 +91,58 @@ async fn hundred_record_batches_end_to_end() {
     assert_eq!(values, want);
 }
 
+/// Sends 300 `send_batch` calls of 20 records to one partition with up to
+/// `in_flight` requests at once; checks every record is stored once, in
+/// call order, and returns the agent's average batches per group commit.
+async fn batches_per_group_commit(in_flight: usize) -> f64 {
+    let admin_port = free_ports(1);
+    let listen = format!("127.0.0.1:{admin_port}");
+    let agent = Agent::start(1, &["--admin-listen", &listen]);
+    let admin = Admin::connect(&agent.addr(0)).await.unwrap();
+    admin.create_topic("pipe", 1).await.unwrap();
+    let producer = Producer::builder([agent.addr(0)])
+        .max_in_flight_per_partition(in_flight)
+        .build()
+        .await
+        .unwrap();
+    let calls: Vec<_> = (0..300u32)
+        .map(|c| producer.send_batch("pipe", 0, (0..20).map(|i| format!("{c}-{i}"))))
+        .collect();
+    for (c, f) in futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(f.unwrap().base_offset, c as u64 * 20, "call {c}");
+    }
+    producer.close().await.unwrap();
+    let recs = read_partition(&agent.addr(0), "pipe", 0, 6000).await;
+    let want: Vec<String> = (0..300)
+        .flat_map(|c| (0..20).map(move |i| format!("{c}-{i}")))
+        .collect();
+    let got: Vec<String> = recs
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.value).into_owned())
+        .collect();
+    assert_eq!(
+        got, want,
+        "{in_flight} in flight: stored once, in call order"
+    );
+    let (_, m) = get(admin_port, "/metrics").await;
+    sample(&m, "streamhouse_group_commit_batches_sum{shard=\"0\"}")
+        / sample(&m, "streamhouse_group_commit_batches_count{shard=\"0\"}")
+}
+
+#[tokio::test]
+async fn several_requests_in_flight_per_partition_share_group_commits_in_order() {
+    // One request at a time: each sync carries exactly one batch.
+    assert_eq!(batches_per_group_commit(1).await, 1.0);
+    // Five at a time: the agent gets batches while a sync runs and commits
+    // them together.
+    let five = batches_per_group_commit(5).await;
+    assert!(five > 1.2, "{five} batches per group commit");
+}
+
 #[tokio::test]
 async fn send_batch_keeps_order_with_send_and_reports_its_offsets() {
     let agent = Agent::start(2, &[]);
