@@ -247,6 +247,8 @@ impl AgentConfig {
         Ok(())
     }
 
+    /// Shards to run: `--shards`, else the CPUs this thread may use (the
+    /// agent fixes it at start, before any thread is pinned).
     pub fn shard_count(&self) -> usize {
         self.shards.unwrap_or_else(|| {
             std::thread::available_parallelism()

@@ -108,8 +108,14 @@ fn free_ports(host: std::net::IpAddr, n: usize) -> Option<u16> {
 /// error). With `signals`, SIGTERM and SIGINT start a drain.
 pub fn start(mut config: AgentConfig, signals: bool) -> Result<RunningAgent, String> {
     config.validate()?;
+    // Fixed once, here: inside a shard (pinned to one core) the default
+    // would read as 1.
+    config.shards = Some(config.shard_count());
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", config.data_dir.display()))?;
+    // An absolute path: the shards' io_uring opens fail on relative ones.
+    config.data_dir = std::fs::canonicalize(&config.data_dir)
+        .map_err(|e| format!("cannot resolve data dir {}: {e}", config.data_dir.display()))?;
     let lock = lock_data_dir(&config)?;
     claim_data_dir(&config)?;
     let shards = config.shard_count();

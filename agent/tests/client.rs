@@ -144,6 +144,28 @@ async fn several_requests_in_flight_per_partition_share_group_commits_in_order()
 }
 
 #[tokio::test]
+async fn the_readme_agent_on_embedded_defaults_serves_every_partition() {
+    // No --shards (one per CPU) and the default relative data dir.
+    let agent = Agent::start_with_defaults();
+    let admin = Admin::connect(&agent.addr(0)).await.unwrap();
+    admin.create_topic("defaults", 8).await.unwrap();
+    let producer = Producer::builder([agent.addr(0)]).build().await.unwrap();
+    let sends: Vec<_> = (0..8u32)
+        .map(|p| producer.send(ProducerRecord::new("defaults", format!("p{p}")).partition(p)))
+        .collect();
+    for (p, f) in futures::future::join_all(sends)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        let m = f.unwrap_or_else(|e| panic!("partition {p}: {e}"));
+        assert_eq!((m.partition, m.offset), (p as u32, 0));
+    }
+    producer.close().await.unwrap();
+    assert!(agent.data_dir.join("streamhouse-data/metadata.db").exists());
+}
+
+#[tokio::test]
 async fn send_batch_keeps_order_with_send_and_reports_its_offsets() {
     let agent = Agent::start(2, &[]);
     let admin = Admin::connect(&agent.addr(0)).await.unwrap();

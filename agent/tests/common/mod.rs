@@ -31,6 +31,9 @@ pub struct Agent {
     pub shards: usize,
     pub data_dir: PathBuf,
     pub extra: Vec<String>,
+    /// Started as the README does: no `--shards` (one per CPU) and no
+    /// `--data-dir` (the default, relative to the working dir `data_dir`).
+    pub defaults: bool,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -99,7 +102,29 @@ impl Agent {
             shards,
             data_dir: dir.to_path_buf(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            defaults: false,
             _tmp: None,
+        };
+        a.spawn();
+        a
+    }
+
+    /// An agent on embedded defaults (see [`Agent::defaults`]), working in
+    /// a new temporary directory; only the listen port is given.
+    pub fn start_with_defaults() -> Agent {
+        let tmp = tempfile::Builder::new()
+            .prefix("sh-defaults-")
+            .tempdir_in(target_tmp())
+            .unwrap();
+        let shards = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut a = Agent {
+            child: None,
+            port: free_ports(shards),
+            shards,
+            data_dir: tmp.path().to_path_buf(),
+            extra: Vec::new(),
+            defaults: true,
+            _tmp: Some(tmp),
         };
         a.spawn();
         a
@@ -107,13 +132,17 @@ impl Agent {
 
     /// Starts (again) the agent process on the same ports and data dir.
     pub fn spawn(&mut self) {
-        let child = Command::new(agent_bin())
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.port))
-            .arg("--shards")
-            .arg(self.shards.to_string())
-            .arg("--data-dir")
-            .arg(&self.data_dir)
+        let mut cmd = Command::new(agent_bin());
+        cmd.arg("--listen").arg(format!("127.0.0.1:{}", self.port));
+        if self.defaults {
+            cmd.current_dir(&self.data_dir);
+        } else {
+            cmd.arg("--shards")
+                .arg(self.shards.to_string())
+                .arg("--data-dir")
+                .arg(&self.data_dir);
+        }
+        let child = cmd
             .args(&self.extra)
             // STREAMHOUSE_TEST_AGENT_LOG raises the agents' log level when
             // a test needs looking into.
