@@ -234,10 +234,7 @@ impl PartitionState {
     /// Whether the batch (`pid`, `seq`) is the oldest unanswered one of
     /// its producer id here.
     fn is_oldest(&self, pid: i64, seq: i32) -> bool {
-        self.in_flight
-            .iter()
-            .find(|(p, _)| *p == pid)
-            .is_none_or(|&(_, s)| s == seq)
+        self.oldest(pid).is_none_or(|s| s == seq)
     }
 
     /// The oldest unanswered sequence under `pid`.
