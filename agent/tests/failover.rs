@@ -580,16 +580,10 @@ async fn a_consumer_follows_a_partition_to_its_new_leader() {
     c.settled("follow", 1).await;
     let p = producer(&c, Acks::Object).await;
     let first = run(&p, "follow", 12_000, || {}).await;
-    let mut consumer = Consumer::connect(c.addresses()).await.unwrap();
-    consumer
-        .assign((0..PARTITIONS).map(|part| ("follow".to_owned(), part)))
-        .await
-        .unwrap();
+    let mut consumer = every_partition(&c, "follow").await;
     let mut got: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
     while got.values().map(Vec::len).sum::<usize>() < 6_000 {
-        for r in consumer.poll(Duration::from_millis(200)).await.unwrap() {
-            got.entry(r.partition).or_default().push(r.offset);
-        }
+        poll_offsets(&mut consumer, Duration::from_millis(200), &mut got).await;
     }
     // Another agent joins: some partitions move while the consumer reads.
     c.add();
@@ -601,18 +595,9 @@ async fn a_consumer_follows_a_partition_to_its_new_leader() {
     let deadline = Instant::now() + Duration::from_secs(60);
     while got.values().map(Vec::len).sum::<usize>() < want {
         assert!(Instant::now() < deadline, "consumer stuck after the move");
-        for r in consumer.poll(Duration::from_millis(200)).await.unwrap() {
-            got.entry(r.partition).or_default().push(r.offset);
-        }
+        poll_offsets(&mut consumer, Duration::from_millis(200), &mut got).await;
     }
-    for (part, offsets) in &got {
-        for (i, o) in offsets.iter().enumerate() {
-            assert_eq!(
-                *o, i as u64,
-                "partition {part}: offsets in order, none twice"
-            );
-        }
-    }
+    assert_dense(&got);
 }
 
 #[tokio::test]
@@ -624,35 +609,53 @@ async fn a_consumer_polls_through_its_leaders_death_without_errors() {
     let p = producer(&c, Acks::Object).await;
     let acked = run(&p, "orphan", 12_000, || {}).await;
     p.close().await.unwrap();
-    let mut consumer = Consumer::connect(c.addresses()).await.unwrap();
-    consumer
-        .assign((0..PARTITIONS).map(|part| ("orphan".to_owned(), part)))
-        .await
-        .unwrap();
+    let mut consumer = every_partition(&c, "orphan").await;
     // Read a little so every partition's route is cached, then kill the
     // leader of some of them: polls return what they can, never an error,
     // until the partitions are taken over and read to the end.
     let mut got: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
-    for r in consumer.poll(Duration::from_millis(200)).await.unwrap() {
-        got.entry(r.partition).or_default().push(r.offset);
-    }
+    poll_offsets(&mut consumer, Duration::from_millis(200), &mut got).await;
     c.agents[1].kill9();
     assert!(leaders.iter().any(|l| l == "agent-1"));
     let want: usize = acked.values().map(Vec::len).sum();
     let deadline = Instant::now() + Duration::from_secs(60);
     while got.values().map(Vec::len).sum::<usize>() < want {
         assert!(Instant::now() < deadline, "consumer stuck after the kill");
-        let recs = consumer
-            .poll(Duration::from_millis(100))
-            .await
-            .expect("a poll during a failover is not an error");
-        for r in recs {
-            got.entry(r.partition).or_default().push(r.offset);
-        }
+        poll_offsets(&mut consumer, Duration::from_millis(100), &mut got).await;
     }
-    for (part, offsets) in &got {
+    assert_dense(&got);
+}
+
+/// A consumer assigned every partition of `topic`.
+async fn every_partition(c: &Cluster, topic: &str) -> Consumer {
+    let mut consumer = Consumer::connect(c.addresses()).await.unwrap();
+    consumer
+        .assign((0..PARTITIONS).map(|part| (topic.to_owned(), part)))
+        .await
+        .unwrap();
+    consumer
+}
+
+/// One poll; the offsets read go to `got` by partition. A poll is never an
+/// error, also while a leader dies or moves.
+async fn poll_offsets(consumer: &mut Consumer, wait: Duration, got: &mut BTreeMap<u32, Vec<u64>>) {
+    let recs = consumer
+        .poll(wait)
+        .await
+        .expect("a poll during a failover is not an error");
+    for r in recs {
+        got.entry(r.partition).or_default().push(r.offset);
+    }
+}
+
+/// Every partition read from offset 0, in order, none twice.
+fn assert_dense(got: &BTreeMap<u32, Vec<u64>>) {
+    for (part, offsets) in got {
         let want: Vec<u64> = (0..offsets.len() as u64).collect();
-        assert_eq!(offsets, &want, "partition {part}");
+        assert_eq!(
+            offsets, &want,
+            "partition {part}: offsets in order, none twice"
+        );
     }
 }
 

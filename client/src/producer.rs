@@ -1056,11 +1056,13 @@ async fn sender_loop(inner: Arc<Inner>) {
                 })
                 .filter_map(|(t, p, s)| s.as_mut().map(|s| (t, p, s)));
             for (topic, partition, ps) in all {
-                let can_send = ps.in_flight.len() < max_in_flight
-                    && !must_wait(ps, pid.0, idempotent, renewing);
+                let can_send = |ps: &PartitionState| {
+                    ps.in_flight.len() < max_in_flight
+                        && !must_wait(ps, pid.0, idempotent, renewing)
+                };
                 if flushing {
                     ps.acc.close();
-                } else if can_send {
+                } else if can_send(ps) {
                     // While every request slot is taken the open batch keeps
                     // filling (up to its size limits) instead of closing at
                     // linger: the next request then carries everything that
@@ -1068,9 +1070,7 @@ async fn sender_loop(inner: Arc<Inner>) {
                     // a slow disk) from turning into many tiny requests.
                     ps.acc.expire(now);
                 }
-                while ps.in_flight.len() < max_in_flight
-                    && !must_wait(ps, pid.0, idempotent, renewing)
-                {
+                while can_send(ps) {
                     let Some(mut batch) = ps.acc.pop_closed() else {
                         break;
                     };
