@@ -86,8 +86,8 @@ pub async fn run(setup: ShardSetup) -> Result<bool, String> {
         "WAL recovered"
     );
     let addr = config.shard_listen(shard);
-    let listener = TcpListener::bind(addr)
-        .map_err(|e| fail(format!("shard {shard}: cannot listen on {addr}: {e}")))?;
+    let listener =
+        listen(addr).map_err(|e| fail(format!("shard {shard}: cannot listen on {addr}: {e}")))?;
     *metrics.log.lock() = Some(log.stats());
     let ctx = ShardContext::new(ContextParts {
         shard,
@@ -318,4 +318,18 @@ async fn handle_stream(
             grpc::reply_err(&mut respond, &status)
         }
     }
+}
+
+/// Binds the shard's gRPC port the way servers should: `SO_REUSEADDR`, so a
+/// restart is not refused by connections of the previous run still in
+/// TIME_WAIT, and no `SO_REUSEPORT` (glommio's own `bind` sets it), so a
+/// second agent configured with a port already in use fails at start
+/// instead of silently sharing the port and taking half its connections.
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    use std::os::unix::io::{FromRawFd, IntoRawFd};
+    // std's bind sets SO_REUSEADDR (only) on Unix and listens.
+    let std_listener = std::net::TcpListener::bind(addr)?;
+    // SAFETY: the descriptor is a bound, listening TCP socket whose
+    // ownership `into_raw_fd` hands over; nothing else closes it.
+    Ok(unsafe { TcpListener::from_raw_fd(std_listener.into_raw_fd()) })
 }

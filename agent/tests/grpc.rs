@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use streamhouse_proto as pb;
@@ -430,6 +430,56 @@ fn a_second_agent_on_the_same_data_dir_is_refused() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("in use by another agent"), "{err}");
+}
+
+#[test]
+fn a_second_agent_on_a_port_in_use_is_refused() {
+    let agent = Agent::start(1, &[]);
+    let other = tempfile::tempdir_in(target_tmp()).unwrap();
+    let mut second = std::process::Command::new(agent_bin())
+        .args(["--listen", &agent.addr(0), "--shards", "1", "--data-dir"])
+        .arg(other.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = second.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            panic!(
+                "a second agent on {} started and shares the port",
+                agent.addr(0)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("cannot listen on"), "{err}");
+}
+
+#[test]
+fn an_agent_binds_a_port_whose_old_connections_are_in_time_wait() {
+    use std::io::Read;
+    // A plain server on the port closes its side of a connection first,
+    // which leaves the connection in TIME_WAIT on that port for a minute.
+    let port = free_ports(1);
+    let server = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (accepted, _) = server.accept().unwrap();
+    drop(accepted);
+    let mut rest = Vec::new();
+    client.read_to_end(&mut rest).unwrap();
+    drop(client);
+    drop(server);
+    let dir = tempfile::tempdir_in(target_tmp()).unwrap();
+    let agent = Agent::start_at(port, dir.path(), 1, &[]);
+    assert!(std::net::TcpStream::connect(agent.addr(0)).is_ok());
 }
 
 #[test]

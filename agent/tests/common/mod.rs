@@ -95,7 +95,11 @@ impl Agent {
     }
 
     pub fn start_in(dir: &Path, shards: usize, extra: &[&str]) -> Agent {
-        let port = free_ports(shards);
+        Agent::start_at(free_ports(shards), dir, shards, extra)
+    }
+
+    /// An agent whose shards listen on `port`, `port + 1`, ...
+    pub fn start_at(port: u16, dir: &Path, shards: usize, extra: &[&str]) -> Agent {
         let mut a = Agent {
             child: None,
             port,
