@@ -65,6 +65,12 @@ pub struct AgentConfig {
     #[arg(long, env = "STREAMHOUSE_SEGMENT_BYTES", default_value_t = 64 << 20)]
     pub segment_bytes: u64,
 
+    /// Write the WAL with O_DIRECT instead of buffered writes (default
+    /// off). Every acknowledged write is covered by `fdatasync` either
+    /// way; buffered appends sync faster on ext4 (docs/BENCHMARKS.md).
+    #[arg(long, env = "STREAMHOUSE_WAL_DIRECT_IO", default_value_t = false)]
+    pub wal_direct_io: bool,
+
     /// A WAL segment is sealed (and shipped to the object store) once its
     /// data is this old, in milliseconds (default 10000): bounds how far
     /// object storage lags behind durable writes.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::channel::{mpsc, oneshot};
 use futures::StreamExt;
-use glommio::io::{DmaFile, OpenOptions};
+use glommio::io::{BufferedFile, DmaFile, OpenOptions};
 
 use crate::batch::{self, BatchError, DecodedRecord};
 use crate::index::{IndexEntry, OffsetIndex};
@@ -45,6 +45,13 @@ pub struct LogConfig {
     /// Most bytes one group-commit write carries; default 8 MiB. A single
     /// frame larger than this is written alone.
     pub max_flush_bytes: usize,
+    /// Write the WAL with O_DIRECT (block-aligned DMA writes, bypassing the
+    /// page cache) instead of buffered writes; default false. Either way an
+    /// append is answered only after `fdatasync` covered it. Buffered is the
+    /// default because on ext4 an O_DIRECT write that extends a file
+    /// allocates unwritten extents that every `fdatasync` must convert and
+    /// journal, which made synced appends markedly slower (docs/BENCHMARKS.md).
+    pub direct_io: bool,
 }
 
 impl LogConfig {
@@ -55,6 +62,7 @@ impl LogConfig {
             segment_age: Duration::from_secs(10),
             hurried_age: Duration::from_millis(100),
             max_flush_bytes: 8 << 20,
+            direct_io: false,
         }
     }
 }
@@ -152,7 +160,10 @@ struct PendingEntry {
 }
 
 struct SegmentFile {
+    /// Reads (and, with `direct_io`, writes).
     file: Rc<DmaFile>,
+    /// Buffered writes of the active segment (without `direct_io`).
+    writer: Option<Rc<BufferedFile>>,
     path: PathBuf,
 }
 
@@ -338,6 +349,7 @@ impl ShardLog {
                 *id,
                 SegmentFile {
                     file: Rc::new(file),
+                    writer: None,
                     path,
                 },
             );
@@ -907,12 +919,23 @@ impl ShardLog {
             .dma_open(&path)
             .await
             .map_err(io_err(format!("creating {}", path.display())))?;
+        let writer = if self.config().direct_io {
+            None
+        } else {
+            let w = OpenOptions::new()
+                .write(true)
+                .buffered_open(&path)
+                .await
+                .map_err(io_err(format!("opening {} for writing", path.display())))?;
+            Some(Rc::new(w))
+        };
         sync_dir(&self.config().dir).await?;
         let mut st = self.inner.state.borrow_mut();
         st.segments.insert(
             id,
             SegmentFile {
                 file: Rc::new(file),
+                writer,
                 path,
             },
         );
@@ -927,11 +950,14 @@ impl ShardLog {
 
     async fn roll(&self) -> Result<(), LogError> {
         let (id, path, len) = {
-            let st = self.inner.state.borrow();
-            let Some(seg) = st.segments.get(&st.active) else {
+            let mut st = self.inner.state.borrow_mut();
+            let (active, active_len) = (st.active, st.active_len);
+            let Some(seg) = st.segments.get_mut(&active) else {
                 return Err(LogError::Poisoned("active segment missing".into()));
             };
-            (st.active, seg.path.clone(), st.active_len)
+            // A sealed segment is only read from now on.
+            seg.writer = None;
+            (active, seg.path.clone(), active_len)
         };
         tracing::debug!(segment = id, bytes = len, "sealing WAL segment");
         self.create_segment(id + 1).await?;
@@ -1093,7 +1119,7 @@ impl ShardLog {
             settle(syncing).await?;
             self.roll().await?;
         }
-        let (file, write_pos, buf, frame_base, gen, active) = {
+        let (file, writer, write_pos, gen, active) = {
             let mut st = self.inner.state.borrow_mut();
             st.gen += 1;
             let gen = st.gen;
@@ -1103,46 +1129,52 @@ impl ShardLog {
             let Some(seg) = st.segments.get(&st.active) else {
                 return Err(LogError::Poisoned("active segment missing".into()));
             };
-            let file = seg.file.clone();
-            let align = file.alignment();
-            let write_pos = st.active_len - st.tail.len() as u64;
-            let total = st.tail.len() + data.len();
-            let padded = total.div_ceil(align as usize) * align as usize;
-            let mut buf = file.alloc_dma_buffer(padded);
-            let bytes = buf.as_bytes_mut();
-            bytes[..st.tail.len()].copy_from_slice(&st.tail);
-            bytes[st.tail.len()..total].copy_from_slice(&data);
-            bytes[total..].fill(0);
+            let (file, writer) = (seg.file.clone(), seg.writer.clone());
             if st.active_since.is_none() {
                 st.active_since = Some(Instant::now());
             }
-            let frame_base = st.active_len;
-            (file, write_pos, buf, frame_base, gen, st.active)
+            let write_pos = st.active_len - st.tail.len() as u64;
+            (file, writer, write_pos, gen, st.active)
         };
-        let len = buf.len();
-        let written = file
-            .write_at(buf, write_pos)
-            .await
-            .map_err(io_err("writing the WAL"))?;
-        if written != len {
-            return Err(LogError::Io {
-                context: "writing the WAL".into(),
-                message: format!("short write: {written} of {len} bytes"),
-            });
+        let frame_base = self.inner.state.borrow().active_len;
+        let bytes = data.len();
+        match &writer {
+            // Buffered: the frames as they are, right after the last write.
+            Some(w) => {
+                let written = w
+                    .write_at(data, write_pos)
+                    .await
+                    .map_err(io_err("writing the WAL"))?;
+                check_written(written, bytes)?;
+            }
+            // O_DIRECT: whole blocks. The write starts with the partial last
+            // block of the previous one (the same bytes again), and its own
+            // partial last block is kept as the next write's start.
+            None => {
+                let align = file.alignment() as usize;
+                let mut combined = std::mem::take(&mut self.inner.state.borrow_mut().tail);
+                combined.extend_from_slice(&data);
+                let total = combined.len();
+                let mut buf = file.alloc_dma_buffer(total.div_ceil(align) * align);
+                let out = buf.as_bytes_mut();
+                out[..total].copy_from_slice(&combined);
+                out[total..].fill(0);
+                let len = buf.len();
+                let written = file
+                    .write_at(buf, write_pos)
+                    .await
+                    .map_err(io_err("writing the WAL"))?;
+                check_written(written, len)?;
+                let keep = total % align;
+                self.inner.state.borrow_mut().tail = combined.split_off(total - keep);
+            }
         }
-        // The next write goes after this one (rewriting its partial last
-        // block with the same bytes plus more).
-        let mut st = self.inner.state.borrow_mut();
-        let align = file.alignment() as usize;
-        let mut combined = std::mem::take(&mut st.tail);
-        combined.extend_from_slice(&data);
-        let keep = combined.len() % align;
-        st.tail = combined.split_off(combined.len() - keep);
-        st.active_len += data.len() as u64;
+        self.inner.state.borrow_mut().active_len += bytes as u64;
         Ok(Written {
             file,
+            writer,
             entries,
-            bytes: data.len(),
+            bytes,
             frame_base,
             segment: active,
             gen,
@@ -1153,10 +1185,11 @@ impl ShardLog {
     /// high watermarks and answers the appends it made durable.
     async fn sync_once(&self, w: Written) -> Result<(), LogError> {
         let synced = Instant::now();
-        w.file
-            .fdatasync()
-            .await
-            .map_err(io_err("syncing the WAL"))?;
+        match &w.writer {
+            Some(writer) => writer.fdatasync().await,
+            None => w.file.fdatasync().await,
+        }
+        .map_err(io_err("syncing the WAL"))?;
         {
             use std::sync::atomic::Ordering::Relaxed;
             let s = &self.inner.stats;
@@ -1212,12 +1245,24 @@ impl ShardLog {
 /// A write issued but not yet synced.
 struct Written {
     file: Rc<DmaFile>,
+    writer: Option<Rc<BufferedFile>>,
     entries: Vec<PendingEntry>,
     bytes: usize,
     /// Position of the write's first frame in its segment.
     frame_base: u64,
     segment: u64,
     gen: u64,
+}
+
+fn check_written(written: usize, len: usize) -> Result<(), LogError> {
+    if written == len {
+        Ok(())
+    } else {
+        Err(LogError::Io {
+            context: "writing the WAL".into(),
+            message: format!("short write: {written} of {len} bytes"),
+        })
+    }
 }
 
 /// Waits for the sync in flight, if any.

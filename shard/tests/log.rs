@@ -19,6 +19,40 @@ fn batch(n: usize, tag: &str, producer: ProducerInfo) -> Vec<u8> {
     encode(&recs, Codec::None, producer)
 }
 
+/// The log's settings for a test run with buffered or O_DIRECT WAL writes.
+fn config(path: &std::path::Path, direct_io: bool) -> LogConfig {
+    let mut c = LogConfig::new(path);
+    c.direct_io = direct_io;
+    c
+}
+
+/// Runs a test body twice: with buffered WAL writes (the default) and with
+/// O_DIRECT, as `NAME::buffered` and `NAME::direct_io`.
+macro_rules! in_both_write_modes {
+    ($($name:ident),* $(,)?) => {
+        $(mod $name {
+            #[test]
+            fn buffered() {
+                super::$name(false)
+            }
+            #[test]
+            fn direct_io() {
+                super::$name(true)
+            }
+        })*
+    };
+}
+
+in_both_write_modes!(
+    append_read_and_recover_offsets_exactly,
+    idempotent_retries_return_original_offsets_across_restart,
+    a_batch_that_overtook_its_predecessor_waits_for_it,
+    segments_roll_by_size_and_age_and_stay_readable,
+    dropping_a_shipped_segment_keeps_batches_still_being_synced_readable,
+    torn_tail_is_truncated_and_mid_file_corruption_is_reported,
+    reading_before_the_log_start_is_out_of_range,
+);
+
 fn run<F, Fut>(f: F)
 where
     F: FnOnce() -> Fut + Send + 'static,
@@ -31,12 +65,11 @@ where
         .expect("join");
 }
 
-#[test]
-fn append_read_and_recover_offsets_exactly() {
+fn append_read_and_recover_offsets_exactly(direct_io: bool) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     run(move || async move {
-        let (log, _) = ShardLog::open(LogConfig::new(&path)).await.unwrap();
+        let (log, _) = ShardLog::open(config(&path, direct_io)).await.unwrap();
         log.add_partition("t", 0);
         log.add_partition("t", 1);
         let mut futs = Vec::new();
@@ -81,7 +114,7 @@ fn append_read_and_recover_offsets_exactly() {
     });
     let path = dir.path().to_path_buf();
     run(move || async move {
-        let (log, report) = ShardLog::open(LogConfig::new(&path)).await.unwrap();
+        let (log, report) = ShardLog::open(config(&path, direct_io)).await.unwrap();
         assert_eq!(report.batches, 50);
         assert_eq!(log.high_watermark("t", 0), Some(250));
         let a = log
@@ -95,8 +128,7 @@ fn append_read_and_recover_offsets_exactly() {
     });
 }
 
-#[test]
-fn idempotent_retries_return_original_offsets_across_restart() {
+fn idempotent_retries_return_original_offsets_across_restart(direct_io: bool) {
     let dir = tempfile::tempdir().unwrap();
     let p = |seq| ProducerInfo {
         producer_id: 77,
@@ -105,7 +137,7 @@ fn idempotent_retries_return_original_offsets_across_restart() {
     };
     let path = dir.path().to_path_buf();
     run(move || async move {
-        let (log, _) = ShardLog::open(LogConfig::new(&path)).await.unwrap();
+        let (log, _) = ShardLog::open(config(&path, direct_io)).await.unwrap();
         log.add_partition("t", 0);
         assert_eq!(
             log.append("t", 0, batch(5, "a", p(0)))
@@ -130,7 +162,7 @@ fn idempotent_retries_return_original_offsets_across_restart() {
     });
     let path = dir.path().to_path_buf();
     run(move || async move {
-        let (log, _) = ShardLog::open(LogConfig::new(&path)).await.unwrap();
+        let (log, _) = ShardLog::open(config(&path, direct_io)).await.unwrap();
         let dup = log.append("t", 0, batch(5, "b", p(5))).await.unwrap();
         assert!(dup.duplicate);
         assert_eq!(dup.base_offset, 5);
@@ -144,8 +176,7 @@ fn idempotent_retries_return_original_offsets_across_restart() {
     });
 }
 
-#[test]
-fn a_batch_that_overtook_its_predecessor_waits_for_it() {
+fn a_batch_that_overtook_its_predecessor_waits_for_it(direct_io: bool) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     let p = |seq| ProducerInfo {
@@ -154,7 +185,7 @@ fn a_batch_that_overtook_its_predecessor_waits_for_it() {
         base_sequence: seq,
     };
     run(move || async move {
-        let (log, _) = ShardLog::open(LogConfig::new(&path)).await.unwrap();
+        let (log, _) = ShardLog::open(config(&path, direct_io)).await.unwrap();
         let log = std::rc::Rc::new(log);
         log.add_partition("t", 0);
         // Batches 0..5 and 5..10 are in flight; the second arrives first
@@ -205,12 +236,11 @@ fn a_batch_that_overtook_its_predecessor_waits_for_it() {
     });
 }
 
-#[test]
-fn segments_roll_by_size_and_age_and_stay_readable() {
+fn segments_roll_by_size_and_age_and_stay_readable(direct_io: bool) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     run(move || async move {
-        let mut cfg = LogConfig::new(&path);
+        let mut cfg = config(&path, direct_io);
         cfg.segment_bytes = 16 << 10;
         cfg.segment_age = Duration::from_millis(100);
         let (log, _) = ShardLog::open(cfg).await.unwrap();
@@ -238,12 +268,11 @@ fn segments_roll_by_size_and_age_and_stay_readable() {
     });
 }
 
-#[test]
-fn dropping_a_shipped_segment_keeps_batches_still_being_synced_readable() {
+fn dropping_a_shipped_segment_keeps_batches_still_being_synced_readable(direct_io: bool) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     run(move || async move {
-        let (log, _) = ShardLog::open(LogConfig::new(&path)).await.unwrap();
+        let (log, _) = ShardLog::open(config(&path, direct_io)).await.unwrap();
         let log = std::rc::Rc::new(log);
         log.add_partition("t", 0);
         log.append("t", 0, batch(10, "shipped", ProducerInfo::default()))
@@ -276,12 +305,11 @@ fn dropping_a_shipped_segment_keeps_batches_still_being_synced_readable() {
     });
 }
 
-#[test]
-fn torn_tail_is_truncated_and_mid_file_corruption_is_reported() {
+fn torn_tail_is_truncated_and_mid_file_corruption_is_reported(direct_io: bool) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     run(move || async move {
-        let (log, _) = ShardLog::open(LogConfig::new(&path)).await.unwrap();
+        let (log, _) = ShardLog::open(config(&path, direct_io)).await.unwrap();
         log.add_partition("t", 0);
         for i in 0..5 {
             log.append("t", 0, batch(4, &format!("y{i}"), ProducerInfo::default()))
@@ -306,7 +334,7 @@ fn torn_tail_is_truncated_and_mid_file_corruption_is_reported() {
     std::fs::write(&data_seg, &bytes).unwrap();
     let path = dir.path().to_path_buf();
     run(move || async move {
-        let (log, report) = ShardLog::open(LogConfig::new(&path)).await.unwrap();
+        let (log, report) = ShardLog::open(config(&path, direct_io)).await.unwrap();
         assert!(report.torn_bytes > 0);
         assert_eq!(log.high_watermark("t", 0), Some(20));
         log.close().await;
@@ -317,7 +345,7 @@ fn torn_tail_is_truncated_and_mid_file_corruption_is_reported() {
     std::fs::write(&data_seg, &bytes).unwrap();
     let path = dir.path().to_path_buf();
     run(move || async move {
-        match ShardLog::open(LogConfig::new(&path)).await {
+        match ShardLog::open(config(&path, direct_io)).await {
             Err(LogError::Corrupt(c)) => {
                 assert_eq!(c.position, frame0_len as u64);
                 assert!(c.file.ends_with(format!("{:020}.wal", 0)));
@@ -328,8 +356,7 @@ fn torn_tail_is_truncated_and_mid_file_corruption_is_reported() {
     });
 }
 
-#[test]
-fn reading_before_the_log_start_is_out_of_range() {
+fn reading_before_the_log_start_is_out_of_range(direct_io: bool) {
     // A log whose oldest batch starts at offset 100 (older ones were
     // removed): offsets below 100 are out of range, 100 is readable.
     let dir = tempfile::tempdir().unwrap();
@@ -345,7 +372,7 @@ fn reading_before_the_log_start_is_out_of_range() {
     .unwrap();
     let path = dir.path().to_path_buf();
     run(move || async move {
-        let (log, _) = ShardLog::open(LogConfig::new(&path)).await.unwrap();
+        let (log, _) = ShardLog::open(config(&path, direct_io)).await.unwrap();
         match log.read("t", 0, 99, 1000).await {
             Err(LogError::OffsetOutOfRange {
                 offset: 99,
