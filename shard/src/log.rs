@@ -5,9 +5,10 @@
 //!
 //! Group commit: `append` assigns offsets at once and queues the frame; one
 //! writer task takes everything queued (up to `max_flush_bytes`), writes it
-//! with one io_uring DMA write, runs one `fdatasync`, and only then answers the
-//! appends it covered and makes their records visible to reads. Appends that
-//! arrive while a sync runs go into the next one.
+//! with one io_uring write (buffered, or DMA with `direct_io`), runs one
+//! `fdatasync`, and only then answers the appends it covered and makes their
+//! records visible to reads. The next write is issued while that sync runs;
+//! appends that arrive meanwhile go into it.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};

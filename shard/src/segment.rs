@@ -15,15 +15,23 @@
 //!  . batch       (batch format, its own CRC)
 //! ```
 //!
-//! Each group commit writes frames with a new `flush_gen`, and only one write
-//! is unsynced at any time. So when recovery finds a bad frame in the last
-//! segment, the only acceptable cause is a torn final write: no valid frame
-//! may follow it from a generation later than the next one after the last
-//! good frame. Anything else is corruption of synced data and is reported.
+//! Each group commit writes frames with a new `flush_gen`, and at most
+//! [`UNSYNCED_WRITES`] writes are unsynced at any time (the one being synced
+//! and the next one, issued while that sync runs). Pages of unsynced writes
+//! may reach the disk in any order, so when recovery finds a bad frame in the
+//! last segment, the only acceptable cause is a torn unsynced write: no valid
+//! frame may follow it from a generation more than `UNSYNCED_WRITES` after
+//! the last good frame. Anything else is corruption of synced data and is
+//! reported.
 
 use std::path::{Path, PathBuf};
 
 use crate::batch::{self, BatchHeader};
+
+/// Most group-commit writes that can be written but not yet synced at once:
+/// the log issues write `n + 1` while the sync of write `n` runs, and write
+/// `n + 2` only after that sync finished.
+pub const UNSYNCED_WRITES: u64 = 2;
 
 /// "SHW1" as a little-endian u32.
 pub const FRAME_MAGIC: u32 = u32::from_le_bytes(*b"SHW1");
@@ -195,7 +203,7 @@ pub fn scan(file: &Path, buf: &[u8], is_last: bool) -> Result<SegmentScan, Corru
                     return Err(corrupt(reason));
                 }
                 let last_gen = frames.last().map_or(0, |f| f.gen);
-                if let Some(later) = later_generation(buf, pos + 1, last_gen + 1) {
+                if let Some(later) = later_generation(buf, pos + 1, last_gen + UNSYNCED_WRITES) {
                     return Err(corrupt(format!(
                         "{reason}; a valid frame of a later write follows at byte {later}"
                     )));
@@ -292,6 +300,23 @@ mod tests {
         buf[starts[2] + 40] ^= 0xff;
         let s = scan(Path::new("x"), &buf, true).unwrap();
         assert_eq!(s.frames.len(), 2);
+    }
+
+    #[test]
+    fn both_unsynced_writes_may_be_torn_but_not_an_older_one() {
+        // Gen 3 was being synced and gen 4 written when the power went: a
+        // damaged gen-3 frame followed by intact gen-4 frames is a torn tail.
+        let (mut buf, starts) = log(&[1, 2, 3, 4, 4]);
+        buf[starts[2] + 40] ^= 0xff;
+        let s = scan(Path::new("x"), &buf, true).unwrap();
+        assert_eq!(s.frames.len(), 2);
+        assert_eq!(s.valid_len, starts[2] as u64);
+        // Gen 5 cannot have been written before gen 3 was synced: the
+        // damaged frame held synced data.
+        let (mut buf, starts) = log(&[1, 2, 3, 4, 5]);
+        buf[starts[2] + 40] ^= 0xff;
+        let e = scan(Path::new("x"), &buf, true).unwrap_err();
+        assert_eq!(e.position, starts[2] as u64);
     }
 
     #[test]
