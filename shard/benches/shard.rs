@@ -59,15 +59,16 @@ fn crc(c: &mut Criterion) {
 }
 
 /// Appends `iters` batches to a fresh log with `concurrency` appends in
-/// flight; returns the time they took (durable acks included).
-fn wal_appends(iters: u64, concurrency: usize, batch: &'static [u8]) -> Duration {
+/// flight, buffered or O_DIRECT; returns the time they took (durable acks
+/// included).
+fn wal_appends(iters: u64, concurrency: usize, batch: &'static [u8], direct_io: bool) -> Duration {
     let dir = tempfile::tempdir_in(".").expect("temp dir on the bench disk");
     let path = dir.path().to_path_buf();
     LocalExecutorBuilder::default()
         .spawn(move || async move {
-            let (log, _) = ShardLog::open(LogConfig::new(&path))
-                .await
-                .expect("open log");
+            let mut config = LogConfig::new(&path);
+            config.direct_io = direct_io;
+            let (log, _) = ShardLog::open(config).await.expect("open log");
             log.add_partition("bench", 0);
             let start = Instant::now();
             let mut left = iters;
@@ -100,13 +101,15 @@ fn wal(c: &mut Criterion) {
     let mut g = c.benchmark_group("wal_append_1000x100B");
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(5));
-    for concurrency in [1usize, 16, 64] {
-        g.throughput(Throughput::Elements(1000));
-        g.bench_with_input(
-            BenchmarkId::new("in_flight", concurrency),
-            &concurrency,
-            |b, c| b.iter_custom(|iters| wal_appends(iters, *c, batch)),
-        );
+    for (mode, direct_io) in [("buffered", false), ("direct_io", true)] {
+        for concurrency in [1usize, 16, 64] {
+            g.throughput(Throughput::Elements(1000));
+            g.bench_with_input(
+                BenchmarkId::new(format!("{mode}/in_flight"), concurrency),
+                &concurrency,
+                |b, c| b.iter_custom(|iters| wal_appends(iters, *c, batch, direct_io)),
+            );
+        }
     }
     g.finish();
 }
