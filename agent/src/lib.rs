@@ -8,7 +8,8 @@
 //! [`control`] (the thread owning the metadata and object stores),
 //! [`metastore`] (SQLite / PostgreSQL), [`objstore`] (local dir / S3),
 //! [`uploader`] (sealed segments to chunk objects), [`remote`] (reads from
-//! chunk objects), [`lifecycle`] (starting and stopping, the data-dir lock).
+//! chunk objects), [`lifecycle`] (starting and stopping, the data-dir lock),
+//! [`ports`] (free port ranges for shard listeners).
 
 pub mod assignment;
 pub mod catalog;
@@ -21,6 +22,7 @@ pub mod lifecycle;
 pub mod metastore;
 pub mod metrics;
 pub mod objstore;
+pub mod ports;
 pub mod remote;
 pub mod routing;
 pub mod service;

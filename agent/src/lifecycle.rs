@@ -88,21 +88,6 @@ fn write_agent_id(path: &std::path::Path, id: &str) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-/// A base port with `n` consecutive free loopback ports, for `--listen
-/// HOST:0`.
-fn free_ports(host: std::net::IpAddr, n: usize) -> Option<u16> {
-    for _ in 0..100 {
-        let l = std::net::TcpListener::bind((host, 0)).ok()?;
-        let base = l.local_addr().ok()?.port();
-        drop(l);
-        let fits = u32::from(base) + n as u32 <= 65_535;
-        if fits && (0..n).all(|i| std::net::TcpListener::bind((host, base + i as u16)).is_ok()) {
-            return Some(base);
-        }
-    }
-    None
-}
-
 /// Starts the agent: locks the data dir, opens the catalog, starts and
 /// recovers every shard, and returns once all of them serve (or the first
 /// error). With `signals`, SIGTERM and SIGINT start a drain.
@@ -120,7 +105,8 @@ pub fn start(mut config: AgentConfig, signals: bool) -> Result<RunningAgent, Str
     claim_data_dir(&config)?;
     let shards = config.shard_count();
     if config.listen.port() == 0 {
-        let base = free_ports(config.listen.ip(), shards).ok_or("no free ports for the shards")?;
+        let base = crate::ports::kernel_chosen(config.listen.ip(), shards)
+            .ok_or("no free ports for the shards")?;
         config.listen.set_port(base);
     }
     let catalog = Arc::new(Catalog::new());

@@ -28,26 +28,6 @@ pub fn agent_binary() -> PathBuf {
     PathBuf::from("streamhouse-agent")
 }
 
-/// A base port with `n` consecutive free loopback ports, taken from below
-/// the kernel's ephemeral range (32768 and up on Linux): no outgoing
-/// connection can hold one when the agent binds it, and the readiness probe
-/// cannot connect to itself.
-fn free_base_port(n: u16) -> Option<u16> {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    const LOW: u32 = 10_000;
-    const SPAN: u32 = 22_000;
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let start = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
-    for _ in 0..500 {
-        let slot = NEXT.fetch_add(u32::from(n) + 1, Ordering::Relaxed);
-        let base = (LOW + (start + slot) % SPAN) as u16;
-        if (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
-            return Some(base);
-        }
-    }
-    None
-}
-
 fn spawn(dir: &Path, port: u16, shards: usize, extra: &[String]) -> Result<Child, String> {
     let bin = agent_binary();
     let mut child = Command::new(&bin)
@@ -88,7 +68,7 @@ impl EmbeddedAgent {
             .prefix("streamhouse-perf-")
             .tempdir_in(parent)
             .map_err(|e| format!("temp dir in {}: {e}", parent.display()))?;
-        let port = free_base_port(shards as u16).ok_or("no free ports")?;
+        let port = streamhouse_agent::ports::below_ephemeral(shards).ok_or("no free ports")?;
         let child = spawn(tmp.path(), port, shards, extra)?;
         Ok(EmbeddedAgent {
             child,

@@ -3,7 +3,6 @@
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -37,28 +36,10 @@ pub struct Agent {
     _tmp: Option<tempfile::TempDir>,
 }
 
-/// A base port with `n` consecutive free ports after it.
-///
-/// Ports come from below the kernel's ephemeral range (32768 and up on
-/// Linux), so no outgoing connection can hold one by the time the agent
-/// binds it, and a readiness probe can never connect to itself. A
-/// process-wide counter keeps parallel tests of one binary apart; the bind
-/// check covers other processes.
+/// A base port with `n` consecutive free loopback ports (see
+/// `streamhouse_agent::ports::below_ephemeral`).
 pub fn free_ports(n: usize) -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    const LOW: u32 = 10_000;
-    const SPAN: u32 = 22_000;
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let start = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
-    for _ in 0..500 {
-        let slot = NEXT.fetch_add(n as u32 + 1, Ordering::Relaxed);
-        let base = (LOW + (start + slot) % SPAN) as u16;
-        let ok = (0..n).all(|i| TcpListener::bind(("127.0.0.1", base + i as u16)).is_ok());
-        if ok {
-            return base;
-        }
-    }
-    panic!("no free ports");
+    streamhouse_agent::ports::below_ephemeral(n).expect("no free ports")
 }
 
 /// The agent binary: cargo's path when this harness runs in the agent
