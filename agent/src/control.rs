@@ -23,7 +23,7 @@ use crate::metrics::Registry;
 use crate::objstore::ObjectStore;
 use crate::remote::RemoteCache;
 use crate::routing::shard_for;
-use streamhouse_shard::batch::BatchHeader;
+use streamhouse_shard::producers::RememberedBatch;
 
 /// Attempts at a metadata call during start-up before giving up on it
 /// (delays 100, 200, 400, 800 ms between them).
@@ -45,7 +45,7 @@ pub enum ShardMsg {
         fresh: bool,
         /// Headers of the last committed batches, to rebuild idempotent
         /// producer state when the local log lacks them.
-        producers: Vec<BatchHeader>,
+        producers: Vec<RememberedBatch>,
     },
     /// Stop taking writes on a partition, get everything written so far
     /// committed, then answer: its lease is about to be released.
@@ -285,17 +285,18 @@ impl Shared {
         let fresh = !before
             .as_ref()
             .is_some_and(|b| b.holder == self.config.agent_id && b.epoch == grant.epoch);
-        let producers = if committed_end > 0 {
+        // Producer state committed with the ranges, plus the batches of
+        // the last committed range (which also covers chunks committed
+        // before the store kept producer state).
+        let mut producers = self.meta.producer_state(key, partition).await?;
+        if committed_end > 0 {
             match crate::remote::last_headers(self, key, partition, committed_end).await {
-                Ok(h) => h,
+                Ok(h) => producers.extend(h.iter().map(RememberedBatch::from)),
                 Err(e) => {
-                    tracing::warn!(topic = key, partition, error = %e, "cannot read the last committed batches; idempotence starts fresh");
-                    Vec::new()
+                    tracing::warn!(topic = key, partition, error = %e, "cannot read the last committed batches; idempotence relies on the stored producer state");
                 }
             }
-        } else {
-            Vec::new()
-        };
+        }
         let held = {
             let mut l = self.leases.lock();
             l.insert((key.to_owned(), partition), (grant.epoch, grant.expires_ms));

@@ -304,6 +304,9 @@ impl ShardContext {
             .into_iter()
             .filter_map(|r| {
                 let epoch = self.leases.data_epoch(&r.topic, r.partition)?;
+                let producers =
+                    self.log
+                        .producer_snapshot(&r.topic, r.partition, r.base_offset, r.end_offset);
                 Some(ChunkRange {
                     topic: r.topic,
                     partition: r.partition,
@@ -312,6 +315,7 @@ impl ShardContext {
                     pos: r.pos,
                     len: r.len,
                     epoch,
+                    producers,
                 })
             })
             .collect();

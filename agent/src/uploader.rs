@@ -165,7 +165,11 @@ async fn commit(shared: &Shared, stored: Stored) -> bool {
     let agent = shared.config.agent_id.clone();
     let mut attempt = 0;
     loop {
-        match shared.meta.commit_chunk(&agent, &chunk).await {
+        match shared
+            .meta
+            .commit_chunk(&agent, &chunk, crate::control::now_ms())
+            .await
+        {
             Ok(_) => {
                 shared
                     .metrics

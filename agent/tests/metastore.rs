@@ -7,8 +7,28 @@ mod common;
 use common::unique;
 
 use streamhouse_agent::metastore::{
-    AgentRow, ChunkCommit, ChunkRange, MetaError, MetaStore, SCHEMA_VERSION,
+    AgentRow, ChunkCommit, ChunkRange, MetaError, MetaStore, RememberedBatch,
+    PRODUCER_STATE_TTL_MS, SCHEMA_VERSION,
 };
+use streamhouse_shard::batch::ProducerInfo;
+
+/// Producer `id`'s batch of 5 records at `offset`, sequence `seq`.
+fn remembered(id: i64, seq: i32, offset: u64) -> RememberedBatch {
+    RememberedBatch {
+        producer: ProducerInfo {
+            producer_id: id,
+            producer_epoch: 1,
+            base_sequence: seq,
+        },
+        record_count: 5,
+        base_offset: offset,
+    }
+}
+
+fn sorted(mut v: Vec<RememberedBatch>) -> Vec<RememberedBatch> {
+    v.sort_by_key(|b| (b.producer.producer_id, b.base_offset));
+    v
+}
 
 fn range(topic: &str, partition: u32, base: u64, end: u64, epoch: u64) -> ChunkRange {
     ChunkRange {
@@ -19,6 +39,7 @@ fn range(topic: &str, partition: u32, base: u64, end: u64, epoch: u64) -> ChunkR
         pos: base * 10,
         len: (end - base) * 10,
         epoch,
+        producers: Vec::new(),
     }
 }
 
@@ -133,9 +154,9 @@ async fn suite(url: &str) {
         size: 1000,
         ranges: vec![range(&key, 0, 0, 10, 3), range(&key, 1, 0, 5, 2)],
     };
-    assert!(m.commit_chunk("agent-a", &c1).await.unwrap());
+    assert!(m.commit_chunk("agent-a", &c1, 1_000).await.unwrap());
     assert!(
-        !m2.commit_chunk("agent-a", &c1).await.unwrap(),
+        !m2.commit_chunk("agent-a", &c1, 1_000).await.unwrap(),
         "second commit is a no-op"
     );
     assert!(m.chunk_committed(&c1.key).await.unwrap());
@@ -146,7 +167,7 @@ async fn suite(url: &str) {
         size: 1000,
         ranges: vec![range(&key, 1, 5, 9, 2), range(&key, 0, 10, 20, 2)],
     };
-    match m.commit_chunk("agent-a", &stale).await {
+    match m.commit_chunk("agent-a", &stale, 1_000).await {
         Err(MetaError::Fenced { partition, .. }) => assert_eq!(partition, 0),
         other => panic!("expected Fenced, got {other:?}"),
     }
@@ -162,7 +183,8 @@ async fn suite(url: &str) {
             &ChunkCommit {
                 key: unique("chunks/z"),
                 ..c1.clone()
-            }
+            },
+            1_000,
         )
         .await,
         Err(MetaError::Fenced { .. })
@@ -172,7 +194,7 @@ async fn suite(url: &str) {
         size: 500,
         ranges: vec![range(&key, 0, 10, 20, 3)],
     };
-    assert!(m.commit_chunk("agent-a", &c2).await.unwrap());
+    assert!(m.commit_chunk("agent-a", &c2, 1_000).await.unwrap());
     let loc = m.find_range(&key, 0, 12).await.unwrap().unwrap();
     assert_eq!(
         (loc.chunk_key.as_str(), loc.base_offset, loc.end_offset),
@@ -188,10 +210,59 @@ async fn suite(url: &str) {
     );
     assert!(m.find_range(&key, 0, 20).await.unwrap().is_none());
 
-    // Deleting the topic drops its leases and chunk index.
+    // Producer state travels with the ranges: per producer the batches of
+    // its latest committed range, never replaced by an older one, dropped
+    // once a producer is silent for the TTL.
+    let (p7, p8) = (
+        vec![remembered(7, 0, 20), remembered(7, 5, 25)],
+        vec![remembered(8, 0, 30)],
+    );
+    let mut r = range(&key, 0, 20, 35, 3);
+    r.producers = [p7.clone(), p8.clone()].concat();
+    let c3 = ChunkCommit {
+        key: unique("chunks/p"),
+        size: 500,
+        ranges: vec![r],
+    };
+    assert!(m.commit_chunk("agent-a", &c3, 10_000).await.unwrap());
+    assert_eq!(
+        sorted(m2.producer_state(&key, 0).await.unwrap()),
+        sorted([p7.clone(), p8.clone()].concat())
+    );
+    assert!(m.producer_state(&key, 1).await.unwrap().is_empty());
+    let later = vec![remembered(7, 5, 25), remembered(7, 10, 35)];
+    let mut r = range(&key, 0, 35, 40, 3);
+    r.producers = later.clone();
+    let c4 = ChunkCommit {
+        key: unique("chunks/q"),
+        size: 500,
+        ranges: vec![r],
+    };
+    assert!(m.commit_chunk("agent-a", &c4, 20_000).await.unwrap());
+    assert_eq!(
+        sorted(m.producer_state(&key, 0).await.unwrap()),
+        sorted([later.clone(), p8.clone()].concat())
+    );
+    // Producer 8 committed last at 10,000 ms: gone a TTL later.
+    let c5 = ChunkCommit {
+        key: unique("chunks/r"),
+        size: 500,
+        ranges: vec![range(&key, 0, 40, 45, 3)],
+    };
+    assert!(m
+        .commit_chunk("agent-a", &c5, 10_001 + PRODUCER_STATE_TTL_MS)
+        .await
+        .unwrap());
+    assert_eq!(
+        sorted(m.producer_state(&key, 0).await.unwrap()),
+        sorted(later)
+    );
+
+    // Deleting the topic drops its leases, chunk index and producer state.
     m.delete_topic(&name).await.unwrap();
     assert!(m.lease(&key, 0).await.unwrap().is_none());
     assert_eq!(m.committed_end(&key, 0).await.unwrap(), 0);
+    assert!(m.producer_state(&key, 0).await.unwrap().is_empty());
 
     // Agents and heartbeats.
     let id = unique("agent");

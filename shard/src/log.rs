@@ -23,7 +23,7 @@ use glommio::io::{BufferedFile, DmaFile, OpenOptions};
 
 use crate::batch::{self, BatchError, DecodedRecord};
 use crate::index::{IndexEntry, OffsetIndex};
-use crate::producers::{ProducerTable, SeqCheck, SeqError};
+use crate::producers::{ProducerTable, RememberedBatch, SeqCheck, SeqError};
 use crate::segment::{self, Corruption};
 
 /// How long an append that arrived ahead of its producer's sequence waits
@@ -577,16 +577,36 @@ impl ShardLog {
         true
     }
 
-    /// Replays producer state from batches read elsewhere (object storage),
-    /// so retries of batches committed before a restart stay idempotent.
-    pub fn restore_producers(&self, topic: &str, partition: u32, batches: &[batch::BatchHeader]) {
+    /// Replays producer state kept elsewhere (the metadata store, object
+    /// storage), so retries of batches committed before a restart or a
+    /// move stay idempotent. Batches are applied in offset order, each once.
+    pub fn restore_producers(&self, topic: &str, partition: u32, batches: &[RememberedBatch]) {
+        let mut batches = batches.to_vec();
+        batches.sort_by_key(|b| (b.base_offset, b.producer.producer_id));
+        batches.dedup_by_key(|b| (b.base_offset, b.producer.producer_id));
         let mut st = self.inner.state.borrow_mut();
         if let Some(p) = find_mut(&mut st.partitions, topic, partition) {
-            for h in batches {
+            for b in batches {
                 p.producers
-                    .record(h.producer, h.record_count, h.base_offset, 0);
+                    .record(b.producer, b.record_count, b.base_offset, 0);
             }
         }
+    }
+
+    /// The remembered batches, ending at or before `end_offset`, of the
+    /// producers that appended in `from..end_offset` (stored with the range
+    /// committed there).
+    pub fn producer_snapshot(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+        end_offset: u64,
+    ) -> Vec<RememberedBatch> {
+        let st = self.inner.state.borrow();
+        find(&st.partitions, topic, partition)
+            .map(|p| p.producers.snapshot(from, end_offset))
+            .unwrap_or_default()
     }
 
     /// Appends one encoded batch (see [`crate::batch`]) to a partition and

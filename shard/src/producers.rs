@@ -9,6 +9,25 @@ use crate::batch::ProducerInfo;
 /// How many recent batches are remembered per producer (Kafka keeps 5).
 pub const REMEMBERED_BATCHES: usize = 5;
 
+/// A remembered batch as it travels outside the table: into the metadata
+/// store with each committed range, and back into a new owner's table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RememberedBatch {
+    pub producer: ProducerInfo,
+    pub record_count: u32,
+    pub base_offset: u64,
+}
+
+impl From<&crate::batch::BatchHeader> for RememberedBatch {
+    fn from(h: &crate::batch::BatchHeader) -> Self {
+        RememberedBatch {
+            producer: h.producer,
+            record_count: h.record_count,
+            base_offset: h.base_offset,
+        }
+    }
+}
+
 /// A batch remembered for deduplication.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SeqEntry {
@@ -129,6 +148,34 @@ impl ProducerTable {
         Ok(SeqCheck::Append)
     }
 
+    /// The remembered batches that end at or before `end_offset`, oldest
+    /// first per producer, of the producers that appended at or after
+    /// `from` (what a new owner needs once the log in `from..end_offset` is
+    /// committed elsewhere; other producers' state was stored before).
+    pub fn snapshot(&self, from: u64, end_offset: u64) -> Vec<RememberedBatch> {
+        let mut out = Vec::new();
+        for (&producer_id, state) in &self.producers {
+            if !state.batches.iter().any(|b| b.base_offset >= from) {
+                continue;
+            }
+            for b in &state.batches {
+                let count = b.last_seq.wrapping_sub(b.first_seq) as u32 + 1;
+                if b.base_offset + u64::from(count) <= end_offset {
+                    out.push(RememberedBatch {
+                        producer: ProducerInfo {
+                            producer_id,
+                            producer_epoch: state.epoch,
+                            base_sequence: b.first_seq,
+                        },
+                        record_count: count,
+                        base_offset: b.base_offset,
+                    });
+                }
+            }
+        }
+        out
+    }
+
     /// Remembers an appended batch.
     pub fn record(&mut self, info: ProducerInfo, count: u32, base_offset: u64, lsn: u64) {
         if info.producer_id == 0 {
@@ -158,6 +205,33 @@ fn last_seq(base: i32, count: u32) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_snapshot_restores_deduplication_up_to_its_end() {
+        let info = |seq| ProducerInfo {
+            producer_id: 7,
+            producer_epoch: 2,
+            base_sequence: seq,
+        };
+        let mut t = ProducerTable::default();
+        t.record(info(0), 10, 100, 0);
+        t.record(info(10), 10, 110, 0);
+        t.record(info(20), 10, 120, 0);
+        // Only the batches ending at or before offset 120 are committed.
+        let snap = t.snapshot(0, 120);
+        assert_eq!(snap.len(), 2);
+        // A producer that appended nothing since offset 130 is left out.
+        assert!(t.snapshot(130, 200).is_empty());
+        let mut restored = ProducerTable::default();
+        for b in &snap {
+            restored.record(b.producer, b.record_count, b.base_offset, 0);
+        }
+        match restored.check(info(10), 10, None) {
+            Ok(SeqCheck::Duplicate(e)) => assert_eq!(e.base_offset, 110),
+            other => panic!("retry not recognised: {other:?}"),
+        }
+        assert_eq!(restored.check(info(20), 10, None), Ok(SeqCheck::Append));
+    }
 
     fn p(seq: i32) -> ProducerInfo {
         ProducerInfo {

@@ -17,6 +17,15 @@ mod sqlite;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+pub use streamhouse_shard::producers::RememberedBatch;
+
+use std::collections::BTreeMap;
+use streamhouse_shard::batch::ProducerInfo;
+
+/// How long a producer's state is kept after its last committed batch,
+/// in milliseconds: 1 day (Kafka's `producer.id.expiration.ms`). A producer
+/// silent for longer starts afresh on a new owner.
+pub const PRODUCER_STATE_TTL_MS: i64 = 24 * 3600 * 1000;
 
 /// A topic row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +75,10 @@ pub struct ChunkRange {
     pub len: u64,
     /// Lease epoch the data was written under.
     pub epoch: u64,
+    /// The idempotent producers' last batches (up to 5 each) that end at
+    /// or before `end_offset`: stored so a new owner of the partition still
+    /// recognises a retry of any of them.
+    pub producers: Vec<RememberedBatch>,
 }
 
 /// A chunk to commit: one object and the partition ranges it holds.
@@ -137,7 +150,7 @@ pub enum MetaStore {
 }
 
 /// Highest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 impl MetaStore {
     /// Opens `sqlite:///PATH` or `postgres://...` and applies pending
@@ -281,12 +294,32 @@ impl MetaStore {
         }
     }
 
-    /// Commits a chunk's ranges atomically, fenced by each range's epoch.
-    /// Returns `false` if the chunk was already committed (nothing changed).
-    pub async fn commit_chunk(&self, agent: &str, chunk: &ChunkCommit) -> Result<bool, MetaError> {
+    /// Commits a chunk's ranges atomically, fenced by each range's epoch,
+    /// with the producer state each range carries (stamped `now_ms`;
+    /// state older than [`PRODUCER_STATE_TTL_MS`] is dropped). Returns
+    /// `false` if the chunk was already committed (nothing changed).
+    pub async fn commit_chunk(
+        &self,
+        agent: &str,
+        chunk: &ChunkCommit,
+        now_ms: i64,
+    ) -> Result<bool, MetaError> {
         match self {
-            MetaStore::Sqlite(s) => s.commit_chunk(agent, chunk),
-            MetaStore::Postgres(s) => s.commit_chunk(agent, chunk).await,
+            MetaStore::Sqlite(s) => s.commit_chunk(agent, chunk, now_ms),
+            MetaStore::Postgres(s) => s.commit_chunk(agent, chunk, now_ms).await,
+        }
+    }
+
+    /// The remembered producer batches committed for a partition, for a
+    /// new owner's deduplication.
+    pub async fn producer_state(
+        &self,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Vec<RememberedBatch>, MetaError> {
+        match self {
+            MetaStore::Sqlite(s) => s.producer_state(topic, partition),
+            MetaStore::Postgres(s) => s.producer_state(topic, partition).await,
         }
     }
 
@@ -353,9 +386,10 @@ pub(crate) fn split_addresses(s: &str) -> Vec<String> {
 
 /// Versioned schema migrations, applied in order in one transaction each.
 /// The SQL is the common subset of SQLite and PostgreSQL.
-pub(crate) const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
+pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
      INSERT INTO counters (name, value) VALUES ('topic_id', 1), ('producer_id', 1);
      CREATE TABLE topics (name TEXT PRIMARY KEY, id BIGINT NOT NULL, partitions BIGINT NOT NULL);
      CREATE TABLE leases (topic TEXT NOT NULL, part BIGINT NOT NULL, holder TEXT NOT NULL,
@@ -368,4 +402,58 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[(
      CREATE INDEX chunk_ranges_end ON chunk_ranges (topic, part, end_offset);
      CREATE TABLE agents (agent_id TEXT PRIMARY KEY, addresses TEXT NOT NULL,
          heartbeat_ms BIGINT NOT NULL);",
-)];
+    ),
+    (
+        2,
+        "CREATE TABLE producer_state (topic TEXT NOT NULL, part BIGINT NOT NULL,
+         producer_id BIGINT NOT NULL, batches TEXT NOT NULL, end_offset BIGINT NOT NULL,
+         updated_ms BIGINT NOT NULL, PRIMARY KEY (topic, part, producer_id));",
+    ),
+];
+
+/// One range's producer batches grouped per producer id, each group in the
+/// text form stored in `producer_state.batches`:
+/// `epoch:base_sequence:record_count:base_offset` entries joined by commas.
+pub(crate) fn encode_producers(batches: &[RememberedBatch]) -> BTreeMap<i64, String> {
+    let mut out: BTreeMap<i64, String> = BTreeMap::new();
+    let mut sorted = batches.to_vec();
+    sorted.sort_by_key(|b| b.base_offset);
+    for b in sorted {
+        let s = out.entry(b.producer.producer_id).or_default();
+        if !s.is_empty() {
+            s.push(',');
+        }
+        s.push_str(&format!(
+            "{}:{}:{}:{}",
+            b.producer.producer_epoch, b.producer.base_sequence, b.record_count, b.base_offset
+        ));
+    }
+    out
+}
+
+/// Parses one `producer_state.batches` value back; a malformed entry is an
+/// error naming it.
+pub(crate) fn decode_producers(
+    producer_id: i64,
+    text: &str,
+) -> Result<Vec<RememberedBatch>, MetaError> {
+    text.split(',')
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            let bad = || MetaError::Backend(format!("bad producer state entry {e:?}"));
+            let f: Vec<&str> = e.split(':').collect();
+            if f.len() != 4 {
+                return Err(bad());
+            }
+            Ok(RememberedBatch {
+                producer: ProducerInfo {
+                    producer_id,
+                    producer_epoch: f[0].parse().map_err(|_| bad())?,
+                    base_sequence: f[1].parse().map_err(|_| bad())?,
+                },
+                record_count: f[2].parse().map_err(|_| bad())?,
+                base_offset: f[3].parse().map_err(|_| bad())?,
+            })
+        })
+        .collect()
+}

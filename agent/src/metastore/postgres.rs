@@ -8,6 +8,7 @@ use tokio::sync::Mutex;
 use tokio_postgres::{Client, GenericClient, NoTls};
 
 use super::sqlite::fenced;
+use super::{decode_producers, encode_producers, RememberedBatch, PRODUCER_STATE_TTL_MS};
 use super::{
     split_addresses, to_i64, to_u64, AgentRow, ChunkCommit, LeaseGrant, LeaseRow, MetaError,
     RangeLocation, TopicRow, MIGRATIONS,
@@ -206,6 +207,9 @@ impl PostgresStore {
         tx.execute("DELETE FROM leases WHERE topic = $1", &[&key])
             .await
             .map_err(db)?;
+        tx.execute("DELETE FROM producer_state WHERE topic = $1", &[&key])
+            .await
+            .map_err(db)?;
         tx.execute("DELETE FROM chunk_ranges WHERE topic = $1", &[&key])
             .await
             .map_err(db)?;
@@ -381,7 +385,12 @@ impl PostgresStore {
             .collect())
     }
 
-    pub async fn commit_chunk(&self, agent: &str, chunk: &ChunkCommit) -> Result<bool, MetaError> {
+    pub async fn commit_chunk(
+        &self,
+        agent: &str,
+        chunk: &ChunkCommit,
+        now_ms: i64,
+    ) -> Result<bool, MetaError> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(db)?;
         let inserted = tx
@@ -418,9 +427,55 @@ impl PostgresStore {
             )
             .await
             .map_err(db)?;
+            let part = i64::from(r.partition);
+            let end = to_i64(r.end_offset);
+            for (producer_id, batches) in encode_producers(&r.producers) {
+                tx.execute(
+                    "INSERT INTO producer_state (topic, part, producer_id, batches, end_offset, updated_ms)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (topic, part, producer_id) DO UPDATE SET
+                         batches = excluded.batches, end_offset = excluded.end_offset,
+                         updated_ms = excluded.updated_ms
+                     WHERE producer_state.end_offset <= excluded.end_offset",
+                    &[&r.topic, &part, &producer_id, &batches, &end, &now_ms],
+                )
+                .await
+                .map_err(db)?;
+            }
+            tx.execute(
+                "DELETE FROM producer_state WHERE topic = $1 AND part = $2 AND updated_ms < $3",
+                &[
+                    &r.topic,
+                    &part,
+                    &now_ms.saturating_sub(PRODUCER_STATE_TTL_MS),
+                ],
+            )
+            .await
+            .map_err(db)?;
         }
         tx.commit().await.map_err(db)?;
         Ok(true)
+    }
+
+    pub async fn producer_state(
+        &self,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Vec<RememberedBatch>, MetaError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT producer_id, batches FROM producer_state WHERE topic = $1 AND part = $2",
+                &[&topic, &i64::from(partition)],
+            )
+            .await
+            .map_err(db)?;
+        let mut out = Vec::new();
+        for r in rows {
+            let text: String = r.get(1);
+            out.extend(decode_producers(r.get(0), &text)?);
+        }
+        Ok(out)
     }
 
     pub async fn chunk_committed(&self, key: &str) -> Result<bool, MetaError> {

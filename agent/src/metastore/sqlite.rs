@@ -8,6 +8,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use super::{decode_producers, encode_producers, RememberedBatch, PRODUCER_STATE_TTL_MS};
 use super::{
     split_addresses, to_i64, to_u64, AgentRow, ChunkCommit, LeaseGrant, LeaseRow, MetaError,
     RangeLocation, TopicRow, MIGRATIONS,
@@ -165,6 +166,8 @@ impl SqliteStore {
         };
         let key = topic.key();
         tx.execute("DELETE FROM topics WHERE name = ?1", [name])
+            .map_err(db)?;
+        tx.execute("DELETE FROM producer_state WHERE topic = ?1", [&key])
             .map_err(db)?;
         tx.execute("DELETE FROM leases WHERE topic = ?1", [&key])
             .map_err(db)?;
@@ -330,7 +333,12 @@ impl SqliteStore {
         rows.collect::<Result<Vec<_>, _>>().map_err(db)
     }
 
-    pub fn commit_chunk(&self, agent: &str, chunk: &ChunkCommit) -> Result<bool, MetaError> {
+    pub fn commit_chunk(
+        &self,
+        agent: &str,
+        chunk: &ChunkCommit,
+        now_ms: i64,
+    ) -> Result<bool, MetaError> {
         let mut conn = self.conn.lock();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -374,9 +382,61 @@ impl SqliteStore {
                 ],
             )
             .map_err(db)?;
+            for (producer_id, batches) in encode_producers(&r.producers) {
+                tx.execute(
+                    "INSERT INTO producer_state (topic, part, producer_id, batches, end_offset, updated_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (topic, part, producer_id) DO UPDATE SET
+                         batches = excluded.batches, end_offset = excluded.end_offset,
+                         updated_ms = excluded.updated_ms
+                     WHERE producer_state.end_offset <= excluded.end_offset",
+                    params![
+                        r.topic,
+                        i64::from(r.partition),
+                        producer_id,
+                        batches,
+                        to_i64(r.end_offset),
+                        now_ms
+                    ],
+                )
+                .map_err(db)?;
+            }
+            tx.execute(
+                "DELETE FROM producer_state WHERE topic = ?1 AND part = ?2 AND updated_ms < ?3",
+                params![
+                    r.topic,
+                    i64::from(r.partition),
+                    now_ms.saturating_sub(PRODUCER_STATE_TTL_MS)
+                ],
+            )
+            .map_err(db)?;
         }
         tx.commit().map_err(db)?;
         Ok(true)
+    }
+
+    pub fn producer_state(
+        &self,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Vec<RememberedBatch>, MetaError> {
+        let conn = self.conn.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT producer_id, batches FROM producer_state WHERE topic = ?1 AND part = ?2",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map(params![topic, i64::from(partition)], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(db)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (producer_id, text) = row.map_err(db)?;
+            out.extend(decode_producers(producer_id, &text)?);
+        }
+        Ok(out)
     }
 
     pub fn chunk_committed(&self, key: &str) -> Result<bool, MetaError> {
