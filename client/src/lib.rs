@@ -29,7 +29,7 @@ pub use consumer::{Consumer, ConsumerRecord};
 pub use error::{Error, Result};
 pub use producer::{
     AckFuture, Acks, BatchSendFuture, Producer, ProducerBuilder, ProducerConfig, ProducerMetrics,
-    SendFuture,
+    SendFuture, MAX_IN_FLIGHT_PER_PARTITION,
 };
 pub use record::{BatchMetadata, BatchRecord, ProducerRecord, RecordMetadata};
 pub use streamhouse_proto as proto;

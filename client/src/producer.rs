@@ -98,8 +98,9 @@ pub struct ProducerConfig {
     pub request_timeout: Duration,
     /// Idempotent producer; default on.
     pub idempotence: bool,
-    /// Requests in flight per partition; default 5, at most 5 (what an
-    /// agent remembers per producer for deduplication). Order is kept (see
+    /// Requests in flight per partition; default 5, at most 16 (what an
+    /// agent remembers per producer for deduplication; more helps when few
+    /// partitions carry the load). Order is kept (see
     /// the module docs); without idempotence one request is in flight.
     pub max_in_flight_per_partition: usize,
     /// Batch compression; default none.
@@ -395,7 +396,7 @@ impl ProducerBuilder {
         self.config.pool.max_connections_per_agent = n;
         self
     }
-    /// Requests in flight per partition; default 5, at most 5.
+    /// Requests in flight per partition; default 5, at most 16.
     pub fn max_in_flight_per_partition(mut self, n: usize) -> Self {
         self.config.max_in_flight_per_partition = n;
         self

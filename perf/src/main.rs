@@ -127,7 +127,7 @@ struct RunArgs {
     /// Requests in flight per connection.
     #[arg(long, default_value_t = 32)]
     max_in_flight: usize,
-    /// Requests in flight per partition (1 to 5).
+    /// Requests in flight per partition (1 to 16).
     #[arg(long, default_value_t = 5)]
     in_flight_per_partition: usize,
     /// Connections per agent shard.
