@@ -285,11 +285,11 @@ impl Shared {
         let fresh = !before
             .as_ref()
             .is_some_and(|b| b.holder == self.config.agent_id && b.epoch == grant.epoch);
-        // Producer state committed with the ranges, plus the batches of
-        // the last committed range (which also covers chunks committed
-        // before the store kept producer state).
+        // Producer state committed with the ranges; for a partition with
+        // none stored (chunks committed before the store kept it), the
+        // batches of the last committed range.
         let mut producers = self.meta.producer_state(key, partition).await?;
-        if committed_end > 0 {
+        if producers.is_empty() && committed_end > 0 {
             match crate::remote::last_headers(self, key, partition, committed_end).await {
                 Ok(h) => producers.extend(h.iter().map(RememberedBatch::from)),
                 Err(e) => {
