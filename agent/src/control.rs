@@ -43,8 +43,9 @@ pub enum ShardMsg {
         /// The lease changed hands (or is new): local data past
         /// `committed_end` was written under an older lease.
         fresh: bool,
-        /// Headers of the last committed batches, to rebuild idempotent
-        /// producer state when the local log lacks them.
+        /// Producer batches committed for the partition (metadata store,
+        /// else the last committed range), to rebuild idempotent producer
+        /// state when the local log lacks them.
         producers: Vec<RememberedBatch>,
     },
     /// Stop taking writes on a partition, get everything written so far

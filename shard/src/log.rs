@@ -1140,7 +1140,7 @@ impl ShardLog {
             settle(syncing).await?;
             self.roll().await?;
         }
-        let (file, writer, write_pos, gen, active) = {
+        let (file, writer, write_pos, frame_base, gen, active) = {
             let mut st = self.inner.state.borrow_mut();
             st.gen += 1;
             let gen = st.gen;
@@ -1155,9 +1155,8 @@ impl ShardLog {
                 st.active_since = Some(Instant::now());
             }
             let write_pos = st.active_len - st.tail.len() as u64;
-            (file, writer, write_pos, gen, st.active)
+            (file, writer, write_pos, st.active_len, gen, st.active)
         };
-        let frame_base = self.inner.state.borrow().active_len;
         let bytes = data.len();
         match &writer {
             // Buffered: the frames as they are, right after the last write.
@@ -1193,7 +1192,6 @@ impl ShardLog {
         self.inner.state.borrow_mut().active_len += bytes as u64;
         Ok(Written {
             file,
-            writer,
             entries,
             bytes,
             frame_base,
@@ -1206,11 +1204,11 @@ impl ShardLog {
     /// high watermarks and answers the appends it made durable.
     async fn sync_once(&self, w: Written) -> Result<(), LogError> {
         let synced = Instant::now();
-        match &w.writer {
-            Some(writer) => writer.fdatasync().await,
-            None => w.file.fdatasync().await,
-        }
-        .map_err(io_err("syncing the WAL"))?;
+        // `fdatasync` covers the file, whichever descriptor wrote to it.
+        w.file
+            .fdatasync()
+            .await
+            .map_err(io_err("syncing the WAL"))?;
         {
             use std::sync::atomic::Ordering::Relaxed;
             let s = &self.inner.stats;
@@ -1266,7 +1264,6 @@ impl ShardLog {
 /// A write issued but not yet synced.
 struct Written {
     file: Rc<DmaFile>,
-    writer: Option<Rc<BufferedFile>>,
     entries: Vec<PendingEntry>,
     bytes: usize,
     /// Position of the write's first frame in its segment.

@@ -75,9 +75,10 @@ pub struct ChunkRange {
     pub len: u64,
     /// Lease epoch the data was written under.
     pub epoch: u64,
-    /// The idempotent producers' last batches (up to 5 each) that end at
-    /// or before `end_offset`: stored so a new owner of the partition still
-    /// recognises a retry of any of them.
+    /// The last batches (up to `REMEMBERED_BATCHES` each) of the idempotent
+    /// producers that wrote in this range, ending at or before `end_offset`:
+    /// stored so a new owner of the partition still recognises a retry of
+    /// any of them.
     pub producers: Vec<RememberedBatch>,
 }
 
@@ -413,12 +414,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
 
 /// One range's producer batches grouped per producer id, each group in the
 /// text form stored in `producer_state.batches`:
-/// `epoch:base_sequence:record_count:base_offset` entries joined by commas.
+/// `epoch:base_sequence:record_count:base_offset` entries joined by commas,
+/// in the order given (restoring sorts them).
 pub(crate) fn encode_producers(batches: &[RememberedBatch]) -> BTreeMap<i64, String> {
     let mut out: BTreeMap<i64, String> = BTreeMap::new();
-    let mut sorted = batches.to_vec();
-    sorted.sort_by_key(|b| b.base_offset);
-    for b in sorted {
+    for b in batches {
         let s = out.entry(b.producer.producer_id).or_default();
         if !s.is_empty() {
             s.push(',');
