@@ -728,3 +728,48 @@ async fn an_agent_back_after_a_takeover_drops_its_stale_unshipped_writes() {
         assert_eq!(r.offset, i as u64);
     }
 }
+
+#[tokio::test]
+async fn a_retry_goes_to_the_new_leader_once_it_is_known_not_after_its_backoff() {
+    // Backoff of 30 s: with the retry only after its backoff, the record
+    // below would take at least 22.5 s (30 s - 25% jitter). Going to the
+    // new leader once the metadata names it takes about the lease TTL.
+    let mut c = Cluster::start_ttl(2, 1000);
+    let admin = c.admin().await;
+    admin.create_topic("reroute", 2).await.unwrap();
+    let leaders = c.settled("reroute", 2).await;
+    let p = Producer::builder(c.addresses())
+        // `object`: the first record must outlive its agent's disk.
+        .acks(Acks::Object)
+        .retries(100)
+        .backoff(streamhouse_client::backoff::BackoffConfig {
+            base: Duration::from_secs(30),
+            max: Duration::from_secs(30),
+            jitter: 0.25,
+        })
+        .delivery_timeout(Duration::from_secs(120))
+        .request_timeout(Duration::from_secs(2))
+        .build()
+        .await
+        .unwrap();
+    let moved = leaders.iter().position(|l| l == "agent-0").unwrap() as u32;
+    let first = p
+        .send(ProducerRecord::new("reroute", "before").partition(moved))
+        .await
+        .unwrap();
+    c.agents[0].kill9();
+    let t = Instant::now();
+    let after = p
+        .send(ProducerRecord::new("reroute", "after").partition(moved))
+        .await
+        .unwrap();
+    let took = t.elapsed();
+    assert!(
+        took < Duration::from_secs(15),
+        "the retry waited {took:?} instead of following the partition to its new leader"
+    );
+    assert_eq!(after.offset, first.offset + 1, "nothing lost or doubled");
+    let now_led_by = c.settled("reroute", 1).await;
+    assert_eq!(now_led_by[moved as usize], "agent-1");
+    p.close().await.unwrap();
+}

@@ -44,6 +44,7 @@ use tokio::time::Instant;
 
 use crate::accumulator::{record_size, BatchLimits, ClosedBatch, PartitionAccumulator};
 use crate::backoff::{thread_rng, Backoff, BackoffConfig, Rng};
+use crate::breaker::BreakerState;
 use crate::error::{Error, Result};
 use crate::metadata::Metadata;
 use crate::partitioner::partition_for_key;
@@ -53,7 +54,7 @@ use crate::retry::{action_for, RetryAction};
 
 /// Most requests in flight per partition: an agent remembers this many
 /// batches per producer, so a retry of the oldest is still recognised.
-pub const MAX_IN_FLIGHT_PER_PARTITION: usize = streamhouse_shard::producers::REMEMBERED_BATCHES;
+pub const MAX_IN_FLIGHT_PER_PARTITION: usize = streamhouse_shard::batch::REMEMBERED_BATCHES;
 
 /// Durability a record needs before its future resolves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -1317,7 +1318,9 @@ async fn deliver(
             req.oldest_sequence =
                 partition_state(&mut st, topic, partition).and_then(|ps| ps.oldest(seq.0));
         }
-        let err = match attempt_once(inner, topic, partition, &req, deadline).await {
+        // The route this attempt takes ("" while the partition has none).
+        let mut tried = String::new();
+        let err = match attempt_once(inner, topic, partition, &req, deadline, &mut tried).await {
             Ok(resp) => return Ok(resp),
             Err(e) => e,
         };
@@ -1360,21 +1363,59 @@ async fn deliver(
         }
         inner.counters.retries.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(%topic, partition, attempt, error = %err, ?action, "retrying batch");
-        // Every retry re-reads the partition's route: after a timeout the
-        // same leader is used again unless the metadata names a new one.
-        if matches!(
-            action,
-            RetryAction::FreshRoute | RetryAction::RefreshMetadata | RetryAction::SameRoute
-        ) {
-            let _ = inner
-                .metadata
-                .refresh(&inner.pool, &[topic.to_owned()])
-                .await;
+        if action == RetryAction::AfterEarlierBatches || waited {
+            continue;
         }
-        if action != RetryAction::AfterEarlierBatches && !waited {
-            let delay = inner.backoff.lock().delay(attempt);
-            tokio::time::sleep_until((Instant::now() + delay).min(deadline)).await;
+        // Back off, but retry as soon as the metadata names another leader
+        // for the partition: after a failover the new leader is known the
+        // moment its lease is taken, while the backoff may have grown to
+        // seconds. After a timeout the same leader is used again unless the
+        // metadata names a new one.
+        let delay = inner.backoff.lock().delay(attempt);
+        wait_for_route(
+            inner,
+            topic,
+            partition,
+            &tried,
+            (Instant::now() + delay).min(deadline),
+        )
+        .await;
+    }
+}
+
+/// How often a retry backing off asks for the partition's route again;
+/// 100 ms. Only the oldest unanswered batch of a partition retries at a
+/// time, so this is at most one metadata request per partition in trouble.
+const ROUTE_POLL: Duration = Duration::from_millis(100);
+
+/// Waits until `until`, or less: returns once the metadata names a leader
+/// for the partition other than `failed` (the route that just failed, ""
+/// if it had none) whose circuit is not open. Refreshes the metadata first
+/// and then every [`ROUTE_POLL`].
+async fn wait_for_route(inner: &Inner, topic: &str, partition: u32, failed: &str, until: Instant) {
+    loop {
+        let _ = inner
+            .metadata
+            .refresh(&inner.pool, &[topic.to_owned()])
+            .await;
+        let moved = inner
+            .metadata
+            .topic(topic)
+            .and_then(|t| {
+                t.partitions
+                    .get(partition as usize)
+                    .map(|p| p.leader.clone())
+            })
+            .is_some_and(|l| {
+                !l.is_empty()
+                    && l != failed
+                    && inner.pool.breakers.state(&l, Instant::now()) != BreakerState::Open
+            });
+        let now = Instant::now();
+        if moved || now >= until {
+            return;
         }
+        tokio::time::sleep_until((now + ROUTE_POLL).min(until)).await;
     }
 }
 
@@ -1384,8 +1425,10 @@ async fn attempt_once(
     partition: u32,
     req: &pb::ProduceRequest,
     deadline: Instant,
+    tried: &mut String,
 ) -> Result<pb::ProduceResponse> {
     let leader = inner.metadata.leader(&inner.pool, topic, partition).await?;
+    tried.clone_from(&leader);
     let lease = inner.pool.get(&leader).await?;
     let mut client = ProducerServiceClient::new(lease.channel())
         .max_encoding_message_size(64 << 20)

@@ -38,7 +38,12 @@ fn spawn(dir: &Path, port: u16, shards: usize, extra: &[String]) -> Result<Child
         .arg("--data-dir")
         .arg(dir)
         .args(extra)
-        .env("RUST_LOG", "warn")
+        // The agents' own log filter: `STREAMHOUSE_PERF_AGENT_LOG`, default
+        // warnings only (their lines are prefixed with the agent id).
+        .env(
+            "RUST_LOG",
+            std::env::var("STREAMHOUSE_PERF_AGENT_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()

@@ -97,6 +97,13 @@ pub struct DecodedRecord {
     pub headers: Vec<(String, Bytes)>,
 }
 
+/// How many recent batches an agent remembers per idempotent producer and
+/// partition (Kafka keeps 5): the most requests a producer may keep in
+/// flight per partition. 16, because one partition's throughput still grew
+/// from 5 to 16 in flight (docs/BENCHMARKS.md). Here, not in the engine,
+/// because clients build against the batch format alone.
+pub const REMEMBERED_BATCHES: usize = 16;
+
 /// Idempotent-producer fields of a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ProducerInfo {

@@ -6,11 +6,7 @@ use std::collections::{HashMap, VecDeque};
 
 use crate::batch::ProducerInfo;
 
-/// How many recent batches are remembered per producer (Kafka keeps 5):
-/// the most requests a producer may keep in flight per partition. 16,
-/// because one partition's throughput still grew from 5 to 16 in flight
-/// (docs/BENCHMARKS.md).
-pub const REMEMBERED_BATCHES: usize = 16;
+pub use crate::batch::REMEMBERED_BATCHES;
 
 /// A remembered batch as it travels outside the table: into the metadata
 /// store with each committed range, and back into a new owner's table.
