@@ -210,13 +210,20 @@ pub async fn run(root: &Path, o: &FailoverOpts) -> Result<FailoverReport, String
     if let Some(e) = &a.first_error {
         println!("failover: first error: {e}");
     }
-    // Requests in flight to the killed agent fail with it, so an
-    // acknowledgement on a moved partition after the kill comes from the
-    // partition's new leader.
+    // Acknowledgements the stopped agent had sent may still be read by a
+    // busy client a little after the kill, so time the first ack on a moved
+    // partition from when no other agent could have sent it yet: a new
+    // leader only once the dead one's lease expired (at least half a TTL
+    // after the kill, as leases are renewed several times per TTL), the
+    // restarted agent only once it was started again.
+    let earliest = killed_at
+        + o.restart_after
+            .unwrap_or(Duration::from_millis(o.lease_ttl_ms / 2))
+            .max(IN_TRANSIT);
     report.recovery_ms = a
         .list
         .iter()
-        .filter(|(p, _, _, t)| moved.contains(p) && *t > killed_at + IN_TRANSIT)
+        .filter(|(p, _, _, t)| moved.contains(p) && *t > earliest)
         .map(|(_, _, _, t)| t.duration_since(killed_at))
         .min()
         .map(|d| d.as_secs_f64() * 1e3);
