@@ -18,6 +18,10 @@
 //! them failed. After a batch fails for good, its partition sends nothing
 //! new until its other batches are answered.
 //!
+//! Retries back off exponentially, but a batch whose route failed retries as
+//! soon as the metadata (asked every 100 ms meanwhile) names another leader
+//! for its partition.
+//!
 //! Idempotence (on by default): the producer holds a producer id from the
 //! agent; each partition's batches carry consecutive sequence numbers, so a
 //! retried batch that was already appended is answered with its original
