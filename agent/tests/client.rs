@@ -191,7 +191,7 @@ async fn send_batch_keeps_order_with_send_and_reports_its_offsets() {
     }
     let second = producer.send_batch("sb", 1, vec!["d0", "d1"]);
     let m = batch.await.unwrap();
-    assert_eq!((m.topic.as_str(), m.partition), ("sb", 1));
+    assert_eq!((&*m.topic, m.partition), ("sb", 1));
     assert_eq!((m.base_offset, m.record_count), (10, 1000));
     assert_eq!(second.await.unwrap().base_offset, 1020);
     let offsets: Vec<u64> = futures::future::join_all(singles)

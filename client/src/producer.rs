@@ -277,7 +277,9 @@ struct Deferred {
     item: Item,
     tx: Outcome,
     size: usize,
-    enqueued: Instant,
+    /// When it entered the intake queue (`max_block` counts from there);
+    /// unset on the fast path, which appends at once (no clock read).
+    enqueued: Option<Instant>,
 }
 
 /// What the producer keeps per topic: its routes (re-read from the
@@ -689,16 +691,20 @@ impl Producer {
             item,
             tx,
             size,
-            enqueued: Instant::now(),
+            enqueued: None,
         };
         if st.intake.is_empty() {
-            if let Some(d) = inner.try_append(&mut st, deferred, false) {
+            if let Some(mut d) = inner.try_append(&mut st, deferred, false) {
+                d.enqueued = Some(Instant::now());
                 st.intake.push_back(d);
                 drop(st);
                 inner.wake_intake.notify_one();
             }
         } else {
-            st.intake.push_back(deferred);
+            st.intake.push_back(Deferred {
+                enqueued: Some(Instant::now()),
+                ..deferred
+            });
         }
     }
 
@@ -985,7 +991,7 @@ async fn intake_loop(inner: Arc<Inner>) {
         }
         let started = Instant::now();
         let got = tokio::time::timeout_at(
-            enqueued + inner.config.max_block,
+            enqueued.unwrap_or(started) + inner.config.max_block,
             inner.memory.acquire_many(size as u32),
         )
         .await;
@@ -1199,10 +1205,11 @@ async fn send_batch(inner: Arc<Inner>, d: Dispatch) {
                 .records_acked
                 .fetch_add(u64::from(count), Ordering::Relaxed);
             let mut offset = resp.base_offset;
+            let shared_topic: Arc<str> = Arc::from(topic.as_str());
             for (tx, ts) in completions {
                 let n = tx.records();
                 tx.complete(Ok(RecordMetadata {
-                    topic: topic.clone(),
+                    topic: shared_topic.clone(),
                     partition,
                     offset,
                     timestamp: ts,

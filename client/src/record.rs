@@ -3,6 +3,8 @@
 //! [`send_batch`](crate::Producer::send_batch) call, and where they were
 //! stored. Plain data: no I/O, no producer state.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 /// A record to send.
@@ -56,8 +58,9 @@ impl ProducerRecord {
 /// Where an acknowledged record was stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordMetadata {
-    /// Topic of the record.
-    pub topic: String,
+    /// Topic of the record (shared by the records of one request: no
+    /// allocation per acknowledged record).
+    pub topic: Arc<str>,
     /// Partition the record was stored in.
     pub partition: u32,
     /// The record's offset in its partition.
@@ -142,7 +145,7 @@ impl From<&'static str> for BatchRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchMetadata {
     /// Topic of the records.
-    pub topic: String,
+    pub topic: Arc<str>,
     /// Partition they were stored in.
     pub partition: u32,
     /// Offset of the first record.
