@@ -160,6 +160,15 @@ impl Metadata {
             .ok_or_else(|| Error::UnknownTopic(topic.to_owned()))
     }
 
+    /// Cached leader address of `topic`/`partition` ("" while its lease is
+    /// moving); `None` when the topic or partition is not cached.
+    pub fn cached_leader(&self, topic: &str, partition: u32) -> Option<String> {
+        self.topic(topic)?
+            .partitions
+            .get(partition as usize)
+            .map(|p| p.leader.clone())
+    }
+
     /// The first address to ask (bootstrap first; open circuits last).
     pub fn any_address(&self, pool: &ConnectionPool) -> Option<String> {
         self.candidates(pool).into_iter().next()

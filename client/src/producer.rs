@@ -1086,11 +1086,7 @@ async fn sender_loop(inner: Arc<Inner>) {
                     let Some(mut batch) = ps.acc.pop_closed() else {
                         break;
                     };
-                    let leader = inner.metadata.topic(topic).and_then(|t| {
-                        t.partitions
-                            .get(partition as usize)
-                            .map(|p| p.leader.clone())
-                    });
+                    let leader = inner.metadata.cached_leader(topic, partition);
                     if !leader.as_deref().is_none_or(|l| inner.pool.has_capacity(l)) {
                         ps.acc.push_front(batch);
                         break;
@@ -1411,12 +1407,7 @@ async fn wait_for_route(inner: &Inner, topic: &str, partition: u32, failed: &str
             .await;
         let moved = inner
             .metadata
-            .topic(topic)
-            .and_then(|t| {
-                t.partitions
-                    .get(partition as usize)
-                    .map(|p| p.leader.clone())
-            })
+            .cached_leader(topic, partition)
             .is_some_and(|l| {
                 !l.is_empty()
                     && l != failed
