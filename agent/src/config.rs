@@ -127,6 +127,80 @@ pub struct AgentConfig {
     #[arg(long, env = "STREAMHOUSE_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
 
+    /// Most client connections per shard port (default 1024). Lowered at
+    /// start when the open-file limit cannot hold them all with the
+    /// descriptors the log and the stores need (see docs/LIMITS.md); a
+    /// connection over the limit gets an HTTP/2 GOAWAY and is closed.
+    #[arg(
+        long,
+        env = "STREAMHOUSE_MAX_CONNECTIONS_PER_SHARD",
+        default_value_t = 1024
+    )]
+    pub max_connections_per_shard: usize,
+
+    /// Most connections to the admin port at once (default 64); more are
+    /// closed at once.
+    #[arg(long, env = "STREAMHOUSE_MAX_ADMIN_CONNECTIONS", default_value_t = 64)]
+    pub max_admin_connections: usize,
+
+    /// A shard connection without open streams for this long is closed
+    /// with a GOAWAY, in milliseconds (default 600000 = 10 min).
+    #[arg(
+        long,
+        env = "STREAMHOUSE_CONNECTION_IDLE_TIMEOUT_MS",
+        default_value_t = 600_000
+    )]
+    pub connection_idle_timeout_ms: u64,
+
+    /// A new connection must complete the HTTP/2 handshake (preface and
+    /// SETTINGS) within this, in milliseconds (default 10000).
+    #[arg(
+        long,
+        env = "STREAMHOUSE_HANDSHAKE_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub handshake_timeout_ms: u64,
+
+    /// A request's whole message must arrive within this after its headers,
+    /// in milliseconds (default 30000); else DEADLINE_EXCEEDED and its
+    /// buffer is freed.
+    #[arg(
+        long,
+        env = "STREAMHOUSE_REQUEST_BODY_TIMEOUT_MS",
+        default_value_t = 30_000
+    )]
+    pub request_body_timeout_ms: u64,
+
+    /// Most bytes of request messages held in memory per shard (default
+    /// 256 MiB); a request that does not fit gets RESOURCE_EXHAUSTED.
+    #[arg(long, env = "STREAMHOUSE_MAX_BUFFERED_BYTES_PER_SHARD", default_value_t = 256 << 20)]
+    pub max_buffered_bytes_per_shard: usize,
+
+    /// Most bytes of request messages held in memory per connection
+    /// (default 64 MiB); at least `--max-request-bytes` + 5.
+    #[arg(long, env = "STREAMHOUSE_MAX_BUFFERED_BYTES_PER_CONNECTION", default_value_t = 64 << 20)]
+    pub max_buffered_bytes_per_connection: usize,
+
+    /// The admin port closes a connection whose request head has not
+    /// arrived within this, in milliseconds (default 5000).
+    #[arg(
+        long,
+        env = "STREAMHOUSE_ADMIN_READ_TIMEOUT_MS",
+        default_value_t = 5_000
+    )]
+    pub admin_read_timeout_ms: u64,
+
+    /// How often a shard looks at the shutdown flag, in milliseconds
+    /// (default 20). A test knob: a small value makes hours of an idle
+    /// accept loop pass in seconds.
+    #[arg(
+        long,
+        env = "STREAMHOUSE_SHUTDOWN_POLL_MS",
+        default_value_t = 20,
+        hide = true
+    )]
+    pub shutdown_poll_ms: u64,
+
     /// Memory for chunk ranges read from object storage, in bytes (default 64 MiB).
     #[arg(long, env = "STREAMHOUSE_READ_CACHE_BYTES", default_value_t = 64 << 20)]
     pub read_cache_bytes: usize,
@@ -238,6 +312,42 @@ impl AgentConfig {
         if self.max_request_bytes < 1024 {
             return Err("--max-request-bytes must be at least 1024".into());
         }
+        if self.max_request_bytes > streamhouse_shard::batch::MAX_RECORDS_LEN {
+            return Err(format!(
+                "--max-request-bytes must be at most {} (256 MiB)",
+                streamhouse_shard::batch::MAX_RECORDS_LEN
+            ));
+        }
+        if self.max_buffered_bytes_per_connection < self.max_request_bytes + 5 {
+            return Err(format!(
+                "--max-buffered-bytes-per-connection must be at least --max-request-bytes + 5 ({})",
+                self.max_request_bytes + 5
+            ));
+        }
+        if self.max_buffered_bytes_per_shard < self.max_buffered_bytes_per_connection {
+            return Err(
+                "--max-buffered-bytes-per-shard must be at least --max-buffered-bytes-per-connection"
+                    .into(),
+            );
+        }
+        if self.max_connections_per_shard == 0 || self.max_admin_connections == 0 {
+            return Err(
+                "--max-connections-per-shard and --max-admin-connections must be at least 1".into(),
+            );
+        }
+        for (flag, v) in [
+            (
+                "--connection-idle-timeout-ms",
+                self.connection_idle_timeout_ms,
+            ),
+            ("--handshake-timeout-ms", self.handshake_timeout_ms),
+            ("--request-body-timeout-ms", self.request_body_timeout_ms),
+            ("--admin-read-timeout-ms", self.admin_read_timeout_ms),
+        ] {
+            if v == 0 {
+                return Err(format!("{flag} must be at least 1"));
+            }
+        }
         if self.segment_bytes < 64 << 10 {
             return Err("--segment-bytes must be at least 65536".into());
         }
@@ -300,6 +410,22 @@ impl AgentConfig {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
+    }
+
+    pub fn connection_idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.connection_idle_timeout_ms)
+    }
+
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms)
+    }
+
+    pub fn request_body_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_body_timeout_ms)
+    }
+
+    pub fn admin_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.admin_read_timeout_ms)
     }
 }
 

@@ -3,12 +3,15 @@
 //! trailers. Owns the wire details; knows nothing of topics or logs (the
 //! `service` module decides what a request means).
 
+use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use h2::server::SendResponse;
 use h2::RecvStream;
 use http::{HeaderMap, HeaderValue, Request, Response};
+
+use crate::budget::{Budget, Reservation};
 
 /// gRPC status codes used by the agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,17 +124,53 @@ pub fn parse_timeout(headers: &HeaderMap) -> Option<Duration> {
     })
 }
 
+/// The body of one request with what bounds it: the byte budgets its
+/// message is reserved from (shard and connection), and how long it may
+/// take to arrive.
+pub struct Body {
+    pub stream: RecvStream,
+    /// Budgets the message is reserved from, each named for errors.
+    pub budgets: Vec<(&'static str, Rc<Budget>)>,
+    /// The whole message must have arrived within this after the request
+    /// started (`--request-body-timeout-ms`).
+    pub timeout: Duration,
+    /// The reservation of the message read, held until the request is
+    /// answered (dropping the body returns it).
+    pub held: Option<Reservation>,
+}
+
 /// Reads the single gRPC message of a unary call, refusing more than `limit`
-/// bytes of message. Releases flow-control capacity as data arrives.
-pub async fn read_message(body: &mut RecvStream, limit: usize) -> Result<Bytes, Status> {
+/// bytes of message, a message that does not fit the body's budgets, and a
+/// body that does not arrive within its timeout. Flow-control credit is
+/// given back only for bytes already reserved, so a client cannot make the
+/// agent buffer more than the budgets hold.
+pub async fn read_message(body: &mut Body, limit: usize) -> Result<Bytes, Status> {
+    let timeout = body.timeout;
+    futures_lite::future::or(read_reserved(body, limit), async move {
+        glommio::timer::sleep(timeout).await;
+        Err(Status::new(
+            Code::DeadlineExceeded,
+            format!(
+                "the request body did not arrive within {} ms",
+                timeout.as_millis()
+            ),
+        ))
+    })
+    .await
+}
+
+async fn read_reserved(body: &mut Body, limit: usize) -> Result<Bytes, Status> {
     // The whole message usually arrives as one chunk: keep it without copying.
     let mut first: Option<Bytes> = None;
     let mut rest = BytesMut::new();
     let mut expected: Option<usize> = None;
-    while let Some(chunk) = body.data().await {
+    // Bytes received before the message was reserved (its prefix arrives
+    // first): their credit is given back once it is.
+    let mut unreleased = 0usize;
+    while let Some(chunk) = body.stream.data().await {
         let chunk = chunk
             .map_err(|e| Status::new(Code::Cancelled, format!("request stream failed: {e}")))?;
-        let _ = body.flow_control().release_capacity(chunk.len());
+        let n = chunk.len();
         match first.take() {
             None if rest.is_empty() => first = Some(chunk),
             other => {
@@ -142,16 +181,31 @@ pub async fn read_message(body: &mut RecvStream, limit: usize) -> Result<Bytes, 
             }
         }
         let have: &[u8] = first.as_deref().unwrap_or(&rest);
-        if expected.is_none() && have.len() >= 5 {
+        if expected.is_none() {
+            if have.len() < 5 {
+                unreleased += n;
+                continue;
+            }
             let len = u32::from_be_bytes([have[1], have[2], have[3], have[4]]) as usize;
             check_prefix(have[0], len, limit)?;
+            let budgets: Vec<(&'static str, &Rc<Budget>)> =
+                body.budgets.iter().map(|(s, b)| (*s, b)).collect();
+            let held = Reservation::take(&budgets, len + 5)
+                .map_err(|e| Status::new(Code::ResourceExhausted, e.to_string()))?;
+            body.held = Some(held);
             expected = Some(len);
+            let _ = body.stream.flow_control().release_capacity(unreleased + n);
+        } else {
+            let _ = body.stream.flow_control().release_capacity(n);
         }
         if let Some(len) = expected {
             if have.len() > len + 5 {
                 return Err(Status::new(
-                    Code::Unimplemented,
-                    "only unary calls with one request message are supported",
+                    Code::InvalidArgument,
+                    format!(
+                        "the request body holds more than the {len} bytes its gRPC length \
+                         prefix declares; a unary call takes exactly one message"
+                    ),
                 ));
             }
         }
@@ -159,7 +213,15 @@ pub async fn read_message(body: &mut RecvStream, limit: usize) -> Result<Bytes, 
     let all = first.unwrap_or_else(|| rest.freeze());
     match expected {
         Some(len) if all.len() == len + 5 => Ok(all.slice(5..)),
-        _ => Err(Status::new(
+        Some(len) => Err(Status::new(
+            Code::InvalidArgument,
+            format!(
+                "the request body ended after {} of the {len} message bytes its gRPC length \
+                 prefix declares",
+                all.len().saturating_sub(5)
+            ),
+        )),
+        None => Err(Status::new(
             Code::InvalidArgument,
             "request body ended before a complete gRPC message",
         )),
@@ -167,11 +229,21 @@ pub async fn read_message(body: &mut RecvStream, limit: usize) -> Result<Bytes, 
 }
 
 fn check_prefix(flag: u8, len: usize, limit: usize) -> Result<(), Status> {
-    if flag != 0 {
-        return Err(Status::new(
-            Code::Unimplemented,
-            "compressed gRPC messages are not supported; send uncompressed",
-        ));
+    match flag {
+        0 => {}
+        1 => {
+            return Err(Status::new(
+                Code::Unimplemented,
+                "compressed gRPC messages are not supported; send uncompressed \
+                 (grpc-accept-encoding: identity)",
+            ))
+        }
+        other => {
+            return Err(Status::new(
+                Code::InvalidArgument,
+                format!("gRPC message flag {other:#04x} has reserved bits set"),
+            ))
+        }
     }
     if len > limit {
         return Err(Status::new(
@@ -188,6 +260,10 @@ fn grpc_headers() -> Response<()> {
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/grpc"),
     );
+    // Messages are never compressed: said on every reply, so a client
+    // whose compressed message was refused knows what to send instead.
+    r.headers_mut()
+        .insert("grpc-accept-encoding", HeaderValue::from_static("identity"));
     r
 }
 

@@ -12,13 +12,16 @@
 //! [`ports`] (free port ranges for shard listeners).
 
 pub mod assignment;
+pub mod budget;
 pub mod catalog;
 pub mod config;
+pub mod connection;
 pub mod control;
 pub mod grpc;
 pub mod health;
 pub mod lease;
 pub mod lifecycle;
+pub mod limits;
 pub mod metastore;
 pub mod metrics;
 pub mod objstore;

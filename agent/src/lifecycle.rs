@@ -109,6 +109,26 @@ pub fn start(mut config: AgentConfig, signals: bool) -> Result<RunningAgent, Str
             .ok_or("no free ports for the shards")?;
         config.listen.set_port(base);
     }
+    let open_files = crate::limits::open_file_limit(signals);
+    let fit = crate::limits::plan(
+        open_files,
+        shards,
+        config.max_connections_per_shard,
+        config.max_admin_connections,
+    );
+    if fit.per_shard < config.max_connections_per_shard || fit.admin < config.max_admin_connections
+    {
+        tracing::warn!(
+            open_files,
+            reserved = crate::limits::reserved_descriptors(open_files, shards),
+            max_connections_per_shard = fit.per_shard,
+            max_admin_connections = fit.admin,
+            "the open-file limit cannot hold the configured connection limits with the \
+             descriptors the log and the stores need: lowered (raise `ulimit -n` to keep them)"
+        );
+    }
+    config.max_connections_per_shard = fit.per_shard;
+    config.max_admin_connections = fit.admin;
     let catalog = Arc::new(Catalog::new());
     let config = Arc::new(config);
     let registry = Arc::new(crate::metrics::Registry::new(config.shard_count()));

@@ -60,6 +60,8 @@ pub struct ShardMetrics {
     /// Records per produced batch.
     pub batch_records: Buckets<8>,
     pub connections_open: AtomicU64,
+    /// Connections refused at the shard's connection limit.
+    pub connections_refused: AtomicU64,
     /// Bytes of sealed segments waiting for upload.
     pub upload_backlog_bytes: AtomicU64,
     /// Seal time (ms since the epoch) of the oldest segment waiting for
@@ -80,6 +82,7 @@ impl Default for ShardMetrics {
             request_us: Buckets::new(REQUEST_BUCKETS_US),
             batch_records: Buckets::new(BATCH_BUCKETS),
             connections_open: AtomicU64::new(0),
+            connections_refused: AtomicU64::new(0),
             upload_backlog_bytes: AtomicU64::new(0),
             oldest_unshipped_ms: AtomicI64::new(0),
             log: Mutex::new(None),
@@ -187,6 +190,12 @@ impl Registry {
             "Client connections open.",
             &|s| get(&s.connections_open),
             "gauge",
+        );
+        counter(
+            "connections_refused_total",
+            "Connections refused at the per-shard connection limit.",
+            &|s| get(&s.connections_refused),
+            "counter",
         );
         counter(
             "upload_backlog_bytes",

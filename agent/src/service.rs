@@ -103,7 +103,7 @@ pub fn log_status(e: LogError) -> Status {
         LogError::Sequence(e) if e.is_ahead() => Code::Aborted,
         LogError::Sequence(_) => Code::FailedPrecondition,
         LogError::OffsetOutOfRange { .. } => Code::OutOfRange,
-        LogError::Corrupt(_) => Code::DataLoss,
+        LogError::Corrupt(_) | LogError::Undecodable { .. } => Code::DataLoss,
         LogError::Io { .. } | LogError::Poisoned(_) => Code::Internal,
     };
     Status::new(code, e.to_string())
@@ -482,7 +482,7 @@ impl ShardContext {
     }
 
     /// Dispatches one unary call by method path.
-    pub async fn call(&self, path: &str, body: &mut h2::RecvStream) -> Result<Bytes, Status> {
+    pub async fn call(&self, path: &str, body: &mut crate::grpc::Body) -> Result<Bytes, Status> {
         let limit = self.config.max_request_bytes;
         match path {
             pb::paths::PRODUCE => {
@@ -573,7 +573,7 @@ impl ShardContext {
 
     /// `grpc.health.v1.Health/Check`: SERVING, or NOT_SERVING while draining.
     /// The service name "" (the whole agent) and "streamhouse" are known.
-    pub async fn health(&self, body: &mut h2::RecvStream) -> Result<Bytes, Status> {
+    pub async fn health(&self, body: &mut crate::grpc::Body) -> Result<Bytes, Status> {
         use pb::health::health_check_response::ServingStatus;
         let req: pb::health::HealthCheckRequest = decode(
             read_message(body, self.config.max_request_bytes).await?,
@@ -701,16 +701,16 @@ impl ShardContext {
             ));
         }
         let encoded = if !req.batch.is_empty() {
-            let h = batch::validate(&req.batch).map_err(|e| bad(format!("invalid batch: {e}")))?;
-            if h.records_len as usize > self.config.max_request_bytes {
-                return Err(Status::new(
-                    Code::ResourceExhausted,
-                    format!(
-                        "batch of {} bytes uncompressed exceeds the limit of {} bytes",
-                        h.records_len, self.config.max_request_bytes
-                    ),
-                ));
-            }
+            // The whole records section is checked before anything is
+            // acknowledged: a batch the agent accepts, every reader can decode.
+            batch::check_records(&req.batch, self.config.max_request_bytes).map_err(
+                |e| match e {
+                    batch::BatchError::TooLarge { .. } => {
+                        Status::new(Code::ResourceExhausted, format!("batch too large: {e}"))
+                    }
+                    e => bad(format!("invalid batch: {e}")),
+                },
+            )?;
             req.batch.to_vec()
         } else {
             self.encode_records(&req)?
@@ -895,16 +895,32 @@ impl ShardContext {
             .await
             .map_err(control_status)?;
         let mut records = Vec::new();
+        // As for local reads: `max_bytes` bounds the decompressed records,
+        // and a batch that cannot be decoded ends the answer (or is the
+        // answer, as DATA_LOSS, when nothing comes before it).
+        let mut inflated = 0usize;
         for b in batches {
-            let (_, recs) = batch::decode(&b).map_err(|e| {
-                Status::new(
-                    Code::DataLoss,
-                    format!(
-                        "batch of {}/{} in object storage: {e}",
-                        req.topic, req.partition
-                    ),
-                )
-            })?;
+            let decoded = batch::parse_header(&b).and_then(|h| {
+                if !records.is_empty() && inflated + h.records_len as usize > max_bytes {
+                    return Ok(None);
+                }
+                batch::decode(&b).map(Some)
+            });
+            let (h, recs) = match decoded {
+                Ok(Some(v)) => v,
+                Ok(None) => break,
+                Err(_) if !records.is_empty() => break,
+                Err(e) => {
+                    return Err(Status::new(
+                        Code::DataLoss,
+                        format!(
+                            "batch of {}/{} in object storage cannot be decoded: {e}",
+                            req.topic, req.partition
+                        ),
+                    ))
+                }
+            };
+            inflated += h.records_len as usize;
             records.extend(
                 recs.into_iter()
                     .filter(|r| r.offset >= req.offset && r.offset < local_start)

@@ -5,35 +5,35 @@
 //! mutable with other shards except the catalog (admin calls only).
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures::channel::{mpsc, oneshot};
 use futures::StreamExt;
-use glommio::net::{TcpListener, TcpStream};
+use glommio::net::TcpListener;
 use streamhouse_shard::{LogConfig, ShardLog};
-use tokio_util::compat::FuturesAsyncReadCompatExt;
 
+use crate::budget::Budget;
 use crate::catalog::Catalog;
 use crate::config::AgentConfig;
+use crate::connection::{self, Door};
 use crate::control::{ControlHandle, ShardMsg};
-use crate::grpc::{self, Code, H2Settings, Status};
+use crate::grpc::H2Settings;
 use crate::service::{ContextParts, ShardContext};
-
-/// How often a shard looks at the shutdown flag.
-const SHUTDOWN_POLL: Duration = Duration::from_millis(20);
 
 /// What a shard reports to the main thread once it is serving (or failed to start).
 pub type Ready = std::sync::mpsc::Sender<(usize, Result<(), String>)>;
 
-/// Per-shard connection bookkeeping for draining.
+/// The shard's open connections, each with the sender that tells it to
+/// drain; a connection removes its entry when it ends.
 #[derive(Default)]
 struct Connections {
-    stop: Vec<oneshot::Sender<()>>,
-    open: usize,
+    /// The sender is taken when the drain tells the connection to stop.
+    open: HashMap<u64, Option<oneshot::Sender<()>>>,
+    next_id: u64,
 }
 
 /// What a shard is given by the agent that starts it.
@@ -123,38 +123,71 @@ pub async fn run(setup: ShardSetup) -> Result<bool, String> {
     tracing::info!(shard, %addr, "serving");
 
     let conns = Rc::new(RefCell::new(Connections::default()));
-    let settings = H2Settings::default();
+    let door = Rc::new(Door {
+        ctx: ctx.clone(),
+        settings: H2Settings::default(),
+        shard_budget: Budget::new(config.max_buffered_bytes_per_shard),
+        connection_budget: config.max_buffered_bytes_per_connection,
+        handshake_timeout: config.handshake_timeout(),
+        idle_timeout: config.connection_idle_timeout(),
+        body_timeout: config.request_body_timeout(),
+    });
+    let limit = config.max_connections_per_shard;
+    // The shutdown flag is polled by its own task, which fires `stop` once.
+    // The accept below is polled only when a connection arrives or `stop`
+    // fires, never per poll tick: re-polling a pending glommio accept adds
+    // a waker each time, and its 16-bit count overflowed after 32,767 ticks
+    // (11 minutes without a new connection), wedging the port.
+    let (stop_tx, mut stop) = oneshot::channel::<()>();
+    let poll = Duration::from_millis(config.shutdown_poll_ms.max(1));
+    let watcher = ctx.clone();
+    glommio::spawn_local(async move {
+        while !watcher.is_draining() {
+            glommio::timer::sleep(poll).await;
+        }
+        let _ = stop_tx.send(());
+    })
+    .detach();
     loop {
         let next = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            while !ctx.is_draining() {
-                glommio::timer::sleep(SHUTDOWN_POLL).await;
-            }
+            let _ = (&mut stop).await;
             None
         })
         .await;
         match next {
             Some(Ok(stream)) => {
+                if conns.borrow().open.len() >= limit {
+                    ctx.metrics
+                        .connections_refused
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(shard, limit, "connection over the limit refused");
+                    glommio::spawn_local(connection::refuse(
+                        stream,
+                        "too many connections to this shard (--max-connections-per-shard)",
+                    ))
+                    .detach();
+                    continue;
+                }
                 let (tx, rx) = oneshot::channel();
-                {
+                let id = {
                     let mut c = conns.borrow_mut();
-                    c.stop.push(tx);
-                    c.open += 1;
+                    c.next_id += 1;
+                    let id = c.next_id;
+                    c.open.insert(id, Some(tx));
                     ctx.metrics
                         .connections_open
-                        .store(c.open as u64, Ordering::Relaxed);
-                }
-                let ctx = ctx.clone();
-                let ctx2 = ctx.clone();
-                let conns = conns.clone();
+                        .store(c.open.len() as u64, Ordering::Relaxed);
+                    id
+                };
+                let (door, conns, metrics) = (door.clone(), conns.clone(), ctx.metrics.clone());
                 glommio::spawn_local(async move {
-                    if let Err(e) = serve_connection(ctx, stream, settings, rx).await {
-                        tracing::debug!(shard, error = %e, "connection ended with an error");
-                    }
+                    let ended = connection::serve(door, stream, rx).await;
+                    tracing::debug!(shard, ?ended, "connection ended");
                     let mut c = conns.borrow_mut();
-                    c.open -= 1;
-                    ctx2.metrics
+                    c.open.remove(&id);
+                    metrics
                         .connections_open
-                        .store(c.open as u64, Ordering::Relaxed);
+                        .store(c.open.len() as u64, Ordering::Relaxed);
                 })
                 .detach();
             }
@@ -170,11 +203,13 @@ pub async fn run(setup: ShardSetup) -> Result<bool, String> {
     // in-flight requests, then make sure everything queued is durable.
     drop(listener);
     tracing::info!(shard, "draining");
-    for tx in conns.borrow_mut().stop.drain(..) {
-        let _ = tx.send(());
+    for tx in conns.borrow_mut().open.values_mut() {
+        if let Some(tx) = tx.take() {
+            let _ = tx.send(());
+        }
     }
     let deadline = Instant::now() + config.shutdown_grace();
-    while (conns.borrow().open > 0 || ctx.inflight.get() > 0) && Instant::now() < deadline {
+    while (!conns.borrow().open.is_empty() || ctx.inflight.get() > 0) && Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }
     if ctx.inflight.get() > 0 {
@@ -218,107 +253,6 @@ fn log_id(dir: &std::path::Path) -> Result<String, String> {
         .and_then(|_| std::fs::File::open(dir)?.sync_all())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(id)
-}
-
-async fn serve_connection(
-    ctx: Rc<ShardContext>,
-    stream: TcpStream,
-    settings: H2Settings,
-    stop: oneshot::Receiver<()>,
-) -> Result<(), h2::Error> {
-    let _ = stream.set_nodelay(true);
-    let mut conn = settings
-        .builder()
-        .handshake::<_, Bytes>(stream.compat())
-        .await?;
-    let mut stop = Some(stop);
-    loop {
-        let next = match stop.as_mut() {
-            Some(rx) => {
-                futures_lite::future::or(async { Some(conn.accept().await) }, async {
-                    let _ = rx.await;
-                    None
-                })
-                .await
-            }
-            None => Some(conn.accept().await),
-        };
-        match next {
-            None => {
-                stop = None;
-                conn.graceful_shutdown();
-            }
-            Some(None) => return Ok(()),
-            Some(Some(Err(e))) => {
-                return if e.is_io() { Ok(()) } else { Err(e) };
-            }
-            Some(Some(Ok((req, respond)))) => {
-                let ctx = ctx.clone();
-                glommio::spawn_local(handle_stream(ctx, req, respond)).detach();
-            }
-        }
-    }
-}
-
-async fn handle_stream(
-    ctx: Rc<ShardContext>,
-    req: http::Request<h2::RecvStream>,
-    mut respond: h2::server::SendResponse<Bytes>,
-) {
-    if let Err(code) = grpc::check_request(&req) {
-        grpc::reply_http(&mut respond, code);
-        return;
-    }
-    if req.uri().path() == streamhouse_proto::paths::HEALTH_CHECK {
-        let mut body = req.into_body();
-        match ctx.health(&mut body).await {
-            Ok(reply) => grpc::reply_ok(&mut respond, reply),
-            Err(status) => grpc::reply_err(&mut respond, &status),
-        }
-        return;
-    }
-    if ctx.is_draining() {
-        grpc::reply_err(
-            &mut respond,
-            &Status::new(Code::Unavailable, "agent is shutting down"),
-        );
-        return;
-    }
-    let path = req.uri().path().to_owned();
-    let timeout = grpc::parse_timeout(req.headers());
-    let mut body = req.into_body();
-    ctx.inflight.set(ctx.inflight.get() + 1);
-    let started = Instant::now();
-    let call = ctx.call(&path, &mut body);
-    let result = match timeout {
-        Some(t) => {
-            futures_lite::future::or(call, async move {
-                glommio::timer::sleep(t).await;
-                Err(Status::new(
-                    Code::DeadlineExceeded,
-                    format!("deadline of {} ms exceeded", t.as_millis()),
-                ))
-            })
-            .await
-        }
-        None => call.await,
-    };
-    ctx.inflight.set(ctx.inflight.get() - 1);
-    ctx.metrics
-        .request_us
-        .observe(started.elapsed().as_micros() as u64);
-    if let Err(s) = &result {
-        ctx.metrics.error(s.code);
-    }
-    match result {
-        Ok(reply) => grpc::reply_ok(&mut respond, reply),
-        Err(status) => {
-            if matches!(status.code, Code::Internal | Code::DataLoss) {
-                tracing::error!(shard = ctx.shard, %path, message = %status.message, "request failed");
-            }
-            grpc::reply_err(&mut respond, &status)
-        }
-    }
 }
 
 /// Binds the shard's gRPC port the way servers should: `SO_REUSEADDR`, so a

@@ -75,6 +75,10 @@ pub enum BatchError {
     Malformed(&'static str),
     #[error("decompression failed: {0}")]
     Decompress(String),
+    #[error(
+        "records section of {records_len} bytes uncompressed exceeds the limit of {limit} bytes"
+    )]
+    TooLarge { records_len: usize, limit: usize },
 }
 
 /// One record to encode.
@@ -416,9 +420,146 @@ pub fn set_base_offset(buf: &mut [u8], base_offset: u64) {
     buf[8..12].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// Decodes every record of a valid batch (call `validate` first for untrusted
-/// input). `shared` must hold exactly the batch; values borrow from it when the
-/// batch is uncompressed.
+/// The largest records section (before compression) any batch may declare,
+/// in bytes: 256 MiB. Decoding never allocates more than this for one batch,
+/// whatever its header says; agents cap requests well below it
+/// (`--max-request-bytes`, default 8 MiB).
+pub const MAX_RECORDS_LEN: usize = 256 << 20;
+
+/// The fewest bytes one record takes in the records section (length, four
+/// one-byte varints and an empty value): bounds how many records a section
+/// of a given size can hold, so no untrusted count sizes an allocation.
+const MIN_RECORD_BYTES: usize = 6;
+
+/// One record of a records section, borrowed from it.
+struct RawRecord<'a> {
+    ts_delta: i64,
+    off_delta: u64,
+    key: Option<&'a [u8]>,
+    value: &'a [u8],
+    headers: Vec<(&'a str, &'a [u8])>,
+}
+
+/// Walks the `count` records of an uncompressed records section, checking
+/// every length against the bytes present, that each record's fields fill
+/// exactly its declared length, and that nothing follows the last record.
+fn walk_records<'a>(
+    records: &'a [u8],
+    count: u32,
+    mut visit: impl FnMut(u32, RawRecord<'a>) -> Result<(), BatchError>,
+) -> Result<(), BatchError> {
+    let mut r = Reader {
+        buf: records,
+        pos: 0,
+    };
+    for i in 0..count {
+        if r.pos == records.len() {
+            return Err(BatchError::Malformed("fewer records than the record count"));
+        }
+        let rec = r.len_prefixed()?;
+        let mut rr = Reader { buf: rec, pos: 0 };
+        let ts_delta = rr.svarint()?;
+        let off_delta = rr.uvarint()?;
+        let key = match rr.uvarint()? {
+            0 => None,
+            tag => {
+                let n = usize::try_from(tag - 1)
+                    .map_err(|_| BatchError::Malformed("key length overflow"))?;
+                Some(rr.take(n)?)
+            }
+        };
+        let value = rr.len_prefixed()?;
+        let nh = rr.uvarint()?;
+        // Each header takes at least two bytes: the count cannot size an
+        // allocation beyond what the record holds.
+        let room = (rec.len() - rr.pos) / 2;
+        if nh > room as u64 {
+            return Err(BatchError::Malformed("more headers than the record holds"));
+        }
+        let mut headers = Vec::with_capacity(nh as usize);
+        for _ in 0..nh {
+            let k = std::str::from_utf8(rr.len_prefixed()?)
+                .map_err(|_| BatchError::Malformed("header key is not UTF-8"))?;
+            headers.push((k, rr.len_prefixed()?));
+        }
+        if rr.pos != rec.len() {
+            return Err(BatchError::Malformed(
+                "record fields do not fill the record's length",
+            ));
+        }
+        visit(
+            i,
+            RawRecord {
+                ts_delta,
+                off_delta,
+                key,
+                value,
+                headers,
+            },
+        )?;
+    }
+    if r.pos != records.len() {
+        return Err(BatchError::Malformed("more records than the record count"));
+    }
+    Ok(())
+}
+
+/// The declared records section size of `h`, refused above `limit` (and
+/// above [`MAX_RECORDS_LEN`]) before anything is allocated for it.
+fn section_len(h: &BatchHeader, limit: usize) -> Result<usize, BatchError> {
+    let len = h.records_len as usize;
+    let limit = limit.min(MAX_RECORDS_LEN);
+    if len > limit {
+        return Err(BatchError::TooLarge {
+            records_len: len,
+            limit,
+        });
+    }
+    Ok(len)
+}
+
+/// Decompresses a records section into at most `len` bytes.
+fn decompress(compressed: &[u8], codec: Codec, len: usize) -> Result<Vec<u8>, BatchError> {
+    let out = match codec {
+        Codec::None => Ok(compressed.to_vec()),
+        Codec::Lz4 => lz4_flex::decompress(compressed, len).map_err(|e| e.to_string()),
+        Codec::Zstd => zstd::bulk::decompress(compressed, len).map_err(|e| e.to_string()),
+    };
+    out.map_err(BatchError::Decompress)
+}
+
+/// Checks an (uncompressed) records section against its header: the size
+/// `records_len` promised, and room for `record_count` records.
+fn check_section(section: &[u8], h: &BatchHeader) -> Result<(), BatchError> {
+    if section.len() != h.records_len as usize {
+        return Err(BatchError::Malformed(
+            "records_len does not match the records section",
+        ));
+    }
+    if section.len() / MIN_RECORD_BYTES < h.record_count as usize {
+        return Err(BatchError::Malformed(
+            "record count is larger than the records section can hold",
+        ));
+    }
+    Ok(())
+}
+
+/// The records section of the batch `shared` whose header is `h`,
+/// decompressed if needed, checked with [`check_section`].
+fn records_section(shared: &Bytes, h: &BatchHeader, limit: usize) -> Result<Bytes, BatchError> {
+    let len = section_len(h, limit)?;
+    let records = match h.codec {
+        Codec::None => shared.slice(HEADER_LEN..),
+        codec => Bytes::from(decompress(&shared[HEADER_LEN..], codec, len)?),
+    };
+    check_section(&records, h)?;
+    Ok(records)
+}
+
+/// Decodes every record of a batch. `shared` must hold exactly the batch;
+/// values borrow from it when the batch is uncompressed. Every length and
+/// count is checked against the bytes present (a lying header is an error,
+/// never a huge allocation); call `validate` first to check the CRC.
 pub fn decode(shared: &Bytes) -> Result<(BatchHeader, Vec<DecodedRecord>), BatchError> {
     let h = parse_header(shared)?;
     if h.length as usize != shared.len() {
@@ -427,81 +568,60 @@ pub fn decode(shared: &Bytes) -> Result<(BatchHeader, Vec<DecodedRecord>), Batch
             actual: shared.len(),
         });
     }
-    let records: Bytes = match h.codec {
-        Codec::None => shared.slice(HEADER_LEN..),
-        Codec::Lz4 => Bytes::from(
-            lz4_flex::decompress(&shared[HEADER_LEN..], h.records_len as usize)
-                .map_err(|e| BatchError::Decompress(e.to_string()))?,
-        ),
-        Codec::Zstd => Bytes::from(
-            zstd::bulk::decompress(&shared[HEADER_LEN..], h.records_len as usize)
-                .map_err(|e| BatchError::Decompress(e.to_string()))?,
-        ),
-    };
-    if records.len() != h.records_len as usize {
-        return Err(BatchError::Malformed("records_len does not match"));
-    }
+    let records = records_section(shared, &h, MAX_RECORDS_LEN)?;
+    // Bounded by the section's size, not by the header's count.
     let mut out = Vec::with_capacity(h.record_count as usize);
-    let mut r = Reader {
-        buf: &records,
-        pos: 0,
-    };
-    let slice = |s: &[u8]| records.slice_ref(s);
-    for _ in 0..h.record_count {
-        let len = usize::try_from(r.uvarint()?)
-            .map_err(|_| BatchError::Malformed("record length overflow"))?;
-        let rec = r.take(len)?;
-        let mut rr = Reader { buf: rec, pos: 0 };
-        let ts_delta = rr.svarint()?;
-        let off_delta = rr.uvarint()?;
-        let key_tag = rr.uvarint()?;
-        let key = if key_tag == 0 {
-            None
-        } else {
-            let n = usize::try_from(key_tag - 1)
-                .map_err(|_| BatchError::Malformed("key length overflow"))?;
-            Some(slice(rr.take(n)?))
-        };
-        let value = slice(rr.len_prefixed()?);
-        let nh = rr.uvarint()?;
-        let mut headers = Vec::new();
-        for _ in 0..nh {
-            let k = rr.len_prefixed()?;
-            let k = std::str::from_utf8(k)
-                .map_err(|_| BatchError::Malformed("header key is not UTF-8"))?
-                .to_owned();
-            let v = slice(rr.len_prefixed()?);
-            headers.push((k, v));
-        }
+    walk_records(&records, h.record_count, |_, r| {
         out.push(DecodedRecord {
-            offset: h.base_offset + off_delta,
-            timestamp: h.first_timestamp.wrapping_add(ts_delta),
-            key,
-            value,
-            headers,
+            offset: h.base_offset.wrapping_add(r.off_delta),
+            timestamp: h.first_timestamp.wrapping_add(r.ts_delta),
+            key: r.key.map(|k| records.slice_ref(k)),
+            value: records.slice_ref(r.value),
+            headers: r
+                .headers
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), records.slice_ref(v)))
+                .collect(),
         });
-    }
-    if r.pos != records.len() {
-        return Err(BatchError::Malformed(
-            "trailing bytes after the last record",
-        ));
-    }
+        Ok(())
+    })?;
     Ok((h, out))
 }
 
-/// Checks that the records section of a validated batch parses and holds
-/// exactly `record_count` records, without keeping them.
-pub fn check_records(shared: &Bytes) -> Result<BatchHeader, BatchError> {
-    let (h, recs) = decode(shared)?;
-    if recs.len() != h.record_count as usize {
-        return Err(BatchError::Malformed("record count mismatch"));
+/// Checks one untrusted batch completely, as an agent must before it
+/// acknowledges it: everything `validate` checks (magic, length, version,
+/// codec, CRC, at least one record), reserved flags zero, a records section
+/// of at most `max_records_len` bytes uncompressed whose decompressed size
+/// equals `records_len`, exactly `record_count` records with dense offset
+/// deltas 0, 1, 2, ... and every length within bounds. Keeps nothing;
+/// allocates at most the decompressed section.
+pub fn check_records(buf: &[u8], max_records_len: usize) -> Result<BatchHeader, BatchError> {
+    let h = validate(buf)?;
+    let flags = u16::from_le_bytes([buf[22], buf[23]]);
+    if flags != 0 {
+        return Err(BatchError::Malformed("reserved flags are set"));
     }
-    for (i, r) in recs.iter().enumerate() {
-        if r.offset != h.base_offset + i as u64 {
-            return Err(BatchError::Malformed("offset deltas are not dense"));
+    let len = section_len(&h, max_records_len)?;
+    let compressed = &buf[HEADER_LEN..];
+    let inflated;
+    let section = match h.codec {
+        // Uncompressed: walk the caller's bytes, no copy.
+        Codec::None => compressed,
+        codec => {
+            inflated = decompress(compressed, codec, len)?;
+            &inflated[..]
         }
-    }
+    };
+    check_section(section, &h)?;
+    walk_records(section, h.record_count, |i, r| dense(i, &r))?;
     Ok(h)
+}
+
+fn dense(i: u32, r: &RawRecord<'_>) -> Result<(), BatchError> {
+    if r.off_delta != u64::from(i) {
+        return Err(BatchError::Malformed("offset deltas are not dense"));
+    }
+    Ok(())
 }
 
 /// Encodes a whole batch from records in one call.
@@ -591,6 +711,48 @@ mod tests {
         assert_eq!(validate(&b), Err(BatchError::Empty));
     }
 
+    /// A batch with a valid CRC whose header lies about its records.
+    fn lying(codec: Codec, count: Option<u32>, records_len: Option<u32>) -> Vec<u8> {
+        let mut b = encode(&[rec(None, "abc", 1)], codec, ProducerInfo::default());
+        if let Some(c) = count {
+            b[24..28].copy_from_slice(&c.to_le_bytes());
+        }
+        if let Some(l) = records_len {
+            b[58..62].copy_from_slice(&l.to_le_bytes());
+        }
+        set_base_offset(&mut b, 0);
+        b
+    }
+
+    #[test]
+    fn lying_counts_and_lengths_are_errors_not_allocations() {
+        for codec in [Codec::None, Codec::Lz4, Codec::Zstd] {
+            for (count, len) in [
+                (Some(u32::MAX), None),
+                (Some(2), None),
+                (None, Some(u32::MAX)),
+                (None, Some(3)),
+                (None, Some(1 << 20)),
+            ] {
+                let b = lying(codec, count, len);
+                validate(&b).expect("the CRC is valid");
+                assert!(
+                    check_records(&b, 8 << 20).is_err(),
+                    "{codec:?} {count:?} {len:?}"
+                );
+                assert!(
+                    decode(&Bytes::from(b)).is_err(),
+                    "{codec:?} {count:?} {len:?}"
+                );
+            }
+        }
+        let too_big = lying(Codec::Lz4, None, Some(9 << 20));
+        assert!(matches!(
+            check_records(&too_big, 8 << 20),
+            Err(BatchError::TooLarge { .. })
+        ));
+    }
+
     proptest! {
         #[test]
         fn prop_round_trip(
@@ -614,6 +776,7 @@ mod tests {
             let mut b = encode(&recs, codec, producer);
             set_base_offset(&mut b, base);
             let h = validate(&b).unwrap();
+            prop_assert_eq!(check_records(&b, MAX_RECORDS_LEN).unwrap(), h);
             prop_assert_eq!(h.producer, producer);
             prop_assert_eq!(h.record_count as usize, recs.len());
             let (_, out) = decode(&Bytes::from(b)).unwrap();

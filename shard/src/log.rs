@@ -31,6 +31,10 @@ use crate::segment::{self, Corruption};
 /// other on the wire or a quick retry, short of a client's request timeout.
 pub const SEQUENCE_WAIT: Duration = Duration::from_millis(1000);
 
+/// After a failed segment roll, how long appends stay on the active
+/// segment before the roll is tried again.
+const ROLL_RETRY: Duration = Duration::from_secs(1);
+
 /// Settings of one shard log.
 #[derive(Debug, Clone)]
 pub struct LogConfig {
@@ -81,6 +85,21 @@ pub enum LogError {
     OffsetOutOfRange { offset: u64, log_start: u64 },
     #[error(transparent)]
     Corrupt(#[from] Corruption),
+    /// A batch whose CRC holds but whose records do not decode (accepted by
+    /// an agent that checked only the header): readers get this for the
+    /// batch and can read on from `next_offset`.
+    #[error(
+        "batch of {topic}/{partition} at offsets {offset}..{next_offset} cannot be decoded \
+         ({reason}); it was stored without its records being checked; \
+         read on from offset {next_offset}"
+    )]
+    Undecodable {
+        topic: String,
+        partition: u32,
+        offset: u64,
+        next_offset: u64,
+        reason: String,
+    },
     #[error("I/O error {context}: {message}")]
     Io { context: String, message: String },
     #[error("the log is failed after an earlier write or sync error ({0}); restart the shard")]
@@ -223,6 +242,10 @@ struct State {
     gen: u64,
     poisoned: Option<String>,
     closed: bool,
+    /// After a failed roll (the next segment could not be created, e.g. no
+    /// file descriptor or no space): appends stay on the active segment and
+    /// no roll is tried again before this instant.
+    roll_retry_at: Option<Instant>,
 }
 
 struct Inner {
@@ -381,6 +404,7 @@ impl ShardLog {
                     gen,
                     poisoned: None,
                     closed: false,
+                    roll_retry_at: None,
                 }),
                 wake,
             }),
@@ -799,7 +823,10 @@ impl ShardLog {
             (runs, p.high_watermark, p.log_start)
         };
         let mut records = Vec::new();
-        for (file, path, entries) in runs {
+        // Bytes of records decoded so far: `max_bytes` bounds the response
+        // after decompression, not only the stored (compressed) bytes.
+        let mut inflated = 0usize;
+        'runs: for (file, path, entries) in runs {
             let first = entries[0].pos;
             let last = entries[entries.len() - 1];
             let span = (last.pos + u64::from(last.len) - first) as usize;
@@ -818,26 +845,49 @@ impl ShardLog {
                         reason,
                     })
                 };
-                if end > data.len() {
-                    return Err(corrupt(format!(
+                let checked = if end > data.len() {
+                    Err(corrupt(format!(
                         "batch of {topic}/{partition} at offset {} is cut short",
                         e.base_offset
-                    )));
+                    )))
+                } else {
+                    let b = data.slice(at..end);
+                    match batch::validate(&b) {
+                        Err(err) => Err(corrupt(format!(
+                            "batch of {topic}/{partition} at offset {}: {err}",
+                            e.base_offset
+                        ))),
+                        Ok(h) if h.base_offset != e.base_offset => Err(corrupt(format!(
+                            "batch base offset {} where the index says {}",
+                            h.base_offset, e.base_offset
+                        ))),
+                        Ok(h) => Ok((b, h)),
+                    }
+                };
+                // A bad batch ends the read: what came before it is
+                // answered, and the next read starting at it gets the error.
+                let (b, h) = match checked {
+                    Ok(v) => v,
+                    Err(_) if !records.is_empty() => break 'runs,
+                    Err(err) => return Err(err),
+                };
+                if !records.is_empty() && inflated + h.records_len as usize > max_bytes {
+                    break 'runs;
                 }
-                let b = data.slice(at..end);
-                let h = batch::validate(&b).map_err(|err| {
-                    corrupt(format!(
-                        "batch of {topic}/{partition} at offset {}: {err}",
-                        e.base_offset
-                    ))
-                })?;
-                if h.base_offset != e.base_offset {
-                    return Err(corrupt(format!(
-                        "batch base offset {} where the index says {}",
-                        h.base_offset, e.base_offset
-                    )));
-                }
-                let (_, recs) = batch::decode(&b).map_err(|err| corrupt(err.to_string()))?;
+                let recs = match batch::decode(&b) {
+                    Ok((_, recs)) => recs,
+                    Err(_) if !records.is_empty() => break 'runs,
+                    Err(err) => {
+                        return Err(LogError::Undecodable {
+                            topic: topic.to_owned(),
+                            partition,
+                            offset: e.base_offset,
+                            next_offset: e.next_offset,
+                            reason: err.to_string(),
+                        })
+                    }
+                };
+                inflated += h.records_len as usize;
                 records.extend(
                     recs.into_iter()
                         .filter(|r| r.offset >= offset && r.offset < hw),
@@ -919,7 +969,17 @@ impl ShardLog {
         let _ = self.inner.wake.unbounded_send(());
     }
 
+    /// Creates segment `id` and makes it the active one.
     async fn create_segment(&self, id: u64) -> Result<(), LogError> {
+        let seg = self.open_segment(id).await?;
+        self.activate(id, seg);
+        Ok(())
+    }
+
+    /// Creates the file of segment `id` with its handles, changing nothing
+    /// else: on an error the file is removed again, so a later attempt can
+    /// create it afresh.
+    async fn open_segment(&self, id: u64) -> Result<SegmentFile, LogError> {
         let path = segment::segment_path(&self.config().dir, id);
         // Start the file with one zeroed block (a clean end of data to
         // recovery): glommio probes polled-I/O support by reading the first
@@ -930,14 +990,28 @@ impl ShardLog {
             .create_new(true)
             .open(&path)
             .and_then(|mut f| std::io::Write::write_all(&mut f, &[0u8; 4096]))
-            .map_err(|e| LogError::Io {
-                context: format!("creating {}", path.display()),
-                message: e.to_string(),
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&path);
+                LogError::Io {
+                    context: format!("creating {}", path.display()),
+                    message: e.to_string(),
+                }
             })?;
+        let opened = self.open_handles(&path).await;
+        match opened {
+            Ok(seg) => Ok(seg),
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                Err(e)
+            }
+        }
+    }
+
+    async fn open_handles(&self, path: &Path) -> Result<SegmentFile, LogError> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .dma_open(&path)
+            .dma_open(path)
             .await
             .map_err(io_err(format!("creating {}", path.display())))?;
         let writer = if self.config().direct_io {
@@ -945,43 +1019,83 @@ impl ShardLog {
         } else {
             let w = OpenOptions::new()
                 .write(true)
-                .buffered_open(&path)
+                .buffered_open(path)
                 .await
-                .map_err(io_err(format!("opening {} for writing", path.display())))?;
-            Some(Rc::new(w))
+                .map_err(io_err(format!("opening {} for writing", path.display())));
+            match w {
+                Ok(w) => Some(Rc::new(w)),
+                Err(e) => {
+                    let _ = file.close().await;
+                    return Err(e);
+                }
+            }
         };
-        sync_dir(&self.config().dir).await?;
+        if let Err(e) = sync_dir(&self.config().dir).await {
+            if let Some(w) = writer {
+                if let Ok(w) = Rc::try_unwrap(w) {
+                    let _ = w.close().await;
+                }
+            }
+            let _ = file.close().await;
+            return Err(e);
+        }
+        Ok(SegmentFile {
+            file: Rc::new(file),
+            writer,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn activate(&self, id: u64, seg: SegmentFile) {
         let mut st = self.inner.state.borrow_mut();
-        st.segments.insert(
-            id,
-            SegmentFile {
-                file: Rc::new(file),
-                writer,
-                path,
-            },
-        );
+        st.segments.insert(id, seg);
         st.active = id;
         st.active_len = 0;
         st.active_since = None;
         st.hurry = false;
         st.seal_now = false;
         st.tail.clear();
-        Ok(())
+        st.roll_retry_at = None;
     }
 
-    async fn roll(&self) -> Result<(), LogError> {
-        let (id, path, len) = {
+    /// Seals the active segment and starts the next one. When the next one
+    /// cannot be created, nothing changes (appends go on to the active
+    /// segment, which grows past its size) and the roll is tried again
+    /// after [`ROLL_RETRY`]: a transient shortage of descriptors or space
+    /// must not fail the log for good.
+    async fn roll(&self) {
+        let id = self.inner.state.borrow().active;
+        let next = match self.open_segment(id + 1).await {
+            Ok(seg) => seg,
+            Err(e) => {
+                tracing::warn!(error = %e, segment = id, "cannot start the next WAL segment; \
+                    appends stay on the active one and the roll is retried");
+                self.inner.state.borrow_mut().roll_retry_at = Some(Instant::now() + ROLL_RETRY);
+                let s = &self.inner.stats;
+                s.roll_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                s.set_trouble(Some(format!("cannot start a new WAL segment: {e}")));
+                return;
+            }
+        };
+        let (path, len) = {
             let mut st = self.inner.state.borrow_mut();
-            let (active, active_len) = (st.active, st.active_len);
-            let Some(seg) = st.segments.get_mut(&active) else {
-                return Err(LogError::Poisoned("active segment missing".into()));
-            };
+            let len = st.active_len;
             // A sealed segment is only read from now on.
-            seg.writer = None;
-            (active, seg.path.clone(), active_len)
+            let path = match st.segments.get_mut(&id) {
+                Some(seg) => {
+                    seg.writer = None;
+                    seg.path.clone()
+                }
+                None => segment::segment_path(&self.config().dir, id),
+            };
+            (path, len)
         };
         tracing::debug!(segment = id, bytes = len, "sealing WAL segment");
-        self.create_segment(id + 1).await?;
+        self.activate(id + 1, next);
+        if self.inner.state.borrow().poisoned.is_none() {
+            self.inner.stats.set_trouble(None);
+        }
         let sealed = SealedSegment { id, path, len };
         self.inner
             .stats
@@ -992,7 +1106,6 @@ impl ShardLog {
             let _ = tx.unbounded_send(sealed.clone());
         }
         st.sealed.push(sealed);
-        Ok(())
     }
 
     /// Age at which the active segment is sealed now.
@@ -1039,6 +1152,9 @@ impl ShardLog {
 
     fn roll_due(&self, incoming: usize) -> bool {
         let st = self.inner.state.borrow();
+        if st.roll_retry_at.is_some_and(|t| Instant::now() < t) {
+            return false;
+        }
         st.active_len > 0
             && (st.active_len + incoming as u64 > self.config().segment_bytes
                 || st
@@ -1057,9 +1173,14 @@ impl ShardLog {
         loop {
             let (idle, closed, age_left) = {
                 let st = self.inner.state.borrow();
-                let age_left = st
-                    .active_since
-                    .map(|t| self.seal_age(&st).saturating_sub(t.elapsed()));
+                let age_left = st.active_since.map(|t| {
+                    let left = self.seal_age(&st).saturating_sub(t.elapsed());
+                    // A failed roll is not retried before its time.
+                    let retry = st.roll_retry_at.map_or(Duration::ZERO, |r| {
+                        r.saturating_duration_since(Instant::now())
+                    });
+                    left.max(retry)
+                });
                 (st.pending_entries.is_empty(), st.closed, age_left)
             };
             if idle {
@@ -1085,10 +1206,7 @@ impl ShardLog {
                     return;
                 }
                 if woke.is_none() && self.roll_due(0) {
-                    if let Err(e) = self.roll().await {
-                        self.poison(e);
-                        return;
-                    }
+                    self.roll().await;
                 }
                 continue;
             }
@@ -1138,7 +1256,7 @@ impl ShardLog {
         };
         if self.roll_due(data.len()) {
             settle(syncing).await?;
-            self.roll().await?;
+            self.roll().await;
         }
         let (file, writer, write_pos, frame_base, gen, active) = {
             let mut st = self.inner.state.borrow_mut();
@@ -1251,6 +1369,9 @@ impl ShardLog {
 
     fn poison(&self, e: LogError) {
         tracing::error!(error = %e, dir = %self.config().dir.display(), "WAL failed; refusing further appends");
+        self.inner
+            .stats
+            .set_trouble(Some(format!("the WAL failed: {e}")));
         let mut st = self.inner.state.borrow_mut();
         st.poisoned = Some(e.to_string());
         for (_, tx) in st.waiters.drain(..) {

@@ -2,6 +2,7 @@
 //! read by whoever renders metrics: plain atomics (relaxed), no locks.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// Upper bounds of the fsync latency buckets, in microseconds.
 pub const FSYNC_BUCKETS_US: [u64; 12] = [
@@ -67,6 +68,26 @@ pub struct LogStats {
     pub commit_batches: Buckets<8>,
     /// Segments sealed.
     pub segments_sealed: AtomicU64,
+    /// Rolls that could not create the next segment (then retried).
+    pub roll_failures: AtomicU64,
+    /// Why the log cannot write now, if it cannot: failed for good, or its
+    /// last roll failed and is being retried. Written on the log's
+    /// executor, read by `/ready` (a lock taken only on those rare events
+    /// and by readiness probes, never on the write path).
+    pub trouble: Mutex<Option<String>>,
+}
+
+impl LogStats {
+    /// Why the log cannot write now, if it cannot.
+    pub fn trouble(&self) -> Option<String> {
+        self.trouble.lock().map(|t| t.clone()).unwrap_or(None)
+    }
+
+    pub(crate) fn set_trouble(&self, why: Option<String>) {
+        if let Ok(mut t) = self.trouble.lock() {
+            *t = why;
+        }
+    }
 }
 
 impl Default for LogStats {
@@ -76,6 +97,8 @@ impl Default for LogStats {
             fsync_us: Buckets::new(FSYNC_BUCKETS_US),
             commit_batches: Buckets::new(COMMIT_BUCKETS),
             segments_sealed: AtomicU64::new(0),
+            roll_failures: AtomicU64::new(0),
+            trouble: Mutex::new(None),
         }
     }
 }

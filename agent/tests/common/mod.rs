@@ -33,6 +33,8 @@ pub struct Agent {
     /// Started as the README does: no `--shards` (one per CPU) and no
     /// `--data-dir` (the default, relative to the working dir `data_dir`).
     pub defaults: bool,
+    /// Soft and hard open-file limit of the process (`ulimit -n`), if set.
+    pub open_files: Option<u64>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -42,10 +44,14 @@ pub fn free_ports(n: usize) -> u16 {
     streamhouse_agent::ports::below_ephemeral(n).expect("no free ports")
 }
 
-/// The agent binary: cargo's path when this harness runs in the agent
-/// crate, else the workspace's target directory (`cargo build --workspace`
-/// builds it first).
+/// The agent binary: `STREAMHOUSE_TEST_AGENT_BIN` if set, else cargo's
+/// path when this harness runs in the agent crate, else the workspace's
+/// target directory (`cargo build --workspace` builds it first).
 pub fn agent_bin() -> PathBuf {
+    // Another build of the agent, e.g. to see a new test fail on old code.
+    if let Some(p) = std::env::var_os("STREAMHOUSE_TEST_AGENT_BIN") {
+        return PathBuf::from(p);
+    }
     if let Some(p) = option_env!("CARGO_BIN_EXE_streamhouse-agent") {
         return PathBuf::from(p);
     }
@@ -88,7 +94,28 @@ impl Agent {
             data_dir: dir.to_path_buf(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             defaults: false,
+            open_files: None,
             _tmp: None,
+        };
+        a.spawn();
+        a
+    }
+
+    /// Like [`Agent::start`], under `ulimit -n open_files` (soft and hard).
+    pub fn start_with_open_files(shards: usize, extra: &[&str], open_files: u64) -> Agent {
+        let tmp = tempfile::Builder::new()
+            .prefix("sh-agent-")
+            .tempdir_in(target_tmp())
+            .unwrap();
+        let mut a = Agent {
+            child: None,
+            port: free_ports(shards),
+            shards,
+            data_dir: tmp.path().to_path_buf(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            defaults: false,
+            open_files: Some(open_files),
+            _tmp: Some(tmp),
         };
         a.spawn();
         a
@@ -109,6 +136,7 @@ impl Agent {
             data_dir: tmp.path().to_path_buf(),
             extra: Vec::new(),
             defaults: true,
+            open_files: None,
             _tmp: Some(tmp),
         };
         a.spawn();
@@ -126,6 +154,22 @@ impl Agent {
                 .arg(self.shards.to_string())
                 .arg("--data-dir")
                 .arg(&self.data_dir);
+        }
+        if let Some(n) = self.open_files {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only setrlimit, async-signal-safe, between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         let child = cmd
             .args(&self.extra)

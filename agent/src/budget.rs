@@ -1,0 +1,131 @@
+//! Byte budgets for request bodies held in memory on one shard: one for the
+//! whole shard and one per connection. A request reserves its declared
+//! message size from both before its body is read (and before flow-control
+//! credit is given back for it), and the reservation is returned when the
+//! request is answered. Owns the accounting only; lives on one executor
+//! (`Rc`/`Cell`, never shared across cores). Knows nothing of HTTP/2.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+/// A budget of bytes (shared by `Rc` among the requests that draw on it).
+#[derive(Debug)]
+pub struct Budget {
+    limit: usize,
+    used: Cell<usize>,
+}
+
+impl Budget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Rc<Budget> {
+        Rc::new(Budget {
+            limit,
+            used: Cell::new(0),
+        })
+    }
+
+    /// Bytes reserved now.
+    pub fn used(&self) -> usize {
+        self.used.get()
+    }
+
+    /// The budget's size in bytes.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
+/// Why a reservation was refused: which budget, and its numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exhausted {
+    /// "shard" or "connection".
+    pub scope: &'static str,
+    pub wanted: usize,
+    pub used: usize,
+    pub limit: usize,
+}
+
+impl std::fmt::Display for Exhausted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "a request of {} bytes does not fit: {} bytes of requests are buffered on this {} \
+             (limit {}); retry later",
+            self.wanted, self.used, self.scope, self.limit
+        )
+    }
+}
+
+/// Bytes held from every budget of a request; returned when dropped.
+#[derive(Debug)]
+pub struct Reservation {
+    held: Vec<Rc<Budget>>,
+    bytes: usize,
+}
+
+impl Reservation {
+    /// Reserves `bytes` from every budget in `budgets` (named by `scopes`),
+    /// or from none of them.
+    pub fn take(
+        budgets: &[(&'static str, &Rc<Budget>)],
+        bytes: usize,
+    ) -> Result<Reservation, Exhausted> {
+        for (scope, b) in budgets {
+            let used = b.used.get();
+            if used.saturating_add(bytes) > b.limit {
+                return Err(Exhausted {
+                    scope,
+                    wanted: bytes,
+                    used,
+                    limit: b.limit,
+                });
+            }
+        }
+        for (_, b) in budgets {
+            b.used.set(b.used.get() + bytes);
+        }
+        Ok(Reservation {
+            held: budgets.iter().map(|(_, b)| Rc::clone(b)).collect(),
+            bytes,
+        })
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        for b in &self.held {
+            b.used.set(b.used.get() - self.bytes);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reservation_takes_from_every_budget_or_none_and_returns_on_drop() {
+        let shard = Budget::new(100);
+        let conn = Budget::new(60);
+        let both = [("shard", &shard), ("connection", &conn)];
+        let a = Reservation::take(&both, 50).unwrap();
+        assert_eq!((shard.used(), conn.used()), (50, 50));
+        let refused = Reservation::take(&both, 20).unwrap_err();
+        assert_eq!(refused.scope, "connection");
+        assert_eq!((shard.used(), conn.used()), (50, 50), "nothing taken");
+        let other = Budget::new(60);
+        let b = Reservation::take(&[("shard", &shard), ("connection", &other)], 50).unwrap();
+        assert_eq!(shard.used(), 100);
+        let refused = Reservation::take(&[("shard", &shard)], 1).unwrap_err();
+        assert_eq!(refused.scope, "shard");
+        drop(a);
+        assert_eq!((shard.used(), conn.used()), (50, 0));
+        drop(b);
+        assert_eq!((shard.used(), other.used()), (0, 0));
+    }
+}

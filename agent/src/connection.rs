@@ -1,0 +1,369 @@
+//! One client connection to a shard port, from its first byte to its close:
+//! the HTTP/2 preface check (an HTTP/1.1 request gets a plain-text 505, not
+//! a bare reset), the handshake within its timeout, one local task per
+//! stream with the request's memory reserved from the connection's and the
+//! shard's budgets, the idle timeout, and GOAWAY on drain. Also the refusal
+//! of a connection over the shard's limit. Owns no shard state: what a
+//! request means is `service`'s, how the port is run is `shard`'s.
+
+use std::cell::Cell;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::channel::oneshot;
+use futures::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use tokio_util::compat::FuturesAsyncReadCompatExt;
+
+use crate::budget::Budget;
+use crate::grpc::{self, Code, H2Settings, Status};
+use crate::service::ShardContext;
+
+/// The client connection preface every HTTP/2 connection starts with.
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What every connection of one shard shares.
+pub struct Door {
+    pub ctx: Rc<ShardContext>,
+    pub settings: H2Settings,
+    /// Request bytes held in memory on this shard.
+    pub shard_budget: Rc<Budget>,
+    /// Request bytes one connection may hold.
+    pub connection_budget: usize,
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub body_timeout: Duration,
+}
+
+/// Why a connection ended, for the debug log.
+#[derive(Debug)]
+pub enum Ended {
+    /// The client closed it, or it was closed after GOAWAY.
+    Closed,
+    /// Not HTTP/2 (an HTTP/1.1 request was answered with 505).
+    NotHttp2,
+    /// The preface and SETTINGS did not arrive within the timeout.
+    HandshakeTimeout,
+    Error(String),
+}
+
+/// Serves one connection until it closes. `stop` fires on drain: the
+/// connection then sends GOAWAY and ends once its streams are answered.
+pub async fn serve(door: Rc<Door>, mut stream: TcpStream, stop: oneshot::Receiver<()>) -> Ended {
+    let _ = stream.set_nodelay(true);
+    let handshake = async {
+        let preface = match read_preface(&mut stream).await {
+            Ok(p) => p,
+            Err(e) => return Err(e),
+        };
+        let io = Rewind {
+            pre: Bytes::from(preface),
+            inner: stream.compat(),
+        };
+        door.settings
+            .builder()
+            .handshake::<_, Bytes>(io)
+            .await
+            .map_err(|e| Ended::Error(format!("handshake failed: {e}")))
+    };
+    let timeout = door.handshake_timeout;
+    let conn = futures_lite::future::or(handshake, async move {
+        glommio::timer::sleep(timeout).await;
+        Err(Ended::HandshakeTimeout)
+    })
+    .await;
+    let mut conn = match conn {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let budget = Budget::new(door.connection_budget);
+    let open = Rc::new(Cell::new(0usize));
+    let last_active = Rc::new(Cell::new(Instant::now()));
+    let mut stop = Some(stop);
+    let mut closing = false;
+    loop {
+        // The timer fires once per idle period (never per tick), so the
+        // connection's pending read is re-polled at most that often.
+        let idle_left = door
+            .idle_timeout
+            .saturating_sub(last_active.get().elapsed())
+            .max(Duration::from_millis(10));
+        let accept = async { Event::Stream(conn.accept().await.map(|r| r.map(Box::new))) };
+        let idle = async {
+            if closing {
+                std::future::pending::<()>().await;
+            }
+            glommio::timer::sleep(idle_left).await;
+            Event::IdleCheck
+        };
+        let drain = async {
+            match stop.as_mut() {
+                Some(rx) => {
+                    let _ = rx.await;
+                    Event::Drain
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let next = futures_lite::future::or(accept, futures_lite::future::or(drain, idle)).await;
+        match next {
+            Event::Drain => {
+                stop = None;
+                closing = true;
+                conn.graceful_shutdown();
+            }
+            Event::IdleCheck => {
+                if open.get() == 0 && last_active.get().elapsed() >= door.idle_timeout {
+                    tracing::debug!(shard = door.ctx.shard, "closing an idle connection");
+                    closing = true;
+                    conn.graceful_shutdown();
+                }
+            }
+            Event::Stream(None) => return Ended::Closed,
+            Event::Stream(Some(Err(e))) => {
+                return if e.is_io() {
+                    Ended::Closed
+                } else {
+                    Ended::Error(e.to_string())
+                };
+            }
+            Event::Stream(Some(Ok(start))) => {
+                let (req, respond) = *start;
+                open.set(open.get() + 1);
+                let (door, budget, open, last_active) = (
+                    door.clone(),
+                    budget.clone(),
+                    open.clone(),
+                    last_active.clone(),
+                );
+                glommio::spawn_local(async move {
+                    handle_stream(&door, budget, req, respond).await;
+                    open.set(open.get() - 1);
+                    last_active.set(Instant::now());
+                })
+                .detach();
+            }
+        }
+    }
+}
+
+enum Event {
+    Stream(Option<Result<Box<StreamStart>, h2::Error>>),
+    Drain,
+    IdleCheck,
+}
+
+type StreamStart = (
+    http::Request<h2::RecvStream>,
+    h2::server::SendResponse<Bytes>,
+);
+
+/// Reads the 24-byte HTTP/2 preface. Anything else ends the connection; an
+/// HTTP/1.x request line first gets a plain-text 505 saying what the port
+/// speaks.
+async fn read_preface(s: &mut TcpStream) -> Result<Vec<u8>, Ended> {
+    let mut buf = vec![0u8; PREFACE.len()];
+    let mut n = 0;
+    while n < buf.len() {
+        let k = s
+            .read(&mut buf[n..])
+            .await
+            .map_err(|e| Ended::Error(e.to_string()))?;
+        if k == 0 {
+            return Err(Ended::Closed);
+        }
+        n += k;
+        if buf[..n] != PREFACE[..n] {
+            if looks_like_http1(&buf[..n]) {
+                let body = "this port serves gRPC over HTTP/2 only (h2c, prior knowledge); \
+                            HTTP/1.1 is not supported\n";
+                let reply = format!(
+                    "HTTP/1.1 505 HTTP Version Not Supported\r\nContent-Type: text/plain\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(reply.as_bytes()).await;
+                let _ = s.flush().await;
+                return Err(Ended::NotHttp2);
+            }
+            return Err(Ended::Error("not an HTTP/2 connection preface".into()));
+        }
+    }
+    Ok(buf)
+}
+
+/// An HTTP/1.x request line starts with an upper-case method and a space.
+fn looks_like_http1(head: &[u8]) -> bool {
+    let method = head.iter().take_while(|b| b.is_ascii_uppercase()).count();
+    method > 0 && (head.len() == method || head[method] == b' ')
+}
+
+/// The HTTP/2 frames a connection over the shard's limit gets before it is
+/// closed: the server's (empty) SETTINGS, then GOAWAY with
+/// ENHANCE_YOUR_CALM and a reason.
+pub fn refusal_frames(reason: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    // SETTINGS: length 0, type 4, no flags, stream 0.
+    out.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    let debug = reason.as_bytes();
+    let len = 8 + debug.len();
+    out.extend_from_slice(&(len as u32).to_be_bytes()[1..]);
+    // GOAWAY: type 7, no flags, stream 0, last stream 0, ENHANCE_YOUR_CALM.
+    out.extend_from_slice(&[7, 0, 0, 0, 0, 0]);
+    out.extend_from_slice(&0u32.to_be_bytes());
+    out.extend_from_slice(&0x0bu32.to_be_bytes());
+    out.extend_from_slice(debug);
+    out
+}
+
+/// Sends [`refusal_frames`] and closes, without waiting on a client that
+/// does not read (the frames fit any socket buffer).
+pub async fn refuse(stream: TcpStream, reason: &str) {
+    let mut s = stream;
+    let frames = refusal_frames(reason);
+    let write = async {
+        let _ = s.write_all(&frames).await;
+        let _ = s.flush().await;
+    };
+    futures_lite::future::or(write, glommio::timer::sleep(Duration::from_secs(1))).await;
+    let _ = s.close().await;
+}
+
+async fn handle_stream(
+    door: &Door,
+    connection_budget: Rc<Budget>,
+    req: http::Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+) {
+    let ctx = &door.ctx;
+    if let Err(code) = grpc::check_request(&req) {
+        grpc::reply_http(&mut respond, code);
+        return;
+    }
+    let path = req.uri().path().to_owned();
+    let timeout = grpc::parse_timeout(req.headers());
+    let mut body = grpc::Body {
+        stream: req.into_body(),
+        budgets: vec![
+            ("shard", door.shard_budget.clone()),
+            ("connection", connection_budget),
+        ],
+        timeout: door.body_timeout,
+        held: None,
+    };
+    if path == streamhouse_proto::paths::HEALTH_CHECK {
+        match ctx.health(&mut body).await {
+            Ok(reply) => grpc::reply_ok(&mut respond, reply),
+            Err(status) => grpc::reply_err(&mut respond, &status),
+        }
+        return;
+    }
+    if ctx.is_draining() {
+        grpc::reply_err(
+            &mut respond,
+            &Status::new(Code::Unavailable, "agent is shutting down"),
+        );
+        return;
+    }
+    ctx.inflight.set(ctx.inflight.get() + 1);
+    let started = Instant::now();
+    let call = ctx.call(&path, &mut body);
+    let result = match timeout {
+        Some(t) => {
+            futures_lite::future::or(call, async move {
+                glommio::timer::sleep(t).await;
+                Err(Status::new(
+                    Code::DeadlineExceeded,
+                    format!("deadline of {} ms exceeded", t.as_millis()),
+                ))
+            })
+            .await
+        }
+        None => call.await,
+    };
+    ctx.inflight.set(ctx.inflight.get() - 1);
+    ctx.metrics
+        .request_us
+        .observe(started.elapsed().as_micros() as u64);
+    if let Err(s) = &result {
+        ctx.metrics.error(s.code);
+    }
+    match result {
+        Ok(reply) => grpc::reply_ok(&mut respond, reply),
+        Err(status) => {
+            if matches!(status.code, Code::Internal | Code::DataLoss) {
+                tracing::error!(shard = ctx.shard, %path, message = %status.message, "request failed");
+            }
+            grpc::reply_err(&mut respond, &status)
+        }
+    }
+    // The request's reservation is returned only now: its bytes were held
+    // until the reply was built.
+    drop(body);
+}
+
+/// A stream whose first bytes were already read (the preface): they are
+/// read again first.
+struct Rewind<T> {
+    pre: Bytes,
+    inner: T,
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Rewind<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if !self.pre.is_empty() {
+            let n = self.pre.len().min(buf.remaining());
+            let head = self.pre.split_to(n);
+            buf.put_slice(&head);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Rewind<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http1_request_lines_are_recognised() {
+        assert!(looks_like_http1(b"GET / HTTP/1.1\r\n"));
+        assert!(looks_like_http1(b"POST"));
+        assert!(!looks_like_http1(b"\x16\x03\x01"));
+    }
+
+    #[test]
+    fn the_refusal_is_settings_then_goaway_with_its_reason() {
+        let f = refusal_frames("too many");
+        assert_eq!(&f[..9], &[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+        assert_eq!(&f[9..12], &[0, 0, 16]);
+        assert_eq!(f[12], 7);
+        assert_eq!(&f[22..26], &[0, 0, 0, 0x0b]);
+        assert_eq!(&f[26..], b"too many");
+    }
+}

@@ -1,0 +1,92 @@
+#![allow(dead_code)]
+//! A raw HTTP/2 gRPC client for tests that must send what tonic cannot:
+//! lying length prefixes, reserved flag bits, bodies that never end.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+/// What the agent answered to one raw call.
+#[derive(Debug, Default)]
+pub struct RawReply {
+    /// The HTTP status of the response headers.
+    pub http: u16,
+    /// `grpc-status` (from the headers of a trailers-only reply, or the trailers).
+    pub grpc_status: Option<String>,
+    pub grpc_message: Option<String>,
+    /// `grpc-accept-encoding`, if the agent sent one.
+    pub accept_encoding: Option<String>,
+    /// The response body (gRPC-framed).
+    pub body: Vec<u8>,
+}
+
+/// A gRPC frame: flag byte, big-endian length, message.
+pub fn frame(flag: u8, msg: &[u8]) -> Vec<u8> {
+    let mut out = vec![flag];
+    out.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    out.extend_from_slice(msg);
+    out
+}
+
+/// An h2 connection to `addr`, its driver spawned on the test runtime.
+pub async fn connect(addr: &str) -> h2::client::SendRequest<Bytes> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (h2c, conn) = tokio::time::timeout(Duration::from_secs(5), h2::client::handshake(tcp))
+        .await
+        .expect("HTTP/2 handshake timed out")
+        .expect("HTTP/2 handshake");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    h2c.ready().await.expect("connection ready")
+}
+
+/// A POST of `path` with gRPC headers (plus `extra`).
+pub fn request(addr: &str, path: &str, extra: &[(&str, &str)]) -> http::Request<()> {
+    let mut b = http::Request::post(format!("http://{addr}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    for (k, v) in extra {
+        b = b.header(*k, *v);
+    }
+    b.body(()).expect("request")
+}
+
+/// Sends one call with `body` as the whole request body and reads the reply.
+pub async fn call(
+    h2c: &mut h2::client::SendRequest<Bytes>,
+    req: http::Request<()>,
+    body: Vec<u8>,
+) -> RawReply {
+    let (resp, mut send) = h2c.send_request(req, false).expect("send request");
+    send.send_data(body.into(), true).expect("send body");
+    read_reply(resp).await
+}
+
+/// Reads a response: headers, body and trailers.
+pub async fn read_reply(resp: h2::client::ResponseFuture) -> RawReply {
+    let resp = tokio::time::timeout(Duration::from_secs(60), resp)
+        .await
+        .expect("no reply within 60 s")
+        .expect("response");
+    let header =
+        |h: &http::HeaderMap, k: &str| h.get(k).and_then(|v| v.to_str().ok()).map(|s| s.to_owned());
+    let mut out = RawReply {
+        http: resp.status().as_u16(),
+        grpc_status: header(resp.headers(), "grpc-status"),
+        grpc_message: header(resp.headers(), "grpc-message"),
+        accept_encoding: header(resp.headers(), "grpc-accept-encoding"),
+        body: Vec::new(),
+    };
+    let mut body = resp.into_body();
+    while let Some(chunk) = body.data().await {
+        let Ok(chunk) = chunk else { break };
+        let _ = body.flow_control().release_capacity(chunk.len());
+        out.body.extend_from_slice(&chunk);
+    }
+    if let Ok(Some(t)) = body.trailers().await {
+        out.grpc_status = out.grpc_status.or(header(&t, "grpc-status"));
+        out.grpc_message = out.grpc_message.or(header(&t, "grpc-message"));
+    }
+    out
+}

@@ -1,0 +1,492 @@
+//! The agent's front door under hostile or careless clients: real agent
+//! processes, raw HTTP/2 and raw TCP where tonic cannot send the bad input.
+//! Each test here reproduces a way a client could crash, wedge or exhaust
+//! an agent, and checks the agent's answer instead.
+
+mod common;
+#[path = "common/raw.rs"]
+mod raw;
+
+use std::time::Duration;
+
+use common::*;
+use streamhouse_proto as pb;
+
+/// A health check over a connection made now, within `within`.
+async fn fresh_connection_answers(addr: &str, within: Duration) -> Result<(), String> {
+    let attempt = async {
+        let mut h2c = raw::connect(addr).await;
+        let req = raw::request(addr, pb::paths::HEALTH_CHECK, &[]);
+        let msg = prost::Message::encode_to_vec(&pb::health::HealthCheckRequest::default());
+        raw::call(&mut h2c, req, raw::frame(0, &msg)).await
+    };
+    match tokio::time::timeout(within, attempt).await {
+        Ok(r) if r.grpc_status.as_deref() == Some("0") => Ok(()),
+        Ok(r) => Err(format!("health check answered {r:?}")),
+        Err(_) => Err(format!("no answer from {addr} within {within:?}")),
+    }
+}
+
+/// Issue 13, item 1: the accept loop used to re-poll its pending accept on
+/// every shutdown-poll tick, and glommio's 16-bit waker count overflowed
+/// after 32,767 ticks (661 s at the 20 ms default) without a new
+/// connection: from then on no connection got SETTINGS and SIGTERM was
+/// ignored. With a 1 ms poll the same number of ticks passes in ~35 s.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shard_without_new_connections_for_32768_poll_ticks_still_accepts_and_stops() {
+    let mut agent = Agent::start(2, &["--shutdown-poll-ms", "1"]);
+    // One connection held open per shard, as a pooled client does.
+    let mut held = Vec::new();
+    for shard in 0..2 {
+        let mut h2c = raw::connect(&agent.addr(shard)).await;
+        let req = raw::request(&agent.addr(shard), pb::paths::HEALTH_CHECK, &[]);
+        let msg = prost::Message::encode_to_vec(&pb::health::HealthCheckRequest::default());
+        let r = raw::call(&mut h2c, req, raw::frame(0, &msg)).await;
+        assert_eq!(r.grpc_status.as_deref(), Some("0"));
+        held.push(h2c);
+    }
+    tokio::time::sleep(Duration::from_secs(45)).await;
+    for shard in 0..2 {
+        fresh_connection_answers(&agent.addr(shard), Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|e| panic!("shard {shard} after 45 s idle: {e}"));
+    }
+    agent.signal(libc::SIGTERM);
+    assert_eq!(
+        agent.wait_exit(Duration::from_secs(20)),
+        Some(0),
+        "SIGTERM did not stop the agent"
+    );
+    drop(held);
+}
+
+/// A batch with any header and records section, with a valid CRC: what a
+/// careless or hostile producer can send.
+fn crafted(codec: u8, flags: u16, record_count: u32, records_len: u32, records: &[u8]) -> Vec<u8> {
+    use streamhouse_shard::batch::{BATCH_MAGIC, HEADER_LEN};
+    let mut b = vec![0u8; HEADER_LEN];
+    b.extend_from_slice(records);
+    let len = b.len() as u32;
+    b[0..4].copy_from_slice(&BATCH_MAGIC.to_le_bytes());
+    b[4..8].copy_from_slice(&len.to_le_bytes());
+    b[20] = 1;
+    b[21] = codec;
+    b[22..24].copy_from_slice(&flags.to_le_bytes());
+    b[24..28].copy_from_slice(&record_count.to_le_bytes());
+    b[58..62].copy_from_slice(&records_len.to_le_bytes());
+    let crc = crc32c::crc32c(&b[12..]);
+    b[8..12].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// One record as the batch format encodes it, with any offset delta and
+/// any declared lengths.
+fn raw_record(
+    off_delta: u8,
+    key_tag: &[u8],
+    value_len: &[u8],
+    value: &[u8],
+    tail: &[u8],
+) -> Vec<u8> {
+    let mut body = vec![0u8, off_delta];
+    body.extend_from_slice(key_tag);
+    body.extend_from_slice(value_len);
+    body.extend_from_slice(value);
+    body.extend_from_slice(tail);
+    let mut out = vec![body.len() as u8];
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Issue 13, items 2 and 3: every way a batch with a valid CRC can lie
+/// about its records. Before, each was acknowledged (the first made the
+/// next Fetch abort the process allocating 446 GB; the others made every
+/// Fetch of the partition answer DATA_LOSS, blaming the disk).
+#[tokio::test]
+async fn batches_whose_records_lie_are_refused_and_nothing_is_appended() {
+    let agent = Agent::start(1, &[]);
+    let meta = agent.create_topic("lies", 1).await;
+    let mut p = agent.producer_for(&meta, 0).await;
+    let good = raw_record(0, &[0], &[3], b"abc", &[0]);
+    let two = [good.clone(), raw_record(1, &[0], &[3], b"def", &[0])].concat();
+    let n = |v: &[u8]| v.len() as u32;
+    let lz4_garbage = vec![0xffu8; 64];
+    let zstd_garbage = [0x28, 0xb5, 0x2f, 0xfd, 0xff, 0xff, 0xff, 0xff, 1, 2, 3].to_vec();
+    let real_lz4 = lz4_flex::compress(&good);
+    let cases: Vec<(&str, Vec<u8>, tonic::Code)> = vec![
+        (
+            "record_count 0xFFFFFFFF",
+            crafted(0, 0, u32::MAX, n(&good), &good),
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            "header only",
+            crafted(0, 0, 1, 0, &[]),
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            "count lower than the records",
+            crafted(0, 0, 1, n(&two), &two),
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            "count higher than the records",
+            crafted(0, 0, 2, n(&good), &good),
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            "garbage records",
+            crafted(0, 0, 1, 16, &[0xff; 16]),
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            "absurd record length",
+            crafted(0, 0, 1, 8, &[0xff, 0xff, 0xff, 0xff, 0x0f, 0, 0, 0]),
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            "absurd key length",
+            {
+                let r = raw_record(0, &[0xff, 0xff, 0xff, 0xff, 0x0f], &[3], b"abc", &[0]);
+                crafted(0, 0, 1, n(&r), &r)
+            },
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            "absurd value length",
+            {
+                let r = raw_record(0, &[0], &[0xff, 0xff, 0xff, 0x7f], b"abc", &[0]);
+                crafted(0, 0, 1, n(&r), &r)
+            },
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            "absurd header count",
+            {
+                let r = raw_record(0, &[0], &[3], b"abc", &[0xff, 0xff, 0xff, 0xff, 0x0f]);
+                crafted(0, 0, 1, n(&r), &r)
+            },
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            "record longer than its fields",
+            {
+                let r = raw_record(0, &[0], &[3], b"abc", &[0, 7, 7]);
+                crafted(0, 0, 1, n(&r), &r)
+            },
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            "offset deltas not dense",
+            {
+                let r = [good.clone(), good.clone()].concat();
+                crafted(0, 0, 2, n(&r), &r)
+            },
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            "records_len lies (uncompressed)",
+            crafted(0, 0, 1, n(&good) + 10, &good),
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            "records_len lies (lz4)",
+            crafted(1, 0, 1, n(&good) + 10, &real_lz4),
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            "lz4 garbage",
+            crafted(1, 0, 1, 1000, &lz4_garbage),
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            "zstd garbage",
+            crafted(2, 0, 1, 1000, &zstd_garbage),
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            "records_len past the limit",
+            crafted(1, 0, 1, u32::MAX, &real_lz4),
+            tonic::Code::ResourceExhausted,
+        ),
+        (
+            "reserved flag set",
+            crafted(0, 1, 1, n(&good), &good),
+            tonic::Code::InvalidArgument,
+        ),
+    ];
+    for (what, batch, code) in cases {
+        let r = p
+            .produce(pb::ProduceRequest {
+                topic: "lies".into(),
+                partition: 0,
+                batch: batch.into(),
+                ..Default::default()
+            })
+            .await;
+        match r {
+            Err(s) => assert_eq!(s.code(), code, "{what}: {}", s.message()),
+            Ok(r) => panic!(
+                "{what}: acknowledged at offset {}",
+                r.into_inner().base_offset
+            ),
+        }
+    }
+    // Nothing was appended: the next good batch is offset 0, and it reads back.
+    let ok = p
+        .produce(pb::ProduceRequest {
+            topic: "lies".into(),
+            partition: 0,
+            batch: crafted(0, 0, 1, n(&good), &good).into(),
+            ..Default::default()
+        })
+        .await
+        .expect("a good batch")
+        .into_inner();
+    assert_eq!(ok.base_offset, 0);
+    let mut f = agent.fetcher_for(&meta, 0).await;
+    let got = fetch_all(&mut f, "lies", 0).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(&got[0].value[..], b"abc");
+}
+
+/// Resident memory of a process, in bytes.
+fn rss_bytes(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Issue 13, item 4: streams that each send most of an 8 MiB message and
+/// never end. Before, the agent gave back flow-control credit as bytes
+/// arrived and buffered them all (128 streams took RSS from 33 MB to
+/// 1.09 GB); now a message is reserved from the connection's and the
+/// shard's budgets before its credit is given back, a stream that does not
+/// fit is answered RESOURCE_EXHAUSTED at once, and one whose body stalls
+/// is answered DEADLINE_EXCEEDED after the body timeout, its bytes freed.
+#[tokio::test(flavor = "multi_thread")]
+async fn held_open_request_bodies_cannot_grow_memory_without_bound() {
+    let agent = Agent::start(1, &[]);
+    let meta = agent.create_topic("held", 1).await;
+    let addr = agent.addr(0);
+    let before = rss_bytes(agent.pid());
+    let declared = (8 << 20) - 1024 - 5;
+    // One 1 MiB chunk, shared by every stream (Bytes clones share memory).
+    let chunk = bytes::Bytes::from(vec![7u8; 1 << 20]);
+    let mut conns = Vec::new();
+    let mut replies = Vec::new();
+    for _ in 0..2 {
+        let mut h2c = raw::connect(&addr).await;
+        for _ in 0..128 {
+            let req = raw::request(&addr, pb::paths::PRODUCE, &[]);
+            let (resp, mut send) = h2c.send_request(req, false).expect("send request");
+            let mut prefix = vec![0u8];
+            prefix.extend_from_slice(&(declared as u32).to_be_bytes());
+            send.send_data(prefix.into(), false).expect("prefix");
+            // All but the last 64 KiB of the message, and never the end.
+            let mut left = declared - (64 << 10);
+            while left > 0 {
+                let n = left.min(chunk.len());
+                send.send_data(chunk.slice(..n), false).expect("data");
+                left -= n;
+            }
+            replies.push((resp, send));
+        }
+        conns.push(h2c);
+    }
+    let mut peak = 0;
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        peak = peak.max(rss_bytes(agent.pid()));
+    }
+    let grown = peak.saturating_sub(before);
+    assert!(
+        grown < 400 << 20,
+        "agent RSS grew by {} MB holding 256 unfinished 8 MiB requests",
+        grown >> 20
+    );
+    // The agent still serves, and the streams that did not fit were told so.
+    let mut p = agent.producer_for(&meta, 0).await;
+    p.produce(produce_req("held", 0, &["still here".into()]))
+        .await
+        .expect("a produce while the streams are held");
+    let mut exhausted = 0;
+    let mut deadline = 0;
+    for (resp, _send) in replies {
+        let r = raw::read_reply(resp).await;
+        match r.grpc_status.as_deref() {
+            Some("8") => exhausted += 1,
+            Some("4") => deadline += 1,
+            other => panic!("a held stream got {other:?}: {r:?}"),
+        }
+    }
+    assert!(
+        exhausted > 200,
+        "{exhausted} streams refused with RESOURCE_EXHAUSTED"
+    );
+    assert!(deadline > 0, "the streams that fit timed out");
+    drop(conns);
+}
+
+/// `count` records of 100 bytes.
+fn hundred_byte_records(topic: &str, partition: u32, count: usize) -> pb::ProduceRequest {
+    let values: Vec<String> = (0..count).map(|i| format!("{i:0100}")).collect();
+    produce_req(topic, partition, &values)
+}
+
+/// GET `path` on the admin port until it answers `want` (or 15 s pass);
+/// returns the last answer.
+async fn admin_until(port: u16, path: &str, want: u16) -> (u16, String) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let got = tokio::time::timeout(Duration::from_secs(5), try_get(port, path)).await;
+        if let Ok(Some((code, body))) = got {
+            if code == want || std::time::Instant::now() > deadline {
+                return (code, body);
+            }
+        } else if std::time::Instant::now() > deadline {
+            return (0, "no answer".into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A plain HTTP/1.1 request on the admin port; `None` when the connection
+/// was closed without an answer.
+async fn try_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.ok()?;
+    let status = buf.split(' ').nth(1)?.parse().ok()?;
+    Some((
+        status,
+        buf.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned(),
+    ))
+}
+
+/// Issue 13, item 5: under `ulimit -n 256`, 300 idle connections to the
+/// shard ports and the admin port used to take every descriptor, the next
+/// segment roll failed with EMFILE, and from then on every Produce got
+/// INTERNAL "the log is failed ... restart the shard". Now connections are
+/// limited to what the descriptors hold (with a reserve for the log), the
+/// ones over the limit get a GOAWAY, and writes go on.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_connections_under_a_low_open_file_limit_cannot_disable_writes() {
+    let admin = free_ports(1);
+    let admin_flag = format!("127.0.0.1:{admin}");
+    let agent = Agent::start_with_open_files(
+        2,
+        &["--segment-bytes", "65536", "--admin-listen", &admin_flag],
+        256,
+    );
+    let meta = agent.create_topic("fds", 2).await;
+    let mut producers = [
+        agent.producer_for(&meta, 0).await,
+        agent.producer_for(&meta, 1).await,
+    ];
+    let mut idle = Vec::new();
+    for i in 0..300 {
+        let port = match i % 3 {
+            0 => agent.port,
+            1 => agent.port + 1,
+            _ => admin,
+        };
+        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            idle.push((port, s));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // ~600 KB per partition: several segment rolls on each shard while the
+    // flood holds its connections.
+    for round in 0..100 {
+        for (p, producer) in producers.iter_mut().enumerate() {
+            producer
+                .produce(hundred_byte_records("fds", p as u32, 50))
+                .await
+                .unwrap_or_else(|s| panic!("round {round}, partition {p}: {s:?}"));
+        }
+    }
+    // The last connection to shard 0 was over the limit: SETTINGS, then
+    // GOAWAY (ENHANCE_YOUR_CALM) with the reason, then the close.
+    let (_, last) = idle
+        .iter_mut()
+        .rev()
+        .find(|(port, _)| *port == agent.port)
+        .expect("a connection to shard 0");
+    last.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut frames = Vec::new();
+    let _ = std::io::Read::read_to_end(last, &mut frames);
+    assert!(frames.len() >= 26, "refusal frames: {frames:?}");
+    assert_eq!((frames[3], frames[12]), (4, 7), "SETTINGS then GOAWAY");
+    assert_eq!(&frames[22..26], &[0, 0, 0, 0x0b]);
+    drop(idle);
+    let (code, body) = admin_until(admin, "/ready", 200).await;
+    assert_eq!(code, 200, "{body}");
+    let metrics = admin_until(admin, "/metrics", 200).await.1;
+    assert!(sample(&metrics, "streamhouse_connections_refused_total{shard=\"0\"}") > 0.0);
+    for p in 0..2u32 {
+        let mut f = agent.fetcher_for(&meta, p).await;
+        assert_eq!(fetch_all(&mut f, "fds", p).await.len(), 100 * 50);
+    }
+}
+
+/// Issue 13, item 5 (the other half): a segment roll that cannot create
+/// its file (here: the shard directory made immutable) used to fail the
+/// log for good. Now appends stay on the active segment, `/ready` says why
+/// it is degraded, and once files can be created again the roll succeeds
+/// and `/ready` is 200 again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_segment_roll_is_retried_and_ready_says_why() {
+    let admin = free_ports(1);
+    let admin_flag = format!("127.0.0.1:{admin}");
+    let agent = Agent::start(
+        1,
+        &["--segment-bytes", "65536", "--admin-listen", &admin_flag],
+    );
+    let meta = agent.create_topic("roll", 1).await;
+    let mut p = agent.producer_for(&meta, 0).await;
+    assert_eq!(admin_until(admin, "/ready", 200).await.0, 200);
+    let dir = agent.data_dir.join("shard-0");
+    let chattr = |flag: &str| {
+        let st = std::process::Command::new("chattr")
+            .arg(flag)
+            .arg(&dir)
+            .status()
+            .expect("chattr");
+        assert!(st.success(), "chattr {flag} failed");
+    };
+    chattr("+i");
+    let mut written = 0;
+    for round in 0..30 {
+        let r = p.produce(hundred_byte_records("roll", 0, 50)).await;
+        if let Err(s) = r {
+            chattr("-i");
+            panic!("round {round} while the directory is immutable: {s:?}");
+        }
+        written += 50;
+    }
+    let (code, body) = admin_until(admin, "/ready", 503).await;
+    chattr("-i");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("shard 0 cannot write"), "{body}");
+    // The roll is retried: more writes go through and readiness returns.
+    for _ in 0..20 {
+        p.produce(hundred_byte_records("roll", 0, 50))
+            .await
+            .expect("produce after the directory is writable again");
+        written += 50;
+    }
+    let (code, body) = admin_until(admin, "/ready", 200).await;
+    assert_eq!(code, 200, "{body}");
+    let mut f = agent.fetcher_for(&meta, 0).await;
+    assert_eq!(fetch_all(&mut f, "roll", 0).await.len(), written);
+}
