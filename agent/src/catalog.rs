@@ -69,6 +69,11 @@ pub fn validate_topic_name(name: &str) -> Result<(), CatalogError> {
             name.len()
         )));
     }
+    if name == "." || name == ".." {
+        return Err(CatalogError::Invalid(format!(
+            "topic name {name:?} is reserved (it names a directory)"
+        )));
+    }
     if let Some(c) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))

@@ -190,6 +190,16 @@ pub struct AgentConfig {
     )]
     pub admin_read_timeout_ms: u64,
 
+    /// Most idempotent producers a shard remembers (default 100000); past
+    /// it the least recently used is forgotten, and its next batch is taken
+    /// as a new producer's (see docs/LIMITS.md).
+    #[arg(
+        long,
+        env = "STREAMHOUSE_MAX_PRODUCERS_PER_SHARD",
+        default_value_t = 100_000
+    )]
+    pub max_producers_per_shard: usize,
+
     /// How often a shard looks at the shutdown flag, in milliseconds
     /// (default 20). A test knob: a small value makes hours of an idle
     /// accept loop pass in seconds.

@@ -187,12 +187,31 @@ async fn read_preface(s: &mut TcpStream) -> Result<Vec<u8>, Ended> {
                 );
                 let _ = s.write_all(reply.as_bytes()).await;
                 let _ = s.flush().await;
+                linger_close(s).await;
                 return Err(Ended::NotHttp2);
             }
             return Err(Ended::Error("not an HTTP/2 connection preface".into()));
         }
     }
     Ok(buf)
+}
+
+/// Closes the sending side, then reads (and drops) what the client still
+/// sends for up to a second, so closing with unread input does not turn
+/// the answer just written into a reset.
+async fn linger_close(s: &mut TcpStream) {
+    let _ = s.shutdown(std::net::Shutdown::Write).await;
+    let drain = async {
+        let mut sink = [0u8; 4096];
+        let mut total = 0usize;
+        while total < 64 << 10 {
+            match s.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    futures_lite::future::or(drain, glommio::timer::sleep(Duration::from_secs(1))).await;
 }
 
 /// An HTTP/1.x request line starts with an upper-case method and a space.

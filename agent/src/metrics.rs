@@ -210,6 +210,24 @@ impl Registry {
             "counter",
         );
         counter(
+            "producers_remembered",
+            "Idempotent producers remembered (bounded by --max-producers-per-shard).",
+            &|s| log_stat(s, |l| get(&l.producers)),
+            "gauge",
+        );
+        counter(
+            "fetch_waiters",
+            "Fetches waiting for new data.",
+            &|s| log_stat(s, |l| get(&l.fetch_waiters)),
+            "gauge",
+        );
+        counter(
+            "segment_roll_failures_total",
+            "Segment rolls that could not create the next segment (retried).",
+            &|s| log_stat(s, |l| get(&l.roll_failures)),
+            "counter",
+        );
+        counter(
             "segments_sealed_total",
             "WAL segments sealed (chunks).",
             &|s| log_stat(s, |l| get(&l.segments_sealed)),

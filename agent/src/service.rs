@@ -857,6 +857,18 @@ impl ShardContext {
             .read(&t.key, req.partition, req.offset, max_bytes)
             .await
             .map_err(log_status)?;
+        // At the high watermark a fetch waits for data; past it, no record
+        // was ever acknowledged there, and waiting would hide records
+        // written at the offsets in between.
+        if req.offset > r.high_watermark {
+            return Err(Status::new(
+                Code::OutOfRange,
+                format!(
+                    "offset {} of {}/{} is past the high watermark {}",
+                    req.offset, req.topic, req.partition, r.high_watermark
+                ),
+            ));
+        }
         if r.records.is_empty() && req.max_wait_ms > 0 && req.offset >= r.high_watermark {
             let wait = Duration::from_millis(u64::from(req.max_wait_ms)).min(MAX_FETCH_WAIT);
             self.log

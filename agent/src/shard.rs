@@ -73,6 +73,7 @@ pub async fn run(setup: ShardSetup) -> Result<bool, String> {
     let mut log_cfg = LogConfig::new(dir);
     log_cfg.segment_bytes = config.segment_bytes;
     log_cfg.direct_io = config.wal_direct_io;
+    log_cfg.max_producers = config.max_producers_per_shard;
     log_cfg.segment_age = config.segment_age();
     log_cfg.hurried_age = Duration::from_millis(config.object_ack_seal_ms.max(1));
     let (log, report) = ShardLog::open(log_cfg)

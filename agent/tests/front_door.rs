@@ -432,7 +432,12 @@ async fn idle_connections_under_a_low_open_file_limit_cannot_disable_writes() {
     let (code, body) = admin_until(admin, "/ready", 200).await;
     assert_eq!(code, 200, "{body}");
     let metrics = admin_until(admin, "/metrics", 200).await.1;
-    assert!(sample(&metrics, "streamhouse_connections_refused_total{shard=\"0\"}") > 0.0);
+    assert!(
+        sample(
+            &metrics,
+            "streamhouse_connections_refused_total{shard=\"0\"}"
+        ) > 0.0
+    );
     for p in 0..2u32 {
         let mut f = agent.fetcher_for(&meta, p).await;
         assert_eq!(fetch_all(&mut f, "fds", p).await.len(), 100 * 50);
@@ -489,4 +494,327 @@ async fn a_failed_segment_roll_is_retried_and_ready_says_why() {
     assert_eq!(code, 200, "{body}");
     let mut f = agent.fetcher_for(&meta, 0).await;
     assert_eq!(fetch_all(&mut f, "roll", 0).await.len(), written);
+}
+
+/// Issue 13, item 6: Fetch `max_bytes` bounded only the stored (compressed)
+/// bytes, so lz4 batches of ~33 KB that each inflate to 8 MiB made a 1 MiB
+/// fetch answer hundreds of MiB. Now the decompressed records count: a
+/// fetch answers at most `max_bytes` of them (at least one batch).
+#[tokio::test]
+async fn fetch_max_bytes_bounds_the_decompressed_records() {
+    use streamhouse_shard::batch::{encode, Codec, ProducerInfo, Record};
+    let agent = Agent::start(1, &[]);
+    let meta = agent.create_topic("bombs", 1).await;
+    let mut p = agent.producer_for(&meta, 0).await;
+    let bomb = encode(
+        &[Record {
+            key: None,
+            value: bytes::Bytes::from(vec![0u8; (8 << 20) - 1024]),
+            timestamp: 1,
+            headers: vec![],
+        }],
+        Codec::Lz4,
+        ProducerInfo::default(),
+    );
+    assert!(bomb.len() < 64 << 10, "compressed to {} bytes", bomb.len());
+    for _ in 0..12 {
+        p.produce(pb::ProduceRequest {
+            topic: "bombs".into(),
+            partition: 0,
+            batch: bomb.clone().into(),
+            ..Default::default()
+        })
+        .await
+        .expect("produce");
+    }
+    let mut f = agent.fetcher_for(&meta, 0).await;
+    for (offset, max_bytes) in [(0, 1 << 20), (3, 1 << 20), (0, 20 << 20)] {
+        let r = f
+            .fetch(pb::FetchRequest {
+                topic: "bombs".into(),
+                partition: 0,
+                offset,
+                max_bytes,
+                max_wait_ms: 0,
+            })
+            .await
+            .expect("fetch")
+            .into_inner();
+        let bytes: usize = r.records.iter().map(|r| r.value.len()).sum();
+        let want = (max_bytes as usize / (8 << 20)).max(1);
+        assert_eq!(
+            r.records.len(),
+            want,
+            "max_bytes {max_bytes} answered {} records, {} MiB",
+            r.records.len(),
+            bytes >> 20
+        );
+        assert_eq!(r.records[0].offset, offset);
+    }
+}
+
+/// Issue 13, item 7: Produce accepted any producer id and remembered each
+/// for a day (120,000 random ids: +47 MB RSS). Now a shard remembers at
+/// most `--max-producers-per-shard`, forgetting the least recently used:
+/// a forgotten producer's next batch is taken as a new producer's, and a
+/// recent producer's retry is still a duplicate.
+#[tokio::test]
+async fn the_producer_table_is_bounded_and_forgets_the_least_recently_used() {
+    let admin = free_ports(1);
+    let admin_flag = format!("127.0.0.1:{admin}");
+    let agent = Agent::start(
+        1,
+        &[
+            "--max-producers-per-shard",
+            "100",
+            "--admin-listen",
+            &admin_flag,
+        ],
+    );
+    let meta = agent.create_topic("ids", 1).await;
+    let mut p = agent.producer_for(&meta, 0).await;
+    let req = |id: i64, seq: i32| pb::ProduceRequest {
+        producer_id: id,
+        base_sequence: seq,
+        ..produce_req("ids", 0, &[format!("from {id}")])
+    };
+    let mut last_offset = 0;
+    for id in 1..=1000i64 {
+        last_offset = p
+            .produce(req(id * 7919, 0))
+            .await
+            .expect("produce")
+            .into_inner()
+            .base_offset;
+    }
+    let (_, metrics) = admin_until(admin, "/metrics", 200).await;
+    let remembered = sample(&metrics, "streamhouse_producers_remembered{shard=\"0\"}");
+    assert!(remembered <= 100.0, "{remembered} producers remembered");
+    // The most recent producer's retry is recognised...
+    let retry = p
+        .produce(req(1000 * 7919, 0))
+        .await
+        .expect("retry")
+        .into_inner();
+    assert!(
+        retry.duplicate,
+        "a recent producer's retry was appended again"
+    );
+    assert_eq!(retry.base_offset, last_offset);
+    // ... and a forgotten one goes on as a new producer.
+    let next = p
+        .produce(req(7919, 1))
+        .await
+        .expect("a forgotten producer's next batch");
+    assert!(!next.into_inner().duplicate);
+}
+
+/// Issue 13, item 8: gRPC framing mistakes get INVALID_ARGUMENT (a length
+/// prefix shorter than the body used to be UNIMPLEMENTED "only unary
+/// calls"; a reserved flag bit used to be "compressed"), and the refusal of
+/// a compressed message says which encoding to use instead.
+#[tokio::test]
+async fn grpc_framing_mistakes_get_clear_statuses() {
+    let agent = Agent::start(1, &[]);
+    agent.create_topic("frames", 1).await;
+    let addr = agent.addr(0);
+    let h2c = raw::connect(&addr).await;
+    let msg = prost::Message::encode_to_vec(&produce_req("frames", 0, &["x".into()]));
+    let call = |body: Vec<u8>| {
+        let req = raw::request(&addr, pb::paths::PRODUCE, &[]);
+        let mut h2c = h2c.clone();
+        async move { raw::call(&mut h2c, req, body).await }
+    };
+    // The prefix declares fewer bytes than the body holds.
+    let mut short = raw::frame(0, &msg);
+    short[4] -= 1;
+    let r = call(short).await;
+    assert_eq!(r.grpc_status.as_deref(), Some("3"), "{r:?}");
+    // ... or more than it holds.
+    let mut long = raw::frame(0, &msg);
+    long[4] += 1;
+    let r = call(long).await;
+    assert_eq!(r.grpc_status.as_deref(), Some("3"), "{r:?}");
+    // A reserved flag bit.
+    let r = call(raw::frame(0x80, &msg)).await;
+    assert_eq!(r.grpc_status.as_deref(), Some("3"), "{r:?}");
+    // Compressed: UNIMPLEMENTED, saying what the agent accepts.
+    let r = call(raw::frame(1, &msg)).await;
+    assert_eq!(r.grpc_status.as_deref(), Some("12"), "{r:?}");
+    assert_eq!(r.accept_encoding.as_deref(), Some("identity"), "{r:?}");
+    // And a correct call on the same connection still works.
+    let r = call(raw::frame(0, &msg)).await;
+    assert_eq!(r.grpc_status.as_deref(), Some("0"), "{r:?}");
+    drop(h2c);
+}
+
+/// Issue 13, item 8: an HTTP/1.1 request on a shard port used to get a
+/// bare connection reset; now a plain-text 505 saying what the port speaks.
+#[tokio::test]
+async fn http1_on_a_shard_port_gets_a_clean_refusal() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let agent = Agent::start(1, &[]);
+    let mut s = tokio::net::TcpStream::connect(agent.addr(0)).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut buf))
+        .await
+        .expect("an answer")
+        .expect("a clean close, not a reset");
+    assert!(buf.starts_with("HTTP/1.1 505 "), "{buf:?}");
+    assert!(buf.contains("HTTP/2"), "{buf:?}");
+}
+
+/// Issue 13, item 8: the admin port answers HEAD, ignores query strings,
+/// and closes a connection whose request head does not arrive in time.
+#[tokio::test]
+async fn the_admin_port_answers_head_ignores_queries_and_times_out_slow_heads() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let admin = free_ports(1);
+    let admin_flag = format!("127.0.0.1:{admin}");
+    let _agent = Agent::start(
+        1,
+        &[
+            "--admin-listen",
+            &admin_flag,
+            "--admin-read-timeout-ms",
+            "500",
+        ],
+    );
+    let (code, _) = admin_until(admin, "/health?verbose=1", 200).await;
+    assert_eq!(code, 200);
+    let (code, body) = admin_until(admin, "/ready?x=y", 200).await;
+    assert_eq!(code, 200, "{body}");
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", admin))
+        .await
+        .unwrap();
+    s.write_all(b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = String::new();
+    s.read_to_string(&mut head).await.unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head:?}");
+    assert!(head.ends_with("\r\n\r\n"), "HEAD has no body: {head:?}");
+    // A client that connects and sends half a request head is cut off.
+    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", admin))
+        .await
+        .unwrap();
+    slow.write_all(b"GET /health HT").await.unwrap();
+    let mut rest = String::new();
+    let r = tokio::time::timeout(Duration::from_secs(5), slow.read_to_string(&mut rest)).await;
+    assert!(r.is_ok(), "the admin port kept a stalled request open");
+    assert!(rest.starts_with("HTTP/1.1 408 "), "{rest:?}");
+}
+
+/// Issue 13, item 8: the topic names "." and ".." are refused (as Kafka
+/// does); a Fetch past the high watermark is OUT_OF_RANGE while one at it
+/// long-polls.
+#[tokio::test]
+async fn reserved_topic_names_and_fetches_past_the_high_watermark_are_refused() {
+    let agent = Agent::start(1, &[]);
+    for name in [".", ".."] {
+        let r = agent
+            .admin()
+            .await
+            .create_topic(pb::CreateTopicRequest {
+                name: name.into(),
+                partitions: 1,
+            })
+            .await;
+        assert_eq!(
+            r.map(|_| ()).unwrap_err().code(),
+            tonic::Code::InvalidArgument,
+            "topic {name:?}"
+        );
+    }
+    let meta = agent.create_topic("hw", 1).await;
+    let mut p = agent.producer_for(&meta, 0).await;
+    p.produce(produce_req("hw", 0, &["a".into(), "b".into()]))
+        .await
+        .unwrap();
+    let mut f = agent.fetcher_for(&meta, 0).await;
+    let fetch = |offset, max_wait_ms| pb::FetchRequest {
+        topic: "hw".into(),
+        partition: 0,
+        offset,
+        max_bytes: 0,
+        max_wait_ms,
+    };
+    let past = f.fetch(fetch(3, 0)).await.unwrap_err();
+    assert_eq!(past.code(), tonic::Code::OutOfRange, "{past:?}");
+    let started = std::time::Instant::now();
+    let at = f
+        .fetch(fetch(2, 300))
+        .await
+        .expect("a fetch at the watermark");
+    assert!(at.into_inner().records.is_empty());
+    assert!(started.elapsed() >= Duration::from_millis(250), "it waited");
+}
+
+/// Issue 13, item 8: entries of ended connections leave the shard's
+/// connection table, idle connections are closed after the idle timeout
+/// (with a GOAWAY), and the waiters of long polls that timed out on an
+/// idle partition are removed.
+#[tokio::test(flavor = "multi_thread")]
+async fn ended_connections_and_long_polls_leave_nothing_behind() {
+    let admin = free_ports(1);
+    let admin_flag = format!("127.0.0.1:{admin}");
+    let agent = Agent::start(
+        1,
+        &[
+            "--admin-listen",
+            &admin_flag,
+            "--connection-idle-timeout-ms",
+            "1500",
+        ],
+    );
+    let meta = agent.create_topic("quiet", 1).await;
+    let open = |m: &str| sample(m, "streamhouse_connections_open{shard=\"0\"}");
+    let waiters = |m: &str| sample(m, "streamhouse_fetch_waiters{shard=\"0\"}");
+    // 40 long polls that time out on an idle partition.
+    let f = agent.fetcher_for(&meta, 0).await;
+    let mut polls = Vec::new();
+    for _ in 0..40 {
+        let mut f = f.clone();
+        polls.push(tokio::spawn(async move {
+            f.fetch(pb::FetchRequest {
+                topic: "quiet".into(),
+                partition: 0,
+                offset: 0,
+                max_bytes: 0,
+                max_wait_ms: 200,
+            })
+            .await
+        }));
+    }
+    for p in polls {
+        assert!(p
+            .await
+            .unwrap()
+            .expect("long poll")
+            .into_inner()
+            .records
+            .is_empty());
+    }
+    let (_, m) = admin_until(admin, "/metrics", 200).await;
+    assert_eq!(waiters(&m), 0.0, "long-poll waiters left behind");
+    // 30 connections opened and closed: none stays in the table.
+    for _ in 0..30 {
+        let h2c = raw::connect(&agent.addr(0)).await;
+        drop(h2c);
+    }
+    // An idle connection (handshake done, no stream) is closed by the agent.
+    let tcp = tokio::net::TcpStream::connect(agent.addr(0)).await.unwrap();
+    let (_h2c, conn) = h2::client::handshake(tcp).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(10), conn).await;
+    assert!(
+        closed.is_ok(),
+        "an idle connection was kept past its idle timeout"
+    );
+    drop(f);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, m) = admin_until(admin, "/metrics", 200).await;
+    assert_eq!(open(&m), 0.0, "connections left in the table:\n{m}");
 }

@@ -23,7 +23,7 @@ use glommio::io::{BufferedFile, DmaFile, OpenOptions};
 
 use crate::batch::{self, BatchError, DecodedRecord};
 use crate::index::{IndexEntry, OffsetIndex};
-use crate::producers::{ProducerTable, RememberedBatch, SeqCheck, SeqError};
+use crate::producers::{ProducerLru, ProducerTable, RememberedBatch, SeqCheck, SeqError};
 use crate::segment::{self, Corruption};
 
 /// How long an append that arrived ahead of its producer's sequence waits
@@ -57,7 +57,15 @@ pub struct LogConfig {
     /// allocates unwritten extents that every `fdatasync` must convert and
     /// journal, which made synced appends markedly slower (docs/BENCHMARKS.md).
     pub direct_io: bool,
+    /// Most idempotent producers remembered over all partitions of the
+    /// shard; past it the least recently used is forgotten (see
+    /// [`ProducerLru`]); default [`DEFAULT_MAX_PRODUCERS`].
+    pub max_producers: usize,
 }
+
+/// Default of [`LogConfig::max_producers`]: 100,000 producers (about
+/// 0.5 KiB each with 16 remembered batches, so ~50 MB per shard at most).
+pub const DEFAULT_MAX_PRODUCERS: usize = 100_000;
 
 impl LogConfig {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
@@ -68,6 +76,7 @@ impl LogConfig {
             hurried_age: Duration::from_millis(100),
             max_flush_bytes: 8 << 20,
             direct_io: false,
+            max_producers: DEFAULT_MAX_PRODUCERS,
         }
     }
 }
@@ -214,6 +223,16 @@ fn find_mut<'a>(
     parts.get_mut(topic).and_then(|ps| ps.get_mut(&partition))
 }
 
+/// Forgets the least recently used producers while the shard remembers
+/// more than its bound.
+fn evict_excess(partitions: &mut Partitions, lru: &mut ProducerLru) {
+    while let Some((topic, partition, id, tick)) = lru.pop_excess() {
+        if let Some(p) = find_mut(partitions, &topic, partition) {
+            p.producers.evict(id, tick);
+        }
+    }
+}
+
 fn unknown(topic: &str, partition: u32) -> LogError {
     LogError::UnknownPartition {
         topic: topic.to_owned(),
@@ -246,6 +265,8 @@ struct State {
     /// file descriptor or no space): appends stay on the active segment and
     /// no roll is tried again before this instant.
     roll_retry_at: Option<Instant>,
+    /// Which producers appended least recently, over all partitions.
+    producer_lru: ProducerLru,
 }
 
 struct Inner {
@@ -289,6 +310,7 @@ impl ShardLog {
             ..Default::default()
         };
         let mut partitions: HashMap<String, HashMap<u32, PartitionLog>> = HashMap::new();
+        let mut lru = ProducerLru::new(config.max_producers);
         let mut segments = BTreeMap::new();
         let mut sealed = Vec::new();
         let mut gen = 0;
@@ -360,8 +382,20 @@ impl ShardLog {
                     pos: f.batch_pos,
                     len: h.length,
                 });
-                p.producers
-                    .record(h.producer, h.record_count, h.base_offset, 0);
+                let tick = lru.next_tick();
+                if let Some(previous) =
+                    p.producers
+                        .record(h.producer, h.record_count, h.base_offset, 0, tick)
+                {
+                    lru.touched(
+                        &f.topic,
+                        f.partition,
+                        h.producer.producer_id,
+                        previous,
+                        tick,
+                    );
+                }
+                evict_excess(&mut partitions, &mut lru);
                 report.batches += 1;
             }
             sealed.push(SealedSegment {
@@ -405,11 +439,13 @@ impl ShardLog {
                     poisoned: None,
                     closed: false,
                     roll_retry_at: None,
+                    producer_lru: lru,
                 }),
                 wake,
             }),
         };
         log.create_segment(active).await?;
+        log.publish_producers(&log.inner.state.borrow());
         glommio::spawn_local(log.clone().writer(rx)).detach();
         Ok((log, report))
     }
@@ -440,6 +476,7 @@ impl ShardLog {
         let mut st = self.inner.state.borrow_mut();
         if let Some(parts) = st.partitions.remove(topic) {
             for (_, mut p) in parts {
+                self.waiters_changed(-(p.data_waiters.len() as i64));
                 for w in p.data_waiters.drain(..) {
                     let _ = w.send(());
                 }
@@ -608,13 +645,34 @@ impl ShardLog {
         let mut batches = batches.to_vec();
         batches.sort_by_key(|b| (b.base_offset, b.producer.producer_id));
         batches.dedup_by_key(|b| (b.base_offset, b.producer.producer_id));
-        let mut st = self.inner.state.borrow_mut();
+        let mut guard = self.inner.state.borrow_mut();
+        let st = &mut *guard;
         if let Some(p) = find_mut(&mut st.partitions, topic, partition) {
             for b in batches {
-                p.producers
-                    .record(b.producer, b.record_count, b.base_offset, 0);
+                let tick = st.producer_lru.next_tick();
+                if let Some(previous) =
+                    p.producers
+                        .record(b.producer, b.record_count, b.base_offset, 0, tick)
+                {
+                    st.producer_lru.touched(
+                        topic,
+                        partition,
+                        b.producer.producer_id,
+                        previous,
+                        tick,
+                    );
+                }
             }
         }
+        evict_excess(&mut st.partitions, &mut st.producer_lru);
+        self.publish_producers(st);
+    }
+
+    fn publish_producers(&self, st: &State) {
+        self.inner.stats.producers.store(
+            st.producer_lru.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// The remembered batches, ending at or before `end_offset`, of the
@@ -716,7 +774,7 @@ impl ShardLog {
             }
             let p = find_mut(&mut st.partitions, topic, partition)
                 .ok_or_else(|| unknown(topic, partition))?;
-            match p.producers.check(header.producer, count, oldest)? {
+            let out = match p.producers.check(header.producer, count, oldest)? {
                 // A retry of a batch already appended: answer with its
                 // offsets once the original is durable.
                 SeqCheck::Duplicate(e) => {
@@ -740,7 +798,19 @@ impl ShardLog {
                     let len = head.len() + batch.len();
                     st.appended_lsn += len as u64;
                     let lsn = st.appended_lsn;
-                    p.producers.record(header.producer, count, base_offset, lsn);
+                    let tick = st.producer_lru.next_tick();
+                    if let Some(previous) =
+                        p.producers
+                            .record(header.producer, count, base_offset, lsn, tick)
+                    {
+                        st.producer_lru.touched(
+                            topic,
+                            partition,
+                            header.producer.producer_id,
+                            previous,
+                            tick,
+                        );
+                    }
                     let was_empty = st.pending_entries.is_empty();
                     st.pending_entries.push_back(PendingEntry {
                         topic: topic.to_owned(),
@@ -761,7 +831,10 @@ impl ShardLog {
                     }
                     (Ok(rx), base_offset, false)
                 }
-            }
+            };
+            evict_excess(&mut st.partitions, &mut st.producer_lru);
+            self.publish_producers(st);
+            out
         };
         let segment = match rx {
             Ok(rx) => Some(wait(rx).await?),
@@ -914,7 +987,15 @@ impl ShardLog {
             }
             let (tx, rx) = oneshot::channel();
             p.data_waiters.push(tx);
+            self.waiters_changed(1);
             rx
+        };
+        // However the wait ends (data, timeout, or the caller dropping this
+        // future), the guard removes its entry if no append took it.
+        let _forget = ForgetWaiter {
+            log: self,
+            topic,
+            partition,
         };
         futures_lite::future::or(
             async {
@@ -923,6 +1004,17 @@ impl ShardLog {
             glommio::timer::sleep(timeout),
         )
         .await;
+    }
+
+    /// Adjusts the gauge of registered data waiters.
+    fn waiters_changed(&self, delta: i64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let g = &self.inner.stats.fetch_waiters;
+        if delta >= 0 {
+            g.fetch_add(delta as u64, Relaxed);
+        } else {
+            g.fetch_sub(delta.unsigned_abs(), Relaxed);
+        }
     }
 
     /// Resolves once everything appended before the call is durable (and
@@ -1353,6 +1445,7 @@ impl ShardLog {
                     len: (e.len - e.batch_offset) as u32,
                 });
                 p.high_watermark = next;
+                self.waiters_changed(-(p.data_waiters.len() as i64));
                 for d in p.data_waiters.drain(..) {
                     let _ = d.send(());
                 }
@@ -1379,6 +1472,29 @@ impl ShardLog {
         }
         st.pending.clear();
         st.pending_entries.clear();
+    }
+}
+
+/// Removes the entries of data waiters that ended without an append
+/// waking them (timed out, or their fetch was dropped).
+struct ForgetWaiter<'a> {
+    log: &'a ShardLog,
+    topic: &'a str,
+    partition: u32,
+}
+
+impl Drop for ForgetWaiter<'_> {
+    fn drop(&mut self) {
+        let Ok(mut st) = self.log.inner.state.try_borrow_mut() else {
+            return;
+        };
+        if let Some(p) = find_mut(&mut st.partitions, self.topic, self.partition) {
+            let before = p.data_waiters.len();
+            p.data_waiters.retain(|w| !w.is_canceled());
+            let removed = before - p.data_waiters.len();
+            drop(st);
+            self.log.waiters_changed(-(removed as i64));
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! ranges per producer id, so a re-sent batch is answered with its original
 //! offsets and a gap or a stale epoch is refused. Pure bookkeeping: no I/O.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::batch::ProducerInfo;
 
@@ -41,6 +41,8 @@ pub struct SeqEntry {
 struct ProducerState {
     epoch: i16,
     batches: VecDeque<SeqEntry>,
+    /// When the producer last appended, on its shard's [`ProducerLru`] clock.
+    tick: u64,
 }
 
 /// What to do with an incoming batch.
@@ -175,12 +177,28 @@ impl ProducerTable {
         out
     }
 
-    /// Remembers an appended batch.
-    pub fn record(&mut self, info: ProducerInfo, count: u32, base_offset: u64, lsn: u64) {
+    /// Remembers an appended batch, stamped `tick` (see [`ProducerLru`]).
+    /// Returns the producer's previous stamp (`Some(None)` for a producer
+    /// new to the table), or `None` when nothing was remembered (producer
+    /// id 0: not idempotent).
+    pub fn record(
+        &mut self,
+        info: ProducerInfo,
+        count: u32,
+        base_offset: u64,
+        lsn: u64,
+        tick: u64,
+    ) -> Option<Option<u64>> {
         if info.producer_id == 0 {
-            return;
+            return None;
         }
-        let state = self.producers.entry(info.producer_id).or_default();
+        let mut previous = None;
+        let state = self
+            .producers
+            .entry(info.producer_id)
+            .and_modify(|s| previous = Some(s.tick))
+            .or_default();
+        state.tick = tick;
         if info.producer_epoch != state.epoch {
             state.epoch = info.producer_epoch;
             state.batches.clear();
@@ -194,6 +212,94 @@ impl ProducerTable {
         while state.batches.len() > REMEMBERED_BATCHES {
             state.batches.pop_front();
         }
+        Some(previous)
+    }
+
+    /// Forgets producer `producer_id` if it has not appended since `tick`.
+    pub fn evict(&mut self, producer_id: i64, tick: u64) {
+        if self
+            .producers
+            .get(&producer_id)
+            .is_some_and(|s| s.tick == tick)
+        {
+            self.producers.remove(&producer_id);
+        }
+    }
+
+    /// Producers remembered.
+    pub fn len(&self) -> usize {
+        self.producers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.producers.is_empty()
+    }
+}
+
+/// The order in which one shard's producers (over all its partitions) last
+/// appended, so the shard can bound how many it remembers: past
+/// `max` the least recently used one is forgotten. A forgotten producer's
+/// next batch is taken as a new producer's (any sequence may start it,
+/// subject to `oldest_sequence`), so only retries of its batches from
+/// before it was forgotten lose deduplication.
+#[derive(Debug)]
+pub struct ProducerLru {
+    max: usize,
+    clock: u64,
+    order: BTreeMap<u64, (String, u32, i64)>,
+}
+
+impl ProducerLru {
+    /// Remembers at most `max` producers (at least 1).
+    pub fn new(max: usize) -> Self {
+        ProducerLru {
+            max: max.max(1),
+            clock: 0,
+            order: BTreeMap::new(),
+        }
+    }
+
+    /// The stamp for the next [`ProducerTable::record`].
+    pub fn next_tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    /// Notes that `producer_id` of `topic/partition` appended at `tick`,
+    /// after `record` answered `previous`.
+    pub fn touched(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        producer_id: i64,
+        previous: Option<u64>,
+        tick: u64,
+    ) {
+        let key = match previous.and_then(|t| self.order.remove(&t)) {
+            Some(k) => k,
+            None => (topic.to_owned(), partition, producer_id),
+        };
+        self.order.insert(tick, key);
+    }
+
+    /// The least recently used producer to forget, while more than `max`
+    /// are remembered: (topic, partition, producer id, its stamp).
+    pub fn pop_excess(&mut self) -> Option<(String, u32, i64, u64)> {
+        if self.order.len() <= self.max {
+            return None;
+        }
+        let (tick, (topic, partition, id)) = self.order.pop_first()?;
+        Some((topic, partition, id, tick))
+    }
+
+    /// Producers remembered (entries of removed topics count until they are
+    /// the oldest).
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
     }
 }
 
@@ -213,9 +319,9 @@ mod tests {
             base_sequence: seq,
         };
         let mut t = ProducerTable::default();
-        t.record(info(0), 10, 100, 0);
-        t.record(info(10), 10, 110, 0);
-        t.record(info(20), 10, 120, 0);
+        t.record(info(0), 10, 100, 0, 0);
+        t.record(info(10), 10, 110, 0, 0);
+        t.record(info(20), 10, 120, 0, 0);
         // Only the batches ending at or before offset 120 are committed.
         let snap = t.snapshot(0, 120);
         assert_eq!(snap.len(), 2);
@@ -223,7 +329,7 @@ mod tests {
         assert!(t.snapshot(130, 200).is_empty());
         let mut restored = ProducerTable::default();
         for b in &snap {
-            restored.record(b.producer, b.record_count, b.base_offset, 0);
+            restored.record(b.producer, b.record_count, b.base_offset, 0, 0);
         }
         match restored.check(info(10), 10, None) {
             Ok(SeqCheck::Duplicate(e)) => assert_eq!(e.base_offset, 110),
@@ -244,9 +350,9 @@ mod tests {
     fn duplicates_gaps_and_fencing() {
         let mut t = ProducerTable::default();
         assert_eq!(t.check(p(0), 10, None), Ok(SeqCheck::Append));
-        t.record(p(0), 10, 100, 1);
+        t.record(p(0), 10, 100, 1, 0);
         assert_eq!(t.check(p(10), 5, None), Ok(SeqCheck::Append));
-        t.record(p(10), 5, 110, 2);
+        t.record(p(10), 5, 110, 2, 0);
         match t.check(p(0), 10, None) {
             Ok(SeqCheck::Duplicate(e)) => assert_eq!(e.base_offset, 100),
             other => panic!("{other:?}"),
@@ -269,7 +375,7 @@ mod tests {
         ));
         // Only the last REMEMBERED_BATCHES batches are remembered.
         for i in 0..=REMEMBERED_BATCHES as i32 {
-            t.record(p(15 + i), 1, 115 + i as u64, 3);
+            t.record(p(15 + i), 1, 115 + i as u64, 3, 0);
         }
         assert!(t.check(p(10), 5, None).is_err());
         assert!(matches!(
@@ -285,10 +391,10 @@ mod tests {
         let err = t.check(p(10), 5, Some(0)).unwrap_err();
         assert!(err.is_ahead(), "{err:?}");
         assert_eq!(t.check(p(0), 10, Some(0)), Ok(SeqCheck::Append));
-        t.record(p(0), 10, 100, 1);
+        t.record(p(0), 10, 100, 1, 0);
         assert_eq!(t.check(p(10), 5, Some(0)), Ok(SeqCheck::Append));
         // Behind the expected sequence and not remembered: never appendable.
-        t.record(p(10), 5, 110, 2);
+        t.record(p(10), 5, 110, 2, 0);
         let behind = t.check(p(12), 1, None).unwrap_err();
         assert!(!behind.is_ahead());
         // Without `oldest` (a client with one batch in flight) any start goes.

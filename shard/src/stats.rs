@@ -70,6 +70,11 @@ pub struct LogStats {
     pub segments_sealed: AtomicU64,
     /// Rolls that could not create the next segment (then retried).
     pub roll_failures: AtomicU64,
+    /// Idempotent producers remembered now (bounded by
+    /// `LogConfig::max_producers`).
+    pub producers: AtomicU64,
+    /// Fetches registered as waiting for data right now.
+    pub fetch_waiters: AtomicU64,
     /// Why the log cannot write now, if it cannot: failed for good, or its
     /// last roll failed and is being retried. Written on the log's
     /// executor, read by `/ready` (a lock taken only on those rare events
@@ -98,6 +103,8 @@ impl Default for LogStats {
             commit_batches: Buckets::new(COMMIT_BUCKETS),
             segments_sealed: AtomicU64::new(0),
             roll_failures: AtomicU64::new(0),
+            producers: AtomicU64::new(0),
+            fetch_waiters: AtomicU64::new(0),
             trouble: Mutex::new(None),
         }
     }
