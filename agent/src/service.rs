@@ -703,14 +703,14 @@ impl ShardContext {
         let encoded = if !req.batch.is_empty() {
             // The whole records section is checked before anything is
             // acknowledged: a batch the agent accepts, every reader can decode.
-            batch::check_records(&req.batch, self.config.max_request_bytes).map_err(
-                |e| match e {
-                    batch::BatchError::TooLarge { .. } => {
-                        Status::new(Code::ResourceExhausted, format!("batch too large: {e}"))
-                    }
-                    e => bad(format!("invalid batch: {e}")),
-                },
-            )?;
+            let (max_batch, max_record) =
+                (self.config.max_request_bytes, self.config.max_record_bytes);
+            batch::check_records(&req.batch, max_batch, max_record).map_err(|e| match e {
+                batch::BatchError::TooLarge { .. } | batch::BatchError::RecordTooLarge { .. } => {
+                    Status::new(Code::ResourceExhausted, format!("batch too large: {e}"))
+                }
+                e => bad(format!("invalid batch: {e}")),
+            })?;
             req.batch.to_vec()
         } else {
             self.encode_records(&req)?

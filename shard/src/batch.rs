@@ -79,6 +79,12 @@ pub enum BatchError {
         "records section of {records_len} bytes uncompressed exceeds the limit of {limit} bytes"
     )]
     TooLarge { records_len: usize, limit: usize },
+    #[error("record {index} is {size} bytes; the limit is {limit} bytes")]
+    RecordTooLarge {
+        index: u32,
+        size: usize,
+        limit: usize,
+    },
 }
 
 /// One record to encode.
@@ -593,9 +599,14 @@ pub fn decode(shared: &Bytes) -> Result<(BatchHeader, Vec<DecodedRecord>), Batch
 /// codec, CRC, at least one record), reserved flags zero, a records section
 /// of at most `max_records_len` bytes uncompressed whose decompressed size
 /// equals `records_len`, exactly `record_count` records with dense offset
-/// deltas 0, 1, 2, ... and every length within bounds. Keeps nothing;
+/// deltas 0, 1, 2, ... and every length within bounds, and no record
+/// (key + value + headers) over `max_record_bytes`. Keeps nothing;
 /// allocates at most the decompressed section.
-pub fn check_records(buf: &[u8], max_records_len: usize) -> Result<BatchHeader, BatchError> {
+pub fn check_records(
+    buf: &[u8],
+    max_records_len: usize,
+    max_record_bytes: usize,
+) -> Result<BatchHeader, BatchError> {
     let h = validate(buf)?;
     let flags = u16::from_le_bytes([buf[22], buf[23]]);
     if flags != 0 {
@@ -613,7 +624,23 @@ pub fn check_records(buf: &[u8], max_records_len: usize) -> Result<BatchHeader, 
         }
     };
     check_section(section, &h)?;
-    walk_records(section, h.record_count, |i, r| dense(i, &r))?;
+    walk_records(section, h.record_count, |i, r| {
+        dense(i, &r)?;
+        let size = r.key.map_or(0, <[u8]>::len)
+            + r.value.len()
+            + r.headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
+        if size > max_record_bytes {
+            return Err(BatchError::RecordTooLarge {
+                index: i,
+                size,
+                limit: max_record_bytes,
+            });
+        }
+        Ok(())
+    })?;
     Ok(h)
 }
 
@@ -737,7 +764,7 @@ mod tests {
                 let b = lying(codec, count, len);
                 validate(&b).expect("the CRC is valid");
                 assert!(
-                    check_records(&b, 8 << 20).is_err(),
+                    check_records(&b, 8 << 20, 8 << 20).is_err(),
                     "{codec:?} {count:?} {len:?}"
                 );
                 assert!(
@@ -748,7 +775,7 @@ mod tests {
         }
         let too_big = lying(Codec::Lz4, None, Some(9 << 20));
         assert!(matches!(
-            check_records(&too_big, 8 << 20),
+            check_records(&too_big, 8 << 20, 8 << 20),
             Err(BatchError::TooLarge { .. })
         ));
     }
@@ -776,7 +803,7 @@ mod tests {
             let mut b = encode(&recs, codec, producer);
             set_base_offset(&mut b, base);
             let h = validate(&b).unwrap();
-            prop_assert_eq!(check_records(&b, MAX_RECORDS_LEN).unwrap(), h);
+            prop_assert_eq!(check_records(&b, MAX_RECORDS_LEN, usize::MAX).unwrap(), h);
             prop_assert_eq!(h.producer, producer);
             prop_assert_eq!(h.record_count as usize, recs.len());
             let (_, out) = decode(&Bytes::from(b)).unwrap();

@@ -51,6 +51,7 @@ in_both_write_modes!(
     dropping_a_shipped_segment_keeps_batches_still_being_synced_readable,
     torn_tail_is_truncated_and_mid_file_corruption_is_reported,
     reading_before_the_log_start_is_out_of_range,
+    a_stored_batch_whose_records_lie_is_data_loss_for_it_alone,
 );
 
 fn run<F, Fut>(f: F)
@@ -388,5 +389,53 @@ fn reading_before_the_log_start_is_out_of_range(direct_io: bool) {
             .await
             .unwrap();
         assert_eq!(a.base_offset, 103);
+    });
+}
+
+/// A batch stored by an agent that checked only its header and CRC (as
+/// agents did before every Produce checked the records section): one
+/// record, `record_count` 3. Reading it must never abort or allocate from
+/// the count: a read starting before it answers what precedes it, a read
+/// at it is `Undecodable` naming the next offset, a read past it works,
+/// and recovery reopens the log.
+fn a_stored_batch_whose_records_lie_is_data_loss_for_it_alone(direct_io: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let mut lying = batch(1, "lie", ProducerInfo::default());
+        lying[24..28].copy_from_slice(&3u32.to_le_bytes());
+        streamhouse_shard::batch::set_base_offset(&mut lying, 0);
+        for reopen in [false, true] {
+            let (log, _) = ShardLog::open(config(&path, direct_io)).await.unwrap();
+            log.add_partition("t", 0);
+            if !reopen {
+                log.append("t", 0, batch(2, "before", ProducerInfo::default()))
+                    .await
+                    .unwrap();
+                log.append("t", 0, lying.clone()).await.unwrap();
+                log.append("t", 0, batch(2, "after", ProducerInfo::default()))
+                    .await
+                    .unwrap();
+            }
+            let r = log.read("t", 0, 0, 1 << 20).await.unwrap();
+            let values: Vec<&[u8]> = r.records.iter().map(|r| &r.value[..]).collect();
+            assert_eq!(
+                values,
+                [&b"before-0"[..], b"before-1"],
+                "reopened: {reopen}"
+            );
+            match log.read("t", 0, 2, 1 << 20).await {
+                Err(LogError::Undecodable {
+                    offset,
+                    next_offset,
+                    ..
+                }) => assert_eq!((offset, next_offset), (2, 5)),
+                other => panic!("reading the lying batch: {other:?}"),
+            }
+            let r = log.read("t", 0, 5, 1 << 20).await.unwrap();
+            assert_eq!(r.records.len(), 2);
+            assert_eq!(r.records[0].offset, 5);
+            log.close().await;
+        }
     });
 }
