@@ -721,10 +721,9 @@ async fn the_admin_port_answers_head_ignores_queries_and_times_out_slow_heads() 
 }
 
 /// Issue 13, item 8: the topic names "." and ".." are refused (as Kafka
-/// does); a Fetch past the high watermark is OUT_OF_RANGE while one at it
-/// long-polls.
+/// does); before, both were created.
 #[tokio::test]
-async fn reserved_topic_names_and_fetches_past_the_high_watermark_are_refused() {
+async fn reserved_topic_names_are_refused() {
     let agent = Agent::start(1, &[]);
     for name in [".", ".."] {
         let r = agent
@@ -741,6 +740,14 @@ async fn reserved_topic_names_and_fetches_past_the_high_watermark_are_refused() 
             "topic {name:?}"
         );
     }
+}
+
+/// Issue 13, item 8: a Fetch past the high watermark is OUT_OF_RANGE (as
+/// the README says; before, it waited and answered nothing), while one at
+/// the watermark long-polls.
+#[tokio::test]
+async fn a_fetch_past_the_high_watermark_is_out_of_range() {
+    let agent = Agent::start(1, &[]);
     let meta = agent.create_topic("hw", 1).await;
     let mut p = agent.producer_for(&meta, 0).await;
     p.produce(produce_req("hw", 0, &["a".into(), "b".into()]))
@@ -765,10 +772,11 @@ async fn reserved_topic_names_and_fetches_past_the_high_watermark_are_refused() 
     assert!(started.elapsed() >= Duration::from_millis(250), "it waited");
 }
 
-/// Issue 13, item 8: entries of ended connections leave the shard's
-/// connection table, idle connections are closed after the idle timeout
-/// (with a GOAWAY), and the waiters of long polls that timed out on an
-/// idle partition are removed.
+/// Issue 13, items 4 and 8: entries of ended connections leave the
+/// shard's connection table, idle connections are closed after the idle
+/// timeout (with a GOAWAY), a connection that never sends the HTTP/2
+/// preface is closed after the handshake timeout, and the waiters of long
+/// polls that timed out on an idle partition are removed.
 #[tokio::test(flavor = "multi_thread")]
 async fn ended_connections_and_long_polls_leave_nothing_behind() {
     let admin = free_ports(1);
@@ -780,6 +788,8 @@ async fn ended_connections_and_long_polls_leave_nothing_behind() {
             &admin_flag,
             "--connection-idle-timeout-ms",
             "1500",
+            "--handshake-timeout-ms",
+            "500",
         ],
     );
     let meta = agent.create_topic("quiet", 1).await;
@@ -824,6 +834,16 @@ async fn ended_connections_and_long_polls_leave_nothing_behind() {
     assert!(
         closed.is_ok(),
         "an idle connection was kept past its idle timeout"
+    );
+    // A connection that never sends the HTTP/2 preface is closed after the
+    // handshake timeout.
+    let mut silent = tokio::net::TcpStream::connect(agent.addr(0)).await.unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::io::AsyncReadExt::read_to_end(&mut silent, &mut buf);
+    let ended = tokio::time::timeout(Duration::from_secs(5), read).await;
+    assert!(
+        ended.is_ok(),
+        "a connection without a handshake was kept open"
     );
     drop(f);
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -929,7 +949,7 @@ async fn stored_batches_whose_records_lie_are_data_loss_for_themselves_only() {
     a.kill9();
     store_a_lying_batch(a.data_dir.join("shard-0"));
     a.spawn();
-    read_around_the_lying_batch(a.fetcher_for(&meta, 0).await, "the local log").await;
+    read_around_the_lying_batch(a.fetcher_for(&meta, 0).await, "after a restart").await;
     // SIGTERM ships the log to object storage; a second agent on an empty
     // data dir then reads the partition from the chunk objects.
     a.signal(libc::SIGTERM);
@@ -958,5 +978,9 @@ async fn stored_batches_whose_records_lie_are_data_loss_for_themselves_only() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    read_around_the_lying_batch(b.fetcher_for(&meta, 0).await, "object storage").await;
+    read_around_the_lying_batch(
+        b.fetcher_for(&meta, 0).await,
+        "on another agent, from object storage",
+    )
+    .await;
 }

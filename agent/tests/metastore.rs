@@ -7,7 +7,7 @@ mod common;
 use common::unique;
 
 use streamhouse_agent::metastore::{
-    AgentRow, ChunkCommit, ChunkRange, MetaError, MetaStore, RememberedBatch,
+    AgentRow, ChunkCommit, ChunkRange, MetaError, MetaStore, RememberedBatch, MAX_STORED_PRODUCERS,
     PRODUCER_STATE_TTL_MS, SCHEMA_VERSION,
 };
 use streamhouse_shard::batch::ProducerInfo;
@@ -256,6 +256,25 @@ async fn suite(url: &str) {
     assert_eq!(
         sorted(m.producer_state(&key, 0).await.unwrap()),
         sorted(later)
+    );
+
+    // At most MAX_STORED_PRODUCERS per partition: a range carrying that
+    // many new producers pushes out the ones whose last range is older
+    // (producers 7 and 10..), never its own.
+    let crowd: Vec<RememberedBatch> = (0..MAX_STORED_PRODUCERS)
+        .map(|i| remembered(1_000 + i, 0, 45))
+        .collect();
+    let mut r = range(&key, 0, 45, 50, 3);
+    r.producers = crowd.clone();
+    let c6 = ChunkCommit {
+        key: unique("chunks/s"),
+        size: 500,
+        ranges: vec![r],
+    };
+    assert!(m.commit_chunk("agent-a", &c6, 30_000).await.unwrap());
+    assert_eq!(
+        sorted(m.producer_state(&key, 0).await.unwrap()),
+        sorted(crowd)
     );
 
     // Deleting the topic drops its leases, chunk index and producer state.

@@ -27,6 +27,12 @@ use streamhouse_shard::batch::ProducerInfo;
 /// silent for longer starts afresh on a new owner.
 pub const PRODUCER_STATE_TTL_MS: i64 = 24 * 3600 * 1000;
 
+/// Most producers whose state is stored per partition: 10,000. Past it a
+/// commit drops the producers whose last committed range is oldest (those
+/// of the newest range are always kept), so ids that appear once cannot
+/// grow the metadata store without bound within the TTL either.
+pub const MAX_STORED_PRODUCERS: i64 = 10_000;
+
 /// A topic row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicRow {
@@ -297,7 +303,8 @@ impl MetaStore {
 
     /// Commits a chunk's ranges atomically, fenced by each range's epoch,
     /// with the producer state each range carries (stamped `now_ms`;
-    /// state older than [`PRODUCER_STATE_TTL_MS`] is dropped). Returns
+    /// state older than [`PRODUCER_STATE_TTL_MS`] is dropped, and past
+    /// [`MAX_STORED_PRODUCERS`] per partition the oldest). Returns
     /// `false` if the chunk was already committed (nothing changed).
     pub async fn commit_chunk(
         &self,

@@ -8,7 +8,10 @@ use tokio::sync::Mutex;
 use tokio_postgres::{Client, GenericClient, NoTls};
 
 use super::sqlite::fenced;
-use super::{decode_producers, encode_producers, RememberedBatch, PRODUCER_STATE_TTL_MS};
+use super::{
+    decode_producers, encode_producers, RememberedBatch, MAX_STORED_PRODUCERS,
+    PRODUCER_STATE_TTL_MS,
+};
 use super::{
     split_addresses, to_i64, to_u64, AgentRow, ChunkCommit, LeaseGrant, LeaseRow, MetaError,
     RangeLocation, TopicRow, MIGRATIONS,
@@ -449,6 +452,14 @@ impl PostgresStore {
                     &part,
                     &now_ms.saturating_sub(PRODUCER_STATE_TTL_MS),
                 ],
+            )
+            .await
+            .map_err(db)?;
+            tx.execute(
+                "DELETE FROM producer_state WHERE topic = $1 AND part = $2 AND end_offset < (
+                     SELECT end_offset FROM producer_state WHERE topic = $1 AND part = $2
+                     ORDER BY end_offset DESC LIMIT 1 OFFSET $3)",
+                &[&r.topic, &part, &(MAX_STORED_PRODUCERS - 1)],
             )
             .await
             .map_err(db)?;

@@ -8,7 +8,10 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{decode_producers, encode_producers, RememberedBatch, PRODUCER_STATE_TTL_MS};
+use super::{
+    decode_producers, encode_producers, RememberedBatch, MAX_STORED_PRODUCERS,
+    PRODUCER_STATE_TTL_MS,
+};
 use super::{
     split_addresses, to_i64, to_u64, AgentRow, ChunkCommit, LeaseGrant, LeaseRow, MetaError,
     RangeLocation, TopicRow, MIGRATIONS,
@@ -408,6 +411,13 @@ impl SqliteStore {
                     i64::from(r.partition),
                     now_ms.saturating_sub(PRODUCER_STATE_TTL_MS)
                 ],
+            )
+            .map_err(db)?;
+            tx.execute(
+                "DELETE FROM producer_state WHERE topic = ?1 AND part = ?2 AND end_offset < (
+                     SELECT end_offset FROM producer_state WHERE topic = ?1 AND part = ?2
+                     ORDER BY end_offset DESC LIMIT 1 OFFSET ?3)",
+                params![r.topic, i64::from(r.partition), MAX_STORED_PRODUCERS - 1],
             )
             .map_err(db)?;
         }
