@@ -661,7 +661,11 @@ fn assert_dense(got: &BTreeMap<u32, Vec<u64>>) {
 
 #[tokio::test]
 async fn an_agent_back_after_a_takeover_drops_its_stale_unshipped_writes() {
-    let mut c = Cluster::start(2);
+    // Segments stay open for a minute (ack `object` and hand-overs still
+    // seal at once): with the default 500 ms, a loaded machine could seal
+    // and ship part of the "stale" writes before the SIGKILL, and those are
+    // then rightly committed and served.
+    let mut c = Cluster::start_aged(2, 2000, 60_000);
     let admin = c.admin().await;
     admin.create_topic("back", PARTITIONS).await.unwrap();
     let leaders = c.settled("back", 2).await;

@@ -315,6 +315,11 @@ async fn held_open_request_bodies_cannot_grow_memory_without_bound() {
         peak = peak.max(rss_bytes(agent.pid()));
     }
     let grown = peak.saturating_sub(before);
+    eprintln!(
+        "agent RSS {} MB before, peak {} MB holding 256 unfinished 8 MiB requests",
+        before >> 20,
+        peak >> 20
+    );
     assert!(
         grown < 400 << 20,
         "agent RSS grew by {} MB holding 256 unfinished 8 MiB requests",

@@ -614,17 +614,17 @@ impl ShardLog {
     }
 
     /// Makes a partition continue at exactly `offset` (the end of what
-    /// object storage holds) after a lease changed hands: local batches at
-    /// or past it were written under an older lease and are forgotten;
-    /// reads below go to object storage. Returns whether anything changed.
+    /// object storage holds) after a lease changed hands: every local batch
+    /// was written under an older lease and is forgotten — also when the
+    /// local log happens to end at `offset` too, since another leader may
+    /// have committed different batches at the same offsets — and reads
+    /// below `offset` go to object storage. Returns whether the partition
+    /// is known here.
     pub fn reset_to(&self, topic: &str, partition: u32, offset: u64) -> bool {
         let mut st = self.inner.state.borrow_mut();
         let Some(p) = find_mut(&mut st.partitions, topic, partition) else {
             return false;
         };
-        if p.next_offset == offset {
-            return false;
-        }
         if p.next_offset > offset {
             tracing::warn!(
                 topic,

@@ -52,6 +52,7 @@ in_both_write_modes!(
     torn_tail_is_truncated_and_mid_file_corruption_is_reported,
     reading_before_the_log_start_is_out_of_range,
     a_stored_batch_whose_records_lie_is_data_loss_for_it_alone,
+    a_reset_forgets_local_batches_even_when_the_offsets_match,
 );
 
 fn run<F, Fut>(f: F)
@@ -437,5 +438,35 @@ fn a_stored_batch_whose_records_lie_is_data_loss_for_it_alone(direct_io: bool) {
             assert_eq!(r.records[0].offset, 5);
             log.close().await;
         }
+    });
+}
+
+/// After a lease changed hands, a log that ends exactly where object
+/// storage does still holds batches written under the older lease, and
+/// another leader may have committed different batches at those offsets:
+/// a reset must forget them all, so reads below go to object storage.
+/// (Before, equal offsets skipped the reset and the stale local batches
+/// were served.)
+fn a_reset_forgets_local_batches_even_when_the_offsets_match(direct_io: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let (log, _) = ShardLog::open(config(&path, direct_io)).await.unwrap();
+        log.add_partition("t", 0);
+        log.append("t", 0, batch(10, "old-lease", ProducerInfo::default()))
+            .await
+            .unwrap();
+        assert!(log.reset_to("t", 0, 10));
+        assert_eq!(log.log_start("t", 0), Some(10));
+        assert!(matches!(
+            log.read("t", 0, 0, 1 << 20).await,
+            Err(LogError::OffsetOutOfRange { log_start: 10, .. })
+        ));
+        let a = log
+            .append("t", 0, batch(2, "new-lease", ProducerInfo::default()))
+            .await
+            .unwrap();
+        assert_eq!(a.base_offset, 10);
+        log.close().await;
     });
 }
