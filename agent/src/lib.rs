@@ -3,7 +3,10 @@
 //! `direct` transport.
 //!
 //! Modules: [`config`] (flags), [`catalog`] (topics), [`routing`] (partition
-//! → shard), [`grpc`] (HTTP/2 framing), [`service`] (what each call means),
+//! → shard), [`grpc`] (HTTP/2 framing), [`connection`] (one client
+//! connection's life), [`budget`] (request bytes held in memory),
+//! [`limits`] (descriptors and connection limits), [`health`] (the admin
+//! port), [`service`] (what each call means),
 //! [`shard`] (one executor's life), [`lease`] (a shard's lease table),
 //! [`control`] (the thread owning the metadata and object stores),
 //! [`metastore`] (SQLite / PostgreSQL), [`objstore`] (local dir / S3),

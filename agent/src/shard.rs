@@ -1,8 +1,10 @@
 //! One shard's life on its pinned glommio executor: recover the shard's log,
-//! listen on the shard's port, serve HTTP/2 connections (one local task per
-//! stream), apply the control thread's messages, hand sealed segments to the
-//! uploader, and drain on shutdown. Owns the executor's tasks; shares nothing
-//! mutable with other shards except the catalog (admin calls only).
+//! listen on the shard's port and accept connections within the shard's
+//! connection limit (each served by `connection`), apply the control
+//! thread's messages, hand sealed segments to the uploader, and drain on
+//! shutdown. Owns the executor's tasks and its table of open connections;
+//! shares nothing mutable with other shards except the catalog (admin
+//! calls only).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
