@@ -86,11 +86,16 @@ pub async fn serve(door: Rc<Door>, mut stream: TcpStream, stop: oneshot::Receive
     let mut closing = false;
     loop {
         // The timer fires once per idle period (never per tick), so the
-        // connection's pending read is re-polled at most that often.
-        let idle_left = door
-            .idle_timeout
-            .saturating_sub(last_active.get().elapsed())
-            .max(Duration::from_millis(10));
+        // connection's pending read is re-polled at most that often; while
+        // streams are open the connection is not idle and waits a whole
+        // period again.
+        let idle_left = if open.get() > 0 {
+            door.idle_timeout
+        } else {
+            door.idle_timeout
+                .saturating_sub(last_active.get().elapsed())
+                .max(Duration::from_millis(10))
+        };
         let accept = async { Event::Stream(conn.accept().await.map(|r| r.map(Box::new))) };
         let idle = async {
             if closing {

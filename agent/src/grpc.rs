@@ -37,6 +37,9 @@ pub enum Code {
 pub struct Status {
     pub code: Code,
     pub message: String,
+    /// Sent as `grpc-retry-pushback-ms` (gRPC's retry pushback): the
+    /// refusal is momentary and the call may be retried after this.
+    pub retry_after: Option<Duration>,
 }
 
 impl Status {
@@ -44,9 +47,20 @@ impl Status {
         Status {
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
+
+    /// The same status, telling the client to retry after `delay`.
+    pub fn retry_after(mut self, delay: Duration) -> Self {
+        self.retry_after = Some(delay);
+        self
+    }
 }
+
+/// How long a client is told to wait before retrying a request refused
+/// because the request buffers were full: 100 ms.
+pub const BUFFER_PUSHBACK: Duration = Duration::from_millis(100);
 
 /// Settings of the HTTP/2 server side of a connection.
 #[derive(Debug, Clone, Copy)]
@@ -190,8 +204,12 @@ async fn read_reserved(body: &mut Body, limit: usize) -> Result<Bytes, Status> {
             check_prefix(have[0], len, limit)?;
             let budgets: Vec<(&'static str, &Rc<Budget>)> =
                 body.budgets.iter().map(|(s, b)| (*s, b)).collect();
-            let held = Reservation::take(&budgets, len + 5)
-                .map_err(|e| Status::new(Code::ResourceExhausted, e.to_string()))?;
+            // A full budget refuses at once rather than waiting: a stream
+            // waiting for room would hold connection flow-control window
+            // that the streams holding the budget need to finish.
+            let held = Reservation::take(&budgets, len + 5).map_err(|e| {
+                Status::new(Code::ResourceExhausted, e.to_string()).retry_after(BUFFER_PUSHBACK)
+            })?;
             body.held = Some(held);
             expected = Some(len);
             let _ = body.stream.flow_control().release_capacity(unreleased + n);
@@ -304,6 +322,11 @@ pub fn reply_err(respond: &mut SendResponse<Bytes>, status: &Status) {
     );
     r.headers_mut()
         .insert("grpc-message", encode_message(&status.message));
+    if let Some(d) = status.retry_after {
+        if let Ok(v) = HeaderValue::from_str(&d.as_millis().to_string()) {
+            r.headers_mut().insert("grpc-retry-pushback-ms", v);
+        }
+    }
     let _ = respond.send_response(r, true);
 }
 

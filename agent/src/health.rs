@@ -1,8 +1,9 @@
 //! The agent's admin HTTP port (`--admin-listen`): `GET /health` answers
 //! 200 while the process runs (liveness); `GET /ready` answers 200 once the
 //! first lease round is done, the metadata store answered the last
-//! heartbeat, every shard's log can write and every shard port completes an
-//! HTTP/2 handshake, else 503 with the reason; `GET /metrics` answers the
+//! heartbeat, every shard's log can write and every shard port answers a
+//! new connection with SETTINGS (not with a GOAWAY: at its connection
+//! limit), else 503 with the reason; `GET /metrics` answers the
 //! Prometheus text exposition. `HEAD` answers the same without a body; a
 //! query string is ignored. Plain HTTP/1.1, one request per connection, at
 //! most `--max-admin-connections` at once, each closed if its request head
@@ -22,6 +23,8 @@ use crate::control::Shared;
 const MAX_HEAD: usize = 4096;
 /// How long `/ready` waits for a shard port's SETTINGS.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// ... and then for a GOAWAY that would say the shard is full.
+const GOAWAY_WAIT: Duration = Duration::from_millis(200);
 
 /// Serves until the listener fails.
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
@@ -95,7 +98,8 @@ async fn not_ready(shared: &Shared) -> Option<String> {
     None
 }
 
-/// Connects to a shard port and waits for the server's SETTINGS frame.
+/// Connects to a shard port and waits for the server's SETTINGS frame; a
+/// GOAWAY right after it means the shard is at its connection limit.
 async fn probe(addr: std::net::SocketAddr) -> Result<(), String> {
     let attempt = async {
         let mut s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
@@ -106,6 +110,15 @@ async fn probe(addr: std::net::SocketAddr) -> Result<(), String> {
         s.read_exact(&mut head).await.map_err(|e| e.to_string())?;
         if head[3] != 4 {
             return Err(format!("first frame is of type {}, not SETTINGS", head[3]));
+        }
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let mut payload = vec![0u8; len.min(1 << 10)];
+        s.read_exact(&mut payload)
+            .await
+            .map_err(|e| e.to_string())?;
+        let next = tokio::time::timeout(GOAWAY_WAIT, s.read_exact(&mut head)).await;
+        if matches!(next, Ok(Ok(_))) && head[3] == 7 {
+            return Err("it is at its connection limit (--max-connections-per-shard)".into());
         }
         Ok(())
     };

@@ -335,7 +335,14 @@ async fn held_open_request_bodies_cannot_grow_memory_without_bound() {
     for (resp, _send) in replies {
         let r = raw::read_reply(resp).await;
         match r.grpc_status.as_deref() {
-            Some("8") => exhausted += 1,
+            Some("8") => {
+                assert_eq!(
+                    r.pushback.as_deref(),
+                    Some("100"),
+                    "a momentary refusal: {r:?}"
+                );
+                exhausted += 1
+            }
             Some("4") => deadline += 1,
             other => panic!("a held stream got {other:?}: {r:?}"),
         }
@@ -988,4 +995,95 @@ async fn stored_batches_whose_records_lie_are_data_loss_for_themselves_only() {
         "on another agent, from object storage",
     )
     .await;
+}
+
+/// Issue 13, items 1, 5 and 8: `/ready` answers 503 while a shard cannot
+/// take a new connection (here: at its connection limit; the wedge of item
+/// 1 was another way) and 200 again once it can. Before, `/ready` looked
+/// at leases and the metadata store only and stayed 200 while no shard
+/// answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn ready_is_503_while_a_shard_cannot_take_a_connection() {
+    let admin = free_ports(1);
+    let admin_flag = format!("127.0.0.1:{admin}");
+    let agent = Agent::start(
+        1,
+        &[
+            "--admin-listen",
+            &admin_flag,
+            "--max-connections-per-shard",
+            "2",
+        ],
+    );
+    assert_eq!(admin_until(admin, "/ready", 200).await.0, 200);
+    let held = [
+        raw::connect(&agent.addr(0)).await,
+        raw::connect(&agent.addr(0)).await,
+    ];
+    let (code, body) = admin_until(admin, "/ready", 503).await;
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.contains("shard 0 does not accept connections"),
+        "{body}"
+    );
+    assert!(body.contains("connection limit"), "{body}");
+    drop(held);
+    let (code, body) = admin_until(admin, "/ready", 200).await;
+    assert_eq!(code, 200, "{body}");
+}
+
+/// Issue 13, item 4 (the client's side): a request refused because the
+/// agent's request buffers are full carries `grpc-retry-pushback-ms`, and
+/// the project's producer retries it after that pause instead of failing
+/// the record. Here one raw stream holds the whole (small) shard budget
+/// until its body times out; a `send` meanwhile still succeeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_producer_retries_a_request_refused_for_full_buffers() {
+    use streamhouse_client::{Admin, Producer, ProducerRecord};
+    let agent = Agent::start(
+        1,
+        &[
+            "--max-request-bytes",
+            "1048576",
+            "--max-buffered-bytes-per-connection",
+            "1048581",
+            "--max-buffered-bytes-per-shard",
+            "1048581",
+            "--request-body-timeout-ms",
+            "1500",
+        ],
+    );
+    let admin = Admin::connect(&agent.addr(0)).await.unwrap();
+    admin.create_topic("pushback", 1).await.unwrap();
+    let producer = Producer::builder([agent.addr(0)])
+        .retries(10)
+        .build()
+        .await
+        .unwrap();
+    // Warm up: metadata and connections are in place.
+    producer
+        .send(ProducerRecord::new("pushback", "first").partition(0))
+        .await
+        .unwrap();
+    let addr = agent.addr(0);
+    let mut h2c = raw::connect(&addr).await;
+    let req = raw::request(&addr, pb::paths::PRODUCE, &[]);
+    let (resp, mut send) = h2c.send_request(req, false).unwrap();
+    let mut prefix = vec![0u8];
+    prefix.extend_from_slice(&(1_048_576u32).to_be_bytes());
+    send.send_data(prefix.into(), false).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let m = producer
+        .send(ProducerRecord::new("pushback", "second").partition(0))
+        .await
+        .expect("the send is retried until the buffer has room");
+    assert_eq!(m.offset, 1);
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "it had to wait"
+    );
+    let held = raw::read_reply(resp).await;
+    assert_eq!(held.grpc_status.as_deref(), Some("4"), "{held:?}");
+    producer.close().await.unwrap();
 }

@@ -16,6 +16,9 @@ pub enum Error {
         code: tonic::Code,
         /// The agent's message.
         message: String,
+        /// The agent's `grpc-retry-pushback-ms`: the refusal is momentary
+        /// (e.g. its request buffers were full) and may be retried after it.
+        retry_after: Option<std::time::Duration>,
     },
     /// No connection could be made or it broke.
     #[error("cannot reach {address}: {message}")]
@@ -78,9 +81,16 @@ impl Error {
 
 impl From<tonic::Status> for Error {
     fn from(s: tonic::Status) -> Self {
+        let retry_after = s
+            .metadata()
+            .get("grpc-retry-pushback-ms")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(std::time::Duration::from_millis);
         Error::Status {
             code: s.code(),
             message: s.message().to_owned(),
+            retry_after,
         }
     }
 }

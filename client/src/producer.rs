@@ -1332,6 +1332,12 @@ async fn deliver(
             Err(e) => e,
         };
         let mut action = match &err {
+            // A momentary refusal the agent says may be retried (its
+            // request buffers were full): same route, after its pushback.
+            Error::Status {
+                retry_after: Some(_),
+                ..
+            } => RetryAction::SameRoute,
             Error::Status { code, .. } => action_for(*code),
             Error::Transport { .. } => RetryAction::FreshRoute,
             _ => RetryAction::Fail,
@@ -1378,7 +1384,14 @@ async fn deliver(
         // moment its lease is taken, while the backoff may have grown to
         // seconds. After a timeout the same leader is used again unless the
         // metadata names a new one.
-        let delay = inner.backoff.lock().delay(attempt);
+        let mut delay = inner.backoff.lock().delay(attempt);
+        if let Error::Status {
+            retry_after: Some(pushback),
+            ..
+        } = &err
+        {
+            delay = delay.max(*pushback);
+        }
         wait_for_route(
             inner,
             topic,

@@ -16,6 +16,8 @@ pub struct RawReply {
     pub grpc_message: Option<String>,
     /// `grpc-accept-encoding`, if the agent sent one.
     pub accept_encoding: Option<String>,
+    /// `grpc-retry-pushback-ms`, if the agent sent one.
+    pub pushback: Option<String>,
     /// The response body (gRPC-framed).
     pub body: Vec<u8>,
 }
@@ -76,6 +78,7 @@ pub async fn read_reply(resp: h2::client::ResponseFuture) -> RawReply {
         grpc_status: header(resp.headers(), "grpc-status"),
         grpc_message: header(resp.headers(), "grpc-message"),
         accept_encoding: header(resp.headers(), "grpc-accept-encoding"),
+        pushback: header(resp.headers(), "grpc-retry-pushback-ms"),
         body: Vec::new(),
     };
     let mut body = resp.into_body();
