@@ -355,6 +355,16 @@ async fn held_open_request_bodies_cannot_grow_memory_without_bound() {
     drop(conns);
 }
 
+/// An agent with `extra` flags and an admin port; returns it with the
+/// admin port.
+fn start_with_admin(shards: usize, extra: &[&str]) -> (Agent, u16) {
+    let admin = free_ports(1);
+    let admin_flag = format!("127.0.0.1:{admin}");
+    let mut args = vec!["--admin-listen", admin_flag.as_str()];
+    args.extend_from_slice(extra);
+    (Agent::start(shards, &args), admin)
+}
+
 /// `count` records of 100 bytes.
 fn hundred_byte_records(topic: &str, partition: u32, count: usize) -> pb::ProduceRequest {
     let values: Vec<String> = (0..count).map(|i| format!("{i:0100}")).collect();
@@ -475,12 +485,7 @@ async fn idle_connections_under_a_low_open_file_limit_cannot_disable_writes() {
 /// and `/ready` is 200 again.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_segment_roll_is_retried_and_ready_says_why() {
-    let admin = free_ports(1);
-    let admin_flag = format!("127.0.0.1:{admin}");
-    let agent = Agent::start(
-        1,
-        &["--segment-bytes", "65536", "--admin-listen", &admin_flag],
-    );
+    let (agent, admin) = start_with_admin(1, &["--segment-bytes", "65536"]);
     let meta = agent.create_topic("roll", 1).await;
     let mut p = agent.producer_for(&meta, 0).await;
     assert_eq!(admin_until(admin, "/ready", 200).await.0, 200);
@@ -584,17 +589,7 @@ async fn fetch_max_bytes_bounds_the_decompressed_records() {
 /// recent producer's retry is still a duplicate.
 #[tokio::test]
 async fn the_producer_table_is_bounded_and_forgets_the_least_recently_used() {
-    let admin = free_ports(1);
-    let admin_flag = format!("127.0.0.1:{admin}");
-    let agent = Agent::start(
-        1,
-        &[
-            "--max-producers-per-shard",
-            "100",
-            "--admin-listen",
-            &admin_flag,
-        ],
-    );
+    let (agent, admin) = start_with_admin(1, &["--max-producers-per-shard", "100"]);
     let meta = agent.create_topic("ids", 1).await;
     let mut p = agent.producer_for(&meta, 0).await;
     let req = |id: i64, seq: i32| pb::ProduceRequest {
@@ -696,17 +691,7 @@ async fn http1_on_a_shard_port_gets_a_clean_refusal() {
 #[tokio::test]
 async fn the_admin_port_answers_head_ignores_queries_and_times_out_slow_heads() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let admin = free_ports(1);
-    let admin_flag = format!("127.0.0.1:{admin}");
-    let _agent = Agent::start(
-        1,
-        &[
-            "--admin-listen",
-            &admin_flag,
-            "--admin-read-timeout-ms",
-            "500",
-        ],
-    );
+    let (_agent, admin) = start_with_admin(1, &["--admin-read-timeout-ms", "500"]);
     let (code, _) = admin_until(admin, "/health?verbose=1", 200).await;
     assert_eq!(code, 200);
     let (code, body) = admin_until(admin, "/ready?x=y", 200).await;
@@ -791,13 +776,9 @@ async fn a_fetch_past_the_high_watermark_is_out_of_range() {
 /// polls that timed out on an idle partition are removed.
 #[tokio::test(flavor = "multi_thread")]
 async fn ended_connections_and_long_polls_leave_nothing_behind() {
-    let admin = free_ports(1);
-    let admin_flag = format!("127.0.0.1:{admin}");
-    let agent = Agent::start(
+    let (agent, admin) = start_with_admin(
         1,
         &[
-            "--admin-listen",
-            &admin_flag,
             "--connection-idle-timeout-ms",
             "1500",
             "--handshake-timeout-ms",
@@ -1004,17 +985,7 @@ async fn stored_batches_whose_records_lie_are_data_loss_for_themselves_only() {
 /// answered.
 #[tokio::test(flavor = "multi_thread")]
 async fn ready_is_503_while_a_shard_cannot_take_a_connection() {
-    let admin = free_ports(1);
-    let admin_flag = format!("127.0.0.1:{admin}");
-    let agent = Agent::start(
-        1,
-        &[
-            "--admin-listen",
-            &admin_flag,
-            "--max-connections-per-shard",
-            "2",
-        ],
-    );
+    let (agent, admin) = start_with_admin(1, &["--max-connections-per-shard", "2"]);
     assert_eq!(admin_until(admin, "/ready", 200).await.0, 200);
     let held = [
         raw::connect(&agent.addr(0)).await,
