@@ -64,10 +64,10 @@ pub struct Reservation {
 }
 
 impl Reservation {
-    /// Reserves `bytes` from every budget in `budgets` (named by `scopes`),
-    /// or from none of them.
+    /// Reserves `bytes` from every budget in `budgets` (each named for
+    /// errors), or from none of them.
     pub fn take(
-        budgets: &[(&'static str, &Rc<Budget>)],
+        budgets: &[(&'static str, Rc<Budget>)],
         bytes: usize,
     ) -> Result<Reservation, Exhausted> {
         for (scope, b) in budgets {
@@ -112,16 +112,20 @@ mod tests {
     fn a_reservation_takes_from_every_budget_or_none_and_returns_on_drop() {
         let shard = Budget::new(100);
         let conn = Budget::new(60);
-        let both = [("shard", &shard), ("connection", &conn)];
+        let both = [("shard", shard.clone()), ("connection", conn.clone())];
         let a = Reservation::take(&both, 50).unwrap();
         assert_eq!((shard.used(), conn.used()), (50, 50));
         let refused = Reservation::take(&both, 20).unwrap_err();
         assert_eq!(refused.scope, "connection");
         assert_eq!((shard.used(), conn.used()), (50, 50), "nothing taken");
         let other = Budget::new(60);
-        let b = Reservation::take(&[("shard", &shard), ("connection", &other)], 50).unwrap();
+        let b = Reservation::take(
+            &[("shard", shard.clone()), ("connection", other.clone())],
+            50,
+        )
+        .unwrap();
         assert_eq!(shard.used(), 100);
-        let refused = Reservation::take(&[("shard", &shard)], 1).unwrap_err();
+        let refused = Reservation::take(&[("shard", shard.clone())], 1).unwrap_err();
         assert_eq!(refused.scope, "shard");
         drop(a);
         assert_eq!((shard.used(), conn.used()), (50, 0));

@@ -202,12 +202,10 @@ async fn read_reserved(body: &mut Body, limit: usize) -> Result<Bytes, Status> {
             }
             let len = u32::from_be_bytes([have[1], have[2], have[3], have[4]]) as usize;
             check_prefix(have[0], len, limit)?;
-            let budgets: Vec<(&'static str, &Rc<Budget>)> =
-                body.budgets.iter().map(|(s, b)| (*s, b)).collect();
             // A full budget refuses at once rather than waiting: a stream
             // waiting for room would hold connection flow-control window
             // that the streams holding the budget need to finish.
-            let held = Reservation::take(&budgets, len + 5).map_err(|e| {
+            let held = Reservation::take(&body.budgets, len + 5).map_err(|e| {
                 Status::new(Code::ResourceExhausted, e.to_string()).retry_after(BUFFER_PUSHBACK)
             })?;
             body.held = Some(held);
