@@ -89,6 +89,17 @@ pub struct AgentConfig {
     #[arg(long, env = "STREAMHOUSE_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
 
+    /// When the data dir was written with another shard count, how long
+    /// the agent may take at start to ship the old layout's WAL to object
+    /// storage before serving with the new count, in milliseconds (default
+    /// 600000). If it cannot, it exits (code 2) and keeps the old WAL.
+    #[arg(
+        long,
+        env = "STREAMHOUSE_RESHARD_TIMEOUT_MS",
+        default_value_t = 600_000
+    )]
+    pub reshard_timeout_ms: u64,
+
     /// Where sealed chunks go: `file:///DIR` or
     /// `s3://BUCKET[/PREFIX]?endpoint=URL&region=R` (credentials from
     /// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY; path-style addressing with
@@ -420,6 +431,10 @@ impl AgentConfig {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
+    }
+
+    pub fn reshard_timeout(&self) -> Duration {
+        Duration::from_millis(self.reshard_timeout_ms)
     }
 
     pub fn connection_idle_timeout(&self) -> Duration {

@@ -86,7 +86,13 @@ pub struct UploadJob {
     pub path: PathBuf,
     /// Object key (unique per segment of a log incarnation).
     pub key: String,
+    /// Ranges of partitions the shard holds lease state for, stamped with
+    /// the epoch they were written under.
     pub ranges: Vec<ChunkRange>,
+    /// Ranges of partitions the shard has no lease state for (handed over,
+    /// or a lease not taken back yet after a restart); their `epoch` is 0
+    /// and the uploader resolves them against the metadata store.
+    pub unleased: Vec<ChunkRange>,
 }
 
 /// Errors of control requests, each mapping to one gRPC status.
@@ -113,6 +119,9 @@ impl From<MetaError> for ControlError {
         match e {
             MetaError::Exists(t) => ControlError::Exists(t),
             MetaError::Unknown(t) => ControlError::Unknown(t),
+            e @ (MetaError::Gap { .. } | MetaError::NotContiguous { .. }) => {
+                ControlError::Corrupt(e.to_string())
+            }
             other => ControlError::Unavailable(other.to_string()),
         }
     }

@@ -12,6 +12,7 @@
 //! [`metastore`] (SQLite / PostgreSQL), [`objstore`] (local dir / S3),
 //! [`uploader`] (sealed segments to chunk objects), [`remote`] (reads from
 //! chunk objects), [`lifecycle`] (starting and stopping, the data-dir lock),
+//! [`layout`] (the shard count a data dir was written with),
 //! [`ports`] (free port ranges for shard listeners).
 
 pub mod assignment;
@@ -22,6 +23,7 @@ pub mod connection;
 pub mod control;
 pub mod grpc;
 pub mod health;
+pub mod layout;
 pub mod lease;
 pub mod lifecycle;
 pub mod limits;

@@ -104,6 +104,83 @@ pub fn start(mut config: AgentConfig, signals: bool) -> Result<RunningAgent, Str
     let lock = lock_data_dir(&config)?;
     claim_data_dir(&config)?;
     let shards = config.shard_count();
+    match crate::layout::recorded(&config.data_dir)? {
+        Some(old) if old != shards => reshard(&config, &lock, old)?,
+        Some(_) => {}
+        None => crate::layout::record(&config.data_dir, shards)?,
+    }
+    launch(config, signals, lock, false)
+}
+
+/// Ships the WAL a data dir holds from `old` shards to object storage, so
+/// that every acknowledged record stays readable at its offsets (and new
+/// writes continue after them) once the configured count serves: starts
+/// the agent with the old count without listening, lets every shard ship
+/// and commit all its segments, releases the leases, and only then records
+/// the new count and removes the surplus WAL directories. If anything is
+/// left unshipped within `--reshard-timeout-ms`, the old WAL stays as it was
+/// and the start fails, naming the old count.
+fn reshard(config: &AgentConfig, lock: &File, old: usize) -> Result<(), String> {
+    let new = config.shard_count();
+    tracing::warn!(
+        old_shards = old,
+        new_shards = new,
+        data_dir = %config.data_dir.display(),
+        "the data dir was written with another shard count: shipping its WAL to object \
+         storage before serving with the new count"
+    );
+    let mut flush = config.clone();
+    flush.shards = Some(old);
+    flush.admin_listen = None;
+    let lock = lock
+        .try_clone()
+        .map_err(|e| format!("cannot share the data-dir lock: {e}"))?;
+    let agent = launch(flush, false, lock, true)
+        .map_err(|e| refuse_reshard(config, old, &format!("the old layout did not start: {e}")))?;
+    agent.draining.store(true, Ordering::Relaxed);
+    let (outcome, shipped) = agent.finish();
+    if let Outcome::Failed(errors) = outcome {
+        return Err(refuse_reshard(config, old, &errors.join("; ")));
+    }
+    if !shipped {
+        return Err(refuse_reshard(
+            config,
+            old,
+            &format!(
+                "its WAL was not all in object storage within --reshard-timeout-ms ({} ms)",
+                config.reshard_timeout_ms
+            ),
+        ));
+    }
+    crate::layout::record(&config.data_dir, new)?;
+    crate::layout::remove_shards_from(&config.data_dir, new, old)?;
+    tracing::info!(
+        old_shards = old,
+        new_shards = new,
+        "the old layout's WAL is in object storage"
+    );
+    Ok(())
+}
+
+fn refuse_reshard(config: &AgentConfig, old: usize, why: &str) -> String {
+    format!(
+        "cannot change the shard count of data dir {} from {old} to {}: {why}. Its WAL is \
+         kept as it was: fix the object store or metadata store and start again, or start \
+         with --shards {old}",
+        config.data_dir.display(),
+        config.shard_count()
+    )
+}
+
+/// Starts the shards and the control thread on a locked, claimed data dir.
+/// With `flush_only`, the shards ship their WAL and stop instead of serving.
+fn launch(
+    mut config: AgentConfig,
+    signals: bool,
+    lock: File,
+    flush_only: bool,
+) -> Result<RunningAgent, String> {
+    let shards = config.shard_count();
     if config.listen.port() == 0 {
         let base = crate::ports::kernel_chosen(config.listen.ip(), shards)
             .ok_or("no free ports for the shards")?;
@@ -168,6 +245,7 @@ pub fn start(mut config: AgentConfig, signals: bool) -> Result<RunningAgent, Str
                     control: ctl,
                     messages: inbox,
                     metrics: m,
+                    flush_only,
                 })
             });
         match spawned {
@@ -209,6 +287,9 @@ pub fn start(mut config: AgentConfig, signals: bool) -> Result<RunningAgent, Str
         agent.shutdown();
         return Err(e);
     }
+    if flush_only {
+        return Ok(agent);
+    }
     tracing::info!(
         agent = %agent.config.agent_id,
         shards,
@@ -235,6 +316,12 @@ impl RunningAgent {
 
     /// Waits until every shard has stopped (after a signal or `shutdown`).
     pub fn wait(self) -> Outcome {
+        self.finish().0
+    }
+
+    /// As [`wait`](Self::wait), also saying whether every shard shipped
+    /// all it had written to object storage.
+    fn finish(self) -> (Outcome, bool) {
         let mut failures = Vec::new();
         let mut shipped = true;
         for (i, h) in self.handles.into_iter().enumerate() {
@@ -244,11 +331,12 @@ impl RunningAgent {
                 Err(e) => failures.push(format!("shard {i} panicked: {e}")),
             }
         }
-        self.control.shutdown(shipped && failures.is_empty());
+        let shipped = shipped && failures.is_empty();
+        self.control.shutdown(shipped);
         if failures.is_empty() {
-            Outcome::Clean
+            (Outcome::Clean, shipped)
         } else {
-            Outcome::Failed(failures)
+            (Outcome::Failed(failures), shipped)
         }
     }
 }

@@ -105,6 +105,9 @@ pub struct ControlMetrics {
     pub upload_bytes: AtomicU64,
     pub upload_us: Buckets<10>,
     pub upload_failures: AtomicU64,
+    /// Ranges that can never be committed (written under a lease another
+    /// agent took over); their bytes stay in the stored chunk object.
+    pub ranges_abandoned: AtomicU64,
     pub leases_acquired: AtomicU64,
     pub leases_lost: AtomicU64,
     pub leases_released: AtomicU64,
@@ -119,6 +122,7 @@ impl Default for ControlMetrics {
             upload_bytes: AtomicU64::new(0),
             upload_us: Buckets::new(UPLOAD_BUCKETS_US),
             upload_failures: AtomicU64::new(0),
+            ranges_abandoned: AtomicU64::new(0),
             leases_acquired: AtomicU64::new(0),
             leases_lost: AtomicU64::new(0),
             leases_released: AtomicU64::new(0),
@@ -280,6 +284,11 @@ impl Registry {
             ),
             ("upload_bytes_total", get(&c.upload_bytes), "counter"),
             ("upload_failures_total", get(&c.upload_failures), "counter"),
+            (
+                "ranges_abandoned_total",
+                get(&c.ranges_abandoned),
+                "counter",
+            ),
             ("leases_acquired_total", get(&c.leases_acquired), "counter"),
             ("leases_lost_total", get(&c.leases_lost), "counter"),
             ("leases_released_total", get(&c.leases_released), "counter"),

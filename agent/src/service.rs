@@ -295,30 +295,32 @@ impl ShardContext {
     /// Hands a sealed segment to the uploader, with each partition's range
     /// stamped with the lease epoch it was written under (also when that
     /// lease was lost since: the metadata store commits it only if nobody
-    /// took the lease meanwhile). Partitions this shard holds no lease
-    /// state for (handed over, every byte already committed) are left out.
+    /// took the lease meanwhile). Ranges of partitions this shard holds no
+    /// lease state for go along unstamped, for the uploader to resolve: the
+    /// segment is deleted only once every range in it is committed (or was
+    /// before).
     pub fn ship(&self, segment: u64, path: std::path::PathBuf, len: u64) {
-        let ranges = self
-            .log
-            .segment_ranges(segment)
-            .into_iter()
-            .filter_map(|r| {
-                let epoch = self.leases.data_epoch(&r.topic, r.partition)?;
-                let producers =
-                    self.log
-                        .producer_snapshot(&r.topic, r.partition, r.base_offset, r.end_offset);
-                Some(ChunkRange {
-                    topic: r.topic,
-                    partition: r.partition,
-                    base_offset: r.base_offset,
-                    end_offset: r.end_offset,
-                    pos: r.pos,
-                    len: r.len,
-                    epoch,
-                    producers,
-                })
-            })
-            .collect();
+        let (mut ranges, mut unleased) = (Vec::new(), Vec::new());
+        for r in self.log.segment_ranges(segment) {
+            let epoch = self.leases.data_epoch(&r.topic, r.partition);
+            let producers =
+                self.log
+                    .producer_snapshot(&r.topic, r.partition, r.base_offset, r.end_offset);
+            let range = ChunkRange {
+                topic: r.topic,
+                partition: r.partition,
+                base_offset: r.base_offset,
+                end_offset: r.end_offset,
+                pos: r.pos,
+                len: r.len,
+                epoch: epoch.unwrap_or(0),
+                producers,
+            };
+            match epoch {
+                Some(_) => ranges.push(range),
+                None => unleased.push(range),
+            }
+        }
         self.unshipped.borrow_mut().insert(segment, len);
         self.sealed_at.borrow_mut().insert(segment, now_ms());
         self.publish_backlog();
@@ -328,6 +330,7 @@ impl ShardContext {
             path,
             key: format!("chunks/{}/{segment:020}.wal", self.log_id),
             ranges,
+            unleased,
         };
         if !self.control.send(Request::Upload(job)) {
             tracing::warn!(

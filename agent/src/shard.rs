@@ -26,6 +26,9 @@ use crate::control::{ControlHandle, ShardMsg};
 use crate::grpc::H2Settings;
 use crate::service::{ContextParts, ShardContext};
 
+/// How long a shard retries binding a port that is in use: 3 s.
+const BIND_RETRY: Duration = Duration::from_secs(3);
+
 /// What a shard reports to the main thread once it is serving (or failed to start).
 pub type Ready = std::sync::mpsc::Sender<(usize, Result<(), String>)>;
 
@@ -50,6 +53,10 @@ pub struct ShardSetup {
     /// Messages from the control thread (leases, committed chunks).
     pub messages: mpsc::UnboundedReceiver<ShardMsg>,
     pub metrics: Arc<crate::metrics::ShardMetrics>,
+    /// Recover, ship every segment to object storage and stop, without
+    /// listening: how a data dir written with another shard count is
+    /// emptied before the new layout serves (see `lifecycle`).
+    pub flush_only: bool,
 }
 
 /// Runs shard `shard` until shutdown. Returns whether everything it wrote
@@ -65,6 +72,7 @@ pub async fn run(setup: ShardSetup) -> Result<bool, String> {
         control,
         mut messages,
         metrics,
+        flush_only,
     } = setup;
     let fail = |e: String| {
         let _ = ready.send((shard, Err(e.clone())));
@@ -90,8 +98,14 @@ pub async fn run(setup: ShardSetup) -> Result<bool, String> {
         "WAL recovered"
     );
     let addr = config.shard_listen(shard);
-    let listener =
-        listen(addr).map_err(|e| fail(format!("shard {shard}: cannot listen on {addr}: {e}")))?;
+    let listener = if flush_only {
+        None
+    } else {
+        Some(
+            listen(addr)
+                .map_err(|e| fail(format!("shard {shard}: cannot listen on {addr}: {e}")))?,
+        )
+    };
     *metrics.log.lock() = Some(log.stats());
     let ctx = ShardContext::new(ContextParts {
         shard,
@@ -123,6 +137,14 @@ pub async fn run(setup: ShardSetup) -> Result<bool, String> {
     })
     .detach();
     let _ = ready.send((shard, Ok(())));
+    let Some(listener) = listener else {
+        let shipped = ctx
+            .ship_everything(Instant::now() + config.reshard_timeout())
+            .await;
+        log.close().await;
+        tracing::info!(shard, shipped, "old layout shipped");
+        return Ok(shipped);
+    };
     tracing::info!(shard, %addr, "serving");
 
     let conns = Rc::new(RefCell::new(Connections::default()));
@@ -263,10 +285,23 @@ fn log_id(dir: &std::path::Path) -> Result<String, String> {
 /// TIME_WAIT, and no `SO_REUSEPORT` (glommio's own `bind` sets it), so a
 /// second agent configured with a port already in use fails at start
 /// instead of silently sharing the port and taking half its connections.
+///
+/// A port still held by the listening socket of an agent that just died is
+/// retried for up to [`BIND_RETRY`]: the kernel closes a killed process's
+/// io_uring-held sockets shortly after it exits, and an immediate restart
+/// must not fail on that.
 fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     use std::os::unix::io::{FromRawFd, IntoRawFd};
+    let deadline = Instant::now() + BIND_RETRY;
     // std's bind sets SO_REUSEADDR (only) on Unix and listens.
-    let std_listener = std::net::TcpListener::bind(addr)?;
+    let std_listener = loop {
+        match std::net::TcpListener::bind(addr) {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => break other?,
+        }
+    };
     // SAFETY: the descriptor is a bound, listening TCP socket whose
     // ownership `into_raw_fd` hands over; nothing else closes it.
     Ok(unsafe { TcpListener::from_raw_fd(std_listener.into_raw_fd()) })

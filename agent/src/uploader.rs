@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use futures::stream::{FuturesOrdered, StreamExt};
 
 use crate::control::{ShardMsg, Shared, UploadJob};
-use crate::metastore::{ChunkCommit, MetaError};
+use crate::metastore::{ChunkCommit, ChunkRange, MetaError};
 
 /// First retry delay; doubles up to [`MAX_RETRY`].
 const FIRST_RETRY: Duration = Duration::from_millis(100);
@@ -71,6 +71,9 @@ struct Stored {
     /// `None` when nothing is to be committed (no ranges, or committed
     /// before a restart).
     chunk: Option<ChunkCommit>,
+    /// Ranges to resolve against the metadata store before the commit
+    /// (see [`UploadJob::unleased`]).
+    unleased: Vec<ChunkRange>,
     started: Instant,
     put: Duration,
 }
@@ -89,6 +92,11 @@ async fn store(shared: Arc<Shared>, job: UploadJob) -> Option<Stored> {
     let done = |chunk: Option<ChunkCommit>| Stored {
         shard: job.shard,
         segment: job.segment,
+        unleased: if chunk.is_some() {
+            job.unleased.clone()
+        } else {
+            Vec::new()
+        },
         chunk,
         started,
         put: started.elapsed(),
@@ -98,7 +106,7 @@ async fn store(shared: Arc<Shared>, job: UploadJob) -> Option<Stored> {
         size: 0,
         ranges: job.ranges.clone(),
     };
-    if chunk.ranges.is_empty() {
+    if chunk.ranges.is_empty() && job.unleased.is_empty() {
         return Some(done(None));
     }
     // Already committed before a restart: never upload or commit twice.
@@ -155,6 +163,7 @@ async fn store(shared: Arc<Shared>, job: UploadJob) -> Option<Stored> {
 async fn commit(shared: &Shared, stored: Stored) -> bool {
     let Stored {
         chunk,
+        unleased,
         started,
         put,
         ..
@@ -163,6 +172,12 @@ async fn commit(shared: &Shared, stored: Stored) -> bool {
         return true;
     };
     let agent = shared.config.agent_id.clone();
+    for r in unleased {
+        let Some(resolved) = resolve(shared, &chunk.key, r).await else {
+            return false;
+        };
+        chunk.ranges.extend(resolved);
+    }
     let mut attempt = 0;
     loop {
         match shared
@@ -192,17 +207,31 @@ async fn commit(shared: &Shared, stored: Stored) -> bool {
                 if written.is_some() && held == written {
                     // The lease we are serving under is gone.
                     shared.lose(&topic, partition, format!("fenced: {detail}"));
-                } else {
-                    // Written under an earlier lease of ours (lost, or
-                    // replaced by a newer one of ours): another agent owned
-                    // the partition since and continued at the committed end.
-                    tracing::warn!(%topic, partition, %detail, "dropping a range written under a lease that went to another agent");
+                }
+                // Written under a lease another agent took since: it
+                // continued at the committed end, so this range can never
+                // be committed; its bytes stay in the stored object.
+                for r in chunk
+                    .ranges
+                    .iter()
+                    .filter(|r| r.topic == topic && r.partition == partition)
+                {
+                    abandon(shared, &chunk.key, r, &detail);
                 }
                 chunk
                     .ranges
                     .retain(|r| !(r.topic == topic && r.partition == partition));
                 if chunk.ranges.is_empty() {
                     return true;
+                }
+            }
+            Err(e @ MetaError::NotContiguous { .. }) => {
+                // Never committed past a hole: the segment stays local and
+                // the commit is retried (an operator must look).
+                attempt += 1;
+                tracing::error!(key = %chunk.key, error = %e, attempt, "chunk commit refused: it would leave a hole in a partition; keeping the segment");
+                if !pause(shared, attempt).await {
+                    return false;
                 }
             }
             Err(e) => {
@@ -223,6 +252,76 @@ async fn commit(shared: &Shared, stored: Stored) -> bool {
         "chunk committed"
     );
     true
+}
+
+/// Decides what to commit for a range its shard held no lease state for:
+/// nothing when it was committed before (the partition was handed over
+/// with every byte in object storage); the range under this agent's epoch
+/// when this agent still holds the partition's lease row and the range
+/// continues its committed end (a lease not taken back yet after a
+/// restart, or a WAL written with another shard count); otherwise it is
+/// abandoned, loudly. `None` only when the agent stops first.
+async fn resolve(shared: &Shared, key: &str, mut r: ChunkRange) -> Option<Option<ChunkRange>> {
+    let mut attempt = 0;
+    let (lease, end) = loop {
+        let found = async {
+            let lease = shared.meta.lease(&r.topic, r.partition).await?;
+            let end = shared.meta.committed_end(&r.topic, r.partition).await?;
+            Ok::<_, MetaError>((lease, end))
+        }
+        .await;
+        match found {
+            Ok(v) => break v,
+            Err(e) => {
+                attempt += 1;
+                tracing::warn!(%key, error = %e, attempt, "metadata store unreachable");
+                if !pause(shared, attempt).await {
+                    return None;
+                }
+            }
+        }
+    };
+    if r.end_offset <= end {
+        return Some(None);
+    }
+    match lease {
+        Some(l) if l.holder == shared.config.agent_id && r.base_offset == end => {
+            r.epoch = l.epoch;
+            Some(Some(r))
+        }
+        other => {
+            let why = match other {
+                Some(l) => format!(
+                    "the lease is held by {} at epoch {} and the committed end is {end}",
+                    l.holder, l.epoch
+                ),
+                None => "the partition has no lease".to_owned(),
+            };
+            abandon(shared, key, &r, &why);
+            Some(None)
+        }
+    }
+}
+
+/// Reports a range that will never be committed, with where its bytes are.
+fn abandon(shared: &Shared, key: &str, r: &ChunkRange, why: &str) {
+    shared
+        .metrics
+        .control
+        .ranges_abandoned
+        .fetch_add(1, Ordering::Relaxed);
+    tracing::error!(
+        topic = %r.topic,
+        partition = r.partition,
+        base_offset = r.base_offset,
+        end_offset = r.end_offset,
+        object = %key,
+        pos = r.pos,
+        len = r.len,
+        reason = %why,
+        "records written under a lease another agent took over cannot be committed; \
+         their bytes stay in the chunk object named here"
+    );
 }
 
 #[cfg(test)]

@@ -277,6 +277,40 @@ async fn suite(url: &str) {
         sorted(crowd)
     );
 
+    // Commits are contiguous per partition: a range that would leave a
+    // gap, or overlap what is committed, is refused and nothing of its
+    // chunk is committed; a range committed before is skipped.
+    for (base, end) in [(60, 70), (45, 55), (40, 52)] {
+        let bad = ChunkCommit {
+            key: unique("chunks/gap"),
+            size: 500,
+            ranges: vec![range(&key, 1, 5, 8, 2), range(&key, 0, base, end, 3)],
+        };
+        match m.commit_chunk("agent-a", &bad, 30_000).await {
+            Err(MetaError::NotContiguous {
+                partition: 0,
+                committed_end: 50,
+                base_offset,
+                ..
+            }) => assert_eq!(base_offset, base),
+            other => panic!("{base}..{end}: expected NotContiguous, got {other:?}"),
+        }
+        assert!(!m.chunk_committed(&bad.key).await.unwrap());
+        assert_eq!(m.committed_end(&key, 1).await.unwrap(), 5);
+    }
+    let again = ChunkCommit {
+        key: unique("chunks/again"),
+        size: 500,
+        ranges: vec![range(&key, 0, 0, 10, 3), range(&key, 0, 50, 55, 3)],
+    };
+    assert!(m.commit_chunk("agent-a", &again, 30_000).await.unwrap());
+    assert_eq!(m.committed_end(&key, 0).await.unwrap(), 55);
+    assert_eq!(
+        m.find_range(&key, 0, 3).await.unwrap().unwrap().chunk_key,
+        c1.key,
+        "the range committed before still answers for its offsets"
+    );
+
     // Deleting the topic drops its leases, chunk index and producer state.
     m.delete_topic(&name).await.unwrap();
     assert!(m.lease(&key, 0).await.unwrap().is_none());
@@ -316,6 +350,47 @@ async fn sqlite_passes_the_suite() {
         dir.path().join("meta.db").display()
     ))
     .await;
+}
+
+/// A hole in the chunk index (which commits no longer make, but an index
+/// written by an older version may hold) is reported, never skipped over.
+#[tokio::test]
+async fn a_hole_in_the_chunk_index_is_reported_not_read_past() {
+    let dir = tempfile::tempdir_in(common::target_tmp()).unwrap();
+    let path = dir.path().join("meta.db");
+    let m = MetaStore::open(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let key = m.create_topic("holes", 1).await.unwrap().key();
+    m.acquire_lease(&key, 0, "agent-a", 1_000, 500)
+        .await
+        .unwrap();
+    let first = ChunkCommit {
+        key: "chunks/a".into(),
+        size: 100,
+        ranges: vec![range(&key, 0, 0, 10, 1)],
+    };
+    assert!(m.commit_chunk("agent-a", &first, 1_000).await.unwrap());
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute(
+        "INSERT INTO chunk_ranges (topic, part, base_offset, end_offset, chunk_key, pos, len, epoch)
+         VALUES (?1, 0, 20, 30, 'chunks/b', 0, 100, 1)",
+        [&key],
+    )
+    .unwrap();
+    assert_eq!(
+        m.find_range(&key, 0, 9).await.unwrap().unwrap().chunk_key,
+        "chunks/a"
+    );
+    match m.find_range(&key, 0, 12).await {
+        Err(MetaError::Gap {
+            offset: 12,
+            next: 20,
+            ..
+        }) => {}
+        other => panic!("expected a gap at 12, got {other:?}"),
+    }
+    assert!(m.find_range(&key, 0, 30).await.unwrap().is_none());
 }
 
 #[tokio::test]

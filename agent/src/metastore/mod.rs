@@ -10,7 +10,10 @@
 //!   a different holder gets `epoch + 1`, the same holder keeps its epoch.
 //! - `renew` extends the expiry of a lease we hold, never changing the epoch.
 //! - `commit_chunk` succeeds only if every partition it covers is still held
-//!   by the committing agent at the epoch the chunk carries.
+//!   by the committing agent at the epoch the chunk carries, and each range
+//!   starts exactly at its partition's committed end (a range wholly below
+//!   it was committed before and is skipped): a partition's committed
+//!   ranges are contiguous from offset 0, so a read never skips a gap.
 
 mod postgres;
 mod sqlite;
@@ -138,6 +141,27 @@ pub enum MetaError {
         partition: u32,
         detail: String,
     },
+    #[error(
+        "range {base_offset}..{end_offset} of {topic}/{partition} does not continue its \
+         committed end {committed_end}"
+    )]
+    NotContiguous {
+        topic: String,
+        partition: u32,
+        committed_end: u64,
+        base_offset: u64,
+        end_offset: u64,
+    },
+    #[error(
+        "offset {offset} of {topic}/{partition} is missing from the chunk index: the next \
+         committed range starts at {next}"
+    )]
+    Gap {
+        topic: String,
+        partition: u32,
+        offset: u64,
+        next: u64,
+    },
     #[error("invalid metadata URL {0}")]
     BadUrl(String),
     #[error("metadata store: {0}")]
@@ -148,6 +172,26 @@ impl MetaError {
     pub(crate) fn backend(e: impl std::fmt::Display) -> MetaError {
         MetaError::Backend(e.to_string())
     }
+}
+
+/// Whether range `r` is to be inserted after its partition's committed end
+/// `end`: `true` when it starts there, `false` when it lies wholly below it
+/// (committed before), `NotContiguous` when it would leave a gap or
+/// overlap the committed data.
+pub(crate) fn continues(r: &ChunkRange, end: u64) -> Result<bool, MetaError> {
+    if r.end_offset <= end && r.base_offset < r.end_offset {
+        return Ok(false);
+    }
+    if r.base_offset == end {
+        return Ok(true);
+    }
+    Err(MetaError::NotContiguous {
+        topic: r.topic.clone(),
+        partition: r.partition,
+        committed_end: end,
+        base_offset: r.base_offset,
+        end_offset: r.end_offset,
+    })
 }
 
 /// A metadata store backend.
@@ -338,16 +382,28 @@ impl MetaStore {
         }
     }
 
-    /// The committed range holding `offset`, or else the first one after it.
+    /// The committed range holding `offset`; `None` when `offset` is at or
+    /// past the committed end. A range that starts after `offset` (a hole
+    /// in the index, which commits never make) is reported as corrupt,
+    /// never read in its place.
     pub async fn find_range(
         &self,
         topic: &str,
         partition: u32,
         offset: u64,
     ) -> Result<Option<RangeLocation>, MetaError> {
-        match self {
-            MetaStore::Sqlite(s) => s.find_range(topic, partition, offset),
-            MetaStore::Postgres(s) => s.find_range(topic, partition, offset).await,
+        let found = match self {
+            MetaStore::Sqlite(s) => s.find_range(topic, partition, offset)?,
+            MetaStore::Postgres(s) => s.find_range(topic, partition, offset).await?,
+        };
+        match found {
+            Some(loc) if loc.base_offset > offset => Err(MetaError::Gap {
+                topic: topic.to_owned(),
+                partition,
+                offset,
+                next: loc.base_offset,
+            }),
+            other => Ok(other),
         }
     }
 

@@ -9,12 +9,12 @@ use tokio_postgres::{Client, GenericClient, NoTls};
 
 use super::sqlite::fenced;
 use super::{
-    decode_producers, encode_producers, RememberedBatch, MAX_STORED_PRODUCERS,
-    PRODUCER_STATE_TTL_MS,
+    continues, split_addresses, to_i64, to_u64, AgentRow, ChunkCommit, LeaseGrant, LeaseRow,
+    MetaError, RangeLocation, TopicRow, MIGRATIONS,
 };
 use super::{
-    split_addresses, to_i64, to_u64, AgentRow, ChunkCommit, LeaseGrant, LeaseRow, MetaError,
-    RangeLocation, TopicRow, MIGRATIONS,
+    decode_producers, encode_producers, RememberedBatch, MAX_STORED_PRODUCERS,
+    PRODUCER_STATE_TTL_MS,
 };
 
 /// Advisory lock id taken while migrating ("SHMIGRAT").
@@ -407,12 +407,24 @@ impl PostgresStore {
             return Ok(false);
         }
         for r in &chunk.ranges {
+            // The lease row is locked (FOR UPDATE): commits to one
+            // partition are serialized, so its committed end holds still.
             let cur = lease_row(&tx, &r.topic, r.partition, true).await?;
             if !cur
                 .as_ref()
                 .is_some_and(|l| l.holder == agent && l.epoch == r.epoch)
             {
                 return Err(fenced(&r.topic, r.partition, agent, r.epoch, cur));
+            }
+            let end = tx
+                .query_one(
+                    "SELECT COALESCE(MAX(end_offset), 0) FROM chunk_ranges WHERE topic = $1 AND part = $2",
+                    &[&r.topic, &i64::from(r.partition)],
+                )
+                .await
+                .map_err(db)?;
+            if !continues(r, to_u64(end.get(0)))? {
+                continue;
             }
             tx.execute(
                 "INSERT INTO chunk_ranges (topic, part, base_offset, end_offset, chunk_key, pos, len, epoch)

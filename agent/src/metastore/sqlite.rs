@@ -9,12 +9,12 @@ use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{
-    decode_producers, encode_producers, RememberedBatch, MAX_STORED_PRODUCERS,
-    PRODUCER_STATE_TTL_MS,
+    continues, split_addresses, to_i64, to_u64, AgentRow, ChunkCommit, LeaseGrant, LeaseRow,
+    MetaError, RangeLocation, TopicRow, MIGRATIONS,
 };
 use super::{
-    split_addresses, to_i64, to_u64, AgentRow, ChunkCommit, LeaseGrant, LeaseRow, MetaError,
-    RangeLocation, TopicRow, MIGRATIONS,
+    decode_producers, encode_producers, RememberedBatch, MAX_STORED_PRODUCERS,
+    PRODUCER_STATE_TTL_MS,
 };
 
 /// How long a writer waits for another process's transaction.
@@ -355,6 +355,7 @@ impl SqliteStore {
         if done.is_some() {
             return Ok(false);
         }
+        let mut fresh = Vec::with_capacity(chunk.ranges.len());
         for r in &chunk.ranges {
             let cur = lease_row(&tx, &r.topic, r.partition)?;
             if !cur
@@ -363,13 +364,16 @@ impl SqliteStore {
             {
                 return Err(fenced(&r.topic, r.partition, agent, r.epoch, cur));
             }
+            if continues(r, committed_end_in(&tx, &r.topic, r.partition)?)? {
+                fresh.push(r);
+            }
         }
         tx.execute(
             "INSERT INTO chunks (key, agent, size) VALUES (?1, ?2, ?3)",
             params![chunk.key, agent, to_i64(chunk.size)],
         )
         .map_err(db)?;
-        for r in &chunk.ranges {
+        for r in fresh {
             tx.execute(
                 "INSERT INTO chunk_ranges (topic, part, base_offset, end_offset, chunk_key, pos, len, epoch)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -487,16 +491,7 @@ impl SqliteStore {
     }
 
     pub fn committed_end(&self, topic: &str, partition: u32) -> Result<u64, MetaError> {
-        let end: i64 = self
-            .conn
-            .lock()
-            .query_row(
-                "SELECT COALESCE(MAX(end_offset), 0) FROM chunk_ranges WHERE topic = ?1 AND part = ?2",
-                params![topic, i64::from(partition)],
-                |r| r.get(0),
-            )
-            .map_err(db)?;
-        Ok(to_u64(end))
+        committed_end_in(&self.conn.lock(), topic, partition)
     }
 
     pub fn heartbeat(&self, agent: &AgentRow) -> Result<(), MetaError> {
@@ -535,6 +530,17 @@ impl SqliteStore {
             .map_err(db)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(db)
     }
+}
+
+fn committed_end_in(conn: &Connection, topic: &str, partition: u32) -> Result<u64, MetaError> {
+    let end: i64 = conn
+        .query_row(
+            "SELECT COALESCE(MAX(end_offset), 0) FROM chunk_ranges WHERE topic = ?1 AND part = ?2",
+            params![topic, i64::from(partition)],
+            |r| r.get(0),
+        )
+        .map_err(db)?;
+    Ok(to_u64(end))
 }
 
 fn lease_row(

@@ -217,10 +217,21 @@ impl Agent {
         }
     }
 
+    /// SIGKILLs the agent and waits until its ports are closed: a killed
+    /// process's listening sockets can outlive it briefly (the kernel tears
+    /// its io_uring instances down after the exit), and a restart probing
+    /// the ports meanwhile would find the dead agent's.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while (0..self.shards)
+                .any(|i| std::net::TcpStream::connect(("127.0.0.1", self.port + i as u16)).is_ok())
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
     }
 
