@@ -160,6 +160,22 @@ pub enum Request {
         reply: oneshot::Sender<Result<ClusterView, ControlError>>,
     },
     Upload(UploadJob),
+    /// A shard's health changed: `Failed` (its WAL refuses appends: acquire
+    /// none of its partitions), `Dead` (its executor ended: also stop
+    /// renewing its leases, so they expire and others take them), or
+    /// `Healthy` again.
+    ShardHealth { shard: usize, health: ShardHealth },
+    /// A failed shard has shipped everything it could: give its partitions'
+    /// leases up now, so other agents continue them at once.
+    ReleaseShard { shard: usize },
+}
+
+/// How a shard is doing, as the control thread tracks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardHealth {
+    Healthy,
+    Failed,
+    Dead,
 }
 
 /// Who leads one partition: (agent id, shard address, lease epoch); empty
@@ -230,6 +246,8 @@ pub(crate) struct Shared {
     live: Mutex<Vec<String>>,
     /// Partitions being handed to another agent.
     moving: Mutex<HashSet<(String, u32)>>,
+    /// Shards whose WAL failed or whose executor ended, by shard number.
+    unwell: Mutex<HashMap<usize, ShardHealth>>,
     /// Health for `/ready`: the first lease round is done, and the last
     /// metadata store call succeeded (or the reason it failed).
     pub started: AtomicBool,
@@ -552,7 +570,10 @@ impl Shared {
             })
             .collect();
         for (key, p) in want {
-            if self.leases.lock().contains_key(&(key.clone(), p)) || !self.assigned_here(&key, p) {
+            if self.leases.lock().contains_key(&(key.clone(), p))
+                || !self.assigned_here(&key, p)
+                || self.unwell.lock().contains_key(&self.shard_of(&key, p))
+            {
                 continue;
             }
             match self.acquire(&key, p).await {
@@ -569,10 +590,18 @@ impl Shared {
 
     /// Renews every held lease; loses those that are fenced or expired.
     async fn renew_all(&self) {
+        let dead: Vec<usize> = self
+            .unwell
+            .lock()
+            .iter()
+            .filter(|(_, h)| **h == ShardHealth::Dead)
+            .map(|(s, _)| *s)
+            .collect();
         let held: Vec<((String, u32), (u64, i64))> = self
             .leases
             .lock()
             .iter()
+            .filter(|((k, p), _)| !dead.contains(&self.shard_of(k, *p)))
             .map(|(k, v)| (k.clone(), *v))
             .collect();
         let agent = self.config.agent_id.clone();
@@ -683,6 +712,57 @@ impl Shared {
                 let _ = reply.send(self.cluster_view(&topics).await.map_err(Into::into));
             }
             Request::Upload(_) => {}
+            Request::ShardHealth { shard, health } => {
+                tracing::warn!(shard, ?health, "shard health changed");
+                let mut unwell = self.unwell.lock();
+                match health {
+                    ShardHealth::Healthy => {
+                        unwell.remove(&shard);
+                    }
+                    other => {
+                        unwell.insert(shard, other);
+                    }
+                }
+            }
+            Request::ReleaseShard { shard } => self.release_shard(shard).await,
+        }
+    }
+
+    /// Gives up every lease of shard `shard`'s partitions (its WAL failed
+    /// and everything it could ship is committed).
+    async fn release_shard(&self, shard: usize) {
+        let held: Vec<((String, u32), (u64, i64))> = self
+            .leases
+            .lock()
+            .iter()
+            .filter(|((k, p), _)| self.shard_of(k, *p) == shard)
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        for ((key, p), (epoch, _)) in held {
+            if let Err(e) = self
+                .meta
+                .release_lease(&key, p, &self.config.agent_id, epoch)
+                .await
+            {
+                tracing::warn!(topic = %key, partition = p, error = %e, "cannot release the lease of a failed shard; it expires instead");
+            }
+            let left = {
+                let mut l = self.leases.lock();
+                l.remove(&(key.clone(), p));
+                l.len()
+            };
+            let m = &self.metrics.control;
+            m.leases_released.fetch_add(1, Ordering::Relaxed);
+            m.leases_held.store(left as u64, Ordering::Relaxed);
+            self.catalog.set_lease_epoch(&key, p, 0);
+            tracing::warn!(topic = %key, partition = p, shard, "lease given up: the shard's WAL failed");
+            self.tell(
+                shard,
+                ShardMsg::Released {
+                    topic: key,
+                    partition: p,
+                },
+            );
         }
     }
 
@@ -828,6 +908,7 @@ async fn run(
         release: AtomicBool::new(false),
         live: Mutex::new(Vec::new()),
         moving: Mutex::new(HashSet::new()),
+        unwell: Mutex::new(HashMap::new()),
         started: AtomicBool::new(false),
         meta_error: Mutex::new(None),
     });

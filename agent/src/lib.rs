@@ -13,7 +13,8 @@
 //! [`uploader`] (sealed segments to chunk objects), [`remote`] (reads from
 //! chunk objects), [`lifecycle`] (starting and stopping, the data-dir lock),
 //! [`layout`] (the shard count a data dir was written with),
-//! [`ports`] (free port ranges for shard listeners).
+//! [`ports`] (free port ranges for shard listeners), [`wal_watch`] (a
+//! shard's response to a failed WAL).
 
 pub mod assignment;
 pub mod budget;
@@ -36,6 +37,7 @@ pub mod routing;
 pub mod service;
 pub mod shard;
 pub mod uploader;
+pub mod wal_watch;
 
 pub use config::AgentConfig;
 pub use lifecycle::{start, RunningAgent};

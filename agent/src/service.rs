@@ -104,7 +104,9 @@ pub fn log_status(e: LogError) -> Status {
         LogError::Sequence(_) => Code::FailedPrecondition,
         LogError::OffsetOutOfRange { .. } => Code::OutOfRange,
         LogError::Corrupt(_) | LogError::Undecodable { .. } => Code::DataLoss,
-        LogError::Io { .. } | LogError::Poisoned(_) => Code::Internal,
+        // The write was not acknowledged and the shard recovers its WAL by
+        // itself (or gives its partitions up): a retry may succeed.
+        LogError::Io { .. } | LogError::Poisoned(_) => Code::Unavailable,
     };
     Status::new(code, e.to_string())
 }
@@ -343,11 +345,21 @@ impl ShardContext {
 
     /// Seals the active segment and waits until every sealed segment is
     /// committed and dropped, or `deadline`. True when everything is shipped.
+    /// A failed log is reopened first, so that what recovery can read back
+    /// is sealed and shipped too.
     pub async fn ship_everything(&self, deadline: std::time::Instant) -> bool {
+        if self.log.failure().is_some() {
+            let _ = self.log.reopen().await;
+        }
         self.log.seal_now();
         loop {
-            if self.log.active_is_empty() && self.log.sealed_segments().is_empty() {
+            let sealed_left = !self.log.sealed_segments().is_empty();
+            if self.log.active_is_empty() && !sealed_left {
                 return true;
+            }
+            if self.log.failure().is_some() && !sealed_left {
+                // The failed active segment cannot be sealed.
+                return false;
             }
             if std::time::Instant::now() >= deadline {
                 return false;

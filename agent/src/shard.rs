@@ -146,6 +146,7 @@ pub async fn run(setup: ShardSetup) -> Result<bool, String> {
         return Ok(shipped);
     };
     tracing::info!(shard, %addr, "serving");
+    glommio::spawn_local(crate::wal_watch::watch(ctx.clone())).detach();
 
     let conns = Rc::new(RefCell::new(Connections::default()));
     let door = Rc::new(Door {
@@ -254,7 +255,23 @@ pub async fn run(setup: ShardSetup) -> Result<bool, String> {
              leases are kept until they expire (restart on this data dir to ship the rest)"
         );
     }
-    log.close().await;
+    // A failed log has nothing left to make durable: close returns at
+    // once; still, never wait past the grace period.
+    let left = deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(100);
+    let closed = futures_lite::future::or(
+        async {
+            log.close().await;
+            true
+        },
+        async {
+            glommio::timer::sleep(left).await;
+            false
+        },
+    )
+    .await;
+    if !closed {
+        tracing::warn!(shard, "the WAL did not close within the grace period");
+    }
     tracing::info!(shard, shipped, "stopped");
     Ok(shipped)
 }

@@ -19,6 +19,7 @@ pub mod stats;
 
 #[cfg(feature = "engine")]
 pub use log::{
-    Appended, LogConfig, LogError, ReadResult, RecoveryReport, SealedSegment, SegmentRange,
+    Appended, LogConfig, LogError, ReadResult, RecoveryReport, ReopenError, SealedSegment,
+    SegmentRange,
     ShardLog,
 };

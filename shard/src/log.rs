@@ -26,6 +26,9 @@ use crate::index::{IndexEntry, OffsetIndex};
 use crate::producers::{ProducerLru, ProducerTable, RememberedBatch, SeqCheck, SeqError};
 use crate::segment::{self, Corruption};
 
+mod recovery;
+use recovery::Recovered;
+
 /// How long an append that arrived ahead of its producer's sequence waits
 /// for the batches before it: long enough for requests that overtook each
 /// other on the wire or a quick retry, short of a client's request timeout.
@@ -111,7 +114,10 @@ pub enum LogError {
     },
     #[error("I/O error {context}: {message}")]
     Io { context: String, message: String },
-    #[error("the log is failed after an earlier write or sync error ({0}); restart the shard")]
+    #[error(
+        "the shard's WAL failed ({0}); it refuses writes until it is recovered (retried every \
+         second)"
+    )]
     Poisoned(String),
 }
 
@@ -273,13 +279,28 @@ struct Inner {
     config: LogConfig,
     stats: std::sync::Arc<crate::stats::LogStats>,
     state: RefCell<State>,
-    wake: mpsc::UnboundedSender<()>,
+    /// Wakes the writer task; replaced when a failed log is reopened.
+    wake: RefCell<mpsc::UnboundedSender<()>>,
+    /// Whether a writer task runs (it stops when the log fails or closes).
+    writer_running: std::cell::Cell<bool>,
 }
 
 /// Handle to a shard's log. Cheap to clone; all clones share one log.
 #[derive(Clone)]
 pub struct ShardLog {
     inner: Rc<Inner>,
+}
+
+/// Why [`ShardLog::reopen`] did not bring a failed log back.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReopenError {
+    /// The segments could not be read back; nothing changed.
+    #[error("cannot read the WAL back: {0}")]
+    Unreadable(LogError),
+    /// Every segment was read back and is sealed now (so it can be
+    /// shipped), but no new active segment could be created.
+    #[error("cannot start a new WAL segment: {0}")]
+    NoActive(LogError),
 }
 
 /// What recovery found, for logging.
@@ -297,128 +318,21 @@ impl ShardLog {
     /// indexes and producer state, then starts a fresh active segment and the
     /// writer task on the current executor.
     pub async fn open(config: LogConfig) -> Result<(ShardLog, RecoveryReport), LogError> {
-        std::fs::create_dir_all(&config.dir).map_err(|e| LogError::Io {
-            context: format!("creating {}", config.dir.display()),
-            message: e.to_string(),
-        })?;
-        let ids = segment::list_segments(&config.dir).map_err(|e| LogError::Io {
-            context: format!("listing {}", config.dir.display()),
-            message: e.to_string(),
-        })?;
-        let mut report = RecoveryReport {
-            segments: ids.len(),
-            ..Default::default()
-        };
-        let mut partitions: HashMap<String, HashMap<u32, PartitionLog>> = HashMap::new();
-        let mut lru = ProducerLru::new(config.max_producers);
-        let mut segments = BTreeMap::new();
-        let mut sealed = Vec::new();
-        let mut gen = 0;
-        for (i, id) in ids.iter().enumerate() {
-            let path = segment::segment_path(&config.dir, *id);
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .dma_open(&path)
-                .await
-                .map_err(io_err(format!("opening {}", path.display())))?;
-            let size = file
-                .file_size()
-                .await
-                .map_err(io_err(format!("sizing {}", path.display())))?;
-            let buf = if size == 0 {
-                Vec::new()
-            } else {
-                file.read_at(0, size as usize)
-                    .await
-                    .map_err(io_err(format!("reading {}", path.display())))?
-                    .to_vec()
-            };
-            let is_last = i + 1 == ids.len();
-            let scan = segment::scan(&path, &buf, is_last)?;
-            if scan.torn_bytes > 0 {
-                tracing::warn!(
-                    file = %path.display(),
-                    valid = scan.valid_len,
-                    dropped = scan.torn_bytes,
-                    "truncating torn tail of the last WAL segment (an unacknowledged write)"
-                );
-                report.torn_bytes = scan.torn_bytes;
-            }
-            if scan.valid_len != size {
-                file.truncate(scan.valid_len)
-                    .await
-                    .map_err(io_err(format!("truncating {}", path.display())))?;
-                file.fdatasync()
-                    .await
-                    .map_err(io_err(format!("syncing {}", path.display())))?;
-            }
-            for f in &scan.frames {
-                gen = gen.max(f.gen);
-                let p = partitions
-                    .entry(f.topic.clone())
-                    .or_default()
-                    .entry(f.partition)
-                    .or_default();
-                let h = &f.header;
-                if p.index.is_empty() {
-                    p.log_start = h.base_offset;
-                } else if h.base_offset != p.next_offset {
-                    return Err(LogError::Corrupt(Corruption {
-                        file: path.clone(),
-                        position: f.pos,
-                        reason: format!(
-                            "offset gap in {}/{}: expected {}, found {}",
-                            f.topic, f.partition, p.next_offset, h.base_offset
-                        ),
-                    }));
-                }
-                p.next_offset = h.base_offset + u64::from(h.record_count);
-                p.high_watermark = p.next_offset;
-                p.index.push(IndexEntry {
-                    base_offset: h.base_offset,
-                    next_offset: p.next_offset,
-                    segment: *id,
-                    pos: f.batch_pos,
-                    len: h.length,
-                });
-                let tick = lru.next_tick();
-                if let Some(previous) =
-                    p.producers
-                        .record(h.producer, h.record_count, h.base_offset, 0, tick)
-                {
-                    lru.touched(
-                        &f.topic,
-                        f.partition,
-                        h.producer.producer_id,
-                        previous,
-                        tick,
-                    );
-                }
-                evict_excess(&mut partitions, &mut lru);
-                report.batches += 1;
-            }
-            sealed.push(SealedSegment {
-                id: *id,
-                path: path.clone(),
-                len: scan.valid_len,
-            });
-            segments.insert(
-                *id,
-                SegmentFile {
-                    file: Rc::new(file),
-                    writer: None,
-                    path,
-                },
-            );
-        }
-        report.partitions = partitions.values().map(HashMap::len).sum();
-        let active = ids.last().map_or(0, |id| id + 1);
+        let Recovered {
+            partitions,
+            lru,
+            segments,
+            sealed,
+            gen,
+            active,
+            report,
+        } = recovery::recover(&config).await?;
         let (wake, rx) = mpsc::unbounded();
         let log = ShardLog {
             inner: Rc::new(Inner {
                 config,
                 stats: Default::default(),
+                writer_running: std::cell::Cell::new(false),
                 state: RefCell::new(State {
                     partitions,
                     pending: Vec::new(),
@@ -441,13 +355,129 @@ impl ShardLog {
                     roll_retry_at: None,
                     producer_lru: lru,
                 }),
-                wake,
+                wake: RefCell::new(wake),
             }),
         };
         log.create_segment(active).await?;
         log.publish_producers(&log.inner.state.borrow());
-        glommio::spawn_local(log.clone().writer(rx)).detach();
+        log.start_writer(rx);
         Ok((log, report))
+    }
+
+    fn start_writer(&self, rx: mpsc::UnboundedReceiver<()>) {
+        self.inner.writer_running.set(true);
+        let log = self.clone();
+        glommio::spawn_local(async move {
+            log.clone().writer(rx).await;
+            log.inner.writer_running.set(false);
+        })
+        .detach();
+    }
+
+    /// Why the log failed (a write, sync or segment creation error), while
+    /// it refuses appends; `None` while it works.
+    pub fn failure(&self) -> Option<String> {
+        self.inner.state.borrow().poisoned.clone()
+    }
+
+    /// Brings a failed log back: once its writer has stopped, closes its
+    /// files and recovers it from disk as [`open`](Self::open) does (every
+    /// frame verified, a torn tail truncated), so only what the disk holds
+    /// is served — an append that failed was never acknowledged, and may
+    /// or may not be found again. Every segment found is sealed (segments
+    /// not sealed before are announced to the seal subscriber, so they are
+    /// shipped) and a new active segment is created. Partitions without
+    /// frames on disk keep their offsets and producer state. Returns the
+    /// recovery report once the log takes appends again; on an error (the
+    /// disk still fails) the log stays failed, with whatever recovery could
+    /// seal kept sealed, and may be reopened again later. A no-op returning
+    /// `Ok` for a log that has not failed or was closed.
+    ///
+    /// Cancelling it while it recovers leaves the log failed (its state as
+    /// before, or as recovered without an active segment); reopening again
+    /// is safe.
+    pub async fn reopen(&self) -> Result<RecoveryReport, ReopenError> {
+        if self.failure().is_none() || self.inner.state.borrow().closed {
+            return Ok(RecoveryReport::default());
+        }
+        while self.inner.writer_running.get() {
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+        let rec = recovery::recover(self.config())
+            .await
+            .map_err(ReopenError::Unreadable)?;
+        let active = {
+            let mut st = self.inner.state.borrow_mut();
+            let known: std::collections::HashSet<u64> = st.sealed.iter().map(|s| s.id).collect();
+            let mut partitions = rec.partitions;
+            for (topic, parts) in std::mem::take(&mut st.partitions) {
+                for (partition, mut old) in parts {
+                    for d in old.data_waiters.drain(..).chain(old.seq_waiters.drain(..)) {
+                        let _ = d.send(());
+                    }
+                    let slot = partitions.entry(topic.clone()).or_default();
+                    if let Some(found) = slot.get(&partition) {
+                        if found.next_offset < old.high_watermark {
+                            tracing::error!(
+                                topic,
+                                partition,
+                                durable = old.high_watermark,
+                                on_disk = found.next_offset,
+                                "the reopened WAL holds less than was made durable"
+                            );
+                        }
+                        continue;
+                    }
+                    // Nothing of it on disk: its durable data is in object
+                    // storage; appends that failed are forgotten.
+                    old.index = OffsetIndex::default();
+                    old.next_offset = old.high_watermark;
+                    old.log_start = old.log_start.max(old.high_watermark);
+                    slot.insert(partition, old);
+                }
+            }
+            st.partitions = partitions;
+            st.producer_lru = rec.lru;
+            st.segments = rec.segments;
+            st.sealed = rec.sealed;
+            st.gen = st.gen.max(rec.gen);
+            st.pending.clear();
+            st.pending_entries.clear();
+            st.tail.clear();
+            st.appended_lsn = st.durable_lsn;
+            st.active = rec.active;
+            st.active_len = 0;
+            st.active_since = None;
+            if let Some(tx) = &st.seal_subscriber {
+                for s in st.sealed.iter().filter(|s| !known.contains(&s.id)) {
+                    let _ = tx.unbounded_send(s.clone());
+                }
+            }
+            rec.active
+        };
+        // Every fetch waiter was woken above (it reads again).
+        self.inner
+            .stats
+            .fetch_waiters
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+        let seg = match self.open_segment(active).await {
+            Ok(seg) => seg,
+            Err(e) => {
+                let why = format!("cannot start a new WAL segment after recovery: {e}");
+                self.inner.stats.set_trouble(Some(why.clone()));
+                self.inner.state.borrow_mut().poisoned = Some(why);
+                return Err(ReopenError::NoActive(e));
+            }
+        };
+        self.activate(active, seg);
+        let (wake, rx) = mpsc::unbounded();
+        *self.inner.wake.borrow_mut() = wake;
+        self.inner.state.borrow_mut().poisoned = None;
+        self.inner.stats.set_trouble(None);
+        self.publish_producers(&self.inner.state.borrow());
+        self.start_writer(rx);
+        tracing::info!(dir = %self.config().dir.display(), segments = rec.report.segments, "WAL reopened after a failure");
+        Ok(rec.report)
     }
 
     fn config(&self) -> &LogConfig {
@@ -824,7 +854,7 @@ impl ShardLog {
                     let (tx, rx) = oneshot::channel();
                     st.waiters.push_back((lsn, tx));
                     if was_empty {
-                        let _ = self.inner.wake.unbounded_send(());
+                        let _ = self.inner.wake.borrow().unbounded_send(());
                     }
                     for w in p.seq_waiters.drain(..) {
                         let _ = w.send(());
@@ -1022,6 +1052,9 @@ impl ShardLog {
     pub async fn durable_barrier(&self) -> Result<(), LogError> {
         let rx = {
             let mut st = self.inner.state.borrow_mut();
+            if let Some(why) = &st.poisoned {
+                return Err(LogError::Poisoned(why.clone()));
+            }
             let lsn = st.appended_lsn;
             if lsn <= st.durable_lsn {
                 return Ok(());
@@ -1040,7 +1073,8 @@ impl ShardLog {
         p.index.last().map(|e| e.segment)
     }
 
-    /// Stops the writer after everything queued is durable.
+    /// Stops the writer after everything queued is durable; at once when
+    /// the log failed (what was queued will never be).
     pub async fn close(&self) {
         let rx = {
             let mut st = self.inner.state.borrow_mut();
@@ -1048,7 +1082,7 @@ impl ShardLog {
             st.seal_subscriber = None;
             let (tx, rx) = oneshot::channel();
             let lsn = st.appended_lsn;
-            if lsn <= st.durable_lsn {
+            if lsn <= st.durable_lsn || st.poisoned.is_some() {
                 None
             } else {
                 st.waiters.push_back((lsn, tx));
@@ -1058,7 +1092,7 @@ impl ShardLog {
         if let Some(rx) = rx {
             let _ = wait(rx).await;
         }
-        let _ = self.inner.wake.unbounded_send(());
+        let _ = self.inner.wake.borrow().unbounded_send(());
     }
 
     /// Creates segment `id` and makes it the active one.
@@ -1222,7 +1256,7 @@ impl ShardLog {
     pub fn seal_now(&self) {
         let mut st = self.inner.state.borrow_mut();
         st.seal_now = true;
-        let _ = self.inner.wake.unbounded_send(());
+        let _ = self.inner.wake.borrow().unbounded_send(());
     }
 
     /// Id of the segment appends go to now.
@@ -1237,7 +1271,7 @@ impl ShardLog {
         let mut st = self.inner.state.borrow_mut();
         if !st.hurry {
             st.hurry = true;
-            let _ = self.inner.wake.unbounded_send(());
+            let _ = self.inner.wake.borrow().unbounded_send(());
         }
         st.active
     }

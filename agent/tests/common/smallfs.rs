@@ -1,0 +1,93 @@
+//! A small real filesystem that fills up: an ext4 image made with
+//! `mkfs.ext4 -m 0` (root gets no reserved blocks) on a loop device,
+//! mounted in a temporary directory and unmounted on drop. Needs root.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::target_tmp;
+
+pub struct SmallFs {
+    pub mount: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl SmallFs {
+    /// A mounted ext4 of `mib` MiB; `None` (the caller skips, saying so)
+    /// when not running as root.
+    pub fn new(mib: u64) -> Option<SmallFs> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: a loop-mounted filesystem needs root");
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("sh-smallfs-")
+            .tempdir_in(target_tmp())
+            .unwrap();
+        let image = dir.path().join("fs.img");
+        let mount = dir.path().join("mnt");
+        std::fs::create_dir(&mount).unwrap();
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(mib << 20)
+            .unwrap();
+        run(Command::new("mkfs.ext4").args(["-q", "-F", "-m", "0"]).arg(&image));
+        run(Command::new("mount").args(["-o", "loop"]).arg(&image).arg(&mount));
+        Some(SmallFs { mount, _dir: dir })
+    }
+
+    /// Writes a file under the mount until the filesystem is full; returns
+    /// its path.
+    pub fn fill(&self) -> PathBuf {
+        let path = self.mount.join(format!("filler-{}", rand_suffix()));
+        let mut f = std::fs::File::create(&path).unwrap();
+        let block = vec![0x5au8; 64 << 10];
+        loop {
+            match f.write(&block) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+                Err(e) => panic!("filling {}: {e}", path.display()),
+            }
+        }
+        let _ = f.sync_all();
+        // Whatever delayed allocation left: small writes until none fits.
+        loop {
+            match f.write(&[0x5a; 512]) {
+                Ok(n) if n > 0 => {}
+                _ => break,
+            }
+        }
+        let _ = f.sync_all();
+        path
+    }
+
+    /// Deletes a file made by [`fill`](Self::fill), giving its space back.
+    pub fn free(&self, filler: &Path) {
+        std::fs::remove_file(filler).unwrap();
+        run(&mut Command::new("sync"));
+    }
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
+    }
+}
