@@ -164,10 +164,15 @@ pub enum Request {
     /// none of its partitions), `Dead` (its executor ended: also stop
     /// renewing its leases, so they expire and others take them), or
     /// `Healthy` again.
-    ShardHealth { shard: usize, health: ShardHealth },
+    ShardHealth {
+        shard: usize,
+        health: ShardHealth,
+    },
     /// A failed shard has shipped everything it could: give its partitions'
     /// leases up now, so other agents continue them at once.
-    ReleaseShard { shard: usize },
+    ReleaseShard {
+        shard: usize,
+    },
 }
 
 /// How a shard is doing, as the control thread tracks it.

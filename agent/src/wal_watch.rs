@@ -83,8 +83,7 @@ pub async fn watch(ctx: Rc<ShardContext>) {
                      not yet in object storage stay on its disk"
                 );
             }
-            ctx.control
-                .send(Request::ReleaseShard { shard: ctx.shard });
+            ctx.control.send(Request::ReleaseShard { shard: ctx.shard });
             released = true;
         }
     }

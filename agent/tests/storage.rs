@@ -240,7 +240,10 @@ async fn produce_until_refused(
     let mut c = agent.producer_for(&meta, 0).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     for b in 0.. {
-        assert!(Instant::now() < deadline, "the full disk never refused a write");
+        assert!(
+            Instant::now() < deadline,
+            "the full disk never refused a write"
+        );
         let values: Vec<String> = (0..100)
             .map(|i| format!("{tag}-b{b}-r{i}-{}", "x".repeat(200)))
             .collect();
@@ -309,7 +312,12 @@ async fn agent_on(fs: &smallfs::SmallFs) -> (Agent, u16, tempfile::TempDir) {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let agent = Agent::start_in(&fs.mount.join("data"), 1, &args);
     agent.create_topic(TOPIC, 1).await;
-    assert_eq!(await_status(admin, "/ready", 200, Duration::from_secs(10)).await.0, 200);
+    assert_eq!(
+        await_status(admin, "/ready", 200, Duration::from_secs(10))
+            .await
+            .0,
+        200
+    );
     (agent, admin, stores)
 }
 
@@ -334,7 +342,10 @@ async fn a_full_wal_disk_is_not_ready_and_recovers_by_itself() {
         refused.message()
     );
     let (status, body) = await_status(admin, "/ready", 503, Duration::from_secs(5)).await;
-    assert_eq!(status, 503, "a shard with a failed WAL is not ready: {body}");
+    assert_eq!(
+        status, 503,
+        "a shard with a failed WAL is not ready: {body}"
+    );
     assert!(body.contains("WAL"), "/ready names the WAL: {body}");
 
     fs.free(&filler);

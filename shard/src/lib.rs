@@ -20,6 +20,5 @@ pub mod stats;
 #[cfg(feature = "engine")]
 pub use log::{
     Appended, LogConfig, LogError, ReadResult, RecoveryReport, ReopenError, SealedSegment,
-    SegmentRange,
-    ShardLog,
+    SegmentRange, ShardLog,
 };

@@ -42,8 +42,13 @@ impl SmallFs {
             .unwrap()
             .set_len(mib << 20)
             .unwrap();
-        run(Command::new("mkfs.ext4").args(["-q", "-F", "-m", "0"]).arg(&image));
-        run(Command::new("mount").args(["-o", "loop"]).arg(&image).arg(&mount));
+        run(Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-m", "0"])
+            .arg(&image));
+        run(Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(&mount));
         Some(SmallFs { mount, _dir: dir })
     }
 
