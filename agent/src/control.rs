@@ -73,7 +73,12 @@ pub enum ShardMsg {
     Released { topic: String, partition: u32 },
     /// Sealed segment `segment` is uploaded and committed (or needed no
     /// upload); the shard may delete it.
-    Committed { segment: u64 },
+    /// `segment` is committed; `ends` has, per partition whose range in it
+    /// is committed, the offset after that range.
+    Committed {
+        segment: u64,
+        ends: Vec<(String, u32, u64)>,
+    },
     /// Answered once every message before it was applied.
     Barrier(oneshot::Sender<()>),
 }
@@ -232,6 +237,11 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// How long acquiring a lease may spend reading the last committed batches
+/// from object storage, for a partition with no producer state stored:
+/// 2 s.
+const PRODUCER_FALLBACK_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Everything the control thread's tasks share.
 pub(crate) struct Shared {
     pub config: Arc<AgentConfig>,
@@ -253,6 +263,9 @@ pub(crate) struct Shared {
     moving: Mutex<HashSet<(String, u32)>>,
     /// Shards whose WAL failed or whose executor ended, by shard number.
     unwell: Mutex<HashMap<usize, ShardHealth>>,
+    /// Since when (ms) this agent's heartbeats have worked without a
+    /// failure; `None` right after one failed.
+    heartbeats_ok_since: Mutex<Option<i64>>,
     /// Health for `/ready`: the first lease round is done, and the last
     /// metadata store call succeeded (or the reason it failed).
     pub started: AtomicBool,
@@ -323,10 +336,20 @@ impl Shared {
         // batches of the last committed range.
         let mut producers = self.meta.producer_state(key, partition).await?;
         if producers.is_empty() && committed_end > 0 {
-            match crate::remote::last_headers(self, key, partition, committed_end).await {
-                Ok(h) => producers.extend(h.iter().map(RememberedBatch::from)),
-                Err(e) => {
+            // Bounded: an acquisition (and so an agent's start) must not
+            // wait on a slow object store.
+            let read = tokio::time::timeout(
+                PRODUCER_FALLBACK_TIMEOUT,
+                crate::remote::last_headers(self, key, partition, committed_end),
+            )
+            .await;
+            match read {
+                Ok(Ok(h)) => producers.extend(h.iter().map(RememberedBatch::from)),
+                Ok(Err(e)) => {
                     tracing::warn!(topic = key, partition, error = %e, "cannot read the last committed batches; idempotence relies on the stored producer state");
+                }
+                Err(_) => {
+                    tracing::warn!(topic = key, partition, "reading the last committed batches took over {PRODUCER_FALLBACK_TIMEOUT:?}; idempotence relies on the stored producer state");
                 }
             }
         }
@@ -375,8 +398,19 @@ impl Shared {
         crate::assignment::owner(&live, key, partition).is_none_or(|o| o == self.config.agent_id)
     }
 
-    /// Heartbeat, then refresh the list of live agents.
+    /// Heartbeat, then refresh the list of live agents. An agent seen live
+    /// before is declared dead only once this agent's own heartbeats have
+    /// worked for a whole `--agent-timeout-ms`: after a metadata-store
+    /// outage every heartbeat looks stale, because nobody could write one.
     async fn heartbeat(&self) -> Result<(), MetaError> {
+        let r = self.heartbeat_round().await;
+        if r.is_err() {
+            *self.heartbeats_ok_since.lock() = None;
+        }
+        r
+    }
+
+    async fn heartbeat_round(&self) -> Result<(), MetaError> {
         let now = now_ms();
         let row = crate::metastore::AgentRow {
             agent_id: self.config.agent_id.clone(),
@@ -397,8 +431,17 @@ impl Shared {
         if !ids.contains(&self.config.agent_id) {
             ids.push(self.config.agent_id.clone());
         }
-        ids.sort();
+        let ok_since = *self.heartbeats_ok_since.lock().get_or_insert(now);
+        let timeout = i64::try_from(self.config.agent_timeout_ms).unwrap_or(i64::MAX / 4);
         let mut live = self.live.lock();
+        if now - ok_since < timeout {
+            for id in live.iter() {
+                if !ids.contains(id) {
+                    ids.push(id.clone());
+                }
+            }
+        }
+        ids.sort();
         if *live != ids {
             tracing::info!(agents = ?ids, "live agents changed");
             *live = ids;
@@ -914,6 +957,7 @@ async fn run(
         live: Mutex::new(Vec::new()),
         moving: Mutex::new(HashSet::new()),
         unwell: Mutex::new(HashMap::new()),
+        heartbeats_ok_since: Mutex::new(None),
         started: AtomicBool::new(false),
         meta_error: Mutex::new(None),
     });

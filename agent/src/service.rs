@@ -72,6 +72,8 @@ pub struct ShardContext {
     committed_through: Cell<Option<u64>>,
     /// Produce requests with ack `object` waiting for their segment.
     object_waiters: RefCell<Vec<(u64, oneshot::Sender<()>)>>,
+    /// Per partition, the end of its ranges this shard saw committed.
+    committed_ends: RefCell<HashMap<(String, u32), u64>>,
 }
 
 fn bad(msg: impl Into<String>) -> Status {
@@ -134,9 +136,15 @@ fn lease_status(topic: &str, partition: u32, p: LeaseProblem) -> Status {
             Code::NotFound,
             format!("{topic}/{partition} is moving to another agent"),
         ),
+        // Fenced, expired, or not renewable now (metadata store down): a
+        // condition of the cluster, not of the request, so clients retry
+        // (and look the leader up again).
         LeaseProblem::Lost(why) => Status::new(
-            Code::FailedPrecondition,
-            format!("lease of {topic}/{partition} lost: {why}"),
+            Code::Unavailable,
+            format!(
+                "this agent does not serve {topic}/{partition} now: its lease is lost ({why}); \
+                 retry, the partition's new leader is in the metadata"
+            ),
         ),
     }
 }
@@ -181,6 +189,7 @@ impl ShardContext {
             unshipped: RefCell::new(BTreeMap::new()),
             sealed_at: RefCell::new(BTreeMap::new()),
             object_waiters: RefCell::new(Vec::new()),
+            committed_ends: RefCell::new(HashMap::new()),
             committed_through: Cell::new(None),
             metrics,
         });
@@ -225,7 +234,14 @@ impl ShardContext {
                 partition,
                 reason,
             } => self.leases.lose(&topic, partition, reason),
-            ShardMsg::Committed { segment } => {
+            ShardMsg::Committed { segment, ends } => {
+                {
+                    let mut committed = self.committed_ends.borrow_mut();
+                    for (topic, partition, end) in ends {
+                        let e = committed.entry((topic, partition)).or_insert(0);
+                        *e = (*e).max(end);
+                    }
+                }
                 if let Err(e) = self.log.drop_segment(segment) {
                     tracing::warn!(shard = self.shard, segment, error = %e, "cannot drop a shipped segment");
                 }
@@ -749,9 +765,9 @@ impl ShardContext {
                     Ok(e) if e == epoch => {}
                     Ok(_) => {
                         return Err(Status::new(
-                            Code::FailedPrecondition,
+                            Code::Unavailable,
                             format!(
-                                "lease of {}/{} changed while the batch waited for its turn",
+                                "lease of {}/{} changed while the batch waited for its turn; retry",
                                 req.topic, req.partition
                             ),
                         ))
@@ -784,19 +800,27 @@ impl ShardContext {
                 }
                 self.wait_committed(segment).await?;
             }
-            // Committed chunks leave fenced partitions out: only a lease
-            // still held at the same epoch means this batch was committed.
-            match self.leases.check(&t.key, req.partition, now_ms()) {
-                Ok(e) if e == epoch => {}
-                Ok(_) | Err(_) => {
-                    return Err(Status::new(
-                        Code::FailedPrecondition,
-                        format!(
-                            "lease of {}/{} changed before the batch reached object storage",
-                            req.topic, req.partition
-                        ),
-                    ))
-                }
+            // Committed chunks leave fenced partitions out: with the lease
+            // still held at the same epoch the batch was committed; else
+            // (moving, handed over, lost) it was if its partition's
+            // committed end covers it.
+            let end = appended.base_offset + u64::from(appended.record_count);
+            let held =
+                matches!(self.leases.check(&t.key, req.partition, now_ms()), Ok(e) if e == epoch);
+            let committed = self
+                .committed_ends
+                .borrow()
+                .get(&(t.key.to_string(), req.partition))
+                .is_some_and(|c| *c >= end);
+            if !held && !committed {
+                return Err(Status::new(
+                    Code::Unavailable,
+                    format!(
+                        "{}/{} moved to another agent before the batch reached object storage: \
+                         it is not stored; retry with the partition's new leader",
+                        req.topic, req.partition
+                    ),
+                ));
             }
         }
         Ok(pb::ProduceResponse {

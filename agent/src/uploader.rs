@@ -45,10 +45,10 @@ pub(crate) async fn run(
             stored = stores.next(), if !stores.is_empty() => {
                 let Some(Some(stored)): Option<Option<Stored>> = stored else { return };
                 let (shard, segment) = (stored.shard, stored.segment);
-                if !commit(&shared, stored).await {
+                let Some(ends) = commit(&shared, stored).await else {
                     return;
-                }
-                shared.tell(shard, ShardMsg::Committed { segment });
+                };
+                shared.tell(shard, ShardMsg::Committed { segment, ends });
             }
             job = jobs.recv(), if open && stores.len() < UPLOAD_CONCURRENCY => {
                 match job {
@@ -74,6 +74,8 @@ struct Stored {
     /// Ranges to resolve against the metadata store before the commit
     /// (see [`UploadJob::unleased`]).
     unleased: Vec<ChunkRange>,
+    /// Ranges committed before a restart (the chunk was found committed).
+    committed_before: Vec<ChunkRange>,
     started: Instant,
     put: Duration,
 }
@@ -89,9 +91,10 @@ async fn pause(shared: &Shared, attempt: u32) -> bool {
 async fn store(shared: Arc<Shared>, job: UploadJob) -> Option<Stored> {
     let shared = &*shared;
     let started = Instant::now();
-    let done = |chunk: Option<ChunkCommit>| Stored {
+    let done = |chunk: Option<ChunkCommit>, committed_before: Vec<ChunkRange>| Stored {
         shard: job.shard,
         segment: job.segment,
+        committed_before,
         unleased: if chunk.is_some() {
             job.unleased.clone()
         } else {
@@ -107,7 +110,7 @@ async fn store(shared: Arc<Shared>, job: UploadJob) -> Option<Stored> {
         ranges: job.ranges.clone(),
     };
     if chunk.ranges.is_empty() && job.unleased.is_empty() {
-        return Some(done(None));
+        return Some(done(None, Vec::new()));
     }
     // Already committed before a restart: never upload or commit twice.
     let mut attempt = 0;
@@ -115,7 +118,7 @@ async fn store(shared: Arc<Shared>, job: UploadJob) -> Option<Stored> {
         match shared.meta.chunk_committed(&chunk.key).await {
             Ok(true) => {
                 tracing::info!(key = %chunk.key, "chunk was committed before; dropping the local segment");
-                return Some(done(None));
+                return Some(done(None, job.ranges.clone()));
             }
             Ok(false) => break,
             Err(e) => {
@@ -155,27 +158,34 @@ async fn store(shared: Arc<Shared>, job: UploadJob) -> Option<Stored> {
             }
         }
     }
-    Some(done(Some(chunk)))
+    Some(done(Some(chunk), Vec::new()))
 }
 
-/// Commits a stored chunk's ranges under their epochs. False only when the
-/// agent stops first.
-async fn commit(shared: &Shared, stored: Stored) -> bool {
+/// Where each committed range of a chunk ends.
+fn ends_of(ranges: &[ChunkRange]) -> Vec<(String, u32, u64)> {
+    ranges
+        .iter()
+        .map(|r| (r.topic.clone(), r.partition, r.end_offset))
+        .collect()
+}
+
+/// Commits a stored chunk's ranges under their epochs; returns where the
+/// committed ranges end. `None` only when the agent stops first.
+async fn commit(shared: &Shared, stored: Stored) -> Option<Vec<(String, u32, u64)>> {
     let Stored {
         chunk,
         unleased,
+        committed_before,
         started,
         put,
         ..
     } = stored;
     let Some(mut chunk) = chunk else {
-        return true;
+        return Some(ends_of(&committed_before));
     };
     let agent = shared.config.agent_id.clone();
     for r in unleased {
-        let Some(resolved) = resolve(shared, &chunk.key, r).await else {
-            return false;
-        };
+        let resolved = resolve(shared, &chunk.key, r).await?;
         chunk.ranges.extend(resolved);
     }
     let mut attempt = 0;
@@ -222,7 +232,7 @@ async fn commit(shared: &Shared, stored: Stored) -> bool {
                     .ranges
                     .retain(|r| !(r.topic == topic && r.partition == partition));
                 if chunk.ranges.is_empty() {
-                    return true;
+                    return Some(Vec::new());
                 }
             }
             Err(e @ MetaError::NotContiguous { .. }) => {
@@ -231,14 +241,14 @@ async fn commit(shared: &Shared, stored: Stored) -> bool {
                 attempt += 1;
                 tracing::error!(key = %chunk.key, error = %e, attempt, "chunk commit refused: it would leave a hole in a partition; keeping the segment");
                 if !pause(shared, attempt).await {
-                    return false;
+                    return None;
                 }
             }
             Err(e) => {
                 attempt += 1;
                 tracing::warn!(key = %chunk.key, error = %e, attempt, "chunk commit failed; retrying");
                 if !pause(shared, attempt).await {
-                    return false;
+                    return None;
                 }
             }
         }
@@ -251,7 +261,7 @@ async fn commit(shared: &Shared, stored: Stored) -> bool {
         total_ms = started.elapsed().as_millis() as u64,
         "chunk committed"
     );
-    true
+    Some(ends_of(&chunk.ranges))
 }
 
 /// Decides what to commit for a range its shard held no lease state for:

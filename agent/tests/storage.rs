@@ -1,6 +1,9 @@
-//! Storage faults an agent must survive with every acknowledged record
-//! readable at its offsets: a data dir restarted with another shard count,
-//! segments whose ranges nobody committed. Real agent processes, real disk.
+//! Storage and control-plane faults an agent must survive with every
+//! acknowledged record readable at its offsets, and answers that let
+//! clients do the right thing meanwhile: a data dir restarted with another
+//! shard count, segments whose ranges nobody committed, a WAL disk that
+//! fills up, a metadata store that cannot be reached. Real agent processes,
+//! a real loop-mounted filesystem, a real PostgreSQL.
 
 mod common;
 #[path = "common/pg.rs"]
@@ -117,15 +120,6 @@ async fn a_restart_with_another_shard_count_keeps_every_record_at_its_offset() {
     );
 }
 
-/// Runs SQL on the test PostgreSQL database at `url`.
-async fn sql(url: &str, statement: &str) {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    client.batch_execute(statement).await.unwrap();
-}
-
 /// Reads a partition back, retrying while the agent answers errors (its
 /// leases are not taken back yet), until `deadline`.
 async fn read_back(agent: &Agent, p: u32, deadline: Instant) -> Vec<pb::FetchedRecord> {
@@ -179,10 +173,10 @@ async fn a_recovered_segment_stays_until_its_ranges_are_committed() {
 
     // The lease table is out of reach (as with a permission change or a
     // half-failed migration); topics and heartbeats still work.
-    sql(&url, "ALTER TABLE leases RENAME TO leases_away").await;
+    pg::execute(&url, "ALTER TABLE leases RENAME TO leases_away").await;
     agent.spawn();
     tokio::time::sleep(Duration::from_secs(4)).await;
-    sql(&url, "ALTER TABLE leases_away RENAME TO leases").await;
+    pg::execute(&url, "ALTER TABLE leases_away RENAME TO leases").await;
 
     let deadline = Instant::now() + Duration::from_secs(30);
     for (p, want) in &acked {
@@ -397,4 +391,56 @@ async fn check_partition0(agent: &Agent, acked: &BTreeMap<u32, BTreeMap<u64, Str
             "{when}: acknowledged record 0/{offset} is missing or differs"
         );
     }
+}
+
+/// During a metadata-store outage longer than the lease TTL the agent
+/// cannot renew its leases: produce answers a status clients retry
+/// (`UNAVAILABLE`), and a send issued meanwhile is delivered once the
+/// store is back.
+#[tokio::test]
+async fn lease_trouble_during_a_metadata_outage_is_retriable() {
+    let url = pg::fresh_database("renew").await;
+    let agent = Agent::start(1, &["--metadata", &url, "--lease-ttl-ms", "1500"]);
+    let meta = agent.create_topic(TOPIC, 1).await;
+    let producer = streamhouse_client::Producer::builder([agent.addr(0)])
+        .retries(10_000)
+        .delivery_timeout(Duration::from_secs(60))
+        .build()
+        .await
+        .unwrap();
+    let first = producer
+        .send(streamhouse_client::ProducerRecord::new(TOPIC, "first").partition(0))
+        .await
+        .unwrap();
+
+    pg::execute(&url, "ALTER TABLE leases RENAME TO leases_away").await;
+    let mut c = agent.producer_for(&meta, 0).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let refused = loop {
+        match c.produce(produce_req(TOPIC, 0, &["probe".into()])).await {
+            Ok(_) => {}
+            Err(s) => break s,
+        }
+        assert!(Instant::now() < deadline, "the lease never ran out");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        refused.code(),
+        tonic::Code::Unavailable,
+        "a lease that cannot be renewed is a retriable condition: {}",
+        refused.message()
+    );
+    let during =
+        producer.send(streamhouse_client::ProducerRecord::new(TOPIC, "during").partition(0));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    pg::execute(&url, "ALTER TABLE leases_away RENAME TO leases").await;
+    let m = tokio::time::timeout(Duration::from_secs(30), during)
+        .await
+        .expect("the send issued during the outage never finished")
+        .expect("a send issued during the outage is delivered once the store is back");
+    assert!(m.offset > first.offset);
+    let mut f = agent.fetcher_for(&meta, 0).await;
+    let got = fetch_all(&mut f, TOPIC, 0).await;
+    assert_eq!(got.iter().filter(|r| &r.value[..] == b"during").count(), 1);
+    assert_eq!(&got[m.offset as usize].value[..], b"during");
 }

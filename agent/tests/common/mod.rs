@@ -277,6 +277,16 @@ impl Agent {
             .unwrap()
     }
 
+    /// A topic's metadata as this agent describes it.
+    pub async fn describe_topic(&self, name: &str) -> pb::TopicMetadata {
+        self.admin()
+            .await
+            .describe_topic(pb::DescribeTopicRequest { name: name.into() })
+            .await
+            .expect("describe topic")
+            .into_inner()
+    }
+
     /// Producer client for the shard that owns `topic`/`partition`.
     pub async fn producer_for(
         &self,

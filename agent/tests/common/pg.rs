@@ -17,3 +17,14 @@ pub async fn fresh_database(prefix: &str) -> String {
         .unwrap();
     format!("{}/{db}", base.rsplit_once('/').unwrap().0)
 }
+
+/// Runs `statements` on the database at `url` (for faults a test injects,
+/// such as a table out of reach).
+#[allow(dead_code)] // not every test file that includes this uses it
+pub async fn execute(url: &str, statements: &str) {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client.batch_execute(statements).await.unwrap();
+}
