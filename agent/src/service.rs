@@ -466,7 +466,7 @@ impl ShardContext {
         }
         let mut found = self.topic(name);
         if found.is_none() {
-            self.sync_topics().await;
+            self.sync_topics().await?;
             found = self.topic(name);
         }
         let t = match found {
@@ -570,7 +570,7 @@ impl ShardContext {
                     decode(read_message(body, limit).await?, "MetadataRequest")?;
                 for t in &req.topics {
                     if self.catalog.get(t).is_none() {
-                        self.sync_topics().await;
+                        self.sync_topics().await?;
                         if self.catalog.get(t).is_none() {
                             return Err(Status::new(Code::NotFound, format!("unknown topic {t}")));
                         }
@@ -678,16 +678,23 @@ impl ShardContext {
 
     /// Reloads topics from the metadata store (a topic another agent
     /// created may not have reached this one's catalog yet).
-    async fn sync_topics(&self) {
-        let _ = self
-            .control
+    /// Reloads topics from the metadata store. A failure is the store's
+    /// (`UNAVAILABLE`), never read as "unknown topic".
+    async fn sync_topics(&self) -> Result<(), Status> {
+        self.control
             .call(|reply| Request::SyncTopics { reply })
-            .await;
+            .await
+            .map_err(|e| {
+                Status::new(
+                    Code::Unavailable,
+                    format!("cannot look topics up: {e}; retry"),
+                )
+            })
     }
 
     async fn describe(&self, name: &str) -> Result<pb::TopicMetadata, Status> {
         if self.catalog.get(name).is_none() {
-            self.sync_topics().await;
+            self.sync_topics().await?;
         }
         let t = self
             .catalog

@@ -444,3 +444,83 @@ async fn lease_trouble_during_a_metadata_outage_is_retriable() {
     assert_eq!(got.iter().filter(|r| &r.value[..] == b"during").count(), 1);
     assert_eq!(&got[m.offset as usize].value[..], b"during");
 }
+
+/// Issue 14 item 12: `/ready` answers 200 only once every shard port takes
+/// connections; a client started on the first 200 connects at once. Polled
+/// from the moment the process starts, five starts in a row.
+#[tokio::test]
+async fn the_first_ready_200_means_every_shard_port_accepts() {
+    for round in 0..5 {
+        let dir = tempfile::tempdir_in(target_tmp()).unwrap();
+        let (port, admin) = (free_ports(2), free_ports(1));
+        let mut child = std::process::Command::new(agent_bin())
+            .args(["--shards", "2", "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--admin-listen")
+            .arg(format!("127.0.0.1:{admin}"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(Instant::now() < deadline, "never ready");
+            let answer = async {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut s = tokio::net::TcpStream::connect(("127.0.0.1", admin))
+                    .await
+                    .ok()?;
+                s.write_all(b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .await
+                    .ok()?;
+                let mut buf = String::new();
+                s.read_to_string(&mut buf).await.ok()?;
+                Some(buf.starts_with("HTTP/1.1 200"))
+            };
+            if answer.await == Some(true) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        for shard in 0..2u16 {
+            std::net::TcpStream::connect(("127.0.0.1", port + shard)).unwrap_or_else(|e| {
+                panic!("round {round}: /ready said 200 but shard {shard} refused: {e}")
+            });
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// Issue 14 item 13: while the metadata store cannot answer, a topic this
+/// agent has not seen yet is "cannot look topics up" (`UNAVAILABLE`,
+/// retried by clients), not "unknown topic" (`NOT_FOUND`).
+#[tokio::test]
+async fn a_topic_lookup_during_a_metadata_outage_is_unavailable_not_unknown() {
+    let url = pg::fresh_database("lookup").await;
+    let agent = Agent::start(1, &["--metadata", &url]);
+    agent.create_topic(TOPIC, 1).await;
+    pg::execute(&url, "ALTER TABLE topics RENAME TO topics_away").await;
+    let mut c = pb::producer_service_client::ProducerServiceClient::new(agent.channel(0).await);
+    let e = c
+        .produce(produce_req("not-seen-yet", 0, &["x".into()]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{}", e.message());
+    let e = agent
+        .admin()
+        .await
+        .describe_topic(pb::DescribeTopicRequest {
+            name: "not-seen-yet".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{}", e.message());
+    pg::execute(&url, "ALTER TABLE topics_away RENAME TO topics").await;
+    let e = c
+        .produce(produce_req("not-seen-yet", 0, &["x".into()]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound, "{}", e.message());
+}

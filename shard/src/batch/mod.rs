@@ -269,17 +269,29 @@ impl BatchBuilder {
     /// Encodes the batch (base offset 0). Uncompressed batches are finished
     /// in place: the header was reserved at the front, so nothing is copied.
     pub fn finish(self) -> Vec<u8> {
+        // Level 1: fast.
+        self.finish_with(|body| zstd::bulk::compress(body, 1))
+    }
+
+    /// [`finish`](Self::finish) with the zstd compressor given: when it
+    /// fails, the batch is stored uncompressed (its header says so), never
+    /// as an empty body.
+    fn finish_with(mut self, zstd: impl FnOnce(&[u8]) -> std::io::Result<Vec<u8>>) -> Vec<u8> {
         let records_len = (self.records.len() - HEADER_LEN) as u32;
-        let mut out = match self.codec {
-            Codec::None => self.records,
-            Codec::Lz4 | Codec::Zstd => {
-                let body = &self.records[HEADER_LEN..];
-                let compressed = if self.codec == Codec::Lz4 {
-                    lz4_flex::compress(body)
-                } else {
-                    // Level 1: fast; a failure here can only be out-of-memory.
-                    zstd::bulk::compress(body, 1).unwrap_or_default()
-                };
+        let compressed = match self.codec {
+            Codec::None => None,
+            Codec::Lz4 => Some(lz4_flex::compress(&self.records[HEADER_LEN..])),
+            Codec::Zstd => match zstd(&self.records[HEADER_LEN..]) {
+                Ok(c) => Some(c),
+                Err(_) => {
+                    self.codec = Codec::None;
+                    None
+                }
+            },
+        };
+        let mut out = match compressed {
+            None => self.records,
+            Some(compressed) => {
                 let mut out = Vec::with_capacity(HEADER_LEN + compressed.len());
                 out.resize(HEADER_LEN, 0);
                 out.extend_from_slice(&compressed);
@@ -434,6 +446,22 @@ mod tests {
                 assert_eq!(o.timestamp, r.timestamp);
             }
         }
+    }
+
+    /// Issue 14 item 13: a zstd failure used to leave an empty records
+    /// section under a header claiming the records; now the batch is
+    /// stored uncompressed and every record decodes.
+    #[test]
+    fn a_failed_zstd_compression_stores_the_batch_uncompressed() {
+        let mut b = BatchBuilder::new(Codec::Zstd, ProducerInfo::default());
+        b.push(Some(b"k"), b"hello", 5, &[]);
+        b.push(None, b"world", 6, &[]);
+        let out = b.finish_with(|_| Err(std::io::Error::other("out of memory")));
+        let h = validate(&out).unwrap();
+        assert_eq!(h.codec, Codec::None);
+        let (_, recs) = decode(&Bytes::from(out)).unwrap();
+        let values: Vec<&[u8]> = recs.iter().map(|r| &r.value[..]).collect();
+        assert_eq!(values, [&b"hello"[..], &b"world"[..]]);
     }
 
     #[test]
