@@ -126,25 +126,27 @@ fn frames<'a>(
 ) -> impl Iterator<Item = Result<(ScannedFrame, Bytes), ControlError>> + 'a {
     let mut pos = 0usize;
     let mut failed = false;
-    std::iter::from_fn(move || {
+    std::iter::from_fn(move || loop {
         if failed || pos >= data.len() {
             return None;
         }
         match segment::parse_frame(data, pos) {
+            // A restart frame holds no records.
+            Ok(f) if f.restart.is_some() => pos += f.len as usize,
             Ok(f) => {
                 let next = pos + f.len as usize;
                 let batch = data.slice(f.batch_pos as usize..next);
                 pos = next;
-                Some(Ok((f, batch)))
+                return Some(Ok((f, batch)));
             }
-            Err(FrameProblem::ZeroTail) => None,
+            Err(FrameProblem::ZeroTail) => return None,
             Err(FrameProblem::Invalid(why)) => {
                 failed = true;
-                Some(Err(ControlError::Corrupt(format!(
+                return Some(Err(ControlError::Corrupt(format!(
                     "chunk {} at byte {}: {why}",
                     loc.chunk_key,
                     loc.pos + pos as u64
-                ))))
+                ))));
             }
         }
     })

@@ -524,3 +524,73 @@ async fn a_topic_lookup_during_a_metadata_outage_is_unavailable_not_unknown() {
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound, "{}", e.message());
 }
+
+/// Issue 14 item 4: after a partition's lease went to another holder and
+/// came back, the partition restarts at the committed end while its older,
+/// never committed batches still sit in the WAL. A crash before they are
+/// dropped must not make recovery refuse the WAL (the offsets jump back)
+/// nor serve them: the restart serves exactly the batches of the new lease.
+#[tokio::test]
+async fn a_crash_after_a_lease_came_back_serves_only_the_new_leases_batches() {
+    use streamhouse_agent::metastore::MetaStore;
+    let meta_dir = tempfile::tempdir_in(target_tmp()).unwrap();
+    let meta_url = format!("sqlite://{}", meta_dir.path().join("meta.db").display());
+    let args = [
+        "--metadata",
+        &meta_url,
+        "--lease-ttl-ms",
+        "1500",
+        "--segment-age-ms",
+        "600000",
+    ];
+    let mut agent = Agent::start(1, &args);
+    let meta = agent.create_topic(TOPIC, 1).await;
+    let mut c = agent.producer_for(&meta, 0).await;
+    let old: Vec<String> = (0..50).map(|i| format!("old-lease-{i}")).collect();
+    c.produce(produce_req(TOPIC, 0, &old)).await.unwrap();
+
+    // Another holder takes the lease (its clock is far ahead) and gives it
+    // back at once: the agent is fenced, then acquires it again at a new
+    // epoch and continues at the committed end (0), not after its WAL.
+    let m = MetaStore::open(&meta_url).await.unwrap();
+    let key = m.topics().await.unwrap()[0].key();
+    let far = streamhouse_agent::control::now_ms() + 3_600_000;
+    let g = m
+        .acquire_lease(&key, 0, "intruder", far, 3_600_000)
+        .await
+        .unwrap();
+    m.release_lease(&key, 0, "intruder", g.epoch).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let lease = m.lease(&key, 0).await.unwrap().unwrap();
+        if lease.holder == "agent-1" && lease.epoch > g.epoch {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent never took its lease back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let new: Vec<String> = (0..5).map(|i| format!("new-lease-{i}")).collect();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let base = loop {
+        match c.produce(produce_req(TOPIC, 0, &new)).await {
+            Ok(r) => break r.into_inner().base_offset,
+            Err(e) => assert!(Instant::now() < deadline, "{e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(base, 0, "the new lease continues at the committed end");
+
+    agent.kill9();
+    agent.spawn();
+    let mut f = agent.fetcher_for(&meta, 0).await;
+    let got: Vec<Vec<u8>> = fetch_all(&mut f, TOPIC, 0)
+        .await
+        .into_iter()
+        .map(|r| r.value.to_vec())
+        .collect();
+    let want: Vec<Vec<u8>> = new.iter().map(|v| v.as_bytes().to_vec()).collect();
+    assert_eq!(got, want, "after the crash, only the new lease's batches");
+}

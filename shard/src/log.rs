@@ -640,6 +640,7 @@ impl ShardLog {
             );
         }
         p.restart_at(offset);
+        self.queue_restart(&mut st, topic, partition, offset);
         true
     }
 
@@ -665,7 +666,36 @@ impl ShardLog {
             );
         }
         p.restart_at(offset);
+        self.queue_restart(&mut st, topic, partition, offset);
         true
+    }
+
+    /// Queues a restart frame for `topic/partition` at `offset` (see
+    /// `segment`), ahead of every batch appended after it, so recovery
+    /// forgets the frames written before it. Nobody waits for it; it is
+    /// durable with the next group commit, before any later batch is
+    /// acknowledged. A failed or closed log writes nothing.
+    fn queue_restart(&self, st: &mut State, topic: &str, partition: u32, offset: u64) {
+        if st.poisoned.is_some() || st.closed {
+            return;
+        }
+        let frame = segment::restart_frame(topic, partition, offset);
+        let start = st.pending.len();
+        st.pending.extend_from_slice(&frame);
+        st.appended_lsn += frame.len() as u64;
+        let was_empty = st.pending_entries.is_empty();
+        st.pending_entries.push_back(PendingEntry {
+            topic: topic.to_owned(),
+            partition,
+            start,
+            len: frame.len(),
+            batch_offset: frame.len(),
+            base_offset: offset,
+            record_count: 0,
+        });
+        if was_empty {
+            let _ = self.inner.wake.borrow().unbounded_send(());
+        }
     }
 
     /// Replays producer state kept elsewhere (the metadata store, object
@@ -1470,6 +1500,14 @@ impl ShardLog {
         st.durable_lsn += w.bytes as u64;
         for e in &w.entries {
             if let Some(p) = find_mut(&mut st.partitions, &e.topic, e.partition) {
+                if e.record_count == 0 {
+                    // A restart frame: what completed before it (appends
+                    // in flight when the lease changed) is forgotten.
+                    p.index = OffsetIndex::default();
+                    p.log_start = e.base_offset;
+                    p.high_watermark = e.base_offset;
+                    continue;
+                }
                 let next = e.base_offset + u64::from(e.record_count);
                 p.index.push(IndexEntry {
                     base_offset: e.base_offset,

@@ -15,6 +15,13 @@
 //!  . batch       (batch format, its own CRC)
 //! ```
 //!
+//! A **restart frame** (magic "SHR1", same header) carries, instead of a
+//! batch, one u64: the offset at which its partition continues. It is
+//! written when a partition's lease changed hands (or its local log was
+//! behind object storage), before any batch of the new lease: recovery then
+//! forgets the partition's earlier frames instead of mixing records of two
+//! leases (or refusing the WAL for the offset jump).
+//!
 //! Each group commit writes frames with a new `flush_gen`, and at most
 //! [`UNSYNCED_WRITES`] writes are unsynced at any time (the one being synced
 //! and the next one, issued while that sync runs). Pages of unsynced writes
@@ -35,6 +42,8 @@ pub const UNSYNCED_WRITES: u64 = 2;
 
 /// "SHW1" as a little-endian u32.
 pub const FRAME_MAGIC: u32 = u32::from_le_bytes(*b"SHW1");
+/// "SHR1" as a little-endian u32: a restart frame.
+pub const RESTART_MAGIC: u32 = u32::from_le_bytes(*b"SHR1");
 /// Frame header length without the topic.
 pub const FRAME_FIXED: usize = 26;
 /// Extension of WAL segment files.
@@ -77,12 +86,29 @@ pub fn frame_header(topic: &str, partition: u32, batch_len: usize) -> Vec<u8> {
     h
 }
 
+/// A whole restart frame (generation and CRC still to seal): `partition`
+/// of `topic` continues at `offset`.
+pub fn restart_frame(topic: &str, partition: u32, offset: u64) -> Vec<u8> {
+    let mut f = frame_header(topic, partition, 8);
+    f[0..4].copy_from_slice(&RESTART_MAGIC.to_le_bytes());
+    f.extend_from_slice(&offset.to_le_bytes());
+    f
+}
+
 /// Writes `gen` into a frame at the start of `frame` and computes its header CRC.
+/// (A restart frame's CRC also covers its offset.)
 pub fn seal_frame_header(frame: &mut [u8], gen: u64) {
     frame[12..20].copy_from_slice(&gen.to_le_bytes());
-    let topic_len = u16::from_le_bytes([frame[24], frame[25]]) as usize;
-    let crc = crc32c::crc32c(&frame[12..FRAME_FIXED + topic_len]);
+    let crc = crc32c::crc32c(&frame[12..crc_end(frame)]);
     frame[8..12].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// End of the bytes a frame's header CRC covers: the header with its topic,
+/// and for a restart frame its offset too.
+fn crc_end(frame: &[u8]) -> usize {
+    let topic_len = u16::from_le_bytes([frame[24], frame[25]]) as usize;
+    let restart = frame[0..4] == RESTART_MAGIC.to_le_bytes();
+    FRAME_FIXED + topic_len + if restart { 8 } else { 0 }
 }
 
 /// A valid frame found by a scan.
@@ -96,7 +122,11 @@ pub struct ScannedFrame {
     pub partition: u32,
     /// Position of the batch inside the segment.
     pub batch_pos: u64,
+    /// The batch's header; for a restart frame, an empty header whose
+    /// `base_offset` is the restart offset.
     pub header: BatchHeader,
+    /// `Some(offset)` for a restart frame: the partition continues there.
+    pub restart: Option<u64>,
 }
 
 /// Why bytes at a position are not a valid frame.
@@ -122,19 +152,25 @@ pub fn parse_frame(buf: &[u8], pos: usize) -> Result<ScannedFrame, FrameProblem>
         ));
     }
     let magic = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
-    if magic != FRAME_MAGIC {
+    let restart = magic == RESTART_MAGIC;
+    if magic != FRAME_MAGIC && !restart {
         return bad(format!("bad frame magic {magic:#010x}"));
     }
     let len = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
     let topic_len = u16::from_le_bytes([rest[24], rest[25]]) as usize;
-    if len < FRAME_FIXED + topic_len + batch::HEADER_LEN || len > rest.len() {
+    let body_ok = if restart {
+        len == FRAME_FIXED + topic_len + 8
+    } else {
+        len >= FRAME_FIXED + topic_len + batch::HEADER_LEN
+    };
+    if !body_ok || len > rest.len() {
         return bad(format!(
             "frame length {len} does not fit ({} bytes left)",
             rest.len()
         ));
     }
     let stored = u32::from_le_bytes([rest[8], rest[9], rest[10], rest[11]]);
-    let computed = crc32c::crc32c(&rest[12..FRAME_FIXED + topic_len]);
+    let computed = crc32c::crc32c(&rest[12..crc_end(rest)]);
     if stored != computed {
         return bad(format!(
             "frame header CRC mismatch: stored {stored:#010x}, computed {computed:#010x}"
@@ -145,9 +181,27 @@ pub fn parse_frame(buf: &[u8], pos: usize) -> Result<ScannedFrame, FrameProblem>
         Err(_) => return bad("topic is not UTF-8".into()),
     };
     let batch_start = FRAME_FIXED + topic_len;
-    let header = match batch::validate(&rest[batch_start..len]) {
-        Ok(h) => h,
-        Err(e) => return bad(format!("batch of {topic}: {e}")),
+    let (header, restart) = if restart {
+        let mut at = [0u8; 8];
+        at.copy_from_slice(&rest[batch_start..len]);
+        let offset = u64::from_le_bytes(at);
+        let header = BatchHeader {
+            length: 0,
+            crc: 0,
+            base_offset: offset,
+            codec: batch::Codec::None,
+            record_count: 0,
+            first_timestamp: 0,
+            max_timestamp: 0,
+            producer: batch::ProducerInfo::default(),
+            records_len: 0,
+        };
+        (header, Some(offset))
+    } else {
+        match batch::validate(&rest[batch_start..len]) {
+            Ok(h) => (h, None),
+            Err(e) => return bad(format!("batch of {topic}: {e}")),
+        }
     };
     let mut gen = [0u8; 8];
     gen.copy_from_slice(&rest[12..20]);
@@ -159,6 +213,7 @@ pub fn parse_frame(buf: &[u8], pos: usize) -> Result<ScannedFrame, FrameProblem>
         partition: u32::from_le_bytes([rest[20], rest[21], rest[22], rest[23]]),
         batch_pos: (pos + batch_start) as u64,
         header,
+        restart,
     })
 }
 
@@ -259,6 +314,21 @@ mod tests {
         f.extend_from_slice(&b);
         seal_frame_header(&mut f, gen);
         f
+    }
+
+    #[test]
+    fn a_restart_frame_round_trips_and_its_offset_is_checked() {
+        let mut f = restart_frame("t#1", 7, 1234);
+        seal_frame_header(&mut f, 9);
+        let parsed = parse_frame(&f, 0).unwrap();
+        assert_eq!(parsed.restart, Some(1234));
+        assert_eq!(
+            (parsed.partition, parsed.gen, parsed.len as usize),
+            (7, 9, f.len())
+        );
+        let last = f.len() - 1;
+        f[last] ^= 1;
+        assert!(matches!(parse_frame(&f, 0), Err(FrameProblem::Invalid(_))));
     }
 
     fn log(gens: &[u64]) -> (Vec<u8>, Vec<usize>) {

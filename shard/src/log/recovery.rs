@@ -95,6 +95,12 @@ pub(super) async fn recover(config: &LogConfig) -> Result<Recovered, LogError> {
                 .entry(f.partition)
                 .or_default();
             let h = &f.header;
+            if let Some(offset) = f.restart {
+                // The partition's lease changed hands here: its earlier
+                // frames belong to an older lease.
+                p.restart_at(offset);
+                continue;
+            }
             if p.index.is_empty() {
                 p.log_start = h.base_offset;
             } else if h.base_offset != p.next_offset {
