@@ -222,6 +222,16 @@ pub struct AgentConfig {
     )]
     pub shutdown_poll_ms: u64,
 
+    /// Timeout of every object-store call, in milliseconds (default
+    /// 10000), plus 1 s per 8 MiB the call moves: a stalled request fails
+    /// and is retried instead of waiting out the HTTP client's minute.
+    #[arg(
+        long,
+        env = "STREAMHOUSE_OBJECT_STORE_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub object_store_timeout_ms: u64,
+
     /// Memory for chunk ranges read from object storage, in bytes (default 64 MiB).
     #[arg(long, env = "STREAMHOUSE_READ_CACHE_BYTES", default_value_t = 64 << 20)]
     pub read_cache_bytes: usize,

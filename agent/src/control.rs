@@ -936,7 +936,7 @@ async fn run(
     };
     let store_url = config.object_store_url();
     let store = match ObjectStore::open(&store_url) {
-        Ok(s) => s,
+        Ok(s) => s.with_call_timeout(Duration::from_millis(config.object_store_timeout_ms.max(1))),
         Err(e) => {
             let _ = ready.send(Err(format!("--object-store: {e}")));
             return;

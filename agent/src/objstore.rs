@@ -6,6 +6,7 @@
 //! runtime, never on a shard.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use bytes::Bytes;
 use s3::creds::Credentials;
@@ -24,77 +25,143 @@ pub enum ObjectError {
 }
 
 /// Where chunks are kept.
-pub enum ObjectStore {
+enum Backend {
     Local(LocalStore),
     S3(S3Store),
+}
+
+/// Default of the per-call timeout's fixed part: 10 s.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Transfer rate every call is allowed on top of its fixed timeout:
+/// 8 MiB/s (a 64 MiB segment gets 8 s more).
+pub const MIN_TRANSFER_BYTES_PER_SEC: u64 = 8 << 20;
+
+/// The object store, with a timeout on every call: a stalled request fails
+/// (and is retried by its caller) instead of holding its caller until the
+/// HTTP client's own minute runs out.
+pub struct ObjectStore {
+    backend: Backend,
+    call_timeout: Duration,
 }
 
 impl ObjectStore {
     /// Parses `file:///DIR` or `s3://BUCKET[/PREFIX]?endpoint=URL&region=R`.
     /// S3 credentials come from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`;
-    /// custom endpoints use path-style addressing.
+    /// custom endpoints use path-style addressing. Calls time out after
+    /// [`DEFAULT_CALL_TIMEOUT`] plus the transfer allowance.
     pub fn open(url: &str) -> Result<ObjectStore, ObjectError> {
-        if let Some(path) = url.strip_prefix("file://") {
+        let backend = if let Some(path) = url.strip_prefix("file://") {
             if path.is_empty() {
                 return Err(ObjectError::BadUrl(format!(
                     "{url}: expected file:///absolute/dir"
                 )));
             }
-            return Ok(ObjectStore::Local(LocalStore::new(path)?));
-        }
-        if let Some(rest) = url.strip_prefix("s3://") {
-            return Ok(ObjectStore::S3(S3Store::new(url, rest)?));
-        }
-        Err(ObjectError::BadUrl(format!(
-            "{url}: use file:///DIR or s3://BUCKET?endpoint=URL&region=R"
-        )))
+            Backend::Local(LocalStore::new(path)?)
+        } else if let Some(rest) = url.strip_prefix("s3://") {
+            Backend::S3(S3Store::new(url, rest)?)
+        } else {
+            return Err(ObjectError::BadUrl(format!(
+                "{url}: use file:///DIR or s3://BUCKET?endpoint=URL&region=R"
+            )));
+        };
+        Ok(ObjectStore {
+            backend,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+        })
+    }
+
+    /// Sets the fixed part of every call's timeout.
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// How long a call moving `bytes` may take: the fixed timeout plus
+    /// `bytes` at [`MIN_TRANSFER_BYTES_PER_SEC`].
+    pub fn timeout_for(&self, bytes: u64) -> Duration {
+        self.call_timeout
+            + Duration::from_millis(bytes.saturating_mul(1000) / MIN_TRANSFER_BYTES_PER_SEC)
+    }
+
+    async fn bounded<T>(
+        &self,
+        what: &str,
+        bytes: u64,
+        call: impl std::future::Future<Output = Result<T, ObjectError>>,
+    ) -> Result<T, ObjectError> {
+        let limit = self.timeout_for(bytes);
+        tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+            Err(ObjectError::Io(format!(
+                "{what} timed out after {} ms",
+                limit.as_millis()
+            )))
+        })
     }
 
     /// Stores `data` under `key`, replacing any object there.
+    ///
+    /// Cancelling it may leave the object written or not; never half of it.
     pub async fn put(&self, key: &str, data: Bytes) -> Result<(), ObjectError> {
-        match self {
-            ObjectStore::Local(s) => s.put(key, data).await,
-            ObjectStore::S3(s) => s.put(key, data).await,
-        }
+        let len = data.len() as u64;
+        let call = async {
+            match &self.backend {
+                Backend::Local(s) => s.put(key, data).await,
+                Backend::S3(s) => s.put(key, data).await,
+            }
+        };
+        self.bounded(&format!("PUT {key}"), len, call).await
     }
 
     /// Stores the file at `path` (which must not change any more) as `key`;
     /// returns its size in bytes. The local store links the file into
     /// place when it is on the same filesystem (no copy), and copies it
     /// otherwise; S3 reads it and PUTs it.
+    ///
+    /// Cancelling it may leave the object written or not; never half of it.
     pub async fn put_file(&self, key: &str, path: &Path) -> Result<u64, ObjectError> {
-        match self {
-            ObjectStore::Local(s) => s.put_file(key, path).await,
-            ObjectStore::S3(s) => {
-                let data = read_file(path).await?;
-                let len = data.len() as u64;
-                s.put(key, data).await?;
-                Ok(len)
+        let len = std::fs::metadata(path).map_or(0, |m| m.len());
+        let call = async {
+            match &self.backend {
+                Backend::Local(s) => s.put_file(key, path).await,
+                Backend::S3(s) => {
+                    let data = read_file(path).await?;
+                    let len = data.len() as u64;
+                    s.put(key, data).await?;
+                    Ok(len)
+                }
             }
-        }
+        };
+        self.bounded(&format!("PUT {key}"), len, call).await
     }
 
     /// `len` bytes of `key` from byte `start`.
     pub async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Bytes, ObjectError> {
-        match self {
-            ObjectStore::Local(s) => s.get_range(key, start, len).await,
-            ObjectStore::S3(s) => s.get_range(key, start, len).await,
-        }
+        let call = async {
+            match &self.backend {
+                Backend::Local(s) => s.get_range(key, start, len).await,
+                Backend::S3(s) => s.get_range(key, start, len).await,
+            }
+        };
+        self.bounded(&format!("GET {key}"), len, call).await
     }
 
     /// Size of the object, or `None` if it does not exist.
     pub async fn size(&self, key: &str) -> Result<Option<u64>, ObjectError> {
-        match self {
-            ObjectStore::Local(s) => s.size(key).await,
-            ObjectStore::S3(s) => s.size(key).await,
-        }
+        let call = async {
+            match &self.backend {
+                Backend::Local(s) => s.size(key).await,
+                Backend::S3(s) => s.size(key).await,
+            }
+        };
+        self.bounded(&format!("HEAD {key}"), 0, call).await
     }
 
     /// A short description for logs (no credentials).
     pub fn describe(&self) -> String {
-        match self {
-            ObjectStore::Local(s) => format!("file://{}", s.root.display()),
-            ObjectStore::S3(s) => format!("s3://{}/{}", s.bucket.name(), s.prefix),
+        match &self.backend {
+            Backend::Local(s) => format!("file://{}", s.root.display()),
+            Backend::S3(s) => format!("s3://{}/{}", s.bucket.name(), s.prefix),
         }
     }
 }
@@ -411,9 +478,12 @@ mod tests {
             region: "us-east-1".into(),
             endpoint: endpoint.clone(),
         };
-        let s = ObjectStore::S3(
-            S3Store::with_credentials(&endpoint, "b", region, true, "", "k", "s").unwrap(),
-        );
+        let s = ObjectStore {
+            backend: Backend::S3(
+                S3Store::with_credentials(&endpoint, "b", region, true, "", "k", "s").unwrap(),
+            ),
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+        };
         let put = tokio::time::timeout(
             std::time::Duration::from_secs(5),
             s.put("k", Bytes::from_static(b"x")),
@@ -422,6 +492,57 @@ mod tests {
         let (hello, _) = tokio::join!(first, put);
         let hello = hello.expect("the client connected").unwrap();
         assert_eq!(hello, [0x16, 0x03], "a TLS handshake record");
+    }
+
+    /// Issue 14 item 7: an S3 server that accepts a request and never
+    /// answers fails the call after its timeout (rust-s3's own bound was a
+    /// minute), so the uploader retries it.
+    #[tokio::test]
+    async fn a_stalled_s3_request_times_out() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((c, _)) = l.accept().await {
+                open.push(c);
+            }
+        });
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let region = Region::Custom {
+            region: "us-east-1".into(),
+            endpoint: endpoint.clone(),
+        };
+        let s = ObjectStore {
+            backend: Backend::S3(
+                S3Store::with_credentials(&endpoint, "b", region, true, "", "k", "s").unwrap(),
+            ),
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+        }
+        .with_call_timeout(Duration::from_millis(300));
+        let started = std::time::Instant::now();
+        let put = tokio::time::timeout(
+            Duration::from_secs(10),
+            s.put("k", Bytes::from_static(b"x")),
+        )
+        .await
+        .expect("the PUT was still waiting after 10 s");
+        let e = put.unwrap_err().to_string();
+        assert!(e.contains("timed out"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+        let get = s.get_range("k", 0, 1).await.unwrap_err().to_string();
+        assert!(get.contains("timed out"), "{get}");
+        held.abort();
+    }
+
+    #[test]
+    fn bigger_calls_get_longer_timeouts() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = ObjectStore::open(&format!("file://{}", dir.path().display())).unwrap();
+        assert_eq!(s.timeout_for(0), DEFAULT_CALL_TIMEOUT);
+        assert_eq!(
+            s.timeout_for(64 << 20),
+            DEFAULT_CALL_TIMEOUT + Duration::from_secs(8)
+        );
     }
 
     #[tokio::test]

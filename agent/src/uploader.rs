@@ -2,8 +2,9 @@
 //! objects, then commits their per-partition ranges to the metadata store
 //! under each partition's lease epoch, then tells the owning shard it may
 //! delete the segment. Up to [`UPLOAD_CONCURRENCY`] objects are stored at
-//! once; commits run one at a time in seal order, so a shard's segments
-//! commit (and are deleted) in order. Retries with capped exponential backoff until
+//! once, each call bounded by the object store's timeout; commits run one
+//! at a time, each shard's in its seal order (so its segments are deleted
+//! in order), no shard waiting for another's. Retries with capped exponential backoff until
 //! it succeeds or the agent stops; a fenced partition is dropped from the
 //! chunk and its shard stops serving it. Never touches shard state directly.
 
@@ -11,7 +12,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::stream::{FuturesOrdered, StreamExt};
+use std::collections::{HashMap, VecDeque};
+
+use futures::stream::{FuturesUnordered, StreamExt};
 
 use crate::control::{ShardMsg, Shared, UploadJob};
 use crate::metastore::{ChunkCommit, ChunkRange, MetaError};
@@ -35,24 +38,33 @@ pub(crate) async fn run(
     shared: Arc<Shared>,
     mut jobs: tokio::sync::mpsc::UnboundedReceiver<UploadJob>,
 ) {
-    // Objects are stored up to UPLOAD_CONCURRENCY at a time; commits (and
-    // so the shards' deletions) follow strictly in seal order.
-    let mut stores = FuturesOrdered::new();
+    // Objects are stored up to UPLOAD_CONCURRENCY at a time, in any order;
+    // each shard's commits (and so its deletions) follow its seal order,
+    // independently of other shards: one shard's stuck segment holds up
+    // only that shard's later ones.
+    let mut stores = FuturesUnordered::new();
+    let mut order = CommitOrder::default();
     let mut open = true;
     loop {
         tokio::select! {
             biased;
             stored = stores.next(), if !stores.is_empty() => {
                 let Some(Some(stored)): Option<Option<Stored>> = stored else { return };
-                let (shard, segment) = (stored.shard, stored.segment);
-                let Some(ends) = commit(&shared, stored).await else {
-                    return;
-                };
-                shared.tell(shard, ShardMsg::Committed { segment, ends });
+                order.stored(stored.shard, stored.segment, stored);
+                while let Some(next) = order.next_ready() {
+                    let (shard, segment) = (next.shard, next.segment);
+                    let Some(ends) = commit(&shared, next).await else {
+                        return;
+                    };
+                    shared.tell(shard, ShardMsg::Committed { segment, ends });
+                }
             }
             job = jobs.recv(), if open && stores.len() < UPLOAD_CONCURRENCY => {
                 match job {
-                    Some(job) => stores.push_back(store(shared.clone(), job)),
+                    Some(job) => {
+                        order.queued(job.shard, job.segment);
+                        stores.push(store(shared.clone(), job));
+                    }
                     None => open = false,
                 }
             }
@@ -61,6 +73,46 @@ pub(crate) async fn run(
         if shared.stop.load(Ordering::Acquire) {
             return;
         }
+    }
+}
+
+/// Per shard, the order its segments must be committed in, and those whose
+/// objects are stored and wait for an earlier one of their shard.
+struct CommitOrder<T> {
+    queued: HashMap<usize, VecDeque<u64>>,
+    stored: HashMap<(usize, u64), T>,
+}
+
+impl<T> Default for CommitOrder<T> {
+    fn default() -> Self {
+        CommitOrder {
+            queued: HashMap::new(),
+            stored: HashMap::new(),
+        }
+    }
+}
+
+impl<T> CommitOrder<T> {
+    /// Segment `segment` of `shard` was handed over (in seal order).
+    fn queued(&mut self, shard: usize, segment: u64) {
+        self.queued.entry(shard).or_default().push_back(segment);
+    }
+
+    /// Its object is stored.
+    fn stored(&mut self, shard: usize, segment: u64, item: T) {
+        self.stored.insert((shard, segment), item);
+    }
+
+    /// A stored segment that is the oldest outstanding one of its shard.
+    fn next_ready(&mut self) -> Option<T> {
+        for (shard, queue) in self.queued.iter_mut() {
+            let Some(front) = queue.front() else { continue };
+            if let Some(item) = self.stored.remove(&(*shard, *front)) {
+                queue.pop_front();
+                return Some(item);
+            }
+        }
+        None
     }
 }
 
@@ -337,6 +389,29 @@ fn abandon(shared: &Shared, key: &str, r: &ChunkRange, why: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 14 item 7: commits were in seal order across all shards, so
+    /// one shard's stuck upload held every other shard's up.
+    #[test]
+    fn a_shards_commits_wait_only_for_its_own_earlier_segments() {
+        let mut o = CommitOrder::default();
+        o.queued(0, 10);
+        o.queued(1, 20);
+        o.queued(0, 11);
+        o.queued(1, 21);
+        o.stored(1, 21, "1/21");
+        assert_eq!(o.next_ready(), None, "21 waits for 20");
+        o.stored(1, 20, "1/20");
+        o.stored(0, 11, "0/11");
+        // Shard 0's 10 is stuck: shard 1 goes on, shard 0's 11 waits.
+        assert_eq!(o.next_ready(), Some("1/20"));
+        assert_eq!(o.next_ready(), Some("1/21"));
+        assert_eq!(o.next_ready(), None);
+        o.stored(0, 10, "0/10");
+        assert_eq!(o.next_ready(), Some("0/10"));
+        assert_eq!(o.next_ready(), Some("0/11"));
+        assert_eq!(o.next_ready(), None);
+    }
 
     #[test]
     fn retry_delays_double_and_cap() {

@@ -28,6 +28,9 @@ struct Proxy {
     port: u16,
     target: SocketAddr,
     tasks: Arc<parking_lot::Mutex<Vec<tokio::task::AbortHandle>>>,
+    /// While set, new connections are accepted and held: bytes in, nothing
+    /// out, never closed (a stalled server).
+    hold: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Proxy {
@@ -38,6 +41,7 @@ impl Proxy {
             port,
             target,
             tasks: Default::default(),
+            hold: Default::default(),
         };
         p.serve(l);
         p
@@ -47,9 +51,21 @@ impl Proxy {
         let tasks = self.tasks.clone();
         let target = self.target;
         let t2 = tasks.clone();
+        let hold = self.hold.clone();
         let h = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = l.accept().await {
+                let stall = hold.load(std::sync::atomic::Ordering::Relaxed);
                 let h = tokio::spawn(async move {
+                    if stall {
+                        let mut sink = [0u8; 4096];
+                        use tokio::io::AsyncReadExt;
+                        while let Ok(n) = inbound.read(&mut sink).await {
+                            if n == 0 {
+                                return;
+                            }
+                        }
+                        return;
+                    }
                     if let Ok(mut out) = TcpStream::connect(target).await {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
                     }
@@ -76,6 +92,21 @@ impl Proxy {
             }
         };
         self.serve(l);
+    }
+
+    /// Stalls: open connections are cut, new ones are held unanswered.
+    fn stall(&self) {
+        self.hold.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut tasks = self.tasks.lock();
+        // Keep the listener (the first task); cut the connections.
+        for h in tasks.drain(1..) {
+            h.abort();
+        }
+    }
+
+    /// Ends a stall for new connections (held ones stay stalled).
+    fn unstall(&self) {
+        self.hold.store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn endpoint(&self) -> String {
@@ -758,4 +789,40 @@ async fn takeover_then_retry(forget_producer_state: bool) {
     }
     let mut f = second.fetcher_for(&meta, 0).await;
     assert_eq!(fetch_all(&mut f, "owners", 0).await.len(), 8);
+}
+
+/// Issue 14 item 7: an S3 request that stalls (the server accepts it and
+/// never answers) is given up after `--object-store-timeout-ms` and retried;
+/// an ack-`object` write issued during the stall is answered soon after the
+/// stall ends, not after the HTTP client's own minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_s3_request_is_retried_without_waiting_a_minute() {
+    let (endpoint, _) = s3_server();
+    let proxy = Proxy::start(target_of(&endpoint)).await;
+    let prefix = unique("stall");
+    let meta_dir = tempfile::tempdir_in(target_tmp()).unwrap();
+    let meta_url = format!("sqlite://{}", meta_dir.path().join("meta.db").display());
+    let mut args = s3_args(&proxy.endpoint(), &prefix, &meta_url);
+    args.extend(["--object-store-timeout-ms".into(), "1000".into()]);
+    let agent = Agent::start(1, &as_strs(&args));
+    let meta = agent.create_topic("stall", 1).await;
+    send(&agent, &meta, "warm", 1, pb::AckLevel::AckObject).await;
+
+    proxy.stall();
+    let mut c = agent.producer_for(&meta, 0).await;
+    let write = tokio::spawn(async move {
+        let mut req = produce_req("stall", 0, &["during-the-stall".to_string()]);
+        req.ack = pb::AckLevel::AckObject as i32;
+        c.produce(req).await
+    });
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    proxy.unstall();
+    let resumed = Instant::now();
+    let answer = tokio::time::timeout(Duration::from_secs(20), write)
+        .await
+        .expect("the ack-object write was still waiting 20 s after the stall ended")
+        .unwrap();
+    assert!(answer.is_ok(), "{answer:?}");
+    eprintln!("answered {:?} after the stall ended", resumed.elapsed());
+    assert!(committed_end(&meta_url, &meta, 0).await >= 51);
 }
