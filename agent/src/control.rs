@@ -247,6 +247,12 @@ pub(crate) struct Shared {
     pub config: Arc<AgentConfig>,
     pub catalog: Arc<Catalog>,
     pub meta: MetaStore,
+    /// A connection of its own for lease renewal (on its own thread), so
+    /// slow metadata work never delays it.
+    renewals: MetaStore,
+    /// Held by a renewal round and by every lease release, so no renewal
+    /// in flight extends a lease just released.
+    renew_gate: tokio::sync::Mutex<()>,
     pub store: ObjectStore,
     shards: Vec<mpsc::UnboundedSender<ShardMsg>>,
     /// Leases this agent holds: (topic key, partition) -> (epoch, expiry ms).
@@ -286,6 +292,11 @@ impl Shared {
         if let Some(tx) = self.shards.get(shard) {
             let _ = tx.unbounded_send(msg);
         }
+    }
+
+    /// How often leases are renewed: a third of the TTL (at least 20 ms).
+    fn renew_every(&self) -> Duration {
+        Duration::from_millis((self.config.lease_ttl_ms / 3).max(20))
     }
 
     fn ttl_ms(&self) -> i64 {
@@ -482,6 +493,8 @@ impl Shared {
                     s.moving.lock().remove(&(key, p));
                     return;
                 }
+                // No renewal in flight may extend the lease after its release.
+                let _gate = s.renew_gate.lock().await;
                 let held = {
                     let mut l = s.leases.lock();
                     l.remove(&(key.clone(), p));
@@ -638,6 +651,7 @@ impl Shared {
 
     /// Renews every held lease; loses those that are fenced or expired.
     async fn renew_all(&self) {
+        let _gate = self.renew_gate.lock().await;
         let dead: Vec<usize> = self
             .unwell
             .lock()
@@ -657,11 +671,21 @@ impl Shared {
             .iter()
             .map(|((k, p), (e, _))| (k.clone(), *p, *e))
             .collect();
-        let results = match self
-            .meta
-            .renew_leases(&batch, &agent, now_ms(), self.ttl_ms())
-            .await
-        {
+        // One attempt may take at most a renewal period: the next one
+        // (or the expiry check) must not wait behind a hung call.
+        let attempt = tokio::time::timeout(
+            self.renew_every(),
+            self.renewals
+                .renew_leases(&batch, &agent, now_ms(), self.ttl_ms()),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(MetaError::Backend(format!(
+                "lease renewal took over {} ms",
+                self.renew_every().as_millis()
+            )))
+        });
+        let results = match attempt {
             Ok(r) => r,
             Err(e) => held.iter().map(|_| Err(e.clone())).collect(),
         };
@@ -779,6 +803,7 @@ impl Shared {
     /// Gives up every lease of shard `shard`'s partitions (its WAL failed
     /// and everything it could ship is committed).
     async fn release_shard(&self, shard: usize) {
+        let _gate = self.renew_gate.lock().await;
         let held: Vec<((String, u32), (u64, i64))> = self
             .leases
             .lock()
@@ -917,6 +942,42 @@ pub fn start(
     }
 }
 
+/// Starts the thread that renews leases every [`Shared::renew_every`],
+/// on its own runtime and metadata connection: a slow acquisition, upload
+/// commit or SQLite call on the control thread never delays renewal.
+/// Stops when `shared.stop` is set.
+fn start_renewals(shared: Arc<Shared>) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
+    let h = std::thread::Builder::new()
+        .name("leases".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the lease renewal runtime");
+                    return;
+                }
+            };
+            rt.block_on(async {
+                let every = shared.renew_every();
+                let mut next = tokio::time::Instant::now() + every;
+                while !shared.stop.load(Ordering::Acquire) {
+                    // Short sleeps: stopping is noticed within 50 ms.
+                    let now = tokio::time::Instant::now();
+                    if now < next {
+                        tokio::time::sleep((next - now).min(Duration::from_millis(50))).await;
+                        continue;
+                    }
+                    next = now + every;
+                    shared.renew_all().await;
+                }
+            });
+        })?;
+    Ok(Some(h))
+}
+
 async fn run(
     config: Arc<AgentConfig>,
     catalog: Arc<Catalog>,
@@ -928,6 +989,13 @@ async fn run(
 ) {
     let meta_url = config.metadata_url();
     let meta = match MetaStore::open(&meta_url).await {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = ready.send(Err(format!("--metadata {meta_url}: {e}")));
+            return;
+        }
+    };
+    let renewals = match MetaStore::open(&meta_url).await {
         Ok(m) => m,
         Err(e) => {
             let _ = ready.send(Err(format!("--metadata {meta_url}: {e}")));
@@ -948,6 +1016,8 @@ async fn run(
         config,
         catalog,
         meta,
+        renewals,
+        renew_gate: tokio::sync::Mutex::new(()),
         store,
         shards,
         leases: Mutex::new(HashMap::new()),
@@ -988,6 +1058,13 @@ async fn run(
     shared.started.store(true, Ordering::Release);
     let _ = ready.send(Ok(shared.clone()));
 
+    let renewer = match start_renewals(shared.clone()) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the lease renewal thread; leases are renewed on the control thread");
+            None
+        }
+    };
     let (up_tx, up_rx) = tokio::sync::mpsc::unbounded_channel();
     let uploader = tokio::spawn(crate::uploader::run(shared.clone(), up_rx));
     let tick = Duration::from_millis(
@@ -1012,8 +1089,9 @@ async fn run(
             _ = tokio::time::sleep_until(next_tick) => {
                 next_tick = tokio::time::Instant::now() + tick;
                 let s = shared.clone();
-                // Renewal must not wait behind a slow upload or read.
-                s.renew_all().await;
+                if renewer.is_none() {
+                    s.renew_all().await;
+                }
                 let beat = s.heartbeat().await;
                 let synced = s.sync_topics().await;
                 *s.meta_error.lock() = beat.and(synced).err().map(|e| e.to_string());
@@ -1026,6 +1104,9 @@ async fn run(
         }
     }
     uploader.abort();
+    if let Some(h) = renewer {
+        let _ = tokio::task::spawn_blocking(move || h.join()).await;
+    }
     if shared.release.load(Ordering::Acquire) {
         shared.release_all().await;
         tracing::info!("control plane stopped; leases released");

@@ -929,3 +929,62 @@ async fn after_a_metadata_outage_no_agent_takes_a_live_agents_partitions() {
          (before: {before:?})"
     );
 }
+
+/// Issue 14 item 8: lease renewal keeps its deadline while other metadata
+/// work is slow. agent-0 dies; agent-1 starts taking its partitions, but
+/// their lease rows are locked by another transaction for longer than the
+/// lease TTL, so each acquisition hangs. agent-1's own partitions must keep
+/// serving throughout (their leases renewed on time).
+#[tokio::test]
+async fn leases_are_renewed_while_an_acquisition_hangs() {
+    let url = pg::fresh_database("slowacq").await;
+    let meta = tempfile::tempdir_in(target_tmp()).unwrap();
+    let mut c = Cluster::start_with(2, url.clone(), meta);
+    let admin = c.admin().await;
+    admin.create_topic("slow", PARTITIONS).await.unwrap();
+    let leaders = c.settled("slow", 2).await;
+    let theirs: Vec<i64> = (0..PARTITIONS as i64)
+        .filter(|p| leaders[*p as usize] == "agent-0")
+        .collect();
+    let mine = (0..PARTITIONS)
+        .find(|p| leaders[*p as usize] == "agent-1")
+        .unwrap();
+
+    // Another session locks agent-0's lease rows and keeps them locked.
+    let (locker, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    locker.batch_execute("BEGIN").await.unwrap();
+    let list: Vec<String> = theirs.iter().map(i64::to_string).collect();
+    locker
+        .batch_execute(&format!(
+            "SELECT * FROM leases WHERE part IN ({}) FOR UPDATE",
+            list.join(",")
+        ))
+        .await
+        .unwrap();
+    c.agents[0].kill9();
+
+    // Past agent-0's lease expiry agent-1 tries to take its partitions
+    // and hangs on the locks; its own partition must keep taking writes.
+    let meta = c.agents[1].describe_topic("slow").await;
+    let mut client = c.agents[1].producer_for(&meta, mine).await;
+    let until = Instant::now() + Duration::from_secs(7);
+    let mut n = 0;
+    while Instant::now() < until {
+        client
+            .produce(produce_req("slow", mine, &[format!("w{n}")]))
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "write {n} to agent-1's own partition failed while an acquisition hung: {e:?}"
+                )
+            });
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    locker.batch_execute("ROLLBACK").await.unwrap();
+    // Then agent-1 takes agent-0's partitions over.
+    c.settled("slow", 1).await;
+}
