@@ -117,6 +117,9 @@ pub enum ControlError {
     Corrupt(String),
     #[error("{0}")]
     Internal(String),
+    /// A retry cannot help: another instance took over (a fenced producer).
+    #[error("{0}")]
+    Fenced(String),
 }
 
 impl From<MetaError> for ControlError {
@@ -127,6 +130,10 @@ impl From<MetaError> for ControlError {
             e @ (MetaError::Gap { .. } | MetaError::NotContiguous { .. }) => {
                 ControlError::Corrupt(e.to_string())
             }
+            e @ (MetaError::UnknownProducer(_) | MetaError::EpochExhausted(_)) => {
+                ControlError::Invalid(e.to_string())
+            }
+            e @ MetaError::ProducerFenced { .. } => ControlError::Fenced(e.to_string()),
             other => ControlError::Unavailable(other.to_string()),
         }
     }
@@ -145,6 +152,13 @@ pub enum Request {
     },
     ProducerId {
         reply: oneshot::Sender<Result<i64, ControlError>>,
+    },
+    /// The next epoch of an existing producer id (see
+    /// `MetaStore::bump_producer_epoch`).
+    BumpProducerEpoch {
+        producer_id: i64,
+        claimed: i32,
+        reply: oneshot::Sender<Result<i32, ControlError>>,
     },
     /// Batches of `topic/partition` from object storage, starting with the
     /// one holding `offset`.
@@ -762,6 +776,14 @@ impl Shared {
             }
             Request::ProducerId { reply } => {
                 let _ = reply.send(self.meta.next_producer_id().await.map_err(Into::into));
+            }
+            Request::BumpProducerEpoch {
+                producer_id,
+                claimed,
+                reply,
+            } => {
+                let r = self.meta.bump_producer_epoch(producer_id, claimed).await;
+                let _ = reply.send(r.map_err(Into::into));
             }
             Request::ReadRemote {
                 topic,

@@ -122,6 +122,7 @@ fn control_status(e: ControlError) -> Status {
         ControlError::Unavailable(_) => Code::Unavailable,
         ControlError::Corrupt(_) => Code::DataLoss,
         ControlError::Internal(_) => Code::Internal,
+        ControlError::Fenced(_) => Code::FailedPrecondition,
     };
     Status::new(code, e.to_string())
 }
@@ -583,16 +584,30 @@ impl ShardContext {
                 }))
             }
             pb::paths::INIT_PRODUCER_ID => {
-                let _: pb::InitProducerIdRequest =
+                let req: pb::InitProducerIdRequest =
                     decode(read_message(body, limit).await?, "InitProducerIdRequest")?;
-                let id = self
-                    .control
-                    .call(|reply| Request::ProducerId { reply })
-                    .await
-                    .map_err(control_status)?;
+                let (producer_id, producer_epoch) = if req.producer_id == 0 {
+                    let id = self
+                        .control
+                        .call(|reply| Request::ProducerId { reply })
+                        .await
+                        .map_err(control_status)?;
+                    (id, 0)
+                } else {
+                    let epoch = self
+                        .control
+                        .call(|reply| Request::BumpProducerEpoch {
+                            producer_id: req.producer_id,
+                            claimed: req.producer_epoch,
+                            reply,
+                        })
+                        .await
+                        .map_err(control_status)?;
+                    (req.producer_id, epoch)
+                };
                 Ok(encode_reply(&pb::InitProducerIdResponse {
-                    producer_id: id,
-                    producer_epoch: 0,
+                    producer_id,
+                    producer_epoch,
                 }))
             }
             other => Err(Status::new(

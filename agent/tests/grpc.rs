@@ -331,7 +331,7 @@ async fn idempotent_retries_get_original_offsets_and_gaps_are_refused() {
     let meta = agent.create_topic("idem", 1).await;
     let mut admin = agent.admin().await;
     let pid = admin
-        .init_producer_id(pb::InitProducerIdRequest {})
+        .init_producer_id(pb::InitProducerIdRequest::default())
         .await
         .unwrap()
         .into_inner();
@@ -358,6 +358,79 @@ async fn idempotent_retries_get_original_offsets_and_gaps_are_refused() {
     assert!(gap.message().contains("out-of-order"), "{}", gap.message());
     let mut f = agent.fetcher_for(&meta, 0).await;
     assert_eq!(fetch_all(&mut f, "idem", 0).await.len(), 8);
+}
+
+/// Issue 14 item 13: `InitProducerId` always answered epoch 0, so producer
+/// epoch fencing could never trigger. Re-initialising an id now bumps its
+/// epoch; batches of the older instance are refused (`FAILED_PRECONDITION`)
+/// and so is a re-initialisation by it.
+#[tokio::test]
+async fn reinitialising_a_producer_id_bumps_its_epoch_and_fences_the_old_instance() {
+    let agent = Agent::start(1, &[]);
+    let meta = agent.create_topic("epochs", 1).await;
+    let mut admin = agent.admin().await;
+    let first = admin
+        .init_producer_id(pb::InitProducerIdRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.producer_epoch, 0);
+    let mut c = agent.producer_for(&meta, 0).await;
+    let req = |epoch: i32, seq: i32, tag: &str| pb::ProduceRequest {
+        producer_id: first.producer_id,
+        producer_epoch: epoch,
+        base_sequence: seq,
+        ..produce_req("epochs", 0, &[format!("{tag}-{seq}")])
+    };
+    c.produce(req(0, 0, "old")).await.unwrap();
+    let second = admin
+        .init_producer_id(pb::InitProducerIdRequest {
+            producer_id: first.producer_id,
+            producer_epoch: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (second.producer_id, second.producer_epoch),
+        (first.producer_id, 1),
+        "the same id at the next epoch"
+    );
+    c.produce(req(1, 0, "new")).await.unwrap();
+    let zombie = c.produce(req(0, 1, "old")).await.unwrap_err();
+    assert_eq!(
+        zombie.code(),
+        Code::FailedPrecondition,
+        "{}",
+        zombie.message()
+    );
+    assert!(zombie.message().contains("fenced"), "{}", zombie.message());
+    let again = admin
+        .init_producer_id(pb::InitProducerIdRequest {
+            producer_id: first.producer_id,
+            producer_epoch: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        again.code(),
+        Code::FailedPrecondition,
+        "{}",
+        again.message()
+    );
+    let unknown = admin
+        .init_producer_id(pb::InitProducerIdRequest {
+            producer_id: first.producer_id + 1000,
+            producer_epoch: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        unknown.code(),
+        Code::InvalidArgument,
+        "{}",
+        unknown.message()
+    );
 }
 
 #[tokio::test]

@@ -72,6 +72,21 @@ async fn suite(url: &str) {
     let a = m.next_producer_id().await.unwrap();
     let b = m2.next_producer_id().await.unwrap();
     assert!(b > a && a > 0);
+    // Re-initialising an id bumps its epoch; an instance behind is fenced.
+    assert_eq!(m.bump_producer_epoch(a, 0).await.unwrap(), 1);
+    assert_eq!(m2.bump_producer_epoch(a, 1).await.unwrap(), 2);
+    assert!(matches!(
+        m.bump_producer_epoch(a, 0).await,
+        Err(MetaError::ProducerFenced { current: 2, .. })
+    ));
+    assert!(matches!(
+        m.bump_producer_epoch(b + 1_000, 0).await,
+        Err(MetaError::UnknownProducer(_))
+    ));
+    assert!(matches!(
+        m.bump_producer_epoch(b, i32::from(i16::MAX)).await,
+        Err(MetaError::EpochExhausted(_))
+    ));
 
     // Leases: CAS acquire, renew keeps the epoch, takeover bumps it.
     let g1 = m

@@ -743,7 +743,7 @@ async fn takeover_then_retry(forget_producer_state: bool) {
     for _ in 0..2 {
         pids.push(
             admin
-                .init_producer_id(pb::InitProducerIdRequest {})
+                .init_producer_id(pb::InitProducerIdRequest::default())
                 .await
                 .unwrap()
                 .into_inner(),

@@ -947,7 +947,7 @@ impl Inner {
                 }
             };
             match AdminServiceClient::new(lease.channel())
-                .init_producer_id(pb::InitProducerIdRequest {})
+                .init_producer_id(pb::InitProducerIdRequest::default())
                 .await
             {
                 Ok(r) => {

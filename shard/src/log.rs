@@ -639,8 +639,14 @@ impl ShardLog {
                 "local log is behind object storage; forgetting its stale batches"
             );
         }
+        // Only frames still on disk (indexed, or appended and not yet
+        // durable) could be replayed by recovery; a partition without any
+        // needs no restart frame (and no sync for one).
+        let on_disk = !p.index.is_empty() || p.next_offset != p.high_watermark;
         p.restart_at(offset);
-        self.queue_restart(&mut st, topic, partition, offset);
+        if on_disk {
+            self.queue_restart(&mut st, topic, partition, offset);
+        }
         true
     }
 
@@ -665,8 +671,14 @@ impl ShardLog {
                 "dropping local batches written under an older lease"
             );
         }
+        // Only frames still on disk (indexed, or appended and not yet
+        // durable) could be replayed by recovery; a partition without any
+        // needs no restart frame (and no sync for one).
+        let on_disk = !p.index.is_empty() || p.next_offset != p.high_watermark;
         p.restart_at(offset);
-        self.queue_restart(&mut st, topic, partition, offset);
+        if on_disk {
+            self.queue_restart(&mut st, topic, partition, offset);
+        }
         true
     }
 

@@ -162,6 +162,16 @@ pub enum MetaError {
         offset: u64,
         next: u64,
     },
+    #[error("producer id {0} was never handed out")]
+    UnknownProducer(i64),
+    #[error("producer {producer_id} at epoch {claimed} is fenced: another instance holds epoch {current}")]
+    ProducerFenced {
+        producer_id: i64,
+        claimed: i32,
+        current: i64,
+    },
+    #[error("producer {0} has used every epoch; ask for a new producer id")]
+    EpochExhausted(i64),
     #[error("invalid metadata URL {0}")]
     BadUrl(String),
     #[error("metadata store: {0}")]
@@ -201,7 +211,7 @@ pub enum MetaStore {
 }
 
 /// Highest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 impl MetaStore {
     /// Opens `sqlite:///PATH` or `postgres://...` and applies pending
@@ -260,6 +270,20 @@ impl MetaStore {
         match self {
             MetaStore::Sqlite(s) => s.next_producer_id(),
             MetaStore::Postgres(s) => s.next_producer_id().await,
+        }
+    }
+
+    /// Re-initialises idempotent producer `producer_id` whose instance last
+    /// used epoch `claimed`: returns the next epoch (fencing every earlier
+    /// instance), or `ProducerFenced` if another instance moved past it.
+    pub async fn bump_producer_epoch(
+        &self,
+        producer_id: i64,
+        claimed: i32,
+    ) -> Result<i32, MetaError> {
+        match self {
+            MetaStore::Sqlite(s) => s.bump_producer_epoch(producer_id, claimed),
+            MetaStore::Postgres(s) => s.bump_producer_epoch(producer_id, claimed).await,
         }
     }
 
@@ -473,7 +497,32 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
          producer_id BIGINT NOT NULL, batches TEXT NOT NULL, end_offset BIGINT NOT NULL,
          updated_ms BIGINT NOT NULL, PRIMARY KEY (topic, part, producer_id));",
     ),
+    (
+        3,
+        "CREATE TABLE producer_epochs (producer_id BIGINT PRIMARY KEY, epoch BIGINT NOT NULL);",
+    ),
 ];
+
+/// The epoch after `current` for a producer whose instance says it last
+/// used `claimed`: fenced when another instance already moved past it.
+pub(crate) fn next_producer_epoch(
+    producer_id: i64,
+    current: i64,
+    claimed: i32,
+) -> Result<i32, MetaError> {
+    if i64::from(claimed) < current {
+        return Err(MetaError::ProducerFenced {
+            producer_id,
+            claimed,
+            current,
+        });
+    }
+    let next = i64::from(claimed) + 1;
+    if next > i64::from(i16::MAX) {
+        return Err(MetaError::EpochExhausted(producer_id));
+    }
+    Ok(next as i32)
+}
 
 /// One range's producer batches grouped per producer id, each group in the
 /// text form stored in `producer_state.batches`:

@@ -9,8 +9,8 @@ use tokio_postgres::{Client, GenericClient, NoTls};
 
 use super::sqlite::fenced;
 use super::{
-    continues, split_addresses, to_i64, to_u64, AgentRow, ChunkCommit, LeaseGrant, LeaseRow,
-    MetaError, RangeLocation, TopicRow, MIGRATIONS,
+    continues, next_producer_epoch, split_addresses, to_i64, to_u64, AgentRow, ChunkCommit,
+    LeaseGrant, LeaseRow, MetaError, RangeLocation, TopicRow, MIGRATIONS,
 };
 use super::{
     decode_producers, encode_producers, RememberedBatch, MAX_STORED_PRODUCERS,
@@ -230,6 +230,44 @@ impl PostgresStore {
             .await
             .map_err(db)?;
         Ok(r.get(0))
+    }
+
+    pub async fn bump_producer_epoch(
+        &self,
+        producer_id: i64,
+        claimed: i32,
+    ) -> Result<i32, MetaError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(db)?;
+        let handed_out: i64 = tx
+            .query_one(
+                "SELECT value FROM counters WHERE name = 'producer_id' FOR UPDATE",
+                &[],
+            )
+            .await
+            .map_err(db)?
+            .get(0);
+        if producer_id <= 0 || producer_id >= handed_out {
+            return Err(MetaError::UnknownProducer(producer_id));
+        }
+        let current: i64 = tx
+            .query_opt(
+                "SELECT epoch FROM producer_epochs WHERE producer_id = $1 FOR UPDATE",
+                &[&producer_id],
+            )
+            .await
+            .map_err(db)?
+            .map_or(0, |r| r.get(0));
+        let next = next_producer_epoch(producer_id, current, claimed)?;
+        tx.execute(
+            "INSERT INTO producer_epochs (producer_id, epoch) VALUES ($1, $2)
+             ON CONFLICT (producer_id) DO UPDATE SET epoch = excluded.epoch",
+            &[&producer_id, &i64::from(next)],
+        )
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(next)
     }
 
     pub async fn acquire_lease(

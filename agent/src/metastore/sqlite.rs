@@ -9,8 +9,8 @@ use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{
-    continues, split_addresses, to_i64, to_u64, AgentRow, ChunkCommit, LeaseGrant, LeaseRow,
-    MetaError, RangeLocation, TopicRow, MIGRATIONS,
+    continues, next_producer_epoch, split_addresses, to_i64, to_u64, AgentRow, ChunkCommit,
+    LeaseGrant, LeaseRow, MetaError, RangeLocation, TopicRow, MIGRATIONS,
 };
 use super::{
     decode_producers, encode_producers, RememberedBatch, MAX_STORED_PRODUCERS,
@@ -189,6 +189,41 @@ impl SqliteStore {
                 |r| r.get(0),
             )
             .map_err(db)
+    }
+
+    pub fn bump_producer_epoch(&self, producer_id: i64, claimed: i32) -> Result<i32, MetaError> {
+        let mut conn = self.conn.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let handed_out: i64 = tx
+            .query_row(
+                "SELECT value FROM counters WHERE name = 'producer_id'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db)?;
+        if producer_id <= 0 || producer_id >= handed_out {
+            return Err(MetaError::UnknownProducer(producer_id));
+        }
+        let current: i64 = tx
+            .query_row(
+                "SELECT epoch FROM producer_epochs WHERE producer_id = ?1",
+                [producer_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db)?
+            .unwrap_or(0);
+        let next = next_producer_epoch(producer_id, current, claimed)?;
+        tx.execute(
+            "INSERT INTO producer_epochs (producer_id, epoch) VALUES (?1, ?2)
+             ON CONFLICT (producer_id) DO UPDATE SET epoch = excluded.epoch",
+            params![producer_id, i64::from(next)],
+        )
+        .map_err(db)?;
+        tx.commit().map_err(db)?;
+        Ok(next)
     }
 
     pub fn acquire_lease(

@@ -38,6 +38,24 @@ pub struct Agent {
     _tmp: Option<tempfile::TempDir>,
 }
 
+/// Whether a server on `port` answers an HTTP/2 preface with a frame: a
+/// listening socket a killed agent left behind (the kernel closes sockets
+/// held by its io_uring shortly after the exit) accepts but never answers.
+fn answers_http2(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    if s.write_all(&hello).is_err() {
+        return false;
+    }
+    let mut frame = [0u8; 9];
+    s.read_exact(&mut frame).is_ok()
+}
+
 /// A base port with `n` consecutive free loopback ports (see
 /// `streamhouse_agent::ports::below_ephemeral`).
 pub fn free_ports(n: usize) -> u16 {
@@ -187,7 +205,7 @@ impl Agent {
         let deadline = Instant::now() + Duration::from_secs(30);
         for i in 0..self.shards {
             loop {
-                if std::net::TcpStream::connect(("127.0.0.1", self.port + i as u16)).is_ok() {
+                if answers_http2(self.port + i as u16) {
                     break;
                 }
                 if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
