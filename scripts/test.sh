@@ -30,5 +30,10 @@ if [ -z "${STREAMHOUSE_TEST_POSTGRES_URL:-}" ]; then
   export STREAMHOUSE_TEST_POSTGRES_URL
   started_pg=1
 fi
+# The disk-full tests loop-mount a small ext4 (root only; skipped otherwise).
+if [ "$(id -u)" = 0 ] && ! command -v mkfs.ext4 >/dev/null && command -v apt-get >/dev/null; then
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends e2fsprogs >/dev/null
+fi
 cargo build --workspace --all-targets --all-features
 cargo test --workspace --all-targets --all-features "$@"
