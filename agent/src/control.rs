@@ -283,6 +283,9 @@ pub(crate) struct Shared {
     moving: Mutex<HashSet<(String, u32)>>,
     /// Shards whose WAL failed or whose executor ended, by shard number.
     unwell: Mutex<HashMap<usize, ShardHealth>>,
+    /// Other live agents' shard counts and failed shards, from the last
+    /// heartbeat round.
+    peer_failures: Mutex<HashMap<String, (usize, Vec<usize>)>>,
     /// Since when (ms) this agent's heartbeats have worked without a
     /// failure; `None` right after one failed.
     heartbeats_ok_since: Mutex<Option<i64>>,
@@ -417,10 +420,34 @@ impl Shared {
             .map(|(e, _)| *e)
     }
 
-    /// Whether this agent should lead `key/partition` given the live agents.
+    /// Whether this agent should lead `key/partition` given the live agents:
+    /// rendezvous hashing over the live agents whose shard for the partition
+    /// works (this agent's own shards by their current health, others' by
+    /// their last heartbeat); over all live agents when none does.
     fn assigned_here(&self, key: &str, partition: u32) -> bool {
         let live = self.live.lock();
-        crate::assignment::owner(&live, key, partition).is_none_or(|o| o == self.config.agent_id)
+        let peers = self.peer_failures.lock();
+        let own_shard_works = !self
+            .unwell
+            .lock()
+            .contains_key(&self.shard_of(key, partition));
+        let name = topic_name(key);
+        let working: Vec<String> = live
+            .iter()
+            .filter(|a| {
+                if **a == self.config.agent_id {
+                    own_shard_works
+                } else {
+                    peers.get(*a).is_none_or(|(shards, failed)| {
+                        !failed.contains(&shard_for(name, partition, (*shards).max(1)))
+                    })
+                }
+            })
+            .cloned()
+            .collect();
+        let candidates = if working.is_empty() { &*live } else { &working };
+        crate::assignment::owner(candidates, key, partition)
+            .is_none_or(|o| o == self.config.agent_id)
     }
 
     /// Heartbeat, then refresh the list of live agents. An agent seen live
@@ -443,16 +470,26 @@ impl Shared {
                 .map(|i| self.config.shard_address(i))
                 .collect(),
             heartbeat_ms: now,
+            failed_shards: {
+                let mut f: Vec<usize> = self.unwell.lock().keys().copied().collect();
+                f.sort_unstable();
+                f
+            },
         };
         self.meta.heartbeat(&row).await?;
         let since = now - i64::try_from(self.config.agent_timeout_ms).unwrap_or(i64::MAX / 4);
-        let mut ids: Vec<String> = self
-            .meta
-            .live_agents(since)
-            .await?
-            .into_iter()
-            .map(|a| a.agent_id)
+        let rows = self.meta.live_agents(since).await?;
+        *self.peer_failures.lock() = rows
+            .iter()
+            .filter(|a| a.agent_id != self.config.agent_id)
+            .map(|a| {
+                (
+                    a.agent_id.clone(),
+                    (a.shard_addresses.len(), a.failed_shards.clone()),
+                )
+            })
             .collect();
+        let mut ids: Vec<String> = rows.into_iter().map(|a| a.agent_id).collect();
         if !ids.contains(&self.config.agent_id) {
             ids.push(self.config.agent_id.clone());
         }
@@ -485,6 +522,11 @@ impl Shared {
             .map(|((k, p), (e, _))| (k.clone(), *p, *e))
             .collect();
         for (key, p, epoch) in held {
+            // A failed shard cannot hand over (its log refuses the barrier);
+            // it gives its leases up itself once it shipped what it could.
+            if self.unwell.lock().contains_key(&self.shard_of(&key, p)) {
+                continue;
+            }
             if self.assigned_here(&key, p) || !self.moving.lock().insert((key.clone(), p)) {
                 continue;
             }
@@ -1049,6 +1091,7 @@ async fn run(
         live: Mutex::new(Vec::new()),
         moving: Mutex::new(HashSet::new()),
         unwell: Mutex::new(HashMap::new()),
+        peer_failures: Mutex::new(HashMap::new()),
         heartbeats_ok_since: Mutex::new(None),
         started: AtomicBool::new(false),
         meta_error: Mutex::new(None),

@@ -950,6 +950,11 @@ async fn leases_are_renewed_while_an_acquisition_hangs() {
         .find(|p| leaders[*p as usize] == "agent-1")
         .unwrap();
 
+    // Asked first: with the acquisitions hanging, agent-1's other metadata
+    // calls (Describe) wait behind them on its main connection.
+    let meta = c.agents[1].describe_topic("slow").await;
+    let mut client = c.agents[1].producer_for(&meta, mine).await;
+
     // Another session locks agent-0's lease rows and keeps them locked.
     let (locker, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
@@ -968,19 +973,18 @@ async fn leases_are_renewed_while_an_acquisition_hangs() {
 
     // Past agent-0's lease expiry agent-1 tries to take its partitions
     // and hangs on the locks; its own partition must keep taking writes.
-    let meta = c.agents[1].describe_topic("slow").await;
-    let mut client = c.agents[1].producer_for(&meta, mine).await;
     let until = Instant::now() + Duration::from_secs(7);
     let mut n = 0;
     while Instant::now() < until {
-        client
-            .produce(produce_req("slow", mine, &[format!("w{n}")]))
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "write {n} to agent-1's own partition failed while an acquisition hung: {e:?}"
-                )
-            });
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            client.produce(produce_req("slow", mine, &[format!("w{n}")])),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("write {n} hung"))
+        .unwrap_or_else(|e| {
+            panic!("write {n} to agent-1's own partition failed while an acquisition hung: {e:?}")
+        });
         n += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

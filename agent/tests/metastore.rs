@@ -338,17 +338,19 @@ async fn suite(url: &str) {
         agent_id: id.clone(),
         shard_addresses: vec!["127.0.0.1:1".into(), "127.0.0.1:2".into()],
         heartbeat_ms: 5_000,
+        failed_shards: vec![],
     };
     m.heartbeat(&row).await.unwrap();
     assert!(m2.live_agents(4_999).await.unwrap().contains(&row));
-    m.heartbeat(&AgentRow {
+    let failing = AgentRow {
         heartbeat_ms: 6_000,
+        failed_shards: vec![1],
         ..row.clone()
-    })
-    .await
-    .unwrap();
+    };
+    m.heartbeat(&failing).await.unwrap();
     let live = m2.live_agents(5_500).await.unwrap();
     assert_eq!(live.iter().filter(|a| a.agent_id == id).count(), 1);
+    assert!(live.contains(&failing), "failed shards are stored");
     assert!(!m2
         .live_agents(6_000)
         .await

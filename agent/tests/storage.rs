@@ -594,3 +594,144 @@ async fn a_crash_after_a_lease_came_back_serves_only_the_new_leases_batches() {
     let want: Vec<Vec<u8>> = new.iter().map(|v| v.as_bytes().to_vec()).collect();
     assert_eq!(got, want, "after the crash, only the new lease's batches");
 }
+
+/// Issue 14 item 5 in a cluster: agent-0's WAL disk fills up. Its shard
+/// ships what it can, gives its leases up, and agent-1 leads its
+/// partitions until agent-0's disk has space again; then they return.
+/// Producers see no failed send; every acknowledged record is readable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_wal_disk_hands_the_shards_partitions_to_another_agent() {
+    use streamhouse_client::{Admin, Producer, ProducerRecord};
+    let Some(fs) = smallfs::SmallFs::new(32) else {
+        return;
+    };
+    let stores = tempfile::tempdir_in(target_tmp()).unwrap();
+    let common = [
+        "--object-store".to_string(),
+        format!("file://{}", stores.path().join("objects").display()),
+        "--metadata".into(),
+        format!("sqlite://{}", stores.path().join("meta.db").display()),
+        "--segment-bytes".into(),
+        (1 << 20).to_string(),
+        "--segment-age-ms".into(),
+        "500".into(),
+        "--lease-ttl-ms".into(),
+        "2000".into(),
+        "--heartbeat-ms".into(),
+        "200".into(),
+        "--agent-timeout-ms".into(),
+        "1000".into(),
+    ];
+    let args = |id: &str| {
+        let mut a = common.to_vec();
+        a.extend(["--agent-id".into(), id.to_owned()]);
+        a
+    };
+    let a0 = args("agent-0");
+    let a0: Vec<&str> = a0.iter().map(String::as_str).collect();
+    let a1 = args("agent-1");
+    let a1: Vec<&str> = a1.iter().map(String::as_str).collect();
+    let agent0 = Agent::start_in(&fs.mount.join("data"), 1, &a0);
+    let agent1 = Agent::start(1, &a1);
+    let admin = Admin::connect(&agent1.addr(0)).await.unwrap();
+    admin.create_topic(TOPIC, 8).await.unwrap();
+    let leaders = |want: usize| {
+        let admin = &admin;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(40);
+            loop {
+                if let Ok(t) = admin.describe_topic(TOPIC).await {
+                    let l: Vec<String> = t
+                        .partitions
+                        .iter()
+                        .map(|p| p.leader_agent_id.clone())
+                        .collect();
+                    let distinct: std::collections::HashSet<&String> = l.iter().collect();
+                    if l.iter().all(|x| !x.is_empty()) && distinct.len() == want {
+                        return l;
+                    }
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "leaders never settled on {want} agents"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let before = leaders(2).await;
+    let producer = Producer::builder([agent0.addr(0), agent1.addr(0)])
+        .retries(100_000)
+        .delivery_timeout(Duration::from_secs(90))
+        .build()
+        .await
+        .unwrap();
+    let mut acked: BTreeMap<u32, BTreeMap<u64, String>> = BTreeMap::new();
+    let send_round = |tag: String| {
+        let producer = &producer;
+        async move {
+            let mut futs = Vec::new();
+            for p in 0..8u32 {
+                for i in 0..20 {
+                    let v = format!("{tag}-p{p}-{i}-{}", "y".repeat(300));
+                    futs.push((
+                        p,
+                        v.clone(),
+                        producer.send(ProducerRecord::new(TOPIC, v).partition(p)),
+                    ));
+                }
+            }
+            let mut out = Vec::new();
+            for (p, v, f) in futs {
+                let m = f
+                    .await
+                    .unwrap_or_else(|e| panic!("send to {p} failed: {e}"));
+                out.push((p, m.offset, v));
+            }
+            out
+        }
+    };
+    for (p, o, v) in send_round("before".into()).await {
+        acked.entry(p).or_default().insert(o, v);
+    }
+
+    let filler = fs.fill();
+    // Writes go on; agent-0's partitions end up led by agent-1.
+    for round in 0..3 {
+        for (p, o, v) in send_round(format!("full{round}")).await {
+            acked.entry(p).or_default().insert(o, v);
+        }
+    }
+    let during = leaders(1).await;
+    assert!(during.iter().all(|l| l == "agent-1"), "{during:?}");
+
+    // Space again: agent-0 recovers by itself and takes its share back.
+    fs.free(&filler);
+    let after = leaders(2).await;
+    assert_eq!(after, before, "the partitions return to agent-0");
+    for (p, o, v) in send_round("after".into()).await {
+        acked.entry(p).or_default().insert(o, v);
+    }
+    producer.close().await.unwrap();
+    for (p, want) in &acked {
+        let leader = if after[*p as usize] == "agent-0" {
+            &agent0
+        } else {
+            &agent1
+        };
+        let mut f = pb::fetch_service_client::FetchServiceClient::new(leader.channel(0).await)
+            .max_decoding_message_size(64 << 20);
+        let got: BTreeMap<u64, Vec<u8>> = fetch_all(&mut f, TOPIC, *p)
+            .await
+            .into_iter()
+            .map(|r| (r.offset, r.value.to_vec()))
+            .collect();
+        for (o, v) in want {
+            assert_eq!(
+                got.get(o).map(Vec::as_slice),
+                Some(v.as_bytes()),
+                "acknowledged {p}/{o} is missing or differs"
+            );
+        }
+    }
+}

@@ -239,6 +239,20 @@ fn evict_excess(partitions: &mut Partitions, lru: &mut ProducerLru) {
     }
 }
 
+/// Bytes an unprivileged writer may still use on the filesystem of `dir`,
+/// if the kernel says.
+// The statvfs field types differ between platforms.
+#[allow(clippy::useless_conversion)]
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs writes into the zeroed struct we own; the path is a
+    // valid NUL-terminated string.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut st) };
+    (rc == 0).then(|| u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)))
+}
+
 fn unknown(topic: &str, partition: u32) -> LogError {
     LogError::UnknownPartition {
         topic: topic.to_owned(),
@@ -455,6 +469,23 @@ impl ShardLog {
             }
             rec.active
         };
+        // A disk that just ran full must have room for a whole segment
+        // again, or the log would fail again at its next write.
+        if let Some(free) = free_bytes(&self.config().dir) {
+            if free < self.config().segment_bytes {
+                let e = LogError::Io {
+                    context: format!("reopening {}", self.config().dir.display()),
+                    message: format!(
+                        "{free} bytes free on the WAL's filesystem; a segment needs {}",
+                        self.config().segment_bytes
+                    ),
+                };
+                let why = format!("cannot start a new WAL segment after recovery: {e}");
+                self.inner.stats.set_trouble(Some(why.clone()));
+                self.inner.state.borrow_mut().poisoned = Some(why);
+                return Err(ReopenError::NoActive(e));
+            }
+        }
         // Every fetch waiter was woken above (it reads again).
         self.inner
             .stats

@@ -119,6 +119,9 @@ pub struct AgentRow {
     pub shard_addresses: Vec<String>,
     /// Milliseconds since the Unix epoch.
     pub heartbeat_ms: i64,
+    /// Shards whose WAL failed (or whose executor ended): other agents lead
+    /// the partitions that hash to them until they recover.
+    pub failed_shards: Vec<usize>,
 }
 
 /// Metadata store errors.
@@ -211,7 +214,7 @@ pub enum MetaStore {
 }
 
 /// Highest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 impl MetaStore {
     /// Opens `sqlite:///PATH` or `postgres://...` and applies pending
@@ -501,7 +504,27 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
         3,
         "CREATE TABLE producer_epochs (producer_id BIGINT PRIMARY KEY, epoch BIGINT NOT NULL);",
     ),
+    (
+        4,
+        "ALTER TABLE agents ADD COLUMN failed_shards TEXT NOT NULL DEFAULT '';",
+    ),
 ];
+
+/// `failed_shards` as stored: shard numbers joined by commas.
+pub(crate) fn encode_shards(shards: &[usize]) -> String {
+    shards
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The stored form back; anything unreadable is left out.
+pub(crate) fn decode_shards(text: &str) -> Vec<usize> {
+    text.split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
+}
 
 /// The epoch after `current` for a producer whose instance says it last
 /// used `claimed`: fenced when another instance already moved past it.

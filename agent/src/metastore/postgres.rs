@@ -9,8 +9,8 @@ use tokio_postgres::{Client, GenericClient, NoTls};
 
 use super::sqlite::fenced;
 use super::{
-    continues, next_producer_epoch, split_addresses, to_i64, to_u64, AgentRow, ChunkCommit,
-    LeaseGrant, LeaseRow, MetaError, RangeLocation, TopicRow, MIGRATIONS,
+    continues, decode_shards, encode_shards, next_producer_epoch, split_addresses, to_i64, to_u64,
+    AgentRow, ChunkCommit, LeaseGrant, LeaseRow, MetaError, RangeLocation, TopicRow, MIGRATIONS,
 };
 use super::{
     decode_producers, encode_producers, RememberedBatch, MAX_STORED_PRODUCERS,
@@ -589,13 +589,15 @@ impl PostgresStore {
     pub async fn heartbeat(&self, agent: &AgentRow) -> Result<(), MetaError> {
         let c = self.client().await?;
         c.execute(
-            "INSERT INTO agents (agent_id, addresses, heartbeat_ms) VALUES ($1, $2, $3)
+            "INSERT INTO agents (agent_id, addresses, heartbeat_ms, failed_shards)
+             VALUES ($1, $2, $3, $4)
              ON CONFLICT (agent_id) DO UPDATE SET addresses = EXCLUDED.addresses,
-             heartbeat_ms = EXCLUDED.heartbeat_ms",
+             heartbeat_ms = EXCLUDED.heartbeat_ms, failed_shards = EXCLUDED.failed_shards",
             &[
                 &agent.agent_id,
                 &agent.shard_addresses.join(","),
                 &agent.heartbeat_ms,
+                &encode_shards(&agent.failed_shards),
             ],
         )
         .await
@@ -607,7 +609,7 @@ impl PostgresStore {
         let c = self.client().await?;
         let rows = c
             .query(
-                "SELECT agent_id, addresses, heartbeat_ms FROM agents
+                "SELECT agent_id, addresses, heartbeat_ms, failed_shards FROM agents
                  WHERE heartbeat_ms > $1 ORDER BY agent_id",
                 &[&since_ms],
             )
@@ -619,6 +621,7 @@ impl PostgresStore {
                 agent_id: r.get(0),
                 shard_addresses: split_addresses(&r.get::<_, String>(1)),
                 heartbeat_ms: r.get(2),
+                failed_shards: decode_shards(&r.get::<_, String>(3)),
             })
             .collect())
     }

@@ -9,8 +9,8 @@ use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{
-    continues, next_producer_epoch, split_addresses, to_i64, to_u64, AgentRow, ChunkCommit,
-    LeaseGrant, LeaseRow, MetaError, RangeLocation, TopicRow, MIGRATIONS,
+    continues, decode_shards, encode_shards, next_producer_epoch, split_addresses, to_i64, to_u64,
+    AgentRow, ChunkCommit, LeaseGrant, LeaseRow, MetaError, RangeLocation, TopicRow, MIGRATIONS,
 };
 use super::{
     decode_producers, encode_producers, RememberedBatch, MAX_STORED_PRODUCERS,
@@ -533,13 +533,15 @@ impl SqliteStore {
         self.conn
             .lock()
             .execute(
-                "INSERT INTO agents (agent_id, addresses, heartbeat_ms) VALUES (?1, ?2, ?3)
+                "INSERT INTO agents (agent_id, addresses, heartbeat_ms, failed_shards)
+                 VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (agent_id) DO UPDATE SET addresses = excluded.addresses,
-                 heartbeat_ms = excluded.heartbeat_ms",
+                 heartbeat_ms = excluded.heartbeat_ms, failed_shards = excluded.failed_shards",
                 params![
                     agent.agent_id,
                     agent.shard_addresses.join(","),
-                    agent.heartbeat_ms
+                    agent.heartbeat_ms,
+                    encode_shards(&agent.failed_shards)
                 ],
             )
             .map_err(db)?;
@@ -550,7 +552,7 @@ impl SqliteStore {
         let conn = self.conn.lock();
         let mut st = conn
             .prepare(
-                "SELECT agent_id, addresses, heartbeat_ms FROM agents
+                "SELECT agent_id, addresses, heartbeat_ms, failed_shards FROM agents
                  WHERE heartbeat_ms > ?1 ORDER BY agent_id",
             )
             .map_err(db)?;
@@ -560,6 +562,7 @@ impl SqliteStore {
                     agent_id: r.get(0)?,
                     shard_addresses: split_addresses(&r.get::<_, String>(1)?),
                     heartbeat_ms: r.get(2)?,
+                    failed_shards: decode_shards(&r.get::<_, String>(3)?),
                 })
             })
             .map_err(db)?;
