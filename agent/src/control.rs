@@ -551,29 +551,7 @@ impl Shared {
                 }
                 // No renewal in flight may extend the lease after its release.
                 let _gate = s.renew_gate.lock().await;
-                let held = {
-                    let mut l = s.leases.lock();
-                    l.remove(&(key.clone(), p));
-                    l.len()
-                };
-                let m = &s.metrics.control;
-                m.leases_released.fetch_add(1, Ordering::Relaxed);
-                m.leases_held.store(held as u64, Ordering::Relaxed);
-                s.catalog.set_lease_epoch(&key, p, 0);
-                if let Err(e) = s
-                    .meta
-                    .release_lease(&key, p, &s.config.agent_id, epoch)
-                    .await
-                {
-                    tracing::warn!(topic = %key, partition = p, error = %e, "cannot release lease; it will expire");
-                }
-                s.tell(
-                    s.shard_of(&key, p),
-                    ShardMsg::Released {
-                        topic: key.clone(),
-                        partition: p,
-                    },
-                );
+                s.give_up(&key, p, epoch, "handed over").await;
                 s.moving.lock().remove(&(key, p));
             });
         }
@@ -876,31 +854,39 @@ impl Shared {
             .map(|(k, v)| (k.clone(), *v))
             .collect();
         for ((key, p), (epoch, _)) in held {
-            if let Err(e) = self
-                .meta
-                .release_lease(&key, p, &self.config.agent_id, epoch)
-                .await
-            {
-                tracing::warn!(topic = %key, partition = p, error = %e, "cannot release the lease of a failed shard; it expires instead");
-            }
-            let left = {
-                let mut l = self.leases.lock();
-                l.remove(&(key.clone(), p));
-                l.len()
-            };
-            let m = &self.metrics.control;
-            m.leases_released.fetch_add(1, Ordering::Relaxed);
-            m.leases_held.store(left as u64, Ordering::Relaxed);
-            self.catalog.set_lease_epoch(&key, p, 0);
             tracing::warn!(topic = %key, partition = p, shard, "lease given up: the shard's WAL failed");
-            self.tell(
-                shard,
-                ShardMsg::Released {
-                    topic: key,
-                    partition: p,
-                },
-            );
+            self.give_up(&key, p, epoch, "the shard's WAL failed").await;
         }
+    }
+
+    /// Releases this agent's lease of `key/partition` held at `epoch`: out
+    /// of the lease table and the catalog, released in the metadata store
+    /// (it expires instead if that fails), and the shard told. The caller
+    /// holds `renew_gate`, so no renewal in flight extends it again.
+    async fn give_up(&self, key: &str, partition: u32, epoch: u64, why: &str) {
+        let left = {
+            let mut l = self.leases.lock();
+            l.remove(&(key.to_owned(), partition));
+            l.len()
+        };
+        let m = &self.metrics.control;
+        m.leases_released.fetch_add(1, Ordering::Relaxed);
+        m.leases_held.store(left as u64, Ordering::Relaxed);
+        self.catalog.set_lease_epoch(key, partition, 0);
+        if let Err(e) = self
+            .meta
+            .release_lease(key, partition, &self.config.agent_id, epoch)
+            .await
+        {
+            tracing::warn!(topic = %key, partition, error = %e, %why, "cannot release lease; it will expire");
+        }
+        self.tell(
+            self.shard_of(key, partition),
+            ShardMsg::Released {
+                topic: key.to_owned(),
+                partition,
+            },
+        );
     }
 
     async fn create_topic(&self, name: &str, partitions: u32) -> Result<TopicRow, ControlError> {
