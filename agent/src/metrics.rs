@@ -232,6 +232,12 @@ impl Registry {
             "counter",
         );
         counter(
+            "wal_allocation_failures_total",
+            "Allocations of WAL blocks ahead of writes that failed (the disk refused them).",
+            &|s| log_stat(s, |l| get(&l.allocation_failures)),
+            "counter",
+        );
+        counter(
             "segments_sealed_total",
             "WAL segments sealed (chunks).",
             &|s| log_stat(s, |l| get(&l.segments_sealed)),

@@ -26,6 +26,7 @@ use crate::index::{IndexEntry, OffsetIndex};
 use crate::producers::{ProducerLru, ProducerTable, RememberedBatch, SeqCheck, SeqError};
 use crate::segment::{self, Corruption};
 
+mod alloc;
 mod recovery;
 use recovery::Recovered;
 
@@ -64,6 +65,12 @@ pub struct LogConfig {
     /// shard; past it the least recently used is forgotten (see
     /// [`ProducerLru`]); default [`DEFAULT_MAX_PRODUCERS`].
     pub max_producers: usize,
+    /// Most bytes of the active segment allocated (zero-filled, synced and
+    /// checked to be written extents) ahead of its last write; default
+    /// 16 MiB. Batches are only ever written to allocated blocks, so no
+    /// acknowledgement depends on the disk allocating blocks. A new segment
+    /// starts with 1 MiB; the headroom grows with the segment up to this.
+    pub preallocate_bytes: u64,
 }
 
 /// Default of [`LogConfig::max_producers`]: 100,000 producers (about
@@ -80,6 +87,7 @@ impl LogConfig {
             max_flush_bytes: 8 << 20,
             direct_io: false,
             max_producers: DEFAULT_MAX_PRODUCERS,
+            preallocate_bytes: 16 << 20,
         }
     }
 }
@@ -287,6 +295,12 @@ struct State {
     roll_retry_at: Option<Instant>,
     /// Which producers appended least recently, over all partitions.
     producer_lru: ProducerLru,
+    /// Bytes of the active segment, from its start, that are allocated
+    /// (see [`alloc`]); writes never go past it.
+    allocated: u64,
+    /// Allocation of the active segment beyond `allocated` in progress; it
+    /// answers the new allocated length.
+    extending: Option<glommio::task::JoinHandle<Result<u64, String>>>,
 }
 
 struct Inner {
@@ -368,6 +382,8 @@ impl ShardLog {
                     closed: false,
                     roll_retry_at: None,
                     producer_lru: lru,
+                    allocated: 0,
+                    extending: None,
                 }),
                 wake: RefCell::new(wake),
             }),
@@ -632,9 +648,17 @@ impl ShardLog {
                 }
             }
             st.sealed.retain(|s| s.id != id);
-            st.segments.remove(&id).map(|s| s.path)
+            let last = !st.segments.keys().any(|k| *k > id);
+            let next = st.active.max(id + 1);
+            st.segments.remove(&id).map(|s| (s.path, last, next))
         };
-        if let Some(path) = path {
+        if let Some((path, last, next)) = path {
+            if last {
+                // No active segment file exists (it could not be created):
+                // the next segment id must still never be used again, or a
+                // new segment would be taken for the chunk this one became.
+                recovery::remember_next_segment(&self.config().dir, next)?;
+            }
             std::fs::remove_file(&path).map_err(|e| LogError::Io {
                 context: format!("removing {}", path.display()),
                 message: e.to_string(),
@@ -1196,12 +1220,86 @@ impl ShardLog {
                     message: e.to_string(),
                 }
             })?;
-        let opened = self.open_handles(&path).await;
-        match opened {
-            Ok(seg) => Ok(seg),
+        let opened = match self.open_handles(&path).await {
+            Ok(seg) => seg,
             Err(e) => {
                 let _ = std::fs::remove_file(&path);
-                Err(e)
+                return Err(e);
+            }
+        };
+        if let Err(e) = alloc::allocate(&opened.file, 0, alloc::STEP).await {
+            self.count_allocation_failure();
+            close_segment(opened).await;
+            let _ = std::fs::remove_file(&path);
+            return Err(LogError::Io {
+                context: format!("allocating {}", path.display()),
+                message: e,
+            });
+        }
+        Ok(opened)
+    }
+
+    fn count_allocation_failure(&self) {
+        self.inner
+            .stats
+            .allocation_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Makes sure `[0, end)` of the active segment is allocated before a
+    /// write reaches `end`: waits for the allocation in progress, and
+    /// allocates what is still missing itself. Then starts allocating the
+    /// headroom after `end` in the background if little is left.
+    async fn allocate_to(&self, file: &Rc<DmaFile>, end: u64) -> Result<(), LogError> {
+        let ahead = self.config().preallocate_bytes;
+        if end > self.inner.state.borrow().allocated {
+            let pending = self.inner.state.borrow_mut().extending.take();
+            if let Some(h) = pending {
+                match h.await {
+                    Some(Ok(to)) => {
+                        let mut st = self.inner.state.borrow_mut();
+                        st.allocated = st.allocated.max(to);
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "allocating WAL blocks ahead failed; retrying now")
+                    }
+                    None => {}
+                }
+            }
+            let from = self.inner.state.borrow().allocated;
+            if end > from {
+                let to = alloc::target(end, ahead);
+                if let Err(e) = alloc::allocate(file, from, to).await {
+                    self.count_allocation_failure();
+                    return Err(LogError::Io {
+                        context: "allocating WAL blocks before a write".into(),
+                        message: e,
+                    });
+                }
+                self.inner.state.borrow_mut().allocated = to;
+            }
+        }
+        let mut st = self.inner.state.borrow_mut();
+        if st.extending.is_none() && alloc::low(st.allocated, end, ahead) {
+            let (file, from, to) = (file.clone(), st.allocated, alloc::target(end, ahead));
+            st.extending = Some(
+                glommio::spawn_local(
+                    async move { alloc::allocate(&file, from, to).await.map(|()| to) },
+                )
+                .detach(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Waits for the background allocation of the active segment, if any
+    /// (before the segment is sealed and truncated).
+    async fn finish_extending(&self) {
+        let pending = self.inner.state.borrow_mut().extending.take();
+        if let Some(h) = pending {
+            if let Some(Err(e)) = h.await {
+                self.count_allocation_failure();
+                tracing::warn!(error = %e, "allocating WAL blocks ahead failed");
             }
         }
     }
@@ -1255,6 +1353,8 @@ impl ShardLog {
         st.seal_now = false;
         st.tail.clear();
         st.roll_retry_at = None;
+        st.allocated = alloc::STEP;
+        st.extending = None;
     }
 
     /// Seals the active segment and starts the next one. When the next one
@@ -1291,6 +1391,21 @@ impl ShardLog {
             (path, len)
         };
         tracing::debug!(segment = id, bytes = len, "sealing WAL segment");
+        // The sealed segment keeps its data only: the blocks allocated
+        // after it are given back, and it is shipped without them.
+        self.finish_extending().await;
+        let old = self
+            .inner
+            .state
+            .borrow()
+            .segments
+            .get(&id)
+            .map(|s| s.file.clone());
+        if let Some(file) = old {
+            if let Err(e) = file.truncate(len).await {
+                tracing::warn!(segment = id, error = %e, "cannot give back the sealed WAL segment's unused blocks");
+            }
+        }
         self.activate(id + 1, next);
         if self.inner.state.borrow().poisoned.is_none() {
             self.inner.stats.set_trouble(None);
@@ -1475,6 +1590,16 @@ impl ShardLog {
             (file, writer, write_pos, st.active_len, gen, st.active)
         };
         let bytes = data.len();
+        // Where this write ends: O_DIRECT rewrites the previous partial
+        // block and pads its own last block.
+        let end = if writer.is_some() {
+            write_pos + bytes as u64
+        } else {
+            let align = file.alignment();
+            let total = (self.inner.state.borrow().tail.len() + bytes) as u64;
+            write_pos + total.div_ceil(align) * align
+        };
+        self.allocate_to(&file, end).await?;
         match &writer {
             // Buffered: the frames as they are, right after the last write.
             Some(w) => {
@@ -1633,6 +1758,16 @@ fn check_written(written: usize, len: usize) -> Result<(), LogError> {
             message: format!("short write: {written} of {len} bytes"),
         })
     }
+}
+
+/// Closes a segment's handles (after its creation failed).
+async fn close_segment(seg: SegmentFile) {
+    if let Some(w) = seg.writer {
+        if let Ok(w) = Rc::try_unwrap(w) {
+            let _ = w.close().await;
+        }
+    }
+    let _ = seg.file.close_rc().await;
 }
 
 /// Waits for the sync in flight, if any.

@@ -70,6 +70,9 @@ pub struct LogStats {
     pub segments_sealed: AtomicU64,
     /// Rolls that could not create the next segment (then retried).
     pub roll_failures: AtomicU64,
+    /// Allocations of WAL blocks ahead of writes that failed (the disk
+    /// refused them, or they were not written extents after syncing).
+    pub allocation_failures: AtomicU64,
     /// Idempotent producers remembered now (bounded by
     /// `LogConfig::max_producers`).
     pub producers: AtomicU64,
@@ -103,6 +106,7 @@ impl Default for LogStats {
             commit_batches: Buckets::new(COMMIT_BUCKETS),
             segments_sealed: AtomicU64::new(0),
             roll_failures: AtomicU64::new(0),
+            allocation_failures: AtomicU64::new(0),
             producers: AtomicU64::new(0),
             fetch_waiters: AtomicU64::new(0),
             trouble: Mutex::new(None),

@@ -1,6 +1,11 @@
-//! A small real filesystem that fills up: an ext4 image made with
+//! Small real filesystems that fill up: an ext4 image made with
 //! `mkfs.ext4 -m 0` (root gets no reserved blocks) on a loop device,
-//! mounted in a temporary directory and unmounted on drop. Needs root.
+//! mounted in a temporary directory and unmounted on drop; and a thinly
+//! provisioned one ([`ThinFs`]), whose sparse image lives on a small
+//! filesystem of its own, so the disk under it fails once that fills up
+//! although the filesystem itself reports free space. Needs root.
+
+#![allow(dead_code)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -26,8 +31,7 @@ impl SmallFs {
     /// A mounted ext4 of `mib` MiB; `None` (the caller skips, saying so)
     /// when not running as root.
     pub fn new(mib: u64) -> Option<SmallFs> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
+        if !is_root() {
             eprintln!("skipped: a loop-mounted filesystem needs root");
             return None;
         }
@@ -82,6 +86,82 @@ impl SmallFs {
     pub fn free(&self, filler: &Path) {
         std::fs::remove_file(filler).unwrap();
         run(&mut Command::new("sync"));
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// An ext4 of `inner_mib` MiB on a loop device whose backing image is a
+/// sparse file on a [`SmallFs`] of `outer_mib` MiB: writing to blocks of
+/// the inner filesystem that were never written before needs space on the
+/// outer one, and once that is full those writes fail with EIO (as a thin
+/// volume or a full host disk under a VM image does).
+pub struct ThinFs {
+    pub mount: PathBuf,
+    image: PathBuf,
+    pub backing: SmallFs,
+}
+
+impl ThinFs {
+    /// `None` (the caller skips, saying so) when not running as root.
+    pub fn new(outer_mib: u64, inner_mib: u64) -> Option<ThinFs> {
+        if !is_root() {
+            eprintln!("skipped: a loop-mounted filesystem needs root");
+            return None;
+        }
+        let backing = SmallFs::new(outer_mib)?;
+        let image = backing.mount.join("thin.img");
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(inner_mib << 20)
+            .unwrap();
+        run(Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-m", "0"])
+            .arg(&image));
+        let mount = backing._dir.path().join("thin");
+        std::fs::create_dir(&mount).unwrap();
+        let fs = ThinFs {
+            mount,
+            image,
+            backing,
+        };
+        fs.mount();
+        Some(fs)
+    }
+
+    fn mount(&self) {
+        run(Command::new("mount")
+            .args(["-o", "loop,errors=continue"])
+            .arg(&self.image)
+            .arg(&self.mount));
+    }
+
+    /// Unmounts, checks (`e2fsck -fy`, repairing what the failed writes
+    /// left) and mounts the inner filesystem again, as an operator does
+    /// after a disk failure. Nothing may hold files open on it.
+    pub fn remount(&self) {
+        run(Command::new("umount").arg(&self.mount));
+        // e2fsck exits 1 when it corrected something: that is success here.
+        let status = Command::new("e2fsck")
+            .args(["-f", "-y"])
+            .arg(&self.image)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(
+            matches!(status.code(), Some(0..=1)),
+            "e2fsck of the thin filesystem: {status}"
+        );
+        self.mount();
+    }
+}
+
+impl Drop for ThinFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
     }
 }
 

@@ -3,7 +3,8 @@
 //! O_DIRECT (what the disk holds, not what the page cache remembers of a
 //! failed write), verifies every frame, truncates a torn tail of the last
 //! segment, and rebuilds offsets, indexes and producer state. Creates no
-//! file and touches no state of a running log; `log` assembles the result.
+//! file (but [`remember_next_segment`], for the log) and touches no state
+//! of a running log; `log` assembles the result.
 
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
@@ -28,6 +29,40 @@ pub(super) struct Recovered {
     /// Id for the next active segment (after the last one found).
     pub active: u64,
     pub report: RecoveryReport,
+}
+
+/// File naming the lowest segment id not yet used, written only when the
+/// log's newest segment file is deleted while no newer one exists.
+const NEXT_SEGMENT: &str = "NEXT_SEGMENT";
+
+/// Records durably that segment ids below `next` were used.
+pub(super) fn remember_next_segment(dir: &std::path::Path, next: u64) -> Result<(), LogError> {
+    let path = dir.join(NEXT_SEGMENT);
+    let tmp = dir.join(format!("{NEXT_SEGMENT}.tmp"));
+    std::fs::write(&tmp, next.to_string())
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .and_then(|()| std::fs::File::open(dir)?.sync_all())
+        .map_err(|e| LogError::Io {
+            context: format!("writing {}", path.display()),
+            message: e.to_string(),
+        })
+}
+
+/// The id [`remember_next_segment`] recorded, or 0.
+fn next_segment(dir: &std::path::Path) -> Result<u64, LogError> {
+    let path = dir.join(NEXT_SEGMENT);
+    match std::fs::read_to_string(&path) {
+        Ok(s) => s.trim().parse().map_err(|_| LogError::Io {
+            context: format!("reading {}", path.display()),
+            message: format!("not a segment id: {:?}", s.trim()),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(LogError::Io {
+            context: format!("reading {}", path.display()),
+            message: e.to_string(),
+        }),
+    }
 }
 
 pub(super) async fn recover(config: &LogConfig) -> Result<Recovered, LogError> {
@@ -153,7 +188,10 @@ pub(super) async fn recover(config: &LogConfig) -> Result<Recovered, LogError> {
         );
     }
     report.partitions = partitions.values().map(HashMap::len).sum();
-    let active = ids.last().map_or(0, |id| id + 1);
+    let active = ids
+        .last()
+        .map_or(0, |id| id + 1)
+        .max(next_segment(&config.dir)?);
     Ok(Recovered {
         partitions,
         lru,
