@@ -470,7 +470,9 @@ impl ShardLog {
             st.producer_lru = rec.lru;
             st.segments = rec.segments;
             st.sealed = rec.sealed;
-            st.gen = st.gen.max(rec.gen);
+            // Generations continue from what the disk holds (a failed write
+            // left none), so they stay contiguous for recovery's checks.
+            st.gen = rec.gen;
             st.pending.clear();
             st.pending_entries.clear();
             st.tail.clear();

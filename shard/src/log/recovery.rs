@@ -31,6 +31,40 @@ pub(super) struct Recovered {
     pub report: RecoveryReport,
 }
 
+/// Checks that the first write found in a segment follows the last write
+/// found in the segment before it. Every write to a segment was synced
+/// before the next segment got its first write (a roll waits for the
+/// sync), and each write has the next generation, so a later first
+/// generation means synced (acknowledged) writes vanished from the end of
+/// the earlier segment, e.g. blocks the disk never really allocated.
+fn check_continues(
+    prev: &std::path::Path,
+    last_gen: u64,
+    valid: u64,
+    next: &std::path::Path,
+    first_gen: u64,
+) -> Result<(), LogError> {
+    if first_gen == last_gen + 1 {
+        return Ok(());
+    }
+    Err(LogError::Corrupt(Corruption {
+        file: prev.to_path_buf(),
+        position: valid,
+        reason: if first_gen > last_gen + 1 {
+            format!(
+                "the segment's frames end with write {last_gen} but {} starts with write                  {first_gen}: writes {}..{first_gen} were synced (acknowledged) and are missing",
+                next.display(),
+                last_gen + 1
+            )
+        } else {
+            format!(
+                "the segment's frames end with write {last_gen} but {} starts with write                  {first_gen}, not a later one",
+                next.display()
+            )
+        },
+    }))
+}
+
 /// File naming the lowest segment id not yet used, written only when the
 /// log's newest segment file is deleted while no newer one exists.
 const NEXT_SEGMENT: &str = "NEXT_SEGMENT";
@@ -83,7 +117,16 @@ pub(super) async fn recover(config: &LogConfig) -> Result<Recovered, LogError> {
     let mut segments = BTreeMap::new();
     let mut sealed = Vec::new();
     let mut gen = 0;
+    // The newest segment with frames before this one, when every id since
+    // is present: (its path, its last write's generation, its valid bytes).
+    let mut before: Option<(std::path::PathBuf, u64, u64)> = None;
+    let mut previous_id: Option<u64> = None;
     for (i, id) in ids.iter().enumerate() {
+        if previous_id.is_some_and(|p| p + 1 != *id) {
+            // Segments in between were shipped and deleted.
+            before = None;
+        }
+        previous_id = Some(*id);
         let path = segment::segment_path(&config.dir, *id);
         let file = OpenOptions::new()
             .read(true)
@@ -105,6 +148,12 @@ pub(super) async fn recover(config: &LogConfig) -> Result<Recovered, LogError> {
         };
         let is_last = i + 1 == ids.len();
         let scan = segment::scan(&path, &buf, is_last)?;
+        if let (Some((prev, last_gen, valid)), Some(first)) = (&before, scan.frames.first()) {
+            check_continues(prev, *last_gen, *valid, &path, first.gen)?;
+        }
+        if let Some(last) = scan.frames.last() {
+            before = Some((path.clone(), last.gen, scan.valid_len));
+        }
         if scan.torn_bytes > 0 {
             tracing::warn!(
                 file = %path.display(),
