@@ -71,6 +71,14 @@ pub struct AgentConfig {
     #[arg(long, env = "STREAMHOUSE_WAL_DIRECT_IO", default_value_t = false)]
     pub wal_direct_io: bool,
 
+    /// How far ahead of its writes the active WAL segment's blocks are
+    /// allocated, in bytes (default 16 MiB, at least 1 MiB): zero-filled,
+    /// synced and checked to be written extents before any batch goes
+    /// there, so no acknowledgement depends on the disk allocating blocks.
+    /// A new segment starts with 1 MiB; the headroom grows with it.
+    #[arg(long, env = "STREAMHOUSE_WAL_PREALLOCATE_BYTES", default_value_t = 16 << 20)]
+    pub wal_preallocate_bytes: u64,
+
     /// A WAL segment is sealed (and shipped to the object store) once its
     /// data is this old, in milliseconds (default 10000): bounds how far
     /// object storage lags behind durable writes.
@@ -381,6 +389,9 @@ impl AgentConfig {
         }
         if self.segment_bytes < 64 << 10 {
             return Err("--segment-bytes must be at least 65536".into());
+        }
+        if self.wal_preallocate_bytes < 1 << 20 {
+            return Err("--wal-preallocate-bytes must be at least 1048576".into());
         }
         if self.segment_age_ms == 0 {
             return Err("--segment-age-ms must be at least 1".into());

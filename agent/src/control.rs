@@ -192,6 +192,12 @@ pub enum Request {
     ReleaseShard {
         shard: usize,
     },
+    /// A shard's executor was started again (after a panic) with a new
+    /// inbox: send to it from now on, and hand it the shard's leases again.
+    ShardRestarted {
+        shard: usize,
+        inbox: mpsc::UnboundedSender<ShardMsg>,
+    },
 }
 
 /// How a shard is doing, as the control thread tracks it.
@@ -268,7 +274,8 @@ pub(crate) struct Shared {
     /// in flight extends a lease just released.
     renew_gate: tokio::sync::Mutex<()>,
     pub store: ObjectStore,
-    shards: Vec<mpsc::UnboundedSender<ShardMsg>>,
+    /// Each shard's inbox (replaced when a shard is restarted).
+    shards: Vec<Mutex<mpsc::UnboundedSender<ShardMsg>>>,
     /// Leases this agent holds: (topic key, partition) -> (epoch, expiry ms).
     leases: Mutex<HashMap<(String, u32), (u64, i64)>>,
     pub cache: Mutex<RemoteCache>,
@@ -307,7 +314,7 @@ impl Shared {
 
     pub fn tell(&self, shard: usize, msg: ShardMsg) {
         if let Some(tx) = self.shards.get(shard) {
-            let _ = tx.unbounded_send(msg);
+            let _ = tx.lock().unbounded_send(msg);
         }
     }
 
@@ -839,6 +846,36 @@ impl Shared {
                 }
             }
             Request::ReleaseShard { shard } => self.release_shard(shard).await,
+            Request::ShardRestarted { shard, inbox } => self.restarted(shard, inbox).await,
+        }
+    }
+
+    /// Shard `shard` runs again with a new inbox: takes each of its leases
+    /// again (the same epoch, renewed) so the new executor is told them.
+    async fn restarted(&self, shard: usize, inbox: mpsc::UnboundedSender<ShardMsg>) {
+        if let Some(tx) = self.shards.get(shard) {
+            *tx.lock() = inbox;
+        }
+        let held: Vec<(String, u32)> = self
+            .leases
+            .lock()
+            .keys()
+            .filter(|(k, p)| self.shard_of(k, *p) == shard)
+            .cloned()
+            .collect();
+        for (key, p) in held {
+            match self.acquire(&key, p).await {
+                Ok(()) => {}
+                Err(MetaError::LeaseHeld { holder, .. }) => self.lose(
+                    &key,
+                    p,
+                    format!("taken by {holder} while the shard restarted"),
+                ),
+                Err(e) => {
+                    tracing::warn!(topic = %key, partition = p, error = %e, "cannot hand a lease to the restarted shard; it is lost");
+                    self.lose(&key, p, format!("not handed to the restarted shard: {e}"));
+                }
+            }
         }
     }
 
@@ -1069,7 +1106,7 @@ async fn run(
         renewals,
         renew_gate: tokio::sync::Mutex::new(()),
         store,
-        shards,
+        shards: shards.into_iter().map(Mutex::new).collect(),
         leases: Mutex::new(HashMap::new()),
         stop: AtomicBool::new(false),
         metrics,

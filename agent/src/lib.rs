@@ -14,7 +14,9 @@
 //! chunk objects), [`lifecycle`] (starting and stopping, the data-dir lock),
 //! [`layout`] (the shard count a data dir was written with),
 //! [`ports`] (free port ranges for shard listeners), [`wal_watch`] (a
-//! shard's response to a failed WAL).
+//! shard's response to a failed WAL), [`supervisor`] (a shard's executor
+//! thread, restarted after a panic), [`sockets`] (the descriptors a
+//! shard holds, shut down when its executor dies).
 
 pub mod assignment;
 pub mod budget;
@@ -36,6 +38,8 @@ pub mod remote;
 pub mod routing;
 pub mod service;
 pub mod shard;
+pub mod sockets;
+pub mod supervisor;
 pub mod uploader;
 pub mod wal_watch;
 

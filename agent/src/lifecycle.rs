@@ -9,18 +9,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
-
 use crate::catalog::Catalog;
 use crate::config::AgentConfig;
 use crate::control::{self, Control};
-use crate::shard;
+use crate::supervisor;
 
 /// A started agent.
 pub struct RunningAgent {
     config: Arc<AgentConfig>,
     draining: Arc<AtomicBool>,
-    handles: Vec<ExecutorJoinHandle<Result<bool, String>>>,
+    /// Each shard's watcher thread (see `supervisor`).
+    handles: Vec<std::thread::JoinHandle<Result<bool, String>>>,
     control: Control,
     _lock: File,
 }
@@ -233,22 +232,20 @@ fn launch(
             registry.shards[i].clone(),
         );
         let inbox = inboxes.remove(0);
-        let spawned = LocalExecutorBuilder::new(Placement::Fixed(cores[i % cores.len()]))
-            .name(&format!("shard-{i}"))
-            .spawn(move || {
-                shard::run(shard::ShardSetup {
-                    shard: i,
-                    config: cfg,
-                    catalog: cat,
-                    draining: drain,
-                    ready,
-                    control: ctl,
-                    messages: inbox,
-                    metrics: m,
-                    flush_only,
-                })
-            });
-        match spawned {
+        let supervised = supervisor::Supervised {
+            shard: i,
+            core: cores[i % cores.len()],
+            config: cfg,
+            catalog: cat,
+            draining: drain,
+            control: ctl,
+            metrics: m,
+            flush_only,
+            sockets: Arc::new(crate::sockets::ShardSockets::new(
+                config.shard_listen(i).port(),
+            )),
+        };
+        match supervisor::start(supervised, ready, inbox) {
             Ok(h) => handles.push(h),
             Err(e) => {
                 draining.store(true, Ordering::Relaxed);
@@ -256,7 +253,7 @@ fn launch(
                     let _ = h.join();
                 }
                 control.shutdown(false);
-                return Err(format!("cannot start shard {i}: {e}"));
+                return Err(e);
             }
         }
     }
@@ -328,7 +325,7 @@ impl RunningAgent {
             match h.join() {
                 Ok(Ok(all)) => shipped &= all,
                 Ok(Err(e)) => failures.push(format!("shard {i}: {e}")),
-                Err(e) => failures.push(format!("shard {i} panicked: {e}")),
+                Err(_) => failures.push(format!("the watcher of shard {i} panicked")),
             }
         }
         let shipped = shipped && failures.is_empty();

@@ -40,6 +40,9 @@ where
 }
 
 fn main() -> ExitCode {
+    // Fail points named in FAILPOINTS (test builds only; see Cargo.toml).
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     let config = match AgentConfig::load(std::env::args_os()) {
         Ok(c) => c,
         // Prints clap's message (or --help / --version) and exits: 2 for

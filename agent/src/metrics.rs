@@ -62,6 +62,8 @@ pub struct ShardMetrics {
     pub connections_open: AtomicU64,
     /// Connections refused at the shard's connection limit.
     pub connections_refused: AtomicU64,
+    /// Restarts of the shard's executor after a panic.
+    pub restarts: AtomicU64,
     /// Bytes of sealed segments waiting for upload.
     pub upload_backlog_bytes: AtomicU64,
     /// Seal time (ms since the epoch) of the oldest segment waiting for
@@ -83,6 +85,7 @@ impl Default for ShardMetrics {
             batch_records: Buckets::new(BATCH_BUCKETS),
             connections_open: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
             upload_backlog_bytes: AtomicU64::new(0),
             oldest_unshipped_ms: AtomicI64::new(0),
             log: Mutex::new(None),
@@ -199,6 +202,12 @@ impl Registry {
             "connections_refused_total",
             "Connections refused at the per-shard connection limit.",
             &|s| get(&s.connections_refused),
+            "counter",
+        );
+        counter(
+            "shard_restarts_total",
+            "Restarts of the shard's executor after it panicked.",
+            &|s| get(&s.restarts),
             "counter",
         );
         counter(

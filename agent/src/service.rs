@@ -738,6 +738,8 @@ impl ShardContext {
             return Err(bad("empty batch: the request holds no records"));
         }
         let t = self.route(&req.topic, req.partition, true).await?;
+        // Tests make the shard's executor panic here (see `supervisor`).
+        fail::fail_point!("shard-produce");
         let epoch = self
             .leases
             .check(&t.key, req.partition, now_ms())

@@ -57,6 +57,9 @@ pub struct ShardSetup {
     /// listening: how a data dir written with another shard count is
     /// emptied before the new layout serves (see `lifecycle`).
     pub flush_only: bool,
+    /// Where the shard registers its listener and connections (see
+    /// `sockets`).
+    pub sockets: Arc<crate::sockets::ShardSockets>,
 }
 
 /// Runs shard `shard` until shutdown. Returns whether everything it wrote
@@ -73,6 +76,7 @@ pub async fn run(setup: ShardSetup) -> Result<bool, String> {
         mut messages,
         metrics,
         flush_only,
+        sockets,
     } = setup;
     let fail = |e: String| {
         let _ = ready.send((shard, Err(e.clone())));
@@ -83,6 +87,7 @@ pub async fn run(setup: ShardSetup) -> Result<bool, String> {
     let mut log_cfg = LogConfig::new(dir);
     log_cfg.segment_bytes = config.segment_bytes;
     log_cfg.direct_io = config.wal_direct_io;
+    log_cfg.preallocate_bytes = config.wal_preallocate_bytes;
     log_cfg.max_producers = config.max_producers_per_shard;
     log_cfg.segment_age = config.segment_age();
     log_cfg.hurried_age = Duration::from_millis(config.object_ack_seal_ms.max(1));
@@ -102,7 +107,7 @@ pub async fn run(setup: ShardSetup) -> Result<bool, String> {
         None
     } else {
         Some(
-            listen(addr)
+            listen(addr, &sockets)
                 .map_err(|e| fail(format!("shard {shard}: cannot listen on {addr}: {e}")))?,
         )
     };
@@ -137,7 +142,7 @@ pub async fn run(setup: ShardSetup) -> Result<bool, String> {
     })
     .detach();
     let _ = ready.send((shard, Ok(())));
-    let Some(listener) = listener else {
+    let Some((listener, listener_fd)) = listener else {
         let shipped = ctx
             .ship_everything(Instant::now() + config.reshard_timeout())
             .await;
@@ -206,8 +211,12 @@ pub async fn run(setup: ShardSetup) -> Result<bool, String> {
                     id
                 };
                 let (door, conns, metrics) = (door.clone(), conns.clone(), ctx.metrics.clone());
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+                sockets.add(fd);
+                let sockets = sockets.clone();
                 glommio::spawn_local(async move {
                     let ended = connection::serve(door, stream, rx).await;
+                    sockets.remove(fd);
                     tracing::debug!(shard, ?ended, "connection ended");
                     let mut c = conns.borrow_mut();
                     c.open.remove(&id);
@@ -228,6 +237,7 @@ pub async fn run(setup: ShardSetup) -> Result<bool, String> {
     // Drain: stop accepting, tell every connection to send GOAWAY, wait for
     // in-flight requests, then make sure everything queued is durable.
     drop(listener);
+    sockets.remove(listener_fd);
     tracing::info!(shard, "draining");
     for tx in conns.borrow_mut().open.values_mut() {
         if let Some(tx) = tx.take() {
@@ -235,7 +245,14 @@ pub async fn run(setup: ShardSetup) -> Result<bool, String> {
         }
     }
     let deadline = Instant::now() + config.shutdown_grace();
-    while (!conns.borrow().open.is_empty() || ctx.inflight.get() > 0) && Instant::now() < deadline {
+    // Connections get half the grace period to answer their streams and
+    // close (a client that never acknowledges the GOAWAY must not use up
+    // the time shipping needs); requests in flight get all of it.
+    let conns_deadline = Instant::now() + config.shutdown_grace() / 2;
+    while Instant::now() < deadline
+        && (ctx.inflight.get() > 0
+            || (!conns.borrow().open.is_empty() && Instant::now() < conns_deadline))
+    {
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }
     if ctx.inflight.get() > 0 {
@@ -307,7 +324,10 @@ fn log_id(dir: &std::path::Path) -> Result<String, String> {
 /// retried for up to [`BIND_RETRY`]: the kernel closes a killed process's
 /// io_uring-held sockets shortly after it exits, and an immediate restart
 /// must not fail on that.
-fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+fn listen(
+    addr: std::net::SocketAddr,
+    sockets: &crate::sockets::ShardSockets,
+) -> std::io::Result<(TcpListener, std::os::fd::RawFd)> {
     use std::os::unix::io::{FromRawFd, IntoRawFd};
     let deadline = Instant::now() + BIND_RETRY;
     // std's bind sets SO_REUSEADDR (only) on Unix and listens.
@@ -319,7 +339,9 @@ fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
             other => break other?,
         }
     };
+    let fd = std_listener.into_raw_fd();
+    sockets.add(fd);
     // SAFETY: the descriptor is a bound, listening TCP socket whose
     // ownership `into_raw_fd` hands over; nothing else closes it.
-    Ok(unsafe { TcpListener::from_raw_fd(std_listener.into_raw_fd()) })
+    Ok((unsafe { TcpListener::from_raw_fd(fd) }, fd))
 }

@@ -696,11 +696,17 @@ async fn a_full_wal_disk_hands_the_shards_partitions_to_another_agent() {
     }
 
     let filler = fs.fill();
-    // Writes go on; agent-0's partitions end up led by agent-1.
-    for round in 0..3 {
+    // Writes go on (into the blocks agent-0 allocated ahead, until they run
+    // out); agent-0's partitions end up led by agent-1.
+    for round in 0.. {
         for (p, o, v) in send_round(format!("full{round}")).await {
             acked.entry(p).or_default().insert(o, v);
         }
+        let now = admin.describe_topic(TOPIC).await;
+        if now.is_ok_and(|t| t.partitions.iter().all(|p| p.leader_agent_id == "agent-1")) {
+            break;
+        }
+        assert!(round < 200, "agent-0 kept its partitions on a full disk");
     }
     let during = leaders(1).await;
     assert!(during.iter().all(|l| l == "agent-1"), "{during:?}");
