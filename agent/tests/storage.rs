@@ -697,8 +697,10 @@ async fn a_full_wal_disk_hands_the_shards_partitions_to_another_agent() {
 
     let filler = fs.fill();
     // Writes go on (into the blocks agent-0 allocated ahead, until they run
-    // out); agent-0's partitions end up led by agent-1.
+    // out; space that shipped segments give back is filled again); agent-0's
+    // partitions end up led by agent-1.
     for round in 0.. {
+        fs.top_up(&filler);
         for (p, o, v) in send_round(format!("full{round}")).await {
             acked.entry(p).or_default().insert(o, v);
         }

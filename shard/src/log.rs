@@ -487,15 +487,18 @@ impl ShardLog {
             }
             rec.active
         };
-        // A disk that just ran full must have room for a whole segment
-        // again, or the log would fail again at its next write.
+        // A disk that just ran full must have room for two whole segments
+        // and their allocation headroom again, or the log would fail again
+        // at its next writes (the space its own shipped segments give back
+        // alone would make it flap between failed and working).
         if let Some(free) = free_bytes(&self.config().dir) {
-            if free < self.config().segment_bytes {
+            let needed = 2 * self.config().segment_bytes + self.config().preallocate_bytes;
+            if free < needed {
                 let e = LogError::Io {
                     context: format!("reopening {}", self.config().dir.display()),
                     message: format!(
-                        "{free} bytes free on the WAL's filesystem; a segment needs {}",
-                        self.config().segment_bytes
+                        "{free} bytes free on the WAL's filesystem; it takes writes again \
+                         with {needed} (two segments and the allocation headroom)"
                     ),
                 };
                 let why = format!("cannot start a new WAL segment after recovery: {e}");

@@ -60,7 +60,16 @@ impl SmallFs {
     /// its path.
     pub fn fill(&self) -> PathBuf {
         let path = self.mount.join(format!("filler-{}", rand_suffix()));
-        let mut f = std::fs::File::create(&path).unwrap();
+        std::fs::File::create(&path).unwrap();
+        self.top_up(&path);
+        path
+    }
+
+    /// Appends to a file made by [`fill`](Self::fill) until the filesystem
+    /// is full again (after others gave space back).
+    pub fn top_up(&self, filler: &Path) {
+        let path = filler;
+        let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
         let block = vec![0x5au8; 64 << 10];
         loop {
             match f.write(&block) {
@@ -79,7 +88,6 @@ impl SmallFs {
             }
         }
         let _ = f.sync_all();
-        path
     }
 
     /// Deletes a file made by [`fill`](Self::fill), giving its space back.
