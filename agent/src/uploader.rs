@@ -45,6 +45,22 @@ pub(crate) async fn run(
     let mut stores = FuturesUnordered::new();
     let mut order = CommitOrder::default();
     let mut open = true;
+    // Commits run in their own task, in the order they are queued: were
+    // they awaited here, the stores in flight would not be polled
+    // meanwhile, and one of them suspended inside a metadata call (holding
+    // the store's connection) would wait for ever for a commit that waits
+    // for that connection.
+    let (commits, mut to_commit) = tokio::sync::mpsc::unbounded_channel::<Stored>();
+    let committer = shared.clone();
+    tokio::spawn(async move {
+        while let Some(next) = to_commit.recv().await {
+            let (shard, segment) = (next.shard, next.segment);
+            let Some(ends) = commit(&committer, next).await else {
+                return;
+            };
+            committer.tell(shard, ShardMsg::Committed { segment, ends });
+        }
+    });
     loop {
         tokio::select! {
             biased;
@@ -52,11 +68,9 @@ pub(crate) async fn run(
                 let Some(Some(stored)): Option<Option<Stored>> = stored else { return };
                 order.stored(stored.shard, stored.segment, stored);
                 while let Some(next) = order.next_ready() {
-                    let (shard, segment) = (next.shard, next.segment);
-                    let Some(ends) = commit(&shared, next).await else {
+                    if commits.send(next).is_err() {
                         return;
-                    };
-                    shared.tell(shard, ShardMsg::Committed { segment, ends });
+                    }
                 }
             }
             job = jobs.recv(), if open && stores.len() < UPLOAD_CONCURRENCY => {

@@ -934,11 +934,12 @@ async fn after_a_metadata_outage_no_agent_takes_a_live_agents_partitions() {
     );
 }
 
-/// Issue 14 item 8: lease renewal keeps its deadline while other metadata
-/// work is slow. agent-0 dies; agent-1 starts taking its partitions, but
-/// their lease rows are locked by another transaction for longer than the
-/// lease TTL, so each acquisition hangs. agent-1's own partitions must keep
-/// serving throughout (their leases renewed on time).
+/// Lease renewal keeps its deadline while other metadata work is slow.
+/// agent-0 dies; agent-1 starts taking its partitions, but their lease rows
+/// are locked by another transaction for longer than the lease TTL, so each
+/// acquisition hangs. agent-1's own partitions must keep serving throughout
+/// (their leases renewed on time), and once the lock is gone agent-1 leads
+/// every partition.
 #[tokio::test]
 async fn leases_are_renewed_while_an_acquisition_hangs() {
     let url = pg::fresh_database("slowacq").await;
@@ -993,4 +994,9 @@ async fn leases_are_renewed_while_an_acquisition_hangs() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     locker.batch_execute("ROLLBACK").await.unwrap();
+    // Then it takes them: nothing it did meanwhile (uploads, commits,
+    // renewals) may have wedged its metadata calls.
+    let t = Instant::now();
+    c.settled("slow", 1).await;
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
 }

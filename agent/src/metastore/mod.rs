@@ -240,14 +240,14 @@ impl MetaStore {
     pub async fn schema_version(&self) -> Result<i64, MetaError> {
         match self {
             MetaStore::Sqlite(s) => s.schema_version(),
-            MetaStore::Postgres(s) => s.schema_version().await,
+            MetaStore::Postgres(s) => s.bounded(s.schema_version()).await,
         }
     }
 
     pub async fn topics(&self) -> Result<Vec<TopicRow>, MetaError> {
         match self {
             MetaStore::Sqlite(s) => s.topics(),
-            MetaStore::Postgres(s) => s.topics().await,
+            MetaStore::Postgres(s) => s.bounded(s.topics()).await,
         }
     }
 
@@ -255,7 +255,7 @@ impl MetaStore {
     pub async fn create_topic(&self, name: &str, partitions: u32) -> Result<TopicRow, MetaError> {
         match self {
             MetaStore::Sqlite(s) => s.create_topic(name, partitions),
-            MetaStore::Postgres(s) => s.create_topic(name, partitions).await,
+            MetaStore::Postgres(s) => s.bounded(s.create_topic(name, partitions)).await,
         }
     }
 
@@ -264,7 +264,7 @@ impl MetaStore {
     pub async fn delete_topic(&self, name: &str) -> Result<TopicRow, MetaError> {
         match self {
             MetaStore::Sqlite(s) => s.delete_topic(name),
-            MetaStore::Postgres(s) => s.delete_topic(name).await,
+            MetaStore::Postgres(s) => s.bounded(s.delete_topic(name)).await,
         }
     }
 
@@ -272,7 +272,7 @@ impl MetaStore {
     pub async fn next_producer_id(&self) -> Result<i64, MetaError> {
         match self {
             MetaStore::Sqlite(s) => s.next_producer_id(),
-            MetaStore::Postgres(s) => s.next_producer_id().await,
+            MetaStore::Postgres(s) => s.bounded(s.next_producer_id()).await,
         }
     }
 
@@ -286,7 +286,7 @@ impl MetaStore {
     ) -> Result<i32, MetaError> {
         match self {
             MetaStore::Sqlite(s) => s.bump_producer_epoch(producer_id, claimed),
-            MetaStore::Postgres(s) => s.bump_producer_epoch(producer_id, claimed).await,
+            MetaStore::Postgres(s) => s.bounded(s.bump_producer_epoch(producer_id, claimed)).await,
         }
     }
 
@@ -302,7 +302,7 @@ impl MetaStore {
         match self {
             MetaStore::Sqlite(s) => s.acquire_lease(topic, partition, agent, now_ms, ttl_ms),
             MetaStore::Postgres(s) => {
-                s.acquire_lease(topic, partition, agent, now_ms, ttl_ms)
+                s.bounded(s.acquire_lease(topic, partition, agent, now_ms, ttl_ms))
                     .await
             }
         }
@@ -321,7 +321,7 @@ impl MetaStore {
         match self {
             MetaStore::Sqlite(s) => s.renew_lease(topic, partition, agent, epoch, now_ms, ttl_ms),
             MetaStore::Postgres(s) => {
-                s.renew_lease(topic, partition, agent, epoch, now_ms, ttl_ms)
+                s.bounded(s.renew_lease(topic, partition, agent, epoch, now_ms, ttl_ms))
                     .await
             }
         }
@@ -338,7 +338,10 @@ impl MetaStore {
     ) -> Result<Vec<Result<LeaseGrant, MetaError>>, MetaError> {
         match self {
             MetaStore::Sqlite(s) => s.renew_leases(leases, agent, now_ms, ttl_ms),
-            MetaStore::Postgres(s) => s.renew_leases(leases, agent, now_ms, ttl_ms).await,
+            MetaStore::Postgres(s) => {
+                s.bounded(s.renew_leases(leases, agent, now_ms, ttl_ms))
+                    .await
+            }
         }
     }
 
@@ -353,14 +356,17 @@ impl MetaStore {
     ) -> Result<(), MetaError> {
         match self {
             MetaStore::Sqlite(s) => s.release_lease(topic, partition, agent, epoch),
-            MetaStore::Postgres(s) => s.release_lease(topic, partition, agent, epoch).await,
+            MetaStore::Postgres(s) => {
+                s.bounded(s.release_lease(topic, partition, agent, epoch))
+                    .await
+            }
         }
     }
 
     pub async fn lease(&self, topic: &str, partition: u32) -> Result<Option<LeaseRow>, MetaError> {
         match self {
             MetaStore::Sqlite(s) => s.lease(topic, partition),
-            MetaStore::Postgres(s) => s.lease(topic, partition).await,
+            MetaStore::Postgres(s) => s.bounded(s.lease(topic, partition)).await,
         }
     }
 
@@ -368,7 +374,7 @@ impl MetaStore {
     pub async fn topic_leases(&self, topic: &str) -> Result<Vec<(u32, LeaseRow)>, MetaError> {
         match self {
             MetaStore::Sqlite(s) => s.topic_leases(topic),
-            MetaStore::Postgres(s) => s.topic_leases(topic).await,
+            MetaStore::Postgres(s) => s.bounded(s.topic_leases(topic)).await,
         }
     }
 
@@ -385,7 +391,7 @@ impl MetaStore {
     ) -> Result<bool, MetaError> {
         match self {
             MetaStore::Sqlite(s) => s.commit_chunk(agent, chunk, now_ms),
-            MetaStore::Postgres(s) => s.commit_chunk(agent, chunk, now_ms).await,
+            MetaStore::Postgres(s) => s.bounded(s.commit_chunk(agent, chunk, now_ms)).await,
         }
     }
 
@@ -398,14 +404,14 @@ impl MetaStore {
     ) -> Result<Vec<RememberedBatch>, MetaError> {
         match self {
             MetaStore::Sqlite(s) => s.producer_state(topic, partition),
-            MetaStore::Postgres(s) => s.producer_state(topic, partition).await,
+            MetaStore::Postgres(s) => s.bounded(s.producer_state(topic, partition)).await,
         }
     }
 
     pub async fn chunk_committed(&self, key: &str) -> Result<bool, MetaError> {
         match self {
             MetaStore::Sqlite(s) => s.chunk_committed(key),
-            MetaStore::Postgres(s) => s.chunk_committed(key).await,
+            MetaStore::Postgres(s) => s.bounded(s.chunk_committed(key)).await,
         }
     }
 
@@ -421,7 +427,7 @@ impl MetaStore {
     ) -> Result<Option<RangeLocation>, MetaError> {
         let found = match self {
             MetaStore::Sqlite(s) => s.find_range(topic, partition, offset)?,
-            MetaStore::Postgres(s) => s.find_range(topic, partition, offset).await?,
+            MetaStore::Postgres(s) => s.bounded(s.find_range(topic, partition, offset)).await?,
         };
         match found {
             Some(loc) if loc.base_offset > offset => Err(MetaError::Gap {
@@ -438,7 +444,7 @@ impl MetaStore {
     pub async fn committed_end(&self, topic: &str, partition: u32) -> Result<u64, MetaError> {
         match self {
             MetaStore::Sqlite(s) => s.committed_end(topic, partition),
-            MetaStore::Postgres(s) => s.committed_end(topic, partition).await,
+            MetaStore::Postgres(s) => s.bounded(s.committed_end(topic, partition)).await,
         }
     }
 
@@ -446,7 +452,7 @@ impl MetaStore {
     pub async fn heartbeat(&self, agent: &AgentRow) -> Result<(), MetaError> {
         match self {
             MetaStore::Sqlite(s) => s.heartbeat(agent),
-            MetaStore::Postgres(s) => s.heartbeat(agent).await,
+            MetaStore::Postgres(s) => s.bounded(s.heartbeat(agent)).await,
         }
     }
 
@@ -454,7 +460,7 @@ impl MetaStore {
     pub async fn live_agents(&self, since_ms: i64) -> Result<Vec<AgentRow>, MetaError> {
         match self {
             MetaStore::Sqlite(s) => s.live_agents(since_ms),
-            MetaStore::Postgres(s) => s.live_agents(since_ms).await,
+            MetaStore::Postgres(s) => s.bounded(s.live_agents(since_ms)).await,
         }
     }
 }

@@ -20,10 +20,19 @@ use super::{
 /// Advisory lock id taken while migrating ("SHMIGRAT").
 const MIGRATION_LOCK: i64 = 0x5348_4d49_4752_4154;
 
+/// Longest any one metadata call may take, waiting for the connection
+/// included: 10 s. A call that takes longer fails, and its connection is
+/// replaced by a new one at the next call: a connection that stopped
+/// answering (or a row lock held by another session for ever) must not
+/// hold up every later call of the agent.
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The PostgreSQL metadata store.
 pub struct PostgresStore {
     url: String,
     client: Mutex<Client>,
+    /// Set when a call timed out: the next call connects again.
+    broken: std::sync::atomic::AtomicBool,
 }
 
 fn db(e: tokio_postgres::Error) -> MetaError {
@@ -85,6 +94,7 @@ impl PostgresStore {
         let store = PostgresStore {
             url: url.to_owned(),
             client: Mutex::new(client),
+            broken: std::sync::atomic::AtomicBool::new(false),
         };
         store.migrate().await?;
         Ok(store)
@@ -93,10 +103,34 @@ impl PostgresStore {
     /// The client, reconnecting first if the connection was lost.
     async fn client(&self) -> Result<tokio::sync::MutexGuard<'_, Client>, MetaError> {
         let mut guard = self.client.lock().await;
-        if guard.is_closed() {
+        let broken = self.broken.swap(false, std::sync::atomic::Ordering::AcqRel);
+        if guard.is_closed() || broken {
             *guard = connect(&self.url).await?;
         }
         Ok(guard)
+    }
+
+    /// Runs one call within [`CALL_TIMEOUT`]; past it the call is dropped
+    /// (releasing the connection), fails, and the connection is replaced.
+    pub async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, MetaError>>,
+    ) -> Result<T, MetaError> {
+        match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.broken
+                    .store(true, std::sync::atomic::Ordering::Release);
+                tracing::warn!(
+                    timeout_ms = CALL_TIMEOUT.as_millis() as u64,
+                    "a metadata store call timed out; its connection is replaced"
+                );
+                Err(MetaError::backend(format!(
+                    "postgres: no answer within {} ms (the connection is replaced)",
+                    CALL_TIMEOUT.as_millis()
+                )))
+            }
+        }
     }
 
     async fn migrate(&self) -> Result<(), MetaError> {
