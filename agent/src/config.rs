@@ -72,11 +72,13 @@ pub struct AgentConfig {
     pub wal_direct_io: bool,
 
     /// How far ahead of its writes the active WAL segment's blocks are
-    /// allocated, in bytes (default 16 MiB, at least 1 MiB): zero-filled,
-    /// synced and checked to be written extents before any batch goes
-    /// there, so no acknowledgement depends on the disk allocating blocks.
-    /// A new segment starts with 1 MiB; the headroom grows with it.
-    #[arg(long, env = "STREAMHOUSE_WAL_PREALLOCATE_BYTES", default_value_t = 16 << 20)]
+    /// allocated, in bytes (default 0: off; else at least 1 MiB):
+    /// zero-filled, synced and checked to be written extents before any
+    /// batch goes there, so writes go on while the disk cannot allocate
+    /// until that headroom is used up. It writes the WAL twice. Without it
+    /// every write's blocks are still checked after its sync, before its
+    /// acknowledgement.
+    #[arg(long, env = "STREAMHOUSE_WAL_PREALLOCATE_BYTES", default_value_t = 0)]
     pub wal_preallocate_bytes: u64,
 
     /// A WAL segment is sealed (and shipped to the object store) once its
@@ -390,8 +392,8 @@ impl AgentConfig {
         if self.segment_bytes < 64 << 10 {
             return Err("--segment-bytes must be at least 65536".into());
         }
-        if self.wal_preallocate_bytes < 1 << 20 {
-            return Err("--wal-preallocate-bytes must be at least 1048576".into());
+        if self.wal_preallocate_bytes != 0 && self.wal_preallocate_bytes < 1 << 20 {
+            return Err("--wal-preallocate-bytes must be 0 (off) or at least 1048576".into());
         }
         if self.segment_age_ms == 0 {
             return Err("--segment-age-ms must be at least 1".into());

@@ -150,11 +150,28 @@ async fn produce_one(
 /// may vanish.
 #[tokio::test]
 async fn acknowledged_batches_survive_a_disk_that_stops_allocating() {
+    survive_a_disk_that_stops_allocating(&[]).await;
+}
+
+/// The same with the blocks allocated ahead of the writes.
+#[tokio::test]
+async fn with_preallocation_acknowledged_batches_survive_a_disk_that_stops_allocating() {
+    survive_a_disk_that_stops_allocating(&["--wal-preallocate-bytes", "4194304"]).await;
+}
+
+/// One thin filesystem at a time: with two filling up at once, a loop
+/// device once reported a sync as successful after its backing file had
+/// lost the written pages (a write-back error reported to another flush),
+/// a lie no check in the agent can see (README, known limitations).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn survive_a_disk_that_stops_allocating(extra: &[&str]) {
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some(fs) = smallfs::ThinFs::new(48, 512) else {
         return;
     };
     let stores = tempfile::tempdir_in(target_tmp()).unwrap();
-    let args = [
+    let mut args = vec![
         "--object-store".to_string(),
         format!("file://{}", stores.path().join("objects").display()),
         "--metadata".into(),
@@ -166,6 +183,7 @@ async fn acknowledged_batches_survive_a_disk_that_stops_allocating() {
         "--shutdown-grace-ms".into(),
         "3000".into(),
     ];
+    args.extend(extra.iter().map(|a| a.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let data = fs.mount.join("data");
     let mut agent = Agent::start_in(&data, 1, &args);

@@ -66,10 +66,13 @@ pub struct LogConfig {
     /// [`ProducerLru`]); default [`DEFAULT_MAX_PRODUCERS`].
     pub max_producers: usize,
     /// Most bytes of the active segment allocated (zero-filled, synced and
-    /// checked to be written extents) ahead of its last write; default
-    /// 16 MiB. Batches are only ever written to allocated blocks, so no
-    /// acknowledgement depends on the disk allocating blocks. A new segment
-    /// starts with 1 MiB; the headroom grows with the segment up to this.
+    /// checked to be written extents) ahead of its last write; default 0:
+    /// off. When on, batches are only ever written to allocated blocks, so
+    /// writes go on while the disk cannot allocate, until the headroom is
+    /// used up; a new segment starts with 1 MiB, the headroom grows with
+    /// the segment up to this. It writes every byte of the WAL twice.
+    /// Either way every write's blocks are checked after its sync and
+    /// before its acknowledgement (see `alloc`).
     pub preallocate_bytes: u64,
 }
 
@@ -87,7 +90,7 @@ impl LogConfig {
             max_flush_bytes: 8 << 20,
             direct_io: false,
             max_producers: DEFAULT_MAX_PRODUCERS,
-            preallocate_bytes: 16 << 20,
+            preallocate_bytes: 0,
         }
     }
 }
@@ -1232,7 +1235,12 @@ impl ShardLog {
                 return Err(e);
             }
         };
-        if let Err(e) = alloc::allocate(&opened.file, 0, alloc::STEP).await {
+        let first = if self.config().preallocate_bytes > 0 {
+            alloc::allocate(&opened.file, 0, alloc::STEP).await
+        } else {
+            Ok(())
+        };
+        if let Err(e) = first {
             self.count_allocation_failure();
             close_segment(opened).await;
             let _ = std::fs::remove_file(&path);
@@ -1257,6 +1265,9 @@ impl ShardLog {
     /// headroom after `end` in the background if little is left.
     async fn allocate_to(&self, file: &Rc<DmaFile>, end: u64) -> Result<(), LogError> {
         let ahead = self.config().preallocate_bytes;
+        if ahead == 0 {
+            return Ok(());
+        }
         if end > self.inner.state.borrow().allocated {
             let pending = self.inner.state.borrow_mut().extending.take();
             if let Some(h) = pending {
@@ -1656,6 +1667,16 @@ impl ShardLog {
             .fdatasync()
             .await
             .map_err(io_err("syncing the WAL"))?;
+        // A sync that reports success while the blocks the write went to
+        // are not written extents (a failed unwritten-extent conversion)
+        // must not acknowledge it: those bytes read back as zeros.
+        if let Err(e) = alloc::check_written(&w.file, w.frame_base, w.frame_base + w.bytes as u64) {
+            self.count_allocation_failure();
+            return Err(LogError::Io {
+                context: "checking the WAL's blocks after a sync".into(),
+                message: e,
+            });
+        }
         {
             use std::sync::atomic::Ordering::Relaxed;
             let s = &self.inner.stats;
