@@ -96,16 +96,19 @@ async fn check_while_failed(agent: &Agent, acked: &BTreeMap<u64, String>) {
     }
 }
 
-/// Waits until the shard's WAL directory holds one segment (the active
-/// one): every older segment was shipped, committed and deleted.
+/// Waits until the shard's WAL directory holds one segment with data (the
+/// active one): every older segment was shipped, committed and deleted.
 async fn await_shipped(dir: &std::path::Path) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let wal = std::fs::read_dir(dir)
             .unwrap()
             .filter(|e| {
-                e.as_ref()
-                    .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".wal"))
+                // A shipped newest segment stays as an empty file.
+                e.as_ref().is_ok_and(|e| {
+                    e.file_name().to_string_lossy().ends_with(".wal")
+                        && e.metadata().is_ok_and(|m| m.len() > 0)
+                })
             })
             .count();
         if wal <= 1 {

@@ -657,15 +657,22 @@ impl ShardLog {
             }
             st.sealed.retain(|s| s.id != id);
             let last = !st.segments.keys().any(|k| *k > id);
-            let next = st.active.max(id + 1);
-            st.segments.remove(&id).map(|s| (s.path, last, next))
+            st.segments.remove(&id).map(|s| (s.path, last))
         };
-        if let Some((path, last, next)) = path {
+        if let Some((path, last)) = path {
             if last {
                 // No active segment file exists (it could not be created):
-                // the next segment id must still never be used again, or a
-                // new segment would be taken for the chunk this one became.
-                recovery::remember_next_segment(&self.config().dir, next)?;
+                // the file stays, emptied, so the next segment id is never
+                // used again (a new segment would be taken for the chunk
+                // this one became). Emptying needs no free space.
+                return std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.set_len(0))
+                    .map_err(|e| LogError::Io {
+                        context: format!("emptying {}", path.display()),
+                        message: e.to_string(),
+                    });
             }
             std::fs::remove_file(&path).map_err(|e| LogError::Io {
                 context: format!("removing {}", path.display()),

@@ -3,8 +3,7 @@
 //! O_DIRECT (what the disk holds, not what the page cache remembers of a
 //! failed write), verifies every frame, truncates a torn tail of the last
 //! segment, and rebuilds offsets, indexes and producer state. Creates no
-//! file (but [`remember_next_segment`], for the log) and touches no state
-//! of a running log; `log` assembles the result.
+//! file and touches no state of a running log; `log` assembles the result.
 
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
@@ -65,40 +64,6 @@ fn check_continues(
     }))
 }
 
-/// File naming the lowest segment id not yet used, written only when the
-/// log's newest segment file is deleted while no newer one exists.
-const NEXT_SEGMENT: &str = "NEXT_SEGMENT";
-
-/// Records durably that segment ids below `next` were used.
-pub(super) fn remember_next_segment(dir: &std::path::Path, next: u64) -> Result<(), LogError> {
-    let path = dir.join(NEXT_SEGMENT);
-    let tmp = dir.join(format!("{NEXT_SEGMENT}.tmp"));
-    std::fs::write(&tmp, next.to_string())
-        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
-        .and_then(|()| std::fs::rename(&tmp, &path))
-        .and_then(|()| std::fs::File::open(dir)?.sync_all())
-        .map_err(|e| LogError::Io {
-            context: format!("writing {}", path.display()),
-            message: e.to_string(),
-        })
-}
-
-/// The id [`remember_next_segment`] recorded, or 0.
-fn next_segment(dir: &std::path::Path) -> Result<u64, LogError> {
-    let path = dir.join(NEXT_SEGMENT);
-    match std::fs::read_to_string(&path) {
-        Ok(s) => s.trim().parse().map_err(|_| LogError::Io {
-            context: format!("reading {}", path.display()),
-            message: format!("not a segment id: {:?}", s.trim()),
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-        Err(e) => Err(LogError::Io {
-            context: format!("reading {}", path.display()),
-            message: e.to_string(),
-        }),
-    }
-}
-
 pub(super) async fn recover(config: &LogConfig) -> Result<Recovered, LogError> {
     std::fs::create_dir_all(&config.dir).map_err(|e| LogError::Io {
         context: format!("creating {}", config.dir.display()),
@@ -128,6 +93,19 @@ pub(super) async fn recover(config: &LogConfig) -> Result<Recovered, LogError> {
         }
         previous_id = Some(*id);
         let path = segment::segment_path(&config.dir, *id);
+        // Emptied after it was shipped (the newest segment file is kept so
+        // its id is never used again): nothing to read or ship. Never
+        // opened for DMA: glommio probes a device's polled-I/O support on
+        // the first block of the first file it opens there, and an empty
+        // file would send every later read to a ring this disk refuses.
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
+            report.segments -= 1;
+            if i + 1 < ids.len() {
+                // A newer segment holds the id now.
+                let _ = std::fs::remove_file(&path);
+            }
+            continue;
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -138,9 +116,7 @@ pub(super) async fn recover(config: &LogConfig) -> Result<Recovered, LogError> {
             .file_size()
             .await
             .map_err(io_err(format!("sizing {}", path.display())))?;
-        let buf = if size == 0 {
-            Vec::new()
-        } else {
+        let buf = {
             file.read_at(0, size as usize)
                 .await
                 .map_err(io_err(format!("reading {}", path.display())))?
@@ -237,10 +213,7 @@ pub(super) async fn recover(config: &LogConfig) -> Result<Recovered, LogError> {
         );
     }
     report.partitions = partitions.values().map(HashMap::len).sum();
-    let active = ids
-        .last()
-        .map_or(0, |id| id + 1)
-        .max(next_segment(&config.dir)?);
+    let active = ids.last().map_or(0, |id| id + 1);
     Ok(Recovered {
         partitions,
         lru,
