@@ -1276,19 +1276,7 @@ impl ShardLog {
             return Ok(());
         }
         if end > self.inner.state.borrow().allocated {
-            let pending = self.inner.state.borrow_mut().extending.take();
-            if let Some(h) = pending {
-                match h.await {
-                    Some(Ok(to)) => {
-                        let mut st = self.inner.state.borrow_mut();
-                        st.allocated = st.allocated.max(to);
-                    }
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "allocating WAL blocks ahead failed; retrying now")
-                    }
-                    None => {}
-                }
-            }
+            self.finish_extending().await;
             let from = self.inner.state.borrow().allocated;
             if end > from {
                 let to = alloc::target(end, ahead);
@@ -1315,15 +1303,22 @@ impl ShardLog {
         Ok(())
     }
 
-    /// Waits for the background allocation of the active segment, if any
-    /// (before the segment is sealed and truncated).
+    /// Waits for the background allocation of the active segment, if any,
+    /// and records how far it got (before a write that needs it, and before
+    /// the segment is sealed and truncated).
     async fn finish_extending(&self) {
         let pending = self.inner.state.borrow_mut().extending.take();
-        if let Some(h) = pending {
-            if let Some(Err(e)) = h.await {
+        let Some(h) = pending else { return };
+        match h.await {
+            Some(Ok(to)) => {
+                let mut st = self.inner.state.borrow_mut();
+                st.allocated = st.allocated.max(to);
+            }
+            Some(Err(e)) => {
                 self.count_allocation_failure();
                 tracing::warn!(error = %e, "allocating WAL blocks ahead failed");
             }
+            None => {}
         }
     }
 
@@ -1350,20 +1345,16 @@ impl ShardLog {
                 }
             }
         };
-        if let Err(e) = sync_dir(&self.config().dir).await {
-            if let Some(w) = writer {
-                if let Ok(w) = Rc::try_unwrap(w) {
-                    let _ = w.close().await;
-                }
-            }
-            let _ = file.close().await;
-            return Err(e);
-        }
-        Ok(SegmentFile {
+        let seg = SegmentFile {
             file: Rc::new(file),
             writer,
             path: path.to_path_buf(),
-        })
+        };
+        if let Err(e) = sync_dir(&self.config().dir).await {
+            close_segment(seg).await;
+            return Err(e);
+        }
+        Ok(seg)
     }
 
     fn activate(&self, id: u64, seg: SegmentFile) {
