@@ -50,6 +50,9 @@ pub struct Consumer {
     metadata: Metadata,
     pool: ConnectionPool,
     positions: BTreeMap<(String, u32), u64>,
+    /// An error one partition answered during a poll that also returned
+    /// records of others; the next poll returns it (see [`Consumer::poll`]).
+    pending_error: Option<((String, u32), Error)>,
     /// Bytes asked per partition per fetch; default 1 MiB.
     pub max_bytes_per_partition: u32,
     _direct: Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
@@ -69,6 +72,7 @@ impl Consumer {
             metadata,
             pool,
             positions: BTreeMap::new(),
+            pending_error: None,
             max_bytes_per_partition: 1 << 20,
             _direct: None,
         })
@@ -105,12 +109,22 @@ impl Consumer {
             next.insert((t, p), pos);
         }
         self.positions = next;
+        if let Some((key, _)) = &self.pending_error {
+            if !self.positions.contains_key(key) {
+                self.pending_error = None;
+            }
+        }
         Ok(())
     }
 
-    /// Sets the next offset to read from a partition (assigning it if needed).
+    /// Sets the next offset to read from a partition (assigning it if
+    /// needed); forgets an error of that partition not yet returned.
     pub fn seek(&mut self, topic: &str, partition: u32, offset: u64) {
-        self.positions.insert((topic.to_owned(), partition), offset);
+        let key = (topic.to_owned(), partition);
+        if self.pending_error.as_ref().is_some_and(|(k, _)| *k == key) {
+            self.pending_error = None;
+        }
+        self.positions.insert(key, offset);
     }
 
     /// The next offset to be read from a partition, if assigned.
@@ -120,23 +134,52 @@ impl Consumer {
 
     /// Fetches from every assigned partition at once, waiting up to
     /// `max_wait` for data, and advances positions past what it returns.
+    ///
+    /// A partition whose fetch fails for good (see [`crate::retry`]: e.g.
+    /// `OUT_OF_RANGE`, `DATA_LOSS`, an unknown topic) keeps its position.
+    /// Its error is returned at once when no other partition returned
+    /// records; otherwise the records are returned and the error is kept
+    /// for the next `poll`, which returns it before fetching again (a
+    /// [`seek`](Self::seek) of that partition forgets it). Nothing fetched
+    /// is ever dropped.
+    ///
+    /// # Cancellation
+    /// Dropping the future before it completes changes no position: what
+    /// its fetches returned meanwhile is read again by the next poll.
     pub async fn poll(&mut self, max_wait: Duration) -> Result<Vec<ConsumerRecord>> {
+        if let Some((_, e)) = self.pending_error.take() {
+            return Err(e);
+        }
         let wait_ms = max_wait.as_millis().min(u128::from(u32::MAX)) as u32;
         let mut futs = Vec::new();
         for ((t, p), off) in &self.positions {
-            futs.push(self.fetch_one(t.clone(), *p, *off, wait_ms));
+            let key = (t.clone(), *p);
+            let fetch = self.fetch_one(t.clone(), *p, *off, wait_ms);
+            futs.push(async move { (key, fetch.await) });
         }
         let results = futures::future::join_all(futs).await;
         let mut out = Vec::new();
-        for r in results {
-            let recs = r?;
-            if let Some(last) = recs.last() {
-                self.positions
-                    .insert((last.topic.clone(), last.partition), last.offset + 1);
+        let mut first_error = None;
+        for (key, r) in results {
+            match r {
+                Ok(recs) => {
+                    if let Some(last) = recs.last() {
+                        self.positions.insert(key, last.offset + 1);
+                    }
+                    out.extend(recs);
+                }
+                Err(e) => {
+                    first_error.get_or_insert((key, e));
+                }
             }
-            out.extend(recs);
         }
-        Ok(out)
+        match first_error {
+            Some((_, e)) if out.is_empty() => Err(e),
+            pending => {
+                self.pending_error = pending;
+                Ok(out)
+            }
+        }
     }
 
     /// One partition's fetch. A leader that cannot be reached or no longer
