@@ -12,6 +12,7 @@ use streamhouse_proto::fetch_service_client::FetchServiceClient;
 use crate::error::{Error, Result};
 use crate::metadata::Metadata;
 use crate::pool::{ConnectionPool, PoolConfig};
+use crate::retry::{classify, RetryAction};
 
 /// A record read from a partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,11 +183,12 @@ impl Consumer {
         }
     }
 
-    /// One partition's fetch. A leader that cannot be reached or no longer
-    /// leads (connection refused, `NOT_FOUND`, `UNAVAILABLE`, an expired
-    /// lease) is looked up again and retried with backoff until `wait_ms`
-    /// (at least 200 ms) is over; then the partition simply has no records
-    /// this time, as during a failover. Other errors are returned.
+    /// One partition's fetch. A failure the retry table calls retriable
+    /// ([`crate::retry::classify`]: the leader cannot be reached, moved, lost
+    /// its lease, or asked for a pause) is retried with backoff, after a
+    /// fresh metadata lookup where the table says so, until `wait_ms` (at
+    /// least 200 ms) is over; then the partition simply has no records this
+    /// time, as during a failover. Other errors are returned.
     async fn fetch_one(
         &self,
         topic: String,
@@ -204,19 +206,34 @@ impl Consumer {
                 .await
             {
                 Ok(records) => return Ok(records),
-                Err(e) if leader_moved(&e) => e,
-                Err(e) => return Err(e),
+                Err(e) => e,
             };
+            let action = classify(&err);
+            if action == RetryAction::Fail {
+                return Err(err);
+            }
             let now = tokio::time::Instant::now();
             if now >= deadline {
-                tracing::debug!(%topic, partition, error = %err, "fetch: no reachable leader yet");
+                tracing::debug!(%topic, partition, error = %err, "fetch: no answer yet");
                 return Ok(Vec::new());
             }
-            let _ = self
-                .metadata
-                .refresh(&self.pool, std::slice::from_ref(&topic))
-                .await;
-            let backoff = Duration::from_millis(50 * u64::from(tries.min(10)));
+            if matches!(
+                action,
+                RetryAction::FreshRoute | RetryAction::RefreshMetadata
+            ) {
+                let _ = self
+                    .metadata
+                    .refresh(&self.pool, std::slice::from_ref(&topic))
+                    .await;
+            }
+            let mut backoff = Duration::from_millis(50 * u64::from(tries.min(10)));
+            if let Error::Status {
+                retry_after: Some(pause),
+                ..
+            } = &err
+            {
+                backoff = backoff.max(*pause);
+            }
             tokio::time::sleep_until((now + backoff).min(deadline)).await;
         }
     }
@@ -257,28 +274,12 @@ impl Consumer {
                 })
                 .collect()),
             Err(s) => {
-                if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown) {
+                let e = Error::from(s);
+                if classify(&e) == RetryAction::FreshRoute {
                     self.pool.invalidate(&leader, lease.id());
                 }
-                Err(s.into())
+                Err(e)
             }
         }
-    }
-}
-
-/// Whether a fetch failed because the partition's leader moved or is
-/// (for now) out of reach, so asking again later can succeed.
-fn leader_moved(e: &Error) -> bool {
-    match e {
-        Error::Transport { .. } => true,
-        Error::Status { code, .. } => matches!(
-            code,
-            tonic::Code::NotFound
-                | tonic::Code::Unavailable
-                | tonic::Code::Unknown
-                | tonic::Code::FailedPrecondition
-                | tonic::Code::DeadlineExceeded
-        ),
-        _ => false,
     }
 }

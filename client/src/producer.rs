@@ -54,7 +54,7 @@ use crate::metadata::Metadata;
 use crate::partitioner::partition_for_key;
 use crate::pool::{ConnectionPool, PoolConfig};
 use crate::record::{BatchMetadata, BatchRecord, ProducerRecord, RecordMetadata};
-use crate::retry::{action_for, RetryAction};
+use crate::retry::{classify, RetryAction};
 
 /// Most requests in flight per partition: an agent remembers this many
 /// batches per producer, so a retry of the oldest is still recognised.
@@ -1331,17 +1331,7 @@ async fn deliver(
             Ok(resp) => return Ok(resp),
             Err(e) => e,
         };
-        let mut action = match &err {
-            // A momentary refusal the agent says may be retried (its
-            // request buffers were full): same route, after its pushback.
-            Error::Status {
-                retry_after: Some(_),
-                ..
-            } => RetryAction::SameRoute,
-            Error::Status { code, .. } => action_for(*code),
-            Error::Transport { .. } => RetryAction::FreshRoute,
-            _ => RetryAction::Fail,
-        };
+        let mut action = classify(&err);
         // A retry goes only once every earlier batch of the partition is
         // answered: during a failure they recover one after another, in
         // order, as with one request in flight; a batch after one that
@@ -1470,16 +1460,19 @@ async fn attempt_once(
             Ok(r.into_inner())
         }
         Err(s) => {
-            match action_for(s.code()) {
+            let e = Error::from(s);
+            match classify(&e) {
                 RetryAction::FreshRoute => inner.pool.invalidate(&leader, lease.id()),
                 // A hung agent: count it against its circuit, so a dead
                 // agent costs a few timeouts, not one per request.
-                RetryAction::SameRoute => inner.pool.breakers.failure(&leader, Instant::now()),
+                RetryAction::SameRoute if e.code() == Some(tonic::Code::DeadlineExceeded) => {
+                    inner.pool.breakers.failure(&leader, Instant::now())
+                }
                 // The agent answered: it is alive (this also ends a
                 // half-open probe, which would otherwise stay open).
                 _ => inner.pool.breakers.success(&leader),
             }
-            Err(s.into())
+            Err(e)
         }
     }
 }

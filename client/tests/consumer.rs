@@ -3,6 +3,8 @@
 
 #[path = "../../agent/tests/common/mod.rs"]
 mod common;
+#[path = "../../agent/tests/common/raw.rs"]
+mod raw;
 
 use std::time::Duration;
 
@@ -71,4 +73,56 @@ async fn an_error_on_one_partition_drops_no_records_of_another() {
     let r = r.unwrap();
     assert_eq!(r.len(), 3, "{r:?}");
     assert!(r.iter().all(|r| r.partition == 1));
+}
+
+/// Issue 15, defect 5: the consumer and the producer now share one retry
+/// table. A fetch refused for a moment because the shard's request buffers
+/// are full (`RESOURCE_EXHAUSTED` with `grpc-retry-pushback-ms`) is retried
+/// after the pause, as the producer always did; the consumer used to
+/// return the refusal as an error. One raw stream holds the whole (small)
+/// shard budget until its body times out.
+#[tokio::test]
+async fn a_fetch_refused_for_full_buffers_is_retried_after_the_pushback() {
+    let agent = common::Agent::start(
+        1,
+        &[
+            "--max-request-bytes",
+            "1048576",
+            "--max-buffered-bytes-per-connection",
+            "1048581",
+            "--max-buffered-bytes-per-shard",
+            "1048581",
+            "--request-body-timeout-ms",
+            "1500",
+        ],
+    );
+    let b = agent.addr(0);
+    Admin::connect(&b)
+        .await
+        .unwrap()
+        .create_topic("held", 1)
+        .await
+        .unwrap();
+    produce(&b, "held", 0, 3).await;
+    let mut consumer = Consumer::connect([b.clone()]).await.unwrap();
+    consumer.assign([("held", 0)]).await.unwrap();
+    let mut h2c = raw::connect(&b).await;
+    let req = raw::request(&b, streamhouse_client::proto::paths::PRODUCE, &[]);
+    let (resp, mut send) = h2c.send_request(req, false).unwrap();
+    let mut prefix = vec![0u8];
+    prefix.extend_from_slice(&(1_048_576u32).to_be_bytes());
+    send.send_data(prefix.into(), false).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let got = consumer
+        .poll(Duration::from_secs(5))
+        .await
+        .expect("the fetch is retried until the buffer has room");
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "it had to wait"
+    );
+    let held = raw::read_reply(resp).await;
+    assert_eq!(held.grpc_status.as_deref(), Some("4"), "{held:?}");
 }
