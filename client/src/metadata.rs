@@ -11,6 +11,7 @@ use streamhouse_proto as pb;
 use streamhouse_proto::admin_service_client::AdminServiceClient;
 
 use crate::error::{Error, Result};
+use crate::pool::bounded;
 use crate::pool::ConnectionPool;
 
 /// Where one partition is served.
@@ -88,11 +89,15 @@ impl Metadata {
                 }
             };
             let mut client = AdminServiceClient::new(lease.channel());
-            match client
-                .metadata(pb::MetadataRequest {
-                    topics: topics.to_vec(),
-                })
-                .await
+            let call = client.metadata(pb::MetadataRequest {
+                topics: topics.to_vec(),
+            });
+            match bounded(
+                pool.config().call_timeout,
+                &format!("metadata from {addr}"),
+                call,
+            )
+            .await
             {
                 Ok(resp) => {
                     pool.breakers.success(&addr);

@@ -30,8 +30,11 @@ pub struct PoolConfig {
     /// `Check`) before it is reused; default 5 s. HTTP/2 keep-alive PINGs
     /// (every 20 s, 10 s timeout) also close dead connections in between.
     pub health_check_after: Duration,
-    /// TCP connect timeout; default 5 s.
+    /// TCP connect timeout, and the deadline of the health check; default 5 s.
     pub connect_timeout: Duration,
+    /// Deadline of one metadata, producer-id or admin call, enforced by the
+    /// client (a paused or cut-off agent answers nothing); default 10 s.
+    pub call_timeout: Duration,
     /// Circuit breaker per address: a dead agent costs one timeout, not one
     /// per request.
     pub breaker: BreakerConfig,
@@ -45,6 +48,7 @@ impl Default for PoolConfig {
             idle_timeout: Duration::from_secs(60),
             health_check_after: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
+            call_timeout: Duration::from_secs(10),
             breaker: BreakerConfig::default(),
         }
     }
@@ -243,7 +247,8 @@ impl ConnectionPool {
             service: String::new(),
         });
         req.set_timeout(self.config.connect_timeout);
-        matches!(h.check(req).await, Ok(r) if r.get_ref().status == 1)
+        let check = bounded(self.config.connect_timeout, "health check", h.check(req)).await;
+        matches!(check, Ok(r) if r.get_ref().status == 1)
     }
 
     async fn connect(&self, address: &str) -> Result<PooledConn> {
@@ -285,6 +290,24 @@ impl ConnectionPool {
         for slot in self.conns.lock().values_mut() {
             slot.conns.clear();
         }
+    }
+}
+
+/// Runs one call under a deadline the client enforces itself: `grpc-timeout`
+/// alone relies on the agent, and a paused or cut-off agent answers nothing
+/// (the connection's keep-alive would notice only after ~30 s). A call that
+/// runs out is dropped, which resets its HTTP/2 stream, and answered
+/// `DEADLINE_EXCEEDED` naming `what`.
+pub async fn bounded<T>(
+    timeout: Duration,
+    what: &str,
+    call: impl std::future::Future<Output = std::result::Result<T, tonic::Status>>,
+) -> std::result::Result<T, tonic::Status> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(r) => r,
+        Err(_) => Err(tonic::Status::deadline_exceeded(format!(
+            "{what}: no answer within {timeout:?}"
+        ))),
     }
 }
 

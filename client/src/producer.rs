@@ -52,7 +52,7 @@ use crate::breaker::BreakerState;
 use crate::error::{Error, Result};
 use crate::metadata::Metadata;
 use crate::partitioner::partition_for_key;
-use crate::pool::{ConnectionPool, PoolConfig};
+use crate::pool::{bounded, ConnectionPool, PoolConfig};
 use crate::record::{BatchMetadata, BatchRecord, ProducerRecord, RecordMetadata};
 use crate::retry::{classify, RetryAction};
 
@@ -685,6 +685,7 @@ impl Producer {
             .counters
             .records_sent
             .fetch_add(u64::from(records), Ordering::Relaxed);
+        let mut failed = Failed::new();
         let mut st = inner.state.lock();
         st.outstanding += records as usize;
         let deferred = Deferred {
@@ -694,10 +695,9 @@ impl Producer {
             enqueued: None,
         };
         if st.intake.is_empty() {
-            if let Some(mut d) = inner.try_append(&mut st, deferred, false) {
+            if let Some(mut d) = inner.try_append(&mut st, deferred, false, &mut failed) {
                 d.enqueued = Some(Instant::now());
                 st.intake.push_back(d);
-                drop(st);
                 inner.wake_intake.notify_one();
             }
         } else {
@@ -706,6 +706,9 @@ impl Producer {
                 ..deferred
             });
         }
+        // The lock is let go (dropped above or here) before any completion.
+        drop(st);
+        complete_failed(failed);
     }
 
     /// Waits until every record sent so far is acknowledged or failed
@@ -811,7 +814,17 @@ impl Inner {
     /// Appends a record to its partition's batch (or queues a `send_batch`
     /// batch behind it) if metadata is known and (unless `reserved`) buffer
     /// room is free right now; otherwise hands the item back (`Some`).
-    fn try_append(&self, st: &mut State, d: Deferred, reserved: bool) -> Option<Deferred> {
+    ///
+    /// A record that fails here (an unknown partition) is counted and
+    /// moved to `failed`; the caller completes it once it let go of the
+    /// state lock ([`complete_failed`]).
+    fn try_append(
+        &self,
+        st: &mut State,
+        d: Deferred,
+        reserved: bool,
+        failed: &mut Failed,
+    ) -> Option<Deferred> {
         let version = self.metadata.version();
         let topic = d.item.topic();
         let stale = st
@@ -852,7 +865,7 @@ impl Inner {
                 if reserved {
                     self.memory.add_permits(d.size);
                 }
-                self.fail_one(st, d.tx, err);
+                self.fail_one(st, d.tx, err, failed);
                 return None;
             }
             (Some(p), _) => p,
@@ -920,12 +933,16 @@ impl Inner {
         None
     }
 
-    fn fail_one(&self, st: &mut State, tx: Outcome, e: Error) {
+    /// Counts a record as failed and moves it to `failed`, to be completed
+    /// by [`complete_failed`] after the state lock is let go: a callback
+    /// (or whatever a future's waker does) must never run under a lock of
+    /// the producer, since it may call `send`.
+    fn fail_one(&self, st: &mut State, tx: Outcome, e: Error, failed: &mut Failed) {
         let records = tx.records();
         self.counters
             .records_failed
             .fetch_add(u64::from(records), Ordering::Relaxed);
-        tx.complete(Err(e));
+        failed.push((tx, e));
         st.outstanding -= records as usize;
         if st.outstanding == 0 {
             self.idle.notify_waiters();
@@ -946,10 +963,9 @@ impl Inner {
                     continue;
                 }
             };
-            match AdminServiceClient::new(lease.channel())
-                .init_producer_id(pb::InitProducerIdRequest::default())
-                .await
-            {
+            let mut admin = AdminServiceClient::new(lease.channel());
+            let call = admin.init_producer_id(pb::InitProducerIdRequest::default());
+            match bounded(self.pool.config().call_timeout, "producer id", call).await {
                 Ok(r) => {
                     let r = r.into_inner();
                     let epoch = i16::try_from(r.producer_epoch).unwrap_or(0);
@@ -963,9 +979,20 @@ impl Inner {
     }
 }
 
+/// Records that failed while the state lock was held, with their errors.
+type Failed = Vec<(Outcome, Error)>;
+
+/// Completes records [`Inner::fail_one`] set aside. Call with no lock held.
+fn complete_failed(failed: Failed) {
+    for (tx, e) in failed {
+        tx.complete(Err(e));
+    }
+}
+
 /// Serves the intake queue in order: waits for metadata and buffer room.
 async fn intake_loop(inner: Arc<Inner>) {
     loop {
+        let mut failed = Failed::new();
         let notified = inner.wake_intake.notified();
         let head = {
             let st = inner.state.lock();
@@ -984,8 +1011,10 @@ async fn intake_loop(inner: Arc<Inner>) {
             if let Err(e) = inner.metadata.get_or_fetch(&inner.pool, &topic).await {
                 let mut st = inner.state.lock();
                 if let Some(d) = st.intake.pop_front() {
-                    inner.fail_one(&mut st, d.tx, e);
+                    inner.fail_one(&mut st, d.tx, e, &mut failed);
                 }
+                drop(st);
+                complete_failed(failed);
                 continue;
             }
         }
@@ -1006,23 +1035,30 @@ async fn intake_loop(inner: Arc<Inner>) {
         match got {
             Ok(Ok(permit)) => {
                 permit.forget();
-                if let Some(d) = inner.try_append(&mut st, d, true) {
+                if let Some(d) = inner.try_append(&mut st, d, true, &mut failed) {
                     // Metadata vanished meanwhile: retry from the top.
                     st.intake.push_front(d);
                     inner.memory.add_permits(size);
-                    continue;
-                }
-                // Room was freed a batch at a time: move every queued record
-                // that fits now, under this one lock.
-                while let Some(d) = st.intake.pop_front() {
-                    if let Some(d) = inner.try_append(&mut st, d, false) {
-                        st.intake.push_front(d);
-                        break;
+                } else {
+                    // Room was freed a batch at a time: move every queued
+                    // record that fits now, under this one lock.
+                    while let Some(d) = st.intake.pop_front() {
+                        if let Some(d) = inner.try_append(&mut st, d, false, &mut failed) {
+                            st.intake.push_front(d);
+                            break;
+                        }
                     }
                 }
             }
-            _ => inner.fail_one(&mut st, d.tx, Error::BufferFull(inner.config.max_block)),
+            _ => inner.fail_one(
+                &mut st,
+                d.tx,
+                Error::BufferFull(inner.config.max_block),
+                &mut failed,
+            ),
         }
+        drop(st);
+        complete_failed(failed);
     }
 }
 
@@ -1082,6 +1118,8 @@ async fn sender_loop(inner: Arc<Inner>) {
                     // a slow disk) from turning into many tiny requests.
                     ps.acc.expire(now);
                 }
+                // The leader's connections are all busy: an answer frees one.
+                let mut no_capacity = false;
                 while can_send(ps) {
                     let Some(mut batch) = ps.acc.pop_closed() else {
                         break;
@@ -1089,6 +1127,7 @@ async fn sender_loop(inner: Arc<Inner>) {
                     let leader = inner.metadata.cached_leader(topic, partition);
                     if !leader.as_deref().is_none_or(|l| inner.pool.has_capacity(l)) {
                         ps.acc.push_front(batch);
+                        no_capacity = true;
                         break;
                     }
                     let mut seq = (0, 0);
@@ -1113,11 +1152,11 @@ async fn sender_loop(inner: Arc<Inner>) {
                         batch,
                     });
                 }
-                if let Some(d) = ps
-                    .acc
-                    .deadline()
-                    .filter(|_| ps.in_flight.len() < max_in_flight)
-                {
+                // A partition that may not send (all its slots taken, or
+                // holding its batches: see `must_wait`) is woken by the
+                // answer that frees it, not by its linger: an expired
+                // linger would otherwise spin this loop.
+                if let Some(d) = ps.acc.deadline().filter(|_| can_send(ps) && !no_capacity) {
                     deadline = Some(deadline.map_or(d, |x: Instant| x.min(d)));
                 }
             }
@@ -1440,16 +1479,22 @@ async fn attempt_once(
         .max_decoding_message_size(64 << 20);
     let mut request = tonic::Request::new(req.clone());
     let left = deadline.saturating_duration_since(Instant::now());
-    request.set_timeout(
-        inner
-            .config
-            .request_timeout
-            .min(left)
-            .max(Duration::from_millis(1)),
-    );
+    let timeout = inner
+        .config
+        .request_timeout
+        .min(left)
+        .max(Duration::from_millis(1));
+    // `grpc-timeout` tells the agent; the client enforces it too, since an
+    // agent that is paused or cut off answers nothing at all.
+    request.set_timeout(timeout);
     let t0 = Instant::now();
     inner.counters.requests.fetch_add(1, Ordering::Relaxed);
-    let result = client.produce(request).await;
+    let result = bounded(
+        timeout,
+        &format!("produce to {leader}"),
+        client.produce(request),
+    )
+    .await;
     inner
         .counters
         .request_ns_total
