@@ -28,6 +28,9 @@ pub struct Admin {
 
 impl Admin {
     /// Connects to one agent shard (host:port).
+    ///
+    /// # Cancellation
+    /// Dropping the future leaves nothing behind.
     pub async fn connect(address: &str) -> Result<Admin> {
         let pool = ConnectionPool::new(PoolConfig::default());
         let lease = pool.get(address).await?;
@@ -39,6 +42,9 @@ impl Admin {
     }
 
     /// Administers the in-process agent on `data_dir` (`direct` transport).
+    ///
+    /// # Cancellation
+    /// As [`crate::direct::open_async`].
     #[cfg(feature = "direct")]
     pub async fn connect_direct(data_dir: impl Into<std::path::PathBuf>) -> Result<Admin> {
         let (bootstrap, handle) = crate::direct::open_async(data_dir.into()).await?;
@@ -48,6 +54,10 @@ impl Admin {
     }
 
     /// Creates a topic with `partitions` partitions; `AlreadyExists` if it exists.
+    ///
+    /// # Cancellation
+    /// A request already sent is not withdrawn: after a dropped future the
+    /// topic may or may not exist (ask [`describe_topic`](Self::describe_topic)).
     pub async fn create_topic(&self, name: &str, partitions: u32) -> Result<pb::TopicMetadata> {
         let r = self
             .client
@@ -61,6 +71,10 @@ impl Admin {
     }
 
     /// Deletes a topic; `NotFound` if it does not exist.
+    ///
+    /// # Cancellation
+    /// A request already sent is not withdrawn: after a dropped future the
+    /// topic may or may not still exist.
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
         self.client
             .clone()
@@ -70,6 +84,9 @@ impl Admin {
     }
 
     /// Every topic with its partitions.
+    ///
+    /// # Cancellation
+    /// Read-only: dropping the future has no effect.
     pub async fn list_topics(&self) -> Result<Vec<pb::TopicMetadata>> {
         Ok(self
             .client
@@ -81,6 +98,9 @@ impl Admin {
     }
 
     /// One topic's partitions: leader address, shard, lease epoch, high watermark.
+    ///
+    /// # Cancellation
+    /// Read-only: dropping the future has no effect.
     pub async fn describe_topic(&self, name: &str) -> Result<pb::TopicMetadata> {
         Ok(self
             .client
@@ -91,6 +111,9 @@ impl Admin {
     }
 
     /// Agents, their shard addresses, and every topic's partition leaders.
+    ///
+    /// # Cancellation
+    /// Read-only: dropping the future has no effect.
     pub async fn metadata(&self) -> Result<pb::MetadataResponse> {
         Ok(self
             .client

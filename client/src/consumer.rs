@@ -11,7 +11,7 @@ use streamhouse_proto::fetch_service_client::FetchServiceClient;
 
 use crate::error::{Error, Result};
 use crate::metadata::Metadata;
-use crate::pool::{ConnectionPool, PoolConfig};
+use crate::pool::{bounded, ConnectionPool, PoolConfig};
 use crate::retry::{classify, RetryAction};
 
 /// A record read from a partition.
@@ -61,6 +61,9 @@ pub struct Consumer {
 
 impl Consumer {
     /// Connects to any agent shard(s) in `bootstrap`.
+    ///
+    /// # Cancellation
+    /// Dropping the future leaves nothing behind.
     pub async fn connect<I, S>(bootstrap: I) -> Result<Consumer>
     where
         I: IntoIterator<Item = S>,
@@ -80,6 +83,9 @@ impl Consumer {
     }
 
     /// Reads through the in-process agent on `data_dir` (`direct` transport).
+    ///
+    /// # Cancellation
+    /// As [`crate::direct::open_async`].
     #[cfg(feature = "direct")]
     pub async fn connect_direct(data_dir: impl Into<std::path::PathBuf>) -> Result<Consumer> {
         let (bootstrap, handle) = crate::direct::open_async(data_dir.into()).await?;
@@ -90,6 +96,9 @@ impl Consumer {
 
     /// Reads these partitions (replacing any earlier assignment). New
     /// partitions start at offset 0; kept ones keep their position.
+    ///
+    /// # Cancellation
+    /// Dropping the future leaves the earlier assignment as it was.
     pub async fn assign<I, S>(&mut self, partitions: I) -> Result<()>
     where
         I: IntoIterator<Item = (S, u32)>,
@@ -249,15 +258,17 @@ impl Consumer {
         let lease = self.pool.get(&leader).await?;
         let mut client =
             FetchServiceClient::new(lease.channel()).max_decoding_message_size(256 << 20);
-        let res = client
-            .fetch(pb::FetchRequest {
-                topic: topic.to_owned(),
-                partition,
-                offset,
-                max_bytes: self.max_bytes_per_partition,
-                max_wait_ms: wait_ms,
-            })
-            .await;
+        // The agent answers within `wait_ms`; one that is paused or cut off
+        // answers nothing, so the client bounds the call itself.
+        let limit = Duration::from_millis(u64::from(wait_ms)) + self.pool.config().call_timeout;
+        let call = client.fetch(pb::FetchRequest {
+            topic: topic.to_owned(),
+            partition,
+            offset,
+            max_bytes: self.max_bytes_per_partition,
+            max_wait_ms: wait_ms,
+        });
+        let res = bounded(limit, &format!("fetch from {leader}"), call).await;
         match res {
             Ok(r) => Ok(r
                 .into_inner()

@@ -81,6 +81,12 @@ pub fn open(data_dir: &Path) -> Result<Arc<DirectAgent>> {
 }
 
 /// [`open`] from async code; returns the handle type-erased for storage.
+///
+/// # Cancellation
+/// The agent is started on a blocking thread, which runs to its end even if
+/// the future is dropped; an agent it started stays registered for the
+/// next caller only while a handle to it lives (none does then), so it is
+/// stopped again.
 pub async fn open_async(data_dir: PathBuf) -> Result<(String, Arc<dyn Any + Send + Sync>)> {
     let a = tokio::task::spawn_blocking(move || open(&data_dir))
         .await

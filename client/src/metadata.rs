@@ -77,7 +77,11 @@ impl Metadata {
 
     /// Fetches metadata for `topics` (all topics when empty) from the first
     /// agent that answers, and updates the cache. A topic the agent does not
-    /// know is `UnknownTopic`.
+    /// know is `UnknownTopic`. Each agent asked gets `call_timeout`.
+    ///
+    /// # Cancellation
+    /// Dropping the future leaves the cache as it was: it is updated only
+    /// from a complete answer.
     pub async fn refresh(&self, pool: &ConnectionPool, topics: &[String]) -> Result<()> {
         let mut last = Error::Config("no bootstrap addresses given".into());
         for addr in self.candidates(pool) {
@@ -152,6 +156,9 @@ impl Metadata {
     }
 
     /// Routes of a topic, fetching them when not cached.
+    ///
+    /// # Cancellation
+    /// As [`refresh`](Self::refresh).
     pub async fn get_or_fetch(
         &self,
         pool: &ConnectionPool,
@@ -183,6 +190,9 @@ impl Metadata {
 impl Metadata {
     /// host:port of the shard leading `topic`/`partition`, fetching the
     /// topic's routes if they are not cached.
+    ///
+    /// # Cancellation
+    /// As [`refresh`](Self::refresh).
     pub async fn leader(
         &self,
         pool: &ConnectionPool,

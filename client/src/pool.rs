@@ -98,6 +98,21 @@ struct Slot {
     connecting: usize,
 }
 
+/// One connection being opened to an address: counted in its slot's
+/// `connecting` from creation to drop.
+struct Connecting<'a> {
+    pool: &'a ConnectionPool,
+    address: &'a str,
+}
+
+impl Drop for Connecting<'_> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.pool.conns.lock().get_mut(self.address) {
+            slot.connecting -= 1;
+        }
+    }
+}
+
 /// Connections per address.
 #[derive(Debug)]
 pub struct ConnectionPool {
@@ -151,6 +166,11 @@ impl ConnectionPool {
     /// Checks out a connection to `address`: the least-loaded one, a new one
     /// when all are busy and the limit allows, after a health check when it
     /// was idle.
+    ///
+    /// # Cancellation
+    /// Safe to drop at any point: a connection being opened for it is
+    /// abandoned and its slot given back; a connection it checked out is
+    /// returned to the pool.
     pub async fn get(&self, address: &str) -> Result<ConnLease> {
         if address.is_empty() {
             return Err(Error::Transport {
@@ -217,10 +237,16 @@ impl ConnectionPool {
                     return Ok(lease);
                 }
                 Pick::Open => {
+                    // Gives the "connecting" slot back however this ends,
+                    // also when the caller drops this future mid-connect.
+                    let connecting = Connecting {
+                        pool: self,
+                        address,
+                    };
                     let opened = self.connect(address).await;
+                    drop(connecting);
                     let mut all = self.conns.lock();
                     let slot = all.entry(address.to_owned()).or_default();
-                    slot.connecting -= 1;
                     let conn = match opened {
                         Ok(c) => Arc::new(c),
                         Err(e) => {

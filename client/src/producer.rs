@@ -426,6 +426,10 @@ impl ProducerBuilder {
 
     /// Connects: fetches metadata from a bootstrap agent and, with
     /// idempotence, a producer id. Must run inside a tokio runtime.
+    ///
+    /// # Cancellation
+    /// Dropping the future leaves nothing behind: the producer's tasks
+    /// start only when it returns, and its connections close with it.
     #[cfg_attr(not(feature = "direct"), allow(unused_mut))]
     pub async fn build(mut self) -> Result<Producer> {
         #[cfg(feature = "direct")]
@@ -713,9 +717,13 @@ impl Producer {
 
     /// Waits until every record sent so far is acknowledged or failed
     /// (records other tasks send meanwhile are waited for too).
+    ///
+    /// # Cancellation
+    /// Dropping the future stops the waiting only: the records are sent
+    /// and acknowledged as if it had not been called (batches it closed
+    /// early stay closed; later batches linger again).
     pub async fn flush(&self) -> Result<()> {
-        self.inner.state.lock().flushing += 1;
-        self.inner.wake_sender.notify_one();
+        let _flushing = Flushing::start(&self.inner);
         loop {
             let idle = self.inner.idle.notified();
             tokio::pin!(idle);
@@ -725,18 +733,21 @@ impl Producer {
             }
             idle.await;
         }
-        self.inner.state.lock().flushing -= 1;
         Ok(())
     }
 
     /// Flushes, then stops the producer's tasks and closes its connections.
     /// Later `send`s fail with `Closed`.
+    ///
+    /// # Cancellation
+    /// Dropping the future mid-way leaves the producer closed to new sends;
+    /// what was sent before is still delivered while the runtime runs, and
+    /// the producer's tasks end once it is (as when a producer is dropped
+    /// without `close`).
     pub async fn close(&self) -> Result<()> {
         self.inner.closed.store(true, Ordering::Release);
         self.flush().await?;
-        self.inner.state.lock().shutdown = true;
-        self.inner.wake_sender.notify_one();
-        self.inner.wake_intake.notify_one();
+        self.inner.shut_down();
         self.inner.pool.close_all();
         Ok(())
     }
@@ -772,6 +783,9 @@ impl Producer {
     }
 
     /// Partition count of a topic, fetching metadata if needed.
+    ///
+    /// # Cancellation
+    /// Read-only: dropping the future has no effect.
     pub async fn partitions(&self, topic: &str) -> Result<u32> {
         Ok(self
             .inner
@@ -783,34 +797,58 @@ impl Producer {
     }
 }
 
+/// A flush in progress: while any exists, open batches close at once
+/// instead of lingering. Ends when dropped, however the flush ends.
+struct Flushing<'a>(&'a Inner);
+
+impl<'a> Flushing<'a> {
+    fn start(inner: &'a Inner) -> Flushing<'a> {
+        inner.state.lock().flushing += 1;
+        inner.wake_sender.notify_one();
+        Flushing(inner)
+    }
+}
+
+impl Drop for Flushing<'_> {
+    fn drop(&mut self) {
+        self.0.state.lock().flushing -= 1;
+    }
+}
+
 struct DropGuard {
     inner: Arc<Inner>,
 }
 
 impl Drop for DropGuard {
     fn drop(&mut self) {
-        if self.inner.closed.load(Ordering::Acquire) {
-            return;
-        }
-        let mut st = self.inner.state.lock();
-        if st.outstanding > 0 {
+        let outstanding = self.inner.state.lock().outstanding;
+        if outstanding > 0 {
             tracing::warn!(
-                records = st.outstanding,
-                "Producer dropped without close(): {} records are not acknowledged yet; they are \
-                 still sent while the runtime runs, and lost if it stops first",
-                st.outstanding
+                records = outstanding,
+                "Producer dropped before close() finished: {outstanding} records are not \
+                 acknowledged yet; they are still sent while the runtime runs, and lost if it \
+                 stops first"
             );
         }
-        // Send what is buffered, then let the tasks end.
-        st.flushing += 1;
-        st.shutdown = true;
-        drop(st);
-        self.inner.wake_sender.notify_one();
-        self.inner.wake_intake.notify_one();
+        self.inner.shut_down();
     }
 }
 
 impl Inner {
+    /// Lets the producer's tasks end once everything buffered is answered
+    /// (batches close at once from here on). Idempotent.
+    fn shut_down(&self) {
+        let mut st = self.state.lock();
+        if st.shutdown {
+            return;
+        }
+        st.flushing += 1;
+        st.shutdown = true;
+        drop(st);
+        self.wake_sender.notify_one();
+        self.wake_intake.notify_one();
+    }
+
     /// Appends a record to its partition's batch (or queues a `send_batch`
     /// batch behind it) if metadata is known and (unless `reserved`) buffer
     /// room is free right now; otherwise hands the item back (`Some`).

@@ -130,3 +130,84 @@ async fn a_full_buffer_fails_send_after_max_block() {
     );
     producer.close().await.unwrap();
 }
+
+/// A listener whose accept queue is full: a further connect hangs (its SYN
+/// is dropped) until the connecting side gives up. Keep the returned
+/// streams and listener alive while it should stay full.
+fn full_listener() -> (std::net::TcpListener, Vec<std::net::TcpStream>, String) {
+    use std::os::fd::AsRawFd;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // Listening again changes the backlog: 0 takes one pending connection.
+    assert_eq!(unsafe { libc::listen(l.as_raw_fd(), 0) }, 0);
+    let addr = l.local_addr().unwrap().to_string();
+    let held = vec![std::net::TcpStream::connect(&addr).unwrap()];
+    (l, held, addr)
+}
+
+/// Issue 15, defect 4: a `get` dropped while its connection is being
+/// opened used to leave the pool counting it as "connecting" for ever: two
+/// such drops (the limit here) and the address had no capacity again, and
+/// every later `get` to it waited for ever.
+#[tokio::test]
+async fn a_get_dropped_mid_connect_gives_its_slot_back() {
+    let (_l, _held, addr) = full_listener();
+    let pool = ConnectionPool::new(PoolConfig {
+        connect_timeout: Duration::from_millis(700),
+        ..config()
+    });
+    for _ in 0..2 {
+        let r = tokio::time::timeout(Duration::from_millis(100), pool.get(&addr)).await;
+        assert!(r.is_err(), "the connect should still be pending: {r:?}");
+    }
+    assert!(
+        pool.has_capacity(&addr),
+        "the dropped connects still count against the limit"
+    );
+    let r = tokio::time::timeout(Duration::from_secs(5), pool.get(&addr))
+        .await
+        .expect("a later get waits for ever");
+    let e = r.unwrap_err();
+    assert!(matches!(e, Error::Transport { .. }), "{e}");
+}
+
+/// A `flush` dropped before it finished used to leave the producer
+/// flushing for ever: every later batch closed at once instead of after
+/// its linger.
+#[tokio::test]
+async fn a_flush_dropped_mid_way_leaves_linger_alone() {
+    let agent = common::Agent::start(1, &[]);
+    Admin::connect(&agent.addr(0))
+        .await
+        .unwrap()
+        .create_topic("lg", 1)
+        .await
+        .unwrap();
+    let producer = Producer::builder([agent.addr(0)])
+        .linger(Duration::from_secs(2))
+        .build()
+        .await
+        .unwrap();
+    // Warm up (metadata, connection).
+    producer
+        .send(ProducerRecord::new("lg", "warm"))
+        .await
+        .unwrap();
+    // A stopped agent keeps the flush waiting until it is dropped.
+    agent.signal(libc::SIGSTOP);
+    let first = producer.send(ProducerRecord::new("lg", "first"));
+    let flushed = tokio::time::timeout(Duration::from_millis(200), producer.flush()).await;
+    assert!(flushed.is_err(), "the flush is still waiting");
+    agent.signal(libc::SIGCONT);
+    first.await.unwrap();
+    let started = Instant::now();
+    producer
+        .send(ProducerRecord::new("lg", "second"))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "the second record waited for its linger: {:?}",
+        started.elapsed()
+    );
+    producer.close().await.unwrap();
+}
