@@ -28,8 +28,8 @@ pub use admin::Admin;
 pub use consumer::{Consumer, ConsumerRecord};
 pub use error::{Error, Result};
 pub use producer::{
-    AckFuture, Acks, BatchSendFuture, Producer, ProducerBuilder, ProducerConfig, ProducerMetrics,
-    SendFuture, MAX_IN_FLIGHT_PER_PARTITION,
+    AckFuture, Acks, Admission, BatchSendFuture, Producer, ProducerBuilder, ProducerConfig,
+    ProducerMetrics, SendFuture, MAX_IN_FLIGHT_PER_PARTITION,
 };
 pub use record::{BatchMetadata, BatchRecord, ProducerRecord, RecordMetadata};
 pub use streamhouse_proto as proto;

@@ -30,11 +30,8 @@
 //! are never reused.
 
 use std::collections::{HashMap, VecDeque};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -55,6 +52,13 @@ use crate::partitioner::partition_for_key;
 use crate::pool::{bounded, ConnectionPool, PoolConfig};
 use crate::record::{BatchMetadata, BatchRecord, ProducerRecord, RecordMetadata};
 use crate::retry::{classify, RetryAction};
+
+mod admission;
+mod intake;
+
+use admission::Waiting;
+pub use admission::{AckFuture, Admission, BatchSendFuture, SendFuture};
+pub use intake::{ENTRY_BYTES, MAX_WITHDRAWN};
 
 /// Most requests in flight per partition: an agent remembers this many
 /// batches per producer, so a retry of the oldest is still recognised.
@@ -145,6 +149,9 @@ pub struct ProducerMetrics {
     pub records_acked: u64,
     /// Records that failed.
     pub records_failed: u64,
+    /// Records withdrawn: their future was dropped while they waited for
+    /// buffer room (never sent).
+    pub records_withdrawn: u64,
     /// Batches dispatched.
     pub batches: u64,
     /// Produce requests made (retries included).
@@ -168,6 +175,7 @@ struct Counters {
     records_sent: AtomicU64,
     records_acked: AtomicU64,
     records_failed: AtomicU64,
+    records_withdrawn: AtomicU64,
     batches: AtomicU64,
     requests: AtomicU64,
     retries: AtomicU64,
@@ -273,15 +281,6 @@ impl Item {
     }
 }
 
-struct Deferred {
-    item: Item,
-    tx: Outcome,
-    size: usize,
-    /// When it entered the intake queue (`max_block` counts from there);
-    /// unset on the fast path, which appends at once (no clock read).
-    enqueued: Option<Instant>,
-}
-
 /// What the producer keeps per topic: its routes (re-read from the
 /// metadata cache only when that changes) and its partitions' batches.
 struct TopicState {
@@ -295,7 +294,11 @@ struct TopicState {
 #[derive(Default)]
 struct State {
     topics: HashMap<String, TopicState, rustc_hash::FxBuildHasher>,
-    intake: VecDeque<Deferred>,
+    intake: VecDeque<intake::Deferred>,
+    /// Withdrawn entries still in `intake`.
+    withdrawn: usize,
+    /// The id of the last record queued in `intake`.
+    next_intake_id: u64,
     outstanding: usize,
     flushing: usize,
     shutdown: bool,
@@ -501,7 +504,7 @@ impl ProducerBuilder {
             inner.new_producer_id().await?;
         }
         tokio::spawn(sender_loop(inner.clone()));
-        tokio::spawn(intake_loop(inner.clone()));
+        tokio::spawn(intake::intake_loop(inner.clone()));
         Ok(Producer {
             _guard: Arc::new(DropGuard {
                 inner: inner.clone(),
@@ -529,31 +532,6 @@ impl ProducerBuilder {
 pub struct Producer {
     inner: Arc<Inner>,
     _guard: Arc<DropGuard>,
-}
-
-/// Resolves with the outcome of what was sent: a record
-/// ([`SendFuture`]) or a `send_batch` call ([`BatchSendFuture`]).
-pub struct AckFuture<T> {
-    rx: oneshot::Receiver<Result<T>>,
-}
-
-/// Resolves when a record is acknowledged (or failed).
-pub type SendFuture = AckFuture<RecordMetadata>;
-
-/// Resolves when every record of a [`Producer::send_batch`] call is
-/// acknowledged (or failed).
-pub type BatchSendFuture = AckFuture<BatchMetadata>;
-
-impl<T> Future for AckFuture<T> {
-    type Output = Result<T>;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match Pin::new(&mut self.rx).poll(cx) {
-            Poll::Ready(Ok(r)) => Poll::Ready(r),
-            // The producer's tasks ended without an answer.
-            Poll::Ready(Err(_)) => Poll::Ready(Err(Error::Closed)),
-            Poll::Pending => Poll::Pending,
-        }
-    }
 }
 
 fn now_ms() -> i64 {
@@ -594,20 +572,70 @@ impl Producer {
     /// acknowledged at the configured ack level. The record is queued when
     /// `send` is called, not when the future is first polled, so records of
     /// one partition are stored in `send` order.
+    ///
+    /// While the buffer is full (`buffer_memory` of records taken and not
+    /// yet acknowledged: the agent is slower than the sender) the record
+    /// waits, in order, owned by the returned future, up to `max_block`;
+    /// then the future resolves with `BufferFull`.
+    ///
+    /// # Cancellation
+    /// See [`AckFuture`]: dropping the future withdraws the record only
+    /// while it still waits for buffer room.
     pub fn send(&self, record: ProducerRecord) -> SendFuture {
         let (tx, rx) = oneshot::channel();
-        self.enqueue_record(record, Outcome::Future(tx));
-        AckFuture { rx }
+        let size = record_size(record.key.as_deref(), &record.value, &record.headers);
+        let waiting = self
+            .inner
+            .enqueue(Item::Record(record), size, Outcome::Future(tx), false)
+            .map(|(id, _)| Waiting::new(&self.inner, id));
+        AckFuture { rx, waiting }
     }
 
     /// Like [`send`](Self::send), but calls `callback` with the outcome
-    /// instead of returning a future (no future to poll per record; the
-    /// callback runs on the producer's task, so keep it short).
-    pub fn send_with_callback<F>(&self, record: ProducerRecord, callback: F)
+    /// instead of returning a future per record (the callback runs on the
+    /// producer's task, so keep it short; it may call `send`). The returned
+    /// [`Admission`] resolves at once while the buffer has room; while it
+    /// is full it resolves once the record was taken (or failed after
+    /// `max_block`: the callback then gets `BufferFull`), which is the
+    /// back-pressure a sending loop needs:
+    ///
+    /// ```no_run
+    /// # async fn run(p: &streamhouse_client::Producer) {
+    /// use streamhouse_client::ProducerRecord;
+    /// for i in 0..1_000_000 {
+    ///     p.send_with_callback(ProducerRecord::new("events", format!("{i}")), |r| {
+    ///         if let Err(e) = r {
+    ///             eprintln!("failed: {e}");
+    ///         }
+    ///     })
+    ///     .await;
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// # Cancellation
+    /// See [`Admission`]: dropping it before it resolved withdraws the
+    /// record, and the callback is never called.
+    pub fn send_with_callback<F>(&self, record: ProducerRecord, callback: F) -> Admission
     where
         F: FnOnce(Result<RecordMetadata>) + Send + 'static,
     {
-        self.enqueue_record(record, Outcome::Callback(Box::new(callback)));
+        let size = record_size(record.key.as_deref(), &record.value, &record.headers);
+        match self.inner.enqueue(
+            Item::Record(record),
+            size,
+            Outcome::Callback(Box::new(callback)),
+            true,
+        ) {
+            Some((id, taken)) => Admission {
+                taken,
+                waiting: Some(Waiting::new(&self.inner, id)),
+            },
+            None => Admission {
+                taken: None,
+                waiting: None,
+            },
+        }
     }
 
     /// Sends `records` to `partition` of `topic` as one batch, in the order
@@ -618,6 +646,8 @@ impl Producer {
     /// whatever `send` queued for the partition before, so ordering between
     /// `send` and `send_batch` calls is kept. Retries and idempotence are
     /// those of `send`. At most `buffer_memory` (and 32 MiB) per call.
+    /// Waits for buffer room and is withdrawn by dropping the future as
+    /// [`send`](Self::send) is.
     ///
     /// ```no_run
     /// # async fn run(p: &streamhouse_client::Producer) -> streamhouse_client::Result<()> {
@@ -653,66 +683,19 @@ impl Producer {
             let _ = tx.send(Err(Error::Config(
                 "send_batch needs at least one record".into(),
             )));
-        } else {
-            self.enqueue(
-                Item::Batch {
-                    topic: topic.to_owned(),
-                    partition,
-                    builder,
-                    timestamp: timestamp.unwrap_or(now),
-                },
-                size,
-                Outcome::Batch { tx, count },
-            );
+            return AckFuture { rx, waiting: None };
         }
-        AckFuture { rx }
-    }
-
-    fn enqueue_record(&self, record: ProducerRecord, tx: Outcome) {
-        let size = record_size(record.key.as_deref(), &record.value, &record.headers);
-        self.enqueue(Item::Record(record), size, tx);
-    }
-
-    fn enqueue(&self, item: Item, size: usize, tx: Outcome) {
-        let inner = &self.inner;
-        if inner.closed.load(Ordering::Acquire) {
-            tx.complete(Err(Error::Closed));
-            return;
-        }
-        let limit = inner.config.buffer_memory.min(32 << 20);
-        if size > limit {
-            tx.complete(Err(Error::RecordTooLarge { size, limit }));
-            return;
-        }
-        let records = tx.records();
-        inner
-            .counters
-            .records_sent
-            .fetch_add(u64::from(records), Ordering::Relaxed);
-        let mut failed = Failed::new();
-        let mut st = inner.state.lock();
-        st.outstanding += records as usize;
-        let deferred = Deferred {
-            item,
-            tx,
-            size,
-            enqueued: None,
+        let item = Item::Batch {
+            topic: topic.to_owned(),
+            partition,
+            builder,
+            timestamp: timestamp.unwrap_or(now),
         };
-        if st.intake.is_empty() {
-            if let Some(mut d) = inner.try_append(&mut st, deferred, false, &mut failed) {
-                d.enqueued = Some(Instant::now());
-                st.intake.push_back(d);
-                inner.wake_intake.notify_one();
-            }
-        } else {
-            st.intake.push_back(Deferred {
-                enqueued: Some(Instant::now()),
-                ..deferred
-            });
-        }
-        // The lock is let go (dropped above or here) before any completion.
-        drop(st);
-        complete_failed(failed);
+        let waiting = self
+            .inner
+            .enqueue(item, size, Outcome::Batch { tx, count }, false)
+            .map(|(id, _)| Waiting::new(&self.inner, id));
+        AckFuture { rx, waiting }
     }
 
     /// Waits until every record sent so far is acknowledged or failed
@@ -760,6 +743,7 @@ impl Producer {
             records_sent: l(&c.records_sent),
             records_acked: l(&c.records_acked),
             records_failed: l(&c.records_failed),
+            records_withdrawn: l(&c.records_withdrawn),
             batches: l(&c.batches),
             requests: l(&c.requests),
             retries: l(&c.retries),
@@ -851,27 +835,29 @@ impl Inner {
 
     /// Appends a record to its partition's batch (or queues a `send_batch`
     /// batch behind it) if metadata is known and (unless `reserved`) buffer
-    /// room is free right now; otherwise hands the item back (`Some`).
+    /// room is free right now; otherwise hands the item back (`Err`).
     ///
     /// A record that fails here (an unknown partition) is counted and
     /// moved to `failed`; the caller completes it once it let go of the
-    /// state lock ([`complete_failed`]).
+    /// state lock ([`intake::complete_failed`]).
     fn try_append(
         &self,
         st: &mut State,
-        d: Deferred,
+        item: Item,
+        tx: Outcome,
+        size: usize,
         reserved: bool,
-        failed: &mut Failed,
-    ) -> Option<Deferred> {
+        failed: &mut intake::Failed,
+    ) -> Append {
         let version = self.metadata.version();
-        let topic = d.item.topic();
+        let topic = item.topic();
         let stale = st
             .topics
             .get(topic)
             .is_none_or(|t| t.metadata_version != version);
         if stale {
             let Some(routes) = self.metadata.topic(topic) else {
-                return Some(d);
+                return Append::NotNow(item, tx);
             };
             let t = st
                 .topics
@@ -886,10 +872,10 @@ impl Inner {
             t.metadata_version = version;
         }
         let Some(t) = st.topics.get_mut(topic) else {
-            return Some(d); // unreachable: inserted just above
+            return Append::NotNow(item, tx); // unreachable: inserted just above
         };
         let n = t.partition_count;
-        let chosen = match &d.item {
+        let chosen = match &item {
             Item::Record(r) => (r.partition, r.key.as_ref()),
             Item::Batch { partition, .. } => (Some(*partition), None),
         };
@@ -901,10 +887,10 @@ impl Inner {
                     partitions: n,
                 };
                 if reserved {
-                    self.memory.add_permits(d.size);
+                    self.memory.add_permits(size);
                 }
-                self.fail_one(st, d.tx, err, failed);
-                return None;
+                self.fail_one(st, tx, err, failed);
+                return Append::Done;
             }
             (Some(p), _) => p,
             (None, Some(k)) => partition_for_key(k, n),
@@ -917,11 +903,8 @@ impl Inner {
                 }
             },
         };
-        if !reserved {
-            match self.memory.try_acquire_many(d.size as u32) {
-                Ok(p) => p.forget(),
-                Err(_) => return Some(d),
-            }
+        if !reserved && !self.take_room(size) {
+            return Append::NotNow(item, tx);
         }
         let limits = self.limits;
         if t.partitions.len() <= partition as usize {
@@ -935,19 +918,19 @@ impl Inner {
             broken_pid: 0,
             retrying: 0,
         });
-        let record = match d.item {
+        let record = match item {
             Item::Record(r) => r,
             Item::Batch {
                 builder, timestamp, ..
             } => {
                 ps.acc.push_closed(ClosedBatch {
                     builder,
-                    completions: vec![(d.tx, timestamp)],
-                    reserved: d.size,
+                    completions: vec![(tx, timestamp)],
+                    reserved: size,
                     created: Instant::now(),
                 });
                 self.wake_sender.notify_one();
-                return None;
+                return Append::Done;
             }
         };
         let was_idle = ps.acc.deadline().is_none();
@@ -957,8 +940,8 @@ impl Inner {
             &record.value,
             ts,
             &record.headers,
-            d.size,
-            (d.tx, ts),
+            size,
+            (tx, ts),
             Instant::now,
         );
         if closed && record.partition.is_none() && record.key.is_none() && n > 1 {
@@ -968,23 +951,7 @@ impl Inner {
         if closed || was_idle {
             self.wake_sender.notify_one();
         }
-        None
-    }
-
-    /// Counts a record as failed and moves it to `failed`, to be completed
-    /// by [`complete_failed`] after the state lock is let go: a callback
-    /// (or whatever a future's waker does) must never run under a lock of
-    /// the producer, since it may call `send`.
-    fn fail_one(&self, st: &mut State, tx: Outcome, e: Error, failed: &mut Failed) {
-        let records = tx.records();
-        self.counters
-            .records_failed
-            .fetch_add(u64::from(records), Ordering::Relaxed);
-        failed.push((tx, e));
-        st.outstanding -= records as usize;
-        if st.outstanding == 0 {
-            self.idle.notify_waiters();
-        }
+        Append::Done
     }
 
     async fn new_producer_id(&self) -> Result<()> {
@@ -1017,87 +984,12 @@ impl Inner {
     }
 }
 
-/// Records that failed while the state lock was held, with their errors.
-type Failed = Vec<(Outcome, Error)>;
-
-/// Completes records [`Inner::fail_one`] set aside. Call with no lock held.
-fn complete_failed(failed: Failed) {
-    for (tx, e) in failed {
-        tx.complete(Err(e));
-    }
-}
-
-/// Serves the intake queue in order: waits for metadata and buffer room.
-async fn intake_loop(inner: Arc<Inner>) {
-    loop {
-        let mut failed = Failed::new();
-        let notified = inner.wake_intake.notified();
-        let head = {
-            let st = inner.state.lock();
-            if st.shutdown && st.intake.is_empty() {
-                return;
-            }
-            st.intake
-                .front()
-                .map(|d| (d.item.topic().to_owned(), d.size, d.enqueued))
-        };
-        let Some((topic, size, enqueued)) = head else {
-            notified.await;
-            continue;
-        };
-        if inner.metadata.topic(&topic).is_none() {
-            if let Err(e) = inner.metadata.get_or_fetch(&inner.pool, &topic).await {
-                let mut st = inner.state.lock();
-                if let Some(d) = st.intake.pop_front() {
-                    inner.fail_one(&mut st, d.tx, e, &mut failed);
-                }
-                drop(st);
-                complete_failed(failed);
-                continue;
-            }
-        }
-        let started = Instant::now();
-        let got = tokio::time::timeout_at(
-            enqueued.unwrap_or(started) + inner.config.max_block,
-            inner.memory.acquire_many(size as u32),
-        )
-        .await;
-        inner
-            .counters
-            .blocked_ns
-            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        let mut st = inner.state.lock();
-        let Some(d) = st.intake.pop_front() else {
-            continue;
-        };
-        match got {
-            Ok(Ok(permit)) => {
-                permit.forget();
-                if let Some(d) = inner.try_append(&mut st, d, true, &mut failed) {
-                    // Metadata vanished meanwhile: retry from the top.
-                    st.intake.push_front(d);
-                    inner.memory.add_permits(size);
-                } else {
-                    // Room was freed a batch at a time: move every queued
-                    // record that fits now, under this one lock.
-                    while let Some(d) = st.intake.pop_front() {
-                        if let Some(d) = inner.try_append(&mut st, d, false, &mut failed) {
-                            st.intake.push_front(d);
-                            break;
-                        }
-                    }
-                }
-            }
-            _ => inner.fail_one(
-                &mut st,
-                d.tx,
-                Error::BufferFull(inner.config.max_block),
-                &mut failed,
-            ),
-        }
-        drop(st);
-        complete_failed(failed);
-    }
+/// What [`Inner::try_append`] did with an item.
+enum Append {
+    /// Appended, or failed (set aside for completion).
+    Done,
+    /// Not now (no metadata or no room): the item, handed back.
+    NotNow(Item, Outcome),
 }
 
 /// A batch ready to go.

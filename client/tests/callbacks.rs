@@ -120,13 +120,13 @@ fn scenario(agent: common::Agent, done: mpsc::Sender<&'static str>) {
     let mut inner = Vec::new();
 
     let r = resend(&producer, "success", &tx);
-    producer.send_with_callback(ProducerRecord::new("cb", "ok").partition(0), r);
+    rt.block_on(producer.send_with_callback(ProducerRecord::new("cb", "ok").partition(0), r));
     let (_, outcome, f) = wait("success");
     assert!(outcome.is_ok(), "{outcome:?}");
     inner.push(f);
 
     let r = resend(&producer, "unknown partition", &tx);
-    producer.send_with_callback(ProducerRecord::new("cb", "x").partition(99), r);
+    rt.block_on(producer.send_with_callback(ProducerRecord::new("cb", "x").partition(99), r));
     let (_, outcome, f) = wait("unknown partition");
     assert!(outcome
         .unwrap_err()
@@ -135,7 +135,7 @@ fn scenario(agent: common::Agent, done: mpsc::Sender<&'static str>) {
     inner.push(f);
 
     let r = resend(&producer, "unknown topic", &tx);
-    producer.send_with_callback(ProducerRecord::new("no-such-topic", "x"), r);
+    rt.block_on(producer.send_with_callback(ProducerRecord::new("no-such-topic", "x"), r));
     let (_, outcome, f) = wait("unknown topic");
     assert!(outcome.is_err());
     inner.push(f);
@@ -143,10 +143,10 @@ fn scenario(agent: common::Agent, done: mpsc::Sender<&'static str>) {
     // (Alone in its partition: the agent refuses a batch with a record
     // over its limit as a whole.)
     let r = resend(&producer, "refused by the agent", &tx);
-    producer.send_with_callback(
+    rt.block_on(producer.send_with_callback(
         ProducerRecord::new("cb", vec![b'v'; 100_000]).partition(1),
         r,
-    );
+    ));
     let (_, outcome, f) = wait("refused by the agent");
     assert_eq!(
         outcome.unwrap_err().code(),
@@ -158,7 +158,7 @@ fn scenario(agent: common::Agent, done: mpsc::Sender<&'static str>) {
     // full producer's buffer stays full past max_block.
     agent.signal(libc::SIGSTOP);
     let r = resend(&tight, "delivery timeout", &tx);
-    tight.send_with_callback(ProducerRecord::new("cb", "late").partition(0), r);
+    rt.block_on(tight.send_with_callback(ProducerRecord::new("cb", "late").partition(0), r));
     let (_, outcome, f) = wait("delivery timeout");
     assert!(outcome.is_err());
     inner.push(f);
@@ -168,7 +168,7 @@ fn scenario(agent: common::Agent, done: mpsc::Sender<&'static str>) {
         held.push(full.send(ProducerRecord::new("cb", value.clone()).partition(0)));
     }
     let r = resend(&full, "buffer full", &tx);
-    full.send_with_callback(ProducerRecord::new("cb", value.clone()).partition(0), r);
+    rt.block_on(full.send_with_callback(ProducerRecord::new("cb", value.clone()).partition(0), r));
     let (_, outcome, f) = wait("buffer full");
     assert!(
         outcome

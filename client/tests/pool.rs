@@ -100,8 +100,9 @@ async fn a_full_buffer_fails_send_after_max_block() {
                 break;
             }
             Ok(Ok(m)) => panic!("acknowledged by a stopped agent: {m:?}"),
-            // Still pending: queued in the buffer (dropping the future does
-            // not withdraw the record).
+            // Still pending: taken into the buffer (dropping the future
+            // does not withdraw a record the producer took), or waiting
+            // for room (dropping it withdraws that record).
             Err(_) => queued += 1,
         }
     }

@@ -162,19 +162,21 @@ pub async fn run(root: &Path, o: &FailoverOpts) -> Result<FailoverReport, String
     for seq in 0..o.records {
         let partition = (seq % u64::from(o.partitions)) as u32;
         let a = acked.clone();
-        producer.send_with_callback(
-            ProducerRecord::new("failover", payload(seq, o.record_size)).partition(partition),
-            move |r| {
-                let mut a = a.lock();
-                match r {
-                    Ok(m) => a.list.push((m.partition, m.offset, seq, Instant::now())),
-                    Err(e) => {
-                        a.failed += 1;
-                        a.first_error.get_or_insert(e.to_string());
+        producer
+            .send_with_callback(
+                ProducerRecord::new("failover", payload(seq, o.record_size)).partition(partition),
+                move |r| {
+                    let mut a = a.lock();
+                    match r {
+                        Ok(m) => a.list.push((m.partition, m.offset, seq, Instant::now())),
+                        Err(e) => {
+                            a.failed += 1;
+                            a.first_error.get_or_insert(e.to_string());
+                        }
                     }
-                }
-            },
-        );
+                },
+            )
+            .await;
         if seq % 1024 == 1023 {
             tokio::task::yield_now().await;
         }

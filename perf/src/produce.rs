@@ -269,7 +269,8 @@ pub async fn run(bootstrap: &str, o: &ProduceOpts) -> Result<ProduceReport, Stri
                 p.send_with_callback(
                     ProducerRecord::new(topic.clone(), payload.clone()),
                     move |r| s.record(t, r),
-                );
+                )
+                .await;
                 if gap.is_none() && i % 1024 == 1023 {
                     tokio::task::yield_now().await;
                 }
