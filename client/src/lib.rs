@@ -25,7 +25,7 @@ pub mod record;
 pub mod retry;
 
 pub use admin::Admin;
-pub use consumer::{Consumer, ConsumerRecord};
+pub use consumer::{Consumer, ConsumerBuilder, ConsumerRecord, Offset};
 pub use error::{Error, Result};
 pub use producer::{
     AckFuture, Acks, Admission, BatchSendFuture, Producer, ProducerBuilder, ProducerConfig,
@@ -33,3 +33,5 @@ pub use producer::{
 };
 pub use record::{BatchMetadata, BatchRecord, ProducerRecord, RecordMetadata};
 pub use streamhouse_proto as proto;
+/// Batch compression ([`ProducerBuilder::compression`]).
+pub use streamhouse_shard::batch::Codec;

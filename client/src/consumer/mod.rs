@@ -1,0 +1,409 @@
+//! The Consumer: reads assigned partitions from their owning agent shards
+//! through the Fetch RPC, tracking a position per partition and following
+//! leadership moves. Owns positions and the records fetched but not yet
+//! handed out; does not commit offsets anywhere. [`fetch`] is one
+//! partition's RPC, [`offset`] the start positions.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::Stream;
+
+use crate::error::{Error, Result};
+use crate::metadata::Metadata;
+use crate::pool::{ConnectionPool, PoolConfig};
+
+mod fetch;
+mod offset;
+
+pub use offset::Offset;
+
+/// A record read from a partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerRecord {
+    /// Topic the record was read from.
+    pub topic: String,
+    /// Partition the record was read from.
+    pub partition: u32,
+    /// The record's offset in its partition.
+    pub offset: u64,
+    /// Key, if the record has one.
+    pub key: Option<Bytes>,
+    /// Value bytes.
+    pub value: Bytes,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: u64,
+    /// Headers, in order.
+    pub headers: Vec<(String, Bytes)>,
+}
+
+/// Builds a [`Consumer`].
+#[derive(Debug, Clone)]
+pub struct ConsumerBuilder {
+    bootstrap: Vec<String>,
+    max_bytes_per_partition: u32,
+    stream_wait: Duration,
+    pool: PoolConfig,
+    #[cfg(feature = "direct")]
+    direct: Option<std::path::PathBuf>,
+}
+
+impl ConsumerBuilder {
+    /// Bytes asked per partition per fetch; default 1 MiB (a fetch returns
+    /// at least one whole batch however small this is).
+    pub fn max_bytes_per_partition(mut self, n: u32) -> Self {
+        self.max_bytes_per_partition = n;
+        self
+    }
+    /// How long one fetch of [`Consumer::next_record`] and
+    /// [`Consumer::stream`] waits for data; default 500 ms.
+    pub fn stream_wait(mut self, d: Duration) -> Self {
+        self.stream_wait = d;
+        self
+    }
+    /// Connection pool settings (timeouts, connections per shard).
+    pub fn pool(mut self, p: PoolConfig) -> Self {
+        self.pool = p;
+        self
+    }
+
+    /// Connects: fetches metadata from a bootstrap agent.
+    ///
+    /// # Cancellation
+    /// Dropping the future leaves nothing behind.
+    #[cfg_attr(not(feature = "direct"), allow(unused_mut))]
+    pub async fn build(mut self) -> Result<Consumer> {
+        #[cfg(feature = "direct")]
+        let direct = match self.direct.take() {
+            Some(dir) => {
+                let (bootstrap, handle) = crate::direct::open_async(dir).await?;
+                self.bootstrap = vec![bootstrap];
+                Some(handle)
+            }
+            None => None,
+        };
+        #[cfg(not(feature = "direct"))]
+        let direct = None;
+        if self.bootstrap.is_empty() {
+            return Err(Error::Config(
+                "bootstrap needs at least one host:port".into(),
+            ));
+        }
+        let metadata = Metadata::new(self.bootstrap);
+        let pool = ConnectionPool::new(self.pool);
+        metadata.refresh(&pool, &[]).await?;
+        Ok(Consumer {
+            metadata,
+            pool,
+            positions: BTreeMap::new(),
+            watermarks: BTreeMap::new(),
+            fetched: VecDeque::new(),
+            pending_error: None,
+            max_bytes_per_partition: self.max_bytes_per_partition,
+            stream_wait: self.stream_wait,
+            _direct: direct,
+        })
+    }
+}
+
+/// Reads records by offset.
+///
+/// ```no_run
+/// # async fn example() -> streamhouse_client::Result<()> {
+/// use std::time::Duration;
+/// use streamhouse_client::{Consumer, Offset};
+/// let mut consumer = Consumer::builder(["127.0.0.1:9092"]).build().await?;
+/// consumer.assign([("orders", 0)]).await?;
+/// consumer.seek_to("orders", 0, Offset::Beginning).await?;
+/// for r in consumer.poll(Duration::from_millis(500)).await? {
+///     println!("{} {:?}", r.offset, r.value);
+/// }
+/// # Ok(()) }
+/// ```
+///
+/// Or as a stream of records, following the partitions for ever:
+///
+/// ```no_run
+/// # async fn example(mut consumer: streamhouse_client::Consumer) {
+/// use futures::StreamExt;
+/// let mut records = std::pin::pin!(consumer.stream());
+/// while let Some(r) = records.next().await {
+///     match r {
+///         Ok(r) => println!("{}/{} {}", r.topic, r.partition, r.offset),
+///         Err(e) => eprintln!("{e}"),
+///     }
+/// }
+/// # }
+/// ```
+pub struct Consumer {
+    metadata: Metadata,
+    pool: ConnectionPool,
+    /// Next offset to fetch per assigned partition.
+    positions: BTreeMap<(String, u32), u64>,
+    /// Last (log start, high watermark) a fetch saw per partition.
+    watermarks: BTreeMap<(String, u32), (u64, u64)>,
+    /// Fetched and not yet handed out (by [`Consumer::next_record`]).
+    fetched: VecDeque<ConsumerRecord>,
+    /// An error one partition answered during a poll that also returned
+    /// records of others; the next poll returns it (see [`Consumer::poll`]).
+    pending_error: Option<((String, u32), Error)>,
+    /// Bytes asked per partition per fetch; default 1 MiB.
+    pub max_bytes_per_partition: u32,
+    /// How long one fetch of `next_record`/`stream` waits; default 500 ms.
+    pub stream_wait: Duration,
+    _direct: Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
+}
+
+impl Consumer {
+    /// A builder connecting to `bootstrap` (host:port of any agent shard).
+    pub fn builder<I, S>(bootstrap: I) -> ConsumerBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        ConsumerBuilder {
+            bootstrap: bootstrap.into_iter().map(Into::into).collect(),
+            max_bytes_per_partition: 1 << 20,
+            stream_wait: Duration::from_millis(500),
+            pool: PoolConfig::default(),
+            #[cfg(feature = "direct")]
+            direct: None,
+        }
+    }
+
+    /// Connects to any agent shard(s) in `bootstrap` with default settings
+    /// (`Consumer::builder(bootstrap).build()`).
+    ///
+    /// # Cancellation
+    /// Dropping the future leaves nothing behind.
+    pub async fn connect<I, S>(bootstrap: I) -> Result<Consumer>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Consumer::builder(bootstrap).build().await
+    }
+
+    /// Reads through the in-process agent on `data_dir` (`direct` transport).
+    ///
+    /// # Cancellation
+    /// As [`crate::direct::open_async`].
+    #[cfg(feature = "direct")]
+    pub async fn connect_direct(data_dir: impl Into<std::path::PathBuf>) -> Result<Consumer> {
+        let mut b = Consumer::builder(Vec::<String>::new());
+        b.direct = Some(data_dir.into());
+        b.build().await
+    }
+
+    /// Reads these partitions (replacing any earlier assignment). New
+    /// partitions start at offset 0; kept ones keep their position.
+    ///
+    /// # Cancellation
+    /// Dropping the future leaves the earlier assignment as it was.
+    pub async fn assign<I, S>(&mut self, partitions: I) -> Result<()>
+    where
+        I: IntoIterator<Item = (S, u32)>,
+        S: Into<String>,
+    {
+        let mut next = BTreeMap::new();
+        for (t, p) in partitions {
+            let t: String = t.into();
+            let n = self.partition_count(&t).await?;
+            if p >= n {
+                return Err(Error::UnknownPartition {
+                    topic: t,
+                    partition: p,
+                    partitions: n,
+                });
+            }
+            let pos = self.positions.get(&(t.clone(), p)).copied().unwrap_or(0);
+            next.insert((t, p), pos);
+        }
+        self.positions = next;
+        let positions = &self.positions;
+        self.fetched
+            .retain(|r| positions.contains_key(&(r.topic.clone(), r.partition)));
+        if let Some((key, _)) = &self.pending_error {
+            if !self.positions.contains_key(key) {
+                self.pending_error = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// How many partitions `topic` has, fetching metadata if needed.
+    ///
+    /// # Cancellation
+    /// Read-only: dropping the future has no effect.
+    pub async fn partition_count(&self, topic: &str) -> Result<u32> {
+        let routes = self.metadata.get_or_fetch(&self.pool, topic).await?;
+        Ok(routes.partitions.len() as u32)
+    }
+
+    /// Sets the next offset to read from a partition (assigning it if
+    /// needed); forgets records of it fetched and not handed out yet, and
+    /// an error of it not yet returned.
+    pub fn seek(&mut self, topic: &str, partition: u32, offset: u64) {
+        let key = (topic.to_owned(), partition);
+        if self.pending_error.as_ref().is_some_and(|(k, _)| *k == key) {
+            self.pending_error = None;
+        }
+        self.fetched
+            .retain(|r| !(r.partition == partition && r.topic == topic));
+        self.positions.insert(key, offset);
+    }
+
+    /// Seeks a partition to a start position ([`Offset`]: beginning, end,
+    /// an offset, N before the end, a time) and returns the offset it
+    /// names. An offset past the high watermark is `OUT_OF_RANGE`.
+    ///
+    /// # Cancellation
+    /// Dropping the future before it completes leaves the position as it
+    /// was.
+    pub async fn seek_to(&mut self, topic: &str, partition: u32, at: Offset) -> Result<u64> {
+        let offset = offset::resolve(&self.metadata, &self.pool, topic, partition, at).await?;
+        self.seek(topic, partition, offset);
+        Ok(offset)
+    }
+
+    /// The partition's first readable offset and its high watermark (the
+    /// offset the next produced record gets), asked of its leader now.
+    ///
+    /// # Cancellation
+    /// Read-only: dropping the future has no effect.
+    pub async fn watermarks(&self, topic: &str, partition: u32) -> Result<(u64, u64)> {
+        offset::watermarks(&self.metadata, &self.pool, topic, partition).await
+    }
+
+    /// The high watermark the last fetch of a partition saw, if any.
+    pub fn high_watermark(&self, topic: &str, partition: u32) -> Option<u64> {
+        self.watermarks
+            .get(&(topic.to_owned(), partition))
+            .map(|w| w.1)
+    }
+
+    /// The next offset to be handed out from a partition, if assigned.
+    pub fn position(&self, topic: &str, partition: u32) -> Option<u64> {
+        self.fetched
+            .iter()
+            .find(|r| r.partition == partition && r.topic == topic)
+            .map(|r| r.offset)
+            .or_else(|| self.positions.get(&(topic.to_owned(), partition)).copied())
+    }
+
+    /// Whether every assigned partition has been read up to the high
+    /// watermark its last fetch saw (false before a partition was fetched).
+    pub fn at_end(&self) -> bool {
+        self.fetched.is_empty()
+            && self.positions.iter().all(|(k, pos)| {
+                self.watermarks
+                    .get(k)
+                    .is_some_and(|&(_, high)| *pos >= high)
+            })
+    }
+
+    /// Fetches from every assigned partition at once, waiting up to
+    /// `max_wait` for data, and advances positions past what it returns
+    /// (records fetched by [`next_record`](Self::next_record) and not yet
+    /// handed out come first, without a fetch).
+    ///
+    /// A partition whose fetch fails for good (see [`crate::retry`]: e.g.
+    /// `OUT_OF_RANGE`, `DATA_LOSS`, an unknown topic) keeps its position.
+    /// Its error is returned at once when no other partition returned
+    /// records; otherwise the records are returned and the error is kept
+    /// for the next `poll`, which returns it before fetching again (a
+    /// [`seek`](Self::seek) of that partition forgets it). Nothing fetched
+    /// is ever dropped.
+    ///
+    /// # Cancellation
+    /// Dropping the future before it completes changes no position: what
+    /// its fetches returned meanwhile is read again by the next poll.
+    pub async fn poll(&mut self, max_wait: Duration) -> Result<Vec<ConsumerRecord>> {
+        if self.fetched.is_empty() {
+            self.fetch_more(max_wait).await?;
+        }
+        Ok(self.fetched.drain(..).collect())
+    }
+
+    /// The next record of any assigned partition, fetching (up to
+    /// `stream_wait` each time) until there is one; records of a partition
+    /// come in offset order. An error is returned as `poll` returns it;
+    /// calling again goes on.
+    ///
+    /// # Cancellation
+    /// Safe to drop at any point: a record is handed out only by a
+    /// completed call, and fetched records wait in the consumer.
+    pub async fn next_record(&mut self) -> Result<ConsumerRecord> {
+        loop {
+            if let Some(r) = self.fetched.pop_front() {
+                return Ok(r);
+            }
+            self.fetch_more(self.stream_wait).await?;
+        }
+    }
+
+    /// The assigned partitions' records as a stream that never ends (it
+    /// follows the partitions as they grow): [`next_record`](Self::next_record)
+    /// called again and again. Errors are items; the stream goes on after
+    /// them.
+    ///
+    /// # Cancellation
+    /// Dropping the stream loses nothing: records fetched and not yet
+    /// yielded stay in the consumer for its next call.
+    pub fn stream(&mut self) -> impl Stream<Item = Result<ConsumerRecord>> + '_ {
+        futures::stream::unfold(self, |c| async move {
+            let r = c.next_record().await;
+            Some((r, c))
+        })
+    }
+
+    /// Fetches every assigned partition once into `fetched`, advancing the
+    /// fetch positions past what it appends.
+    async fn fetch_more(&mut self, max_wait: Duration) -> Result<()> {
+        if let Some((_, e)) = self.pending_error.take() {
+            return Err(e);
+        }
+        let wait_ms = max_wait.as_millis().min(u128::from(u32::MAX)) as u32;
+        let mut futs = Vec::new();
+        for ((t, p), off) in &self.positions {
+            let key = (t.clone(), *p);
+            let at = fetch::FetchAt {
+                topic: t,
+                partition: *p,
+                offset: *off,
+                max_bytes: self.max_bytes_per_partition,
+                wait_ms,
+            };
+            let f = fetch::fetch(&self.metadata, &self.pool, at);
+            futs.push(async move { (key, f.await) });
+        }
+        let results = futures::future::join_all(futs).await;
+        let mut first_error = None;
+        let mut got = false;
+        for (key, r) in results {
+            match r {
+                Ok(f) => {
+                    if let (Some(low), Some(high)) = (f.log_start, f.high_watermark) {
+                        self.watermarks.insert(key.clone(), (low, high));
+                    }
+                    if let Some(last) = f.records.last() {
+                        self.positions.insert(key, last.offset + 1);
+                        got = true;
+                    }
+                    self.fetched.extend(f.records);
+                }
+                Err(e) => {
+                    first_error.get_or_insert((key, e));
+                }
+            }
+        }
+        match first_error {
+            Some((_, e)) if !got => Err(e),
+            pending => {
+                self.pending_error = pending;
+                Ok(())
+            }
+        }
+    }
+}
