@@ -1,19 +1,127 @@
 //! Admin: create, list, describe and delete topics, and read cluster
-//! metadata, through any agent shard. Owns nothing but the calls.
+//! metadata, through any agent shard of a bootstrap list; answers are the
+//! client's own types ([`TopicInfo`], [`PartitionInfo`], [`ClusterInfo`]),
+//! not generated protobuf ones. Owns nothing but the calls.
+
+use std::future::Future;
 
 use streamhouse_proto as pb;
 use streamhouse_proto::admin_service_client::AdminServiceClient;
 use tonic::transport::Channel;
 
-use crate::error::Result;
-use crate::pool::{ConnectionPool, PoolConfig};
+use crate::error::{Error, Result};
+use crate::pool::{bounded, ConnectionPool, PoolConfig};
+
+/// Addresses to start from: one `host:port` (`&str`, `String`) or several
+/// (an array, vector or slice of them).
+pub trait Bootstrap {
+    /// The addresses, in the order to try them.
+    fn addresses(self) -> Vec<String>;
+}
+
+impl Bootstrap for &str {
+    fn addresses(self) -> Vec<String> {
+        vec![self.to_owned()]
+    }
+}
+impl Bootstrap for String {
+    fn addresses(self) -> Vec<String> {
+        vec![self]
+    }
+}
+impl Bootstrap for &String {
+    fn addresses(self) -> Vec<String> {
+        vec![self.clone()]
+    }
+}
+impl<S: Into<String>> Bootstrap for Vec<S> {
+    fn addresses(self) -> Vec<String> {
+        self.into_iter().map(Into::into).collect()
+    }
+}
+impl<S: Into<String>, const N: usize> Bootstrap for [S; N] {
+    fn addresses(self) -> Vec<String> {
+        self.into_iter().map(Into::into).collect()
+    }
+}
+impl<S: AsRef<str>> Bootstrap for &[S] {
+    fn addresses(self) -> Vec<String> {
+        self.iter().map(|s| s.as_ref().to_owned()).collect()
+    }
+}
+
+/// One partition of a topic, as the cluster sees it now.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PartitionInfo {
+    /// Partition number.
+    pub partition: u32,
+    /// Id of the agent holding its lease ("" while it moves).
+    pub leader_agent_id: String,
+    /// host:port of the shard that owns it ("" while it moves).
+    pub leader_address: String,
+    /// Shard number on its agent.
+    pub shard: u32,
+    /// Epoch of its current lease.
+    pub lease_epoch: u64,
+    /// Offset the next produced record gets.
+    pub high_watermark: u64,
+}
+
+/// A topic and its partitions.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TopicInfo {
+    /// Topic name.
+    pub name: String,
+    /// Its partitions, by number.
+    pub partitions: Vec<PartitionInfo>,
+}
+
+/// An agent of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AgentInfo {
+    /// The agent's id.
+    pub agent_id: String,
+    /// host:port of each of its shards, by shard number.
+    pub shard_addresses: Vec<String>,
+}
+
+/// Live agents and every topic's partitions.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ClusterInfo {
+    /// Live agents.
+    pub agents: Vec<AgentInfo>,
+    /// Every topic.
+    pub topics: Vec<TopicInfo>,
+}
+
+impl From<pb::PartitionMetadata> for PartitionInfo {
+    fn from(p: pb::PartitionMetadata) -> Self {
+        PartitionInfo {
+            partition: p.partition,
+            leader_agent_id: p.leader_agent_id,
+            leader_address: p.leader_address,
+            shard: p.shard,
+            lease_epoch: p.lease_epoch,
+            high_watermark: p.high_watermark,
+        }
+    }
+}
+
+impl From<pb::TopicMetadata> for TopicInfo {
+    fn from(t: pb::TopicMetadata) -> Self {
+        TopicInfo {
+            name: t.name,
+            partitions: t.partitions.into_iter().map(Into::into).collect(),
+        }
+    }
+}
 
 /// Topic administration.
 ///
 /// ```no_run
 /// # async fn example() -> streamhouse_client::Result<()> {
 /// use streamhouse_client::Admin;
-/// let admin = Admin::connect("127.0.0.1:9092").await?;
+/// let admin = Admin::connect(["127.0.0.1:9092", "127.0.0.1:9093"]).await?;
 /// admin.create_topic("orders", 12).await?;
 /// for t in admin.list_topics().await? {
 ///     println!("{} ({} partitions)", t.name, t.partitions.len());
@@ -21,24 +129,34 @@ use crate::pool::{ConnectionPool, PoolConfig};
 /// # Ok(()) }
 /// ```
 pub struct Admin {
-    client: AdminServiceClient<Channel>,
-    _pool: ConnectionPool,
+    bootstrap: Vec<String>,
+    pool: ConnectionPool,
     _direct: Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Admin {
-    /// Connects to one agent shard (host:port).
+    /// Connects to the first agent shard of `bootstrap` that answers (one
+    /// `host:port`, or a list); each call later goes to the first that can
+    /// be reached. Calls have the pool's `call_timeout` (10 s).
     ///
     /// # Cancellation
     /// Dropping the future leaves nothing behind.
-    pub async fn connect(address: &str) -> Result<Admin> {
-        let pool = ConnectionPool::new(PoolConfig::default());
-        let lease = pool.get(address).await?;
-        Ok(Admin {
-            client: AdminServiceClient::new(lease.channel()),
-            _pool: pool,
+    pub async fn connect(bootstrap: impl Bootstrap) -> Result<Admin> {
+        Admin::with_pool(bootstrap, PoolConfig::default()).await
+    }
+
+    /// [`connect`](Self::connect) with connection settings of its own.
+    ///
+    /// # Cancellation
+    /// Dropping the future leaves nothing behind.
+    pub async fn with_pool(bootstrap: impl Bootstrap, pool: PoolConfig) -> Result<Admin> {
+        let admin = Admin {
+            bootstrap: bootstrap.addresses(),
+            pool: ConnectionPool::new(pool),
             _direct: None,
-        })
+        };
+        admin.client().await?;
+        Ok(admin)
     }
 
     /// Administers the in-process agent on `data_dir` (`direct` transport).
@@ -48,9 +166,32 @@ impl Admin {
     #[cfg(feature = "direct")]
     pub async fn connect_direct(data_dir: impl Into<std::path::PathBuf>) -> Result<Admin> {
         let (bootstrap, handle) = crate::direct::open_async(data_dir.into()).await?;
-        let mut a = Admin::connect(&bootstrap).await?;
+        let mut a = Admin::connect(bootstrap).await?;
         a._direct = Some(handle);
         Ok(a)
+    }
+
+    /// A client on the first bootstrap address that can be reached.
+    async fn client(&self) -> Result<AdminServiceClient<Channel>> {
+        let mut last = Error::Config("bootstrap needs at least one host:port".into());
+        for addr in &self.bootstrap {
+            match self.pool.get(addr).await {
+                Ok(lease) => return Ok(AdminServiceClient::new(lease.channel())),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// One call, bounded by `call_timeout`.
+    async fn call<T, F, Fut>(&self, what: &str, f: F) -> Result<T>
+    where
+        F: FnOnce(AdminServiceClient<Channel>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let client = self.client().await?;
+        let timeout = self.pool.config().call_timeout;
+        Ok(bounded(timeout, what, f(client)).await?.into_inner())
     }
 
     /// Creates a topic with `partitions` partitions; `AlreadyExists` if it exists.
@@ -58,16 +199,18 @@ impl Admin {
     /// # Cancellation
     /// A request already sent is not withdrawn: after a dropped future the
     /// topic may or may not exist (ask [`describe_topic`](Self::describe_topic)).
-    pub async fn create_topic(&self, name: &str, partitions: u32) -> Result<pb::TopicMetadata> {
+    pub async fn create_topic(&self, name: &str, partitions: u32) -> Result<TopicInfo> {
+        let req = pb::CreateTopicRequest {
+            name: name.into(),
+            partitions,
+        };
         let r = self
-            .client
-            .clone()
-            .create_topic(pb::CreateTopicRequest {
-                name: name.into(),
-                partitions,
-            })
+            .call(
+                "create topic",
+                |mut c| async move { c.create_topic(req).await },
+            )
             .await?;
-        Ok(r.into_inner().topic.unwrap_or_default())
+        Ok(r.topic.unwrap_or_default().into())
     }
 
     /// Deletes a topic; `NotFound` if it does not exist.
@@ -76,10 +219,12 @@ impl Admin {
     /// A request already sent is not withdrawn: after a dropped future the
     /// topic may or may not still exist.
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
-        self.client
-            .clone()
-            .delete_topic(pb::DeleteTopicRequest { name: name.into() })
-            .await?;
+        let req = pb::DeleteTopicRequest { name: name.into() };
+        self.call(
+            "delete topic",
+            |mut c| async move { c.delete_topic(req).await },
+        )
+        .await?;
         Ok(())
     }
 
@@ -87,39 +232,49 @@ impl Admin {
     ///
     /// # Cancellation
     /// Read-only: dropping the future has no effect.
-    pub async fn list_topics(&self) -> Result<Vec<pb::TopicMetadata>> {
-        Ok(self
-            .client
-            .clone()
-            .list_topics(pb::ListTopicsRequest {})
-            .await?
-            .into_inner()
-            .topics)
+    pub async fn list_topics(&self) -> Result<Vec<TopicInfo>> {
+        let r = self
+            .call("list topics", |mut c| async move {
+                c.list_topics(pb::ListTopicsRequest {}).await
+            })
+            .await?;
+        Ok(r.topics.into_iter().map(Into::into).collect())
     }
 
     /// One topic's partitions: leader address, shard, lease epoch, high watermark.
     ///
     /// # Cancellation
     /// Read-only: dropping the future has no effect.
-    pub async fn describe_topic(&self, name: &str) -> Result<pb::TopicMetadata> {
-        Ok(self
-            .client
-            .clone()
-            .describe_topic(pb::DescribeTopicRequest { name: name.into() })
-            .await?
-            .into_inner())
+    pub async fn describe_topic(&self, name: &str) -> Result<TopicInfo> {
+        let req = pb::DescribeTopicRequest { name: name.into() };
+        let r = self
+            .call("describe topic", |mut c| async move {
+                c.describe_topic(req).await
+            })
+            .await?;
+        Ok(r.into())
     }
 
     /// Agents, their shard addresses, and every topic's partition leaders.
     ///
     /// # Cancellation
     /// Read-only: dropping the future has no effect.
-    pub async fn metadata(&self) -> Result<pb::MetadataResponse> {
-        Ok(self
-            .client
-            .clone()
-            .metadata(pb::MetadataRequest { topics: vec![] })
-            .await?
-            .into_inner())
+    pub async fn metadata(&self) -> Result<ClusterInfo> {
+        let r = self
+            .call("metadata", |mut c| async move {
+                c.metadata(pb::MetadataRequest { topics: vec![] }).await
+            })
+            .await?;
+        Ok(ClusterInfo {
+            agents: r
+                .agents
+                .into_iter()
+                .map(|a| AgentInfo {
+                    agent_id: a.agent_id,
+                    shard_addresses: a.shard_addresses,
+                })
+                .collect(),
+            topics: r.topics.into_iter().map(Into::into).collect(),
+        })
     }
 }

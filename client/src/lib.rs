@@ -24,7 +24,7 @@ pub mod producer;
 pub mod record;
 pub mod retry;
 
-pub use admin::Admin;
+pub use admin::{Admin, AgentInfo, Bootstrap, ClusterInfo, PartitionInfo, TopicInfo};
 pub use consumer::{Consumer, ConsumerBuilder, ConsumerRecord, Offset};
 pub use error::{Error, Result};
 pub use producer::{

@@ -1,14 +1,35 @@
 //! `streamctl` against a real agent: topic admin, produce from stdin,
-//! consume to stdout, and clear errors.
+//! consume to stdout, kcat-style keys, headers, formats and JSON, and
+//! clear errors. Inputs and outputs are compared byte for byte.
 
 #[path = "../../agent/tests/common/mod.rs"]
 mod common;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-fn streamctl(bootstrap: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_streamctl"))
+struct Out {
+    code: i32,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+impl Out {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+/// The binary under test; `STREAMHOUSE_TEST_STREAMCTL_BIN` points the tests
+/// at another build (e.g. an older one, to see a test fail there).
+fn bin() -> String {
+    std::env::var("STREAMHOUSE_TEST_STREAMCTL_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_streamctl").to_owned())
+}
+
+fn streamctl_bytes(bootstrap: &str, args: &[&str], stdin: &[u8]) -> Out {
+    let mut child = Command::new(bin())
         .arg("--bootstrap")
         .arg(bootstrap)
         .args(args)
@@ -17,18 +38,52 @@ fn streamctl(bootstrap: &str, args: &[&str], stdin: &str) -> (i32, String, Strin
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = wait_with_timeout(child, Duration::from_secs(60), args);
+    writer.join().unwrap();
+    out
+}
+
+fn wait_with_timeout(mut child: std::process::Child, limit: Duration, args: &[&str]) -> Out {
+    let stdout = child.stdout.take();
+    let mut stderr = child.stderr.take().unwrap();
+    let o = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(mut stdout) = stdout {
+            let _ = stdout.read_to_end(&mut v);
+        }
+        v
+    });
+    let e = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("streamctl {args:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Out {
+        code: status.code().unwrap_or(-1),
+        stdout: o.join().unwrap(),
+        stderr: e.join().unwrap(),
+    }
+}
+
+fn streamctl(bootstrap: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
+    let o = streamctl_bytes(bootstrap, args, stdin.as_bytes());
+    (o.code, o.text(), o.stderr)
 }
 
 #[test]
@@ -49,16 +104,20 @@ fn round_trip_through_the_cli() {
     assert_eq!(out.trim(), "partition 1: last offset 49");
     let (code, out, _) = streamctl(
         &b,
-        &["consume", "cli", "--partition", "1", "--from-offset", "45"],
+        &[
+            "consume",
+            "cli",
+            "--partition",
+            "1",
+            "--from-offset",
+            "45",
+            "-e",
+        ],
         "",
     );
     assert_eq!(code, 0);
     assert_eq!(out, "line 45\nline 46\nline 47\nline 48\nline 49\n");
-    let (code, out, _) = streamctl(
-        &b,
-        &["consume", "cli", "--partition", "1", "--count", "2"],
-        "",
-    );
+    let (code, out, _) = streamctl(&b, &["consume", "-t", "cli", "-p", "1", "-c", "2"], "");
     assert_eq!((code, out.as_str()), (0, "line 0\nline 1\n"));
 
     // Errors: one line, non-zero exit.
@@ -80,6 +139,313 @@ fn round_trip_through_the_cli() {
     assert!(err.contains("cannot reach 127.0.0.1:1"), "{err}");
     let (code, _, _) = streamctl(&b, &["topic", "frobnicate"], "");
     assert_eq!(code, 2);
+    let (code, _, err) = streamctl(&b, &["consume", "cli", "-o", "sideways"], "");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("invalid start position"), "{err}");
+    let (code, _, err) = streamctl(&b, &["consume", "cli", "-f", "%q", "-e"], "");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("%q"), "{err}");
     let (code, out, _) = streamctl(&b, &["topic", "delete", "cli"], "");
     assert_eq!((code, out.trim()), (0, "deleted topic cli"));
+}
+
+/// Issue 15, defect 6: a line that is not UTF-8 failed the whole command
+/// ("stream did not contain valid UTF-8") and the lines read before it were
+/// silently dropped. Values are bytes: every record arrives as sent, byte
+/// for byte, keys (-K) and headers (-H) included.
+#[test]
+fn binary_values_keys_and_headers_round_trip_byte_for_byte() {
+    let agent = common::Agent::start(1, &[]);
+    let b = agent.addr(0);
+    assert_eq!(streamctl(&b, &["topic", "create", "bin"], "").0, 0);
+    let input: &[u8] =
+        b"k1:plain text\nk2:\xff\xfe not utf-8 \x00\x01\nno key here\n:empty key\nk5:a:b\n";
+    let o = streamctl_bytes(
+        &b,
+        &["produce", "bin", "-K", ":", "-H", "src=cli", "-H", "n=2"],
+        input,
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.text().trim(), "partition 0: last offset 4");
+
+    // Values only (the default format): exactly what was sent after the key.
+    let o = streamctl_bytes(&b, &["consume", "bin", "-e"], b"");
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(
+        o.stdout,
+        b"plain text\n\xff\xfe not utf-8 \x00\x01\nno key here\nempty key\na:b\n".to_vec()
+    );
+
+    // A kcat-style format string.
+    let o = streamctl_bytes(
+        &b,
+        &["consume", "bin", "-e", "-f", "%p|%o|%k|%K|%v|%S|%h\\n"],
+        b"",
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let want: &[u8] = b"0|0|k1|2|plain text|10|src=cli,n=2\n\
+0|1|k2|2|\xff\xfe not utf-8 \x00\x01|15|src=cli,n=2\n\
+0|2||-1|no key here|11|src=cli,n=2\n\
+0|3||0|empty key|9|src=cli,n=2\n\
+0|4|k5|2|a:b|3|src=cli,n=2\n";
+    assert_eq!(
+        o.stdout,
+        want.to_vec(),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+
+    // JSON lines: text as text, other bytes as base64.
+    let o = streamctl_bytes(&b, &["consume", "bin", "-e", "-J"], b"");
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let lines: Vec<serde_json::Value> = o
+        .stdout
+        .split(|&c| c == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5);
+    assert_eq!(lines[0]["key"], "k1");
+    assert_eq!(lines[0]["value"], "plain text");
+    assert!(lines[0].get("value_encoding").is_none());
+    assert_eq!(lines[0]["headers"][0]["key"], "src");
+    assert_eq!(lines[0]["headers"][0]["value"], "cli");
+    assert_eq!(lines[1]["value_encoding"], "base64");
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(lines[1]["value"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(raw, b"\xff\xfe not utf-8 \x00\x01");
+    assert!(lines[2]["key"].is_null());
+    assert_eq!(lines[3]["key"], "");
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l["offset"], i as u64);
+        assert_eq!(l["topic"], "bin");
+        assert!(l["timestamp"].as_u64().unwrap() > 1_600_000_000_000);
+    }
+
+    // A custom record delimiter; a last record without one is kept.
+    let o = streamctl_bytes(&b, &["produce", "bin", "-D", "\\0"], b"x\x00y\ny\x00z");
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let o = streamctl_bytes(&b, &["consume", "bin", "-o", "5", "-e", "-f", "[%s]"], b"");
+    assert_eq!(o.stdout, b"[x][y\ny][z]".to_vec());
+}
+
+/// Issue 15, defect 7: `--count N` waited for ever when the partition held
+/// fewer records; a closed stdout (`| head -1`) printed "Broken pipe" and
+/// exited 1; a start past the end printed nothing and exited 0. Now: `-e`
+/// ends at the end whatever `-c` says, following (the default) waits for
+/// new records, a closed stdout ends quietly with 0, and a start past the
+/// end is an error.
+#[test]
+fn ends_follows_and_pipes_like_other_unix_tools() {
+    let agent = common::Agent::start(1, &[]);
+    let b = agent.addr(0);
+    assert_eq!(
+        streamctl(&b, &["topic", "create", "few", "-p", "2"], "").0,
+        0
+    );
+    let five: String = (0..5).map(|i| format!("r{i}\n")).collect();
+    assert_eq!(streamctl(&b, &["produce", "few", "-p", "0"], &five).0, 0);
+
+    // Fewer records than -c: -e ends at the end.
+    let started = Instant::now();
+    let (code, out, err) = streamctl(&b, &["consume", "few", "-p", "0", "-c", "10", "-e"], "");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, five);
+    assert!(started.elapsed() < Duration::from_secs(20));
+
+    // Every partition by default; start positions.
+    assert_eq!(streamctl(&b, &["produce", "few", "-p", "1"], "p1\n").0, 0);
+    let (_, out, _) = streamctl(&b, &["consume", "few", "-e", "-f", "%p:%s\\n"], "");
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["0:r0", "0:r1", "0:r2", "0:r3", "0:r4", "1:p1"]);
+    let (_, out, _) = streamctl(&b, &["consume", "few", "-p", "0", "-o", "-2", "-e"], "");
+    assert_eq!(out, "r3\nr4\n");
+    let (_, out, _) = streamctl(&b, &["consume", "few", "-p", "0", "-o", "end", "-e"], "");
+    assert_eq!(out, "");
+    let (_, out, _) = streamctl(&b, &["consume", "few", "-p", "0", "-o", "3", "-e"], "");
+    assert_eq!(out, "r3\nr4\n");
+
+    // By time: everything produced after this instant.
+    std::thread::sleep(Duration::from_millis(20));
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(streamctl(&b, &["produce", "few", "-p", "0"], "late\n").0, 0);
+    let at = format!("@{t}");
+    let (code, out, err) = streamctl(&b, &["consume", "few", "-p", "0", "-o", &at, "-e"], "");
+    assert_eq!((code, out.as_str()), (0, "late\n"), "{err}");
+
+    // A start past the end is an error naming the end.
+    let (code, out, err) = streamctl(&b, &["consume", "few", "-p", "0", "-o", "100", "-e"], "");
+    assert_eq!(code, 1);
+    assert_eq!(out, "");
+    assert!(
+        err.contains("offset 100 is past the end of few/0 (high watermark 6)"),
+        "{err}"
+    );
+
+    // Follow mode (the default): a record produced later is printed, and
+    // -c ends it.
+    let child = Command::new(bin())
+        .args([
+            "--bootstrap",
+            &b,
+            "consume",
+            "few",
+            "-p",
+            "1",
+            "-o",
+            "end",
+            "-c",
+            "1",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        streamctl(&b, &["produce", "few", "-p", "1"], "followed\n").0,
+        0
+    );
+    let o = wait_with_timeout(child, Duration::from_secs(20), &["follow"]);
+    assert_eq!(
+        (o.code, o.text().as_str()),
+        (0, "followed\n"),
+        "{}",
+        o.stderr
+    );
+
+    // A reader that goes away (| head -1): quiet, status 0.
+    let many: String = (0..20_000)
+        .map(|i| format!("record number {i}\n"))
+        .collect();
+    assert_eq!(streamctl(&b, &["produce", "few", "-p", "0"], &many).0, 0);
+    let mut child = Command::new(bin())
+        .args(["--bootstrap", &b, "consume", "few", "-p", "0", "-e"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 3];
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout);
+    let o = wait_with_timeout(child, Duration::from_secs(20), &["head"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.stderr, "", "nothing on stderr for a closed pipe");
+}
+
+/// Defects 6 and 7 with the flags streamctl always had (so this test runs
+/// against an older build too): a line that is not UTF-8 is sent and the
+/// lines around it too; a start past the end is an error; a closed stdout
+/// ends the command quietly with status 0.
+#[test]
+fn bytes_a_start_past_the_end_and_a_closed_pipe_with_the_original_flags() {
+    let agent = common::Agent::start(1, &[]);
+    let b = agent.addr(0);
+    assert_eq!(streamctl(&b, &["topic", "create", "old"], "").0, 0);
+    let o = streamctl_bytes(
+        &b,
+        &["produce", "old", "--partition", "0"],
+        b"before\n\xff\xfe\nafter\n",
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let o = streamctl_bytes(
+        &b,
+        &["consume", "old", "--partition", "0", "--count", "3"],
+        b"",
+    );
+    assert_eq!(
+        (o.code, o.stdout),
+        (0, b"before\n\xff\xfe\nafter\n".to_vec()),
+        "{}",
+        o.stderr
+    );
+
+    let (code, out, err) = streamctl(
+        &b,
+        &["consume", "old", "--partition", "0", "--from-offset", "100"],
+        "",
+    );
+    assert_eq!((code, out.as_str()), (1, ""), "a start past the end: {err}");
+    assert!(err.contains("past the end"), "{err}");
+
+    let many: String = (0..20_000)
+        .map(|i| format!("record number {i}\n"))
+        .collect();
+    assert_eq!(
+        streamctl(&b, &["produce", "old", "--partition", "0"], &many).0,
+        0
+    );
+    let mut child = Command::new(bin())
+        .args(["--bootstrap", &b, "consume", "old", "--partition", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 3];
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout);
+    let o = wait_with_timeout(child, Duration::from_secs(20), &["head"]);
+    assert_eq!((o.code, o.stderr.as_str()), (0, ""), "a closed pipe");
+}
+
+#[test]
+fn topics_as_json_and_generated_help() {
+    let agent = common::Agent::start(1, &[]);
+    let b = agent.addr(0);
+    assert_eq!(
+        streamctl(&b, &["topic", "create", "js", "-p", "2"], "").0,
+        0
+    );
+    let (code, out, _) = streamctl(&b, &["topic", "list", "--format", "json"], "");
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v[0]["name"], "js");
+    assert_eq!(v[0]["partitions"].as_array().unwrap().len(), 2);
+    let (code, out, _) = streamctl(&b, &["topic", "describe", "js", "--format", "json"], "");
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["partitions"][1]["partition"], 1);
+    assert_eq!(v["partitions"][1]["high_watermark"], 0);
+
+    let (code, out, _) = streamctl(&b, &["completions", "bash"], "");
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("_streamctl()") && out.contains("--key-delimiter"),
+        "{out}"
+    );
+    let (code, out, _) = streamctl(&b, &["man"], "");
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with(".ie") || out.contains(".TH streamctl"),
+        "{out}"
+    );
+
+    // docs/CLI.md holds the help of every command as the binary prints it.
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/CLI.md")).unwrap();
+    for cmd in [
+        &["--help"][..],
+        &["topic", "--help"],
+        &["produce", "--help"],
+        &["consume", "--help"],
+    ] {
+        let (code, help, _) = streamctl(&b, cmd, "");
+        assert_eq!(code, 0);
+        assert!(
+            docs.contains(help.trim()),
+            "docs/CLI.md lacks the current `streamctl {}` output; regenerate it with \
+             scripts/cli-docs.sh",
+            cmd.join(" ")
+        );
+    }
 }

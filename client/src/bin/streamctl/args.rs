@@ -1,0 +1,207 @@
+//! The command line's definition (clap): commands, flags, defaults and help
+//! text. The completions and the man page are generated from it. Parses;
+//! runs nothing.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use streamhouse_client::Offset;
+
+/// StreamHouse command line: topics, produce from stdin, consume to stdout.
+#[derive(Parser)]
+#[command(
+    name = "streamctl",
+    version,
+    about = "StreamHouse command line: topics, produce from stdin, consume to stdout",
+    after_help = "Exit status: 0 on success (also when stdout is closed early, e.g. by `| head`), \
+                  1 when an operation failed, 2 for bad usage."
+)]
+pub struct Cli {
+    /// host:port of one or more agent shards, comma-separated.
+    #[arg(
+        short = 'b',
+        long,
+        env = "STREAMHOUSE_BOOTSTRAP",
+        default_value = "127.0.0.1:9092",
+        value_delimiter = ',',
+        hide_env_values = true,
+        global = true
+    )]
+    pub bootstrap: Vec<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create, list, describe and delete topics.
+    Topic {
+        #[command(subcommand)]
+        action: TopicCmd,
+    },
+    /// Send one record per line (or per -D delimiter) of stdin; values are
+    /// bytes, sent as read. Prints the last offset per partition.
+    Produce(ProduceArgs),
+    /// Print records to stdout, from every partition unless -p; follows the
+    /// topic (waits for new records) until interrupted, unless -e or -c.
+    Consume(ConsumeArgs),
+    /// Print a shell completion script (e.g. `streamctl completions bash >
+    /// /etc/bash_completion.d/streamctl`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page, roff (e.g. `streamctl man >
+    /// /usr/local/share/man/man1/streamctl.1`).
+    Man,
+}
+
+#[derive(Subcommand)]
+pub enum TopicCmd {
+    /// Create a topic.
+    Create {
+        /// Topic name.
+        name: String,
+        /// Number of partitions.
+        #[arg(short = 'p', long, default_value_t = 1)]
+        partitions: u32,
+    },
+    /// List topics: name and partition count.
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Show a topic's partitions: leader, shard, lease epoch, high watermark.
+    Describe {
+        /// Topic name.
+        name: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Delete a topic and its records.
+    Delete {
+        /// Topic name.
+        name: String,
+    },
+}
+
+/// The topic, as the first argument or with -t.
+#[derive(Args)]
+pub struct TopicArg {
+    /// Topic name.
+    #[arg(value_name = "TOPIC", required_unless_present = "topic_flag")]
+    topic: Option<String>,
+    /// Topic name (as kcat's -t).
+    #[arg(
+        short = 't',
+        long = "topic",
+        value_name = "TOPIC",
+        conflicts_with = "topic"
+    )]
+    topic_flag: Option<String>,
+}
+
+impl TopicArg {
+    pub fn name(&self) -> &str {
+        self.topic
+            .as_deref()
+            .or(self.topic_flag.as_deref())
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Args)]
+pub struct ProduceArgs {
+    #[command(flatten)]
+    pub topic: TopicArg,
+    /// Partition for every record (default: by key, or spread).
+    #[arg(short = 'p', long)]
+    pub partition: Option<u32>,
+    /// Key for every record (records are then partitioned by it).
+    #[arg(short = 'k', long, conflicts_with = "key_delimiter")]
+    pub key: Option<String>,
+    /// Split each record at the first DELIM: key before it, value after
+    /// (a record without DELIM has no key). Escapes as for -D.
+    #[arg(short = 'K', long, value_name = "DELIM")]
+    pub key_delimiter: Option<String>,
+    /// Header for every record, KEY=VALUE; repeat for more.
+    #[arg(short = 'H', long = "header", value_name = "KEY=VALUE", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+    /// Record delimiter; escapes \n \r \t \0 \\ are understood.
+    #[arg(short = 'D', long, value_name = "DELIM", default_value = "\\n")]
+    pub delimiter: String,
+    /// Durability each record waits for.
+    #[arg(long, value_enum, default_value_t = AckArg::Durable)]
+    pub acks: AckArg,
+    /// Batch compression.
+    #[arg(short = 'z', long, value_enum, default_value_t = CompressionArg::None)]
+    pub compression: CompressionArg,
+}
+
+#[derive(Args)]
+pub struct ConsumeArgs {
+    #[command(flatten)]
+    pub topic: TopicArg,
+    /// Partition to read; repeat for more (default: every partition).
+    #[arg(short = 'p', long)]
+    pub partition: Vec<u32>,
+    /// Where to start in each partition: beginning, end, an offset N, -N
+    /// (N records before the end) or @T (the first record at or after T,
+    /// milliseconds since the Unix epoch). An offset past the end is an
+    /// error.
+    #[arg(
+        short = 'o',
+        long = "offset",
+        alias = "from-offset",
+        value_name = "START",
+        default_value = "beginning",
+        allow_hyphen_values = true
+    )]
+    pub offset: Offset,
+    /// Exit after this many records (in all).
+    #[arg(short = 'c', long)]
+    pub count: Option<u64>,
+    /// Exit once every partition is read to its end (instead of following).
+    #[arg(short = 'e', long = "exit")]
+    pub exit_at_end: bool,
+    /// Output format per record: %t topic, %p partition, %o offset, %k key,
+    /// %K key length (-1 without a key), %s or %v value, %S value length,
+    /// %T timestamp (ms), %h headers (k=v,...), %% a percent sign; escapes
+    /// \n \r \t \0 \\. Default: the value and a newline.
+    #[arg(short = 'f', long, value_name = "FORMAT", conflicts_with = "json")]
+    pub format: Option<String>,
+    /// One JSON object per record and line: topic, partition, offset,
+    /// timestamp, key, value, headers. Bytes that are not UTF-8 are given
+    /// as base64, marked by key_encoding / value_encoding "base64".
+    #[arg(short = 'J', long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum AckArg {
+    /// fsynced in the agent's write-ahead log.
+    Durable,
+    /// In object storage and committed.
+    Object,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum CompressionArg {
+    None,
+    Lz4,
+    Zstd,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("header {s:?} is not KEY=VALUE")),
+    }
+}

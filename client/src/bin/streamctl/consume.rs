@@ -1,0 +1,72 @@
+//! `streamctl consume`: records of one or all partitions to stdout, as
+//! values, a kcat-style format or JSON lines; follows the topic unless
+//! `-e` (exit at the end) or `-c` (exit after N records).
+
+use std::io::Write;
+use std::time::Duration;
+
+use streamhouse_client::Consumer;
+
+use crate::args::ConsumeArgs;
+use crate::format::{json_line, Template};
+use crate::Failure;
+
+/// How long one poll waits for new records while following.
+const FOLLOW_WAIT: Duration = Duration::from_secs(1);
+
+pub async fn run(
+    bootstrap: Vec<String>,
+    a: ConsumeArgs,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    let topic = a.topic.name().to_owned();
+    let template = match &a.format {
+        Some(f) => Some(Template::parse(f).map_err(Failure::Usage)?),
+        None if a.json => None,
+        None => Some(Template::value_lines()),
+    };
+    let mut c = Consumer::connect(bootstrap).await?;
+    let n = c.partition_count(&topic).await?;
+    let partitions: Vec<u32> = if a.partition.is_empty() {
+        (0..n).collect()
+    } else {
+        a.partition.clone()
+    };
+    c.assign(partitions.iter().map(|p| (topic.clone(), *p)))
+        .await?;
+    for p in &partitions {
+        c.seek_to(&topic, *p, a.offset).await?;
+    }
+    if a.count == Some(0) {
+        return Ok(());
+    }
+    let mut printed = 0u64;
+    let mut buf = Vec::new();
+    loop {
+        let wait = if a.exit_at_end {
+            Duration::ZERO
+        } else {
+            FOLLOW_WAIT
+        };
+        let records = c.poll(wait).await?;
+        for r in &records {
+            match &template {
+                Some(t) => t.render(r, &mut buf),
+                None => json_line(r, &mut buf),
+            }
+            printed += 1;
+            if a.count.is_some_and(|n| printed >= n) {
+                break;
+            }
+        }
+        out.write_all(&buf)?;
+        out.flush()?;
+        buf.clear();
+        if a.count.is_some_and(|n| printed >= n) {
+            return Ok(());
+        }
+        if a.exit_at_end && c.at_end() {
+            return Ok(());
+        }
+    }
+}

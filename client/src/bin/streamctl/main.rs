@@ -1,0 +1,92 @@
+//! `streamctl`: the StreamHouse command line. Topic administration, produce
+//! from stdin, consume to stdout, shell completions and a man page, all
+//! from one clap definition (`args.rs`). Errors are one line on stderr and
+//! a non-zero exit status (1 for a failed operation, 2 for bad usage); a
+//! closed stdout (`| head`) ends the command quietly with status 0.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+mod args;
+mod consume;
+mod format;
+mod produce;
+mod topic;
+
+use args::{Cli, Command};
+
+/// Why a command ended early.
+pub enum Failure {
+    /// The operation failed: exit status 1.
+    Failed(String),
+    /// Bad usage the argument parser could not see: exit status 2.
+    Usage(String),
+    /// Stdout was closed by its reader: not an error.
+    BrokenPipe,
+}
+
+impl From<streamhouse_client::Error> for Failure {
+    fn from(e: streamhouse_client::Error) -> Self {
+        Failure::Failed(e.to_string())
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            Failure::BrokenPipe
+        } else {
+            Failure::Failed(format!("writing stdout: {e}"))
+        }
+    }
+}
+
+impl From<serde_json::Error> for Failure {
+    fn from(e: serde_json::Error) -> Self {
+        match e.io_error_kind() {
+            Some(std::io::ErrorKind::BrokenPipe) => Failure::BrokenPipe,
+            _ => Failure::Failed(format!("writing stdout: {e}")),
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let result = match run(cli, &mut out).await {
+        Ok(()) => out.flush().map_err(Failure::from),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) | Err(Failure::BrokenPipe) => ExitCode::SUCCESS,
+        Err(Failure::Failed(msg)) => {
+            let _ = out.flush();
+            eprintln!("streamctl: {msg}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Usage(msg)) => {
+            eprintln!("streamctl: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli, out: &mut impl Write) -> Result<(), Failure> {
+    match cli.command {
+        Command::Topic { action } => topic::run(cli.bootstrap, action, out).await,
+        Command::Produce(a) => produce::run(cli.bootstrap, a, out).await,
+        Command::Consume(a) => consume::run(cli.bootstrap, a, out).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "streamctl", out);
+            Ok(())
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command()).render(out)?;
+            Ok(())
+        }
+    }
+}
