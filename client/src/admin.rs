@@ -130,6 +130,8 @@ impl From<pb::TopicMetadata> for TopicInfo {
 /// ```
 pub struct Admin {
     bootstrap: Vec<String>,
+    /// Index in `bootstrap` of the address that answered last: tried first.
+    preferred: std::sync::atomic::AtomicUsize,
     pool: ConnectionPool,
     _direct: Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
 }
@@ -152,6 +154,7 @@ impl Admin {
     pub async fn with_pool(bootstrap: impl Bootstrap, pool: PoolConfig) -> Result<Admin> {
         let admin = Admin {
             bootstrap: bootstrap.addresses(),
+            preferred: std::sync::atomic::AtomicUsize::new(0),
             pool: ConnectionPool::new(pool),
             _direct: None,
         };
@@ -171,12 +174,19 @@ impl Admin {
         Ok(a)
     }
 
-    /// A client on the first bootstrap address that can be reached.
+    /// A client on the first bootstrap address that can be reached,
+    /// starting with the one that answered last.
     async fn client(&self) -> Result<AdminServiceClient<Channel>> {
+        use std::sync::atomic::Ordering;
         let mut last = Error::Config("bootstrap needs at least one host:port".into());
-        for addr in &self.bootstrap {
-            match self.pool.get(addr).await {
-                Ok(lease) => return Ok(AdminServiceClient::new(lease.channel())),
+        let n = self.bootstrap.len();
+        let first = self.preferred.load(Ordering::Relaxed);
+        for i in (0..n).map(|k| (first + k) % n) {
+            match self.pool.get(&self.bootstrap[i]).await {
+                Ok(lease) => {
+                    self.preferred.store(i, Ordering::Relaxed);
+                    return Ok(AdminServiceClient::new(lease.channel()));
+                }
                 Err(e) => last = e,
             }
         }

@@ -126,3 +126,80 @@ async fn a_fetch_refused_for_full_buffers_is_retried_after_the_pushback() {
     let held = raw::read_reply(resp).await;
     assert_eq!(held.grpc_status.as_deref(), Some("4"), "{held:?}");
 }
+
+/// The library's conveniences: a consumer builder, start positions, a
+/// stream of records that loses nothing when dropped, an Admin on a list of
+/// addresses with the client's own types, and `Codec` from this crate.
+#[tokio::test]
+async fn builder_start_positions_and_a_stream_of_records() {
+    use futures::StreamExt;
+    use streamhouse_client::{Codec, Offset, ProducerRecord};
+    let agent = common::Agent::start(1, &[]);
+    let b = agent.addr(0);
+    // The first address is dead: Admin goes on to the next.
+    let admin = Admin::connect(["127.0.0.1:1".to_owned(), b.clone()])
+        .await
+        .unwrap();
+    let t: streamhouse_client::TopicInfo = admin.create_topic("st", 2).await.unwrap();
+    assert_eq!(t.partitions.len(), 2);
+    let producer = Producer::builder([b.clone()])
+        .compression(Codec::Lz4)
+        .build()
+        .await
+        .unwrap();
+    for i in 0..10 {
+        producer
+            .send(ProducerRecord::new("st", format!("v{i}")).partition(i % 2))
+            .await
+            .unwrap();
+    }
+    let info = admin.describe_topic("st").await.unwrap();
+    assert_eq!(info.partitions[0].high_watermark, 5);
+    assert_eq!(admin.metadata().await.unwrap().agents.len(), 1);
+
+    let mut c = Consumer::builder([b.clone()])
+        .stream_wait(Duration::from_millis(100))
+        .build()
+        .await
+        .unwrap();
+    c.assign([("st", 0), ("st", 1)]).await.unwrap();
+    assert_eq!(c.watermarks("st", 0).await.unwrap(), (0, 5));
+    assert_eq!(c.seek_to("st", 0, Offset::FromEnd(2)).await.unwrap(), 3);
+    assert_eq!(c.seek_to("st", 1, Offset::At(4)).await.unwrap(), 4);
+    let e = c.seek_to("st", 1, Offset::At(9)).await.unwrap_err();
+    assert_eq!(e.code(), Some(tonic::Code::OutOfRange), "{e}");
+    assert_eq!(c.position("st", 1), Some(4), "a failed seek moves nothing");
+
+    // Take one record from the stream, then drop it: the records fetched
+    // with it are still handed out afterwards.
+    let first = {
+        let mut s = std::pin::pin!(c.stream());
+        s.next().await.unwrap().unwrap()
+    };
+    let mut got = vec![(first.partition, first.offset)];
+    while got.len() < 3 {
+        let r = c.next_record().await.unwrap();
+        got.push((r.partition, r.offset));
+    }
+    got.sort();
+    assert_eq!(got, [(0, 3), (0, 4), (1, 4)]);
+    assert!(c.at_end());
+    assert_eq!(c.high_watermark("st", 0), Some(5));
+
+    // Follows: a record produced later comes out of the stream.
+    let p2 = producer.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        p2.send(ProducerRecord::new("st", "later").partition(1))
+            .await
+            .unwrap();
+    });
+    let mut s = std::pin::pin!(c.stream());
+    let r = tokio::time::timeout(Duration::from_secs(10), s.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!((r.partition, r.offset, &r.value[..]), (1, 5, &b"later"[..]));
+    producer.close().await.unwrap();
+}
