@@ -324,6 +324,9 @@ impl ConnectionPool {
 /// (the connection's keep-alive would notice only after ~30 s). A call that
 /// runs out is dropped, which resets its HTTP/2 stream, and answered
 /// `DEADLINE_EXCEEDED` naming `what`.
+///
+/// # Cancellation
+/// Dropping the future drops the call, as running out does.
 pub async fn bounded<T>(
     timeout: Duration,
     what: &str,

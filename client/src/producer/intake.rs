@@ -222,6 +222,10 @@ struct Head {
 }
 
 /// Serves the intake queue in order: waits for metadata and buffer room.
+/// Ends once the producer shuts down and the queue is empty.
+///
+/// # Cancellation
+/// Runs as its own task for the producer's life; it is not cancelled.
 pub(super) async fn intake_loop(inner: Arc<Inner>) {
     loop {
         let notified = inner.wake_intake.notified();

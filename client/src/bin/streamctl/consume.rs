@@ -14,6 +14,10 @@ use crate::Failure;
 /// How long one poll waits for new records while following.
 const FOLLOW_WAIT: Duration = Duration::from_secs(1);
 
+/// Runs `consume`.
+///
+/// # Cancellation
+/// The command runs until it ends or the process is interrupted.
 pub async fn run(
     bootstrap: Vec<String>,
     a: ConsumeArgs,

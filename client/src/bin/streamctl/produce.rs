@@ -64,6 +64,10 @@ impl Tally {
     }
 }
 
+/// Runs `produce`.
+///
+/// # Cancellation
+/// The command runs to its end; it is not cancelled.
 pub async fn run(
     bootstrap: Vec<String>,
     a: ProduceArgs,

@@ -7,6 +7,10 @@ use streamhouse_client::Admin;
 use crate::args::{Format, TopicCmd};
 use crate::Failure;
 
+/// Runs a `topic` command.
+///
+/// # Cancellation
+/// The command runs to its end; it is not cancelled.
 pub async fn run(
     bootstrap: Vec<String>,
     action: TopicCmd,
