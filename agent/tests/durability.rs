@@ -144,19 +144,3 @@ async fn a_flipped_byte_in_a_chunk_object_is_reported_on_read() {
     assert!(e.message().contains(name), "{}", e.message());
     assert!(e.message().contains("CRC"), "{}", e.message());
 }
-
-fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}

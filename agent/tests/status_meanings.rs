@@ -39,19 +39,6 @@ fn status_of(r: &raw::RawReply) -> tonic::Status {
     tonic::Status::new(code, r.grpc_message.clone().unwrap_or_default())
 }
 
-fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn every_status_the_agent_answers_gets_the_retry_action_of_its_meaning() {
     let url = pg::fresh_database("statuses").await;

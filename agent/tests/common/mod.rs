@@ -384,6 +384,20 @@ pub async fn fetch_all(
     }
 }
 
+/// Every file under `dir`, recursively (none if it cannot be read).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
 /// URL of the test PostgreSQL (scripts/test.sh starts one).
 pub fn postgres_url() -> String {
     std::env::var("STREAMHOUSE_TEST_POSTGRES_URL").unwrap_or_else(|_| {
