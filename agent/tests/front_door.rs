@@ -1011,19 +1011,7 @@ async fn ready_is_503_while_a_shard_cannot_take_a_connection() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_producer_retries_a_request_refused_for_full_buffers() {
     use streamhouse_client::{Admin, Producer, ProducerRecord};
-    let agent = Agent::start(
-        1,
-        &[
-            "--max-request-bytes",
-            "1048576",
-            "--max-buffered-bytes-per-connection",
-            "1048581",
-            "--max-buffered-bytes-per-shard",
-            "1048581",
-            "--request-body-timeout-ms",
-            "1500",
-        ],
-    );
+    let agent = Agent::start(1, &raw::SMALL_BUFFERS);
     let admin = Admin::connect(&agent.addr(0)).await.unwrap();
     admin.create_topic("pushback", 1).await.unwrap();
     let producer = Producer::builder([agent.addr(0)])
@@ -1038,12 +1026,7 @@ async fn a_producer_retries_a_request_refused_for_full_buffers() {
         .unwrap();
     let addr = agent.addr(0);
     let mut h2c = raw::connect(&addr).await;
-    let req = raw::request(&addr, pb::paths::PRODUCE, &[]);
-    let (resp, mut send) = h2c.send_request(req, false).unwrap();
-    let mut prefix = vec![0u8];
-    prefix.extend_from_slice(&(1_048_576u32).to_be_bytes());
-    send.send_data(prefix.into(), false).unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (resp, _send) = raw::hold_shard_buffers(&mut h2c, &addr).await;
     let started = std::time::Instant::now();
     let m = producer
         .send(ProducerRecord::new("pushback", "second").partition(0))

@@ -42,27 +42,18 @@ fn status_of(r: &raw::RawReply) -> tonic::Status {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_status_the_agent_answers_gets_the_retry_action_of_its_meaning() {
     let url = pg::fresh_database("statuses").await;
-    let mut agent = Agent::start(
-        2,
-        &[
-            "--metadata",
-            &url,
-            "--lease-ttl-ms",
-            "1500",
-            "--segment-age-ms",
-            "100",
-            "--max-record-bytes",
-            "65536",
-            "--max-request-bytes",
-            "1048576",
-            "--max-buffered-bytes-per-connection",
-            "1048581",
-            "--max-buffered-bytes-per-shard",
-            "1048581",
-            "--request-body-timeout-ms",
-            "1500",
-        ],
-    );
+    let mut flags = vec![
+        "--metadata",
+        &url,
+        "--lease-ttl-ms",
+        "1500",
+        "--segment-age-ms",
+        "100",
+        "--max-record-bytes",
+        "65536",
+    ];
+    flags.extend(raw::SMALL_BUFFERS);
+    let mut agent = Agent::start(2, &flags);
     let meta = agent.create_topic("s", 2).await;
     let mut admin = agent.admin().await;
     let on = |p: u32| meta.partitions[p as usize].shard as usize;
@@ -192,13 +183,7 @@ async fn every_status_the_agent_answers_gets_the_retry_action_of_its_meaning() {
     // RESOURCE_EXHAUSTED with a pushback (the shard's request buffers are
     // full: one raw stream holds them) and DEADLINE_EXCEEDED (that stream's
     // body never arrives).
-    let (held, mut send) = h2c
-        .send_request(raw::request(&addr0, pb::paths::PRODUCE, &[]), false)
-        .unwrap();
-    let mut prefix = vec![0u8];
-    prefix.extend_from_slice(&(1_048_576u32).to_be_bytes());
-    send.send_data(prefix.into(), false).unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (held, _send) = raw::hold_shard_buffers(&mut h2c, &addr0).await;
     let e = f0.fetch(fetch("s", 0)).await.unwrap_err();
     assert!(
         e.metadata().get("grpc-retry-pushback-ms").is_some(),

@@ -83,19 +83,7 @@ async fn an_error_on_one_partition_drops_no_records_of_another() {
 /// shard budget until its body times out.
 #[tokio::test]
 async fn a_fetch_refused_for_full_buffers_is_retried_after_the_pushback() {
-    let agent = common::Agent::start(
-        1,
-        &[
-            "--max-request-bytes",
-            "1048576",
-            "--max-buffered-bytes-per-connection",
-            "1048581",
-            "--max-buffered-bytes-per-shard",
-            "1048581",
-            "--request-body-timeout-ms",
-            "1500",
-        ],
-    );
+    let agent = common::Agent::start(1, &raw::SMALL_BUFFERS);
     let b = agent.addr(0);
     Admin::connect(&b)
         .await
@@ -107,12 +95,7 @@ async fn a_fetch_refused_for_full_buffers_is_retried_after_the_pushback() {
     let mut consumer = Consumer::connect([b.clone()]).await.unwrap();
     consumer.assign([("held", 0)]).await.unwrap();
     let mut h2c = raw::connect(&b).await;
-    let req = raw::request(&b, streamhouse_client::proto::paths::PRODUCE, &[]);
-    let (resp, mut send) = h2c.send_request(req, false).unwrap();
-    let mut prefix = vec![0u8];
-    prefix.extend_from_slice(&(1_048_576u32).to_be_bytes());
-    send.send_data(prefix.into(), false).unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (resp, _send) = raw::hold_shard_buffers(&mut h2c, &b).await;
     let started = std::time::Instant::now();
     let got = consumer
         .poll(Duration::from_secs(5))

@@ -81,6 +81,24 @@ fn wait_with_timeout(mut child: std::process::Child, limit: Duration, args: &[&s
     }
 }
 
+/// Runs streamctl with its stdout read for a few bytes and then closed,
+/// as `| head -1` does.
+fn read_a_little_then_close(bootstrap: &str, args: &[&str]) -> Out {
+    let mut child = Command::new(bin())
+        .arg("--bootstrap")
+        .arg(bootstrap)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 3];
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout);
+    wait_with_timeout(child, Duration::from_secs(20), args)
+}
+
 fn streamctl(bootstrap: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
     let o = streamctl_bytes(bootstrap, args, stdin.as_bytes());
     (o.code, o.text(), o.stderr)
@@ -327,17 +345,7 @@ fn ends_follows_and_pipes_like_other_unix_tools() {
         .map(|i| format!("record number {i}\n"))
         .collect();
     assert_eq!(streamctl(&b, &["produce", "few", "-p", "0"], &many).0, 0);
-    let mut child = Command::new(bin())
-        .args(["--bootstrap", &b, "consume", "few", "-p", "0", "-e"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut first = [0u8; 3];
-    stdout.read_exact(&mut first).unwrap();
-    drop(stdout);
-    let o = wait_with_timeout(child, Duration::from_secs(20), &["head"]);
+    let o = read_a_little_then_close(&b, &["consume", "few", "-p", "0", "-e"]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert_eq!(o.stderr, "", "nothing on stderr for a closed pipe");
 }
@@ -384,17 +392,7 @@ fn bytes_a_start_past_the_end_and_a_closed_pipe_with_the_original_flags() {
         streamctl(&b, &["produce", "old", "--partition", "0"], &many).0,
         0
     );
-    let mut child = Command::new(bin())
-        .args(["--bootstrap", &b, "consume", "old", "--partition", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut first = [0u8; 3];
-    stdout.read_exact(&mut first).unwrap();
-    drop(stdout);
-    let o = wait_with_timeout(child, Duration::from_secs(20), &["head"]);
+    let o = read_a_little_then_close(&b, &["consume", "old", "--partition", "0"]);
     assert_eq!((o.code, o.stderr.as_str()), (0, ""), "a closed pipe");
 }
 

@@ -93,3 +93,36 @@ pub async fn read_reply(resp: h2::client::ResponseFuture) -> RawReply {
     }
     out
 }
+
+/// Agent flags for a shard whose request buffers one unfinished 1 MiB
+/// request fills: 1 MiB requests, buffers of 1 MiB + a frame prefix per
+/// connection and per shard, bodies given 1.5 s to arrive.
+pub const SMALL_BUFFERS: [&str; 8] = [
+    "--max-request-bytes",
+    "1048576",
+    "--max-buffered-bytes-per-connection",
+    "1048581",
+    "--max-buffered-bytes-per-shard",
+    "1048581",
+    "--request-body-timeout-ms",
+    "1500",
+];
+
+/// On an agent started with [`SMALL_BUFFERS`]: opens a produce stream on
+/// `h2c` that announces a 1 MiB message and sends none of it, so the
+/// shard's whole budget is held until the body timeout. Returns the
+/// stream's reply (`DEADLINE_EXCEEDED` once it times out) and its sender,
+/// to be kept until then.
+pub async fn hold_shard_buffers(
+    h2c: &mut h2::client::SendRequest<Bytes>,
+    addr: &str,
+) -> (h2::client::ResponseFuture, h2::SendStream<Bytes>) {
+    let req = request(addr, streamhouse_proto::paths::PRODUCE, &[]);
+    let (resp, mut send) = h2c.send_request(req, false).expect("send request");
+    let mut prefix = vec![0u8];
+    prefix.extend_from_slice(&(1_048_576u32).to_be_bytes());
+    send.send_data(prefix.into(), false).expect("send prefix");
+    // Let the agent take the announced bytes from its budget.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    (resp, send)
+}
