@@ -114,6 +114,11 @@ pub struct ProducerConfig {
     pub max_in_flight_per_partition: usize,
     /// Batch compression; default none.
     pub compression: Codec,
+    /// Largest record (key + value + headers, bytes) `send` accepts; default
+    /// 8 MiB, the agent's `--max-record-bytes` default. A larger record fails
+    /// at once with `RecordTooLarge`, alone; set it to the agent's limit if
+    /// that is lower, or the agent refuses the whole batch the record is in.
+    pub max_record_bytes: usize,
     /// Connection pool settings.
     pub pool: PoolConfig,
 }
@@ -135,6 +140,7 @@ impl Default for ProducerConfig {
             idempotence: true,
             max_in_flight_per_partition: 5,
             compression: Codec::None,
+            max_record_bytes: 8 << 20,
             pool: PoolConfig::default(),
         }
     }
@@ -401,6 +407,11 @@ impl ProducerBuilder {
         self.config.compression = c;
         self
     }
+    /// Largest record (key + value + headers) accepted; default 8 MiB.
+    pub fn max_record_bytes(mut self, n: usize) -> Self {
+        self.config.max_record_bytes = n;
+        self
+    }
     /// Connections per agent shard; default 5.
     pub fn max_connections_per_agent(mut self, n: usize) -> Self {
         self.config.pool.max_connections_per_agent = n;
@@ -534,6 +545,17 @@ pub struct Producer {
     _guard: Arc<DropGuard>,
 }
 
+/// A record's bytes as the agent counts them against its
+/// `--max-record-bytes`: key + value + header keys and values.
+fn payload_bytes(key: Option<&[u8]>, value: &[u8], headers: &[(String, Bytes)]) -> usize {
+    key.map_or(0, <[u8]>::len)
+        + value.len()
+        + headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -584,9 +606,16 @@ impl Producer {
     pub fn send(&self, record: ProducerRecord) -> SendFuture {
         let (tx, rx) = oneshot::channel();
         let size = record_size(record.key.as_deref(), &record.value, &record.headers);
+        let largest = payload_bytes(record.key.as_deref(), &record.value, &record.headers);
         let waiting = self
             .inner
-            .enqueue(Item::Record(record), size, Outcome::Future(tx), false)
+            .enqueue(
+                Item::Record(record),
+                size,
+                largest,
+                Outcome::Future(tx),
+                false,
+            )
             .map(|(id, _)| Waiting::new(&self.inner, id));
         AckFuture { rx, waiting }
     }
@@ -621,9 +650,11 @@ impl Producer {
         F: FnOnce(Result<RecordMetadata>) + Send + 'static,
     {
         let size = record_size(record.key.as_deref(), &record.value, &record.headers);
+        let largest = payload_bytes(record.key.as_deref(), &record.value, &record.headers);
         match self.inner.enqueue(
             Item::Record(record),
             size,
+            largest,
             Outcome::Callback(Box::new(callback)),
             true,
         ) {
@@ -670,12 +701,14 @@ impl Producer {
             records.size_hint().0 * 64,
         );
         let mut size = 0;
+        let mut largest = 0;
         let mut timestamp = None;
         for r in records {
             let r: BatchRecord = r.into();
             let ts = r.timestamp.unwrap_or(now);
             timestamp.get_or_insert(ts);
             size += record_size(r.key.as_deref(), &r.value, &r.headers);
+            largest = largest.max(payload_bytes(r.key.as_deref(), &r.value, &r.headers));
             builder.push(r.key.as_deref(), &r.value, ts, &r.headers);
         }
         let count = builder.len();
@@ -693,7 +726,7 @@ impl Producer {
         };
         let waiting = self
             .inner
-            .enqueue(item, size, Outcome::Batch { tx, count }, false)
+            .enqueue(item, size, largest, Outcome::Batch { tx, count }, false)
             .map(|(id, _)| Waiting::new(&self.inner, id));
         AckFuture { rx, waiting }
     }

@@ -122,3 +122,56 @@ async fn sends_to_a_paused_agent_keep_the_producer_within_buffer_memory() {
     assert_eq!(last.offset, m.records_acked - 1, "{m:?}");
     producer.close().await.unwrap();
 }
+
+/// A record over the agent's `--max-record-bytes` makes the agent refuse
+/// the whole batch it is in, so the records sent beside it failed with it.
+/// With `max_record_bytes` set to the agent's limit, the producer refuses
+/// that record alone, at once, and its neighbours are stored.
+#[tokio::test]
+async fn a_record_over_the_limit_fails_alone() {
+    let agent = common::Agent::start(1, &["--max-record-bytes", "65536"]);
+    Admin::connect(&agent.addr(0))
+        .await
+        .unwrap()
+        .create_topic("big", 1)
+        .await
+        .unwrap();
+    let producer = Producer::builder([agent.addr(0)])
+        .max_record_bytes(65536)
+        .linger(Duration::from_millis(50))
+        .build()
+        .await
+        .unwrap();
+    let mut sends = Vec::new();
+    for i in 0..7 {
+        let value = if i == 3 {
+            vec![b'b'; 100_000]
+        } else {
+            format!("small {i}").into_bytes()
+        };
+        sends.push(producer.send(ProducerRecord::new("big", value).partition(0)));
+    }
+    let mut stored = 0;
+    for (i, f) in sends.into_iter().enumerate() {
+        match f.await {
+            Ok(_) => stored += 1,
+            Err(e) => {
+                assert_eq!(i, 3, "{e}");
+                assert_eq!(
+                    e,
+                    Error::RecordTooLarge {
+                        size: 100_000,
+                        limit: 65536
+                    }
+                );
+            }
+        }
+    }
+    assert_eq!(stored, 6, "the neighbours of the large record are stored");
+    let m = producer.metrics();
+    assert_eq!(
+        (m.records_sent, m.records_acked, m.records_failed),
+        (7, 6, 1)
+    );
+    producer.close().await.unwrap();
+}

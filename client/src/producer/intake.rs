@@ -67,11 +67,14 @@ pub(super) fn complete_failed(failed: Failed) {
 impl Inner {
     /// Hands an item to the producer. Returns the id under which it waits
     /// for buffer room (owned by the caller's future) when it must, and,
-    /// if `tell_taken`, a receiver told once it no longer waits.
+    /// if `tell_taken`, a receiver told once it no longer waits. `largest`
+    /// is the key + value + header bytes of its largest record, checked
+    /// against `max_record_bytes` as the agent checks it.
     pub(super) fn enqueue(
         &self,
         item: Item,
         size: usize,
+        largest: usize,
         tx: Outcome,
         tell_taken: bool,
     ) -> Option<(u64, Option<oneshot::Receiver<()>>)> {
@@ -79,9 +82,28 @@ impl Inner {
             tx.complete(Err(Error::Closed));
             return None;
         }
-        let limit = self.config.buffer_memory.min(32 << 20);
-        if size > limit {
-            tx.complete(Err(Error::RecordTooLarge { size, limit }));
+        // A record the agent would refuse fails here, alone (in a batch
+        // the agent refuses every record with it), and so does one larger
+        // than the buffer could ever hold.
+        let buffer_limit = self.config.buffer_memory.min(32 << 20);
+        let too_large = if largest > self.config.max_record_bytes {
+            Some(Error::RecordTooLarge {
+                size: largest,
+                limit: self.config.max_record_bytes,
+            })
+        } else if size > buffer_limit {
+            Some(Error::RecordTooLarge {
+                size,
+                limit: buffer_limit,
+            })
+        } else {
+            None
+        };
+        if let Some(e) = too_large {
+            let n = u64::from(tx.records());
+            self.counters.records_sent.fetch_add(n, Ordering::Relaxed);
+            self.counters.records_failed.fetch_add(n, Ordering::Relaxed);
+            tx.complete(Err(e));
             return None;
         }
         let records = tx.records();
