@@ -302,18 +302,21 @@ pub(super) async fn intake_loop(inner: Arc<Inner>) {
                 Some(Ok(Ok(permit))) => {
                     permit.forget();
                     let mut st = inner.state.lock();
-                    match st.intake.front_mut() {
+                    let taken = match st.intake.front_mut() {
                         Some(d) if d.id == head.id && d.body.is_some() => {
                             d.reserved = true;
-                            if let Some(t) = d.taken.take() {
-                                let _ = t.send(());
-                            }
+                            d.taken.take()
                         }
                         // Withdrawn meanwhile.
                         _ => {
                             inner.memory.add_permits(head.size);
                             continue;
                         }
+                    };
+                    drop(st);
+                    // Woken outside the lock, like every completion.
+                    if let Some(t) = taken {
+                        let _ = t.send(());
                     }
                 }
                 Some(_) => {
