@@ -4,7 +4,6 @@
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{Seek, SeekFrom, Write};
 use std::time::Duration;
 
 use common::*;
@@ -93,41 +92,7 @@ async fn a_flipped_byte_in_a_chunk_object_is_reported_on_read() {
     c.produce(produce_req("rot", 0, &values)).await.unwrap();
     // The age roll seals the segment; the uploader moves it to the local
     // object store and the shard deletes its copy.
-    let objects = agent.data_dir.join("objects");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let object = loop {
-        let found = files_under(&objects).into_iter().find(|p| {
-            std::fs::read(p)
-                .unwrap_or_default()
-                .windows(10)
-                .any(|w| w == b"value-0025")
-        });
-        let local = files_under(&agent.data_dir.join("shard-0"))
-            .into_iter()
-            .any(|p| {
-                std::fs::read(&p)
-                    .unwrap_or_default()
-                    .windows(10)
-                    .any(|w| w == b"value-0025")
-            });
-        match found {
-            Some(p) if !local => break p,
-            _ if std::time::Instant::now() > deadline => {
-                panic!("the batch never moved to the object store")
-            }
-            _ => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    };
-    let bytes = std::fs::read(&object).unwrap();
-    let at = bytes.windows(10).position(|w| w == b"value-0025").unwrap();
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&object)
-        .unwrap();
-    f.seek(SeekFrom::Start(at as u64)).unwrap();
-    f.write_all(b"V").unwrap();
-    f.sync_all().unwrap();
-    drop(f);
+    let object = flip_in_object(&agent.data_dir, 0, b"value-0025", b'V').await;
     let mut fc = agent.fetcher_for(&meta, 0).await;
     let e = fc
         .fetch(streamhouse_proto::FetchRequest {

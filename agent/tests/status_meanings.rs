@@ -12,7 +12,6 @@ mod pg;
 #[path = "common/raw.rs"]
 mod raw;
 
-use std::io::{Seek, SeekFrom, Write};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -207,45 +206,8 @@ async fn every_status_the_agent_answers_gets_the_retry_action_of_its_meaning() {
     let values: Vec<String> = (0..20).map(|i| format!("rot-{i:04}")).collect();
     let mut c1 = agent.producer_for(&meta, 1).await;
     c1.produce(produce_req("s", 1, &values)).await.unwrap();
-    let objects = agent.data_dir.join("objects");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let object = loop {
-        let found = files_under(&objects).into_iter().find(|p| {
-            std::fs::read(p)
-                .unwrap_or_default()
-                .windows(8)
-                .any(|w| w == b"rot-0007")
-        });
-        if let Some(p) = found {
-            break p;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the batch never reached the object store"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    // Read only from the object: wait until the shard dropped its copy.
-    let shard_dir = agent.data_dir.join(format!("shard-{}", on(1)));
-    while files_under(&shard_dir).into_iter().any(|p| {
-        std::fs::read(p)
-            .unwrap_or_default()
-            .windows(8)
-            .any(|w| w == b"rot-0007")
-    }) {
-        assert!(Instant::now() < deadline, "the shard kept its copy");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let bytes = std::fs::read(&object).unwrap();
-    let at = bytes.windows(8).position(|w| w == b"rot-0007").unwrap();
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&object)
-        .unwrap();
-    f.seek(SeekFrom::Start(at as u64)).unwrap();
-    f.write_all(b"R").unwrap();
-    f.sync_all().unwrap();
-    drop(f);
+    // Read only from the object once the shard dropped its copy.
+    flip_in_object(&agent.data_dir, on(1), b"rot-0007", b'R').await;
     let mut f1 = agent.fetcher_for(&meta, 1).await;
     let e = f1
         .fetch(pb::FetchRequest {

@@ -398,6 +398,48 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Waits (up to 20 s) until the batch holding `needle` is only in the
+/// agent's local object store (uploaded, and the shard's copy dropped),
+/// then overwrites the first byte of `needle` in that chunk object with
+/// `with`, synced. Returns the object's path.
+pub async fn flip_in_object(data_dir: &Path, shard: usize, needle: &[u8], with: u8) -> PathBuf {
+    let holds = |p: &PathBuf| {
+        std::fs::read(p)
+            .unwrap_or_default()
+            .windows(needle.len())
+            .any(|w| w == needle)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let shard_dir = data_dir.join(format!("shard-{shard}"));
+    let object = loop {
+        let found = files_under(&data_dir.join("objects"))
+            .into_iter()
+            .find(holds);
+        let local = files_under(&shard_dir).iter().any(holds);
+        match found {
+            Some(p) if !local => break p,
+            _ => assert!(
+                Instant::now() < deadline,
+                "the batch never moved to the object store alone"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut bytes = std::fs::read(&object).unwrap();
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap();
+    bytes[at] = with;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&object)
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &bytes[at..=at], at as u64).unwrap();
+    f.sync_all().unwrap();
+    object
+}
+
 /// URL of the test PostgreSQL (scripts/test.sh starts one).
 pub fn postgres_url() -> String {
     std::env::var("STREAMHOUSE_TEST_POSTGRES_URL").unwrap_or_else(|_| {
