@@ -4,9 +4,11 @@
 //! Subcommands: `produce` (any settings), the seed's presets `throughput`
 //! (1M records as fast as possible), `latency` (fixed rate, open loop) and
 //! `concurrent` (10 producers x 100K records), and `floor` (fdatasync
-//! latency, disk and loopback bandwidth). Exit code 0 when every record was
+//! latency, disk and loopback bandwidth), and `chaos` (a seeded fault run
+//! checked against a model, see `chaos/mod.rs`). Exit code 0 when every record was
 //! acknowledged, 1 when some failed, 2 for bad usage or a setup failure.
 
+mod chaos;
 mod embedded;
 mod failover;
 mod floor;
@@ -47,6 +49,10 @@ enum Cmd {
     /// Preset: agents sharing metadata and object stores, one SIGKILLed
     /// mid-run; counts lost, duplicated and out-of-order records.
     Failover(FailoverArgs),
+    /// A seeded fault run against a cluster of agent processes (kills,
+    /// pauses, reshards, handoffs, store faults, full disks), checked
+    /// against a model; exit 1 on any violation.
+    Chaos(chaos::ChaosArgs),
     /// Measure the physical floor only.
     Floor {
         /// Directory on the disk to measure.
@@ -211,6 +217,14 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             let f = floor::measure(&dir).map_err(|e| format!("floor on {}: {e}", dir.display()))?;
             println!("{}", floor::describe(&f));
             return Ok(ExitCode::SUCCESS);
+        }
+        Cmd::Chaos(c) => {
+            let argv: Vec<String> = std::env::args().collect();
+            return Ok(if chaos::run(c, argv).await? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
         }
         Cmd::Failover(f) => {
             if f.agents < 2 || f.partitions == 0 || f.records == 0 {
