@@ -140,6 +140,23 @@ impl ProducerTable {
             .back()
             .map_or(info.base_sequence, |e| e.last_seq.wrapping_add(1));
         if info.base_sequence != expected {
+            // The producer vouches that every batch before this one was
+            // answered (it is its oldest unanswered batch), yet this table
+            // never saw them: they were acknowledged by a leader whose
+            // unshipped writes were then lost (an agent away past its
+            // lease TTL, the documented limit of ack `durable`). They can
+            // never arrive; refusing would stall the partition until the
+            // batch's delivery timeout.
+            if info.base_sequence.wrapping_sub(expected) > 0 && oldest == Some(info.base_sequence)
+            {
+                tracing::warn!(
+                    producer_id = info.producer_id,
+                    expected,
+                    got = info.base_sequence,
+                    "a producer continues past batches this partition never received (acknowledged by an earlier leader and lost with its lease)"
+                );
+                return Ok(SeqCheck::Append);
+            }
             return Err(SeqError::OutOfOrder {
                 producer_id: info.producer_id,
                 expected,
@@ -397,6 +414,13 @@ mod tests {
         t.record(p(10), 5, 110, 2, 0);
         let behind = t.check(p(12), 1, None).unwrap_err();
         assert!(!behind.is_ahead());
+        // Ahead of the table, but the producer says every earlier batch was
+        // answered (they were acknowledged by a leader whose writes were
+        // lost): the gap can never fill, so it is appended at once.
+        assert_eq!(t.check(p(30), 1, Some(30)), Ok(SeqCheck::Append));
+        // Ahead with an earlier batch still unanswered: refused (waited for).
+        assert!(t.check(p(30), 1, Some(20)).unwrap_err().is_ahead());
+        assert!(t.check(p(30), 1, None).unwrap_err().is_ahead());
         // Without `oldest` (a client with one batch in flight) any start goes.
         assert_eq!(
             ProducerTable::default().check(p(7), 1, None),
