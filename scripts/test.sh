@@ -4,6 +4,7 @@
 # PostgreSQL. Starts both (scripts/s3-moto.sh, scripts/postgres.sh) unless
 # STREAMHOUSE_TEST_S3_ENDPOINT / STREAMHOUSE_TEST_POSTGRES_URL point at
 # running ones, and stops what it started.
+# Then a short seeded chaos run (scripts/chaos.sh).
 # Usage: scripts/test.sh [cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,3 +38,11 @@ if [ "$(id -u)" = 0 ] && ! command -v mkfs.ext4 >/dev/null && command -v apt-get
 fi
 cargo build --workspace --all-targets --all-features
 cargo test --workspace --all-targets --all-features "$@"
+# A short seeded chaos run against the same servers (docs/RELIABILITY.md):
+# kills, pauses, reshards, handoffs, store faults and full disks, checked
+# against the model. Only for the whole suite (no cargo test arguments);
+# STREAMHOUSE_SKIP_CHAOS=1 skips it.
+if [ "$#" -eq 0 ] && [ -z "${STREAMHOUSE_SKIP_CHAOS:-}" ]; then
+  STREAMHOUSE_PERF_BIN=target/debug/streamhouse-perf scripts/chaos.sh \
+    --duration "${STREAMHOUSE_CHAOS_DURATION:-150s}" --seed "${STREAMHOUSE_CHAOS_SEED:-1}"
+fi

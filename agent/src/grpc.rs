@@ -244,7 +244,10 @@ async fn read_reserved(body: &mut Body, limit: usize) -> Result<Bytes, Status> {
     }
 }
 
-fn check_prefix(flag: u8, len: usize, limit: usize) -> Result<(), Status> {
+/// Checks a unary gRPC message's 5-byte prefix (`flag`: 0 uncompressed,
+/// 1 compressed, other bits reserved; `len`: message bytes declared)
+/// against `limit` bytes.
+pub fn check_prefix(flag: u8, len: usize, limit: usize) -> Result<(), Status> {
     match flag {
         0 => {}
         1 => {

@@ -66,6 +66,10 @@ pub enum Error {
     /// A setting is invalid; the message names it.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// An agent answered something the protocol does not allow (e.g.
+    /// fetched records out of offset order); the message names it.
+    #[error("protocol violation: {0}")]
+    Protocol(String),
 }
 
 impl Error {

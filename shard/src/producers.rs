@@ -147,8 +147,7 @@ impl ProducerTable {
             // lease TTL, the documented limit of ack `durable`). They can
             // never arrive; refusing would stall the partition until the
             // batch's delivery timeout.
-            if info.base_sequence.wrapping_sub(expected) > 0 && oldest == Some(info.base_sequence)
-            {
+            if info.base_sequence.wrapping_sub(expected) > 0 && oldest == Some(info.base_sequence) {
                 tracing::warn!(
                     producer_id = info.producer_id,
                     expected,

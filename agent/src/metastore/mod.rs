@@ -474,7 +474,7 @@ pub(crate) fn to_u64(v: i64) -> u64 {
 }
 
 /// Splits stored shard addresses (comma-separated).
-pub(crate) fn split_addresses(s: &str) -> Vec<String> {
+pub fn split_addresses(s: &str) -> Vec<String> {
     s.split(',')
         .filter(|a| !a.is_empty())
         .map(str::to_owned)
@@ -517,7 +517,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
 ];
 
 /// `failed_shards` as stored: shard numbers joined by commas.
-pub(crate) fn encode_shards(shards: &[usize]) -> String {
+pub fn encode_shards(shards: &[usize]) -> String {
     shards
         .iter()
         .map(usize::to_string)
@@ -526,7 +526,7 @@ pub(crate) fn encode_shards(shards: &[usize]) -> String {
 }
 
 /// The stored form back; anything unreadable is left out.
-pub(crate) fn decode_shards(text: &str) -> Vec<usize> {
+pub fn decode_shards(text: &str) -> Vec<usize> {
     text.split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect()
@@ -557,7 +557,7 @@ pub(crate) fn next_producer_epoch(
 /// text form stored in `producer_state.batches`:
 /// `epoch:base_sequence:record_count:base_offset` entries joined by commas,
 /// in the order given (restoring sorts them).
-pub(crate) fn encode_producers(batches: &[RememberedBatch]) -> BTreeMap<i64, String> {
+pub fn encode_producers(batches: &[RememberedBatch]) -> BTreeMap<i64, String> {
     let mut out: BTreeMap<i64, String> = BTreeMap::new();
     for b in batches {
         let s = out.entry(b.producer.producer_id).or_default();
@@ -574,10 +574,7 @@ pub(crate) fn encode_producers(batches: &[RememberedBatch]) -> BTreeMap<i64, Str
 
 /// Parses one `producer_state.batches` value back; a malformed entry is an
 /// error naming it.
-pub(crate) fn decode_producers(
-    producer_id: i64,
-    text: &str,
-) -> Result<Vec<RememberedBatch>, MetaError> {
+pub fn decode_producers(producer_id: i64, text: &str) -> Result<Vec<RememberedBatch>, MetaError> {
     text.split(',')
         .filter(|e| !e.is_empty())
         .map(|e| {

@@ -15,7 +15,8 @@ use crate::retry::{classify, RetryAction};
 
 /// What one fetch of a partition returned.
 #[derive(Debug, Default)]
-pub(super) struct Fetched {
+pub struct Fetched {
+    /// The records, in offset order.
     pub records: Vec<ConsumerRecord>,
     /// Offset the next produced record will get; `None` when no leader
     /// answered in time (the partition simply has nothing this time).
@@ -102,26 +103,7 @@ async fn from_leader(
         max_wait_ms: at.wait_ms,
     });
     match bounded(limit, &format!("fetch from {leader}"), call).await {
-        Ok(r) => {
-            let r = r.into_inner();
-            Ok(Fetched {
-                high_watermark: Some(r.high_watermark),
-                log_start: Some(r.log_start_offset),
-                records: r
-                    .records
-                    .into_iter()
-                    .map(|r| ConsumerRecord {
-                        topic: at.topic.to_owned(),
-                        partition: at.partition,
-                        offset: r.offset,
-                        key: r.key,
-                        value: r.value,
-                        timestamp: r.timestamp,
-                        headers: r.headers.into_iter().map(|h| (h.key, h.value)).collect(),
-                    })
-                    .collect(),
-            })
-        }
+        Ok(r) => accept_response(at.topic, at.partition, at.offset, r.into_inner()),
         Err(s) => {
             let e = Error::from(s);
             if classify(&e) == RetryAction::FreshRoute {
@@ -129,5 +111,91 @@ async fn from_leader(
             }
             Err(e)
         }
+    }
+}
+
+/// Checks an agent's Fetch answer before the consumer trusts it: records
+/// in strictly increasing offsets, none below `asked` (the offset the
+/// request named), and a log start no later than the high watermark. A
+/// broken answer is [`Error::Protocol`] naming what is wrong; the
+/// consumer's position does not move on it.
+pub fn accept_response(
+    topic: &str,
+    partition: u32,
+    asked: u64,
+    r: pb::FetchResponse,
+) -> Result<Fetched> {
+    let bad = |what: String| {
+        Err(Error::Protocol(format!(
+            "the Fetch answer for {topic}/{partition} from offset {asked} {what}"
+        )))
+    };
+    if r.log_start_offset > r.high_watermark {
+        return bad(format!(
+            "has log start {} past its high watermark {}",
+            r.log_start_offset, r.high_watermark
+        ));
+    }
+    let mut next = asked;
+    for rec in &r.records {
+        if rec.offset < next {
+            return bad(format!(
+                "returns offset {} where {next} or later was due",
+                rec.offset
+            ));
+        }
+        next = rec.offset.saturating_add(1);
+    }
+    Ok(Fetched {
+        high_watermark: Some(r.high_watermark),
+        log_start: Some(r.log_start_offset),
+        records: r
+            .records
+            .into_iter()
+            .map(|r| ConsumerRecord {
+                topic: topic.to_owned(),
+                partition,
+                offset: r.offset,
+                key: r.key,
+                value: r.value,
+                timestamp: r.timestamp,
+                headers: r.headers.into_iter().map(|h| (h.key, h.value)).collect(),
+            })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(offset: u64) -> pb::FetchedRecord {
+        pb::FetchedRecord {
+            offset,
+            ..Default::default()
+        }
+    }
+
+    fn answer(offsets: &[u64], hw: u64, start: u64) -> pb::FetchResponse {
+        pb::FetchResponse {
+            records: offsets.iter().map(|o| rec(*o)).collect(),
+            high_watermark: hw,
+            log_start_offset: start,
+        }
+    }
+
+    #[test]
+    fn answers_that_would_move_a_position_backwards_are_refused() {
+        let ok = accept_response("t", 0, 5, answer(&[5, 6, 9], 10, 0)).unwrap();
+        assert_eq!(ok.records.len(), 3);
+        for (offsets, why) in [
+            (&[4u64][..], "below the offset asked"),
+            (&[5, 7, 6][..], "out of order"),
+            (&[5, 5][..], "twice"),
+        ] {
+            let e = accept_response("t", 0, 5, answer(offsets, 10, 0)).unwrap_err();
+            assert!(matches!(e, Error::Protocol(_)), "{why}: {e}");
+        }
+        assert!(accept_response("t", 0, 0, answer(&[], 3, 4)).is_err());
     }
 }

@@ -17,6 +17,7 @@ use crate::pool::{ConnectionPool, PoolConfig};
 mod fetch;
 mod offset;
 
+pub use fetch::{accept_response, Fetched};
 pub use offset::Offset;
 
 /// A record read from a partition.

@@ -442,7 +442,7 @@ pub async fn run(a: ChaosArgs, argv: Vec<String>) -> Result<bool, String> {
         &schedule,
         t0,
         a.duration,
-        &mut |m| println!("chaos: {m}"),
+        &mut |m| println!("{m}"),
     )
     .await;
     let healed = workload::ms_since(t0);

@@ -156,6 +156,23 @@ pub struct Event {
     pub error: Option<String>,
 }
 
+impl Event {
+    /// One line of the timeline.
+    pub fn line(&self) -> String {
+        format!(
+            "{:>8.1} s - {:>8.1} s  {:<9} {:<9} {}{}",
+            self.start_ms as f64 / 1000.0,
+            self.end_ms as f64 / 1000.0,
+            format!("{:?}", self.kind).to_lowercase(),
+            self.agent.as_deref().unwrap_or("-"),
+            self.what,
+            self.error
+                .as_ref()
+                .map_or(String::new(), |x| format!("  [error: {x}]"))
+        )
+    }
+}
+
 /// The stores the nemesis can reach through their proxies.
 pub struct Stores<'a> {
     pub object: Option<&'a FaultProxy>,
@@ -175,7 +192,7 @@ pub async fn run(
     schedule: &[Planned],
     t0: Instant,
     duration: Duration,
-    quiet: &mut dyn FnMut(&str),
+    say: &mut dyn FnMut(&str),
 ) -> Vec<Event> {
     let mut events = Vec::new();
     let ttl = cluster.spec.lease_ttl;
@@ -251,7 +268,7 @@ pub async fn run(
                         )
                     }
                     None => {
-                        quiet(
+                        say(
                             "object-store faults need an S3 object store (--object-store s3://...)",
                         );
                         continue;
@@ -268,7 +285,7 @@ pub async fn run(
                         format!("metadata store unreachable for {} ms", p.hold.as_millis())
                     }
                     None => {
-                        quiet("metadata-store faults need PostgreSQL (--metadata postgres://...)");
+                        say("metadata-store faults need PostgreSQL (--metadata postgres://...)");
                         continue;
                     }
                 }
@@ -292,13 +309,13 @@ pub async fn run(
                         }
                     },
                     None => {
-                        quiet("disk faults need root and mkfs.ext4 (a loop-mounted filesystem per agent)");
+                        say("disk faults need root and mkfs.ext4 (a loop-mounted filesystem per agent)");
                         continue;
                     }
                 }
             }
         };
-        events.push(Event {
+        let e = Event {
             start_ms,
             end_ms: ms_since(t0),
             kind: p.kind,
@@ -306,7 +323,9 @@ pub async fn run(
             what,
             past_ttl,
             error,
-        });
+        };
+        say(&e.line());
+        events.push(e);
         // An agent that exited by itself is a finding; start it again so
         // the run goes on.
         for a in cluster.agents.iter_mut() {
@@ -314,7 +333,7 @@ pub async fn run(
                 let at = ms_since(t0);
                 let shards = a.shards;
                 let restart = a.start(&spec, shards).await.err();
-                events.push(Event {
+                let e = Event {
                     start_ms: at,
                     end_ms: ms_since(t0),
                     kind: p.kind,
@@ -322,7 +341,9 @@ pub async fn run(
                     what: format!("exited by itself ({st}); started again"),
                     past_ttl: false,
                     error: Some(restart.unwrap_or_else(|| format!("exited by itself: {st}"))),
-                });
+                };
+                say(&e.line());
+                events.push(e);
             }
         }
     }

@@ -23,18 +23,7 @@ pub fn describe(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "== fault timeline ({} faults) ==", r.events.len());
     for e in r.events {
-        let _ = writeln!(
-            s,
-            "{:>8.1} s - {:>8.1} s  {:<9} {:<9} {}{}",
-            e.start_ms as f64 / 1000.0,
-            e.end_ms as f64 / 1000.0,
-            format!("{:?}", e.kind).to_lowercase(),
-            e.agent.as_deref().unwrap_or("-"),
-            e.what,
-            e.error
-                .as_ref()
-                .map_or(String::new(), |x| format!("  [error: {x}]"))
-        );
+        let _ = writeln!(s, "{}", e.line());
     }
     let _ = writeln!(s, "== streams ==");
     let _ = writeln!(

@@ -122,15 +122,20 @@ pub async fn produce(
             tokio::spawn(async move {
                 let r = fut.await;
                 let mut l = log.lock();
+                // Taken at the end: a completion after that is not recorded
+                // (the record stays `Pending`, an unknown outcome).
+                let Some(sent) = l.sent.get_mut(i) else {
+                    return;
+                };
                 match r {
                     Ok(m) => {
-                        l.sent[i].outcome = Outcome::Acked {
+                        sent.outcome = Outcome::Acked {
                             offset: m.offset,
                             at_ms: ms_since(t0),
                         };
                     }
                     Err(e) => {
-                        l.sent[i].outcome = Outcome::Failed;
+                        sent.outcome = Outcome::Failed;
                         l.failed += 1;
                         let text = e.to_string();
                         if l.errors.len() < 5 && !l.errors.contains(&text) {

@@ -1,0 +1,40 @@
+//! The batch decoder and the agent's full check of an untrusted batch.
+//! Input byte 0 chooses whether the harness first makes the length field
+//! and CRC right (so the fuzzer gets past them into the records section).
+//! Must hold: `check_records` accepting a batch means `decode` reads
+//! exactly `record_count` records with offsets base, base + 1, ...
+
+use bytes::Bytes;
+use streamhouse_shard::batch::{self, HEADER_LEN};
+
+/// Limits as the agent's defaults: 8 MiB per record, 64 MiB per section.
+const MAX_RECORD: usize = 8 << 20;
+const MAX_SECTION: usize = 64 << 20;
+
+pub fn run(data: &[u8]) {
+    let Some((mode, rest)) = data.split_first() else {
+        return;
+    };
+    let mut buf = rest.to_vec();
+    if mode & 1 == 1 && buf.len() >= HEADER_LEN {
+        let len = buf.len() as u32;
+        buf[4..8].copy_from_slice(&len.to_le_bytes());
+        let base = u64::from_le_bytes(buf[12..20].try_into().unwrap_or([0; 8]));
+        batch::set_base_offset(&mut buf, base);
+    }
+    let _ = batch::parse_header(&buf);
+    let _ = batch::validate(&buf);
+    let checked = batch::check_records(&buf, MAX_SECTION, MAX_RECORD);
+    let decoded = batch::decode(&Bytes::from(buf));
+    if let Ok(h) = checked {
+        let (dh, records) = match decoded {
+            Ok(d) => d,
+            Err(e) => panic!("check_records accepted a batch that decode refuses: {e}"),
+        };
+        assert_eq!(dh.record_count, h.record_count);
+        assert_eq!(records.len(), h.record_count as usize);
+        for (i, r) in records.iter().enumerate() {
+            assert_eq!(r.offset, h.base_offset.wrapping_add(i as u64));
+        }
+    }
+}
