@@ -23,8 +23,20 @@ if ! out=$(cargo afl config --build 2>&1); then
     exit 1
   fi
 fi
-cargo test --release -q
 cargo afl build --release --features afl -q
+# Replay the seed corpus and every past crash through the built targets
+# (outside afl-fuzz each reads one input from stdin). `cargo test` in fuzz/
+# does the same without AFL++.
+for t in "${targets[@]}"; do
+  shopt -s nullglob
+  for f in corpus/$t/* regressions/$t/*; do
+    if ! "target/release/$t" <"$f" >/dev/null 2>&1; then
+      echo "fuzz: $t fails on $f" >&2
+      exit 1
+    fi
+  done
+  shopt -u nullglob
+done
 # AFL++ wants core dumps as plain files and a CPU it may bind; on a shared
 # machine let it run without either rather than refuse.
 export AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_AFFINITY=1

@@ -15,7 +15,7 @@ use streamhouse_client::Acks;
 
 use crate::chaos::chunks::IndexFault;
 use crate::chaos::nemesis::Event;
-use crate::chaos::observe::{LeaderLog, Seen, TailLog};
+use crate::chaos::observe::{LeaderLog, Reads, TailLog};
 use crate::chaos::workload::{Outcome, StreamLog, StreamSpec};
 
 /// Per stream: what was sent, what the model says of it.
@@ -61,10 +61,10 @@ pub struct Inputs<'a> {
     pub leaders: &'a LeaderLog,
     pub events: &'a [Event],
     /// (topic, partition) → the final read, or why it failed.
-    pub finals: &'a HashMap<(String, u32), Result<Vec<Seen>, String>>,
+    pub finals: &'a Reads,
     /// (topic, partition) → read from the object store alone (object
     /// streams only), when that phase ran.
-    pub objects_only: Option<&'a HashMap<(String, u32), Result<Vec<Seen>, String>>>,
+    pub objects_only: Option<&'a Reads>,
     pub index_faults: &'a [IndexFault],
     /// Every partition must have an acknowledgement in `[from, to]` ms.
     pub live_window: (u64, u64),
@@ -361,7 +361,7 @@ fn check_objects_only(
     i: &Inputs,
     spec: &StreamSpec,
     log: &StreamLog,
-    objs: &HashMap<(String, u32), Result<Vec<Seen>, String>>,
+    objs: &Reads,
     r: &mut StreamReport,
     v: &mut Verdict,
 ) {
@@ -463,6 +463,7 @@ fn check_tail(i: &Inputs, t: &TailLog, gone: &Gone, v: &mut Verdict) {
 mod tests {
     use super::*;
     use crate::chaos::nemesis::FaultKind;
+    use crate::chaos::observe::Seen;
     use crate::chaos::payload::Stamp;
     use crate::chaos::workload::Sent;
 

@@ -5,6 +5,9 @@
 
 use std::collections::BTreeMap;
 
+/// A `chunk_ranges` row: topic, part, base, end, chunk key, epoch.
+type Row = (String, i64, i64, i64, String, i64);
+
 /// One committed range: `[base, end)` of a partition, in `chunk`.
 #[derive(Debug, Clone)]
 pub struct Range {
@@ -32,35 +35,33 @@ pub async fn read(url: &str, prefix: &str) -> Result<BTreeMap<(String, u32), Vec
     const Q: &str = "SELECT topic, part, base_offset, end_offset, chunk_key, epoch FROM chunk_ranges WHERE topic LIKE ";
     if let Some(path) = url.strip_prefix("sqlite://") {
         let path = path.to_string();
-        let rows = tokio::task::spawn_blocking(
-            move || -> Result<Vec<(String, i64, i64, i64, String, i64)>, String> {
-                let c = rusqlite::Connection::open_with_flags(
-                    &path,
-                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-                )
-                .map_err(|e| format!("{path}: {e}"))?;
-                c.busy_timeout(std::time::Duration::from_secs(10))
-                    .map_err(|e| e.to_string())?;
-                let mut st = c
-                    .prepare(&format!("{Q}?1 ORDER BY topic, part, base_offset"))
-                    .map_err(|e| e.to_string())?;
-                let rows = st
-                    .query_map([&like], |r| {
-                        Ok((
-                            r.get(0)?,
-                            r.get(1)?,
-                            r.get(2)?,
-                            r.get(3)?,
-                            r.get(4)?,
-                            r.get(5)?,
-                        ))
-                    })
-                    .map_err(|e| e.to_string())?
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| e.to_string())?;
-                Ok(rows)
-            },
-        )
+        let rows = tokio::task::spawn_blocking(move || -> Result<Vec<Row>, String> {
+            let c = rusqlite::Connection::open_with_flags(
+                &path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .map_err(|e| format!("{path}: {e}"))?;
+            c.busy_timeout(std::time::Duration::from_secs(10))
+                .map_err(|e| e.to_string())?;
+            let mut st = c
+                .prepare(&format!("{Q}?1 ORDER BY topic, part, base_offset"))
+                .map_err(|e| e.to_string())?;
+            let rows = st
+                .query_map([&like], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                })
+                .map_err(|e| e.to_string())?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
+            Ok(rows)
+        })
         .await
         .map_err(|e| e.to_string())??;
         for (t, p, b, e, k, ep) in rows {

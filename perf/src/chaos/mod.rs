@@ -128,12 +128,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// Makes a store URL that points at the proxy listening on the address.
+type Rewrite = Box<dyn Fn(SocketAddr) -> String>;
+
 /// The host:port of an `s3://...?endpoint=http://HOST:PORT` URL, and the
 /// URL with the endpoint replaced by `proxy`.
-fn s3_through(
-    url: &str,
-    run: &str,
-) -> Result<(SocketAddr, Box<dyn Fn(SocketAddr) -> String>), String> {
+fn s3_through(url: &str, run: &str) -> Result<(SocketAddr, Rewrite), String> {
     let (head, query) = url
         .split_once('?')
         .ok_or("--object-store s3://... needs ?endpoint=URL")?;
@@ -534,7 +534,7 @@ async fn read_objects_only(
     dir: &std::path::Path,
     streams: &[StreamSpec],
     partitions: u32,
-) -> Result<HashMap<(String, u32), Result<Vec<observe::Seen>, String>>, String> {
+) -> Result<observe::Reads, String> {
     for ag in cluster.agents.iter_mut() {
         ag.kill();
     }

@@ -49,11 +49,20 @@ pub struct Leader {
 /// (topic, partition) → its leader, as last answered by `Metadata`.
 pub type Leaders = Arc<Mutex<HashMap<(String, u32), Leader>>>;
 
+/// A partition: (topic, partition).
+pub type PartitionKey = (String, u32);
+
+/// Reads of many partitions: each its records, or why it failed.
+pub type Reads = HashMap<PartitionKey, Result<Vec<Seen>, String>>;
+
+/// A change of leader: (ms, agent id, epoch).
+pub type LeaderChange = (u64, String, u64);
+
 /// What the leader poller saw over the run.
 #[derive(Debug, Default)]
 pub struct LeaderLog {
     /// Per (topic, partition): (ms, agent id, epoch) at each change.
-    pub changes: HashMap<(String, u32), Vec<(u64, String, u64)>>,
+    pub changes: HashMap<PartitionKey, Vec<LeaderChange>>,
     /// (ms, topic, partition, highest epoch seen before, epoch now).
     pub epoch_backwards: Vec<(u64, String, u32, u64, u64)>,
 }
