@@ -337,24 +337,34 @@ fn next_fault(i: &Inputs, ms: u64) -> String {
 /// An ack-`durable` record lost because the agent that led its partition
 /// was away past its TTL soon after acknowledging it.
 fn excused(i: &Inputs, topic: &str, partition: u32, ack_ms: u64) -> bool {
-    let leaders = i
-        .leaders
-        .leaders_between(topic, partition, ack_ms.saturating_sub(2_000), ack_ms);
-    i.events.iter().any(|e| {
-        e.past_ttl
-            && e.start_ms + 200 >= ack_ms
-            && e.start_ms <= ack_ms + 60_000
-            && e.agent.as_ref().is_some_and(|a| leaders.contains(a))
-    })
+    leader_away(
+        i,
+        topic,
+        partition,
+        (ack_ms.saturating_sub(2_000), ack_ms),
+        |e| e.start_ms + 200 >= ack_ms && e.start_ms <= ack_ms + 60_000,
+    )
 }
 
 /// Whether an agent that led the partition at some time was away past
 /// its TTL at some time.
 fn away_past_ttl(i: &Inputs, topic: &str, partition: u32) -> bool {
-    let leaders = i.leaders.leaders_between(topic, partition, 0, u64::MAX);
+    leader_away(i, topic, partition, (0, u64::MAX), |_| true)
+}
+
+/// Whether an agent that led the partition at some point within `led`
+/// (ms) was away past its TTL in a fault that `when` accepts.
+fn leader_away(
+    i: &Inputs,
+    topic: &str,
+    partition: u32,
+    led: (u64, u64),
+    when: impl Fn(&Event) -> bool,
+) -> bool {
+    let leaders = i.leaders.leaders_between(topic, partition, led.0, led.1);
     i.events
         .iter()
-        .any(|e| e.past_ttl && e.agent.as_ref().is_some_and(|a| leaders.contains(a)))
+        .any(|e| e.past_ttl && when(e) && e.agent.as_ref().is_some_and(|a| leaders.contains(a)))
 }
 
 fn check_objects_only(
@@ -404,12 +414,8 @@ fn check_tail(i: &Inputs, t: &TailLog, gone: &Gone, v: &mut Verdict) {
         );
     }
     let after_pause = |at: u64| {
-        let leaders = i.leaders.leaders_between(&t.topic, t.partition, 0, at);
-        i.events.iter().any(|e| {
-            e.past_ttl
-                && e.start_ms <= at
-                && at <= e.end_ms + 120_000
-                && e.agent.as_ref().is_some_and(|a| leaders.contains(a))
+        leader_away(i, &t.topic, t.partition, (0, at), |e| {
+            e.start_ms <= at && at <= e.end_ms + 120_000
         })
     };
     for (at, before, now) in t.hw_backwards.iter().filter(|h| !after_pause(h.0)) {
