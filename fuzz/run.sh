@@ -45,6 +45,7 @@ failed=0
 for t in "${targets[@]}"; do
   out=out/$t
   rm -rf "$out"
+  mkdir -p out
   echo "fuzz: $t for ${secs}s"
   cargo afl fuzz -V "$secs" -i "corpus/$t" -o "$out" "target/release/$t" >"out-$t.log" 2>&1 || {
     echo "fuzz: afl-fuzz failed for $t; its log:" >&2

@@ -296,9 +296,14 @@ pub(crate) struct Shared {
     /// Since when (ms) this agent's heartbeats have worked without a
     /// failure; `None` right after one failed.
     heartbeats_ok_since: Mutex<Option<i64>>,
+    /// Since when other live agents' leases have been seen expired (see
+    /// `takeover`).
+    expired: Mutex<crate::takeover::ExpiredLeases>,
     /// Health for `/ready`: the first lease round is done, and the last
     /// metadata store call succeeded (or the reason it failed).
     pub started: AtomicBool,
+    /// Set when the agent drains (SIGTERM, `shutdown`): no new leases.
+    draining: Arc<AtomicBool>,
     pub meta_error: Mutex<Option<String>>,
 }
 
@@ -350,8 +355,20 @@ impl Shared {
     }
 
     /// Acquires one partition's lease and hands it to its shard.
+    /// A live agent's expired lease is left to it for a while (see
+    /// `takeover`): answered `LeaseHeld` meanwhile.
     async fn acquire(&self, key: &str, partition: u32) -> Result<(), MetaError> {
         let before = self.meta.lease(key, partition).await?;
+        if let Some(b) = before.as_ref().filter(|b| b.holder != self.config.agent_id) {
+            if !self.may_take(key, partition, b) {
+                return Err(MetaError::LeaseHeld {
+                    topic: key.to_owned(),
+                    partition,
+                    holder: b.holder.clone(),
+                    expires_ms: b.expires_ms,
+                });
+            }
+        }
         let grant = self
             .meta
             .acquire_lease(
@@ -388,6 +405,7 @@ impl Shared {
                 }
             }
         }
+        self.expired.lock().forget(key, partition);
         let held = {
             let mut l = self.leases.lock();
             l.insert((key.to_owned(), partition), (grant.epoch, grant.expires_ms));
@@ -417,6 +435,35 @@ impl Shared {
             },
         );
         Ok(())
+    }
+
+    /// Whether this agent may take `key/partition` from the agent in its
+    /// lease row `row` now (`takeover::ExpiredLeases::may_take`, with one
+    /// lease TTL of grace).
+    fn may_take(&self, key: &str, partition: u32, row: &crate::metastore::LeaseRow) -> bool {
+        let live = self.live.lock().contains(&row.holder);
+        let shard_failed =
+            self.peer_failures
+                .lock()
+                .get(&row.holder)
+                .is_some_and(|(shards, failed)| {
+                    failed.contains(&shard_for(topic_name(key), partition, (*shards).max(1)))
+                });
+        let holder = crate::takeover::Holder {
+            agent: &row.holder,
+            epoch: row.epoch,
+            expires_ms: row.expires_ms,
+            live,
+            shard_failed,
+        };
+        let may = self
+            .expired
+            .lock()
+            .may_take(key, partition, &holder, now_ms(), self.ttl_ms());
+        if !may {
+            tracing::info!(topic = key, partition, holder = %row.holder, epoch = row.epoch, "lease expired but its holder is alive: leaving it time to renew");
+        }
+        may
     }
 
     /// The epoch this agent holds `key/partition` under, if it does.
@@ -661,7 +708,11 @@ impl Shared {
 
     /// Acquires every partition of the known topics that is not held yet.
     /// Partitions another agent holds are skipped (retried next round).
+    /// Nothing while the agent drains: it is about to give leases up.
     async fn acquire_missing(&self) {
+        if self.draining.load(Ordering::Relaxed) {
+            return;
+        }
         let want: Vec<(String, u32)> = self
             .catalog
             .list()
@@ -747,8 +798,13 @@ impl Shared {
                     );
                 }
                 Err(MetaError::Fenced { detail, .. }) => self.lose(&key, p, detail),
+                // Kept: the shard refuses writes past the expiry, and the
+                // lease is renewed at the same epoch once the store answers
+                // again, unless another agent took it (then `Fenced`). Its
+                // acknowledged writes are still ours to ship; other agents
+                // leave a live agent's expired lease alone for a TTL.
                 Err(e) if now_ms() >= expires => {
-                    self.lose(&key, p, format!("lease expired: cannot renew it: {e}"))
+                    tracing::warn!(topic = %key, partition = p, error = %e, "lease expired: cannot renew it; writes refused until it is renewed")
                 }
                 Err(e) => {
                     tracing::warn!(topic = %key, partition = p, error = %e, "lease renewal failed; will retry")
@@ -963,6 +1019,12 @@ impl Control {
         self.handle.clone()
     }
 
+    /// The agent's drain flag (false until SIGTERM or `shutdown`); set,
+    /// the control plane takes no new leases.
+    pub fn drain_flag(&self) -> Arc<AtomicBool> {
+        self.shared.draining.clone()
+    }
+
     /// Stops the lease task and uploader and joins; with `release`, gives
     /// every lease up first (everything written is in object storage, so
     /// other agents may take the partitions at once).
@@ -1116,7 +1178,9 @@ async fn run(
         unwell: Mutex::new(HashMap::new()),
         peer_failures: Mutex::new(HashMap::new()),
         heartbeats_ok_since: Mutex::new(None),
+        expired: Mutex::new(crate::takeover::ExpiredLeases::default()),
         started: AtomicBool::new(false),
+        draining: Arc::new(AtomicBool::new(false)),
         meta_error: Mutex::new(None),
     });
     if let Err(e) = shared.sync_topics().await {

@@ -40,6 +40,7 @@ pub mod service;
 pub mod shard;
 pub mod sockets;
 pub mod supervisor;
+pub mod takeover;
 pub mod uploader;
 pub mod wal_watch;
 

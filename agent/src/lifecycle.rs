@@ -209,7 +209,7 @@ fn launch(
     let config = Arc::new(config);
     let registry = Arc::new(crate::metrics::Registry::new(config.shard_count()));
     let (control, mut inboxes) = control::start(config.clone(), catalog.clone(), registry.clone())?;
-    let draining = Arc::new(AtomicBool::new(false));
+    let draining = control.drain_flag();
     if signals {
         for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
             signal_hook::flag::register(sig, draining.clone())

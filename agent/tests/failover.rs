@@ -1000,3 +1000,70 @@ async fn leases_are_renewed_while_an_acquisition_hangs() {
     c.settled("slow", 1).await;
     assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
 }
+
+/// Found by the chaos run (seed 1): agent-1 is stopped past its TTL and
+/// agent-0 takes its partitions over and acknowledges `durable` writes to
+/// them that it has not shipped yet. The metadata store is then away for
+/// longer than the TTL while agent-1 comes back. Once the store returns,
+/// agent-0's lease on agent-1's partition has expired, but agent-0 is alive
+/// and still holds those writes: agent-1, the partition's owner, must wait
+/// for agent-0 to renew and hand the partition back, not take the expired
+/// lease at a new epoch and continue at the committed end.
+#[tokio::test]
+async fn after_a_metadata_outage_a_taken_over_partition_keeps_its_durable_writes() {
+    let url = pg::fresh_database("takenback").await;
+    let meta = tempfile::tempdir_in(target_tmp()).unwrap();
+    // Segments stay open for a minute, so the writes below are only in
+    // agent-0's WAL when the store goes away (a hand-over still seals).
+    let c = Cluster::start_full(2, url.clone(), meta, 2000, 60_000);
+    let admin = c.admin().await;
+    admin.create_topic("back", PARTITIONS).await.unwrap();
+    let leaders = c.settled("back", 2).await;
+    let part = leaders.iter().position(|l| l == "agent-1").unwrap() as u32;
+    c.agents[1].signal(libc::SIGSTOP);
+    c.settled("back", 1).await;
+    // Only agent-0 answers now.
+    let p = Producer::builder(vec![c.agents[0].addr(0)])
+        .acks(Acks::Durable)
+        .build()
+        .await
+        .unwrap();
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        let m = p
+            .send(ProducerRecord::new("back", format!("taken-{i}")).partition(part))
+            .await
+            .unwrap();
+        acked.push((m.offset, format!("taken-{i}")));
+    }
+    pg::execute(
+        &url,
+        "ALTER TABLE agents RENAME TO agents_away; ALTER TABLE leases RENAME TO leases_away",
+    )
+    .await;
+    c.agents[1].signal(libc::SIGCONT);
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    pg::execute(
+        &url,
+        "ALTER TABLE agents_away RENAME TO agents; ALTER TABLE leases_away RENAME TO leases",
+    )
+    .await;
+    let again = c.settled("back", 2).await;
+    assert_eq!(again[part as usize], "agent-1", "the partition went home");
+    p.close().await.unwrap();
+    let mut consumer = Consumer::connect(c.addresses()).await.unwrap();
+    consumer.assign([("back".to_owned(), part)]).await.unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while got.len() < acked.len() && Instant::now() < deadline {
+        got.extend(consumer.poll(Duration::from_millis(200)).await.unwrap());
+    }
+    let read: Vec<(u64, String)> = got
+        .iter()
+        .map(|r| (r.offset, String::from_utf8_lossy(&r.value).into_owned()))
+        .collect();
+    assert_eq!(
+        read, acked,
+        "every write acknowledged at `durable` by agent-0, at its offset"
+    );
+}
