@@ -123,6 +123,30 @@ impl ShardLeases {
         }
     }
 
+    /// Whether a batch admitted under `epoch` may be acknowledged once it
+    /// is in the WAL, at `now_ms`: yes while the lease is still held at that
+    /// epoch and unexpired, or while the partition is being handed over
+    /// (the hand-over ships everything written before it). Otherwise the
+    /// lease lapsed while the batch was written (the agent was paused, or
+    /// could not renew): another agent may lead the partition from its
+    /// committed end already, without the batch.
+    pub fn may_acknowledge(
+        &self,
+        topic: &str,
+        partition: u32,
+        epoch: u64,
+        now_ms: i64,
+    ) -> Result<(), LeaseProblem> {
+        match self.check(topic, partition, now_ms) {
+            Ok(e) if e == epoch => Ok(()),
+            Ok(e) => Err(LeaseProblem::Lost(format!(
+                "held at epoch {e} now, the batch was admitted at epoch {epoch}"
+            ))),
+            Err(LeaseProblem::Moving) => Ok(()),
+            Err(p) => Err(p),
+        }
+    }
+
     /// Marks a partition's lease lost, keeping the epoch its data was
     /// written under. Unknown partitions stay unknown.
     pub fn lose(&self, topic: &str, partition: u32, reason: String) {
@@ -174,5 +198,37 @@ mod tests {
         assert_eq!(l.data_epoch("t#1", 9), None);
         l.remove_topic("t#1");
         assert_eq!(l.check("t#1", 0, 0), Err(LeaseProblem::NotHeld));
+    }
+
+    #[test]
+    fn a_batch_is_acknowledged_only_under_the_lease_it_was_admitted_under() {
+        let l = ShardLeases::default();
+        let held = |epoch, expires_ms| LeaseState::Held { epoch, expires_ms };
+        l.set("t#1", 0, held(3, 100));
+        assert_eq!(l.may_acknowledge("t#1", 0, 3, 99), Ok(()));
+        assert!(
+            matches!(
+                l.may_acknowledge("t#1", 0, 3, 100),
+                Err(LeaseProblem::Lost(_))
+            ),
+            "expired while the batch was written"
+        );
+        l.set("t#1", 0, held(4, 500));
+        assert!(
+            matches!(
+                l.may_acknowledge("t#1", 0, 3, 100),
+                Err(LeaseProblem::Lost(_))
+            ),
+            "taken again at another epoch (continued at the committed end)"
+        );
+        l.set("t#1", 0, LeaseState::Moving { epoch: 4 });
+        assert_eq!(l.may_acknowledge("t#1", 0, 4, 900), Ok(()), "being shipped");
+        l.lose("t#1", 0, "fenced".into());
+        assert!(l.may_acknowledge("t#1", 0, 4, 100).is_err());
+        l.remove("t#1", 0);
+        assert_eq!(
+            l.may_acknowledge("t#1", 0, 4, 100),
+            Err(LeaseProblem::NotHeld)
+        );
     }
 }

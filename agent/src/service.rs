@@ -817,6 +817,29 @@ impl ShardContext {
             appended.base_offset + u64::from(appended.record_count),
             Ordering::Relaxed,
         );
+        // Tests hold a written batch here to stop the agent before its ack.
+        fail::fail_point!("shard-produce-written");
+        if ack == pb::AckLevel::AckDurable {
+            self.leases
+                .may_acknowledge(&t.key, req.partition, epoch, now_ms())
+                .map_err(|p| {
+                    Status::new(
+                        Code::Unavailable,
+                        format!(
+                            "the lease of {}/{} lapsed while the batch was written ({}): it \
+                             may not be kept; retry with the partition's leader (an idempotent \
+                             producer's retry is never stored twice)",
+                            req.topic,
+                            req.partition,
+                            match p {
+                                LeaseProblem::Lost(why) => why,
+                                LeaseProblem::NotHeld => "no longer held".into(),
+                                LeaseProblem::Moving => "moving".into(),
+                            }
+                        ),
+                    )
+                })?;
+        }
         if ack == pb::AckLevel::AckObject {
             if let Some(segment) = appended.segment {
                 if segment == self.log.active_segment() {

@@ -8,9 +8,11 @@ use std::time::Duration;
 use common::*;
 use streamhouse_client::{Acks, Admin, BatchRecord, Consumer, Error, Producer, ProducerRecord};
 
-/// Established TCP connections to `port`, counted on the agent's side
-/// (from /proc/net/tcp: local port = port, state 01 = ESTABLISHED).
-fn agent_side_connections(port: u16) -> usize {
+/// Established TCP connections to `port`, counted on the connecting side
+/// (from /proc/net/tcp: remote port = port, state 01 = ESTABLISHED). Not
+/// on the agent's side: another test's outgoing connection may use the
+/// agent's port number as its own local port, and would be counted.
+fn connections_to(port: u16) -> usize {
     let text = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default()
         + &std::fs::read_to_string("/proc/net/tcp6").unwrap_or_default();
     text.lines()
@@ -19,7 +21,7 @@ fn agent_side_connections(port: u16) -> usize {
             let f: Vec<&str> = l.split_whitespace().collect();
             f.len() > 3
                 && f[3] == "01"
-                && f[1]
+                && f[2]
                     .rsplit(':')
                     .next()
                     .and_then(|h| u16::from_str_radix(h, 16).ok())
@@ -278,7 +280,7 @@ async fn connections_are_reused_and_bounded() {
         .create_topic("pool", 8)
         .await
         .unwrap();
-    let before = agent_side_connections(agent.port);
+    let before = connections_to(agent.port);
     let producer = Producer::builder([agent.addr(0)])
         .max_connections_per_agent(2)
         .max_in_flight(2)
@@ -296,7 +298,7 @@ async fn connections_are_reused_and_bounded() {
             f.await.unwrap();
         }
     }
-    let during = agent_side_connections(agent.port) - before;
+    let during = connections_to(agent.port) - before;
     assert!(during <= 2, "{during} connections for a pool of 2");
     assert!(producer.metrics().connections_opened <= 2);
     assert_eq!(

@@ -27,6 +27,11 @@ const MIGRATION_LOCK: i64 = 0x5348_4d49_4752_4154;
 /// hold up every later call of the agent.
 pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How long a session of the agent may sit inside a transaction without
+/// sending anything before the server ends it (PostgreSQL's
+/// `idle_in_transaction_session_timeout`): 3 s.
+pub const IDLE_IN_TRANSACTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// The PostgreSQL metadata store.
 pub struct PostgresStore {
     url: String,
@@ -48,6 +53,17 @@ async fn connect(url: &str) -> Result<Client, MetaError> {
             tracing::warn!(error = %e, "metadata store connection ended");
         }
     });
+    // A transaction of this agent never waits on anything but the agent:
+    // if the agent stops mid-transaction (SIGSTOP, a frozen VM), the server
+    // ends the session and frees its row locks instead of holding up the
+    // agents that take its partitions over.
+    client
+        .batch_execute(&format!(
+            "SET idle_in_transaction_session_timeout = {}",
+            IDLE_IN_TRANSACTION_TIMEOUT.as_millis()
+        ))
+        .await
+        .map_err(db)?;
     Ok(client)
 }
 
@@ -389,28 +405,48 @@ impl PostgresStore {
         ttl_ms: i64,
     ) -> Result<Vec<Result<LeaseGrant, MetaError>>, MetaError> {
         let expires_ms = now_ms + ttl_ms;
-        let mut c = self.client().await?;
-        let tx = c.transaction().await.map_err(db)?;
+        let c = self.client().await?;
+        // One statement, no transaction open across round trips: an agent
+        // stopped (SIGSTOP, a frozen VM) between two statements would keep
+        // the rows locked and hold up the agents taking its partitions over.
+        let topics: Vec<&str> = leases.iter().map(|(t, _, _)| t.as_str()).collect();
+        let parts: Vec<i64> = leases.iter().map(|(_, p, _)| i64::from(*p)).collect();
+        let epochs: Vec<i64> = leases.iter().map(|(_, _, e)| to_i64(*e)).collect();
+        let renewed = c
+            .query(
+                "UPDATE leases SET expires_ms = $1 \
+                 FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS r(topic, part, epoch) \
+                 WHERE leases.topic = r.topic AND leases.part = r.part \
+                 AND leases.epoch = r.epoch AND leases.holder = $5 \
+                 RETURNING leases.topic, leases.part, leases.epoch",
+                &[&expires_ms, &topics, &parts, &epochs, &agent],
+            )
+            .await
+            .map_err(db)?;
+        let renewed: std::collections::HashSet<(String, i64, i64)> = renewed
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<_, String>(0),
+                    r.get::<_, i64>(1),
+                    r.get::<_, i64>(2),
+                )
+            })
+            .collect();
         let mut out = Vec::with_capacity(leases.len());
         for (topic, partition, epoch) in leases {
-            let n = tx
-                .execute(
-                    "UPDATE leases SET expires_ms = $5 WHERE topic = $1 AND part = $2 AND holder = $3 AND epoch = $4",
-                    &[topic, &i64::from(*partition), &agent, &to_i64(*epoch), &expires_ms],
-                )
-                .await
-                .map_err(db)?;
-            out.push(if n == 1 {
-                Ok(LeaseGrant {
-                    epoch: *epoch,
-                    expires_ms,
-                })
-            } else {
-                let cur = lease_row(&tx, topic, *partition, false).await?;
-                Err(fenced(topic, *partition, agent, *epoch, cur))
-            });
+            out.push(
+                if renewed.contains(&(topic.clone(), i64::from(*partition), to_i64(*epoch))) {
+                    Ok(LeaseGrant {
+                        epoch: *epoch,
+                        expires_ms,
+                    })
+                } else {
+                    let cur = lease_row(&*c, topic, *partition, false).await?;
+                    Err(fenced(topic, *partition, agent, *epoch, cur))
+                },
+            );
         }
-        tx.commit().await.map_err(db)?;
         Ok(out)
     }
 
