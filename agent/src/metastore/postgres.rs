@@ -40,8 +40,18 @@ pub struct PostgresStore {
     broken: std::sync::atomic::AtomicBool,
 }
 
+/// The error with the server's message and detail when there is one
+/// (`Display` of a server error says only "db error").
 fn db(e: tokio_postgres::Error) -> MetaError {
-    MetaError::backend(format!("postgres: {e}"))
+    match e.as_db_error() {
+        Some(d) => MetaError::backend(format!(
+            "postgres: {}: {}{}",
+            d.code().code(),
+            d.message(),
+            d.detail().map(|x| format!(" ({x})")).unwrap_or_default()
+        )),
+        None => MetaError::backend(format!("postgres: {e}")),
+    }
 }
 
 async fn connect(url: &str) -> Result<Client, MetaError> {
@@ -414,10 +424,17 @@ impl PostgresStore {
         let epochs: Vec<i64> = leases.iter().map(|(_, _, e)| to_i64(*e)).collect();
         let renewed = c
             .query(
-                "UPDATE leases SET expires_ms = $1 \
-                 FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS r(topic, part, epoch) \
-                 WHERE leases.topic = r.topic AND leases.part = r.part \
-                 AND leases.epoch = r.epoch AND leases.holder = $5 \
+                // Rows are locked in (topic, part) order, as a chunk
+                // commit locks them: two transactions locking the same
+                // rows in other orders deadlock, and PostgreSQL then aborts
+                // one of them after a second, each time.
+                "WITH mine AS ( \
+                     SELECT l.topic, l.part FROM leases l \
+                     JOIN unnest($2::text[], $3::bigint[], $4::bigint[]) AS r(topic, part, epoch) \
+                     ON l.topic = r.topic AND l.part = r.part AND l.epoch = r.epoch \
+                     WHERE l.holder = $5 ORDER BY l.topic COLLATE \"C\", l.part FOR UPDATE OF l) \
+                 UPDATE leases SET expires_ms = $1 FROM mine \
+                 WHERE leases.topic = mine.topic AND leases.part = mine.part \
                  RETURNING leases.topic, leases.part, leases.epoch",
                 &[&expires_ms, &topics, &parts, &epochs, &agent],
             )
@@ -513,6 +530,18 @@ impl PostgresStore {
             .map_err(db)?;
         if inserted == 0 {
             return Ok(false);
+        }
+        // Every lease row the chunk needs is locked first, in (topic, part)
+        // order, as lease renewal locks them (see `renew_leases`).
+        let mut rows: Vec<(&str, u32)> = chunk
+            .ranges
+            .iter()
+            .map(|r| (r.topic.as_str(), r.partition))
+            .collect();
+        rows.sort_unstable();
+        rows.dedup();
+        for (topic, partition) in rows {
+            lease_row(&tx, topic, partition, true).await?;
         }
         for r in &chunk.ranges {
             // The lease row is locked (FOR UPDATE): commits to one
