@@ -307,6 +307,19 @@ pub(crate) struct Shared {
     pub meta_error: Mutex<Option<String>>,
 }
 
+/// Whether `agent`, by its last heartbeat in `peers` (shard count, failed
+/// shards), reports the shard serving `topic/partition` as failed.
+fn peer_shard_failed(
+    peers: &HashMap<String, (usize, Vec<usize>)>,
+    agent: &str,
+    topic: &str,
+    partition: u32,
+) -> bool {
+    peers.get(agent).is_some_and(|(shards, failed)| {
+        failed.contains(&shard_for(topic, partition, (*shards).max(1)))
+    })
+}
+
 /// Topic name of a topic key `name#id`.
 fn topic_name(key: &str) -> &str {
     key.rsplit_once('#').map_or(key, |(n, _)| n)
@@ -442,13 +455,12 @@ impl Shared {
     /// lease TTL of grace).
     fn may_take(&self, key: &str, partition: u32, row: &crate::metastore::LeaseRow) -> bool {
         let live = self.live.lock().contains(&row.holder);
-        let shard_failed =
-            self.peer_failures
-                .lock()
-                .get(&row.holder)
-                .is_some_and(|(shards, failed)| {
-                    failed.contains(&shard_for(topic_name(key), partition, (*shards).max(1)))
-                });
+        let shard_failed = peer_shard_failed(
+            &self.peer_failures.lock(),
+            &row.holder,
+            topic_name(key),
+            partition,
+        );
         let holder = crate::takeover::Holder {
             agent: &row.holder,
             epoch: row.epoch,
@@ -492,9 +504,7 @@ impl Shared {
                 if **a == self.config.agent_id {
                     own_shard_works
                 } else {
-                    peers.get(*a).is_none_or(|(shards, failed)| {
-                        !failed.contains(&shard_for(name, partition, (*shards).max(1)))
-                    })
+                    !peer_shard_failed(&peers, a, name, partition)
                 }
             })
             .cloned()
