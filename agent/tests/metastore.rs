@@ -6,6 +6,7 @@ mod common;
 
 use common::unique;
 
+use streamhouse_agent::control::now_ms;
 use streamhouse_agent::metastore::{
     AgentRow, ChunkCommit, ChunkRange, MetaError, MetaStore, RememberedBatch, MAX_STORED_PRODUCERS,
     PRODUCER_STATE_TTL_MS, SCHEMA_VERSION,
@@ -445,7 +446,7 @@ async fn postgres_renewals_and_chunk_commits_never_deadlock() {
     let name = unique("locks");
     let t = commits.create_topic(&name, PARTS).await.unwrap();
     let key = format!("{name}#{}", t.id);
-    let now = common_now();
+    let now = now_ms();
     for p in 0..PARTS {
         commits
             .acquire_lease(&key, p, "agent-a", now, 600_000)
@@ -456,7 +457,7 @@ async fn postgres_renewals_and_chunk_commits_never_deadlock() {
         let held: Vec<(String, u32, u64)> = (0..PARTS).rev().map(|p| (key.clone(), p, 1)).collect();
         for _ in 0..300 {
             let r = renewals
-                .renew_leases(&held, "agent-a", common_now(), 600_000)
+                .renew_leases(&held, "agent-a", now_ms(), 600_000)
                 .await
                 .unwrap_or_else(|e| panic!("renewal failed: {e}"));
             assert!(r.iter().all(Result::is_ok), "{r:?}");
@@ -474,16 +475,10 @@ async fn postgres_renewals_and_chunk_commits_never_deadlock() {
                     .collect(),
             };
             commits
-                .commit_chunk("agent-a", &c, common_now())
+                .commit_chunk("agent-a", &c, now_ms())
                 .await
                 .unwrap_or_else(|e| panic!("commit {i} failed: {e}"));
         }
     };
     tokio::join!(renew, commit);
-}
-
-fn common_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
