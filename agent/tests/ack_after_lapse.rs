@@ -17,17 +17,6 @@ use common::*;
 const TOPIC: &str = "lapse";
 const PARTITIONS: u32 = 8;
 
-/// The agent id leading every partition of `TOPIC`, as `agent` sees it.
-async fn leaders(agent: &Agent) -> Vec<String> {
-    agent
-        .describe_topic(TOPIC)
-        .await
-        .partitions
-        .iter()
-        .map(|p| p.leader_agent_id.clone())
-        .collect()
-}
-
 #[tokio::test]
 async fn a_batch_written_across_a_pause_past_the_ttl_is_not_acknowledged() {
     // PostgreSQL: with a shared SQLite file, an agent stopped inside a
@@ -61,37 +50,23 @@ async fn a_batch_written_across_a_pause_past_the_ttl_is_not_acknowledged() {
         .collect()
     };
     // agent-0's first produce is held 1.5 s after it is written.
-    std::env::set_var("FAILPOINTS", "shard-produce-written=1*sleep(1500)");
     let a0_args = args("agent-0");
-    let a0 = Agent::start(1, &a0_args.iter().map(String::as_str).collect::<Vec<_>>());
-    std::env::remove_var("FAILPOINTS");
+    let a0 = Agent::start_with_failpoints(
+        1,
+        &a0_args.iter().map(String::as_str).collect::<Vec<_>>(),
+        "shard-produce-written=1*sleep(1500)",
+    );
     let a1_args = args("agent-1");
     let a1 = Agent::start(1, &a1_args.iter().map(String::as_str).collect::<Vec<_>>());
     a0.create_topic(TOPIC, PARTITIONS).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let part = loop {
-        let l = leaders(&a1).await;
-        if l.iter().all(|x| !x.is_empty()) && l.iter().any(|x| x == "agent-1") {
-            if let Some(p) = l.iter().position(|x| x == "agent-0") {
-                break p as u32;
-            }
-        }
-        assert!(Instant::now() < deadline, "partitions never spread: {l:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let part = a1.first_partition_led_by(TOPIC, "agent-0", "agent-1").await;
 
-    let meta0 = a0.describe_topic(TOPIC).await;
-    let mut client = a0.producer_for(&meta0, part).await;
-    let produce = tokio::spawn(async move {
-        let mut req = tonic::Request::new(produce_req(TOPIC, part, &["held".to_string()]));
-        req.set_timeout(Duration::from_secs(30));
-        client.produce(req).await
-    });
+    let produce = a0.produce_in_background(TOPIC, part, "held").await;
     // The batch is written and held; stop agent-0 past its TTL.
     tokio::time::sleep(Duration::from_millis(300)).await;
     a0.signal(libc::SIGSTOP);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while leaders(&a1).await[part as usize] != "agent-1" {
+    while a1.leaders(TOPIC).await[part as usize] != "agent-1" {
         assert!(Instant::now() < deadline, "agent-1 never took {part}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

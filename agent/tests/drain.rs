@@ -13,17 +13,6 @@ use common::*;
 
 const PARTITIONS: u32 = 8;
 
-/// The agent id leading every partition of `topic`, as `agent` sees it.
-async fn leaders(agent: &Agent, topic: &str) -> Vec<String> {
-    agent
-        .describe_topic(topic)
-        .await
-        .partitions
-        .iter()
-        .map(|p| p.leader_agent_id.clone())
-        .collect()
-}
-
 #[tokio::test]
 async fn a_draining_agent_takes_no_new_partitions() {
     let meta = tempfile::tempdir_in(target_tmp()).unwrap();
@@ -56,32 +45,20 @@ async fn a_draining_agent_takes_no_new_partitions() {
         .collect()
     };
     // agent-0's first produce is held 8 s: its drain waits for it.
-    std::env::set_var("FAILPOINTS", "shard-produce=1*sleep(8000)");
     let a0_args = args("agent-0");
-    let mut a0 = Agent::start(1, &a0_args.iter().map(String::as_str).collect::<Vec<_>>());
-    std::env::remove_var("FAILPOINTS");
+    let mut a0 = Agent::start_with_failpoints(
+        1,
+        &a0_args.iter().map(String::as_str).collect::<Vec<_>>(),
+        "shard-produce=1*sleep(8000)",
+    );
     let a1_args = args("agent-1");
     let a1 = Agent::start(1, &a1_args.iter().map(String::as_str).collect::<Vec<_>>());
     a1.create_topic("before", PARTITIONS).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let part = loop {
-        let l = leaders(&a1, "before").await;
-        if l.iter().all(|x| !x.is_empty()) && l.iter().any(|x| x == "agent-1") {
-            if let Some(p) = l.iter().position(|x| x == "agent-0") {
-                break p as u32;
-            }
-        }
-        assert!(Instant::now() < deadline, "partitions never spread: {l:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let part = a1
+        .first_partition_led_by("before", "agent-0", "agent-1")
+        .await;
 
-    let meta0 = a0.describe_topic("before").await;
-    let mut client = a0.producer_for(&meta0, part).await;
-    let held = tokio::spawn(async move {
-        let mut req = tonic::Request::new(produce_req("before", part, &["held".to_string()]));
-        req.set_timeout(Duration::from_secs(30));
-        client.produce(req).await
-    });
+    let held = a0.produce_in_background("before", part, "held").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     a0.signal(libc::SIGTERM);
     let drain_started = Instant::now();
@@ -91,7 +68,7 @@ async fn a_draining_agent_takes_no_new_partitions() {
     a1.create_topic("during", PARTITIONS).await;
     let mut seen = Vec::new();
     while drain_started.elapsed() < Duration::from_secs(6) {
-        let l = leaders(&a1, "during").await;
+        let l = a1.leaders("during").await;
         assert!(
             !l.iter().any(|x| x == "agent-0"),
             "agent-0 took partitions of a new topic while draining: {l:?}"
@@ -111,8 +88,8 @@ async fn a_draining_agent_takes_no_new_partitions() {
     // for a lease to expire.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let before = leaders(&a1, "before").await;
-        let during = leaders(&a1, "during").await;
+        let before = a1.leaders("before").await;
+        let during = a1.leaders("during").await;
         if before.iter().chain(&during).all(|x| x == "agent-1") {
             break;
         }

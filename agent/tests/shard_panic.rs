@@ -16,14 +16,13 @@ const TOPIC: &str = "panicky";
 #[tokio::test]
 async fn a_panicked_shard_is_restarted_and_keeps_every_acknowledged_record() {
     // The 11th produce (over the whole agent) panics its shard, once.
-    std::env::set_var("FAILPOINTS", "shard-produce=10*off->1*panic");
     let admin = free_ports(1);
     let admin_arg = format!("127.0.0.1:{admin}");
-    let mut agent = Agent::start(
+    let mut agent = Agent::start_with_failpoints(
         2,
         &["--admin-listen", &admin_arg, "--shutdown-grace-ms", "5000"],
+        "shard-produce=10*off->1*panic",
     );
-    std::env::remove_var("FAILPOINTS");
     let meta = agent.create_topic(TOPIC, 4).await;
     let shard0 = meta.partitions[0].shard;
     let other = (1..4u32)

@@ -119,6 +119,16 @@ impl Agent {
         a
     }
 
+    /// Like [`Agent::start`], with `FAILPOINTS` set to `failpoints` for
+    /// this agent's process only (fail points exist in test builds of the
+    /// agent). A restart by [`Agent::spawn`] runs without them.
+    pub fn start_with_failpoints(shards: usize, extra: &[&str], failpoints: &str) -> Agent {
+        std::env::set_var("FAILPOINTS", failpoints);
+        let a = Agent::start(shards, extra);
+        std::env::remove_var("FAILPOINTS");
+        a
+    }
+
     /// Like [`Agent::start`], under `ulimit -n open_files` (soft and hard).
     pub fn start_with_open_files(shards: usize, extra: &[&str], open_files: u64) -> Agent {
         let tmp = tempfile::Builder::new()
@@ -303,6 +313,51 @@ impl Agent {
             .await
             .expect("describe topic")
             .into_inner()
+    }
+
+    /// The agent id leading every partition of `topic`, as this agent
+    /// sees it ("" for a partition nobody leads).
+    pub async fn leaders(&self, topic: &str) -> Vec<String> {
+        self.describe_topic(topic)
+            .await
+            .partitions
+            .iter()
+            .map(|p| p.leader_agent_id.clone())
+            .collect()
+    }
+
+    /// Once every partition of `topic` is led and both `leader` and `other`
+    /// lead some, the first partition `leader` leads (within 30 s).
+    pub async fn first_partition_led_by(&self, topic: &str, leader: &str, other: &str) -> u32 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let l = self.leaders(topic).await;
+            if l.iter().all(|x| !x.is_empty()) && l.iter().any(|x| x == other) {
+                if let Some(p) = l.iter().position(|x| x == leader) {
+                    return p as u32;
+                }
+            }
+            assert!(Instant::now() < deadline, "partitions never spread: {l:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Sends one record `value` to `topic`/`partition` on this agent in a
+    /// task of its own (a 30 s deadline), for a test to answer later.
+    pub async fn produce_in_background(
+        &self,
+        topic: &str,
+        partition: u32,
+        value: &str,
+    ) -> tokio::task::JoinHandle<Result<tonic::Response<pb::ProduceResponse>, tonic::Status>> {
+        let meta = self.describe_topic(topic).await;
+        let mut client = self.producer_for(&meta, partition).await;
+        let req = produce_req(topic, partition, &[value.to_string()]);
+        tokio::spawn(async move {
+            let mut req = tonic::Request::new(req);
+            req.set_timeout(Duration::from_secs(30));
+            client.produce(req).await
+        })
     }
 
     /// Producer client for the shard that owns `topic`/`partition`.
