@@ -6,19 +6,19 @@
 //! a lock it shares with another core. Must not touch shard logs directly.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use bytes::Bytes;
 use futures::channel::{mpsc, oneshot};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::catalog::{validate_new_topic, Catalog};
 use crate::config::AgentConfig;
-use crate::metastore::{ChunkRange, MetaError, MetaStore, TopicRow};
+use crate::clock::now_ms;
+use crate::messages::{ClusterView, ControlError, ControlHandle, ShardHealth, ToControl, ToShard};
+use crate::metastore::{MetaError, MetaStore, TopicRow};
 use crate::metrics::Registry;
 use crate::objstore::ObjectStore;
 use crate::remote::RemoteCache;
@@ -28,99 +28,6 @@ use streamhouse_shard::producers::RememberedBatch;
 /// Attempts at a metadata call during start-up before giving up on it
 /// (delays 100, 200, 400, 800 ms between them).
 const START_ATTEMPTS: u32 = 5;
-
-/// What the control thread tells a shard.
-#[derive(Debug)]
-pub enum ShardMsg {
-    /// The lease on a partition is ours at `epoch`; data up to
-    /// `committed_end` is in object storage.
-    Lease {
-        topic: String,
-        partition: u32,
-        epoch: u64,
-        expires_ms: i64,
-        committed_end: u64,
-        /// The lease changed hands (or is new): local data past
-        /// `committed_end` was written under an older lease.
-        fresh: bool,
-        /// Producer batches committed for the partition (metadata store,
-        /// else the last committed range), to rebuild idempotent producer
-        /// state when the local log lacks them.
-        producers: Vec<RememberedBatch>,
-    },
-    /// Stop taking writes on a partition, get everything written so far
-    /// committed, then answer: its lease is about to be released.
-    Handoff {
-        topic: String,
-        partition: u32,
-        done: oneshot::Sender<()>,
-    },
-    /// A held lease was extended.
-    Renewed {
-        topic: String,
-        partition: u32,
-        epoch: u64,
-        expires_ms: i64,
-    },
-    /// The lease is gone (fenced or expired): stop serving the partition.
-    LeaseLost {
-        topic: String,
-        partition: u32,
-        reason: String,
-    },
-    /// The lease was handed to another agent: the partition is not served
-    /// here any more (`NOT_FOUND`, so clients look up the new leader).
-    Released { topic: String, partition: u32 },
-    /// Sealed segment `segment` is uploaded and committed (or needed no
-    /// upload); the shard may delete it.
-    /// `segment` is committed; `ends` has, per partition whose range in it
-    /// is committed, the offset after that range.
-    Committed {
-        segment: u64,
-        ends: Vec<(String, u32, u64)>,
-    },
-    /// Answered once every message before it was applied.
-    Barrier(oneshot::Sender<()>),
-}
-
-/// A sealed segment to ship: one object, committed with its ranges.
-#[derive(Debug, Clone)]
-pub struct UploadJob {
-    pub shard: usize,
-    pub segment: u64,
-    pub path: PathBuf,
-    /// Object key (unique per segment of a log incarnation).
-    pub key: String,
-    /// Ranges of partitions the shard holds lease state for, stamped with
-    /// the epoch they were written under.
-    pub ranges: Vec<ChunkRange>,
-    /// Ranges of partitions the shard has no lease state for (handed over,
-    /// or a lease not taken back yet after a restart); their `epoch` is 0
-    /// and the uploader resolves them against the metadata store.
-    pub unleased: Vec<ChunkRange>,
-}
-
-/// Errors of control requests, each mapping to one gRPC status.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ControlError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error("topic {0} already exists")]
-    Exists(String),
-    #[error("unknown topic {0}")]
-    Unknown(String),
-    #[error("{0}")]
-    OutOfRange(String),
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("{0}")]
-    Corrupt(String),
-    #[error("{0}")]
-    Internal(String),
-    /// A retry cannot help: another instance took over (a fenced producer).
-    #[error("{0}")]
-    Fenced(String),
-}
 
 impl From<MetaError> for ControlError {
     fn from(e: MetaError) -> Self {
@@ -139,123 +46,7 @@ impl From<MetaError> for ControlError {
     }
 }
 
-/// A request from a shard.
-pub enum Request {
-    CreateTopic {
-        name: String,
-        partitions: u32,
-        reply: oneshot::Sender<Result<TopicRow, ControlError>>,
-    },
-    DeleteTopic {
-        name: String,
-        reply: oneshot::Sender<Result<(), ControlError>>,
-    },
-    ProducerId {
-        reply: oneshot::Sender<Result<i64, ControlError>>,
-    },
-    /// The next epoch of an existing producer id (see
-    /// `MetaStore::bump_producer_epoch`).
-    BumpProducerEpoch {
-        producer_id: i64,
-        claimed: i32,
-        reply: oneshot::Sender<Result<i32, ControlError>>,
-    },
-    /// Batches of `topic/partition` from object storage, starting with the
-    /// one holding `offset`.
-    ReadRemote {
-        topic: String,
-        partition: u32,
-        offset: u64,
-        max_bytes: usize,
-        reply: oneshot::Sender<Result<Vec<Bytes>, ControlError>>,
-    },
-    /// Reload topics from the metadata store now.
-    SyncTopics {
-        reply: oneshot::Sender<Result<(), ControlError>>,
-    },
-    /// The cluster view for Metadata / Describe / List answers.
-    Cluster {
-        topics: Vec<String>,
-        reply: oneshot::Sender<Result<ClusterView, ControlError>>,
-    },
-    Upload(UploadJob),
-    /// A shard's health changed: `Failed` (its WAL refuses appends: acquire
-    /// none of its partitions), `Dead` (its executor ended: also stop
-    /// renewing its leases, so they expire and others take them), or
-    /// `Healthy` again.
-    ShardHealth {
-        shard: usize,
-        health: ShardHealth,
-    },
-    /// A failed shard has shipped everything it could: give its partitions'
-    /// leases up now, so other agents continue them at once.
-    ReleaseShard {
-        shard: usize,
-    },
-    /// A shard's executor was started again (after a panic) with a new
-    /// inbox: send to it from now on, and hand it the shard's leases again.
-    ShardRestarted {
-        shard: usize,
-        inbox: mpsc::UnboundedSender<ShardMsg>,
-    },
-}
 
-/// How a shard is doing, as the control thread tracks it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ShardHealth {
-    Healthy,
-    Failed,
-    Dead,
-}
-
-/// Who leads one partition: (agent id, shard address, lease epoch); empty
-/// strings when no live agent holds the lease.
-pub type Leader = (String, String, u64);
-
-/// Live agents and partition leaders, from the metadata store.
-#[derive(Debug, Clone, Default)]
-pub struct ClusterView {
-    /// (agent id, shard addresses).
-    pub agents: Vec<(String, Vec<String>)>,
-    /// Per topic, the leader of each partition.
-    pub topics: Vec<(String, Vec<Leader>)>,
-}
-
-/// How shards reach the control thread. Cheap to clone; `Send`.
-#[derive(Clone)]
-pub struct ControlHandle {
-    tx: crossbeam_channel::Sender<Request>,
-    notify: Arc<Notify>,
-}
-
-impl ControlHandle {
-    /// Queues a request; false if the control thread is gone.
-    pub fn send(&self, r: Request) -> bool {
-        let ok = self.tx.send(r).is_ok();
-        self.notify.notify_one();
-        ok
-    }
-
-    /// Sends a request built around a reply channel and waits for the answer.
-    pub async fn call<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<Result<T, ControlError>>) -> Request,
-    ) -> Result<T, ControlError> {
-        let (tx, rx) = oneshot::channel();
-        if !self.send(make(tx)) {
-            return Err(ControlError::Unavailable("the agent is stopping".into()));
-        }
-        rx.await
-            .unwrap_or_else(|_| Err(ControlError::Unavailable("the agent is stopping".into())))
-    }
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 /// How long acquiring a lease may spend reading the last committed batches
 /// from object storage, for a partition with no producer state stored:
@@ -275,7 +66,7 @@ pub(crate) struct Shared {
     renew_gate: tokio::sync::Mutex<()>,
     pub store: ObjectStore,
     /// Each shard's inbox (replaced when a shard is restarted).
-    shards: Vec<Mutex<mpsc::UnboundedSender<ShardMsg>>>,
+    shards: Vec<Mutex<mpsc::UnboundedSender<ToShard>>>,
     /// Leases this agent holds: (topic key, partition) -> (epoch, expiry ms).
     leases: Mutex<HashMap<(String, u32), (u64, i64)>>,
     pub cache: Mutex<RemoteCache>,
@@ -330,7 +121,7 @@ impl Shared {
         shard_for(topic_name(key), partition, self.config.shard_count())
     }
 
-    pub fn tell(&self, shard: usize, msg: ShardMsg) {
+    pub fn tell(&self, shard: usize, msg: ToShard) {
         if let Some(tx) = self.shards.get(shard) {
             let _ = tx.lock().unbounded_send(msg);
         }
@@ -359,7 +150,7 @@ impl Shared {
         self.catalog.set_lease_epoch(key, partition, 0);
         self.tell(
             self.shard_of(key, partition),
-            ShardMsg::LeaseLost {
+            ToShard::LeaseLost {
                 topic: key.to_owned(),
                 partition,
                 reason,
@@ -437,7 +228,7 @@ impl Shared {
         );
         self.tell(
             self.shard_of(key, partition),
-            ShardMsg::Lease {
+            ToShard::Lease {
                 topic: key.to_owned(),
                 partition,
                 epoch: grant.epoch,
@@ -600,7 +391,7 @@ impl Shared {
                 let (tx, rx) = oneshot::channel();
                 s.tell(
                     s.shard_of(&key, p),
-                    ShardMsg::Handoff {
+                    ToShard::Handoff {
                         topic: key.clone(),
                         partition: p,
                         done: tx,
@@ -799,7 +590,7 @@ impl Shared {
                     }
                     self.tell(
                         self.shard_of(&key, p),
-                        ShardMsg::Renewed {
+                        ToShard::Renewed {
                             topic: key,
                             partition: p,
                             epoch,
@@ -845,16 +636,16 @@ impl Shared {
         }
     }
 
-    async fn handle(self: Arc<Self>, req: Request) {
+    async fn handle(self: Arc<Self>, req: ToControl) {
         match req {
-            Request::CreateTopic {
+            ToControl::CreateTopic {
                 name,
                 partitions,
                 reply,
             } => {
-                let _ = reply.send(self.create_topic(&name, partitions).await);
+                let _ = reply.send(self.create_topic(&name, partitions).await.map(|_| ()));
             }
-            Request::DeleteTopic { name, reply } => {
+            ToControl::DeleteTopic { name, reply } => {
                 let r = self.meta.delete_topic(&name).await;
                 let r = match r {
                     Ok(row) => {
@@ -867,10 +658,10 @@ impl Shared {
                 };
                 let _ = reply.send(r);
             }
-            Request::ProducerId { reply } => {
+            ToControl::ProducerId { reply } => {
                 let _ = reply.send(self.meta.next_producer_id().await.map_err(Into::into));
             }
-            Request::BumpProducerEpoch {
+            ToControl::BumpProducerEpoch {
                 producer_id,
                 claimed,
                 reply,
@@ -878,7 +669,7 @@ impl Shared {
                 let r = self.meta.bump_producer_epoch(producer_id, claimed).await;
                 let _ = reply.send(r.map_err(Into::into));
             }
-            Request::ReadRemote {
+            ToControl::ReadRemote {
                 topic,
                 partition,
                 offset,
@@ -888,18 +679,18 @@ impl Shared {
                 let r = crate::remote::read(&self, &topic, partition, offset, max_bytes).await;
                 let _ = reply.send(r);
             }
-            Request::SyncTopics { reply } => {
+            ToControl::SyncTopics { reply } => {
                 let r = self.sync_topics().await;
                 if r.is_ok() {
                     self.acquire_missing().await;
                 }
                 let _ = reply.send(r.map_err(Into::into));
             }
-            Request::Cluster { topics, reply } => {
+            ToControl::Cluster { topics, reply } => {
                 let _ = reply.send(self.cluster_view(&topics).await.map_err(Into::into));
             }
-            Request::Upload(_) => {}
-            Request::ShardHealth { shard, health } => {
+            ToControl::Upload(_) => {}
+            ToControl::ShardHealth { shard, health } => {
                 tracing::warn!(shard, ?health, "shard health changed");
                 let mut unwell = self.unwell.lock();
                 match health {
@@ -911,14 +702,14 @@ impl Shared {
                     }
                 }
             }
-            Request::ReleaseShard { shard } => self.release_shard(shard).await,
-            Request::ShardRestarted { shard, inbox } => self.restarted(shard, inbox).await,
+            ToControl::ReleaseShard { shard } => self.release_shard(shard).await,
+            ToControl::ShardRestarted { shard, inbox } => self.restarted(shard, inbox).await,
         }
     }
 
     /// Shard `shard` runs again with a new inbox: takes each of its leases
     /// again (the same epoch, renewed) so the new executor is told them.
-    async fn restarted(&self, shard: usize, inbox: mpsc::UnboundedSender<ShardMsg>) {
+    async fn restarted(&self, shard: usize, inbox: mpsc::UnboundedSender<ToShard>) {
         if let Some(tx) = self.shards.get(shard) {
             *tx.lock() = inbox;
         }
@@ -985,7 +776,7 @@ impl Shared {
         }
         self.tell(
             self.shard_of(key, partition),
-            ShardMsg::Released {
+            ToShard::Released {
                 topic: key.to_owned(),
                 partition,
             },
@@ -1007,7 +798,7 @@ impl Shared {
         let mut acks = Vec::new();
         for s in 0..self.shards.len() {
             let (tx, rx) = oneshot::channel();
-            self.tell(s, ShardMsg::Barrier(tx));
+            self.tell(s, ToShard::Barrier(tx));
             acks.push(rx);
         }
         for rx in acks {
@@ -1055,7 +846,7 @@ pub fn start(
     config: Arc<AgentConfig>,
     catalog: Arc<Catalog>,
     metrics: Arc<Registry>,
-) -> Result<(Control, Vec<mpsc::UnboundedReceiver<ShardMsg>>), String> {
+) -> Result<(Control, Vec<mpsc::UnboundedReceiver<ToShard>>), String> {
     let shards = config.shard_count();
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::unbounded()).unzip();
     let (tx, rx) = crossbeam_channel::unbounded();
@@ -1141,8 +932,8 @@ async fn run(
     config: Arc<AgentConfig>,
     catalog: Arc<Catalog>,
     metrics: Arc<Registry>,
-    shards: Vec<mpsc::UnboundedSender<ShardMsg>>,
-    rx: crossbeam_channel::Receiver<Request>,
+    shards: Vec<mpsc::UnboundedSender<ToShard>>,
+    rx: crossbeam_channel::Receiver<ToControl>,
     notify: Arc<Notify>,
     ready: std::sync::mpsc::Sender<Result<Arc<Shared>, String>>,
 ) {
@@ -1238,7 +1029,7 @@ async fn run(
     while !shared.stop.load(Ordering::Acquire) {
         while let Ok(req) = rx.try_recv() {
             match req {
-                Request::Upload(job) => {
+                ToControl::Upload(job) => {
                     let _ = up_tx.send(job);
                 }
                 other => {

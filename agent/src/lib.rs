@@ -21,6 +21,7 @@
 pub mod assignment;
 pub mod budget;
 pub mod catalog;
+pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod control;
@@ -30,6 +31,7 @@ pub mod layout;
 pub mod lease;
 pub mod lifecycle;
 pub mod limits;
+pub mod messages;
 pub mod metastore;
 pub mod metrics;
 pub mod objstore;

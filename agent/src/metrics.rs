@@ -11,7 +11,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use streamhouse_shard::stats::{Buckets, LogStats};
 
-use crate::control::now_ms;
+use crate::clock::now_ms;
 use crate::grpc::Code;
 
 /// Request latency buckets, µs.

@@ -9,7 +9,8 @@ use bytes::Bytes;
 use streamhouse_shard::batch::BatchHeader;
 use streamhouse_shard::segment::{self, FrameProblem, ScannedFrame};
 
-use crate::control::{ControlError, Shared};
+use crate::control::Shared;
+use crate::messages::ControlError;
 use crate::metastore::RangeLocation;
 
 /// Ranged GETs kept in memory, evicted oldest first past a byte budget.

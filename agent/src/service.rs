@@ -21,9 +21,8 @@ use streamhouse_shard::{LogError, ShardLog};
 
 use crate::catalog::{Catalog, TopicEntry};
 use crate::config::AgentConfig;
-use crate::control::{
-    now_ms, ClusterView, ControlError, ControlHandle, Request, ShardMsg, UploadJob,
-};
+use crate::clock::now_ms;
+use crate::messages::{ClusterView, ControlError, ControlHandle, ToControl, ToShard, UploadJob};
 use crate::grpc::{read_message, Code, Status};
 use crate::lease::{LeaseProblem, LeaseState, ShardLeases};
 use crate::metastore::ChunkRange;
@@ -199,9 +198,9 @@ impl ShardContext {
     }
 
     /// Applies one message from the control thread.
-    pub fn apply(self: &Rc<Self>, msg: ShardMsg) {
+    pub fn apply(self: &Rc<Self>, msg: ToShard) {
         match msg {
-            ShardMsg::Lease {
+            ToShard::Lease {
                 topic,
                 partition,
                 epoch,
@@ -224,18 +223,18 @@ impl ShardContext {
                 self.leases
                     .set(&topic, partition, LeaseState::Held { epoch, expires_ms });
             }
-            ShardMsg::Renewed {
+            ToShard::Renewed {
                 topic,
                 partition,
                 epoch,
                 expires_ms,
             } => self.leases.renew(&topic, partition, epoch, expires_ms),
-            ShardMsg::LeaseLost {
+            ToShard::LeaseLost {
                 topic,
                 partition,
                 reason,
             } => self.leases.lose(&topic, partition, reason),
-            ShardMsg::Committed { segment, ends } => {
+            ToShard::Committed { segment, ends } => {
                 {
                     let mut committed = self.committed_ends.borrow_mut();
                     for (topic, partition, end) in ends {
@@ -259,11 +258,11 @@ impl ShardContext {
                     let _ = tx.send(());
                 }
             }
-            ShardMsg::Released { topic, partition } => self.leases.remove(&topic, partition),
-            ShardMsg::Barrier(tx) => {
+            ToShard::Released { topic, partition } => self.leases.remove(&topic, partition),
+            ToShard::Barrier(tx) => {
                 let _ = tx.send(());
             }
-            ShardMsg::Handoff {
+            ToShard::Handoff {
                 topic,
                 partition,
                 done,
@@ -351,7 +350,7 @@ impl ShardContext {
             ranges,
             unleased,
         };
-        if !self.control.send(Request::Upload(job)) {
+        if !self.control.send(ToControl::Upload(job)) {
             tracing::warn!(
                 shard = self.shard,
                 segment,
@@ -476,7 +475,7 @@ impl ShardContext {
                 let partitions = self.config.default_partitions;
                 let created = self
                     .control
-                    .call(|reply| Request::CreateTopic {
+                    .call(|reply| ToControl::CreateTopic {
                         name: name.to_owned(),
                         partitions,
                         reply,
@@ -529,7 +528,7 @@ impl ShardContext {
                 let req: pb::CreateTopicRequest =
                     decode(read_message(body, limit).await?, "CreateTopicRequest")?;
                 self.control
-                    .call(|reply| Request::CreateTopic {
+                    .call(|reply| ToControl::CreateTopic {
                         name: req.name.clone(),
                         partitions: req.partitions,
                         reply,
@@ -545,7 +544,7 @@ impl ShardContext {
                 let req: pb::DeleteTopicRequest =
                     decode(read_message(body, limit).await?, "DeleteTopicRequest")?;
                 self.control
-                    .call(|reply| Request::DeleteTopic {
+                    .call(|reply| ToControl::DeleteTopic {
                         name: req.name.clone(),
                         reply,
                     })
@@ -589,14 +588,14 @@ impl ShardContext {
                 let (producer_id, producer_epoch) = if req.producer_id == 0 {
                     let id = self
                         .control
-                        .call(|reply| Request::ProducerId { reply })
+                        .call(|reply| ToControl::ProducerId { reply })
                         .await
                         .map_err(control_status)?;
                     (id, 0)
                 } else {
                     let epoch = self
                         .control
-                        .call(|reply| Request::BumpProducerEpoch {
+                        .call(|reply| ToControl::BumpProducerEpoch {
                             producer_id: req.producer_id,
                             claimed: req.producer_epoch,
                             reply,
@@ -643,7 +642,7 @@ impl ShardContext {
     /// Live agents and partition leaders from the metadata store.
     async fn cluster(&self, topics: &[String]) -> Result<ClusterView, Status> {
         self.control
-            .call(|reply| Request::Cluster {
+            .call(|reply| ToControl::Cluster {
                 topics: topics.to_vec(),
                 reply,
             })
@@ -697,7 +696,7 @@ impl ShardContext {
     /// (`UNAVAILABLE`), never read as "unknown topic".
     async fn sync_topics(&self) -> Result<(), Status> {
         self.control
-            .call(|reply| Request::SyncTopics { reply })
+            .call(|reply| ToControl::SyncTopics { reply })
             .await
             .map_err(|e| {
                 Status::new(
@@ -983,7 +982,7 @@ impl ShardContext {
     ) -> Result<pb::FetchResponse, Status> {
         let batches = self
             .control
-            .call(|reply| Request::ReadRemote {
+            .call(|reply| ToControl::ReadRemote {
                 topic: t.key.to_string(),
                 partition: req.partition,
                 offset: req.offset,

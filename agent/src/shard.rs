@@ -22,7 +22,7 @@ use crate::budget::Budget;
 use crate::catalog::Catalog;
 use crate::config::AgentConfig;
 use crate::connection::{self, Door};
-use crate::control::{ControlHandle, ShardMsg};
+use crate::messages::{ControlHandle, ToShard};
 use crate::grpc::H2Settings;
 use crate::service::{ContextParts, ShardContext};
 
@@ -51,7 +51,7 @@ pub struct ShardSetup {
     pub ready: Ready,
     pub control: ControlHandle,
     /// Messages from the control thread (leases, committed chunks).
-    pub messages: mpsc::UnboundedReceiver<ShardMsg>,
+    pub messages: mpsc::UnboundedReceiver<ToShard>,
     pub metrics: Arc<crate::metrics::ShardMetrics>,
     /// Recover, ship every segment to object storage and stop, without
     /// listening: how a data dir written with another shard count is

@@ -18,7 +18,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::catalog::Catalog;
 use crate::config::AgentConfig;
-use crate::control::{ControlHandle, Request, ShardHealth, ShardMsg};
+use crate::messages::{ControlHandle, ShardHealth, ToControl, ToShard};
 use crate::metrics::ShardMetrics;
 use crate::shard::{self, Ready, ShardSetup};
 
@@ -51,7 +51,7 @@ pub struct Supervised {
 }
 
 impl Supervised {
-    fn setup(&self, ready: Ready, messages: mpsc::UnboundedReceiver<ShardMsg>) -> ShardSetup {
+    fn setup(&self, ready: Ready, messages: mpsc::UnboundedReceiver<ToShard>) -> ShardSetup {
         ShardSetup {
             shard: self.shard,
             config: self.config.clone(),
@@ -69,7 +69,7 @@ impl Supervised {
     fn spawn(
         &self,
         ready: Ready,
-        messages: mpsc::UnboundedReceiver<ShardMsg>,
+        messages: mpsc::UnboundedReceiver<ToShard>,
     ) -> Result<glommio::ExecutorJoinHandle<Result<bool, String>>, String> {
         let setup = self.setup(ready, messages);
         LocalExecutorBuilder::new(Placement::Fixed(self.core))
@@ -87,7 +87,7 @@ impl Supervised {
 pub fn start(
     s: Supervised,
     ready: Ready,
-    inbox: mpsc::UnboundedReceiver<ShardMsg>,
+    inbox: mpsc::UnboundedReceiver<ToShard>,
 ) -> Result<std::thread::JoinHandle<Result<bool, String>>, String> {
     let first = s.spawn(ready, inbox)?;
     std::thread::Builder::new()
@@ -116,7 +116,7 @@ fn watch(
         // their connections end.
         let shut = s.sockets.shut_down_all();
         tracing::error!(shard = s.shard, panic = %why, ?pause, sockets_shut_down = shut, "the shard's executor panicked; starting it again");
-        s.control.send(Request::ShardHealth {
+        s.control.send(ToControl::ShardHealth {
             shard: s.shard,
             health: ShardHealth::Failed,
         });
@@ -129,7 +129,7 @@ fn watch(
             if !dead && panicked.elapsed() >= GIVE_UP_AFTER {
                 dead = true;
                 tracing::error!(shard = s.shard, "the shard has not served for {GIVE_UP_AFTER:?} after a panic; its leases are left to expire");
-                s.control.send(Request::ShardHealth {
+                s.control.send(ToControl::ShardHealth {
                     shard: s.shard,
                     health: ShardHealth::Dead,
                 });
@@ -159,7 +159,7 @@ fn restart(s: &Supervised) -> Result<glommio::ExecutorJoinHandle<Result<bool, St
     let (tx, rx) = mpsc::unbounded();
     // The control thread sends to the new inbox from now on; what it sends
     // before the shard serves waits there and is applied first.
-    s.control.send(Request::ShardRestarted {
+    s.control.send(ToControl::ShardRestarted {
         shard: s.shard,
         inbox: tx,
     });
@@ -168,7 +168,7 @@ fn restart(s: &Supervised) -> Result<glommio::ExecutorJoinHandle<Result<bool, St
     match ready_rx.recv_timeout(START_WITHIN) {
         Ok((_, Ok(()))) => {
             tracing::warn!(shard = s.shard, "the shard serves again after a panic");
-            s.control.send(Request::ShardHealth {
+            s.control.send(ToControl::ShardHealth {
                 shard: s.shard,
                 health: ShardHealth::Healthy,
             });

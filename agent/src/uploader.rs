@@ -16,7 +16,8 @@ use std::collections::{HashMap, VecDeque};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 
-use crate::control::{ShardMsg, Shared, UploadJob};
+use crate::control::Shared;
+use crate::messages::{ToShard, UploadJob};
 use crate::metastore::{ChunkCommit, ChunkRange, MetaError};
 
 /// First retry delay; doubles up to [`MAX_RETRY`].
@@ -58,7 +59,7 @@ pub(crate) async fn run(
             let Some(ends) = commit(&committer, next).await else {
                 return;
             };
-            committer.tell(shard, ShardMsg::Committed { segment, ends });
+            committer.tell(shard, ToShard::Committed { segment, ends });
         }
     });
     loop {
@@ -258,7 +259,7 @@ async fn commit(shared: &Shared, stored: Stored) -> Option<Vec<(String, u32, u64
     loop {
         match shared
             .meta
-            .commit_chunk(&agent, &chunk, crate::control::now_ms())
+            .commit_chunk(&agent, &chunk, crate::clock::now_ms())
             .await
         {
             Ok(_) => {

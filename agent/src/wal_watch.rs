@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use streamhouse_shard::ReopenError;
 
-use crate::control::{Request, ShardHealth};
+use crate::messages::{ShardHealth, ToControl};
 use crate::service::ShardContext;
 
 /// How often a failed WAL is reopened: 1 s.
@@ -37,7 +37,7 @@ pub async fn watch(ctx: Rc<ShardContext>) {
         };
         let since = *failed_since.get_or_insert_with(|| {
             tracing::error!(shard = ctx.shard, error = %why, "the shard's WAL failed: not ready; reopening it every {REOPEN_EVERY:?}");
-            ctx.control.send(Request::ShardHealth {
+            ctx.control.send(ToControl::ShardHealth {
                 shard: ctx.shard,
                 health: ShardHealth::Failed,
             });
@@ -56,7 +56,7 @@ pub async fn watch(ctx: Rc<ShardContext>) {
                     torn_bytes = report.torn_bytes,
                     "the shard's WAL works again"
                 );
-                ctx.control.send(Request::ShardHealth {
+                ctx.control.send(ToControl::ShardHealth {
                     shard: ctx.shard,
                     health: ShardHealth::Healthy,
                 });
@@ -83,7 +83,7 @@ pub async fn watch(ctx: Rc<ShardContext>) {
                      not yet in object storage stay on its disk"
                 );
             }
-            ctx.control.send(Request::ReleaseShard { shard: ctx.shard });
+            ctx.control.send(ToControl::ReleaseShard { shard: ctx.shard });
             released = true;
         }
     }

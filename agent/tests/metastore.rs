@@ -6,7 +6,7 @@ mod common;
 
 use common::unique;
 
-use streamhouse_agent::control::now_ms;
+use streamhouse_agent::clock::now_ms;
 use streamhouse_agent::metastore::{
     AgentRow, ChunkCommit, ChunkRange, MetaError, MetaStore, RememberedBatch, MAX_STORED_PRODUCERS,
     PRODUCER_STATE_TTL_MS, SCHEMA_VERSION,

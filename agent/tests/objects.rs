@@ -464,7 +464,7 @@ async fn a_fenced_agent_cannot_commit_and_stops_serving() {
         .find(|t| t.name == "fence")
         .unwrap()
         .key();
-    let far = streamhouse_agent::control::now_ms() + 3_600_000;
+    let far = streamhouse_agent::clock::now_ms() + 3_600_000;
     let g = m
         .acquire_lease(&key, 0, "intruder", far, 3_600_000)
         .await

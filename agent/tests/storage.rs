@@ -554,7 +554,7 @@ async fn a_crash_after_a_lease_came_back_serves_only_the_new_leases_batches() {
     // epoch and continues at the committed end (0), not after its WAL.
     let m = MetaStore::open(&meta_url).await.unwrap();
     let key = m.topics().await.unwrap()[0].key();
-    let far = streamhouse_agent::control::now_ms() + 3_600_000;
+    let far = streamhouse_agent::clock::now_ms() + 3_600_000;
     let g = m
         .acquire_lease(&key, 0, "intruder", far, 3_600_000)
         .await

@@ -20,6 +20,7 @@ mod sqlite;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+pub use crate::messages::ChunkRange;
 pub use streamhouse_shard::producers::RememberedBatch;
 
 use std::collections::BTreeMap;
@@ -66,29 +67,6 @@ pub struct LeaseRow {
     pub holder: String,
     pub epoch: u64,
     pub expires_ms: i64,
-}
-
-/// One partition's batches inside a chunk object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChunkRange {
-    /// Topic key (`name#id`).
-    pub topic: String,
-    pub partition: u32,
-    /// First offset in the range.
-    pub base_offset: u64,
-    /// Offset after the last record in the range.
-    pub end_offset: u64,
-    /// Byte position of the first frame of the range in the object.
-    pub pos: u64,
-    /// Bytes from `pos` to the end of the range's last frame.
-    pub len: u64,
-    /// Lease epoch the data was written under.
-    pub epoch: u64,
-    /// The last batches (up to `REMEMBERED_BATCHES` each) of the idempotent
-    /// producers that wrote in this range, ending at or before `end_offset`:
-    /// stored so a new owner of the partition still recognises a retry of
-    /// any of them.
-    pub producers: Vec<RememberedBatch>,
 }
 
 /// A chunk to commit: one object and the partition ranges it holds.

@@ -1,0 +1,243 @@
+//! The types that cross the boundary between a shard's executor and the
+//! control thread, by direction: [`ToShard`] (leases, commits, hand-overs),
+//! [`ToControl`] (requests, health, restarts) with [`UploadJob`], and the
+//! answers ([`ControlError`], [`ClusterView`]). Plain data and the
+//! [`ControlHandle`] channel only: this module imports no other module of
+//! the crate, so both sides can depend on it without depending on each
+//! other.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::channel::{mpsc, oneshot};
+use streamhouse_shard::producers::RememberedBatch;
+use tokio::sync::Notify;
+
+/// One partition's batches inside a chunk object (a sealed segment as its
+/// shard describes it, and as the metadata store commits it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkRange {
+    /// Topic key (`name#id`).
+    pub topic: String,
+    pub partition: u32,
+    /// First offset in the range.
+    pub base_offset: u64,
+    /// Offset after the last record in the range.
+    pub end_offset: u64,
+    /// Byte position of the first frame of the range in the object.
+    pub pos: u64,
+    /// Bytes from `pos` to the end of the range's last frame.
+    pub len: u64,
+    /// Lease epoch the data was written under.
+    pub epoch: u64,
+    /// The last batches (up to `REMEMBERED_BATCHES` each) of the idempotent
+    /// producers that wrote in this range, ending at or before `end_offset`:
+    /// stored so a new owner of the partition still recognises a retry of
+    /// any of them.
+    pub producers: Vec<RememberedBatch>,
+}
+
+/// What the control thread tells a shard.
+#[derive(Debug)]
+pub enum ToShard {
+    /// The lease on a partition is ours at `epoch`; data up to
+    /// `committed_end` is in object storage.
+    Lease {
+        topic: String,
+        partition: u32,
+        epoch: u64,
+        expires_ms: i64,
+        committed_end: u64,
+        /// The lease changed hands (or is new): local data past
+        /// `committed_end` was written under an older lease.
+        fresh: bool,
+        /// Producer batches committed for the partition (metadata store,
+        /// else the last committed range), to rebuild idempotent producer
+        /// state when the local log lacks them.
+        producers: Vec<RememberedBatch>,
+    },
+    /// Stop taking writes on a partition, get everything written so far
+    /// committed, then answer: its lease is about to be released.
+    Handoff {
+        topic: String,
+        partition: u32,
+        done: oneshot::Sender<()>,
+    },
+    /// A held lease was extended.
+    Renewed {
+        topic: String,
+        partition: u32,
+        epoch: u64,
+        expires_ms: i64,
+    },
+    /// The lease is gone (fenced or expired): stop serving the partition.
+    LeaseLost {
+        topic: String,
+        partition: u32,
+        reason: String,
+    },
+    /// The lease was handed to another agent: the partition is not served
+    /// here any more (`NOT_FOUND`, so clients look up the new leader).
+    Released { topic: String, partition: u32 },
+    /// Sealed segment `segment` is uploaded and committed (or needed no
+    /// upload); the shard may delete it.
+    /// `segment` is committed; `ends` has, per partition whose range in it
+    /// is committed, the offset after that range.
+    Committed {
+        segment: u64,
+        ends: Vec<(String, u32, u64)>,
+    },
+    /// Answered once every message before it was applied.
+    Barrier(oneshot::Sender<()>),
+}
+
+/// A sealed segment to ship: one object, committed with its ranges.
+#[derive(Debug, Clone)]
+pub struct UploadJob {
+    pub shard: usize,
+    pub segment: u64,
+    pub path: PathBuf,
+    /// Object key (unique per segment of a log incarnation).
+    pub key: String,
+    /// Ranges of partitions the shard holds lease state for, stamped with
+    /// the epoch they were written under.
+    pub ranges: Vec<ChunkRange>,
+    /// Ranges of partitions the shard has no lease state for (handed over,
+    /// or a lease not taken back yet after a restart); their `epoch` is 0
+    /// and the uploader resolves them against the metadata store.
+    pub unleased: Vec<ChunkRange>,
+}
+
+/// Errors of control requests, each mapping to one gRPC status.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ControlError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("topic {0} already exists")]
+    Exists(String),
+    #[error("unknown topic {0}")]
+    Unknown(String),
+    #[error("{0}")]
+    OutOfRange(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Internal(String),
+    /// A retry cannot help: another instance took over (a fenced producer).
+    #[error("{0}")]
+    Fenced(String),
+}
+
+/// A request from a shard to the control thread.
+pub enum ToControl {
+    CreateTopic {
+        name: String,
+        partitions: u32,
+        reply: oneshot::Sender<Result<(), ControlError>>,
+    },
+    DeleteTopic {
+        name: String,
+        reply: oneshot::Sender<Result<(), ControlError>>,
+    },
+    ProducerId {
+        reply: oneshot::Sender<Result<i64, ControlError>>,
+    },
+    /// The next epoch of an existing producer id (see
+    /// `MetaStore::bump_producer_epoch`).
+    BumpProducerEpoch {
+        producer_id: i64,
+        claimed: i32,
+        reply: oneshot::Sender<Result<i32, ControlError>>,
+    },
+    /// Batches of `topic/partition` from object storage, starting with the
+    /// one holding `offset`.
+    ReadRemote {
+        topic: String,
+        partition: u32,
+        offset: u64,
+        max_bytes: usize,
+        reply: oneshot::Sender<Result<Vec<Bytes>, ControlError>>,
+    },
+    /// Reload topics from the metadata store now.
+    SyncTopics {
+        reply: oneshot::Sender<Result<(), ControlError>>,
+    },
+    /// The cluster view for Metadata / Describe / List answers.
+    Cluster {
+        topics: Vec<String>,
+        reply: oneshot::Sender<Result<ClusterView, ControlError>>,
+    },
+    Upload(UploadJob),
+    /// A shard's health changed: `Failed` (its WAL refuses appends: acquire
+    /// none of its partitions), `Dead` (its executor ended: also stop
+    /// renewing its leases, so they expire and others take them), or
+    /// `Healthy` again.
+    ShardHealth {
+        shard: usize,
+        health: ShardHealth,
+    },
+    /// A failed shard has shipped everything it could: give its partitions'
+    /// leases up now, so other agents continue them at once.
+    ReleaseShard {
+        shard: usize,
+    },
+    /// A shard's executor was started again (after a panic) with a new
+    /// inbox: send to it from now on, and hand it the shard's leases again.
+    ShardRestarted {
+        shard: usize,
+        inbox: mpsc::UnboundedSender<ToShard>,
+    },
+}
+
+/// How a shard is doing, as the control thread tracks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardHealth {
+    Healthy,
+    Failed,
+    Dead,
+}
+
+/// Who leads one partition: (agent id, shard address, lease epoch); empty
+/// strings when no live agent holds the lease.
+pub type Leader = (String, String, u64);
+
+/// Live agents and partition leaders, from the metadata store.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterView {
+    /// (agent id, shard addresses).
+    pub agents: Vec<(String, Vec<String>)>,
+    /// Per topic, the leader of each partition.
+    pub topics: Vec<(String, Vec<Leader>)>,
+}
+
+/// How shards reach the control thread. Cheap to clone; `Send`.
+#[derive(Clone)]
+pub struct ControlHandle {
+    pub(crate) tx: crossbeam_channel::Sender<ToControl>,
+    pub(crate) notify: Arc<Notify>,
+}
+
+impl ControlHandle {
+    /// Queues a request; false if the control thread is gone.
+    pub fn send(&self, r: ToControl) -> bool {
+        let ok = self.tx.send(r).is_ok();
+        self.notify.notify_one();
+        ok
+    }
+
+    /// Sends a request built around a reply channel and waits for the answer.
+    pub async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, ControlError>>) -> ToControl,
+    ) -> Result<T, ControlError> {
+        let (tx, rx) = oneshot::channel();
+        if !self.send(make(tx)) {
+            return Err(ControlError::Unavailable("the agent is stopping".into()));
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(ControlError::Unavailable("the agent is stopping".into())))
+    }
+}
