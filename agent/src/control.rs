@@ -14,14 +14,15 @@ use futures::channel::{mpsc, oneshot};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+use crate::admin::{Admin, Readiness};
 use crate::catalog::{validate_new_topic, Catalog};
-use crate::config::AgentConfig;
 use crate::clock::now_ms;
+use crate::config::AgentConfig;
 use crate::messages::{ClusterView, ControlError, ControlHandle, ShardHealth, ToControl, ToShard};
 use crate::metastore::{MetaError, MetaStore, TopicRow};
 use crate::metrics::Registry;
 use crate::objstore::ObjectStore;
-use crate::remote::RemoteCache;
+use crate::remote::{ChunkReader, RemoteCache};
 use crate::routing::shard_for;
 use streamhouse_shard::producers::RememberedBatch;
 
@@ -45,8 +46,6 @@ impl From<MetaError> for ControlError {
         }
     }
 }
-
-
 
 /// How long acquiring a lease may spend reading the last committed batches
 /// from object storage, for a partition with no producer state stored:
@@ -90,12 +89,11 @@ pub(crate) struct Shared {
     /// Since when other live agents' leases have been seen expired (see
     /// `takeover`).
     expired: Mutex<crate::takeover::ExpiredLeases>,
-    /// Health for `/ready`: the first lease round is done, and the last
-    /// metadata store call succeeded (or the reason it failed).
-    pub started: AtomicBool,
+    /// What `/ready` answers from: the first lease round is done, and
+    /// the last metadata store round succeeded (or why it failed).
+    pub readiness: Arc<Readiness>,
     /// Set when the agent drains (SIGTERM, `shutdown`): no new leases.
     draining: Arc<AtomicBool>,
-    pub meta_error: Mutex<Option<String>>,
 }
 
 /// Whether `agent`, by its last heartbeat in `peers` (shard count, failed
@@ -119,6 +117,15 @@ fn topic_name(key: &str) -> &str {
 impl Shared {
     pub fn shard_of(&self, key: &str, partition: u32) -> usize {
         shard_for(topic_name(key), partition, self.config.shard_count())
+    }
+
+    /// Reads of committed data from chunk objects.
+    fn chunks(&self) -> ChunkReader<'_> {
+        ChunkReader {
+            meta: &self.meta,
+            store: &self.store,
+            cache: &self.cache,
+        }
     }
 
     pub fn tell(&self, shard: usize, msg: ToShard) {
@@ -196,7 +203,7 @@ impl Shared {
             // wait on a slow object store.
             let read = tokio::time::timeout(
                 PRODUCER_FALLBACK_TIMEOUT,
-                crate::remote::last_headers(self, key, partition, committed_end),
+                self.chunks().last_headers(key, partition, committed_end),
             )
             .await;
             match read {
@@ -676,7 +683,10 @@ impl Shared {
                 max_bytes,
                 reply,
             } => {
-                let r = crate::remote::read(&self, &topic, partition, offset, max_bytes).await;
+                let r = self
+                    .chunks()
+                    .read(&topic, partition, offset, max_bytes)
+                    .await;
                 let _ = reply.send(r);
             }
             ToControl::SyncTopics { reply } => {
@@ -961,6 +971,9 @@ async fn run(
         }
     };
     tracing::info!(metadata = %meta_url, object_store = %store.describe(), "control plane open");
+    let shard_ports = (0..config.shard_count())
+        .map(|i| config.shard_listen(i))
+        .collect();
     let shared = Arc::new(Shared {
         cache: Mutex::new(RemoteCache::new(config.read_cache_bytes)),
         config,
@@ -980,9 +993,8 @@ async fn run(
         peer_failures: Mutex::new(HashMap::new()),
         heartbeats_ok_since: Mutex::new(None),
         expired: Mutex::new(crate::takeover::ExpiredLeases::default()),
-        started: AtomicBool::new(false),
+        readiness: Arc::new(Readiness::new(shard_ports)),
         draining: Arc::new(AtomicBool::new(false)),
-        meta_error: Mutex::new(None),
     });
     if let Err(e) = shared.sync_topics().await {
         let _ = ready.send(Err(format!("cannot load topics: {e}")));
@@ -992,7 +1004,13 @@ async fn run(
         match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => {
                 tracing::info!(%addr, "admin HTTP (/health, /ready)");
-                tokio::spawn(crate::health::serve(l, shared.clone()));
+                let admin = Admin {
+                    readiness: shared.readiness.clone(),
+                    metrics: shared.metrics.clone(),
+                    max_connections: shared.config.max_admin_connections,
+                    read_timeout: shared.config.admin_read_timeout(),
+                };
+                tokio::spawn(crate::admin::serve(l, Arc::new(admin)));
             }
             Err(e) => {
                 let _ = ready.send(Err(format!("--admin-listen {addr}: {e}")));
@@ -1008,7 +1026,7 @@ async fn run(
     // claimed, so a joining agent takes only its share.
     shared.reclaim_own().await;
     shared.acquire_missing().await;
-    shared.started.store(true, Ordering::Release);
+    shared.readiness.set_started();
     let _ = ready.send(Ok(shared.clone()));
 
     let renewer = match start_renewals(shared.clone()) {
@@ -1047,10 +1065,11 @@ async fn run(
                 }
                 let beat = s.heartbeat().await;
                 let synced = s.sync_topics().await;
-                *s.meta_error.lock() = beat.and(synced).err().map(|e| e.to_string());
-                if let Some(e) = &*s.meta_error.lock() {
+                let error = beat.and(synced).err().map(|e| e.to_string());
+                if let Some(e) = &error {
                     tracing::warn!(error = %e, "metadata store unreachable");
                 }
+                s.readiness.set_meta_error(error);
                 s.rebalance();
                 s.acquire_missing().await;
             }

@@ -18,6 +18,7 @@
 //! thread, restarted after a panic), [`sockets`] (the descriptors a
 //! shard holds, shut down when its executor dies).
 
+pub mod admin;
 pub mod assignment;
 pub mod budget;
 pub mod catalog;
@@ -26,7 +27,6 @@ pub mod config;
 pub mod connection;
 pub mod control;
 pub mod grpc;
-pub mod health;
 pub mod layout;
 pub mod lease;
 pub mod lifecycle;

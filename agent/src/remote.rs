@@ -1,7 +1,9 @@
 //! Reads of committed data from chunk objects: find the range through the
 //! metadata store's chunk index, fetch it with one ranged GET (kept in a
 //! small byte-bounded cache), and pick out the partition's batches, each
-//! verified by its frame and batch CRCs. Runs on the control thread.
+//! verified by its frame and batch CRCs. Runs on the control thread; reads
+//! the metadata and object stores it is given, never the control plane's
+//! state.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -9,9 +11,11 @@ use bytes::Bytes;
 use streamhouse_shard::batch::BatchHeader;
 use streamhouse_shard::segment::{self, FrameProblem, ScannedFrame};
 
-use crate::control::Shared;
+use parking_lot::Mutex;
+
 use crate::messages::ControlError;
-use crate::metastore::RangeLocation;
+use crate::metastore::{MetaStore, RangeLocation};
+use crate::objstore::ObjectStore;
 
 /// Ranged GETs kept in memory, evicted oldest first past a byte budget.
 pub struct RemoteCache {
@@ -63,61 +67,100 @@ impl RemoteCache {
     }
 }
 
-/// Batches of `topic/partition` from the committed range holding `offset`
-/// (or the first range after it), at least one and about `max_bytes`.
-pub(crate) async fn read(
-    shared: &Shared,
-    topic: &str,
-    partition: u32,
-    offset: u64,
-    max_bytes: usize,
-) -> Result<Vec<Bytes>, ControlError> {
-    let Some(loc) = shared.meta.find_range(topic, partition, offset).await? else {
-        return Err(ControlError::OutOfRange(format!(
-            "offset {offset} of {topic}/{partition} is neither in the local log nor in object storage"
-        )));
-    };
-    let data = range_bytes(shared, &loc).await?;
-    let mut out = Vec::new();
-    let mut bytes = 0;
-    for f in frames(&data, &loc) {
-        let (f, batch) = f?;
-        let end = f.header.base_offset + u64::from(f.header.record_count);
-        if f.topic == topic && f.partition == partition && end > offset {
-            bytes += batch.len();
-            out.push(batch);
-            if bytes >= max_bytes {
-                break;
-            }
-        }
-    }
-    Ok(out)
+/// Where committed data is read from: the chunk index, the objects, and
+/// the cache of ranged GETs.
+pub(crate) struct ChunkReader<'a> {
+    pub meta: &'a MetaStore,
+    pub store: &'a ObjectStore,
+    pub cache: &'a Mutex<RemoteCache>,
 }
 
-/// Headers of the batches in a partition's last committed range (the one
-/// ending at `committed_end`), oldest first.
-pub(crate) async fn last_headers(
-    shared: &Shared,
-    topic: &str,
-    partition: u32,
-    committed_end: u64,
-) -> Result<Vec<BatchHeader>, ControlError> {
-    let Some(loc) = shared
-        .meta
-        .find_range(topic, partition, committed_end.saturating_sub(1))
-        .await?
-    else {
-        return Ok(Vec::new());
-    };
-    let data = range_bytes(shared, &loc).await?;
-    let mut out = Vec::new();
-    for f in frames(&data, &loc) {
-        let (f, _) = f?;
-        if f.topic == topic && f.partition == partition {
-            out.push(f.header);
+impl ChunkReader<'_> {
+    /// Batches of `topic/partition` from the committed range holding `offset`
+    /// (or the first range after it), at least one and about `max_bytes`.
+    pub(crate) async fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<Bytes>, ControlError> {
+        let Some(loc) = self.meta.find_range(topic, partition, offset).await? else {
+            return Err(ControlError::OutOfRange(format!(
+                "offset {offset} of {topic}/{partition} is neither in the local log nor in object storage"
+            )));
+        };
+        let data = self.range_bytes(&loc).await?;
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for f in frames(&data, &loc) {
+            let (f, batch) = f?;
+            let end = f.header.base_offset + u64::from(f.header.record_count);
+            if f.topic == topic && f.partition == partition && end > offset {
+                bytes += batch.len();
+                out.push(batch);
+                if bytes >= max_bytes {
+                    break;
+                }
+            }
         }
+        Ok(out)
     }
-    Ok(out)
+
+    /// Headers of the batches in a partition's last committed range (the one
+    /// ending at `committed_end`), oldest first.
+    pub(crate) async fn last_headers(
+        &self,
+        topic: &str,
+        partition: u32,
+        committed_end: u64,
+    ) -> Result<Vec<BatchHeader>, ControlError> {
+        let Some(loc) = self
+            .meta
+            .find_range(topic, partition, committed_end.saturating_sub(1))
+            .await?
+        else {
+            return Ok(Vec::new());
+        };
+        let data = self.range_bytes(&loc).await?;
+        let mut out = Vec::new();
+        for f in frames(&data, &loc) {
+            let (f, _) = f?;
+            if f.topic == topic && f.partition == partition {
+                out.push(f.header);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The bytes of a committed range, from the cache or one ranged GET.
+    async fn range_bytes(&self, loc: &RangeLocation) -> Result<Bytes, ControlError> {
+        let cached = self.cache.lock().get(&loc.chunk_key, loc.pos);
+        let data = match cached {
+            Some(d) => d,
+            None => {
+                let d = self
+                    .store
+                    .get_range(&loc.chunk_key, loc.pos, loc.len)
+                    .await
+                    .map_err(|e| {
+                        ControlError::Unavailable(format!("reading {}: {e}", loc.chunk_key))
+                    })?;
+                if (d.len() as u64) < loc.len {
+                    return Err(ControlError::Corrupt(format!(
+                        "chunk {} is shorter than its index says ({} of {} bytes at {})",
+                        loc.chunk_key,
+                        d.len(),
+                        loc.len,
+                        loc.pos
+                    )));
+                }
+                self.cache.lock().put(&loc.chunk_key, loc.pos, d.clone());
+                d
+            }
+        };
+        Ok(data)
+    }
 }
 
 /// Every frame of a range, with its batch bytes; stops at the first bad one.
@@ -151,35 +194,6 @@ fn frames<'a>(
             }
         }
     })
-}
-
-/// The bytes of a committed range, from the cache or one ranged GET.
-async fn range_bytes(shared: &Shared, loc: &RangeLocation) -> Result<Bytes, ControlError> {
-    let cached = shared.cache.lock().get(&loc.chunk_key, loc.pos);
-    let data = match cached {
-        Some(d) => d,
-        None => {
-            let d = shared
-                .store
-                .get_range(&loc.chunk_key, loc.pos, loc.len)
-                .await
-                .map_err(|e| {
-                    ControlError::Unavailable(format!("reading {}: {e}", loc.chunk_key))
-                })?;
-            if (d.len() as u64) < loc.len {
-                return Err(ControlError::Corrupt(format!(
-                    "chunk {} is shorter than its index says ({} of {} bytes at {})",
-                    loc.chunk_key,
-                    d.len(),
-                    loc.len,
-                    loc.pos
-                )));
-            }
-            shared.cache.lock().put(&loc.chunk_key, loc.pos, d.clone());
-            d
-        }
-    };
-    Ok(data)
 }
 
 #[cfg(test)]

@@ -20,11 +20,11 @@ use streamhouse_shard::batch::{self, BatchBuilder, Codec, ProducerInfo};
 use streamhouse_shard::{LogError, ShardLog};
 
 use crate::catalog::{Catalog, TopicEntry};
-use crate::config::AgentConfig;
 use crate::clock::now_ms;
-use crate::messages::{ClusterView, ControlError, ControlHandle, ToControl, ToShard, UploadJob};
+use crate::config::AgentConfig;
 use crate::grpc::{read_message, Code, Status};
 use crate::lease::{LeaseProblem, LeaseState, ShardLeases};
+use crate::messages::{ClusterView, ControlError, ControlHandle, ToControl, ToShard, UploadJob};
 use crate::metastore::ChunkRange;
 use crate::metrics::ShardMetrics;
 use crate::routing::shard_for;

@@ -22,8 +22,8 @@ use crate::budget::Budget;
 use crate::catalog::Catalog;
 use crate::config::AgentConfig;
 use crate::connection::{self, Door};
-use crate::messages::{ControlHandle, ToShard};
 use crate::grpc::H2Settings;
+use crate::messages::{ControlHandle, ToShard};
 use crate::service::{ContextParts, ShardContext};
 
 /// How long a shard retries binding a port that is in use: 3 s.

@@ -83,7 +83,8 @@ pub async fn watch(ctx: Rc<ShardContext>) {
                      not yet in object storage stay on its disk"
                 );
             }
-            ctx.control.send(ToControl::ReleaseShard { shard: ctx.shard });
+            ctx.control
+                .send(ToControl::ReleaseShard { shard: ctx.shard });
             released = true;
         }
     }

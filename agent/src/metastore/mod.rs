@@ -18,9 +18,9 @@
 mod postgres;
 mod sqlite;
 
+pub use crate::messages::ChunkRange;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
-pub use crate::messages::ChunkRange;
 pub use streamhouse_shard::producers::RememberedBatch;
 
 use std::collections::BTreeMap;

@@ -8,7 +8,12 @@
 //! query string is ignored. Plain HTTP/1.1, one request per connection, at
 //! most `--max-admin-connections` at once, each closed if its request head
 //! has not arrived within `--admin-read-timeout-ms`. Runs on the control
-//! thread; reads shared state only.
+//! thread; reads the [`Readiness`] flags and the metrics registry only,
+//! never the control plane's state.
+
+mod readiness;
+
+pub use readiness::Readiness;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -17,19 +22,41 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::control::Shared;
+use crate::metrics::Registry;
+
+/// What the admin port serves from, and its limits.
+pub struct Admin {
+    pub readiness: Arc<Readiness>,
+    pub metrics: Arc<Registry>,
+    /// Connections served at once (`--max-admin-connections`).
+    pub max_connections: usize,
+    /// How long a request head may take to arrive (`--admin-read-timeout-ms`).
+    pub read_timeout: Duration,
+}
+
+/// Counts one open admin connection for as long as it lives.
+struct Open(Arc<AtomicUsize>);
+
+impl Open {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Open(count.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// Largest request head read, bytes.
 const MAX_HEAD: usize = 4096;
-/// How long `/ready` waits for a shard port's SETTINGS.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-/// ... and then for a GOAWAY that would say the shard is full.
-const GOAWAY_WAIT: Duration = Duration::from_millis(200);
 
 /// Serves until the listener fails.
-pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+pub(crate) async fn serve(listener: TcpListener, admin: Arc<Admin>) {
     let open = Arc::new(AtomicUsize::new(0));
-    let limit = shared.config.max_admin_connections;
+    let limit = admin.max_connections;
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
@@ -42,11 +69,10 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
                     );
                     continue;
                 }
-                open.fetch_add(1, Ordering::Relaxed);
-                let (shared, open) = (shared.clone(), open.clone());
+                let (admin, guard) = (admin.clone(), Open::new(&open));
                 tokio::spawn(async move {
-                    answer(stream, &shared).await;
-                    open.fetch_sub(1, Ordering::Relaxed);
+                    answer(stream, &admin).await;
+                    drop(guard);
                 });
             }
             Err(e) => {
@@ -58,11 +84,11 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 /// (status, body) for a request path (without its query string).
-async fn route(path: &str, shared: &Shared) -> (u16, String) {
+async fn route(path: &str, admin: &Admin) -> (u16, String) {
     match path {
         "/health" => (200, "ok\n".into()),
-        "/metrics" => (200, shared.metrics.render()),
-        "/ready" => match not_ready(shared).await {
+        "/metrics" => (200, admin.metrics.render()),
+        "/ready" => match admin.readiness.not_ready(&admin.metrics).await {
             Some(why) => (503, why),
             None => (200, "ready\n".into()),
         },
@@ -70,71 +96,9 @@ async fn route(path: &str, shared: &Shared) -> (u16, String) {
     }
 }
 
-/// Why the agent is not ready, if it is not.
-async fn not_ready(shared: &Shared) -> Option<String> {
-    if !shared.started.load(Ordering::Acquire) {
-        return Some("starting: leases not acquired yet\n".into());
-    }
-    if let Some(e) = &*shared.meta_error.lock() {
-        return Some(format!("metadata store unreachable: {e}\n"));
-    }
-    for (i, m) in shared.metrics.shards.iter().enumerate() {
-        let trouble = m.log.lock().as_ref().and_then(|l| l.trouble());
-        if let Some(why) = trouble {
-            return Some(format!("shard {i} cannot write: {why}\n"));
-        }
-    }
-    for i in 0..shared.config.shard_count() {
-        let mut addr = shared.config.shard_listen(i);
-        if addr.ip().is_unspecified() {
-            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-        }
-        if let Err(why) = probe(addr).await {
-            return Some(format!(
-                "shard {i} does not accept connections on {addr}: {why}\n"
-            ));
-        }
-    }
-    None
-}
-
-/// Connects to a shard port and waits for the server's SETTINGS frame; a
-/// GOAWAY right after it means the shard is at its connection limit.
-async fn probe(addr: std::net::SocketAddr) -> Result<(), String> {
-    let attempt = async {
-        let mut s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-        hello.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
-        s.write_all(&hello).await.map_err(|e| e.to_string())?;
-        let mut head = [0u8; 9];
-        s.read_exact(&mut head).await.map_err(|e| e.to_string())?;
-        if head[3] != 4 {
-            return Err(format!("first frame is of type {}, not SETTINGS", head[3]));
-        }
-        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
-        let mut payload = vec![0u8; len.min(1 << 10)];
-        s.read_exact(&mut payload)
-            .await
-            .map_err(|e| e.to_string())?;
-        let next = tokio::time::timeout(GOAWAY_WAIT, s.read_exact(&mut head)).await;
-        if matches!(next, Ok(Ok(_))) && head[3] == 7 {
-            return Err("it is at its connection limit (--max-connections-per-shard)".into());
-        }
-        Ok(())
-    };
-    tokio::time::timeout(PROBE_TIMEOUT, attempt)
-        .await
-        .unwrap_or_else(|_| {
-            Err(format!(
-                "no HTTP/2 SETTINGS within {} ms",
-                PROBE_TIMEOUT.as_millis()
-            ))
-        })
-}
-
 /// Reads the request head (up to [`MAX_HEAD`] bytes, within the read
 /// timeout) and answers it.
-async fn answer(mut stream: TcpStream, shared: &Shared) {
+async fn answer(mut stream: TcpStream, admin: &Admin) {
     let mut buf = vec![0u8; MAX_HEAD];
     let mut n = 0;
     let read = async {
@@ -148,7 +112,7 @@ async fn answer(mut stream: TcpStream, shared: &Shared) {
             }
         }
     };
-    if tokio::time::timeout(shared.config.admin_read_timeout(), read)
+    if tokio::time::timeout(admin.read_timeout, read)
         .await
         .is_err()
     {
@@ -165,7 +129,7 @@ async fn answer(mut stream: TcpStream, shared: &Shared) {
     let (method, target) = (parts.next(), parts.next());
     let path = target.map(|t| t.split(['?', '#']).next().unwrap_or(t));
     let (status, body) = match (method, path) {
-        (Some("GET" | "HEAD"), Some(path)) => route(path, shared).await,
+        (Some("GET" | "HEAD"), Some(path)) => route(path, admin).await,
         _ => (405, "only GET and HEAD are served\n".into()),
     };
     let reason = match status {
