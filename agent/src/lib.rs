@@ -5,13 +5,15 @@
 //! Modules: [`config`] (flags), [`catalog`] (topics), [`routing`] (partition
 //! → shard), [`grpc`] (HTTP/2 framing), [`connection`] (one client
 //! connection's life), [`budget`] (request bytes held in memory),
-//! [`limits`] (descriptors and connection limits), [`health`] (the admin
-//! port), [`service`] (what each call means),
+//! [`limits`] (descriptors and connection limits), [`admin`] (the admin
+//! HTTP port), [`service`] (what each call means),
 //! [`shard`] (one executor's life), [`lease`] (a shard's lease table),
-//! [`control`] (the thread owning the metadata and object stores),
+//! [`messages`] (what crosses between a shard and the control thread),
+//! [`control`] (the thread owning the metadata and object stores: leases,
+//! membership, topics, the uploader, reads from chunk objects),
 //! [`metastore`] (SQLite / PostgreSQL), [`objstore`] (local dir / S3),
-//! [`uploader`] (sealed segments to chunk objects), [`remote`] (reads from
-//! chunk objects), [`lifecycle`] (starting and stopping, the data-dir lock),
+//! [`clock`] (wall-clock milliseconds),
+//! [`lifecycle`] (starting and stopping, the data-dir lock),
 //! [`layout`] (the shard count a data dir was written with),
 //! [`ports`] (free port ranges for shard listeners), [`wal_watch`] (a
 //! shard's response to a failed WAL), [`supervisor`] (a shard's executor
@@ -36,14 +38,12 @@ pub mod metastore;
 pub mod metrics;
 pub mod objstore;
 pub mod ports;
-pub mod remote;
 pub mod routing;
 pub mod service;
 pub mod shard;
 pub mod sockets;
 pub mod supervisor;
 pub mod takeover;
-pub mod uploader;
 pub mod wal_watch;
 
 pub use config::AgentConfig;

@@ -16,7 +16,7 @@ use std::collections::{HashMap, VecDeque};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 
-use crate::control::Shared;
+use super::state::Shared;
 use crate::messages::{ToShard, UploadJob};
 use crate::metastore::{ChunkCommit, ChunkRange, MetaError};
 

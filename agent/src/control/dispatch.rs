@@ -1,0 +1,85 @@
+//! One [`ToControl`](crate::messages::ToControl) request from a shard →
+//! the control-plane call that answers it. Holds no state and no policy of
+//! its own.
+
+use std::sync::Arc;
+
+use crate::messages::{ShardHealth, ToControl};
+
+use super::state::Shared;
+
+impl Shared {
+    pub(super) async fn handle(self: Arc<Self>, req: ToControl) {
+        match req {
+            ToControl::CreateTopic {
+                name,
+                partitions,
+                reply,
+            } => {
+                let _ = reply.send(self.create_topic(&name, partitions).await.map(|_| ()));
+            }
+            ToControl::DeleteTopic { name, reply } => {
+                let r = self.meta.delete_topic(&name).await;
+                let r = match r {
+                    Ok(row) => {
+                        self.catalog.remove(&name);
+                        let key = row.key();
+                        self.leases.lock().retain(|(k, _), _| *k != key);
+                        Ok(())
+                    }
+                    Err(e) => Err(e.into()),
+                };
+                let _ = reply.send(r);
+            }
+            ToControl::ProducerId { reply } => {
+                let _ = reply.send(self.meta.next_producer_id().await.map_err(Into::into));
+            }
+            ToControl::BumpProducerEpoch {
+                producer_id,
+                claimed,
+                reply,
+            } => {
+                let r = self.meta.bump_producer_epoch(producer_id, claimed).await;
+                let _ = reply.send(r.map_err(Into::into));
+            }
+            ToControl::ReadRemote {
+                topic,
+                partition,
+                offset,
+                max_bytes,
+                reply,
+            } => {
+                let r = self
+                    .chunks()
+                    .read(&topic, partition, offset, max_bytes)
+                    .await;
+                let _ = reply.send(r);
+            }
+            ToControl::SyncTopics { reply } => {
+                let r = self.sync_topics().await;
+                if r.is_ok() {
+                    self.acquire_missing().await;
+                }
+                let _ = reply.send(r.map_err(Into::into));
+            }
+            ToControl::Cluster { topics, reply } => {
+                let _ = reply.send(self.cluster_view(&topics).await.map_err(Into::into));
+            }
+            ToControl::Upload(_) => {}
+            ToControl::ShardHealth { shard, health } => {
+                tracing::warn!(shard, ?health, "shard health changed");
+                let mut unwell = self.unwell.lock();
+                match health {
+                    ShardHealth::Healthy => {
+                        unwell.remove(&shard);
+                    }
+                    other => {
+                        unwell.insert(shard, other);
+                    }
+                }
+            }
+            ToControl::ReleaseShard { shard } => self.release_shard(shard).await,
+            ToControl::ShardRestarted { shard, inbox } => self.restarted(shard, inbox).await,
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! Membership: this agent's heartbeat, the live agents and their failed
+//! shards, rendezvous assignment of partitions to agents, the rebalance
+//! that hands partitions to their owner, and the cluster view clients are
+//! answered from. Must not change a lease except through `leases`.
+
+use std::sync::Arc;
+
+use futures::channel::oneshot;
+
+use crate::clock::now_ms;
+use crate::messages::{ClusterView, ToShard};
+use crate::metastore::MetaError;
+use crate::routing::shard_for;
+
+use super::state::{peer_shard_failed, topic_name, Shared};
+
+impl Shared {
+    /// Whether this agent should lead `key/partition` given the live agents:
+    /// rendezvous hashing over the live agents whose shard for the partition
+    /// works (this agent's own shards by their current health, others' by
+    /// their last heartbeat); over all live agents when none does.
+    pub(super) fn assigned_here(&self, key: &str, partition: u32) -> bool {
+        let live = self.live.lock();
+        let peers = self.peer_failures.lock();
+        let own_shard_works = !self
+            .unwell
+            .lock()
+            .contains_key(&self.shard_of(key, partition));
+        let name = topic_name(key);
+        let working: Vec<String> = live
+            .iter()
+            .filter(|a| {
+                if **a == self.config.agent_id {
+                    own_shard_works
+                } else {
+                    !peer_shard_failed(&peers, a, name, partition)
+                }
+            })
+            .cloned()
+            .collect();
+        let candidates = if working.is_empty() { &*live } else { &working };
+        crate::assignment::owner(candidates, key, partition)
+            .is_none_or(|o| o == self.config.agent_id)
+    }
+
+    /// Heartbeat, then refresh the list of live agents. An agent seen live
+    /// before is declared dead only once this agent's own heartbeats have
+    /// worked for a whole `--agent-timeout-ms`: after a metadata-store
+    /// outage every heartbeat looks stale, because nobody could write one.
+    pub(super) async fn heartbeat(&self) -> Result<(), MetaError> {
+        let r = self.heartbeat_round().await;
+        if r.is_err() {
+            *self.heartbeats_ok_since.lock() = None;
+        }
+        r
+    }
+
+    pub(super) async fn heartbeat_round(&self) -> Result<(), MetaError> {
+        let now = now_ms();
+        let row = crate::metastore::AgentRow {
+            agent_id: self.config.agent_id.clone(),
+            shard_addresses: (0..self.config.shard_count())
+                .map(|i| self.config.shard_address(i))
+                .collect(),
+            heartbeat_ms: now,
+            failed_shards: {
+                let mut f: Vec<usize> = self.unwell.lock().keys().copied().collect();
+                f.sort_unstable();
+                f
+            },
+        };
+        self.meta.heartbeat(&row).await?;
+        let since = now - i64::try_from(self.config.agent_timeout_ms).unwrap_or(i64::MAX / 4);
+        let rows = self.meta.live_agents(since).await?;
+        *self.peer_failures.lock() = rows
+            .iter()
+            .filter(|a| a.agent_id != self.config.agent_id)
+            .map(|a| {
+                (
+                    a.agent_id.clone(),
+                    (a.shard_addresses.len(), a.failed_shards.clone()),
+                )
+            })
+            .collect();
+        let mut ids: Vec<String> = rows.into_iter().map(|a| a.agent_id).collect();
+        if !ids.contains(&self.config.agent_id) {
+            ids.push(self.config.agent_id.clone());
+        }
+        let ok_since = *self.heartbeats_ok_since.lock().get_or_insert(now);
+        let timeout = i64::try_from(self.config.agent_timeout_ms).unwrap_or(i64::MAX / 4);
+        let mut live = self.live.lock();
+        if now - ok_since < timeout {
+            for id in live.iter() {
+                if !ids.contains(id) {
+                    ids.push(id.clone());
+                }
+            }
+        }
+        ids.sort();
+        if *live != ids {
+            tracing::info!(agents = ?ids, "live agents changed");
+            *live = ids;
+        }
+        Ok(())
+    }
+
+    /// Hands every held partition that now belongs to another live agent
+    /// over: its shard stops writes and gets its data committed, then the
+    /// lease is released so the new owner can take it at once.
+    pub(super) fn rebalance(self: &Arc<Self>) {
+        let held: Vec<(String, u32, u64)> = self
+            .leases
+            .lock()
+            .iter()
+            .map(|((k, p), (e, _))| (k.clone(), *p, *e))
+            .collect();
+        for (key, p, epoch) in held {
+            // A failed shard cannot hand over (its log refuses the barrier);
+            // it gives its leases up itself once it shipped what it could.
+            if self.unwell.lock().contains_key(&self.shard_of(&key, p)) {
+                continue;
+            }
+            if self.assigned_here(&key, p) || !self.moving.lock().insert((key.clone(), p)) {
+                continue;
+            }
+            let s = self.clone();
+            tokio::spawn(async move {
+                tracing::info!(topic = %key, partition = p, "handing the partition to another agent");
+                let (tx, rx) = oneshot::channel();
+                s.tell(
+                    s.shard_of(&key, p),
+                    ToShard::Handoff {
+                        topic: key.clone(),
+                        partition: p,
+                        done: tx,
+                    },
+                );
+                if rx.await.is_err() {
+                    // The shard stopped or its log failed before everything
+                    // was committed: keep the lease (it expires if we die).
+                    tracing::warn!(topic = %key, partition = p, "hand-over did not finish; keeping the lease");
+                    s.moving.lock().remove(&(key, p));
+                    return;
+                }
+                // No renewal in flight may extend the lease after its release.
+                let _gate = s.renew_gate.lock().await;
+                s.give_up(&key, p, epoch, "handed over").await;
+                s.moving.lock().remove(&(key, p));
+            });
+        }
+    }
+
+    /// The cluster as the metadata store sees it: live agents with their
+    /// shard addresses, and per partition of `topics` (all when empty) its
+    /// leader's address and lease epoch ("" when no live agent holds it).
+    pub async fn cluster_view(&self, topics: &[String]) -> Result<ClusterView, MetaError> {
+        let now = now_ms();
+        let since = now - i64::try_from(self.config.agent_timeout_ms).unwrap_or(i64::MAX / 4);
+        let agents = self.meta.live_agents(since).await?;
+        let mut view = ClusterView {
+            agents: agents
+                .iter()
+                .map(|a| (a.agent_id.clone(), a.shard_addresses.clone()))
+                .collect(),
+            topics: Vec::new(),
+        };
+        for (name, t) in self.catalog.list() {
+            if !topics.is_empty() && !topics.contains(&name) {
+                continue;
+            }
+            let key = t.log_key(&name);
+            let rows = self.meta.topic_leases(&key).await?;
+            let mut parts = vec![(String::new(), String::new(), 0u64); t.partitions as usize];
+            for (p, row) in rows {
+                let Some(slot) = parts.get_mut(p as usize) else {
+                    continue;
+                };
+                if row.expires_ms <= now {
+                    continue;
+                }
+                if let Some(a) = agents.iter().find(|a| a.agent_id == row.holder) {
+                    let shard = shard_for(&name, p, a.shard_addresses.len().max(1));
+                    if let Some(addr) = a.shard_addresses.get(shard) {
+                        *slot = (row.holder.clone(), addr.clone(), row.epoch);
+                    }
+                }
+            }
+            view.topics.push((name, parts));
+        }
+        Ok(view)
+    }
+}

@@ -1,0 +1,266 @@
+//! The control thread: one tokio runtime beside the shards that owns
+//! everything slow or shared across agents — the metadata store, the object
+//! store, the lease task, the uploader and reads of chunk objects. Shards
+//! talk to it through a crossbeam channel (plus a wake-up) and it answers
+//! through per-shard channels, so a shard never blocks on it and never takes
+//! a lock it shares with another core. Must not touch shard logs directly.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::channel::mpsc;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::admin::{Admin, Readiness};
+use crate::catalog::Catalog;
+use crate::config::AgentConfig;
+use crate::messages::{ControlHandle, ToControl, ToShard};
+use crate::metastore::MetaStore;
+use crate::metrics::Registry;
+use crate::objstore::ObjectStore;
+use remote::RemoteCache;
+use state::Shared;
+
+mod dispatch;
+mod leases;
+mod membership;
+pub mod remote;
+mod state;
+mod topics;
+pub mod uploader;
+
+/// The running control thread.
+pub struct Control {
+    handle: ControlHandle,
+    shared: Arc<Shared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Control {
+    pub fn handle(&self) -> ControlHandle {
+        self.handle.clone()
+    }
+
+    /// The agent's drain flag (false until SIGTERM or `shutdown`); set,
+    /// the control plane takes no new leases.
+    pub fn drain_flag(&self) -> Arc<AtomicBool> {
+        self.shared.draining.clone()
+    }
+
+    /// Stops the lease task and uploader and joins; with `release`, gives
+    /// every lease up first (everything written is in object storage, so
+    /// other agents may take the partitions at once).
+    pub fn shutdown(mut self, release: bool) {
+        self.shared.release.store(release, Ordering::Release);
+        self.shared.stop.store(true, Ordering::Release);
+        self.handle.notify.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts the control thread: opens the metadata and object stores, loads
+/// topics into `catalog`, acquires leases and queues them for the shards.
+/// Returns once that is done, with one message receiver per shard.
+pub fn start(
+    config: Arc<AgentConfig>,
+    catalog: Arc<Catalog>,
+    metrics: Arc<Registry>,
+) -> Result<(Control, Vec<mpsc::UnboundedReceiver<ToShard>>), String> {
+    let shards = config.shard_count();
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::unbounded()).unzip();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let notify = Arc::new(Notify::new());
+    let handle = ControlHandle {
+        tx,
+        notify: notify.clone(),
+    };
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Arc<Shared>, String>>();
+    let thread = std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(format!("cannot start the control runtime: {e}")));
+                    return;
+                }
+            };
+            rt.block_on(run(config, catalog, metrics, senders, rx, notify, ready_tx));
+        })
+        .map_err(|e| format!("cannot start the control thread: {e}"))?;
+    match ready_rx.recv() {
+        Ok(Ok(shared)) => Ok((
+            Control {
+                handle,
+                shared,
+                thread: Some(thread),
+            },
+            receivers,
+        )),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Err(_) => {
+            let _ = thread.join();
+            Err("the control thread stopped during start".into())
+        }
+    }
+}
+
+async fn run(
+    config: Arc<AgentConfig>,
+    catalog: Arc<Catalog>,
+    metrics: Arc<Registry>,
+    shards: Vec<mpsc::UnboundedSender<ToShard>>,
+    rx: crossbeam_channel::Receiver<ToControl>,
+    notify: Arc<Notify>,
+    ready: std::sync::mpsc::Sender<Result<Arc<Shared>, String>>,
+) {
+    let meta_url = config.metadata_url();
+    let meta = match MetaStore::open(&meta_url).await {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = ready.send(Err(format!("--metadata {meta_url}: {e}")));
+            return;
+        }
+    };
+    let renewals = match MetaStore::open(&meta_url).await {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = ready.send(Err(format!("--metadata {meta_url}: {e}")));
+            return;
+        }
+    };
+    let store_url = config.object_store_url();
+    let store = match ObjectStore::open(&store_url) {
+        Ok(s) => s.with_call_timeout(Duration::from_millis(config.object_store_timeout_ms.max(1))),
+        Err(e) => {
+            let _ = ready.send(Err(format!("--object-store: {e}")));
+            return;
+        }
+    };
+    tracing::info!(metadata = %meta_url, object_store = %store.describe(), "control plane open");
+    let shard_ports = (0..config.shard_count())
+        .map(|i| config.shard_listen(i))
+        .collect();
+    let shared = Arc::new(Shared {
+        cache: Mutex::new(RemoteCache::new(config.read_cache_bytes)),
+        config,
+        catalog,
+        meta,
+        renewals,
+        renew_gate: tokio::sync::Mutex::new(()),
+        store,
+        shards: shards.into_iter().map(Mutex::new).collect(),
+        leases: Mutex::new(HashMap::new()),
+        stop: AtomicBool::new(false),
+        metrics,
+        release: AtomicBool::new(false),
+        live: Mutex::new(Vec::new()),
+        moving: Mutex::new(HashSet::new()),
+        unwell: Mutex::new(HashMap::new()),
+        peer_failures: Mutex::new(HashMap::new()),
+        heartbeats_ok_since: Mutex::new(None),
+        expired: Mutex::new(crate::takeover::ExpiredLeases::default()),
+        readiness: Arc::new(Readiness::new(shard_ports)),
+        draining: Arc::new(AtomicBool::new(false)),
+    });
+    if let Err(e) = shared.sync_topics().await {
+        let _ = ready.send(Err(format!("cannot load topics: {e}")));
+        return;
+    }
+    if let Some(addr) = shared.config.admin_listen {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => {
+                tracing::info!(%addr, "admin HTTP (/health, /ready)");
+                let admin = Admin {
+                    readiness: shared.readiness.clone(),
+                    metrics: shared.metrics.clone(),
+                    max_connections: shared.config.max_admin_connections,
+                    read_timeout: shared.config.admin_read_timeout(),
+                };
+                tokio::spawn(crate::admin::serve(l, Arc::new(admin)));
+            }
+            Err(e) => {
+                let _ = ready.send(Err(format!("--admin-listen {addr}: {e}")));
+                return;
+            }
+        }
+    }
+    if let Err(e) = shared.heartbeat().await {
+        let _ = ready.send(Err(format!("cannot register the agent: {e}")));
+        return;
+    }
+    // Let the agents already running see this one before partitions are
+    // claimed, so a joining agent takes only its share.
+    shared.reclaim_own().await;
+    shared.acquire_missing().await;
+    shared.readiness.set_started();
+    let _ = ready.send(Ok(shared.clone()));
+
+    let renewer = match leases::start_renewals(shared.clone()) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the lease renewal thread; leases are renewed on the control thread");
+            None
+        }
+    };
+    let (up_tx, up_rx) = tokio::sync::mpsc::unbounded_channel();
+    let uploader = tokio::spawn(uploader::run(shared.clone(), up_rx));
+    let tick = Duration::from_millis(
+        (shared.config.lease_ttl_ms / 3)
+            .min(shared.config.heartbeat_ms)
+            .max(20),
+    );
+    let mut next_tick = tokio::time::Instant::now() + tick;
+    while !shared.stop.load(Ordering::Acquire) {
+        while let Ok(req) = rx.try_recv() {
+            match req {
+                ToControl::Upload(job) => {
+                    let _ = up_tx.send(job);
+                }
+                other => {
+                    tokio::spawn(shared.clone().handle(other));
+                }
+            }
+        }
+        tokio::select! {
+            _ = notify.notified() => {}
+            _ = tokio::time::sleep_until(next_tick) => {
+                next_tick = tokio::time::Instant::now() + tick;
+                let s = shared.clone();
+                if renewer.is_none() {
+                    s.renew_all().await;
+                }
+                let beat = s.heartbeat().await;
+                let synced = s.sync_topics().await;
+                let error = beat.and(synced).err().map(|e| e.to_string());
+                if let Some(e) = &error {
+                    tracing::warn!(error = %e, "metadata store unreachable");
+                }
+                s.readiness.set_meta_error(error);
+                s.rebalance();
+                s.acquire_missing().await;
+            }
+        }
+    }
+    uploader.abort();
+    if let Some(h) = renewer {
+        let _ = tokio::task::spawn_blocking(move || h.join()).await;
+    }
+    if shared.release.load(Ordering::Acquire) {
+        shared.release_all().await;
+        tracing::info!("control plane stopped; leases released");
+    } else {
+        tracing::info!("control plane stopped; leases kept until they expire");
+    }
+}

@@ -1,0 +1,134 @@
+//! The control thread's shared state ([`Shared`]): configuration, the
+//! metadata and object stores, each shard's inbox, the lease table, the
+//! view of other agents, and the flags the thread's tasks read. Holds the
+//! small helpers every part of the control plane needs (which shard owns a
+//! partition, telling a shard); the behaviour lives in the sibling modules
+//! (`leases`, `membership`, `topics`, `dispatch`), which this one must not
+//! import.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::channel::mpsc;
+use parking_lot::Mutex;
+
+use super::remote::{ChunkReader, RemoteCache};
+use crate::admin::Readiness;
+use crate::catalog::Catalog;
+use crate::config::AgentConfig;
+use crate::messages::{ControlError, ShardHealth, ToShard};
+use crate::metastore::{MetaError, MetaStore};
+use crate::metrics::Registry;
+use crate::objstore::ObjectStore;
+use crate::routing::shard_for;
+
+/// Everything the control thread's tasks share.
+pub(crate) struct Shared {
+    pub config: Arc<AgentConfig>,
+    pub catalog: Arc<Catalog>,
+    pub meta: MetaStore,
+    /// A connection of its own for lease renewal (on its own thread), so
+    /// slow metadata work never delays it.
+    pub(super) renewals: MetaStore,
+    /// Held by a renewal round and by every lease release, so no renewal
+    /// in flight extends a lease just released.
+    pub(super) renew_gate: tokio::sync::Mutex<()>,
+    pub store: ObjectStore,
+    /// Each shard's inbox (replaced when a shard is restarted).
+    pub(super) shards: Vec<Mutex<mpsc::UnboundedSender<ToShard>>>,
+    /// Leases this agent holds: (topic key, partition) -> (epoch, expiry ms).
+    pub(super) leases: Mutex<HashMap<(String, u32), (u64, i64)>>,
+    pub cache: Mutex<RemoteCache>,
+    pub stop: AtomicBool,
+    /// Release leases when stopping.
+    pub(super) release: AtomicBool,
+    pub metrics: Arc<Registry>,
+    /// Live agent ids (this one always included), from the last heartbeat
+    /// round.
+    pub(super) live: Mutex<Vec<String>>,
+    /// Partitions being handed to another agent.
+    pub(super) moving: Mutex<HashSet<(String, u32)>>,
+    /// Shards whose WAL failed or whose executor ended, by shard number.
+    pub(super) unwell: Mutex<HashMap<usize, ShardHealth>>,
+    /// Other live agents' shard counts and failed shards, from the last
+    /// heartbeat round.
+    pub(super) peer_failures: Mutex<HashMap<String, (usize, Vec<usize>)>>,
+    /// Since when (ms) this agent's heartbeats have worked without a
+    /// failure; `None` right after one failed.
+    pub(super) heartbeats_ok_since: Mutex<Option<i64>>,
+    /// Since when other live agents' leases have been seen expired (see
+    /// `takeover`).
+    pub(super) expired: Mutex<crate::takeover::ExpiredLeases>,
+    /// What `/ready` answers from: the first lease round is done, and
+    /// the last metadata store round succeeded (or why it failed).
+    pub readiness: Arc<Readiness>,
+    /// Set when the agent drains (SIGTERM, `shutdown`): no new leases.
+    pub(super) draining: Arc<AtomicBool>,
+}
+
+impl From<MetaError> for ControlError {
+    fn from(e: MetaError) -> Self {
+        match e {
+            MetaError::Exists(t) => ControlError::Exists(t),
+            MetaError::Unknown(t) => ControlError::Unknown(t),
+            e @ (MetaError::Gap { .. } | MetaError::NotContiguous { .. }) => {
+                ControlError::Corrupt(e.to_string())
+            }
+            e @ (MetaError::UnknownProducer(_) | MetaError::EpochExhausted(_)) => {
+                ControlError::Invalid(e.to_string())
+            }
+            e @ MetaError::ProducerFenced { .. } => ControlError::Fenced(e.to_string()),
+            other => ControlError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// Whether `agent`, by its last heartbeat in `peers` (shard count, failed
+/// shards), reports the shard serving `topic/partition` as failed.
+pub(super) fn peer_shard_failed(
+    peers: &HashMap<String, (usize, Vec<usize>)>,
+    agent: &str,
+    topic: &str,
+    partition: u32,
+) -> bool {
+    peers.get(agent).is_some_and(|(shards, failed)| {
+        failed.contains(&shard_for(topic, partition, (*shards).max(1)))
+    })
+}
+
+/// Topic name of a topic key `name#id`.
+pub(super) fn topic_name(key: &str) -> &str {
+    key.rsplit_once('#').map_or(key, |(n, _)| n)
+}
+
+impl Shared {
+    pub fn shard_of(&self, key: &str, partition: u32) -> usize {
+        shard_for(topic_name(key), partition, self.config.shard_count())
+    }
+
+    /// Reads of committed data from chunk objects.
+    pub(super) fn chunks(&self) -> ChunkReader<'_> {
+        ChunkReader {
+            meta: &self.meta,
+            store: &self.store,
+            cache: &self.cache,
+        }
+    }
+
+    pub fn tell(&self, shard: usize, msg: ToShard) {
+        if let Some(tx) = self.shards.get(shard) {
+            let _ = tx.lock().unbounded_send(msg);
+        }
+    }
+
+    /// How often leases are renewed: a third of the TTL (at least 20 ms).
+    pub(super) fn renew_every(&self) -> Duration {
+        Duration::from_millis((self.config.lease_ttl_ms / 3).max(20))
+    }
+
+    pub(super) fn ttl_ms(&self) -> i64 {
+        i64::try_from(self.config.lease_ttl_ms).unwrap_or(i64::MAX / 4)
+    }
+}
