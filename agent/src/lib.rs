@@ -2,35 +2,34 @@
 //! wrapper around [`start`], and clients embed it in-process for their
 //! `direct` transport.
 //!
-//! Modules: [`config`] (flags), [`catalog`] (topics), [`routing`] (partition
-//! → shard), [`grpc`] (HTTP/2 framing), [`connection`] (one client
-//! connection's life), [`budget`] (request bytes held in memory),
-//! [`limits`] (descriptors and connection limits), [`admin`] (the admin
-//! HTTP port), [`service`] (what each call means),
-//! [`shard`] (one executor's life), [`lease`] (a shard's lease table),
-//! [`messages`] (what crosses between a shard and the control thread),
-//! [`control`] (the thread owning the metadata and object stores: leases,
-//! membership, topics, the uploader, reads from chunk objects),
-//! [`metastore`] (SQLite / PostgreSQL), [`objstore`] (local dir / S3),
-//! [`clock`] (wall-clock milliseconds),
-//! [`lifecycle`] (starting and stopping, the data-dir lock),
-//! [`layout`] (the shard count a data dir was written with),
-//! [`ports`] (free port ranges for shard listeners), [`wal_watch`] (a
-//! shard's response to a failed WAL), [`supervisor`] (a shard's executor
-//! thread, restarted after a panic), [`sockets`] (the descriptors a
-//! shard holds, shut down when its executor dies).
+//! Modules (docs/ARCHITECTURE.md walks them):
+//! - [`shard`]: everything pinned to one core — its life (recover, listen,
+//!   drain), connections, gRPC framing, one file per RPC family, the
+//!   shard's topic cache, lease table and upload bookkeeping.
+//! - [`control`]: the control thread — leases, membership, topics, the
+//!   uploader, reads from chunk objects.
+//! - [`messages`]: what crosses between a shard and the control thread.
+//! - [`admin`]: the admin HTTP port (health, readiness, metrics).
+//! - [`metastore`] (SQLite / PostgreSQL), [`objstore`] (local dir / S3).
+//! - [`lifecycle`] (starting and stopping, the data-dir lock),
+//!   [`supervisor`] (a shard's executor thread, restarted after a panic),
+//!   [`sockets`] (the descriptors a shard holds, shut down when its
+//!   executor dies), [`limits`] (descriptors and connection limits),
+//!   [`layout`] (the shard count a data dir was written with), [`ports`]
+//!   (free port ranges for shard listeners).
+//! - Shared vocabulary: [`config`] (flags), [`catalog`] (topics),
+//!   [`routing`] (partition → shard), [`assignment`] (partition → agent),
+//!   [`takeover`] (when an expired lease may be taken), [`grpc_status`],
+//!   [`metrics`], [`clock`].
 
 pub mod admin;
 pub mod assignment;
-pub mod budget;
 pub mod catalog;
 pub mod clock;
 pub mod config;
-pub mod connection;
 pub mod control;
-pub mod grpc;
+pub mod grpc_status;
 pub mod layout;
-pub mod lease;
 pub mod lifecycle;
 pub mod limits;
 pub mod messages;
@@ -39,12 +38,10 @@ pub mod metrics;
 pub mod objstore;
 pub mod ports;
 pub mod routing;
-pub mod service;
 pub mod shard;
 pub mod sockets;
 pub mod supervisor;
 pub mod takeover;
-pub mod wal_watch;
 
 pub use config::AgentConfig;
 pub use lifecycle::{start, RunningAgent};

@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use streamhouse_shard::stats::{Buckets, LogStats};
 
 use crate::clock::now_ms;
-use crate::grpc::Code;
+use crate::grpc_status::Code;
 
 /// Request latency buckets, µs.
 const REQUEST_BUCKETS_US: [u64; 14] = [

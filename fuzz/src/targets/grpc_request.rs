@@ -8,7 +8,7 @@
 
 use bytes::Bytes;
 use prost::Message;
-use streamhouse_agent::grpc;
+use streamhouse_agent::shard::grpc;
 use streamhouse_proto as pb;
 
 /// The agent's default request limit (`--max-request-bytes`, 64 MiB) and

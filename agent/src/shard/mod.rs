@@ -1,6 +1,6 @@
 //! One shard's life on its pinned glommio executor: recover the shard's log,
 //! listen on the shard's port and accept connections within the shard's
-//! connection limit (each served by `connection`), apply the control
+//! connection limit (each served by `conn`), apply the control
 //! thread's messages, hand sealed segments to the uploader, and drain on
 //! shutdown. Owns the executor's tasks and its table of open connections;
 //! shares nothing mutable with other shards except the catalog (admin
@@ -18,13 +18,28 @@ use futures::StreamExt;
 use glommio::net::TcpListener;
 use streamhouse_shard::{LogConfig, ShardLog};
 
-use crate::budget::Budget;
 use crate::catalog::Catalog;
 use crate::config::AgentConfig;
-use crate::connection::{self, Door};
-use crate::grpc::H2Settings;
 use crate::messages::{ControlHandle, ToShard};
-use crate::service::{ContextParts, ShardContext};
+
+use budget::Budget;
+use conn::Door;
+use context::{ContextParts, ShardContext};
+use grpc::H2Settings;
+
+mod admin;
+pub mod budget;
+pub mod conn;
+pub mod context;
+mod dispatch;
+mod fetch;
+pub mod grpc;
+pub mod leases;
+mod produce;
+mod shipping;
+mod status;
+mod topics;
+pub mod wal_watch;
 
 /// How long a shard retries binding a port that is in use: 3 s.
 const BIND_RETRY: Duration = Duration::from_secs(3);
@@ -151,7 +166,7 @@ pub async fn run(setup: ShardSetup) -> Result<bool, String> {
         return Ok(shipped);
     };
     tracing::info!(shard, %addr, "serving");
-    glommio::spawn_local(crate::wal_watch::watch(ctx.clone())).detach();
+    glommio::spawn_local(wal_watch::watch(ctx.clone())).detach();
 
     let conns = Rc::new(RefCell::new(Connections::default()));
     let door = Rc::new(Door {
@@ -192,7 +207,7 @@ pub async fn run(setup: ShardSetup) -> Result<bool, String> {
                         .connections_refused
                         .fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(shard, limit, "connection over the limit refused");
-                    glommio::spawn_local(connection::refuse(
+                    glommio::spawn_local(conn::refuse(
                         stream,
                         "too many connections to this shard (--max-connections-per-shard)",
                     ))
@@ -215,7 +230,7 @@ pub async fn run(setup: ShardSetup) -> Result<bool, String> {
                 sockets.add(fd);
                 let sockets = sockets.clone();
                 glommio::spawn_local(async move {
-                    let ended = connection::serve(door, stream, rx).await;
+                    let ended = conn::serve(door, stream, rx).await;
                     sockets.remove(fd);
                     tracing::debug!(shard, ?ended, "connection ended");
                     let mut c = conns.borrow_mut();

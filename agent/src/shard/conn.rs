@@ -4,7 +4,7 @@
 //! stream with the request's memory reserved from the connection's and the
 //! shard's budgets, the idle timeout, and GOAWAY on drain. Also the refusal
 //! of a connection over the shard's limit. Owns no shard state: what a
-//! request means is `service`'s, how the port is run is `shard`'s.
+//! request means is `dispatch`'s, how the port is run is `shard`'s.
 
 use std::cell::Cell;
 use std::pin::Pin;
@@ -18,9 +18,9 @@ use futures::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
-use crate::budget::Budget;
-use crate::grpc::{self, Code, H2Settings, Status};
-use crate::service::ShardContext;
+use super::budget::Budget;
+use super::context::ShardContext;
+use super::grpc::{self, Code, H2Settings, Status};
 
 /// The client connection preface every HTTP/2 connection starts with.
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";

@@ -1,62 +1,19 @@
 //! gRPC over HTTP/2 on one shard: connection setup, request framing
 //! (5-byte length prefix), `grpc-timeout`, and replies with `grpc-status`
-//! trailers. Owns the wire details; knows nothing of topics or logs (the
-//! `service` module decides what a request means).
+//! trailers. Owns the wire details; knows nothing of topics or logs (`dispatch`
+//! and the handlers decide what a request means).
 
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use h2::server::SendResponse;
 use h2::RecvStream;
 use http::{HeaderMap, HeaderValue, Request, Response};
+use prost::Message;
 
-use crate::budget::{Budget, Reservation};
-
-/// gRPC status codes used by the agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Code {
-    Cancelled = 1,
-    InvalidArgument = 3,
-    DeadlineExceeded = 4,
-    NotFound = 5,
-    AlreadyExists = 6,
-    ResourceExhausted = 8,
-    FailedPrecondition = 9,
-    Aborted = 10,
-    OutOfRange = 11,
-    Unimplemented = 12,
-    Internal = 13,
-    Unavailable = 14,
-    DataLoss = 15,
-}
-
-/// A non-OK gRPC status with its message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Status {
-    pub code: Code,
-    pub message: String,
-    /// Sent as `grpc-retry-pushback-ms` (gRPC's retry pushback): the
-    /// refusal is momentary and the call may be retried after this.
-    pub retry_after: Option<Duration>,
-}
-
-impl Status {
-    pub fn new(code: Code, message: impl Into<String>) -> Self {
-        Status {
-            code,
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-
-    /// The same status, telling the client to retry after `delay`.
-    pub fn retry_after(mut self, delay: Duration) -> Self {
-        self.retry_after = Some(delay);
-        self
-    }
-}
+use super::budget::{Budget, Reservation};
+pub use crate::grpc_status::{Code, Status};
 
 /// How long a client is told to wait before retrying a request refused
 /// because the request buffers were full: 100 ms.
@@ -300,7 +257,7 @@ fn encode_message(msg: &str) -> HeaderValue {
 }
 
 /// Sends a successful unary reply: headers, the length-prefixed message
-/// (see `service::encode_reply`), and `grpc-status: 0` trailers.
+/// (see [`encode_reply`]), and `grpc-status: 0` trailers.
 pub fn reply_ok(respond: &mut SendResponse<Bytes>, framed: Bytes) {
     let Ok(mut stream) = respond.send_response(grpc_headers(), false) else {
         return;
@@ -357,4 +314,20 @@ mod tests {
     fn messages_are_percent_encoded() {
         assert_eq!(encode_message("a 100% é"), "a 100%25 %C3%A9");
     }
+}
+
+/// Encodes a reply message with its 5-byte gRPC prefix.
+pub fn encode_reply(msg: &impl Message) -> Bytes {
+    let len = msg.encoded_len();
+    let mut buf = BytesMut::with_capacity(len + 5);
+    buf.put_u8(0);
+    buf.put_u32(len as u32);
+    // The buffer has room for the whole message, so encoding cannot fail.
+    let _ = msg.encode(&mut buf);
+    buf.freeze()
+}
+
+pub fn decode<M: Message + Default>(bytes: Bytes, what: &str) -> Result<M, Status> {
+    M::decode(bytes)
+        .map_err(|e| Status::new(Code::InvalidArgument, format!("malformed {what}: {e}")))
 }

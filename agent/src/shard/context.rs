@@ -1,0 +1,216 @@
+//! A shard's request context ([`ShardContext`]): what every handler of
+//! one shard shares (config, catalog, log, control handle, lease table,
+//! topic cache, upload bookkeeping), built once per executor, and the
+//! application of the control thread's messages to it. Lives on the
+//! shard's executor only; the handlers are in `dispatch`, `produce`,
+//! `fetch` and `admin`.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use futures::channel::oneshot;
+use streamhouse_shard::ShardLog;
+
+use crate::catalog::{Catalog, TopicEntry};
+use crate::config::AgentConfig;
+use crate::messages::{ControlHandle, ToShard};
+use crate::metrics::ShardMetrics;
+
+use super::leases::{LeaseState, ShardLeases};
+
+/// A topic as one shard sees it (shared by `Rc`, so the produce path never
+/// touches a cross-core reference count).
+pub(super) struct LocalTopic {
+    pub(super) key: Rc<str>,
+    pub(super) entry: TopicEntry,
+}
+
+/// Everything one shard's request handlers share. Lives on the shard's
+/// executor only.
+pub struct ShardContext {
+    pub shard: usize,
+    pub config: Arc<AgentConfig>,
+    pub catalog: Arc<Catalog>,
+    pub log: ShardLog,
+    /// Set by the signal handler; read on every request.
+    pub draining: Arc<AtomicBool>,
+    /// Requests being handled right now.
+    pub inflight: Cell<usize>,
+    pub(super) topics: RefCell<HashMap<String, Rc<LocalTopic>>>,
+    pub(super) topics_version: Cell<u64>,
+    /// The control thread (metadata, object store, uploads).
+    pub control: ControlHandle,
+    /// Lease state of this shard's partitions.
+    pub leases: ShardLeases,
+    /// Names this log's chunk objects: `chunks/LOG_ID/SEGMENT.wal`.
+    pub(super) log_id: String,
+    /// Sealed segments not yet committed to object storage, with their sizes.
+    pub(super) unshipped: RefCell<BTreeMap<u64, u64>>,
+    /// When each of them was sealed (ms since the epoch).
+    pub(super) sealed_at: RefCell<BTreeMap<u64, i64>>,
+    /// This shard's counters.
+    pub metrics: Arc<ShardMetrics>,
+    /// Highest segment committed to object storage so far.
+    pub(super) committed_through: Cell<Option<u64>>,
+    /// Produce requests with ack `object` waiting for their segment.
+    pub(super) object_waiters: RefCell<Vec<(u64, oneshot::Sender<()>)>>,
+    /// Per partition, the end of its ranges this shard saw committed.
+    pub(super) committed_ends: RefCell<HashMap<(String, u32), u64>>,
+}
+
+/// What a [`ShardContext`] is built from.
+pub struct ContextParts {
+    pub shard: usize,
+    pub config: Arc<AgentConfig>,
+    pub catalog: Arc<Catalog>,
+    pub log: ShardLog,
+    pub draining: Arc<AtomicBool>,
+    pub control: ControlHandle,
+    /// Names this log's chunk objects.
+    pub log_id: String,
+    pub metrics: Arc<ShardMetrics>,
+}
+
+impl ShardContext {
+    pub fn new(parts: ContextParts) -> Rc<Self> {
+        let ContextParts {
+            shard,
+            config,
+            catalog,
+            log,
+            draining,
+            control,
+            log_id,
+            metrics,
+        } = parts;
+        let ctx = Rc::new(ShardContext {
+            shard,
+            config,
+            catalog,
+            log,
+            draining,
+            inflight: Cell::new(0),
+            topics: RefCell::new(HashMap::new()),
+            topics_version: Cell::new(0),
+            control,
+            leases: ShardLeases::default(),
+            log_id,
+            unshipped: RefCell::new(BTreeMap::new()),
+            sealed_at: RefCell::new(BTreeMap::new()),
+            object_waiters: RefCell::new(Vec::new()),
+            committed_ends: RefCell::new(HashMap::new()),
+            committed_through: Cell::new(None),
+            metrics,
+        });
+        ctx.refresh_topics();
+        ctx
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Applies one message from the control thread.
+    pub fn apply(self: &Rc<Self>, msg: ToShard) {
+        match msg {
+            ToShard::Lease {
+                topic,
+                partition,
+                epoch,
+                expires_ms,
+                committed_end,
+                fresh,
+                producers,
+            } => {
+                self.refresh_topics();
+                self.log.add_partition(&topic, partition);
+                let reset = if fresh {
+                    self.log.reset_to(&topic, partition, committed_end)
+                } else {
+                    self.log.advance_start(&topic, partition, committed_end)
+                };
+                if reset {
+                    self.log.restore_producers(&topic, partition, &producers);
+                }
+                self.publish_high_watermark(&topic, partition);
+                self.leases
+                    .set(&topic, partition, LeaseState::Held { epoch, expires_ms });
+            }
+            ToShard::Renewed {
+                topic,
+                partition,
+                epoch,
+                expires_ms,
+            } => self.leases.renew(&topic, partition, epoch, expires_ms),
+            ToShard::LeaseLost {
+                topic,
+                partition,
+                reason,
+            } => self.leases.lose(&topic, partition, reason),
+            ToShard::Committed { segment, ends } => {
+                {
+                    let mut committed = self.committed_ends.borrow_mut();
+                    for (topic, partition, end) in ends {
+                        let e = committed.entry((topic, partition)).or_insert(0);
+                        *e = (*e).max(end);
+                    }
+                }
+                if let Err(e) = self.log.drop_segment(segment) {
+                    tracing::warn!(shard = self.shard, segment, error = %e, "cannot drop a shipped segment");
+                }
+                self.unshipped.borrow_mut().remove(&segment);
+                self.publish_backlog();
+                // The uploader commits a shard's segments in seal order.
+                self.committed_through.set(Some(segment));
+                let mut waiters = self.object_waiters.borrow_mut();
+                let (done, keep): (Vec<_>, Vec<_>) =
+                    waiters.drain(..).partition(|(seg, _)| *seg <= segment);
+                *waiters = keep;
+                drop(waiters);
+                for (_, tx) in done {
+                    let _ = tx.send(());
+                }
+            }
+            ToShard::Released { topic, partition } => self.leases.remove(&topic, partition),
+            ToShard::Barrier(tx) => {
+                let _ = tx.send(());
+            }
+            ToShard::Handoff {
+                topic,
+                partition,
+                done,
+            } => {
+                // Stop taking writes, then answer once everything written
+                // so far is committed to object storage.
+                if let Some(epoch) = self.leases.epoch(&topic, partition) {
+                    self.leases
+                        .set(&topic, partition, LeaseState::Moving { epoch });
+                }
+                let ctx = self.clone();
+                glommio::spawn_local(async move {
+                    // Batches accepted before the partition stopped taking
+                    // writes may still be queued or being written: once they
+                    // are durable, the segment holding the last one is known.
+                    if let Err(e) = ctx.log.durable_barrier().await {
+                        tracing::warn!(shard = ctx.shard, %topic, partition, error = %e, "cannot hand the partition over: the log failed");
+                        return;
+                    }
+                    let target = match ctx.log.last_segment_of(&topic, partition) {
+                        Some(seg) if seg >= ctx.log.active_segment() => Some(ctx.log.hurry_seal()),
+                        other => other,
+                    };
+                    if let Some(t) = target {
+                        if ctx.wait_committed(t).await.is_err() {
+                            return;
+                        }
+                    }
+                    let _ = done.send(());
+                })
+                .detach();
+            }
+        }
+    }
+}

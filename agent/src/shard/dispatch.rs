@@ -1,0 +1,66 @@
+//! Method path → handler: decodes the request (its size bounded by
+//! `--max-request-bytes`), calls the handler of its RPC family
+//! (`produce`, `fetch`, `admin`) and encodes the reply. Owns no state and
+//! no policy; an unknown method is `UNIMPLEMENTED`.
+
+use bytes::Bytes;
+use streamhouse_proto as pb;
+
+use super::context::ShardContext;
+use super::grpc::{decode, encode_reply, read_message, Body, Code, Status};
+
+impl ShardContext {
+    /// Dispatches one unary call by method path. Cancelling it (the
+    /// client's stream reset, or its deadline) drops the handler where it
+    /// waits; a batch handed to the log is still written.
+    pub async fn call(&self, path: &str, body: &mut Body) -> Result<Bytes, Status> {
+        let limit = self.config.max_request_bytes;
+        match path {
+            pb::paths::PRODUCE => {
+                let req = decode(read_message(body, limit).await?, "ProduceRequest")?;
+                self.produce(req).await.map(|r| encode_reply(&r))
+            }
+            pb::paths::FETCH => {
+                let req = decode(read_message(body, limit).await?, "FetchRequest")?;
+                self.fetch(req).await.map(|r| encode_reply(&r))
+            }
+            pb::paths::CREATE_TOPIC => {
+                self.create_topic(decode(
+                    read_message(body, limit).await?,
+                    "CreateTopicRequest",
+                )?)
+                .await
+            }
+            pb::paths::DELETE_TOPIC => {
+                self.delete_topic(decode(
+                    read_message(body, limit).await?,
+                    "DeleteTopicRequest",
+                )?)
+                .await
+            }
+            pb::paths::LIST_TOPICS => {
+                self.list_topics(decode(
+                    read_message(body, limit).await?,
+                    "ListTopicsRequest",
+                )?)
+                .await
+            }
+            pb::paths::DESCRIBE_TOPIC => {
+                let req = decode(read_message(body, limit).await?, "DescribeTopicRequest")?;
+                self.describe_topic(req).await
+            }
+            pb::paths::METADATA => {
+                self.metadata(decode(read_message(body, limit).await?, "MetadataRequest")?)
+                    .await
+            }
+            pb::paths::INIT_PRODUCER_ID => {
+                let req = decode(read_message(body, limit).await?, "InitProducerIdRequest")?;
+                self.init_producer_id(req).await
+            }
+            other => Err(Status::new(
+                Code::Unimplemented,
+                format!("unknown method {other}"),
+            )),
+        }
+    }
+}

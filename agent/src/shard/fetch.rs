@@ -1,0 +1,149 @@
+//! `Fetch`: reads from the local log (waiting at the high watermark up to
+//! `max_wait_ms`), or from chunk objects below the local log start.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use streamhouse_proto as pb;
+use streamhouse_shard::batch::{self};
+
+use crate::clock::now_ms;
+use crate::messages::ToControl;
+
+use super::context::{LocalTopic, ShardContext};
+use super::grpc::{Code, Status};
+use super::leases::LeaseProblem;
+use super::status::{control_status, lease_status, log_status};
+
+/// Default and largest `max_bytes` of a fetch.
+const DEFAULT_FETCH_BYTES: usize = 1 << 20;
+const MAX_FETCH_BYTES: usize = 64 << 20;
+/// Longest `max_wait_ms` honoured by a fetch.
+const MAX_FETCH_WAIT: Duration = Duration::from_secs(30);
+
+impl ShardContext {
+    pub(super) async fn fetch(&self, req: pb::FetchRequest) -> Result<pb::FetchResponse, Status> {
+        self.metrics.fetch_requests.fetch_add(1, Ordering::Relaxed);
+        let t = self.route(&req.topic, req.partition, false).await?;
+        // A partition being handed over still serves reads: its data is here
+        // until the lease is released.
+        match self.leases.check(&t.key, req.partition, now_ms()) {
+            Ok(_) | Err(LeaseProblem::Moving) => {}
+            Err(p) => return Err(lease_status(&req.topic, req.partition, p)),
+        }
+        let max_bytes = match req.max_bytes as usize {
+            0 => DEFAULT_FETCH_BYTES,
+            n => n.min(MAX_FETCH_BYTES),
+        };
+        let local_start = self.log.log_start(&t.key, req.partition).unwrap_or(0);
+        if req.offset < local_start {
+            return self.fetch_remote(&t, &req, max_bytes, local_start).await;
+        }
+        let mut r = self
+            .log
+            .read(&t.key, req.partition, req.offset, max_bytes)
+            .await
+            .map_err(log_status)?;
+        // At the high watermark a fetch waits for data; past it, no record
+        // was ever acknowledged there, and waiting would hide records
+        // written at the offsets in between.
+        if req.offset > r.high_watermark {
+            return Err(Status::new(
+                Code::OutOfRange,
+                format!(
+                    "offset {} of {}/{} is past the high watermark {}",
+                    req.offset, req.topic, req.partition, r.high_watermark
+                ),
+            ));
+        }
+        if r.records.is_empty() && req.max_wait_ms > 0 && req.offset >= r.high_watermark {
+            let wait = Duration::from_millis(u64::from(req.max_wait_ms)).min(MAX_FETCH_WAIT);
+            self.log
+                .wait_for_data(&t.key, req.partition, req.offset, wait)
+                .await;
+            r = self
+                .log
+                .read(&t.key, req.partition, req.offset, max_bytes)
+                .await
+                .map_err(log_status)?;
+        }
+        Ok(pb::FetchResponse {
+            records: r.records.into_iter().map(fetched).collect(),
+            high_watermark: r.high_watermark,
+            log_start_offset: 0,
+        })
+    }
+
+    /// A fetch below the local log start: batches from chunk objects.
+    pub(super) async fn fetch_remote(
+        &self,
+        t: &LocalTopic,
+        req: &pb::FetchRequest,
+        max_bytes: usize,
+        local_start: u64,
+    ) -> Result<pb::FetchResponse, Status> {
+        let batches = self
+            .control
+            .call(|reply| ToControl::ReadRemote {
+                topic: t.key.to_string(),
+                partition: req.partition,
+                offset: req.offset,
+                max_bytes,
+                reply,
+            })
+            .await
+            .map_err(control_status)?;
+        let mut records = Vec::new();
+        // As for local reads: `max_bytes` bounds the decompressed records,
+        // and a batch that cannot be decoded ends the answer (or is the
+        // answer, as DATA_LOSS, when nothing comes before it).
+        let mut inflated = 0usize;
+        for b in batches {
+            let decoded = batch::parse_header(&b).and_then(|h| {
+                if !records.is_empty() && inflated + h.records_len as usize > max_bytes {
+                    return Ok(None);
+                }
+                batch::decode(&b).map(Some)
+            });
+            let (h, recs) = match decoded {
+                Ok(Some(v)) => v,
+                Ok(None) => break,
+                Err(_) if !records.is_empty() => break,
+                Err(e) => {
+                    return Err(Status::new(
+                        Code::DataLoss,
+                        format!(
+                            "batch of {}/{} in object storage cannot be decoded: {e}",
+                            req.topic, req.partition
+                        ),
+                    ))
+                }
+            };
+            inflated += h.records_len as usize;
+            records.extend(
+                recs.into_iter()
+                    .filter(|r| r.offset >= req.offset && r.offset < local_start)
+                    .map(fetched),
+            );
+        }
+        Ok(pb::FetchResponse {
+            records,
+            high_watermark: self.log.high_watermark(&t.key, req.partition).unwrap_or(0),
+            log_start_offset: 0,
+        })
+    }
+}
+
+fn fetched(r: batch::DecodedRecord) -> pb::FetchedRecord {
+    pb::FetchedRecord {
+        offset: r.offset,
+        key: r.key,
+        value: r.value,
+        timestamp: r.timestamp.max(0) as u64,
+        headers: r
+            .headers
+            .into_iter()
+            .map(|(key, value)| pb::Header { key, value })
+            .collect(),
+    }
+}

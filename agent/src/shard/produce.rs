@@ -1,0 +1,212 @@
+//! `Produce`: validation, routing and lease checks, the upload backlog
+//! limit, the append, and what each ack level waits for before the answer.
+
+use std::sync::atomic::Ordering;
+
+use streamhouse_proto as pb;
+use streamhouse_shard::batch::{self, BatchBuilder, Codec, ProducerInfo};
+
+use crate::clock::now_ms;
+
+use super::context::ShardContext;
+use super::grpc::{Code, Status};
+use super::leases::LeaseProblem;
+use super::status::{bad, lease_status, log_status};
+
+impl ShardContext {
+    pub(super) async fn produce(
+        &self,
+        req: pb::ProduceRequest,
+    ) -> Result<pb::ProduceResponse, Status> {
+        let ack = pb::AckLevel::try_from(req.ack)
+            .map_err(|_| bad(format!("unknown ack level {}", req.ack)))?;
+        if !req.batch.is_empty() && !req.records.is_empty() {
+            return Err(bad("set either records or batch, not both"));
+        }
+        if req.batch.is_empty() && req.records.is_empty() {
+            return Err(bad("empty batch: the request holds no records"));
+        }
+        let t = self.route(&req.topic, req.partition, true).await?;
+        // Tests make the shard's executor panic here (see `supervisor`).
+        fail::fail_point!("shard-produce");
+        let epoch = self
+            .leases
+            .check(&t.key, req.partition, now_ms())
+            .map_err(|p| lease_status(&req.topic, req.partition, p))?;
+        let backlog = self.upload_backlog();
+        if backlog > self.config.max_upload_backlog_bytes {
+            return Err(Status::new(
+                Code::ResourceExhausted,
+                format!(
+                    "{backlog} bytes are waiting for upload to object storage (limit {}); \
+                     is the object store reachable?",
+                    self.config.max_upload_backlog_bytes
+                ),
+            ));
+        }
+        let encoded = if !req.batch.is_empty() {
+            // The whole records section is checked before anything is
+            // acknowledged: a batch the agent accepts, every reader can decode.
+            let (max_batch, max_record) =
+                (self.config.max_request_bytes, self.config.max_record_bytes);
+            batch::check_records(&req.batch, max_batch, max_record).map_err(|e| match e {
+                batch::BatchError::TooLarge { .. } | batch::BatchError::RecordTooLarge { .. } => {
+                    Status::new(Code::ResourceExhausted, format!("batch too large: {e}"))
+                }
+                e => bad(format!("invalid batch: {e}")),
+            })?;
+            req.batch.to_vec()
+        } else {
+            self.encode_records(&req)?
+        };
+        let batch_len = encoded.len() as u64;
+        // A batch that overtook an earlier one of its producer waits for it;
+        // the lease may change meanwhile, so it is checked again after.
+        if let Ok(h) = batch::parse_header(&encoded) {
+            let waited = self
+                .log
+                .wait_for_turn(
+                    &t.key,
+                    req.partition,
+                    h.producer,
+                    h.record_count,
+                    req.oldest_sequence,
+                )
+                .await;
+            if waited {
+                match self.leases.check(&t.key, req.partition, now_ms()) {
+                    Ok(e) if e == epoch => {}
+                    Ok(_) => {
+                        return Err(Status::new(
+                            Code::Unavailable,
+                            format!(
+                                "lease of {}/{} changed while the batch waited for its turn; retry",
+                                req.topic, req.partition
+                            ),
+                        ))
+                    }
+                    Err(p) => return Err(lease_status(&req.topic, req.partition, p)),
+                }
+            }
+        }
+        let appended = self
+            .log
+            .append_in_flight(&t.key, req.partition, encoded, req.oldest_sequence)
+            .await
+            .map_err(log_status)?;
+        if !appended.duplicate {
+            let m = &self.metrics;
+            m.produce_requests.fetch_add(1, Ordering::Relaxed);
+            m.produce_records
+                .fetch_add(u64::from(appended.record_count), Ordering::Relaxed);
+            m.produce_bytes.fetch_add(batch_len, Ordering::Relaxed);
+            m.batch_records.observe(u64::from(appended.record_count));
+        }
+        t.entry.high_watermarks[req.partition as usize].fetch_max(
+            appended.base_offset + u64::from(appended.record_count),
+            Ordering::Relaxed,
+        );
+        // Tests hold a written batch here to stop the agent before its ack.
+        fail::fail_point!("shard-produce-written");
+        if ack == pb::AckLevel::AckDurable {
+            self.leases
+                .may_acknowledge(&t.key, req.partition, epoch, now_ms())
+                .map_err(|p| {
+                    Status::new(
+                        Code::Unavailable,
+                        format!(
+                            "the lease of {}/{} lapsed while the batch was written ({}): it \
+                             may not be kept; retry with the partition's leader (an idempotent \
+                             producer's retry is never stored twice)",
+                            req.topic,
+                            req.partition,
+                            match p {
+                                LeaseProblem::Lost(why) => why,
+                                LeaseProblem::NotHeld => "no longer held".into(),
+                                LeaseProblem::Moving => "moving".into(),
+                            }
+                        ),
+                    )
+                })?;
+        }
+        if ack == pb::AckLevel::AckObject {
+            if let Some(segment) = appended.segment {
+                if segment == self.log.active_segment() {
+                    self.log.hurry_seal();
+                }
+                self.wait_committed(segment).await?;
+            }
+            // Committed chunks leave fenced partitions out: with the lease
+            // still held at the same epoch the batch was committed; else
+            // (moving, handed over, lost) it was if its partition's
+            // committed end covers it.
+            let end = appended.base_offset + u64::from(appended.record_count);
+            let held =
+                matches!(self.leases.check(&t.key, req.partition, now_ms()), Ok(e) if e == epoch);
+            let committed = self
+                .committed_ends
+                .borrow()
+                .get(&(t.key.to_string(), req.partition))
+                .is_some_and(|c| *c >= end);
+            if !held && !committed {
+                return Err(Status::new(
+                    Code::Unavailable,
+                    format!(
+                        "{}/{} moved to another agent before the batch reached object storage: \
+                         it is not stored; retry with the partition's new leader",
+                        req.topic, req.partition
+                    ),
+                ));
+            }
+        }
+        Ok(pb::ProduceResponse {
+            base_offset: appended.base_offset,
+            record_count: appended.record_count,
+            duplicate: appended.duplicate,
+            append_time: now_ms() as u64,
+        })
+    }
+
+    pub(super) fn encode_records(&self, req: &pb::ProduceRequest) -> Result<Vec<u8>, Status> {
+        let epoch = i16::try_from(req.producer_epoch).map_err(|_| {
+            bad(format!(
+                "producer_epoch {} is out of range",
+                req.producer_epoch
+            ))
+        })?;
+        let producer = ProducerInfo {
+            producer_id: req.producer_id,
+            producer_epoch: epoch,
+            base_sequence: req.base_sequence,
+        };
+        let now = now_ms();
+        let mut b = BatchBuilder::with_capacity(Codec::None, producer, req.records.len() * 128);
+        let mut headers = Vec::new();
+        for (i, r) in req.records.iter().enumerate() {
+            let size = r.key.as_ref().map_or(0, |k| k.len())
+                + r.value.len()
+                + r.headers
+                    .iter()
+                    .map(|h| h.key.len() + h.value.len())
+                    .sum::<usize>();
+            if size > self.config.max_record_bytes {
+                return Err(Status::new(
+                    Code::ResourceExhausted,
+                    format!(
+                        "record {i} is {size} bytes; the limit is {} bytes",
+                        self.config.max_record_bytes
+                    ),
+                ));
+            }
+            let ts = match r.timestamp {
+                0 => now,
+                t => i64::try_from(t)
+                    .map_err(|_| bad(format!("record {i} timestamp {t} is out of range")))?,
+            };
+            headers.clear();
+            headers.extend(r.headers.iter().map(|h| (h.key.clone(), h.value.clone())));
+            b.push(r.key.as_deref(), &r.value, ts, &headers);
+        }
+        Ok(b.finish())
+    }
+}
