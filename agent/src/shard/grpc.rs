@@ -295,6 +295,22 @@ pub fn reply_http(respond: &mut SendResponse<Bytes>, code: http::StatusCode) {
     let _ = respond.send_response(r, true);
 }
 
+/// Encodes a reply message with its 5-byte gRPC prefix.
+pub fn encode_reply(msg: &impl Message) -> Bytes {
+    let len = msg.encoded_len();
+    let mut buf = BytesMut::with_capacity(len + 5);
+    buf.put_u8(0);
+    buf.put_u32(len as u32);
+    // The buffer has room for the whole message, so encoding cannot fail.
+    let _ = msg.encode(&mut buf);
+    buf.freeze()
+}
+
+pub fn decode<M: Message + Default>(bytes: Bytes, what: &str) -> Result<M, Status> {
+    M::decode(bytes)
+        .map_err(|e| Status::new(Code::InvalidArgument, format!("malformed {what}: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,20 +330,4 @@ mod tests {
     fn messages_are_percent_encoded() {
         assert_eq!(encode_message("a 100% é"), "a 100%25 %C3%A9");
     }
-}
-
-/// Encodes a reply message with its 5-byte gRPC prefix.
-pub fn encode_reply(msg: &impl Message) -> Bytes {
-    let len = msg.encoded_len();
-    let mut buf = BytesMut::with_capacity(len + 5);
-    buf.put_u8(0);
-    buf.put_u32(len as u32);
-    // The buffer has room for the whole message, so encoding cannot fail.
-    let _ = msg.encode(&mut buf);
-    buf.freeze()
-}
-
-pub fn decode<M: Message + Default>(bytes: Bytes, what: &str) -> Result<M, Status> {
-    M::decode(bytes)
-        .map_err(|e| Status::new(Code::InvalidArgument, format!("malformed {what}: {e}")))
 }
