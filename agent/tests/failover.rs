@@ -908,7 +908,21 @@ async fn after_a_metadata_outage_no_agent_takes_a_live_agents_partitions() {
             })
             .collect::<Vec<_>>()
     };
-    let held = epochs(url.clone()).await;
+    // Both agents leading some partitions does not mean the first
+    // rebalance is over: a hand-over still under way would finish during
+    // the outage and look like a takeover. Wait until the lease rows stay
+    // the same for 2 s.
+    let mut held = epochs(url.clone()).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = epochs(url.clone()).await;
+        if now == held {
+            break;
+        }
+        assert!(Instant::now() < deadline, "leases never stopped moving");
+        held = now;
+    }
     pg::execute(
         &url,
         "ALTER TABLE agents RENAME TO agents_away; ALTER TABLE leases RENAME TO leases_away",
