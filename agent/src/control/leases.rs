@@ -11,11 +11,11 @@ use std::time::Duration;
 use futures::channel::mpsc;
 
 use crate::clock::now_ms;
-use crate::messages::{ShardHealth, ToShard};
+use crate::messages::ToShard;
 use crate::metastore::MetaError;
 use streamhouse_shard::producers::RememberedBatch;
 
-use super::state::{peer_shard_failed, topic_name, Shared};
+use super::state::{topic_name, Shared};
 
 /// Attempts at a metadata call during start-up before giving up on it
 /// (delays 100, 200, 400, 800 ms between them).
@@ -141,13 +141,10 @@ impl Shared {
         partition: u32,
         row: &crate::metastore::LeaseRow,
     ) -> bool {
-        let live = self.live.lock().contains(&row.holder);
-        let shard_failed = peer_shard_failed(
-            &self.peer_failures.lock(),
-            &row.holder,
-            topic_name(key),
-            partition,
-        );
+        let live = self.members.is_live(&row.holder);
+        let shard_failed = self
+            .members
+            .peer_shard_failed(&row.holder, topic_name(key), partition);
         let holder = crate::takeover::Holder {
             agent: &row.holder,
             epoch: row.epoch,
@@ -247,7 +244,7 @@ impl Shared {
         for (key, p) in want {
             if self.leases.lock().contains_key(&(key.clone(), p))
                 || !self.assigned_here(&key, p)
-                || self.unwell.lock().contains_key(&self.shard_of(&key, p))
+                || self.members.shard_unwell(self.shard_of(&key, p))
             {
                 continue;
             }
@@ -266,13 +263,7 @@ impl Shared {
     /// Renews every held lease; loses those that are fenced or expired.
     pub(super) async fn renew_all(&self) {
         let _gate = self.renew_gate.lock().await;
-        let dead: Vec<usize> = self
-            .unwell
-            .lock()
-            .iter()
-            .filter(|(_, h)| **h == ShardHealth::Dead)
-            .map(|(s, _)| *s)
-            .collect();
+        let dead = self.members.dead_shards();
         let held: Vec<((String, u32), (u64, i64))> = self
             .leases
             .lock()

@@ -21,11 +21,13 @@ use crate::messages::{ControlHandle, ToControl, ToShard};
 use crate::metastore::MetaStore;
 use crate::metrics::Registry;
 use crate::objstore::ObjectStore;
+use members::Members;
 use remote::RemoteCache;
 use state::Shared;
 
 mod dispatch;
 mod leases;
+mod members;
 mod membership;
 pub mod remote;
 mod state;
@@ -152,6 +154,7 @@ async fn run(
     let shard_ports = (0..config.shard_count())
         .map(|i| config.shard_listen(i))
         .collect();
+    let members = Members::new(&config.agent_id);
     let shared = Arc::new(Shared {
         cache: Mutex::new(RemoteCache::new(config.read_cache_bytes)),
         config,
@@ -165,11 +168,8 @@ async fn run(
         stop: AtomicBool::new(false),
         metrics,
         release: AtomicBool::new(false),
-        live: Mutex::new(Vec::new()),
+        members,
         moving: Mutex::new(HashSet::new()),
-        unwell: Mutex::new(HashMap::new()),
-        peer_failures: Mutex::new(HashMap::new()),
-        heartbeats_ok_since: Mutex::new(None),
         expired: Mutex::new(crate::takeover::ExpiredLeases::default()),
         readiness: Arc::new(Readiness::new(shard_ports)),
         draining: Arc::new(AtomicBool::new(false)),
