@@ -24,7 +24,7 @@ impl Shared {
                     Ok(row) => {
                         self.catalog.remove(&name);
                         let key = row.key();
-                        self.leases.lock().retain(|(k, _), _| *k != key);
+                        self.leases.remove_topic(&key);
                         Ok(())
                     }
                     Err(e) => Err(e.into()),

@@ -12,6 +12,7 @@ use crate::messages::{ClusterView, ToShard};
 use crate::metastore::MetaError;
 use crate::routing::shard_for;
 
+use super::held::Held;
 use super::state::{topic_name, Shared};
 
 impl Shared {
@@ -59,13 +60,8 @@ impl Shared {
     /// over: its shard stops writes and gets its data committed, then the
     /// lease is released so the new owner can take it at once.
     pub(super) fn rebalance(self: &Arc<Self>) {
-        let held: Vec<(String, u32, u64)> = self
-            .leases
-            .lock()
-            .iter()
-            .map(|((k, p), (e, _))| (k.clone(), *p, *e))
-            .collect();
-        for (key, p, epoch) in held {
+        let held = self.leases.matching(|_, _| true);
+        for ((key, p), Held { epoch, .. }) in held {
             // A failed shard cannot hand over (its log refuses the barrier);
             // it gives its leases up itself once it shipped what it could.
             if self.members.shard_unwell(self.shard_of(&key, p)) {

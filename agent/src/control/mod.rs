@@ -5,7 +5,7 @@
 //! through per-shard channels, so a shard never blocks on it and never takes
 //! a lock it shares with another core. Must not touch shard logs directly.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,11 +21,13 @@ use crate::messages::{ControlHandle, ToControl, ToShard};
 use crate::metastore::MetaStore;
 use crate::metrics::Registry;
 use crate::objstore::ObjectStore;
+use held::HeldLeases;
 use members::Members;
 use remote::RemoteCache;
 use state::Shared;
 
 mod dispatch;
+mod held;
 mod leases;
 mod members;
 mod membership;
@@ -164,7 +166,7 @@ async fn run(
         renew_gate: tokio::sync::Mutex::new(()),
         store,
         shards: shards.into_iter().map(Mutex::new).collect(),
-        leases: Mutex::new(HashMap::new()),
+        leases: HeldLeases::default(),
         stop: AtomicBool::new(false),
         metrics,
         release: AtomicBool::new(false),

@@ -6,7 +6,7 @@
 //! (`leases`, `membership`, `topics`, `dispatch`), which this one must not
 //! import.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +14,7 @@ use std::time::Duration;
 use futures::channel::mpsc;
 use parking_lot::Mutex;
 
+use super::held::HeldLeases;
 use super::members::Members;
 use super::remote::{ChunkReader, RemoteCache};
 use crate::admin::Readiness;
@@ -39,8 +40,8 @@ pub(crate) struct Shared {
     pub store: ObjectStore,
     /// Each shard's inbox (replaced when a shard is restarted).
     pub(super) shards: Vec<Mutex<mpsc::UnboundedSender<ToShard>>>,
-    /// Leases this agent holds: (topic key, partition) -> (epoch, expiry ms).
-    pub(super) leases: Mutex<HashMap<(String, u32), (u64, i64)>>,
+    /// Leases this agent holds.
+    pub(super) leases: HeldLeases,
     pub cache: Mutex<RemoteCache>,
     pub stop: AtomicBool,
     /// Release leases when stopping.
