@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::messages::{ShardHealth, ToControl};
+use crate::messages::ToControl;
 
 use super::state::Shared;
 
@@ -24,7 +24,7 @@ impl Shared {
                     Ok(row) => {
                         self.catalog.remove(&name);
                         let key = row.key();
-                        self.leases.lock().retain(|(k, _), _| *k != key);
+                        self.leases.remove_topic(&key);
                         Ok(())
                     }
                     Err(e) => Err(e.into()),
@@ -68,15 +68,7 @@ impl Shared {
             ToControl::Upload(_) => {}
             ToControl::ShardHealth { shard, health } => {
                 tracing::warn!(shard, ?health, "shard health changed");
-                let mut unwell = self.unwell.lock();
-                match health {
-                    ShardHealth::Healthy => {
-                        unwell.remove(&shard);
-                    }
-                    other => {
-                        unwell.insert(shard, other);
-                    }
-                }
+                self.members.set_health(shard, health);
             }
             ToControl::ReleaseShard { shard } => self.release_shard(shard).await,
             ToControl::ShardRestarted { shard, inbox } => self.restarted(shard, inbox).await,

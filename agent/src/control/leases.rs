@@ -11,11 +11,12 @@ use std::time::Duration;
 use futures::channel::mpsc;
 
 use crate::clock::now_ms;
-use crate::messages::{ShardHealth, ToShard};
+use crate::messages::ToShard;
 use crate::metastore::MetaError;
 use streamhouse_shard::producers::RememberedBatch;
 
-use super::state::{peer_shard_failed, topic_name, Shared};
+use super::held::Held;
+use super::state::{topic_name, Shared};
 
 /// Attempts at a metadata call during start-up before giving up on it
 /// (delays 100, 200, 400, 800 ms between them).
@@ -30,11 +31,7 @@ impl Shared {
     /// Marks a partition's lease lost and tells its shard.
     pub fn lose(&self, key: &str, partition: u32, reason: String) {
         tracing::warn!(topic = key, partition, %reason, "lease lost; no longer serving the partition");
-        let held = {
-            let mut l = self.leases.lock();
-            l.remove(&(key.to_owned(), partition));
-            l.len()
-        };
+        let held = self.leases.remove(key, partition);
         let m = &self.metrics.control;
         m.leases_lost.fetch_add(1, Ordering::Relaxed);
         m.leases_held.store(held as u64, Ordering::Relaxed);
@@ -101,11 +98,14 @@ impl Shared {
             }
         }
         self.expired.lock().forget(key, partition);
-        let held = {
-            let mut l = self.leases.lock();
-            l.insert((key.to_owned(), partition), (grant.epoch, grant.expires_ms));
-            l.len()
-        };
+        let held = self.leases.insert(
+            key,
+            partition,
+            Held {
+                epoch: grant.epoch,
+                expires_ms: grant.expires_ms,
+            },
+        );
         let m = &self.metrics.control;
         m.leases_acquired.fetch_add(1, Ordering::Relaxed);
         m.leases_held.store(held as u64, Ordering::Relaxed);
@@ -141,13 +141,10 @@ impl Shared {
         partition: u32,
         row: &crate::metastore::LeaseRow,
     ) -> bool {
-        let live = self.live.lock().contains(&row.holder);
-        let shard_failed = peer_shard_failed(
-            &self.peer_failures.lock(),
-            &row.holder,
-            topic_name(key),
-            partition,
-        );
+        let live = self.members.is_live(&row.holder);
+        let shard_failed = self
+            .members
+            .peer_shard_failed(&row.holder, topic_name(key), partition);
         let holder = crate::takeover::Holder {
             agent: &row.holder,
             epoch: row.epoch,
@@ -167,10 +164,7 @@ impl Shared {
 
     /// The epoch this agent holds `key/partition` under, if it does.
     pub fn held_epoch(&self, key: &str, partition: u32) -> Option<u64> {
-        self.leases
-            .lock()
-            .get(&(key.to_owned(), partition))
-            .map(|(e, _)| *e)
+        self.leases.get(key, partition).map(|h| h.epoch)
     }
 
     /// At start, before the shards replay their logs: takes back every
@@ -245,9 +239,9 @@ impl Shared {
             })
             .collect();
         for (key, p) in want {
-            if self.leases.lock().contains_key(&(key.clone(), p))
+            if self.leases.get(&key, p).is_some()
                 || !self.assigned_here(&key, p)
-                || self.unwell.lock().contains_key(&self.shard_of(&key, p))
+                || self.members.shard_unwell(self.shard_of(&key, p))
             {
                 continue;
             }
@@ -266,24 +260,14 @@ impl Shared {
     /// Renews every held lease; loses those that are fenced or expired.
     pub(super) async fn renew_all(&self) {
         let _gate = self.renew_gate.lock().await;
-        let dead: Vec<usize> = self
-            .unwell
-            .lock()
-            .iter()
-            .filter(|(_, h)| **h == ShardHealth::Dead)
-            .map(|(s, _)| *s)
-            .collect();
-        let held: Vec<((String, u32), (u64, i64))> = self
+        let dead = self.members.dead_shards();
+        let held = self
             .leases
-            .lock()
-            .iter()
-            .filter(|((k, p), _)| !dead.contains(&self.shard_of(k, *p)))
-            .map(|(k, v)| (k.clone(), *v))
-            .collect();
+            .matching(|k, p| !dead.contains(&self.shard_of(k, p)));
         let agent = self.config.agent_id.clone();
         let batch: Vec<(String, u32, u64)> = held
             .iter()
-            .map(|((k, p), (e, _))| (k.clone(), *p, *e))
+            .map(|((k, p), h)| (k.clone(), *p, h.epoch))
             .collect();
         // One attempt may take at most a renewal period: the next one
         // (or the expiry check) must not wait behind a hung call.
@@ -303,12 +287,20 @@ impl Shared {
             Ok(r) => r,
             Err(e) => held.iter().map(|_| Err(e.clone())).collect(),
         };
-        for (((key, p), (epoch, expires)), result) in held.into_iter().zip(results) {
+        for (
+            (
+                (key, p),
+                Held {
+                    epoch,
+                    expires_ms: expires,
+                },
+            ),
+            result,
+        ) in held.into_iter().zip(results)
+        {
             match result {
                 Ok(g) => {
-                    if let Some(v) = self.leases.lock().get_mut(&(key.clone(), p)) {
-                        v.1 = g.expires_ms;
-                    }
+                    self.leases.set_expiry(&key, p, g.expires_ms);
                     self.tell(
                         self.shard_of(&key, p),
                         ToShard::Renewed {
@@ -336,8 +328,8 @@ impl Shared {
     }
 
     pub(super) async fn release_all(&self) {
-        let held: Vec<((String, u32), (u64, i64))> = self.leases.lock().drain().collect();
-        for ((key, p), (epoch, _)) in held {
+        let held = self.leases.drain();
+        for ((key, p), Held { epoch, .. }) in held {
             if let Err(e) = self
                 .meta
                 .release_lease(&key, p, &self.config.agent_id, epoch)
@@ -354,14 +346,8 @@ impl Shared {
         if let Some(tx) = self.shards.get(shard) {
             *tx.lock() = inbox;
         }
-        let held: Vec<(String, u32)> = self
-            .leases
-            .lock()
-            .keys()
-            .filter(|(k, p)| self.shard_of(k, *p) == shard)
-            .cloned()
-            .collect();
-        for (key, p) in held {
+        let held = self.leases.matching(|k, p| self.shard_of(k, p) == shard);
+        for ((key, p), _) in held {
             match self.acquire(&key, p).await {
                 Ok(()) => {}
                 Err(MetaError::LeaseHeld { holder, .. }) => self.lose(
@@ -381,14 +367,8 @@ impl Shared {
     /// and everything it could ship is committed).
     pub(super) async fn release_shard(&self, shard: usize) {
         let _gate = self.renew_gate.lock().await;
-        let held: Vec<((String, u32), (u64, i64))> = self
-            .leases
-            .lock()
-            .iter()
-            .filter(|((k, p), _)| self.shard_of(k, *p) == shard)
-            .map(|(k, v)| (k.clone(), *v))
-            .collect();
-        for ((key, p), (epoch, _)) in held {
+        let held = self.leases.matching(|k, p| self.shard_of(k, p) == shard);
+        for ((key, p), Held { epoch, .. }) in held {
             tracing::warn!(topic = %key, partition = p, shard, "lease given up: the shard's WAL failed");
             self.give_up(&key, p, epoch, "the shard's WAL failed").await;
         }
@@ -399,11 +379,7 @@ impl Shared {
     /// (it expires instead if that fails), and the shard told. The caller
     /// holds `renew_gate`, so no renewal in flight extends it again.
     pub(super) async fn give_up(&self, key: &str, partition: u32, epoch: u64, why: &str) {
-        let left = {
-            let mut l = self.leases.lock();
-            l.remove(&(key.to_owned(), partition));
-            l.len()
-        };
+        let left = self.leases.remove(key, partition);
         let m = &self.metrics.control;
         m.leases_released.fetch_add(1, Ordering::Relaxed);
         m.leases_held.store(left as u64, Ordering::Relaxed);

@@ -12,45 +12,27 @@ use crate::messages::{ClusterView, ToShard};
 use crate::metastore::MetaError;
 use crate::routing::shard_for;
 
-use super::state::{peer_shard_failed, topic_name, Shared};
+use super::held::Held;
+use super::state::{topic_name, Shared};
 
 impl Shared {
-    /// Whether this agent should lead `key/partition` given the live agents:
-    /// rendezvous hashing over the live agents whose shard for the partition
-    /// works (this agent's own shards by their current health, others' by
-    /// their last heartbeat); over all live agents when none does.
+    /// Whether this agent should lead `key/partition` (see
+    /// [`Members::assigned_here`](super::members::Members::assigned_here)).
     pub(super) fn assigned_here(&self, key: &str, partition: u32) -> bool {
-        let live = self.live.lock();
-        let peers = self.peer_failures.lock();
-        let own_shard_works = !self
-            .unwell
-            .lock()
-            .contains_key(&self.shard_of(key, partition));
-        let name = topic_name(key);
-        let working: Vec<String> = live
-            .iter()
-            .filter(|a| {
-                if **a == self.config.agent_id {
-                    own_shard_works
-                } else {
-                    !peer_shard_failed(&peers, a, name, partition)
-                }
-            })
-            .cloned()
-            .collect();
-        let candidates = if working.is_empty() { &*live } else { &working };
-        crate::assignment::owner(candidates, key, partition)
-            .is_none_or(|o| o == self.config.agent_id)
+        self.members.assigned_here(
+            key,
+            topic_name(key),
+            partition,
+            self.shard_of(key, partition),
+        )
     }
 
-    /// Heartbeat, then refresh the list of live agents. An agent seen live
-    /// before is declared dead only once this agent's own heartbeats have
-    /// worked for a whole `--agent-timeout-ms`: after a metadata-store
-    /// outage every heartbeat looks stale, because nobody could write one.
+    /// Heartbeat, then refresh the list of live agents (see
+    /// [`Members::observe`](super::members::Members::observe) for when an agent is declared dead).
     pub(super) async fn heartbeat(&self) -> Result<(), MetaError> {
         let r = self.heartbeat_round().await;
         if r.is_err() {
-            *self.heartbeats_ok_since.lock() = None;
+            self.members.heartbeat_failed();
         }
         r
     }
@@ -63,43 +45,13 @@ impl Shared {
                 .map(|i| self.config.shard_address(i))
                 .collect(),
             heartbeat_ms: now,
-            failed_shards: {
-                let mut f: Vec<usize> = self.unwell.lock().keys().copied().collect();
-                f.sort_unstable();
-                f
-            },
+            failed_shards: self.members.unwell_shards(),
         };
         self.meta.heartbeat(&row).await?;
-        let since = now - i64::try_from(self.config.agent_timeout_ms).unwrap_or(i64::MAX / 4);
-        let rows = self.meta.live_agents(since).await?;
-        *self.peer_failures.lock() = rows
-            .iter()
-            .filter(|a| a.agent_id != self.config.agent_id)
-            .map(|a| {
-                (
-                    a.agent_id.clone(),
-                    (a.shard_addresses.len(), a.failed_shards.clone()),
-                )
-            })
-            .collect();
-        let mut ids: Vec<String> = rows.into_iter().map(|a| a.agent_id).collect();
-        if !ids.contains(&self.config.agent_id) {
-            ids.push(self.config.agent_id.clone());
-        }
-        let ok_since = *self.heartbeats_ok_since.lock().get_or_insert(now);
         let timeout = i64::try_from(self.config.agent_timeout_ms).unwrap_or(i64::MAX / 4);
-        let mut live = self.live.lock();
-        if now - ok_since < timeout {
-            for id in live.iter() {
-                if !ids.contains(id) {
-                    ids.push(id.clone());
-                }
-            }
-        }
-        ids.sort();
-        if *live != ids {
+        let rows = self.meta.live_agents(now - timeout).await?;
+        if let Some(ids) = self.members.observe(rows, now, timeout) {
             tracing::info!(agents = ?ids, "live agents changed");
-            *live = ids;
         }
         Ok(())
     }
@@ -108,16 +60,11 @@ impl Shared {
     /// over: its shard stops writes and gets its data committed, then the
     /// lease is released so the new owner can take it at once.
     pub(super) fn rebalance(self: &Arc<Self>) {
-        let held: Vec<(String, u32, u64)> = self
-            .leases
-            .lock()
-            .iter()
-            .map(|((k, p), (e, _))| (k.clone(), *p, *e))
-            .collect();
-        for (key, p, epoch) in held {
+        let held = self.leases.matching(|_, _| true);
+        for ((key, p), Held { epoch, .. }) in held {
             // A failed shard cannot hand over (its log refuses the barrier);
             // it gives its leases up itself once it shipped what it could.
-            if self.unwell.lock().contains_key(&self.shard_of(&key, p)) {
+            if self.members.shard_unwell(self.shard_of(&key, p)) {
                 continue;
             }
             if self.assigned_here(&key, p) || !self.moving.lock().insert((key.clone(), p)) {

@@ -5,7 +5,7 @@
 //! through per-shard channels, so a shard never blocks on it and never takes
 //! a lock it shares with another core. Must not touch shard logs directly.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,11 +21,15 @@ use crate::messages::{ControlHandle, ToControl, ToShard};
 use crate::metastore::MetaStore;
 use crate::metrics::Registry;
 use crate::objstore::ObjectStore;
+use held::HeldLeases;
+use members::Members;
 use remote::RemoteCache;
 use state::Shared;
 
 mod dispatch;
+mod held;
 mod leases;
+mod members;
 mod membership;
 pub mod remote;
 mod state;
@@ -152,6 +156,7 @@ async fn run(
     let shard_ports = (0..config.shard_count())
         .map(|i| config.shard_listen(i))
         .collect();
+    let members = Members::new(&config.agent_id);
     let shared = Arc::new(Shared {
         cache: Mutex::new(RemoteCache::new(config.read_cache_bytes)),
         config,
@@ -161,15 +166,12 @@ async fn run(
         renew_gate: tokio::sync::Mutex::new(()),
         store,
         shards: shards.into_iter().map(Mutex::new).collect(),
-        leases: Mutex::new(HashMap::new()),
+        leases: HeldLeases::default(),
         stop: AtomicBool::new(false),
         metrics,
         release: AtomicBool::new(false),
-        live: Mutex::new(Vec::new()),
+        members,
         moving: Mutex::new(HashSet::new()),
-        unwell: Mutex::new(HashMap::new()),
-        peer_failures: Mutex::new(HashMap::new()),
-        heartbeats_ok_since: Mutex::new(None),
         expired: Mutex::new(crate::takeover::ExpiredLeases::default()),
         readiness: Arc::new(Readiness::new(shard_ports)),
         draining: Arc::new(AtomicBool::new(false)),

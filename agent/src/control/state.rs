@@ -6,7 +6,7 @@
 //! (`leases`, `membership`, `topics`, `dispatch`), which this one must not
 //! import.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,11 +14,13 @@ use std::time::Duration;
 use futures::channel::mpsc;
 use parking_lot::Mutex;
 
+use super::held::HeldLeases;
+use super::members::Members;
 use super::remote::{ChunkReader, RemoteCache};
 use crate::admin::Readiness;
 use crate::catalog::Catalog;
 use crate::config::AgentConfig;
-use crate::messages::{ControlError, ShardHealth, ToShard};
+use crate::messages::{ControlError, ToShard};
 use crate::metastore::{MetaError, MetaStore};
 use crate::metrics::Registry;
 use crate::objstore::ObjectStore;
@@ -38,26 +40,17 @@ pub(crate) struct Shared {
     pub store: ObjectStore,
     /// Each shard's inbox (replaced when a shard is restarted).
     pub(super) shards: Vec<Mutex<mpsc::UnboundedSender<ToShard>>>,
-    /// Leases this agent holds: (topic key, partition) -> (epoch, expiry ms).
-    pub(super) leases: Mutex<HashMap<(String, u32), (u64, i64)>>,
+    /// Leases this agent holds.
+    pub(super) leases: HeldLeases,
     pub cache: Mutex<RemoteCache>,
     pub stop: AtomicBool,
     /// Release leases when stopping.
     pub(super) release: AtomicBool,
     pub metrics: Arc<Registry>,
-    /// Live agent ids (this one always included), from the last heartbeat
-    /// round.
-    pub(super) live: Mutex<Vec<String>>,
+    /// Live agents, their failed shards, this agent's shards' health.
+    pub(super) members: Members,
     /// Partitions being handed to another agent.
     pub(super) moving: Mutex<HashSet<(String, u32)>>,
-    /// Shards whose WAL failed or whose executor ended, by shard number.
-    pub(super) unwell: Mutex<HashMap<usize, ShardHealth>>,
-    /// Other live agents' shard counts and failed shards, from the last
-    /// heartbeat round.
-    pub(super) peer_failures: Mutex<HashMap<String, (usize, Vec<usize>)>>,
-    /// Since when (ms) this agent's heartbeats have worked without a
-    /// failure; `None` right after one failed.
-    pub(super) heartbeats_ok_since: Mutex<Option<i64>>,
     /// Since when other live agents' leases have been seen expired (see
     /// `takeover`).
     pub(super) expired: Mutex<crate::takeover::ExpiredLeases>,
@@ -83,19 +76,6 @@ impl From<MetaError> for ControlError {
             other => ControlError::Unavailable(other.to_string()),
         }
     }
-}
-
-/// Whether `agent`, by its last heartbeat in `peers` (shard count, failed
-/// shards), reports the shard serving `topic/partition` as failed.
-pub(super) fn peer_shard_failed(
-    peers: &HashMap<String, (usize, Vec<usize>)>,
-    agent: &str,
-    topic: &str,
-    partition: u32,
-) -> bool {
-    peers.get(agent).is_some_and(|(shards, failed)| {
-        failed.contains(&shard_for(topic, partition, (*shards).max(1)))
-    })
 }
 
 /// Topic name of a topic key `name#id`.

@@ -17,7 +17,7 @@ impl Shared {
     pub(super) async fn sync_topics(&self) -> Result<(), MetaError> {
         let rows = self.meta.topics().await?;
         let known: HashSet<String> = rows.iter().map(TopicRow::key).collect();
-        self.leases.lock().retain(|(k, _), _| known.contains(k));
+        self.leases.retain_topics(&known);
         self.catalog.replace(&rows);
         Ok(())
     }

@@ -6,12 +6,11 @@
 //! `fetch` and `admin`.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use futures::channel::oneshot;
 use streamhouse_shard::ShardLog;
 
 use crate::catalog::{Catalog, TopicEntry};
@@ -20,6 +19,7 @@ use crate::messages::{ControlHandle, ToShard};
 use crate::metrics::ShardMetrics;
 
 use super::leases::{LeaseState, ShardLeases};
+use super::uploads::Uploads;
 
 /// A topic as one shard sees it (shared by `Rc`, so the produce path never
 /// touches a cross-core reference count).
@@ -47,18 +47,10 @@ pub struct ShardContext {
     pub leases: ShardLeases,
     /// Names this log's chunk objects: `chunks/LOG_ID/SEGMENT.wal`.
     pub(super) log_id: String,
-    /// Sealed segments not yet committed to object storage, with their sizes.
-    pub(super) unshipped: RefCell<BTreeMap<u64, u64>>,
-    /// When each of them was sealed (ms since the epoch).
-    pub(super) sealed_at: RefCell<BTreeMap<u64, i64>>,
+    /// Upload bookkeeping: unshipped segments, commits, waiters.
+    pub(super) uploads: Uploads,
     /// This shard's counters.
     pub metrics: Arc<ShardMetrics>,
-    /// Highest segment committed to object storage so far.
-    pub(super) committed_through: Cell<Option<u64>>,
-    /// Produce requests with ack `object` waiting for their segment.
-    pub(super) object_waiters: RefCell<Vec<(u64, oneshot::Sender<()>)>>,
-    /// Per partition, the end of its ranges this shard saw committed.
-    pub(super) committed_ends: RefCell<HashMap<(String, u32), u64>>,
 }
 
 /// What a [`ShardContext`] is built from.
@@ -98,11 +90,7 @@ impl ShardContext {
             control,
             leases: ShardLeases::default(),
             log_id,
-            unshipped: RefCell::new(BTreeMap::new()),
-            sealed_at: RefCell::new(BTreeMap::new()),
-            object_waiters: RefCell::new(Vec::new()),
-            committed_ends: RefCell::new(HashMap::new()),
-            committed_through: Cell::new(None),
+            uploads: Uploads::default(),
             metrics,
         });
         ctx.refresh_topics();
@@ -151,28 +139,11 @@ impl ShardContext {
                 reason,
             } => self.leases.lose(&topic, partition, reason),
             ToShard::Committed { segment, ends } => {
-                {
-                    let mut committed = self.committed_ends.borrow_mut();
-                    for (topic, partition, end) in ends {
-                        let e = committed.entry((topic, partition)).or_insert(0);
-                        *e = (*e).max(end);
-                    }
-                }
                 if let Err(e) = self.log.drop_segment(segment) {
                     tracing::warn!(shard = self.shard, segment, error = %e, "cannot drop a shipped segment");
                 }
-                self.unshipped.borrow_mut().remove(&segment);
+                self.uploads.committed(segment, ends);
                 self.publish_backlog();
-                // The uploader commits a shard's segments in seal order.
-                self.committed_through.set(Some(segment));
-                let mut waiters = self.object_waiters.borrow_mut();
-                let (done, keep): (Vec<_>, Vec<_>) =
-                    waiters.drain(..).partition(|(seg, _)| *seg <= segment);
-                *waiters = keep;
-                drop(waiters);
-                for (_, tx) in done {
-                    let _ = tx.send(());
-                }
             }
             ToShard::Released { topic, partition } => self.leases.remove(&topic, partition),
             ToShard::Barrier(tx) => {

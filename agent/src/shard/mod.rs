@@ -39,6 +39,7 @@ mod produce;
 mod shipping;
 mod status;
 mod topics;
+mod uploads;
 pub mod wal_watch;
 
 /// How long a shard retries binding a port that is in use: 3 s.

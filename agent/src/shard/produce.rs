@@ -143,11 +143,7 @@ impl ShardContext {
             let end = appended.base_offset + u64::from(appended.record_count);
             let held =
                 matches!(self.leases.check(&t.key, req.partition, now_ms()), Ok(e) if e == epoch);
-            let committed = self
-                .committed_ends
-                .borrow()
-                .get(&(t.key.to_string(), req.partition))
-                .is_some_and(|c| *c >= end);
+            let committed = self.uploads.covers(&t.key, req.partition, end);
             if !held && !committed {
                 return Err(Status::new(
                     Code::Unavailable,

@@ -6,8 +6,6 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures::channel::oneshot;
-
 use crate::clock::now_ms;
 use crate::messages::{ToControl, UploadJob};
 use crate::metastore::ChunkRange;
@@ -45,8 +43,7 @@ impl ShardContext {
                 None => unleased.push(range),
             }
         }
-        self.unshipped.borrow_mut().insert(segment, len);
-        self.sealed_at.borrow_mut().insert(segment, now_ms());
+        self.uploads.sealed(segment, len, now_ms());
         self.publish_backlog();
         let job = UploadJob {
             shard: self.shard,
@@ -90,32 +87,28 @@ impl ShardContext {
         }
     }
 
+    /// Publishes the upload backlog (bytes, oldest seal time) as metrics.
     pub(super) fn publish_backlog(&self) {
-        let unshipped = self.unshipped.borrow();
-        let mut sealed_at = self.sealed_at.borrow_mut();
-        sealed_at.retain(|s, _| unshipped.contains_key(s));
+        let s = &self.uploads;
         self.metrics
             .upload_backlog_bytes
-            .store(unshipped.values().sum(), Ordering::Relaxed);
-        self.metrics.oldest_unshipped_ms.store(
-            sealed_at.values().next().copied().unwrap_or(0),
-            Ordering::Relaxed,
-        );
+            .store(s.backlog_bytes(), Ordering::Relaxed);
+        self.metrics
+            .oldest_unshipped_ms
+            .store(s.oldest_unshipped_ms(), Ordering::Relaxed);
     }
 
     /// Bytes of sealed segments not yet in object storage.
     pub fn upload_backlog(&self) -> u64 {
-        self.unshipped.borrow().values().sum()
+        self.uploads.backlog_bytes()
     }
 
     /// Waits until segment `segment` is committed to object storage.
+    /// Cancelling it only drops the wait.
     pub(super) async fn wait_committed(&self, segment: u64) -> Result<(), Status> {
-        if self.committed_through.get().is_some_and(|c| c >= segment) {
-            return Ok(());
-        }
-        let (tx, rx) = oneshot::channel();
-        self.object_waiters.borrow_mut().push((segment, tx));
-        rx.await
+        self.uploads
+            .wait_committed(segment)
+            .await
             .map_err(|_| Status::new(Code::Unavailable, "agent is shutting down"))
     }
 }

@@ -1,0 +1,108 @@
+//! The leases this agent holds ([`HeldLeases`]): per partition (topic
+//! key, partition) the epoch it holds it under and when it expires. Only
+//! the table; acquiring, renewing and releasing are `leases`'s, and the
+//! metadata store is the authority.
+
+use std::collections::{HashMap, HashSet};
+
+use parking_lot::Mutex;
+
+/// One held lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Held {
+    pub epoch: u64,
+    /// Milliseconds since the Unix epoch.
+    pub expires_ms: i64,
+}
+
+/// (topic key, partition) → the lease held on it.
+#[derive(Default)]
+pub(super) struct HeldLeases {
+    map: Mutex<HashMap<(String, u32), Held>>,
+}
+
+impl HeldLeases {
+    /// Records a lease taken (or taken again); returns how many are held.
+    pub(super) fn insert(&self, key: &str, partition: u32, held: Held) -> usize {
+        let mut m = self.map.lock();
+        m.insert((key.to_owned(), partition), held);
+        m.len()
+    }
+
+    /// Forgets a lease (lost or released); returns how many are left.
+    pub(super) fn remove(&self, key: &str, partition: u32) -> usize {
+        let mut m = self.map.lock();
+        m.remove(&(key.to_owned(), partition));
+        m.len()
+    }
+
+    /// The lease held on `key/partition`, if one is.
+    pub(super) fn get(&self, key: &str, partition: u32) -> Option<Held> {
+        self.map.lock().get(&(key.to_owned(), partition)).copied()
+    }
+
+    /// A renewal of `key/partition` moved its expiry (ignored when the
+    /// lease was let go meanwhile).
+    pub(super) fn set_expiry(&self, key: &str, partition: u32, expires_ms: i64) {
+        if let Some(h) = self.map.lock().get_mut(&(key.to_owned(), partition)) {
+            h.expires_ms = expires_ms;
+        }
+    }
+
+    /// Every held lease whose partition `keep` accepts.
+    pub(super) fn matching(
+        &self,
+        mut keep: impl FnMut(&str, u32) -> bool,
+    ) -> Vec<((String, u32), Held)> {
+        self.map
+            .lock()
+            .iter()
+            .filter(|((k, p), _)| keep(k, *p))
+            .map(|(k, h)| (k.clone(), *h))
+            .collect()
+    }
+
+    /// Forgets the leases of topics not in `known` (topic keys).
+    pub(super) fn retain_topics(&self, known: &HashSet<String>) {
+        self.map.lock().retain(|(k, _), _| known.contains(k));
+    }
+
+    /// Forgets the leases of topic key `key`.
+    pub(super) fn remove_topic(&self, key: &str) {
+        self.map.lock().retain(|(k, _), _| k != key);
+    }
+
+    /// Takes every lease out of the table.
+    pub(super) fn drain(&self) -> Vec<((String, u32), Held)> {
+        self.map.lock().drain().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_counts_and_filters_what_is_held() {
+        let t = HeldLeases::default();
+        let h = |epoch| Held {
+            epoch,
+            expires_ms: 100,
+        };
+        assert_eq!(t.insert("a#1", 0, h(1)), 1);
+        assert_eq!(t.insert("a#1", 1, h(2)), 2);
+        assert_eq!(t.insert("b#2", 0, h(3)), 3);
+        assert_eq!(t.insert("a#1", 0, h(4)), 3, "taken again: replaced");
+        assert_eq!(t.get("a#1", 0).map(|h| h.epoch), Some(4));
+        t.set_expiry("a#1", 1, 250);
+        t.set_expiry("gone#9", 0, 250);
+        assert_eq!(t.get("a#1", 1).map(|h| h.expires_ms), Some(250));
+        assert_eq!(t.matching(|k, _| k == "a#1").len(), 2);
+        t.remove_topic("b#2");
+        assert_eq!(t.get("b#2", 0), None);
+        t.retain_topics(&["a#1".to_string()].into_iter().collect());
+        assert_eq!(t.remove("a#1", 0), 1);
+        assert_eq!(t.drain().len(), 1);
+        assert!(t.matching(|_, _| true).is_empty());
+    }
+}
