@@ -16,6 +16,7 @@ use crate::metastore::MetaError;
 use streamhouse_shard::producers::RememberedBatch;
 
 use super::held::Held;
+use super::runtime_thread;
 use super::state::{topic_name, Shared};
 
 /// Attempts at a metadata call during start-up before giving up on it
@@ -408,33 +409,19 @@ impl Shared {
 pub(super) fn start_renewals(
     shared: Arc<Shared>,
 ) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
-    let h = std::thread::Builder::new()
-        .name("leases".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot start the lease renewal runtime");
-                    return;
-                }
-            };
-            rt.block_on(async {
-                let every = shared.renew_every();
-                let mut next = tokio::time::Instant::now() + every;
-                while !shared.stop.load(Ordering::Acquire) {
-                    // Short sleeps: stopping is noticed within 50 ms.
-                    let now = tokio::time::Instant::now();
-                    if now < next {
-                        tokio::time::sleep((next - now).min(Duration::from_millis(50))).await;
-                        continue;
-                    }
-                    next = now + every;
-                    shared.renew_all().await;
-                }
-            });
-        })?;
+    let h = runtime_thread::spawn("leases", move || async move {
+        let every = shared.renew_every();
+        let mut next = tokio::time::Instant::now() + every;
+        while !shared.stop.load(Ordering::Acquire) {
+            // Short sleeps: stopping is noticed within 50 ms.
+            let now = tokio::time::Instant::now();
+            if now < next {
+                tokio::time::sleep((next - now).min(Duration::from_millis(50))).await;
+                continue;
+            }
+            next = now + every;
+            shared.renew_all().await;
+        }
+    })?;
     Ok(Some(h))
 }

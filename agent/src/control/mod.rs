@@ -32,6 +32,7 @@ mod leases;
 mod members;
 mod membership;
 pub mod remote;
+mod runtime_thread;
 mod state;
 mod topics;
 pub mod uploader;
@@ -84,22 +85,10 @@ pub fn start(
         notify: notify.clone(),
     };
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Arc<Shared>, String>>();
-    let thread = std::thread::Builder::new()
-        .name("control".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(format!("cannot start the control runtime: {e}")));
-                    return;
-                }
-            };
-            rt.block_on(run(config, catalog, metrics, senders, rx, notify, ready_tx));
-        })
-        .map_err(|e| format!("cannot start the control thread: {e}"))?;
+    let thread = runtime_thread::spawn("control", move || {
+        run(config, catalog, metrics, senders, rx, notify, ready_tx)
+    })
+    .map_err(|e| format!("cannot start the control thread: {e}"))?;
     match ready_rx.recv() {
         Ok(Ok(shared)) => Ok((
             Control {
@@ -115,7 +104,7 @@ pub fn start(
         }
         Err(_) => {
             let _ = thread.join();
-            Err("the control thread stopped during start".into())
+            Err("the control thread stopped during start (see the log)".into())
         }
     }
 }
