@@ -5,28 +5,21 @@
 //! shard's executor only; the handlers are in `dispatch`, `produce`,
 //! `fetch` and `admin`.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use streamhouse_shard::ShardLog;
 
-use crate::catalog::{Catalog, TopicEntry};
+use crate::catalog::Catalog;
 use crate::config::AgentConfig;
 use crate::messages::{ControlHandle, ToShard};
 use crate::metrics::ShardMetrics;
 
 use super::leases::{LeaseState, ShardLeases};
+use super::topic_cache::TopicCache;
 use super::uploads::Uploads;
-
-/// A topic as one shard sees it (shared by `Rc`, so the produce path never
-/// touches a cross-core reference count).
-pub(super) struct LocalTopic {
-    pub(super) key: Rc<str>,
-    pub(super) entry: TopicEntry,
-}
 
 /// Everything one shard's request handlers share. Lives on the shard's
 /// executor only.
@@ -39,8 +32,8 @@ pub struct ShardContext {
     pub draining: Arc<AtomicBool>,
     /// Requests being handled right now.
     pub inflight: Cell<usize>,
-    pub(super) topics: RefCell<HashMap<String, Rc<LocalTopic>>>,
-    pub(super) topics_version: Cell<u64>,
+    /// The topics as this shard last loaded them from the catalog.
+    pub(super) topics: TopicCache,
     /// The control thread (metadata, object store, uploads).
     pub control: ControlHandle,
     /// Lease state of this shard's partitions.
@@ -85,8 +78,7 @@ impl ShardContext {
             log,
             draining,
             inflight: Cell::new(0),
-            topics: RefCell::new(HashMap::new()),
-            topics_version: Cell::new(0),
+            topics: TopicCache::default(),
             control,
             leases: ShardLeases::default(),
             log_id,

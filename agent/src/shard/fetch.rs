@@ -10,10 +10,11 @@ use streamhouse_shard::batch::{self};
 use crate::clock::now_ms;
 use crate::messages::ToControl;
 
-use super::context::{LocalTopic, ShardContext};
+use super::context::ShardContext;
 use super::grpc::{Code, Status};
 use super::leases::LeaseProblem;
 use super::status::{control_status, lease_status, log_status};
+use super::topic_cache::LocalTopic;
 
 /// Default and largest `max_bytes` of a fetch.
 const DEFAULT_FETCH_BYTES: usize = 1 << 20;

@@ -38,6 +38,7 @@ pub mod leases;
 mod produce;
 mod shipping;
 mod status;
+mod topic_cache;
 mod topics;
 mod uploads;
 pub mod wal_watch;

@@ -1,6 +1,7 @@
-//! The shard's copy of the catalog and the routing check: which topics
-//! exist, which partitions this shard owns, their high watermarks, and
-//! reloading topics from the metadata store when a name is unknown.
+//! Keeping the shard's topic cache (`topic_cache`) current and the routing
+//! check: which topics exist, which partitions this shard owns, their high
+//! watermarks, and reloading topics from the metadata store when a name is
+//! unknown.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -9,16 +10,17 @@ use std::sync::atomic::Ordering;
 use crate::messages::{ControlError, ToControl};
 use crate::routing::shard_for;
 
-use super::context::{LocalTopic, ShardContext};
+use super::context::ShardContext;
 use super::grpc::{Code, Status};
 use super::status::{bad, control_status};
+use super::topic_cache::LocalTopic;
 
 impl ShardContext {
     /// Reloads the shard's copy of the catalog when it changed: registers
     /// owned partitions with the log and publishes their high watermarks.
     pub(super) fn refresh_topics(&self) {
         let v = self.catalog.version();
-        if v == self.topics_version.get() {
+        if v == self.topics.version() {
             return;
         }
         let shards = self.config.shard_count();
@@ -35,20 +37,15 @@ impl ShardContext {
             }
             fresh.insert(name, Rc::new(LocalTopic { key, entry }));
         }
-        let old = std::mem::replace(&mut *self.topics.borrow_mut(), fresh);
-        for (name, t) in old {
-            let still = self.topics.borrow().get(&name).map(|n| n.key.clone());
-            if still.as_deref() != Some(&*t.key) {
-                self.log.remove_topic(&t.key);
-                self.leases.remove_topic(&t.key);
-            }
+        for gone in self.topics.replace(fresh, v) {
+            self.log.remove_topic(&gone.key);
+            self.leases.remove_topic(&gone.key);
         }
-        self.topics_version.set(v);
     }
 
     pub(super) fn topic(&self, name: &str) -> Option<Rc<LocalTopic>> {
         self.refresh_topics();
-        self.topics.borrow().get(name).cloned()
+        self.topics.get(name)
     }
 
     /// Looks up a topic and checks that `partition` exists and is owned here.
@@ -113,8 +110,7 @@ impl ShardContext {
         let Some(hw) = self.log.high_watermark(key, partition) else {
             return;
         };
-        let topics = self.topics.borrow();
-        if let Some(t) = topics.values().find(|t| &*t.key == key) {
+        if let Some(t) = self.topics.by_key(key) {
             if let Some(a) = t.entry.high_watermarks.get(partition as usize) {
                 a.fetch_max(hw, Ordering::Relaxed);
             }
