@@ -10,11 +10,14 @@ use std::rc::Rc;
 
 use glommio::io::OpenOptions;
 
-use super::{
-    evict_excess, io_err, Corruption, IndexEntry, LogConfig, LogError, PartitionLog, Partitions,
-    ProducerLru, RecoveryReport, SealedSegment, SegmentFile,
-};
-use crate::segment;
+use super::config::LogConfig;
+use super::error::{io_err, LogError};
+use super::partition::evict_excess;
+use super::state::{PartitionLog, Partitions, SegmentFile};
+use super::{RecoveryReport, SealedSegment};
+use crate::index::IndexEntry;
+use crate::producers::ProducerLru;
+use crate::segment::{self, Corruption};
 
 /// A log's state as its files hold it.
 pub(super) struct Recovered {

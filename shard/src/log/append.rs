@@ -1,0 +1,222 @@
+//! Appending: checking a batch and its producer's sequence, assigning its
+//! offsets and queueing its frame for the writer (`writer`), waiting for a
+//! producer's turn, and barriers on what was queued. Touches no file: the
+//! writer owns the writes.
+
+use std::time::Instant;
+
+use futures::channel::oneshot;
+
+use super::error::LogError;
+use super::partition::{evict_excess, find_mut, unknown};
+use super::state::{PendingEntry, State};
+use super::{wait, Appended, ShardLog, SEQUENCE_WAIT};
+use crate::batch;
+use crate::producers::SeqCheck;
+use crate::segment;
+
+impl ShardLog {
+    /// Appends one encoded batch (see [`crate::batch`]) to a partition and
+    /// resolves once it is fsynced. The batch's CRC is verified; its base
+    /// offset is assigned here. Same as [`ShardLog::append_in_flight`] for a
+    /// producer with one batch in flight.
+    pub async fn append(
+        &self,
+        topic: &str,
+        partition: u32,
+        batch: Vec<u8>,
+    ) -> Result<Appended, LogError> {
+        self.append_in_flight(topic, partition, batch, None).await
+    }
+
+    /// Waits, up to [`SEQUENCE_WAIT`], until a batch of `count` records from
+    /// `producer` is no longer ahead of its producer's sequence in this
+    /// partition (requests sent in order may arrive out of order; see
+    /// [`ProducerTable::check`](crate::producers::ProducerTable::check) for `oldest`). Returns whether it waited.
+    /// Call right before [`ShardLog::append_in_flight`]: anything the
+    /// caller checks (a lease) must be checked again after a wait.
+    pub async fn wait_for_turn(
+        &self,
+        topic: &str,
+        partition: u32,
+        producer: batch::ProducerInfo,
+        count: u32,
+        oldest: Option<i32>,
+    ) -> bool {
+        let give_up = Instant::now() + SEQUENCE_WAIT;
+        let mut waited = false;
+        loop {
+            let (turn, left) = {
+                let mut st = self.inner.state.borrow_mut();
+                let Some(p) = find_mut(&mut st.partitions, topic, partition) else {
+                    return waited;
+                };
+                let ahead = matches!(
+                    p.producers.check(producer, count, oldest),
+                    Err(e) if e.is_ahead()
+                );
+                let left = give_up.saturating_duration_since(Instant::now());
+                if !ahead || left.is_zero() {
+                    return waited;
+                }
+                let (tx, rx) = oneshot::channel();
+                p.seq_waiters.push(tx);
+                (rx, left)
+            };
+            waited = true;
+            futures_lite::future::or(
+                async {
+                    let _ = turn.await;
+                },
+                glommio::timer::sleep(left),
+            )
+            .await;
+        }
+    }
+
+    /// [`ShardLog::append`] for a producer with several batches in flight:
+    /// `oldest` is the lowest sequence its producer has in flight for this
+    /// partition (see [`ProducerTable::check`](crate::producers::ProducerTable::check)). A batch ahead of its
+    /// producer's sequence fails at once with [`SeqError::OutOfOrder`](crate::producers::SeqError::OutOfOrder); see
+    /// [`ShardLog::wait_for_turn`].
+    pub async fn append_in_flight(
+        &self,
+        topic: &str,
+        partition: u32,
+        mut batch: Vec<u8>,
+        oldest: Option<i32>,
+    ) -> Result<Appended, LogError> {
+        let header = batch::validate(&batch)?;
+        let count = header.record_count;
+        let (rx, base_offset, duplicate) = {
+            let mut guard = self.inner.state.borrow_mut();
+            let st = &mut *guard;
+            if let Some(why) = &st.poisoned {
+                return Err(LogError::Poisoned(why.clone()));
+            }
+            if st.closed {
+                return Err(LogError::Poisoned("the log is closed".into()));
+            }
+            let p = find_mut(&mut st.partitions, topic, partition)
+                .ok_or_else(|| unknown(topic, partition))?;
+            let out = match p.producers.check(header.producer, count, oldest)? {
+                // A retry of a batch already appended: answer with its
+                // offsets once the original is durable.
+                SeqCheck::Duplicate(e) => {
+                    if e.lsn <= st.durable_lsn {
+                        let seg = p.index.segment_of(e.base_offset);
+                        (Err(seg), e.base_offset, true)
+                    } else {
+                        let (tx, rx) = oneshot::channel();
+                        st.waiters.push_back((e.lsn, tx));
+                        (Ok(rx), e.base_offset, true)
+                    }
+                }
+                SeqCheck::Append => {
+                    let base_offset = p.next_offset;
+                    p.next_offset += u64::from(count);
+                    batch::set_base_offset(&mut batch, base_offset);
+                    let head = segment::frame_header(topic, partition, batch.len());
+                    let start = st.pending.len();
+                    st.pending.extend_from_slice(&head);
+                    st.pending.extend_from_slice(&batch);
+                    let len = head.len() + batch.len();
+                    st.appended_lsn += len as u64;
+                    let lsn = st.appended_lsn;
+                    let tick = st.producer_lru.next_tick();
+                    if let Some(previous) =
+                        p.producers
+                            .record(header.producer, count, base_offset, lsn, tick)
+                    {
+                        st.producer_lru.touched(
+                            topic,
+                            partition,
+                            header.producer.producer_id,
+                            previous,
+                            tick,
+                        );
+                    }
+                    let was_empty = st.pending_entries.is_empty();
+                    st.pending_entries.push_back(PendingEntry {
+                        topic: topic.to_owned(),
+                        partition,
+                        start,
+                        len,
+                        batch_offset: head.len(),
+                        base_offset,
+                        record_count: count,
+                    });
+                    let (tx, rx) = oneshot::channel();
+                    st.waiters.push_back((lsn, tx));
+                    if was_empty {
+                        let _ = self.inner.wake.borrow().unbounded_send(());
+                    }
+                    for w in p.seq_waiters.drain(..) {
+                        let _ = w.send(());
+                    }
+                    (Ok(rx), base_offset, false)
+                }
+            };
+            evict_excess(&mut st.partitions, &mut st.producer_lru);
+            self.publish_producers(st);
+            out
+        };
+        let segment = match rx {
+            Ok(rx) => Some(wait(rx).await?),
+            Err(seg) => seg,
+        };
+        Ok(Appended {
+            base_offset,
+            record_count: count,
+            duplicate,
+            segment,
+        })
+    }
+
+    /// Queues a restart frame for `topic/partition` at `offset` (see
+    /// `segment`), ahead of every batch appended after it, so recovery
+    /// forgets the frames written before it. Nobody waits for it; it is
+    /// durable with the next group commit, before any later batch is
+    /// acknowledged. A failed or closed log writes nothing.
+    pub(super) fn queue_restart(&self, st: &mut State, topic: &str, partition: u32, offset: u64) {
+        if st.poisoned.is_some() || st.closed {
+            return;
+        }
+        let frame = segment::restart_frame(topic, partition, offset);
+        let start = st.pending.len();
+        st.pending.extend_from_slice(&frame);
+        st.appended_lsn += frame.len() as u64;
+        let was_empty = st.pending_entries.is_empty();
+        st.pending_entries.push_back(PendingEntry {
+            topic: topic.to_owned(),
+            partition,
+            start,
+            len: frame.len(),
+            batch_offset: frame.len(),
+            base_offset: offset,
+            record_count: 0,
+        });
+        if was_empty {
+            let _ = self.inner.wake.borrow().unbounded_send(());
+        }
+    }
+
+    /// Resolves once everything appended before the call is durable (and
+    /// so indexed in a known segment). Errors if the log failed.
+    pub async fn durable_barrier(&self) -> Result<(), LogError> {
+        let rx = {
+            let mut st = self.inner.state.borrow_mut();
+            if let Some(why) = &st.poisoned {
+                return Err(LogError::Poisoned(why.clone()));
+            }
+            let lsn = st.appended_lsn;
+            if lsn <= st.durable_lsn {
+                return Ok(());
+            }
+            let (tx, rx) = oneshot::channel();
+            st.waiters.push_back((lsn, tx));
+            rx
+        };
+        wait(rx).await.map(|_| ())
+    }
+}

@@ -1,0 +1,306 @@
+//! Group commit, alone (as a write barrier): one writer task takes every
+//! frame queued (up to `max_flush_bytes`), writes it with one io_uring write
+//! (buffered, or DMA with `direct_io`), runs one `fdatasync`, and only then
+//! indexes the batches, moves the high watermarks and answers the appends
+//! it covered. The next write is issued while that sync runs. A failed
+//! write or sync fails the log (`poison`); it must not roll segments
+//! itself except through `roll`.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures::channel::mpsc;
+use futures::StreamExt;
+use glommio::io::DmaFile;
+
+use super::alloc;
+use super::error::{io_err, LogError};
+use super::partition::find_mut;
+use super::state::PendingEntry;
+use super::ShardLog;
+use crate::index::{IndexEntry, OffsetIndex};
+use crate::segment;
+
+/// A write issued but not yet synced.
+struct Written {
+    file: Rc<DmaFile>,
+    entries: Vec<PendingEntry>,
+    bytes: usize,
+    /// Position of the write's first frame in its segment.
+    frame_base: u64,
+    segment: u64,
+    gen: u64,
+}
+
+pub(super) fn check_written(written: usize, len: usize) -> Result<(), LogError> {
+    if written == len {
+        Ok(())
+    } else {
+        Err(LogError::Io {
+            context: "writing the WAL".into(),
+            message: format!("short write: {written} of {len} bytes"),
+        })
+    }
+}
+
+/// Waits for the sync in flight, if any.
+pub(super) async fn settle(
+    syncing: &mut Option<glommio::task::JoinHandle<Result<(), LogError>>>,
+) -> Result<(), LogError> {
+    match syncing.take() {
+        Some(h) => h
+            .await
+            .unwrap_or_else(|| Err(LogError::Poisoned("the WAL sync task stopped".into()))),
+        None => Ok(()),
+    }
+}
+
+impl ShardLog {
+    /// The group-commit loop. Write N+1 is issued while the sync of write N
+    /// is still running (the sync only covers writes completed before it
+    /// was issued, and N+1 is synced by the next one), so the disk is not
+    /// idle between a sync and the next write. Syncs, and so
+    /// acknowledgements, stay in write order, and a segment is sealed only
+    /// once its last sync finished.
+    pub(super) async fn writer(self, mut rx: mpsc::UnboundedReceiver<()>) {
+        let mut syncing: Option<glommio::task::JoinHandle<Result<(), LogError>>> = None;
+        loop {
+            let (idle, closed, age_left) = {
+                let st = self.inner.state.borrow();
+                let age_left = st.active_since.map(|t| {
+                    let left = self.seal_age(&st).saturating_sub(t.elapsed());
+                    // A failed roll is not retried before its time.
+                    let retry = st.roll_retry_at.map_or(Duration::ZERO, |r| {
+                        r.saturating_duration_since(Instant::now())
+                    });
+                    left.max(retry)
+                });
+                (st.pending_entries.is_empty(), st.closed, age_left)
+            };
+            if idle {
+                // Nothing to overlap with: let the sync in flight finish.
+                if let Err(e) = settle(&mut syncing).await {
+                    self.poison(e);
+                    return;
+                }
+                if closed {
+                    return;
+                }
+                let woke = match age_left {
+                    Some(left) => {
+                        futures_lite::future::or(async { Some(rx.next().await.is_some()) }, async {
+                            glommio::timer::sleep(left).await;
+                            None
+                        })
+                        .await
+                    }
+                    None => Some(rx.next().await.is_some()),
+                };
+                if woke == Some(false) {
+                    return;
+                }
+                if woke.is_none() && self.roll_due(0) {
+                    self.roll().await;
+                }
+                continue;
+            }
+            let written = match self.write_once(&mut syncing).await {
+                Ok(w) => w,
+                Err(e) => {
+                    let _ = settle(&mut syncing).await;
+                    self.poison(e);
+                    return;
+                }
+            };
+            if let Err(e) = settle(&mut syncing).await {
+                self.poison(e);
+                return;
+            }
+            let log = self.clone();
+            syncing =
+                Some(glommio::spawn_local(async move { log.sync_once(written).await }).detach());
+        }
+    }
+
+    /// Takes queued frames (up to `max_flush_bytes`) and writes them (not
+    /// yet synced). Rolls the segment first when due, after `syncing`
+    /// finished (a sealed segment is shipped at once, so it must be synced).
+    async fn write_once(
+        &self,
+        syncing: &mut Option<glommio::task::JoinHandle<Result<(), LogError>>>,
+    ) -> Result<Written, LogError> {
+        let (mut data, entries) = {
+            let mut st = self.inner.state.borrow_mut();
+            let mut take = 0usize;
+            let mut n = 0usize;
+            for e in &st.pending_entries {
+                if n > 0 && take + e.len > self.config().max_flush_bytes {
+                    break;
+                }
+                take += e.len;
+                n += 1;
+            }
+            let entries: Vec<PendingEntry> = st.pending_entries.drain(..n).collect();
+            let rest = st.pending.split_off(take);
+            let data = std::mem::replace(&mut st.pending, rest);
+            for e in st.pending_entries.iter_mut() {
+                e.start -= take;
+            }
+            (data, entries)
+        };
+        if self.roll_due(data.len()) {
+            settle(syncing).await?;
+            self.roll().await;
+        }
+        let (file, writer, write_pos, frame_base, gen, active) = {
+            let mut st = self.inner.state.borrow_mut();
+            st.gen += 1;
+            let gen = st.gen;
+            for e in &entries {
+                segment::seal_frame_header(&mut data[e.start..e.start + e.len], gen);
+            }
+            let Some(seg) = st.segments.get(&st.active) else {
+                return Err(LogError::Poisoned("active segment missing".into()));
+            };
+            let (file, writer) = (seg.file.clone(), seg.writer.clone());
+            if st.active_since.is_none() {
+                st.active_since = Some(Instant::now());
+            }
+            let write_pos = st.active_len - st.tail.len() as u64;
+            (file, writer, write_pos, st.active_len, gen, st.active)
+        };
+        let bytes = data.len();
+        // Where this write ends: O_DIRECT rewrites the previous partial
+        // block and pads its own last block.
+        let end = if writer.is_some() {
+            write_pos + bytes as u64
+        } else {
+            let align = file.alignment();
+            let total = (self.inner.state.borrow().tail.len() + bytes) as u64;
+            write_pos + total.div_ceil(align) * align
+        };
+        self.allocate_to(&file, end).await?;
+        match &writer {
+            // Buffered: the frames as they are, right after the last write.
+            Some(w) => {
+                let written = w
+                    .write_at(data, write_pos)
+                    .await
+                    .map_err(io_err("writing the WAL"))?;
+                check_written(written, bytes)?;
+            }
+            // O_DIRECT: whole blocks. The write starts with the partial last
+            // block of the previous one (the same bytes again), and its own
+            // partial last block is kept as the next write's start.
+            None => {
+                let align = file.alignment() as usize;
+                let mut combined = std::mem::take(&mut self.inner.state.borrow_mut().tail);
+                combined.extend_from_slice(&data);
+                let total = combined.len();
+                let mut buf = file.alloc_dma_buffer(total.div_ceil(align) * align);
+                let out = buf.as_bytes_mut();
+                out[..total].copy_from_slice(&combined);
+                out[total..].fill(0);
+                let len = buf.len();
+                let written = file
+                    .write_at(buf, write_pos)
+                    .await
+                    .map_err(io_err("writing the WAL"))?;
+                check_written(written, len)?;
+                let keep = total % align;
+                self.inner.state.borrow_mut().tail = combined.split_off(total - keep);
+            }
+        }
+        self.inner.state.borrow_mut().active_len += bytes as u64;
+        Ok(Written {
+            file,
+            entries,
+            bytes,
+            frame_base,
+            segment: active,
+            gen,
+        })
+    }
+
+    /// Syncs one write, then publishes it: indexes its batches, moves the
+    /// high watermarks and answers the appends it made durable.
+    async fn sync_once(&self, w: Written) -> Result<(), LogError> {
+        let synced = Instant::now();
+        // `fdatasync` covers the file, whichever descriptor wrote to it.
+        w.file
+            .fdatasync()
+            .await
+            .map_err(io_err("syncing the WAL"))?;
+        // A sync that reports success while the blocks the write went to
+        // are not written extents (a failed unwritten-extent conversion)
+        // must not acknowledge it: those bytes read back as zeros.
+        if let Err(e) = alloc::check_written(&w.file, w.frame_base, w.frame_base + w.bytes as u64) {
+            self.count_allocation_failure();
+            return Err(LogError::Io {
+                context: "checking the WAL's blocks after a sync".into(),
+                message: e,
+            });
+        }
+        {
+            use std::sync::atomic::Ordering::Relaxed;
+            let s = &self.inner.stats;
+            s.fsync_us.observe(synced.elapsed().as_micros() as u64);
+            s.commit_batches.observe(w.entries.len() as u64);
+            s.wal_bytes.fetch_add(w.bytes as u64, Relaxed);
+        }
+        tracing::trace!(
+            gen = w.gen,
+            bytes = w.bytes,
+            batches = w.entries.len(),
+            "group commit"
+        );
+        let mut st = self.inner.state.borrow_mut();
+        st.durable_lsn += w.bytes as u64;
+        for e in &w.entries {
+            if let Some(p) = find_mut(&mut st.partitions, &e.topic, e.partition) {
+                if e.record_count == 0 {
+                    // A restart frame: what completed before it (appends
+                    // in flight when the lease changed) is forgotten.
+                    p.index = OffsetIndex::default();
+                    p.log_start = e.base_offset;
+                    p.high_watermark = e.base_offset;
+                    continue;
+                }
+                let next = e.base_offset + u64::from(e.record_count);
+                p.index.push(IndexEntry {
+                    base_offset: e.base_offset,
+                    next_offset: next,
+                    segment: w.segment,
+                    pos: w.frame_base + (e.start + e.batch_offset) as u64,
+                    len: (e.len - e.batch_offset) as u32,
+                });
+                p.high_watermark = next;
+                self.waiters_changed(-(p.data_waiters.len() as i64));
+                for d in p.data_waiters.drain(..) {
+                    let _ = d.send(());
+                }
+            }
+        }
+        let durable = st.durable_lsn;
+        while st.waiters.front().is_some_and(|(lsn, _)| *lsn <= durable) {
+            if let Some((_, tx)) = st.waiters.pop_front() {
+                let _ = tx.send(Ok(w.segment));
+            }
+        }
+        Ok(())
+    }
+
+    fn poison(&self, e: LogError) {
+        tracing::error!(error = %e, dir = %self.config().dir.display(), "WAL failed; refusing further appends");
+        self.inner
+            .stats
+            .set_trouble(Some(format!("the WAL failed: {e}")));
+        let mut st = self.inner.state.borrow_mut();
+        st.poisoned = Some(e.to_string());
+        for (_, tx) in st.waiters.drain(..) {
+            let _ = tx.send(Err(e.clone()));
+        }
+        st.pending.clear();
+        st.pending_entries.clear();
+    }
+}
