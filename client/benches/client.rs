@@ -4,8 +4,8 @@
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::time::Duration;
-use streamhouse_client::accumulator::{record_size, BatchLimits, PartitionAccumulator};
 use streamhouse_client::partitioner::{murmur2, partition_for_key};
+use streamhouse_client::producer::accumulator::{record_size, BatchLimits, PartitionAccumulator};
 use streamhouse_shard::batch::Codec;
 use tokio::time::Instant;
 

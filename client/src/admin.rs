@@ -10,7 +10,7 @@ use streamhouse_proto::admin_service_client::AdminServiceClient;
 use tonic::transport::Channel;
 
 use crate::error::{Error, Result};
-use crate::pool::{bounded, ConnectionPool, PoolConfig};
+use crate::net::pool::{bounded, ConnectionPool, PoolConfig};
 
 /// Addresses to start from: one `host:port` (`&str`, `String`) or several
 /// (an array, vector or slice of them).

@@ -2,24 +2,20 @@
 //! (tokio + tonic), and the `streamctl` CLI (`src/bin/streamctl.rs`).
 //!
 //! Modules: [`producer`] (batching, sending, retries, idempotence) built on
-//! [`accumulator`], [`partitioner`], [`backoff`] and [`retry`], taking and
-//! giving back the types of [`record`]; [`pool`]
-//! (connections per agent shard) and [`metadata`] (routes) are shared by all
-//! three clients.
+//! [`partitioner`], [`backoff`] and [`retry`], taking and giving back the
+//! types of [`record`]; [`net`] (connections per agent shard, circuit
+//! breakers, routes) is shared by all three clients.
 
 #![warn(missing_docs)]
 
-pub mod accumulator;
 pub mod admin;
 pub mod backoff;
-pub mod breaker;
 pub mod consumer;
 #[cfg(feature = "direct")]
 pub mod direct;
 pub mod error;
-pub mod metadata;
+pub mod net;
 pub mod partitioner;
-pub mod pool;
 pub mod producer;
 pub mod record;
 pub mod retry;

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use streamhouse_client::pool::{ConnectionPool, PoolConfig};
+use streamhouse_client::net::pool::{ConnectionPool, PoolConfig};
 use streamhouse_client::{Admin, Error, Producer, ProducerRecord};
 
 fn config() -> PoolConfig {

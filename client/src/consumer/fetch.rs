@@ -9,8 +9,8 @@ use streamhouse_proto::fetch_service_client::FetchServiceClient;
 
 use super::ConsumerRecord;
 use crate::error::{Error, Result};
-use crate::metadata::Metadata;
-use crate::pool::{bounded, ConnectionPool};
+use crate::net::metadata::Metadata;
+use crate::net::pool::{bounded, ConnectionPool};
 use crate::retry::{classify, RetryAction};
 
 /// What one fetch of a partition returned.

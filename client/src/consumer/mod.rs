@@ -11,8 +11,8 @@ use bytes::Bytes;
 use futures::Stream;
 
 use crate::error::{Error, Result};
-use crate::metadata::Metadata;
-use crate::pool::{ConnectionPool, PoolConfig};
+use crate::net::metadata::Metadata;
+use crate::net::pool::{ConnectionPool, PoolConfig};
 
 mod fetch;
 mod offset;

@@ -8,8 +8,8 @@ use std::str::FromStr;
 
 use super::fetch::{fetch, FetchAt};
 use crate::error::{Error, Result};
-use crate::metadata::Metadata;
-use crate::pool::ConnectionPool;
+use crate::net::metadata::Metadata;
+use crate::net::pool::ConnectionPool;
 
 /// Where to start reading a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 
 use tokio::sync::oneshot;
 
-use super::Inner;
+use super::state::Inner;
 use crate::error::{Error, Result};
 use crate::record::{BatchMetadata, RecordMetadata};
 

@@ -23,7 +23,8 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::{Append, Inner, Item, Outcome, State};
+use super::delivery::Outcome;
+use super::state::{Append, Inner, Item, State};
 use crate::error::Error;
 
 /// Bookkeeping bytes per record waiting in the intake queue (the entry;

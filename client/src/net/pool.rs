@@ -13,8 +13,8 @@ use streamhouse_proto::health::{health_client::HealthClient, HealthCheckRequest}
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::breaker::{BreakerConfig, Breakers};
 use crate::error::{Error, Result};
+use crate::net::breaker::{BreakerConfig, Breakers};
 
 /// Pool settings.
 #[derive(Debug, Clone)]

@@ -11,8 +11,8 @@ use streamhouse_proto as pb;
 use streamhouse_proto::admin_service_client::AdminServiceClient;
 
 use crate::error::{Error, Result};
-use crate::pool::bounded;
-use crate::pool::ConnectionPool;
+use crate::net::pool::bounded;
+use crate::net::pool::ConnectionPool;
 
 /// Where one partition is served.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +71,7 @@ impl Metadata {
             }
         }
         let now = tokio::time::Instant::now();
-        v.sort_by_key(|a| pool.breakers.state(a, now) != crate::breaker::BreakerState::Closed);
+        v.sort_by_key(|a| pool.breakers.state(a, now) != crate::net::breaker::BreakerState::Closed);
         v
     }
 
