@@ -353,10 +353,10 @@ impl AgentConfig {
         if self.max_request_bytes < 1024 {
             return Err("--max-request-bytes must be at least 1024".into());
         }
-        if self.max_request_bytes > streamhouse_shard::batch::MAX_RECORDS_LEN {
+        if self.max_request_bytes > streamhouse_proto::batch::MAX_RECORDS_LEN {
             return Err(format!(
                 "--max-request-bytes must be at most {} (256 MiB)",
-                streamhouse_shard::batch::MAX_RECORDS_LEN
+                streamhouse_proto::batch::MAX_RECORDS_LEN
             ));
         }
         if self.max_buffered_bytes_per_connection < self.max_request_bytes + 5 {

@@ -63,7 +63,7 @@ async fn a_shard_without_new_connections_for_32768_poll_ticks_still_accepts_and_
 /// A batch with any header and records section, with a valid CRC: what a
 /// careless or hostile producer can send.
 fn crafted(codec: u8, flags: u16, record_count: u32, records_len: u32, records: &[u8]) -> Vec<u8> {
-    use streamhouse_shard::batch::{BATCH_MAGIC, HEADER_LEN};
+    use streamhouse_proto::batch::{BATCH_MAGIC, HEADER_LEN};
     let mut b = vec![0u8; HEADER_LEN];
     b.extend_from_slice(records);
     let len = b.len() as u32;
@@ -217,7 +217,7 @@ async fn batches_whose_records_lie_are_refused_and_nothing_is_appended() {
         (
             "a record over --max-record-bytes",
             {
-                use streamhouse_shard::batch::{encode, Codec, ProducerInfo, Record};
+                use streamhouse_proto::batch::{encode, Codec, ProducerInfo, Record};
                 let big = Record {
                     value: vec![1u8; 2000].into(),
                     ..Default::default()
@@ -531,7 +531,7 @@ async fn a_failed_segment_roll_is_retried_and_ready_says_why() {
 /// fetch answers at most `max_bytes` of them (at least one batch).
 #[tokio::test]
 async fn fetch_max_bytes_bounds_the_decompressed_records() {
-    use streamhouse_shard::batch::{encode, Codec, ProducerInfo, Record};
+    use streamhouse_proto::batch::{encode, Codec, ProducerInfo, Record};
     let agent = Agent::start(1, &[]);
     let meta = agent.create_topic("bombs", 1).await;
     let mut p = agent.producer_for(&meta, 0).await;
@@ -848,7 +848,7 @@ async fn ended_connections_and_long_polls_leave_nothing_behind() {
 /// batch's header and CRC accepted: a one-record batch claiming 3 records,
 /// then a good batch. Returns the partition's log key.
 fn store_a_lying_batch(shard_dir: std::path::PathBuf) -> String {
-    use streamhouse_shard::batch::{encode, set_base_offset, Codec, ProducerInfo, Record};
+    use streamhouse_proto::batch::{encode, set_base_offset, Codec, ProducerInfo, Record};
     let rec = |v: &str| Record {
         value: bytes::Bytes::from(v.to_owned()),
         timestamp: 1,

@@ -11,7 +11,7 @@ use streamhouse_agent::metastore::{
     AgentRow, ChunkCommit, ChunkRange, MetaError, MetaStore, RememberedBatch, MAX_STORED_PRODUCERS,
     PRODUCER_STATE_TTL_MS, SCHEMA_VERSION,
 };
-use streamhouse_shard::batch::ProducerInfo;
+use streamhouse_proto::batch::ProducerInfo;
 
 /// Producer `id`'s batch of 5 records at `offset`, sequence `seq`.
 fn remembered(id: i64, seq: i32, offset: u64) -> RememberedBatch {

@@ -6,7 +6,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::time::Duration;
 use streamhouse_client::partitioner::{murmur2, partition_for_key};
 use streamhouse_client::producer::accumulator::{record_size, BatchLimits, PartitionAccumulator};
-use streamhouse_shard::batch::Codec;
+use streamhouse_proto::batch::Codec;
 use tokio::time::Instant;
 
 fn partitioner(c: &mut Criterion) {

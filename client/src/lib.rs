@@ -30,4 +30,4 @@ pub use producer::{
 pub use record::{BatchMetadata, BatchRecord, ProducerRecord, RecordMetadata};
 pub use streamhouse_proto as proto;
 /// Batch compression ([`ProducerBuilder::compression`]).
-pub use streamhouse_shard::batch::Codec;
+pub use streamhouse_proto::batch::Codec;

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use prost::Message;
 use streamhouse_fuzz::targets::ALL;
 use streamhouse_proto as pb;
-use streamhouse_shard::batch::{self, Codec, ProducerInfo, Record};
+use streamhouse_proto::batch::{self, Codec, ProducerInfo, Record};
 use streamhouse_shard::segment;
 
 fn inputs(dir: &Path) -> Vec<(String, Vec<u8>)> {

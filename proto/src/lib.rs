@@ -1,10 +1,12 @@
 //! StreamHouse wire protocol: the protobuf messages and gRPC service stubs
-//! generated from `proto/producer.proto`. Owns nothing but the generated code
-//! and a few constants; no behaviour lives here.
+//! generated from `proto/producer.proto`, and the record batch format
+//! ([`batch`]) that Produce requests and Fetch answers carry, which the WAL
+//! stores unchanged. Knows nothing of files, sockets or partitions.
 
-#![allow(clippy::all)]
+pub mod batch;
 
 /// Generated messages and tonic clients/servers of package `streamhouse`.
+#[allow(clippy::all)]
 pub mod streamhouse {
     tonic::include_proto!("streamhouse");
 }
@@ -12,6 +14,7 @@ pub mod streamhouse {
 pub use streamhouse::*;
 
 /// The standard gRPC health-checking protocol.
+#[allow(clippy::all)]
 pub mod health {
     tonic::include_proto!("grpc.health.v1");
 }

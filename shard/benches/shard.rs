@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use glommio::LocalExecutorBuilder;
-use streamhouse_shard::batch::{self, BatchBuilder, Codec, ProducerInfo};
+use streamhouse_proto::batch::{self, BatchBuilder, Codec, ProducerInfo};
 use streamhouse_shard::{LogConfig, ShardLog};
 
 fn encoded(records: usize, size: usize, codec: Codec) -> Vec<u8> {

@@ -1,23 +1,19 @@
 //! StreamHouse shard storage engine: one core's durable log.
 //!
-//! Owns the batch format ([`batch`]), WAL segment frames and recovery scans
-//! ([`segment`]), the write-ahead log with group commit ([`log`]), the
-//! per-partition offset index ([`index`]) and the idempotent-producer table
-//! ([`producers`]). It runs on one glommio executor and knows nothing of
-//! sockets, gRPC or tokio.
+//! Owns WAL segment frames and recovery scans ([`segment`]), the
+//! write-ahead log with group commit ([`log`]), the per-partition offset
+//! index ([`index`]) and the idempotent-producer table ([`producers`]). It
+//! runs on one glommio executor and knows nothing of sockets, gRPC or
+//! tokio. The batches it stores are in the wire format of
+//! `streamhouse_proto::batch`, re-exported as [`batch`].
 
-pub mod batch;
-#[cfg(feature = "engine")]
+pub use streamhouse_proto::batch;
 pub mod index;
-#[cfg(feature = "engine")]
 pub mod log;
-#[cfg(feature = "engine")]
 pub mod producers;
-#[cfg(feature = "engine")]
 pub mod segment;
 pub mod stats;
 
-#[cfg(feature = "engine")]
 pub use log::{
     Appended, LogConfig, LogError, ReadResult, RecoveryReport, ReopenError, SealedSegment,
     SegmentRange, ShardLog,

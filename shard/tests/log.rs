@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use glommio::LocalExecutorBuilder;
-use streamhouse_shard::batch::{encode, Codec, ProducerInfo, Record};
+use streamhouse_proto::batch::{encode, Codec, ProducerInfo, Record};
 use streamhouse_shard::{LogConfig, LogError, ShardLog};
 
 fn batch(n: usize, tag: &str, producer: ProducerInfo) -> Vec<u8> {
@@ -364,7 +364,7 @@ fn reading_before_the_log_start_is_out_of_range(direct_io: bool) {
     // removed): offsets below 100 are out of range, 100 is readable.
     let dir = tempfile::tempdir().unwrap();
     let mut b = batch(3, "late", ProducerInfo::default());
-    streamhouse_shard::batch::set_base_offset(&mut b, 100);
+    streamhouse_proto::batch::set_base_offset(&mut b, 100);
     let mut frame = streamhouse_shard::segment::frame_header("t", 0, b.len());
     frame.extend_from_slice(&b);
     streamhouse_shard::segment::seal_frame_header(&mut frame, 1);
@@ -406,7 +406,7 @@ fn a_stored_batch_whose_records_lie_is_data_loss_for_it_alone(direct_io: bool) {
     run(move || async move {
         let mut lying = batch(1, "lie", ProducerInfo::default());
         lying[24..28].copy_from_slice(&3u32.to_le_bytes());
-        streamhouse_shard::batch::set_base_offset(&mut lying, 0);
+        streamhouse_proto::batch::set_base_offset(&mut lying, 0);
         for reopen in [false, true] {
             let (log, _) = ShardLog::open(config(&path, direct_io)).await.unwrap();
             log.add_partition("t", 0);

@@ -8,7 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
-use streamhouse_shard::batch::BatchHeader;
+use streamhouse_proto::batch::BatchHeader;
 use streamhouse_shard::segment::{self, FrameProblem, ScannedFrame};
 
 use parking_lot::Mutex;

@@ -24,7 +24,7 @@ pub use sqlite::SqliteStore;
 pub use streamhouse_shard::producers::RememberedBatch;
 
 use std::collections::BTreeMap;
-use streamhouse_shard::batch::ProducerInfo;
+use streamhouse_proto::batch::ProducerInfo;
 
 /// How long a producer's state is kept after its last committed batch,
 /// in milliseconds: 1 day (Kafka's `producer.id.expiration.ms`). A producer

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use streamhouse_proto as pb;
-use streamhouse_shard::batch::{self};
+use streamhouse_proto::batch::{self};
 
 use crate::clock::now_ms;
 use crate::messages::ToControl;

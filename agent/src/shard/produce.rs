@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use streamhouse_proto as pb;
-use streamhouse_shard::batch::{self, BatchBuilder, Codec, ProducerInfo};
+use streamhouse_proto::batch::{self, BatchBuilder, Codec, ProducerInfo};
 
 use crate::clock::now_ms;
 

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::Bytes;
-use streamhouse_shard::batch::{BatchBuilder, Codec, ProducerInfo};
+use streamhouse_proto::batch::{BatchBuilder, Codec, ProducerInfo};
 use tokio::time::Instant;
 
 /// When a batch closes.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use streamhouse_shard::batch::Codec;
+use streamhouse_proto::batch::Codec;
 use tokio::sync::{Notify, Semaphore};
 
 use super::accumulator::BatchLimits;
@@ -22,7 +22,7 @@ use crate::net::pool::{ConnectionPool, PoolConfig};
 
 /// Most requests in flight per partition: an agent remembers this many
 /// batches per producer, so a retry of the oldest is still recognised.
-pub const MAX_IN_FLIGHT_PER_PARTITION: usize = streamhouse_shard::batch::REMEMBERED_BATCHES;
+pub const MAX_IN_FLIGHT_PER_PARTITION: usize = streamhouse_proto::batch::REMEMBERED_BATCHES;
 
 /// Durability a record needs before its future resolves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

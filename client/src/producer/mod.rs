@@ -41,7 +41,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use streamhouse_shard::batch::{BatchBuilder, ProducerInfo};
+use streamhouse_proto::batch::{BatchBuilder, ProducerInfo};
 use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};

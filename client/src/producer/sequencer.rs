@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use streamhouse_proto as pb;
 use streamhouse_proto::admin_service_client::AdminServiceClient;
 
-use streamhouse_shard::batch::{BatchBuilder, ProducerInfo};
+use streamhouse_proto::batch::{BatchBuilder, ProducerInfo};
 
 use super::accumulator::{BatchLimits, PartitionAccumulator};
 use super::delivery::Completion;
@@ -176,7 +176,7 @@ impl Inner {
 mod tests {
     use std::time::Duration;
 
-    use streamhouse_shard::batch::{self, Codec};
+    use streamhouse_proto::batch::{self, Codec};
 
     use super::*;
 

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use streamhouse_shard::batch::BatchBuilder;
+use streamhouse_proto::batch::BatchBuilder;
 use tokio::sync::{Notify, Semaphore};
 
 use super::accumulator::BatchLimits;

@@ -5,7 +5,7 @@
 //! exactly `record_count` records with offsets base, base + 1, ...
 
 use bytes::Bytes;
-use streamhouse_shard::batch::{self, HEADER_LEN};
+use streamhouse_proto::batch::{self, HEADER_LEN};
 
 /// Limits as the agent's defaults: 8 MiB per record, 64 MiB per section.
 const MAX_RECORD: usize = 8 << 20;

@@ -42,7 +42,7 @@ pub fn run(data: &[u8]) {
     match kind % 9 {
         0 => {
             if let Ok(req) = pb::ProduceRequest::decode(msg) {
-                let _ = streamhouse_shard::batch::check_records(&req.batch, LIMIT, MAX_RECORD);
+                let _ = streamhouse_proto::batch::check_records(&req.batch, LIMIT, MAX_RECORD);
                 for r in &req.records {
                     let _ = (
                         r.key.as_ref().map(Bytes::len),

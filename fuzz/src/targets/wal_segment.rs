@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use streamhouse_shard::batch::{self, HEADER_LEN};
+use streamhouse_proto::batch::{self, HEADER_LEN};
 use streamhouse_shard::segment;
 
 use super::Cursor;
