@@ -1,0 +1,187 @@
+//! Chunk commits in PostgreSQL: committing a chunk's ranges under their
+//! lease epochs in one transaction, the producer state stored with them,
+//! and finding a committed range or end.
+
+use crate::metastore::sqlite::fenced;
+use crate::metastore::{continues, to_i64, to_u64, ChunkCommit, MetaError, RangeLocation};
+use crate::metastore::{
+    decode_producers, encode_producers, RememberedBatch, MAX_STORED_PRODUCERS,
+    PRODUCER_STATE_TTL_MS,
+};
+
+use super::leases::lease_row;
+use super::{db, PostgresStore};
+
+impl PostgresStore {
+    pub async fn commit_chunk(
+        &self,
+        agent: &str,
+        chunk: &ChunkCommit,
+        now_ms: i64,
+    ) -> Result<bool, MetaError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(db)?;
+        let inserted = tx
+            .execute(
+                "INSERT INTO chunks (key, agent, size) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING",
+                &[&chunk.key, &agent, &to_i64(chunk.size)],
+            )
+            .await
+            .map_err(db)?;
+        if inserted == 0 {
+            return Ok(false);
+        }
+        // Every lease row the chunk needs is locked first, in (topic, part)
+        // order, as lease renewal locks them (see `renew_leases`).
+        let mut rows: Vec<(&str, u32)> = chunk
+            .ranges
+            .iter()
+            .map(|r| (r.topic.as_str(), r.partition))
+            .collect();
+        rows.sort_unstable();
+        rows.dedup();
+        for (topic, partition) in rows {
+            lease_row(&tx, topic, partition, true).await?;
+        }
+        for r in &chunk.ranges {
+            // The lease row is locked (FOR UPDATE): commits to one
+            // partition are serialized, so its committed end holds still.
+            let cur = lease_row(&tx, &r.topic, r.partition, true).await?;
+            if !cur
+                .as_ref()
+                .is_some_and(|l| l.holder == agent && l.epoch == r.epoch)
+            {
+                return Err(fenced(&r.topic, r.partition, agent, r.epoch, cur));
+            }
+            let end = tx
+                .query_one(
+                    "SELECT COALESCE(MAX(end_offset), 0) FROM chunk_ranges WHERE topic = $1 AND part = $2",
+                    &[&r.topic, &i64::from(r.partition)],
+                )
+                .await
+                .map_err(db)?;
+            if !continues(r, to_u64(end.get(0)))? {
+                continue;
+            }
+            tx.execute(
+                "INSERT INTO chunk_ranges (topic, part, base_offset, end_offset, chunk_key, pos, len, epoch)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[
+                    &r.topic,
+                    &i64::from(r.partition),
+                    &to_i64(r.base_offset),
+                    &to_i64(r.end_offset),
+                    &chunk.key,
+                    &to_i64(r.pos),
+                    &to_i64(r.len),
+                    &to_i64(r.epoch),
+                ],
+            )
+            .await
+            .map_err(db)?;
+            let part = i64::from(r.partition);
+            let end = to_i64(r.end_offset);
+            for (producer_id, batches) in encode_producers(&r.producers) {
+                tx.execute(
+                    "INSERT INTO producer_state (topic, part, producer_id, batches, end_offset, updated_ms)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (topic, part, producer_id) DO UPDATE SET
+                         batches = excluded.batches, end_offset = excluded.end_offset,
+                         updated_ms = excluded.updated_ms
+                     WHERE producer_state.end_offset <= excluded.end_offset",
+                    &[&r.topic, &part, &producer_id, &batches, &end, &now_ms],
+                )
+                .await
+                .map_err(db)?;
+            }
+            tx.execute(
+                "DELETE FROM producer_state WHERE topic = $1 AND part = $2 AND updated_ms < $3",
+                &[
+                    &r.topic,
+                    &part,
+                    &now_ms.saturating_sub(PRODUCER_STATE_TTL_MS),
+                ],
+            )
+            .await
+            .map_err(db)?;
+            tx.execute(
+                "DELETE FROM producer_state WHERE topic = $1 AND part = $2 AND end_offset < (
+                     SELECT end_offset FROM producer_state WHERE topic = $1 AND part = $2
+                     ORDER BY end_offset DESC LIMIT 1 OFFSET $3)",
+                &[&r.topic, &part, &(MAX_STORED_PRODUCERS - 1)],
+            )
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+
+    pub async fn producer_state(
+        &self,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Vec<RememberedBatch>, MetaError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT producer_id, batches FROM producer_state WHERE topic = $1 AND part = $2",
+                &[&topic, &i64::from(partition)],
+            )
+            .await
+            .map_err(db)?;
+        let mut out = Vec::new();
+        for r in rows {
+            let text: String = r.get(1);
+            out.extend(decode_producers(r.get(0), &text)?);
+        }
+        Ok(out)
+    }
+
+    pub async fn chunk_committed(&self, key: &str) -> Result<bool, MetaError> {
+        let c = self.client().await?;
+        Ok(
+            c.query_opt("SELECT key FROM chunks WHERE key = $1", &[&key])
+                .await
+                .map_err(db)?
+                .is_some(),
+        )
+    }
+
+    pub async fn find_range(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+    ) -> Result<Option<RangeLocation>, MetaError> {
+        let c = self.client().await?;
+        let row = c
+            .query_opt(
+                "SELECT chunk_key, base_offset, end_offset, pos, len FROM chunk_ranges
+                 WHERE topic = $1 AND part = $2 AND end_offset > $3
+                 ORDER BY end_offset LIMIT 1",
+                &[&topic, &i64::from(partition), &to_i64(offset)],
+            )
+            .await
+            .map_err(db)?;
+        Ok(row.map(|r| RangeLocation {
+            chunk_key: r.get(0),
+            base_offset: to_u64(r.get(1)),
+            end_offset: to_u64(r.get(2)),
+            pos: to_u64(r.get(3)),
+            len: to_u64(r.get(4)),
+        }))
+    }
+
+    pub async fn committed_end(&self, topic: &str, partition: u32) -> Result<u64, MetaError> {
+        let c = self.client().await?;
+        let r = c
+            .query_one(
+                "SELECT COALESCE(MAX(end_offset), 0) FROM chunk_ranges WHERE topic = $1 AND part = $2",
+                &[&topic, &i64::from(partition)],
+            )
+            .await
+            .map_err(db)?;
+        Ok(to_u64(r.get(0)))
+    }
+}

@@ -1,0 +1,217 @@
+//! Leases in PostgreSQL: acquiring (a new holder gets `epoch + 1`), renewing
+//! one or many in one round trip, releasing, and reading them back. Every
+//! write locks the lease row it changes.
+
+use tokio_postgres::GenericClient;
+
+use crate::metastore::sqlite::fenced;
+use crate::metastore::{to_i64, to_u64, LeaseGrant, LeaseRow, MetaError};
+
+use super::{db, PostgresStore};
+
+impl PostgresStore {
+    pub async fn acquire_lease(
+        &self,
+        topic: &str,
+        partition: u32,
+        agent: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<LeaseGrant, MetaError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(db)?;
+        let part = i64::from(partition);
+        let expires_ms = now_ms + ttl_ms;
+        let inserted = tx
+            .execute(
+                "INSERT INTO leases (topic, part, holder, epoch, expires_ms) VALUES ($1, $2, $3, 1, $4)
+                 ON CONFLICT (topic, part) DO NOTHING",
+                &[&topic, &part, &agent, &expires_ms],
+            )
+            .await
+            .map_err(db)?;
+        if inserted == 1 {
+            tx.commit().await.map_err(db)?;
+            return Ok(LeaseGrant {
+                epoch: 1,
+                expires_ms,
+            });
+        }
+        let Some(cur) = lease_row(&tx, topic, partition, true).await? else {
+            return Err(MetaError::backend("lease row vanished during acquire"));
+        };
+        let epoch = if cur.holder == agent {
+            cur.epoch
+        } else if cur.expires_ms > now_ms {
+            return Err(MetaError::LeaseHeld {
+                topic: topic.into(),
+                partition,
+                holder: cur.holder,
+                expires_ms: cur.expires_ms,
+            });
+        } else {
+            cur.epoch + 1
+        };
+        tx.execute(
+            "UPDATE leases SET holder = $3, epoch = $4, expires_ms = $5 WHERE topic = $1 AND part = $2",
+            &[&topic, &part, &agent, &to_i64(epoch), &expires_ms],
+        )
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(LeaseGrant { epoch, expires_ms })
+    }
+
+    pub async fn renew_lease(
+        &self,
+        topic: &str,
+        partition: u32,
+        agent: &str,
+        epoch: u64,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<LeaseGrant, MetaError> {
+        let c = self.client().await?;
+        let expires_ms = now_ms + ttl_ms;
+        let n = c
+            .execute(
+                "UPDATE leases SET expires_ms = $5 WHERE topic = $1 AND part = $2 AND holder = $3 AND epoch = $4",
+                &[&topic, &i64::from(partition), &agent, &to_i64(epoch), &expires_ms],
+            )
+            .await
+            .map_err(db)?;
+        if n == 1 {
+            return Ok(LeaseGrant { epoch, expires_ms });
+        }
+        let cur = lease_row(&*c, topic, partition, false).await?;
+        Err(fenced(topic, partition, agent, epoch, cur))
+    }
+
+    pub async fn renew_leases(
+        &self,
+        leases: &[(String, u32, u64)],
+        agent: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<Vec<Result<LeaseGrant, MetaError>>, MetaError> {
+        let expires_ms = now_ms + ttl_ms;
+        let c = self.client().await?;
+        // One statement, no transaction open across round trips: an agent
+        // stopped (SIGSTOP, a frozen VM) between two statements would keep
+        // the rows locked and hold up the agents taking its partitions over.
+        let topics: Vec<&str> = leases.iter().map(|(t, _, _)| t.as_str()).collect();
+        let parts: Vec<i64> = leases.iter().map(|(_, p, _)| i64::from(*p)).collect();
+        let epochs: Vec<i64> = leases.iter().map(|(_, _, e)| to_i64(*e)).collect();
+        let renewed = c
+            .query(
+                // Rows are locked in (topic, part) order, as a chunk
+                // commit locks them: two transactions locking the same
+                // rows in other orders deadlock, and PostgreSQL then aborts
+                // one of them after a second, each time.
+                "WITH mine AS ( \
+                     SELECT l.topic, l.part FROM leases l \
+                     JOIN unnest($2::text[], $3::bigint[], $4::bigint[]) AS r(topic, part, epoch) \
+                     ON l.topic = r.topic AND l.part = r.part AND l.epoch = r.epoch \
+                     WHERE l.holder = $5 ORDER BY l.topic COLLATE \"C\", l.part FOR UPDATE OF l) \
+                 UPDATE leases SET expires_ms = $1 FROM mine \
+                 WHERE leases.topic = mine.topic AND leases.part = mine.part \
+                 RETURNING leases.topic, leases.part, leases.epoch",
+                &[&expires_ms, &topics, &parts, &epochs, &agent],
+            )
+            .await
+            .map_err(db)?;
+        let renewed: std::collections::HashSet<(String, i64, i64)> = renewed
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<_, String>(0),
+                    r.get::<_, i64>(1),
+                    r.get::<_, i64>(2),
+                )
+            })
+            .collect();
+        let mut out = Vec::with_capacity(leases.len());
+        for (topic, partition, epoch) in leases {
+            out.push(
+                if renewed.contains(&(topic.clone(), i64::from(*partition), to_i64(*epoch))) {
+                    Ok(LeaseGrant {
+                        epoch: *epoch,
+                        expires_ms,
+                    })
+                } else {
+                    let cur = lease_row(&*c, topic, *partition, false).await?;
+                    Err(fenced(topic, *partition, agent, *epoch, cur))
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    pub async fn release_lease(
+        &self,
+        topic: &str,
+        partition: u32,
+        agent: &str,
+        epoch: u64,
+    ) -> Result<(), MetaError> {
+        let c = self.client().await?;
+        c.execute(
+            "UPDATE leases SET expires_ms = 0 WHERE topic = $1 AND part = $2 AND holder = $3 AND epoch = $4",
+            &[&topic, &i64::from(partition), &agent, &to_i64(epoch)],
+        )
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    pub async fn lease(&self, topic: &str, partition: u32) -> Result<Option<LeaseRow>, MetaError> {
+        let c = self.client().await?;
+        lease_row(&*c, topic, partition, false).await
+    }
+
+    pub async fn topic_leases(&self, topic: &str) -> Result<Vec<(u32, LeaseRow)>, MetaError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT part, holder, epoch, expires_ms FROM leases WHERE topic = $1 ORDER BY part",
+                &[&topic],
+            )
+            .await
+            .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    u32::try_from(r.get::<_, i64>(0)).unwrap_or(u32::MAX),
+                    LeaseRow {
+                        holder: r.get(1),
+                        epoch: to_u64(r.get(2)),
+                        expires_ms: r.get(3),
+                    },
+                )
+            })
+            .collect())
+    }
+}
+
+pub(super) async fn lease_row(
+    c: &impl GenericClient,
+    topic: &str,
+    partition: u32,
+    lock: bool,
+) -> Result<Option<LeaseRow>, MetaError> {
+    let sql = if lock {
+        "SELECT holder, epoch, expires_ms FROM leases WHERE topic = $1 AND part = $2 FOR UPDATE"
+    } else {
+        "SELECT holder, epoch, expires_ms FROM leases WHERE topic = $1 AND part = $2"
+    };
+    let row = c
+        .query_opt(sql, &[&topic, &i64::from(partition)])
+        .await
+        .map_err(db)?;
+    Ok(row.map(|r| LeaseRow {
+        holder: r.get(0),
+        epoch: to_u64(r.get(1)),
+        expires_ms: r.get(2),
+    }))
+}

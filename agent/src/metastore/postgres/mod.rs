@@ -1,0 +1,363 @@
+//! PostgreSQL backend of the metadata store, for agents on several hosts.
+//! Writes that must be atomic run in one transaction with the lease rows
+//! locked (`SELECT ... FOR UPDATE`); migrations hold an advisory lock so
+//! agents starting together apply each one once. Reconnects when the server
+//! dropped the connection.
+//!
+//! Connection, migrations, topics, producer ids and agents here; leases in
+//! `leases`, chunk commits and what they committed in `chunks`.
+
+mod chunks;
+mod leases;
+
+use tokio::sync::Mutex;
+use tokio_postgres::{Client, NoTls};
+
+use super::{
+    decode_shards, encode_shards, next_producer_epoch, split_addresses, to_u64, AgentRow,
+    MetaError, TopicRow, MIGRATIONS,
+};
+
+/// Advisory lock id taken while migrating ("SHMIGRAT").
+const MIGRATION_LOCK: i64 = 0x5348_4d49_4752_4154;
+
+/// Longest any one metadata call may take, waiting for the connection
+/// included: 10 s. A call that takes longer fails, and its connection is
+/// replaced by a new one at the next call: a connection that stopped
+/// answering (or a row lock held by another session for ever) must not
+/// hold up every later call of the agent.
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long a session of the agent may sit inside a transaction without
+/// sending anything before the server ends it (PostgreSQL's
+/// `idle_in_transaction_session_timeout`): 3 s.
+pub const IDLE_IN_TRANSACTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The PostgreSQL metadata store.
+pub struct PostgresStore {
+    url: String,
+    client: Mutex<Client>,
+    /// Set when a call timed out: the next call connects again.
+    broken: std::sync::atomic::AtomicBool,
+}
+
+/// The error with the server's message and detail when there is one
+/// (`Display` of a server error says only "db error").
+fn db(e: tokio_postgres::Error) -> MetaError {
+    match e.as_db_error() {
+        Some(d) => MetaError::backend(format!(
+            "postgres: {}: {}{}",
+            d.code().code(),
+            d.message(),
+            d.detail().map(|x| format!(" ({x})")).unwrap_or_default()
+        )),
+        None => MetaError::backend(format!("postgres: {e}")),
+    }
+}
+
+async fn connect(url: &str) -> Result<Client, MetaError> {
+    let (client, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .map_err(|e| MetaError::backend(format!("cannot connect to {}: {e}", redact(url))))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::warn!(error = %e, "metadata store connection ended");
+        }
+    });
+    // A transaction of this agent never waits on anything but the agent:
+    // if the agent stops mid-transaction (SIGSTOP, a frozen VM), the server
+    // ends the session and frees its row locks instead of holding up the
+    // agents that take its partitions over.
+    client
+        .batch_execute(&format!(
+            "SET idle_in_transaction_session_timeout = {}",
+            IDLE_IN_TRANSACTION_TIMEOUT.as_millis()
+        ))
+        .await
+        .map_err(db)?;
+    Ok(client)
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl PostgresStore {
+    /// Connects and migrates.
+    pub async fn connect(url: &str) -> Result<PostgresStore, MetaError> {
+        let client = connect(url).await?;
+        let store = PostgresStore {
+            url: url.to_owned(),
+            client: Mutex::new(client),
+            broken: std::sync::atomic::AtomicBool::new(false),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The client, reconnecting first if the connection was lost.
+    async fn client(&self) -> Result<tokio::sync::MutexGuard<'_, Client>, MetaError> {
+        let mut guard = self.client.lock().await;
+        let broken = self.broken.swap(false, std::sync::atomic::Ordering::AcqRel);
+        if guard.is_closed() || broken {
+            *guard = connect(&self.url).await?;
+        }
+        Ok(guard)
+    }
+
+    /// Runs one call within [`CALL_TIMEOUT`]; past it the call is dropped
+    /// (releasing the connection), fails, and the connection is replaced.
+    pub async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, MetaError>>,
+    ) -> Result<T, MetaError> {
+        match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.broken
+                    .store(true, std::sync::atomic::Ordering::Release);
+                tracing::warn!(
+                    timeout_ms = CALL_TIMEOUT.as_millis() as u64,
+                    "a metadata store call timed out; its connection is replaced"
+                );
+                Err(MetaError::backend(format!(
+                    "postgres: no answer within {} ms (the connection is replaced)",
+                    CALL_TIMEOUT.as_millis()
+                )))
+            }
+        }
+    }
+
+    async fn migrate(&self) -> Result<(), MetaError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(db)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(db)?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)",
+        )
+        .await
+        .map_err(db)?;
+        for (version, sql) in MIGRATIONS {
+            let done = tx
+                .query_opt(
+                    "SELECT version FROM schema_migrations WHERE version = $1",
+                    &[version],
+                )
+                .await
+                .map_err(db)?;
+            if done.is_none() {
+                tx.batch_execute(sql).await.map_err(db)?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (version) VALUES ($1)",
+                    &[version],
+                )
+                .await
+                .map_err(db)?;
+            }
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    pub async fn schema_version(&self) -> Result<i64, MetaError> {
+        let c = self.client().await?;
+        let r = c
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                &[],
+            )
+            .await
+            .map_err(db)?;
+        Ok(r.get(0))
+    }
+
+    pub async fn topics(&self) -> Result<Vec<TopicRow>, MetaError> {
+        let c = self.client().await?;
+        let rows = c
+            .query("SELECT name, id, partitions FROM topics ORDER BY name", &[])
+            .await
+            .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|r| TopicRow {
+                name: r.get(0),
+                id: to_u64(r.get(1)),
+                partitions: u32::try_from(r.get::<_, i64>(2)).unwrap_or(0),
+            })
+            .collect())
+    }
+
+    pub async fn create_topic(&self, name: &str, partitions: u32) -> Result<TopicRow, MetaError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(db)?;
+        let id: i64 = tx
+            .query_one(
+                "UPDATE counters SET value = value + 1 WHERE name = 'topic_id' RETURNING value - 1",
+                &[],
+            )
+            .await
+            .map_err(db)?
+            .get(0);
+        let n = tx
+            .execute(
+                "INSERT INTO topics (name, id, partitions) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+                &[&name, &id, &i64::from(partitions)],
+            )
+            .await
+            .map_err(db)?;
+        if n == 0 {
+            return Err(MetaError::Exists(name.into()));
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(TopicRow {
+            name: name.into(),
+            id: to_u64(id),
+            partitions,
+        })
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<TopicRow, MetaError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(db)?;
+        let Some(row) = tx
+            .query_opt(
+                "DELETE FROM topics WHERE name = $1 RETURNING id, partitions",
+                &[&name],
+            )
+            .await
+            .map_err(db)?
+        else {
+            return Err(MetaError::Unknown(name.into()));
+        };
+        let topic = TopicRow {
+            name: name.into(),
+            id: to_u64(row.get(0)),
+            partitions: u32::try_from(row.get::<_, i64>(1)).unwrap_or(0),
+        };
+        let key = topic.key();
+        tx.execute("DELETE FROM leases WHERE topic = $1", &[&key])
+            .await
+            .map_err(db)?;
+        tx.execute("DELETE FROM producer_state WHERE topic = $1", &[&key])
+            .await
+            .map_err(db)?;
+        tx.execute("DELETE FROM chunk_ranges WHERE topic = $1", &[&key])
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(topic)
+    }
+
+    pub async fn next_producer_id(&self) -> Result<i64, MetaError> {
+        let c = self.client().await?;
+        let r = c
+            .query_one(
+                "UPDATE counters SET value = value + 1 WHERE name = 'producer_id' RETURNING value - 1",
+                &[],
+            )
+            .await
+            .map_err(db)?;
+        Ok(r.get(0))
+    }
+
+    pub async fn bump_producer_epoch(
+        &self,
+        producer_id: i64,
+        claimed: i32,
+    ) -> Result<i32, MetaError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(db)?;
+        let handed_out: i64 = tx
+            .query_one(
+                "SELECT value FROM counters WHERE name = 'producer_id' FOR UPDATE",
+                &[],
+            )
+            .await
+            .map_err(db)?
+            .get(0);
+        if producer_id <= 0 || producer_id >= handed_out {
+            return Err(MetaError::UnknownProducer(producer_id));
+        }
+        let current: i64 = tx
+            .query_opt(
+                "SELECT epoch FROM producer_epochs WHERE producer_id = $1 FOR UPDATE",
+                &[&producer_id],
+            )
+            .await
+            .map_err(db)?
+            .map_or(0, |r| r.get(0));
+        let next = next_producer_epoch(producer_id, current, claimed)?;
+        tx.execute(
+            "INSERT INTO producer_epochs (producer_id, epoch) VALUES ($1, $2)
+             ON CONFLICT (producer_id) DO UPDATE SET epoch = excluded.epoch",
+            &[&producer_id, &i64::from(next)],
+        )
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(next)
+    }
+
+    pub async fn heartbeat(&self, agent: &AgentRow) -> Result<(), MetaError> {
+        let c = self.client().await?;
+        c.execute(
+            "INSERT INTO agents (agent_id, addresses, heartbeat_ms, failed_shards)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (agent_id) DO UPDATE SET addresses = EXCLUDED.addresses,
+             heartbeat_ms = EXCLUDED.heartbeat_ms, failed_shards = EXCLUDED.failed_shards",
+            &[
+                &agent.agent_id,
+                &agent.shard_addresses.join(","),
+                &agent.heartbeat_ms,
+                &encode_shards(&agent.failed_shards),
+            ],
+        )
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    pub async fn live_agents(&self, since_ms: i64) -> Result<Vec<AgentRow>, MetaError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT agent_id, addresses, heartbeat_ms, failed_shards FROM agents
+                 WHERE heartbeat_ms > $1 ORDER BY agent_id",
+                &[&since_ms],
+            )
+            .await
+            .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|r| AgentRow {
+                agent_id: r.get(0),
+                shard_addresses: split_addresses(&r.get::<_, String>(1)),
+                heartbeat_ms: r.get(2),
+                failed_shards: decode_shards(&r.get::<_, String>(3)),
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_the_password() {
+        assert_eq!(
+            super::redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+}

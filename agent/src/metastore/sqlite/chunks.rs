@@ -1,0 +1,185 @@
+//! Chunk commits in SQLite: committing a chunk's ranges under their lease
+//! epochs in one immediate transaction, the producer state stored with
+//! them, and finding a committed range or end.
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::metastore::{continues, to_i64, to_u64, ChunkCommit, MetaError, RangeLocation};
+use crate::metastore::{
+    decode_producers, encode_producers, RememberedBatch, MAX_STORED_PRODUCERS,
+    PRODUCER_STATE_TTL_MS,
+};
+
+use super::leases::lease_row;
+use super::{db, fenced, SqliteStore};
+
+impl SqliteStore {
+    pub fn commit_chunk(
+        &self,
+        agent: &str,
+        chunk: &ChunkCommit,
+        now_ms: i64,
+    ) -> Result<bool, MetaError> {
+        let mut conn = self.conn.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let done: Option<String> = tx
+            .query_row("SELECT key FROM chunks WHERE key = ?1", [&chunk.key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(db)?;
+        if done.is_some() {
+            return Ok(false);
+        }
+        let mut fresh = Vec::with_capacity(chunk.ranges.len());
+        for r in &chunk.ranges {
+            let cur = lease_row(&tx, &r.topic, r.partition)?;
+            if !cur
+                .as_ref()
+                .is_some_and(|l| l.holder == agent && l.epoch == r.epoch)
+            {
+                return Err(fenced(&r.topic, r.partition, agent, r.epoch, cur));
+            }
+            if continues(r, committed_end_in(&tx, &r.topic, r.partition)?)? {
+                fresh.push(r);
+            }
+        }
+        tx.execute(
+            "INSERT INTO chunks (key, agent, size) VALUES (?1, ?2, ?3)",
+            params![chunk.key, agent, to_i64(chunk.size)],
+        )
+        .map_err(db)?;
+        for r in fresh {
+            tx.execute(
+                "INSERT INTO chunk_ranges (topic, part, base_offset, end_offset, chunk_key, pos, len, epoch)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    r.topic,
+                    i64::from(r.partition),
+                    to_i64(r.base_offset),
+                    to_i64(r.end_offset),
+                    chunk.key,
+                    to_i64(r.pos),
+                    to_i64(r.len),
+                    to_i64(r.epoch)
+                ],
+            )
+            .map_err(db)?;
+            for (producer_id, batches) in encode_producers(&r.producers) {
+                tx.execute(
+                    "INSERT INTO producer_state (topic, part, producer_id, batches, end_offset, updated_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (topic, part, producer_id) DO UPDATE SET
+                         batches = excluded.batches, end_offset = excluded.end_offset,
+                         updated_ms = excluded.updated_ms
+                     WHERE producer_state.end_offset <= excluded.end_offset",
+                    params![
+                        r.topic,
+                        i64::from(r.partition),
+                        producer_id,
+                        batches,
+                        to_i64(r.end_offset),
+                        now_ms
+                    ],
+                )
+                .map_err(db)?;
+            }
+            tx.execute(
+                "DELETE FROM producer_state WHERE topic = ?1 AND part = ?2 AND updated_ms < ?3",
+                params![
+                    r.topic,
+                    i64::from(r.partition),
+                    now_ms.saturating_sub(PRODUCER_STATE_TTL_MS)
+                ],
+            )
+            .map_err(db)?;
+            tx.execute(
+                "DELETE FROM producer_state WHERE topic = ?1 AND part = ?2 AND end_offset < (
+                     SELECT end_offset FROM producer_state WHERE topic = ?1 AND part = ?2
+                     ORDER BY end_offset DESC LIMIT 1 OFFSET ?3)",
+                params![r.topic, i64::from(r.partition), MAX_STORED_PRODUCERS - 1],
+            )
+            .map_err(db)?;
+        }
+        tx.commit().map_err(db)?;
+        Ok(true)
+    }
+
+    pub fn producer_state(
+        &self,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Vec<RememberedBatch>, MetaError> {
+        let conn = self.conn.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT producer_id, batches FROM producer_state WHERE topic = ?1 AND part = ?2",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map(params![topic, i64::from(partition)], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(db)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (producer_id, text) = row.map_err(db)?;
+            out.extend(decode_producers(producer_id, &text)?);
+        }
+        Ok(out)
+    }
+
+    pub fn chunk_committed(&self, key: &str) -> Result<bool, MetaError> {
+        let found: Option<String> = self
+            .conn
+            .lock()
+            .query_row("SELECT key FROM chunks WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(db)?;
+        Ok(found.is_some())
+    }
+
+    pub fn find_range(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+    ) -> Result<Option<RangeLocation>, MetaError> {
+        self.conn
+            .lock()
+            .query_row(
+                "SELECT chunk_key, base_offset, end_offset, pos, len FROM chunk_ranges
+                 WHERE topic = ?1 AND part = ?2 AND end_offset > ?3
+                 ORDER BY end_offset LIMIT 1",
+                params![topic, i64::from(partition), to_i64(offset)],
+                |r| {
+                    Ok(RangeLocation {
+                        chunk_key: r.get(0)?,
+                        base_offset: to_u64(r.get(1)?),
+                        end_offset: to_u64(r.get(2)?),
+                        pos: to_u64(r.get(3)?),
+                        len: to_u64(r.get(4)?),
+                    })
+                },
+            )
+            .optional()
+            .map_err(db)
+    }
+
+    pub fn committed_end(&self, topic: &str, partition: u32) -> Result<u64, MetaError> {
+        committed_end_in(&self.conn.lock(), topic, partition)
+    }
+}
+
+fn committed_end_in(conn: &Connection, topic: &str, partition: u32) -> Result<u64, MetaError> {
+    let end: i64 = conn
+        .query_row(
+            "SELECT COALESCE(MAX(end_offset), 0) FROM chunk_ranges WHERE topic = ?1 AND part = ?2",
+            params![topic, i64::from(partition)],
+            |r| r.get(0),
+        )
+        .map_err(db)?;
+    Ok(to_u64(end))
+}

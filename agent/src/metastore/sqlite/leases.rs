@@ -1,0 +1,175 @@
+//! Leases in SQLite: acquiring (a new holder gets `epoch + 1`), renewing
+//! one or many in one transaction, releasing, and reading them back.
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::metastore::{to_i64, to_u64, LeaseGrant, LeaseRow, MetaError};
+
+use super::{db, fenced, SqliteStore};
+
+impl SqliteStore {
+    pub fn acquire_lease(
+        &self,
+        topic: &str,
+        partition: u32,
+        agent: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<LeaseGrant, MetaError> {
+        let mut conn = self.conn.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let cur = lease_row(&tx, topic, partition)?;
+        let expires_ms = now_ms + ttl_ms;
+        let epoch = match cur {
+            None => {
+                tx.execute(
+                    "INSERT INTO leases (topic, part, holder, epoch, expires_ms) VALUES (?1, ?2, ?3, 1, ?4)",
+                    params![topic, i64::from(partition), agent, expires_ms],
+                )
+                .map_err(db)?;
+                1
+            }
+            Some(l) if l.holder == agent => l.epoch,
+            Some(l) if l.expires_ms > now_ms => {
+                return Err(MetaError::LeaseHeld {
+                    topic: topic.into(),
+                    partition,
+                    holder: l.holder,
+                    expires_ms: l.expires_ms,
+                })
+            }
+            Some(l) => l.epoch + 1,
+        };
+        tx.execute(
+            "UPDATE leases SET holder = ?3, epoch = ?4, expires_ms = ?5 WHERE topic = ?1 AND part = ?2",
+            params![topic, i64::from(partition), agent, to_i64(epoch), expires_ms],
+        )
+        .map_err(db)?;
+        tx.commit().map_err(db)?;
+        Ok(LeaseGrant { epoch, expires_ms })
+    }
+
+    pub fn renew_lease(
+        &self,
+        topic: &str,
+        partition: u32,
+        agent: &str,
+        epoch: u64,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<LeaseGrant, MetaError> {
+        let expires_ms = now_ms + ttl_ms;
+        let n = self
+            .conn
+            .lock()
+            .execute(
+                "UPDATE leases SET expires_ms = ?5 WHERE topic = ?1 AND part = ?2 AND holder = ?3 AND epoch = ?4",
+                params![topic, i64::from(partition), agent, to_i64(epoch), expires_ms],
+            )
+            .map_err(db)?;
+        if n == 1 {
+            return Ok(LeaseGrant { epoch, expires_ms });
+        }
+        let cur = lease_row(&self.conn.lock(), topic, partition)?;
+        Err(fenced(topic, partition, agent, epoch, cur))
+    }
+
+    pub fn renew_leases(
+        &self,
+        leases: &[(String, u32, u64)],
+        agent: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<Vec<Result<LeaseGrant, MetaError>>, MetaError> {
+        let expires_ms = now_ms + ttl_ms;
+        let mut conn = self.conn.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let mut out = Vec::with_capacity(leases.len());
+        for (topic, partition, epoch) in leases {
+            let n = tx
+                .execute(
+                    "UPDATE leases SET expires_ms = ?5 WHERE topic = ?1 AND part = ?2 AND holder = ?3 AND epoch = ?4",
+                    params![topic, i64::from(*partition), agent, to_i64(*epoch), expires_ms],
+                )
+                .map_err(db)?;
+            out.push(if n == 1 {
+                Ok(LeaseGrant {
+                    epoch: *epoch,
+                    expires_ms,
+                })
+            } else {
+                let cur = lease_row(&tx, topic, *partition)?;
+                Err(fenced(topic, *partition, agent, *epoch, cur))
+            });
+        }
+        tx.commit().map_err(db)?;
+        Ok(out)
+    }
+
+    pub fn release_lease(
+        &self,
+        topic: &str,
+        partition: u32,
+        agent: &str,
+        epoch: u64,
+    ) -> Result<(), MetaError> {
+        self.conn
+            .lock()
+            .execute(
+                "UPDATE leases SET expires_ms = 0 WHERE topic = ?1 AND part = ?2 AND holder = ?3 AND epoch = ?4",
+                params![topic, i64::from(partition), agent, to_i64(epoch)],
+            )
+            .map_err(db)?;
+        Ok(())
+    }
+
+    pub fn lease(&self, topic: &str, partition: u32) -> Result<Option<LeaseRow>, MetaError> {
+        lease_row(&self.conn.lock(), topic, partition)
+    }
+
+    pub fn topic_leases(&self, topic: &str) -> Result<Vec<(u32, LeaseRow)>, MetaError> {
+        let conn = self.conn.lock();
+        let mut st = conn
+            .prepare(
+                "SELECT part, holder, epoch, expires_ms FROM leases WHERE topic = ?1 ORDER BY part",
+            )
+            .map_err(db)?;
+        let rows = st
+            .query_map([topic], |r| {
+                Ok((
+                    u32::try_from(r.get::<_, i64>(0)?).unwrap_or(u32::MAX),
+                    LeaseRow {
+                        holder: r.get(1)?,
+                        epoch: to_u64(r.get(2)?),
+                        expires_ms: r.get(3)?,
+                    },
+                ))
+            })
+            .map_err(db)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db)
+    }
+}
+
+pub(super) fn lease_row(
+    conn: &Connection,
+    topic: &str,
+    partition: u32,
+) -> Result<Option<LeaseRow>, MetaError> {
+    conn.query_row(
+        "SELECT holder, epoch, expires_ms FROM leases WHERE topic = ?1 AND part = ?2",
+        params![topic, i64::from(partition)],
+        |r| {
+            Ok(LeaseRow {
+                holder: r.get(0)?,
+                epoch: to_u64(r.get(1)?),
+                expires_ms: r.get(2)?,
+            })
+        },
+    )
+    .optional()
+    .map_err(db)
+}
