@@ -122,14 +122,8 @@ impl ShardLog {
                 "local log is behind object storage; forgetting its stale batches"
             );
         }
-        // Only frames still on disk (indexed, or appended and not yet
-        // durable) could be replayed by recovery; a partition without any
-        // needs no restart frame (and no sync for one).
-        let on_disk = !p.index.is_empty() || p.next_offset != p.high_watermark;
-        p.restart_at(offset);
-        if on_disk {
-            self.queue_restart(&mut st, topic, partition, offset);
-        }
+        drop(st);
+        self.restart(topic, partition, offset);
         true
     }
 
@@ -154,6 +148,19 @@ impl ShardLog {
                 "dropping local batches written under an older lease"
             );
         }
+        drop(st);
+        self.restart(topic, partition, offset);
+        true
+    }
+
+    /// Makes a known partition continue at `offset`, forgetting its local
+    /// batches and producers; queues a restart frame when recovery could
+    /// otherwise replay frames of it still on disk.
+    fn restart(&self, topic: &str, partition: u32, offset: u64) {
+        let mut st = self.inner.state.borrow_mut();
+        let Some(p) = find_mut(&mut st.partitions, topic, partition) else {
+            return;
+        };
         // Only frames still on disk (indexed, or appended and not yet
         // durable) could be replayed by recovery; a partition without any
         // needs no restart frame (and no sync for one).
@@ -162,7 +169,6 @@ impl ShardLog {
         if on_disk {
             self.queue_restart(&mut st, topic, partition, offset);
         }
-        true
     }
 
     /// Replays producer state kept elsewhere (the metadata store, object
