@@ -6,6 +6,7 @@
 //! and lease epochs that shards and the lease task publish for metadata
 //! answers. Must not hold partition data.
 
+use crate::ids::TopicKey;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -34,9 +35,9 @@ pub struct TopicEntry {
 }
 
 impl TopicEntry {
-    /// Name of the topic inside the shard logs, leases and chunk index.
-    pub fn log_key(&self, name: &str) -> String {
-        format!("{name}#{}", self.id)
+    /// This incarnation's key in the shard logs, leases and chunk index.
+    pub fn key(&self, name: &str) -> TopicKey {
+        TopicKey::new(name, self.id)
     }
 }
 
@@ -163,7 +164,7 @@ impl Catalog {
         let topics = self.topics.lock();
         if let Some(t) = topics
             .iter()
-            .find(|(n, t)| t.log_key(n) == key)
+            .find(|(n, t)| t.key(n).as_str() == key)
             .map(|(_, t)| t)
         {
             if let Some(e) = t.lease_epochs.get(partition as usize) {

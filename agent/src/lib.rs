@@ -19,7 +19,8 @@
 //!   (free port ranges for shard listeners).
 //! - Shared vocabulary: [`config`] (flags), [`catalog`] (topics),
 //!   [`routing`] (partition → shard), [`assignment`] (partition → agent),
-//!   [`takeover`] (when an expired lease may be taken), [`grpc_status`],
+//!   [`takeover`] (when an expired lease may be taken), [`ids`] (topic
+//!   keys and partition ids), [`grpc_status`],
 //!   [`metrics`], [`clock`].
 
 pub mod admin;
@@ -29,6 +30,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod grpc_status;
+pub mod ids;
 pub mod layout;
 pub mod lifecycle;
 pub mod limits;

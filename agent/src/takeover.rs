@@ -8,6 +8,7 @@
 //! memory of when each expired lease was first seen; knows nothing about
 //! the metadata store or the shards.
 
+use crate::ids::PartitionId;
 use std::collections::HashMap;
 
 /// What the rule needs to know about the current lease row of a partition.
@@ -29,7 +30,7 @@ pub struct Holder<'a> {
 /// has been seen expired under one holder and epoch.
 #[derive(Debug, Default)]
 pub struct ExpiredLeases {
-    seen: HashMap<(String, u32), (String, u64, i64)>,
+    seen: HashMap<PartitionId, (String, u64, i64)>,
 }
 
 impl ExpiredLeases {
@@ -49,7 +50,7 @@ impl ExpiredLeases {
         now_ms: i64,
         grace_ms: i64,
     ) -> bool {
-        let slot = (key.to_owned(), partition);
+        let slot = PartitionId::of(key, partition);
         let waiting = holder.expires_ms != 0
             && holder.expires_ms <= now_ms
             && holder.live
@@ -73,7 +74,7 @@ impl ExpiredLeases {
 
     /// Forgets `key/partition` (its lease was taken, or is ours).
     pub fn forget(&mut self, key: &str, partition: u32) {
-        self.seen.remove(&(key.to_owned(), partition));
+        self.seen.remove(&PartitionId::of(key, partition));
     }
 }
 

@@ -67,7 +67,7 @@ async fn suite(url: &str) {
     ));
     let t2 = m2.create_topic(&name, 2).await.unwrap();
     assert_ne!(t1.id, t2.id, "a re-created topic gets a new incarnation");
-    let key = t2.key();
+    let key = t2.key().to_string();
 
     // Producer ids are never handed out twice, across connections.
     let a = m.next_producer_id().await.unwrap();
@@ -379,7 +379,7 @@ async fn a_hole_in_the_chunk_index_is_reported_not_read_past() {
     let m = MetaStore::open(&format!("sqlite://{}", path.display()))
         .await
         .unwrap();
-    let key = m.create_topic("holes", 1).await.unwrap().key();
+    let key = m.create_topic("holes", 1).await.unwrap().key().to_string();
     m.acquire_lease(&key, 0, "agent-a", 1_000, 500)
         .await
         .unwrap();

@@ -7,6 +7,8 @@ use std::collections::{HashMap, HashSet};
 
 use parking_lot::Mutex;
 
+use crate::ids::{PartitionId, TopicKey};
+
 /// One held lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Held {
@@ -15,36 +17,39 @@ pub(super) struct Held {
     pub expires_ms: i64,
 }
 
-/// (topic key, partition) → the lease held on it.
+/// Partition → the lease held on it.
 #[derive(Default)]
 pub(super) struct HeldLeases {
-    map: Mutex<HashMap<(String, u32), Held>>,
+    map: Mutex<HashMap<PartitionId, Held>>,
 }
 
 impl HeldLeases {
     /// Records a lease taken (or taken again); returns how many are held.
     pub(super) fn insert(&self, key: &str, partition: u32, held: Held) -> usize {
         let mut m = self.map.lock();
-        m.insert((key.to_owned(), partition), held);
+        m.insert(PartitionId::of(key, partition), held);
         m.len()
     }
 
     /// Forgets a lease (lost or released); returns how many are left.
     pub(super) fn remove(&self, key: &str, partition: u32) -> usize {
         let mut m = self.map.lock();
-        m.remove(&(key.to_owned(), partition));
+        m.remove(&PartitionId::of(key, partition));
         m.len()
     }
 
     /// The lease held on `key/partition`, if one is.
     pub(super) fn get(&self, key: &str, partition: u32) -> Option<Held> {
-        self.map.lock().get(&(key.to_owned(), partition)).copied()
+        self.map
+            .lock()
+            .get(&PartitionId::of(key, partition))
+            .copied()
     }
 
     /// A renewal of `key/partition` moved its expiry (ignored when the
     /// lease was let go meanwhile).
     pub(super) fn set_expiry(&self, key: &str, partition: u32, expires_ms: i64) {
-        if let Some(h) = self.map.lock().get_mut(&(key.to_owned(), partition)) {
+        if let Some(h) = self.map.lock().get_mut(&PartitionId::of(key, partition)) {
             h.expires_ms = expires_ms;
         }
     }
@@ -53,27 +58,29 @@ impl HeldLeases {
     pub(super) fn matching(
         &self,
         mut keep: impl FnMut(&str, u32) -> bool,
-    ) -> Vec<((String, u32), Held)> {
+    ) -> Vec<(PartitionId, Held)> {
         self.map
             .lock()
             .iter()
-            .filter(|((k, p), _)| keep(k, *p))
+            .filter(|(id, _)| keep(&id.topic, id.partition))
             .map(|(k, h)| (k.clone(), *h))
             .collect()
     }
 
     /// Forgets the leases of topics not in `known` (topic keys).
-    pub(super) fn retain_topics(&self, known: &HashSet<String>) {
-        self.map.lock().retain(|(k, _), _| known.contains(k));
+    pub(super) fn retain_topics(&self, known: &HashSet<TopicKey>) {
+        self.map
+            .lock()
+            .retain(|id, _| known.contains(id.topic.as_str()));
     }
 
     /// Forgets the leases of topic key `key`.
     pub(super) fn remove_topic(&self, key: &str) {
-        self.map.lock().retain(|(k, _), _| k != key);
+        self.map.lock().retain(|id, _| id.topic.as_str() != key);
     }
 
     /// Takes every lease out of the table.
-    pub(super) fn drain(&self) -> Vec<((String, u32), Held)> {
+    pub(super) fn drain(&self) -> Vec<(PartitionId, Held)> {
         self.map.lock().drain().collect()
     }
 }
@@ -100,7 +107,7 @@ mod tests {
         assert_eq!(t.matching(|k, _| k == "a#1").len(), 2);
         t.remove_topic("b#2");
         assert_eq!(t.get("b#2", 0), None);
-        t.retain_topics(&["a#1".to_string()].into_iter().collect());
+        t.retain_topics(&[TopicKey::from_stored("a#1")].into_iter().collect());
         assert_eq!(t.remove("a#1", 0), 1);
         assert_eq!(t.drain().len(), 1);
         assert!(t.matching(|_, _| true).is_empty());

@@ -11,13 +11,14 @@ use std::time::Duration;
 use futures::channel::mpsc;
 
 use crate::clock::now_ms;
+use crate::ids::{name_of, PartitionId, TopicKey};
 use crate::messages::ToShard;
 use crate::metastore::MetaError;
 use streamhouse_shard::producers::RememberedBatch;
 
 use super::held::Held;
 use super::runtime_thread;
-use super::state::{topic_name, Shared};
+use super::state::Shared;
 
 /// Attempts at a metadata call during start-up before giving up on it
 /// (delays 100, 200, 400, 800 ms between them).
@@ -145,7 +146,7 @@ impl Shared {
         let live = self.members.is_live(&row.holder);
         let shard_failed = self
             .members
-            .peer_shard_failed(&row.holder, topic_name(key), partition);
+            .peer_shard_failed(&row.holder, name_of(key), partition);
         let holder = crate::takeover::Holder {
             agent: &row.holder,
             epoch: row.epoch,
@@ -176,12 +177,7 @@ impl Shared {
     /// then handed over as usual. Retries a failing metadata store a few
     /// times: a lease not taken back here would leave that data unshipped.
     pub(super) async fn reclaim_own(&self) {
-        let keys: Vec<String> = self
-            .catalog
-            .list()
-            .iter()
-            .map(|(n, t)| t.log_key(n))
-            .collect();
+        let keys: Vec<TopicKey> = self.catalog.list().iter().map(|(n, t)| t.key(n)).collect();
         for key in keys {
             let rows = match self.patiently(|| self.meta.topic_leases(&key)).await {
                 Ok(r) => r,
@@ -230,16 +226,20 @@ impl Shared {
         if self.draining.load(Ordering::Relaxed) {
             return;
         }
-        let want: Vec<(String, u32)> = self
+        let want: Vec<PartitionId> = self
             .catalog
             .list()
             .iter()
             .flat_map(|(n, t)| {
-                let key = t.log_key(n);
-                (0..t.partitions).map(move |p| (key.clone(), p))
+                let key = t.key(n);
+                (0..t.partitions).map(move |p| PartitionId::new(key.clone(), p))
             })
             .collect();
-        for (key, p) in want {
+        for PartitionId {
+            topic: key,
+            partition: p,
+        } in want
+        {
             if self.leases.get(&key, p).is_some()
                 || !self.assigned_here(&key, p)
                 || self.members.shard_unwell(self.shard_of(&key, p))
@@ -268,7 +268,7 @@ impl Shared {
         let agent = self.config.agent_id.clone();
         let batch: Vec<(String, u32, u64)> = held
             .iter()
-            .map(|((k, p), h)| (k.clone(), *p, h.epoch))
+            .map(|(id, h)| (id.topic.to_string(), id.partition, h.epoch))
             .collect();
         // One attempt may take at most a renewal period: the next one
         // (or the expiry check) must not wait behind a hung call.
@@ -290,7 +290,10 @@ impl Shared {
         };
         for (
             (
-                (key, p),
+                PartitionId {
+                    topic: key,
+                    partition: p,
+                },
                 Held {
                     epoch,
                     expires_ms: expires,
@@ -305,7 +308,7 @@ impl Shared {
                     self.tell(
                         self.shard_of(&key, p),
                         ToShard::Renewed {
-                            topic: key,
+                            topic: key.to_string(),
                             partition: p,
                             epoch,
                             expires_ms: g.expires_ms,
@@ -330,7 +333,14 @@ impl Shared {
 
     pub(super) async fn release_all(&self) {
         let held = self.leases.drain();
-        for ((key, p), Held { epoch, .. }) in held {
+        for (
+            PartitionId {
+                topic: key,
+                partition: p,
+            },
+            Held { epoch, .. },
+        ) in held
+        {
             if let Err(e) = self
                 .meta
                 .release_lease(&key, p, &self.config.agent_id, epoch)
@@ -348,7 +358,14 @@ impl Shared {
             *tx.lock() = inbox;
         }
         let held = self.leases.matching(|k, p| self.shard_of(k, p) == shard);
-        for ((key, p), _) in held {
+        for (
+            PartitionId {
+                topic: key,
+                partition: p,
+            },
+            _,
+        ) in held
+        {
             match self.acquire(&key, p).await {
                 Ok(()) => {}
                 Err(MetaError::LeaseHeld { holder, .. }) => self.lose(
@@ -369,7 +386,14 @@ impl Shared {
     pub(super) async fn release_shard(&self, shard: usize) {
         let _gate = self.renew_gate.lock().await;
         let held = self.leases.matching(|k, p| self.shard_of(k, p) == shard);
-        for ((key, p), Held { epoch, .. }) in held {
+        for (
+            PartitionId {
+                topic: key,
+                partition: p,
+            },
+            Held { epoch, .. },
+        ) in held
+        {
             tracing::warn!(topic = %key, partition = p, shard, "lease given up: the shard's WAL failed");
             self.give_up(&key, p, epoch, "the shard's WAL failed").await;
         }

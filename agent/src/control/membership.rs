@@ -13,18 +13,15 @@ use crate::metastore::MetaError;
 use crate::routing::shard_for;
 
 use super::held::Held;
-use super::state::{topic_name, Shared};
+use super::state::Shared;
+use crate::ids::name_of;
 
 impl Shared {
     /// Whether this agent should lead `key/partition` (see
     /// [`Members::assigned_here`](super::members::Members::assigned_here)).
     pub(super) fn assigned_here(&self, key: &str, partition: u32) -> bool {
-        self.members.assigned_here(
-            key,
-            topic_name(key),
-            partition,
-            self.shard_of(key, partition),
-        )
+        self.members
+            .assigned_here(key, name_of(key), partition, self.shard_of(key, partition))
     }
 
     /// Heartbeat, then refresh the list of live agents (see
@@ -61,13 +58,14 @@ impl Shared {
     /// lease is released so the new owner can take it at once.
     pub(super) fn rebalance(self: &Arc<Self>) {
         let held = self.leases.matching(|_, _| true);
-        for ((key, p), Held { epoch, .. }) in held {
+        for (id, Held { epoch, .. }) in held {
+            let (key, p) = (id.topic.clone(), id.partition);
             // A failed shard cannot hand over (its log refuses the barrier);
             // it gives its leases up itself once it shipped what it could.
             if self.members.shard_unwell(self.shard_of(&key, p)) {
                 continue;
             }
-            if self.assigned_here(&key, p) || !self.moving.lock().insert((key.clone(), p)) {
+            if self.assigned_here(&key, p) || !self.moving.lock().insert(id.clone()) {
                 continue;
             }
             let s = self.clone();
@@ -77,7 +75,7 @@ impl Shared {
                 s.tell(
                     s.shard_of(&key, p),
                     ToShard::Handoff {
-                        topic: key.clone(),
+                        topic: key.to_string(),
                         partition: p,
                         done: tx,
                     },
@@ -86,13 +84,13 @@ impl Shared {
                     // The shard stopped or its log failed before everything
                     // was committed: keep the lease (it expires if we die).
                     tracing::warn!(topic = %key, partition = p, "hand-over did not finish; keeping the lease");
-                    s.moving.lock().remove(&(key, p));
+                    s.moving.lock().remove(&id);
                     return;
                 }
                 // No renewal in flight may extend the lease after its release.
                 let _gate = s.renew_gate.lock().await;
                 s.give_up(&key, p, epoch, "handed over").await;
-                s.moving.lock().remove(&(key, p));
+                s.moving.lock().remove(&id);
             });
         }
     }
@@ -115,7 +113,7 @@ impl Shared {
             if !topics.is_empty() && !topics.contains(&name) {
                 continue;
             }
-            let key = t.log_key(&name);
+            let key = t.key(&name);
             let rows = self.meta.topic_leases(&key).await?;
             let mut parts = vec![(String::new(), String::new(), 0u64); t.partitions as usize];
             for (p, row) in rows {

@@ -20,6 +20,7 @@ use super::remote::{ChunkReader, RemoteCache};
 use crate::admin::Readiness;
 use crate::catalog::Catalog;
 use crate::config::AgentConfig;
+use crate::ids::{name_of, PartitionId};
 use crate::messages::{ControlError, ToShard};
 use crate::metastore::{MetaError, MetaStore};
 use crate::metrics::Registry;
@@ -50,7 +51,7 @@ pub(crate) struct Shared {
     /// Live agents, their failed shards, this agent's shards' health.
     pub(super) members: Members,
     /// Partitions being handed to another agent.
-    pub(super) moving: Mutex<HashSet<(String, u32)>>,
+    pub(super) moving: Mutex<HashSet<PartitionId>>,
     /// Since when other live agents' leases have been seen expired (see
     /// `takeover`).
     pub(super) expired: Mutex<crate::takeover::ExpiredLeases>,
@@ -78,14 +79,9 @@ impl From<MetaError> for ControlError {
     }
 }
 
-/// Topic name of a topic key `name#id`.
-pub(super) fn topic_name(key: &str) -> &str {
-    key.rsplit_once('#').map_or(key, |(n, _)| n)
-}
-
 impl Shared {
     pub fn shard_of(&self, key: &str, partition: u32) -> usize {
-        shard_for(topic_name(key), partition, self.config.shard_count())
+        shard_for(name_of(key), partition, self.config.shard_count())
     }
 
     /// Reads of committed data from chunk objects.

@@ -11,12 +11,13 @@ use crate::messages::{ControlError, ToShard};
 use crate::metastore::{MetaError, TopicRow};
 
 use super::state::Shared;
+use crate::ids::TopicKey;
 
 impl Shared {
     /// Loads topics from the metadata store into the catalog.
     pub(super) async fn sync_topics(&self) -> Result<(), MetaError> {
         let rows = self.meta.topics().await?;
-        let known: HashSet<String> = rows.iter().map(TopicRow::key).collect();
+        let known: HashSet<TopicKey> = rows.iter().map(TopicRow::key).collect();
         self.leases.retain_topics(&known);
         self.catalog.replace(&rows);
         Ok(())

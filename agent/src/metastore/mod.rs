@@ -23,6 +23,7 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use streamhouse_shard::producers::RememberedBatch;
 
+use crate::ids::TopicKey;
 use std::collections::BTreeMap;
 use streamhouse_proto::batch::ProducerInfo;
 
@@ -47,9 +48,9 @@ pub struct TopicRow {
 }
 
 impl TopicRow {
-    /// Name of the topic in logs, leases and the chunk index: `name#id`.
-    pub fn key(&self) -> String {
-        format!("{}#{}", self.name, self.id)
+    /// The topic's key in logs, leases and the chunk index.
+    pub fn key(&self) -> TopicKey {
+        TopicKey::new(&self.name, self.id)
     }
 }
 

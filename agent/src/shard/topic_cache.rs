@@ -74,7 +74,7 @@ mod tests {
             id,
             partitions: 1,
         });
-        let key: Rc<str> = entry.log_key(name).into();
+        let key: Rc<str> = entry.key(name).as_str().into();
         (name.to_owned(), Rc::new(LocalTopic { key, entry }))
     }
 

@@ -26,7 +26,7 @@ impl ShardContext {
         let shards = self.config.shard_count();
         let mut fresh = HashMap::new();
         for (name, entry) in self.catalog.list() {
-            let key: Rc<str> = entry.log_key(&name).into();
+            let key: Rc<str> = entry.key(&name).as_str().into();
             for p in 0..entry.partitions {
                 if shard_for(&name, p, shards) == self.shard {
                     self.log.add_partition(&key, p);

@@ -3,6 +3,7 @@
 //! and the requests waiting for a commit. Plain state of one executor, time
 //! passed in; `shipping` drives it.
 
+use crate::ids::PartitionId;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 
@@ -25,7 +26,7 @@ pub struct Uploads {
     waiters: RefCell<Vec<(u64, oneshot::Sender<()>)>>,
     /// Per partition (topic key, partition), the end of its committed
     /// ranges this shard saw.
-    committed_ends: RefCell<HashMap<(String, u32), u64>>,
+    committed_ends: RefCell<HashMap<PartitionId, u64>>,
 }
 
 impl Uploads {
@@ -44,7 +45,9 @@ impl Uploads {
         {
             let mut committed = self.committed_ends.borrow_mut();
             for (topic, partition, end) in ends {
-                let e = committed.entry((topic, partition)).or_insert(0);
+                let e = committed
+                    .entry(PartitionId::of(&topic, partition))
+                    .or_insert(0);
                 *e = (*e).max(end);
             }
         }
@@ -81,7 +84,7 @@ impl Uploads {
     pub fn covers(&self, key: &str, partition: u32, end: u64) -> bool {
         self.committed_ends
             .borrow()
-            .get(&(key.to_owned(), partition))
+            .get(&PartitionId::of(key, partition))
             .is_some_and(|c| *c >= end)
     }
 

@@ -245,7 +245,7 @@ impl PostgresStore {
             id: to_u64(row.get(0)),
             partitions: u32::try_from(row.get::<_, i64>(1)).unwrap_or(0),
         };
-        let key = topic.key();
+        let key = topic.key().to_string();
         tx.execute("DELETE FROM leases WHERE topic = $1", &[&key])
             .await
             .map_err(db)?;

@@ -169,7 +169,7 @@ impl SqliteStore {
             id: to_u64(id),
             partitions: u32::try_from(partitions).unwrap_or(0),
         };
-        let key = topic.key();
+        let key = topic.key().to_string();
         tx.execute("DELETE FROM topics WHERE name = ?1", [name])
             .map_err(db)?;
         tx.execute("DELETE FROM producer_state WHERE topic = ?1", [&key])
