@@ -18,6 +18,7 @@ use crate::messages::{ControlHandle, ToShard};
 use crate::metrics::ShardMetrics;
 
 use super::leases::{LeaseState, ShardLeases};
+use super::tasks::Tasks;
 use super::topic_cache::TopicCache;
 use super::uploads::Uploads;
 
@@ -44,6 +45,8 @@ pub struct ShardContext {
     pub(super) uploads: Uploads,
     /// This shard's counters.
     pub metrics: Arc<ShardMetrics>,
+    /// The shard's background tasks.
+    pub tasks: Rc<Tasks>,
 }
 
 /// What a [`ShardContext`] is built from.
@@ -84,6 +87,7 @@ impl ShardContext {
             log_id,
             uploads: Uploads::default(),
             metrics,
+            tasks: Rc::new(Tasks::default()),
         });
         ctx.refresh_topics();
         ctx
@@ -153,7 +157,7 @@ impl ShardContext {
                         .set(&topic, partition, LeaseState::Moving { epoch });
                 }
                 let ctx = self.clone();
-                glommio::spawn_local(async move {
+                self.tasks.spawn("handoff", async move {
                     // Batches accepted before the partition stopped taking
                     // writes may still be queued or being written: once they
                     // are durable, the segment holding the last one is known.
@@ -171,8 +175,7 @@ impl ShardContext {
                         }
                     }
                     let _ = done.send(());
-                })
-                .detach();
+                });
             }
         }
     }

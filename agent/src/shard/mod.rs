@@ -38,6 +38,7 @@ pub mod leases;
 mod produce;
 mod shipping;
 mod status;
+pub mod tasks;
 mod topic_cache;
 mod topics;
 mod uploads;
@@ -50,12 +51,65 @@ const BIND_RETRY: Duration = Duration::from_secs(3);
 pub type Ready = std::sync::mpsc::Sender<(usize, Result<(), String>)>;
 
 /// The shard's open connections, each with the sender that tells it to
-/// drain; a connection removes its entry when it ends.
+/// drain; a connection's entry goes with its [`ConnectionSlot`].
 #[derive(Default)]
 struct Connections {
     /// The sender is taken when the drain tells the connection to stop.
     open: HashMap<u64, Option<oneshot::Sender<()>>>,
     next_id: u64,
+}
+
+/// One connection's place in the shard's table, its socket registration
+/// and the open-connections gauge; dropping it (however the connection's
+/// task ends) gives all three back.
+struct ConnectionSlot {
+    conns: Rc<RefCell<Connections>>,
+    id: u64,
+    metrics: Arc<crate::metrics::ShardMetrics>,
+    sockets: Arc<crate::sockets::ShardSockets>,
+    fd: std::os::fd::RawFd,
+}
+
+impl ConnectionSlot {
+    fn open(
+        conns: &Rc<RefCell<Connections>>,
+        drain: oneshot::Sender<()>,
+        metrics: &Arc<crate::metrics::ShardMetrics>,
+        sockets: &Arc<crate::sockets::ShardSockets>,
+        fd: std::os::fd::RawFd,
+    ) -> ConnectionSlot {
+        let id = {
+            let mut c = conns.borrow_mut();
+            c.next_id += 1;
+            let id = c.next_id;
+            c.open.insert(id, Some(drain));
+            metrics
+                .connections_open
+                .store(c.open.len() as u64, Ordering::Relaxed);
+            id
+        };
+        sockets.add(fd);
+        ConnectionSlot {
+            conns: conns.clone(),
+            id,
+            metrics: metrics.clone(),
+            sockets: sockets.clone(),
+            fd,
+        }
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.sockets.remove(self.fd);
+        let Ok(mut c) = self.conns.try_borrow_mut() else {
+            return;
+        };
+        c.open.remove(&self.id);
+        self.metrics
+            .connections_open
+            .store(c.open.len() as u64, Ordering::Relaxed);
+    }
 }
 
 /// What a shard is given by the agent that starts it.
@@ -144,31 +198,30 @@ pub async fn run(setup: ShardSetup) -> Result<bool, String> {
         ctx.apply(msg);
     }
     let c = ctx.clone();
-    glommio::spawn_local(async move {
+    ctx.tasks.spawn("control inbox", async move {
         while let Some(msg) = messages.next().await {
             c.apply(msg);
         }
-    })
-    .detach();
+    });
     let mut sealed = log.subscribe_sealed();
     let c = ctx.clone();
-    glommio::spawn_local(async move {
+    ctx.tasks.spawn("shipping", async move {
         while let Some(s) = sealed.next().await {
             c.ship(s.id, s.path, s.len);
         }
-    })
-    .detach();
+    });
     let _ = ready.send((shard, Ok(())));
     let Some((listener, listener_fd)) = listener else {
         let shipped = ctx
             .ship_everything(Instant::now() + config.reshard_timeout())
             .await;
         log.close().await;
+        ctx.tasks.stop_all();
         tracing::info!(shard, shipped, "old layout shipped");
         return Ok(shipped);
     };
     tracing::info!(shard, %addr, "serving");
-    glommio::spawn_local(wal_watch::watch(ctx.clone())).detach();
+    ctx.tasks.spawn("wal watch", wal_watch::watch(ctx.clone()));
 
     let conns = Rc::new(RefCell::new(Connections::default()));
     let door = Rc::new(Door {
@@ -189,13 +242,12 @@ pub async fn run(setup: ShardSetup) -> Result<bool, String> {
     let (stop_tx, mut stop) = oneshot::channel::<()>();
     let poll = Duration::from_millis(config.shutdown_poll_ms.max(1));
     let watcher = ctx.clone();
-    glommio::spawn_local(async move {
+    ctx.tasks.spawn("drain watch", async move {
         while !watcher.is_draining() {
             glommio::timer::sleep(poll).await;
         }
         let _ = stop_tx.send(());
-    })
-    .detach();
+    });
     loop {
         let next = futures_lite::future::or(async { Some(listener.accept().await) }, async {
             let _ = (&mut stop).await;
@@ -209,39 +261,24 @@ pub async fn run(setup: ShardSetup) -> Result<bool, String> {
                         .connections_refused
                         .fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(shard, limit, "connection over the limit refused");
-                    glommio::spawn_local(conn::refuse(
-                        stream,
-                        "too many connections to this shard (--max-connections-per-shard)",
-                    ))
-                    .detach();
+                    ctx.tasks.spawn(
+                        "refuse connection",
+                        conn::refuse(
+                            stream,
+                            "too many connections to this shard (--max-connections-per-shard)",
+                        ),
+                    );
                     continue;
                 }
                 let (tx, rx) = oneshot::channel();
-                let id = {
-                    let mut c = conns.borrow_mut();
-                    c.next_id += 1;
-                    let id = c.next_id;
-                    c.open.insert(id, Some(tx));
-                    ctx.metrics
-                        .connections_open
-                        .store(c.open.len() as u64, Ordering::Relaxed);
-                    id
-                };
-                let (door, conns, metrics) = (door.clone(), conns.clone(), ctx.metrics.clone());
                 let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
-                sockets.add(fd);
-                let sockets = sockets.clone();
-                glommio::spawn_local(async move {
+                let slot = ConnectionSlot::open(&conns, tx, &ctx.metrics, &sockets, fd);
+                let door = door.clone();
+                ctx.tasks.spawn("connection", async move {
+                    let _slot = slot;
                     let ended = conn::serve(door, stream, rx).await;
-                    sockets.remove(fd);
                     tracing::debug!(shard, ?ended, "connection ended");
-                    let mut c = conns.borrow_mut();
-                    c.open.remove(&id);
-                    metrics
-                        .connections_open
-                        .store(c.open.len() as u64, Ordering::Relaxed);
-                })
-                .detach();
+                });
             }
             Some(Err(e)) => {
                 tracing::warn!(shard, error = %e, "accept failed");
@@ -306,7 +343,8 @@ pub async fn run(setup: ShardSetup) -> Result<bool, String> {
     if !closed {
         tracing::warn!(shard, "the WAL did not close within the grace period");
     }
-    tracing::info!(shard, shipped, "stopped");
+    let left = ctx.tasks.stop_all();
+    tracing::info!(shard, shipped, ?left, "stopped");
     Ok(shipped)
 }
 
