@@ -19,7 +19,8 @@
 //!   (free port ranges for shard listeners).
 //! - Shared vocabulary: [`config`] (flags), [`catalog`] (topics),
 //!   [`routing`] (partition → shard), [`assignment`] (partition → agent),
-//!   [`takeover`] (when an expired lease may be taken), [`ids`] (topic
+//!   [`takeover`] (when an expired lease may be taken), [`tasks`] (a
+//!   task registry per thread), [`ids`] (topic
 //!   keys and partition ids), [`grpc_status`],
 //!   [`metrics`], [`clock`].
 
@@ -44,6 +45,7 @@ pub mod shard;
 pub mod sockets;
 pub mod supervisor;
 pub mod takeover;
+pub mod tasks;
 
 pub use config::AgentConfig;
 pub use lifecycle::{start, RunningAgent};

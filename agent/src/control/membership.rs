@@ -69,7 +69,7 @@ impl Shared {
                 continue;
             }
             let s = self.clone();
-            tokio::spawn(async move {
+            self.tasks.spawn("handoff", async move {
                 tracing::info!(topic = %key, partition = p, "handing the partition to another agent");
                 let (tx, rx) = oneshot::channel();
                 s.tell(

@@ -21,6 +21,7 @@ use crate::messages::{ControlHandle, ToControl, ToShard};
 use crate::metastore::MetaStore;
 use crate::metrics::Registry;
 use crate::objstore::ObjectStore;
+use crate::tasks::TaskRegistry;
 use held::HeldLeases;
 use members::Members;
 use remote::RemoteCache;
@@ -164,6 +165,7 @@ async fn run(
         expired: Mutex::new(crate::takeover::ExpiredLeases::default()),
         readiness: Arc::new(Readiness::new(shard_ports)),
         draining: Arc::new(AtomicBool::new(false)),
+        tasks: Arc::new(TaskRegistry::default()),
     });
     if let Err(e) = shared.sync_topics().await {
         let _ = ready.send(Err(format!("cannot load topics: {e}")));
@@ -179,7 +181,9 @@ async fn run(
                     max_connections: shared.config.max_admin_connections,
                     read_timeout: shared.config.admin_read_timeout(),
                 };
-                tokio::spawn(crate::admin::serve(l, Arc::new(admin)));
+                shared
+                    .tasks
+                    .spawn("admin port", crate::admin::serve(l, Arc::new(admin)));
             }
             Err(e) => {
                 let _ = ready.send(Err(format!("--admin-listen {addr}: {e}")));
@@ -206,7 +210,9 @@ async fn run(
         }
     };
     let (up_tx, up_rx) = tokio::sync::mpsc::unbounded_channel();
-    let uploader = tokio::spawn(uploader::run(shared.clone(), up_rx));
+    shared
+        .tasks
+        .spawn("uploader", uploader::run(shared.clone(), up_rx));
     let tick = Duration::from_millis(
         (shared.config.lease_ttl_ms / 3)
             .min(shared.config.heartbeat_ms)
@@ -220,7 +226,7 @@ async fn run(
                     let _ = up_tx.send(job);
                 }
                 other => {
-                    tokio::spawn(shared.clone().handle(other));
+                    shared.tasks.spawn("request", shared.clone().handle(other));
                 }
             }
         }
@@ -244,7 +250,9 @@ async fn run(
             }
         }
     }
-    uploader.abort();
+    // The uploader stops here; its committer finishes what was queued
+    // (its channel closes with the uploader) and ends by itself.
+    shared.tasks.stop("uploader");
     if let Some(h) = renewer {
         let _ = tokio::task::spawn_blocking(move || h.join()).await;
     }
@@ -253,5 +261,9 @@ async fn run(
         tracing::info!("control plane stopped; leases released");
     } else {
         tracing::info!("control plane stopped; leases kept until they expire");
+    }
+    let left = shared.tasks.stop_all();
+    if !left.is_empty() {
+        tracing::debug!(?left, "control tasks stopped at shutdown");
     }
 }

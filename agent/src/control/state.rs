@@ -26,6 +26,7 @@ use crate::metastore::{MetaError, MetaStore};
 use crate::metrics::Registry;
 use crate::objstore::ObjectStore;
 use crate::routing::shard_for;
+use crate::tasks::TaskRegistry;
 
 /// Everything the control thread's tasks share.
 pub(crate) struct Shared {
@@ -60,6 +61,8 @@ pub(crate) struct Shared {
     pub readiness: Arc<Readiness>,
     /// Set when the agent drains (SIGTERM, `shutdown`): no new leases.
     pub(super) draining: Arc<AtomicBool>,
+    /// The control thread's background tasks.
+    pub(super) tasks: Arc<TaskRegistry>,
 }
 
 impl From<MetaError> for ControlError {

@@ -53,7 +53,7 @@ pub(crate) async fn run(
     // for that connection.
     let (commits, mut to_commit) = tokio::sync::mpsc::unbounded_channel::<Stored>();
     let committer = shared.clone();
-    tokio::spawn(async move {
+    shared.tasks.spawn("uploader commits", async move {
         while let Some(next) = to_commit.recv().await {
             let (shard, segment) = (next.shard, next.segment);
             let Some(ends) = commit(&committer, next).await else {

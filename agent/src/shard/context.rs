@@ -16,9 +16,9 @@ use crate::catalog::Catalog;
 use crate::config::AgentConfig;
 use crate::messages::{ControlHandle, ToShard};
 use crate::metrics::ShardMetrics;
+use crate::tasks::TaskRegistry;
 
 use super::leases::{LeaseState, ShardLeases};
-use super::tasks::Tasks;
 use super::topic_cache::TopicCache;
 use super::uploads::Uploads;
 
@@ -46,7 +46,7 @@ pub struct ShardContext {
     /// This shard's counters.
     pub metrics: Arc<ShardMetrics>,
     /// The shard's background tasks.
-    pub tasks: Rc<Tasks>,
+    pub tasks: Arc<TaskRegistry>,
 }
 
 /// What a [`ShardContext`] is built from.
@@ -87,7 +87,7 @@ impl ShardContext {
             log_id,
             uploads: Uploads::default(),
             metrics,
-            tasks: Rc::new(Tasks::default()),
+            tasks: Arc::new(TaskRegistry::default()),
         });
         ctx.refresh_topics();
         ctx
@@ -157,7 +157,7 @@ impl ShardContext {
                         .set(&topic, partition, LeaseState::Moving { epoch });
                 }
                 let ctx = self.clone();
-                self.tasks.spawn("handoff", async move {
+                self.tasks.spawn_local("handoff", async move {
                     // Batches accepted before the partition stopped taking
                     // writes may still be queued or being written: once they
                     // are durable, the segment holding the last one is known.

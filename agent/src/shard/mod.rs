@@ -38,7 +38,6 @@ pub mod leases;
 mod produce;
 mod shipping;
 mod status;
-pub mod tasks;
 mod topic_cache;
 mod topics;
 mod uploads;
@@ -198,14 +197,14 @@ pub async fn run(setup: ShardSetup) -> Result<bool, String> {
         ctx.apply(msg);
     }
     let c = ctx.clone();
-    ctx.tasks.spawn("control inbox", async move {
+    ctx.tasks.spawn_local("control inbox", async move {
         while let Some(msg) = messages.next().await {
             c.apply(msg);
         }
     });
     let mut sealed = log.subscribe_sealed();
     let c = ctx.clone();
-    ctx.tasks.spawn("shipping", async move {
+    ctx.tasks.spawn_local("shipping", async move {
         while let Some(s) = sealed.next().await {
             c.ship(s.id, s.path, s.len);
         }
@@ -221,7 +220,8 @@ pub async fn run(setup: ShardSetup) -> Result<bool, String> {
         return Ok(shipped);
     };
     tracing::info!(shard, %addr, "serving");
-    ctx.tasks.spawn("wal watch", wal_watch::watch(ctx.clone()));
+    ctx.tasks
+        .spawn_local("wal watch", wal_watch::watch(ctx.clone()));
 
     let conns = Rc::new(RefCell::new(Connections::default()));
     let door = Rc::new(Door {
@@ -242,7 +242,7 @@ pub async fn run(setup: ShardSetup) -> Result<bool, String> {
     let (stop_tx, mut stop) = oneshot::channel::<()>();
     let poll = Duration::from_millis(config.shutdown_poll_ms.max(1));
     let watcher = ctx.clone();
-    ctx.tasks.spawn("drain watch", async move {
+    ctx.tasks.spawn_local("drain watch", async move {
         while !watcher.is_draining() {
             glommio::timer::sleep(poll).await;
         }
@@ -261,7 +261,7 @@ pub async fn run(setup: ShardSetup) -> Result<bool, String> {
                         .connections_refused
                         .fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(shard, limit, "connection over the limit refused");
-                    ctx.tasks.spawn(
+                    ctx.tasks.spawn_local(
                         "refuse connection",
                         conn::refuse(
                             stream,
@@ -274,7 +274,7 @@ pub async fn run(setup: ShardSetup) -> Result<bool, String> {
                 let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
                 let slot = ConnectionSlot::open(&conns, tx, &ctx.metrics, &sockets, fd);
                 let door = door.clone();
-                ctx.tasks.spawn("connection", async move {
+                ctx.tasks.spawn_local("connection", async move {
                     let _slot = slot;
                     let ended = conn::serve(door, stream, rx).await;
                     tracing::debug!(shard, ?ended, "connection ended");
