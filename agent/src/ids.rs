@@ -57,6 +57,13 @@ impl Deref for TopicKey {
     }
 }
 
+/// A key in its stored form (see [`TopicKey::from_stored`]).
+impl From<&str> for TopicKey {
+    fn from(key: &str) -> TopicKey {
+        TopicKey::from_stored(key)
+    }
+}
+
 impl Borrow<str> for TopicKey {
     fn borrow(&self) -> &str {
         &self.0

@@ -3,8 +3,8 @@
 //! [`ToControl`] (requests, health, restarts) with [`UploadJob`], and the
 //! answers ([`ControlError`], [`ClusterView`]). Plain data and the
 //! [`ControlHandle`] channel only: this module imports no other module of
-//! the crate, so both sides can depend on it without depending on each
-//! other.
+//! the crate but the leaf `ids`, so both sides can depend on it without
+//! depending on each other.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,12 +14,13 @@ use futures::channel::{mpsc, oneshot};
 use streamhouse_shard::producers::RememberedBatch;
 use tokio::sync::Notify;
 
+use crate::ids::TopicKey;
+
 /// One partition's batches inside a chunk object (a sealed segment as its
 /// shard describes it, and as the metadata store commits it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkRange {
-    /// Topic key (`name#id`).
-    pub topic: String,
+    pub topic: TopicKey,
     pub partition: u32,
     /// First offset in the range.
     pub base_offset: u64,
@@ -44,7 +45,7 @@ pub enum ToShard {
     /// The lease on a partition is ours at `epoch`; data up to
     /// `committed_end` is in object storage.
     Lease {
-        topic: String,
+        topic: TopicKey,
         partition: u32,
         epoch: u64,
         expires_ms: i64,
@@ -60,33 +61,33 @@ pub enum ToShard {
     /// Stop taking writes on a partition, get everything written so far
     /// committed, then answer: its lease is about to be released.
     Handoff {
-        topic: String,
+        topic: TopicKey,
         partition: u32,
         done: oneshot::Sender<()>,
     },
     /// A held lease was extended.
     Renewed {
-        topic: String,
+        topic: TopicKey,
         partition: u32,
         epoch: u64,
         expires_ms: i64,
     },
     /// The lease is gone (fenced or expired): stop serving the partition.
     LeaseLost {
-        topic: String,
+        topic: TopicKey,
         partition: u32,
         reason: String,
     },
     /// The lease was handed to another agent: the partition is not served
     /// here any more (`NOT_FOUND`, so clients look up the new leader).
-    Released { topic: String, partition: u32 },
+    Released { topic: TopicKey, partition: u32 },
     /// Sealed segment `segment` is uploaded and committed (or needed no
     /// upload); the shard may delete it.
     /// `segment` is committed; `ends` has, per partition whose range in it
     /// is committed, the offset after that range.
     Committed {
         segment: u64,
-        ends: Vec<(String, u32, u64)>,
+        ends: Vec<(TopicKey, u32, u64)>,
     },
     /// Answered once every message before it was applied.
     Barrier(oneshot::Sender<()>),
@@ -155,7 +156,7 @@ pub enum ToControl {
     /// Batches of `topic/partition` from object storage, starting with the
     /// one holding `offset`.
     ReadRemote {
-        topic: String,
+        topic: TopicKey,
         partition: u32,
         offset: u64,
         max_bytes: usize,

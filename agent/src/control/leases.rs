@@ -41,7 +41,7 @@ impl Shared {
         self.tell(
             self.shard_of(key, partition),
             ToShard::LeaseLost {
-                topic: key.to_owned(),
+                topic: TopicKey::from_stored(key),
                 partition,
                 reason,
             },
@@ -122,7 +122,7 @@ impl Shared {
         self.tell(
             self.shard_of(key, partition),
             ToShard::Lease {
-                topic: key.to_owned(),
+                topic: TopicKey::from_stored(key),
                 partition,
                 epoch: grant.epoch,
                 expires_ms: grant.expires_ms,
@@ -308,7 +308,7 @@ impl Shared {
                     self.tell(
                         self.shard_of(&key, p),
                         ToShard::Renewed {
-                            topic: key.to_string(),
+                            topic: key,
                             partition: p,
                             epoch,
                             expires_ms: g.expires_ms,
@@ -419,7 +419,7 @@ impl Shared {
         self.tell(
             self.shard_of(key, partition),
             ToShard::Released {
-                topic: key.to_owned(),
+                topic: TopicKey::from_stored(key),
                 partition,
             },
         );

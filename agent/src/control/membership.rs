@@ -75,7 +75,7 @@ impl Shared {
                 s.tell(
                     s.shard_of(&key, p),
                     ToShard::Handoff {
-                        topic: key.to_string(),
+                        topic: key.clone(),
                         partition: p,
                         done: tx,
                     },

@@ -17,6 +17,7 @@ use std::collections::{HashMap, VecDeque};
 use futures::stream::{FuturesUnordered, StreamExt};
 
 use super::state::Shared;
+use crate::ids::TopicKey;
 use crate::messages::{ToShard, UploadJob};
 use crate::metastore::{ChunkCommit, ChunkRange, MetaError};
 
@@ -229,7 +230,7 @@ async fn store(shared: Arc<Shared>, job: UploadJob) -> Option<Stored> {
 }
 
 /// Where each committed range of a chunk ends.
-fn ends_of(ranges: &[ChunkRange]) -> Vec<(String, u32, u64)> {
+fn ends_of(ranges: &[ChunkRange]) -> Vec<(TopicKey, u32, u64)> {
     ranges
         .iter()
         .map(|r| (r.topic.clone(), r.partition, r.end_offset))
@@ -238,7 +239,7 @@ fn ends_of(ranges: &[ChunkRange]) -> Vec<(String, u32, u64)> {
 
 /// Commits a stored chunk's ranges under their epochs; returns where the
 /// committed ranges end. `None` only when the agent stops first.
-async fn commit(shared: &Shared, stored: Stored) -> Option<Vec<(String, u32, u64)>> {
+async fn commit(shared: &Shared, stored: Stored) -> Option<Vec<(TopicKey, u32, u64)>> {
     let Stored {
         chunk,
         unleased,
@@ -278,7 +279,7 @@ async fn commit(shared: &Shared, stored: Stored) -> Option<Vec<(String, u32, u64
                 let written = chunk
                     .ranges
                     .iter()
-                    .find(|r| r.topic == topic && r.partition == partition)
+                    .find(|r| r.topic.as_str() == topic && r.partition == partition)
                     .map(|r| r.epoch);
                 let held = shared.held_epoch(&topic, partition);
                 if written.is_some() && held == written {
@@ -291,13 +292,13 @@ async fn commit(shared: &Shared, stored: Stored) -> Option<Vec<(String, u32, u64
                 for r in chunk
                     .ranges
                     .iter()
-                    .filter(|r| r.topic == topic && r.partition == partition)
+                    .filter(|r| r.topic.as_str() == topic && r.partition == partition)
                 {
                     abandon(shared, &chunk.key, r, &detail);
                 }
                 chunk
                     .ranges
-                    .retain(|r| !(r.topic == topic && r.partition == partition));
+                    .retain(|r| !(r.topic.as_str() == topic && r.partition == partition));
                 if chunk.ranges.is_empty() {
                     return Some(Vec::new());
                 }

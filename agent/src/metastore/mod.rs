@@ -178,7 +178,7 @@ pub(crate) fn continues(r: &ChunkRange, end: u64) -> Result<bool, MetaError> {
         return Ok(true);
     }
     Err(MetaError::NotContiguous {
-        topic: r.topic.clone(),
+        topic: r.topic.to_string(),
         partition: r.partition,
         committed_end: end,
         base_offset: r.base_offset,

@@ -8,6 +8,7 @@ use streamhouse_proto as pb;
 use streamhouse_proto::batch::{self};
 
 use crate::clock::now_ms;
+use crate::ids::TopicKey;
 use crate::messages::ToControl;
 
 use super::context::ShardContext;
@@ -86,7 +87,7 @@ impl ShardContext {
         let batches = self
             .control
             .call(|reply| ToControl::ReadRemote {
-                topic: t.key.to_string(),
+                topic: TopicKey::from_stored(&t.key),
                 partition: req.partition,
                 offset: req.offset,
                 max_bytes,

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::clock::now_ms;
+use crate::ids::TopicKey;
 use crate::messages::{ToControl, UploadJob};
 use crate::metastore::ChunkRange;
 
@@ -29,7 +30,7 @@ impl ShardContext {
                 self.log
                     .producer_snapshot(&r.topic, r.partition, r.base_offset, r.end_offset);
             let range = ChunkRange {
-                topic: r.topic,
+                topic: TopicKey::from_stored(&r.topic),
                 partition: r.partition,
                 base_offset: r.base_offset,
                 end_offset: r.end_offset,

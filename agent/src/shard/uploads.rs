@@ -3,7 +3,7 @@
 //! and the requests waiting for a commit. Plain state of one executor, time
 //! passed in; `shipping` drives it.
 
-use crate::ids::PartitionId;
+use crate::ids::{PartitionId, TopicKey};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 
@@ -41,12 +41,12 @@ impl Uploads {
     /// Segment `segment` is committed, with `ends` (topic key, partition,
     /// offset after its range): forgets it, records the ends and wakes
     /// every waiter for it or an earlier segment.
-    pub fn committed(&self, segment: u64, ends: Vec<(String, u32, u64)>) {
+    pub fn committed(&self, segment: u64, ends: Vec<(TopicKey, u32, u64)>) {
         {
             let mut committed = self.committed_ends.borrow_mut();
             for (topic, partition, end) in ends {
                 let e = committed
-                    .entry(PartitionId::of(&topic, partition))
+                    .entry(PartitionId::new(topic, partition))
                     .or_insert(0);
                 *e = (*e).max(end);
             }

@@ -56,7 +56,7 @@ impl PostgresStore {
             let end = tx
                 .query_one(
                     "SELECT COALESCE(MAX(end_offset), 0) FROM chunk_ranges WHERE topic = $1 AND part = $2",
-                    &[&r.topic, &i64::from(r.partition)],
+                    &[&r.topic.as_str(), &i64::from(r.partition)],
                 )
                 .await
                 .map_err(db)?;
@@ -67,7 +67,7 @@ impl PostgresStore {
                 "INSERT INTO chunk_ranges (topic, part, base_offset, end_offset, chunk_key, pos, len, epoch)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 &[
-                    &r.topic,
+                    &r.topic.as_str(),
                     &i64::from(r.partition),
                     &to_i64(r.base_offset),
                     &to_i64(r.end_offset),
@@ -89,7 +89,7 @@ impl PostgresStore {
                          batches = excluded.batches, end_offset = excluded.end_offset,
                          updated_ms = excluded.updated_ms
                      WHERE producer_state.end_offset <= excluded.end_offset",
-                    &[&r.topic, &part, &producer_id, &batches, &end, &now_ms],
+                    &[&r.topic.as_str(), &part, &producer_id, &batches, &end, &now_ms],
                 )
                 .await
                 .map_err(db)?;
@@ -97,7 +97,7 @@ impl PostgresStore {
             tx.execute(
                 "DELETE FROM producer_state WHERE topic = $1 AND part = $2 AND updated_ms < $3",
                 &[
-                    &r.topic,
+                    &r.topic.as_str(),
                     &part,
                     &now_ms.saturating_sub(PRODUCER_STATE_TTL_MS),
                 ],
@@ -108,7 +108,7 @@ impl PostgresStore {
                 "DELETE FROM producer_state WHERE topic = $1 AND part = $2 AND end_offset < (
                      SELECT end_offset FROM producer_state WHERE topic = $1 AND part = $2
                      ORDER BY end_offset DESC LIMIT 1 OFFSET $3)",
-                &[&r.topic, &part, &(MAX_STORED_PRODUCERS - 1)],
+                &[&r.topic.as_str(), &part, &(MAX_STORED_PRODUCERS - 1)],
             )
             .await
             .map_err(db)?;

@@ -56,7 +56,7 @@ impl SqliteStore {
                 "INSERT INTO chunk_ranges (topic, part, base_offset, end_offset, chunk_key, pos, len, epoch)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
-                    r.topic,
+                    r.topic.as_str(),
                     i64::from(r.partition),
                     to_i64(r.base_offset),
                     to_i64(r.end_offset),
@@ -76,7 +76,7 @@ impl SqliteStore {
                          updated_ms = excluded.updated_ms
                      WHERE producer_state.end_offset <= excluded.end_offset",
                     params![
-                        r.topic,
+                        r.topic.as_str(),
                         i64::from(r.partition),
                         producer_id,
                         batches,
@@ -89,7 +89,7 @@ impl SqliteStore {
             tx.execute(
                 "DELETE FROM producer_state WHERE topic = ?1 AND part = ?2 AND updated_ms < ?3",
                 params![
-                    r.topic,
+                    r.topic.as_str(),
                     i64::from(r.partition),
                     now_ms.saturating_sub(PRODUCER_STATE_TTL_MS)
                 ],
@@ -99,7 +99,11 @@ impl SqliteStore {
                 "DELETE FROM producer_state WHERE topic = ?1 AND part = ?2 AND end_offset < (
                      SELECT end_offset FROM producer_state WHERE topic = ?1 AND part = ?2
                      ORDER BY end_offset DESC LIMIT 1 OFFSET ?3)",
-                params![r.topic, i64::from(r.partition), MAX_STORED_PRODUCERS - 1],
+                params![
+                    r.topic.as_str(),
+                    i64::from(r.partition),
+                    MAX_STORED_PRODUCERS - 1
+                ],
             )
             .map_err(db)?;
         }
