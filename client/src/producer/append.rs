@@ -7,10 +7,9 @@ use tokio::time::Instant;
 
 use super::accumulator::ClosedBatch;
 use super::delivery::Outcome;
-use super::intake;
 use super::now_ms;
 use super::sequencer::PartitionState;
-use super::state::{Append, Inner, Item, State, TopicState};
+use super::state::{Append, Failed, Inner, Item, State, TopicState};
 use crate::error::Error;
 use crate::partitioner::partition_for_key;
 
@@ -21,7 +20,7 @@ impl Inner {
     ///
     /// A record that fails here (an unknown partition) is counted and
     /// moved to `failed`; the caller completes it once it let go of the
-    /// state lock ([`intake::complete_failed`]).
+    /// state lock (`intake::complete_failed`).
     pub(super) fn try_append(
         &self,
         st: &mut State,
@@ -29,7 +28,7 @@ impl Inner {
         tx: Outcome,
         size: usize,
         reserved: bool,
-        failed: &mut intake::Failed,
+        failed: &mut Failed,
     ) -> Append {
         let version = self.metadata.version();
         let topic = item.topic();

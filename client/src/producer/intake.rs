@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::delivery::Outcome;
-use super::state::{Append, Inner, Item, State};
+use super::state::{Append, Deferred, Failed, Inner, Item, State};
 use crate::error::Error;
 
 /// Bookkeeping bytes per record waiting in the intake queue (the entry;
@@ -37,26 +37,6 @@ const _: () = assert!(ENTRY_BYTES <= 256, "an intake entry grew");
 /// Withdrawn entries kept in the queue before it is compacted (also at most
 /// half the queue).
 pub const MAX_WITHDRAWN: usize = 64;
-
-/// One record (or `send_batch` batch) in the intake queue.
-pub(super) struct Deferred {
-    /// Increasing in queue order (the queue stays sorted by it).
-    id: u64,
-    /// `None` once withdrawn: its future was dropped while it waited.
-    body: Option<(Item, Outcome)>,
-    size: usize,
-    /// When it entered the queue; `max_block` counts from here.
-    enqueued: Instant,
-    /// Whether its buffer room is taken: the producer owns it (it waits
-    /// for its topic's metadata only). Otherwise it waits for room.
-    reserved: bool,
-    /// Told once the producer took it or failed it (what a
-    /// `send_with_callback` caller awaits).
-    taken: Option<oneshot::Sender<()>>,
-}
-
-/// Records that failed while the state lock was held, with their errors.
-pub(super) type Failed = Vec<(Outcome, Error)>;
 
 /// Completes records set aside by [`Inner::fail_one`]. Call with no lock held.
 pub(super) fn complete_failed(failed: Failed) {

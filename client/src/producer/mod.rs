@@ -29,10 +29,10 @@
 //! producer takes a new producer id, so the failed batch's sequence numbers
 //! are never reused.
 //!
-//! Files: this module is the public API; `config` (settings, builder),
+//! Files: this module is the public API; `config` (settings), `builder`,
 //! `state` (what the tasks share), `append` (a record into its partition's
 //! batch), `accumulator`, `intake` and `admission` (waiting for buffer
-//! room), `sequencer` (idempotence and order), `sender` (dispatch),
+//! room), `sequencer` (idempotence and order), `producer_id`, `sender` (dispatch),
 //! `request` (one batch's request with retries), `delivery` (outcomes to
 //! callers), `metrics`.
 
@@ -50,10 +50,12 @@ use crate::record::{BatchRecord, ProducerRecord, RecordMetadata};
 pub mod accumulator;
 mod admission;
 mod append;
+mod builder;
 mod config;
 mod delivery;
 mod intake;
 mod metrics;
+mod producer_id;
 mod request;
 mod sender;
 mod sequencer;
@@ -62,7 +64,8 @@ mod state;
 use accumulator::record_size;
 use admission::Waiting;
 pub use admission::{AckFuture, Admission, BatchSendFuture, SendFuture};
-pub use config::{Acks, ProducerBuilder, ProducerConfig, MAX_IN_FLIGHT_PER_PARTITION};
+pub use builder::ProducerBuilder;
+pub use config::{Acks, ProducerConfig, MAX_IN_FLIGHT_PER_PARTITION};
 use delivery::Outcome;
 pub use intake::{ENTRY_BYTES, MAX_WITHDRAWN};
 pub use metrics::ProducerMetrics;

@@ -10,7 +10,6 @@ use streamhouse_proto as pb;
 use streamhouse_proto::producer_service_client::ProducerServiceClient;
 use tokio::time::Instant;
 
-use super::sequencer::{wait_for_earlier, Earlier};
 use super::state::{partition_state, Inner};
 use crate::error::{Error, Result};
 use crate::net::breaker::BreakerState;
@@ -190,5 +189,44 @@ async fn attempt_once(
             }
             Err(e)
         }
+    }
+}
+
+/// What [`wait_for_earlier`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Earlier {
+    /// The batch was already its partition's oldest unanswered one.
+    NoneUnanswered,
+    /// Earlier batches were unanswered; now all are answered.
+    Answered,
+    /// An earlier batch failed for good: this one can never follow it.
+    OneFailed,
+}
+
+/// Before a retry: waits until every earlier batch of the partition under
+/// the same producer id is answered.
+async fn wait_for_earlier(inner: &Inner, topic: &str, partition: u32, seq: (i64, i32)) -> Earlier {
+    let mut waited = false;
+    loop {
+        let answered = inner.answered.notified();
+        tokio::pin!(answered);
+        answered.as_mut().enable();
+        {
+            let mut st = inner.state.lock();
+            let Some(ps) = partition_state(&mut st, topic, partition) else {
+                return Earlier::OneFailed;
+            };
+            if ps.is_oldest(seq.0, seq.1) {
+                return if ps.broken_pid == seq.0 {
+                    Earlier::OneFailed
+                } else if waited {
+                    Earlier::Answered
+                } else {
+                    Earlier::NoneUnanswered
+                };
+            }
+        }
+        answered.await;
+        waited = true;
     }
 }

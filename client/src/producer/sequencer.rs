@@ -1,20 +1,14 @@
 //! Idempotence and order per partition: the producer id and sequence a
-//! batch is sent under, the batches in flight, when a partition must hold
-//! its next batch, waiting for earlier batches before a retry, and taking a
-//! new producer id after a batch failed for good.
+//! batch is sent under, the batches in flight, and when a partition must
+//! hold its next batch. Data and rules only: waiting for earlier batches
+//! before a retry is `request`'s, taking a producer id `producer_id`'s.
 
 use std::collections::VecDeque;
-
-use streamhouse_proto as pb;
-use streamhouse_proto::admin_service_client::AdminServiceClient;
 
 use streamhouse_proto::batch::{BatchBuilder, ProducerInfo};
 
 use super::accumulator::{BatchLimits, PartitionAccumulator};
 use super::delivery::Completion;
-use super::state::{partition_state, Inner};
-use crate::error::{Error, Result};
-use crate::net::pool::bounded;
 
 pub(super) struct PartitionState {
     pub(super) acc: PartitionAccumulator<Completion>,
@@ -95,81 +89,6 @@ pub(super) fn must_wait(ps: &PartitionState, pid: i64, idempotent: bool, renewin
     ps.retrying > 0
         || (ps.pid != pid && !ps.in_flight.is_empty())
         || (renewing && ps.broken_pid == pid)
-}
-
-/// What [`wait_for_earlier`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Earlier {
-    /// The batch was already its partition's oldest unanswered one.
-    NoneUnanswered,
-    /// Earlier batches were unanswered; now all are answered.
-    Answered,
-    /// An earlier batch failed for good: this one can never follow it.
-    OneFailed,
-}
-
-/// Before a retry: waits until every earlier batch of the partition under
-/// the same producer id is answered.
-pub(super) async fn wait_for_earlier(
-    inner: &Inner,
-    topic: &str,
-    partition: u32,
-    seq: (i64, i32),
-) -> Earlier {
-    let mut waited = false;
-    loop {
-        let answered = inner.answered.notified();
-        tokio::pin!(answered);
-        answered.as_mut().enable();
-        {
-            let mut st = inner.state.lock();
-            let Some(ps) = partition_state(&mut st, topic, partition) else {
-                return Earlier::OneFailed;
-            };
-            if ps.is_oldest(seq.0, seq.1) {
-                return if ps.broken_pid == seq.0 {
-                    Earlier::OneFailed
-                } else if waited {
-                    Earlier::Answered
-                } else {
-                    Earlier::NoneUnanswered
-                };
-            }
-        }
-        answered.await;
-        waited = true;
-    }
-}
-
-impl Inner {
-    pub(super) async fn new_producer_id(&self) -> Result<()> {
-        let mut last = Error::Config("no agent address known".into());
-        let mut addrs = self.config.bootstrap.clone();
-        if let Some(a) = self.metadata.any_address(&self.pool) {
-            addrs.push(a);
-        }
-        for addr in addrs {
-            let lease = match self.pool.get(&addr).await {
-                Ok(l) => l,
-                Err(e) => {
-                    last = e;
-                    continue;
-                }
-            };
-            let mut admin = AdminServiceClient::new(lease.channel());
-            let call = admin.init_producer_id(pb::InitProducerIdRequest::default());
-            match bounded(self.pool.config().call_timeout, "producer id", call).await {
-                Ok(r) => {
-                    let r = r.into_inner();
-                    let epoch = i16::try_from(r.producer_epoch).unwrap_or(0);
-                    *self.pid.lock() = (r.producer_id, epoch);
-                    return Ok(());
-                }
-                Err(s) => last = s.into(),
-            }
-        }
-        Err(last)
-    }
 }
 
 #[cfg(test)]

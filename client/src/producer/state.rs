@@ -9,15 +9,16 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use streamhouse_proto::batch::BatchBuilder;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{oneshot, Notify, Semaphore};
+use tokio::time::Instant;
 
 use super::accumulator::BatchLimits;
 use super::config::ProducerConfig;
 use super::delivery::Outcome;
-use super::intake;
 use super::metrics::Counters;
 use super::sequencer::PartitionState;
 use crate::backoff::Backoff;
+use crate::error::Error;
 use crate::net::metadata::Metadata;
 use crate::net::pool::ConnectionPool;
 use crate::record::ProducerRecord;
@@ -56,7 +57,7 @@ pub(super) struct TopicState {
 #[derive(Default)]
 pub(super) struct State {
     pub(super) topics: HashMap<String, TopicState, rustc_hash::FxBuildHasher>,
-    pub(super) intake: VecDeque<intake::Deferred>,
+    pub(super) intake: VecDeque<Deferred>,
     /// Withdrawn entries still in `intake`.
     pub(super) withdrawn: usize,
     /// The id of the last record queued in `intake`.
@@ -123,3 +124,23 @@ impl Inner {
         self.wake_intake.notify_one();
     }
 }
+
+/// One record (or `send_batch` batch) in the intake queue.
+pub(super) struct Deferred {
+    /// Increasing in queue order (the queue stays sorted by it).
+    pub(super) id: u64,
+    /// `None` once withdrawn: its future was dropped while it waited.
+    pub(super) body: Option<(Item, Outcome)>,
+    pub(super) size: usize,
+    /// When it entered the queue; `max_block` counts from here.
+    pub(super) enqueued: Instant,
+    /// Whether its buffer room is taken: the producer owns it (it waits
+    /// for its topic's metadata only). Otherwise it waits for room.
+    pub(super) reserved: bool,
+    /// Told once the producer took it or failed it (what a
+    /// `send_with_callback` caller awaits).
+    pub(super) taken: Option<oneshot::Sender<()>>,
+}
+
+/// Records that failed while the state lock was held, with their errors.
+pub(super) type Failed = Vec<(Outcome, Error)>;
