@@ -172,8 +172,8 @@ pub struct Seen {
 pub struct TailLog {
     pub topic: String,
     pub partition: u32,
-    /// Offset → what was read there first.
-    pub seen: HashMap<u64, Option<Stamp>>,
+    /// Offset → when (ms) and what was read there first.
+    pub seen: HashMap<u64, FirstRead>,
     /// (ms, offset, first read, later read): an offset that returned two
     /// different records.
     pub changed: Vec<(u64, u64, Option<Stamp>, Option<Stamp>)>,
@@ -184,6 +184,14 @@ pub struct TailLog {
     pub hw_backwards: Vec<(u64, u64, u64)>,
     pub fetches: u64,
     pub errors: u64,
+}
+
+/// What a tailer read first at one offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FirstRead {
+    /// Since the run started, ms.
+    pub at_ms: u64,
+    pub stamp: Option<Stamp>,
 }
 
 /// One Fetch from the partition's current leader.
@@ -259,12 +267,16 @@ pub async fn tail(
                         log.gaps.push((now, expect, s.offset));
                     }
                     match log.seen.get(&s.offset) {
-                        Some(first) if *first != s.stamp => {
-                            log.changed.push((now, s.offset, *first, s.stamp));
+                        Some(first) if first.stamp != s.stamp => {
+                            log.changed.push((now, s.offset, first.stamp, s.stamp));
                         }
                         Some(_) => {}
                         None => {
-                            log.seen.insert(s.offset, s.stamp);
+                            let first = FirstRead {
+                                at_ms: now,
+                                stamp: s.stamp,
+                            };
+                            log.seen.insert(s.offset, first);
                         }
                     }
                     expect = s.offset + 1;

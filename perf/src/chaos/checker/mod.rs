@@ -7,7 +7,8 @@
 //! chunk index has no overlap or gap; every partition accepts writes again
 //! once the faults are healed. Records acknowledged at `durable` by an
 //! agent that was then away past its lease TTL may be lost (the documented
-//! limit): counted apart. Owns the judging only; it reads nothing itself.
+//! limit): counted apart, and so is what readers saw of the tail such an
+//! agent abandoned. Owns the judging only; it reads nothing itself.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -15,7 +16,7 @@ use streamhouse_client::Acks;
 
 use crate::chaos::chunks::IndexFault;
 use crate::chaos::nemesis::Event;
-use crate::chaos::observe::{LeaderLog, Reads, TailLog};
+use crate::chaos::observe::{FirstRead, LeaderLog, Reads, TailLog};
 use crate::chaos::workload::{Outcome, StreamLog, StreamSpec};
 
 /// Per stream: what was sent, what the model says of it.
@@ -113,8 +114,9 @@ pub fn check(i: &Inputs) -> Verdict {
         let r = check_stream(i, spec, log, &mut v, &mut gone);
         v.streams.push(r);
     }
+    let acked = acked_at(i.streams);
     for t in i.tails {
-        check_tail(i, t, &gone, &mut v);
+        check_tail(i, t, &gone, &acked, &mut v);
     }
     for (at, topic, p, before, now) in &i.leaders.epoch_backwards {
         v.add(
@@ -402,16 +404,51 @@ fn check_objects_only(
     }
 }
 
-fn check_tail(i: &Inputs, t: &TailLog, gone: &Gone, v: &mut Verdict) {
+/// Where each acknowledged record was acknowledged: (stream, seq) →
+/// (partition, offset).
+type AckedAt = HashMap<(u8, u64), (u32, u64)>;
+
+fn acked_at(streams: &[(StreamSpec, StreamLog)]) -> AckedAt {
+    let mut out = HashMap::new();
+    for (spec, log) in streams {
+        for (seq, s) in log.sent.iter().enumerate() {
+            if let Outcome::Acked { offset, .. } = s.outcome {
+                out.insert((spec.id, seq as u64), (s.partition, offset));
+            }
+        }
+    }
+    out
+}
+
+fn check_tail(i: &Inputs, t: &TailLog, gone: &Gone, acked: &AckedAt, v: &mut Verdict) {
     let name = format!("{}/{}", t.topic, t.partition);
-    let allowed = |s: &Option<crate::chaos::payload::Stamp>| {
-        s.is_some_and(|s| gone.contains(&(s.stream, s.seq)))
+    // What a reader saw at an offset may be replaced when the record was
+    // lost within the documented limit (`gone`), or when it was never
+    // acknowledged at that offset and was read from a leader that was
+    // away past its TTL right after: the tail that leader had not shipped
+    // was abandoned, and the producer's retry stored the record again at
+    // the new leader (the same rule as an excused loss, at the read's
+    // time instead of the acknowledgement's).
+    let allowed = |off: u64, first: Option<&FirstRead>| {
+        let Some(FirstRead {
+            at_ms,
+            stamp: Some(s),
+        }) = first
+        else {
+            return false;
+        };
+        gone.contains(&(s.stream, s.seq))
+            || (s.partition == t.partition
+                && acked.get(&(s.stream, s.seq)) != Some(&(t.partition, off))
+                && excused(i, &t.topic, t.partition, *at_ms))
     };
-    for (at, off, first, later) in t.changed.iter().filter(|c| !allowed(&c.2)) {
-        v.add(
-            "offset returned two different records",
-            format!("{name} offset {off} at {at} ms: {later:?}, earlier {first:?}"),
-        );
+    for (at, off, first, later) in &t.changed {
+        if !allowed(*off, t.seen.get(off)) {
+            v.add(
+                "offset returned two different records",
+                format!("{name} offset {off} at {at} ms: {later:?}, earlier {first:?}"),
+            );
+        }
     }
     let after_pause = |at: u64| {
         leader_away(i, &t.topic, t.partition, (0, at), |e| {
@@ -437,14 +474,15 @@ fn check_tail(i: &Inputs, t: &TailLog, gone: &Gone, v: &mut Verdict) {
             );
         }
     }
-    let mut changed = 0;
-    for (off, seen) in &t.seen {
+    for (off, first) in &t.seen {
         if let Some(now) = finals.get(off) {
-            if now != seen && !allowed(seen) && changed < 20 {
-                changed += 1;
+            if *now != first.stamp && !allowed(*off, Some(first)) {
                 v.add(
                     "offset returned two different records",
-                    format!("{name} offset {off}: read {seen:?} while the faults ran, {now:?} at the end"),
+                    format!(
+                        "{name} offset {off}: read {:?} at {} ms while the faults ran, {now:?} at the end",
+                        first.stamp, first.at_ms
+                    ),
                 );
             }
         }
@@ -453,7 +491,7 @@ fn check_tail(i: &Inputs, t: &TailLog, gone: &Gone, v: &mut Verdict) {
     let vanished = t
         .seen
         .iter()
-        .filter(|(o, s)| **o >= end && !allowed(s))
+        .filter(|(o, first)| **o >= end && !allowed(**o, Some(first)))
         .count();
     if vanished > 0 {
         v.add(

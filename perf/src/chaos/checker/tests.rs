@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::chaos::nemesis::FaultKind;
-use crate::chaos::observe::Seen;
+use crate::chaos::observe::{FirstRead, Seen};
 use crate::chaos::payload::Stamp;
 use crate::chaos::workload::Sent;
 
@@ -171,5 +171,94 @@ fn a_partition_that_takes_no_write_after_the_faults_is_unavailable() {
     assert_eq!(
         v.counts.get("unavailable after the faults healed"),
         Some(&1)
+    );
+}
+
+/// Leader `a1` acknowledged seq 0..=3 at offsets 0..=3 and wrote seq 4 at
+/// offset 4, which a tailer read at 1500 ms; `a1` was then killed (past
+/// the TTL or not) before answering seq 4 or shipping offsets 3 and 4.
+/// `a2` continued at the committed end 3: the retry of seq 4 landed at 3,
+/// seq 5 at 4.
+fn abandoned_tail(past_ttl: bool) -> Verdict {
+    let acked = |offset, at_ms| Outcome::Acked { offset, at_ms };
+    let sent = |partition, at_ms, outcome| Sent {
+        partition,
+        at_ms,
+        outcome,
+    };
+    let log = StreamLog {
+        sent: vec![
+            sent(0, 1000, acked(0, 1000)),
+            sent(0, 1100, acked(1, 1100)),
+            sent(0, 1200, acked(2, 1200)),
+            sent(0, 1300, acked(3, 1300)),
+            sent(0, 1400, acked(3, 7000)),
+            sent(0, 1500, acked(4, 7100)),
+        ],
+        ..StreamLog::default()
+    };
+    let streams = vec![(spec(true, Acks::Durable), log)];
+    let mut leaders = LeaderLog::default();
+    leaders.changes.insert(
+        ("t".into(), 0),
+        vec![(0, "a1".into(), 1), (6000, "a2".into(), 2)],
+    );
+    let events = [Event {
+        start_ms: 1550,
+        end_ms: 6000,
+        kind: FaultKind::Kill,
+        agent: Some("a1".into()),
+        what: "SIGKILL".into(),
+        past_ttl,
+        error: None,
+    }];
+    let first = |seq: u64| FirstRead {
+        at_ms: 1000 + 100 * seq,
+        stamp: Some(Stamp {
+            stream: 0,
+            partition: 0,
+            seq,
+        }),
+    };
+    let tail = TailLog {
+        topic: "t".into(),
+        partition: 0,
+        seen: (0..5).map(|seq| (seq, first(seq))).collect(),
+        ..TailLog::default()
+    };
+    let mut f = HashMap::new();
+    f.insert(("t".to_string(), 0), Ok(read(&[0, 1, 2, 4, 5])));
+    check(&Inputs {
+        streams: &streams,
+        tails: &[tail],
+        leaders: &leaders,
+        events: &events,
+        finals: &f,
+        objects_only: None,
+        index_faults: &[],
+        live_window: (1000, 8000),
+        partitions: 1,
+    })
+}
+
+#[test]
+fn a_read_of_a_tail_abandoned_past_the_ttl_is_excused_and_only_then() {
+    let v = abandoned_tail(true);
+    assert_eq!(v.total(), 0, "{:?}", v.violations);
+    assert_eq!(v.streams[0].lost_excused, 1);
+    // The same history without the agent away past its TTL: the loss of
+    // seq 3 and both replaced offsets are violations.
+    let v = abandoned_tail(false);
+    assert_eq!(
+        v.counts.get("lost (ack durable)"),
+        Some(&1),
+        "{:?}",
+        v.counts
+    );
+    assert_eq!(
+        v.counts.get("offset returned two different records"),
+        Some(&2),
+        "{:?}",
+        v.counts
     );
 }
