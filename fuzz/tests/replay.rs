@@ -95,11 +95,7 @@ fn write_seed_corpus() {
         (Codec::Zstd, "zstd"),
     ] {
         let b = batch_bytes(3, codec);
-        put(
-            "batch",
-            &format!("{name}"),
-            &[[0u8].as_slice(), &b].concat(),
-        );
+        put("batch", name, &[[0u8].as_slice(), &b].concat());
         put(
             "batch",
             &format!("{name}-fixed"),

@@ -1,9 +1,10 @@
 //! StreamHouse wire protocol: the protobuf messages and gRPC service stubs
 //! generated from `proto/producer.proto`, and the record batch format
 //! ([`batch`]) that Produce requests and Fetch answers carry, which the WAL
-//! stores unchanged. Knows nothing of files, sockets or partitions.
+//! stores unchanged, and gRPC's message framing ([`framing`]). Knows nothing of files, sockets or partitions.
 
 pub mod batch;
+pub mod framing;
 
 /// Generated messages and tonic clients/servers of package `streamhouse`.
 #[allow(clippy::all)]

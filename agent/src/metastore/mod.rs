@@ -17,15 +17,15 @@
 
 mod postgres;
 mod sqlite;
+pub mod text;
 
 pub use crate::messages::ChunkRange;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use streamhouse_shard::producers::RememberedBatch;
+pub use text::{decode_shards, encode_producers, encode_shards, split_addresses};
 
 use crate::ids::TopicKey;
-use std::collections::BTreeMap;
-use streamhouse_proto::batch::ProducerInfo;
 
 /// How long a producer's state is kept after its last committed batch,
 /// in milliseconds: 1 day (Kafka's `producer.id.expiration.ms`). A producer
@@ -452,14 +452,6 @@ pub(crate) fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-/// Splits stored shard addresses (comma-separated).
-pub fn split_addresses(s: &str) -> Vec<String> {
-    s.split(',')
-        .filter(|a| !a.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
 /// Versioned schema migrations, applied in order in one transaction each.
 /// The SQL is the common subset of SQLite and PostgreSQL.
 pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
@@ -495,22 +487,6 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     ),
 ];
 
-/// `failed_shards` as stored: shard numbers joined by commas.
-pub fn encode_shards(shards: &[usize]) -> String {
-    shards
-        .iter()
-        .map(usize::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// The stored form back; anything unreadable is left out.
-pub fn decode_shards(text: &str) -> Vec<usize> {
-    text.split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect()
-}
-
 /// The epoch after `current` for a producer whose instance says it last
 /// used `claimed`: fenced when another instance already moved past it.
 pub(crate) fn next_producer_epoch(
@@ -532,45 +508,8 @@ pub(crate) fn next_producer_epoch(
     Ok(next as i32)
 }
 
-/// One range's producer batches grouped per producer id, each group in the
-/// text form stored in `producer_state.batches`:
-/// `epoch:base_sequence:record_count:base_offset` entries joined by commas,
-/// in the order given (restoring sorts them).
-pub fn encode_producers(batches: &[RememberedBatch]) -> BTreeMap<i64, String> {
-    let mut out: BTreeMap<i64, String> = BTreeMap::new();
-    for b in batches {
-        let s = out.entry(b.producer.producer_id).or_default();
-        if !s.is_empty() {
-            s.push(',');
-        }
-        s.push_str(&format!(
-            "{}:{}:{}:{}",
-            b.producer.producer_epoch, b.producer.base_sequence, b.record_count, b.base_offset
-        ));
-    }
-    out
-}
-
-/// Parses one `producer_state.batches` value back; a malformed entry is an
-/// error naming it.
+/// Parses one `producer_state.batches` value back ([`text::decode_producers`]);
+/// a malformed entry is a backend error naming it.
 pub fn decode_producers(producer_id: i64, text: &str) -> Result<Vec<RememberedBatch>, MetaError> {
-    text.split(',')
-        .filter(|e| !e.is_empty())
-        .map(|e| {
-            let bad = || MetaError::Backend(format!("bad producer state entry {e:?}"));
-            let f: Vec<&str> = e.split(':').collect();
-            if f.len() != 4 {
-                return Err(bad());
-            }
-            Ok(RememberedBatch {
-                producer: ProducerInfo {
-                    producer_id,
-                    producer_epoch: f[0].parse().map_err(|_| bad())?,
-                    base_sequence: f[1].parse().map_err(|_| bad())?,
-                },
-                record_count: f[2].parse().map_err(|_| bad())?,
-                base_offset: f[3].parse().map_err(|_| bad())?,
-            })
-        })
-        .collect()
+    text::decode_producers(producer_id, text).map_err(|e| MetaError::Backend(e.to_string()))
 }

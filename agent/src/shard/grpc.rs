@@ -11,6 +11,7 @@ use h2::server::SendResponse;
 use h2::RecvStream;
 use http::{HeaderMap, HeaderValue, Request, Response};
 use prost::Message;
+use streamhouse_proto::framing::{self, PrefixError, PREFIX_LEN};
 
 use super::budget::{Budget, Reservation};
 pub use crate::grpc_status::{Code, Status};
@@ -76,23 +77,10 @@ pub fn check_request(req: &Request<RecvStream>) -> Result<(), http::StatusCode> 
     }
 }
 
-/// Parses a `grpc-timeout` header ("100m", "5S", ...).
+/// The `grpc-timeout` header's value ("100m", "5S", ...), if it has a
+/// valid one.
 pub fn parse_timeout(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers.get("grpc-timeout")?.to_str().ok()?;
-    if v.len() < 2 || v.len() > 9 {
-        return None;
-    }
-    let (num, unit) = v.split_at(v.len() - 1);
-    let n: u64 = num.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n.saturating_mul(3600)),
-        "M" => Duration::from_secs(n.saturating_mul(60)),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
+    framing::parse_timeout(headers.get("grpc-timeout")?.to_str().ok()?)
 }
 
 /// The body of one request with what bounds it: the byte budgets its
@@ -153,16 +141,15 @@ async fn read_reserved(body: &mut Body, limit: usize) -> Result<Bytes, Status> {
         }
         let have: &[u8] = first.as_deref().unwrap_or(&rest);
         if expected.is_none() {
-            if have.len() < 5 {
+            let Some((flag, len)) = framing::split_prefix(have) else {
                 unreleased += n;
                 continue;
-            }
-            let len = u32::from_be_bytes([have[1], have[2], have[3], have[4]]) as usize;
-            check_prefix(have[0], len, limit)?;
+            };
+            check_prefix(flag, len, limit)?;
             // A full budget refuses at once rather than waiting: a stream
             // waiting for room would hold connection flow-control window
             // that the streams holding the budget need to finish.
-            let held = Reservation::take(&body.budgets, len + 5).map_err(|e| {
+            let held = Reservation::take(&body.budgets, len + PREFIX_LEN).map_err(|e| {
                 Status::new(Code::ResourceExhausted, e.to_string()).retry_after(BUFFER_PUSHBACK)
             })?;
             body.held = Some(held);
@@ -172,7 +159,7 @@ async fn read_reserved(body: &mut Body, limit: usize) -> Result<Bytes, Status> {
             let _ = body.stream.flow_control().release_capacity(n);
         }
         if let Some(len) = expected {
-            if have.len() > len + 5 {
+            if have.len() > len + PREFIX_LEN {
                 return Err(Status::new(
                     Code::InvalidArgument,
                     format!(
@@ -185,13 +172,13 @@ async fn read_reserved(body: &mut Body, limit: usize) -> Result<Bytes, Status> {
     }
     let all = first.unwrap_or_else(|| rest.freeze());
     match expected {
-        Some(len) if all.len() == len + 5 => Ok(all.slice(5..)),
+        Some(len) if all.len() == len + PREFIX_LEN => Ok(all.slice(PREFIX_LEN..)),
         Some(len) => Err(Status::new(
             Code::InvalidArgument,
             format!(
                 "the request body ended after {} of the {len} message bytes its gRPC length \
                  prefix declares",
-                all.len().saturating_sub(5)
+                all.len().saturating_sub(PREFIX_LEN)
             ),
         )),
         None => Err(Status::new(
@@ -201,33 +188,17 @@ async fn read_reserved(body: &mut Body, limit: usize) -> Result<Bytes, Status> {
     }
 }
 
-/// Checks a unary gRPC message's 5-byte prefix (`flag`: 0 uncompressed,
-/// 1 compressed, other bits reserved; `len`: message bytes declared)
-/// against `limit` bytes.
+/// Checks a unary gRPC message's prefix against `limit` bytes
+/// ([`framing::check_prefix`]), as the status to answer with.
 pub fn check_prefix(flag: u8, len: usize, limit: usize) -> Result<(), Status> {
-    match flag {
-        0 => {}
-        1 => {
-            return Err(Status::new(
-                Code::Unimplemented,
-                "compressed gRPC messages are not supported; send uncompressed \
-                 (grpc-accept-encoding: identity)",
-            ))
-        }
-        other => {
-            return Err(Status::new(
-                Code::InvalidArgument,
-                format!("gRPC message flag {other:#04x} has reserved bits set"),
-            ))
-        }
-    }
-    if len > limit {
-        return Err(Status::new(
-            Code::ResourceExhausted,
-            format!("request of {len} bytes exceeds the limit of {limit} bytes"),
-        ));
-    }
-    Ok(())
+    framing::check_prefix(flag, len, limit).map_err(|e| {
+        let code = match e {
+            PrefixError::Compressed => Code::Unimplemented,
+            PrefixError::ReservedFlag(_) => Code::InvalidArgument,
+            PrefixError::TooLarge { .. } => Code::ResourceExhausted,
+        };
+        Status::new(code, e.to_string())
+    })
 }
 
 fn grpc_headers() -> Response<()> {
@@ -298,7 +269,7 @@ pub fn reply_http(respond: &mut SendResponse<Bytes>, code: http::StatusCode) {
 /// Encodes a reply message with its 5-byte gRPC prefix.
 pub fn encode_reply(msg: &impl Message) -> Bytes {
     let len = msg.encoded_len();
-    let mut buf = BytesMut::with_capacity(len + 5);
+    let mut buf = BytesMut::with_capacity(len + PREFIX_LEN);
     buf.put_u8(0);
     buf.put_u32(len as u32);
     // The buffer has room for the whole message, so encoding cannot fail.

@@ -8,8 +8,8 @@
 
 use bytes::Bytes;
 use prost::Message;
-use streamhouse_agent::shard::grpc;
 use streamhouse_proto as pb;
+use streamhouse_proto::framing;
 
 /// The agent's default request limit (`--max-request-bytes`, 64 MiB) and
 /// record limit (`--max-record-bytes`, 8 MiB).
@@ -23,22 +23,21 @@ pub fn run(data: &[u8]) {
     let cut = usize::from(*split).min(rest.len());
     let (timeout, body) = rest.split_at(cut);
     if let Ok(v) = http::HeaderValue::from_bytes(timeout) {
-        let mut h = http::HeaderMap::new();
-        h.insert("grpc-timeout", v);
-        let _ = grpc::parse_timeout(&h);
+        if let Ok(text) = v.to_str() {
+            let _ = framing::parse_timeout(text);
+        }
     }
-    if body.len() < 5 {
+    let Some((flag, len)) = framing::split_prefix(body) else {
         return;
-    }
-    let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
-    let prefix = grpc::check_prefix(body[0], len, LIMIT);
+    };
+    let prefix = framing::check_prefix(flag, len, LIMIT);
     if len > LIMIT {
         assert!(prefix.is_err(), "a message over the limit was accepted");
     }
     if prefix.is_err() {
         return;
     }
-    let msg = Bytes::copy_from_slice(&body[5..]);
+    let msg = Bytes::copy_from_slice(&body[framing::PREFIX_LEN..]);
     match kind % 9 {
         0 => {
             if let Ok(req) = pb::ProduceRequest::decode(msg) {

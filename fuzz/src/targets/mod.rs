@@ -7,9 +7,12 @@ pub mod grpc_request;
 pub mod metastore_text;
 pub mod wal_segment;
 
+/// A target's entry point: one input, panics on a finding.
+pub type Target = fn(&[u8]);
+
 /// Every target by name (the name of its `src/bin/` program and corpus
 /// folder).
-pub const ALL: [(&str, fn(&[u8])); 5] = [
+pub const ALL: [(&str, Target); 5] = [
     ("batch", batch::run),
     ("wal_segment", wal_segment::run),
     ("grpc_request", grpc_request::run),

@@ -65,7 +65,7 @@ fn build(c: &mut Cursor) -> Vec<u8> {
         let topic = String::from_utf8_lossy(c.bytes(topic_len)).into_owned();
         let partition = u32::from(c.u8() % 4);
         gen += u64::from(c.u8() % 3);
-        let restart = c.u8() % 8 == 0;
+        let restart = c.u8().is_multiple_of(8);
         let mut frame = if restart {
             segment::restart_frame(&topic, partition, u64::from(c.u32()))
         } else {
@@ -88,7 +88,7 @@ fn build(c: &mut Cursor) -> Vec<u8> {
     }
     if !out.is_empty() {
         let cut = usize::from(c.u16());
-        if cut < out.len() && c.u8() % 2 == 0 {
+        if cut < out.len() && c.u8().is_multiple_of(2) {
             out.truncate(cut);
         }
         let flip = usize::from(c.u16());

@@ -65,8 +65,8 @@ pub fn describe(r: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "(excused: lost at ack durable after its agent was away past the lease TTL, the documented limit; dup and reord count as violations for idempotent streams only; {} chunk-index ranges checked)",
-        r.chunk_ranges
+        "(excused: lost at ack durable after its agent was away past the lease TTL, the documented limit; dup and reord count as violations for idempotent streams only; {} offsets read while the faults ran hold another record at the end, excused as reads of such an abandoned tail; {} chunk-index ranges checked)",
+        r.verdict.abandoned_reads, r.chunk_ranges
     );
     for k in &r.skipped {
         let _ = writeln!(s, "skipped fault {k}");
@@ -99,6 +99,7 @@ pub fn json(r: &Report) -> Vec<u8> {
         "faults": r.events,
         "skipped_faults": r.skipped,
         "chunk_ranges_checked": r.chunk_ranges,
+        "abandoned_reads_excused": r.verdict.abandoned_reads,
     });
     serde_json::to_vec_pretty(&j).unwrap_or_default()
 }

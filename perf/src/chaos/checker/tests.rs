@@ -246,6 +246,7 @@ fn a_read_of_a_tail_abandoned_past_the_ttl_is_excused_and_only_then() {
     let v = abandoned_tail(true);
     assert_eq!(v.total(), 0, "{:?}", v.violations);
     assert_eq!(v.streams[0].lost_excused, 1);
+    assert_eq!(v.abandoned_reads, 2);
     // The same history without the agent away past its TTL: the loss of
     // seq 3 and both replaced offsets are violations.
     let v = abandoned_tail(false);
