@@ -6,7 +6,7 @@
 //! and lease epochs that shards and the lease task publish for metadata
 //! answers. Must not hold partition data.
 
-use crate::ids::TopicKey;
+use crate::ids::{incarnation_of, name_of, TopicKey};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -162,14 +162,11 @@ impl Catalog {
     /// Publishes the lease epoch this agent holds on a partition (0: none).
     pub fn set_lease_epoch(&self, key: &str, partition: u32, epoch: u64) {
         let topics = self.topics.lock();
-        if let Some(t) = topics
-            .iter()
-            .find(|(n, t)| t.key(n).as_str() == key)
-            .map(|(_, t)| t)
-        {
-            if let Some(e) = t.lease_epochs.get(partition as usize) {
-                e.store(epoch, Ordering::Relaxed);
-            }
+        let entry = topics
+            .get(name_of(key))
+            .filter(|t| incarnation_of(key) == Some(t.id));
+        if let Some(e) = entry.and_then(|t| t.lease_epochs.get(partition as usize)) {
+            e.store(epoch, Ordering::Relaxed);
         }
     }
 }
@@ -211,6 +208,17 @@ mod tests {
         );
         c.replace(&[row("a", 3, 1), row("b", 2, 4)]);
         assert_eq!(c.get("a").unwrap().id, 3);
+        // A lease of the old incarnation never shows on the new one.
+        c.set_lease_epoch("a#1", 0, 9);
+        assert_eq!(
+            c.get("a").unwrap().lease_epochs[0].load(Ordering::Relaxed),
+            0
+        );
+        c.set_lease_epoch("a#3", 0, 9);
+        assert_eq!(
+            c.get("a").unwrap().lease_epochs[0].load(Ordering::Relaxed),
+            9
+        );
         assert_eq!(c.get("b").unwrap().partitions, 4);
         assert!(c.remove("b").is_some());
         assert!(c.remove("b").is_none());

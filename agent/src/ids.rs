@@ -40,7 +40,7 @@ impl TopicKey {
 
     /// The topic's incarnation id; `None` for a stored key without one.
     pub fn incarnation(&self) -> Option<u64> {
-        self.0.rsplit_once('#').and_then(|(_, id)| id.parse().ok())
+        incarnation_of(&self.0)
     }
 }
 
@@ -48,6 +48,11 @@ impl TopicKey {
 /// it has no `#`; topic names never contain one).
 pub fn name_of(key: &str) -> &str {
     key.rsplit_once('#').map_or(key, |(name, _)| name)
+}
+
+/// The incarnation id of a key in its stored form; `None` without one.
+pub fn incarnation_of(key: &str) -> Option<u64> {
+    key.rsplit_once('#').and_then(|(_, id)| id.parse().ok())
 }
 
 impl Deref for TopicKey {

@@ -414,6 +414,21 @@ impl S3Store {
 mod tests {
     use super::*;
 
+    /// A store on bucket `b` of the S3 server at `endpoint` (path style,
+    /// fixed credentials), with the default call timeout.
+    fn s3_at(endpoint: &str) -> ObjectStore {
+        let region = Region::Custom {
+            region: "us-east-1".into(),
+            endpoint: endpoint.into(),
+        };
+        ObjectStore {
+            backend: Backend::S3(
+                S3Store::with_credentials(endpoint, "b", region, true, "", "k", "s").unwrap(),
+            ),
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+        }
+    }
+
     #[test]
     fn rejects_bad_urls_with_a_reason() {
         for url in [
@@ -473,17 +488,7 @@ mod tests {
             c.read_exact(&mut b).await.unwrap();
             b
         });
-        let endpoint = format!("https://127.0.0.1:{port}");
-        let region = Region::Custom {
-            region: "us-east-1".into(),
-            endpoint: endpoint.clone(),
-        };
-        let s = ObjectStore {
-            backend: Backend::S3(
-                S3Store::with_credentials(&endpoint, "b", region, true, "", "k", "s").unwrap(),
-            ),
-            call_timeout: DEFAULT_CALL_TIMEOUT,
-        };
+        let s = s3_at(&format!("https://127.0.0.1:{port}"));
         let put = tokio::time::timeout(
             std::time::Duration::from_secs(5),
             s.put("k", Bytes::from_static(b"x")),
@@ -507,18 +512,8 @@ mod tests {
                 open.push(c);
             }
         });
-        let endpoint = format!("http://127.0.0.1:{port}");
-        let region = Region::Custom {
-            region: "us-east-1".into(),
-            endpoint: endpoint.clone(),
-        };
-        let s = ObjectStore {
-            backend: Backend::S3(
-                S3Store::with_credentials(&endpoint, "b", region, true, "", "k", "s").unwrap(),
-            ),
-            call_timeout: DEFAULT_CALL_TIMEOUT,
-        }
-        .with_call_timeout(Duration::from_millis(300));
+        let s = s3_at(&format!("http://127.0.0.1:{port}"))
+            .with_call_timeout(Duration::from_millis(300));
         let started = std::time::Instant::now();
         let put = tokio::time::timeout(
             Duration::from_secs(10),

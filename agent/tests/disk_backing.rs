@@ -174,20 +174,19 @@ async fn survive_a_disk_that_stops_allocating(extra: &[&str]) {
         return;
     };
     let stores = tempfile::tempdir_in(target_tmp()).unwrap();
-    let mut args = vec![
-        "--object-store".to_string(),
-        format!("file://{}", stores.path().join("objects").display()),
-        "--metadata".into(),
-        format!("sqlite://{}", stores.path().join("meta.db").display()),
-        "--segment-bytes".into(),
-        (1 << 20).to_string(),
-        "--segment-age-ms".into(),
-        "1000".into(),
-        "--shutdown-grace-ms".into(),
-        "3000".into(),
-    ];
+    let mut args = local_stores(
+        stores.path(),
+        &[
+            "--segment-bytes",
+            "1048576",
+            "--segment-age-ms",
+            "1000",
+            "--shutdown-grace-ms",
+            "3000",
+        ],
+    );
     args.extend(extra.iter().map(|a| a.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let args = as_strs(&args);
     let data = fs.mount.join("data");
     let mut agent = Agent::start_in(&data, 1, &args);
     let meta = agent.create_topic(TOPIC, 1).await;

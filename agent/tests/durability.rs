@@ -94,16 +94,7 @@ async fn a_flipped_byte_in_a_chunk_object_is_reported_on_read() {
     // object store and the shard deletes its copy.
     let object = flip_in_object(&agent.data_dir, 0, b"value-0025", b'V').await;
     let mut fc = agent.fetcher_for(&meta, 0).await;
-    let e = fc
-        .fetch(streamhouse_proto::FetchRequest {
-            topic: "rot".into(),
-            partition: 0,
-            offset: 0,
-            max_bytes: 0,
-            max_wait_ms: 0,
-        })
-        .await
-        .unwrap_err();
+    let e = fc.fetch(fetch_req("rot", 0, 0)).await.unwrap_err();
     assert_eq!(e.code(), Code::DataLoss, "{e:?}");
     let name = object.file_name().unwrap().to_str().unwrap();
     assert!(e.message().contains(name), "{}", e.message());

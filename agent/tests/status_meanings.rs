@@ -58,13 +58,7 @@ async fn every_status_the_agent_answers_gets_the_retry_action_of_its_meaning() {
     let on = |p: u32| meta.partitions[p as usize].shard as usize;
     let mut c0 = agent.producer_for(&meta, 0).await;
     let mut f0 = agent.fetcher_for(&meta, 0).await;
-    let fetch = |topic: &str, offset: u64| pb::FetchRequest {
-        topic: topic.into(),
-        partition: 0,
-        offset,
-        max_bytes: 0,
-        max_wait_ms: 0,
-    };
+    let fetch = |topic: &str, offset: u64| fetch_req(topic, 0, offset);
 
     // NOT_FOUND: an unknown topic; a partition another shard owns.
     let e = f0.fetch(fetch("no-such-topic", 0)).await.unwrap_err();

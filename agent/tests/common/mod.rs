@@ -410,7 +410,38 @@ pub fn produce_req(topic: &str, partition: u32, values: &[String]) -> pb::Produc
     }
 }
 
-/// Reads every record of a partition from `from` to the high watermark.
+/// Flags for stores that several agents on this machine share, under
+/// `dir`: `--object-store file://<dir>/objects --metadata
+/// sqlite://<dir>/meta.db`, then `extra`.
+pub fn local_stores(dir: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        "--object-store".to_string(),
+        format!("file://{}", dir.join("objects").display()),
+        "--metadata".into(),
+        format!("sqlite://{}", dir.join("meta.db").display()),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+/// Borrows owned arguments for [`Agent::start`] and its kin.
+pub fn as_strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// A Fetch of `topic`/`partition` from `offset` with the agent's default
+/// byte limit and no wait.
+pub fn fetch_req(topic: &str, partition: u32, offset: u64) -> pb::FetchRequest {
+    pb::FetchRequest {
+        topic: topic.into(),
+        partition,
+        offset,
+        max_bytes: 0,
+        max_wait_ms: 0,
+    }
+}
+
+/// Reads every record of a partition from offset 0 to the high watermark.
 pub async fn fetch_all(
     client: &mut pb::fetch_service_client::FetchServiceClient<Channel>,
     topic: &str,
@@ -421,11 +452,8 @@ pub async fn fetch_all(
     loop {
         let r = client
             .fetch(pb::FetchRequest {
-                topic: topic.into(),
-                partition,
-                offset,
                 max_bytes: 4 << 20,
-                max_wait_ms: 0,
+                ..fetch_req(topic, partition, offset)
             })
             .await
             .expect("fetch")

@@ -90,7 +90,7 @@ impl Cluster {
         let i = self.agents.len();
         let mut args = self.args.clone();
         args.extend(["--agent-id".into(), format!("agent-{i}")]);
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let a = as_strs(&args);
         self.agents.push(Agent::start(1, &a));
     }
 

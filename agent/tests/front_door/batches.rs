@@ -304,13 +304,7 @@ async fn read_around_the_lying_batch(
     mut f: pb::fetch_service_client::FetchServiceClient<tonic::transport::Channel>,
     from: &str,
 ) {
-    let fetch = |offset| pb::FetchRequest {
-        topic: "stored".into(),
-        partition: 0,
-        offset,
-        max_bytes: 0,
-        max_wait_ms: 0,
-    };
+    let fetch = |offset| fetch_req("stored", 0, offset);
     let r = f.fetch(fetch(0)).await.expect("fetch from 0").into_inner();
     let values: Vec<&[u8]> = r.records.iter().map(|r| &r.value[..]).collect();
     assert_eq!(values, [&b"before-0"[..], b"before-1"], "{from}");
@@ -372,15 +366,7 @@ async fn stored_batches_whose_records_lie_are_data_loss_for_themselves_only() {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let mut f = b.fetcher_for(&meta, 0).await;
-        let r = f
-            .fetch(pb::FetchRequest {
-                topic: "stored".into(),
-                partition: 0,
-                offset: 0,
-                max_bytes: 0,
-                max_wait_ms: 0,
-            })
-            .await;
+        let r = f.fetch(fetch_req("stored", 0, 0)).await;
         if r.is_ok() {
             break;
         }

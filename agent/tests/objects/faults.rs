@@ -57,16 +57,7 @@ async fn a_fenced_agent_cannot_commit_and_stops_serving() {
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
     assert!(err.message().contains("lease"), "{}", err.message());
     let mut f = agent.fetcher_for(&meta, 0).await;
-    let e = f
-        .fetch(pb::FetchRequest {
-            topic: "fence".into(),
-            partition: 0,
-            offset: 0,
-            max_bytes: 0,
-            max_wait_ms: 0,
-        })
-        .await
-        .unwrap_err();
+    let e = f.fetch(fetch_req("fence", 0, 0)).await.unwrap_err();
     assert_eq!(e.code(), Code::Unavailable);
     // Give the uploader time to try: nothing after the takeover is committed.
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -215,10 +215,6 @@ fn s3_args(endpoint: &str, prefix: &str, meta: &str) -> Vec<String> {
     ]
 }
 
-fn as_strs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
-}
-
 fn target_of(endpoint: &str) -> SocketAddr {
     endpoint.trim_start_matches("http://").parse().unwrap()
 }

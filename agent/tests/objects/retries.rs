@@ -22,17 +22,7 @@ async fn without_stored_producer_state_a_new_owner_recognises_retries_of_the_las
 /// before the takeover; then only the last range's batch is checked.
 async fn takeover_then_retry(forget_producer_state: bool) {
     let shared = tempfile::tempdir_in(target_tmp()).unwrap();
-    let store_args = [
-        "--object-store".to_string(),
-        format!("file://{}", shared.path().join("objects").display()),
-        "--metadata".into(),
-        format!("sqlite://{}", shared.path().join("meta.db").display()),
-    ];
-    let with_id = |id: &str| {
-        let mut a = store_args.to_vec();
-        a.extend(["--agent-id".into(), id.into()]);
-        a
-    };
+    let with_id = |id: &str| local_stores(shared.path(), &["--agent-id", id]);
     let mut first = Agent::start(1, &as_strs(&with_id("first")));
     let meta = first.create_topic("owners", 1).await;
     let mut admin = first.admin().await;

@@ -96,7 +96,7 @@ async fn agent_on(fs: &smallfs::SmallFs) -> (Agent, u16, tempfile::TempDir) {
         "--shutdown-grace-ms".into(),
         "3000".into(),
     ];
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let args = as_strs(&args);
     let agent = Agent::start_in(&fs.mount.join("data"), 1, &args);
     agent.create_topic(TOPIC, 1).await;
     assert_eq!(
@@ -181,31 +181,25 @@ async fn a_full_wal_disk_hands_the_shards_partitions_to_another_agent() {
         return;
     };
     let stores = tempfile::tempdir_in(target_tmp()).unwrap();
-    let common = [
-        "--object-store".to_string(),
-        format!("file://{}", stores.path().join("objects").display()),
-        "--metadata".into(),
-        format!("sqlite://{}", stores.path().join("meta.db").display()),
-        "--segment-bytes".into(),
-        (1 << 20).to_string(),
-        "--segment-age-ms".into(),
-        "500".into(),
-        "--lease-ttl-ms".into(),
-        "2000".into(),
-        "--heartbeat-ms".into(),
-        "200".into(),
-        "--agent-timeout-ms".into(),
-        "1000".into(),
-    ];
     let args = |id: &str| {
-        let mut a = common.to_vec();
-        a.extend(["--agent-id".into(), id.to_owned()]);
-        a
+        let flags = [
+            "--segment-bytes",
+            "1048576",
+            "--segment-age-ms",
+            "500",
+            "--lease-ttl-ms",
+            "2000",
+            "--heartbeat-ms",
+            "200",
+            "--agent-timeout-ms",
+            "1000",
+            "--agent-id",
+            id,
+        ];
+        local_stores(stores.path(), &flags)
     };
-    let a0 = args("agent-0");
-    let a0: Vec<&str> = a0.iter().map(String::as_str).collect();
-    let a1 = args("agent-1");
-    let a1: Vec<&str> = a1.iter().map(String::as_str).collect();
+    let (a0, a1) = (args("agent-0"), args("agent-1"));
+    let (a0, a1) = (as_strs(&a0), as_strs(&a1));
     let agent0 = Agent::start_in(&fs.mount.join("data"), 1, &a0);
     let agent1 = Agent::start(1, &a1);
     let admin = Admin::connect(&agent1.addr(0)).await.unwrap();
