@@ -7,6 +7,7 @@ mod common;
 use common::unique;
 
 use streamhouse_agent::clock::now_ms;
+use streamhouse_agent::ids::PartitionId;
 use streamhouse_agent::metastore::{
     AgentRow, ChunkCommit, ChunkRange, MetaError, MetaStore, RememberedBatch, MAX_STORED_PRODUCERS,
     PRODUCER_STATE_TTL_MS, SCHEMA_VERSION,
@@ -67,7 +68,7 @@ async fn suite(url: &str) {
     ));
     let t2 = m2.create_topic(&name, 2).await.unwrap();
     assert_ne!(t1.id, t2.id, "a re-created topic gets a new incarnation");
-    let key = t2.key().to_string();
+    let key = t2.key();
 
     // Producer ids are never handed out twice, across connections.
     let a = m.next_producer_id().await.unwrap();
@@ -129,9 +130,9 @@ async fn suite(url: &str) {
     let bulk = m
         .renew_leases(
             &[
-                (key.clone(), 0, 2),
-                (key.clone(), 1, 1),
-                (key.clone(), 0, 1),
+                (PartitionId::new(key.clone(), 0), 2),
+                (PartitionId::new(key.clone(), 1), 1),
+                (PartitionId::new(key.clone(), 0), 1),
             ],
             "agent-b",
             1_950,
@@ -379,7 +380,7 @@ async fn a_hole_in_the_chunk_index_is_reported_not_read_past() {
     let m = MetaStore::open(&format!("sqlite://{}", path.display()))
         .await
         .unwrap();
-    let key = m.create_topic("holes", 1).await.unwrap().key().to_string();
+    let key = m.create_topic("holes", 1).await.unwrap().key();
     m.acquire_lease(&key, 0, "agent-a", 1_000, 500)
         .await
         .unwrap();
@@ -393,7 +394,7 @@ async fn a_hole_in_the_chunk_index_is_reported_not_read_past() {
     raw.execute(
         "INSERT INTO chunk_ranges (topic, part, base_offset, end_offset, chunk_key, pos, len, epoch)
          VALUES (?1, 0, 20, 30, 'chunks/b', 0, 100, 1)",
-        [&key],
+        [key.as_str()],
     )
     .unwrap();
     assert_eq!(
@@ -445,7 +446,7 @@ async fn postgres_renewals_and_chunk_commits_never_deadlock() {
     let renewals = MetaStore::open(&url).await.unwrap();
     let name = unique("locks");
     let t = commits.create_topic(&name, PARTS).await.unwrap();
-    let key = format!("{name}#{}", t.id);
+    let key = t.key();
     let now = now_ms();
     for p in 0..PARTS {
         commits
@@ -454,7 +455,10 @@ async fn postgres_renewals_and_chunk_commits_never_deadlock() {
             .unwrap();
     }
     let renew = async {
-        let held: Vec<(String, u32, u64)> = (0..PARTS).rev().map(|p| (key.clone(), p, 1)).collect();
+        let held: Vec<(PartitionId, u64)> = (0..PARTS)
+            .rev()
+            .map(|p| (PartitionId::new(key.clone(), p), 1))
+            .collect();
         for _ in 0..300 {
             let r = renewals
                 .renew_leases(&held, "agent-a", now_ms(), 600_000)

@@ -32,7 +32,7 @@ const PRODUCER_FALLBACK_TIMEOUT: Duration = Duration::from_secs(2);
 impl Shared {
     /// Marks a partition's lease lost and tells its shard.
     pub fn lose(&self, key: &str, partition: u32, reason: String) {
-        tracing::warn!(topic = key, partition, %reason, "lease lost; no longer serving the partition");
+        tracing::warn!(topic = %key, partition, %reason, "lease lost; no longer serving the partition");
         let held = self.leases.remove(key, partition);
         let m = &self.metrics.control;
         m.leases_lost.fetch_add(1, Ordering::Relaxed);
@@ -51,12 +51,12 @@ impl Shared {
     /// Acquires one partition's lease and hands it to its shard.
     /// A live agent's expired lease is left to it for a while (see
     /// `takeover`): answered `LeaseHeld` meanwhile.
-    pub(super) async fn acquire(&self, key: &str, partition: u32) -> Result<(), MetaError> {
+    pub(super) async fn acquire(&self, key: &TopicKey, partition: u32) -> Result<(), MetaError> {
         let before = self.meta.lease(key, partition).await?;
         if let Some(b) = before.as_ref().filter(|b| b.holder != self.config.agent_id) {
             if !self.may_take(key, partition, b) {
                 return Err(MetaError::LeaseHeld {
-                    topic: key.to_owned(),
+                    topic: key.to_string(),
                     partition,
                     holder: b.holder.clone(),
                     expires_ms: b.expires_ms,
@@ -92,10 +92,10 @@ impl Shared {
             match read {
                 Ok(Ok(h)) => producers.extend(h.iter().map(RememberedBatch::from)),
                 Ok(Err(e)) => {
-                    tracing::warn!(topic = key, partition, error = %e, "cannot read the last committed batches; idempotence relies on the stored producer state");
+                    tracing::warn!(topic = %key, partition, error = %e, "cannot read the last committed batches; idempotence relies on the stored producer state");
                 }
                 Err(_) => {
-                    tracing::warn!(topic = key, partition, "reading the last committed batches took over {PRODUCER_FALLBACK_TIMEOUT:?}; idempotence relies on the stored producer state");
+                    tracing::warn!(topic = %key, partition, "reading the last committed batches took over {PRODUCER_FALLBACK_TIMEOUT:?}; idempotence relies on the stored producer state");
                 }
             }
         }
@@ -113,7 +113,7 @@ impl Shared {
         m.leases_held.store(held as u64, Ordering::Relaxed);
         self.catalog.set_lease_epoch(key, partition, grant.epoch);
         tracing::info!(
-            topic = key,
+            topic = %key,
             partition,
             epoch = grant.epoch,
             committed_end,
@@ -159,7 +159,7 @@ impl Shared {
             .lock()
             .may_take(key, partition, &holder, now_ms(), self.ttl_ms());
         if !may {
-            tracing::info!(topic = key, partition, holder = %row.holder, epoch = row.epoch, "lease expired but its holder is alive: leaving it time to renew");
+            tracing::info!(topic = %key, partition, holder = %row.holder, epoch = row.epoch, "lease expired but its holder is alive: leaving it time to renew");
         }
         may
     }
@@ -266,10 +266,8 @@ impl Shared {
             .leases
             .matching(|k, p| !dead.contains(&self.shard_of(k, p)));
         let agent = self.config.agent_id.clone();
-        let batch: Vec<(String, u32, u64)> = held
-            .iter()
-            .map(|(id, h)| (id.topic.to_string(), id.partition, h.epoch))
-            .collect();
+        let batch: Vec<(PartitionId, u64)> =
+            held.iter().map(|(id, h)| (id.clone(), h.epoch)).collect();
         // One attempt may take at most a renewal period: the next one
         // (or the expiry check) must not wait behind a hung call.
         let attempt = tokio::time::timeout(
@@ -403,7 +401,7 @@ impl Shared {
     /// of the lease table and the catalog, released in the metadata store
     /// (it expires instead if that fails), and the shard told. The caller
     /// holds `renew_gate`, so no renewal in flight extends it again.
-    pub(super) async fn give_up(&self, key: &str, partition: u32, epoch: u64, why: &str) {
+    pub(super) async fn give_up(&self, key: &TopicKey, partition: u32, epoch: u64, why: &str) {
         let left = self.leases.remove(key, partition);
         let m = &self.metrics.control;
         m.leases_released.fetch_add(1, Ordering::Relaxed);

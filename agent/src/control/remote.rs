@@ -5,6 +5,7 @@
 //! the metadata and object stores it is given, never the control plane's
 //! state.
 
+use crate::ids::TopicKey;
 use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
@@ -80,7 +81,7 @@ impl ChunkReader<'_> {
     /// (or the first range after it), at least one and about `max_bytes`.
     pub(crate) async fn read(
         &self,
-        topic: &str,
+        topic: &TopicKey,
         partition: u32,
         offset: u64,
         max_bytes: usize,
@@ -96,7 +97,7 @@ impl ChunkReader<'_> {
         for f in frames(&data, &loc) {
             let (f, batch) = f?;
             let end = f.header.base_offset + u64::from(f.header.record_count);
-            if f.topic == topic && f.partition == partition && end > offset {
+            if f.topic == topic.as_str() && f.partition == partition && end > offset {
                 bytes += batch.len();
                 out.push(batch);
                 if bytes >= max_bytes {
@@ -111,7 +112,7 @@ impl ChunkReader<'_> {
     /// ending at `committed_end`), oldest first.
     pub(crate) async fn last_headers(
         &self,
-        topic: &str,
+        topic: &TopicKey,
         partition: u32,
         committed_end: u64,
     ) -> Result<Vec<BatchHeader>, ControlError> {
@@ -126,7 +127,7 @@ impl ChunkReader<'_> {
         let mut out = Vec::new();
         for f in frames(&data, &loc) {
             let (f, _) = f?;
-            if f.topic == topic && f.partition == partition {
+            if f.topic == topic.as_str() && f.partition == partition {
                 out.push(f.header);
             }
         }

@@ -25,7 +25,7 @@ pub use sqlite::SqliteStore;
 pub use streamhouse_shard::producers::RememberedBatch;
 pub use text::{decode_shards, encode_producers, encode_shards, split_addresses};
 
-use crate::ids::TopicKey;
+use crate::ids::{PartitionId, TopicKey};
 
 /// How long a producer's state is kept after its last committed batch,
 /// in milliseconds: 1 day (Kafka's `producer.id.expiration.ms`). A producer
@@ -272,7 +272,7 @@ impl MetaStore {
     /// Acquires (or re-acquires) a partition's lease for `ttl_ms`.
     pub async fn acquire_lease(
         &self,
-        topic: &str,
+        topic: &TopicKey,
         partition: u32,
         agent: &str,
         now_ms: i64,
@@ -290,7 +290,7 @@ impl MetaStore {
     /// Extends a lease held at `epoch`; `Fenced` if it is no longer ours.
     pub async fn renew_lease(
         &self,
-        topic: &str,
+        topic: &TopicKey,
         partition: u32,
         agent: &str,
         epoch: u64,
@@ -307,10 +307,10 @@ impl MetaStore {
     }
 
     /// Renews many leases in one transaction (one sync instead of one per
-    /// partition); one result per `(topic, partition, epoch)`, in order.
+    /// partition); one result per `(partition, epoch)`, in order.
     pub async fn renew_leases(
         &self,
-        leases: &[(String, u32, u64)],
+        leases: &[(PartitionId, u64)],
         agent: &str,
         now_ms: i64,
         ttl_ms: i64,
@@ -328,7 +328,7 @@ impl MetaStore {
     /// a no-op if it is no longer ours.
     pub async fn release_lease(
         &self,
-        topic: &str,
+        topic: &TopicKey,
         partition: u32,
         agent: &str,
         epoch: u64,
@@ -342,7 +342,11 @@ impl MetaStore {
         }
     }
 
-    pub async fn lease(&self, topic: &str, partition: u32) -> Result<Option<LeaseRow>, MetaError> {
+    pub async fn lease(
+        &self,
+        topic: &TopicKey,
+        partition: u32,
+    ) -> Result<Option<LeaseRow>, MetaError> {
         match self {
             MetaStore::Sqlite(s) => s.lease(topic, partition),
             MetaStore::Postgres(s) => s.bounded(s.lease(topic, partition)).await,
@@ -350,7 +354,7 @@ impl MetaStore {
     }
 
     /// Every lease row of a topic, by partition.
-    pub async fn topic_leases(&self, topic: &str) -> Result<Vec<(u32, LeaseRow)>, MetaError> {
+    pub async fn topic_leases(&self, topic: &TopicKey) -> Result<Vec<(u32, LeaseRow)>, MetaError> {
         match self {
             MetaStore::Sqlite(s) => s.topic_leases(topic),
             MetaStore::Postgres(s) => s.bounded(s.topic_leases(topic)).await,
@@ -378,7 +382,7 @@ impl MetaStore {
     /// new owner's deduplication.
     pub async fn producer_state(
         &self,
-        topic: &str,
+        topic: &TopicKey,
         partition: u32,
     ) -> Result<Vec<RememberedBatch>, MetaError> {
         match self {
@@ -400,7 +404,7 @@ impl MetaStore {
     /// never read in its place.
     pub async fn find_range(
         &self,
-        topic: &str,
+        topic: &TopicKey,
         partition: u32,
         offset: u64,
     ) -> Result<Option<RangeLocation>, MetaError> {
@@ -410,7 +414,7 @@ impl MetaStore {
         };
         match found {
             Some(loc) if loc.base_offset > offset => Err(MetaError::Gap {
-                topic: topic.to_owned(),
+                topic: topic.to_string(),
                 partition,
                 offset,
                 next: loc.base_offset,
@@ -420,7 +424,7 @@ impl MetaStore {
     }
 
     /// Offset after the last committed record of a partition (0 if none).
-    pub async fn committed_end(&self, topic: &str, partition: u32) -> Result<u64, MetaError> {
+    pub async fn committed_end(&self, topic: &TopicKey, partition: u32) -> Result<u64, MetaError> {
         match self {
             MetaStore::Sqlite(s) => s.committed_end(topic, partition),
             MetaStore::Postgres(s) => s.bounded(s.committed_end(topic, partition)).await,

@@ -4,6 +4,7 @@
 
 use tokio_postgres::GenericClient;
 
+use crate::ids::PartitionId;
 use crate::metastore::sqlite::fenced;
 use crate::metastore::{to_i64, to_u64, LeaseGrant, LeaseRow, MetaError};
 
@@ -89,7 +90,7 @@ impl PostgresStore {
 
     pub async fn renew_leases(
         &self,
-        leases: &[(String, u32, u64)],
+        leases: &[(PartitionId, u64)],
         agent: &str,
         now_ms: i64,
         ttl_ms: i64,
@@ -99,9 +100,12 @@ impl PostgresStore {
         // One statement, no transaction open across round trips: an agent
         // stopped (SIGSTOP, a frozen VM) between two statements would keep
         // the rows locked and hold up the agents taking its partitions over.
-        let topics: Vec<&str> = leases.iter().map(|(t, _, _)| t.as_str()).collect();
-        let parts: Vec<i64> = leases.iter().map(|(_, p, _)| i64::from(*p)).collect();
-        let epochs: Vec<i64> = leases.iter().map(|(_, _, e)| to_i64(*e)).collect();
+        let topics: Vec<&str> = leases.iter().map(|(id, _)| id.topic.as_str()).collect();
+        let parts: Vec<i64> = leases
+            .iter()
+            .map(|(id, _)| i64::from(id.partition))
+            .collect();
+        let epochs: Vec<i64> = leases.iter().map(|(_, e)| to_i64(*e)).collect();
         let renewed = c
             .query(
                 // Rows are locked in (topic, part) order, as a chunk
@@ -131,9 +135,10 @@ impl PostgresStore {
             })
             .collect();
         let mut out = Vec::with_capacity(leases.len());
-        for (topic, partition, epoch) in leases {
+        for (id, epoch) in leases {
+            let (topic, partition) = (id.topic.as_str(), &id.partition);
             out.push(
-                if renewed.contains(&(topic.clone(), i64::from(*partition), to_i64(*epoch))) {
+                if renewed.contains(&(topic.to_owned(), i64::from(*partition), to_i64(*epoch))) {
                     Ok(LeaseGrant {
                         epoch: *epoch,
                         expires_ms,

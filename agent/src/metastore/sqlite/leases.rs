@@ -3,6 +3,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use crate::ids::PartitionId;
 use crate::metastore::{to_i64, to_u64, LeaseGrant, LeaseRow, MetaError};
 
 use super::{db, fenced, SqliteStore};
@@ -78,7 +79,7 @@ impl SqliteStore {
 
     pub fn renew_leases(
         &self,
-        leases: &[(String, u32, u64)],
+        leases: &[(PartitionId, u64)],
         agent: &str,
         now_ms: i64,
         ttl_ms: i64,
@@ -89,7 +90,8 @@ impl SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db)?;
         let mut out = Vec::with_capacity(leases.len());
-        for (topic, partition, epoch) in leases {
+        for (id, epoch) in leases {
+            let (topic, partition) = (id.topic.as_str(), &id.partition);
             let n = tx
                 .execute(
                     "UPDATE leases SET expires_ms = ?5 WHERE topic = ?1 AND part = ?2 AND holder = ?3 AND epoch = ?4",
