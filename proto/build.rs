@@ -1,6 +1,10 @@
 //! Compiles `proto/*.proto` with protox (pure Rust), so no protoc binary is needed.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/producer.proto", "proto/health.proto"];
+    let files = [
+        "proto/producer.proto",
+        "proto/groups.proto",
+        "proto/health.proto",
+    ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

@@ -127,9 +127,16 @@ pub enum ControlError {
     Corrupt(String),
     #[error("{0}")]
     Internal(String),
-    /// A retry cannot help: another instance took over (a fenced producer).
+    /// A retry cannot help: another instance took over (a fenced producer,
+    /// a consumer-group member of an older generation).
     #[error("{0}")]
     Fenced(String),
+    /// Something other than a topic does not exist (a consumer group).
+    #[error("{0}")]
+    Missing(String),
+    /// A limit is reached (members of a group).
+    #[error("{0}")]
+    Exhausted(String),
 }
 
 /// A request from a shard to the control thread.

@@ -486,3 +486,102 @@ async fn postgres_renewals_and_chunk_commits_never_deadlock() {
     };
     tokio::join!(renew, commit);
 }
+
+/// Consumer groups: state saved only over the version read, offsets only
+/// while the group is at the version checked, both gone with the group,
+/// and a topic's offsets gone with the topic.
+async fn groups_suite(url: &str) {
+    use streamhouse_agent::metastore::groups::OffsetCommit;
+    let m = MetaStore::open(url).await.expect("open");
+    let other = MetaStore::open(url).await.expect("open again");
+    let group = unique("readers");
+    assert!(m.load_group(&group).await.unwrap().is_none());
+    assert_eq!(m.save_group(&group, "s1", None, 10).await.unwrap(), Some(1));
+    assert_eq!(
+        other.save_group(&group, "again", None, 11).await.unwrap(),
+        None,
+        "creating an existing group"
+    );
+    let g = m.load_group(&group).await.unwrap().expect("saved");
+    assert_eq!((g.state.as_str(), g.version, g.updated_ms), ("s1", 1, 10));
+    // Two writers read version 1: the first save wins, the second must
+    // read again.
+    assert_eq!(
+        m.save_group(&group, "s2", Some(1), 20).await.unwrap(),
+        Some(2)
+    );
+    assert_eq!(
+        other.save_group(&group, "lost", Some(1), 21).await.unwrap(),
+        None
+    );
+    assert_eq!(m.load_group(&group).await.unwrap().unwrap().state, "s2");
+    assert!(m
+        .list_groups()
+        .await
+        .unwrap()
+        .iter()
+        .any(|s| s.name == group));
+
+    let t = m.create_topic(&unique("consumed"), 2).await.unwrap();
+    let commit = |p, offset| OffsetCommit {
+        topic: t.key(),
+        partition: p,
+        offset,
+        metadata: format!("at {offset}"),
+    };
+    assert!(
+        !m.commit_offsets(&group, 1, &[commit(0, 5)], 30)
+            .await
+            .unwrap(),
+        "stale version"
+    );
+    assert!(m.group_offsets(&group).await.unwrap().is_empty());
+    assert!(m
+        .commit_offsets(&group, 2, &[commit(0, 5), commit(1, 7)], 30)
+        .await
+        .unwrap());
+    assert!(other
+        .commit_offsets(&group, 2, &[commit(0, 9)], 40)
+        .await
+        .unwrap());
+    let offs = m.group_offsets(&group).await.unwrap();
+    let got: Vec<(u32, u64, &str, i64)> = offs
+        .iter()
+        .map(|o| (o.partition, o.offset, o.metadata.as_str(), o.commit_ms))
+        .collect();
+    assert_eq!(got, vec![(0, 9, "at 9", 40), (1, 7, "at 7", 30)]);
+    assert!(offs.iter().all(|o| o.topic == t.key()));
+
+    // Deleting the topic deletes its offsets.
+    m.delete_topic(&t.name).await.unwrap();
+    assert!(m.group_offsets(&group).await.unwrap().is_empty());
+
+    // A group is deleted only at the version read, with its offsets.
+    let t2 = m.create_topic(&unique("consumed"), 1).await.unwrap();
+    let c2 = OffsetCommit {
+        topic: t2.key(),
+        partition: 0,
+        offset: 3,
+        metadata: String::new(),
+    };
+    assert!(m.commit_offsets(&group, 2, &[c2], 50).await.unwrap());
+    assert!(!m.delete_group(&group, 1).await.unwrap());
+    assert!(m.delete_group(&group, 2).await.unwrap());
+    assert!(m.load_group(&group).await.unwrap().is_none());
+    assert!(m.group_offsets(&group).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn sqlite_keeps_consumer_groups() {
+    let dir = tempfile::tempdir_in(common::target_tmp()).unwrap();
+    groups_suite(&format!(
+        "sqlite://{}",
+        dir.path().join("meta.db").display()
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_keeps_consumer_groups() {
+    groups_suite(&common::postgres_url()).await;
+}

@@ -15,6 +15,7 @@
 //!   it was committed before and is skipped): a partition's committed
 //!   ranges are contiguous from offset 0, so a read never skips a gap.
 
+pub mod groups;
 mod postgres;
 mod sqlite;
 pub mod text;
@@ -193,7 +194,7 @@ pub enum MetaStore {
 }
 
 /// Highest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 impl MetaStore {
     /// Opens `sqlite:///PATH` or `postgres://...` and applies pending
@@ -488,6 +489,15 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (
         4,
         "ALTER TABLE agents ADD COLUMN failed_shards TEXT NOT NULL DEFAULT '';",
+    ),
+    (
+        5,
+        "CREATE TABLE consumer_groups (group_id TEXT PRIMARY KEY, state TEXT NOT NULL,
+         version BIGINT NOT NULL, updated_ms BIGINT NOT NULL);
+     CREATE TABLE group_offsets (group_id TEXT NOT NULL, topic TEXT NOT NULL, part BIGINT NOT NULL,
+         committed_offset BIGINT NOT NULL, metadata TEXT NOT NULL, commit_ms BIGINT NOT NULL,
+         PRIMARY KEY (group_id, topic, part));
+     CREATE INDEX group_offsets_topic ON group_offsets (topic);",
     ),
 ];
 

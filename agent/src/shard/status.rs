@@ -41,6 +41,8 @@ pub(super) fn control_status(e: ControlError) -> Status {
         ControlError::Corrupt(_) => Code::DataLoss,
         ControlError::Internal(_) => Code::Internal,
         ControlError::Fenced(_) => Code::FailedPrecondition,
+        ControlError::Missing(_) => Code::NotFound,
+        ControlError::Exhausted(_) => Code::ResourceExhausted,
     };
     Status::new(code, e.to_string())
 }

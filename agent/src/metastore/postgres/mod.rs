@@ -8,6 +8,7 @@
 //! `leases`, chunk commits and what they committed in `chunks`.
 
 mod chunks;
+mod groups;
 mod leases;
 
 use tokio::sync::Mutex;
@@ -253,6 +254,9 @@ impl PostgresStore {
             .await
             .map_err(db)?;
         tx.execute("DELETE FROM chunk_ranges WHERE topic = $1", &[&key])
+            .await
+            .map_err(db)?;
+        tx.execute("DELETE FROM group_offsets WHERE topic = $1", &[&key])
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)?;

@@ -7,6 +7,7 @@
 //! `leases`, chunk commits and what they committed in `chunks`.
 
 mod chunks;
+mod groups;
 mod leases;
 
 use std::time::Duration;
@@ -177,6 +178,8 @@ impl SqliteStore {
         tx.execute("DELETE FROM leases WHERE topic = ?1", [&key])
             .map_err(db)?;
         tx.execute("DELETE FROM chunk_ranges WHERE topic = ?1", [&key])
+            .map_err(db)?;
+        tx.execute("DELETE FROM group_offsets WHERE topic = ?1", [&key])
             .map_err(db)?;
         tx.commit().map_err(db)?;
         Ok(topic)

@@ -1,0 +1,117 @@
+//! Consumer groups in the metadata store: a group's state (serialized by
+//! `crate::groups`, opaque here) as one row with a version, saved only over
+//! the version it was read at, so two agents that both think they
+//! coordinate a group cannot lose each other's changes; and the group's
+//! committed offsets per partition (keyed by topic incarnation, deleted
+//! with the topic), written only while the group is at the version the
+//! commit was checked against.
+
+use crate::ids::TopicKey;
+
+use super::{MetaError, MetaStore};
+
+/// A group's row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredGroup {
+    pub name: String,
+    /// The state, as `crate::groups` serialized it.
+    pub state: String,
+    /// Bumped by every save; 1 for a new group.
+    pub version: i64,
+    /// When it was last saved, ms since the epoch.
+    pub updated_ms: i64,
+}
+
+/// An offset to commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetCommit {
+    pub topic: TopicKey,
+    pub partition: u32,
+    /// The next offset the group should read.
+    pub offset: u64,
+    /// Free text stored with it (bounded by the caller).
+    pub metadata: String,
+}
+
+/// A committed offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredOffset {
+    pub topic: TopicKey,
+    pub partition: u32,
+    pub offset: u64,
+    pub metadata: String,
+    /// When it was committed, ms since the epoch.
+    pub commit_ms: i64,
+}
+
+impl MetaStore {
+    /// The group's row, if it exists.
+    pub async fn load_group(&self, group: &str) -> Result<Option<StoredGroup>, MetaError> {
+        match self {
+            MetaStore::Sqlite(s) => s.load_group(group),
+            MetaStore::Postgres(s) => s.bounded(s.load_group(group)).await,
+        }
+    }
+
+    /// Every group's row, by name.
+    pub async fn list_groups(&self) -> Result<Vec<StoredGroup>, MetaError> {
+        match self {
+            MetaStore::Sqlite(s) => s.list_groups(),
+            MetaStore::Postgres(s) => s.bounded(s.list_groups()).await,
+        }
+    }
+
+    /// Saves `state` over version `expected` (`None`: creates the group).
+    /// The new version, or `None` when the row is at another version (or,
+    /// creating, already exists): read it again and redo the change.
+    pub async fn save_group(
+        &self,
+        group: &str,
+        state: &str,
+        expected: Option<i64>,
+        now_ms: i64,
+    ) -> Result<Option<i64>, MetaError> {
+        match self {
+            MetaStore::Sqlite(s) => s.save_group(group, state, expected, now_ms),
+            MetaStore::Postgres(s) => {
+                s.bounded(s.save_group(group, state, expected, now_ms))
+                    .await
+            }
+        }
+    }
+
+    /// Deletes the group and its offsets if it is at version `expected`;
+    /// `false` (nothing deleted) otherwise.
+    pub async fn delete_group(&self, group: &str, expected: i64) -> Result<bool, MetaError> {
+        match self {
+            MetaStore::Sqlite(s) => s.delete_group(group, expected),
+            MetaStore::Postgres(s) => s.bounded(s.delete_group(group, expected)).await,
+        }
+    }
+
+    /// Stores `offsets` (stamped `now_ms`) in one transaction if the group
+    /// is still at version `expected`; `false` (nothing stored) otherwise.
+    pub async fn commit_offsets(
+        &self,
+        group: &str,
+        expected: i64,
+        offsets: &[OffsetCommit],
+        now_ms: i64,
+    ) -> Result<bool, MetaError> {
+        match self {
+            MetaStore::Sqlite(s) => s.commit_offsets(group, expected, offsets, now_ms),
+            MetaStore::Postgres(s) => {
+                s.bounded(s.commit_offsets(group, expected, offsets, now_ms))
+                    .await
+            }
+        }
+    }
+
+    /// The group's committed offsets, by topic key and partition.
+    pub async fn group_offsets(&self, group: &str) -> Result<Vec<StoredOffset>, MetaError> {
+        match self {
+            MetaStore::Sqlite(s) => s.group_offsets(group),
+            MetaStore::Postgres(s) => s.bounded(s.group_offsets(group)).await,
+        }
+    }
+}
