@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::channel::{mpsc, oneshot};
+use streamhouse_proto as pb;
 use streamhouse_shard::producers::RememberedBatch;
 use tokio::sync::Notify;
 
@@ -139,6 +140,30 @@ pub enum ControlError {
     Exhausted(String),
 }
 
+/// A consumer-group request a shard hands to the control thread.
+#[derive(Debug)]
+pub enum GroupCall {
+    FindCoordinator(pb::FindCoordinatorRequest),
+    Heartbeat(pb::GroupHeartbeatRequest),
+    Commit(pb::CommitOffsetsRequest),
+    FetchOffsets(pb::FetchOffsetsRequest),
+    List,
+    Describe(pb::DescribeGroupRequest),
+    Delete(pb::DeleteGroupRequest),
+}
+
+/// The control thread's answer to a [`GroupCall`] (same variant).
+#[derive(Debug)]
+pub enum GroupAnswer {
+    FindCoordinator(pb::FindCoordinatorResponse),
+    Heartbeat(pb::GroupHeartbeatResponse),
+    Commit(pb::CommitOffsetsResponse),
+    FetchOffsets(pb::FetchOffsetsResponse),
+    List(pb::ListGroupsResponse),
+    Describe(pb::DescribeGroupResponse),
+    Delete(pb::DeleteGroupResponse),
+}
+
 /// A request from a shard to the control thread.
 pub enum ToControl {
     CreateTopic {
@@ -168,6 +193,11 @@ pub enum ToControl {
         offset: u64,
         max_bytes: usize,
         reply: oneshot::Sender<Result<Vec<Bytes>, ControlError>>,
+    },
+    /// A consumer-group request (`crate::groups`).
+    Group {
+        call: GroupCall,
+        reply: oneshot::Sender<Result<GroupAnswer, ControlError>>,
     },
     /// Reload topics from the metadata store now.
     SyncTopics {

@@ -31,4 +31,11 @@ pub mod paths {
     pub const METADATA: &str = "/streamhouse.AdminService/Metadata";
     pub const INIT_PRODUCER_ID: &str = "/streamhouse.AdminService/InitProducerId";
     pub const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
+    pub const FIND_COORDINATOR: &str = "/streamhouse.GroupService/FindCoordinator";
+    pub const GROUP_HEARTBEAT: &str = "/streamhouse.GroupService/Heartbeat";
+    pub const COMMIT_OFFSETS: &str = "/streamhouse.GroupService/CommitOffsets";
+    pub const FETCH_OFFSETS: &str = "/streamhouse.GroupService/FetchOffsets";
+    pub const LIST_GROUPS: &str = "/streamhouse.GroupService/ListGroups";
+    pub const DESCRIBE_GROUP: &str = "/streamhouse.GroupService/DescribeGroup";
+    pub const DELETE_GROUP: &str = "/streamhouse.GroupService/DeleteGroup";
 }

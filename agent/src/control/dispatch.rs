@@ -55,6 +55,9 @@ impl Shared {
                     .await;
                 let _ = reply.send(r);
             }
+            ToControl::Group { call, reply } => {
+                let _ = reply.send(self.group(call).await);
+            }
             ToControl::SyncTopics { reply } => {
                 let r = self.sync_topics().await;
                 if r.is_ok() {

@@ -42,6 +42,11 @@ impl Members {
         }
     }
 
+    /// The live agents (sorted) from the last heartbeat round.
+    pub(super) fn live(&self) -> Vec<String> {
+        self.live.lock().clone()
+    }
+
     /// Whether `agent` was live at the last heartbeat round.
     pub(super) fn is_live(&self, agent: &str) -> bool {
         self.live.lock().iter().any(|a| a == agent)

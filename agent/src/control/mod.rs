@@ -28,6 +28,7 @@ use remote::RemoteCache;
 use state::Shared;
 
 mod dispatch;
+mod groups;
 mod held;
 mod leases;
 mod members;
@@ -147,6 +148,7 @@ async fn run(
         .map(|i| config.shard_listen(i))
         .collect();
     let members = Members::new(&config.agent_id);
+    let group_settings = config.group_settings();
     let shared = Arc::new(Shared {
         cache: Mutex::new(RemoteCache::new(config.read_cache_bytes)),
         config,
@@ -166,6 +168,10 @@ async fn run(
         readiness: Arc::new(Readiness::new(shard_ports)),
         draining: Arc::new(AtomicBool::new(false)),
         tasks: Arc::new(TaskRegistry::default()),
+        groups: crate::groups::coordinator::Coordinator::new(
+            group_settings,
+            Box::new(crate::groups::coordinator::random_member_id),
+        ),
     });
     if let Err(e) = shared.sync_topics().await {
         let _ = ready.send(Err(format!("cannot load topics: {e}")));

@@ -63,6 +63,8 @@ pub(crate) struct Shared {
     pub(super) draining: Arc<AtomicBool>,
     /// The control thread's background tasks.
     pub(super) tasks: Arc<TaskRegistry>,
+    /// Consumer groups this agent answers for.
+    pub(super) groups: crate::groups::coordinator::Coordinator,
 }
 
 impl From<MetaError> for ControlError {

@@ -1,6 +1,6 @@
 //! Method path → handler: decodes the request (its size bounded by
 //! `--max-request-bytes`), calls the handler of its RPC family
-//! (`produce`, `fetch`, `admin`) and encodes the reply. Owns no state and
+//! (`produce`, `fetch`, `admin`, `groups`) and encodes the reply. Owns no state and
 //! no policy; an unknown method is `UNIMPLEMENTED`.
 
 use bytes::Bytes;
@@ -57,6 +57,7 @@ impl ShardContext {
                 let req = decode(read_message(body, limit).await?, "InitProducerIdRequest")?;
                 self.init_producer_id(req).await
             }
+            p if super::groups::is_group_path(p) => self.group_call(p, body).await,
             other => Err(Status::new(
                 Code::Unimplemented,
                 format!("unknown method {other}"),

@@ -33,6 +33,7 @@ pub mod conn;
 pub mod context;
 mod dispatch;
 mod fetch;
+mod groups;
 pub mod grpc;
 pub mod leases;
 mod produce;

@@ -1,0 +1,92 @@
+//! Consumer-group requests on the control thread: which agent coordinates
+//! a group (rendezvous hashing of the group id over the live agents, so it
+//! moves when its agent dies, as partition leadership does), refusing a
+//! heartbeat or commit for a group coordinated elsewhere, and handing the
+//! rest to `crate::groups::coordinator`.
+
+use streamhouse_proto as pb;
+
+use crate::clock::now_ms;
+use crate::groups::coordinator::GroupContext;
+use crate::messages::{ControlError, GroupAnswer, GroupCall};
+use crate::routing::shard_for;
+
+use super::state::Shared;
+
+/// The key a group is hashed under among the agents.
+fn group_key(group: &str) -> String {
+    format!("group:{group}")
+}
+
+impl Shared {
+    /// The live agent that coordinates `group` (this one while it knows no
+    /// other).
+    pub(super) fn coordinator_of(&self, group: &str) -> String {
+        let live = self.members.live();
+        crate::assignment::owner(&live, &group_key(group), 0)
+            .map_or_else(|| self.config.agent_id.clone(), str::to_owned)
+    }
+
+    /// Answers one consumer-group request. Cancelling it may leave a
+    /// heartbeat's or commit's change saved or not.
+    pub(super) async fn group(&self, call: GroupCall) -> Result<GroupAnswer, ControlError> {
+        let cx = GroupContext {
+            meta: &self.meta,
+            catalog: &self.catalog,
+            now_ms: now_ms(),
+        };
+        let g = &self.groups;
+        Ok(match call {
+            GroupCall::FindCoordinator(r) => {
+                GroupAnswer::FindCoordinator(self.find_coordinator(&r.group_id).await?)
+            }
+            GroupCall::Heartbeat(r) => {
+                self.coordinated_here(&r.group_id)?;
+                GroupAnswer::Heartbeat(g.heartbeat(&cx, r).await?)
+            }
+            GroupCall::Commit(r) => {
+                self.coordinated_here(&r.group_id)?;
+                GroupAnswer::Commit(g.commit(&cx, r).await?)
+            }
+            GroupCall::FetchOffsets(r) => GroupAnswer::FetchOffsets(g.fetch_offsets(&cx, r).await?),
+            GroupCall::List => GroupAnswer::List(g.list(&cx).await?),
+            GroupCall::Describe(r) => GroupAnswer::Describe(g.describe(&cx, r).await?),
+            GroupCall::Delete(r) => GroupAnswer::Delete(g.delete(&cx, r).await?),
+        })
+    }
+
+    fn coordinated_here(&self, group: &str) -> Result<(), ControlError> {
+        let c = self.coordinator_of(group);
+        if c == self.config.agent_id {
+            return Ok(());
+        }
+        Err(ControlError::Unavailable(format!(
+            "agent {} does not coordinate group {group} (agent {c} does); ask FindCoordinator",
+            self.config.agent_id
+        )))
+    }
+
+    /// The coordinator of `group` and the address of its shard for it.
+    async fn find_coordinator(
+        &self,
+        group: &str,
+    ) -> Result<pb::FindCoordinatorResponse, ControlError> {
+        self.groups.settings().check_group_id(group)?;
+        let agent = self.coordinator_of(group);
+        let since = now_ms() - i64::try_from(self.config.agent_timeout_ms).unwrap_or(i64::MAX / 4);
+        let agents = self.meta.live_agents(since).await?;
+        let Some(row) = agents.iter().find(|a| a.agent_id == agent) else {
+            return Err(ControlError::Unavailable(format!(
+                "the coordinator of group {group}, agent {agent}, has no recent heartbeat; retry"
+            )));
+        };
+        let shard = shard_for(&group_key(group), 0, row.shard_addresses.len().max(1));
+        let address = row.shard_addresses.get(shard).cloned().ok_or_else(|| {
+            ControlError::Unavailable(format!("agent {agent} lists no shard address; retry"))
+        })?;
+        Ok(pb::FindCoordinatorResponse {
+            agent_id: agent,
+            address,
+        })
+    }
+}

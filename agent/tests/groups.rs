@@ -1,0 +1,387 @@
+//! Consumer groups through the agent's gRPC port, with the generated stubs
+//! and two real agent processes sharing their stores: which agent
+//! coordinates, joins and the cooperative hand-over, commits fenced by
+//! generation and ownership, session expiry, describe/list/delete, the
+//! coordinator killed, and bad requests.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use common::*;
+use streamhouse_proto as pb;
+use tonic::transport::Channel;
+use tonic::Code;
+
+type Groups = pb::group_service_client::GroupServiceClient<Channel>;
+
+const SESSION_MS: u32 = 2000;
+
+fn agent_args(dir: &std::path::Path, id: &str) -> Vec<String> {
+    local_stores(
+        dir,
+        &[
+            "--agent-id",
+            id,
+            "--heartbeat-ms",
+            "200",
+            "--agent-timeout-ms",
+            "1500",
+            "--lease-ttl-ms",
+            "2000",
+            "--group-heartbeat-ms",
+            "200",
+            "--group-min-session-timeout-ms",
+            "500",
+        ],
+    )
+}
+
+async fn groups_at(addr: &str) -> Groups {
+    let ch = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect");
+    Groups::new(ch)
+}
+
+/// A member as a client drives it.
+#[derive(Default, Clone, Debug)]
+struct Member {
+    id: String,
+    epoch: i64,
+    owned: BTreeSet<(String, u32)>,
+}
+
+fn owned_pb(m: &Member) -> Vec<pb::TopicPartitions> {
+    let mut by: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    for (t, p) in &m.owned {
+        by.entry(t).or_default().push(*p);
+    }
+    by.into_iter()
+        .map(|(t, ps)| pb::TopicPartitions {
+            topic: t.into(),
+            partitions: ps,
+        })
+        .collect()
+}
+
+fn beat(group: &str, m: &Member, topic: &str) -> pb::GroupHeartbeatRequest {
+    pb::GroupHeartbeatRequest {
+        group_id: group.into(),
+        member_id: m.id.clone(),
+        member_epoch: m.epoch,
+        client_id: "groups-test".into(),
+        topics: vec![topic.into()],
+        topics_changed: m.epoch == 0,
+        owned: owned_pb(m),
+        owned_changed: m.epoch != 0,
+        session_timeout_ms: SESSION_MS,
+        ..Default::default()
+    }
+}
+
+async fn heartbeat(c: &mut Groups, group: &str, m: &mut Member, topic: &str) {
+    let r = c
+        .heartbeat(beat(group, m, topic))
+        .await
+        .expect("heartbeat")
+        .into_inner();
+    m.id = r.member_id;
+    m.epoch = r.member_epoch;
+    m.owned = r
+        .assignment
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| (t.topic.clone(), *p)))
+        .collect();
+}
+
+/// Heartbeats every member in turn until each owns `want` partitions.
+async fn settle(c: &mut Groups, group: &str, ms: &mut [Member], topic: &str, want: &[usize]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        for m in ms.iter_mut() {
+            heartbeat(c, group, m, topic).await;
+        }
+        let mut all = BTreeSet::new();
+        for m in ms.iter() {
+            for tp in &m.owned {
+                assert!(all.insert(tp.clone()), "{tp:?} owned twice: {ms:?}");
+            }
+        }
+        let counts: Vec<usize> = ms.iter().map(|m| m.owned.len()).collect();
+        if counts == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not settled: {counts:?}, want {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn commit(
+    group: &str,
+    m: &Member,
+    topic: &str,
+    partition: u32,
+    offset: u64,
+) -> pb::CommitOffsetsRequest {
+    pb::CommitOffsetsRequest {
+        group_id: group.into(),
+        member_id: m.id.clone(),
+        member_epoch: m.epoch,
+        offsets: vec![pb::OffsetEntry {
+            topic: topic.into(),
+            partition,
+            offset,
+            metadata: "test".into(),
+        }],
+    }
+}
+
+#[tokio::test]
+async fn a_group_shares_a_topic_commits_fenced_and_survives_its_coordinator() {
+    let stores = tempfile::tempdir_in(target_tmp()).unwrap();
+    let a0 = agent_args(stores.path(), "agent-0");
+    let a1 = agent_args(stores.path(), "agent-1");
+    let mut agents = vec![
+        Agent::start(1, &as_strs(&a0)),
+        Agent::start(1, &as_strs(&a1)),
+    ];
+    agents[0].create_topic("orders", 6).await;
+    let group = "billing";
+    // Both agents name the same coordinator once they see each other.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let coord = loop {
+        let mut answers = Vec::new();
+        for a in &agents {
+            let r = groups_at(&a.addr(0))
+                .await
+                .find_coordinator(pb::FindCoordinatorRequest {
+                    group_id: group.into(),
+                })
+                .await
+                .expect("find coordinator")
+                .into_inner();
+            answers.push((r.agent_id, r.address));
+        }
+        if answers[0] == answers[1] && answers.len() == 2 {
+            let seen = groups_at(&agents[0].addr(0))
+                .await
+                .find_coordinator(pb::FindCoordinatorRequest {
+                    group_id: "other-group".into(),
+                })
+                .await;
+            assert!(seen.is_ok());
+            break answers.remove(0);
+        }
+        assert!(Instant::now() < deadline, "agents disagree: {answers:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let (coord_i, other_i) = if coord.0 == "agent-0" { (0, 1) } else { (1, 0) };
+    // The other agent refuses the group's heartbeats, naming the coordinator.
+    let mut wrong = groups_at(&agents[other_i].addr(0)).await;
+    let e = wrong
+        .heartbeat(beat(group, &Member::default(), "orders"))
+        .await
+        .expect_err("not the coordinator");
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    assert!(e.message().contains(&coord.0), "{}", e.message());
+
+    let mut c = groups_at(&coord.1).await;
+    let mut ms = vec![Member::default(), Member::default()];
+    settle(&mut c, group, &mut ms, "orders", &[3, 3]).await;
+    // A third joins: the hand-over is cooperative, nobody owns a partition twice.
+    ms.push(Member::default());
+    settle(&mut c, group, &mut ms, "orders", &[2, 2, 2]).await;
+    let (t, p) = ms[0].owned.iter().next().cloned().expect("a partition");
+    c.commit_offsets(commit(group, &ms[0], &t, p, 41))
+        .await
+        .expect("commit");
+    // Not its partition, or an old generation: refused.
+    let (t1, p1) = ms[1].owned.iter().next().cloned().expect("a partition");
+    let e = c
+        .commit_offsets(commit(group, &ms[0], &t1, p1, 7))
+        .await
+        .expect_err("not the owner");
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    let mut stale = ms[0].clone();
+    stale.epoch -= 1;
+    let e = c
+        .commit_offsets(commit(group, &stale, &t, p, 7))
+        .await
+        .expect_err("stale generation");
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    assert!(e.message().contains("rejoin"), "{}", e.message());
+    // Any agent answers what the group committed.
+    let offsets = groups_at(&agents[other_i].addr(0))
+        .await
+        .fetch_offsets(pb::FetchOffsetsRequest {
+            group_id: group.into(),
+            partitions: vec![],
+        })
+        .await
+        .expect("fetch offsets")
+        .into_inner()
+        .offsets;
+    assert_eq!(offsets.len(), 1, "{offsets:?}");
+    assert_eq!((offsets[0].partition, offsets[0].offset), (p, Some(41)));
+
+    // Member 2 falls silent: after its session its partitions go to the others,
+    // and its commits are refused.
+    let silent = ms.remove(2);
+    tokio::time::sleep(Duration::from_millis(u64::from(SESSION_MS) / 2)).await;
+    for m in ms.iter_mut() {
+        heartbeat(&mut c, group, m, "orders").await;
+    }
+    tokio::time::sleep(Duration::from_millis(u64::from(SESSION_MS) / 2 + 300)).await;
+    settle(&mut c, group, &mut ms, "orders", &[3, 3]).await;
+    let (ts, ps) = silent.owned.iter().next().cloned().expect("a partition");
+    let e = c
+        .commit_offsets(commit(group, &silent, &ts, ps, 1))
+        .await
+        .expect_err("removed member");
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+
+    let d = c
+        .describe_group(pb::DescribeGroupRequest {
+            group_id: group.into(),
+        })
+        .await
+        .expect("describe")
+        .into_inner();
+    assert_eq!(d.members.len(), 2);
+    assert_eq!(d.state, "stable");
+    assert_eq!(d.assignor, "cooperative-sticky");
+    assert_eq!(d.partitions.len(), 6);
+    assert!(d.partitions.iter().all(|x| !x.member_id.is_empty()));
+    let listed = c
+        .list_groups(pb::ListGroupsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed
+        .groups
+        .iter()
+        .any(|g| g.group_id == group && g.members == 2));
+    let e = c
+        .delete_group(pb::DeleteGroupRequest {
+            group_id: group.into(),
+        })
+        .await
+        .expect_err("members present");
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+
+    // The coordinator dies: the other agent takes the group over with
+    // everything it committed; the members rejoin there.
+    agents[coord_i].kill9();
+    let survivor = &agents[other_i];
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut c2 = groups_at(&survivor.addr(0)).await;
+    loop {
+        let r = c2
+            .find_coordinator(pb::FindCoordinatorRequest {
+                group_id: group.into(),
+            })
+            .await;
+        if r.is_ok_and(|r| r.into_inner().address == survivor.addr(0)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the group did not move");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    settle(&mut c2, group, &mut ms, "orders", &[3, 3]).await;
+    let offsets = c2
+        .fetch_offsets(pb::FetchOffsetsRequest {
+            group_id: group.into(),
+            partitions: vec![pb::TopicPartitions {
+                topic: t.clone(),
+                partitions: vec![p, (p + 1) % 6],
+            }],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .offsets;
+    assert_eq!(offsets[0].offset, Some(41));
+    assert_eq!(offsets[1].offset, None, "never committed");
+    // Everyone leaves; then the group can be deleted, offsets and all.
+    for m in &ms {
+        let mut leave = beat(group, m, "orders");
+        leave.member_epoch = -1;
+        c2.heartbeat(leave).await.expect("leave");
+    }
+    c2.delete_group(pb::DeleteGroupRequest {
+        group_id: group.into(),
+    })
+    .await
+    .expect("delete");
+    let e = c2
+        .describe_group(pb::DescribeGroupRequest {
+            group_id: group.into(),
+        })
+        .await
+        .expect_err("gone");
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+}
+
+#[tokio::test]
+async fn bad_group_requests_get_invalid_argument() {
+    let a = Agent::start(1, &[]);
+    a.create_topic("t", 1).await;
+    let mut c = groups_at(&a.addr(0)).await;
+    let ok = beat("g", &Member::default(), "t");
+    for (what, req) in [
+        (
+            "empty group id",
+            pb::GroupHeartbeatRequest {
+                group_id: String::new(),
+                ..ok.clone()
+            },
+        ),
+        (
+            "session 10 ms",
+            pb::GroupHeartbeatRequest {
+                session_timeout_ms: 10,
+                ..ok.clone()
+            },
+        ),
+        (
+            "unknown assignor",
+            pb::GroupHeartbeatRequest {
+                assignor: "best".into(),
+                ..ok.clone()
+            },
+        ),
+        (
+            "group id of 300 bytes",
+            pb::GroupHeartbeatRequest {
+                group_id: "g".repeat(300),
+                ..ok.clone()
+            },
+        ),
+    ] {
+        let e = c.heartbeat(req).await.expect_err(what);
+        assert_eq!(e.code(), Code::InvalidArgument, "{what}: {e:?}");
+    }
+    let mut m = Member::default();
+    heartbeat(&mut c, "g", &mut m, "t").await;
+    let mut bad = commit("g", &m, "t", 0, 1);
+    bad.offsets[0].metadata = "x".repeat(5000);
+    let e = c.commit_offsets(bad).await.expect_err("metadata too long");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    let e = c
+        .commit_offsets(commit("g", &m, "nope", 0, 1))
+        .await
+        .expect_err("unknown topic");
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    let e = c
+        .commit_offsets(commit("g", &m, "t", 5, 1))
+        .await
+        .expect_err("no such partition");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+}
