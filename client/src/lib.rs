@@ -14,6 +14,7 @@ pub mod consumer;
 #[cfg(feature = "direct")]
 pub mod direct;
 pub mod error;
+pub mod group;
 pub mod net;
 pub mod partitioner;
 pub mod producer;
@@ -23,6 +24,7 @@ pub mod retry;
 pub use admin::{Admin, AgentInfo, Bootstrap, ClusterInfo, PartitionInfo, TopicInfo};
 pub use consumer::{Consumer, ConsumerBuilder, ConsumerRecord, Offset};
 pub use error::{Error, Result};
+pub use group::{AutoOffsetReset, GroupConsumer, GroupConsumerBuilder, RebalanceListener};
 pub use producer::{
     AckFuture, Acks, Admission, BatchSendFuture, Producer, ProducerBuilder, ProducerConfig,
     ProducerMetrics, SendFuture, MAX_IN_FLIGHT_PER_PARTITION,

@@ -42,10 +42,10 @@ pub struct ConsumerRecord {
 /// Builds a [`Consumer`].
 #[derive(Debug, Clone)]
 pub struct ConsumerBuilder {
-    bootstrap: Vec<String>,
+    pub(crate) bootstrap: Vec<String>,
     max_bytes_per_partition: u32,
     stream_wait: Duration,
-    pool: PoolConfig,
+    pub(crate) pool: PoolConfig,
     #[cfg(feature = "direct")]
     direct: Option<std::path::PathBuf>,
 }

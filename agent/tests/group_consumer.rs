@@ -1,0 +1,240 @@
+//! The client's group consumer against a real agent process: members
+//! joining one after another share a topic with a producer running, a
+//! member leaving hands its partitions over, every record is processed,
+//! and a new member resumes at the group's committed offsets.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use streamhouse_client::{
+    Admin, AutoOffsetReset, Consumer, GroupConsumer, Producer, ProducerRecord,
+};
+use streamhouse_proto as pb;
+
+const GROUP_FLAGS: [&str; 4] = [
+    "--group-heartbeat-ms",
+    "200",
+    "--group-min-session-timeout-ms",
+    "500",
+];
+
+async fn member(addr: &str, group: &str, topic: &str) -> GroupConsumer {
+    Consumer::builder([addr.to_string()])
+        .group(group)
+        .subscribe([topic])
+        .session_timeout(Duration::from_secs(3))
+        .auto_commit_interval(Duration::from_millis(200))
+        .auto_offset_reset(AutoOffsetReset::Earliest)
+        .build()
+        .await
+        .expect("group consumer")
+}
+
+/// Values seen, per member.
+type Seen = Arc<Mutex<Vec<BTreeSet<String>>>>;
+
+/// Polls `c` until `stop`, recording values under `slot`.
+fn run(
+    mut c: GroupConsumer,
+    seen: Seen,
+    slot: usize,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<GroupConsumer> {
+    tokio::spawn(async move {
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            match c.poll(Duration::from_millis(100)).await {
+                Ok(rs) => {
+                    let mut s = seen.lock().unwrap();
+                    for r in rs {
+                        s[slot].insert(String::from_utf8_lossy(&r.value).into_owned());
+                    }
+                }
+                Err(e) => eprintln!("poll: {e}"),
+            }
+        }
+        c
+    })
+}
+
+/// Waits until the coordinator describes `group` as stable with members
+/// owning `sizes` partitions.
+async fn settled(agent: &Agent, group: &str, sizes: &[usize]) {
+    let mut groups = pb::group_service_client::GroupServiceClient::new(agent.channel(0).await);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let d = groups
+            .describe_group(pb::DescribeGroupRequest {
+                group_id: group.into(),
+            })
+            .await
+            .expect("describe")
+            .into_inner();
+        let now: Vec<usize> = d
+            .members
+            .iter()
+            .map(|m| m.assignment.iter().map(|t| t.partitions.len()).sum())
+            .collect();
+        if d.state == "stable" && now == sizes {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not settled: {} {now:?}, want {sizes:?}",
+            d.state
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn members_share_a_topic_and_every_record_is_processed() {
+    let agent = Agent::start(2, &GROUP_FLAGS);
+    let admin = Admin::connect(&agent.addr(0)).await.unwrap();
+    admin.create_topic("events", 12).await.unwrap();
+    let producer = Producer::builder([agent.addr(0)]).build().await.unwrap();
+    let seen: Seen = Arc::new(Mutex::new(vec![BTreeSet::new(); 3]));
+    let stops: Vec<_> = (0..3)
+        .map(|_| Arc::new(std::sync::atomic::AtomicBool::new(false)))
+        .collect();
+    let mut tasks = Vec::new();
+    let total = 3000;
+    let mut sent = 0;
+    for (slot, stop) in stops.iter().enumerate() {
+        let c = member(&agent.addr(0), "workers", "events").await;
+        tasks.push(run(c, seen.clone(), slot, stop.clone()));
+        // Records keep flowing while members join.
+        let mut acks = Vec::new();
+        for _ in 0..total / 3 {
+            acks.push(producer.send(ProducerRecord::new("events", format!("v{sent}"))));
+            sent += 1;
+        }
+        for a in futures::future::join_all(acks).await {
+            a.expect("send");
+        }
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    // Every partition is owned by exactly one member once the group settles.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let all: usize = seen.lock().unwrap().iter().map(BTreeSet::len).sum();
+        let union: BTreeSet<String> = seen.lock().unwrap().iter().flatten().cloned().collect();
+        if union.len() == total {
+            assert!(all >= total);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {total} records processed",
+            union.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The coordinator's view: three members of 4 partitions each, settled.
+    settled(&agent, "workers", &[4, 4, 4]).await;
+    // The first member leaves: its partitions go to the others, and what
+    // is produced after is processed by them.
+    stops[0].store(true, std::sync::atomic::Ordering::Relaxed);
+    let first = tasks.remove(0).await.unwrap();
+    let had = first.assignment();
+    assert!(!had.is_empty(), "the first member owned partitions");
+    first.close().await.expect("close");
+    let acks: Vec<_> = (0..300)
+        .map(|i| producer.send(ProducerRecord::new("events", format!("after{i}"))))
+        .collect();
+    for a in futures::future::join_all(acks).await {
+        a.expect("send");
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let after = seen.lock().unwrap()[1..]
+            .iter()
+            .flatten()
+            .filter(|v| v.starts_with("after"))
+            .collect::<BTreeSet<_>>()
+            .len();
+        if after == 300 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{after} of 300 records after the leave"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    settled(&agent, "workers", &[6, 6]).await;
+    for s in &stops {
+        s.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    let mut owners: BTreeMap<(String, u32), usize> = BTreeMap::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        let mut c = t.await.unwrap();
+        // The coordinator told it; the member applies it at its next poll.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while c.assignment().len() != 6 {
+            c.poll(Duration::from_millis(50)).await.expect("poll");
+            assert!(Instant::now() < deadline, "{:?}", c.assignment());
+        }
+        for tp in c.assignment() {
+            assert!(owners.insert(tp.clone(), i).is_none(), "{tp:?} owned twice");
+        }
+        c.close().await.expect("close");
+    }
+    assert_eq!(
+        owners.len(),
+        12,
+        "the two members own every partition: {owners:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_new_member_resumes_at_the_committed_offsets() {
+    let agent = Agent::start(1, &GROUP_FLAGS);
+    let admin = Admin::connect(&agent.addr(0)).await.unwrap();
+    admin.create_topic("jobs", 2).await.unwrap();
+    let producer = Producer::builder([agent.addr(0)]).build().await.unwrap();
+    for i in 0..100 {
+        producer
+            .send(ProducerRecord::new("jobs", format!("a{i}")).partition(i % 2))
+            .await
+            .unwrap();
+    }
+    let mut a = member(&agent.addr(0), "resume", "jobs").await;
+    let mut got = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.len() < 100 {
+        for r in a.poll(Duration::from_millis(200)).await.unwrap() {
+            got.insert(String::from_utf8_lossy(&r.value).into_owned());
+        }
+        assert!(Instant::now() < deadline, "{} of 100", got.len());
+    }
+    a.commit().await.expect("commit");
+    a.close().await.expect("close");
+    for i in 0..10 {
+        producer
+            .send(ProducerRecord::new("jobs", format!("b{i}")).partition(i % 2))
+            .await
+            .unwrap();
+    }
+    // A fresh member reads only what came after the commit.
+    let mut b = member(&agent.addr(0), "resume", "jobs").await;
+    let mut later = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while later.len() < 10 {
+        for r in b.poll(Duration::from_millis(200)).await.unwrap() {
+            let v = String::from_utf8_lossy(&r.value).into_owned();
+            assert!(v.starts_with('b'), "{v} was committed before");
+            later.insert(v);
+        }
+        assert!(Instant::now() < deadline, "{} of 10", later.len());
+    }
+    let committed = b
+        .committed(&[("jobs".into(), 0), ("jobs".into(), 1)])
+        .await
+        .unwrap();
+    assert_eq!(committed.values().sum::<u64>(), 100, "{committed:?}");
+    b.close().await.unwrap();
+}

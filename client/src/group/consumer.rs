@@ -1,0 +1,530 @@
+//! [`GroupConsumer`]: a [`Consumer`] whose partitions a consumer group's
+//! coordinator assigns. `poll` applies what the heartbeat task learned
+//! (gives revoked partitions up after committing them, positions new ones
+//! at the group's committed offsets), commits every
+//! `auto_commit_interval`, then reads. Owns the applied assignment, the
+//! paused partitions and the last committed positions.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::Stream;
+use streamhouse_proto as pb;
+use tokio::sync::watch;
+
+use super::config::{AutoOffsetReset, GroupConfig};
+use super::link::CoordinatorLink;
+use super::listener::{NoListener, RebalanceListener};
+use super::membership::{self, Shared, TopicPartition};
+use crate::consumer::{Consumer, ConsumerBuilder, ConsumerRecord, Offset};
+use crate::error::{Error, Result};
+
+/// Builds a [`GroupConsumer`]: `Consumer::builder(bootstrap).group(G)`.
+pub struct GroupConsumerBuilder {
+    inner: ConsumerBuilder,
+    config: GroupConfig,
+    listener: Box<dyn RebalanceListener>,
+}
+
+impl ConsumerBuilder {
+    /// Consumes as a member of group `group_id` (partitions assigned by
+    /// the group's coordinator, offsets committed to the group).
+    pub fn group(self, group_id: impl Into<String>) -> GroupConsumerBuilder {
+        GroupConsumerBuilder {
+            inner: self,
+            config: GroupConfig::new(group_id.into()),
+            listener: Box::new(NoListener),
+        }
+    }
+}
+
+impl GroupConsumerBuilder {
+    /// The topics to consume (required).
+    pub fn subscribe<I, S>(mut self, topics: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config.topics = topics.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Static membership (`group_instance_id`); default none.
+    pub fn instance_id(mut self, id: impl Into<String>) -> Self {
+        self.config.instance_id = Some(id.into());
+        self
+    }
+    /// Default "streamhouse-consumer".
+    pub fn client_id(mut self, id: impl Into<String>) -> Self {
+        self.config.client_id = id.into();
+        self
+    }
+    /// Default 45 s.
+    pub fn session_timeout(mut self, d: Duration) -> Self {
+        self.config.session_timeout = d;
+        self
+    }
+    /// Default 60 s.
+    pub fn rebalance_timeout(mut self, d: Duration) -> Self {
+        self.config.rebalance_timeout = d;
+        self
+    }
+    /// "cooperative-sticky" (default), "range" or "roundrobin".
+    pub fn assignor(mut self, name: impl Into<String>) -> Self {
+        self.config.assignor = name.into();
+        self
+    }
+    /// Default on.
+    pub fn auto_commit(mut self, on: bool) -> Self {
+        self.config.auto_commit = on;
+        self
+    }
+    /// Default 5 s.
+    pub fn auto_commit_interval(mut self, d: Duration) -> Self {
+        self.config.auto_commit_interval = d;
+        self
+    }
+    /// Default [`AutoOffsetReset::Latest`].
+    pub fn auto_offset_reset(mut self, r: AutoOffsetReset) -> Self {
+        self.config.auto_offset_reset = r;
+        self
+    }
+    /// Told of every assignment change, from inside `poll`.
+    pub fn listener(mut self, l: impl RebalanceListener + 'static) -> Self {
+        self.listener = Box::new(l);
+        self
+    }
+
+    /// Connects and starts heartbeating (joining the group); partitions
+    /// arrive with the first polls.
+    ///
+    /// # Cancellation
+    /// Dropping the future leaves nothing behind (the member has not
+    /// joined yet).
+    pub async fn build(self) -> Result<GroupConsumer> {
+        let c = &self.config;
+        if c.group_id.is_empty() {
+            return Err(Error::Config("group id is empty".into()));
+        }
+        if c.topics.is_empty() {
+            return Err(Error::Config("subscribe to at least one topic".into()));
+        }
+        if c.auto_commit && c.auto_commit_interval.is_zero() {
+            return Err(Error::Config("auto_commit_interval must be above 0".into()));
+        }
+        let bootstrap = self.inner.bootstrap.clone();
+        let pool = self.inner.pool.clone();
+        let consumer = self.inner.build().await?;
+        let link = Arc::new(CoordinatorLink::new(c.group_id.clone(), bootstrap, pool));
+        let shared = Shared::new();
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(membership::run(
+            self.config.clone(),
+            link.clone(),
+            shared.clone(),
+            stop_rx,
+        ));
+        Ok(GroupConsumer {
+            changed: shared.changed.subscribe(),
+            consumer,
+            config: self.config,
+            link,
+            shared,
+            stop,
+            task: Some(task),
+            owned: BTreeSet::new(),
+            paused: BTreeMap::new(),
+            committed: BTreeMap::new(),
+            listener: parking_lot::Mutex::new(self.listener),
+            last_commit: Instant::now(),
+        })
+    }
+}
+
+/// A member of a consumer group reading the partitions it is assigned.
+pub struct GroupConsumer {
+    consumer: Consumer,
+    config: GroupConfig,
+    link: Arc<CoordinatorLink>,
+    shared: Arc<Shared>,
+    changed: watch::Receiver<u64>,
+    stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    /// Partitions applied (owned), paused ones included.
+    owned: BTreeSet<TopicPartition>,
+    /// Paused partitions and the position each resumes at.
+    paused: BTreeMap<TopicPartition, u64>,
+    /// The last position committed per partition.
+    committed: BTreeMap<TopicPartition, u64>,
+    /// Behind a lock only so the consumer is `Sync` (its futures `Send`);
+    /// called from `poll` alone.
+    listener: parking_lot::Mutex<Box<dyn RebalanceListener>>,
+    last_commit: Instant,
+}
+
+impl GroupConsumer {
+    /// The partitions this member owns now, paused ones included.
+    pub fn assignment(&self) -> Vec<TopicPartition> {
+        self.owned.iter().cloned().collect()
+    }
+
+    /// The member id the coordinator gave (empty until joined).
+    pub fn member_id(&self) -> String {
+        self.shared.state.lock().member_id.clone()
+    }
+
+    /// The generation the member is at (0 until joined).
+    pub fn generation(&self) -> i64 {
+        self.shared.state.lock().epoch
+    }
+
+    /// The next offset to be handed out from an owned partition.
+    pub fn position(&self, topic: &str, partition: u32) -> Option<u64> {
+        let key = (topic.to_owned(), partition);
+        self.paused
+            .get(&key)
+            .copied()
+            .or_else(|| self.consumer.position(topic, partition))
+    }
+
+    /// Sets the next offset read from an owned partition.
+    pub fn seek(&mut self, topic: &str, partition: u32, offset: u64) {
+        let key = (topic.to_owned(), partition);
+        if !self.owned.contains(&key) {
+            return;
+        }
+        match self.paused.get_mut(&key) {
+            Some(p) => *p = offset,
+            None => self.consumer.seek(topic, partition, offset),
+        }
+    }
+
+    /// Seeks owned partitions to their first readable offset.
+    ///
+    /// # Cancellation
+    /// Partitions not reached keep their positions.
+    pub async fn seek_to_beginning(&mut self, partitions: &[TopicPartition]) -> Result<()> {
+        self.seek_all(partitions, Offset::Beginning).await
+    }
+
+    /// Seeks owned partitions to their high watermark.
+    ///
+    /// # Cancellation
+    /// Partitions not reached keep their positions.
+    pub async fn seek_to_end(&mut self, partitions: &[TopicPartition]) -> Result<()> {
+        self.seek_all(partitions, Offset::End).await
+    }
+
+    async fn seek_all(&mut self, partitions: &[TopicPartition], at: Offset) -> Result<()> {
+        for (t, p) in partitions {
+            if self.owned.contains(&(t.clone(), *p)) {
+                let o = self.consumer.seek_to(t, *p, at).await?;
+                if let Some(saved) = self.paused.get_mut(&(t.clone(), *p)) {
+                    *saved = o;
+                }
+            }
+        }
+        self.reassign().await
+    }
+
+    /// Stops reading these owned partitions (they stay owned, positions
+    /// kept) until [`resume`](Self::resume).
+    ///
+    /// # Cancellation
+    /// Dropping the future may leave them read still.
+    pub async fn pause(&mut self, partitions: &[TopicPartition]) -> Result<()> {
+        for tp in partitions {
+            if self.owned.contains(tp) && !self.paused.contains_key(tp) {
+                let pos = self.consumer.position(&tp.0, tp.1).unwrap_or(0);
+                self.paused.insert(tp.clone(), pos);
+            }
+        }
+        self.reassign().await
+    }
+
+    /// Reads paused partitions again from where they were paused.
+    ///
+    /// # Cancellation
+    /// Dropping the future may leave them paused.
+    pub async fn resume(&mut self, partitions: &[TopicPartition]) -> Result<()> {
+        let mut back = Vec::new();
+        for tp in partitions {
+            if let Some(pos) = self.paused.remove(tp) {
+                back.push((tp.clone(), pos));
+            }
+        }
+        self.reassign().await?;
+        for ((t, p), pos) in back {
+            self.consumer.seek(&t, p, pos);
+        }
+        Ok(())
+    }
+
+    /// The consumer reads the owned partitions that are not paused.
+    async fn reassign(&mut self) -> Result<()> {
+        let active: Vec<TopicPartition> = self
+            .owned
+            .iter()
+            .filter(|tp| !self.paused.contains_key(*tp))
+            .cloned()
+            .collect();
+        self.consumer.assign(active).await
+    }
+
+    /// Applies what the coordinator last said: lost partitions are
+    /// dropped, revoked ones committed (auto-commit) and given up, new
+    /// ones positioned at the group's committed offsets.
+    async fn apply(&mut self) -> Result<()> {
+        let (target, lost) = {
+            let mut st = self.shared.state.lock();
+            (st.assignment.clone(), std::mem::take(&mut st.lost))
+        };
+        if lost && !self.owned.is_empty() {
+            let gone: Vec<TopicPartition> = self.owned.iter().cloned().collect();
+            self.owned.clear();
+            self.paused.clear();
+            self.committed.clear();
+            self.reassign().await?;
+            self.listener.lock().on_lost(&gone);
+            self.shared.set_owned(BTreeSet::new());
+        }
+        let revoked: Vec<TopicPartition> = self.owned.difference(&target).cloned().collect();
+        if !revoked.is_empty() {
+            self.listener.lock().on_revoked(&revoked);
+            if self.config.auto_commit {
+                if let Err(e) = self.commit_partitions(&revoked).await {
+                    tracing::warn!(group = %self.config.group_id, error = %e, "committing revoked partitions failed");
+                }
+            }
+            for tp in &revoked {
+                self.owned.remove(tp);
+                self.paused.remove(tp);
+                self.committed.remove(tp);
+            }
+            self.reassign().await?;
+            self.shared.set_owned(self.owned.clone());
+        }
+        let added: Vec<TopicPartition> = target.difference(&self.owned).cloned().collect();
+        if added.is_empty() {
+            return Ok(());
+        }
+        let committed = self.fetch_committed(&added).await?;
+        let mut taken = Vec::new();
+        for tp in &added {
+            match committed.get(tp) {
+                Some(o) => {
+                    self.consumer.seek(&tp.0, tp.1, *o);
+                    self.committed.insert(tp.clone(), *o);
+                }
+                None => {
+                    let start = match self.config.auto_offset_reset {
+                        AutoOffsetReset::Earliest => Offset::Beginning,
+                        AutoOffsetReset::Latest => Offset::End,
+                        AutoOffsetReset::Error => {
+                            return Err(Error::Config(format!(
+                                "group {} has no committed offset for {}/{} and \
+                                 auto_offset_reset is error",
+                                self.config.group_id, tp.0, tp.1
+                            )))
+                        }
+                    };
+                    self.consumer.seek_to(&tp.0, tp.1, start).await?;
+                }
+            }
+            taken.push(tp.clone());
+        }
+        for tp in &taken {
+            self.owned.insert(tp.clone());
+        }
+        self.reassign().await?;
+        self.listener.lock().on_assigned(&taken);
+        self.shared.set_owned(self.owned.clone());
+        Ok(())
+    }
+
+    /// The group's committed offsets of `partitions`.
+    ///
+    /// # Cancellation
+    /// Read-only: dropping the future has no effect.
+    pub async fn committed(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, u64>> {
+        self.fetch_committed(partitions).await
+    }
+
+    async fn fetch_committed(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, u64>> {
+        let set: BTreeSet<TopicPartition> = partitions.iter().cloned().collect();
+        let req = pb::FetchOffsetsRequest {
+            group_id: self.config.group_id.clone(),
+            partitions: super::partitions_pb(&set),
+        };
+        let r = self
+            .link
+            .ask(
+                "FetchOffsets",
+                |mut c| async move { c.fetch_offsets(req).await },
+            )
+            .await?;
+        Ok(r.offsets
+            .into_iter()
+            .filter_map(|o| o.offset.map(|off| ((o.topic, o.partition), off)))
+            .collect())
+    }
+
+    /// Commits the positions of every owned partition (what earlier polls
+    /// handed out counts as processed).
+    ///
+    /// # Cancellation
+    /// A commit already sent is not withdrawn.
+    pub async fn commit(&mut self) -> Result<()> {
+        let all: Vec<TopicPartition> = self.owned.iter().cloned().collect();
+        self.commit_partitions(&all).await
+    }
+
+    /// Starts a commit of every owned partition's position and returns at
+    /// once; the task answers how it went.
+    pub fn commit_async(&mut self) -> tokio::task::JoinHandle<Result<()>> {
+        let all: Vec<TopicPartition> = self.owned.iter().cloned().collect();
+        let req = self.commit_request(&all);
+        let link = self.link.clone();
+        if let Some(req) = &req {
+            for o in &req.offsets {
+                self.committed
+                    .insert((o.topic.clone(), o.partition), o.offset);
+            }
+        }
+        tokio::spawn(async move {
+            match req {
+                None => Ok(()),
+                Some(req) => link
+                    .call("CommitOffsets", |mut c| {
+                        let req = req.clone();
+                        async move { c.commit_offsets(req).await }
+                    })
+                    .await
+                    .map(|_| ()),
+            }
+        })
+    }
+
+    /// The request committing `partitions`' positions that changed since
+    /// their last commit; `None` when none did.
+    fn commit_request(&self, partitions: &[TopicPartition]) -> Option<pb::CommitOffsetsRequest> {
+        let offsets: Vec<pb::OffsetEntry> = partitions
+            .iter()
+            .filter_map(|(t, p)| {
+                let pos = self.position(t, *p)?;
+                (self.committed.get(&(t.clone(), *p)) != Some(&pos)).then(|| pb::OffsetEntry {
+                    topic: t.clone(),
+                    partition: *p,
+                    offset: pos,
+                    metadata: String::new(),
+                })
+            })
+            .collect();
+        if offsets.is_empty() {
+            return None;
+        }
+        let st = self.shared.state.lock();
+        Some(pb::CommitOffsetsRequest {
+            group_id: self.config.group_id.clone(),
+            member_id: st.member_id.clone(),
+            member_epoch: st.epoch,
+            offsets,
+        })
+    }
+
+    async fn commit_partitions(&mut self, partitions: &[TopicPartition]) -> Result<()> {
+        let Some(req) = self.commit_request(partitions) else {
+            return Ok(());
+        };
+        self.link
+            .call("CommitOffsets", |mut c| {
+                let req = req.clone();
+                async move { c.commit_offsets(req).await }
+            })
+            .await?;
+        for o in req.offsets {
+            self.committed.insert((o.topic, o.partition), o.offset);
+        }
+        self.last_commit = Instant::now();
+        Ok(())
+    }
+
+    /// Applies assignment changes, auto-commits when due, then reads the
+    /// owned partitions that are not paused, waiting up to `max_wait`
+    /// (for an assignment too, while it owns none). Records of a partition
+    /// come in offset order.
+    ///
+    /// # Cancellation
+    /// Dropping the future loses no record; an assignment change it was
+    /// applying is applied again by the next poll.
+    pub async fn poll(&mut self, max_wait: Duration) -> Result<Vec<ConsumerRecord>> {
+        self.apply().await?;
+        if self.config.auto_commit && self.last_commit.elapsed() >= self.config.auto_commit_interval
+        {
+            if let Err(e) = self.commit().await {
+                tracing::warn!(group = %self.config.group_id, error = %e, "auto-commit failed");
+            }
+            self.last_commit = Instant::now();
+        }
+        if self.owned.len() == self.paused.len() {
+            let _ = tokio::time::timeout(max_wait, self.changed.changed()).await;
+            return Ok(Vec::new());
+        }
+        self.consumer.poll(max_wait).await
+    }
+
+    /// The owned partitions' records as a stream that never ends; errors
+    /// are items and the stream goes on after them.
+    ///
+    /// # Cancellation
+    /// As [`poll`](Self::poll).
+    pub fn stream(&mut self) -> impl Stream<Item = Result<ConsumerRecord>> + '_ {
+        futures::stream::unfold(
+            (self, std::collections::VecDeque::new()),
+            |(c, mut buf)| async move {
+                loop {
+                    if let Some(r) = buf.pop_front() {
+                        return Some((Ok(r), (c, buf)));
+                    }
+                    match c.poll(c.consumer.stream_wait).await {
+                        Ok(rs) => buf.extend(rs),
+                        Err(e) => return Some((Err(e), (c, buf))),
+                    }
+                }
+            },
+        )
+    }
+
+    /// Commits (with auto-commit on) and leaves the group, so its
+    /// partitions move to the other members at once (a static member
+    /// keeps them until its session times out).
+    ///
+    /// # Cancellation
+    /// Dropping the future still stops the heartbeats; the member is then
+    /// removed after its session timeout.
+    pub async fn close(mut self) -> Result<()> {
+        let r = if self.config.auto_commit {
+            self.commit().await
+        } else {
+            Ok(())
+        };
+        let _ = self.stop.send(true);
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+        r
+    }
+}
+
+impl Drop for GroupConsumer {
+    fn drop(&mut self) {
+        // The heartbeat task leaves the group by itself.
+        let _ = self.stop.send(true);
+    }
+}

@@ -1,0 +1,186 @@
+//! A group consumer's membership: the background task that heartbeats to
+//! the coordinator (joining, reporting what the member owns, learning its
+//! assignment and generation), and the state it shares with the consumer.
+//! The task never touches partitions: the consumer applies assignments in
+//! `poll` and reports back through [`Shared::set_owned`].
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use streamhouse_proto as pb;
+use tokio::sync::{watch, Notify};
+
+use super::config::GroupConfig;
+use super::link::CoordinatorLink;
+use crate::error::Error;
+
+/// A partition, by topic name.
+pub type TopicPartition = (String, u32);
+
+/// What the heartbeat task and the consumer share.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub member_id: String,
+    /// 0 until joined (and after being fenced: rejoin).
+    pub epoch: i64,
+    /// What the coordinator last said the member owns.
+    pub assignment: BTreeSet<TopicPartition>,
+    /// What the consumer owns (applied), reported with each heartbeat.
+    pub owned: BTreeSet<TopicPartition>,
+    /// Set when the member was removed or fenced: what it owned is lost.
+    pub lost: bool,
+    /// The last heartbeat error, while heartbeats fail.
+    pub error: Option<String>,
+    /// Milliseconds between heartbeats, as the coordinator says.
+    pub interval: Duration,
+}
+
+pub(crate) struct Shared {
+    pub state: Mutex<State>,
+    /// Heartbeat now (the consumer gave partitions up or took new ones).
+    pub wake: Notify,
+    /// Bumped by every heartbeat answer that changed the assignment.
+    pub changed: watch::Sender<u64>,
+}
+
+impl Shared {
+    pub(crate) fn new() -> Arc<Shared> {
+        Arc::new(Shared {
+            state: Mutex::new(State {
+                interval: Duration::from_secs(3),
+                ..State::default()
+            }),
+            wake: Notify::new(),
+            changed: watch::channel(0).0,
+        })
+    }
+
+    /// Records what the consumer now owns and heartbeats at once.
+    pub(crate) fn set_owned(&self, owned: BTreeSet<TopicPartition>) {
+        self.state.lock().owned = owned;
+        self.wake.notify_one();
+    }
+}
+
+fn from_pb(parts: &[pb::TopicPartitions]) -> BTreeSet<TopicPartition> {
+    parts
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| (t.topic.clone(), *p)))
+        .collect()
+}
+
+fn ms(d: Duration) -> u32 {
+    d.as_millis().min(u128::from(u32::MAX)) as u32
+}
+
+/// Heartbeats until `stop` is set, then leaves the group (-2 for a static
+/// member, which keeps its partitions until its session times out).
+/// Failing heartbeats are retried every second at most; a member that has
+/// had no answer for its whole session timeout takes itself for removed.
+///
+/// # Cancellation
+/// Dropping the task skips the leave: the member is removed after its
+/// session timeout.
+pub(crate) async fn run(
+    config: GroupConfig,
+    link: Arc<CoordinatorLink>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut last_ok = Instant::now();
+    let mut joined_topics = false;
+    loop {
+        let req = {
+            let st = shared.state.lock();
+            pb::GroupHeartbeatRequest {
+                group_id: config.group_id.clone(),
+                member_id: st.member_id.clone(),
+                member_epoch: st.epoch,
+                group_instance_id: config.instance_id.clone().unwrap_or_default(),
+                client_id: config.client_id.clone(),
+                topics: config.topics.clone(),
+                topics_changed: st.epoch == 0 || !joined_topics,
+                owned: super::partitions_pb(&st.owned),
+                owned_changed: st.epoch != 0,
+                session_timeout_ms: ms(config.session_timeout),
+                rebalance_timeout_ms: ms(config.rebalance_timeout),
+                assignor: config.assignor.clone(),
+            }
+        };
+        let r = link
+            .call("Heartbeat", |mut c| {
+                let req = req.clone();
+                async move { c.heartbeat(req).await }
+            })
+            .await;
+        let pause = match r {
+            Ok(r) => {
+                last_ok = Instant::now();
+                joined_topics = true;
+                let mut st = shared.state.lock();
+                st.error = None;
+                st.member_id = r.member_id;
+                st.epoch = r.member_epoch;
+                st.interval = Duration::from_millis(u64::from(r.heartbeat_interval_ms.max(10)));
+                let assignment = from_pb(&r.assignment);
+                if assignment != st.assignment {
+                    st.assignment = assignment;
+                    shared.changed.send_modify(|v| *v += 1);
+                }
+                st.interval
+            }
+            Err(e) => {
+                let fenced = e.code() == Some(tonic::Code::FailedPrecondition);
+                let mut st = shared.state.lock();
+                tracing::warn!(group = %config.group_id, member = %st.member_id, error = %e, "group heartbeat failed");
+                st.error = Some(e.to_string());
+                if fenced || last_ok.elapsed() >= config.session_timeout {
+                    // Out of the group: rejoin as a new member; what it
+                    // owned is someone else's now.
+                    st.member_id.clear();
+                    st.epoch = 0;
+                    st.assignment.clear();
+                    st.lost = !st.owned.is_empty();
+                    joined_topics = false;
+                    last_ok = Instant::now();
+                    shared.changed.send_modify(|v| *v += 1);
+                }
+                if fenced {
+                    Duration::ZERO
+                } else {
+                    st.interval.min(Duration::from_secs(1))
+                }
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shared.wake.notified() => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            break;
+        }
+    }
+    let leave = {
+        let st = shared.state.lock();
+        (!st.member_id.is_empty()).then(|| pb::GroupHeartbeatRequest {
+            group_id: config.group_id.clone(),
+            member_id: st.member_id.clone(),
+            member_epoch: if config.instance_id.is_some() { -2 } else { -1 },
+            ..Default::default()
+        })
+    };
+    if let Some(req) = leave {
+        let r: Result<_, Error> = link
+            .call("Heartbeat (leave)", |mut c| {
+                let req = req.clone();
+                async move { c.heartbeat(req).await }
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(group = %config.group_id, error = %e, "leaving the group failed; the member is removed after its session timeout");
+        }
+    }
+}

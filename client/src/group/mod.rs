@@ -1,0 +1,34 @@
+//! Consumer groups on the client: [`GroupConsumer`] reads the partitions
+//! its group's coordinator assigns it and commits offsets to the group.
+//! `link` reaches the coordinator, `membership` heartbeats in the
+//! background, `consumer` applies assignments and reads, `listener` is
+//! what the application is told, `config` the settings.
+
+mod config;
+mod consumer;
+mod link;
+mod listener;
+mod membership;
+
+pub use config::{AutoOffsetReset, GroupConfig};
+pub use consumer::{GroupConsumer, GroupConsumerBuilder};
+pub use listener::RebalanceListener;
+pub use membership::TopicPartition;
+
+use std::collections::BTreeSet;
+use streamhouse_proto as pb;
+
+/// Partitions grouped by topic, as the protocol carries them.
+fn partitions_pb(set: &BTreeSet<TopicPartition>) -> Vec<pb::TopicPartitions> {
+    let mut out: Vec<pb::TopicPartitions> = Vec::new();
+    for (t, p) in set {
+        match out.last_mut() {
+            Some(last) if last.topic == *t => last.partitions.push(*p),
+            _ => out.push(pb::TopicPartitions {
+                topic: t.clone(),
+                partitions: vec![*p],
+            }),
+        }
+    }
+    out
+}
