@@ -177,6 +177,22 @@ impl Admin {
     /// A client on the first bootstrap address that can be reached,
     /// starting with the one that answered last.
     async fn client(&self) -> Result<AdminServiceClient<Channel>> {
+        Ok(AdminServiceClient::new(self.channel().await?))
+    }
+
+    /// A channel to `address` from this admin's pool.
+    pub(crate) async fn pool_get(&self, address: &str) -> Result<Channel> {
+        Ok(self.pool.get(address).await?.channel())
+    }
+
+    /// The call timeout of this admin's connections (the pool's).
+    pub(crate) fn call_timeout(&self) -> std::time::Duration {
+        self.pool.config().call_timeout
+    }
+
+    /// A channel to the first bootstrap address that can be reached,
+    /// starting with the one that answered last.
+    pub(crate) async fn channel(&self) -> Result<Channel> {
         use std::sync::atomic::Ordering;
         let mut last = Error::Config("bootstrap needs at least one host:port".into());
         let n = self.bootstrap.len();
@@ -185,7 +201,7 @@ impl Admin {
             match self.pool.get(&self.bootstrap[i]).await {
                 Ok(lease) => {
                     self.preferred.store(i, Ordering::Relaxed);
-                    return Ok(AdminServiceClient::new(lease.channel()));
+                    return Ok(lease.channel());
                 }
                 Err(e) => last = e,
             }

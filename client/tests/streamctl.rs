@@ -447,3 +447,93 @@ fn topics_as_json_and_generated_help() {
         );
     }
 }
+
+/// `consume -G` as two group members in turn, then `group list`,
+/// `describe` (with lag), `reset-offsets` (plan, then --execute) and
+/// `delete`, and the usage errors.
+#[test]
+fn consumer_groups_through_the_cli() {
+    let agent = common::Agent::start(1, &["--group-heartbeat-ms", "200"]);
+    let b = agent.addr(0);
+    assert_eq!(
+        streamctl(&b, &["topic", "create", "g", "--partitions", "2"], "").0,
+        0
+    );
+    let lines: String = (0..40).map(|i| format!("r{i}\n")).collect();
+    assert_eq!(streamctl(&b, &["produce", "g"], &lines).0, 0);
+    // The first member prints 25 records and commits exactly those; the
+    // second prints the other 15: together each record once.
+    let (code, first, err) = streamctl(&b, &["consume", "g", "-G", "cli", "-c", "25"], "");
+    assert_eq!(code, 0, "{err}");
+    let (code, second, err) = streamctl(&b, &["consume", "g", "-G", "cli", "-c", "15"], "");
+    assert_eq!(code, 0, "{err}");
+    let mut all: Vec<String> = first
+        .lines()
+        .chain(second.lines())
+        .map(str::to_owned)
+        .collect();
+    all.sort();
+    let mut want: Vec<String> = (0..40).map(|i| format!("r{i}")).collect();
+    want.sort();
+    assert_eq!(all, want);
+
+    let (code, out, _) = streamctl(&b, &["group", "list"], "");
+    assert_eq!((code, out.trim()), (0, "cli\tempty\t0"));
+    let (code, out, err) = streamctl(&b, &["group", "describe", "cli"], "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("group cli (empty,"), "{out}");
+    let lag: u64 = out
+        .lines()
+        .skip(2)
+        .map(|l| l.split('\t').nth(4).unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(lag, 0, "{out}");
+    // More records: lag 10. Reset to the earliest: planned, then applied.
+    let more: String = (0..10).map(|i| format!("s{i}\n")).collect();
+    assert_eq!(streamctl(&b, &["produce", "g"], &more).0, 0);
+    let (_, out, _) = streamctl(&b, &["group", "describe", "cli", "--format", "json"], "");
+    let j: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let lag: u64 = j["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["lag"].as_u64().unwrap())
+        .sum();
+    assert_eq!(lag, 10, "{out}");
+    let (code, out, _) = streamctl(
+        &b,
+        &["group", "reset-offsets", "cli", "-t", "g", "--to-earliest"],
+        "",
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("add --execute"), "{out}");
+    let (code, out, err) = streamctl(
+        &b,
+        &[
+            "group",
+            "reset-offsets",
+            "cli",
+            "-t",
+            "g",
+            "--to-earliest",
+            "--execute",
+        ],
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("reset 2 partitions"), "{out}");
+    let (code, again, _) = streamctl(&b, &["consume", "g", "-G", "cli", "-c", "50"], "");
+    assert_eq!((code, again.lines().count()), (0, 50));
+    // Usage errors and failures say why.
+    let (code, _, err) = streamctl(&b, &["consume", "g", "-G", "cli", "-o", "5"], "");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("with -G, -o is beginning or end"), "{err}");
+    let (code, _, err) = streamctl(&b, &["group", "reset-offsets", "cli", "-t", "g"], "");
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = streamctl(&b, &["group", "describe", "nope"], "");
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown group nope"), "{err}");
+    let (code, out, _) = streamctl(&b, &["group", "delete", "cli"], "");
+    assert_eq!((code, out.trim()), (0, "deleted group cli"));
+    assert_eq!(streamctl(&b, &["group", "list"], "").1.trim(), "");
+}

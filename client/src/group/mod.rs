@@ -1,9 +1,10 @@
 //! Consumer groups on the client: [`GroupConsumer`] reads the partitions
 //! its group's coordinator assigns it and commits offsets to the group.
 //! `link` reaches the coordinator, `membership` heartbeats in the
-//! background, `consumer` applies assignments and reads, `listener` is
+//! background, `admin` is group administration on `Admin`, `consumer` applies assignments and reads, `listener` is
 //! what the application is told, `config` the settings.
 
+mod admin;
 mod config;
 mod consumer;
 mod link;

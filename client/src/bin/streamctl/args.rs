@@ -43,6 +43,12 @@ pub enum Command {
     /// Print records to stdout, from every partition unless -p; follows the
     /// topic (waits for new records) until interrupted, unless -e or -c.
     Consume(ConsumeArgs),
+    /// List, describe (with lag), delete consumer groups; reset their
+    /// offsets.
+    Group {
+        #[command(subcommand)]
+        action: GroupCmd,
+    },
     /// Print a shell completion script (e.g. `streamctl completions bash >
     /// /etc/bash_completion.d/streamctl`).
     Completions {
@@ -53,6 +59,64 @@ pub enum Command {
     /// Print the man page, roff (e.g. `streamctl man >
     /// /usr/local/share/man/man1/streamctl.1`).
     Man,
+}
+
+#[derive(Subcommand)]
+pub enum GroupCmd {
+    /// List groups: id, state, members.
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Show a group's members and, per partition, the committed offset,
+    /// the high watermark, the lag and the owning member.
+    Describe {
+        /// Group id.
+        group: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Delete a group without members and its committed offsets.
+    Delete {
+        /// Group id.
+        group: String,
+    },
+    /// Set a group's committed offsets for every partition of a topic
+    /// (only while the group has no members). Prints the plan; applies it
+    /// only with --execute.
+    ResetOffsets(ResetArgs),
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("to").required(true)))]
+pub struct ResetArgs {
+    /// Group id.
+    pub group: String,
+    /// The topic whose partitions are reset.
+    #[arg(short = 't', long)]
+    pub topic: String,
+    /// To each partition's first readable offset.
+    #[arg(long, group = "to")]
+    pub to_earliest: bool,
+    /// To each partition's high watermark.
+    #[arg(long, group = "to")]
+    pub to_latest: bool,
+    /// To the first record at or after this time: milliseconds since the
+    /// Unix epoch.
+    #[arg(long, group = "to", value_name = "MS")]
+    pub to_datetime: Option<u64>,
+    /// The committed offset (or the first readable one) plus N (negative
+    /// goes back), kept within the partition.
+    #[arg(long, group = "to", value_name = "N", allow_hyphen_values = true)]
+    pub shift_by: Option<i64>,
+    /// To this offset, kept within the partition.
+    #[arg(long, group = "to", value_name = "N")]
+    pub to_offset: Option<u64>,
+    /// Apply the plan (without it, only print it).
+    #[arg(long)]
+    pub execute: bool,
 }
 
 #[derive(Subcommand)]
@@ -162,6 +226,12 @@ pub struct ConsumeArgs {
     /// Exit after this many records (in all).
     #[arg(short = 'c', long)]
     pub count: Option<u64>,
+    /// Consume as a member of this consumer group: partitions assigned by
+    /// the group, offsets committed to it; -o beginning or end then says
+    /// where a partition the group never committed starts; -p is not
+    /// allowed.
+    #[arg(short = 'G', long, conflicts_with_all = ["partition", "exit_at_end"])]
+    pub group: Option<String>,
     /// Exit once every partition is read to its end (instead of following).
     #[arg(short = 'e', long = "exit")]
     pub exit_at_end: bool,

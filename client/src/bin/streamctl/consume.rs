@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use streamhouse_client::Consumer;
+use streamhouse_client::{AutoOffsetReset, Consumer, Offset};
 
 use crate::args::ConsumeArgs;
 use crate::format::{json_line, Template};
@@ -29,6 +29,9 @@ pub async fn run(
         None if a.json => None,
         None => Some(Template::value_lines()),
     };
+    if let Some(group) = &a.group {
+        return in_group(bootstrap, group, &topic, &a, template.as_ref(), out).await;
+    }
     let mut c = Consumer::connect(bootstrap).await?;
     let n = c.partition_count(&topic).await?;
     let partitions: Vec<u32> = if a.partition.is_empty() {
@@ -73,4 +76,70 @@ pub async fn run(
             return Ok(());
         }
     }
+}
+
+/// `consume -G`: as a member of `group`, committing what it printed.
+async fn in_group(
+    bootstrap: Vec<String>,
+    group: &str,
+    topic: &str,
+    a: &ConsumeArgs,
+    template: Option<&Template>,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    let reset = match a.offset {
+        Offset::Beginning => AutoOffsetReset::Earliest,
+        Offset::End => AutoOffsetReset::Latest,
+        other => {
+            return Err(Failure::Usage(format!(
+                "with -G, -o is beginning or end (where a partition the group never committed \
+                 starts), not {other}"
+            )))
+        }
+    };
+    let mut c = Consumer::builder(bootstrap)
+        .group(group)
+        .subscribe([topic])
+        .client_id("streamctl")
+        .auto_offset_reset(reset)
+        .build()
+        .await?;
+    let mut printed = 0u64;
+    let mut buf = Vec::new();
+    // Interrupted (Ctrl-C, SIGINT): commit what was printed and leave.
+    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
+    while a.count != Some(printed) {
+        let records = tokio::select! {
+            r = c.poll(FOLLOW_WAIT) => r?,
+            _ = &mut interrupted => break,
+        };
+        let mut rest = records.iter();
+        for r in rest.by_ref() {
+            match template {
+                Some(t) => t.render(r, &mut buf),
+                None => json_line(r, &mut buf),
+            }
+            printed += 1;
+            if a.count == Some(printed) {
+                break;
+            }
+        }
+        // Records fetched past the count are not consumed: the group
+        // reads them next.
+        let mut first_unprinted = std::collections::BTreeMap::new();
+        for r in rest {
+            first_unprinted
+                .entry((r.topic.clone(), r.partition))
+                .or_insert(r.offset);
+        }
+        for ((t, p), o) in first_unprinted {
+            c.seek(&t, p, o);
+        }
+        out.write_all(&buf)?;
+        out.flush()?;
+        buf.clear();
+    }
+    c.commit().await?;
+    c.close().await?;
+    Ok(())
 }

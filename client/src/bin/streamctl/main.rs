@@ -1,5 +1,6 @@
 //! `streamctl`: the StreamHouse command line. Topic administration, produce
-//! from stdin, consume to stdout, shell completions and a man page, all
+//! from stdin, consume to stdout (alone or in a consumer group), consumer
+//! groups, shell completions and a man page, all
 //! from one clap definition (`args.rs`). Errors are one line on stderr and
 //! a non-zero exit status (1 for a failed operation, 2 for bad usage); a
 //! closed stdout (`| head`) ends the command quietly with status 0.
@@ -12,6 +13,7 @@ use clap::{CommandFactory, Parser};
 mod args;
 mod consume;
 mod format;
+mod group;
 mod produce;
 mod topic;
 
@@ -80,6 +82,7 @@ async fn run(cli: Cli, out: &mut impl Write) -> Result<(), Failure> {
         Command::Topic { action } => topic::run(cli.bootstrap, action, out).await,
         Command::Produce(a) => produce::run(cli.bootstrap, a, out).await,
         Command::Consume(a) => consume::run(cli.bootstrap, a, out).await,
+        Command::Group { action } => group::run(cli.bootstrap, action, out).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "streamctl", out);
             Ok(())

@@ -1,0 +1,168 @@
+//! `streamctl group`: list, describe (with lag per partition, asked of
+//! each partition's leader), delete, reset-offsets; text or JSON.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use streamhouse_client::{Admin, Consumer, Offset};
+
+use crate::args::{Format, GroupCmd, ResetArgs};
+use crate::Failure;
+
+/// Runs a `group` command.
+///
+/// # Cancellation
+/// The command runs to its end; it is not cancelled.
+pub async fn run(
+    bootstrap: Vec<String>,
+    action: GroupCmd,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    let admin = Admin::connect(bootstrap.clone()).await?;
+    match action {
+        GroupCmd::List { format } => {
+            let groups = admin.list_groups().await?;
+            if format == Format::Json {
+                let rows: Vec<_> = groups
+                    .iter()
+                    .map(|g| serde_json::json!({"group": g.group_id, "state": g.state, "members": g.members}))
+                    .collect();
+                serde_json::to_writer(&mut *out, &rows)?;
+                writeln!(out)?;
+            } else {
+                for g in groups {
+                    writeln!(out, "{}\t{}\t{}", g.group_id, g.state, g.members)?;
+                }
+            }
+        }
+        GroupCmd::Describe { group, format } => {
+            describe(&admin, bootstrap, &group, format, out).await?
+        }
+        GroupCmd::Delete { group } => {
+            admin.delete_group(&group).await?;
+            writeln!(out, "deleted group {group}")?;
+        }
+        GroupCmd::ResetOffsets(a) => reset(&admin, bootstrap, a, out).await?,
+    }
+    Ok(())
+}
+
+async fn describe(
+    admin: &Admin,
+    bootstrap: Vec<String>,
+    group: &str,
+    format: Format,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    let d = admin.describe_group(group).await?;
+    let consumer = Consumer::connect(bootstrap).await?;
+    let mut rows = Vec::new();
+    for p in &d.partitions {
+        let (_, high) = consumer.watermarks(&p.topic, p.partition).await?;
+        let lag = high.saturating_sub(p.committed_offset.unwrap_or(0));
+        rows.push((p, high, lag));
+    }
+    if format == Format::Json {
+        let members: Vec<_> = d
+            .members
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "member": m.member_id, "instance": m.group_instance_id, "client": m.client_id,
+                    "epoch": m.member_epoch, "topics": m.topics,
+                    "assignment": m.assignment.iter().map(|t| serde_json::json!({"topic": t.topic, "partitions": t.partitions})).collect::<Vec<_>>(),
+                    "last_heartbeat_ms": m.last_heartbeat_ms, "away": m.away,
+                })
+            })
+            .collect();
+        let partitions: Vec<_> = rows
+            .iter()
+            .map(|(p, high, lag)| {
+                serde_json::json!({
+                    "topic": p.topic, "partition": p.partition, "committed": p.committed_offset,
+                    "high_watermark": high, "lag": lag, "member": p.member_id,
+                })
+            })
+            .collect();
+        let j = serde_json::json!({
+            "group": d.group_id, "state": d.state, "generation": d.generation,
+            "assignor": d.assignor, "members": members, "partitions": partitions,
+        });
+        serde_json::to_writer(&mut *out, &j)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "group {} ({}, generation {}, {}, {} members)",
+        d.group_id,
+        d.state,
+        d.generation,
+        d.assignor,
+        d.members.len()
+    )?;
+    writeln!(
+        out,
+        "topic\tpartition\tcommitted\thigh_watermark\tlag\tmember"
+    )?;
+    for (p, high, lag) in rows {
+        let committed = p
+            .committed_offset
+            .map_or("-".to_string(), |o| o.to_string());
+        let member = if p.member_id.is_empty() {
+            "-"
+        } else {
+            &p.member_id
+        };
+        writeln!(
+            out,
+            "{}\t{}\t{committed}\t{high}\t{lag}\t{member}",
+            p.topic, p.partition
+        )?;
+    }
+    Ok(())
+}
+
+async fn reset(
+    admin: &Admin,
+    bootstrap: Vec<String>,
+    a: ResetArgs,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    let mut consumer = Consumer::connect(bootstrap).await?;
+    let n = consumer.partition_count(&a.topic).await?;
+    let committed = admin.group_offsets(&a.group).await.unwrap_or_default();
+    let mut plan = BTreeMap::new();
+    for p in 0..n {
+        let (low, high) = consumer.watermarks(&a.topic, p).await?;
+        let target = if a.to_earliest {
+            low
+        } else if a.to_latest {
+            high
+        } else if let Some(t) = a.to_datetime {
+            consumer.seek_to(&a.topic, p, Offset::Timestamp(t)).await?
+        } else if let Some(n) = a.shift_by {
+            let from = committed.get(&(a.topic.clone(), p)).copied().unwrap_or(low);
+            from.saturating_add_signed(n)
+        } else if let Some(o) = a.to_offset {
+            o
+        } else {
+            return Err(Failure::Usage("say where to: --to-earliest, --to-latest, --to-datetime, --shift-by or --to-offset".into()));
+        };
+        plan.insert((a.topic.clone(), p), target.clamp(low, high.max(low)));
+    }
+    writeln!(out, "topic\tpartition\tcommitted\tnew")?;
+    for ((t, p), new) in &plan {
+        let old = committed
+            .get(&(t.clone(), *p))
+            .map_or("-".to_string(), |o| o.to_string());
+        writeln!(out, "{t}\t{p}\t{old}\t{new}")?;
+    }
+    if a.execute {
+        admin.set_group_offsets(&a.group, &plan).await?;
+        writeln!(out, "reset {} partitions of group {}", plan.len(), a.group)?;
+    } else {
+        writeln!(out, "(a plan only: add --execute to apply it)")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! Consumer-group administration on [`Admin`]: list, describe, delete, the
+//! committed offsets, and setting them (only while the group has no
+//! members). Any agent answers these.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use streamhouse_proto as pb;
+use tonic::transport::Channel;
+
+use super::TopicPartition;
+use crate::admin::Admin;
+use crate::error::Result;
+use crate::net::pool::bounded;
+
+type GroupClient = pb::group_service_client::GroupServiceClient<Channel>;
+
+impl Admin {
+    async fn group_call<T, F, Fut>(&self, what: &str, f: F) -> Result<T>
+    where
+        F: FnOnce(GroupClient) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let c = GroupClient::new(self.channel().await?);
+        Ok(bounded(self.call_timeout(), what, f(c)).await?.into_inner())
+    }
+
+    /// Every consumer group: id, state (`empty`, `stable`, `reconciling`)
+    /// and members.
+    ///
+    /// # Cancellation
+    /// Read-only: dropping the future has no effect.
+    pub async fn list_groups(&self) -> Result<Vec<pb::GroupSummary>> {
+        let r = self
+            .group_call("ListGroups", |mut c| async move {
+                c.list_groups(pb::ListGroupsRequest {}).await
+            })
+            .await?;
+        Ok(r.groups)
+    }
+
+    /// A group's members, assignment and committed offsets (`NOT_FOUND`
+    /// for an unknown group).
+    ///
+    /// # Cancellation
+    /// Read-only: dropping the future has no effect.
+    pub async fn describe_group(&self, group: &str) -> Result<pb::DescribeGroupResponse> {
+        let req = pb::DescribeGroupRequest {
+            group_id: group.into(),
+        };
+        self.group_call("DescribeGroup", |mut c| async move {
+            c.describe_group(req).await
+        })
+        .await
+    }
+
+    /// Deletes a group without members, with its committed offsets.
+    ///
+    /// # Cancellation
+    /// A request already sent is not withdrawn.
+    pub async fn delete_group(&self, group: &str) -> Result<()> {
+        let req = pb::DeleteGroupRequest {
+            group_id: group.into(),
+        };
+        self.group_call(
+            "DeleteGroup",
+            |mut c| async move { c.delete_group(req).await },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The group's committed offsets, per partition.
+    ///
+    /// # Cancellation
+    /// Read-only: dropping the future has no effect.
+    pub async fn group_offsets(&self, group: &str) -> Result<BTreeMap<TopicPartition, u64>> {
+        let req = pb::FetchOffsetsRequest {
+            group_id: group.into(),
+            partitions: Vec::new(),
+        };
+        let r = self
+            .group_call(
+                "FetchOffsets",
+                |mut c| async move { c.fetch_offsets(req).await },
+            )
+            .await?;
+        Ok(r.offsets
+            .into_iter()
+            .filter_map(|o| o.offset.map(|off| ((o.topic, o.partition), off)))
+            .collect())
+    }
+
+    /// Sets committed offsets of a group that has no members (creating
+    /// the group if needed); `FAILED_PRECONDITION` while it has members.
+    /// Sent to the group's coordinator.
+    ///
+    /// # Cancellation
+    /// A request already sent is not withdrawn.
+    pub async fn set_group_offsets(
+        &self,
+        group: &str,
+        offsets: &BTreeMap<TopicPartition, u64>,
+    ) -> Result<()> {
+        let find = pb::FindCoordinatorRequest {
+            group_id: group.into(),
+        };
+        let coord = self
+            .group_call("FindCoordinator", |mut c| async move {
+                c.find_coordinator(find).await
+            })
+            .await?;
+        let lease = self.pool_get(&coord.address).await?;
+        let mut c = GroupClient::new(lease);
+        let req = pb::CommitOffsetsRequest {
+            group_id: group.into(),
+            member_id: String::new(),
+            member_epoch: -1,
+            offsets: offsets
+                .iter()
+                .map(|((t, p), o)| pb::OffsetEntry {
+                    topic: t.clone(),
+                    partition: *p,
+                    offset: *o,
+                    metadata: "set by an administrator".into(),
+                })
+                .collect(),
+        };
+        bounded(self.call_timeout(), "CommitOffsets", c.commit_offsets(req)).await?;
+        Ok(())
+    }
+}
