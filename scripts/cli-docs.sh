@@ -15,7 +15,8 @@ head=$(sed "/^${marker//\//\\/}\$/q" "$doc")
 {
     printf '%s\n' "$head"
     for cmd in "" "topic" "topic create" "topic list" "topic describe" "topic delete" \
-               "produce" "consume" "completions" "man"; do
+               "produce" "consume" "group" "group list" "group describe" "group delete" \
+               "group reset-offsets" "completions" "man"; do
         echo
         echo "### \`streamctl${cmd:+ $cmd} --help\`"
         echo

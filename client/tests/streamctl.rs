@@ -2,84 +2,15 @@
 //! consume to stdout, kcat-style keys, headers, formats and JSON, and
 //! clear errors. Inputs and outputs are compared byte for byte.
 
+mod cli;
 #[path = "../../agent/tests/common/mod.rs"]
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Out {
-    code: i32,
-    stdout: Vec<u8>,
-    stderr: String,
-}
-
-impl Out {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-}
-
-/// The binary under test; `STREAMHOUSE_TEST_STREAMCTL_BIN` points the tests
-/// at another build (e.g. an older one, to see a test fail there).
-fn bin() -> String {
-    std::env::var("STREAMHOUSE_TEST_STREAMCTL_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_streamctl").to_owned())
-}
-
-fn streamctl_bytes(bootstrap: &str, args: &[&str], stdin: &[u8]) -> Out {
-    let mut child = Command::new(bin())
-        .arg("--bootstrap")
-        .arg(bootstrap)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let data = stdin.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&data);
-    });
-    let out = wait_with_timeout(child, Duration::from_secs(60), args);
-    writer.join().unwrap();
-    out
-}
-
-fn wait_with_timeout(mut child: std::process::Child, limit: Duration, args: &[&str]) -> Out {
-    let stdout = child.stdout.take();
-    let mut stderr = child.stderr.take().unwrap();
-    let o = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        if let Some(mut stdout) = stdout {
-            let _ = stdout.read_to_end(&mut v);
-        }
-        v
-    });
-    let e = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            panic!("streamctl {args:?} did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Out {
-        code: status.code().unwrap_or(-1),
-        stdout: o.join().unwrap(),
-        stderr: e.join().unwrap(),
-    }
-}
+use cli::*;
 
 /// Runs streamctl with its stdout read for a few bytes and then closed,
 /// as `| head -1` does.
@@ -97,11 +28,6 @@ fn read_a_little_then_close(bootstrap: &str, args: &[&str]) -> Out {
     stdout.read_exact(&mut first).unwrap();
     drop(stdout);
     wait_with_timeout(child, Duration::from_secs(20), args)
-}
-
-fn streamctl(bootstrap: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
-    let o = streamctl_bytes(bootstrap, args, stdin.as_bytes());
-    (o.code, o.text(), o.stderr)
 }
 
 #[test]
@@ -436,6 +362,8 @@ fn topics_as_json_and_generated_help() {
         &["topic", "--help"],
         &["produce", "--help"],
         &["consume", "--help"],
+        &["group", "--help"],
+        &["group", "reset-offsets", "--help"],
     ] {
         let (code, help, _) = streamctl(&b, cmd, "");
         assert_eq!(code, 0);
@@ -446,94 +374,4 @@ fn topics_as_json_and_generated_help() {
             cmd.join(" ")
         );
     }
-}
-
-/// `consume -G` as two group members in turn, then `group list`,
-/// `describe` (with lag), `reset-offsets` (plan, then --execute) and
-/// `delete`, and the usage errors.
-#[test]
-fn consumer_groups_through_the_cli() {
-    let agent = common::Agent::start(1, &["--group-heartbeat-ms", "200"]);
-    let b = agent.addr(0);
-    assert_eq!(
-        streamctl(&b, &["topic", "create", "g", "--partitions", "2"], "").0,
-        0
-    );
-    let lines: String = (0..40).map(|i| format!("r{i}\n")).collect();
-    assert_eq!(streamctl(&b, &["produce", "g"], &lines).0, 0);
-    // The first member prints 25 records and commits exactly those; the
-    // second prints the other 15: together each record once.
-    let (code, first, err) = streamctl(&b, &["consume", "g", "-G", "cli", "-c", "25"], "");
-    assert_eq!(code, 0, "{err}");
-    let (code, second, err) = streamctl(&b, &["consume", "g", "-G", "cli", "-c", "15"], "");
-    assert_eq!(code, 0, "{err}");
-    let mut all: Vec<String> = first
-        .lines()
-        .chain(second.lines())
-        .map(str::to_owned)
-        .collect();
-    all.sort();
-    let mut want: Vec<String> = (0..40).map(|i| format!("r{i}")).collect();
-    want.sort();
-    assert_eq!(all, want);
-
-    let (code, out, _) = streamctl(&b, &["group", "list"], "");
-    assert_eq!((code, out.trim()), (0, "cli\tempty\t0"));
-    let (code, out, err) = streamctl(&b, &["group", "describe", "cli"], "");
-    assert_eq!(code, 0, "{err}");
-    assert!(out.starts_with("group cli (empty,"), "{out}");
-    let lag: u64 = out
-        .lines()
-        .skip(2)
-        .map(|l| l.split('\t').nth(4).unwrap().parse::<u64>().unwrap())
-        .sum();
-    assert_eq!(lag, 0, "{out}");
-    // More records: lag 10. Reset to the earliest: planned, then applied.
-    let more: String = (0..10).map(|i| format!("s{i}\n")).collect();
-    assert_eq!(streamctl(&b, &["produce", "g"], &more).0, 0);
-    let (_, out, _) = streamctl(&b, &["group", "describe", "cli", "--format", "json"], "");
-    let j: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    let lag: u64 = j["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["lag"].as_u64().unwrap())
-        .sum();
-    assert_eq!(lag, 10, "{out}");
-    let (code, out, _) = streamctl(
-        &b,
-        &["group", "reset-offsets", "cli", "-t", "g", "--to-earliest"],
-        "",
-    );
-    assert_eq!(code, 0);
-    assert!(out.contains("add --execute"), "{out}");
-    let (code, out, err) = streamctl(
-        &b,
-        &[
-            "group",
-            "reset-offsets",
-            "cli",
-            "-t",
-            "g",
-            "--to-earliest",
-            "--execute",
-        ],
-        "",
-    );
-    assert_eq!(code, 0, "{err}");
-    assert!(out.contains("reset 2 partitions"), "{out}");
-    let (code, again, _) = streamctl(&b, &["consume", "g", "-G", "cli", "-c", "50"], "");
-    assert_eq!((code, again.lines().count()), (0, 50));
-    // Usage errors and failures say why.
-    let (code, _, err) = streamctl(&b, &["consume", "g", "-G", "cli", "-o", "5"], "");
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("with -G, -o is beginning or end"), "{err}");
-    let (code, _, err) = streamctl(&b, &["group", "reset-offsets", "cli", "-t", "g"], "");
-    assert_eq!(code, 2, "{err}");
-    let (code, _, err) = streamctl(&b, &["group", "describe", "nope"], "");
-    assert_eq!(code, 1);
-    assert!(err.contains("unknown group nope"), "{err}");
-    let (code, out, _) = streamctl(&b, &["group", "delete", "cli"], "");
-    assert_eq!((code, out.trim()), (0, "deleted group cli"));
-    assert_eq!(streamctl(&b, &["group", "list"], "").1.trim(), "");
 }

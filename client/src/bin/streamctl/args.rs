@@ -232,6 +232,13 @@ pub struct ConsumeArgs {
     /// allowed.
     #[arg(short = 'G', long, conflicts_with_all = ["partition", "exit_at_end"])]
     pub group: Option<String>,
+    /// With -G: the member's session timeout, ms (silent this long and its
+    /// partitions move to other members); default 45000.
+    #[arg(long, requires = "group", default_value_t = 45_000, value_name = "MS")]
+    pub session_timeout_ms: u64,
+    /// With -G: how often what was printed is committed, ms; default 5000.
+    #[arg(long, requires = "group", default_value_t = 5_000, value_name = "MS")]
+    pub commit_interval_ms: u64,
     /// Exit once every partition is read to its end (instead of following).
     #[arg(short = 'e', long = "exit")]
     pub exit_at_end: bool,

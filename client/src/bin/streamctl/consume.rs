@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use streamhouse_client::{AutoOffsetReset, Consumer, Offset};
+use streamhouse_client::{AutoOffsetReset, Consumer, Offset, RebalanceListener};
 
 use crate::args::ConsumeArgs;
 use crate::format::{json_line, Template};
@@ -102,6 +102,9 @@ async fn in_group(
         .subscribe([topic])
         .client_id("streamctl")
         .auto_offset_reset(reset)
+        .session_timeout(Duration::from_millis(a.session_timeout_ms))
+        .auto_commit_interval(Duration::from_millis(a.commit_interval_ms))
+        .listener(Lost(group.to_owned()))
         .build()
         .await?;
     let mut printed = 0u64;
@@ -142,4 +145,19 @@ async fn in_group(
     c.commit().await?;
     c.close().await?;
     Ok(())
+}
+
+/// Says on stderr when the member was removed from its group (its session
+/// timed out, e.g. the process was stopped): what it printed since its last
+/// commit will be printed again by whoever owns those partitions now.
+struct Lost(String);
+
+impl RebalanceListener for Lost {
+    fn on_lost(&mut self, partitions: &[(String, u32)]) {
+        eprintln!(
+            "streamctl: removed from group {} (session timed out or fenced); {} partitions lost, rejoining",
+            self.0,
+            partitions.len()
+        );
+    }
 }

@@ -1,0 +1,367 @@
+//! Consumer groups through `streamctl`, with real consumer processes:
+//! `consume -G` members in turn, `group` list / describe / reset-offsets /
+//! delete, a member SIGKILLed while a producer runs (its partitions move
+//! to the others within its session timeout; every record is processed,
+//! and duplicates are only what the killed member printed after its last
+//! commit), and a member SIGSTOPped past its session (fenced, it rejoins).
+
+mod cli;
+#[path = "../../agent/tests/common/mod.rs"]
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cli::*;
+use streamhouse_client::{Producer, ProducerRecord};
+
+const AGENT_FLAGS: [&str; 4] = [
+    "--group-heartbeat-ms",
+    "200",
+    "--group-min-session-timeout-ms",
+    "500",
+];
+
+/// `consume -G` as two group members in turn, then `group list`,
+/// `describe` (with lag), `reset-offsets` (plan, then --execute) and
+/// `delete`, and the usage errors.
+#[test]
+fn consumer_groups_through_the_cli() {
+    let agent = common::Agent::start(1, &["--group-heartbeat-ms", "200"]);
+    let b = agent.addr(0);
+    assert_eq!(
+        streamctl(&b, &["topic", "create", "g", "--partitions", "2"], "").0,
+        0
+    );
+    let lines: String = (0..40).map(|i| format!("r{i}\n")).collect();
+    assert_eq!(streamctl(&b, &["produce", "g"], &lines).0, 0);
+    // The first member prints 25 records and commits exactly those; the
+    // second prints the other 15: together each record once.
+    let (code, first, err) = streamctl(&b, &["consume", "g", "-G", "cli", "-c", "25"], "");
+    assert_eq!(code, 0, "{err}");
+    let (code, second, err) = streamctl(&b, &["consume", "g", "-G", "cli", "-c", "15"], "");
+    assert_eq!(code, 0, "{err}");
+    let mut all: Vec<String> = first
+        .lines()
+        .chain(second.lines())
+        .map(str::to_owned)
+        .collect();
+    all.sort();
+    let mut want: Vec<String> = (0..40).map(|i| format!("r{i}")).collect();
+    want.sort();
+    assert_eq!(all, want);
+
+    let (code, out, _) = streamctl(&b, &["group", "list"], "");
+    assert_eq!((code, out.trim()), (0, "cli\tempty\t0"));
+    let (code, out, err) = streamctl(&b, &["group", "describe", "cli"], "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("group cli (empty,"), "{out}");
+    let lag: u64 = out
+        .lines()
+        .skip(2)
+        .map(|l| l.split('\t').nth(4).unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(lag, 0, "{out}");
+    // More records: lag 10. Reset to the earliest: planned, then applied.
+    let more: String = (0..10).map(|i| format!("s{i}\n")).collect();
+    assert_eq!(streamctl(&b, &["produce", "g"], &more).0, 0);
+    let (_, out, _) = streamctl(&b, &["group", "describe", "cli", "--format", "json"], "");
+    let j: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let lag: u64 = j["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["lag"].as_u64().unwrap())
+        .sum();
+    assert_eq!(lag, 10, "{out}");
+    let (code, out, _) = streamctl(
+        &b,
+        &["group", "reset-offsets", "cli", "-t", "g", "--to-earliest"],
+        "",
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("add --execute"), "{out}");
+    let (code, out, err) = streamctl(
+        &b,
+        &[
+            "group",
+            "reset-offsets",
+            "cli",
+            "-t",
+            "g",
+            "--to-earliest",
+            "--execute",
+        ],
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("reset 2 partitions"), "{out}");
+    let (code, again, _) = streamctl(&b, &["consume", "g", "-G", "cli", "-c", "50"], "");
+    assert_eq!((code, again.lines().count()), (0, 50));
+    // Usage errors and failures say why.
+    let (code, _, err) = streamctl(&b, &["consume", "g", "-G", "cli", "-o", "5"], "");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("with -G, -o is beginning or end"), "{err}");
+    let (code, _, err) = streamctl(&b, &["group", "reset-offsets", "cli", "-t", "g"], "");
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = streamctl(&b, &["group", "describe", "nope"], "");
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown group nope"), "{err}");
+    let (code, out, _) = streamctl(&b, &["group", "delete", "cli"], "");
+    assert_eq!((code, out.trim()), (0, "deleted group cli"));
+    assert_eq!(streamctl(&b, &["group", "list"], "").1.trim(), "");
+}
+
+/// Lines a consumer process printed: (partition, offset, value), and when.
+type Printed = Arc<Mutex<Vec<(u32, u64, String, Instant)>>>;
+
+/// What a consumer process wrote to stderr.
+type Errors = Arc<Mutex<String>>;
+
+/// A `streamctl consume -G` process printing `partition offset value`.
+fn member(bootstrap: &str, group: &str, topic: &str, session_ms: u64) -> (Child, Printed) {
+    let (child, printed, _) = member_with_errors(bootstrap, group, topic, session_ms);
+    (child, printed)
+}
+
+fn member_with_errors(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    session_ms: u64,
+) -> (Child, Printed, Errors) {
+    let session = session_ms.to_string();
+    let mut child = Command::new(bin())
+        .args(["--bootstrap", bootstrap, "consume", topic, "-G", group])
+        .args([
+            "--session-timeout-ms",
+            &session,
+            "--commit-interval-ms",
+            "200",
+        ])
+        .args(["-f", "%p %o %s\\n"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let printed: Printed = Arc::new(Mutex::new(Vec::new()));
+    let errors: Errors = Arc::new(Mutex::new(String::new()));
+    let err = child.stderr.take().unwrap();
+    let e = errors.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let mut e = e.lock().unwrap();
+            e.push_str(&line);
+            e.push('\n');
+        }
+    });
+    let out = child.stdout.take().unwrap();
+    let p = printed.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let mut f = line.splitn(3, ' ');
+            let (Some(part), Some(off), Some(v)) = (f.next(), f.next(), f.next()) else {
+                continue;
+            };
+            if let (Ok(part), Ok(off)) = (part.parse(), off.parse()) {
+                p.lock()
+                    .unwrap()
+                    .push((part, off, v.to_owned(), Instant::now()));
+            }
+        }
+    });
+    (child, printed, errors)
+}
+
+fn values(p: &Printed) -> Vec<String> {
+    p.lock().unwrap().iter().map(|x| x.2.clone()).collect()
+}
+
+/// Sends `n` records `{prefix}{i}` spread over the topic's partitions, at
+/// about `per_sec`.
+async fn produce(producer: &Producer, topic: &str, prefix: &str, n: usize, per_sec: usize) {
+    let mut acks = Vec::new();
+    let started = Instant::now();
+    for i in 0..n {
+        acks.push(
+            producer.send(
+                ProducerRecord::new(topic, format!("{prefix}{i}")).partition((i % 12) as u32),
+            ),
+        );
+        let due = Duration::from_secs_f64(i as f64 / per_sec as f64);
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+    for a in futures::future::join_all(acks).await {
+        a.expect("send");
+    }
+}
+
+async fn wait_for_all(members: &[&Printed], want: &BTreeSet<String>, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let seen: BTreeSet<String> = members.iter().flat_map(|p| values(p)).collect();
+        let missing = want.difference(&seen).count();
+        if missing == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{missing} of {} records never processed",
+            want.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_killed_member_s_partitions_move_and_every_record_is_processed() {
+    let agent = common::Agent::start(2, &AGENT_FLAGS);
+    let b = agent.addr(0);
+    assert_eq!(
+        streamctl(&b, &["topic", "create", "k", "--partitions", "12"], "").0,
+        0
+    );
+    let producer = Producer::builder([b.clone()]).build().await.unwrap();
+    let session_ms = 2000;
+    let mut ms: Vec<(Child, Printed)> = (0..3)
+        .map(|_| member(&b, "killed", "k", session_ms))
+        .collect();
+    // Until every member consumes, then a steady stream.
+    produce(&producer, "k", "a", 1200, 2000).await;
+    let want_a: BTreeSet<String> = (0..1200).map(|i| format!("a{i}")).collect();
+    wait_for_all(
+        &[&ms[0].1, &ms[1].1, &ms[2].1],
+        &want_a,
+        Duration::from_secs(20),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ms.iter().any(|m| values(&m.1).is_empty()) {
+        assert!(Instant::now() < deadline, "a member never got partitions");
+        produce(&producer, "k", "w", 12, 1000).await;
+    }
+    let victim_parts: BTreeSet<u32> = ms[0].1.lock().unwrap().iter().map(|x| x.0).collect();
+    // SIGKILL member 0 while records flow.
+    let background = Producer::builder([b.clone()]).build().await.unwrap();
+    let flow = tokio::spawn(async move { produce(&background, "k", "b", 2400, 600).await });
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let killed_at = Instant::now();
+    ms[0].0.kill().unwrap();
+    let _ = ms[0].0.wait();
+    flow.await.unwrap();
+    let want_b: BTreeSet<String> = (0..2400).map(|i| format!("b{i}")).collect();
+    // What the killed member printed (and committed) counts as processed.
+    wait_for_all(
+        &[&ms[0].1, &ms[1].1, &ms[2].1],
+        &want_b,
+        Duration::from_secs(20),
+    )
+    .await;
+    // Its partitions were read again by the others within the session
+    // timeout (plus a heartbeat round and the poll).
+    let first_after: Vec<Duration> = victim_parts
+        .iter()
+        .filter_map(|p| {
+            ms[1..]
+                .iter()
+                .flat_map(|m| m.1.lock().unwrap().clone())
+                .filter(|x| x.0 == *p && x.3 > killed_at && x.2.starts_with('b'))
+                .map(|x| x.3 - killed_at)
+                .min()
+        })
+        .collect();
+    assert_eq!(
+        first_after.len(),
+        victim_parts.len(),
+        "every partition of the killed member moved"
+    );
+    let worst = first_after.iter().max().copied().unwrap_or_default();
+    assert!(
+        worst < Duration::from_millis(session_ms + 2000),
+        "took {worst:?}"
+    );
+    // Duplicates: only records the killed member printed, each once more.
+    let mut count: BTreeMap<String, usize> = BTreeMap::new();
+    for m in &ms {
+        for v in values(&m.1) {
+            *count.entry(v).or_default() += 1;
+        }
+    }
+    let victim: BTreeSet<String> = values(&ms[0].1).into_iter().collect();
+    let dups: Vec<&String> = count
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(v, _)| v)
+        .collect();
+    for d in &dups {
+        assert!(
+            victim.contains(*d),
+            "{d} processed twice but not by the killed member"
+        );
+        assert_eq!(count[*d], 2, "{d}");
+    }
+    eprintln!(
+        "killed member: {} records printed, {} processed again by the others; partitions moved after {worst:?}",
+        victim.len(),
+        dups.len()
+    );
+    for (mut c, _) in ms.into_iter().skip(1) {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_member_stopped_past_its_session_is_fenced_and_rejoins() {
+    let agent = common::Agent::start(1, &AGENT_FLAGS);
+    let b = agent.addr(0);
+    assert_eq!(
+        streamctl(&b, &["topic", "create", "s", "--partitions", "12"], "").0,
+        0
+    );
+    let producer = Producer::builder([b.clone()]).build().await.unwrap();
+    let (mut paused, printed, errors) = member_with_errors(&b, "stopped", "s", 1000);
+    let (mut other, other_printed) = member(&b, "stopped", "s", 1000);
+    produce(&producer, "s", "a", 600, 2000).await;
+    let want: BTreeSet<String> = (0..600).map(|i| format!("a{i}")).collect();
+    wait_for_all(&[&printed, &other_printed], &want, Duration::from_secs(20)).await;
+    let pid = paused.id() as i32;
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    std::thread::sleep(Duration::from_millis(2500));
+    // Meanwhile the other member owns everything.
+    produce(&producer, "s", "b", 240, 1000).await;
+    let want_b: BTreeSet<String> = (0..240).map(|i| format!("b{i}")).collect();
+    wait_for_all(&[&other_printed], &want_b, Duration::from_secs(15)).await;
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    // Back, it is refused as removed, rejoins and gets partitions again.
+    let before = values(&printed).len();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        produce(&producer, "s", "c", 24, 1000).await;
+        if values(&printed)
+            .iter()
+            .skip(before)
+            .any(|v| v.starts_with('c'))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the resumed member never got partitions back"
+        );
+    }
+    let _ = paused.kill();
+    let _ = paused.wait();
+    let stderr = errors.lock().unwrap().clone();
+    assert!(
+        stderr.contains("removed from group stopped"),
+        "no fencing seen: {stderr}"
+    );
+    let _ = other.kill();
+    let _ = other.wait();
+}
