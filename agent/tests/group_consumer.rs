@@ -238,3 +238,120 @@ async fn a_new_member_resumes_at_the_committed_offsets() {
     assert_eq!(committed.values().sum::<u64>(), 100, "{committed:?}");
     b.close().await.unwrap();
 }
+
+/// (partition, when) of every record a member handed out.
+type Reads = Arc<Mutex<Vec<(u32, Instant)>>>;
+
+fn run_timed(
+    mut c: GroupConsumer,
+    reads: Reads,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok(rs) = c.poll(Duration::from_millis(50)).await {
+                let now = Instant::now();
+                reads
+                    .lock()
+                    .unwrap()
+                    .extend(rs.iter().map(|r| (r.partition, now)));
+            }
+        }
+        let _ = c.close().await;
+    })
+}
+
+#[tokio::test]
+async fn a_joining_member_takes_its_share_while_the_others_keep_reading() {
+    // Heartbeats a second apart: the hand-over takes a few of them, long
+    // enough that a pause of the kept partitions would show.
+    let agent = Agent::start(
+        2,
+        &[
+            "--group-heartbeat-ms",
+            "1000",
+            "--group-min-session-timeout-ms",
+            "500",
+        ],
+    );
+    let admin = Admin::connect(&agent.addr(0)).await.unwrap();
+    admin.create_topic("steady", 12).await.unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // A producer at about 2,400 records/s over the 12 partitions.
+    let producer = Producer::builder([agent.addr(0)]).build().await.unwrap();
+    let stop_p = stop.clone();
+    let flow = tokio::spawn(async move {
+        let mut i = 0u64;
+        while !stop_p.load(std::sync::atomic::Ordering::Relaxed) {
+            let acks: Vec<_> = (0..24)
+                .map(|k| {
+                    producer.send(
+                        ProducerRecord::new("steady", format!("v{}", i + k))
+                            .partition(((i + k) % 12) as u32),
+                    )
+                })
+                .collect();
+            i += 24;
+            for a in futures::future::join_all(acks).await {
+                a.expect("send");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    let reads: Vec<Reads> = (0..3).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
+    let mut tasks = Vec::new();
+    for r in reads.iter().take(2) {
+        let c = member(&agent.addr(0), "steady", "steady").await;
+        tasks.push(run_timed(c, r.clone(), stop.clone()));
+    }
+    settled(&agent, "steady", &[6, 6]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let joined = Instant::now();
+    let c = member(&agent.addr(0), "steady", "steady").await;
+    tasks.push(run_timed(c, reads[2].clone(), stop.clone()));
+    settled(&agent, "steady", &[4, 4, 4]).await;
+    let stable = Instant::now();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    flow.await.unwrap();
+    // The partitions each old member kept: read before the join and after
+    // the group settled. Over the rebalance they kept flowing: records
+    // read, and no gap as long as half a heartbeat round.
+    let mut during = 0;
+    for r in reads.iter().take(2) {
+        let r = r.lock().unwrap();
+        let before: BTreeSet<u32> = r.iter().filter(|x| x.1 < joined).map(|x| x.0).collect();
+        let after: BTreeSet<u32> = r.iter().filter(|x| x.1 > stable).map(|x| x.0).collect();
+        let kept: BTreeSet<u32> = before.intersection(&after).copied().collect();
+        assert_eq!(
+            kept.len(),
+            4,
+            "each old member keeps 4 of its 6: {before:?} {after:?}"
+        );
+        for p in &kept {
+            let times: Vec<Instant> = r
+                .iter()
+                .filter(|x| x.0 == *p && x.1 >= joined && x.1 <= stable)
+                .map(|x| x.1)
+                .collect();
+            during += times.len();
+            let mut last = joined;
+            for t in times.iter().copied().chain([stable]) {
+                assert!(
+                    t - last < Duration::from_millis(500),
+                    "partition {p} paused {:?} during the rebalance",
+                    t - last
+                );
+                last = t;
+            }
+        }
+    }
+    assert!(during > 0);
+    eprintln!(
+        "rebalance took {:?}; the 8 kept partitions yielded {during} records meanwhile",
+        stable - joined
+    );
+}
