@@ -5,6 +5,8 @@
 //! coordinator killed, and bad requests.
 
 mod common;
+#[path = "common/pg.rs"]
+mod pg;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -18,24 +20,32 @@ type Groups = pb::group_service_client::GroupServiceClient<Channel>;
 
 const SESSION_MS: u32 = 2000;
 
-fn agent_args(dir: &std::path::Path, id: &str) -> Vec<String> {
-    local_stores(
-        dir,
-        &[
-            "--agent-id",
-            id,
-            "--heartbeat-ms",
-            "200",
-            "--agent-timeout-ms",
-            "1500",
-            "--lease-ttl-ms",
-            "2000",
-            "--group-heartbeat-ms",
-            "200",
-            "--group-min-session-timeout-ms",
-            "500",
-        ],
-    )
+/// Flags of agent `id`: stores under `dir`, the metadata store at
+/// `metadata` when given (else SQLite under `dir`).
+fn agent_args(dir: &std::path::Path, metadata: Option<&str>, id: &str) -> Vec<String> {
+    let flags = [
+        "--agent-id",
+        id,
+        "--heartbeat-ms",
+        "200",
+        "--agent-timeout-ms",
+        "1500",
+        "--lease-ttl-ms",
+        "2000",
+        "--group-heartbeat-ms",
+        "200",
+        "--group-min-session-timeout-ms",
+        "500",
+    ];
+    let mut args = local_stores(dir, &flags);
+    if let Some(url) = metadata {
+        let at = args
+            .iter()
+            .position(|a| a == "--metadata")
+            .expect("--metadata");
+        args[at + 1] = url.to_owned();
+    }
+    args
 }
 
 async fn groups_at(addr: &str) -> Groups {
@@ -145,9 +155,22 @@ fn commit(
 
 #[tokio::test]
 async fn a_group_shares_a_topic_commits_fenced_and_survives_its_coordinator() {
+    group_life(None).await;
+}
+
+#[tokio::test]
+async fn the_same_on_postgres() {
+    let url = pg::fresh_database("groups").await;
+    group_life(Some(&url)).await;
+}
+
+/// Two agents on shared stores (the metadata store at `metadata`, else
+/// SQLite): coordination, hand-over, fencing, expiry, the coordinator
+/// killed.
+async fn group_life(metadata: Option<&str>) {
     let stores = tempfile::tempdir_in(target_tmp()).unwrap();
-    let a0 = agent_args(stores.path(), "agent-0");
-    let a1 = agent_args(stores.path(), "agent-1");
+    let a0 = agent_args(stores.path(), metadata, "agent-0");
+    let a1 = agent_args(stores.path(), metadata, "agent-1");
     let mut agents = vec![
         Agent::start(1, &as_strs(&a0)),
         Agent::start(1, &as_strs(&a1)),
