@@ -138,6 +138,8 @@ impl Default for ControlMetrics {
 pub struct Registry {
     pub shards: Vec<Arc<ShardMetrics>>,
     pub control: ControlMetrics,
+    /// Groups this agent coordinates.
+    pub groups: crate::group_metrics::GroupMetrics,
 }
 
 impl Registry {
@@ -145,6 +147,7 @@ impl Registry {
         Registry {
             shards: (0..shards).map(|_| Arc::default()).collect(),
             control: ControlMetrics::default(),
+            groups: Default::default(),
         }
     }
 
@@ -315,6 +318,7 @@ impl Registry {
             );
         }
         histogram(&mut out, "upload_duration_us", "", &c.upload_us);
+        self.groups.render(&mut out);
         out
     }
 }

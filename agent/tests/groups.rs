@@ -408,3 +408,55 @@ async fn bad_group_requests_get_invalid_argument() {
         .expect_err("no such partition");
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
 }
+
+#[tokio::test]
+async fn group_members_generation_committed_offsets_and_lag_are_metrics() {
+    let admin_port = free_ports(1);
+    let listen = format!("127.0.0.1:{admin_port}");
+    let a = Agent::start(
+        1,
+        &["--admin-listen", &listen, "--group-heartbeat-ms", "200"],
+    );
+    let meta = a.create_topic("m", 1).await;
+    let values: Vec<String> = (0..8).map(|i| format!("v{i}")).collect();
+    a.producer_for(&meta, 0)
+        .await
+        .produce(produce_req("m", 0, &values))
+        .await
+        .expect("produce");
+    let mut c = groups_at(&a.addr(0)).await;
+    let mut m = Member::default();
+    settle(&mut c, "metered", std::slice::from_mut(&mut m), "m", &[1]).await;
+    c.commit_offsets(commit("metered", &m, "m", 0, 5))
+        .await
+        .expect("commit");
+    let (code, text) = get(admin_port, "/metrics").await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        sample(&text, "streamhouse_group_members{group=\"metered\"}"),
+        1.0
+    );
+    assert!(sample(&text, "streamhouse_group_generation{group=\"metered\"}") >= 1.0);
+    let labels = "{group=\"metered\",topic=\"m\",partition=\"0\"}";
+    assert_eq!(
+        sample(
+            &text,
+            &format!("streamhouse_group_committed_offset{labels}")
+        ),
+        5.0
+    );
+    assert_eq!(
+        sample(&text, &format!("streamhouse_group_lag{labels}")),
+        3.0
+    );
+    // A second member is a rebalance.
+    let before = sample(&text, "streamhouse_group_rebalances_total");
+    let mut ms = vec![m, Member::default()];
+    settle(&mut c, "metered", &mut ms, "m", &[1, 0]).await;
+    let (_, text) = get(admin_port, "/metrics").await;
+    assert!(sample(&text, "streamhouse_group_rebalances_total") > before);
+    assert_eq!(
+        sample(&text, "streamhouse_group_members{group=\"metered\"}"),
+        2.0
+    );
+}

@@ -33,6 +33,7 @@ impl Shared {
         let cx = GroupContext {
             meta: &self.meta,
             catalog: &self.catalog,
+            metrics: &self.metrics.groups,
             now_ms: now_ms(),
         };
         let g = &self.groups;

@@ -173,6 +173,23 @@ async fn run(
             Box::new(crate::groups::coordinator::random_member_id),
         ),
     });
+    {
+        // Lag is shown for the partitions this agent leads.
+        let catalog = shared.catalog.clone();
+        shared
+            .metrics
+            .groups
+            .set_high_watermarks(Arc::new(move |topic, p| {
+                let t = catalog.get(topic)?;
+                let held = t.lease_epochs.get(p as usize)?.load(Ordering::Relaxed) != 0;
+                held.then(|| {
+                    t.high_watermarks
+                        .get(p as usize)
+                        .map(|h| h.load(Ordering::Relaxed))
+                })
+                .flatten()
+            }));
+    }
     if let Err(e) = shared.sync_topics().await {
         let _ = ready.send(Err(format!("cannot load topics: {e}")));
         return;

@@ -16,6 +16,7 @@ use super::assignor::{Assignor, TopicPartition};
 use super::settings::GroupSettings;
 use super::state::{Beat, Group, GroupError, Joined};
 use crate::catalog::Catalog;
+use crate::group_metrics::GroupMetrics;
 use crate::messages::ControlError;
 use crate::metastore::groups::OffsetCommit;
 use crate::metastore::MetaStore;
@@ -30,6 +31,7 @@ const STRIPES: usize = 64;
 pub struct GroupContext<'a> {
     pub meta: &'a MetaStore,
     pub catalog: &'a Catalog,
+    pub metrics: &'a GroupMetrics,
     /// Milliseconds since the epoch.
     pub now_ms: i64,
 }
@@ -203,6 +205,8 @@ impl Coordinator {
             {
                 continue;
             }
+            cx.metrics
+                .observe_group(&req.group_id, group.active_members() as u64, group.epoch);
             return Ok(match out {
                 None => pb::GroupHeartbeatResponse::default(),
                 Some(Joined {
@@ -298,6 +302,12 @@ impl Coordinator {
                 .commit_offsets(&req.group_id, stored.version, &offsets, cx.now_ms)
                 .await?
             {
+                cx.metrics.observe_commit(
+                    &req.group_id,
+                    req.offsets
+                        .iter()
+                        .map(|o| (o.topic.clone(), o.partition, o.offset)),
+                );
                 return Ok(pb::CommitOffsetsResponse {});
             }
         }
@@ -476,6 +486,7 @@ impl Coordinator {
                 ));
             }
             if cx.meta.delete_group(&req.group_id, stored.version).await? {
+                cx.metrics.forget(&req.group_id);
                 return Ok(pb::DeleteGroupResponse {});
             }
         }
