@@ -66,13 +66,17 @@ async fn settled(agent: &Agent, group: &str, sizes: &[usize]) {
     let mut groups = pb::group_service_client::GroupServiceClient::new(agent.channel(0).await);
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let d = groups
+        // Unknown until its first member's first heartbeat.
+        let d = match groups
             .describe_group(pb::DescribeGroupRequest {
                 group_id: group.into(),
             })
             .await
-            .expect("describe")
-            .into_inner();
+        {
+            Ok(d) => d.into_inner(),
+            Err(e) if e.code() == tonic::Code::NotFound => Default::default(),
+            Err(e) => panic!("describe: {e:?}"),
+        };
         let now: Vec<usize> = d
             .members
             .iter()

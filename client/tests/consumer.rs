@@ -186,3 +186,33 @@ async fn builder_start_positions_and_a_stream_of_records() {
     assert_eq!((r.partition, r.offset, &r.value[..]), (1, 5, &b"later"[..]));
     producer.close().await.unwrap();
 }
+
+/// A record on one partition comes back at once, not after the other
+/// partitions' fetches have waited out `max_wait`.
+#[tokio::test]
+async fn a_poll_returns_with_the_first_partition_that_has_records() {
+    let agent = common::Agent::start(2, &[]);
+    let b = agent.addr(0);
+    let admin = Admin::connect(&b).await.unwrap();
+    admin.create_topic("quick", 4).await.unwrap();
+    let mut c = Consumer::connect([b.clone()]).await.unwrap();
+    c.assign((0..4).map(|p| ("quick".to_string(), p)))
+        .await
+        .unwrap();
+    // Everything fetched once: positions at the (empty) ends.
+    assert!(c.poll(Duration::ZERO).await.unwrap().is_empty());
+    let late = {
+        let b = b.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            produce(&b, "quick", 2, 1).await;
+        })
+    };
+    let started = std::time::Instant::now();
+    let got = c.poll(Duration::from_secs(5)).await.unwrap();
+    let took = started.elapsed();
+    late.await.unwrap();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].partition, 2);
+    assert!(took < Duration::from_secs(2), "the poll waited {took:?}");
+}

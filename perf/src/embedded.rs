@@ -90,6 +90,11 @@ impl EmbeddedAgent {
         Ok(())
     }
 
+    /// The agent's data dir.
+    pub fn data_dir(&self) -> PathBuf {
+        self._tmp.path().to_path_buf()
+    }
+
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }

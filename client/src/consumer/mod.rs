@@ -359,8 +359,11 @@ impl Consumer {
         })
     }
 
-    /// Fetches every assigned partition once into `fetched`, advancing the
-    /// fetch positions past what it appends.
+    /// Fetches the assigned partitions into `fetched`, advancing the fetch
+    /// positions past what it appends: every partition is asked at once
+    /// (each fetch waiting up to `max_wait` for data), and the poll ends
+    /// soon after the first answer with records ([`first_answers`]), so a
+    /// record on one partition is not held back by the waits of the others.
     async fn fetch_more(&mut self, max_wait: Duration) -> Result<()> {
         if let Some((_, e)) = self.pending_error.take() {
             return Err(e);
@@ -379,7 +382,7 @@ impl Consumer {
             let f = fetch::fetch(&self.metadata, &self.pool, at);
             futs.push(async move { (key, f.await) });
         }
-        let results = futures::future::join_all(futs).await;
+        let results = first_answers(futs).await;
         let mut first_error = None;
         let mut got = false;
         for (key, r) in results {
@@ -407,4 +410,39 @@ impl Consumer {
             }
         }
     }
+}
+
+/// How long a poll waits for the other partitions' answers once one
+/// brought records: 2 ms. Fetches still waiting then are dropped (they
+/// change no position; those partitions are asked again by the next poll).
+const GRACE_AFTER_FIRST: Duration = Duration::from_millis(2);
+
+/// The answers of `futs`: all of them if none brings records, else those
+/// in by [`GRACE_AFTER_FIRST`] after the first that did.
+async fn first_answers<K, F>(futs: Vec<F>) -> Vec<(K, Result<Fetched>)>
+where
+    F: std::future::Future<Output = (K, Result<Fetched>)>,
+{
+    use futures::StreamExt;
+    let mut pending: futures::stream::FuturesUnordered<F> = futs.into_iter().collect();
+    let mut out = Vec::new();
+    while let Some(r) = pending.next().await {
+        let records = matches!(&r.1, Ok(f) if !f.records.is_empty());
+        out.push(r);
+        if records {
+            break;
+        }
+    }
+    let grace = tokio::time::sleep(GRACE_AFTER_FIRST);
+    tokio::pin!(grace);
+    loop {
+        tokio::select! {
+            r = pending.next() => match r {
+                Some(r) => out.push(r),
+                None => break,
+            },
+            _ = &mut grace => break,
+        }
+    }
+    out
 }

@@ -1,0 +1,268 @@
+//! `streamhouse-perf consume`: how fast records are read back. Prefills a
+//! topic (`send_batch`, ack durable), then reads it all from offset 0:
+//! `hot` from the agent's local log, `cold` once every segment is in object
+//! storage and gone from the local disk, `group` by N consumer-group
+//! members sharing the topic; and `e2e`, a producer at a fixed rate with a
+//! member reading as it goes, timing each record from `send` to the
+//! consumer's hands (one process, one clock). Owns only its own clients.
+
+use std::time::{Duration, Instant};
+
+use streamhouse_client::{
+    Admin, AutoOffsetReset, BatchRecord, Consumer, GroupConsumer, Producer, ProducerRecord,
+};
+
+/// What one read-back measured.
+pub struct ReadReport {
+    pub what: String,
+    pub records: u64,
+    pub bytes: u64,
+    pub elapsed: Duration,
+}
+
+impl ReadReport {
+    pub fn describe(&self) -> String {
+        let s = self.elapsed.as_secs_f64().max(1e-9);
+        format!(
+            "{}: {} records read in {:.2} s, {:.0} records/s ({:.1} MB/s)",
+            self.what,
+            self.records,
+            s,
+            self.records as f64 / s,
+            self.bytes as f64 / s / 1e6
+        )
+    }
+}
+
+/// Sends `records` values of `size` bytes to `topic`, `batch` per call,
+/// partitions in turn; waits for every acknowledgement.
+pub async fn prefill(
+    bootstrap: &str,
+    topic: &str,
+    partitions: u32,
+    records: u64,
+    size: usize,
+    batch: usize,
+) -> Result<(), String> {
+    let admin = Admin::connect(bootstrap).await.map_err(|e| e.to_string())?;
+    if admin.describe_topic(topic).await.is_err() {
+        admin
+            .create_topic(topic, partitions)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let p = Producer::builder([bootstrap.to_string()])
+        .build()
+        .await
+        .map_err(|e| e.to_string())?;
+    let value = vec![b'x'; size];
+    let mut pending = Vec::new();
+    let mut sent = 0u64;
+    let mut part = 0u32;
+    while sent < records {
+        let n = (records - sent).min(batch as u64) as usize;
+        pending.push(p.send_batch(topic, part, (0..n).map(|_| BatchRecord::new(value.clone()))));
+        part = (part + 1) % partitions;
+        sent += n as u64;
+        if pending.len() >= 16 {
+            for f in pending.drain(..) {
+                f.await.map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    for f in pending {
+        f.await.map_err(|e| e.to_string())?;
+    }
+    p.close().await.map_err(|e| e.to_string())
+}
+
+/// Reads every partition of `topic` from offset 0 until `records` came back.
+pub async fn read_all(
+    bootstrap: &str,
+    topic: &str,
+    records: u64,
+    what: &str,
+) -> Result<ReadReport, String> {
+    let mut c = Consumer::builder([bootstrap.to_string()])
+        .max_bytes_per_partition(4 << 20)
+        .build()
+        .await
+        .map_err(|e| e.to_string())?;
+    let n = c.partition_count(topic).await.map_err(|e| e.to_string())?;
+    c.assign((0..n).map(|p| (topic.to_string(), p)))
+        .await
+        .map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let (mut got, mut bytes) = (0u64, 0u64);
+    while got < records {
+        let rs = c
+            .poll(Duration::from_millis(500))
+            .await
+            .map_err(|e| e.to_string())?;
+        got += rs.len() as u64;
+        bytes += rs.iter().map(|r| r.value.len() as u64).sum::<u64>();
+        if started.elapsed() > Duration::from_secs(600) {
+            return Err(format!(
+                "{what}: only {got} of {records} records in 10 minutes"
+            ));
+        }
+    }
+    Ok(ReadReport {
+        what: what.into(),
+        records: got,
+        bytes,
+        elapsed: started.elapsed(),
+    })
+}
+
+async fn member(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    reset: AutoOffsetReset,
+) -> Result<GroupConsumer, String> {
+    Consumer::builder([bootstrap.to_string()])
+        .max_bytes_per_partition(4 << 20)
+        .group(group)
+        .subscribe([topic])
+        .auto_offset_reset(reset)
+        .build()
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// `members` group members read the topic from offset 0 together.
+pub async fn read_as_group(
+    bootstrap: &str,
+    topic: &str,
+    records: u64,
+    members: usize,
+) -> Result<ReadReport, String> {
+    let group = format!("perf-{}", std::process::id());
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    let total = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    for _ in 0..members {
+        let mut c = member(bootstrap, &group, topic, AutoOffsetReset::Earliest).await?;
+        let total = total.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut bytes = 0u64;
+            while total.load(std::sync::atomic::Ordering::Relaxed) < records {
+                if let Ok(rs) = c.poll(Duration::from_millis(200)).await {
+                    total.fetch_add(rs.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    bytes += rs.iter().map(|r| r.value.len() as u64).sum::<u64>();
+                }
+                if started.elapsed() > Duration::from_secs(600) {
+                    break;
+                }
+            }
+            let _ = c.close().await;
+            bytes
+        }));
+    }
+    let mut bytes = 0;
+    for t in tasks {
+        bytes += t.await.map_err(|e| e.to_string())?;
+    }
+    let got = total.load(std::sync::atomic::Ordering::Relaxed);
+    if got < records {
+        return Err(format!(
+            "group: only {got} of {records} records in 10 minutes"
+        ));
+    }
+    Ok(ReadReport {
+        what: format!("group of {members}"),
+        records: got,
+        bytes,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// A producer at `rate` records/s for `records`, a group member reading
+/// as it goes; per-record latency from `send` to the member's `poll`.
+pub async fn end_to_end(
+    bootstrap: &str,
+    topic: &str,
+    partitions: u32,
+    records: u64,
+    rate: f64,
+    size: usize,
+) -> Result<String, String> {
+    let admin = Admin::connect(bootstrap).await.map_err(|e| e.to_string())?;
+    if admin.describe_topic(topic).await.is_err() {
+        admin
+            .create_topic(topic, partitions)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let mut c = member(
+        bootstrap,
+        &format!("perf-e2e-{}", std::process::id()),
+        topic,
+        AutoOffsetReset::Latest,
+    )
+    .await?;
+    // Joined and positioned before the first record is sent.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c.assignment().is_empty() {
+        c.poll(Duration::from_millis(100))
+            .await
+            .map_err(|e| e.to_string())?;
+        if Instant::now() > deadline {
+            return Err("e2e: the member got no partitions within 30 s".into());
+        }
+    }
+    let p = Producer::builder([bootstrap.to_string()])
+        .linger(Duration::from_millis(1))
+        .build()
+        .await
+        .map_err(|e| e.to_string())?;
+    let t0 = Instant::now();
+    let topic_owned = topic.to_string();
+    let sender = tokio::spawn(async move {
+        let pad = vec![b'x'; size.saturating_sub(8)];
+        let mut acks = Vec::new();
+        for i in 0..records {
+            let due = Duration::from_secs_f64(i as f64 / rate);
+            if let Some(w) = due.checked_sub(t0.elapsed()) {
+                tokio::time::sleep(w).await;
+            }
+            let mut v = (t0.elapsed().as_nanos() as u64).to_be_bytes().to_vec();
+            v.extend_from_slice(&pad);
+            acks.push(p.send(ProducerRecord::new(topic_owned.as_str(), v)));
+            if acks.len() >= 10_000 {
+                futures::future::join_all(acks.drain(..)).await;
+            }
+        }
+        futures::future::join_all(acks).await;
+        let _ = p.close().await;
+    });
+    let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+        .map_err(|e| e.to_string())?;
+    let mut got = 0u64;
+    let limit = Duration::from_secs_f64(records as f64 / rate) + Duration::from_secs(60);
+    while got < records && t0.elapsed() < limit {
+        let rs = c
+            .poll(Duration::from_millis(100))
+            .await
+            .map_err(|e| e.to_string())?;
+        let now = t0.elapsed().as_nanos() as u64;
+        for r in rs {
+            if let Some(b) = r.value.get(..8) {
+                let sent = u64::from_be_bytes(b.try_into().unwrap_or([0; 8]));
+                let _ = h.record((now.saturating_sub(sent) / 1000).max(1));
+                got += 1;
+            }
+        }
+    }
+    sender.await.map_err(|e| e.to_string())?;
+    let _ = c.close().await;
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    Ok(format!(
+        "e2e: {got} of {records} records at {rate:.0}/s, produce -> consumer latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+        ms(0.5),
+        ms(0.99),
+        ms(0.999),
+        h.max() as f64 / 1000.0
+    ))
+}
