@@ -361,28 +361,26 @@ impl Consumer {
 
     /// Fetches the assigned partitions into `fetched`, advancing the fetch
     /// positions past what it appends: every partition is asked at once
-    /// (each fetch waiting up to `max_wait` for data), and the poll ends
-    /// soon after the first answer with records ([`first_answers`]), so a
-    /// record on one partition is not held back by the waits of the others.
+    /// for what it has; if none has anything, each is asked again waiting
+    /// up to `max_wait`, and the poll ends soon after the first answer with
+    /// records ([`first_answers`]), so a record on one partition is not
+    /// held back by the waits of the others.
     async fn fetch_more(&mut self, max_wait: Duration) -> Result<()> {
         if let Some((_, e)) = self.pending_error.take() {
             return Err(e);
         }
-        let wait_ms = max_wait.as_millis().min(u128::from(u32::MAX)) as u32;
-        let mut futs = Vec::new();
-        for ((t, p), off) in &self.positions {
-            let key = (t.clone(), *p);
-            let at = fetch::FetchAt {
-                topic: t,
-                partition: *p,
-                offset: *off,
-                max_bytes: self.max_bytes_per_partition,
-                wait_ms,
-            };
-            let f = fetch::fetch(&self.metadata, &self.pool, at);
-            futs.push(async move { (key, f.await) });
+        // What is there now, from every partition (no wait, every answer
+        // kept: the fast path while records keep coming). Only when none
+        // has any, a long poll that ends with the first partition's records.
+        let mut results = futures::future::join_all(self.fetches(0)).await;
+        let any = results
+            .iter()
+            .any(|(_, r)| matches!(r, Ok(f) if !f.records.is_empty()));
+        let errors = results.iter().any(|(_, r)| r.is_err());
+        if !any && !errors && !max_wait.is_zero() {
+            let wait_ms = max_wait.as_millis().min(u128::from(u32::MAX)) as u32;
+            results = first_answers(self.fetches(wait_ms)).await;
         }
-        let results = first_answers(futs).await;
         let mut first_error = None;
         let mut got = false;
         for (key, r) in results {
@@ -409,6 +407,29 @@ impl Consumer {
                 Ok(())
             }
         }
+    }
+
+    /// One fetch per assigned partition at its position, each waiting up
+    /// to `wait_ms` for records.
+    fn fetches(
+        &self,
+        wait_ms: u32,
+    ) -> Vec<impl std::future::Future<Output = ((String, u32), Result<Fetched>)> + '_> {
+        self.positions
+            .iter()
+            .map(|((t, p), off)| {
+                let key = (t.clone(), *p);
+                let at = fetch::FetchAt {
+                    topic: t,
+                    partition: *p,
+                    offset: *off,
+                    max_bytes: self.max_bytes_per_partition,
+                    wait_ms,
+                };
+                let f = fetch::fetch(&self.metadata, &self.pool, at);
+                async move { (key, f.await) }
+            })
+            .collect()
     }
 }
 
