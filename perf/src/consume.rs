@@ -34,6 +34,18 @@ impl ReadReport {
     }
 }
 
+/// Creates `topic` with `partitions` unless it exists.
+async fn ensure_topic(bootstrap: &str, topic: &str, partitions: u32) -> Result<(), String> {
+    let admin = Admin::connect(bootstrap).await.map_err(|e| e.to_string())?;
+    if admin.describe_topic(topic).await.is_err() {
+        admin
+            .create_topic(topic, partitions)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 /// Sends `records` values of `size` bytes to `topic`, `batch` per call,
 /// partitions in turn; waits for every acknowledgement.
 pub async fn prefill(
@@ -44,13 +56,7 @@ pub async fn prefill(
     size: usize,
     batch: usize,
 ) -> Result<(), String> {
-    let admin = Admin::connect(bootstrap).await.map_err(|e| e.to_string())?;
-    if admin.describe_topic(topic).await.is_err() {
-        admin
-            .create_topic(topic, partitions)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
+    ensure_topic(bootstrap, topic, partitions).await?;
     let p = Producer::builder([bootstrap.to_string()])
         .build()
         .await
@@ -188,13 +194,7 @@ pub async fn end_to_end(
     rate: f64,
     size: usize,
 ) -> Result<String, String> {
-    let admin = Admin::connect(bootstrap).await.map_err(|e| e.to_string())?;
-    if admin.describe_topic(topic).await.is_err() {
-        admin
-            .create_topic(topic, partitions)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
+    ensure_topic(bootstrap, topic, partitions).await?;
     let mut c = member(
         bootstrap,
         &format!("perf-e2e-{}", std::process::id()),

@@ -83,6 +83,25 @@ fn to_pb(set: &BTreeSet<TopicPartition>) -> Vec<pb::TopicPartitions> {
         .collect()
 }
 
+/// A group that must exist (describe, delete).
+fn unknown_group(group: &str) -> ControlError {
+    ControlError::Missing(format!("unknown group {group}"))
+}
+
+/// Refuses a change that needs a group without members.
+fn require_empty(group: &str, g: &Group) -> Result<(), ControlError> {
+    if g.members.is_empty() {
+        return Ok(());
+    }
+    Err(ControlError::Fenced(
+        GroupError::NotEmpty {
+            group: group.into(),
+            members: g.members.len(),
+        }
+        .to_string(),
+    ))
+}
+
 fn decode(group: &str, state: &str) -> Result<Group, ControlError> {
     serde_json::from_str(state).map_err(|e| {
         ControlError::Corrupt(format!("stored state of group {group} cannot be read: {e}"))
@@ -280,15 +299,7 @@ impl Coordinator {
             // A member silent past its session timeout is out, saved or not.
             group.expire(cx.now_ms);
             if req.member_id.is_empty() {
-                if !group.members.is_empty() {
-                    return Err(ControlError::Fenced(
-                        GroupError::NotEmpty {
-                            group: req.group_id.clone(),
-                            members: group.members.len(),
-                        }
-                        .to_string(),
-                    ));
-                }
+                require_empty(&req.group_id, &group)?;
             } else {
                 let parts: Vec<TopicPartition> = req
                     .offsets
@@ -390,10 +401,7 @@ impl Coordinator {
     ) -> Result<pb::DescribeGroupResponse, ControlError> {
         self.settings.check_group_id(&req.group_id)?;
         let Some(stored) = cx.meta.load_group(&req.group_id).await? else {
-            return Err(ControlError::Missing(format!(
-                "unknown group {}",
-                req.group_id
-            )));
+            return Err(unknown_group(&req.group_id));
         };
         let mut g = decode(&req.group_id, &stored.state)?;
         g.expire(cx.now_ms);
@@ -469,22 +477,11 @@ impl Coordinator {
         let _one = self.lock(&req.group_id).await;
         for _ in 0..SAVE_ATTEMPTS {
             let Some(stored) = cx.meta.load_group(&req.group_id).await? else {
-                return Err(ControlError::Missing(format!(
-                    "unknown group {}",
-                    req.group_id
-                )));
+                return Err(unknown_group(&req.group_id));
             };
             let mut g = decode(&req.group_id, &stored.state)?;
             g.expire(cx.now_ms);
-            if !g.members.is_empty() {
-                return Err(ControlError::Fenced(
-                    GroupError::NotEmpty {
-                        group: req.group_id.clone(),
-                        members: g.members.len(),
-                    }
-                    .to_string(),
-                ));
-            }
+            require_empty(&req.group_id, &g)?;
             if cx.meta.delete_group(&req.group_id, stored.version).await? {
                 cx.metrics.forget(&req.group_id);
                 return Ok(pb::DeleteGroupResponse {});

@@ -85,10 +85,7 @@ impl Admin {
                 |mut c| async move { c.fetch_offsets(req).await },
             )
             .await?;
-        Ok(r.offsets
-            .into_iter()
-            .filter_map(|o| o.offset.map(|off| ((o.topic, o.partition), off)))
-            .collect())
+        Ok(super::committed_of(r))
     }
 
     /// Sets committed offsets of a group that has no members (creating

@@ -369,10 +369,7 @@ impl GroupConsumer {
                 |mut c| async move { c.fetch_offsets(req).await },
             )
             .await?;
-        Ok(r.offsets
-            .into_iter()
-            .filter_map(|o| o.offset.map(|off| ((o.topic, o.partition), off)))
-            .collect())
+        Ok(super::committed_of(r))
     }
 
     /// Commits the positions of every owned partition (what earlier polls

@@ -33,3 +33,12 @@ fn partitions_pb(set: &BTreeSet<TopicPartition>) -> Vec<pb::TopicPartitions> {
     }
     out
 }
+
+/// The committed offsets of a `FetchOffsets` answer (partitions never
+/// committed left out).
+fn committed_of(r: pb::FetchOffsetsResponse) -> std::collections::BTreeMap<TopicPartition, u64> {
+    r.offsets
+        .into_iter()
+        .filter_map(|o| o.offset.map(|off| ((o.topic, o.partition), off)))
+        .collect()
+}
