@@ -6,8 +6,13 @@
 //! member reading as it goes, timing each record from `send` to the
 //! consumer's hands (one process, one clock). Owns only its own clients.
 
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use clap::Args;
+
+use crate::embedded::EmbeddedAgent;
 use streamhouse_client::{
     Admin, AutoOffsetReset, BatchRecord, Consumer, GroupConsumer, Producer, ProducerRecord,
 };
@@ -265,4 +270,142 @@ pub async fn end_to_end(
         ms(0.999),
         h.max() as f64 / 1000.0
     ))
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ConsumeArgs {
+    /// Records to prefill and read back.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub records: u64,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 100)]
+    pub record_size: usize,
+    #[arg(long, default_value_t = 4)]
+    pub partitions: u32,
+    /// Also read it back cold: once every segment was uploaded to the
+    /// embedded agent's local object store and dropped from its disk.
+    #[arg(long)]
+    pub cold: bool,
+    /// Members of the group read (0 skips it).
+    #[arg(long, default_value_t = 3)]
+    pub members: usize,
+    /// Rate of the end-to-end run, records/s (0 skips it).
+    #[arg(long, default_value_t = 50_000.0)]
+    pub e2e_rate: f64,
+    /// Records of the end-to-end run.
+    #[arg(long, default_value_t = 250_000)]
+    pub e2e_records: u64,
+    /// Shards of the embedded agent (default: one per core).
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// Where the embedded agent's data dir goes.
+    #[arg(long, default_value = "./perf-data")]
+    pub data_root: PathBuf,
+}
+
+/// `consume`: the read-back runs against one embedded agent.
+pub async fn run(c: ConsumeArgs) -> Result<ExitCode, String> {
+    if c.records == 0 || c.partitions == 0 {
+        return Err("--records and --partitions must be positive".into());
+    }
+    let shards = c
+        .shards
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    std::fs::create_dir_all(&c.data_root).map_err(|e| format!("--data-root: {e}"))?;
+    let objects = tempfile::tempdir_in(&c.data_root).map_err(|e| format!("--data-root: {e}"))?;
+    let mut extra = vec![
+        format!("--object-store=file://{}", objects.path().display()),
+        "--group-heartbeat-ms=500".to_string(),
+    ];
+    if c.cold {
+        extra.push("--segment-age-ms=200".into());
+    }
+    let agent = EmbeddedAgent::start(&c.data_root, shards, &extra)?;
+    let b = agent.bootstrap();
+    println!(
+        "consume: {} records x {} B in {} partitions (prefilled with send_batch of 10,000, ack durable), embedded agent {b} ({shards} shards, local object store), client in the same process on the same cores",
+        c.records, c.record_size, c.partitions
+    );
+    prefill(
+        &b,
+        "perf-read",
+        c.partitions,
+        c.records,
+        c.record_size,
+        10_000,
+    )
+    .await?;
+    println!(
+        "{}",
+        read_all(&b, "perf-read", c.records, "hot (local log)")
+            .await?
+            .describe()
+    );
+    if c.members > 0 {
+        println!(
+            "{}",
+            read_as_group(&b, "perf-read", c.records, c.members)
+                .await?
+                .describe()
+        );
+    }
+    if c.cold {
+        // Wait until the shards hold no segment of the topic: every read
+        // then goes to the chunk objects.
+        let dir = agent.data_dir();
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let wal_bytes = dir_bytes(&dir, "wal");
+            if wal_bytes < (c.records as usize * c.record_size / 20) as u64 {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!(
+                    "segments still on disk after 2 minutes ({wal_bytes} bytes)"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        println!(
+            "{}",
+            read_all(&b, "perf-read", c.records, "cold (object storage)")
+                .await?
+                .describe()
+        );
+    }
+    if c.e2e_rate > 0.0 && c.e2e_records > 0 {
+        println!(
+            "{}",
+            end_to_end(
+                &b,
+                "perf-e2e",
+                c.partitions,
+                c.e2e_records,
+                c.e2e_rate,
+                c.record_size.max(8)
+            )
+            .await?
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Bytes in files ending `.{ext}` under `dir`.
+fn dir_bytes(dir: &std::path::Path, ext: &str) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == ext) {
+                total += e.metadata().map_or(0, |m| m.len());
+            }
+        }
+    }
+    total
 }
