@@ -359,3 +359,122 @@ async fn a_joining_member_takes_its_share_while_the_others_keep_reading() {
         stable - joined
     );
 }
+
+#[tokio::test]
+async fn a_member_keeps_its_place_when_the_coordinator_agent_dies() {
+    let stores = tempfile::tempdir_in(target_tmp()).unwrap();
+    let args = |id: &str| {
+        let flags = [
+            "--agent-id",
+            id,
+            "--heartbeat-ms",
+            "200",
+            "--agent-timeout-ms",
+            "1500",
+            "--lease-ttl-ms",
+            "2000",
+            "--group-heartbeat-ms",
+            "200",
+            "--group-min-session-timeout-ms",
+            "500",
+        ];
+        local_stores(stores.path(), &flags)
+    };
+    let (a0, a1) = (args("agent-0"), args("agent-1"));
+    let mut agents = [
+        Agent::start(1, &as_strs(&a0)),
+        Agent::start(1, &as_strs(&a1)),
+    ];
+    let admin = Admin::connect(&agents[0].addr(0)).await.unwrap();
+    admin.create_topic("moves", 6).await.unwrap();
+    let bootstrap = vec![agents[0].addr(0), agents[1].addr(0)];
+    let mut c = Consumer::builder(bootstrap.clone())
+        .group("survives")
+        .subscribe(["moves"])
+        .session_timeout(Duration::from_secs(8))
+        .auto_commit_interval(Duration::from_millis(200))
+        .auto_offset_reset(AutoOffsetReset::Earliest)
+        .build()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while c.assignment().len() != 6 {
+        c.poll(Duration::from_millis(100)).await.unwrap();
+        assert!(Instant::now() < deadline, "{:?}", c.assignment());
+    }
+    let member = c.member_id();
+    let (coordinator, _) = admin.group_coordinator("survives").await.unwrap();
+    let dead = usize::from(coordinator != "agent-0");
+    agents[dead].kill9();
+    // The producer rides out the move of the dead agent's partitions.
+    let producer = Producer::builder(bootstrap)
+        .retries(100)
+        .delivery_timeout(Duration::from_secs(30))
+        .build()
+        .await
+        .unwrap();
+    let acks: Vec<_> = (0..60)
+        .map(|i| producer.send(ProducerRecord::new("moves", format!("m{i}")).partition(i % 6)))
+        .collect();
+    for a in futures::future::join_all(acks).await {
+        a.expect("send after the kill");
+    }
+    let mut got = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.len() < 60 {
+        match c.poll(Duration::from_millis(200)).await {
+            Ok(rs) => got.extend(
+                rs.into_iter()
+                    .map(|r| String::from_utf8_lossy(&r.value).into_owned()),
+            ),
+            Err(e) => eprintln!("poll: {e}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of 60 after the coordinator died",
+            got.len()
+        );
+    }
+    // The survivor takes the group over (once it takes the dead agent for
+    // dead); the member heartbeats there, at its place.
+    let survivor = Admin::connect(&agents[1 - dead].addr(0)).await.unwrap();
+    let alive = if dead == 0 { "agent-1" } else { "agent-0" };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while survivor
+        .group_coordinator("survives")
+        .await
+        .map(|c| c.0)
+        .ok()
+        .as_deref()
+        != Some(alive)
+    {
+        c.poll(Duration::from_millis(100)).await.ok();
+        assert!(
+            Instant::now() < deadline,
+            "the group never moved to {alive}"
+        );
+    }
+    let moved_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let settle = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < settle {
+        c.poll(Duration::from_millis(100)).await.ok();
+    }
+    assert_eq!(
+        c.member_id(),
+        member,
+        "the member kept its place: no rejoin"
+    );
+    assert_eq!(c.assignment().len(), 6);
+    let d = survivor.describe_group("survives").await.unwrap();
+    assert_eq!(d.members.len(), 1);
+    assert_eq!(d.members[0].member_id, member);
+    assert!(
+        d.members[0].last_heartbeat_ms > moved_ms,
+        "its heartbeats reach the new coordinator"
+    );
+    // Commits go there too.
+    c.close().await.expect("the final commit");
+}

@@ -88,6 +88,22 @@ impl Admin {
         Ok(super::committed_of(r))
     }
 
+    /// The agent that coordinates `group` and its shard's address.
+    ///
+    /// # Cancellation
+    /// Read-only: dropping the future has no effect.
+    pub async fn group_coordinator(&self, group: &str) -> Result<(String, String)> {
+        let find = pb::FindCoordinatorRequest {
+            group_id: group.into(),
+        };
+        let r = self
+            .group_call("FindCoordinator", |mut c| async move {
+                c.find_coordinator(find).await
+            })
+            .await?;
+        Ok((r.agent_id, r.address))
+    }
+
     /// Sets committed offsets of a group that has no members (creating
     /// the group if needed); `FAILED_PRECONDITION` while it has members.
     /// Sent to the group's coordinator.
@@ -99,15 +115,8 @@ impl Admin {
         group: &str,
         offsets: &BTreeMap<TopicPartition, u64>,
     ) -> Result<()> {
-        let find = pb::FindCoordinatorRequest {
-            group_id: group.into(),
-        };
-        let coord = self
-            .group_call("FindCoordinator", |mut c| async move {
-                c.find_coordinator(find).await
-            })
-            .await?;
-        let lease = self.pool_get(&coord.address).await?;
+        let (_, address) = self.group_coordinator(group).await?;
+        let lease = self.pool_get(&address).await?;
         let mut c = GroupClient::new(lease);
         let req = pb::CommitOffsetsRequest {
             group_id: group.into(),

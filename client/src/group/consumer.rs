@@ -364,10 +364,10 @@ impl GroupConsumer {
         };
         let r = self
             .link
-            .ask(
-                "FetchOffsets",
-                |mut c| async move { c.fetch_offsets(req).await },
-            )
+            .ask("FetchOffsets", |mut c| {
+                let req = req.clone();
+                async move { c.fetch_offsets(req).await }
+            })
             .await?;
         Ok(super::committed_of(r))
     }

@@ -39,27 +39,29 @@ impl CoordinatorLink {
         }
     }
 
-    /// A client on the first bootstrap address that can be reached.
-    async fn any_agent(&self) -> Result<GroupClient> {
+    /// The coordinator's address, asked of each bootstrap address in turn
+    /// until one answers (a dead agent among them is passed over).
+    async fn find(&self) -> Result<String> {
+        let timeout = self.pool.config().call_timeout;
+        let req = pb::FindCoordinatorRequest {
+            group_id: self.group_id.clone(),
+        };
         let mut last = Error::Config("bootstrap needs at least one host:port".into());
         for a in &self.bootstrap {
-            match self.pool.get(a).await {
-                Ok(lease) => return Ok(GroupClient::new(lease.channel())),
-                Err(e) => last = e,
+            let lease = match self.pool.get(a).await {
+                Ok(l) => l,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            let mut c = GroupClient::new(lease.channel());
+            match bounded(timeout, "FindCoordinator", c.find_coordinator(req.clone())).await {
+                Ok(r) => return Ok(r.into_inner().address),
+                Err(s) => last = s.into(),
             }
         }
         Err(last)
-    }
-
-    /// A client for requests any agent answers.
-    pub(crate) async fn anyone(&self) -> Result<GroupClient> {
-        let known = self.address.lock().clone();
-        if let Some(a) = known {
-            if let Ok(lease) = self.pool.get(&a).await {
-                return Ok(GroupClient::new(lease.channel()));
-            }
-        }
-        self.any_agent().await
     }
 
     /// The coordinator's client, asking who it is first if not known.
@@ -68,19 +70,9 @@ impl CoordinatorLink {
         let address = match known {
             Some(a) => a,
             None => {
-                let mut c = self.any_agent().await?;
-                let timeout = self.pool.config().call_timeout;
-                let r = bounded(
-                    timeout,
-                    "FindCoordinator",
-                    c.find_coordinator(pb::FindCoordinatorRequest {
-                        group_id: self.group_id.clone(),
-                    }),
-                )
-                .await?
-                .into_inner();
-                *self.address.lock() = Some(r.address.clone());
-                r.address
+                let a = self.find().await?;
+                *self.address.lock() = Some(a.clone());
+                a
             }
         };
         Ok(GroupClient::new(self.pool.get(&address).await?.channel()))
@@ -118,17 +110,33 @@ impl CoordinatorLink {
         Err(last.unwrap_or(Error::Closed))
     }
 
-    /// A request any agent answers, bounded by the call timeout.
+    /// A request any agent answers, bounded by the call timeout: sent to
+    /// the coordinator when known, then to each bootstrap address in turn
+    /// until one answers.
     ///
     /// # Cancellation
     /// Read-only requests only: dropping the future has no effect.
     pub(crate) async fn ask<T, F, Fut>(&self, what: &str, f: F) -> Result<T>
     where
-        F: FnOnce(GroupClient) -> Fut,
+        F: Fn(GroupClient) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
         let timeout = self.pool.config().call_timeout;
-        let c = self.anyone().await?;
-        Ok(bounded(timeout, what, f(c)).await?.into_inner())
+        let known = self.address.lock().clone();
+        let mut last = Error::Config("bootstrap needs at least one host:port".into());
+        for a in known.iter().chain(self.bootstrap.iter()) {
+            let lease = match self.pool.get(a).await {
+                Ok(l) => l,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            match bounded(timeout, what, f(GroupClient::new(lease.channel()))).await {
+                Ok(r) => return Ok(r.into_inner()),
+                Err(s) => last = s.into(),
+            }
+        }
+        Err(last)
     }
 }
