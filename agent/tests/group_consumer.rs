@@ -478,3 +478,51 @@ async fn a_member_keeps_its_place_when_the_coordinator_agent_dies() {
     // Commits go there too.
     c.close().await.expect("the final commit");
 }
+
+#[tokio::test]
+async fn a_failed_async_commit_is_sent_again_by_the_next_commit() {
+    let mut agent = Agent::start(1, &GROUP_FLAGS);
+    let admin = Admin::connect(&agent.addr(0)).await.unwrap();
+    admin.create_topic("again", 1).await.unwrap();
+    let producer = Producer::builder([agent.addr(0)]).build().await.unwrap();
+    let acks: Vec<_> = (0..10)
+        .map(|i| producer.send(ProducerRecord::new("again", format!("a{i}"))))
+        .collect();
+    for a in futures::future::join_all(acks).await {
+        a.unwrap();
+    }
+    producer.close().await.unwrap();
+    let mut c = Consumer::builder([agent.addr(0)])
+        .group("again")
+        .subscribe(["again"])
+        .session_timeout(Duration::from_secs(30))
+        .auto_commit(false)
+        .auto_offset_reset(AutoOffsetReset::Earliest)
+        .build()
+        .await
+        .unwrap();
+    let mut got = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got < 10 {
+        got += c.poll(Duration::from_millis(100)).await.unwrap().len();
+        assert!(Instant::now() < deadline);
+    }
+    // The agent is down: the asynchronous commit fails.
+    agent.kill9();
+    assert!(c.commit_async().await.unwrap().is_err());
+    agent.spawn();
+    // Once it is back, the next commit stores the positions.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Err(e) = c.commit().await {
+        assert!(Instant::now() < deadline, "{e}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let admin = Admin::connect(&agent.addr(0)).await.unwrap();
+    let offsets = admin.group_offsets("again").await.unwrap();
+    assert_eq!(
+        offsets.get(&("again".to_string(), 0)),
+        Some(&10),
+        "{offsets:?}"
+    );
+    c.close().await.unwrap();
+}

@@ -383,17 +383,15 @@ impl GroupConsumer {
     }
 
     /// Starts a commit of every owned partition's position and returns at
-    /// once; the task answers how it went.
-    pub fn commit_async(&mut self) -> tokio::task::JoinHandle<Result<()>> {
+    /// once; the task answers how it went. A later [`commit`](Self::commit)
+    /// sends the same positions again (harmless if this one succeeded), so a
+    /// failed one is never taken for done.
+    pub fn commit_async(&self) -> tokio::task::JoinHandle<Result<()>> {
         let all: Vec<TopicPartition> = self.owned.iter().cloned().collect();
+        // Not recorded as committed here: the answer comes later, and a
+        // failed commit must be sent again by the next one.
         let req = self.commit_request(&all);
         let link = self.link.clone();
-        if let Some(req) = &req {
-            for o in &req.offsets {
-                self.committed
-                    .insert((o.topic.clone(), o.partition), o.offset);
-            }
-        }
         tokio::spawn(async move {
             match req {
                 None => Ok(()),
