@@ -363,23 +363,7 @@ async fn a_joining_member_takes_its_share_while_the_others_keep_reading() {
 #[tokio::test]
 async fn a_member_keeps_its_place_when_the_coordinator_agent_dies() {
     let stores = tempfile::tempdir_in(target_tmp()).unwrap();
-    let args = |id: &str| {
-        let flags = [
-            "--agent-id",
-            id,
-            "--heartbeat-ms",
-            "200",
-            "--agent-timeout-ms",
-            "1500",
-            "--lease-ttl-ms",
-            "2000",
-            "--group-heartbeat-ms",
-            "200",
-            "--group-min-session-timeout-ms",
-            "500",
-        ];
-        local_stores(stores.path(), &flags)
-    };
+    let args = |id: &str| group_cluster_args(stores.path(), id);
     let (a0, a1) = (args("agent-0"), args("agent-1"));
     let mut agents = [
         Agent::start(1, &as_strs(&a0)),

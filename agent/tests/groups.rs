@@ -23,21 +23,7 @@ const SESSION_MS: u32 = 2000;
 /// Flags of agent `id`: stores under `dir`, the metadata store at
 /// `metadata` when given (else SQLite under `dir`).
 fn agent_args(dir: &std::path::Path, metadata: Option<&str>, id: &str) -> Vec<String> {
-    let flags = [
-        "--agent-id",
-        id,
-        "--heartbeat-ms",
-        "200",
-        "--agent-timeout-ms",
-        "1500",
-        "--lease-ttl-ms",
-        "2000",
-        "--group-heartbeat-ms",
-        "200",
-        "--group-min-session-timeout-ms",
-        "500",
-    ];
-    let mut args = local_stores(dir, &flags);
+    let mut args = group_cluster_args(dir, id);
     if let Some(url) = metadata {
         let at = args
             .iter()

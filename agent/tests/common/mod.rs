@@ -424,6 +424,28 @@ pub fn local_stores(dir: &Path, extra: &[&str]) -> Vec<String> {
     args
 }
 
+/// Flags of agent `id` of a small cluster sharing stores under `dir`
+/// ([`local_stores`]): heartbeats every 200 ms, taken for dead after
+/// 1.5 s, leases of 2 s, consumer-group heartbeats every 200 ms and
+/// sessions from 500 ms.
+pub fn group_cluster_args(dir: &Path, id: &str) -> Vec<String> {
+    let flags = [
+        "--agent-id",
+        id,
+        "--heartbeat-ms",
+        "200",
+        "--agent-timeout-ms",
+        "1500",
+        "--lease-ttl-ms",
+        "2000",
+        "--group-heartbeat-ms",
+        "200",
+        "--group-min-session-timeout-ms",
+        "500",
+    ];
+    local_stores(dir, &flags)
+}
+
 /// Borrows owned arguments for [`Agent::start`] and its kin.
 pub fn as_strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
