@@ -21,7 +21,8 @@
 //!   [`routing`] (partition → shard), [`assignment`] (partition → agent),
 //!   [`takeover`] (when an expired lease may be taken), [`tasks`] (a
 //!   task registry per thread), [`ids`] (topic
-//!   keys and partition ids), [`grpc_status`],
+//!   keys and partition ids), [`leader_epochs`] (where each lease epoch
+//!   began writing), [`grpc_status`],
 //!   [`metrics`], [`clock`].
 
 pub mod admin;
@@ -35,6 +36,7 @@ pub mod groups;
 pub mod grpc_status;
 pub mod ids;
 pub mod layout;
+pub mod leader_epochs;
 pub mod lifecycle;
 pub mod limits;
 pub mod messages;

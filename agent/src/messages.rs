@@ -3,7 +3,7 @@
 //! [`ToControl`] (requests, health, restarts) with [`UploadJob`], and the
 //! answers ([`ControlError`], [`ClusterView`]). Plain data and the
 //! [`ControlHandle`] channel only: this module imports no other module of
-//! the crate but the leaf `ids`, so both sides can depend on it without
+//! the crate but the leaves `ids` and `leader_epochs`, so both sides can depend on it without
 //! depending on each other.
 
 use std::path::PathBuf;
@@ -16,6 +16,7 @@ use streamhouse_shard::producers::RememberedBatch;
 use tokio::sync::Notify;
 
 use crate::ids::TopicKey;
+use crate::leader_epochs::EpochHistory;
 
 /// One partition's batches inside a chunk object (a sealed segment as its
 /// shard describes it, and as the metadata store commits it).
@@ -58,6 +59,9 @@ pub enum ToShard {
         /// else the last committed range), to rebuild idempotent producer
         /// state when the local log lacks them.
         producers: Vec<RememberedBatch>,
+        /// Where each epoch began writing, `epoch` included: reads answer
+        /// records' epochs and find where a consumer's epoch ended.
+        epochs: EpochHistory,
     },
     /// Stop taking writes on a partition, get everything written so far
     /// committed, then answer: its lease is about to be released.

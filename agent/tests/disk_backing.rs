@@ -31,6 +31,7 @@ async fn check(agent: &Agent, acked: &BTreeMap<u64, String>, when: &str) {
                 offset,
                 max_bytes: 4 << 20,
                 max_wait_ms: 0,
+                ..Default::default()
             })
             .await
             .unwrap_or_else(|s| {
@@ -71,6 +72,7 @@ async fn check_while_failed(agent: &Agent, acked: &BTreeMap<u64, String>) {
             offset,
             max_bytes: 4 << 20,
             max_wait_ms: 0,
+            ..Default::default()
         };
         match f.fetch(req).await {
             Ok(r) => {

@@ -266,6 +266,7 @@ async fn unknown_methods_are_unimplemented_and_deadlines_are_honoured() {
         offset: 0,
         max_bytes: 0,
         max_wait_ms: 5_000,
+        ..Default::default()
     };
     let mut body = vec![0u8];
     body.extend_from_slice(&(prost::Message::encoded_len(&fetch) as u32).to_be_bytes());
@@ -308,6 +309,7 @@ async fn unknown_methods_are_unimplemented_and_deadlines_are_honoured() {
             offset: 0,
             max_bytes: 0,
             max_wait_ms: 10_000,
+            ..Default::default()
         })
         .await
     });

@@ -131,6 +131,7 @@ fn write_seed_corpus() {
         offset: 5,
         max_bytes: 1 << 20,
         max_wait_ms: 100,
+        ..Default::default()
     };
     for (kind, msg) in [(0u8, produce.encode_to_vec()), (1, fetch.encode_to_vec())] {
         let mut body = vec![kind, 4];

@@ -74,6 +74,7 @@ impl Shared {
             )
             .await?;
         let committed_end = self.meta.committed_end(key, partition).await?;
+        let epochs = self.meta.leader_epochs(key, partition).await?;
         let fresh = !before
             .as_ref()
             .is_some_and(|b| b.holder == self.config.agent_id && b.epoch == grant.epoch);
@@ -129,6 +130,7 @@ impl Shared {
                 committed_end,
                 fresh,
                 producers,
+                epochs,
             },
         );
         Ok(())

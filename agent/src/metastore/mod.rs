@@ -27,6 +27,7 @@ pub use streamhouse_shard::producers::RememberedBatch;
 pub use text::{decode_shards, encode_producers, encode_shards, split_addresses};
 
 use crate::ids::{PartitionId, TopicKey};
+use crate::leader_epochs::EpochHistory;
 
 /// How long a producer's state is kept after its last committed batch,
 /// in milliseconds: 1 day (Kafka's `producer.id.expiration.ms`). A producer
@@ -194,7 +195,7 @@ pub enum MetaStore {
 }
 
 /// Highest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 impl MetaStore {
     /// Opens `sqlite:///PATH` or `postgres://...` and applies pending
@@ -424,6 +425,22 @@ impl MetaStore {
         }
     }
 
+    /// The partition's leader-epoch history: where each lease epoch began
+    /// writing (the newest
+    /// [`crate::leader_epochs::MAX_EPOCHS_KEPT`] epochs). Every epoch granted
+    /// since schema 6 is there, recorded in the transaction that granted it.
+    pub async fn leader_epochs(
+        &self,
+        topic: &TopicKey,
+        partition: u32,
+    ) -> Result<EpochHistory, MetaError> {
+        let rows = match self {
+            MetaStore::Sqlite(s) => s.leader_epochs(topic, partition)?,
+            MetaStore::Postgres(s) => s.bounded(s.leader_epochs(topic, partition)).await?,
+        };
+        Ok(EpochHistory::new(rows))
+    }
+
     /// Offset after the last committed record of a partition (0 if none).
     pub async fn committed_end(&self, topic: &TopicKey, partition: u32) -> Result<u64, MetaError> {
         match self {
@@ -499,7 +516,23 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
          PRIMARY KEY (group_id, topic, part));
      CREATE INDEX group_offsets_topic ON group_offsets (topic);",
     ),
+    (
+        6,
+        "CREATE TABLE leader_epochs (topic TEXT NOT NULL, part BIGINT NOT NULL,
+         epoch BIGINT NOT NULL, start_offset BIGINT NOT NULL, PRIMARY KEY (topic, part, epoch));
+     ALTER TABLE group_offsets ADD COLUMN leader_epoch BIGINT NOT NULL DEFAULT 0;",
+    ),
 ];
+
+/// Records, inside a lease acquisition's transaction, that a newly granted
+/// epoch begins at the partition's committed end (parameters: topic,
+/// partition, epoch). Common SQL of both backends; the `WHERE` also settles
+/// SQLite's `INSERT ... SELECT ... ON CONFLICT` parsing.
+pub(crate) const RECORD_EPOCH_START: &str =
+    "INSERT INTO leader_epochs (topic, part, epoch, start_offset)
+     SELECT CAST($1 AS TEXT), CAST($2 AS BIGINT), CAST($3 AS BIGINT), COALESCE(MAX(end_offset), 0)
+     FROM chunk_ranges WHERE topic = $1 AND part = $2
+     ON CONFLICT (topic, part, epoch) DO NOTHING";
 
 /// The epoch after `current` for a producer whose instance says it last
 /// used `claimed`: fenced when another instance already moved past it.

@@ -108,6 +108,7 @@ impl ShardContext {
                 committed_end,
                 fresh,
                 producers,
+                epochs,
             } => {
                 self.refresh_topics();
                 self.log.add_partition(&topic, partition);
@@ -120,6 +121,7 @@ impl ShardContext {
                     self.log.restore_producers(&topic, partition, &producers);
                 }
                 self.publish_high_watermark(&topic, partition);
+                self.leases.set_history(&topic, partition, epoch, epochs);
                 self.leases
                     .set(&topic, partition, LeaseState::Held { epoch, expires_ms });
             }

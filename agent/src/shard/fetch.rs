@@ -1,5 +1,7 @@
 //! `Fetch`: reads from the local log (waiting at the high watermark up to
-//! `max_wait_ms`), or from chunk objects below the local log start.
+//! `max_wait_ms`), or from chunk objects below the local log start; checks
+//! the consumer's last epoch against the partition's epoch history first
+//! and names the records' epochs in the answer.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -9,6 +11,7 @@ use streamhouse_proto::batch::{self};
 
 use crate::clock::now_ms;
 use crate::ids::TopicKey;
+use crate::leader_epochs::{EpochEnd, EpochHistory};
 use crate::messages::ToControl;
 
 use super::context::ShardContext;
@@ -29,9 +32,18 @@ impl ShardContext {
         let t = self.route(&req.topic, req.partition, false).await?;
         // A partition being handed over still serves reads: its data is here
         // until the lease is released.
-        match self.leases.check(&t.key, req.partition, now_ms()) {
-            Ok(_) | Err(LeaseProblem::Moving) => {}
+        let lease_epoch = match self.leases.check(&t.key, req.partition, now_ms()) {
+            Ok(epoch) => epoch,
+            Err(LeaseProblem::Moving) => self.leases.epoch(&t.key, req.partition).unwrap_or(0),
             Err(p) => return Err(lease_status(&req.topic, req.partition, p)),
+        };
+        let history = self.leases.history(&t.key, req.partition);
+        if let Some(diverging) = self.diverging(&req, lease_epoch, &history)? {
+            return Ok(pb::FetchResponse {
+                high_watermark: self.log.high_watermark(&t.key, req.partition).unwrap_or(0),
+                diverging: Some(diverging),
+                ..Default::default()
+            });
         }
         let max_bytes = match req.max_bytes as usize {
             0 => DEFAULT_FETCH_BYTES,
@@ -39,7 +51,9 @@ impl ShardContext {
         };
         let local_start = self.log.log_start(&t.key, req.partition).unwrap_or(0);
         if req.offset < local_start {
-            return self.fetch_remote(&t, &req, max_bytes, local_start).await;
+            let mut r = self.fetch_remote(&t, &req, max_bytes, local_start).await?;
+            r.epochs = epochs_of(&history, &r.records);
+            return Ok(r);
         }
         let mut r = self
             .log
@@ -69,11 +83,49 @@ impl ShardContext {
                 .await
                 .map_err(log_status)?;
         }
+        let records: Vec<pb::FetchedRecord> = r.records.into_iter().map(fetched).collect();
         Ok(pb::FetchResponse {
-            records: r.records.into_iter().map(fetched).collect(),
+            epochs: epochs_of(&history, &records),
+            records,
             high_watermark: r.high_watermark,
-            log_start_offset: 0,
+            ..Default::default()
         })
+    }
+
+    /// Whether the record before `req.offset`, read under epoch
+    /// `last_fetched_epoch`, is gone: that epoch's records end before
+    /// `req.offset` in today's log (a later leader continued from an
+    /// earlier offset). A consumer that saw a newer epoch than this
+    /// shard's lease is talking to a stale leader: `NOT_FOUND`, so it
+    /// looks the leader up again.
+    fn diverging(
+        &self,
+        req: &pb::FetchRequest,
+        lease_epoch: u64,
+        history: &EpochHistory,
+    ) -> Result<Option<pb::DivergingEpoch>, Status> {
+        let Some(last) = req.last_fetched_epoch.filter(|e| *e > 0) else {
+            return Ok(None);
+        };
+        if last > lease_epoch {
+            return Err(Status::new(
+                Code::NotFound,
+                format!(
+                    "{}/{} was read at leader epoch {last}; this agent leads it at epoch {lease_epoch}: look the leader up again",
+                    req.topic, req.partition
+                ),
+            ));
+        }
+        match history.end_of(last) {
+            EpochEnd::Ended {
+                end_offset,
+                epoch_before,
+            } if req.offset > end_offset => Ok(Some(pb::DivergingEpoch {
+                epoch: epoch_before.unwrap_or(0),
+                end_offset,
+            })),
+            _ => Ok(None),
+        }
     }
 
     /// A fetch below the local log start: batches from chunk objects.
@@ -131,9 +183,24 @@ impl ShardContext {
         Ok(pb::FetchResponse {
             records,
             high_watermark: self.log.high_watermark(&t.key, req.partition).unwrap_or(0),
-            log_start_offset: 0,
+            ..Default::default()
         })
     }
+}
+
+/// The epochs of `records` (in offset order) as the answer names them.
+fn epochs_of(history: &EpochHistory, records: &[pb::FetchedRecord]) -> Vec<pb::EpochStart> {
+    let (Some(first), Some(last)) = (records.first(), records.last()) else {
+        return Vec::new();
+    };
+    history
+        .spans(first.offset, last.offset)
+        .into_iter()
+        .map(|e| pb::EpochStart {
+            start_offset: e.start_offset,
+            epoch: e.epoch,
+        })
+        .collect()
 }
 
 fn fetched(r: batch::DecodedRecord) -> pb::FetchedRecord {

@@ -1,10 +1,15 @@
 //! A shard's own copy of its partitions' lease state, updated only by
 //! messages from the control thread's lease task; the produce path checks it
 //! with no database call and no cross-core lock. Owns the rules for when a
-//! partition may be served; knows nothing about how leases are obtained.
+//! partition may be served, and each held partition's leader-epoch
+//! history (which epoch wrote which offsets); knows nothing about how
+//! leases are obtained.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
+
+use crate::leader_epochs::EpochHistory;
 
 /// Lease state of one partition as its shard sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,9 +40,38 @@ pub enum LeaseProblem {
 #[derive(Default)]
 pub struct ShardLeases {
     table: RefCell<HashMap<String, HashMap<u32, LeaseState>>>,
+    /// Leader-epoch histories of the partitions leased here, as the
+    /// control thread read them when it acquired each lease.
+    histories: RefCell<HashMap<String, HashMap<u32, Rc<EpochHistory>>>>,
 }
 
 impl ShardLeases {
+    /// Keeps the epoch history of a partition just leased at `epoch`. A
+    /// history that does not end with `epoch` (a lease granted before
+    /// histories were recorded) is not trusted: its epochs read as unknown.
+    pub fn set_history(&self, topic: &str, partition: u32, epoch: u64, history: EpochHistory) {
+        let history = if history.latest() == Some(epoch) {
+            history
+        } else {
+            EpochHistory::default()
+        };
+        self.histories
+            .borrow_mut()
+            .entry(topic.to_owned())
+            .or_default()
+            .insert(partition, Rc::new(history));
+    }
+
+    /// The epoch history of a partition leased here (empty when unknown).
+    pub fn history(&self, topic: &str, partition: u32) -> Rc<EpochHistory> {
+        self.histories
+            .borrow()
+            .get(topic)
+            .and_then(|p| p.get(&partition))
+            .cloned()
+            .unwrap_or_default()
+    }
+
     pub fn set(&self, topic: &str, partition: u32, state: LeaseState) {
         self.table
             .borrow_mut()
@@ -65,10 +99,14 @@ impl ShardLeases {
         if let Some(p) = self.table.borrow_mut().get_mut(topic) {
             p.remove(&partition);
         }
+        if let Some(p) = self.histories.borrow_mut().get_mut(topic) {
+            p.remove(&partition);
+        }
     }
 
     pub fn remove_topic(&self, topic: &str) {
         self.table.borrow_mut().remove(topic);
+        self.histories.borrow_mut().remove(topic);
     }
 
     /// The epoch this shard may serve `topic/partition` under at `now_ms`.
@@ -198,6 +236,33 @@ mod tests {
         assert_eq!(l.data_epoch("t#1", 9), None);
         l.remove_topic("t#1");
         assert_eq!(l.check("t#1", 0, 0), Err(LeaseProblem::NotHeld));
+    }
+
+    #[test]
+    fn a_history_is_kept_only_when_it_names_the_lease_epoch() {
+        use crate::leader_epochs::EpochStart;
+        let l = ShardLeases::default();
+        let hist = |epochs: &[u64]| {
+            EpochHistory::new(
+                epochs
+                    .iter()
+                    .map(|&epoch| EpochStart {
+                        epoch,
+                        start_offset: epoch * 10,
+                    })
+                    .collect(),
+            )
+        };
+        assert!(l.history("t#1", 0).is_empty());
+        l.set_history("t#1", 0, 3, hist(&[1, 3]));
+        assert_eq!(l.history("t#1", 0).epoch_of(35), Some(3));
+        l.set_history("t#1", 1, 4, hist(&[1, 3]));
+        assert!(
+            l.history("t#1", 1).is_empty(),
+            "the lease's own epoch is missing"
+        );
+        l.remove("t#1", 0);
+        assert!(l.history("t#1", 0).is_empty());
     }
 
     #[test]

@@ -460,6 +460,7 @@ pub fn fetch_req(topic: &str, partition: u32, offset: u64) -> pb::FetchRequest {
         offset,
         max_bytes: 0,
         max_wait_ms: 0,
+        ..Default::default()
     }
 }
 

@@ -246,6 +246,7 @@ async fn fetch_max_bytes_bounds_the_decompressed_records() {
                 offset,
                 max_bytes,
                 max_wait_ms: 0,
+                ..Default::default()
             })
             .await
             .expect("fetch")
@@ -401,6 +402,7 @@ async fn a_fetch_past_the_high_watermark_is_out_of_range() {
         offset,
         max_bytes: 0,
         max_wait_ms,
+        ..Default::default()
     };
     let past = f.fetch(fetch(3, 0)).await.unwrap_err();
     assert_eq!(past.code(), tonic::Code::OutOfRange, "{past:?}");

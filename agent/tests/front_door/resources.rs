@@ -245,6 +245,7 @@ async fn ended_connections_and_long_polls_leave_nothing_behind() {
                 offset: 0,
                 max_bytes: 0,
                 max_wait_ms: 200,
+                ..Default::default()
             })
             .await
         }));

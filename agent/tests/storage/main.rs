@@ -138,6 +138,7 @@ async fn read_back(agent: &Agent, p: u32, deadline: Instant) -> Vec<pb::FetchedR
                 offset: out.len() as u64,
                 max_bytes: 4 << 20,
                 max_wait_ms: 0,
+                ..Default::default()
             })
             .await;
         match r {

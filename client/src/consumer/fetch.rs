@@ -23,6 +23,22 @@ pub struct Fetched {
     pub high_watermark: Option<u64>,
     /// First offset still readable.
     pub log_start: Option<u64>,
+    /// The records read before the asked offset under the epoch named in
+    /// the request are gone from `end_offset` on (see [`Diverged`]).
+    pub diverged: Option<Diverged>,
+}
+
+/// The partition's leader has no records of the consumer's last epoch from
+/// `end_offset` on: a leader that died before shipping them was replaced,
+/// and its successor wrote other records at those offsets. Continue at
+/// `end_offset`, whose previous record has leader epoch `epoch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Diverged {
+    /// Where the new leader continued: the consumer's next offset.
+    pub end_offset: u64,
+    /// Leader epoch of the record before `end_offset` (`None` at 0 or when
+    /// unknown).
+    pub epoch: Option<u64>,
 }
 
 /// Where and how much to fetch.
@@ -30,6 +46,8 @@ pub(super) struct FetchAt<'a> {
     pub topic: &'a str,
     pub partition: u32,
     pub offset: u64,
+    /// Leader epoch of the record before `offset`, when known.
+    pub last_epoch: Option<u64>,
     pub max_bytes: u32,
     pub wait_ms: u32,
 }
@@ -101,6 +119,7 @@ async fn from_leader(
         offset: at.offset,
         max_bytes: at.max_bytes,
         max_wait_ms: at.wait_ms,
+        last_fetched_epoch: at.last_epoch,
     });
     match bounded(limit, &format!("fetch from {leader}"), call).await {
         Ok(r) => accept_response(at.topic, at.partition, at.offset, r.into_inner()),
@@ -116,9 +135,11 @@ async fn from_leader(
 
 /// Checks an agent's Fetch answer before the consumer trusts it: records
 /// in strictly increasing offsets, none below `asked` (the offset the
-/// request named), and a log start no later than the high watermark. A
-/// broken answer is [`Error::Protocol`] naming what is wrong; the
-/// consumer's position does not move on it.
+/// request named), a log start no later than the high watermark, epochs
+/// in offset order starting at the first record, and a divergence only
+/// below `asked` and without records. A broken answer is
+/// [`Error::Protocol`] naming what is wrong; the consumer's position does
+/// not move on it.
 pub fn accept_response(
     topic: &str,
     partition: u32,
@@ -146,13 +167,37 @@ pub fn accept_response(
         }
         next = rec.offset.saturating_add(1);
     }
-    Ok(Fetched {
-        high_watermark: Some(r.high_watermark),
-        log_start: Some(r.log_start_offset),
-        records: r
-            .records
-            .into_iter()
-            .map(|r| ConsumerRecord {
+    if let Some(d) = &r.diverging {
+        if d.end_offset >= asked || !r.records.is_empty() {
+            return bad(format!(
+                "says the log diverges at {} (it must be below the offset asked, with no records)",
+                d.end_offset
+            ));
+        }
+    }
+    if let (Some(first), Some(e)) = (r.records.first(), r.epochs.first()) {
+        if e.start_offset != first.offset
+            || r.epochs
+                .windows(2)
+                .any(|w| w[1].start_offset <= w[0].start_offset)
+        {
+            return bad("names record epochs out of order".into());
+        }
+    }
+    let diverged = r.diverging.map(|d| Diverged {
+        end_offset: d.end_offset,
+        epoch: Some(d.epoch).filter(|e| *e > 0),
+    });
+    let mut spans = r.epochs.into_iter().peekable();
+    let mut epoch = None;
+    let records = r
+        .records
+        .into_iter()
+        .map(|r| {
+            while let Some(s) = spans.next_if(|s| s.start_offset <= r.offset) {
+                epoch = Some(s.epoch).filter(|e| *e > 0);
+            }
+            ConsumerRecord {
                 topic: topic.to_owned(),
                 partition,
                 offset: r.offset,
@@ -160,8 +205,15 @@ pub fn accept_response(
                 value: r.value,
                 timestamp: r.timestamp,
                 headers: r.headers.into_iter().map(|h| (h.key, h.value)).collect(),
-            })
-            .collect(),
+                leader_epoch: epoch,
+            }
+        })
+        .collect();
+    Ok(Fetched {
+        high_watermark: Some(r.high_watermark),
+        log_start: Some(r.log_start_offset),
+        records,
+        diverged,
     })
 }
 
@@ -181,7 +233,50 @@ mod tests {
             records: offsets.iter().map(|o| rec(*o)).collect(),
             high_watermark: hw,
             log_start_offset: start,
+            ..Default::default()
         }
+    }
+
+    fn span(start_offset: u64, epoch: u64) -> pb::EpochStart {
+        pb::EpochStart {
+            start_offset,
+            epoch,
+        }
+    }
+
+    #[test]
+    fn records_carry_the_epochs_the_answer_names() {
+        let mut a = answer(&[5, 6, 9, 10], 11, 0);
+        a.epochs = vec![span(5, 0), span(6, 2), span(10, 3)];
+        let f = accept_response("t", 0, 5, a).unwrap();
+        let epochs: Vec<_> = f.records.iter().map(|r| r.leader_epoch).collect();
+        assert_eq!(epochs, vec![None, Some(2), Some(2), Some(3)]);
+        let mut bad = answer(&[5, 6], 7, 0);
+        bad.epochs = vec![span(6, 2)];
+        assert!(
+            accept_response("t", 0, 5, bad).is_err(),
+            "first record not covered"
+        );
+    }
+
+    #[test]
+    fn a_divergence_must_lie_below_the_offset_asked() {
+        let mut a = answer(&[], 9, 0);
+        a.diverging = Some(pb::DivergingEpoch {
+            epoch: 4,
+            end_offset: 7,
+        });
+        let f = accept_response("t", 0, 8, a.clone()).unwrap();
+        assert_eq!(
+            f.diverged,
+            Some(Diverged {
+                end_offset: 7,
+                epoch: Some(4)
+            })
+        );
+        assert!(accept_response("t", 0, 7, a.clone()).is_err());
+        a.records = vec![rec(8)];
+        assert!(accept_response("t", 0, 8, a).is_err());
     }
 
     #[test]

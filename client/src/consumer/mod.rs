@@ -17,7 +17,7 @@ use crate::net::pool::{ConnectionPool, PoolConfig};
 mod fetch;
 mod offset;
 
-pub use fetch::{accept_response, Fetched};
+pub use fetch::{accept_response, Diverged, Fetched};
 pub use offset::Offset;
 
 /// A record read from a partition.
@@ -37,6 +37,20 @@ pub struct ConsumerRecord {
     pub timestamp: u64,
     /// Headers, in order.
     pub headers: Vec<(String, Bytes)>,
+    /// Leader epoch (the lease epoch of the partition's leader) the record
+    /// was written under; `None` when the agent did not know it.
+    pub leader_epoch: Option<u64>,
+}
+
+/// Records a consumer read that the log no longer holds: each time a
+/// partition's new leader continued from an offset below what the consumer
+/// had read from the old one ([`Consumer::truncations`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Truncations {
+    /// How many times a partition's position moved back.
+    pub events: u64,
+    /// Offsets read and then found gone (the sum of the moves back).
+    pub records: u64,
 }
 
 /// Builds a [`Consumer`].
@@ -98,6 +112,9 @@ impl ConsumerBuilder {
             metadata,
             pool,
             positions: BTreeMap::new(),
+            fetched_epochs: BTreeMap::new(),
+            handed_epochs: BTreeMap::new(),
+            truncations: Truncations::default(),
             watermarks: BTreeMap::new(),
             fetched: VecDeque::new(),
             pending_error: None,
@@ -142,6 +159,13 @@ pub struct Consumer {
     pool: ConnectionPool,
     /// Next offset to fetch per assigned partition.
     positions: BTreeMap<(String, u32), u64>,
+    /// Leader epoch of the record before each position (sent with fetches
+    /// so the leader can tell when it no longer holds what was read).
+    fetched_epochs: BTreeMap<(String, u32), u64>,
+    /// Leader epoch of the last record handed out per partition (what
+    /// [`Consumer::position_epoch`] answers and commits carry).
+    handed_epochs: BTreeMap<(String, u32), u64>,
+    truncations: Truncations,
     /// Last (log start, high watermark) a fetch saw per partition.
     watermarks: BTreeMap<(String, u32), (u64, u64)>,
     /// Fetched and not yet handed out (by [`Consumer::next_record`]).
@@ -223,6 +247,8 @@ impl Consumer {
         }
         self.positions = next;
         let positions = &self.positions;
+        self.fetched_epochs.retain(|k, _| positions.contains_key(k));
+        self.handed_epochs.retain(|k, _| positions.contains_key(k));
         self.fetched
             .retain(|r| positions.contains_key(&(r.topic.clone(), r.partition)));
         if let Some((key, _)) = &self.pending_error {
@@ -246,7 +272,31 @@ impl Consumer {
     /// needed); forgets records of it fetched and not handed out yet, and
     /// an error of it not yet returned.
     pub fn seek(&mut self, topic: &str, partition: u32, offset: u64) {
+        self.seek_with_epoch(topic, partition, offset, None);
+    }
+
+    /// As [`seek`](Self::seek), knowing the leader epoch of the record
+    /// before `offset` (as stored with a committed offset): the first fetch
+    /// checks that the log still holds that epoch's records up to `offset`
+    /// and moves back to where a new leader continued if not.
+    pub fn seek_with_epoch(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        epoch: Option<u64>,
+    ) {
         let key = (topic.to_owned(), partition);
+        match epoch.filter(|e| *e > 0) {
+            Some(e) => {
+                self.fetched_epochs.insert(key.clone(), e);
+                self.handed_epochs.insert(key.clone(), e);
+            }
+            None => {
+                self.fetched_epochs.remove(&key);
+                self.handed_epochs.remove(&key);
+            }
+        }
         if self.pending_error.as_ref().is_some_and(|(k, _)| *k == key) {
             self.pending_error = None;
         }
@@ -293,6 +343,19 @@ impl Consumer {
             .or_else(|| self.positions.get(&(topic.to_owned(), partition)).copied())
     }
 
+    /// The leader epoch of the record before [`position`](Self::position)
+    /// (the last one handed out), when known: commit it with the position.
+    pub fn position_epoch(&self, topic: &str, partition: u32) -> Option<u64> {
+        self.handed_epochs
+            .get(&(topic.to_owned(), partition))
+            .copied()
+    }
+
+    /// Records read and then found gone after a leader change, so far.
+    pub fn truncations(&self) -> Truncations {
+        self.truncations
+    }
+
     /// Whether every assigned partition has been read up to the high
     /// watermark its last fetch saw (false before a partition was fetched).
     pub fn at_end(&self) -> bool {
@@ -324,6 +387,9 @@ impl Consumer {
         if self.fetched.is_empty() {
             self.fetch_more(max_wait).await?;
         }
+        // Everything fetched is handed out: the last handed record of each
+        // partition is its last fetched one.
+        self.handed_epochs.clone_from(&self.fetched_epochs);
         Ok(self.fetched.drain(..).collect())
     }
 
@@ -338,6 +404,11 @@ impl Consumer {
     pub async fn next_record(&mut self) -> Result<ConsumerRecord> {
         loop {
             if let Some(r) = self.fetched.pop_front() {
+                let key = (r.topic.clone(), r.partition);
+                match r.leader_epoch {
+                    Some(e) => self.handed_epochs.insert(key, e),
+                    None => self.handed_epochs.remove(&key),
+                };
                 return Ok(r);
             }
             self.fetch_more(self.stream_wait).await?;
@@ -389,7 +460,15 @@ impl Consumer {
                     if let (Some(low), Some(high)) = (f.log_start, f.high_watermark) {
                         self.watermarks.insert(key.clone(), (low, high));
                     }
+                    if let Some(d) = f.diverged {
+                        self.truncated(key, d);
+                        continue;
+                    }
                     if let Some(last) = f.records.last() {
+                        match last.leader_epoch {
+                            Some(e) => self.fetched_epochs.insert(key.clone(), e),
+                            None => self.fetched_epochs.remove(&key),
+                        };
                         self.positions.insert(key, last.offset + 1);
                         got = true;
                     }
@@ -409,6 +488,37 @@ impl Consumer {
         }
     }
 
+    /// A partition's leader no longer holds what was read from `d.end_offset`
+    /// on (no record of it is waiting in `fetched`: fetches run only when
+    /// that is empty): continue there, and count the records gone.
+    fn truncated(&mut self, key: (String, u32), d: Diverged) {
+        let Some(pos) = self.positions.get(&key).copied() else {
+            return;
+        };
+        let gone = pos.saturating_sub(d.end_offset);
+        tracing::warn!(
+            topic = key.0,
+            partition = key.1,
+            position = pos,
+            continue_at = d.end_offset,
+            gone,
+            "records read from a former leader are not in the log any more (it was replaced before shipping them); reading on from where the new leader continued"
+        );
+        self.truncations.events += 1;
+        self.truncations.records += gone;
+        self.positions.insert(key.clone(), d.end_offset);
+        match d.epoch {
+            Some(e) => {
+                self.fetched_epochs.insert(key.clone(), e);
+                self.handed_epochs.insert(key, e);
+            }
+            None => {
+                self.fetched_epochs.remove(&key);
+                self.handed_epochs.remove(&key);
+            }
+        }
+    }
+
     /// One fetch per assigned partition at its position, each waiting up
     /// to `wait_ms` for records.
     fn fetches(
@@ -423,6 +533,7 @@ impl Consumer {
                     topic: t,
                     partition: *p,
                     offset: *off,
+                    last_epoch: self.fetched_epochs.get(&key).copied(),
                     max_bytes: self.max_bytes_per_partition,
                     wait_ms,
                 };

@@ -89,6 +89,7 @@ fn probe(topic: &str, partition: u32, offset: u64) -> FetchAt<'_> {
         topic,
         partition,
         offset,
+        last_epoch: None,
         max_bytes: 1,
         wait_ms: 0,
     }

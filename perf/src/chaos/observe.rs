@@ -218,6 +218,7 @@ async fn fetch_once(
             offset,
             max_bytes: 1 << 20,
             max_wait_ms,
+            ..Default::default()
         })
         .await?
         .into_inner();

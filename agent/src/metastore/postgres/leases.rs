@@ -5,8 +5,9 @@
 use tokio_postgres::GenericClient;
 
 use crate::ids::PartitionId;
+use crate::leader_epochs::{EpochStart, MAX_EPOCHS_KEPT};
 use crate::metastore::sqlite::fenced;
-use crate::metastore::{to_i64, to_u64, LeaseGrant, LeaseRow, MetaError};
+use crate::metastore::{to_i64, to_u64, LeaseGrant, LeaseRow, MetaError, RECORD_EPOCH_START};
 
 use super::{db, PostgresStore};
 
@@ -32,6 +33,7 @@ impl PostgresStore {
             .await
             .map_err(db)?;
         if inserted == 1 {
+            record_epoch_start(&tx, topic, part, 1).await?;
             tx.commit().await.map_err(db)?;
             return Ok(LeaseGrant {
                 epoch: 1,
@@ -59,6 +61,11 @@ impl PostgresStore {
         )
         .await
         .map_err(db)?;
+        // A new epoch begins at the committed end (chunk commits lock this
+        // lease row, so none is under way); one's own lease keeps its epoch.
+        if epoch != cur.epoch {
+            record_epoch_start(&tx, topic, part, epoch).await?;
+        }
         tx.commit().await.map_err(db)?;
         Ok(LeaseGrant { epoch, expires_ms })
     }
@@ -219,4 +226,42 @@ pub(super) async fn lease_row(
         epoch: to_u64(r.get(1)),
         expires_ms: r.get(2),
     }))
+}
+
+async fn record_epoch_start(
+    tx: &impl GenericClient,
+    topic: &str,
+    part: i64,
+    epoch: u64,
+) -> Result<(), MetaError> {
+    tx.execute(RECORD_EPOCH_START, &[&topic, &part, &to_i64(epoch)])
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+impl PostgresStore {
+    /// The newest [`MAX_EPOCHS_KEPT`] epoch starts of a partition.
+    pub async fn leader_epochs(
+        &self,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Vec<EpochStart>, MetaError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT epoch, start_offset FROM leader_epochs WHERE topic = $1 AND part = $2
+                 ORDER BY epoch DESC LIMIT $3",
+                &[&topic, &i64::from(partition), &(MAX_EPOCHS_KEPT as i64)],
+            )
+            .await
+            .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|r| EpochStart {
+                epoch: to_u64(r.get(0)),
+                start_offset: to_u64(r.get(1)),
+            })
+            .collect())
+    }
 }

@@ -250,6 +250,9 @@ impl PostgresStore {
         tx.execute("DELETE FROM leases WHERE topic = $1", &[&key])
             .await
             .map_err(db)?;
+        tx.execute("DELETE FROM leader_epochs WHERE topic = $1", &[&key])
+            .await
+            .map_err(db)?;
         tx.execute("DELETE FROM producer_state WHERE topic = $1", &[&key])
             .await
             .map_err(db)?;

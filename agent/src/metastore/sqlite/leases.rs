@@ -4,7 +4,8 @@
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::ids::PartitionId;
-use crate::metastore::{to_i64, to_u64, LeaseGrant, LeaseRow, MetaError};
+use crate::leader_epochs::{EpochStart, MAX_EPOCHS_KEPT};
+use crate::metastore::{to_i64, to_u64, LeaseGrant, LeaseRow, MetaError, RECORD_EPOCH_START};
 
 use super::{db, fenced, SqliteStore};
 
@@ -22,6 +23,7 @@ impl SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db)?;
         let cur = lease_row(&tx, topic, partition)?;
+        let cur_epoch = cur.as_ref().map(|l| l.epoch);
         let expires_ms = now_ms + ttl_ms;
         let epoch = match cur {
             None => {
@@ -48,6 +50,16 @@ impl SqliteStore {
             params![topic, i64::from(partition), agent, to_i64(epoch), expires_ms],
         )
         .map_err(db)?;
+        // A new epoch begins at the committed end (nothing commits under
+        // the old one any more: this transaction holds the write lock).
+        // Re-acquiring one's own lease keeps the epoch and its start.
+        if cur_epoch != Some(epoch) {
+            tx.execute(
+                RECORD_EPOCH_START,
+                params![topic, i64::from(partition), to_i64(epoch)],
+            )
+            .map_err(db)?;
+        }
         tx.commit().map_err(db)?;
         Ok(LeaseGrant { epoch, expires_ms })
     }
@@ -151,6 +163,31 @@ impl SqliteStore {
                     },
                 ))
             })
+            .map_err(db)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db)
+    }
+}
+
+impl SqliteStore {
+    /// The newest [`MAX_EPOCHS_KEPT`] epoch starts of a partition.
+    pub fn leader_epochs(&self, topic: &str, partition: u32) -> Result<Vec<EpochStart>, MetaError> {
+        let conn = self.conn.lock();
+        let mut st = conn
+            .prepare(
+                "SELECT epoch, start_offset FROM leader_epochs WHERE topic = ?1 AND part = ?2
+                 ORDER BY epoch DESC LIMIT ?3",
+            )
+            .map_err(db)?;
+        let rows = st
+            .query_map(
+                params![topic, i64::from(partition), MAX_EPOCHS_KEPT as i64],
+                |r| {
+                    Ok(EpochStart {
+                        epoch: to_u64(r.get(0)?),
+                        start_offset: to_u64(r.get(1)?),
+                    })
+                },
+            )
             .map_err(db)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(db)
     }

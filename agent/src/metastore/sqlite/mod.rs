@@ -177,6 +177,8 @@ impl SqliteStore {
             .map_err(db)?;
         tx.execute("DELETE FROM leases WHERE topic = ?1", [&key])
             .map_err(db)?;
+        tx.execute("DELETE FROM leader_epochs WHERE topic = ?1", [&key])
+            .map_err(db)?;
         tx.execute("DELETE FROM chunk_ranges WHERE topic = ?1", [&key])
             .map_err(db)?;
         tx.execute("DELETE FROM group_offsets WHERE topic = ?1", [&key])

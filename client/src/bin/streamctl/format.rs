@@ -180,6 +180,7 @@ mod tests {
 
     fn rec() -> ConsumerRecord {
         ConsumerRecord {
+            leader_epoch: None,
             topic: "t".into(),
             partition: 2,
             offset: 7,

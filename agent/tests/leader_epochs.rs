@@ -1,0 +1,122 @@
+//! Leader epochs against real agent processes: a consumer that read records
+//! a leader acknowledged but never shipped, then lost with it (SIGKILL),
+//! goes back to where the new leader continued, reads every record the log
+//! holds and counts what vanished.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::*;
+use streamhouse_client::{Acks, Admin, Consumer, Producer, ProducerRecord};
+
+/// Two agents sharing stores; segments stay open ten minutes, so nothing
+/// reaches object storage unless a test's acks make it.
+fn cluster(dir: &std::path::Path, age_ms: &str) -> [Agent; 2] {
+    let args = |id: &str| {
+        let mut a = group_cluster_args(dir, id);
+        a.extend(["--segment-age-ms".to_string(), age_ms.to_string()]);
+        a
+    };
+    let (a0, a1) = (args("agent-0"), args("agent-1"));
+    [
+        Agent::start(1, &as_strs(&a0)),
+        Agent::start(1, &as_strs(&a1)),
+    ]
+}
+
+async fn send_all(producer: &Producer, topic: &str, partition: u32, values: &[String]) {
+    let acks: Vec<_> = values
+        .iter()
+        .map(|v| producer.send(ProducerRecord::new(topic, v.clone()).partition(partition)))
+        .collect();
+    for a in futures::future::join_all(acks).await {
+        a.expect("acknowledged");
+    }
+}
+
+/// Every (offset, value) the partition holds now, read from its leader.
+async fn log_now(bootstrap: &[String], topic: &str, partition: u32) -> BTreeMap<u64, String> {
+    let mut c = Consumer::connect(bootstrap.to_vec()).await.unwrap();
+    c.assign([(topic, partition)]).await.unwrap();
+    let (_, high) = c.watermarks(topic, partition).await.unwrap();
+    let mut out = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while (out.len() as u64) < high {
+        for r in c.poll(Duration::from_millis(100)).await.unwrap() {
+            out.insert(r.offset, String::from_utf8_lossy(&r.value).into_owned());
+        }
+        assert!(Instant::now() < deadline, "{} of {high}", out.len());
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_consumer_goes_back_to_where_a_new_leader_continued() {
+    let stores = tempfile::tempdir_in(target_tmp()).unwrap();
+    let mut agents = cluster(stores.path(), "600000");
+    let bootstrap = vec![agents[0].addr(0), agents[1].addr(0)];
+    let admin = Admin::connect(&agents[0].addr(0)).await.unwrap();
+    admin.create_topic("ep", 4).await.unwrap();
+    let p = agents[0]
+        .first_partition_led_by("ep", "agent-0", "agent-1")
+        .await;
+    let producer = Producer::builder(bootstrap.clone())
+        .acks(Acks::Durable)
+        .retries(100)
+        .delivery_timeout(Duration::from_secs(30))
+        .build()
+        .await
+        .unwrap();
+    // agent-0 acknowledges 300 records it keeps only in its WAL.
+    let old: Vec<String> = (0..300).map(|i| format!("old-{i}")).collect();
+    send_all(&producer, "ep", p, &old).await;
+    let mut consumer = Consumer::connect(bootstrap.clone()).await.unwrap();
+    consumer.assign([("ep", p)]).await.unwrap();
+    let mut read: BTreeMap<u64, String> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while read.len() < 300 {
+        for r in consumer.poll(Duration::from_millis(100)).await.unwrap() {
+            assert!(r.leader_epoch.is_some(), "records name their epoch");
+            read.insert(r.offset, String::from_utf8_lossy(&r.value).into_owned());
+        }
+        assert!(Instant::now() < deadline);
+    }
+    let first_epoch = consumer.position_epoch("ep", p).expect("an epoch");
+    // agent-0 dies with them; agent-1 continues from the committed end (0)
+    // and acknowledges 500 other records at offsets 0..500.
+    agents[0].kill9();
+    let new: Vec<String> = (0..500).map(|i| format!("new-{i}")).collect();
+    send_all(&producer, "ep", p, &new).await;
+    producer.close().await.unwrap();
+    let survivor = vec![agents[1].addr(0)];
+    let log = log_now(&survivor, "ep", p).await;
+    assert_eq!(log.len(), 500);
+    assert!(log.values().all(|v| v.starts_with("new-")), "{log:?}");
+    // The consumer reads on: every record of the log, the vanished ones
+    // reported.
+    let mut after: BTreeMap<u64, String> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while after.len() < log.len() {
+        match consumer.poll(Duration::from_millis(100)).await {
+            Ok(rs) => {
+                for r in rs {
+                    after.insert(r.offset, String::from_utf8_lossy(&r.value).into_owned());
+                }
+            }
+            Err(e) => eprintln!("poll: {e}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "read {} of the {} records in the log after the leader change (from offset {:?})",
+            after.len(),
+            log.len(),
+            after.keys().next()
+        );
+    }
+    assert_eq!(after, log, "every record in the log, as the log holds it");
+    let t = consumer.truncations();
+    assert_eq!((t.events, t.records), (1, 300), "{t:?}");
+    assert!(consumer.position_epoch("ep", p).expect("epoch") > first_epoch);
+}
