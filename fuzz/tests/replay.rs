@@ -158,6 +158,7 @@ fn write_seed_corpus() {
             .collect(),
         high_watermark: 8,
         log_start_offset: 0,
+        ..Default::default()
     };
     let mut f = 5u64.to_le_bytes().to_vec();
     f.extend_from_slice(&resp.encode_to_vec());
