@@ -1,5 +1,7 @@
-//! Per-partition offset index: where each batch of a partition lives in the
-//! shard's segments. In memory only; rebuilt by recovery. No I/O.
+//! Per-partition offset and time index: where each batch of a partition
+//! lives in the shard's segments, and the largest record timestamp of each
+//! (Kafka's `.timeindex`, one entry per batch). In memory only; rebuilt by
+//! recovery. No I/O.
 
 /// Location of one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,6 +14,9 @@ pub struct IndexEntry {
     pub pos: u64,
     /// Batch length in bytes.
     pub len: u32,
+    /// Largest record timestamp of the batch (ms since the Unix epoch), as
+    /// its header states.
+    pub max_timestamp: i64,
 }
 
 /// Batches of one partition in offset order.
@@ -63,6 +68,22 @@ impl OffsetIndex {
         self.entries.last()
     }
 
+    /// Batches at or after `offset` whose largest timestamp is at least
+    /// `timestamp_ms`, in offset order: the batches that may hold the first
+    /// record with a timestamp ≥ `timestamp_ms`. Timestamps need not grow
+    /// with offsets, so this is a scan of the batches after `offset`
+    /// (O(batches); in memory, no I/O).
+    pub fn at_or_after_time(
+        &self,
+        offset: u64,
+        timestamp_ms: i64,
+    ) -> impl Iterator<Item = &IndexEntry> {
+        let start = self.entries.partition_point(|e| e.next_offset <= offset);
+        self.entries[start..]
+            .iter()
+            .filter(move |e| e.max_timestamp >= timestamp_ms)
+    }
+
     /// Batches starting with the one holding `offset`, until about `max_bytes`
     /// of batches are covered (always at least one when `offset` is indexed).
     pub fn from_offset(&self, offset: u64, max_bytes: usize) -> Vec<IndexEntry> {
@@ -94,11 +115,45 @@ mod tests {
                 segment: 0,
                 pos: i * 100,
                 len: 100,
+                max_timestamp: 1000 + i as i64,
             });
         }
         assert_eq!(ix.from_offset(0, 1)[0].base_offset, 0);
         assert_eq!(ix.from_offset(35, 1)[0].base_offset, 30);
         assert_eq!(ix.from_offset(35, 250).len(), 2);
         assert!(ix.from_offset(100, 1000).is_empty());
+    }
+
+    fn entry(base: u64, max_timestamp: i64) -> IndexEntry {
+        IndexEntry {
+            base_offset: base,
+            next_offset: base + 10,
+            segment: 0,
+            pos: base * 10,
+            len: 100,
+            max_timestamp,
+        }
+    }
+
+    #[test]
+    fn finds_the_first_batch_reaching_a_time() {
+        let mut ix = OffsetIndex::default();
+        // Timestamps out of order across batches, as producers may send.
+        for (i, ts) in [100, 300, 200, 500, 400].into_iter().enumerate() {
+            ix.push(entry(i as u64 * 10, ts));
+        }
+        let bases = |from: u64, t: i64| -> Vec<u64> {
+            ix.at_or_after_time(from, t)
+                .map(|e| e.base_offset)
+                .collect()
+        };
+        assert_eq!(bases(0, 0), vec![0, 10, 20, 30, 40]);
+        assert_eq!(bases(0, 250), vec![10, 30, 40]);
+        assert_eq!(bases(0, 450), vec![30]);
+        assert!(bases(0, 501).is_empty());
+        // From an offset inside a batch: that batch counts.
+        assert_eq!(bases(15, 250), vec![10, 30, 40]);
+        assert_eq!(bases(20, 250), vec![30, 40]);
+        assert!(bases(50, 0).is_empty());
     }
 }

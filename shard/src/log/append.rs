@@ -145,6 +145,7 @@ impl ShardLog {
                         batch_offset: head.len(),
                         base_offset,
                         record_count: count,
+                        max_timestamp: header.max_timestamp,
                     });
                     let (tx, rx) = oneshot::channel();
                     st.waiters.push_back((lsn, tx));
@@ -195,6 +196,7 @@ impl ShardLog {
             batch_offset: frame.len(),
             base_offset: offset,
             record_count: 0,
+            max_timestamp: 0,
         });
         if was_empty {
             let _ = self.inner.wake.borrow().unbounded_send(());

@@ -7,7 +7,7 @@
 //! and its result types; the rest is one concept per file: `config`,
 //! `error`, `state` (what the log holds), `partition` (offsets, starts,
 //! producers), `append` (queueing frames), `writer` (group commit alone),
-//! `read`, `segments` (files, allocation, sealed segments), `roll` (when to
+//! `read`, `time` (seek by time), `segments` (files, allocation, sealed segments), `roll` (when to
 //! seal), `recovery` (rebuilding state from the files) and `alloc` (blocks
 //! on disk).
 
@@ -32,6 +32,7 @@ mod recovery;
 mod roll;
 mod segments;
 mod state;
+mod time;
 mod writer;
 
 pub use config::{LogConfig, DEFAULT_MAX_PRODUCERS};
@@ -39,6 +40,7 @@ pub use error::{LogError, ReopenError};
 use recovery::Recovered;
 use segments::free_bytes;
 use state::{Inner, State};
+pub use time::TimeMatch;
 
 /// How long an append that arrived ahead of its producer's sequence waits
 /// for the batches before it: long enough for requests that overtook each

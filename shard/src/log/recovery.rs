@@ -184,6 +184,7 @@ pub(super) async fn recover(config: &LogConfig) -> Result<Recovered, LogError> {
                 segment: *id,
                 pos: f.batch_pos,
                 len: h.length,
+                max_timestamp: h.max_timestamp,
             });
             let tick = lru.next_tick();
             if let Some(previous) =

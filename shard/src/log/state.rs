@@ -54,6 +54,8 @@ pub(super) struct PendingEntry {
     pub(super) batch_offset: usize,
     pub(super) base_offset: u64,
     pub(super) record_count: u32,
+    /// The batch header's largest record timestamp (ms; 0 for a restart frame).
+    pub(super) max_timestamp: i64,
 }
 
 pub(super) struct SegmentFile {

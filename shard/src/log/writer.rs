@@ -273,6 +273,7 @@ impl ShardLog {
                     segment: w.segment,
                     pos: w.frame_base + (e.start + e.batch_offset) as u64,
                     len: (e.len - e.batch_offset) as u32,
+                    max_timestamp: e.max_timestamp,
                 });
                 p.high_watermark = next;
                 self.waiters_changed(-(p.data_waiters.len() as i64));
