@@ -1,9 +1,11 @@
 //! Shard log behaviour on a real directory with real io_uring I/O.
 
+mod common;
+
+use common::run;
 use std::time::Duration;
 
 use bytes::Bytes;
-use glommio::LocalExecutorBuilder;
 use streamhouse_proto::batch::{encode, Codec, ProducerInfo, Record};
 use streamhouse_shard::{LogConfig, LogError, ShardLog};
 
@@ -55,18 +57,6 @@ in_both_write_modes!(
     a_reset_forgets_local_batches_even_when_the_offsets_match,
     synced_writes_missing_from_a_sealed_segment_are_corruption,
 );
-
-fn run<F, Fut>(f: F)
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + 'static,
-{
-    LocalExecutorBuilder::default()
-        .spawn(f)
-        .expect("executor")
-        .join()
-        .expect("join");
-}
 
 fn append_read_and_recover_offsets_exactly(direct_io: bool) {
     let dir = tempfile::tempdir().unwrap();

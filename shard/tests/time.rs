@@ -1,8 +1,10 @@
 //! Seek by time in the shard log (the time index: one largest timestamp per
 //! batch), on a real directory, before and after recovery.
 
+mod common;
+
 use bytes::Bytes;
-use glommio::LocalExecutorBuilder;
+use common::run;
 use streamhouse_proto::batch::{encode, Codec, ProducerInfo, Record};
 use streamhouse_shard::log::TimeMatch;
 use streamhouse_shard::{LogConfig, ShardLog};
@@ -19,18 +21,6 @@ fn batch(stamps: &[i64]) -> Vec<u8> {
         })
         .collect();
     encode(&recs, Codec::None, ProducerInfo::default())
-}
-
-fn run<F, Fut>(f: F)
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + 'static,
-{
-    LocalExecutorBuilder::default()
-        .spawn(f)
-        .expect("executor")
-        .join()
-        .expect("join");
 }
 
 #[test]

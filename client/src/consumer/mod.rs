@@ -287,16 +287,7 @@ impl Consumer {
         epoch: Option<u64>,
     ) {
         let key = (topic.to_owned(), partition);
-        match epoch.filter(|e| *e > 0) {
-            Some(e) => {
-                self.fetched_epochs.insert(key.clone(), e);
-                self.handed_epochs.insert(key.clone(), e);
-            }
-            None => {
-                self.fetched_epochs.remove(&key);
-                self.handed_epochs.remove(&key);
-            }
-        }
+        self.set_position_epoch(&key, epoch);
         if self.pending_error.as_ref().is_some_and(|(k, _)| *k == key) {
             self.pending_error = None;
         }
@@ -405,10 +396,7 @@ impl Consumer {
         loop {
             if let Some(r) = self.fetched.pop_front() {
                 let key = (r.topic.clone(), r.partition);
-                match r.leader_epoch {
-                    Some(e) => self.handed_epochs.insert(key, e),
-                    None => self.handed_epochs.remove(&key),
-                };
+                set_epoch(&mut self.handed_epochs, key, r.leader_epoch);
                 return Ok(r);
             }
             self.fetch_more(self.stream_wait).await?;
@@ -465,10 +453,7 @@ impl Consumer {
                         continue;
                     }
                     if let Some(last) = f.records.last() {
-                        match last.leader_epoch {
-                            Some(e) => self.fetched_epochs.insert(key.clone(), e),
-                            None => self.fetched_epochs.remove(&key),
-                        };
+                        set_epoch(&mut self.fetched_epochs, key.clone(), last.leader_epoch);
                         self.positions.insert(key, last.offset + 1);
                         got = true;
                     }
@@ -507,16 +492,15 @@ impl Consumer {
         self.truncations.events += 1;
         self.truncations.records += gone;
         self.positions.insert(key.clone(), d.end_offset);
-        match d.epoch {
-            Some(e) => {
-                self.fetched_epochs.insert(key.clone(), e);
-                self.handed_epochs.insert(key, e);
-            }
-            None => {
-                self.fetched_epochs.remove(&key);
-                self.handed_epochs.remove(&key);
-            }
-        }
+        self.set_position_epoch(&key, d.epoch);
+    }
+
+    /// Nothing waits to be handed out for `key` (a seek, a move back): the
+    /// record before its position, fetched and handed out alike, has leader
+    /// epoch `epoch`.
+    fn set_position_epoch(&mut self, key: &(String, u32), epoch: Option<u64>) {
+        set_epoch(&mut self.fetched_epochs, key.clone(), epoch);
+        set_epoch(&mut self.handed_epochs, key.clone(), epoch);
     }
 
     /// One fetch per assigned partition at its position, each waiting up
@@ -542,6 +526,15 @@ impl Consumer {
             })
             .collect()
     }
+}
+
+/// Records `epoch` for `key` in `epochs`, or forgets it when unknown (`None`
+/// or 0).
+fn set_epoch(epochs: &mut BTreeMap<(String, u32), u64>, key: (String, u32), epoch: Option<u64>) {
+    match epoch.filter(|e| *e > 0) {
+        Some(e) => epochs.insert(key, e),
+        None => epochs.remove(&key),
+    };
 }
 
 /// How long a poll waits for the other partitions' answers once one
