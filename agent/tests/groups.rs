@@ -135,6 +135,7 @@ fn commit(
             partition,
             offset,
             metadata: "test".into(),
+            leader_epoch: None,
         }],
     }
 }
@@ -393,6 +394,37 @@ async fn bad_group_requests_get_invalid_argument() {
         .await
         .expect_err("no such partition");
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    // An offset no log can reach was stored clamped, and the group could
+    // never read the partition again.
+    let e = c
+        .commit_offsets(commit("g", &m, "t", 0, u64::MAX))
+        .await
+        .expect_err("offset 2^64-1");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("beyond any log's end"), "{e:?}");
+    let mut zero = commit("g", &m, "t", 0, 1);
+    zero.offsets[0].leader_epoch = Some(0);
+    let e = c.commit_offsets(zero).await.expect_err("epoch 0");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    // A leader epoch is kept with the offset it was committed with.
+    let mut with_epoch = commit("g", &m, "t", 0, 1);
+    with_epoch.offsets[0].leader_epoch = Some(7);
+    c.commit_offsets(with_epoch).await.unwrap();
+    let got = c
+        .fetch_offsets(pb::FetchOffsetsRequest {
+            group_id: "g".into(),
+            partitions: Vec::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        got.offsets
+            .iter()
+            .map(|o| (o.offset, o.leader_epoch))
+            .collect::<Vec<_>>(),
+        vec![(Some(1), Some(7))]
+    );
 }
 
 #[tokio::test]

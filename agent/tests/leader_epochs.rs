@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::*;
-use streamhouse_client::{Acks, Admin, Consumer, Producer, ProducerRecord};
+use streamhouse_client::{
+    Acks, Admin, AutoOffsetReset, Consumer, GroupConsumer, Producer, ProducerRecord,
+};
 
 /// Two agents sharing stores; segments stay open ten minutes, so nothing
 /// reaches object storage unless a test's acks make it.
@@ -119,4 +121,86 @@ async fn a_consumer_goes_back_to_where_a_new_leader_continued() {
     let t = consumer.truncations();
     assert_eq!((t.events, t.records), (1, 300), "{t:?}");
     assert!(consumer.position_epoch("ep", p).expect("epoch") > first_epoch);
+}
+
+/// A group member that starts from an offset committed after records a
+/// dead leader never shipped reads every record the new leader wrote at
+/// those offsets: the commit carries the epoch, the first fetch finds it
+/// ended earlier.
+#[tokio::test]
+async fn a_member_starting_from_a_commit_goes_back_to_where_a_new_leader_continued() {
+    let stores = tempfile::tempdir_in(target_tmp()).unwrap();
+    let mut agents = cluster(stores.path(), "600000");
+    let bootstrap = vec![agents[0].addr(0), agents[1].addr(0)];
+    let admin = Admin::connect(&agents[0].addr(0)).await.unwrap();
+    admin.create_topic("gep", 4).await.unwrap();
+    let p = agents[0]
+        .first_partition_led_by("gep", "agent-0", "agent-1")
+        .await;
+    let producer = Producer::builder(bootstrap.clone())
+        .acks(Acks::Durable)
+        .retries(100)
+        .delivery_timeout(Duration::from_secs(30))
+        .build()
+        .await
+        .unwrap();
+    let old: Vec<String> = (0..300).map(|i| format!("old-{i}")).collect();
+    send_all(&producer, "gep", p, &old).await;
+    // A member reads the 300 records agent-0 keeps only in its WAL and
+    // commits past them.
+    let mut first = group_member(&bootstrap, "gep-readers").await;
+    let mut read = 0;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while read < 300 {
+        read += first.poll(Duration::from_millis(100)).await.unwrap().len();
+        assert!(Instant::now() < deadline, "read {read} of 300");
+    }
+    first.commit().await.unwrap();
+    let committed = admin.group_offsets("gep-readers").await.unwrap();
+    assert_eq!(committed.get(&("gep".to_string(), p)), Some(&300));
+    first.close().await.unwrap();
+    // agent-0 dies with them; agent-1 writes 500 others at offsets 0..500.
+    agents[0].kill9();
+    let new: Vec<String> = (0..500).map(|i| format!("new-{i}")).collect();
+    send_all(&producer, "gep", p, &new).await;
+    producer.close().await.unwrap();
+    let survivor = vec![agents[1].addr(0)];
+    let log = log_now(&survivor, "gep", p).await;
+    assert_eq!(log.len(), 500);
+    // A new member starts from the group's commit: it reads them all.
+    let mut second = group_member(&survivor, "gep-readers").await;
+    let mut after: BTreeMap<u64, String> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while after.len() < log.len() {
+        match second.poll(Duration::from_millis(100)).await {
+            Ok(rs) => after.extend(
+                rs.into_iter()
+                    .map(|r| (r.offset, String::from_utf8_lossy(&r.value).into_owned())),
+            ),
+            Err(e) => eprintln!("poll: {e}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new member read {} of the {} records in the log (from offset {:?})",
+            after.len(),
+            log.len(),
+            after.keys().next()
+        );
+    }
+    assert_eq!(after, log);
+    let t = second.truncations();
+    assert_eq!((t.events, t.records), (1, 300), "{t:?}");
+    second.close().await.unwrap();
+}
+
+async fn group_member(bootstrap: &[String], group: &str) -> GroupConsumer {
+    Consumer::builder(bootstrap.to_vec())
+        .group(group)
+        .subscribe(["gep"])
+        .session_timeout(Duration::from_secs(6))
+        .auto_commit_interval(Duration::from_millis(200))
+        .auto_offset_reset(AutoOffsetReset::Earliest)
+        .build()
+        .await
+        .unwrap()
 }

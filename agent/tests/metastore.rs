@@ -528,6 +528,7 @@ async fn groups_suite(url: &str) {
         partition: p,
         offset,
         metadata: format!("at {offset}"),
+        leader_epoch: (p == 0).then_some(offset / 2),
     };
     assert!(
         !m.commit_offsets(&group, 1, &[commit(0, 5)], 30)
@@ -545,11 +546,24 @@ async fn groups_suite(url: &str) {
         .await
         .unwrap());
     let offs = m.group_offsets(&group).await.unwrap();
-    let got: Vec<(u32, u64, &str, i64)> = offs
+    let got: Vec<(u32, u64, &str, i64, Option<u64>)> = offs
         .iter()
-        .map(|o| (o.partition, o.offset, o.metadata.as_str(), o.commit_ms))
+        .map(|o| {
+            (
+                o.partition,
+                o.offset,
+                o.metadata.as_str(),
+                o.commit_ms,
+                o.leader_epoch,
+            )
+        })
         .collect();
-    assert_eq!(got, vec![(0, 9, "at 9", 40), (1, 7, "at 7", 30)]);
+    // The leader epoch is kept with the offset (and read back as unknown
+    // when the committer did not know it).
+    assert_eq!(
+        got,
+        vec![(0, 9, "at 9", 40, Some(4)), (1, 7, "at 7", 30, None)]
+    );
     assert!(offs.iter().all(|o| o.topic == t.key()));
 
     // Deleting the topic deletes its offsets.
@@ -563,6 +577,7 @@ async fn groups_suite(url: &str) {
         partition: 0,
         offset: 3,
         metadata: String::new(),
+        leader_epoch: None,
     };
     assert!(m.commit_offsets(&group, 2, &[c2], 50).await.unwrap());
     assert!(!m.delete_group(&group, 1).await.unwrap());

@@ -83,6 +83,33 @@ fn to_pb(set: &BTreeSet<TopicPartition>) -> Vec<pb::TopicPartitions> {
         .collect()
 }
 
+/// Refuses an offset or leader epoch no log can reach (offsets and epochs
+/// are stored as signed 64-bit integers; a larger one would be stored
+/// clamped and the group could never read the partition again).
+fn check_committable(o: &pb::OffsetEntry) -> Result<(), ControlError> {
+    if i64::try_from(o.offset).is_err() {
+        return Err(ControlError::Invalid(format!(
+            "offset {} of {}/{} is beyond any log's end (at most {})",
+            o.offset,
+            o.topic,
+            o.partition,
+            i64::MAX
+        )));
+    }
+    if o.leader_epoch
+        .is_some_and(|e| e == 0 || i64::try_from(e).is_err())
+    {
+        return Err(ControlError::Invalid(format!(
+            "leader epoch {:?} of {}/{} is not a lease epoch (1 to {})",
+            o.leader_epoch,
+            o.topic,
+            o.partition,
+            i64::MAX
+        )));
+    }
+    Ok(())
+}
+
 /// A group that must exist (describe, delete).
 fn unknown_group(group: &str) -> ControlError {
     ControlError::Missing(format!("unknown group {group}"))
@@ -271,11 +298,13 @@ impl Coordinator {
                 )));
             }
             self.settings.check_metadata(&o.metadata)?;
+            check_committable(o)?;
             offsets.push(OffsetCommit {
                 topic: t.key(&o.topic),
                 partition: o.partition,
                 offset: o.offset,
                 metadata: o.metadata.clone(),
+                leader_epoch: o.leader_epoch,
             });
         }
         let _one = self.lock(&req.group_id).await;
@@ -353,6 +382,7 @@ impl Coordinator {
                     offset: Some(o.offset),
                     metadata: o.metadata,
                     commit_time_ms: o.commit_ms,
+                    leader_epoch: o.leader_epoch,
                 },
             );
         }

@@ -31,6 +31,9 @@ pub struct OffsetCommit {
     pub offset: u64,
     /// Free text stored with it (bounded by the caller).
     pub metadata: String,
+    /// The leader epoch of the record before `offset`; `None` when the
+    /// committer did not know it (stored as 0).
+    pub leader_epoch: Option<u64>,
 }
 
 /// A committed offset.
@@ -42,6 +45,19 @@ pub struct StoredOffset {
     pub metadata: String,
     /// When it was committed, ms since the epoch.
     pub commit_ms: i64,
+    /// The leader epoch committed with it (`None`: not known).
+    pub leader_epoch: Option<u64>,
+}
+
+/// How a leader epoch is stored with a committed offset (0: not known;
+/// lease epochs start at 1).
+pub(crate) fn stored_epoch(e: Option<u64>) -> i64 {
+    e.map_or(0, super::to_i64)
+}
+
+/// The leader epoch of a stored committed offset.
+pub(crate) fn epoch_of_stored(v: i64) -> Option<u64> {
+    (v > 0).then(|| super::to_u64(v))
 }
 
 impl MetaStore {

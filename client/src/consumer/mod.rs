@@ -14,11 +14,14 @@ use crate::error::{Error, Result};
 use crate::net::metadata::Metadata;
 use crate::net::pool::{ConnectionPool, PoolConfig};
 
+mod epochs;
 mod fetch;
 mod offset;
 
+use epochs::Epochs;
+pub use epochs::Truncations;
 pub use fetch::{accept_response, Diverged, Fetched};
-pub use offset::Offset;
+pub use offset::{AutoOffsetReset, Offset};
 
 /// A record read from a partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,17 +45,6 @@ pub struct ConsumerRecord {
     pub leader_epoch: Option<u64>,
 }
 
-/// Records a consumer read that the log no longer holds: each time a
-/// partition's new leader continued from an offset below what the consumer
-/// had read from the old one ([`Consumer::truncations`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Truncations {
-    /// How many times a partition's position moved back.
-    pub events: u64,
-    /// Offsets read and then found gone (the sum of the moves back).
-    pub records: u64,
-}
-
 /// Builds a [`Consumer`].
 #[derive(Debug, Clone)]
 pub struct ConsumerBuilder {
@@ -60,6 +52,7 @@ pub struct ConsumerBuilder {
     max_bytes_per_partition: u32,
     stream_wait: Duration,
     pub(crate) pool: PoolConfig,
+    out_of_range: AutoOffsetReset,
     #[cfg(feature = "direct")]
     direct: Option<std::path::PathBuf>,
 }
@@ -80,6 +73,16 @@ impl ConsumerBuilder {
     /// Connection pool settings (timeouts, connections per shard).
     pub fn pool(mut self, p: PoolConfig) -> Self {
         self.pool = p;
+        self
+    }
+    /// What a partition whose position is out of range (below the log
+    /// start, or past the high watermark: e.g. an offset stored before
+    /// the log lost its unshipped tail) does: start again at the first
+    /// readable offset, at the end, or fail the poll with `OUT_OF_RANGE`.
+    /// Default [`AutoOffsetReset::Error`] (a group member's default is
+    /// `Latest`, as its builder says). Each reset is logged.
+    pub fn auto_offset_reset(mut self, r: AutoOffsetReset) -> Self {
+        self.out_of_range = r;
         self
     }
 
@@ -112,12 +115,11 @@ impl ConsumerBuilder {
             metadata,
             pool,
             positions: BTreeMap::new(),
-            fetched_epochs: BTreeMap::new(),
-            handed_epochs: BTreeMap::new(),
-            truncations: Truncations::default(),
+            epochs: Epochs::default(),
             watermarks: BTreeMap::new(),
             fetched: VecDeque::new(),
             pending_error: None,
+            out_of_range: self.out_of_range,
             max_bytes_per_partition: self.max_bytes_per_partition,
             stream_wait: self.stream_wait,
             _direct: direct,
@@ -159,13 +161,8 @@ pub struct Consumer {
     pool: ConnectionPool,
     /// Next offset to fetch per assigned partition.
     positions: BTreeMap<(String, u32), u64>,
-    /// Leader epoch of the record before each position (sent with fetches
-    /// so the leader can tell when it no longer holds what was read).
-    fetched_epochs: BTreeMap<(String, u32), u64>,
-    /// Leader epoch of the last record handed out per partition (what
-    /// [`Consumer::position_epoch`] answers and commits carry).
-    handed_epochs: BTreeMap<(String, u32), u64>,
-    truncations: Truncations,
+    /// Leader epochs of the fetch and handed-out positions, truncations.
+    epochs: Epochs,
     /// Last (log start, high watermark) a fetch saw per partition.
     watermarks: BTreeMap<(String, u32), (u64, u64)>,
     /// Fetched and not yet handed out (by [`Consumer::next_record`]).
@@ -173,6 +170,8 @@ pub struct Consumer {
     /// An error one partition answered during a poll that also returned
     /// records of others; the next poll returns it (see [`Consumer::poll`]).
     pending_error: Option<((String, u32), Error)>,
+    /// Where an out-of-range position starts again.
+    out_of_range: AutoOffsetReset,
     /// Bytes asked per partition per fetch; default 1 MiB.
     pub max_bytes_per_partition: u32,
     /// How long one fetch of `next_record`/`stream` waits; default 500 ms.
@@ -192,6 +191,7 @@ impl Consumer {
             max_bytes_per_partition: 1 << 20,
             stream_wait: Duration::from_millis(500),
             pool: PoolConfig::default(),
+            out_of_range: AutoOffsetReset::Error,
             #[cfg(feature = "direct")]
             direct: None,
         }
@@ -247,8 +247,7 @@ impl Consumer {
         }
         self.positions = next;
         let positions = &self.positions;
-        self.fetched_epochs.retain(|k, _| positions.contains_key(k));
-        self.handed_epochs.retain(|k, _| positions.contains_key(k));
+        self.epochs.retain(|k| positions.contains_key(k));
         self.fetched
             .retain(|r| positions.contains_key(&(r.topic.clone(), r.partition)));
         if let Some((key, _)) = &self.pending_error {
@@ -287,7 +286,7 @@ impl Consumer {
         epoch: Option<u64>,
     ) {
         let key = (topic.to_owned(), partition);
-        self.set_position_epoch(&key, epoch);
+        self.epochs.set_position(&key, epoch);
         if self.pending_error.as_ref().is_some_and(|(k, _)| *k == key) {
             self.pending_error = None;
         }
@@ -337,14 +336,12 @@ impl Consumer {
     /// The leader epoch of the record before [`position`](Self::position)
     /// (the last one handed out), when known: commit it with the position.
     pub fn position_epoch(&self, topic: &str, partition: u32) -> Option<u64> {
-        self.handed_epochs
-            .get(&(topic.to_owned(), partition))
-            .copied()
+        self.epochs.handed(&(topic.to_owned(), partition))
     }
 
     /// Records read and then found gone after a leader change, so far.
     pub fn truncations(&self) -> Truncations {
-        self.truncations
+        self.epochs.truncations()
     }
 
     /// Whether every assigned partition has been read up to the high
@@ -380,7 +377,7 @@ impl Consumer {
         }
         // Everything fetched is handed out: the last handed record of each
         // partition is its last fetched one.
-        self.handed_epochs.clone_from(&self.fetched_epochs);
+        self.epochs.all_handed();
         Ok(self.fetched.drain(..).collect())
     }
 
@@ -396,7 +393,7 @@ impl Consumer {
         loop {
             if let Some(r) = self.fetched.pop_front() {
                 let key = (r.topic.clone(), r.partition);
-                set_epoch(&mut self.handed_epochs, key, r.leader_epoch);
+                self.epochs.set_handed(&key, r.leader_epoch);
                 return Ok(r);
             }
             self.fetch_more(self.stream_wait).await?;
@@ -441,6 +438,7 @@ impl Consumer {
             results = first_answers(self.fetches(wait_ms)).await;
         }
         let mut first_error = None;
+        let mut resets = Vec::new();
         let mut got = false;
         for (key, r) in results {
             match r {
@@ -453,15 +451,23 @@ impl Consumer {
                         continue;
                     }
                     if let Some(last) = f.records.last() {
-                        set_epoch(&mut self.fetched_epochs, key.clone(), last.leader_epoch);
+                        self.epochs.set_fetched(&key, last.leader_epoch);
                         self.positions.insert(key, last.offset + 1);
                         got = true;
                     }
                     self.fetched.extend(f.records);
                 }
+                Err(e) if is_out_of_range(&e) && self.out_of_range.start().is_some() => {
+                    resets.push((key, e));
+                }
                 Err(e) => {
                     first_error.get_or_insert((key, e));
                 }
+            }
+        }
+        for (key, e) in resets {
+            if let Err(e) = self.reset(&key, &e).await {
+                first_error.get_or_insert((key, e));
             }
         }
         match first_error {
@@ -489,18 +495,28 @@ impl Consumer {
             gone,
             "records read from a former leader are not in the log any more (it was replaced before shipping them); reading on from where the new leader continued"
         );
-        self.truncations.events += 1;
-        self.truncations.records += gone;
+        self.epochs.truncated(gone);
         self.positions.insert(key.clone(), d.end_offset);
-        self.set_position_epoch(&key, d.epoch);
+        self.epochs.set_position(&key, d.epoch);
     }
 
-    /// Nothing waits to be handed out for `key` (a seek, a move back): the
-    /// record before its position, fetched and handed out alike, has leader
-    /// epoch `epoch`.
-    fn set_position_epoch(&mut self, key: &(String, u32), epoch: Option<u64>) {
-        set_epoch(&mut self.fetched_epochs, key.clone(), epoch);
-        set_epoch(&mut self.handed_epochs, key.clone(), epoch);
+    /// Starts `key` again where `auto_offset_reset` says, its position
+    /// having been answered out of range (`why`).
+    async fn reset(&mut self, key: &(String, u32), why: &Error) -> Result<()> {
+        let Some(to) = self.out_of_range.start() else {
+            return Ok(());
+        };
+        let from = self.positions.get(key).copied();
+        let at = self.seek_to(&key.0, key.1, to).await?;
+        tracing::warn!(
+            topic = key.0,
+            partition = key.1,
+            position = from,
+            reset_to = at,
+            reason = %why,
+            "position out of range; reading on from the auto offset reset position"
+        );
+        Ok(())
     }
 
     /// One fetch per assigned partition at its position, each waiting up
@@ -517,7 +533,7 @@ impl Consumer {
                     topic: t,
                     partition: *p,
                     offset: *off,
-                    last_epoch: self.fetched_epochs.get(&key).copied(),
+                    last_epoch: self.epochs.fetched(&key),
                     max_bytes: self.max_bytes_per_partition,
                     wait_ms,
                 };
@@ -526,15 +542,6 @@ impl Consumer {
             })
             .collect()
     }
-}
-
-/// Records `epoch` for `key` in `epochs`, or forgets it when unknown (`None`
-/// or 0).
-fn set_epoch(epochs: &mut BTreeMap<(String, u32), u64>, key: (String, u32), epoch: Option<u64>) {
-    match epoch.filter(|e| *e > 0) {
-        Some(e) => epochs.insert(key, e),
-        None => epochs.remove(&key),
-    };
 }
 
 /// How long a poll waits for the other partitions' answers once one
@@ -570,4 +577,9 @@ where
         }
     }
     out
+}
+
+/// Whether the agent answered that the position is outside the log.
+fn is_out_of_range(e: &Error) -> bool {
+    matches!(e, Error::Status { code, .. } if *code == tonic::Code::OutOfRange)
 }

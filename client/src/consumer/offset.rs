@@ -175,3 +175,44 @@ mod tests {
         }
     }
 }
+
+/// Where reading a partition starts again when its position is out of
+/// range (below the log start or past the high watermark), and where a
+/// group member starts a partition its group never committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AutoOffsetReset {
+    /// The first readable offset.
+    Earliest,
+    /// The high watermark: only records produced from now on (Kafka's
+    /// default).
+    #[default]
+    Latest,
+    /// Fail the poll: `OUT_OF_RANGE` from the agent, or for a partition a
+    /// group never committed [`crate::Error::Config`] naming it.
+    Error,
+}
+
+impl std::str::FromStr for AutoOffsetReset {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "earliest" | "beginning" => Ok(AutoOffsetReset::Earliest),
+            "latest" | "end" => Ok(AutoOffsetReset::Latest),
+            "error" | "none" => Ok(AutoOffsetReset::Error),
+            _ => Err(format!(
+                "invalid auto offset reset {s:?}: use earliest, latest or error"
+            )),
+        }
+    }
+}
+
+impl AutoOffsetReset {
+    /// Where reading starts again; `None` for [`AutoOffsetReset::Error`].
+    pub fn start(self) -> Option<Offset> {
+        match self {
+            AutoOffsetReset::Earliest => Some(Offset::Beginning),
+            AutoOffsetReset::Latest => Some(Offset::End),
+            AutoOffsetReset::Error => None,
+        }
+    }
+}

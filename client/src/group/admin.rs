@@ -129,6 +129,8 @@ impl Admin {
                     partition: *p,
                     offset: *o,
                     metadata: "set by an administrator".into(),
+                    // Unknown: a member starting here reads from `o` on.
+                    leader_epoch: None,
                 })
                 .collect(),
         };

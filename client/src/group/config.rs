@@ -3,33 +3,7 @@
 
 use std::time::Duration;
 
-/// Where a partition the group never committed (or whose committed offset
-/// is out of range) starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AutoOffsetReset {
-    /// The first readable offset.
-    Earliest,
-    /// The high watermark: only records produced from now on (Kafka's
-    /// default).
-    #[default]
-    Latest,
-    /// Fail the poll with [`crate::Error::Config`] naming the partition.
-    Error,
-}
-
-impl std::str::FromStr for AutoOffsetReset {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "earliest" | "beginning" => Ok(AutoOffsetReset::Earliest),
-            "latest" | "end" => Ok(AutoOffsetReset::Latest),
-            "error" | "none" => Ok(AutoOffsetReset::Error),
-            _ => Err(format!(
-                "invalid auto offset reset {s:?}: use earliest, latest or error"
-            )),
-        }
-    }
-}
+pub use crate::consumer::AutoOffsetReset;
 
 /// A group consumer's settings.
 #[derive(Debug, Clone)]

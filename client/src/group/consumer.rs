@@ -17,7 +17,8 @@ use super::config::{AutoOffsetReset, GroupConfig};
 use super::link::CoordinatorLink;
 use super::listener::{NoListener, RebalanceListener};
 use super::membership::{self, Shared, TopicPartition};
-use crate::consumer::{Consumer, ConsumerBuilder, ConsumerRecord, Offset};
+use super::Position;
+use crate::consumer::{Consumer, ConsumerBuilder, ConsumerRecord, Offset, Truncations};
 use crate::error::{Error, Result};
 
 /// Builds a [`GroupConsumer`]: `Consumer::builder(bootstrap).group(G)`.
@@ -84,7 +85,10 @@ impl GroupConsumerBuilder {
         self.config.auto_commit_interval = d;
         self
     }
-    /// Default [`AutoOffsetReset::Latest`].
+    /// Where a partition starts when the group never committed it, or when
+    /// its committed offset is out of range (see
+    /// [`ConsumerBuilder::auto_offset_reset`]); default
+    /// [`AutoOffsetReset::Latest`].
     pub fn auto_offset_reset(mut self, r: AutoOffsetReset) -> Self {
         self.config.auto_offset_reset = r;
         self
@@ -114,7 +118,13 @@ impl GroupConsumerBuilder {
         }
         let bootstrap = self.inner.bootstrap.clone();
         let pool = self.inner.pool.clone();
-        let consumer = self.inner.build().await?;
+        // A committed offset out of range (the log lost the tail it named,
+        // or retention passed it) starts where the group's policy says.
+        let consumer = self
+            .inner
+            .auto_offset_reset(self.config.auto_offset_reset)
+            .build()
+            .await?;
         let link = Arc::new(CoordinatorLink::new(c.group_id.clone(), bootstrap, pool));
         let shared = Shared::new();
         let (stop, stop_rx) = watch::channel(false);
@@ -153,7 +163,7 @@ pub struct GroupConsumer {
     /// Partitions applied (owned), paused ones included.
     owned: BTreeSet<TopicPartition>,
     /// Paused partitions and the position each resumes at.
-    paused: BTreeMap<TopicPartition, u64>,
+    paused: BTreeMap<TopicPartition, Position>,
     /// The last position committed per partition.
     committed: BTreeMap<TopicPartition, u64>,
     /// Behind a lock only so the consumer is `Sync` (its futures `Send`);
@@ -183,8 +193,32 @@ impl GroupConsumer {
         let key = (topic.to_owned(), partition);
         self.paused
             .get(&key)
-            .copied()
+            .map(|at| at.offset)
             .or_else(|| self.consumer.position(topic, partition))
+    }
+
+    /// The leader epoch of the last record handed out from an owned
+    /// partition (committed with its position), when known.
+    pub fn position_epoch(&self, topic: &str, partition: u32) -> Option<u64> {
+        let key = (topic.to_owned(), partition);
+        match self.paused.get(&key) {
+            Some(at) => at.epoch,
+            None => self.consumer.position_epoch(topic, partition),
+        }
+    }
+
+    /// Leader changes that took back records this member had read (see
+    /// [`Consumer::truncations`]).
+    pub fn truncations(&self) -> Truncations {
+        self.consumer.truncations()
+    }
+
+    /// Reads from the consumer's position of a partition it reads.
+    fn current(&self, tp: &TopicPartition) -> Option<Position> {
+        Some(Position {
+            offset: self.consumer.position(&tp.0, tp.1)?,
+            epoch: self.consumer.position_epoch(&tp.0, tp.1),
+        })
     }
 
     /// Sets the next offset read from an owned partition.
@@ -194,7 +228,12 @@ impl GroupConsumer {
             return;
         }
         match self.paused.get_mut(&key) {
-            Some(p) => *p = offset,
+            Some(p) => {
+                *p = Position {
+                    offset,
+                    epoch: None,
+                }
+            }
             None => self.consumer.seek(topic, partition, offset),
         }
     }
@@ -218,9 +257,12 @@ impl GroupConsumer {
     async fn seek_all(&mut self, partitions: &[TopicPartition], at: Offset) -> Result<()> {
         for (t, p) in partitions {
             if self.owned.contains(&(t.clone(), *p)) {
-                let o = self.consumer.seek_to(t, *p, at).await?;
+                let offset = self.consumer.seek_to(t, *p, at).await?;
                 if let Some(saved) = self.paused.get_mut(&(t.clone(), *p)) {
-                    *saved = o;
+                    *saved = Position {
+                        offset,
+                        epoch: None,
+                    };
                 }
             }
         }
@@ -235,8 +277,11 @@ impl GroupConsumer {
     pub async fn pause(&mut self, partitions: &[TopicPartition]) -> Result<()> {
         for tp in partitions {
             if self.owned.contains(tp) && !self.paused.contains_key(tp) {
-                let pos = self.consumer.position(&tp.0, tp.1).unwrap_or(0);
-                self.paused.insert(tp.clone(), pos);
+                let at = self.current(tp).unwrap_or(Position {
+                    offset: 0,
+                    epoch: None,
+                });
+                self.paused.insert(tp.clone(), at);
             }
         }
         self.reassign().await
@@ -254,8 +299,8 @@ impl GroupConsumer {
             }
         }
         self.reassign().await?;
-        for ((t, p), pos) in back {
-            self.consumer.seek(&t, p, pos);
+        for ((t, p), at) in back {
+            self.consumer.seek_with_epoch(&t, p, at.offset, at.epoch);
         }
         Ok(())
     }
@@ -312,21 +357,21 @@ impl GroupConsumer {
         let mut taken = Vec::new();
         for tp in &added {
             match committed.get(tp) {
-                Some(o) => {
-                    self.consumer.seek(&tp.0, tp.1, *o);
-                    self.committed.insert(tp.clone(), *o);
+                Some(at) => {
+                    // With the committed epoch the first fetch checks that
+                    // the records before `at` are still the log's (a new
+                    // leader may have written others at those offsets).
+                    self.consumer
+                        .seek_with_epoch(&tp.0, tp.1, at.offset, at.epoch);
+                    self.committed.insert(tp.clone(), at.offset);
                 }
                 None => {
-                    let start = match self.config.auto_offset_reset {
-                        AutoOffsetReset::Earliest => Offset::Beginning,
-                        AutoOffsetReset::Latest => Offset::End,
-                        AutoOffsetReset::Error => {
-                            return Err(Error::Config(format!(
-                                "group {} has no committed offset for {}/{} and \
-                                 auto_offset_reset is error",
-                                self.config.group_id, tp.0, tp.1
-                            )))
-                        }
+                    let Some(start) = self.config.auto_offset_reset.start() else {
+                        return Err(Error::Config(format!(
+                            "group {} has no committed offset for {}/{} and \
+                             auto_offset_reset is error",
+                            self.config.group_id, tp.0, tp.1
+                        )));
                     };
                     self.consumer.seek_to(&tp.0, tp.1, start).await?;
                 }
@@ -350,13 +395,14 @@ impl GroupConsumer {
         &self,
         partitions: &[TopicPartition],
     ) -> Result<BTreeMap<TopicPartition, u64>> {
-        self.fetch_committed(partitions).await
+        let at = self.fetch_committed(partitions).await?;
+        Ok(at.into_iter().map(|(tp, at)| (tp, at.offset)).collect())
     }
 
     async fn fetch_committed(
         &self,
         partitions: &[TopicPartition],
-    ) -> Result<BTreeMap<TopicPartition, u64>> {
+    ) -> Result<BTreeMap<TopicPartition, Position>> {
         let set: BTreeSet<TopicPartition> = partitions.iter().cloned().collect();
         let req = pb::FetchOffsetsRequest {
             group_id: self.config.group_id.clone(),
@@ -369,7 +415,7 @@ impl GroupConsumer {
                 async move { c.fetch_offsets(req).await }
             })
             .await?;
-        Ok(super::committed_of(r))
+        Ok(super::committed_with_epochs(r))
     }
 
     /// Commits the positions of every owned partition (what earlier polls
@@ -418,6 +464,7 @@ impl GroupConsumer {
                     partition: *p,
                     offset: pos,
                     metadata: String::new(),
+                    leader_epoch: self.position_epoch(t, *p),
                 })
             })
             .collect();

@@ -37,8 +37,33 @@ fn partitions_pb(set: &BTreeSet<TopicPartition>) -> Vec<pb::TopicPartitions> {
 /// The committed offsets of a `FetchOffsets` answer (partitions never
 /// committed left out).
 fn committed_of(r: pb::FetchOffsetsResponse) -> std::collections::BTreeMap<TopicPartition, u64> {
+    committed_with_epochs(r)
+        .into_iter()
+        .map(|(tp, at)| (tp, at.offset))
+        .collect()
+}
+
+/// Where a partition's reading stands: the next offset and the leader
+/// epoch of the record before it (`None`: not known).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Position {
+    offset: u64,
+    epoch: Option<u64>,
+}
+
+/// As [`committed_of`], with the leader epoch committed with each offset.
+fn committed_with_epochs(
+    r: pb::FetchOffsetsResponse,
+) -> std::collections::BTreeMap<TopicPartition, Position> {
     r.offsets
         .into_iter()
-        .filter_map(|o| o.offset.map(|off| ((o.topic, o.partition), off)))
+        .filter_map(|o| {
+            let offset = o.offset?;
+            let at = Position {
+                offset,
+                epoch: o.leader_epoch,
+            };
+            Some(((o.topic, o.partition), at))
+        })
         .collect()
 }

@@ -4,7 +4,9 @@
 //! the commit was checked against. See `metastore::groups`.
 
 use crate::ids::TopicKey;
-use crate::metastore::groups::{OffsetCommit, StoredGroup, StoredOffset};
+use crate::metastore::groups::{
+    epoch_of_stored, stored_epoch, OffsetCommit, StoredGroup, StoredOffset,
+};
 use crate::metastore::{to_i64, to_u64, MetaError};
 
 use super::{db, PostgresStore};
@@ -111,13 +113,17 @@ impl PostgresStore {
         let parts: Vec<i64> = sorted.iter().map(|o| i64::from(o.partition)).collect();
         let offs: Vec<i64> = sorted.iter().map(|o| to_i64(o.offset)).collect();
         let metas: Vec<&str> = sorted.iter().map(|o| o.metadata.as_str()).collect();
+        let epochs: Vec<i64> = sorted
+            .iter()
+            .map(|o| stored_epoch(o.leader_epoch))
+            .collect();
         tx.execute(
-            "INSERT INTO group_offsets (group_id, topic, part, committed_offset, metadata, commit_ms) \
-             SELECT $1, t, p, o, m, $6 FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::text[]) AS r(t, p, o, m) \
+            "INSERT INTO group_offsets (group_id, topic, part, committed_offset, metadata, commit_ms, leader_epoch) \
+             SELECT $1, t, p, o, m, $6, e FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::text[], $7::bigint[]) AS r(t, p, o, m, e) \
              ON CONFLICT (group_id, topic, part) DO UPDATE SET \
              committed_offset = excluded.committed_offset, metadata = excluded.metadata, \
-             commit_ms = excluded.commit_ms",
-            &[&group, &topics, &parts, &offs, &metas, &now_ms],
+             commit_ms = excluded.commit_ms, leader_epoch = excluded.leader_epoch",
+            &[&group, &topics, &parts, &offs, &metas, &now_ms, &epochs],
         )
         .await
         .map_err(db)?;
@@ -129,7 +135,7 @@ impl PostgresStore {
         let c = self.client().await?;
         let rows = c
             .query(
-                "SELECT topic, part, committed_offset, metadata, commit_ms FROM group_offsets \
+                "SELECT topic, part, committed_offset, metadata, commit_ms, leader_epoch FROM group_offsets \
                  WHERE group_id = $1 ORDER BY topic COLLATE \"C\", part",
                 &[&group],
             )
@@ -143,6 +149,7 @@ impl PostgresStore {
                 offset: to_u64(r.get(2)),
                 metadata: r.get(3),
                 commit_ms: r.get(4),
+                leader_epoch: epoch_of_stored(r.get(5)),
             })
             .collect())
     }

@@ -6,7 +6,9 @@
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use crate::ids::TopicKey;
-use crate::metastore::groups::{OffsetCommit, StoredGroup, StoredOffset};
+use crate::metastore::groups::{
+    epoch_of_stored, stored_epoch, OffsetCommit, StoredGroup, StoredOffset,
+};
 use crate::metastore::{to_i64, to_u64, MetaError};
 
 use super::{db, SqliteStore};
@@ -105,17 +107,18 @@ impl SqliteStore {
         }
         for o in offsets {
             tx.execute(
-                "INSERT INTO group_offsets (group_id, topic, part, committed_offset, metadata, commit_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (group_id, topic, part) DO UPDATE SET \
+                "INSERT INTO group_offsets (group_id, topic, part, committed_offset, metadata, commit_ms, leader_epoch) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (group_id, topic, part) DO UPDATE SET \
                  committed_offset = excluded.committed_offset, metadata = excluded.metadata, \
-                 commit_ms = excluded.commit_ms",
+                 commit_ms = excluded.commit_ms, leader_epoch = excluded.leader_epoch",
                 params![
                     group,
                     o.topic.as_str(),
                     i64::from(o.partition),
                     to_i64(o.offset),
                     o.metadata,
-                    now_ms
+                    now_ms,
+                    stored_epoch(o.leader_epoch)
                 ],
             )
             .map_err(db)?;
@@ -128,7 +131,7 @@ impl SqliteStore {
         let conn = self.conn.lock();
         let mut st = conn
             .prepare(
-                "SELECT topic, part, committed_offset, metadata, commit_ms FROM group_offsets \
+                "SELECT topic, part, committed_offset, metadata, commit_ms, leader_epoch FROM group_offsets \
                  WHERE group_id = ?1 ORDER BY topic, part",
             )
             .map_err(db)?;
@@ -140,6 +143,7 @@ impl SqliteStore {
                     offset: to_u64(r.get(2)?),
                     metadata: r.get(3)?,
                     commit_ms: r.get(4)?,
+                    leader_epoch: epoch_of_stored(r.get(5)?),
                 })
             })
             .map_err(db)?;
