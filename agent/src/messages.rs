@@ -142,6 +142,11 @@ pub enum ControlError {
     /// A limit is reached (members of a group).
     #[error("{0}")]
     Exhausted(String),
+    /// Another process took this one's place for good (a static group
+    /// member whose instance id a newer process joined with): fatal, a
+    /// retry or rejoin cannot help.
+    #[error("{0}")]
+    Superseded(String),
 }
 
 /// A consumer-group request a shard hands to the control thread.

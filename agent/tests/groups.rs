@@ -5,20 +5,18 @@
 //! coordinator killed, and bad requests.
 
 mod common;
+#[path = "common/group_rpc.rs"]
+mod group_rpc;
 #[path = "common/pg.rs"]
 mod pg;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::*;
+use group_rpc::*;
 use streamhouse_proto as pb;
-use tonic::transport::Channel;
 use tonic::Code;
-
-type Groups = pb::group_service_client::GroupServiceClient<Channel>;
-
-const SESSION_MS: u32 = 2000;
 
 /// Flags of agent `id`: stores under `dir`, the metadata store at
 /// `metadata` when given (else SQLite under `dir`).
@@ -32,66 +30,6 @@ fn agent_args(dir: &std::path::Path, metadata: Option<&str>, id: &str) -> Vec<St
         args[at + 1] = url.to_owned();
     }
     args
-}
-
-async fn groups_at(addr: &str) -> Groups {
-    let ch = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .expect("connect");
-    Groups::new(ch)
-}
-
-/// A member as a client drives it.
-#[derive(Default, Clone, Debug)]
-struct Member {
-    id: String,
-    epoch: i64,
-    owned: BTreeSet<(String, u32)>,
-}
-
-fn owned_pb(m: &Member) -> Vec<pb::TopicPartitions> {
-    let mut by: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
-    for (t, p) in &m.owned {
-        by.entry(t).or_default().push(*p);
-    }
-    by.into_iter()
-        .map(|(t, ps)| pb::TopicPartitions {
-            topic: t.into(),
-            partitions: ps,
-        })
-        .collect()
-}
-
-fn beat(group: &str, m: &Member, topic: &str) -> pb::GroupHeartbeatRequest {
-    pb::GroupHeartbeatRequest {
-        group_id: group.into(),
-        member_id: m.id.clone(),
-        member_epoch: m.epoch,
-        client_id: "groups-test".into(),
-        topics: vec![topic.into()],
-        topics_changed: m.epoch == 0,
-        owned: owned_pb(m),
-        owned_changed: m.epoch != 0,
-        session_timeout_ms: SESSION_MS,
-        ..Default::default()
-    }
-}
-
-async fn heartbeat(c: &mut Groups, group: &str, m: &mut Member, topic: &str) {
-    let r = c
-        .heartbeat(beat(group, m, topic))
-        .await
-        .expect("heartbeat")
-        .into_inner();
-    m.id = r.member_id;
-    m.epoch = r.member_epoch;
-    m.owned = r
-        .assignment
-        .iter()
-        .flat_map(|t| t.partitions.iter().map(|p| (t.topic.clone(), *p)))
-        .collect();
 }
 
 /// Heartbeats every member in turn until each owns `want` partitions.

@@ -565,6 +565,19 @@ async fn groups_suite(url: &str) {
         vec![(0, 9, "at 9", 40, Some(4)), (1, 7, "at 7", 30, None)]
     );
     assert!(offs.iter().all(|o| o.topic == t.key()));
+    // A commit counts as a change of the group (for its expiry).
+    assert_eq!(m.load_group(&group).await.unwrap().unwrap().updated_ms, 40);
+    let unchanged = |before| {
+        let m = &m;
+        async move { m.groups_unchanged_since(before, 100_000).await.unwrap() }
+    };
+    assert!(unchanged(41).await.contains(&group));
+    assert!(!unchanged(40).await.contains(&group));
+    let n = m.count_groups().await.unwrap();
+    m.save_group(&unique("counted"), "s", None, 1)
+        .await
+        .unwrap();
+    assert_eq!(m.count_groups().await.unwrap(), n + 1);
 
     // Deleting the topic deletes its offsets.
     m.delete_topic(&t.name).await.unwrap();

@@ -365,3 +365,102 @@ async fn a_member_stopped_past_its_session_is_fenced_and_rejoins() {
     let _ = other.kill();
     let _ = other.wait();
 }
+
+/// Committed offsets of `group`, summed over its partitions, and its
+/// member count, from `group describe --format json`.
+fn committed_and_members(b: &str, group: &str) -> (u64, usize) {
+    let (code, out, err) = streamctl(b, &["group", "describe", group, "--format", "json"], "");
+    assert_eq!(code, 0, "{err}");
+    let j: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let committed = j["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["committed"].as_u64().unwrap_or(0))
+        .sum();
+    (committed, j["members"].as_array().map_or(0, Vec::len))
+}
+
+/// `consume -G -e` reads what the group gives it to the end and exits; a
+/// member sent SIGTERM (what systemd and Docker send) commits what it
+/// printed, leaves at once and exits 0, as on SIGINT.
+#[tokio::test]
+async fn a_member_ends_cleanly_at_the_end_and_on_sigterm() {
+    let agent = common::Agent::start(1, &AGENT_FLAGS);
+    let b = agent.addr(0);
+    assert_eq!(
+        streamctl(&b, &["topic", "create", "e", "--partitions", "4"], "").0,
+        0
+    );
+    let lines: String = (0..100).map(|i| format!("r{i}\n")).collect();
+    assert_eq!(streamctl(&b, &["produce", "e"], &lines).0, 0);
+    let (code, out, err) = streamctl(&b, &["consume", "e", "-G", "ends", "-e"], "");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 100, "{out}");
+    assert_eq!(committed_and_members(&b, "ends"), (100, 0));
+    // A member that follows, until SIGTERM.
+    let (mut child, printed, errors) = member_with_errors(&b, "ends", "e", 30_000);
+    let producer = Producer::builder([b.clone()]).build().await.unwrap();
+    for i in 0..40u32 {
+        producer
+            .send(ProducerRecord::new("e", format!("s{i}")).partition(i % 4))
+            .await
+            .unwrap();
+    }
+    let want: BTreeSet<String> = (0..40).map(|i| format!("s{i}")).collect();
+    wait_for_all(&[&printed], &want, Duration::from_secs(20)).await;
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{status:?}: {}",
+        errors.lock().unwrap()
+    );
+    // It left (no wait for its 30 s session) and committed what it printed.
+    assert_eq!(committed_and_members(&b, "ends"), (140, 0));
+}
+
+/// A member the group can never accept ends at once with the reason (it
+/// used to print nothing and heartbeat for ever).
+#[test]
+fn a_member_the_group_refuses_exits_with_the_reason_instead_of_hanging() {
+    let agent = common::Agent::start(1, &AGENT_FLAGS);
+    let b = agent.addr(0);
+    assert_eq!(
+        streamctl(&b, &["topic", "create", "r", "--partitions", "2"], "").0,
+        0
+    );
+    let long_group = "g".repeat(300);
+    for (args, says) in [
+        (
+            vec!["consume", "r", "-G", long_group.as_str()],
+            "group id of 300 bytes",
+        ),
+        (
+            vec!["consume", "r", "-G", "short", "--session-timeout-ms", "100"],
+            "session timeout of 100 ms",
+        ),
+        (
+            vec!["consume", "missing", "-G", "m"],
+            "unknown topic missing",
+        ),
+    ] {
+        let started = Instant::now();
+        let (code, out, err) = streamctl(&b, &args, "");
+        assert_eq!(code, 1, "{args:?}: {out} {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{args:?} took {:?}",
+            started.elapsed()
+        );
+    }
+}

@@ -4,6 +4,10 @@
 //! heartbeat or commit for a group coordinated elsewhere, and handing the
 //! rest to `crate::groups::coordinator`.
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
 use streamhouse_proto as pb;
 
 use crate::clock::now_ms;
@@ -12,6 +16,32 @@ use crate::messages::{ControlError, GroupAnswer, GroupCall};
 use crate::routing::shard_for;
 
 use super::state::Shared;
+
+/// Deletes the groups this agent coordinates once they are past their
+/// retention without members, sweeping every quarter of the retention (at
+/// least every 100 ms, at most every minute) until the agent stops.
+///
+/// # Cancellation
+/// Stopping it between sweeps loses nothing; within one, see
+/// [`crate::groups::expiry::expire_empty_groups`].
+pub(super) async fn expire_groups(shared: Arc<Shared>) {
+    let every = (shared.groups.settings().offsets_retention / 4)
+        .clamp(Duration::from_millis(100), Duration::from_secs(60));
+    while !shared.stop.load(Ordering::Acquire) {
+        tokio::time::sleep(every).await;
+        let cx = GroupContext {
+            meta: &shared.meta,
+            catalog: &shared.catalog,
+            metrics: &shared.metrics.groups,
+            now_ms: now_ms(),
+        };
+        let here = |g: &str| shared.coordinator_of(g) == shared.config.agent_id;
+        if let Err(e) = crate::groups::expiry::expire_empty_groups(&shared.groups, &cx, here).await
+        {
+            tracing::warn!(error = %e, "expiring empty consumer groups failed; retrying at the next sweep");
+        }
+    }
+}
 
 /// The key a group is hashed under among the agents.
 fn group_key(group: &str) -> String {

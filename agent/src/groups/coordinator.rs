@@ -48,6 +48,7 @@ impl From<GroupError> for ControlError {
     fn from(e: GroupError) -> Self {
         match e {
             GroupError::Full { .. } => ControlError::Exhausted(e.to_string()),
+            GroupError::FencedInstance { .. } => ControlError::Superseded(e.to_string()),
             _ => ControlError::Fenced(e.to_string()),
         }
     }
@@ -81,6 +82,14 @@ fn to_pb(set: &BTreeSet<TopicPartition>) -> Vec<pb::TopicPartitions> {
             partitions,
         })
         .collect()
+}
+
+/// How often a member with session timeout `session` is told to
+/// heartbeat (ms): the configured interval, but at most a third of the
+/// session, so one lost or late heartbeat never expires a member.
+fn heartbeat_interval(configured: std::time::Duration, session: std::time::Duration) -> u32 {
+    let ms = configured.min(session / 3).as_millis().max(1);
+    u32::try_from(ms).unwrap_or(u32::MAX)
 }
 
 /// Refuses an offset or leader epoch no log can reach (offsets and epochs
@@ -129,7 +138,7 @@ fn require_empty(group: &str, g: &Group) -> Result<(), ControlError> {
     ))
 }
 
-fn decode(group: &str, state: &str) -> Result<Group, ControlError> {
+pub(super) fn decode(group: &str, state: &str) -> Result<Group, ControlError> {
     serde_json::from_str(state).map_err(|e| {
         ControlError::Corrupt(format!("stored state of group {group} cannot be read: {e}"))
     })
@@ -171,7 +180,8 @@ impl Coordinator {
         &self.settings
     }
 
-    async fn lock(&self, group: &str) -> tokio::sync::MutexGuard<'_, ()> {
+    /// Runs `group`'s requests one at a time on this agent.
+    pub(super) async fn lock(&self, group: &str) -> tokio::sync::MutexGuard<'_, ()> {
         let h = group.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
         });
@@ -204,6 +214,13 @@ impl Coordinator {
             ))
         })?;
         self.settings.check_topics(&req.topics)?;
+        for (what, v) in [
+            ("member id", &req.member_id),
+            ("client id", &req.client_id),
+            ("group instance id", &req.group_instance_id),
+        ] {
+            self.settings.check_name(what, v)?;
+        }
         let _one = self.lock(&req.group_id).await;
         let topics = Self::topics(cx);
         for _ in 0..SAVE_ATTEMPTS {
@@ -219,7 +236,10 @@ impl Coordinator {
                     }
                     .into())
                 }
-                None => (Group::new(assignor), None),
+                None => {
+                    self.check_room(cx, &req.group_id).await?;
+                    (Group::new(assignor), None)
+                }
             };
             let beat = Beat {
                 member_id: req.member_id.clone(),
@@ -259,15 +279,32 @@ impl Coordinator {
                     member_id,
                     epoch,
                     assignment,
+                    awaiting,
                 }) => pb::GroupHeartbeatResponse {
                     member_id,
                     member_epoch: i64::try_from(epoch).unwrap_or(i64::MAX),
-                    heartbeat_interval_ms: self.settings.heartbeat_interval.as_millis() as u32,
+                    heartbeat_interval_ms: heartbeat_interval(
+                        self.settings.heartbeat_interval,
+                        session,
+                    ),
                     assignment: to_pb(&assignment),
+                    awaiting,
                 },
             });
         }
         Err(self.contended(&req.group_id))
+    }
+
+    /// Refuses to create `group` when the cluster has `max_groups`.
+    async fn check_room(&self, cx: &GroupContext<'_>, group: &str) -> Result<(), ControlError> {
+        let n = cx.meta.count_groups().await?;
+        if n >= self.settings.max_groups as u64 {
+            return Err(ControlError::Exhausted(format!(
+                "cannot create group {group}: the cluster has {n} consumer groups, the most \
+                 allowed (`--group-max-groups`); delete unused ones"
+            )));
+        }
+        Ok(())
     }
 
     fn contended(&self, group: &str) -> ControlError {
@@ -285,6 +322,7 @@ impl Coordinator {
         req: pb::CommitOffsetsRequest,
     ) -> Result<pb::CommitOffsetsResponse, ControlError> {
         self.settings.check_group_id(&req.group_id)?;
+        self.settings.check_listed("a commit", req.offsets.len())?;
         let mut offsets = Vec::with_capacity(req.offsets.len());
         for o in &req.offsets {
             let t = cx
@@ -312,6 +350,7 @@ impl Coordinator {
             let Some(stored) = cx.meta.load_group(&req.group_id).await? else {
                 if req.member_id.is_empty() {
                     // An administrative commit creates the group.
+                    self.check_room(cx, &req.group_id).await?;
                     let state = encode(&Group::default())?;
                     cx.meta
                         .save_group(&req.group_id, &state, None, cx.now_ms)
@@ -362,6 +401,12 @@ impl Coordinator {
         req: pb::FetchOffsetsRequest,
     ) -> Result<pb::FetchOffsetsResponse, ControlError> {
         self.settings.check_group_id(&req.group_id)?;
+        let named: usize = req
+            .partitions
+            .iter()
+            .map(|t| t.partitions.len().max(1))
+            .sum();
+        self.settings.check_listed("a FetchOffsets", named)?;
         let stored = cx.meta.group_offsets(&req.group_id).await?;
         let current: BTreeMap<String, (String, u32)> = cx
             .catalog

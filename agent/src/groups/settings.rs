@@ -8,6 +8,13 @@ use crate::messages::ControlError;
 /// Longest group id, bytes: 255.
 pub const MAX_GROUP_ID_BYTES: usize = 255;
 
+/// Longest member id, client id and group instance id, bytes: 255.
+pub const MAX_MEMBER_NAME_BYTES: usize = 255;
+
+/// Most partitions one FetchOffsets may name, and most offsets one
+/// CommitOffsets may carry: 10,000.
+pub const MAX_LISTED_PARTITIONS: usize = 10_000;
+
 /// Most topics one member may subscribe to: 1,000.
 pub const MAX_SUBSCRIBED_TOPICS: usize = 1000;
 
@@ -35,6 +42,12 @@ pub struct GroupSettings {
     pub default_rebalance_timeout: Duration,
     /// Most members per group; default 1,000 (`--group-max-members`).
     pub max_members: usize,
+    /// Most groups in the cluster; default 100,000 (`--group-max-groups`).
+    pub max_groups: usize,
+    /// How long a group without members is kept, with its offsets, after
+    /// its last change and its last commit; default 7 days
+    /// (`--group-offsets-retention-ms`).
+    pub offsets_retention: Duration,
 }
 
 impl Default for GroupSettings {
@@ -45,6 +58,8 @@ impl Default for GroupSettings {
             min_session_timeout: Duration::from_secs(1),
             max_session_timeout: Duration::from_secs(30 * 60),
             default_rebalance_timeout: Duration::from_secs(60),
+            max_groups: 100_000,
+            offsets_retention: Duration::from_secs(7 * 24 * 3600),
             max_members: 1000,
         }
     }
@@ -99,6 +114,34 @@ impl GroupSettings {
             return Err(ControlError::Invalid(format!(
                 "a subscription of {} topics; at most {MAX_SUBSCRIBED_TOPICS}",
                 topics.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// A member id, client id or instance id: at most
+    /// [`MAX_MEMBER_NAME_BYTES`], no control characters (empty is fine:
+    /// not given).
+    pub fn check_name(&self, what: &str, v: &str) -> Result<(), ControlError> {
+        if v.len() > MAX_MEMBER_NAME_BYTES {
+            return Err(ControlError::Invalid(format!(
+                "{what} of {} bytes; at most {MAX_MEMBER_NAME_BYTES}",
+                v.len()
+            )));
+        }
+        if v.chars().any(char::is_control) {
+            return Err(ControlError::Invalid(format!(
+                "{what} holds control characters"
+            )));
+        }
+        Ok(())
+    }
+
+    /// A request naming `n` partitions (FetchOffsets, CommitOffsets).
+    pub fn check_listed(&self, what: &str, n: usize) -> Result<(), ControlError> {
+        if n > MAX_LISTED_PARTITIONS {
+            return Err(ControlError::Invalid(format!(
+                "{what} of {n} partitions; at most {MAX_LISTED_PARTITIONS} per request"
             )));
         }
         Ok(())

@@ -43,7 +43,21 @@ pub struct Member {
     /// A static member that left for now (closed, to come back): kept,
     /// with its partitions, until its session times out.
     pub away: bool,
+    /// The generation before `epoch`, until the member shows it knows
+    /// `epoch`: a heartbeat or commit at it is still accepted once its
+    /// answer may have been lost.
+    #[serde(default)]
+    pub previous_epoch: Option<u64>,
+    /// Ids of earlier processes of this static member that newer ones
+    /// replaced (the newest [`FENCED_IDS_KEPT`]): their requests are
+    /// refused for good, so two processes with one instance id never take
+    /// turns.
+    #[serde(default)]
+    pub fenced_ids: Vec<String>,
 }
+
+/// Replaced member ids a static member remembers.
+pub const FENCED_IDS_KEPT: usize = 8;
 
 /// A consumer group.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +100,8 @@ pub struct Joined {
     pub epoch: u64,
     /// What the member owns from now on.
     pub assignment: BTreeSet<TopicPartition>,
+    /// Partitions of its target that others still hold: more will come.
+    pub awaiting: bool,
 }
 
 /// Why a member's request is refused.
@@ -116,6 +132,12 @@ pub enum GroupError {
     Full { group: String, max: usize },
     #[error("group {group} has members ({members}); only an empty group may be changed this way")]
     NotEmpty { group: String, members: usize },
+    #[error("member {member} of group {group} was replaced by a newer process with the same group instance id {instance}; this process is fenced for good (give each process its own instance id)")]
+    FencedInstance {
+        group: String,
+        member: String,
+        instance: String,
+    },
 }
 
 impl Group {
@@ -181,7 +203,22 @@ impl Group {
                 }
                 return Ok(None);
             }
+            0 if !beat.member_id.is_empty() && self.members.contains_key(&beat.member_id) => {
+                // A join retried (its answer was lost): the same member.
+                if let Some(m) = self.members.get_mut(&beat.member_id) {
+                    m.away = false;
+                }
+                beat.member_id.clone()
+            }
             0 => {
+                self.refuse_fenced(group, &beat.member_id)?;
+                // The member's own id when it brings one (a retried join
+                // finds it), else one made here.
+                let new_id = if beat.member_id.is_empty() {
+                    new_id
+                } else {
+                    beat.member_id.as_str()
+                };
                 let static_of = beat.instance_id.as_ref().and_then(|i| {
                     self.members
                         .iter()
@@ -197,6 +234,9 @@ impl Group {
                         }
                         self.members.remove(&old).map(|mut m| {
                             m.away = false;
+                            m.fenced_ids.push(old);
+                            let extra = m.fenced_ids.len().saturating_sub(FENCED_IDS_KEPT);
+                            m.fenced_ids.drain(..extra);
                             m
                         })
                     }
@@ -224,6 +264,8 @@ impl Group {
                             session_timeout_ms: beat.session_timeout_ms,
                             rebalance_timeout_ms: beat.rebalance_timeout_ms,
                             away: false,
+                            previous_epoch: None,
+                            fenced_ids: Vec::new(),
                         }
                     }
                 };
@@ -231,19 +273,25 @@ impl Group {
                 new_id.to_owned()
             }
             sent => {
-                let Some(m) = self.members.get(&beat.member_id) else {
+                self.refuse_fenced(group, &beat.member_id)?;
+                let Some(m) = self.members.get_mut(&beat.member_id) else {
                     return Err(GroupError::UnknownMember {
                         group: group.into(),
                         member: beat.member_id,
                     });
                 };
-                if m.away || u64::try_from(sent).ok() != Some(m.epoch) {
+                let sent_epoch = u64::try_from(sent).ok();
+                if m.away || (sent_epoch != Some(m.epoch) && sent_epoch != m.previous_epoch) {
                     return Err(GroupError::StaleEpoch {
                         group: group.into(),
                         member: beat.member_id.clone(),
                         sent,
                         current: m.epoch,
                     });
+                }
+                if sent_epoch == Some(m.epoch) {
+                    // It knows its current generation.
+                    m.previous_epoch = None;
                 }
                 beat.member_id.clone()
             }
@@ -281,13 +329,15 @@ impl Group {
         epoch: i64,
         partitions: impl IntoIterator<Item = &'a TopicPartition>,
     ) -> Result<(), GroupError> {
+        self.refuse_fenced(group, member)?;
         let Some(m) = self.members.get(member).filter(|m| !m.away) else {
             return Err(GroupError::UnknownMember {
                 group: group.into(),
                 member: member.into(),
             });
         };
-        if u64::try_from(epoch).ok() != Some(m.epoch) {
+        let sent = u64::try_from(epoch).ok();
+        if sent != Some(m.epoch) && sent != m.previous_epoch {
             return Err(GroupError::StaleEpoch {
                 group: group.into(),
                 member: member.into(),
@@ -307,6 +357,26 @@ impl Group {
             }
         }
         Ok(())
+    }
+
+    /// Refuses `member` for good when a newer process of the same static
+    /// member replaced it.
+    fn refuse_fenced(&self, group: &str, member: &str) -> Result<(), GroupError> {
+        if member.is_empty() {
+            return Ok(());
+        }
+        match self
+            .members
+            .values()
+            .find(|m| m.fenced_ids.iter().any(|f| f == member))
+        {
+            Some(m) => Err(GroupError::FencedInstance {
+                group: group.into(),
+                member: member.into(),
+                instance: m.instance_id.clone().unwrap_or_default(),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Partition counts of the topics some member subscribes to (those
@@ -351,6 +421,7 @@ impl Group {
                 member_id: id.into(),
                 epoch,
                 assignment: BTreeSet::new(),
+                awaiting: false,
             };
         };
         let give_up: Vec<TopicPartition> = m.assigned.difference(&target).cloned().collect();
@@ -361,20 +432,27 @@ impl Group {
         if !m.revoking.is_empty() && m.revoking_since_ms.is_none() {
             m.revoking_since_ms = Some(now_ms);
         }
+        let mut awaiting = false;
         for tp in target {
             // Given back before it was given up: it stays.
             if m.revoking.remove(&tp) || !held_elsewhere.contains(&tp) {
                 m.assigned.insert(tp);
+            } else {
+                awaiting = true;
             }
         }
         if m.revoking.is_empty() {
             m.revoking_since_ms = None;
+        }
+        if m.epoch != epoch && m.epoch != 0 {
+            m.previous_epoch = Some(m.epoch);
         }
         m.epoch = epoch;
         Joined {
             member_id: id.into(),
             epoch,
             assignment: m.assigned.clone(),
+            awaiting,
         }
     }
 }

@@ -164,8 +164,108 @@ fn a_static_member_that_returns_in_time_gets_its_partitions_without_a_rebalance(
     let e = g
         .check_owner(G, &cs[0].id, cs[0].epoch, [&tp])
         .expect_err("fenced");
-    assert!(matches!(e, GroupError::UnknownMember { .. }), "{e:?}");
+    assert!(matches!(e, GroupError::FencedInstance { .. }), "{e:?}");
     assert!(g.check_owner(G, &back.id, back.epoch, [&tp]).is_ok());
+}
+
+#[test]
+fn a_replaced_static_process_is_fenced_for_good_and_never_takes_turns() {
+    let mut g = Group::new(Assignor::CooperativeSticky);
+    let mut old = join(&mut g, "old", Some("host-a"), 0);
+    let now = settle(&mut g, std::slice::from_mut(&mut old), 10);
+    let new = join(&mut g, "new", Some("host-a"), now);
+    // The old process's heartbeat, and its attempt to join again with its
+    // id, are refused for good: no ping-pong between the two.
+    let e = g
+        .heartbeat(
+            G,
+            beat(&old, old.epoch, true),
+            "x",
+            &topics(12),
+            100,
+            now + 1,
+        )
+        .expect_err("fenced");
+    assert!(matches!(e, GroupError::FencedInstance { .. }), "{e:?}");
+    assert!(e.to_string().contains("host-a"), "{e}");
+    let e = g
+        .heartbeat(G, beat(&old, 0, false), "x", &topics(12), 100, now + 2)
+        .expect_err("fenced join");
+    assert!(matches!(e, GroupError::FencedInstance { .. }), "{e:?}");
+    assert_eq!(g.members.keys().collect::<Vec<_>>(), vec![&new.id]);
+    // A third process with the instance id is a newcomer again and wins.
+    let third = join(&mut g, "third", Some("host-a"), now + 3);
+    assert_eq!(g.members.keys().collect::<Vec<_>>(), vec![&third.id]);
+    let e = g
+        .heartbeat(
+            G,
+            beat(&new, new.epoch, true),
+            "x",
+            &topics(12),
+            100,
+            now + 4,
+        )
+        .expect_err("the second is fenced too");
+    assert!(matches!(e, GroupError::FencedInstance { .. }), "{e:?}");
+}
+
+#[test]
+fn the_previous_generation_is_accepted_until_the_member_shows_it_knows_the_new_one() {
+    let mut g = Group::new(Assignor::CooperativeSticky);
+    let mut a = join(&mut g, "a", None, 0);
+    let now = settle(&mut g, std::slice::from_mut(&mut a), 10);
+    let before = a.epoch;
+    let _b = join(&mut g, "b", None, now);
+    // a's heartbeat moves it to the new generation; the answer is lost.
+    let lost = g
+        .heartbeat(G, beat(&a, before, true), "x", &topics(12), 100, now + 1)
+        .expect("heartbeat")
+        .expect("member");
+    assert!(lost.epoch as i64 > before);
+    // It sends the generation it knows again: the same answer, not a fence.
+    let again = g
+        .heartbeat(G, beat(&a, before, true), "x", &topics(12), 100, now + 2)
+        .expect("the previous generation, once more")
+        .expect("member");
+    assert_eq!(again, lost);
+    // A commit at the previous generation of a partition it still owns.
+    let tp = again
+        .assignment
+        .iter()
+        .next()
+        .cloned()
+        .expect("a partition");
+    assert!(g.check_owner(G, &a.id, before, [&tp]).is_ok());
+    // Once it heartbeats at the new generation, the old one is stale.
+    apply(&mut a, again);
+    tick(&mut g, &mut a, now + 3);
+    let e = g
+        .heartbeat(G, beat(&a, before, true), "x", &topics(12), 100, now + 4)
+        .expect_err("stale now");
+    assert!(matches!(e, GroupError::StaleEpoch { .. }), "{e:?}");
+}
+
+#[test]
+fn a_join_sent_again_finds_the_same_member() {
+    let mut g = Group::new(Assignor::CooperativeSticky);
+    let c = Client {
+        id: "chosen-by-the-member".into(),
+        ..Client::default()
+    };
+    let first = g
+        .heartbeat(G, beat(&c, 0, false), "made-here", &topics(12), 100, 0)
+        .expect("join")
+        .expect("joined");
+    assert_eq!(first.member_id, "chosen-by-the-member");
+    let epoch = g.epoch;
+    // The answer was lost; the same join again.
+    let second = g
+        .heartbeat(G, beat(&c, 0, false), "made-here-2", &topics(12), 100, 5)
+        .expect("join again")
+        .expect("joined");
+    assert_eq!(second.member_id, first.member_id);
+    assert_eq!(g.members.len(), 1, "one member, not two");
+    assert_eq!(g.epoch, epoch, "no new generation");
 }
 
 #[test]

@@ -18,7 +18,8 @@ pub struct StoredGroup {
     pub state: String,
     /// Bumped by every save; 1 for a new group.
     pub version: i64,
-    /// When it was last saved, ms since the epoch.
+    /// When it was last saved or had offsets committed, ms since the
+    /// epoch.
     pub updated_ms: i64,
 }
 
@@ -105,8 +106,9 @@ impl MetaStore {
         }
     }
 
-    /// Stores `offsets` (stamped `now_ms`) in one transaction if the group
-    /// is still at version `expected`; `false` (nothing stored) otherwise.
+    /// Stores `offsets` (stamped `now_ms`, also the group's `updated_ms`)
+    /// in one transaction if the group is still at version `expected`;
+    /// `false` (nothing stored) otherwise.
     pub async fn commit_offsets(
         &self,
         group: &str,
@@ -120,6 +122,28 @@ impl MetaStore {
                 s.bounded(s.commit_offsets(group, expected, offsets, now_ms))
                     .await
             }
+        }
+    }
+
+    /// How many groups exist.
+    pub async fn count_groups(&self) -> Result<u64, MetaError> {
+        match self {
+            MetaStore::Sqlite(s) => s.count_groups(),
+            MetaStore::Postgres(s) => s.bounded(s.count_groups()).await,
+        }
+    }
+
+    /// Ids of at most `limit` groups neither saved nor committed to since
+    /// `before_ms`, the longest unchanged first: candidates for expiry.
+    pub async fn groups_unchanged_since(
+        &self,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<String>, MetaError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        match self {
+            MetaStore::Sqlite(s) => s.groups_unchanged_since(before_ms, limit),
+            MetaStore::Postgres(s) => s.bounded(s.groups_unchanged_since(before_ms, limit)).await,
         }
     }
 

@@ -43,6 +43,7 @@ pub(super) fn control_status(e: ControlError) -> Status {
         ControlError::Fenced(_) => Code::FailedPrecondition,
         ControlError::Missing(_) => Code::NotFound,
         ControlError::Exhausted(_) => Code::ResourceExhausted,
+        ControlError::Superseded(_) => Code::AlreadyExists,
     };
     Status::new(code, e.to_string())
 }

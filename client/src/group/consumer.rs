@@ -13,143 +13,13 @@ use futures::Stream;
 use streamhouse_proto as pb;
 use tokio::sync::watch;
 
-use super::config::{AutoOffsetReset, GroupConfig};
+use super::config::GroupConfig;
 use super::link::CoordinatorLink;
-use super::listener::{NoListener, RebalanceListener};
+use super::listener::RebalanceListener;
 use super::membership::{self, Shared, TopicPartition};
 use super::Position;
-use crate::consumer::{Consumer, ConsumerBuilder, ConsumerRecord, Offset, Truncations};
+use crate::consumer::{Consumer, ConsumerRecord, Offset, Truncations};
 use crate::error::{Error, Result};
-
-/// Builds a [`GroupConsumer`]: `Consumer::builder(bootstrap).group(G)`.
-pub struct GroupConsumerBuilder {
-    inner: ConsumerBuilder,
-    config: GroupConfig,
-    listener: Box<dyn RebalanceListener>,
-}
-
-impl ConsumerBuilder {
-    /// Consumes as a member of group `group_id` (partitions assigned by
-    /// the group's coordinator, offsets committed to the group).
-    pub fn group(self, group_id: impl Into<String>) -> GroupConsumerBuilder {
-        GroupConsumerBuilder {
-            inner: self,
-            config: GroupConfig::new(group_id.into()),
-            listener: Box::new(NoListener),
-        }
-    }
-}
-
-impl GroupConsumerBuilder {
-    /// The topics to consume (required).
-    pub fn subscribe<I, S>(mut self, topics: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.config.topics = topics.into_iter().map(Into::into).collect();
-        self
-    }
-    /// Static membership (`group_instance_id`); default none.
-    pub fn instance_id(mut self, id: impl Into<String>) -> Self {
-        self.config.instance_id = Some(id.into());
-        self
-    }
-    /// Default "streamhouse-consumer".
-    pub fn client_id(mut self, id: impl Into<String>) -> Self {
-        self.config.client_id = id.into();
-        self
-    }
-    /// Default 45 s.
-    pub fn session_timeout(mut self, d: Duration) -> Self {
-        self.config.session_timeout = d;
-        self
-    }
-    /// Default 60 s.
-    pub fn rebalance_timeout(mut self, d: Duration) -> Self {
-        self.config.rebalance_timeout = d;
-        self
-    }
-    /// "cooperative-sticky" (default), "range" or "roundrobin".
-    pub fn assignor(mut self, name: impl Into<String>) -> Self {
-        self.config.assignor = name.into();
-        self
-    }
-    /// Default on.
-    pub fn auto_commit(mut self, on: bool) -> Self {
-        self.config.auto_commit = on;
-        self
-    }
-    /// Default 5 s.
-    pub fn auto_commit_interval(mut self, d: Duration) -> Self {
-        self.config.auto_commit_interval = d;
-        self
-    }
-    /// Where a partition starts when the group never committed it, or when
-    /// its committed offset is out of range (see
-    /// [`ConsumerBuilder::auto_offset_reset`]); default
-    /// [`AutoOffsetReset::Latest`].
-    pub fn auto_offset_reset(mut self, r: AutoOffsetReset) -> Self {
-        self.config.auto_offset_reset = r;
-        self
-    }
-    /// Told of every assignment change, from inside `poll`.
-    pub fn listener(mut self, l: impl RebalanceListener + 'static) -> Self {
-        self.listener = Box::new(l);
-        self
-    }
-
-    /// Connects and starts heartbeating (joining the group); partitions
-    /// arrive with the first polls.
-    ///
-    /// # Cancellation
-    /// Dropping the future leaves nothing behind (the member has not
-    /// joined yet).
-    pub async fn build(self) -> Result<GroupConsumer> {
-        let c = &self.config;
-        if c.group_id.is_empty() {
-            return Err(Error::Config("group id is empty".into()));
-        }
-        if c.topics.is_empty() {
-            return Err(Error::Config("subscribe to at least one topic".into()));
-        }
-        if c.auto_commit && c.auto_commit_interval.is_zero() {
-            return Err(Error::Config("auto_commit_interval must be above 0".into()));
-        }
-        let bootstrap = self.inner.bootstrap.clone();
-        let pool = self.inner.pool.clone();
-        // A committed offset out of range (the log lost the tail it named,
-        // or retention passed it) starts where the group's policy says.
-        let consumer = self
-            .inner
-            .auto_offset_reset(self.config.auto_offset_reset)
-            .build()
-            .await?;
-        let link = Arc::new(CoordinatorLink::new(c.group_id.clone(), bootstrap, pool));
-        let shared = Shared::new();
-        let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(membership::run(
-            self.config.clone(),
-            link.clone(),
-            shared.clone(),
-            stop_rx,
-        ));
-        Ok(GroupConsumer {
-            changed: shared.changed.subscribe(),
-            consumer,
-            config: self.config,
-            link,
-            shared,
-            stop,
-            task: Some(task),
-            owned: BTreeSet::new(),
-            paused: BTreeMap::new(),
-            committed: BTreeMap::new(),
-            listener: parking_lot::Mutex::new(self.listener),
-            last_commit: Instant::now(),
-        })
-    }
-}
 
 /// A member of a consumer group reading the partitions it is assigned.
 pub struct GroupConsumer {
@@ -173,9 +43,54 @@ pub struct GroupConsumer {
 }
 
 impl GroupConsumer {
+    /// Starts heartbeating as a member of `config`'s group over `link`,
+    /// reading with `consumer`.
+    pub(super) fn start(
+        consumer: Consumer,
+        config: GroupConfig,
+        link: Arc<CoordinatorLink>,
+        listener: Box<dyn RebalanceListener>,
+    ) -> GroupConsumer {
+        let shared = Shared::new();
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(membership::run(
+            config.clone(),
+            link.clone(),
+            shared.clone(),
+            stop_rx,
+        ));
+        GroupConsumer {
+            changed: shared.changed.subscribe(),
+            consumer,
+            config,
+            link,
+            shared,
+            stop,
+            task: Some(task),
+            owned: BTreeSet::new(),
+            paused: BTreeMap::new(),
+            committed: BTreeMap::new(),
+            listener: parking_lot::Mutex::new(listener),
+            last_commit: Instant::now(),
+        }
+    }
+
     /// The partitions this member owns now, paused ones included.
     pub fn assignment(&self) -> Vec<TopicPartition> {
         self.owned.iter().cloned().collect()
+    }
+
+    /// Whether this member has read everything it is meant to, for now:
+    /// it has joined, owns all the coordinator means it to (none still
+    /// being given up by others, none paused), and has read each owned
+    /// partition up to the high watermark its last fetch saw. True with no
+    /// partitions at all when the group has none for it.
+    pub fn at_end(&self) -> bool {
+        let settled = {
+            let st = self.shared.state.lock();
+            st.epoch != 0 && !st.awaiting && st.assignment == self.owned
+        };
+        settled && self.paused.is_empty() && self.consumer.at_end()
     }
 
     /// The member id the coordinator gave (empty until joined).
@@ -354,10 +269,37 @@ impl GroupConsumer {
             return Ok(());
         }
         let committed = self.fetch_committed(&added).await?;
-        let mut taken = Vec::new();
+        let reset = self.config.auto_offset_reset.start();
+        if reset.is_none() {
+            if let Some(tp) = added.iter().find(|tp| !committed.contains_key(*tp)) {
+                return Err(Error::Config(format!(
+                    "group {} has no committed offset for {}/{} and auto_offset_reset is error",
+                    self.config.group_id, tp.0, tp.1
+                )));
+            }
+        }
+        // Into the consumer first (all or nothing), then positioned; no
+        // fetch runs in between.
+        let mut reading: Vec<TopicPartition> = self
+            .owned
+            .iter()
+            .filter(|tp| !self.paused.contains_key(*tp))
+            .cloned()
+            .collect();
+        reading.extend(added.iter().cloned());
+        match self.consumer.assign(reading).await {
+            Ok(()) => {}
+            Err(e @ (Error::UnknownTopic(_) | Error::UnknownPartition { .. })) => {
+                // The agent asked does not know the topic (or its new
+                // partitions) yet: taken by a later poll.
+                tracing::info!(group = %self.config.group_id, error = %e, "assigned partitions are not known here yet; taking them later");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
         for tp in &added {
-            match committed.get(tp) {
-                Some(at) => {
+            match (committed.get(tp), reset) {
+                (Some(at), _) => {
                     // With the committed epoch the first fetch checks that
                     // the records before `at` are still the log's (a new
                     // leader may have written others at those offsets).
@@ -365,24 +307,14 @@ impl GroupConsumer {
                         .seek_with_epoch(&tp.0, tp.1, at.offset, at.epoch);
                     self.committed.insert(tp.clone(), at.offset);
                 }
-                None => {
-                    let Some(start) = self.config.auto_offset_reset.start() else {
-                        return Err(Error::Config(format!(
-                            "group {} has no committed offset for {}/{} and \
-                             auto_offset_reset is error",
-                            self.config.group_id, tp.0, tp.1
-                        )));
-                    };
+                (None, Some(start)) => {
                     self.consumer.seek_to(&tp.0, tp.1, start).await?;
                 }
+                (None, None) => {}
             }
-            taken.push(tp.clone());
         }
-        for tp in &taken {
-            self.owned.insert(tp.clone());
-        }
-        self.reassign().await?;
-        self.listener.lock().on_assigned(&taken);
+        self.owned.extend(added.iter().cloned());
+        self.listener.lock().on_assigned(&added);
         self.shared.set_owned(self.owned.clone());
         Ok(())
     }
@@ -502,11 +434,30 @@ impl GroupConsumer {
     /// (for an assignment too, while it owns none). Records of a partition
     /// come in offset order.
     ///
+    /// Hands out nothing once no heartbeat was answered within the
+    /// session timeout (the member drops its partitions and joins again).
+    /// Fails for good with `ALREADY_EXISTS` once a newer process joined
+    /// with this member's group instance id, and with `INVALID_ARGUMENT`
+    /// when the agent refuses the member's settings (group id, session
+    /// timeout, ...).
+    ///
     /// # Cancellation
     /// Dropping the future loses no record; an assignment change it was
     /// applying is applied again by the next poll.
     pub async fn poll(&mut self, max_wait: Duration) -> Result<Vec<ConsumerRecord>> {
+        // A member whose heartbeats went unanswered for a whole session
+        // (stopped, cut off) may have lost its partitions to others: it
+        // drops them before reading anything.
+        self.shared.expire_if_silent(self.config.session_timeout);
         self.apply().await?;
+        let fatal = self.shared.state.lock().fatal.clone();
+        if let Some((code, message)) = fatal {
+            return Err(Error::Status {
+                code,
+                message,
+                retry_after: None,
+            });
+        }
         if self.config.auto_commit && self.last_commit.elapsed() >= self.config.auto_commit_interval
         {
             if let Err(e) = self.commit().await {

@@ -27,6 +27,9 @@ pub(crate) struct State {
     pub epoch: i64,
     /// What the coordinator last said the member owns.
     pub assignment: BTreeSet<TopicPartition>,
+    /// The coordinator said more partitions will come (others still
+    /// give them up).
+    pub awaiting: bool,
     /// What the consumer owns (applied), reported with each heartbeat.
     pub owned: BTreeSet<TopicPartition>,
     /// Set when the member was removed or fenced: what it owned is lost.
@@ -35,6 +38,27 @@ pub(crate) struct State {
     pub error: Option<String>,
     /// Milliseconds between heartbeats, as the coordinator says.
     pub interval: Duration,
+    /// When the last heartbeat that was answered was sent: the member
+    /// takes itself for removed once this is a session timeout ago.
+    pub last_ok: Option<Instant>,
+    /// Set when heartbeats can never succeed: a newer process took this
+    /// member's place for good (same group instance id), or the agent
+    /// refuses the member's settings (an invalid group id, session
+    /// timeout, ...). Heartbeats have stopped; polls fail with it.
+    pub fatal: Option<(tonic::Code, String)>,
+}
+
+impl State {
+    /// Out of the group: what it owned is someone else's now; the next
+    /// heartbeat joins again under a new member id.
+    fn forget_membership(&mut self) {
+        self.member_id.clear();
+        self.epoch = 0;
+        self.assignment.clear();
+        self.awaiting = false;
+        self.lost = !self.owned.is_empty();
+        self.last_ok = None;
+    }
 }
 
 pub(crate) struct Shared {
@@ -57,6 +81,24 @@ impl Shared {
         })
     }
 
+    /// Whether the member must take itself for removed: no heartbeat
+    /// sent within the last `session` was answered (the process was
+    /// stopped, or the coordinator unreachable), so the coordinator may
+    /// have given its partitions to others. Then it forgets them (a poll
+    /// must not hand out records another member now owns) and heartbeats
+    /// at once to join again.
+    pub(crate) fn expire_if_silent(&self, session: Duration) -> bool {
+        let mut st = self.state.lock();
+        let silent = st.epoch != 0 && st.last_ok.is_some_and(|t| t.elapsed() >= session);
+        if silent {
+            tracing::warn!(member = %st.member_id, "no heartbeat answered within the session timeout: taking this member for removed; its partitions are dropped and it joins again");
+            st.forget_membership();
+            self.changed.send_modify(|v| *v += 1);
+            self.wake.notify_one();
+        }
+        silent
+    }
+
     /// Records what the consumer now owns and heartbeats at once.
     pub(crate) fn set_owned(&self, owned: BTreeSet<TopicPartition>) {
         self.state.lock().owned = owned;
@@ -69,6 +111,21 @@ fn from_pb(parts: &[pb::TopicPartitions]) -> BTreeSet<TopicPartition> {
         .iter()
         .flat_map(|t| t.partitions.iter().map(|p| (t.topic.clone(), *p)))
         .collect()
+}
+
+/// Whether a heartbeat's failure can never turn into success: a newer
+/// process took the member's place, or its settings are refused.
+fn is_fatal(e: &Error) -> bool {
+    matches!(
+        e.code(),
+        Some(tonic::Code::AlreadyExists | tonic::Code::InvalidArgument)
+    )
+}
+
+/// A member id for a new join, made by the member itself so that a join
+/// whose answer was lost, sent again, finds the same member.
+fn new_member_id() -> String {
+    format!("member-{:032x}", rand::random::<u128>())
 }
 
 fn ms(d: Duration) -> u32 {
@@ -93,7 +150,10 @@ pub(crate) async fn run(
     let mut joined_topics = false;
     loop {
         let req = {
-            let st = shared.state.lock();
+            let mut st = shared.state.lock();
+            if st.member_id.is_empty() {
+                st.member_id = new_member_id();
+            }
             pb::GroupHeartbeatRequest {
                 group_id: config.group_id.clone(),
                 member_id: st.member_id.clone(),
@@ -109,6 +169,7 @@ pub(crate) async fn run(
                 assignor: config.assignor.clone(),
             }
         };
+        let sent_at = Instant::now();
         let r = link
             .call("Heartbeat", |mut c| {
                 let req = req.clone();
@@ -117,19 +178,41 @@ pub(crate) async fn run(
             .await;
         let pause = match r {
             Ok(r) => {
+                let mut st = shared.state.lock();
+                if st.member_id != req.member_id {
+                    // The consumer took itself for removed meanwhile (see
+                    // `expire_if_silent`): this answer is of the old member.
+                    continue;
+                }
                 last_ok = Instant::now();
                 joined_topics = true;
-                let mut st = shared.state.lock();
+                st.last_ok = Some(sent_at);
                 st.error = None;
                 st.member_id = r.member_id;
                 st.epoch = r.member_epoch;
-                st.interval = Duration::from_millis(u64::from(r.heartbeat_interval_ms.max(10)));
+                // At most a third of the session, whatever an (older)
+                // coordinator says: one late heartbeat must not expire it.
+                st.interval = Duration::from_millis(u64::from(r.heartbeat_interval_ms.max(10)))
+                    .min(config.session_timeout / 3);
+                st.awaiting = r.awaiting;
                 let assignment = from_pb(&r.assignment);
                 if assignment != st.assignment {
                     st.assignment = assignment;
                     shared.changed.send_modify(|v| *v += 1);
                 }
                 st.interval
+            }
+            Err(e) if is_fatal(&e) => {
+                // A newer process joined with this member's instance id,
+                // or the agent refuses the member's settings: no retry can
+                // help; stop (no leave: there is nothing to leave).
+                let mut st = shared.state.lock();
+                tracing::error!(group = %config.group_id, member = %st.member_id, error = %e, "the group refuses this member for good; it stops");
+                st.forget_membership();
+                let code = e.code().unwrap_or(tonic::Code::Unknown);
+                st.fatal = Some((code, e.to_string()));
+                shared.changed.send_modify(|v| *v += 1);
+                return;
             }
             Err(e) => {
                 let fenced = e.code() == Some(tonic::Code::FailedPrecondition);
@@ -139,10 +222,7 @@ pub(crate) async fn run(
                 if fenced || last_ok.elapsed() >= config.session_timeout {
                     // Out of the group: rejoin as a new member; what it
                     // owned is someone else's now.
-                    st.member_id.clear();
-                    st.epoch = 0;
-                    st.assignment.clear();
-                    st.lost = !st.owned.is_empty();
+                    st.forget_membership();
                     joined_topics = false;
                     last_ok = Instant::now();
                     shared.changed.send_modify(|v| *v += 1);

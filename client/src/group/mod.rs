@@ -1,18 +1,21 @@
 //! Consumer groups on the client: [`GroupConsumer`] reads the partitions
 //! its group's coordinator assigns it and commits offsets to the group.
-//! `link` reaches the coordinator, `membership` heartbeats in the
-//! background, `admin` is group administration on `Admin`, `consumer` applies assignments and reads, `listener` is
-//! what the application is told, `config` the settings.
+//! `builder` checks a member's settings and starts it, `link` reaches the
+//! coordinator, `membership` heartbeats in the background, `admin` is group
+//! administration on `Admin`, `consumer` applies assignments and reads,
+//! `listener` is what the application is told, `config` the settings.
 
 mod admin;
+mod builder;
 mod config;
 mod consumer;
 mod link;
 mod listener;
 mod membership;
 
+pub use builder::GroupConsumerBuilder;
 pub use config::{AutoOffsetReset, GroupConfig};
-pub use consumer::{GroupConsumer, GroupConsumerBuilder};
+pub use consumer::GroupConsumer;
 pub use listener::RebalanceListener;
 pub use membership::TopicPartition;
 

@@ -105,6 +105,12 @@ impl PostgresStore {
         if version != Some(expected) {
             return Ok(false);
         }
+        tx.execute(
+            "UPDATE consumer_groups SET updated_ms = $2 WHERE group_id = $1",
+            &[&group, &now_ms],
+        )
+        .await
+        .map_err(db)?;
         // One statement for every partition, locked in key order.
         let mut sorted: Vec<&OffsetCommit> = offsets.iter().collect();
         sorted
@@ -129,6 +135,33 @@ impl PostgresStore {
         .map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(true)
+    }
+
+    pub async fn count_groups(&self) -> Result<u64, MetaError> {
+        let c = self.client().await?;
+        let n: i64 = c
+            .query_one("SELECT COUNT(*) FROM consumer_groups", &[])
+            .await
+            .map_err(db)?
+            .get(0);
+        Ok(to_u64(n))
+    }
+
+    pub async fn groups_unchanged_since(
+        &self,
+        before_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<String>, MetaError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT group_id FROM consumer_groups WHERE updated_ms < $1 \
+                 ORDER BY updated_ms, group_id COLLATE \"C\" LIMIT $2",
+                &[&before_ms, &limit],
+            )
+            .await
+            .map_err(db)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     pub async fn group_offsets(&self, group: &str) -> Result<Vec<StoredOffset>, MetaError> {

@@ -105,6 +105,11 @@ impl SqliteStore {
         if version != Some(expected) {
             return Ok(false);
         }
+        tx.execute(
+            "UPDATE consumer_groups SET updated_ms = ?2 WHERE group_id = ?1",
+            params![group, now_ms],
+        )
+        .map_err(db)?;
         for o in offsets {
             tx.execute(
                 "INSERT INTO group_offsets (group_id, topic, part, committed_offset, metadata, commit_ms, leader_epoch) \
@@ -125,6 +130,33 @@ impl SqliteStore {
         }
         tx.commit().map_err(db)?;
         Ok(true)
+    }
+
+    pub fn count_groups(&self) -> Result<u64, MetaError> {
+        let n: i64 = self
+            .conn
+            .lock()
+            .query_row("SELECT COUNT(*) FROM consumer_groups", [], |r| r.get(0))
+            .map_err(db)?;
+        Ok(to_u64(n))
+    }
+
+    pub fn groups_unchanged_since(
+        &self,
+        before_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<String>, MetaError> {
+        let conn = self.conn.lock();
+        let mut st = conn
+            .prepare(
+                "SELECT group_id FROM consumer_groups WHERE updated_ms < ?1 \
+                 ORDER BY updated_ms, group_id LIMIT ?2",
+            )
+            .map_err(db)?;
+        let rows = st
+            .query_map(params![before_ms, limit], |r| r.get(0))
+            .map_err(db)?;
+        rows.collect::<Result<_, _>>().map_err(db)
     }
 
     pub fn group_offsets(&self, group: &str) -> Result<Vec<StoredOffset>, MetaError> {

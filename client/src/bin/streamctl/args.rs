@@ -229,8 +229,9 @@ pub struct ConsumeArgs {
     /// Consume as a member of this consumer group: partitions assigned by
     /// the group, offsets committed to it; -o beginning or end then says
     /// where a partition the group never committed starts; -p is not
-    /// allowed.
-    #[arg(short = 'G', long, conflicts_with_all = ["partition", "exit_at_end"])]
+    /// allowed. SIGINT, SIGTERM, -c, -e and errors all commit what was
+    /// printed and leave the group before exiting.
+    #[arg(short = 'G', long, conflicts_with = "partition")]
     pub group: Option<String>,
     /// With -G: the member's session timeout, ms (silent this long and its
     /// partitions move to other members); default 45000.
@@ -239,7 +240,8 @@ pub struct ConsumeArgs {
     /// With -G: how often what was printed is committed, ms; default 5000.
     #[arg(long, requires = "group", default_value_t = 5_000, value_name = "MS")]
     pub commit_interval_ms: u64,
-    /// Exit once every partition is read to its end (instead of following).
+    /// Exit once every partition is read to its end (instead of following);
+    /// with -G, once every partition the group gives this member is.
     #[arg(short = 'e', long = "exit")]
     pub exit_at_end: bool,
     /// Output format per record: %t topic, %p partition, %o offset, %k key,

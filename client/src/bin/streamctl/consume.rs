@@ -1,11 +1,15 @@
 //! `streamctl consume`: records of one or all partitions to stdout, as
 //! values, a kcat-style format or JSON lines; follows the topic unless
-//! `-e` (exit at the end) or `-c` (exit after N records).
+//! `-e` (exit at the end) or `-c` (exit after N records). SIGINT and
+//! SIGTERM end it cleanly with status 0 (a group member commits what it
+//! printed and leaves first).
 
 use std::io::Write;
 use std::time::Duration;
 
-use streamhouse_client::{AutoOffsetReset, Consumer, Offset, RebalanceListener};
+use streamhouse_client::{
+    AutoOffsetReset, Consumer, ConsumerRecord, GroupConsumer, Offset, RebalanceListener,
+};
 
 use crate::args::ConsumeArgs;
 use crate::format::{json_line, Template};
@@ -13,6 +17,31 @@ use crate::Failure;
 
 /// How long one poll waits for new records while following.
 const FOLLOW_WAIT: Duration = Duration::from_secs(1);
+
+/// Pause after a poll error a group member goes on after.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+/// How long one poll of a group member waits with `-e` (its partitions
+/// may still be on their way).
+const TO_END_WAIT: Duration = Duration::from_millis(100);
+
+/// Resolves when the process is asked to stop: SIGINT (Ctrl-C) or SIGTERM
+/// (what systemd, Docker and Kubernetes send). Never resolves when the
+/// handlers cannot be installed.
+async fn stop_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
 
 /// Runs `consume`.
 ///
@@ -49,13 +78,17 @@ pub async fn run(
     }
     let mut printed = 0u64;
     let mut buf = Vec::new();
+    let mut stop = std::pin::pin!(stop_signal());
     loop {
         let wait = if a.exit_at_end {
             Duration::ZERO
         } else {
             FOLLOW_WAIT
         };
-        let records = c.poll(wait).await?;
+        let records = tokio::select! {
+            r = c.poll(wait) => r?,
+            _ = &mut stop => return Ok(()),
+        };
         for r in &records {
             match &template {
                 Some(t) => t.render(r, &mut buf),
@@ -97,6 +130,12 @@ async fn in_group(
             )))
         }
     };
+    // An unknown topic is an error here, as without -G (a library member
+    // would wait for it to be created).
+    Consumer::connect(bootstrap.clone())
+        .await?
+        .partition_count(topic)
+        .await?;
     let mut c = Consumer::builder(bootstrap)
         .group(group)
         .subscribe([topic])
@@ -107,44 +146,99 @@ async fn in_group(
         .listener(Lost(group.to_owned()))
         .build()
         .await?;
+    let printed = print_as_member(&mut c, a, template, out).await;
+    // Whatever ended it (the count, the end, a signal, an error): commit
+    // what was printed and leave, so the partitions move at once.
+    let commit = c.commit().await;
+    let close = c.close().await;
+    printed?;
+    commit?;
+    close?;
+    Ok(())
+}
+
+/// Prints the member's records until `-c`, `-e`, SIGINT or SIGTERM says
+/// to stop, or a poll fails.
+async fn print_as_member(
+    c: &mut GroupConsumer,
+    a: &ConsumeArgs,
+    template: Option<&Template>,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    let wait = if a.exit_at_end {
+        TO_END_WAIT
+    } else {
+        FOLLOW_WAIT
+    };
     let mut printed = 0u64;
     let mut buf = Vec::new();
-    // Interrupted (Ctrl-C, SIGINT): commit what was printed and leave.
-    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut stop = std::pin::pin!(stop_signal());
     while a.count != Some(printed) {
-        let records = tokio::select! {
-            r = c.poll(FOLLOW_WAIT) => r?,
-            _ = &mut interrupted => break,
+        let polled = tokio::select! {
+            r = c.poll(wait) => r,
+            _ = &mut stop => return Ok(()),
         };
-        let mut rest = records.iter();
-        for r in rest.by_ref() {
+        let records = match polled {
+            Ok(rs) => rs,
+            Err(e) if gives_up(&e) => return Err(e.into()),
+            Err(e) => {
+                // E.g. a partition moving between agents or a topic just
+                // deleted: the member goes on, as the group does.
+                eprintln!("streamctl: {e} (going on)");
+                tokio::time::sleep(RETRY_PAUSE).await;
+                continue;
+            }
+        };
+        let mut taken = 0;
+        for r in &records {
             match template {
                 Some(t) => t.render(r, &mut buf),
                 None => json_line(r, &mut buf),
             }
             printed += 1;
+            taken += 1;
             if a.count == Some(printed) {
                 break;
             }
         }
         // Records fetched past the count are not consumed: the group
         // reads them next.
-        let mut first_unprinted = std::collections::BTreeMap::new();
-        for r in rest {
-            first_unprinted
-                .entry((r.topic.clone(), r.partition))
-                .or_insert(r.offset);
+        unconsume(c, &records[taken..]);
+        if let Err(e) = out.write_all(&buf).and_then(|()| out.flush()) {
+            // Not printed (stdout closed or failing): not committed either.
+            unconsume(c, &records[..taken]);
+            return Err(e.into());
         }
-        for ((t, p), o) in first_unprinted {
-            c.seek(&t, p, o);
-        }
-        out.write_all(&buf)?;
-        out.flush()?;
         buf.clear();
+        if a.exit_at_end && c.at_end() {
+            return Ok(());
+        }
     }
-    c.commit().await?;
-    c.close().await?;
     Ok(())
+}
+
+/// Whether a group member's poll error ends `consume -G` (the group
+/// refuses the member for good, or its settings are wrong); others pass.
+fn gives_up(e: &streamhouse_client::Error) -> bool {
+    matches!(e, streamhouse_client::Error::Config(_))
+        || matches!(
+            e.code(),
+            Some(tonic::Code::AlreadyExists | tonic::Code::InvalidArgument)
+        )
+}
+
+/// Puts `records` back: each partition's position goes back to its first
+/// one there, so they are neither committed nor lost.
+fn unconsume(c: &mut GroupConsumer, records: &[ConsumerRecord]) {
+    let mut first = std::collections::BTreeMap::new();
+    for r in records {
+        first
+            .entry((r.topic.clone(), r.partition))
+            .or_insert(r.offset);
+    }
+    for ((t, p), o) in first {
+        c.seek(&t, p, o);
+    }
 }
 
 /// Says on stderr when the member was removed from its group (its session

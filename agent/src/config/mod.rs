@@ -9,6 +9,10 @@ use std::time::Duration;
 
 use clap::Parser;
 
+mod groups;
+
+pub use groups::GroupFlags;
+
 /// StreamHouse agent: serves Produce, Fetch and Admin gRPC calls, one shard
 /// per core, each on its own port, with a durable write-ahead log per shard.
 #[derive(Debug, Clone, Parser)]
@@ -143,32 +147,9 @@ pub struct AgentConfig {
     #[arg(long, env = "STREAMHOUSE_AGENT_TIMEOUT_MS", default_value_t = 5000)]
     pub agent_timeout_ms: u64,
 
-    /// How often consumer-group members are told to heartbeat, in
-    /// milliseconds (default 3000).
-    #[arg(long, env = "STREAMHOUSE_GROUP_HEARTBEAT_MS", default_value_t = 3000)]
-    pub group_heartbeat_ms: u64,
-
-    /// Shortest session timeout a consumer-group member may ask for, in
-    /// milliseconds (default 1000; the default session is 45 s).
-    #[arg(
-        long,
-        env = "STREAMHOUSE_GROUP_MIN_SESSION_TIMEOUT_MS",
-        default_value_t = 1000
-    )]
-    pub group_min_session_timeout_ms: u64,
-
-    /// Longest session timeout a consumer-group member may ask for, in
-    /// milliseconds (default 1800000, 30 min).
-    #[arg(
-        long,
-        env = "STREAMHOUSE_GROUP_MAX_SESSION_TIMEOUT_MS",
-        default_value_t = 1_800_000
-    )]
-    pub group_max_session_timeout_ms: u64,
-
-    /// Most members of one consumer group (default 1000).
-    #[arg(long, env = "STREAMHOUSE_GROUP_MAX_MEMBERS", default_value_t = 1000)]
-    pub group_max_members: usize,
+    /// Consumer-group limits and timeouts (`--group-*`).
+    #[command(flatten)]
+    pub groups: GroupFlags,
 
     /// HTTP address for `/health` (liveness) and `/ready` (leases acquired,
     /// metadata store reachable); off by default.
@@ -428,20 +409,7 @@ impl AgentConfig {
         if self.lease_ttl_ms < 300 {
             return Err("--lease-ttl-ms must be at least 300".into());
         }
-        if self.group_heartbeat_ms == 0 || self.group_min_session_timeout_ms == 0 {
-            return Err(
-                "--group-heartbeat-ms and --group-min-session-timeout-ms must be at least 1".into(),
-            );
-        }
-        if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms {
-            return Err(
-                "--group-min-session-timeout-ms must not exceed --group-max-session-timeout-ms"
-                    .into(),
-            );
-        }
-        if self.group_max_members == 0 {
-            return Err("--group-max-members must be at least 1".into());
-        }
+        self.groups.validate()?;
         if self.agent_id.is_empty() || self.agent_id.contains(',') {
             return Err("--agent-id must be non-empty and must not contain ','".into());
         }
@@ -450,18 +418,7 @@ impl AgentConfig {
 
     /// The consumer-group coordinator's settings from the `--group-*` flags.
     pub fn group_settings(&self) -> crate::groups::settings::GroupSettings {
-        use std::time::Duration;
-        let defaults = crate::groups::settings::GroupSettings::default();
-        let min = Duration::from_millis(self.group_min_session_timeout_ms);
-        let max = Duration::from_millis(self.group_max_session_timeout_ms);
-        crate::groups::settings::GroupSettings {
-            heartbeat_interval: Duration::from_millis(self.group_heartbeat_ms),
-            default_session_timeout: defaults.default_session_timeout.clamp(min, max),
-            min_session_timeout: min,
-            max_session_timeout: max,
-            default_rebalance_timeout: defaults.default_rebalance_timeout.clamp(min, max),
-            max_members: self.group_max_members,
-        }
+        self.groups.settings()
     }
 
     /// Shards to run: `--shards`, else the CPUs this thread may use (the

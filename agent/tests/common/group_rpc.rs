@@ -1,0 +1,74 @@
+//! Consumer-group requests as a client drives them over the generated
+//! stubs: a member's id, generation and owned partitions, its heartbeat
+//! request and the answer applied. Shared by the group protocol tests.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use streamhouse_proto as pb;
+use tonic::transport::Channel;
+
+pub type Groups = pb::group_service_client::GroupServiceClient<Channel>;
+
+pub const SESSION_MS: u32 = 2000;
+
+pub async fn groups_at(addr: &str) -> Groups {
+    let ch = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect");
+    Groups::new(ch)
+}
+
+/// A member as a client drives it.
+#[derive(Default, Clone, Debug)]
+pub struct Member {
+    pub id: String,
+    pub epoch: i64,
+    pub owned: BTreeSet<(String, u32)>,
+}
+
+pub fn owned_pb(m: &Member) -> Vec<pb::TopicPartitions> {
+    let mut by: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    for (t, p) in &m.owned {
+        by.entry(t).or_default().push(*p);
+    }
+    by.into_iter()
+        .map(|(t, ps)| pb::TopicPartitions {
+            topic: t.into(),
+            partitions: ps,
+        })
+        .collect()
+}
+
+pub fn beat(group: &str, m: &Member, topic: &str) -> pb::GroupHeartbeatRequest {
+    pb::GroupHeartbeatRequest {
+        group_id: group.into(),
+        member_id: m.id.clone(),
+        member_epoch: m.epoch,
+        client_id: "groups-test".into(),
+        topics: vec![topic.into()],
+        topics_changed: m.epoch == 0,
+        owned: owned_pb(m),
+        owned_changed: m.epoch != 0,
+        session_timeout_ms: SESSION_MS,
+        ..Default::default()
+    }
+}
+
+pub async fn heartbeat(c: &mut Groups, group: &str, m: &mut Member, topic: &str) {
+    let r = c
+        .heartbeat(beat(group, m, topic))
+        .await
+        .expect("heartbeat")
+        .into_inner();
+    m.id = r.member_id;
+    m.epoch = r.member_epoch;
+    m.owned = r
+        .assignment
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| (t.topic.clone(), *p)))
+        .collect();
+}

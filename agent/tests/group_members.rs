@@ -1,0 +1,236 @@
+//! Group members on a bad day, against a real agent process: a member
+//! stalled past its session hands out nothing another member now owns, two
+//! processes with one instance id do not take turns (the older is fenced
+//! for good), and the heartbeat interval a member is told always fits its
+//! session several times.
+
+mod common;
+#[path = "common/group_rpc.rs"]
+mod group_rpc;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use group_rpc::*;
+use streamhouse_client::{
+    Admin, AutoOffsetReset, Consumer, GroupConsumer, Producer, ProducerRecord,
+};
+
+const FLAGS: [&str; 2] = ["--group-min-session-timeout-ms", "500"];
+
+async fn member(addr: &str, group: &str, instance: Option<&str>) -> GroupConsumer {
+    let mut b = Consumer::builder([addr.to_string()])
+        .group(group)
+        .subscribe(["work"])
+        .session_timeout(Duration::from_secs(2))
+        .auto_commit_interval(Duration::from_millis(200))
+        .auto_offset_reset(AutoOffsetReset::Earliest);
+    if let Some(i) = instance {
+        b = b.instance_id(i);
+    }
+    b.build().await.expect("group consumer")
+}
+
+async fn owns(c: &mut GroupConsumer, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while c.assignment().len() != n {
+        c.poll(Duration::from_millis(100)).await.expect("poll");
+        assert!(Instant::now() < deadline, "owns {:?}", c.assignment());
+    }
+}
+
+#[tokio::test]
+async fn a_heartbeat_interval_is_at_most_a_third_of_the_session() {
+    // The agent's interval is its default, 3 s; a member asks for a 1.5 s
+    // session (legal): told 3 s, it would miss every session.
+    let agent = Agent::start(1, &FLAGS);
+    agent.create_topic("work", 1).await;
+    let mut c = groups_at(&agent.addr(0)).await;
+    let req = pb_beat("often", 1500);
+    let r = c.heartbeat(req).await.expect("join").into_inner();
+    assert!(
+        r.heartbeat_interval_ms <= 500,
+        "told to heartbeat every {} ms with a 1500 ms session",
+        r.heartbeat_interval_ms
+    );
+    // A long session keeps the agent's interval.
+    let r = c
+        .heartbeat(pb_beat("rarely", 45_000))
+        .await
+        .expect("join")
+        .into_inner();
+    assert_eq!(r.heartbeat_interval_ms, 3000);
+}
+
+fn pb_beat(group: &str, session_ms: u32) -> streamhouse_proto::GroupHeartbeatRequest {
+    let mut req = beat(group, &Member::default(), "work");
+    req.session_timeout_ms = session_ms;
+    req
+}
+
+/// The member's own runtime is blocked past its session (as a SIGSTOP
+/// would: its heartbeats stop too) while another member takes its
+/// partitions; when it runs again, its first poll hands out nothing.
+#[tokio::test]
+async fn a_member_stalled_past_its_session_hands_out_nothing_it_lost() {
+    let agent = Agent::start(1, &FLAGS);
+    let admin = Admin::connect(&agent.addr(0)).await.unwrap();
+    admin.create_topic("work", 2).await.unwrap();
+    let mut stalled = member(&agent.addr(0), "stall", None).await;
+    owns(&mut stalled, 2).await;
+    // The other member, on a thread and runtime of its own.
+    let stop = Arc::new(AtomicBool::new(false));
+    let other = {
+        let (addr, stop) = (agent.addr(0), stop.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async move {
+                let mut m = member(&addr, "stall", None).await;
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = m.poll(Duration::from_millis(100)).await;
+                }
+                let owned = m.assignment();
+                let _ = m.close().await;
+                owned
+            })
+        })
+    };
+    // Records the stalled member would read next.
+    let producer = Producer::builder([agent.addr(0)]).build().await.unwrap();
+    for i in 0..50u32 {
+        producer
+            .send(ProducerRecord::new("work", format!("v{i}")).partition(i % 2))
+            .await
+            .unwrap();
+    }
+    // Stalled for twice its session: everything here stops, heartbeats too.
+    std::thread::sleep(Duration::from_secs(4));
+    let first = stalled.poll(Duration::from_millis(200)).await.unwrap();
+    assert!(
+        first.is_empty(),
+        "a member silent past its session handed out {} records of partitions it had lost",
+        first.len()
+    );
+    assert!(
+        stalled.assignment().is_empty(),
+        "{:?}",
+        stalled.assignment()
+    );
+    stop.store(true, Ordering::Relaxed);
+    let other_owned = other.join().unwrap();
+    assert_eq!(
+        other_owned.len(),
+        2,
+        "the other member took both partitions"
+    );
+    stalled.close().await.unwrap();
+}
+
+/// Two processes with one group instance id: the newer keeps the place,
+/// the older stops with a clear, fatal error instead of taking it back.
+#[tokio::test]
+async fn the_older_of_two_processes_with_one_instance_id_is_fenced_for_good() {
+    let agent = Agent::start(1, &FLAGS);
+    let admin = Admin::connect(&agent.addr(0)).await.unwrap();
+    admin.create_topic("work", 2).await.unwrap();
+    let mut old = member(&agent.addr(0), "static", Some("host-x")).await;
+    owns(&mut old, 2).await;
+    let mut new = member(&agent.addr(0), "static", Some("host-x")).await;
+    owns(&mut new, 2).await;
+    let newer_id = new.member_id();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let e = loop {
+        if let Err(e) = old.poll(Duration::from_millis(100)).await {
+            break e;
+        }
+        new.poll(Duration::from_millis(10)).await.unwrap();
+        assert!(
+            Instant::now() < deadline,
+            "the older process was never fenced"
+        );
+    };
+    assert!(e.to_string().contains("instance id"), "{e}");
+    assert!(old.assignment().is_empty());
+    // No ping-pong: the newer one keeps its place while the older one
+    // keeps polling (and failing).
+    let settle = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < settle {
+        assert!(old.poll(Duration::from_millis(50)).await.is_err());
+        new.poll(Duration::from_millis(50)).await.unwrap();
+    }
+    assert_eq!(new.member_id(), newer_id);
+    assert_eq!(new.assignment().len(), 2);
+    let d = admin.describe_group("static").await.unwrap();
+    assert_eq!(d.members.len(), 1, "{:?}", d.members);
+    new.close().await.unwrap();
+}
+
+/// Groups without members expire after the offsets retention, the number
+/// of groups is bounded, and so is every list and name a request carries.
+#[tokio::test]
+async fn empty_groups_expire_and_every_list_and_name_is_bounded() {
+    let agent = Agent::start(
+        1,
+        &[
+            "--group-min-session-timeout-ms",
+            "500",
+            "--group-offsets-retention-ms",
+            "1500",
+            "--group-max-groups",
+            "3",
+        ],
+    );
+    let admin = Admin::connect(&agent.addr(0)).await.unwrap();
+    admin.create_topic("work", 2).await.unwrap();
+    let at: std::collections::BTreeMap<(String, u32), u64> = [(("work".to_string(), 0), 0)].into();
+    for g in ["idle-a", "idle-b"] {
+        admin.set_group_offsets(g, &at).await.unwrap();
+    }
+    let mut live = member(&agent.addr(0), "live", None).await;
+    owns(&mut live, 2).await;
+    // Three groups: a fourth is refused.
+    let e = admin
+        .set_group_offsets("fourth", &at)
+        .await
+        .expect_err("a fourth group");
+    assert!(e.to_string().contains("--group-max-groups"), "{e}");
+    // The idle ones go after their retention; the one with a member stays.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        live.poll(Duration::from_millis(100)).await.unwrap();
+        let names: Vec<String> = admin
+            .list_groups()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|g| g.group_id)
+            .collect();
+        if names == ["live"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "groups left: {names:?}");
+    }
+    admin.set_group_offsets("fourth", &at).await.unwrap();
+    live.close().await.unwrap();
+    // Lists and names a request carries are bounded.
+    let mut c = groups_at(&agent.addr(0)).await;
+    let many = streamhouse_proto::FetchOffsetsRequest {
+        group_id: "fourth".into(),
+        partitions: vec![streamhouse_proto::TopicPartitions {
+            topic: "nope".into(),
+            partitions: (0..10_001).collect(),
+        }],
+    };
+    let e = c.fetch_offsets(many).await.expect_err("10,001 partitions");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    let mut req = pb_beat("fourth", 2000);
+    req.client_id = "c".repeat(300);
+    let e = c
+        .heartbeat(req)
+        .await
+        .expect_err("a client id of 300 bytes");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("client id of 300 bytes"), "{e:?}");
+}
