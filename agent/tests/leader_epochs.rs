@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use streamhouse_client::{
-    Acks, Admin, AutoOffsetReset, Consumer, GroupConsumer, Producer, ProducerRecord,
+    Acks, Admin, AutoOffsetReset, Consumer, GroupConsumer, Producer, ProducerRecord, ReadLevel,
 };
 
 /// Two agents sharing stores; segments stay open ten minutes, so nothing
@@ -203,4 +203,82 @@ async fn group_member(bootstrap: &[String], group: &str) -> GroupConsumer {
         .build()
         .await
         .unwrap()
+}
+
+/// A consumer at read level `object` sees only what reached object storage:
+/// nothing a dying leader can take back, so it never truncates.
+#[tokio::test]
+async fn a_consumer_at_read_level_object_never_reads_a_record_that_vanishes() {
+    let stores = tempfile::tempdir_in(target_tmp()).unwrap();
+    let mut agents = cluster(stores.path(), "600000");
+    let bootstrap = vec![agents[0].addr(0), agents[1].addr(0)];
+    let admin = Admin::connect(&agents[0].addr(0)).await.unwrap();
+    admin.create_topic("obj", 4).await.unwrap();
+    let p = agents[0]
+        .first_partition_led_by("obj", "agent-0", "agent-1")
+        .await;
+    let producer = |acks| {
+        Producer::builder(bootstrap.clone())
+            .acks(acks)
+            .retries(100)
+            .delivery_timeout(Duration::from_secs(30))
+            .build()
+    };
+    let durable = producer(Acks::Durable).await.unwrap();
+    let first: Vec<String> = (0..100).map(|i| format!("a-{i}")).collect();
+    send_all(&durable, "obj", p, &first).await;
+    let mut reader = Consumer::builder(bootstrap.clone())
+        .read_level(ReadLevel::Object)
+        .build()
+        .await
+        .unwrap();
+    reader.assign([("obj", p)]).await.unwrap();
+    let mut read = BTreeMap::new();
+    // Durable only, nothing shipped: nothing to read at level object.
+    assert_eq!(
+        poll_for(&mut reader, &mut read, Duration::from_secs(1)).await,
+        0
+    );
+    // An ack-object batch ships the segment: the 100 before it and itself.
+    let object = producer(Acks::Object).await.unwrap();
+    send_all(&object, "obj", p, &["b-0".to_string()]).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while poll_for(&mut reader, &mut read, Duration::from_millis(200)).await < 101 {
+        assert!(Instant::now() < deadline, "committed records never read");
+    }
+    // 50 more durable-only records die with their leader, unread.
+    let doomed: Vec<String> = (0..50).map(|i| format!("c-{i}")).collect();
+    send_all(&durable, "obj", p, &doomed).await;
+    assert_eq!(
+        poll_for(&mut reader, &mut read, Duration::from_millis(500)).await,
+        101
+    );
+    agents[0].kill9();
+    let after: Vec<String> = (0..20).map(|i| format!("d-{i}")).collect();
+    send_all(&object, "obj", p, &after).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while poll_for(&mut reader, &mut read, Duration::from_millis(200)).await < 121 {
+        assert!(
+            Instant::now() < deadline,
+            "read {:?}",
+            reader.position("obj", p)
+        );
+    }
+    assert!(read.values().all(|v| !v.starts_with("c-")), "{read:?}");
+    assert_eq!(reader.truncations().events, 0);
+    durable.close().await.unwrap();
+    object.close().await.unwrap();
+}
+
+/// Polls `reader` for `d`, recording (offset, value); how many are known.
+async fn poll_for(reader: &mut Consumer, read: &mut BTreeMap<u64, String>, d: Duration) -> usize {
+    let until = Instant::now() + d;
+    while Instant::now() < until {
+        if let Ok(rs) = reader.poll(Duration::from_millis(100)).await {
+            for r in rs {
+                read.insert(r.offset, String::from_utf8_lossy(&r.value).into_owned());
+            }
+        }
+    }
+    read.len()
 }

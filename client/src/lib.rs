@@ -22,7 +22,7 @@ pub mod record;
 pub mod retry;
 
 pub use admin::{Admin, AgentInfo, Bootstrap, ClusterInfo, PartitionInfo, TopicInfo};
-pub use consumer::{Consumer, ConsumerBuilder, ConsumerRecord, Offset, Truncations};
+pub use consumer::{Consumer, ConsumerBuilder, ConsumerRecord, Offset, ReadLevel, Truncations};
 pub use error::{Error, Result};
 pub use group::{AutoOffsetReset, GroupConsumer, GroupConsumerBuilder, RebalanceListener};
 pub use producer::{

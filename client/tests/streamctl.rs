@@ -375,3 +375,22 @@ fn topics_as_json_and_generated_help() {
         );
     }
 }
+
+/// `--read-level object` prints only what reached object storage.
+#[test]
+fn read_level_object_prints_only_committed_records() {
+    let agent = common::Agent::start(1, &["--segment-age-ms", "600000"]);
+    let b = agent.addr(0);
+    assert_eq!(streamctl(&b, &["topic", "create", "rl"], "").0, 0);
+    let shipped: String = (0..10).map(|i| format!("s{i}\n")).collect();
+    let (code, _, err) = streamctl(&b, &["produce", "rl", "--acks", "object"], &shipped);
+    assert_eq!(code, 0, "{err}");
+    let local: String = (0..5).map(|i| format!("l{i}\n")).collect();
+    assert_eq!(streamctl(&b, &["produce", "rl"], &local).0, 0);
+    let (code, all, _) = streamctl(&b, &["consume", "rl", "-e"], "");
+    assert_eq!((code, all.lines().count()), (0, 15));
+    let (code, committed, err) =
+        streamctl(&b, &["consume", "rl", "-e", "--read-level", "object"], "");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(committed, shipped);
+}

@@ -121,6 +121,8 @@ impl ShardContext {
                     self.log.restore_producers(&topic, partition, &producers);
                 }
                 self.publish_high_watermark(&topic, partition);
+                self.uploads
+                    .note_committed_end(&topic, partition, committed_end);
                 self.leases.set_history(&topic, partition, epoch, epochs);
                 self.leases
                     .set(&topic, partition, LeaseState::Held { epoch, expires_ms });

@@ -72,6 +72,12 @@ impl ShardContext {
                 ),
             ));
         }
+        let object_level = req.read_level == pb::ReadLevel::Object as i32;
+        if object_level {
+            return self
+                .fetch_committed(&t, &req, r, local_start, max_bytes, &history)
+                .await;
+        }
         if r.records.is_empty() && req.max_wait_ms > 0 && req.offset >= r.high_watermark {
             let wait = Duration::from_millis(u64::from(req.max_wait_ms)).min(MAX_FETCH_WAIT);
             self.log
@@ -88,6 +94,50 @@ impl ShardContext {
             epochs: epochs_of(&history, &records),
             records,
             high_watermark: r.high_watermark,
+            ..Default::default()
+        })
+    }
+
+    /// A fetch at read level `object`: only records below the committed end
+    /// (what no leader change can take back), waiting up to `max_wait_ms`
+    /// for this shard's next commit when there are none; the answer's high
+    /// watermark is the committed end.
+    async fn fetch_committed(
+        &self,
+        t: &LocalTopic,
+        req: &pb::FetchRequest,
+        mut r: streamhouse_shard::ReadResult,
+        local_start: u64,
+        max_bytes: usize,
+        history: &EpochHistory,
+    ) -> Result<pb::FetchResponse, Status> {
+        let end = |s: &Self| {
+            s.uploads
+                .committed_end(&t.key, req.partition)
+                .unwrap_or(local_start)
+        };
+        if req.offset >= end(self) && req.max_wait_ms > 0 {
+            let wait = Duration::from_millis(u64::from(req.max_wait_ms)).min(MAX_FETCH_WAIT);
+            self.uploads.wait_next_commit(wait).await;
+            if req.offset < end(self) {
+                r = self
+                    .log
+                    .read(&t.key, req.partition, req.offset, max_bytes)
+                    .await
+                    .map_err(log_status)?;
+            }
+        }
+        let committed = end(self);
+        let records: Vec<pb::FetchedRecord> = r
+            .records
+            .into_iter()
+            .filter(|rec| rec.offset < committed)
+            .map(fetched)
+            .collect();
+        Ok(pb::FetchResponse {
+            epochs: epochs_of(history, &records),
+            records,
+            high_watermark: committed.min(r.high_watermark),
             ..Default::default()
         })
     }

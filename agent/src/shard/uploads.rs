@@ -80,6 +80,44 @@ impl Uploads {
             .map_or(0, |(_, at)| *at)
     }
 
+    /// A partition's committed end as its lease was granted (the metadata
+    /// store's): known from then on, it only grows.
+    pub fn note_committed_end(&self, topic: &TopicKey, partition: u32, end: u64) {
+        let mut committed = self.committed_ends.borrow_mut();
+        let e = committed
+            .entry(PartitionId::new(topic.clone(), partition))
+            .or_insert(0);
+        *e = (*e).max(end);
+    }
+
+    /// The end of `key/partition`'s ranges committed to object storage, as
+    /// far as this shard knows (its lease grant and its own commits).
+    pub fn committed_end(&self, key: &str, partition: u32) -> Option<u64> {
+        self.committed_ends
+            .borrow()
+            .get(&PartitionId::of(key, partition))
+            .copied()
+    }
+
+    /// Waits up to `wait` for this shard's next commit. Cancelling it only
+    /// drops the wait.
+    pub async fn wait_next_commit(&self, wait: std::time::Duration) {
+        let next = self.committed_through.get().map_or(0, |c| c + 1);
+        // Waits that timed out leave their senders behind until a commit
+        // comes: drop them here, so idle partitions polled for ever keep
+        // only the waits in progress.
+        self.waiters
+            .borrow_mut()
+            .retain(|(_, tx)| !tx.is_canceled());
+        futures_lite::future::or(
+            async {
+                let _ = self.wait_committed(next).await;
+            },
+            glommio::timer::sleep(wait),
+        )
+        .await;
+    }
+
     /// Whether `key/partition`'s committed ranges reach `end`.
     pub fn covers(&self, key: &str, partition: u32, end: u64) -> bool {
         self.committed_ends

@@ -42,6 +42,22 @@ pub struct Diverged {
 }
 
 /// Where and how much to fetch.
+/// Which records a consumer reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReadLevel {
+    /// Every record the leader made durable (default, the lowest latency).
+    /// A leader that dies before shipping can take some back; the consumer
+    /// then goes back to where the new leader continued and counts it in
+    /// `truncations()`.
+    #[default]
+    Durable,
+    /// Only records committed to object storage: none is ever taken back.
+    /// Records arrive about one ack-`object` latency after they are
+    /// written (a segment seal, its upload and commit), and the high
+    /// watermark the consumer sees is the committed end.
+    Object,
+}
+
 pub(super) struct FetchAt<'a> {
     pub topic: &'a str,
     pub partition: u32,
@@ -50,6 +66,7 @@ pub(super) struct FetchAt<'a> {
     pub last_epoch: Option<u64>,
     pub max_bytes: u32,
     pub wait_ms: u32,
+    pub read_level: ReadLevel,
 }
 
 /// One partition's fetch. A failure the retry table calls retriable
@@ -120,6 +137,10 @@ async fn from_leader(
         max_bytes: at.max_bytes,
         max_wait_ms: at.wait_ms,
         last_fetched_epoch: at.last_epoch,
+        read_level: match at.read_level {
+            ReadLevel::Durable => pb::ReadLevel::Durable,
+            ReadLevel::Object => pb::ReadLevel::Object,
+        } as i32,
     });
     match bounded(limit, &format!("fetch from {leader}"), call).await {
         Ok(r) => accept_response(at.topic, at.partition, at.offset, r.into_inner()),

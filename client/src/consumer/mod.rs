@@ -20,7 +20,7 @@ mod offset;
 
 use epochs::Epochs;
 pub use epochs::Truncations;
-pub use fetch::{accept_response, Diverged, Fetched};
+pub use fetch::{accept_response, Diverged, Fetched, ReadLevel};
 pub use offset::{AutoOffsetReset, Offset};
 
 /// A record read from a partition.
@@ -53,6 +53,7 @@ pub struct ConsumerBuilder {
     stream_wait: Duration,
     pub(crate) pool: PoolConfig,
     out_of_range: AutoOffsetReset,
+    read_level: ReadLevel,
     #[cfg(feature = "direct")]
     direct: Option<std::path::PathBuf>,
 }
@@ -83,6 +84,12 @@ impl ConsumerBuilder {
     /// `Latest`, as its builder says). Each reset is logged.
     pub fn auto_offset_reset(mut self, r: AutoOffsetReset) -> Self {
         self.out_of_range = r;
+        self
+    }
+    /// Which records to read: all durable ones (default) or only those
+    /// committed to object storage ([`ReadLevel`]).
+    pub fn read_level(mut self, l: ReadLevel) -> Self {
+        self.read_level = l;
         self
     }
 
@@ -120,6 +127,7 @@ impl ConsumerBuilder {
             fetched: VecDeque::new(),
             pending_error: None,
             out_of_range: self.out_of_range,
+            read_level: self.read_level,
             max_bytes_per_partition: self.max_bytes_per_partition,
             stream_wait: self.stream_wait,
             _direct: direct,
@@ -172,6 +180,7 @@ pub struct Consumer {
     pending_error: Option<((String, u32), Error)>,
     /// Where an out-of-range position starts again.
     out_of_range: AutoOffsetReset,
+    read_level: ReadLevel,
     /// Bytes asked per partition per fetch; default 1 MiB.
     pub max_bytes_per_partition: u32,
     /// How long one fetch of `next_record`/`stream` waits; default 500 ms.
@@ -192,6 +201,7 @@ impl Consumer {
             stream_wait: Duration::from_millis(500),
             pool: PoolConfig::default(),
             out_of_range: AutoOffsetReset::Error,
+            read_level: ReadLevel::Durable,
             #[cfg(feature = "direct")]
             direct: None,
         }
@@ -536,6 +546,7 @@ impl Consumer {
                     last_epoch: self.epochs.fetched(&key),
                     max_bytes: self.max_bytes_per_partition,
                     wait_ms,
+                    read_level: self.read_level,
                 };
                 let f = fetch::fetch(&self.metadata, &self.pool, at);
                 async move { (key, f.await) }

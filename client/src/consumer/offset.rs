@@ -92,6 +92,7 @@ fn probe(topic: &str, partition: u32, offset: u64) -> FetchAt<'_> {
         last_epoch: None,
         max_bytes: 1,
         wait_ms: 0,
+        read_level: super::fetch::ReadLevel::Durable,
     }
 }
 

@@ -226,6 +226,12 @@ pub struct ConsumeArgs {
     /// Exit after this many records (in all).
     #[arg(short = 'c', long)]
     pub count: Option<u64>,
+    /// Which records to read: every durable one (lowest latency; one a
+    /// leader loses before shipping can be taken back) or only those
+    /// committed to object storage (never taken back; about one
+    /// ack-object latency later).
+    #[arg(long, value_enum, default_value_t = ReadLevelArg::Durable)]
+    pub read_level: ReadLevelArg,
     /// Consume as a member of this consumer group: partitions assigned by
     /// the group, offsets committed to it; -o beginning or end then says
     /// where a partition the group never committed starts; -p is not
@@ -263,6 +269,23 @@ pub enum AckArg {
     Durable,
     /// In object storage and committed.
     Object,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ReadLevelArg {
+    /// Every record made durable in the leader's write-ahead log.
+    Durable,
+    /// Only records committed to object storage.
+    Object,
+}
+
+impl From<ReadLevelArg> for streamhouse_client::ReadLevel {
+    fn from(l: ReadLevelArg) -> Self {
+        match l {
+            ReadLevelArg::Durable => streamhouse_client::ReadLevel::Durable,
+            ReadLevelArg::Object => streamhouse_client::ReadLevel::Object,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -61,7 +61,10 @@ pub async fn run(
     if let Some(group) = &a.group {
         return in_group(bootstrap, group, &topic, &a, template.as_ref(), out).await;
     }
-    let mut c = Consumer::connect(bootstrap).await?;
+    let mut c = Consumer::builder(bootstrap)
+        .read_level(a.read_level.into())
+        .build()
+        .await?;
     let n = c.partition_count(&topic).await?;
     let partitions: Vec<u32> = if a.partition.is_empty() {
         (0..n).collect()
@@ -137,6 +140,7 @@ async fn in_group(
         .partition_count(topic)
         .await?;
     let mut c = Consumer::builder(bootstrap)
+        .read_level(a.read_level.into())
         .group(group)
         .subscribe([topic])
         .client_id("streamctl")
