@@ -81,6 +81,12 @@ impl GroupMetrics {
         self.groups.lock().remove(group);
     }
 
+    /// Keeps the series of the groups `keep` says this agent still
+    /// coordinates; the others (moved to another agent) go.
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        self.groups.lock().retain(|g, _| keep(g));
+    }
+
     /// The Prometheus text of every group metric.
     pub fn render(&self, out: &mut String) {
         let hw = self.high_watermarks.lock().clone();

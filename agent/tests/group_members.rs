@@ -234,3 +234,59 @@ async fn empty_groups_expire_and_every_list_and_name_is_bounded() {
     assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
     assert!(e.message().contains("client id of 300 bytes"), "{e:?}");
 }
+
+/// A group's metrics leave an agent once another agent coordinates it.
+#[tokio::test]
+async fn group_metrics_leave_an_agent_the_group_moved_away_from() {
+    let stores = tempfile::tempdir_in(target_tmp()).unwrap();
+    let admin_port = free_ports(1);
+    let listen = format!("127.0.0.1:{admin_port}");
+    let mut a0 = group_cluster_args(stores.path(), "agent-0");
+    a0.extend(["--admin-listen".to_string(), listen]);
+    let first = Agent::start(1, &as_strs(&a0));
+    let admin = Admin::connect(&first.addr(0)).await.unwrap();
+    admin.create_topic("work", 1).await.unwrap();
+    let at: std::collections::BTreeMap<(String, u32), u64> = [(("work".to_string(), 0), 1)].into();
+    let groups: Vec<String> = (0..12).map(|i| format!("moving-{i}")).collect();
+    for g in &groups {
+        admin.set_group_offsets(g, &at).await.unwrap();
+    }
+    let series = |text: &str, g: &str| {
+        text.contains(&format!(
+            "streamhouse_group_committed_offset{{group=\"{g}\",topic=\"work\",partition=\"0\"}}"
+        ))
+    };
+    let (_, text) = get(admin_port, "/metrics").await;
+    assert!(groups.iter().all(|g| series(&text, g)), "{text}");
+    // A second agent: some groups move to it.
+    let a1 = group_cluster_args(stores.path(), "agent-1");
+    let _second = Agent::start(1, &as_strs(&a1));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let moved = loop {
+        let mut moved = Vec::new();
+        for g in &groups {
+            if admin.group_coordinator(g).await.unwrap().0 == "agent-1" {
+                moved.push(g.clone());
+            }
+        }
+        if !moved.is_empty() {
+            break moved;
+        }
+        assert!(Instant::now() < deadline, "no group moved to agent-1");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let stayed: Vec<&String> = groups.iter().filter(|g| !moved.contains(g)).collect();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, text) = get(admin_port, "/metrics").await;
+        if moved.iter().all(|g| !series(&text, g)) {
+            assert!(stayed.iter().all(|g| series(&text, g)), "{text}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "agent-0 still shows groups coordinated by agent-1: {moved:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -17,25 +17,36 @@ use crate::routing::shard_for;
 
 use super::state::Shared;
 
-/// Deletes the groups this agent coordinates once they are past their
-/// retention without members, sweeping every quarter of the retention (at
-/// least every 100 ms, at most every minute) until the agent stops.
+/// How often the metrics of groups that moved to another agent are dropped.
+const METRICS_PRUNE_EVERY: Duration = Duration::from_secs(2);
+
+/// Until the agent stops: drops the metrics of groups another agent
+/// coordinates now (every 2 s), and deletes the groups this agent
+/// coordinates once they are past their retention without members,
+/// sweeping every quarter of the retention (at least every 100 ms, at most
+/// every minute).
 ///
 /// # Cancellation
 /// Stopping it between sweeps loses nothing; within one, see
 /// [`crate::groups::expiry::expire_empty_groups`].
-pub(super) async fn expire_groups(shared: Arc<Shared>) {
+pub(super) async fn sweep_groups(shared: Arc<Shared>) {
     let every = (shared.groups.settings().offsets_retention / 4)
         .clamp(Duration::from_millis(100), Duration::from_secs(60));
+    let mut next_sweep = tokio::time::Instant::now() + every;
     while !shared.stop.load(Ordering::Acquire) {
-        tokio::time::sleep(every).await;
+        tokio::time::sleep(every.min(METRICS_PRUNE_EVERY)).await;
+        let here = |g: &str| shared.coordinator_of(g) == shared.config.agent_id;
+        shared.metrics.groups.retain(here);
+        if tokio::time::Instant::now() < next_sweep {
+            continue;
+        }
+        next_sweep = tokio::time::Instant::now() + every;
         let cx = GroupContext {
             meta: &shared.meta,
             catalog: &shared.catalog,
             metrics: &shared.metrics.groups,
             now_ms: now_ms(),
         };
-        let here = |g: &str| shared.coordinator_of(g) == shared.config.agent_id;
         if let Err(e) = crate::groups::expiry::expire_empty_groups(&shared.groups, &cx, here).await
         {
             tracing::warn!(error = %e, "expiring empty consumer groups failed; retrying at the next sweep");

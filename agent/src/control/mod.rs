@@ -238,7 +238,7 @@ async fn run(
         .spawn("uploader", uploader::run(shared.clone(), up_rx));
     shared
         .tasks
-        .spawn("group expiry", groups::expire_groups(shared.clone()));
+        .spawn("group sweeps", groups::sweep_groups(shared.clone()));
     let tick = Duration::from_millis(
         (shared.config.lease_ttl_ms / 3)
             .min(shared.config.heartbeat_ms)
