@@ -113,16 +113,7 @@ async fn every_record_in_the_log_is_processed_across_a_leader_kill(acks: Acks) {
     let stores = tempfile::tempdir_in(target_tmp()).unwrap();
     // Segments sealed every second: some of what members read has reached
     // object storage when the leader dies, the newest records have not.
-    let args = |id: &str| {
-        let mut a = group_cluster_args(stores.path(), id);
-        a.extend(["--segment-age-ms".to_string(), "1000".to_string()]);
-        a
-    };
-    let (a0, a1) = (args("agent-0"), args("agent-1"));
-    let mut agents = [
-        Agent::start(1, &as_strs(&a0)),
-        Agent::start(1, &as_strs(&a1)),
-    ];
+    let mut agents = two_agents(stores.path(), "1000");
     let bootstrap = vec![agents[0].addr(0), agents[1].addr(0)];
     let admin = Admin::connect(&agents[0].addr(0)).await.unwrap();
     admin.create_topic(TOPIC, PARTITIONS).await.unwrap();
@@ -225,16 +216,7 @@ async fn at_ack_object_every_record_in_the_log_is_processed_across_a_leader_kill
 #[tokio::test]
 async fn a_committed_offset_past_the_logs_end_starts_where_auto_offset_reset_says() {
     let stores = tempfile::tempdir_in(target_tmp()).unwrap();
-    let args = |id: &str| {
-        let mut a = group_cluster_args(stores.path(), id);
-        a.extend(["--segment-age-ms".to_string(), "600000".to_string()]);
-        a
-    };
-    let (a0, a1) = (args("agent-0"), args("agent-1"));
-    let mut agents = [
-        Agent::start(1, &as_strs(&a0)),
-        Agent::start(1, &as_strs(&a1)),
-    ];
+    let mut agents = two_agents(stores.path(), "600000");
     let bootstrap = vec![agents[0].addr(0), agents[1].addr(0)];
     let admin = Admin::connect(&agents[0].addr(0)).await.unwrap();
     admin.create_topic("past", 4).await.unwrap();

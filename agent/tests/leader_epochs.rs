@@ -13,21 +13,6 @@ use streamhouse_client::{
     Acks, Admin, AutoOffsetReset, Consumer, GroupConsumer, Producer, ProducerRecord, ReadLevel,
 };
 
-/// Two agents sharing stores; segments stay open ten minutes, so nothing
-/// reaches object storage unless a test's acks make it.
-fn cluster(dir: &std::path::Path, age_ms: &str) -> [Agent; 2] {
-    let args = |id: &str| {
-        let mut a = group_cluster_args(dir, id);
-        a.extend(["--segment-age-ms".to_string(), age_ms.to_string()]);
-        a
-    };
-    let (a0, a1) = (args("agent-0"), args("agent-1"));
-    [
-        Agent::start(1, &as_strs(&a0)),
-        Agent::start(1, &as_strs(&a1)),
-    ]
-}
-
 async fn send_all(producer: &Producer, topic: &str, partition: u32, values: &[String]) {
     let acks: Vec<_> = values
         .iter()
@@ -57,7 +42,7 @@ async fn log_now(bootstrap: &[String], topic: &str, partition: u32) -> BTreeMap<
 #[tokio::test]
 async fn a_consumer_goes_back_to_where_a_new_leader_continued() {
     let stores = tempfile::tempdir_in(target_tmp()).unwrap();
-    let mut agents = cluster(stores.path(), "600000");
+    let mut agents = two_agents(stores.path(), "600000");
     let bootstrap = vec![agents[0].addr(0), agents[1].addr(0)];
     let admin = Admin::connect(&agents[0].addr(0)).await.unwrap();
     admin.create_topic("ep", 4).await.unwrap();
@@ -130,7 +115,7 @@ async fn a_consumer_goes_back_to_where_a_new_leader_continued() {
 #[tokio::test]
 async fn a_member_starting_from_a_commit_goes_back_to_where_a_new_leader_continued() {
     let stores = tempfile::tempdir_in(target_tmp()).unwrap();
-    let mut agents = cluster(stores.path(), "600000");
+    let mut agents = two_agents(stores.path(), "600000");
     let bootstrap = vec![agents[0].addr(0), agents[1].addr(0)];
     let admin = Admin::connect(&agents[0].addr(0)).await.unwrap();
     admin.create_topic("gep", 4).await.unwrap();
@@ -210,7 +195,7 @@ async fn group_member(bootstrap: &[String], group: &str) -> GroupConsumer {
 #[tokio::test]
 async fn a_consumer_at_read_level_object_never_reads_a_record_that_vanishes() {
     let stores = tempfile::tempdir_in(target_tmp()).unwrap();
-    let mut agents = cluster(stores.path(), "600000");
+    let mut agents = two_agents(stores.path(), "600000");
     let bootstrap = vec![agents[0].addr(0), agents[1].addr(0)];
     let admin = Admin::connect(&agents[0].addr(0)).await.unwrap();
     admin.create_topic("obj", 4).await.unwrap();

@@ -446,6 +446,22 @@ pub fn group_cluster_args(dir: &Path, id: &str) -> Vec<String> {
     local_stores(dir, &flags)
 }
 
+/// Agents `agent-0` and `agent-1` of one shard each, sharing stores under
+/// `dir` ([`group_cluster_args`]), sealing WAL segments once their data is
+/// `segment_age_ms` old.
+pub fn two_agents(dir: &Path, segment_age_ms: &str) -> [Agent; 2] {
+    let args = |id: &str| {
+        let mut a = group_cluster_args(dir, id);
+        a.extend(["--segment-age-ms".to_string(), segment_age_ms.to_string()]);
+        a
+    };
+    let (a0, a1) = (args("agent-0"), args("agent-1"));
+    [
+        Agent::start(1, &as_strs(&a0)),
+        Agent::start(1, &as_strs(&a1)),
+    ]
+}
+
 /// Borrows owned arguments for [`Agent::start`] and its kin.
 pub fn as_strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
