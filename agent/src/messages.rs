@@ -13,6 +13,7 @@ use bytes::Bytes;
 use futures::channel::{mpsc, oneshot};
 use streamhouse_proto as pb;
 use streamhouse_shard::producers::RememberedBatch;
+use streamhouse_shard::TimeMatch;
 use tokio::sync::Notify;
 
 use crate::ids::TopicKey;
@@ -34,6 +35,9 @@ pub struct ChunkRange {
     pub len: u64,
     /// Lease epoch the data was written under.
     pub epoch: u64,
+    /// Largest record timestamp in the range (ms since the Unix epoch, as
+    /// its batch headers say): the chunk index's time index.
+    pub max_timestamp: i64,
     /// The last batches (up to `REMEMBERED_BATCHES` each) of the idempotent
     /// producers that wrote in this range, ending at or before `end_offset`:
     /// stored so a new owner of the partition still recognises a retry of
@@ -202,6 +206,15 @@ pub enum ToControl {
         offset: u64,
         max_bytes: usize,
         reply: oneshot::Sender<Result<Vec<Bytes>, ControlError>>,
+    },
+    /// The first committed record below `below` at or after a time, from
+    /// the chunk index's time index and the chunk objects.
+    RemoteOffsetForTime {
+        topic: TopicKey,
+        partition: u32,
+        timestamp_ms: i64,
+        below: u64,
+        reply: oneshot::Sender<Result<Option<TimeMatch>, ControlError>>,
     },
     /// A consumer-group request (`crate::groups`).
     Group {

@@ -22,7 +22,10 @@ pub mod record;
 pub mod retry;
 
 pub use admin::{Admin, AgentInfo, Bootstrap, ClusterInfo, PartitionInfo, TopicInfo};
-pub use consumer::{Consumer, ConsumerBuilder, ConsumerRecord, Offset, ReadLevel, Truncations};
+pub use consumer::{
+    parse_time_ms, Consumer, ConsumerBuilder, ConsumerRecord, Offset, OffsetAndTimestamp,
+    ReadLevel, Truncations,
+};
 pub use error::{Error, Result};
 pub use group::{AutoOffsetReset, GroupConsumer, GroupConsumerBuilder, RebalanceListener};
 pub use producer::{

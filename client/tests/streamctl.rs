@@ -223,6 +223,17 @@ fn ends_follows_and_pipes_like_other_unix_tools() {
     let at = format!("@{t}");
     let (code, out, err) = streamctl(&b, &["consume", "few", "-p", "0", "-o", &at, "-e"], "");
     assert_eq!((code, out.as_str()), (0, "late\n"), "{err}");
+    // The same instant as an RFC 3339 date; a time ago (everything).
+    let date =
+        humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(t as u64));
+    let at = format!("@{date}");
+    let (code, out, err) = streamctl(&b, &["consume", "few", "-p", "0", "-o", &at, "-e"], "");
+    assert_eq!((code, out.as_str()), (0, "late\n"), "{at}: {err}");
+    let (code, out, err) = streamctl(&b, &["consume", "few", "-p", "0", "-o", "@-1h", "-e"], "");
+    assert_eq!((code, out), (0, format!("{five}late\n")), "{err}");
+    let (code, _, err) = streamctl(&b, &["consume", "few", "-o", "@last-week"], "");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is not a time"), "{err}");
 
     // A start past the end is an error naming the end.
     let (code, out, err) = streamctl(&b, &["consume", "few", "-p", "0", "-o", "100", "-e"], "");

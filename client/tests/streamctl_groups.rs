@@ -67,6 +67,9 @@ fn consumer_groups_through_the_cli() {
     assert_eq!(lag, 0, "{out}");
     // More records: lag 10. Reset to the earliest: planned, then applied.
     let more: String = (0..10).map(|i| format!("s{i}\n")).collect();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let before_more = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    std::thread::sleep(std::time::Duration::from_millis(20));
     assert_eq!(streamctl(&b, &["produce", "g"], &more).0, 0);
     let (_, out, _) = streamctl(&b, &["group", "describe", "cli", "--format", "json"], "");
     let j: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
@@ -101,6 +104,31 @@ fn consumer_groups_through_the_cli() {
     assert!(out.contains("reset 2 partitions"), "{out}");
     let (code, again, _) = streamctl(&b, &["consume", "g", "-G", "cli", "-c", "50"], "");
     assert_eq!((code, again.lines().count()), (0, 50));
+    // Back to a date: the 10 records produced after it, read again.
+    let (code, out, err) = streamctl(
+        &b,
+        &[
+            "group",
+            "reset-offsets",
+            "cli",
+            "-t",
+            "g",
+            "--to-datetime",
+            &before_more,
+            "--execute",
+        ],
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("reset 2 partitions"), "{out}");
+    let (code, again, err) = streamctl(&b, &["consume", "g", "-G", "cli", "-c", "10"], "");
+    assert_eq!(code, 0, "{err}");
+    let mut again: Vec<&str> = again.lines().collect();
+    again.sort();
+    assert_eq!(
+        again,
+        ["s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9"]
+    );
     // Usage errors and failures say why.
     let (code, _, err) = streamctl(&b, &["consume", "g", "-G", "cli", "-o", "5"], "");
     assert_eq!(code, 2, "{err}");

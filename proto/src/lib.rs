@@ -38,4 +38,5 @@ pub mod paths {
     pub const LIST_GROUPS: &str = "/streamhouse.GroupService/ListGroups";
     pub const DESCRIBE_GROUP: &str = "/streamhouse.GroupService/DescribeGroup";
     pub const DELETE_GROUP: &str = "/streamhouse.GroupService/DeleteGroup";
+    pub const LIST_OFFSETS: &str = "/streamhouse.GroupService/ListOffsets";
 }

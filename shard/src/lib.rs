@@ -16,5 +16,5 @@ pub mod stats;
 
 pub use log::{
     Appended, LogConfig, LogError, ReadResult, RecoveryReport, ReopenError, SealedSegment,
-    SegmentRange, ShardLog,
+    SegmentRange, ShardLog, TimeMatch,
 };

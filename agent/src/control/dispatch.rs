@@ -55,6 +55,19 @@ impl Shared {
                     .await;
                 let _ = reply.send(r);
             }
+            ToControl::RemoteOffsetForTime {
+                topic,
+                partition,
+                timestamp_ms,
+                below,
+                reply,
+            } => {
+                let r = self
+                    .chunks()
+                    .offset_for_time(&topic, partition, timestamp_ms, below)
+                    .await;
+                let _ = reply.send(r);
+            }
             ToControl::Group { call, reply } => {
                 let _ = reply.send(self.group(call).await);
             }

@@ -13,10 +13,16 @@ use streamhouse_proto::batch::BatchHeader;
 use streamhouse_shard::segment::{self, FrameProblem, ScannedFrame};
 
 use parking_lot::Mutex;
+use streamhouse_shard::batch;
+use streamhouse_shard::TimeMatch;
 
 use crate::messages::ControlError;
-use crate::metastore::{MetaStore, RangeLocation};
+use crate::metastore::{MetaStore, RangeLocation, TimeQuery};
 use crate::objstore::ObjectStore;
+
+/// Committed ranges a time lookup reads at most ([`ChunkReader::offset_for_time`]):
+/// a bound on the work of one query whatever the batch headers claim.
+pub const MAX_RANGES_READ: usize = 8;
 
 /// Ranged GETs kept in memory, evicted oldest first past a byte budget.
 pub struct RemoteCache {
@@ -132,6 +138,61 @@ impl ChunkReader<'_> {
             }
         }
         Ok(out)
+    }
+
+    /// The first committed record of `topic/partition` below offset `below`
+    /// whose timestamp is at least `timestamp_ms`, found through the chunk
+    /// index's time index: only ranges (and in them only batches) whose
+    /// largest timestamp reaches the time are read. At most
+    /// [`MAX_RANGES_READ`] ranges are read per call; past them the answer
+    /// is the next candidate range's first offset with an unknown
+    /// timestamp (-1): never later than the true answer, so a reader
+    /// starting there skips nothing.
+    pub(crate) async fn offset_for_time(
+        &self,
+        topic: &TopicKey,
+        partition: u32,
+        timestamp_ms: i64,
+        below: u64,
+    ) -> Result<Option<TimeMatch>, ControlError> {
+        let q = TimeQuery {
+            timestamp_ms,
+            from: 0,
+            below,
+            limit: MAX_RANGES_READ as u32 + 1,
+        };
+        let ranges = self.meta.time_ranges(topic, partition, &q).await?;
+        for loc in ranges.iter().take(MAX_RANGES_READ) {
+            let data = self.range_bytes(loc).await?;
+            for f in frames(&data, loc) {
+                let (f, batch) = f?;
+                if f.topic != topic.as_str()
+                    || f.partition != partition
+                    || f.header.max_timestamp < timestamp_ms
+                {
+                    continue;
+                }
+                let (_, records) = batch::decode(&batch).map_err(|e| {
+                    ControlError::Corrupt(format!(
+                        "a batch of {topic}/{partition} in {} cannot be decoded: {e}",
+                        loc.chunk_key
+                    ))
+                })?;
+                let hit = records
+                    .iter()
+                    .find(|r| r.offset < below && r.timestamp >= timestamp_ms);
+                if let Some(r) = hit {
+                    return Ok(Some(TimeMatch {
+                        offset: r.offset,
+                        timestamp_ms: r.timestamp,
+                    }));
+                }
+            }
+        }
+        Ok(ranges.get(MAX_RANGES_READ).map(|loc| TimeMatch {
+            offset: loc.base_offset,
+            timestamp_ms: -1,
+        }))
     }
 
     /// The bytes of a committed range, from the cache or one ranged GET.

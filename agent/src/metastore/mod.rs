@@ -92,6 +92,19 @@ pub struct RangeLocation {
     pub len: u64,
 }
 
+/// A search of the chunk index by time ([`MetaStore::time_ranges`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeQuery {
+    /// Ms since the Unix epoch.
+    pub timestamp_ms: i64,
+    /// Only ranges ending after this offset.
+    pub from: u64,
+    /// Only ranges starting before this offset.
+    pub below: u64,
+    /// At most this many ranges.
+    pub limit: u32,
+}
+
 /// A registered agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentRow {
@@ -195,7 +208,7 @@ pub enum MetaStore {
 }
 
 /// Highest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 impl MetaStore {
     /// Opens `sqlite:///PATH` or `postgres://...` and applies pending
@@ -441,6 +454,23 @@ impl MetaStore {
         Ok(EpochHistory::new(rows))
     }
 
+    /// The committed ranges of a partition that may hold a record at or
+    /// after `q.timestamp_ms` between `q.from` and `q.below`, in offset
+    /// order, at most `q.limit`: the chunk index read as a time index.
+    /// Ranges committed before it existed (schema 6 and older) have no
+    /// recorded timestamp and are always candidates.
+    pub async fn time_ranges(
+        &self,
+        topic: &TopicKey,
+        partition: u32,
+        q: &TimeQuery,
+    ) -> Result<Vec<RangeLocation>, MetaError> {
+        match self {
+            MetaStore::Sqlite(s) => s.time_ranges(topic, partition, q),
+            MetaStore::Postgres(s) => s.bounded(s.time_ranges(topic, partition, q)).await,
+        }
+    }
+
     /// Offset after the last committed record of a partition (0 if none).
     pub async fn committed_end(&self, topic: &TopicKey, partition: u32) -> Result<u64, MetaError> {
         match self {
@@ -521,6 +551,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
         "CREATE TABLE leader_epochs (topic TEXT NOT NULL, part BIGINT NOT NULL,
          epoch BIGINT NOT NULL, start_offset BIGINT NOT NULL, PRIMARY KEY (topic, part, epoch));
      ALTER TABLE group_offsets ADD COLUMN leader_epoch BIGINT NOT NULL DEFAULT 0;",
+    ),
+    (
+        7,
+        // NULL: committed before the time index existed (read to find out).
+        "ALTER TABLE chunk_ranges ADD COLUMN max_timestamp BIGINT;",
     ),
 ];
 

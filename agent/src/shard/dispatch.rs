@@ -1,6 +1,6 @@
 //! Method path → handler: decodes the request (its size bounded by
 //! `--max-request-bytes`), calls the handler of its RPC family
-//! (`produce`, `fetch`, `admin`, `groups`) and encodes the reply. Owns no state and
+//! (`produce`, `fetch`, `list_offsets`, `admin`, `groups`) and encodes the reply. Owns no state and
 //! no policy; an unknown method is `UNIMPLEMENTED`.
 
 use bytes::Bytes;
@@ -56,6 +56,10 @@ impl ShardContext {
             pb::paths::INIT_PRODUCER_ID => {
                 let req = decode(read_message(body, limit).await?, "InitProducerIdRequest")?;
                 self.init_producer_id(req).await
+            }
+            pb::paths::LIST_OFFSETS => {
+                let req = decode(read_message(body, limit).await?, "ListOffsetsRequest")?;
+                self.list_offsets(req).await.map(|r| encode_reply(&r))
             }
             p if super::groups::is_group_path(p) => self.group_call(p, body).await,
             other => Err(Status::new(

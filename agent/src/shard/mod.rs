@@ -36,6 +36,7 @@ mod fetch;
 mod groups;
 pub mod grpc;
 pub mod leases;
+pub mod list_offsets;
 mod produce;
 mod shipping;
 mod status;

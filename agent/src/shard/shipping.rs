@@ -37,6 +37,7 @@ impl ShardContext {
                 pos: r.pos,
                 len: r.len,
                 epoch: epoch.unwrap_or(0),
+                max_timestamp: r.max_timestamp,
                 producers,
             };
             match epoch {

@@ -521,10 +521,9 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Waits (up to 20 s) until the batch holding `needle` is only in the
-/// agent's local object store (uploaded, and the shard's copy dropped),
-/// then overwrites the first byte of `needle` in that chunk object with
-/// `with`, synced. Returns the object's path.
-pub async fn flip_in_object(data_dir: &Path, shard: usize, needle: &[u8], with: u8) -> PathBuf {
+/// agent's local object store (uploaded, and the shard's copy dropped);
+/// returns the object's path.
+pub async fn only_in_objects(data_dir: &Path, shard: usize, needle: &[u8]) -> PathBuf {
     let holds = |p: &PathBuf| {
         std::fs::read(p)
             .unwrap_or_default()
@@ -533,20 +532,26 @@ pub async fn flip_in_object(data_dir: &Path, shard: usize, needle: &[u8], with: 
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     let shard_dir = data_dir.join(format!("shard-{shard}"));
-    let object = loop {
+    loop {
         let found = files_under(&data_dir.join("objects"))
             .into_iter()
             .find(holds);
         let local = files_under(&shard_dir).iter().any(holds);
         match found {
-            Some(p) if !local => break p,
+            Some(p) if !local => return p,
             _ => assert!(
                 Instant::now() < deadline,
                 "the batch never moved to the object store alone"
             ),
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    }
+}
+
+/// [`only_in_objects`], then overwrites the first byte of `needle` in that
+/// chunk object with `with`, synced. Returns the object's path.
+pub async fn flip_in_object(data_dir: &Path, shard: usize, needle: &[u8], with: u8) -> PathBuf {
+    let object = only_in_objects(data_dir, shard, needle).await;
     let mut bytes = std::fs::read(&object).unwrap();
     let at = bytes
         .windows(needle.len())

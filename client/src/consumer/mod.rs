@@ -1,8 +1,9 @@
 //! The Consumer: reads assigned partitions from their owning agent shards
 //! through the Fetch RPC, tracking a position per partition and following
 //! leadership moves. Owns positions and the records fetched but not yet
-//! handed out; does not commit offsets anywhere. [`fetch`] is one
-//! partition's RPC, [`offset`] the start positions.
+//! handed out; does not commit offsets anywhere. [`builder`] holds its
+//! settings, [`fetch`] is one partition's RPC, [`list_offsets`] the
+//! leaders' offset lookups (by time), [`offset`] the start positions.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -14,14 +15,18 @@ use crate::error::{Error, Result};
 use crate::net::metadata::Metadata;
 use crate::net::pool::{ConnectionPool, PoolConfig};
 
+mod builder;
 mod epochs;
 mod fetch;
+mod list_offsets;
 mod offset;
 
+pub use builder::ConsumerBuilder;
 use epochs::Epochs;
 pub use epochs::Truncations;
 pub use fetch::{accept_response, Diverged, Fetched, ReadLevel};
-pub use offset::{AutoOffsetReset, Offset};
+pub use list_offsets::OffsetAndTimestamp;
+pub use offset::{parse_time_ms, AutoOffsetReset, Offset};
 
 /// A record read from a partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,96 +48,6 @@ pub struct ConsumerRecord {
     /// Leader epoch (the lease epoch of the partition's leader) the record
     /// was written under; `None` when the agent did not know it.
     pub leader_epoch: Option<u64>,
-}
-
-/// Builds a [`Consumer`].
-#[derive(Debug, Clone)]
-pub struct ConsumerBuilder {
-    pub(crate) bootstrap: Vec<String>,
-    max_bytes_per_partition: u32,
-    stream_wait: Duration,
-    pub(crate) pool: PoolConfig,
-    out_of_range: AutoOffsetReset,
-    read_level: ReadLevel,
-    #[cfg(feature = "direct")]
-    direct: Option<std::path::PathBuf>,
-}
-
-impl ConsumerBuilder {
-    /// Bytes asked per partition per fetch; default 1 MiB (a fetch returns
-    /// at least one whole batch however small this is).
-    pub fn max_bytes_per_partition(mut self, n: u32) -> Self {
-        self.max_bytes_per_partition = n;
-        self
-    }
-    /// How long one fetch of [`Consumer::next_record`] and
-    /// [`Consumer::stream`] waits for data; default 500 ms.
-    pub fn stream_wait(mut self, d: Duration) -> Self {
-        self.stream_wait = d;
-        self
-    }
-    /// Connection pool settings (timeouts, connections per shard).
-    pub fn pool(mut self, p: PoolConfig) -> Self {
-        self.pool = p;
-        self
-    }
-    /// What a partition whose position is out of range (below the log
-    /// start, or past the high watermark: e.g. an offset stored before
-    /// the log lost its unshipped tail) does: start again at the first
-    /// readable offset, at the end, or fail the poll with `OUT_OF_RANGE`.
-    /// Default [`AutoOffsetReset::Error`] (a group member's default is
-    /// `Latest`, as its builder says). Each reset is logged.
-    pub fn auto_offset_reset(mut self, r: AutoOffsetReset) -> Self {
-        self.out_of_range = r;
-        self
-    }
-    /// Which records to read: all durable ones (default) or only those
-    /// committed to object storage ([`ReadLevel`]).
-    pub fn read_level(mut self, l: ReadLevel) -> Self {
-        self.read_level = l;
-        self
-    }
-
-    /// Connects: fetches metadata from a bootstrap agent.
-    ///
-    /// # Cancellation
-    /// Dropping the future leaves nothing behind.
-    #[cfg_attr(not(feature = "direct"), allow(unused_mut))]
-    pub async fn build(mut self) -> Result<Consumer> {
-        #[cfg(feature = "direct")]
-        let direct = match self.direct.take() {
-            Some(dir) => {
-                let (bootstrap, handle) = crate::direct::open_async(dir).await?;
-                self.bootstrap = vec![bootstrap];
-                Some(handle)
-            }
-            None => None,
-        };
-        #[cfg(not(feature = "direct"))]
-        let direct = None;
-        if self.bootstrap.is_empty() {
-            return Err(Error::Config(
-                "bootstrap needs at least one host:port".into(),
-            ));
-        }
-        let metadata = Metadata::new(self.bootstrap);
-        let pool = ConnectionPool::new(self.pool);
-        metadata.refresh(&pool, &[]).await?;
-        Ok(Consumer {
-            metadata,
-            pool,
-            positions: BTreeMap::new(),
-            epochs: Epochs::default(),
-            watermarks: BTreeMap::new(),
-            fetched: VecDeque::new(),
-            pending_error: None,
-            out_of_range: self.out_of_range,
-            read_level: self.read_level,
-            max_bytes_per_partition: self.max_bytes_per_partition,
-            stream_wait: self.stream_wait,
-            _direct: direct,
-        })
-    }
 }
 
 /// Reads records by offset.
@@ -325,6 +240,27 @@ impl Consumer {
     /// Read-only: dropping the future has no effect.
     pub async fn watermarks(&self, topic: &str, partition: u32) -> Result<(u64, u64)> {
         offset::watermarks(&self.metadata, &self.pool, topic, partition).await
+    }
+
+    /// For each (partition, time in ms since the Unix epoch) of `topic`, the
+    /// first offset whose record is at or after that time, asked of the
+    /// partitions' leaders (one request per leader); the high watermark
+    /// when no record is that recent. Positions do not move.
+    ///
+    /// # Cancellation
+    /// Read-only: dropping the future has no effect.
+    pub async fn offsets_for_times(
+        &self,
+        topic: &str,
+        times: &[(u32, i64)],
+    ) -> Result<BTreeMap<u32, OffsetAndTimestamp>> {
+        if let Some((p, t)) = times.iter().find(|(_, t)| *t < 0) {
+            return Err(Error::Config(format!(
+                "time {t} of {topic}/{p} is before the Unix epoch"
+            )));
+        }
+        let found = list_offsets::list_offsets(&self.metadata, &self.pool, topic, times).await?;
+        Ok(found.into_iter().collect())
     }
 
     /// The high watermark the last fetch of a partition saw, if any.

@@ -87,6 +87,9 @@ pub struct SegmentRange {
     pub end_offset: u64,
     pub pos: u64,
     pub len: u64,
+    /// Largest record timestamp of the range's batches (ms since the Unix
+    /// epoch, as their headers say): the range's entry in the time index.
+    pub max_timestamp: i64,
 }
 
 /// Handle to a shard's log. Cheap to clone; all clones share one log.

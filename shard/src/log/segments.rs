@@ -79,7 +79,11 @@ impl ShardLog {
             for (partition, p) in parts {
                 let mut it = p.index.in_segment(id);
                 let Some(first) = it.next() else { continue };
-                let last = it.last().unwrap_or(first);
+                let (mut last, mut max_timestamp) = (first, first.max_timestamp);
+                for e in it {
+                    last = e;
+                    max_timestamp = max_timestamp.max(e.max_timestamp);
+                }
                 let pos = first.pos - frame_head;
                 out.push(SegmentRange {
                     topic: topic.clone(),
@@ -88,6 +92,7 @@ impl ShardLog {
                     end_offset: last.next_offset,
                     pos,
                     len: last.pos + u64::from(last.len) - pos,
+                    max_timestamp,
                 });
             }
         }

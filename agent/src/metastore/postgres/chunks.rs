@@ -3,7 +3,9 @@
 //! and finding a committed range or end.
 
 use crate::metastore::sqlite::fenced;
-use crate::metastore::{continues, to_i64, to_u64, ChunkCommit, MetaError, RangeLocation};
+use crate::metastore::{
+    continues, to_i64, to_u64, ChunkCommit, MetaError, RangeLocation, TimeQuery,
+};
 use crate::metastore::{
     decode_producers, encode_producers, RememberedBatch, MAX_STORED_PRODUCERS,
     PRODUCER_STATE_TTL_MS,
@@ -64,8 +66,9 @@ impl PostgresStore {
                 continue;
             }
             tx.execute(
-                "INSERT INTO chunk_ranges (topic, part, base_offset, end_offset, chunk_key, pos, len, epoch)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                "INSERT INTO chunk_ranges (topic, part, base_offset, end_offset, chunk_key, pos, len, epoch,
+                     max_timestamp)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 &[
                     &r.topic.as_str(),
                     &i64::from(r.partition),
@@ -75,6 +78,7 @@ impl PostgresStore {
                     &to_i64(r.pos),
                     &to_i64(r.len),
                     &to_i64(r.epoch),
+                    &r.max_timestamp,
                 ],
             )
             .await
@@ -171,6 +175,42 @@ impl PostgresStore {
             pos: to_u64(r.get(3)),
             len: to_u64(r.get(4)),
         }))
+    }
+
+    pub async fn time_ranges(
+        &self,
+        topic: &str,
+        partition: u32,
+        q: &TimeQuery,
+    ) -> Result<Vec<RangeLocation>, MetaError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT chunk_key, base_offset, end_offset, pos, len FROM chunk_ranges
+                 WHERE topic = $1 AND part = $2 AND end_offset > $3 AND base_offset < $4
+                   AND (max_timestamp IS NULL OR max_timestamp >= $5)
+                 ORDER BY base_offset LIMIT $6",
+                &[
+                    &topic,
+                    &i64::from(partition),
+                    &to_i64(q.from),
+                    &to_i64(q.below),
+                    &q.timestamp_ms,
+                    &i64::from(q.limit),
+                ],
+            )
+            .await
+            .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|r| RangeLocation {
+                chunk_key: r.get(0),
+                base_offset: to_u64(r.get(1)),
+                end_offset: to_u64(r.get(2)),
+                pos: to_u64(r.get(3)),
+                len: to_u64(r.get(4)),
+            })
+            .collect())
     }
 
     pub async fn committed_end(&self, topic: &str, partition: u32) -> Result<u64, MetaError> {

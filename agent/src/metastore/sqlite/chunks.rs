@@ -4,7 +4,9 @@
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use crate::metastore::{continues, to_i64, to_u64, ChunkCommit, MetaError, RangeLocation};
+use crate::metastore::{
+    continues, to_i64, to_u64, ChunkCommit, MetaError, RangeLocation, TimeQuery,
+};
 use crate::metastore::{
     decode_producers, encode_producers, RememberedBatch, MAX_STORED_PRODUCERS,
     PRODUCER_STATE_TTL_MS,
@@ -53,8 +55,9 @@ impl SqliteStore {
         .map_err(db)?;
         for r in fresh {
             tx.execute(
-                "INSERT INTO chunk_ranges (topic, part, base_offset, end_offset, chunk_key, pos, len, epoch)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO chunk_ranges (topic, part, base_offset, end_offset, chunk_key, pos, len, epoch,
+                     max_timestamp)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     r.topic.as_str(),
                     i64::from(r.partition),
@@ -63,7 +66,8 @@ impl SqliteStore {
                     chunk.key,
                     to_i64(r.pos),
                     to_i64(r.len),
-                    to_i64(r.epoch)
+                    to_i64(r.epoch),
+                    r.max_timestamp
                 ],
             )
             .map_err(db)?;
@@ -172,6 +176,38 @@ impl SqliteStore {
             .map_err(db)
     }
 
+    pub fn time_ranges(
+        &self,
+        topic: &str,
+        partition: u32,
+        q: &TimeQuery,
+    ) -> Result<Vec<RangeLocation>, MetaError> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached(TIME_RANGES_SQLITE).map_err(db)?;
+        let rows = stmt
+            .query_map(
+                params![
+                    topic,
+                    i64::from(partition),
+                    to_i64(q.from),
+                    to_i64(q.below),
+                    q.timestamp_ms,
+                    i64::from(q.limit)
+                ],
+                |r| {
+                    Ok(RangeLocation {
+                        chunk_key: r.get(0)?,
+                        base_offset: to_u64(r.get(1)?),
+                        end_offset: to_u64(r.get(2)?),
+                        pos: to_u64(r.get(3)?),
+                        len: to_u64(r.get(4)?),
+                    })
+                },
+            )
+            .map_err(db)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db)
+    }
+
     pub fn committed_end(&self, topic: &str, partition: u32) -> Result<u64, MetaError> {
         committed_end_in(&self.conn.lock(), topic, partition)
     }
@@ -187,3 +223,11 @@ fn committed_end_in(conn: &Connection, topic: &str, partition: u32) -> Result<u6
         .map_err(db)?;
     Ok(to_u64(end))
 }
+
+/// [`TimeQuery`]'s ranges: those between `from` and `below` whose largest
+/// timestamp reaches the time (or is unknown), in offset order.
+const TIME_RANGES_SQLITE: &str =
+    "SELECT chunk_key, base_offset, end_offset, pos, len FROM chunk_ranges
+     WHERE topic = ?1 AND part = ?2 AND end_offset > ?3 AND base_offset < ?4
+       AND (max_timestamp IS NULL OR max_timestamp >= ?5)
+     ORDER BY base_offset LIMIT ?6";

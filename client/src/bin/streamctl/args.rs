@@ -103,9 +103,10 @@ pub struct ResetArgs {
     /// To each partition's high watermark.
     #[arg(long, group = "to")]
     pub to_latest: bool,
-    /// To the first record at or after this time: milliseconds since the
-    /// Unix epoch.
-    #[arg(long, group = "to", value_name = "MS")]
+    /// To the first record at or after this time: an RFC 3339 date
+    /// (2026-12-05T00:00:00Z), a time ago (-1h, -15m) or ms since the Unix
+    /// epoch.
+    #[arg(long, group = "to", value_name = "TIME", value_parser = parse_time)]
     pub to_datetime: Option<u64>,
     /// The committed offset (or the first readable one) plus N (negative
     /// goes back), kept within the partition.
@@ -211,9 +212,10 @@ pub struct ConsumeArgs {
     #[arg(short = 'p', long)]
     pub partition: Vec<u32>,
     /// Where to start in each partition: beginning, end, an offset N, -N
-    /// (N records before the end) or @T (the first record at or after T,
-    /// milliseconds since the Unix epoch). An offset past the end is an
-    /// error.
+    /// (N records before the end) or @TIME (the first record at or after
+    /// TIME: an RFC 3339 date such as @2026-12-05T00:00:00Z, a time ago
+    /// such as @-1h, or ms since the Unix epoch). An offset past the end is
+    /// an error.
     #[arg(
         short = 'o',
         long = "offset",
@@ -306,4 +308,12 @@ fn parse_header(s: &str) -> Result<(String, String), String> {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
         _ => Err(format!("header {s:?} is not KEY=VALUE")),
     }
+}
+
+/// A time as `--to-datetime` takes it, relative to now.
+fn parse_time(s: &str) -> Result<u64, String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    streamhouse_client::parse_time_ms(s, now)
 }

@@ -1,0 +1,118 @@
+//! ListOffsets on a shard: a partition's earliest and latest offsets and the
+//! first offset whose record is at or after a time, for partitions this
+//! shard leads. Time lookups search the committed ranges in object storage
+//! (the chunk index's time index, through the control thread) below the
+//! local log start, then the local log's time index. Reads only.
+
+use streamhouse_proto as pb;
+use streamhouse_shard::TimeMatch;
+
+use crate::clock::now_ms;
+use crate::ids::TopicKey;
+use crate::messages::ToControl;
+
+use super::context::ShardContext;
+use super::grpc::{Code, Status};
+use super::leases::LeaseProblem;
+use super::status::{control_status, lease_status, log_status};
+
+/// Queries one ListOffsets may carry (each time query reads a bounded
+/// number of batches and ranges; see `control::remote::MAX_RANGES_READ`).
+pub const MAX_QUERIES: usize = 1_000;
+/// `timestamp_ms` asking for the log start.
+pub const EARLIEST: i64 = -2;
+/// `timestamp_ms` asking for the high watermark.
+pub const LATEST: i64 = -1;
+
+impl ShardContext {
+    /// Answers every query of `req` in order, or fails as a whole with the
+    /// first partition's problem (unknown, not led here, a store that
+    /// cannot be read). Cancelling it leaves nothing behind.
+    pub(super) async fn list_offsets(
+        &self,
+        req: pb::ListOffsetsRequest,
+    ) -> Result<pb::ListOffsetsResponse, Status> {
+        if req.queries.len() > MAX_QUERIES {
+            return Err(Status::new(
+                Code::InvalidArgument,
+                format!(
+                    "ListOffsets names {} partitions; at most {MAX_QUERIES} per request",
+                    req.queries.len()
+                ),
+            ));
+        }
+        let mut answers = Vec::with_capacity(req.queries.len());
+        for q in &req.queries {
+            let t = self.route(&req.topic, q.partition, false).await?;
+            match self.leases.check(&t.key, q.partition, now_ms()) {
+                Ok(_) | Err(LeaseProblem::Moving) => {}
+                Err(p) => return Err(lease_status(&req.topic, q.partition, p)),
+            }
+            let high = self.log.high_watermark(&t.key, q.partition).unwrap_or(0);
+            let (offset, timestamp_ms) = match q.timestamp_ms {
+                EARLIEST => (self.log_start_offset(), -1),
+                LATEST => (high, -1),
+                ts if ts < 0 => {
+                    return Err(Status::new(
+                        Code::InvalidArgument,
+                        format!(
+                            "timestamp {ts} of {}/{}: use -2 (earliest), -1 (latest) or a time \
+                             in ms since the Unix epoch",
+                            req.topic, q.partition
+                        ),
+                    ))
+                }
+                ts => match self.offset_for_time(&t.key, q.partition, ts).await? {
+                    Some(m) => (m.offset, m.timestamp_ms),
+                    None => (high, -1),
+                },
+            };
+            answers.push(pb::list_offsets_response::Answer {
+                partition: q.partition,
+                offset,
+                timestamp_ms,
+            });
+        }
+        Ok(pb::ListOffsetsResponse { answers })
+    }
+
+    /// The first offset still readable in any partition. Nothing deletes
+    /// records yet (retention will move it), so every partition's log
+    /// begins at offset 0: in object storage, or in the local log before
+    /// its first upload.
+    pub(super) fn log_start_offset(&self) -> u64 {
+        0
+    }
+
+    /// The first record at or after `timestamp_ms`: in object storage below
+    /// the local log start, else in the local log; `None` when no record
+    /// reaches that time.
+    async fn offset_for_time(
+        &self,
+        key: &str,
+        partition: u32,
+        timestamp_ms: i64,
+    ) -> Result<Option<TimeMatch>, Status> {
+        let local_start = self.log.log_start(key, partition).unwrap_or(0);
+        if local_start > 0 {
+            let remote = self
+                .control
+                .call(|reply| ToControl::RemoteOffsetForTime {
+                    topic: TopicKey::from_stored(key),
+                    partition,
+                    timestamp_ms,
+                    below: local_start,
+                    reply,
+                })
+                .await
+                .map_err(control_status)?;
+            if remote.is_some() {
+                return Ok(remote);
+            }
+        }
+        self.log
+            .offset_for_time(key, partition, local_start, timestamp_ms)
+            .await
+            .map_err(log_status)
+    }
+}
