@@ -290,3 +290,102 @@ async fn group_metrics_leave_an_agent_the_group_moved_away_from() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The stored version of `group`'s row in the agent's SQLite store (every
+/// save bumps it).
+fn stored_version(agent: &Agent, group: &str) -> i64 {
+    let db = rusqlite::Connection::open(agent.data_dir.join("metadata.db")).unwrap();
+    db.query_row(
+        "SELECT version FROM consumer_groups WHERE group_id = ?1",
+        [group],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+/// Defect 8: a heartbeat that changes nothing but its member's last-seen
+/// time writes nothing (before: every heartbeat rewrote the whole group
+/// row); a join does at once, and the heartbeat times are saved every
+/// quarter of the session, so the stored row stays close behind (and a
+/// describe from the coordinator shows the time of the latest heartbeat).
+#[tokio::test]
+async fn only_changes_and_a_quarter_session_flush_write_the_group_row() {
+    let agent = Agent::start(1, &FLAGS);
+    agent.create_topic("work", 4).await;
+    let mut c = groups_at(&agent.addr(0)).await;
+    let mut m1 = Member::default();
+    let session = 4_000;
+    let beat_of = |m: &Member| {
+        let mut b = beat("quiet", m, "work");
+        b.session_timeout_ms = session;
+        b
+    };
+    let apply = |m: &mut Member, r: streamhouse_proto::GroupHeartbeatResponse| {
+        m.id = r.member_id;
+        m.epoch = r.member_epoch;
+        m.owned = r
+            .assignment
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| (t.topic.clone(), *p)))
+            .collect();
+    };
+    for _ in 0..3 {
+        let r = c.heartbeat(beat_of(&m1)).await.unwrap().into_inner();
+        apply(&mut m1, r);
+    }
+    assert_eq!(m1.owned.len(), 4);
+    let settled = stored_version(&agent, "quiet");
+    let mut last_beat = 0;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        last_beat = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let r = c.heartbeat(beat_of(&m1)).await.unwrap().into_inner();
+        apply(&mut m1, r);
+    }
+    assert_eq!(
+        stored_version(&agent, "quiet"),
+        settled,
+        "10 heartbeats that changed nothing wrote the group row"
+    );
+    let d = c
+        .describe_group(streamhouse_proto::DescribeGroupRequest {
+            group_id: "quiet".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        d.members[0].last_heartbeat_ms >= last_beat,
+        "describe shows a heartbeat at {} before the last one at {last_beat}",
+        d.members[0].last_heartbeat_ms
+    );
+
+    // A second member: written at once.
+    let mut m2 = Member::default();
+    let r = c.heartbeat(beat_of(&m2)).await.unwrap().into_inner();
+    apply(&mut m2, r);
+    let joined = stored_version(&agent, "quiet");
+    assert!(joined > settled, "a join was not saved");
+
+    // Steady heartbeats for 2.5 s with a 4 s session: the times are saved
+    // every second (a quarter session), not on each of the ~25 rounds.
+    let until = Instant::now() + Duration::from_millis(2_500);
+    let mut rounds = 0;
+    while Instant::now() < until {
+        for m in [&mut m1, &mut m2] {
+            let r = c.heartbeat(beat_of(m)).await.unwrap().into_inner();
+            apply(m, r);
+        }
+        rounds += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let saves = stored_version(&agent, "quiet") - joined;
+    assert!(
+        (1..=8).contains(&saves),
+        "{saves} saves in {rounds} rounds of two heartbeats (the hand-over of partitions to the new member counts a few)"
+    );
+    assert_eq!(m1.owned.len() + m2.owned.len(), 4);
+}

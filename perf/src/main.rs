@@ -13,6 +13,7 @@ mod consume;
 mod embedded;
 mod failover;
 mod floor;
+mod groups;
 mod objfloor;
 mod produce;
 
@@ -58,6 +59,9 @@ enum Cmd {
     /// from object storage (cold, --cold), as a group of --members, and
     /// time produce -> consumer at a fixed rate (e2e).
     Consume(consume::ConsumeArgs),
+    /// Consumer-group members one agent coordinates: N groups x M
+    /// simulated members heartbeating at the default interval.
+    Groups(groups::GroupsArgs),
     /// Measure the physical floor only.
     Floor {
         /// Directory on the disk to measure.
@@ -224,6 +228,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             return Ok(ExitCode::SUCCESS);
         }
         Cmd::Consume(c) => return consume::run(c).await,
+        Cmd::Groups(g) => return groups::run(g).await,
         Cmd::Chaos(c) => {
             let argv: Vec<String> = std::env::args().collect();
             return Ok(if chaos::run(c, argv).await? {

@@ -37,6 +37,7 @@ pub(super) async fn sweep_groups(shared: Arc<Shared>) {
         tokio::time::sleep(every.min(METRICS_PRUNE_EVERY)).await;
         let here = |g: &str| shared.coordinator_of(g) == shared.config.agent_id;
         shared.metrics.groups.retain(here);
+        shared.groups.retain_live(here);
         if tokio::time::Instant::now() < next_sweep {
             continue;
         }

@@ -1,28 +1,31 @@
 //! The consumer-group requests an agent answers, on the control thread:
-//! heartbeats (join, leave, assignment) and offset commits for the groups
-//! this agent coordinates, and offsets, listings, descriptions and deletes
-//! for any group. Every change is a read of the group's row, the pure
-//! rules of `state.rs`, and a save over the version read (redone when
-//! another agent saved first), so a coordinator change loses nothing. A
-//! group's requests run one at a time on this agent (striped locks).
-//! Knows nothing of `control/`: the caller passes the store, the catalog
-//! and whether this agent coordinates the group.
+//! heartbeats (join, leave, assignment) for the groups this agent
+//! coordinates (commits and offset reads in `offsets.rs`), and listings,
+//! descriptions and deletes for any group. A coordinated group's state is
+//! held in memory (`live.rs`) as long as the stored row keeps its version;
+//! a heartbeat applies the pure rules of `state.rs` to it and saves only
+//! changes of membership, assignment or generation (and the heartbeat
+//! times every quarter session), over the version held (redone from the
+//! stored state when another agent saved first), so a coordinator change
+//! loses nothing. A group's requests run one at a time on this agent
+//! (striped locks). Knows nothing of `control/`: the caller passes the
+//! store, the catalog and whether this agent coordinates the group.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use streamhouse_proto as pb;
 
 use super::assignor::{Assignor, TopicPartition};
+use super::live::{decode, encode, Fingerprint, Live, LiveGroups};
 use super::settings::GroupSettings;
 use super::state::{Beat, Group, GroupError, Joined};
 use crate::catalog::Catalog;
 use crate::group_metrics::GroupMetrics;
 use crate::messages::ControlError;
-use crate::metastore::groups::OffsetCommit;
 use crate::metastore::MetaStore;
 
 /// How often a change is redone when another agent saved the group first.
-const SAVE_ATTEMPTS: usize = 8;
+pub(super) const SAVE_ATTEMPTS: usize = 8;
 
 /// Locks striping the groups (a group's requests run one at a time).
 const STRIPES: usize = 64;
@@ -42,6 +45,8 @@ pub struct Coordinator {
     stripes: Vec<tokio::sync::Mutex<()>>,
     /// Makes member ids (injected, so tests are deterministic).
     new_id: Box<dyn Fn() -> String + Send + Sync>,
+    /// The groups this agent coordinates, in memory.
+    pub(super) live: LiveGroups,
 }
 
 impl From<GroupError> for ControlError {
@@ -59,7 +64,7 @@ pub fn random_member_id() -> String {
     format!("member-{:016x}", rand::random::<u64>())
 }
 
-fn to_set(parts: &[pb::TopicPartitions]) -> BTreeSet<TopicPartition> {
+pub(super) fn to_set(parts: &[pb::TopicPartitions]) -> BTreeSet<TopicPartition> {
     parts
         .iter()
         .flat_map(|t| {
@@ -92,40 +97,13 @@ fn heartbeat_interval(configured: std::time::Duration, session: std::time::Durat
     u32::try_from(ms).unwrap_or(u32::MAX)
 }
 
-/// Refuses an offset or leader epoch no log can reach (offsets and epochs
-/// are stored as signed 64-bit integers; a larger one would be stored
-/// clamped and the group could never read the partition again).
-fn check_committable(o: &pb::OffsetEntry) -> Result<(), ControlError> {
-    if i64::try_from(o.offset).is_err() {
-        return Err(ControlError::Invalid(format!(
-            "offset {} of {}/{} is beyond any log's end (at most {})",
-            o.offset,
-            o.topic,
-            o.partition,
-            i64::MAX
-        )));
-    }
-    if o.leader_epoch
-        .is_some_and(|e| e == 0 || i64::try_from(e).is_err())
-    {
-        return Err(ControlError::Invalid(format!(
-            "leader epoch {:?} of {}/{} is not a lease epoch (1 to {})",
-            o.leader_epoch,
-            o.topic,
-            o.partition,
-            i64::MAX
-        )));
-    }
-    Ok(())
-}
-
 /// A group that must exist (describe, delete).
 fn unknown_group(group: &str) -> ControlError {
     ControlError::Missing(format!("unknown group {group}"))
 }
 
 /// Refuses a change that needs a group without members.
-fn require_empty(group: &str, g: &Group) -> Result<(), ControlError> {
+pub(super) fn require_empty(group: &str, g: &Group) -> Result<(), ControlError> {
     if g.members.is_empty() {
         return Ok(());
     }
@@ -136,17 +114,6 @@ fn require_empty(group: &str, g: &Group) -> Result<(), ControlError> {
         }
         .to_string(),
     ))
-}
-
-pub(super) fn decode(group: &str, state: &str) -> Result<Group, ControlError> {
-    serde_json::from_str(state).map_err(|e| {
-        ControlError::Corrupt(format!("stored state of group {group} cannot be read: {e}"))
-    })
-}
-
-fn encode(group: &Group) -> Result<String, ControlError> {
-    serde_json::to_string(group)
-        .map_err(|e| ControlError::Internal(format!("cannot serialize a group: {e}")))
 }
 
 /// The state a group is in, as listed: `empty` without members present,
@@ -173,11 +140,23 @@ impl Coordinator {
             settings,
             stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             new_id,
+            live: LiveGroups::default(),
         }
     }
 
     pub fn settings(&self) -> &GroupSettings {
         &self.settings
+    }
+
+    /// Drops the in-memory state of groups `here` says another agent
+    /// coordinates now.
+    pub fn retain_live(&self, here: impl Fn(&str) -> bool) {
+        self.live.retain(here);
+    }
+
+    /// Groups held in memory.
+    pub fn live_groups(&self) -> usize {
+        self.live.len()
     }
 
     /// Runs `group`'s requests one at a time on this agent.
@@ -224,10 +203,9 @@ impl Coordinator {
         let _one = self.lock(&req.group_id).await;
         let topics = Self::topics(cx);
         for _ in 0..SAVE_ATTEMPTS {
-            let stored = cx.meta.load_group(&req.group_id).await?;
             let leaving = req.member_epoch < 0;
-            let (mut group, version) = match &stored {
-                Some(s) => (decode(&req.group_id, &s.state)?, Some(s.version)),
+            let mut live = match self.live.take(cx.meta, &req.group_id, cx.now_ms).await? {
+                Some(l) => l,
                 None if leaving => return Ok(pb::GroupHeartbeatResponse::default()),
                 None if req.member_epoch > 0 => {
                     return Err(GroupError::UnknownMember {
@@ -238,7 +216,9 @@ impl Coordinator {
                 }
                 None => {
                     self.check_room(cx, &req.group_id).await?;
-                    (Group::new(assignor), None)
+                    let mut l = Live::new(Group::new(assignor), 0, cx.now_ms);
+                    l.dirty = true;
+                    l
                 }
             };
             let beat = Beat {
@@ -254,25 +234,52 @@ impl Coordinator {
                 rebalance_timeout_ms: rebalance.as_millis() as i64,
             };
             let new_id = (self.new_id)();
-            let out = group.heartbeat(
+            let before = Fingerprint::of(&live.group, &req.member_id);
+            let out = live.group.heartbeat(
                 &req.group_id,
                 beat,
                 &new_id,
                 &topics,
                 self.settings.max_members,
                 cx.now_ms,
-            )?;
-            let state = encode(&group)?;
-            if cx
-                .meta
-                .save_group(&req.group_id, &state, version, cx.now_ms)
-                .await?
-                .is_none()
-            {
-                continue;
+            );
+            let id = match &out {
+                Ok(Some(j)) => j.member_id.as_str(),
+                _ => req.member_id.as_str(),
+            };
+            live.dirty |= id != req.member_id || before != Fingerprint::of(&live.group, id);
+            let out = match out {
+                Ok(out) => out,
+                Err(e) => {
+                    // Refused: what expiry settled meanwhile is kept (and
+                    // saved with the group's next change).
+                    self.live.put(&req.group_id, live);
+                    return Err(e.into());
+                }
+            };
+            if live.dirty || live.flush_due(cx.now_ms) {
+                let state = encode(&live.group)?;
+                let expected = (live.version > 0).then_some(live.version);
+                match cx
+                    .meta
+                    .save_group(&req.group_id, &state, expected, cx.now_ms)
+                    .await?
+                {
+                    // Another agent saved first: start again from its state.
+                    None => continue,
+                    Some(version) => {
+                        live.version = version;
+                        live.dirty = false;
+                        live.saved_ms = cx.now_ms;
+                    }
+                }
             }
-            cx.metrics
-                .observe_group(&req.group_id, group.active_members() as u64, group.epoch);
+            cx.metrics.observe_group(
+                &req.group_id,
+                live.group.active_members() as u64,
+                live.group.epoch,
+            );
+            self.live.put(&req.group_id, live);
             return Ok(match out {
                 None => pb::GroupHeartbeatResponse::default(),
                 Some(Joined {
@@ -296,7 +303,11 @@ impl Coordinator {
     }
 
     /// Refuses to create `group` when the cluster has `max_groups`.
-    async fn check_room(&self, cx: &GroupContext<'_>, group: &str) -> Result<(), ControlError> {
+    pub(super) async fn check_room(
+        &self,
+        cx: &GroupContext<'_>,
+        group: &str,
+    ) -> Result<(), ControlError> {
         let n = cx.meta.count_groups().await?;
         if n >= self.settings.max_groups as u64 {
             return Err(ControlError::Exhausted(format!(
@@ -307,146 +318,10 @@ impl Coordinator {
         Ok(())
     }
 
-    fn contended(&self, group: &str) -> ControlError {
+    pub(super) fn contended(&self, group: &str) -> ControlError {
         ControlError::Unavailable(format!(
             "group {group} kept changing while this request was applied ({SAVE_ATTEMPTS} attempts); retry"
         ))
-    }
-
-    /// Commits offsets of partitions the member owns (or, with no member
-    /// and epoch -1, of a group without members). Cancelling it may leave
-    /// the offsets stored or not.
-    pub async fn commit(
-        &self,
-        cx: &GroupContext<'_>,
-        req: pb::CommitOffsetsRequest,
-    ) -> Result<pb::CommitOffsetsResponse, ControlError> {
-        self.settings.check_group_id(&req.group_id)?;
-        self.settings.check_listed("a commit", req.offsets.len())?;
-        let mut offsets = Vec::with_capacity(req.offsets.len());
-        for o in &req.offsets {
-            let t = cx
-                .catalog
-                .get(&o.topic)
-                .ok_or_else(|| ControlError::Unknown(o.topic.clone()))?;
-            if o.partition >= t.partitions {
-                return Err(ControlError::Invalid(format!(
-                    "topic {} has {} partitions; there is no partition {}",
-                    o.topic, t.partitions, o.partition
-                )));
-            }
-            self.settings.check_metadata(&o.metadata)?;
-            check_committable(o)?;
-            offsets.push(OffsetCommit {
-                topic: t.key(&o.topic),
-                partition: o.partition,
-                offset: o.offset,
-                metadata: o.metadata.clone(),
-                leader_epoch: o.leader_epoch,
-            });
-        }
-        let _one = self.lock(&req.group_id).await;
-        for _ in 0..SAVE_ATTEMPTS {
-            let Some(stored) = cx.meta.load_group(&req.group_id).await? else {
-                if req.member_id.is_empty() {
-                    // An administrative commit creates the group.
-                    self.check_room(cx, &req.group_id).await?;
-                    let state = encode(&Group::default())?;
-                    cx.meta
-                        .save_group(&req.group_id, &state, None, cx.now_ms)
-                        .await?;
-                    continue;
-                }
-                return Err(GroupError::UnknownMember {
-                    group: req.group_id.clone(),
-                    member: req.member_id.clone(),
-                }
-                .into());
-            };
-            let mut group = decode(&req.group_id, &stored.state)?;
-            // A member silent past its session timeout is out, saved or not.
-            group.expire(cx.now_ms);
-            if req.member_id.is_empty() {
-                require_empty(&req.group_id, &group)?;
-            } else {
-                let parts: Vec<TopicPartition> = req
-                    .offsets
-                    .iter()
-                    .map(|o| TopicPartition::new(&o.topic, o.partition))
-                    .collect();
-                group.check_owner(&req.group_id, &req.member_id, req.member_epoch, &parts)?;
-            }
-            if cx
-                .meta
-                .commit_offsets(&req.group_id, stored.version, &offsets, cx.now_ms)
-                .await?
-            {
-                cx.metrics.observe_commit(
-                    &req.group_id,
-                    req.offsets
-                        .iter()
-                        .map(|o| (o.topic.clone(), o.partition, o.offset)),
-                );
-                return Ok(pb::CommitOffsetsResponse {});
-            }
-        }
-        Err(self.contended(&req.group_id))
-    }
-
-    /// The group's committed offsets of current topic incarnations (of
-    /// `partitions` when given; those never committed without an offset).
-    pub async fn fetch_offsets(
-        &self,
-        cx: &GroupContext<'_>,
-        req: pb::FetchOffsetsRequest,
-    ) -> Result<pb::FetchOffsetsResponse, ControlError> {
-        self.settings.check_group_id(&req.group_id)?;
-        let named: usize = req
-            .partitions
-            .iter()
-            .map(|t| t.partitions.len().max(1))
-            .sum();
-        self.settings.check_listed("a FetchOffsets", named)?;
-        let stored = cx.meta.group_offsets(&req.group_id).await?;
-        let current: BTreeMap<String, (String, u32)> = cx
-            .catalog
-            .list()
-            .into_iter()
-            .map(|(n, t)| (t.key(&n).to_string(), (n, t.partitions)))
-            .collect();
-        let mut by_tp: BTreeMap<TopicPartition, pb::CommittedOffset> = BTreeMap::new();
-        for o in stored {
-            let Some((name, _)) = current.get(o.topic.as_str()) else {
-                continue;
-            };
-            by_tp.insert(
-                TopicPartition::new(name, o.partition),
-                pb::CommittedOffset {
-                    topic: name.clone(),
-                    partition: o.partition,
-                    offset: Some(o.offset),
-                    metadata: o.metadata,
-                    commit_time_ms: o.commit_ms,
-                    leader_epoch: o.leader_epoch,
-                },
-            );
-        }
-        if req.partitions.is_empty() {
-            return Ok(pb::FetchOffsetsResponse {
-                offsets: by_tp.into_values().collect(),
-            });
-        }
-        let offsets = to_set(&req.partitions)
-            .into_iter()
-            .map(|tp| {
-                by_tp.remove(&tp).unwrap_or(pb::CommittedOffset {
-                    topic: tp.topic,
-                    partition: tp.partition,
-                    ..Default::default()
-                })
-            })
-            .collect();
-        Ok(pb::FetchOffsetsResponse { offsets })
     }
 
     /// Every group, with its state and member count.
@@ -478,7 +353,12 @@ impl Coordinator {
         let Some(stored) = cx.meta.load_group(&req.group_id).await? else {
             return Err(unknown_group(&req.group_id));
         };
-        let mut g = decode(&req.group_id, &stored.state)?;
+        // The coordinator's own copy when it holds the stored version:
+        // its heartbeat times are current, the stored ones up to a flush old.
+        let mut g = match self.live.peek(&req.group_id, stored.version) {
+            Some(g) => g,
+            None => decode(&req.group_id, &stored.state)?,
+        };
         g.expire(cx.now_ms);
         let committed = self
             .fetch_offsets(
@@ -554,11 +434,15 @@ impl Coordinator {
             let Some(stored) = cx.meta.load_group(&req.group_id).await? else {
                 return Err(unknown_group(&req.group_id));
             };
-            let mut g = decode(&req.group_id, &stored.state)?;
+            let mut g = match self.live.peek(&req.group_id, stored.version) {
+                Some(g) => g,
+                None => decode(&req.group_id, &stored.state)?,
+            };
             g.expire(cx.now_ms);
             require_empty(&req.group_id, &g)?;
             if cx.meta.delete_group(&req.group_id, stored.version).await? {
                 cx.metrics.forget(&req.group_id);
+                self.live.forget(&req.group_id);
                 return Ok(pb::DeleteGroupResponse {});
             }
         }

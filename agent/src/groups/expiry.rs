@@ -6,7 +6,8 @@
 //! checked again under its lock and deleted only at the version read, so a
 //! member joining meanwhile wins.
 
-use super::coordinator::{decode, Coordinator, GroupContext};
+use super::coordinator::{Coordinator, GroupContext};
+use super::live::decode;
 use crate::messages::ControlError;
 
 /// Most candidate groups looked at per sweep.
@@ -50,6 +51,7 @@ pub async fn expire_empty_groups(
         }
         if cx.meta.delete_group(&name, stored.version).await? {
             cx.metrics.forget(&name);
+            coordinator.live.forget(&name);
             tracing::info!(group = %name, retention_ms = retention.as_millis() as u64, "deleted a consumer group without members past its offsets retention");
             gone.push(name);
         }

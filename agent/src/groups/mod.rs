@@ -10,6 +10,8 @@
 pub mod assignor;
 pub mod coordinator;
 pub mod expiry;
+pub mod live;
+mod offsets;
 pub mod settings;
 pub mod state;
 

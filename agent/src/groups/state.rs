@@ -56,6 +56,17 @@ pub struct Member {
     pub fenced_ids: Vec<String>,
 }
 
+impl Member {
+    /// Silent past its session timeout, or holding revoked partitions past
+    /// its rebalance timeout, at `now_ms`.
+    fn is_expired(&self, now_ms: i64) -> bool {
+        now_ms > self.last_seen_ms.saturating_add(self.session_timeout_ms)
+            || self
+                .revoking_since_ms
+                .is_some_and(|s| now_ms > s.saturating_add(self.rebalance_timeout_ms))
+    }
+}
+
 /// Replaced member ids a static member remembers.
 pub const FENCED_IDS_KEPT: usize = 8;
 
@@ -154,6 +165,14 @@ impl Group {
         self.members.values().filter(|m| !m.away).count()
     }
 
+    /// Whether [`expire`](Self::expire) at `now_ms` would remove `member`
+    /// (false for a member not in the group).
+    pub fn expired(&self, member: &str, now_ms: i64) -> bool {
+        self.members
+            .get(member)
+            .is_some_and(|m| m.is_expired(now_ms))
+    }
+
     /// Removes members silent past their session timeout, or that did not
     /// give revoked partitions up within their rebalance timeout, as of
     /// `now_ms`; the ids removed. Removing any bumps the generation.
@@ -161,11 +180,7 @@ impl Group {
         let gone: Vec<String> = self
             .members
             .iter()
-            .filter(|(_, m)| {
-                now_ms > m.last_seen_ms.saturating_add(m.session_timeout_ms)
-                    || m.revoking_since_ms
-                        .is_some_and(|s| now_ms > s.saturating_add(m.rebalance_timeout_ms))
-            })
+            .filter(|(_, m)| m.is_expired(now_ms))
             .map(|(id, _)| id.clone())
             .collect();
         for id in &gone {
@@ -186,7 +201,12 @@ impl Group {
         max_members: usize,
         now_ms: i64,
     ) -> Result<Option<Joined>, GroupError> {
-        let mut changed = !self.expire(now_ms).is_empty();
+        // Expiry is settled first, so a heartbeat refused below still
+        // leaves a consistent group (the coordinator keeps it in memory).
+        if !self.expire(now_ms).is_empty() {
+            self.recompute(topics);
+        }
+        let mut changed = false;
         let id = match beat.member_epoch {
             -1 | -2 => {
                 let temporary = beat.member_epoch == -2;

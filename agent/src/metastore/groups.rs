@@ -70,6 +70,16 @@ impl MetaStore {
         }
     }
 
+    /// The version of the group's row (bumped by every save), if it exists:
+    /// how a coordinator checks that the state it holds in memory is still
+    /// the stored one without reading the state.
+    pub async fn group_version(&self, group: &str) -> Result<Option<i64>, MetaError> {
+        match self {
+            MetaStore::Sqlite(s) => s.group_version(group),
+            MetaStore::Postgres(s) => s.bounded(s.group_version(group)).await,
+        }
+    }
+
     /// Every group's row, by name.
     pub async fn list_groups(&self) -> Result<Vec<StoredGroup>, MetaError> {
         match self {

@@ -24,6 +24,18 @@ impl PostgresStore {
         Ok(row.map(|r| stored_group(&r)))
     }
 
+    pub async fn group_version(&self, group: &str) -> Result<Option<i64>, MetaError> {
+        let c = self.client().await?;
+        let row = c
+            .query_opt(
+                "SELECT version FROM consumer_groups WHERE group_id = $1",
+                &[&group],
+            )
+            .await
+            .map_err(db)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
     pub async fn list_groups(&self) -> Result<Vec<StoredGroup>, MetaError> {
         let c = self.client().await?;
         let rows = c

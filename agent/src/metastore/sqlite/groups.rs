@@ -26,6 +26,14 @@ impl SqliteStore {
             .map_err(db)
     }
 
+    pub fn group_version(&self, group: &str) -> Result<Option<i64>, MetaError> {
+        self.conn
+            .lock()
+            .prepare_cached("SELECT version FROM consumer_groups WHERE group_id = ?1")
+            .and_then(|mut st| st.query_row([group], |r| r.get(0)).optional())
+            .map_err(db)
+    }
+
     pub fn list_groups(&self) -> Result<Vec<StoredGroup>, MetaError> {
         let conn = self.conn.lock();
         let mut st = conn
