@@ -1,7 +1,7 @@
 //! Consumer-group metrics of the groups this agent coordinates, for
 //! `/metrics`: members and generation per group, rebalances, and per
-//! partition the committed offset and, where this agent leads the
-//! partition (so it knows the high watermark), the lag. Written by the
+//! partition the committed offset and the lag (from the high watermark of
+//! the partition's leader, wherever it runs). Written by the
 //! coordinator after each saved change; the series are bounded
 //! ([`MAX_PARTITION_SERIES`]). Imports nothing of the crate.
 
@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 /// are).
 pub const MAX_PARTITION_SERIES: usize = 10_000;
 
-/// The high watermark of `topic`/`partition` if this agent leads it.
+/// The high watermark of `topic`/`partition`, if known.
 pub type HighWatermarks = Arc<dyn Fn(&str, u32) -> Option<u64> + Send + Sync>;
 
 #[derive(Debug, Default, Clone)]
@@ -74,6 +74,15 @@ impl GroupMetrics {
             }
             s.committed.insert(key, o);
         }
+    }
+
+    /// The partitions with a committed-offset series.
+    pub fn partitions(&self) -> std::collections::BTreeSet<(String, u32)> {
+        self.groups
+            .lock()
+            .values()
+            .flat_map(|s| s.committed.keys().cloned())
+            .collect()
     }
 
     /// A deleted group's series go.

@@ -246,7 +246,7 @@ async fn group_metrics_leave_an_agent_the_group_moved_away_from() {
     let first = Agent::start(1, &as_strs(&a0));
     let admin = Admin::connect(&first.addr(0)).await.unwrap();
     admin.create_topic("work", 1).await.unwrap();
-    let at: std::collections::BTreeMap<(String, u32), u64> = [(("work".to_string(), 0), 1)].into();
+    let at: std::collections::BTreeMap<(String, u32), u64> = [(("work".to_string(), 0), 0)].into();
     let groups: Vec<String> = (0..12).map(|i| format!("moving-{i}")).collect();
     for g in &groups {
         admin.set_group_offsets(g, &at).await.unwrap();
@@ -305,7 +305,7 @@ fn stored_version(agent: &Agent, group: &str) -> i64 {
 
 /// Defect 8: a heartbeat that changes nothing but its member's last-seen
 /// time writes nothing (before: every heartbeat rewrote the whole group
-/// row); a join does at once, and the heartbeat times are saved every
+/// row); a join is saved before it is answered, and the heartbeat times every
 /// quarter of the session, so the stored row stays close behind (and a
 /// describe from the coordinator shows the time of the latest heartbeat).
 #[tokio::test]
@@ -363,7 +363,7 @@ async fn only_changes_and_a_quarter_session_flush_write_the_group_row() {
         d.members[0].last_heartbeat_ms
     );
 
-    // A second member: written at once.
+    // A second member: saved before its join is answered.
     let mut m2 = Member::default();
     let r = c.heartbeat(beat_of(&m2)).await.unwrap().into_inner();
     apply(&mut m2, r);
@@ -388,4 +388,95 @@ async fn only_changes_and_a_quarter_session_flush_write_the_group_row() {
         "{saves} saves in {rounds} rounds of two heartbeats (the hand-over of partitions to the new member counts a few)"
     );
     assert_eq!(m1.owned.len() + m2.owned.len(), 4);
+}
+
+/// Defect 10 (second half) and defect 2: lag on the coordinator's
+/// `/metrics` for partitions another agent leads too (before: only for
+/// its own), and a commit past a partition's high watermark refused with
+/// `INVALID_ARGUMENT` naming it, wherever the partition is led (before:
+/// stored, and the group later started past the log's end).
+#[tokio::test]
+async fn lag_and_the_end_check_cover_partitions_another_agent_leads() {
+    let stores = tempfile::tempdir_in(target_tmp()).unwrap();
+    let ports = [free_ports(1), free_ports(1)];
+    let agents: Vec<Agent> = (0..2)
+        .map(|i| {
+            let mut a = group_cluster_args(stores.path(), &format!("agent-{i}"));
+            a.extend([
+                "--admin-listen".to_string(),
+                format!("127.0.0.1:{}", ports[i]),
+            ]);
+            Agent::start(1, &as_strs(&a))
+        })
+        .collect();
+    let admin = Admin::connect(&agents[0].addr(0)).await.unwrap();
+    admin.create_topic("spread", 6).await.unwrap();
+    agents[0]
+        .first_partition_led_by("spread", "agent-0", "agent-1")
+        .await;
+    let leaders = agents[0].leaders("spread").await;
+    let producer = Producer::builder([agents[0].addr(0)])
+        .build()
+        .await
+        .unwrap();
+    for p in 0..6u32 {
+        for i in 0..10 {
+            producer
+                .send(ProducerRecord::new("spread", format!("r{i}")).partition(p))
+                .await
+                .unwrap();
+        }
+    }
+    let (coordinator, _) = admin.group_coordinator("lagging").await.unwrap();
+    let here = leaders.iter().position(|l| *l == coordinator).unwrap() as u32;
+    let there = leaders.iter().position(|l| *l != coordinator).unwrap() as u32;
+    let at = |p: u32, o: u64| -> std::collections::BTreeMap<(String, u32), u64> {
+        [(("spread".to_string(), p), o)].into()
+    };
+    for p in [here, there] {
+        let e = admin
+            .set_group_offsets("lagging", &at(p, 11))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!(
+                "offset 11 of spread/{p} is past its high watermark 10"
+            )),
+            "partition {p} (led by {}): {e}",
+            leaders[p as usize]
+        );
+    }
+    admin
+        .set_group_offsets("lagging", &at(here, 10))
+        .await
+        .unwrap();
+    admin
+        .set_group_offsets("lagging", &at(there, 4))
+        .await
+        .unwrap();
+    let port = ports[coordinator
+        .trim_start_matches("agent-")
+        .parse::<usize>()
+        .unwrap()];
+    let lag = |text: &str, p: u32| {
+        let key = format!(
+            "streamhouse_group_lag{{group=\"lagging\",topic=\"spread\",partition=\"{p}\"}} "
+        );
+        text.lines()
+            .find_map(|l| l.strip_prefix(&key).map(str::to_owned))
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, text) = get(port, "/metrics").await;
+        if let (Some(a), Some(b)) = (lag(&text, here), lag(&text, there)) {
+            assert_eq!((a.as_str(), b.as_str()), ("0", "6"), "{text}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no lag for spread/{there}, led by the other agent: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

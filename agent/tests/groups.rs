@@ -101,6 +101,22 @@ async fn group_life(metadata: Option<&str>) {
         Agent::start(1, &as_strs(&a1)),
     ];
     agents[0].create_topic("orders", 6).await;
+    // Records in every partition, so the commits below are within the log.
+    let producer = streamhouse_client::Producer::builder([agents[0].addr(0), agents[1].addr(0)])
+        .build()
+        .await
+        .unwrap();
+    for p in 0..6u32 {
+        for i in 0..50 {
+            producer
+                .send(
+                    streamhouse_client::ProducerRecord::new("orders", format!("o{i}")).partition(p),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    producer.close().await.unwrap();
     let group = "billing";
     // Both agents name the same coordinator once they see each other.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -344,8 +360,15 @@ async fn bad_group_requests_get_invalid_argument() {
     zero.offsets[0].leader_epoch = Some(0);
     let e = c.commit_offsets(zero).await.expect_err("epoch 0");
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    // Past the partition's end (it holds no record): refused, naming it.
+    let e = c
+        .commit_offsets(commit("g", &m, "t", 0, 1))
+        .await
+        .expect_err("past the end");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("past its high watermark 0"), "{e:?}");
     // A leader epoch is kept with the offset it was committed with.
-    let mut with_epoch = commit("g", &m, "t", 0, 1);
+    let mut with_epoch = commit("g", &m, "t", 0, 0);
     with_epoch.offsets[0].leader_epoch = Some(7);
     c.commit_offsets(with_epoch).await.unwrap();
     let got = c
@@ -361,7 +384,7 @@ async fn bad_group_requests_get_invalid_argument() {
             .iter()
             .map(|o| (o.offset, o.leader_epoch))
             .collect::<Vec<_>>(),
-        vec![(Some(1), Some(7))]
+        vec![(Some(0), Some(7))]
     );
 }
 

@@ -25,6 +25,9 @@ use crate::embedded::{cpu_seconds, peak_rss_mib, EmbeddedAgent};
 
 type Groups = pb::group_service_client::GroupServiceClient<Channel>;
 
+/// Longest wait for one heartbeat's answer (counted as an error past it).
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[derive(Args, Debug, Clone)]
 pub struct GroupsArgs {
     /// Consumer groups.
@@ -234,7 +237,10 @@ async fn member(
             ..Default::default()
         };
         let sent = Instant::now();
-        let r = c.heartbeat(req).await;
+        let r = match tokio::time::timeout(CALL_TIMEOUT, c.heartbeat(req)).await {
+            Ok(r) => r,
+            Err(_) => Err(tonic::Status::deadline_exceeded("no answer within 10 s")),
+        };
         let counted = in_window(&window);
         if counted {
             if let Some(h) = tally.latency_us.lock().as_mut() {

@@ -14,6 +14,7 @@ use crate::clock::now_ms;
 use crate::groups::coordinator::GroupContext;
 use crate::messages::{ControlError, GroupAnswer, GroupCall};
 use crate::routing::shard_for;
+use crate::watermarks::{asks, Ask};
 
 use super::state::Shared;
 
@@ -38,6 +39,7 @@ pub(super) async fn sweep_groups(shared: Arc<Shared>) {
         let here = |g: &str| shared.coordinator_of(g) == shared.config.agent_id;
         shared.metrics.groups.retain(here);
         shared.groups.retain_live(here);
+        shared.refresh_watermarks().await;
         if tokio::time::Instant::now() < next_sweep {
             continue;
         }
@@ -52,6 +54,27 @@ pub(super) async fn sweep_groups(shared: Arc<Shared>) {
         {
             tracing::warn!(error = %e, "expiring empty consumer groups failed; retrying at the next sweep");
         }
+    }
+}
+
+/// Until the agent stops: saves the consumer groups' changes held in
+/// memory every `SAVE_EVERY_MS` (50 ms), in one write per group, and so
+/// answers the heartbeats waiting for them.
+///
+/// # Cancellation
+/// Stopping it between flushes loses nothing saved; changes not saved yet
+/// are lost as a coordinator crash would lose them.
+pub(super) async fn flush_groups(shared: Arc<Shared>) {
+    let every = Duration::from_millis(crate::groups::live::SAVE_EVERY_MS as u64);
+    while !shared.stop.load(Ordering::Acquire) {
+        tokio::time::sleep(every).await;
+        let cx = GroupContext {
+            meta: &shared.meta,
+            catalog: &shared.catalog,
+            metrics: &shared.metrics.groups,
+            now_ms: now_ms(),
+        };
+        shared.groups.flush(&cx).await;
     }
 }
 
@@ -89,6 +112,7 @@ impl Shared {
             }
             GroupCall::Commit(r) => {
                 self.coordinated_here(&r.group_id)?;
+                self.check_commit_ends(&r).await?;
                 GroupAnswer::Commit(g.commit(&cx, r).await?)
             }
             GroupCall::FetchOffsets(r) => GroupAnswer::FetchOffsets(g.fetch_offsets(&cx, r).await?),
@@ -96,6 +120,93 @@ impl Shared {
             GroupCall::Describe(r) => GroupAnswer::Describe(g.describe(&cx, r).await?),
             GroupCall::Delete(r) => GroupAnswer::Delete(g.delete(&cx, r).await?),
         })
+    }
+
+    /// Asks the leaders of the committed partitions this agent does not
+    /// lead for their high watermarks (lag on `/metrics`), and forgets the
+    /// values of partitions no group here commits any more. A leader that
+    /// does not answer keeps its partitions' last values.
+    async fn refresh_watermarks(&self) {
+        let parts = self.metrics.groups.partitions();
+        self.watermarks
+            .retain(|t, p| parts.contains(&(t.to_owned(), p)));
+        let remote: Vec<(String, u32)> = parts
+            .into_iter()
+            .filter(|(t, p)| self.watermarks.local(t, *p).is_none())
+            .collect();
+        if remote.is_empty() {
+            return;
+        }
+        match self.leaders_of(&remote).await {
+            Ok(asks) => {
+                self.watermarks.ask(&asks).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "no partition leaders to ask for lag"),
+        }
+    }
+
+    /// Refuses a commit past a partition's high watermark (no record was
+    /// ever written there, e.g. offsets read from a leader that died before
+    /// shipping them): `INVALID_ARGUMENT` naming the partition and its
+    /// end. A kept value of a partition led elsewhere may be old, so its
+    /// leader is asked again first (up to `watermarks::ASK_TIMEOUT`); a
+    /// partition whose leader cannot be asked is let through.
+    async fn check_commit_ends(&self, r: &pb::CommitOffsetsRequest) -> Result<(), ControlError> {
+        if r.offsets.len() > crate::groups::settings::MAX_LISTED_PARTITIONS {
+            return Ok(()); // refused by the coordinator's own bound
+        }
+        // What no log could hold is refused as such first.
+        for o in &r.offsets {
+            crate::groups::offsets::check_committable(o)?;
+        }
+        let doubtful: Vec<(String, u32)> = r
+            .offsets
+            .iter()
+            .filter(|o| self.watermarks.local(&o.topic, o.partition).is_none())
+            .filter(|o| {
+                self.watermarks
+                    .get(&o.topic, o.partition)
+                    .is_none_or(|high| o.offset > high)
+            })
+            .map(|o| (o.topic.clone(), o.partition))
+            .collect();
+        if !doubtful.is_empty() {
+            if let Ok(asks) = self.leaders_of(&doubtful).await {
+                self.watermarks.ask(&asks).await;
+            }
+        }
+        for o in &r.offsets {
+            match self.watermarks.get(&o.topic, o.partition) {
+                Some(high) if o.offset > high => {
+                    return Err(ControlError::Invalid(format!(
+                        "offset {} of {}/{} is past its high watermark {high}: no record was \
+                         ever written there (commit the offset after the last record read)",
+                        o.offset, o.topic, o.partition
+                    )))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The leaders' shard addresses of `parts` (partitions without a live
+    /// leader left out), one ask per leader and topic.
+    async fn leaders_of(&self, parts: &[(String, u32)]) -> Result<Vec<Ask>, ControlError> {
+        let mut topics: Vec<String> = parts.iter().map(|(t, _)| t.clone()).collect();
+        topics.sort();
+        topics.dedup();
+        let view = self.cluster_view(&topics).await?;
+        let mut found = Vec::new();
+        for (topic, leaders) in &view.topics {
+            for (t, p) in parts.iter().filter(|(t, _)| t == topic) {
+                if let Some((_, address, _)) = leaders.get(*p as usize).filter(|l| !l.1.is_empty())
+                {
+                    found.push((t.clone(), *p, address.clone()));
+                }
+            }
+        }
+        Ok(asks(found))
     }
 
     fn coordinated_here(&self, group: &str) -> Result<(), ControlError> {

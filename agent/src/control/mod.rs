@@ -172,23 +172,27 @@ async fn run(
             group_settings,
             Box::new(crate::groups::coordinator::random_member_id),
         ),
+        watermarks: Arc::new(crate::watermarks::Watermarks::default()),
     });
     {
-        // Lag is shown for the partitions this agent leads.
+        // Partitions this agent leads: exact, from their shards.
         let catalog = shared.catalog.clone();
+        shared.watermarks.set_local(Box::new(move |topic, p| {
+            let t = catalog.get(topic)?;
+            let held = t.lease_epochs.get(p as usize)?.load(Ordering::Relaxed) != 0;
+            held.then(|| {
+                t.high_watermarks
+                    .get(p as usize)
+                    .map(|h| h.load(Ordering::Relaxed))
+            })
+            .flatten()
+        }));
+        // Lag of every committed partition: led here or elsewhere.
+        let watermarks = shared.watermarks.clone();
         shared
             .metrics
             .groups
-            .set_high_watermarks(Arc::new(move |topic, p| {
-                let t = catalog.get(topic)?;
-                let held = t.lease_epochs.get(p as usize)?.load(Ordering::Relaxed) != 0;
-                held.then(|| {
-                    t.high_watermarks
-                        .get(p as usize)
-                        .map(|h| h.load(Ordering::Relaxed))
-                })
-                .flatten()
-            }));
+            .set_high_watermarks(Arc::new(move |topic, p| watermarks.get(topic, p)));
     }
     if let Err(e) = shared.sync_topics().await {
         let _ = ready.send(Err(format!("cannot load topics: {e}")));
@@ -239,6 +243,9 @@ async fn run(
     shared
         .tasks
         .spawn("group sweeps", groups::sweep_groups(shared.clone()));
+    shared
+        .tasks
+        .spawn("group flushes", groups::flush_groups(shared.clone()));
     let tick = Duration::from_millis(
         (shared.config.lease_ttl_ms / 3)
             .min(shared.config.heartbeat_ms)

@@ -65,6 +65,9 @@ pub(crate) struct Shared {
     pub(super) tasks: Arc<TaskRegistry>,
     /// Consumer groups this agent answers for.
     pub(super) groups: crate::groups::coordinator::Coordinator,
+    /// High watermarks of the partitions its groups committed (lag, and
+    /// commits past a partition's end).
+    pub(super) watermarks: Arc<crate::watermarks::Watermarks>,
 }
 
 impl From<MetaError> for ControlError {

@@ -24,6 +24,9 @@ use crate::group_metrics::GroupMetrics;
 use crate::messages::ControlError;
 use crate::metastore::MetaStore;
 
+/// Longest a heartbeat that changed its group waits for the save.
+const SAVE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How often a change is redone when another agent saved the group first.
 pub(super) const SAVE_ATTEMPTS: usize = 8;
 
@@ -159,6 +162,91 @@ impl Coordinator {
         self.live.len()
     }
 
+    /// Saves every held group whose change is due ([`super::live::SAVE_EVERY_MS`]
+    /// after it was made) and that no request is changing now; a group
+    /// another agent saved meanwhile is dropped (its change lost, as a
+    /// coordinator crash would lose it). Returns how many were saved.
+    /// Cancelling it leaves the groups not reached for the next flush.
+    pub async fn flush(&self, cx: &GroupContext<'_>) -> usize {
+        let mut saved = 0;
+        for group in self.live.due(cx.now_ms) {
+            let _one = self.lock(&group).await;
+            let live = match self.live.take(cx.meta, &group, cx.now_ms).await {
+                Ok(Some(l)) => l,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(%group, error = %e, "cannot read a consumer group to save it; retrying");
+                    continue;
+                }
+            };
+            match self.save(cx, &group, live).await {
+                Ok(true) => saved += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(%group, error = %e, "saving a consumer group failed; retrying")
+                }
+            }
+        }
+        saved
+    }
+
+    /// Saves `live` as `group`'s row if it holds a change and holds it
+    /// again; `false` when another agent saved first (then it is dropped,
+    /// and requests waiting for its changes are told so).
+    async fn save(
+        &self,
+        cx: &GroupContext<'_>,
+        group: &str,
+        mut live: Live,
+    ) -> Result<bool, ControlError> {
+        if !live.dirty {
+            self.live.put(group, live);
+            return Ok(false);
+        }
+        match self.save_here(cx, group, &mut live).await {
+            Ok(true) => {
+                self.live.put(group, live);
+                Ok(true)
+            }
+            Ok(false) => Ok(false),
+            Err(e) => {
+                self.live.put(group, live);
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes `live` over the version it holds (creating the row for a new
+    /// group) and records it saved; `false` when another agent saved first
+    /// (the held state is then forgotten: requests waiting for its changes
+    /// are told they were lost).
+    async fn save_here(
+        &self,
+        cx: &GroupContext<'_>,
+        group: &str,
+        live: &mut Live,
+    ) -> Result<bool, ControlError> {
+        let state = encode(&live.group)?;
+        let expected = (live.version > 0).then_some(live.version);
+        match cx
+            .meta
+            .save_group(group, &state, expected, cx.now_ms)
+            .await?
+        {
+            None => {
+                self.live.forget(group);
+                Ok(false)
+            }
+            Some(version) => {
+                live.version = version;
+                live.dirty = false;
+                live.saved_ms = cx.now_ms;
+                self.live.mark_saved(group, live);
+                Ok(true)
+            }
+        }
+    }
+
     /// Runs `group`'s requests one at a time on this agent.
     pub(super) async fn lock(&self, group: &str) -> tokio::sync::MutexGuard<'_, ()> {
         let h = group.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
@@ -217,6 +305,7 @@ impl Coordinator {
                 None => {
                     self.check_room(cx, &req.group_id).await?;
                     let mut l = Live::new(Group::new(assignor), 0, cx.now_ms);
+                    l.incarnation = self.live.fresh_incarnation();
                     l.dirty = true;
                     l
                 }
@@ -247,39 +336,45 @@ impl Coordinator {
                 Ok(Some(j)) => j.member_id.as_str(),
                 _ => req.member_id.as_str(),
             };
-            live.dirty |= id != req.member_id || before != Fingerprint::of(&live.group, id);
+            let changed = id != req.member_id || before != Fingerprint::of(&live.group, id);
+            if changed {
+                live.dirty = true;
+                live.changes += 1;
+            }
             let out = match out {
                 Ok(out) => out,
                 Err(e) => {
                     // Refused: what expiry settled meanwhile is kept (and
-                    // saved with the group's next change).
+                    // saved with the group's next changes).
                     self.live.put(&req.group_id, live);
                     return Err(e.into());
                 }
             };
-            if live.dirty || live.flush_due(cx.now_ms) {
-                let state = encode(&live.group)?;
-                let expected = (live.version > 0).then_some(live.version);
-                match cx
-                    .meta
-                    .save_group(&req.group_id, &state, expected, cx.now_ms)
-                    .await?
-                {
-                    // Another agent saved first: start again from its state.
-                    None => continue,
-                    Some(version) => {
-                        live.version = version;
-                        live.dirty = false;
-                        live.saved_ms = cx.now_ms;
-                    }
-                }
-            }
             cx.metrics.observe_group(
                 &req.group_id,
                 live.group.active_members() as u64,
                 live.group.epoch,
             );
-            self.live.put(&req.group_id, live);
+            let mine = (live.incarnation, live.changes);
+            if live.version == 0 || (!live.dirty && live.save_due(cx.now_ms)) {
+                // A new group's row is written at once (later requests find
+                // it by its version), and so are the heartbeat times when
+                // due.
+                if !self.save_here(cx, &req.group_id, &mut live).await? {
+                    continue; // another agent saved first: again from its state
+                }
+                self.live.put(&req.group_id, live);
+            } else if changed {
+                // Answered once saved, with the changes of the group's other
+                // requests of the same SAVE_EVERY_MS (the flush saves them).
+                self.live.put(&req.group_id, live);
+                drop(_one);
+                self.live
+                    .saved(&req.group_id, mine.0, mine.1, SAVE_WAIT)
+                    .await?;
+            } else {
+                self.live.put(&req.group_id, live);
+            }
             return Ok(match out {
                 None => pb::GroupHeartbeatResponse::default(),
                 Some(Joined {
@@ -331,7 +426,12 @@ impl Coordinator {
     ) -> Result<pb::ListGroupsResponse, ControlError> {
         let mut groups = Vec::new();
         for s in cx.meta.list_groups().await? {
-            let mut g = decode(&s.name, &s.state)?;
+            // The coordinator's own copy of the groups it holds (changes of
+            // the last SAVE_EVERY_MS may not be stored yet).
+            let mut g = match self.live.peek(&s.name, s.version) {
+                Some(g) => g,
+                None => decode(&s.name, &s.state)?,
+            };
             g.expire(cx.now_ms);
             groups.push(pb::GroupSummary {
                 group_id: s.name,

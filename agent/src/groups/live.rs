@@ -3,7 +3,8 @@
 //! it holds a change not saved yet, and when it was last saved. A
 //! heartbeat that changes nothing but its member's last-seen time reads
 //! one version number and writes nothing; changes of membership,
-//! assignment or generation are saved at once, and the heartbeat times at
+//! assignment or generation are saved in batches every [`SAVE_EVERY_MS`]
+//! (by the coordinator's flush) before they are answered, and the heartbeat times at
 //! least every quarter of the shortest session in the group, so another
 //! agent's view (describe, a takeover) is never more than that behind.
 //! Owns only the map; the coordinator decides what to save.
@@ -29,6 +30,13 @@ pub fn encode(group: &Group) -> Result<String, ControlError> {
         .map_err(|e| ControlError::Internal(format!("cannot serialize a group: {e}")))
 }
 
+/// Changes are saved at most this often per group (ms): a heartbeat that
+/// changes its group is answered once the change is saved, together with
+/// the changes of the group's other requests of the same 50 ms, so a group
+/// of thousands of members joining at once writes its row some 20 times a
+/// second, not once per member.
+pub const SAVE_EVERY_MS: i64 = 50;
+
 /// Groups held at most; past it the least recently used are dropped (and
 /// loaded again from the store when next asked for).
 pub const MAX_LIVE_GROUPS: usize = 100_000;
@@ -45,6 +53,12 @@ pub struct Live {
     pub saved_ms: i64,
     /// Last use, for dropping the least recently used past the bound.
     used: u64,
+    /// Which load of the group this is (a new one after every load from
+    /// the store), so a request waiting for its change to be saved knows
+    /// when the state holding it was dropped instead.
+    pub incarnation: u64,
+    /// Changes applied to this incarnation so far.
+    pub changes: u64,
 }
 
 impl Live {
@@ -56,20 +70,27 @@ impl Live {
             dirty: false,
             saved_ms: now_ms,
             used: 0,
+            incarnation: 0,
+            changes: 0,
         }
     }
 
-    /// Whether the heartbeat times are due to be saved: a quarter of the
-    /// shortest session in the group since the last save (never without
+    /// Whether the state is due to be saved: a change held for
+    /// [`SAVE_EVERY_MS`], or, without one, the heartbeat times after a
+    /// quarter of the shortest session in the group (never without
     /// members).
-    pub fn flush_due(&self, now_ms: i64) -> bool {
+    pub fn save_due(&self, now_ms: i64) -> bool {
+        let since = now_ms.saturating_sub(self.saved_ms);
+        if self.dirty {
+            return since >= SAVE_EVERY_MS;
+        }
         let shortest = self
             .group
             .members
             .values()
             .map(|m| m.session_timeout_ms)
             .min();
-        shortest.is_some_and(|s| now_ms.saturating_sub(self.saved_ms) >= s / 4)
+        shortest.is_some_and(|s| since >= s / 4)
     }
 }
 
@@ -101,6 +122,10 @@ impl Fingerprint {
 pub struct LiveGroups {
     map: Mutex<HashMap<String, Live>>,
     clock: Mutex<u64>,
+    /// Per group: (incarnation, changes saved of it).
+    saved: Mutex<HashMap<String, (u64, u64)>>,
+    /// Woken after every save (and every drop of a group).
+    saves: tokio::sync::Notify,
 }
 
 impl LiveGroups {
@@ -125,8 +150,79 @@ impl LiveGroups {
         let Some(stored) = meta.load_group(group).await? else {
             return Ok(None);
         };
-        let g = decode(group, &stored.state)?;
-        Ok(Some(Live::new(g, stored.version, now_ms)))
+        let mut g = decode(group, &stored.state)?;
+        // Stored heartbeat times are up to a quarter session old, and a
+        // coordinator change took time: every member gets a full session
+        // (and rebalance timeout) from this load, as from a heartbeat.
+        for m in g.members.values_mut() {
+            m.last_seen_ms = m.last_seen_ms.max(now_ms);
+            if let Some(since) = m.revoking_since_ms.as_mut() {
+                *since = (*since).max(now_ms);
+            }
+        }
+        let mut live = Live::new(g, stored.version, now_ms);
+        live.incarnation = self.next_use();
+        self.saved
+            .lock()
+            .insert(group.to_owned(), (live.incarnation, 0));
+        self.saves.notify_waiters();
+        Ok(Some(live))
+    }
+
+    /// Records that `live` (of `group`) is saved up to its latest change,
+    /// and wakes the requests waiting for it.
+    pub fn mark_saved(&self, group: &str, live: &Live) {
+        self.saved
+            .lock()
+            .insert(group.to_owned(), (live.incarnation, live.changes));
+        self.saves.notify_waiters();
+    }
+
+    /// Waits until change `change` of incarnation `incarnation` of `group`
+    /// is saved (`Ok`), or the state holding it was dropped for another
+    /// agent's or an older one (`Err`), at most `within`.
+    ///
+    /// # Cancellation
+    /// Dropping the future stops the wait only; the change is saved or not
+    /// as if it were not dropped.
+    pub async fn saved(
+        &self,
+        group: &str,
+        incarnation: u64,
+        change: u64,
+        within: std::time::Duration,
+    ) -> Result<(), ControlError> {
+        let lost = || {
+            ControlError::Unavailable(format!(
+                "the change to group {group} was not saved (its state changed elsewhere or \
+                 the store did not answer); retry"
+            ))
+        };
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let woken = self.saves.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            match self.saved.lock().get(group).copied() {
+                Some((i, n)) if i == incarnation && n >= change => return Ok(()),
+                Some((i, _)) if i == incarnation => {}
+                _ => return Err(lost()),
+            }
+            if tokio::time::timeout_at(deadline, woken).await.is_err() {
+                return Err(lost());
+            }
+        }
+    }
+
+    /// A new incarnation number (for a group created here).
+    pub fn fresh_incarnation(&self) -> u64 {
+        self.next_use()
+    }
+
+    fn next_use(&self) -> u64 {
+        let mut c = self.clock.lock();
+        *c += 1;
+        *c
     }
 
     /// A copy of the held state when it matches the stored version (for
@@ -142,12 +238,7 @@ impl LiveGroups {
     /// Holds `live` as `group`'s state, dropping the least recently used
     /// group past [`MAX_LIVE_GROUPS`].
     pub fn put(&self, group: &str, mut live: Live) {
-        let used = {
-            let mut c = self.clock.lock();
-            *c += 1;
-            *c
-        };
-        live.used = used;
+        live.used = self.next_use();
         let mut map = self.map.lock();
         map.insert(group.to_owned(), live);
         if map.len() > MAX_LIVE_GROUPS {
@@ -162,14 +253,28 @@ impl LiveGroups {
         }
     }
 
+    /// Groups holding a change due to be saved at `now_ms`.
+    pub fn due(&self, now_ms: i64) -> Vec<String> {
+        self.map
+            .lock()
+            .iter()
+            .filter(|(_, l)| l.dirty && l.save_due(now_ms))
+            .map(|(g, _)| g.clone())
+            .collect()
+    }
+
     /// Drops a group (deleted, or coordinated elsewhere now).
     pub fn forget(&self, group: &str) {
         self.map.lock().remove(group);
+        self.saved.lock().remove(group);
+        self.saves.notify_waiters();
     }
 
     /// Keeps only the groups `keep` says this agent still coordinates.
     pub fn retain(&self, keep: impl Fn(&str) -> bool) {
         self.map.lock().retain(|g, _| keep(g));
+        self.saved.lock().retain(|g, _| keep(g));
+        self.saves.notify_waiters();
     }
 
     /// Groups held.
@@ -253,14 +358,17 @@ mod tests {
     }
 
     #[test]
-    fn heartbeat_times_are_saved_every_quarter_of_the_shortest_session() {
+    fn changes_are_saved_within_50_ms_and_heartbeat_times_every_quarter_session() {
         let mut l = Live::new(with_members(3, 40_000), 1, 1_000);
         l.group.members.get_mut("m1").unwrap().session_timeout_ms = 8_000;
-        assert!(!l.flush_due(2_999));
-        assert!(l.flush_due(3_000));
+        assert!(!l.save_due(2_999));
+        assert!(l.save_due(3_000));
+        l.dirty = true;
+        assert!(!l.save_due(1_049));
+        assert!(l.save_due(1_050));
         let empty = Live::new(Group::default(), 1, 0);
         assert!(
-            !empty.flush_due(i64::MAX / 2),
+            !empty.save_due(i64::MAX / 2),
             "no members, nothing to keep fresh"
         );
     }

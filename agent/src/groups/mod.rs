@@ -11,7 +11,7 @@ pub mod assignor;
 pub mod coordinator;
 pub mod expiry;
 pub mod live;
-mod offsets;
+pub mod offsets;
 pub mod settings;
 pub mod state;
 

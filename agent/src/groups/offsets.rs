@@ -19,7 +19,7 @@ use crate::metastore::groups::OffsetCommit;
 /// Refuses an offset or leader epoch no log can reach (offsets and epochs
 /// are stored as signed 64-bit integers; a larger one would be stored
 /// clamped and the group could never read the partition again).
-fn check_committable(o: &pb::OffsetEntry) -> Result<(), ControlError> {
+pub fn check_committable(o: &pb::OffsetEntry) -> Result<(), ControlError> {
     if i64::try_from(o.offset).is_err() {
         return Err(ControlError::Invalid(format!(
             "offset {} of {}/{} is beyond any log's end (at most {})",

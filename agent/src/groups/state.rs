@@ -334,7 +334,7 @@ impl Group {
                 }
             }
         }
-        if changed || self.shape != self.subscribed_shape(topics) {
+        if changed || self.shape_changed(topics, &id) {
             self.recompute(topics);
         }
         Ok(Some(self.reconcile(&id, now_ms)))
@@ -399,6 +399,20 @@ impl Group {
         }
     }
 
+    /// Whether the subscribed topics' partition counts differ from those
+    /// the target was computed for: a topic of the shape resized or
+    /// deleted, or one member `id` subscribes to created since. (A topic
+    /// nobody subscribes to any more leaves with a change of members or
+    /// subscriptions, which recomputes anyway.) Looks at no other member.
+    fn shape_changed(&self, topics: &BTreeMap<String, u32>, id: &str) -> bool {
+        self.shape.iter().any(|(t, n)| topics.get(t) != Some(n))
+            || self.members.get(id).is_some_and(|m| {
+                m.topics
+                    .iter()
+                    .any(|t| topics.contains_key(t) && !self.shape.contains_key(t))
+            })
+    }
+
     /// Partition counts of the topics some member subscribes to (those
     /// that exist).
     fn subscribed_shape(&self, topics: &BTreeMap<String, u32>) -> BTreeMap<String, u32> {
@@ -428,13 +442,22 @@ impl Group {
     /// afterwards.
     fn reconcile(&mut self, id: &str, now_ms: i64) -> Joined {
         let target = self.target.get(id).cloned().unwrap_or_default();
-        let held_elsewhere: BTreeSet<TopicPartition> = self
-            .members
-            .iter()
-            .filter(|(other, _)| other.as_str() != id)
-            .flat_map(|(_, m)| m.assigned.iter().chain(&m.revoking))
-            .cloned()
-            .collect();
+        // Only what the member is to gain needs the other members' holdings
+        // (a settled member's heartbeat looks at no other member).
+        let held_elsewhere: BTreeSet<TopicPartition> = match self.members.get(id) {
+            Some(m) => target
+                .iter()
+                .filter(|tp| !m.assigned.contains(*tp) && !m.revoking.contains(*tp))
+                .filter(|tp| {
+                    self.members.iter().any(|(other, o)| {
+                        other.as_str() != id
+                            && (o.assigned.contains(*tp) || o.revoking.contains(*tp))
+                    })
+                })
+                .cloned()
+                .collect(),
+            None => BTreeSet::new(),
+        };
         let epoch = self.epoch;
         let Some(m) = self.members.get_mut(id) else {
             return Joined {

@@ -208,7 +208,7 @@ pub enum MetaStore {
 }
 
 /// Highest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 impl MetaStore {
     /// Opens `sqlite:///PATH` or `postgres://...` and applies pending
@@ -556,6 +556,12 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
         7,
         // NULL: committed before the time index existed (read to find out).
         "ALTER TABLE chunk_ranges ADD COLUMN max_timestamp BIGINT;",
+    ),
+    (
+        8,
+        // A coordinator reads a group's version on every request: from this
+        // index, not past the state stored before it in the row.
+        "CREATE INDEX consumer_groups_version ON consumer_groups (group_id, version);",
     ),
 ];
 

@@ -26,10 +26,15 @@ impl SqliteStore {
             .map_err(db)
     }
 
+    /// Read from the covering index (schema 8): through the primary key,
+    /// SQLite would read past the state's overflow pages to the version.
     pub fn group_version(&self, group: &str) -> Result<Option<i64>, MetaError> {
         self.conn
             .lock()
-            .prepare_cached("SELECT version FROM consumer_groups WHERE group_id = ?1")
+            .prepare_cached(
+                "SELECT version FROM consumer_groups INDEXED BY consumer_groups_version \
+                 WHERE group_id = ?1",
+            )
             .and_then(|mut st| st.query_row([group], |r| r.get(0)).optional())
             .map_err(db)
     }
