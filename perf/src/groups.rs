@@ -71,7 +71,8 @@ struct Tally {
     removed: AtomicU64,
     /// Generation changes seen in the steady window.
     bumps: AtomicU64,
-    errors: Mutex<BTreeMap<String, u64>>,
+    /// Code → (count, first message).
+    errors: Mutex<BTreeMap<String, (u64, String)>>,
     latency_us: Mutex<Option<Histogram<u64>>>,
 }
 
@@ -269,11 +270,12 @@ async fn member(
                 }
             }
             Err(s) => {
-                *tally
+                tally
                     .errors
                     .lock()
                     .entry(format!("{:?}", s.code()))
-                    .or_default() += 1;
+                    .or_insert_with(|| (0, s.message().to_owned()))
+                    .0 += 1;
                 if matches!(
                     s.code(),
                     tonic::Code::FailedPrecondition | tonic::Code::NotFound

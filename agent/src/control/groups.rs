@@ -58,7 +58,7 @@ pub(super) async fn sweep_groups(shared: Arc<Shared>) {
 }
 
 /// Until the agent stops: saves the consumer groups' changes held in
-/// memory every `SAVE_EVERY_MS` (50 ms), in one write per group, and so
+/// memory every `SAVE_EVERY_MS` (200 ms), in one write per group, and so
 /// answers the heartbeats waiting for them.
 ///
 /// # Cancellation

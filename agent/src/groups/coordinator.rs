@@ -241,6 +241,7 @@ impl Coordinator {
                 live.version = version;
                 live.dirty = false;
                 live.saved_ms = cx.now_ms;
+                live.verified_ms = cx.now_ms;
                 self.live.mark_saved(group, live);
                 Ok(true)
             }
@@ -356,17 +357,20 @@ impl Coordinator {
                 live.group.epoch,
             );
             let mine = (live.incarnation, live.changes);
-            if live.version == 0 || (!live.dirty && live.save_due(cx.now_ms)) {
+            if live.version == 0 || live.save_due(cx.now_ms) {
                 // A new group's row is written at once (later requests find
-                // it by its version), and so are the heartbeat times when
-                // due.
+                // it by its version), and so are changes held for
+                // SAVE_EVERY_MS (this one's with them) and the heartbeat
+                // times when due: a busy group saves from its own requests,
+                // without waiting for the flush behind them.
                 if !self.save_here(cx, &req.group_id, &mut live).await? {
                     continue; // another agent saved first: again from its state
                 }
                 self.live.put(&req.group_id, live);
             } else if changed {
                 // Answered once saved, with the changes of the group's other
-                // requests of the same SAVE_EVERY_MS (the flush saves them).
+                // requests of the same SAVE_EVERY_MS (saved by the first of
+                // them past it, or by the flush).
                 self.live.put(&req.group_id, live);
                 drop(_one);
                 self.live
