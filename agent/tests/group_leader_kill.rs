@@ -1,10 +1,13 @@
 //! The consumer-group guarantee across a leader's death, against real agent
 //! processes: members consuming while the agent that leads some of their
 //! partitions is SIGKILLed process every record that is in the log at the
-//! end at least once (at ack `durable` and at ack `object`), and report the
-//! records they read that the log no longer holds as truncations.
+//! end at least once (at ack `durable` and at ack `object`; on SQLite and
+//! on PostgreSQL), and report the records they read that the log no longer
+//! holds as truncations.
 
 mod common;
+#[path = "common/pg.rs"]
+mod pg;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -109,11 +112,14 @@ async fn whole_log(bootstrap: &[String]) -> BTreeSet<(u32, u64, String)> {
     out
 }
 
-async fn every_record_in_the_log_is_processed_across_a_leader_kill(acks: Acks) {
+async fn every_record_in_the_log_is_processed_across_a_leader_kill(
+    acks: Acks,
+    metadata: Option<&str>,
+) {
     let stores = tempfile::tempdir_in(target_tmp()).unwrap();
     // Segments sealed every second: some of what members read has reached
     // object storage when the leader dies, the newest records have not.
-    let mut agents = two_agents(stores.path(), "1000");
+    let mut agents = two_agents_on(stores.path(), "1000", metadata);
     let bootstrap = vec![agents[0].addr(0), agents[1].addr(0)];
     let admin = Admin::connect(&agents[0].addr(0)).await.unwrap();
     admin.create_topic(TOPIC, PARTITIONS).await.unwrap();
@@ -201,12 +207,20 @@ async fn every_record_in_the_log_is_processed_across_a_leader_kill(acks: Acks) {
 
 #[tokio::test]
 async fn at_ack_durable_every_record_in_the_log_is_processed_across_a_leader_kill() {
-    every_record_in_the_log_is_processed_across_a_leader_kill(Acks::Durable).await;
+    every_record_in_the_log_is_processed_across_a_leader_kill(Acks::Durable, None).await;
+}
+
+/// The same with the agents' metadata (leases, chunk index, groups and
+/// their offsets) in PostgreSQL.
+#[tokio::test]
+async fn on_postgres_every_record_in_the_log_is_processed_across_a_leader_kill() {
+    let url = pg::fresh_database("leaderkill").await;
+    every_record_in_the_log_is_processed_across_a_leader_kill(Acks::Durable, Some(&url)).await;
 }
 
 #[tokio::test]
 async fn at_ack_object_every_record_in_the_log_is_processed_across_a_leader_kill() {
-    every_record_in_the_log_is_processed_across_a_leader_kill(Acks::Object).await;
+    every_record_in_the_log_is_processed_across_a_leader_kill(Acks::Object, None).await;
 }
 
 /// A committed offset the log no longer reaches (committed without an

@@ -450,8 +450,17 @@ pub fn group_cluster_args(dir: &Path, id: &str) -> Vec<String> {
 /// `dir` ([`group_cluster_args`]), sealing WAL segments once their data is
 /// `segment_age_ms` old.
 pub fn two_agents(dir: &Path, segment_age_ms: &str) -> [Agent; 2] {
+    two_agents_on(dir, segment_age_ms, None)
+}
+
+/// [`two_agents`], with the metadata store at `metadata` when given (a
+/// PostgreSQL URL) instead of a SQLite file under `dir`.
+pub fn two_agents_on(dir: &Path, segment_age_ms: &str, metadata: Option<&str>) -> [Agent; 2] {
     let args = |id: &str| {
         let mut a = group_cluster_args(dir, id);
+        if let (Some(url), Some(i)) = (metadata, a.iter().position(|x| x == "--metadata")) {
+            a[i + 1] = url.to_string();
+        }
         a.extend(["--segment-age-ms".to_string(), segment_age_ms.to_string()]);
         a
     };
