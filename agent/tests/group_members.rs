@@ -320,15 +320,6 @@ async fn only_changes_and_a_quarter_session_flush_write_the_group_row() {
         b.session_timeout_ms = session;
         b
     };
-    let apply = |m: &mut Member, r: streamhouse_proto::GroupHeartbeatResponse| {
-        m.id = r.member_id;
-        m.epoch = r.member_epoch;
-        m.owned = r
-            .assignment
-            .iter()
-            .flat_map(|t| t.partitions.iter().map(|p| (t.topic.clone(), *p)))
-            .collect();
-    };
     for _ in 0..3 {
         let r = c.heartbeat(beat_of(&m1)).await.unwrap().into_inner();
         apply(&mut m1, r);

@@ -140,7 +140,10 @@ pub async fn run(a: GroupsArgs) -> Result<ExitCode, String> {
     }
     // Settled: no assignment changed for 3 heartbeat intervals (9 s at
     // the default) after the last join.
-    let quiet = Duration::from_millis(u64::from(a.session_ms / 3).min(3_000) * 3);
+    // The interval members are told: the agent's default 3 s, at most a
+    // third of the session.
+    let interval_ms = u64::from(a.session_ms / 3).min(3_000);
+    let quiet = Duration::from_millis(interval_ms * 3);
     let give_up = start + Duration::from_secs(a.join_seconds) + Duration::from_secs(600);
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -179,8 +182,8 @@ pub async fn run(a: GroupsArgs) -> Result<ExitCode, String> {
     println!(
         "  steady {secs:.0} s: {answered} heartbeats answered, {:.0}/s (the members need {:.0}/s at a {} ms interval); agent CPU {:.0}% of a core, peak RSS {:.0} MiB",
         answered as f64 / secs,
-        total as f64 / (f64::from(a.session_ms / 3).min(3_000.0) / 1000.0),
-        u64::from(a.session_ms / 3).min(3_000),
+        total as f64 * 1000.0 / interval_ms.max(1) as f64,
+        interval_ms,
         100.0 * (cpu2 - cpu1) / secs,
         peak_rss_mib(agent.pid()).unwrap_or(0.0)
     );

@@ -64,6 +64,12 @@ pub async fn heartbeat(c: &mut Groups, group: &str, m: &mut Member, topic: &str)
         .await
         .expect("heartbeat")
         .into_inner();
+    apply(m, r);
+}
+
+/// What a client does with a heartbeat answer: its id, generation and
+/// assignment are the member's now.
+pub fn apply(m: &mut Member, r: pb::GroupHeartbeatResponse) {
     m.id = r.member_id;
     m.epoch = r.member_epoch;
     m.owned = r

@@ -168,13 +168,7 @@ impl PostgresStore {
             )
             .await
             .map_err(db)?;
-        Ok(row.map(|r| RangeLocation {
-            chunk_key: r.get(0),
-            base_offset: to_u64(r.get(1)),
-            end_offset: to_u64(r.get(2)),
-            pos: to_u64(r.get(3)),
-            len: to_u64(r.get(4)),
-        }))
+        Ok(row.as_ref().map(range_location))
     }
 
     pub async fn time_ranges(
@@ -201,16 +195,7 @@ impl PostgresStore {
             )
             .await
             .map_err(db)?;
-        Ok(rows
-            .iter()
-            .map(|r| RangeLocation {
-                chunk_key: r.get(0),
-                base_offset: to_u64(r.get(1)),
-                end_offset: to_u64(r.get(2)),
-                pos: to_u64(r.get(3)),
-                len: to_u64(r.get(4)),
-            })
-            .collect())
+        Ok(rows.iter().map(range_location).collect())
     }
 
     pub async fn committed_end(&self, topic: &str, partition: u32) -> Result<u64, MetaError> {
@@ -223,5 +208,16 @@ impl PostgresStore {
             .await
             .map_err(db)?;
         Ok(to_u64(r.get(0)))
+    }
+}
+
+/// A `chunk_key, base_offset, end_offset, pos, len` row.
+fn range_location(r: &tokio_postgres::Row) -> RangeLocation {
+    RangeLocation {
+        chunk_key: r.get(0),
+        base_offset: to_u64(r.get(1)),
+        end_offset: to_u64(r.get(2)),
+        pos: to_u64(r.get(3)),
+        len: to_u64(r.get(4)),
     }
 }

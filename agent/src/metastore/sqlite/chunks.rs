@@ -162,15 +162,7 @@ impl SqliteStore {
                  WHERE topic = ?1 AND part = ?2 AND end_offset > ?3
                  ORDER BY end_offset LIMIT 1",
                 params![topic, i64::from(partition), to_i64(offset)],
-                |r| {
-                    Ok(RangeLocation {
-                        chunk_key: r.get(0)?,
-                        base_offset: to_u64(r.get(1)?),
-                        end_offset: to_u64(r.get(2)?),
-                        pos: to_u64(r.get(3)?),
-                        len: to_u64(r.get(4)?),
-                    })
-                },
+                range_location,
             )
             .optional()
             .map_err(db)
@@ -194,15 +186,7 @@ impl SqliteStore {
                     q.timestamp_ms,
                     i64::from(q.limit)
                 ],
-                |r| {
-                    Ok(RangeLocation {
-                        chunk_key: r.get(0)?,
-                        base_offset: to_u64(r.get(1)?),
-                        end_offset: to_u64(r.get(2)?),
-                        pos: to_u64(r.get(3)?),
-                        len: to_u64(r.get(4)?),
-                    })
-                },
+                range_location,
             )
             .map_err(db)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(db)
@@ -211,6 +195,17 @@ impl SqliteStore {
     pub fn committed_end(&self, topic: &str, partition: u32) -> Result<u64, MetaError> {
         committed_end_in(&self.conn.lock(), topic, partition)
     }
+}
+
+/// A `chunk_key, base_offset, end_offset, pos, len` row.
+fn range_location(r: &rusqlite::Row<'_>) -> rusqlite::Result<RangeLocation> {
+    Ok(RangeLocation {
+        chunk_key: r.get(0)?,
+        base_offset: to_u64(r.get(1)?),
+        end_offset: to_u64(r.get(2)?),
+        pos: to_u64(r.get(3)?),
+        len: to_u64(r.get(4)?),
+    })
 }
 
 fn committed_end_in(conn: &Connection, topic: &str, partition: u32) -> Result<u64, MetaError> {
