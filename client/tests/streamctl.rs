@@ -365,6 +365,14 @@ fn topics_as_json_and_generated_help() {
         "{out}"
     );
 
+    // --log shows the client's own events on stderr; stdout stays data.
+    let (code, out, err) = streamctl(&b, &["--log", "debug", "topic", "list"], "");
+    assert_eq!((code, out.trim()), (0, "js\t2"), "{err}");
+    assert!(err.contains("DEBUG"), "{err}");
+    let (code, _, err) = streamctl(&b, &["--log", "a=b=c", "topic", "list"], "");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.starts_with("streamctl: --log a=b=c:"), "{err}");
+
     // docs/CLI.md holds the help of every command as the binary prints it.
     let docs =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/CLI.md")).unwrap();

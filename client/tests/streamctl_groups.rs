@@ -171,6 +171,7 @@ fn member_with_errors(
             "200",
         ])
         .args(["-f", "%p %o %s\\n"])
+        .env("STREAMCTL_LOG", "streamhouse_client::group=info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -358,8 +359,20 @@ async fn a_member_stopped_past_its_session_is_fenced_and_rejoins() {
     produce(&producer, "s", "a", 600, 2000).await;
     let want: BTreeSet<String> = (0..600).map(|i| format!("a{i}")).collect();
     wait_for_all(&[&printed, &other_printed], &want, Duration::from_secs(20)).await;
+    // The first member to join may hold every partition until the second's
+    // arrival is settled: go on until both read, so the stopped one owns
+    // partitions when stopped.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while values(&printed).is_empty() || values(&other_printed).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the members never shared the topic"
+        );
+        produce(&producer, "s", "x", 24, 1000).await;
+    }
     let pid = paused.id() as i32;
     unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let stopped_at = Instant::now();
     std::thread::sleep(Duration::from_millis(2500));
     // Meanwhile the other member owns everything.
     produce(&producer, "s", "b", 240, 1000).await;
@@ -383,12 +396,47 @@ async fn a_member_stopped_past_its_session_is_fenced_and_rejoins() {
             "the resumed member never got partitions back"
         );
     }
+    let want_c: BTreeSet<String> = (0..24).map(|i| format!("c{i}")).collect();
+    wait_for_all(
+        &[&printed, &other_printed],
+        &want_c,
+        Duration::from_secs(15),
+    )
+    .await;
+    // A record both printed was the stopped member's before it stopped and
+    // not yet committed: the resumed member printed nothing the other had
+    // (it dropped its partitions instead of reading on).
+    let mine: BTreeMap<(u32, u64), Instant> = printed
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(p, o, _, at)| ((*p, *o), *at))
+        .collect();
+    let theirs: BTreeSet<(u32, u64)> = other_printed
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(p, o, _, _)| (*p, *o))
+        .collect();
+    let twice: Vec<_> = mine.iter().filter(|(k, _)| theirs.contains(*k)).collect();
+    for (k, at) in &twice {
+        assert!(
+            **at < stopped_at,
+            "{k:?} printed by the other member, then again by the resumed one {:?} after the stop",
+            at.duration_since(stopped_at),
+        );
+    }
     let _ = paused.kill();
     let _ = paused.wait();
     let stderr = errors.lock().unwrap().clone();
     assert!(
         stderr.contains("removed from group stopped"),
         "no fencing seen: {stderr}"
+    );
+    eprintln!(
+        "stopped member: {} records printed, {} of them again by the other member",
+        mine.len(),
+        twice.len()
     );
     let _ = other.kill();
     let _ = other.wait();

@@ -239,6 +239,9 @@ impl GroupConsumer {
             let mut st = self.shared.state.lock();
             (st.assignment.clone(), std::mem::take(&mut st.lost))
         };
+        if lost {
+            tracing::info!(group = %self.config.group_id, owned = self.owned.len(), "removed from the group: the partitions it owned are lost");
+        }
         if lost && !self.owned.is_empty() {
             let gone: Vec<TopicPartition> = self.owned.iter().cloned().collect();
             self.owned.clear();
@@ -250,6 +253,7 @@ impl GroupConsumer {
         }
         let revoked: Vec<TopicPartition> = self.owned.difference(&target).cloned().collect();
         if !revoked.is_empty() {
+            tracing::info!(group = %self.config.group_id, revoked = revoked.len(), "partitions revoked");
             self.listener.lock().on_revoked(&revoked);
             if self.config.auto_commit {
                 if let Err(e) = self.commit_partitions(&revoked).await {
@@ -314,6 +318,7 @@ impl GroupConsumer {
             }
         }
         self.owned.extend(added.iter().cloned());
+        tracing::info!(group = %self.config.group_id, added = added.len(), owned = self.owned.len(), "partitions assigned");
         self.listener.lock().on_assigned(&added);
         self.shared.set_owned(self.owned.clone());
         Ok(())
@@ -469,7 +474,18 @@ impl GroupConsumer {
             let _ = tokio::time::timeout(max_wait, self.changed.changed()).await;
             return Ok(Vec::new());
         }
-        self.consumer.poll(max_wait).await
+        let records = self.consumer.poll(max_wait).await?;
+        // The wait may have outlasted the membership (the process was
+        // stopped while it waited): records fetched for partitions that
+        // are another member's now are not handed out; the next poll
+        // drops the partitions and the group's committed offsets decide
+        // where they are read again.
+        let expired = self.shared.expire_if_silent(self.config.session_timeout);
+        if expired || self.shared.state.lock().lost {
+            tracing::info!(group = %self.config.group_id, dropped = records.len(), "the membership ended while polling; the records fetched are not handed out");
+            return Ok(Vec::new());
+        }
+        Ok(records)
     }
 
     /// The owned partitions' records as a stream that never ends; errors

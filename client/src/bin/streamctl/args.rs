@@ -26,6 +26,11 @@ pub struct Cli {
         global = true
     )]
     pub bootstrap: Vec<String>,
+    /// Log the client's own events (connections, retries, group
+    /// membership) to stderr at this level or filter: `warn`, `info`,
+    /// `debug`, or e.g. `streamhouse_client::group=debug`. Default: off.
+    #[arg(long, env = "STREAMCTL_LOG", value_name = "FILTER", global = true)]
+    pub log: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -57,6 +57,12 @@ impl From<serde_json::Error> for Failure {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(filter) = &cli.log {
+        if let Err(e) = start_log(filter) {
+            eprintln!("streamctl: --log {filter}: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let result = match run(cli, &mut out).await {
@@ -75,6 +81,18 @@ async fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Logs the client's tracing events at `filter` to stderr (stdout carries
+/// records only).
+fn start_log(filter: &str) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).map_err(|e| e.to_string())?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init()
+        .map_err(|e| e.to_string())
 }
 
 async fn run(cli: Cli, out: &mut impl Write) -> Result<(), Failure> {
