@@ -5,17 +5,23 @@
 //! and duplicates are only what the killed member printed after its last
 //! commit), and a member SIGSTOPped past its session (fenced, it rejoins).
 
+//!
+//! Each process test runs twice: with the agent's embedded metadata store
+//! and with its metadata (groups, offsets, leases) in PostgreSQL.
+
 mod cli;
 #[path = "../../agent/tests/common/mod.rs"]
 mod common;
+mod members;
+#[path = "../../agent/tests/common/pg.rs"]
+mod pg;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use cli::*;
+use members::*;
 use streamhouse_client::{Producer, ProducerRecord};
 
 const AGENT_FLAGS: [&str; 4] = [
@@ -25,12 +31,40 @@ const AGENT_FLAGS: [&str; 4] = [
     "500",
 ];
 
+/// An agent of `shards` shards with `flags`; its metadata in the
+/// PostgreSQL database at `metadata` when given, else embedded.
+fn agent(shards: usize, flags: &[&str], metadata: Option<&str>) -> common::Agent {
+    let mut all = flags.to_vec();
+    if let Some(url) = metadata {
+        all.extend(["--metadata", url]);
+    }
+    common::Agent::start(shards, &all)
+}
+
+/// A fresh PostgreSQL database, for a test outside a runtime.
+fn postgres(prefix: &str) -> String {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(pg::fresh_database(prefix))
+}
+
+#[test]
+fn consumer_groups_through_the_cli() {
+    through_the_cli(None);
+}
+
+#[test]
+fn on_postgres_consumer_groups_through_the_cli() {
+    through_the_cli(Some(&postgres("cligroups")));
+}
+
 /// `consume -G` as two group members in turn, then `group list`,
 /// `describe` (with lag), `reset-offsets` (plan, then --execute) and
 /// `delete`, and the usage errors.
-#[test]
-fn consumer_groups_through_the_cli() {
-    let agent = common::Agent::start(1, &["--group-heartbeat-ms", "200"]);
+fn through_the_cli(metadata: Option<&str>) {
+    let agent = agent(1, &["--group-heartbeat-ms", "200"], metadata);
     let b = agent.addr(0);
     assert_eq!(
         streamctl(&b, &["topic", "create", "g", "--partitions", "2"], "").0,
@@ -143,113 +177,18 @@ fn consumer_groups_through_the_cli() {
     assert_eq!(streamctl(&b, &["group", "list"], "").1.trim(), "");
 }
 
-/// Lines a consumer process printed: (partition, offset, value), and when.
-type Printed = Arc<Mutex<Vec<(u32, u64, String, Instant)>>>;
-
-/// What a consumer process wrote to stderr.
-type Errors = Arc<Mutex<String>>;
-
-/// A `streamctl consume -G` process printing `partition offset value`.
-fn member(bootstrap: &str, group: &str, topic: &str, session_ms: u64) -> (Child, Printed) {
-    let (child, printed, _) = member_with_errors(bootstrap, group, topic, session_ms);
-    (child, printed)
-}
-
-fn member_with_errors(
-    bootstrap: &str,
-    group: &str,
-    topic: &str,
-    session_ms: u64,
-) -> (Child, Printed, Errors) {
-    let session = session_ms.to_string();
-    let mut child = Command::new(bin())
-        .args(["--bootstrap", bootstrap, "consume", topic, "-G", group])
-        .args([
-            "--session-timeout-ms",
-            &session,
-            "--commit-interval-ms",
-            "200",
-        ])
-        .args(["-f", "%p %o %s\\n"])
-        .env("STREAMCTL_LOG", "streamhouse_client::group=info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let printed: Printed = Arc::new(Mutex::new(Vec::new()));
-    let errors: Errors = Arc::new(Mutex::new(String::new()));
-    let err = child.stderr.take().unwrap();
-    let e = errors.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            let mut e = e.lock().unwrap();
-            e.push_str(&line);
-            e.push('\n');
-        }
-    });
-    let out = child.stdout.take().unwrap();
-    let p = printed.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            let mut f = line.splitn(3, ' ');
-            let (Some(part), Some(off), Some(v)) = (f.next(), f.next(), f.next()) else {
-                continue;
-            };
-            if let (Ok(part), Ok(off)) = (part.parse(), off.parse()) {
-                p.lock()
-                    .unwrap()
-                    .push((part, off, v.to_owned(), Instant::now()));
-            }
-        }
-    });
-    (child, printed, errors)
-}
-
-fn values(p: &Printed) -> Vec<String> {
-    p.lock().unwrap().iter().map(|x| x.2.clone()).collect()
-}
-
-/// Sends `n` records `{prefix}{i}` spread over the topic's partitions, at
-/// about `per_sec`.
-async fn produce(producer: &Producer, topic: &str, prefix: &str, n: usize, per_sec: usize) {
-    let mut acks = Vec::new();
-    let started = Instant::now();
-    for i in 0..n {
-        acks.push(
-            producer.send(
-                ProducerRecord::new(topic, format!("{prefix}{i}")).partition((i % 12) as u32),
-            ),
-        );
-        let due = Duration::from_secs_f64(i as f64 / per_sec as f64);
-        if let Some(wait) = due.checked_sub(started.elapsed()) {
-            tokio::time::sleep(wait).await;
-        }
-    }
-    for a in futures::future::join_all(acks).await {
-        a.expect("send");
-    }
-}
-
-async fn wait_for_all(members: &[&Printed], want: &BTreeSet<String>, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    loop {
-        let seen: BTreeSet<String> = members.iter().flat_map(|p| values(p)).collect();
-        let missing = want.difference(&seen).count();
-        if missing == 0 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{missing} of {} records never processed",
-            want.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+#[tokio::test]
+async fn a_killed_member_s_partitions_move_and_every_record_is_processed() {
+    killed_member_moves(None).await;
 }
 
 #[tokio::test]
-async fn a_killed_member_s_partitions_move_and_every_record_is_processed() {
-    let agent = common::Agent::start(2, &AGENT_FLAGS);
+async fn on_postgres_a_killed_member_s_partitions_move_and_every_record_is_processed() {
+    killed_member_moves(Some(&pg::fresh_database("killedmember").await)).await;
+}
+
+async fn killed_member_moves(metadata: Option<&str>) {
+    let agent = agent(2, &AGENT_FLAGS, metadata);
     let b = agent.addr(0);
     assert_eq!(
         streamctl(&b, &["topic", "create", "k", "--partitions", "12"], "").0,
@@ -347,7 +286,16 @@ async fn a_killed_member_s_partitions_move_and_every_record_is_processed() {
 
 #[tokio::test]
 async fn a_member_stopped_past_its_session_is_fenced_and_rejoins() {
-    let agent = common::Agent::start(1, &AGENT_FLAGS);
+    stopped_member_rejoins(None).await;
+}
+
+#[tokio::test]
+async fn on_postgres_a_member_stopped_past_its_session_is_fenced_and_rejoins() {
+    stopped_member_rejoins(Some(&pg::fresh_database("stoppedmember").await)).await;
+}
+
+async fn stopped_member_rejoins(metadata: Option<&str>) {
+    let agent = agent(1, &AGENT_FLAGS, metadata);
     let b = agent.addr(0);
     assert_eq!(
         streamctl(&b, &["topic", "create", "s", "--partitions", "12"], "").0,
@@ -442,27 +390,21 @@ async fn a_member_stopped_past_its_session_is_fenced_and_rejoins() {
     let _ = other.wait();
 }
 
-/// Committed offsets of `group`, summed over its partitions, and its
-/// member count, from `group describe --format json`.
-fn committed_and_members(b: &str, group: &str) -> (u64, usize) {
-    let (code, out, err) = streamctl(b, &["group", "describe", group, "--format", "json"], "");
-    assert_eq!(code, 0, "{err}");
-    let j: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    let committed = j["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["committed"].as_u64().unwrap_or(0))
-        .sum();
-    (committed, j["members"].as_array().map_or(0, Vec::len))
-}
-
 /// `consume -G -e` reads what the group gives it to the end and exits; a
 /// member sent SIGTERM (what systemd and Docker send) commits what it
 /// printed, leaves at once and exits 0, as on SIGINT.
 #[tokio::test]
 async fn a_member_ends_cleanly_at_the_end_and_on_sigterm() {
-    let agent = common::Agent::start(1, &AGENT_FLAGS);
+    member_ends_cleanly(None).await;
+}
+
+#[tokio::test]
+async fn on_postgres_a_member_ends_cleanly_at_the_end_and_on_sigterm() {
+    member_ends_cleanly(Some(&pg::fresh_database("endsclean").await)).await;
+}
+
+async fn member_ends_cleanly(metadata: Option<&str>) {
+    let agent = agent(1, &AGENT_FLAGS, metadata);
     let b = agent.addr(0);
     assert_eq!(
         streamctl(&b, &["topic", "create", "e", "--partitions", "4"], "").0,

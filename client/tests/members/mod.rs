@@ -1,0 +1,132 @@
+//! Group members as `streamctl consume -G` processes, for the process
+//! tests of consumer groups: what each printed (and when), its stderr, a
+//! producer at a set rate, and waiting until every wanted value was
+//! printed. Starts no agent.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::cli::{bin, streamctl};
+use streamhouse_client::{Producer, ProducerRecord};
+
+/// Lines a consumer process printed: (partition, offset, value), and when.
+pub type Printed = Arc<Mutex<Vec<(u32, u64, String, Instant)>>>;
+
+/// What a consumer process wrote to stderr.
+pub type Errors = Arc<Mutex<String>>;
+
+/// A `streamctl consume -G` process printing `partition offset value`.
+pub fn member(bootstrap: &str, group: &str, topic: &str, session_ms: u64) -> (Child, Printed) {
+    let (child, printed, _) = member_with_errors(bootstrap, group, topic, session_ms);
+    (child, printed)
+}
+
+pub fn member_with_errors(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    session_ms: u64,
+) -> (Child, Printed, Errors) {
+    let session = session_ms.to_string();
+    let mut child = Command::new(bin())
+        .args(["--bootstrap", bootstrap, "consume", topic, "-G", group])
+        .args([
+            "--session-timeout-ms",
+            &session,
+            "--commit-interval-ms",
+            "200",
+        ])
+        .args(["-f", "%p %o %s\\n"])
+        .env("STREAMCTL_LOG", "streamhouse_client::group=info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let printed: Printed = Arc::new(Mutex::new(Vec::new()));
+    let errors: Errors = Arc::new(Mutex::new(String::new()));
+    let err = child.stderr.take().unwrap();
+    let e = errors.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let mut e = e.lock().unwrap();
+            e.push_str(&line);
+            e.push('\n');
+        }
+    });
+    let out = child.stdout.take().unwrap();
+    let p = printed.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let mut f = line.splitn(3, ' ');
+            let (Some(part), Some(off), Some(v)) = (f.next(), f.next(), f.next()) else {
+                continue;
+            };
+            if let (Ok(part), Ok(off)) = (part.parse(), off.parse()) {
+                p.lock()
+                    .unwrap()
+                    .push((part, off, v.to_owned(), Instant::now()));
+            }
+        }
+    });
+    (child, printed, errors)
+}
+
+pub fn values(p: &Printed) -> Vec<String> {
+    p.lock().unwrap().iter().map(|x| x.2.clone()).collect()
+}
+
+/// Sends `n` records `{prefix}{i}` spread over the topic's partitions, at
+/// about `per_sec`.
+pub async fn produce(producer: &Producer, topic: &str, prefix: &str, n: usize, per_sec: usize) {
+    let mut acks = Vec::new();
+    let started = Instant::now();
+    for i in 0..n {
+        acks.push(
+            producer.send(
+                ProducerRecord::new(topic, format!("{prefix}{i}")).partition((i % 12) as u32),
+            ),
+        );
+        let due = Duration::from_secs_f64(i as f64 / per_sec as f64);
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+    for a in futures::future::join_all(acks).await {
+        a.expect("send");
+    }
+}
+
+pub async fn wait_for_all(members: &[&Printed], want: &BTreeSet<String>, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let seen: BTreeSet<String> = members.iter().flat_map(|p| values(p)).collect();
+        let missing = want.difference(&seen).count();
+        if missing == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{missing} of {} records never processed",
+            want.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Committed offsets of `group`, summed over its partitions, and its
+/// member count, from `group describe --format json`.
+pub fn committed_and_members(b: &str, group: &str) -> (u64, usize) {
+    let (code, out, err) = streamctl(b, &["group", "describe", group, "--format", "json"], "");
+    assert_eq!(code, 0, "{err}");
+    let j: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let committed = j["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["committed"].as_u64().unwrap_or(0))
+        .sum();
+    (committed, j["members"].as_array().map_or(0, Vec::len))
+}
