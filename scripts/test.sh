@@ -31,10 +31,15 @@ if [ -z "${STREAMHOUSE_TEST_POSTGRES_URL:-}" ]; then
   export STREAMHOUSE_TEST_POSTGRES_URL
   started_pg=1
 fi
-# The disk-full tests loop-mount a small ext4 (root only; skipped otherwise).
-if [ "$(id -u)" = 0 ] && ! command -v mkfs.ext4 >/dev/null && command -v apt-get >/dev/null; then
+# The disk-full tests loop-mount a small ext4 (root only; skipped otherwise);
+# the clock tests step agents' wall clocks with libfaketime.
+missing=""
+command -v mkfs.ext4 >/dev/null || missing="$missing e2fsprogs"
+command -v faketime >/dev/null || missing="$missing faketime"
+if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends e2fsprogs >/dev/null
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 cargo build --workspace --all-targets --all-features
 cargo test --workspace --all-targets --all-features "$@"

@@ -18,6 +18,7 @@ use crate::messages::{ControlHandle, ToShard};
 use crate::metrics::ShardMetrics;
 use crate::tasks::TaskRegistry;
 
+use super::append_clock::AppendClock;
 use super::leases::{LeaseState, ShardLeases};
 use super::topic_cache::TopicCache;
 use super::uploads::Uploads;
@@ -39,6 +40,8 @@ pub struct ShardContext {
     pub control: ControlHandle,
     /// Lease state of this shard's partitions.
     pub leases: ShardLeases,
+    /// The timestamps this shard stamps on records sent without one.
+    pub(super) append_clock: AppendClock,
     /// Names this log's chunk objects: `chunks/LOG_ID/SEGMENT.wal`.
     pub(super) log_id: String,
     /// Upload bookkeeping: unshipped segments, commits, waiters.
@@ -84,6 +87,7 @@ impl ShardContext {
             topics: TopicCache::default(),
             control,
             leases: ShardLeases::default(),
+            append_clock: AppendClock::default(),
             log_id,
             uploads: Uploads::default(),
             metrics,

@@ -28,6 +28,7 @@ use context::{ContextParts, ShardContext};
 use grpc::H2Settings;
 
 mod admin;
+mod append_clock;
 pub mod budget;
 pub mod conn;
 pub mod context;

@@ -44,7 +44,8 @@ impl ShardContext {
                 ),
             ));
         }
-        let encoded = if !req.batch.is_empty() {
+        let encoded_here = req.batch.is_empty();
+        let mut encoded = if !encoded_here {
             // The whole records section is checked before anything is
             // acknowledged: a batch the agent accepts, every reader can decode.
             let (max_batch, max_record) =
@@ -57,9 +58,11 @@ impl ShardContext {
             })?;
             req.batch.to_vec()
         } else {
-            self.encode_records(&req)?
+            self.encode_records(
+                &req,
+                self.append_clock.stamp(&t.key, req.partition, now_ms()),
+            )?
         };
-        let batch_len = encoded.len() as u64;
         // A batch that overtook an earlier one of its producer waits for it;
         // the lease may change meanwhile, so it is checked again after.
         if let Ok(h) = batch::parse_header(&encoded) {
@@ -74,6 +77,12 @@ impl ShardContext {
                 )
                 .await;
             if waited {
+                if encoded_here {
+                    // Stamped again: batches that went first while this
+                    // one waited were stamped later.
+                    let now = self.append_clock.stamp(&t.key, req.partition, now_ms());
+                    encoded = self.encode_records(&req, now)?;
+                }
                 match self.leases.check(&t.key, req.partition, now_ms()) {
                     Ok(e) if e == epoch => {}
                     Ok(_) => {
@@ -89,6 +98,9 @@ impl ShardContext {
                 }
             }
         }
+        let batch_len = encoded.len() as u64;
+        // No await between the stamp and the append: records stamped later
+        // get later offsets.
         let appended = self
             .log
             .append_in_flight(&t.key, req.partition, encoded, req.oldest_sequence)
@@ -163,7 +175,14 @@ impl ShardContext {
         })
     }
 
-    pub(super) fn encode_records(&self, req: &pb::ProduceRequest) -> Result<Vec<u8>, Status> {
+    /// The request's records as one batch; records without a timestamp
+    /// get `now` (ms since the Unix epoch, from the partition's
+    /// [`AppendClock`](super::append_clock::AppendClock)).
+    pub(super) fn encode_records(
+        &self,
+        req: &pb::ProduceRequest,
+        now: i64,
+    ) -> Result<Vec<u8>, Status> {
         let epoch = i16::try_from(req.producer_epoch).map_err(|_| {
             bad(format!(
                 "producer_epoch {} is out of range",
@@ -175,7 +194,6 @@ impl ShardContext {
             producer_epoch: epoch,
             base_sequence: req.base_sequence,
         };
-        let now = now_ms();
         let mut b = BatchBuilder::with_capacity(Codec::None, producer, req.records.len() * 128);
         let mut headers = Vec::new();
         for (i, r) in req.records.iter().enumerate() {

@@ -35,6 +35,9 @@ pub struct Agent {
     pub defaults: bool,
     /// Soft and hard open-file limit of the process (`ulimit -n`), if set.
     pub open_files: Option<u64>,
+    /// Environment of the process besides the test's own (e.g. a fake
+    /// clock, see `clock.rs`); kept across restarts.
+    pub env: Vec<(String, String)>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -113,10 +116,39 @@ impl Agent {
             extra: extra.iter().map(|s| s.to_string()).collect(),
             defaults: false,
             open_files: None,
+            env: Vec::new(),
             _tmp: None,
         };
         a.spawn();
         a
+    }
+
+    /// Like [`Agent::start`], with `env` added to the process's
+    /// environment (this start and every restart).
+    pub fn start_with_env(shards: usize, extra: &[&str], env: Vec<(String, String)>) -> Agent {
+        let mut a = Agent::unstarted(shards, extra);
+        a.env = env;
+        a.spawn();
+        a
+    }
+
+    /// An agent in a new temporary directory, not started yet.
+    fn unstarted(shards: usize, extra: &[&str]) -> Agent {
+        let tmp = tempfile::Builder::new()
+            .prefix("sh-agent-")
+            .tempdir_in(target_tmp())
+            .unwrap();
+        Agent {
+            child: None,
+            port: free_ports(shards),
+            shards,
+            data_dir: tmp.path().to_path_buf(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            defaults: false,
+            open_files: None,
+            env: Vec::new(),
+            _tmp: Some(tmp),
+        }
     }
 
     /// Like [`Agent::start`], with `FAILPOINTS` set to `failpoints` for
@@ -131,20 +163,8 @@ impl Agent {
 
     /// Like [`Agent::start`], under `ulimit -n open_files` (soft and hard).
     pub fn start_with_open_files(shards: usize, extra: &[&str], open_files: u64) -> Agent {
-        let tmp = tempfile::Builder::new()
-            .prefix("sh-agent-")
-            .tempdir_in(target_tmp())
-            .unwrap();
-        let mut a = Agent {
-            child: None,
-            port: free_ports(shards),
-            shards,
-            data_dir: tmp.path().to_path_buf(),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            defaults: false,
-            open_files: Some(open_files),
-            _tmp: Some(tmp),
-        };
+        let mut a = Agent::unstarted(shards, extra);
+        a.open_files = Some(open_files);
         a.spawn();
         a
     }
@@ -165,6 +185,7 @@ impl Agent {
             extra: Vec::new(),
             defaults: true,
             open_files: None,
+            env: Vec::new(),
             _tmp: Some(tmp),
         };
         a.spawn();
@@ -201,6 +222,7 @@ impl Agent {
         }
         let child = cmd
             .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             // STREAMHOUSE_TEST_AGENT_LOG raises the agents' log level when
             // a test needs looking into.
             .env(
