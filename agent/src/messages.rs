@@ -54,7 +54,8 @@ pub enum ToShard {
         topic: TopicKey,
         partition: u32,
         epoch: u64,
-        expires_ms: i64,
+        /// Served until then (monotonic clock; see `Shared::valid_until`).
+        valid_until: std::time::Instant,
         committed_end: u64,
         /// The lease changed hands (or is new): local data past
         /// `committed_end` was written under an older lease.
@@ -79,7 +80,8 @@ pub enum ToShard {
         topic: TopicKey,
         partition: u32,
         epoch: u64,
-        expires_ms: i64,
+        /// Served until then (monotonic clock).
+        valid_until: std::time::Instant,
     },
     /// The lease is gone (fenced or expired): stop serving the partition.
     LeaseLost {

@@ -5,6 +5,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use std::time::Instant;
+
 use parking_lot::Mutex;
 
 use crate::ids::{PartitionId, TopicKey};
@@ -13,8 +15,9 @@ use crate::ids::{PartitionId, TopicKey};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Held {
     pub epoch: u64,
-    /// Milliseconds since the Unix epoch.
-    pub expires_ms: i64,
+    /// Served until then: the last successful grant or renewal was sent
+    /// before it by the lease TTL less its safety margin (monotonic clock).
+    pub valid_until: Instant,
 }
 
 /// Partition → the lease held on it.
@@ -46,11 +49,11 @@ impl HeldLeases {
             .copied()
     }
 
-    /// A renewal of `key/partition` moved its expiry (ignored when the
-    /// lease was let go meanwhile).
-    pub(super) fn set_expiry(&self, key: &str, partition: u32, expires_ms: i64) {
+    /// A renewal of `key/partition` moved its end (ignored when the lease
+    /// was let go meanwhile).
+    pub(super) fn set_valid_until(&self, key: &str, partition: u32, valid_until: Instant) {
         if let Some(h) = self.map.lock().get_mut(&PartitionId::of(key, partition)) {
-            h.expires_ms = expires_ms;
+            h.valid_until = h.valid_until.max(valid_until);
         }
     }
 
@@ -92,18 +95,20 @@ mod tests {
     #[test]
     fn the_table_counts_and_filters_what_is_held() {
         let t = HeldLeases::default();
+        let t0 = Instant::now();
         let h = |epoch| Held {
             epoch,
-            expires_ms: 100,
+            valid_until: t0,
         };
         assert_eq!(t.insert("a#1", 0, h(1)), 1);
         assert_eq!(t.insert("a#1", 1, h(2)), 2);
         assert_eq!(t.insert("b#2", 0, h(3)), 3);
         assert_eq!(t.insert("a#1", 0, h(4)), 3, "taken again: replaced");
         assert_eq!(t.get("a#1", 0).map(|h| h.epoch), Some(4));
-        t.set_expiry("a#1", 1, 250);
-        t.set_expiry("gone#9", 0, 250);
-        assert_eq!(t.get("a#1", 1).map(|h| h.expires_ms), Some(250));
+        let later = t0 + std::time::Duration::from_millis(250);
+        t.set_valid_until("a#1", 1, later);
+        t.set_valid_until("gone#9", 0, later);
+        assert_eq!(t.get("a#1", 1).map(|h| h.valid_until), Some(later));
         assert_eq!(t.matching(|k, _| k == "a#1").len(), 2);
         t.remove_topic("b#2");
         assert_eq!(t.get("b#2", 0), None);

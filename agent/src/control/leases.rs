@@ -6,7 +6,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::channel::mpsc;
 
@@ -63,6 +63,7 @@ impl Shared {
                 });
             }
         }
+        let sent_at = Instant::now();
         let grant = self
             .meta
             .acquire_lease(
@@ -106,7 +107,7 @@ impl Shared {
             partition,
             Held {
                 epoch: grant.epoch,
-                expires_ms: grant.expires_ms,
+                valid_until: self.valid_until(sent_at),
             },
         );
         let m = &self.metrics.control;
@@ -126,7 +127,7 @@ impl Shared {
                 topic: TopicKey::from_stored(key),
                 partition,
                 epoch: grant.epoch,
-                expires_ms: grant.expires_ms,
+                valid_until: self.valid_until(sent_at),
                 committed_end,
                 fresh,
                 producers,
@@ -272,6 +273,7 @@ impl Shared {
             held.iter().map(|(id, h)| (id.clone(), h.epoch)).collect();
         // One attempt may take at most a renewal period: the next one
         // (or the expiry check) must not wait behind a hung call.
+        let sent_at = Instant::now();
         let attempt = tokio::time::timeout(
             self.renew_every(),
             self.renewals
@@ -296,22 +298,23 @@ impl Shared {
                 },
                 Held {
                     epoch,
-                    expires_ms: expires,
+                    valid_until: served_until,
                 },
             ),
             result,
         ) in held.into_iter().zip(results)
         {
             match result {
-                Ok(g) => {
-                    self.leases.set_expiry(&key, p, g.expires_ms);
+                Ok(_) => {
+                    let valid_until = self.valid_until(sent_at);
+                    self.leases.set_valid_until(&key, p, valid_until);
                     self.tell(
                         self.shard_of(&key, p),
                         ToShard::Renewed {
                             topic: key,
                             partition: p,
                             epoch,
-                            expires_ms: g.expires_ms,
+                            valid_until,
                         },
                     );
                 }
@@ -321,7 +324,7 @@ impl Shared {
                 // again, unless another agent took it (then `Fenced`). Its
                 // acknowledged writes are still ours to ship; other agents
                 // leave a live agent's expired lease alone for a TTL.
-                Err(e) if now_ms() >= expires => {
+                Err(e) if Instant::now() >= served_until => {
                     tracing::warn!(topic = %key, partition = p, error = %e, "lease expired: cannot renew it; writes refused until it is renewed")
                 }
                 Err(e) => {

@@ -112,6 +112,16 @@ impl Shared {
         Duration::from_millis((self.config.lease_ttl_ms / 3).max(20))
     }
 
+    /// Until when a lease granted or renewed by a call sent at `sent_at`
+    /// is served: the TTL less a tenth of it, on the monotonic clock. The
+    /// tenth covers clocks that run at different rates (any agent taking
+    /// the lease over waits a whole TTL of its own clock from after the
+    /// store saw that call); a step of the wall clock changes nothing.
+    pub(super) fn valid_until(&self, sent_at: std::time::Instant) -> std::time::Instant {
+        let ttl = self.config.lease_ttl_ms;
+        sent_at + Duration::from_millis(ttl - ttl / 10)
+    }
+
     pub(super) fn ttl_ms(&self) -> i64 {
         i64::try_from(self.config.lease_ttl_ms).unwrap_or(i64::MAX / 4)
     }

@@ -108,7 +108,7 @@ impl ShardContext {
                 topic,
                 partition,
                 epoch,
-                expires_ms,
+                valid_until,
                 committed_end,
                 fresh,
                 producers,
@@ -129,14 +129,14 @@ impl ShardContext {
                     .note_committed_end(&topic, partition, committed_end);
                 self.leases.set_history(&topic, partition, epoch, epochs);
                 self.leases
-                    .set(&topic, partition, LeaseState::Held { epoch, expires_ms });
+                    .set(&topic, partition, LeaseState::Held { epoch, valid_until });
             }
             ToShard::Renewed {
                 topic,
                 partition,
                 epoch,
-                expires_ms,
-            } => self.leases.renew(&topic, partition, epoch, expires_ms),
+                valid_until,
+            } => self.leases.renew(&topic, partition, epoch, valid_until),
             ToShard::LeaseLost {
                 topic,
                 partition,

@@ -6,10 +6,11 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use std::time::Instant;
+
 use streamhouse_proto as pb;
 use streamhouse_proto::batch::{self};
 
-use crate::clock::now_ms;
 use crate::ids::TopicKey;
 use crate::leader_epochs::{EpochEnd, EpochHistory};
 use crate::messages::ToControl;
@@ -32,7 +33,7 @@ impl ShardContext {
         let t = self.route(&req.topic, req.partition, false).await?;
         // A partition being handed over still serves reads: its data is here
         // until the lease is released.
-        let lease_epoch = match self.leases.check(&t.key, req.partition, now_ms()) {
+        let lease_epoch = match self.leases.check(&t.key, req.partition, Instant::now()) {
             Ok(epoch) => epoch,
             Err(LeaseProblem::Moving) => self.leases.epoch(&t.key, req.partition).unwrap_or(0),
             Err(p) => return Err(lease_status(&req.topic, req.partition, p)),

@@ -8,14 +8,16 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::time::Instant;
 
 use crate::leader_epochs::EpochHistory;
 
 /// Lease state of one partition as its shard sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeaseState {
-    /// Held at `epoch` until `expires_ms` (ms since the Unix epoch).
-    Held { epoch: u64, expires_ms: i64 },
+    /// Held at `epoch`, served until `valid_until` (this process's
+    /// monotonic clock: no step of the wall clock moves it).
+    Held { epoch: u64, valid_until: Instant },
     /// Being handed to another agent: no new writes; data written under
     /// `epoch` is still shipped and committed before the lease is released.
     Moving { epoch: u64 },
@@ -81,15 +83,15 @@ impl ShardLeases {
     }
 
     /// Extends a held lease; ignored unless it is held at `epoch`.
-    pub fn renew(&self, topic: &str, partition: u32, epoch: u64, expires_ms: i64) {
+    pub fn renew(&self, topic: &str, partition: u32, epoch: u64, valid_until: Instant) {
         let mut t = self.table.borrow_mut();
         if let Some(LeaseState::Held {
             epoch: e,
-            expires_ms: x,
+            valid_until: x,
         }) = t.get_mut(topic).and_then(|p| p.get_mut(&partition))
         {
             if *e == epoch {
-                *x = (*x).max(expires_ms);
+                *x = (*x).max(valid_until);
             }
         }
     }
@@ -109,8 +111,8 @@ impl ShardLeases {
         self.histories.borrow_mut().remove(topic);
     }
 
-    /// The epoch this shard may serve `topic/partition` under at `now_ms`.
-    pub fn check(&self, topic: &str, partition: u32, now_ms: i64) -> Result<u64, LeaseProblem> {
+    /// The epoch this shard may serve `topic/partition` under at `now`.
+    pub fn check(&self, topic: &str, partition: u32, now: Instant) -> Result<u64, LeaseProblem> {
         match self
             .table
             .borrow()
@@ -120,9 +122,12 @@ impl ShardLeases {
             None => Err(LeaseProblem::NotHeld),
             Some(LeaseState::Moving { .. }) => Err(LeaseProblem::Moving),
             Some(LeaseState::Lost { reason, .. }) => Err(LeaseProblem::Lost(reason.clone())),
-            Some(LeaseState::Held { expires_ms, .. }) if *expires_ms <= now_ms => Err(
-                LeaseProblem::Lost(format!("lease expired at {expires_ms} ms without renewal")),
-            ),
+            Some(LeaseState::Held { valid_until, .. }) if *valid_until <= now => {
+                Err(LeaseProblem::Lost(format!(
+                    "lease not renewed for {} ms",
+                    now.duration_since(*valid_until).as_millis()
+                )))
+            }
             Some(LeaseState::Held { epoch, .. }) => Ok(*epoch),
         }
     }
@@ -162,7 +167,7 @@ impl ShardLeases {
     }
 
     /// Whether a batch admitted under `epoch` may be acknowledged once it
-    /// is in the WAL, at `now_ms`: yes while the lease is still held at that
+    /// is in the WAL, at `now`: yes while the lease is still held at that
     /// epoch and unexpired, or while the partition is being handed over
     /// (the hand-over ships everything written before it). Otherwise the
     /// lease lapsed while the batch was written (the agent was paused, or
@@ -173,9 +178,9 @@ impl ShardLeases {
         topic: &str,
         partition: u32,
         epoch: u64,
-        now_ms: i64,
+        now: Instant,
     ) -> Result<(), LeaseProblem> {
-        match self.check(topic, partition, now_ms) {
+        match self.check(topic, partition, now) {
             Ok(e) if e == epoch => Ok(()),
             Ok(e) => Err(LeaseProblem::Lost(format!(
                 "held at epoch {e} now, the batch was admitted at epoch {epoch}"
@@ -203,31 +208,44 @@ impl ShardLeases {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    /// `ms` milliseconds after a fixed instant.
+    fn at(ms: u64) -> Instant {
+        thread_local!(static T0: Instant = Instant::now());
+        T0.with(|t| *t + Duration::from_millis(ms))
+    }
 
     #[test]
     fn serves_only_held_unexpired_leases() {
         let l = ShardLeases::default();
-        assert_eq!(l.check("t#1", 0, 0), Err(LeaseProblem::NotHeld));
+        assert_eq!(l.check("t#1", 0, at(0)), Err(LeaseProblem::NotHeld));
         l.set(
             "t#1",
             0,
             LeaseState::Held {
                 epoch: 3,
-                expires_ms: 100,
+                valid_until: at(100),
             },
         );
-        assert_eq!(l.check("t#1", 0, 99), Ok(3));
-        assert!(matches!(l.check("t#1", 0, 100), Err(LeaseProblem::Lost(_))));
-        l.renew("t#1", 0, 2, 500);
-        assert!(l.check("t#1", 0, 100).is_err(), "other epoch: no renewal");
-        l.renew("t#1", 0, 3, 500);
-        assert_eq!(l.check("t#1", 0, 100), Ok(3));
+        assert_eq!(l.check("t#1", 0, at(99)), Ok(3));
+        assert!(matches!(
+            l.check("t#1", 0, at(100)),
+            Err(LeaseProblem::Lost(_))
+        ));
+        l.renew("t#1", 0, 2, at(500));
+        assert!(
+            l.check("t#1", 0, at(100)).is_err(),
+            "other epoch: no renewal"
+        );
+        l.renew("t#1", 0, 3, at(500));
+        assert_eq!(l.check("t#1", 0, at(100)), Ok(3));
         l.set("t#1", 0, LeaseState::Moving { epoch: 3 });
-        assert_eq!(l.check("t#1", 0, 100), Err(LeaseProblem::Moving));
+        assert_eq!(l.check("t#1", 0, at(100)), Err(LeaseProblem::Moving));
         assert_eq!(l.epoch("t#1", 0), Some(3));
         l.lose("t#1", 0, "fenced".into());
         assert_eq!(
-            l.check("t#1", 0, 100),
+            l.check("t#1", 0, at(100)),
             Err(LeaseProblem::Lost("fenced".into()))
         );
         assert_eq!(l.epoch("t#1", 0), None);
@@ -235,7 +253,7 @@ mod tests {
         l.lose("t#1", 9, "never held".into());
         assert_eq!(l.data_epoch("t#1", 9), None);
         l.remove_topic("t#1");
-        assert_eq!(l.check("t#1", 0, 0), Err(LeaseProblem::NotHeld));
+        assert_eq!(l.check("t#1", 0, at(0)), Err(LeaseProblem::NotHeld));
     }
 
     #[test]
@@ -268,12 +286,15 @@ mod tests {
     #[test]
     fn a_batch_is_acknowledged_only_under_the_lease_it_was_admitted_under() {
         let l = ShardLeases::default();
-        let held = |epoch, expires_ms| LeaseState::Held { epoch, expires_ms };
+        let held = |epoch, ms| LeaseState::Held {
+            epoch,
+            valid_until: at(ms),
+        };
         l.set("t#1", 0, held(3, 100));
-        assert_eq!(l.may_acknowledge("t#1", 0, 3, 99), Ok(()));
+        assert_eq!(l.may_acknowledge("t#1", 0, 3, at(99)), Ok(()));
         assert!(
             matches!(
-                l.may_acknowledge("t#1", 0, 3, 100),
+                l.may_acknowledge("t#1", 0, 3, at(100)),
                 Err(LeaseProblem::Lost(_))
             ),
             "expired while the batch was written"
@@ -281,18 +302,22 @@ mod tests {
         l.set("t#1", 0, held(4, 500));
         assert!(
             matches!(
-                l.may_acknowledge("t#1", 0, 3, 100),
+                l.may_acknowledge("t#1", 0, 3, at(100)),
                 Err(LeaseProblem::Lost(_))
             ),
             "taken again at another epoch (continued at the committed end)"
         );
         l.set("t#1", 0, LeaseState::Moving { epoch: 4 });
-        assert_eq!(l.may_acknowledge("t#1", 0, 4, 900), Ok(()), "being shipped");
+        assert_eq!(
+            l.may_acknowledge("t#1", 0, 4, at(900)),
+            Ok(()),
+            "being shipped"
+        );
         l.lose("t#1", 0, "fenced".into());
-        assert!(l.may_acknowledge("t#1", 0, 4, 100).is_err());
+        assert!(l.may_acknowledge("t#1", 0, 4, at(100)).is_err());
         l.remove("t#1", 0);
         assert_eq!(
-            l.may_acknowledge("t#1", 0, 4, 100),
+            l.may_acknowledge("t#1", 0, 4, at(100)),
             Err(LeaseProblem::NotHeld)
         );
     }

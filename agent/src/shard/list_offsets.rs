@@ -4,10 +4,11 @@
 //! (the chunk index's time index, through the control thread) below the
 //! local log start, then the local log's time index. Reads only.
 
+use std::time::Instant;
+
 use streamhouse_proto as pb;
 use streamhouse_shard::TimeMatch;
 
-use crate::clock::now_ms;
 use crate::ids::TopicKey;
 use crate::messages::ToControl;
 
@@ -44,7 +45,7 @@ impl ShardContext {
         let mut answers = Vec::with_capacity(req.queries.len());
         for q in &req.queries {
             let t = self.route(&req.topic, q.partition, false).await?;
-            match self.leases.check(&t.key, q.partition, now_ms()) {
+            match self.leases.check(&t.key, q.partition, Instant::now()) {
                 Ok(_) | Err(LeaseProblem::Moving) => {}
                 Err(p) => return Err(lease_status(&req.topic, q.partition, p)),
             }

@@ -3,6 +3,8 @@
 
 use std::sync::atomic::Ordering;
 
+use std::time::Instant;
+
 use streamhouse_proto as pb;
 use streamhouse_proto::batch::{self, BatchBuilder, Codec, ProducerInfo};
 
@@ -31,7 +33,7 @@ impl ShardContext {
         fail::fail_point!("shard-produce");
         let epoch = self
             .leases
-            .check(&t.key, req.partition, now_ms())
+            .check(&t.key, req.partition, Instant::now())
             .map_err(|p| lease_status(&req.topic, req.partition, p))?;
         let backlog = self.upload_backlog();
         if backlog > self.config.max_upload_backlog_bytes {
@@ -83,7 +85,7 @@ impl ShardContext {
                     let now = self.append_clock.stamp(&t.key, req.partition, now_ms());
                     encoded = self.encode_records(&req, now)?;
                 }
-                match self.leases.check(&t.key, req.partition, now_ms()) {
+                match self.leases.check(&t.key, req.partition, Instant::now()) {
                     Ok(e) if e == epoch => {}
                     Ok(_) => {
                         return Err(Status::new(
@@ -122,7 +124,7 @@ impl ShardContext {
         fail::fail_point!("shard-produce-written");
         if ack == pb::AckLevel::AckDurable {
             self.leases
-                .may_acknowledge(&t.key, req.partition, epoch, now_ms())
+                .may_acknowledge(&t.key, req.partition, epoch, Instant::now())
                 .map_err(|p| {
                     Status::new(
                         Code::Unavailable,
@@ -153,8 +155,7 @@ impl ShardContext {
             // (moving, handed over, lost) it was if its partition's
             // committed end covers it.
             let end = appended.base_offset + u64::from(appended.record_count);
-            let held =
-                matches!(self.leases.check(&t.key, req.partition, now_ms()), Ok(e) if e == epoch);
+            let held = matches!(self.leases.check(&t.key, req.partition, Instant::now()), Ok(e) if e == epoch);
             let committed = self.uploads.covers(&t.key, req.partition, end);
             if !held && !committed {
                 return Err(Status::new(

@@ -7,9 +7,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// How long libfaketime keeps an offset it read: a test waits this long
-/// (and a little) after [`FakeClock::set`] before relying on the new time.
-pub const SETTLES: Duration = Duration::from_millis(1500);
+/// How long a test waits after [`FakeClock::set`] before relying on the
+/// new time (libfaketime reads the file at every call; this covers calls
+/// under way).
+pub const SETTLES: Duration = Duration::from_millis(200);
 
 /// One offset file, shared by the agents given its [`env`](FakeClock::env).
 pub struct FakeClock {
@@ -48,7 +49,7 @@ impl FakeClock {
     }
 
     /// Moves the clock to `offset` from the real time; agents read it
-    /// within [`SETTLES`].
+    /// at their next clock call.
     pub fn set(&self, offset: &str) {
         let tmp = self.file.with_extension("new");
         std::fs::write(&tmp, format!("{offset}\n")).unwrap();
@@ -60,7 +61,9 @@ impl FakeClock {
         [
             ("LD_PRELOAD", library().display().to_string()),
             ("FAKETIME_TIMESTAMP_FILE", self.file.display().to_string()),
-            ("FAKETIME_CACHE_DURATION", "1".into()),
+            // Read at every call: a cached offset expires by the faked
+            // time, so after a step back it would stay for the whole step.
+            ("FAKETIME_NO_CACHE", "1".into()),
             ("FAKETIME_DONT_FAKE_MONOTONIC", "1".into()),
         ]
         .into_iter()
