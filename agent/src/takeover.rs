@@ -1,80 +1,80 @@
-//! When this agent may take another agent's expired lease. An expired lease
-//! whose holder is alive usually means the holder could not reach the
-//! metadata store for a while (an outage, an overloaded machine), not that
-//! it stopped: it still has the partition's acknowledged, unshipped writes
-//! in its WAL and renews the lease at the same epoch as soon as it can.
-//! Taking the lease at a new epoch then would continue the partition at
-//! its committed end and drop those writes. Owns only the rule and the
-//! memory of when each expired lease was first seen; knows nothing about
-//! the metadata store or the shards.
+//! When this agent may take over another agent's lease. No wall-clock time
+//! the holder wrote is compared with this agent's clock: the holder counts
+//! every grant and renewal in its `lease_beats`, and a lease is over once
+//! those have stood still for a whole TTL of this agent's own watch. The
+//! holder stops serving a TTL less a tenth after it sent its last renewal
+//! that succeeded, which was before the count this agent watches moved; so
+//! the two never serve the partition at once unless their clocks' rates
+//! differ by a tenth.
+//!
+//! An alive holder (its heartbeats move) whose renewals stood still usually
+//! could not reach the store for a while (an outage, an overloaded
+//! machine); it still has the partition's acknowledged, unshipped writes in
+//! its WAL and renews at the same epoch as soon as it can. Taking the lease
+//! at a new epoch would continue the partition at its committed end and
+//! drop those writes, so such a holder gets a second TTL. Owns only the
+//! rule; knows nothing about the metadata store or the shards.
 
-use crate::ids::PartitionId;
-use std::collections::HashMap;
+use std::time::Duration;
 
-/// What the rule needs to know about the current lease row of a partition.
+use crate::metastore::Takeover;
+
+/// What the rule needs to know about the current lease row of a partition
+/// and its holder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holder<'a> {
     /// Agent id in the lease row.
     pub agent: &'a str,
     /// Lease epoch in the row.
     pub epoch: u64,
-    /// Expiry in the row, ms since the Unix epoch; 0 once released.
+    /// The row's expiry as its holder wrote it (ms since the Unix epoch,
+    /// the holder's clock); 0 once released. Only "released" is read.
     pub expires_ms: i64,
-    /// The holder's heartbeat is recent (it is in this agent's live set).
+    /// The holder's heartbeats move (it is in this agent's live set).
     pub live: bool,
     /// The holder reports the shard that serves this partition as failed.
     pub shard_failed: bool,
+    /// The holder's `lease_beats` as last read and how long they have stood
+    /// still on this agent's clock; `None` when it is not registered.
+    pub silence: Option<(u64, Duration)>,
 }
 
-/// Remembers, per partition, since when (this agent's clock, ms) its lease
-/// has been seen expired under one holder and epoch.
-#[derive(Debug, Default)]
-pub struct ExpiredLeases {
-    seen: HashMap<PartitionId, (String, u64, i64)>,
+/// What to do about another agent's lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Ask the store for it, which grants it only while nothing moved
+    /// since (`None`: released, nothing to check).
+    Take(Option<Takeover>),
+    /// Its holder may still serve it.
+    Wait,
 }
 
-impl ExpiredLeases {
-    /// Whether this agent may try to take `key/partition` from `holder` at
-    /// `now_ms`. Yes for a released lease, a holder that is not alive or
-    /// whose shard failed (it hands nothing back). For a live holder's
-    /// expired lease only once it has stayed expired under the same epoch
-    /// for `grace_ms` (one lease TTL) of this agent's own observation: a
-    /// live holder that can reach the store renews within a renewal period,
-    /// so a lease still expired after that was dropped without a release.
-    /// An unexpired lease is refused by the store anyway; answered yes.
-    pub fn may_take(
-        &mut self,
-        key: &str,
-        partition: u32,
-        holder: &Holder<'_>,
-        now_ms: i64,
-        grace_ms: i64,
-    ) -> bool {
-        let slot = PartitionId::of(key, partition);
-        let waiting = holder.expires_ms != 0
-            && holder.expires_ms <= now_ms
-            && holder.live
-            && !holder.shard_failed;
-        if !waiting {
-            self.seen.remove(&slot);
-            return true;
-        }
-        let since = match self.seen.get(&slot) {
-            Some((agent, epoch, since)) if agent == holder.agent && *epoch == holder.epoch => {
-                *since
-            }
-            _ => {
-                self.seen
-                    .insert(slot, (holder.agent.to_owned(), holder.epoch, now_ms));
-                now_ms
-            }
-        };
-        now_ms - since >= grace_ms
+/// Whether to take `holder`'s lease, `ttl` being the lease TTL.
+pub fn decide(holder: &Holder<'_>, ttl: Duration) -> Decision {
+    if holder.expires_ms == 0 {
+        return Decision::Take(None);
     }
-
-    /// Forgets `key/partition` (its lease was taken, or is ours).
-    pub fn forget(&mut self, key: &str, partition: u32) {
-        self.seen.remove(&PartitionId::of(key, partition));
+    let takeover = |lease_beats| Takeover {
+        holder: holder.agent.to_owned(),
+        epoch: holder.epoch,
+        lease_beats,
+    };
+    match holder.silence {
+        // A holder that never counted its renewals (an older agent): the
+        // store judges by the row's expiry, as such agents do.
+        None | Some((0, _)) => Decision::Take(Some(takeover(0))),
+        Some((beats, silent)) => {
+            let wait = if holder.live && !holder.shard_failed {
+                ttl * 2
+            } else {
+                ttl
+            };
+            if silent >= wait {
+                Decision::Take(Some(takeover(beats)))
+            } else {
+                Decision::Wait
+            }
+        }
     }
 }
 
@@ -82,59 +82,57 @@ impl ExpiredLeases {
 mod tests {
     use super::*;
 
-    fn expired(live: bool, shard_failed: bool) -> Holder<'static> {
+    const TTL: Duration = Duration::from_millis(3_000);
+
+    fn holder(live: bool, shard_failed: bool, silent_ms: u64) -> Holder<'static> {
         Holder {
             agent: "a",
             epoch: 3,
             expires_ms: 1_000,
             live,
             shard_failed,
+            silence: Some((9, Duration::from_millis(silent_ms))),
         }
     }
 
-    #[test]
-    fn a_live_holders_expired_lease_waits_one_grace_period() {
-        let mut e = ExpiredLeases::default();
-        let h = expired(true, false);
-        assert!(!e.may_take("t", 0, &h, 5_000, 3_000), "first seen expired");
-        assert!(!e.may_take("t", 0, &h, 7_999, 3_000));
-        assert!(e.may_take("t", 0, &h, 8_000, 3_000), "expired for a TTL");
-        // Another partition has its own clock.
-        assert!(!e.may_take("t", 1, &h, 8_000, 3_000));
+    fn take(beats: u64) -> Decision {
+        Decision::Take(Some(Takeover {
+            holder: "a".into(),
+            epoch: 3,
+            lease_beats: beats,
+        }))
     }
 
     #[test]
-    fn a_renewal_or_a_new_holder_restarts_the_wait() {
-        let mut e = ExpiredLeases::default();
-        let h = expired(true, false);
-        assert!(!e.may_take("t", 0, &h, 5_000, 3_000));
-        // Renewed in between: not expired, so the store decides.
-        let renewed = Holder {
-            expires_ms: 10_000,
-            ..h.clone()
-        };
-        assert!(e.may_take("t", 0, &renewed, 6_000, 3_000));
-        assert!(!e.may_take("t", 0, &h, 11_000, 3_000), "expired again");
-        let other = Holder {
-            agent: "b",
-            epoch: 4,
-            ..h.clone()
-        };
-        assert!(!e.may_take("t", 0, &other, 13_000, 3_000), "new holder");
-        assert!(e.may_take("t", 0, &other, 16_000, 3_000));
-        e.forget("t", 0);
-        assert!(!e.may_take("t", 0, &other, 16_000, 3_000), "forgotten");
+    fn a_dead_holders_lease_is_taken_after_a_ttl_of_silence() {
+        assert_eq!(decide(&holder(false, false, 2_999), TTL), Decision::Wait);
+        assert_eq!(decide(&holder(false, false, 3_000), TTL), take(9));
+        // A failed shard hands nothing back: no second TTL.
+        assert_eq!(decide(&holder(true, true, 3_000), TTL), take(9));
     }
 
     #[test]
-    fn dead_holders_failed_shards_and_released_leases_do_not_wait() {
-        let mut e = ExpiredLeases::default();
-        assert!(e.may_take("t", 0, &expired(false, false), 5_000, 3_000));
-        assert!(e.may_take("t", 0, &expired(true, true), 5_000, 3_000));
+    fn a_live_holder_gets_a_second_ttl() {
+        assert_eq!(decide(&holder(true, false, 5_999), TTL), Decision::Wait);
+        assert_eq!(decide(&holder(true, false, 6_000), TTL), take(9));
+    }
+
+    #[test]
+    fn released_and_older_holders_are_left_to_the_store() {
         let released = Holder {
             expires_ms: 0,
-            ..expired(true, false)
+            ..holder(true, false, 0)
         };
-        assert!(e.may_take("t", 0, &released, 5_000, 3_000));
+        assert_eq!(decide(&released, TTL), Decision::Take(None));
+        let older = Holder {
+            silence: Some((0, Duration::ZERO)),
+            ..holder(true, false, 0)
+        };
+        assert_eq!(decide(&older, TTL), take(0));
+        let unknown = Holder {
+            silence: None,
+            ..holder(true, false, 0)
+        };
+        assert_eq!(decide(&unknown, TTL), take(0));
     }
 }

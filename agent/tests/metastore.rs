@@ -9,8 +9,8 @@ use common::unique;
 use streamhouse_agent::clock::now_ms;
 use streamhouse_agent::ids::PartitionId;
 use streamhouse_agent::metastore::{
-    AgentRow, ChunkCommit, ChunkRange, MetaError, MetaStore, RememberedBatch, MAX_STORED_PRODUCERS,
-    PRODUCER_STATE_TTL_MS, SCHEMA_VERSION,
+    AgentRow, ChunkCommit, ChunkRange, MetaError, MetaStore, RememberedBatch, Takeover,
+    MAX_STORED_PRODUCERS, PRODUCER_STATE_TTL_MS, SCHEMA_VERSION,
 };
 use streamhouse_proto::batch::ProducerInfo;
 
@@ -91,18 +91,33 @@ async fn suite(url: &str) {
         Err(MetaError::EpochExhausted(_))
     ));
 
-    // Leases: CAS acquire, renew keeps the epoch, takeover bumps it.
+    // Leases: CAS acquire, renew keeps the epoch; another agent takes a
+    // lease only as it saw it (the holder's lease_beats unchanged since),
+    // whatever the wall clocks say. (Counts are relative: other tests on
+    // the same database use the same agent ids.)
+    let base = lease_beats(&m2, "agent-a").await;
     let g1 = m
-        .acquire_lease(&key, 0, "agent-a", 1_000, 500)
+        .acquire_lease(&key, 0, "agent-a", (1_000, 500), None)
         .await
         .unwrap();
     assert_eq!((g1.epoch, g1.expires_ms), (1, 1_500));
     let again = m
-        .acquire_lease(&key, 0, "agent-a", 1_100, 500)
+        .acquire_lease(&key, 0, "agent-a", (1_100, 500), None)
         .await
         .unwrap();
     assert_eq!(again.epoch, 1, "the holder keeps its epoch");
-    match m2.acquire_lease(&key, 0, "agent-b", 1_200, 500).await {
+    let seen = lease_beats(&m2, "agent-a").await;
+    assert!(seen >= base + 2, "each grant counts");
+    let take = |lease_beats| Takeover {
+        holder: "agent-a".into(),
+        epoch: 1,
+        lease_beats,
+    };
+    // Named no takeover: held, though agent-b's clock is far past expiry.
+    match m2
+        .acquire_lease(&key, 0, "agent-b", (99_000_000, 500), None)
+        .await
+    {
         Err(MetaError::LeaseHeld { holder, .. }) => assert_eq!(holder, "agent-a"),
         other => panic!("expected LeaseHeld, got {other:?}"),
     }
@@ -111,12 +126,18 @@ async fn suite(url: &str) {
         .await
         .unwrap();
     assert_eq!((r.epoch, r.expires_ms), (1, 1_900));
-    assert!(m2
-        .acquire_lease(&key, 0, "agent-b", 1_899, 500)
-        .await
-        .is_err());
+    // Renewed since agent-b looked: refused.
+    assert!(matches!(
+        m2.acquire_lease(&key, 0, "agent-b", (99_000_000, 500), Some(&take(seen)))
+            .await,
+        Err(MetaError::LeaseHeld { .. })
+    ));
+    let before = seen;
+    let seen = lease_beats(&m2, "agent-a").await;
+    assert!(seen > before, "a renewal counts");
+    // As seen: granted, though agent-b's clock is before the expiry.
     let g2 = m2
-        .acquire_lease(&key, 0, "agent-b", 1_900, 500)
+        .acquire_lease(&key, 0, "agent-b", (1_000, 500), Some(&take(seen)))
         .await
         .unwrap();
     assert_eq!(g2.epoch, 2, "a new holder gets epoch + 1");
@@ -124,8 +145,9 @@ async fn suite(url: &str) {
         m.renew_lease(&key, 0, "agent-a", 1, 1_950, 500).await,
         Err(MetaError::Fenced { .. })
     ));
+    let b_before = lease_beats(&m2, "agent-b").await;
     // Renewal in bulk: one result per lease, fenced ones named.
-    m.acquire_lease(&key, 1, "agent-b", 1_900, 500)
+    m.acquire_lease(&key, 1, "agent-b", (1_900, 500), None)
         .await
         .unwrap();
     let bulk = m
@@ -145,11 +167,15 @@ async fn suite(url: &str) {
     assert_eq!(bulk[0].as_ref().unwrap().expires_ms, 2_450);
     assert_eq!(bulk[1].as_ref().unwrap().epoch, 1);
     assert!(matches!(bulk[2], Err(MetaError::Fenced { .. })));
+    assert!(
+        lease_beats(&m2, "agent-b").await >= b_before + 2,
+        "a grant, then one bulk renewal"
+    );
     m2.release_lease(&key, 1, "agent-b", 1).await.unwrap();
     // Release lets the next agent in at once, without waiting for expiry.
     m2.release_lease(&key, 0, "agent-b", 2).await.unwrap();
     let g3 = m
-        .acquire_lease(&key, 0, "agent-a", 2_000, 500)
+        .acquire_lease(&key, 0, "agent-a", (2_000, 500), None)
         .await
         .unwrap();
     assert_eq!(g3.epoch, 3);
@@ -164,7 +190,7 @@ async fn suite(url: &str) {
     assert_eq!(m.lease(&key, 0).await.unwrap().unwrap().expires_ms, 2_500);
 
     // Chunk commits are fenced by epoch and atomic.
-    m.acquire_lease(&key, 1, "agent-a", 2_000, 500)
+    m.acquire_lease(&key, 1, "agent-a", (2_000, 500), None)
         .await
         .unwrap();
     let c1 = ChunkCommit {
@@ -342,24 +368,24 @@ async fn suite(url: &str) {
         shard_addresses: vec!["127.0.0.1:1".into(), "127.0.0.1:2".into()],
         heartbeat_ms: 5_000,
         failed_shards: vec![],
+        beats: 0,
+        lease_beats: 0,
     };
     m.heartbeat(&row).await.unwrap();
-    assert!(m2.live_agents(4_999).await.unwrap().contains(&row));
+    let read = |rows: Vec<AgentRow>| rows.into_iter().find(|a| a.agent_id == id);
+    let first = read(m2.agents().await.unwrap()).unwrap();
+    assert_eq!((first.beats, first.lease_beats), (1, 0));
+    assert_eq!(first.shard_addresses, row.shard_addresses);
     let failing = AgentRow {
         heartbeat_ms: 6_000,
         failed_shards: vec![1],
         ..row.clone()
     };
     m.heartbeat(&failing).await.unwrap();
-    let live = m2.live_agents(5_500).await.unwrap();
-    assert_eq!(live.iter().filter(|a| a.agent_id == id).count(), 1);
-    assert!(live.contains(&failing), "failed shards are stored");
-    assert!(!m2
-        .live_agents(6_000)
-        .await
-        .unwrap()
-        .iter()
-        .any(|a| a.agent_id == id));
+    let again = read(m2.agents().await.unwrap()).unwrap();
+    assert_eq!(again.beats, 2, "each heartbeat counts");
+    assert_eq!(again.failed_shards, vec![1], "failed shards are stored");
+    assert_eq!(again.heartbeat_ms, 6_000);
 }
 
 #[tokio::test]
@@ -382,7 +408,7 @@ async fn a_hole_in_the_chunk_index_is_reported_not_read_past() {
         .await
         .unwrap();
     let key = m.create_topic("holes", 1).await.unwrap().key();
-    m.acquire_lease(&key, 0, "agent-a", 1_000, 500)
+    m.acquire_lease(&key, 0, "agent-a", (1_000, 500), None)
         .await
         .unwrap();
     let first = ChunkCommit {
@@ -451,7 +477,7 @@ async fn postgres_renewals_and_chunk_commits_never_deadlock() {
     let now = now_ms();
     for p in 0..PARTS {
         commits
-            .acquire_lease(&key, p, "agent-a", now, 600_000)
+            .acquire_lease(&key, p, "agent-a", (now, 600_000), None)
             .await
             .unwrap();
     }
@@ -636,7 +662,7 @@ async fn epochs_suite(url: &str) {
     };
     assert!(m.leader_epochs(&key, 0).await.unwrap().is_empty());
     let g = m
-        .acquire_lease(&key, 0, "agent-a", 1_000, 500)
+        .acquire_lease(&key, 0, "agent-a", (1_000, 500), None)
         .await
         .unwrap();
     assert_eq!(g.epoch, 1);
@@ -649,11 +675,8 @@ async fn epochs_suite(url: &str) {
         .commit_chunk("agent-a", &commit(0, 100, 1), 1_000)
         .await
         .unwrap());
-    // Taken over after expiry: epoch 2 begins at the committed end.
-    let g = m
-        .acquire_lease(&key, 0, "agent-b", 2_000, 500)
-        .await
-        .unwrap();
+    // Taken over: epoch 2 begins at the committed end.
+    let g = common::take_over(&m, &key, 0, "agent-b").await;
     assert_eq!(g.epoch, 2);
     // Its own lease again (after a restart): same epoch, same start.
     assert!(m
@@ -661,14 +684,11 @@ async fn epochs_suite(url: &str) {
         .await
         .unwrap());
     let again = m
-        .acquire_lease(&key, 0, "agent-b", 2_100, 500)
+        .acquire_lease(&key, 0, "agent-b", (2_100, 500), None)
         .await
         .unwrap();
     assert_eq!(again.epoch, 2);
-    let g = m
-        .acquire_lease(&key, 0, "agent-a", 3_000, 500)
-        .await
-        .unwrap();
+    let g = common::take_over(&m, &key, 0, "agent-a").await;
     assert_eq!(g.epoch, 3);
     let h = m.leader_epochs(&key, 0).await.unwrap();
     assert_eq!(h.latest(), Some(3));
@@ -694,4 +714,14 @@ async fn sqlite_records_where_each_leader_epoch_began() {
 #[tokio::test]
 async fn postgres_records_where_each_leader_epoch_began() {
     epochs_suite(&common::postgres_url()).await;
+}
+
+/// `agent`'s lease grants and renewals as the store counts them.
+async fn lease_beats(m: &MetaStore, agent: &str) -> u64 {
+    m.agents()
+        .await
+        .unwrap()
+        .iter()
+        .find(|a| a.agent_id == agent)
+        .map_or(0, |a| a.lease_beats)
 }

@@ -37,7 +37,7 @@ fn bases(v: Vec<RangeLocation>) -> Vec<u64> {
 async fn time_ranges_suite(url: &str, forget: impl AsyncFnOnce(&str)) {
     let m = MetaStore::open(url).await.unwrap();
     let key = m.create_topic("times", 1).await.unwrap().key();
-    m.acquire_lease(&key, 0, "agent-a", 1_000, 60_000)
+    m.acquire_lease(&key, 0, "agent-a", (1_000, 60_000), None)
         .await
         .unwrap();
     for (i, (base, end, ts)) in [(0, 10, 1_000), (10, 20, 900), (20, 30, 3_000)]

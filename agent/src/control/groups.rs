@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use streamhouse_proto as pb;
 
-use crate::clock::now_ms;
+use crate::clock::{mono_ms, now_ms};
 use crate::groups::coordinator::GroupContext;
 use crate::messages::{ControlError, GroupAnswer, GroupCall};
 use crate::routing::shard_for;
@@ -49,6 +49,7 @@ pub(super) async fn sweep_groups(shared: Arc<Shared>) {
             catalog: &shared.catalog,
             metrics: &shared.metrics.groups,
             now_ms: now_ms(),
+            mono_ms: mono_ms(),
         };
         if let Err(e) = crate::groups::expiry::expire_empty_groups(&shared.groups, &cx, here).await
         {
@@ -73,6 +74,7 @@ pub(super) async fn flush_groups(shared: Arc<Shared>) {
             catalog: &shared.catalog,
             metrics: &shared.metrics.groups,
             now_ms: now_ms(),
+            mono_ms: mono_ms(),
         };
         shared.groups.flush(&cx).await;
     }
@@ -100,6 +102,7 @@ impl Shared {
             catalog: &self.catalog,
             metrics: &self.metrics.groups,
             now_ms: now_ms(),
+            mono_ms: mono_ms(),
         };
         let g = &self.groups;
         Ok(match call {
@@ -227,8 +230,7 @@ impl Shared {
     ) -> Result<pb::FindCoordinatorResponse, ControlError> {
         self.groups.settings().check_group_id(group)?;
         let agent = self.coordinator_of(group);
-        let since = now_ms() - i64::try_from(self.config.agent_timeout_ms).unwrap_or(i64::MAX / 4);
-        let agents = self.meta.live_agents(since).await?;
+        let agents = self.members.live_rows();
         let Some(row) = agents.iter().find(|a| a.agent_id == agent) else {
             return Err(ControlError::Unavailable(format!(
                 "the coordinator of group {group}, agent {agent}, has no recent heartbeat; retry"

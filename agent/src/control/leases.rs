@@ -14,6 +14,7 @@ use crate::clock::now_ms;
 use crate::ids::{name_of, PartitionId, TopicKey};
 use crate::messages::ToShard;
 use crate::metastore::MetaError;
+use crate::takeover::Decision;
 use streamhouse_shard::producers::RememberedBatch;
 
 use super::held::Held;
@@ -49,18 +50,23 @@ impl Shared {
     }
 
     /// Acquires one partition's lease and hands it to its shard.
-    /// A live agent's expired lease is left to it for a while (see
-    /// `takeover`): answered `LeaseHeld` meanwhile.
+    /// Another agent's lease is taken only once `takeover` says so (its
+    /// renewals stood still long enough on this agent's clock): answered
+    /// `LeaseHeld` meanwhile.
     pub(super) async fn acquire(&self, key: &TopicKey, partition: u32) -> Result<(), MetaError> {
         let before = self.meta.lease(key, partition).await?;
+        let mut take = None;
         if let Some(b) = before.as_ref().filter(|b| b.holder != self.config.agent_id) {
-            if !self.may_take(key, partition, b) {
-                return Err(MetaError::LeaseHeld {
-                    topic: key.to_string(),
-                    partition,
-                    holder: b.holder.clone(),
-                    expires_ms: b.expires_ms,
-                });
+            match self.takeover_decision(key, partition, b) {
+                Decision::Take(t) => take = t,
+                Decision::Wait => {
+                    return Err(MetaError::LeaseHeld {
+                        topic: key.to_string(),
+                        partition,
+                        holder: b.holder.clone(),
+                        expires_ms: b.expires_ms,
+                    })
+                }
             }
         }
         let sent_at = Instant::now();
@@ -70,8 +76,8 @@ impl Shared {
                 key,
                 partition,
                 &self.config.agent_id,
-                now_ms(),
-                self.ttl_ms(),
+                (now_ms(), self.ttl_ms()),
+                take.as_ref(),
             )
             .await?;
         let committed_end = self.meta.committed_end(key, partition).await?;
@@ -101,7 +107,6 @@ impl Shared {
                 }
             }
         }
-        self.expired.lock().forget(key, partition);
         let held = self.leases.insert(
             key,
             partition,
@@ -137,34 +142,30 @@ impl Shared {
         Ok(())
     }
 
-    /// Whether this agent may take `key/partition` from the agent in its
-    /// lease row `row` now (`takeover::ExpiredLeases::may_take`, with one
-    /// lease TTL of grace).
-    pub(super) fn may_take(
+    /// What to do about `key/partition`'s lease row `row`, held by another
+    /// agent (see `takeover::decide`).
+    fn takeover_decision(
         &self,
         key: &str,
         partition: u32,
         row: &crate::metastore::LeaseRow,
-    ) -> bool {
-        let live = self.members.is_live(&row.holder);
-        let shard_failed = self
-            .members
-            .peer_shard_failed(&row.holder, name_of(key), partition);
+    ) -> Decision {
         let holder = crate::takeover::Holder {
             agent: &row.holder,
             epoch: row.epoch,
             expires_ms: row.expires_ms,
-            live,
-            shard_failed,
+            live: self.members.is_live(&row.holder),
+            shard_failed: self
+                .members
+                .peer_shard_failed(&row.holder, name_of(key), partition),
+            silence: self.members.lease_silence(&row.holder, Instant::now()),
         };
-        let may = self
-            .expired
-            .lock()
-            .may_take(key, partition, &holder, now_ms(), self.ttl_ms());
-        if !may {
-            tracing::info!(topic = %key, partition, holder = %row.holder, epoch = row.epoch, "lease expired but its holder is alive: leaving it time to renew");
+        let ttl = Duration::from_millis(self.config.lease_ttl_ms);
+        let d = crate::takeover::decide(&holder, ttl);
+        if d == Decision::Wait {
+            tracing::debug!(topic = %key, partition, holder = %row.holder, epoch = row.epoch, "the holder may still serve the lease: waiting until its renewals stood still long enough");
         }
-        may
+        d
     }
 
     /// The epoch this agent holds `key/partition` under, if it does.
@@ -323,7 +324,7 @@ impl Shared {
                 // lease is renewed at the same epoch once the store answers
                 // again, unless another agent took it (then `Fenced`). Its
                 // acknowledged writes are still ours to ship; other agents
-                // leave a live agent's expired lease alone for a TTL.
+                // leave a live agent's unrenewed lease alone for two TTLs.
                 Err(e) if Instant::now() >= served_until => {
                     tracing::warn!(topic = %key, partition = p, error = %e, "lease expired: cannot renew it; writes refused until it is renewed")
                 }

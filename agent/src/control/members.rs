@@ -1,11 +1,14 @@
-//! What this agent knows of the cluster's members ([`Members`]): the live
-//! agents, other agents' shard counts and failed shards from their last
-//! heartbeats, the health of this agent's own shards, and since when its
-//! own heartbeats work; and from those, which agent should lead a
-//! partition. Plain state behind locks, time passed in; `membership`
-//! feeds it from the metadata store.
+//! What this agent knows of the cluster's members ([`Members`]): every
+//! registered agent's last row and since when (this agent's monotonic
+//! clock) its heartbeat and lease counters stood still, the live agents
+//! that follows from it, the health of this agent's own shards; and from
+//! those, which agent should lead a partition. No wall-clock time another
+//! agent wrote is compared with this agent's clock: an agent is alive
+//! while its counter moves. Plain state behind locks, time passed in;
+//! `membership` feeds it from the metadata store.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -13,21 +16,30 @@ use crate::messages::ShardHealth;
 use crate::metastore::AgentRow;
 use crate::routing::shard_for;
 
+/// One agent's row as last read, and since when its counters stood still.
+struct Seen {
+    row: AgentRow,
+    /// When `row.beats` was first seen at its current value.
+    beats_since: Instant,
+    /// When `row.lease_beats` was first seen at its current value.
+    lease_since: Instant,
+}
+
 /// The cluster as this agent last saw it.
 pub(super) struct Members {
     /// This agent's id.
     me: String,
+    /// Every registered agent, from the last heartbeat round.
+    seen: Mutex<HashMap<String, Seen>>,
     /// Live agent ids, sorted (this one always included), from the last
     /// heartbeat round.
     live: Mutex<Vec<String>>,
-    /// Other live agents → (shard count, failed shards), from the last
-    /// heartbeat round.
-    peers: Mutex<HashMap<String, (usize, Vec<usize>)>>,
     /// This agent's shards whose WAL failed or whose executor ended.
     unwell: Mutex<HashMap<usize, ShardHealth>>,
-    /// Since when (ms) this agent's heartbeats have worked without a
-    /// failure; `None` right after one failed.
-    ok_since: Mutex<Option<i64>>,
+    /// The last heartbeat round worked (else the next one starts every
+    /// agent's watch again: while this agent cannot read the store it
+    /// sees nobody's counters move, its own included).
+    watching: Mutex<bool>,
 }
 
 impl Members {
@@ -35,10 +47,10 @@ impl Members {
     pub(super) fn new(me: &str) -> Self {
         Members {
             me: me.to_owned(),
+            seen: Mutex::new(HashMap::new()),
             live: Mutex::new(Vec::new()),
-            peers: Mutex::new(HashMap::new()),
             unwell: Mutex::new(HashMap::new()),
-            ok_since: Mutex::new(None),
+            watching: Mutex::new(false),
         }
     }
 
@@ -47,15 +59,35 @@ impl Members {
         self.live.lock().clone()
     }
 
+    /// The last rows of the live agents (shard addresses), by id.
+    pub(super) fn live_rows(&self) -> Vec<AgentRow> {
+        let live = self.live.lock();
+        let seen = self.seen.lock();
+        live.iter()
+            .filter_map(|id| seen.get(id).map(|s| s.row.clone()))
+            .collect()
+    }
+
     /// Whether `agent` was live at the last heartbeat round.
     pub(super) fn is_live(&self, agent: &str) -> bool {
         self.live.lock().iter().any(|a| a == agent)
     }
 
+    /// `agent`'s lease grants and renewals as last read, and for how long
+    /// (at `now`) they have not moved; `None` for an agent not registered.
+    pub(super) fn lease_silence(&self, agent: &str, now: Instant) -> Option<(u64, Duration)> {
+        self.seen.lock().get(agent).map(|s| {
+            (
+                s.row.lease_beats,
+                now.saturating_duration_since(s.lease_since),
+            )
+        })
+    }
+
     /// Whether `agent`, by its last heartbeat (shard count, failed
     /// shards), reports the shard serving `topic/partition` as failed.
     pub(super) fn peer_shard_failed(&self, agent: &str, topic: &str, partition: u32) -> bool {
-        peer_shard_failed(&self.peers.lock(), agent, topic, partition)
+        agent != self.me && peer_shard_failed(&self.seen.lock(), agent, topic, partition)
     }
 
     /// Whether this agent's shard `shard` failed or died.
@@ -94,47 +126,60 @@ impl Members {
         }
     }
 
-    /// This agent's heartbeat failed: until they work again for a whole
-    /// agent timeout, no agent seen live is declared dead.
+    /// This agent's heartbeat round failed: the next one that works
+    /// starts watching every agent again.
     pub(super) fn heartbeat_failed(&self) {
-        *self.ok_since.lock() = None;
+        *self.watching.lock() = false;
     }
 
-    /// Takes in the agents whose heartbeats are fresh (`rows`) at `now_ms`.
-    /// An agent seen live before is declared dead only once this agent's
-    /// own heartbeats have worked for `timeout_ms`: after a metadata-store
-    /// outage every heartbeat looks stale, because nobody could write one.
-    /// Returns the new live list when it changed.
+    /// Takes in every registered agent's row at `now`. An agent is live
+    /// while its heartbeat counter moved within the last `timeout` of this
+    /// agent's watch; one just seen (or seen again after this agent could
+    /// not read the store) is given a whole `timeout`. Returns the new live
+    /// list when it changed.
     pub(super) fn observe(
         &self,
         rows: Vec<AgentRow>,
-        now_ms: i64,
-        timeout_ms: i64,
+        now: Instant,
+        timeout: Duration,
     ) -> Option<Vec<String>> {
-        *self.peers.lock() = rows
-            .iter()
-            .filter(|a| a.agent_id != self.me)
-            .map(|a| {
-                (
-                    a.agent_id.clone(),
-                    (a.shard_addresses.len(), a.failed_shards.clone()),
-                )
-            })
+        let again = !std::mem::replace(&mut *self.watching.lock(), true);
+        let mut seen = self.seen.lock();
+        let mut fresh = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let s = match seen.remove(&row.agent_id) {
+                Some(old) if !again => Seen {
+                    beats_since: if old.row.beats == row.beats {
+                        old.beats_since
+                    } else {
+                        now
+                    },
+                    lease_since: if old.row.lease_beats == row.lease_beats {
+                        old.lease_since
+                    } else {
+                        now
+                    },
+                    row,
+                },
+                _ => Seen {
+                    row,
+                    beats_since: now,
+                    lease_since: now,
+                },
+            };
+            fresh.insert(s.row.agent_id.clone(), s);
+        }
+        *seen = fresh;
+        let mut ids: Vec<String> = seen
+            .values()
+            .filter(|s| now.saturating_duration_since(s.beats_since) < timeout)
+            .map(|s| s.row.agent_id.clone())
             .collect();
-        let mut ids: Vec<String> = rows.into_iter().map(|a| a.agent_id).collect();
         if !ids.contains(&self.me) {
             ids.push(self.me.clone());
         }
-        let ok_since = *self.ok_since.lock().get_or_insert(now_ms);
-        let mut live = self.live.lock();
-        if now_ms - ok_since < timeout_ms {
-            for id in live.iter() {
-                if !ids.contains(id) {
-                    ids.push(id.clone());
-                }
-            }
-        }
         ids.sort();
+        let mut live = self.live.lock();
         if *live == ids {
             return None;
         }
@@ -155,7 +200,7 @@ impl Members {
         own_shard: usize,
     ) -> bool {
         let live = self.live.lock();
-        let peers = self.peers.lock();
+        let seen = self.seen.lock();
         let own_shard_works = !self.shard_unwell(own_shard);
         let working: Vec<String> = live
             .iter()
@@ -163,7 +208,7 @@ impl Members {
                 if **a == self.me {
                     own_shard_works
                 } else {
-                    !peer_shard_failed(&peers, a, topic, partition)
+                    !peer_shard_failed(&seen, a, topic, partition)
                 }
             })
             .cloned()
@@ -173,16 +218,19 @@ impl Members {
     }
 }
 
-/// Whether `agent`, by its last heartbeat in `peers` (shard count, failed
+/// Whether `agent`, by its last row in `seen` (shard count, failed
 /// shards), reports the shard serving `topic/partition` as failed.
 fn peer_shard_failed(
-    peers: &HashMap<String, (usize, Vec<usize>)>,
+    seen: &HashMap<String, Seen>,
     agent: &str,
     topic: &str,
     partition: u32,
 ) -> bool {
-    peers.get(agent).is_some_and(|(shards, failed)| {
-        failed.contains(&shard_for(topic, partition, (*shards).max(1)))
+    seen.get(agent).is_some_and(|s| {
+        let shards = s.row.shard_addresses.len().max(1);
+        s.row
+            .failed_shards
+            .contains(&shard_for(topic, partition, shards))
     })
 }
 
@@ -190,7 +238,7 @@ fn peer_shard_failed(
 mod tests {
     use super::*;
 
-    fn row(id: &str, shards: usize, failed: Vec<usize>) -> AgentRow {
+    fn row(id: &str, shards: usize, failed: Vec<usize>, beats: u64) -> AgentRow {
         AgentRow {
             agent_id: id.into(),
             shard_addresses: (0..shards)
@@ -198,44 +246,94 @@ mod tests {
                 .collect(),
             heartbeat_ms: 0,
             failed_shards: failed,
+            beats,
+            lease_beats: beats,
         }
     }
 
+    fn at(t0: Instant, ms: u64) -> Instant {
+        t0 + Duration::from_millis(ms)
+    }
+
+    const TIMEOUT: Duration = Duration::from_millis(500);
+
     #[test]
-    fn an_agent_missing_from_the_heartbeats_stays_live_until_ours_worked_a_whole_timeout() {
+    fn an_agent_is_live_while_its_counter_moves_on_our_clock() {
+        let t0 = Instant::now();
         let m = Members::new("a");
-        let both = m.observe(vec![row("a", 1, vec![]), row("b", 1, vec![])], 1_000, 500);
+        let both = m.observe(
+            vec![row("a", 1, vec![], 1), row("b", 1, vec![], 7)],
+            t0,
+            TIMEOUT,
+        );
         assert_eq!(both, Some(vec!["a".to_string(), "b".to_string()]));
-        // Our heartbeats have worked for 400 ms < 500 ms: b is kept.
-        assert_eq!(m.observe(vec![row("a", 1, vec![])], 1_400, 500), None);
-        assert!(m.is_live("b"));
-        // For 500 ms: b is gone.
+        // b's counter moved at 300: live until 800 whatever its wall clock.
+        m.observe(vec![row("b", 1, vec![], 8)], at(t0, 300), TIMEOUT);
         assert_eq!(
-            m.observe(vec![row("a", 1, vec![])], 1_500, 500),
+            m.observe(vec![row("b", 1, vec![], 8)], at(t0, 799), TIMEOUT),
+            None
+        );
+        assert!(m.is_live("b"));
+        assert_eq!(
+            m.lease_silence("b", at(t0, 799)),
+            Some((8, Duration::from_millis(499)))
+        );
+        assert_eq!(
+            m.observe(vec![row("b", 1, vec![], 8)], at(t0, 800), TIMEOUT),
             Some(vec!["a".to_string()])
         );
+        assert!(!m.is_live("b"));
+        assert_eq!(m.lease_silence("c", at(t0, 800)), None);
+    }
+
+    #[test]
+    fn a_failed_heartbeat_round_starts_every_watch_again() {
+        let t0 = Instant::now();
+        let m = Members::new("a");
+        m.observe(
+            vec![row("a", 1, vec![], 1), row("b", 1, vec![], 1)],
+            t0,
+            TIMEOUT,
+        );
+        m.heartbeat_failed();
+        // Nothing moved during the outage; watched again from 2_000.
+        assert_eq!(
+            m.observe(vec![row("b", 1, vec![], 1)], at(t0, 2_000), TIMEOUT),
+            None
+        );
+        assert_eq!(
+            m.observe(vec![row("b", 1, vec![], 1)], at(t0, 2_400), TIMEOUT),
+            None
+        );
+        assert!(m.is_live("b"));
+        assert_eq!(
+            m.lease_silence("b", at(t0, 2_400)),
+            Some((1, Duration::from_millis(400)))
+        );
+        assert!(m
+            .observe(vec![row("b", 1, vec![], 1)], at(t0, 2_500), TIMEOUT)
+            .is_some());
         assert!(!m.is_live("b"));
     }
 
     #[test]
-    fn a_failed_heartbeat_restarts_the_grace() {
-        let m = Members::new("a");
-        m.observe(vec![row("a", 1, vec![]), row("b", 1, vec![])], 1_000, 500);
-        m.heartbeat_failed();
-        // Working again since 2_000: at 2_400 b is still kept.
-        assert_eq!(m.observe(vec![row("a", 1, vec![])], 2_000, 500), None);
-        assert_eq!(m.observe(vec![row("a", 1, vec![])], 2_400, 500), None);
-        assert!(m.is_live("b"));
-    }
-
-    #[test]
     fn partitions_go_to_agents_whose_shard_for_them_works() {
+        let t0 = Instant::now();
         let m = Members::new("a");
-        m.observe(vec![row("a", 1, vec![]), row("b", 1, vec![])], 0, 500);
+        m.observe(
+            vec![row("a", 1, vec![], 1), row("b", 1, vec![], 1)],
+            t0,
+            TIMEOUT,
+        );
         // With b's only shard failed, every partition is a's.
-        m.observe(vec![row("a", 1, vec![]), row("b", 1, vec![0])], 1, 500);
+        m.observe(
+            vec![row("a", 1, vec![], 2), row("b", 1, vec![0], 2)],
+            at(t0, 1),
+            TIMEOUT,
+        );
         assert!(m.peer_shard_failed("b", "t", 3));
         assert!((0..32).all(|p| m.assigned_here("t#1", "t", p, 0)));
+        assert_eq!(m.live_rows().len(), 2);
         // With a's shard failed too, the plain rendezvous owner decides:
         // some partitions are b's.
         m.set_health(0, ShardHealth::Failed);

@@ -4,6 +4,7 @@
 //! answered from. Must not change a lease except through `leases`.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
 
@@ -35,19 +36,20 @@ impl Shared {
     }
 
     pub(super) async fn heartbeat_round(&self) -> Result<(), MetaError> {
-        let now = now_ms();
         let row = crate::metastore::AgentRow {
             agent_id: self.config.agent_id.clone(),
             shard_addresses: (0..self.config.shard_count())
                 .map(|i| self.config.shard_address(i))
                 .collect(),
-            heartbeat_ms: now,
+            heartbeat_ms: now_ms(),
             failed_shards: self.members.unwell_shards(),
+            beats: 0,
+            lease_beats: 0,
         };
         self.meta.heartbeat(&row).await?;
-        let timeout = i64::try_from(self.config.agent_timeout_ms).unwrap_or(i64::MAX / 4);
-        let rows = self.meta.live_agents(now - timeout).await?;
-        if let Some(ids) = self.members.observe(rows, now, timeout) {
+        let rows = self.meta.agents().await?;
+        let timeout = Duration::from_millis(self.config.agent_timeout_ms);
+        if let Some(ids) = self.members.observe(rows, Instant::now(), timeout) {
             tracing::info!(agents = ?ids, "live agents changed");
         }
         Ok(())
@@ -99,9 +101,7 @@ impl Shared {
     /// shard addresses, and per partition of `topics` (all when empty) its
     /// leader's address and lease epoch ("" when no live agent holds it).
     pub async fn cluster_view(&self, topics: &[String]) -> Result<ClusterView, MetaError> {
-        let now = now_ms();
-        let since = now - i64::try_from(self.config.agent_timeout_ms).unwrap_or(i64::MAX / 4);
-        let agents = self.meta.live_agents(since).await?;
+        let agents = self.members.live_rows();
         let mut view = ClusterView {
             agents: agents
                 .iter()
@@ -120,7 +120,8 @@ impl Shared {
                 let Some(slot) = parts.get_mut(p as usize) else {
                     continue;
                 };
-                if row.expires_ms <= now {
+                // Released: nobody leads it until the next holder says so.
+                if row.expires_ms == 0 {
                     continue;
                 }
                 if let Some(a) = agents.iter().find(|a| a.agent_id == row.holder) {

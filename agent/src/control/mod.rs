@@ -164,7 +164,6 @@ async fn run(
         release: AtomicBool::new(false),
         members,
         moving: Mutex::new(HashSet::new()),
-        expired: Mutex::new(crate::takeover::ExpiredLeases::default()),
         readiness: Arc::new(Readiness::new(shard_ports)),
         draining: Arc::new(AtomicBool::new(false)),
         tasks: Arc::new(TaskRegistry::default()),

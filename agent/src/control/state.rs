@@ -53,9 +53,6 @@ pub(crate) struct Shared {
     pub(super) members: Members,
     /// Partitions being handed to another agent.
     pub(super) moving: Mutex<HashSet<PartitionId>>,
-    /// Since when other live agents' leases have been seen expired (see
-    /// `takeover`).
-    pub(super) expired: Mutex<crate::takeover::ExpiredLeases>,
     /// What `/ready` answers from: the first lease round is done, and
     /// the last metadata store round succeeded (or why it failed).
     pub readiness: Arc<Readiness>,

@@ -38,8 +38,13 @@ pub struct GroupContext<'a> {
     pub meta: &'a MetaStore,
     pub catalog: &'a Catalog,
     pub metrics: &'a GroupMetrics,
-    /// Milliseconds since the epoch.
+    /// Wall clock, ms since the Unix epoch: only for what is stored for
+    /// people and the retention of empty groups (`updated_ms`,
+    /// `commit_ms`), never for sessions.
     pub now_ms: i64,
+    /// Monotonic ms (`clock::mono_ms`): sessions, rebalance timeouts, save
+    /// and check cadences. A step of the wall clock moves none of them.
+    pub mono_ms: i64,
 }
 
 /// The coordinator's own state: settings, locks and member ids.
@@ -169,9 +174,9 @@ impl Coordinator {
     /// Cancelling it leaves the groups not reached for the next flush.
     pub async fn flush(&self, cx: &GroupContext<'_>) -> usize {
         let mut saved = 0;
-        for group in self.live.due(cx.now_ms) {
+        for group in self.live.due(cx.mono_ms) {
             let _one = self.lock(&group).await;
-            let live = match self.live.take(cx.meta, &group, cx.now_ms).await {
+            let live = match self.live.take(cx.meta, &group, cx.mono_ms).await {
                 Ok(Some(l)) => l,
                 Ok(None) => continue,
                 Err(e) => {
@@ -240,8 +245,8 @@ impl Coordinator {
             Some(version) => {
                 live.version = version;
                 live.dirty = false;
-                live.saved_ms = cx.now_ms;
-                live.verified_ms = cx.now_ms;
+                live.saved_ms = cx.mono_ms;
+                live.verified_ms = cx.mono_ms;
                 self.live.mark_saved(group, live);
                 Ok(true)
             }
@@ -293,7 +298,7 @@ impl Coordinator {
         let topics = Self::topics(cx);
         for _ in 0..SAVE_ATTEMPTS {
             let leaving = req.member_epoch < 0;
-            let mut live = match self.live.take(cx.meta, &req.group_id, cx.now_ms).await? {
+            let mut live = match self.live.take(cx.meta, &req.group_id, cx.mono_ms).await? {
                 Some(l) => l,
                 None if leaving => return Ok(pb::GroupHeartbeatResponse::default()),
                 None if req.member_epoch > 0 => {
@@ -305,7 +310,7 @@ impl Coordinator {
                 }
                 None => {
                     self.check_room(cx, &req.group_id).await?;
-                    let mut l = Live::new(Group::new(assignor), 0, cx.now_ms);
+                    let mut l = Live::new(Group::new(assignor), 0, cx.mono_ms);
                     l.incarnation = self.live.fresh_incarnation();
                     l.dirty = true;
                     l
@@ -331,7 +336,7 @@ impl Coordinator {
                 &new_id,
                 &topics,
                 self.settings.max_members,
-                cx.now_ms,
+                cx.mono_ms,
             );
             let id = match &out {
                 Ok(Some(j)) => j.member_id.as_str(),
@@ -357,7 +362,7 @@ impl Coordinator {
                 live.group.epoch,
             );
             let mine = (live.incarnation, live.changes);
-            if live.version == 0 || live.save_due(cx.now_ms) {
+            if live.version == 0 || live.save_due(cx.mono_ms) {
                 // A new group's row is written at once (later requests find
                 // it by its version), and so are changes held for
                 // SAVE_EVERY_MS (this one's with them) and the heartbeat
@@ -436,7 +441,7 @@ impl Coordinator {
                 Some(g) => g,
                 None => decode(&s.name, &s.state)?,
             };
-            g.expire(cx.now_ms);
+            g.expire(cx.mono_ms);
             groups.push(pb::GroupSummary {
                 group_id: s.name,
                 state: state_name(&g).into(),
@@ -461,9 +466,17 @@ impl Coordinator {
         // its heartbeat times are current, the stored ones up to a flush old.
         let mut g = match self.live.peek(&req.group_id, stored.version) {
             Some(g) => g,
-            None => decode(&req.group_id, &stored.state)?,
+            None => {
+                // Stored heartbeat times are another process's monotonic
+                // clock: as a load would, count every member seen now.
+                let mut g = decode(&req.group_id, &stored.state)?;
+                for m in g.members.values_mut() {
+                    m.last_seen_ms = cx.mono_ms;
+                }
+                g
+            }
         };
-        g.expire(cx.now_ms);
+        g.expire(cx.mono_ms);
         let committed = self
             .fetch_offsets(
                 cx,
@@ -512,7 +525,8 @@ impl Coordinator {
                 topics: m.topics.iter().cloned().collect(),
                 assignment: to_pb(&m.assigned),
                 revoking: to_pb(&m.revoking),
-                last_heartbeat_ms: m.last_seen_ms,
+                // Wall-clock ms, for people: as long ago as it was.
+                last_heartbeat_ms: cx.now_ms - cx.mono_ms.saturating_sub(m.last_seen_ms),
                 away: m.away,
             });
         }
@@ -542,7 +556,7 @@ impl Coordinator {
                 Some(g) => g,
                 None => decode(&req.group_id, &stored.state)?,
             };
-            g.expire(cx.now_ms);
+            g.expire(cx.mono_ms);
             require_empty(&req.group_id, &g)?;
             if cx.meta.delete_group(&req.group_id, stored.version).await? {
                 cx.metrics.forget(&req.group_id);

@@ -45,7 +45,7 @@ pub async fn expire_empty_groups(
                 continue;
             }
         };
-        g.expire(cx.now_ms);
+        g.expire(cx.mono_ms);
         if !g.members.is_empty() {
             continue;
         }

@@ -169,13 +169,14 @@ impl LiveGroups {
             return Ok(None);
         };
         let mut g = decode(group, &stored.state)?;
-        // Stored heartbeat times are up to a quarter session old, and a
-        // coordinator change took time: every member gets a full session
-        // (and rebalance timeout) from this load, as from a heartbeat.
+        // Stored heartbeat times are another process's monotonic clock (or
+        // up to a quarter session old), and a coordinator change took
+        // time: every member gets a full session (and rebalance timeout)
+        // from this load, as from a heartbeat.
         for m in g.members.values_mut() {
-            m.last_seen_ms = m.last_seen_ms.max(now_ms);
+            m.last_seen_ms = now_ms;
             if let Some(since) = m.revoking_since_ms.as_mut() {
-                *since = (*since).max(now_ms);
+                *since = now_ms;
             }
         }
         let mut live = Live::new(g, stored.version, now_ms);

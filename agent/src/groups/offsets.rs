@@ -79,7 +79,7 @@ impl Coordinator {
         }
         let _one = self.lock(&req.group_id).await;
         for _ in 0..SAVE_ATTEMPTS {
-            let Some(live) = self.live.take(cx.meta, &req.group_id, cx.now_ms).await? else {
+            let Some(live) = self.live.take(cx.meta, &req.group_id, cx.mono_ms).await? else {
                 if req.member_id.is_empty() {
                     // An administrative commit creates the group.
                     self.check_room(cx, &req.group_id).await?;
@@ -98,9 +98,9 @@ impl Coordinator {
             // A member silent past its session timeout is out, saved or not.
             let checked = if req.member_id.is_empty() {
                 let mut g = live.group.clone();
-                g.expire(cx.now_ms);
+                g.expire(cx.mono_ms);
                 require_empty(&req.group_id, &g)
-            } else if live.group.expired(&req.member_id, cx.now_ms) {
+            } else if live.group.expired(&req.member_id, cx.mono_ms) {
                 Err(GroupError::UnknownMember {
                     group: req.group_id.clone(),
                     member: req.member_id.clone(),

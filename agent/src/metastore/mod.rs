@@ -17,6 +17,7 @@
 
 pub mod groups;
 mod postgres;
+mod schema;
 mod sqlite;
 pub mod text;
 
@@ -28,6 +29,7 @@ pub use text::{decode_shards, encode_producers, encode_shards, split_addresses};
 
 use crate::ids::{PartitionId, TopicKey};
 use crate::leader_epochs::EpochHistory;
+pub(crate) use schema::{BUMP_LEASE_BEATS, MIGRATIONS};
 
 /// How long a producer's state is kept after its last committed batch,
 /// in milliseconds: 1 day (Kafka's `producer.id.expiration.ms`). A producer
@@ -111,11 +113,30 @@ pub struct AgentRow {
     pub agent_id: String,
     /// host:port of each shard, index = shard number.
     pub shard_addresses: Vec<String>,
-    /// Milliseconds since the Unix epoch.
+    /// Milliseconds since the Unix epoch, by the agent's own clock: for
+    /// people reading the table; no decision compares it with another
+    /// clock.
     pub heartbeat_ms: i64,
     /// Shards whose WAL failed (or whose executor ended): other agents lead
     /// the partitions that hash to them until they recover.
     pub failed_shards: Vec<usize>,
+    /// Heartbeats written so far (read back; a heartbeat adds one).
+    pub beats: u64,
+    /// Lease grants and renewals so far (read back; each adds one).
+    pub lease_beats: u64,
+}
+
+/// What an agent saw of another agent's lease before taking it over: the
+/// store grants it only while the row and the holder's `lease_beats` are
+/// still these (nobody renewed or took it since).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Takeover {
+    pub holder: String,
+    pub epoch: u64,
+    /// The holder's `lease_beats` when this agent last saw them change.
+    /// 0: the holder never counted them (an agent of an older version),
+    /// and the lease's own wall-clock expiry decides instead.
+    pub lease_beats: u64,
 }
 
 /// Metadata store errors.
@@ -208,7 +229,7 @@ pub enum MetaStore {
 }
 
 /// Highest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 impl MetaStore {
     /// Opens `sqlite:///PATH` or `postgres://...` and applies pending
@@ -284,19 +305,25 @@ impl MetaStore {
         }
     }
 
-    /// Acquires (or re-acquires) a partition's lease for `ttl_ms`.
+    /// Acquires (or re-acquires) a partition's lease: a new one, one
+    /// released, one this agent holds, or another agent's as `take` saw it
+    /// (else `LeaseHeld`). `now_ms + ttl_ms` is stored as the expiry for
+    /// people and older agents; the grant counts in `agent`'s
+    /// `lease_beats`.
     pub async fn acquire_lease(
         &self,
         topic: &TopicKey,
         partition: u32,
         agent: &str,
-        now_ms: i64,
-        ttl_ms: i64,
+        (now_ms, ttl_ms): (i64, i64),
+        take: Option<&Takeover>,
     ) -> Result<LeaseGrant, MetaError> {
         match self {
-            MetaStore::Sqlite(s) => s.acquire_lease(topic, partition, agent, now_ms, ttl_ms),
+            MetaStore::Sqlite(s) => {
+                s.acquire_lease(topic, partition, agent, (now_ms, ttl_ms), take)
+            }
             MetaStore::Postgres(s) => {
-                s.bounded(s.acquire_lease(topic, partition, agent, now_ms, ttl_ms))
+                s.bounded(s.acquire_lease(topic, partition, agent, (now_ms, ttl_ms), take))
                     .await
             }
         }
@@ -487,13 +514,34 @@ impl MetaStore {
         }
     }
 
-    /// Agents whose heartbeat is newer than `since_ms`.
-    pub async fn live_agents(&self, since_ms: i64) -> Result<Vec<AgentRow>, MetaError> {
+    /// Every registered agent, by id (whether each is alive is for the
+    /// reader to judge from how its counters move).
+    pub async fn agents(&self) -> Result<Vec<AgentRow>, MetaError> {
         match self {
-            MetaStore::Sqlite(s) => s.live_agents(since_ms),
-            MetaStore::Postgres(s) => s.bounded(s.live_agents(since_ms)).await,
+            MetaStore::Sqlite(s) => s.agents(),
+            MetaStore::Postgres(s) => s.bounded(s.agents()).await,
         }
     }
+}
+
+/// Whether an agent that saw `take` may take over the lease `row` (held
+/// by another agent, not released) whose holder's `lease_beats` are now
+/// `holder_beats`: only while nothing moved since it looked. A holder that
+/// never counted grants (an older agent) is judged by the row's
+/// wall-clock expiry, as such agents judge each other.
+pub(crate) fn takeover_allowed(
+    row: &LeaseRow,
+    holder_beats: u64,
+    take: Option<&Takeover>,
+    now_ms: i64,
+) -> bool {
+    let Some(t) = take else {
+        return false;
+    };
+    t.holder == row.holder
+        && t.epoch == row.epoch
+        && t.lease_beats == holder_beats
+        && (holder_beats != 0 || row.expires_ms <= now_ms)
 }
 
 pub(crate) fn to_i64(v: u64) -> i64 {
@@ -503,67 +551,6 @@ pub(crate) fn to_i64(v: u64) -> i64 {
 pub(crate) fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
-
-/// Versioned schema migrations, applied in order in one transaction each.
-/// The SQL is the common subset of SQLite and PostgreSQL.
-pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
-    (
-        1,
-        "CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
-     INSERT INTO counters (name, value) VALUES ('topic_id', 1), ('producer_id', 1);
-     CREATE TABLE topics (name TEXT PRIMARY KEY, id BIGINT NOT NULL, partitions BIGINT NOT NULL);
-     CREATE TABLE leases (topic TEXT NOT NULL, part BIGINT NOT NULL, holder TEXT NOT NULL,
-         epoch BIGINT NOT NULL, expires_ms BIGINT NOT NULL, PRIMARY KEY (topic, part));
-     CREATE TABLE chunks (key TEXT PRIMARY KEY, agent TEXT NOT NULL, size BIGINT NOT NULL);
-     CREATE TABLE chunk_ranges (topic TEXT NOT NULL, part BIGINT NOT NULL,
-         base_offset BIGINT NOT NULL, end_offset BIGINT NOT NULL, chunk_key TEXT NOT NULL,
-         pos BIGINT NOT NULL, len BIGINT NOT NULL, epoch BIGINT NOT NULL,
-         PRIMARY KEY (topic, part, base_offset));
-     CREATE INDEX chunk_ranges_end ON chunk_ranges (topic, part, end_offset);
-     CREATE TABLE agents (agent_id TEXT PRIMARY KEY, addresses TEXT NOT NULL,
-         heartbeat_ms BIGINT NOT NULL);",
-    ),
-    (
-        2,
-        "CREATE TABLE producer_state (topic TEXT NOT NULL, part BIGINT NOT NULL,
-         producer_id BIGINT NOT NULL, batches TEXT NOT NULL, end_offset BIGINT NOT NULL,
-         updated_ms BIGINT NOT NULL, PRIMARY KEY (topic, part, producer_id));",
-    ),
-    (
-        3,
-        "CREATE TABLE producer_epochs (producer_id BIGINT PRIMARY KEY, epoch BIGINT NOT NULL);",
-    ),
-    (
-        4,
-        "ALTER TABLE agents ADD COLUMN failed_shards TEXT NOT NULL DEFAULT '';",
-    ),
-    (
-        5,
-        "CREATE TABLE consumer_groups (group_id TEXT PRIMARY KEY, state TEXT NOT NULL,
-         version BIGINT NOT NULL, updated_ms BIGINT NOT NULL);
-     CREATE TABLE group_offsets (group_id TEXT NOT NULL, topic TEXT NOT NULL, part BIGINT NOT NULL,
-         committed_offset BIGINT NOT NULL, metadata TEXT NOT NULL, commit_ms BIGINT NOT NULL,
-         PRIMARY KEY (group_id, topic, part));
-     CREATE INDEX group_offsets_topic ON group_offsets (topic);",
-    ),
-    (
-        6,
-        "CREATE TABLE leader_epochs (topic TEXT NOT NULL, part BIGINT NOT NULL,
-         epoch BIGINT NOT NULL, start_offset BIGINT NOT NULL, PRIMARY KEY (topic, part, epoch));
-     ALTER TABLE group_offsets ADD COLUMN leader_epoch BIGINT NOT NULL DEFAULT 0;",
-    ),
-    (
-        7,
-        // NULL: committed before the time index existed (read to find out).
-        "ALTER TABLE chunk_ranges ADD COLUMN max_timestamp BIGINT;",
-    ),
-    (
-        8,
-        // A coordinator reads a group's version on every request: from this
-        // index, not past the state stored before it in the row.
-        "CREATE INDEX consumer_groups_version ON consumer_groups (group_id, version);",
-    ),
-];
 
 /// Records, inside a lease acquisition's transaction, that a newly granted
 /// epoch begins at the partition's committed end (parameters: topic,

@@ -651,3 +651,37 @@ pub fn sample(metrics: &str, name: &str) -> f64 {
         .parse()
         .unwrap()
 }
+
+/// Takes `key/partition`'s lease for `agent` as a taker that watched the
+/// holder's renewals stand still would (the holder's current
+/// `lease_beats`), looking again when a renewal comes in between.
+#[allow(dead_code)] // not every test crate that includes this uses it
+pub async fn take_over(
+    m: &streamhouse_agent::metastore::MetaStore,
+    key: &streamhouse_agent::ids::TopicKey,
+    partition: u32,
+    agent: &str,
+) -> streamhouse_agent::metastore::LeaseGrant {
+    use streamhouse_agent::metastore::{MetaError, Takeover};
+    loop {
+        let row = m.lease(key, partition).await.unwrap().unwrap();
+        let agents = m.agents().await.unwrap();
+        let take = Takeover {
+            lease_beats: agents
+                .iter()
+                .find(|a| a.agent_id == row.holder)
+                .map_or(0, |a| a.lease_beats),
+            holder: row.holder,
+            epoch: row.epoch,
+        };
+        let now = streamhouse_agent::clock::now_ms();
+        match m
+            .acquire_lease(key, partition, agent, (now, 3_600_000), Some(&take))
+            .await
+        {
+            Ok(g) => return g,
+            Err(MetaError::LeaseHeld { .. }) => continue,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}

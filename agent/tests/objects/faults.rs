@@ -22,7 +22,8 @@ async fn a_fenced_agent_cannot_commit_and_stops_serving() {
     let committed = committed_end(&meta_url, &meta, 0).await;
     assert_eq!(committed, before[&0].len() as u64);
 
-    // Another agent takes partition 0 over (its clock says our lease expired).
+    // Another agent takes partition 0 over (as if it had watched our
+    // renewals stand still for a TTL).
     let m = MetaStore::open(&meta_url).await.unwrap();
     let key = m
         .topics()
@@ -32,11 +33,7 @@ async fn a_fenced_agent_cannot_commit_and_stops_serving() {
         .find(|t| t.name == "fence")
         .unwrap()
         .key();
-    let far = streamhouse_agent::clock::now_ms() + 3_600_000;
-    let g = m
-        .acquire_lease(&key, 0, "intruder", far, 3_600_000)
-        .await
-        .unwrap();
+    let g = take_over(&m, &key, 0, "intruder").await;
     assert_eq!(g.epoch, 2);
 
     // The stale agent may still accept a durable write until it notices,

@@ -160,16 +160,12 @@ async fn a_crash_after_a_lease_came_back_serves_only_the_new_leases_batches() {
     let old: Vec<String> = (0..50).map(|i| format!("old-lease-{i}")).collect();
     c.produce(produce_req(TOPIC, 0, &old)).await.unwrap();
 
-    // Another holder takes the lease (its clock is far ahead) and gives it
-    // back at once: the agent is fenced, then acquires it again at a new
+    // Another holder takes the lease (as if it had watched the renewals
+    // stand still) and gives it back at once: the agent is fenced, then acquires it again at a new
     // epoch and continues at the committed end (0), not after its WAL.
     let m = MetaStore::open(&meta_url).await.unwrap();
     let key = m.topics().await.unwrap()[0].key();
-    let far = streamhouse_agent::clock::now_ms() + 3_600_000;
-    let g = m
-        .acquire_lease(&key, 0, "intruder", far, 3_600_000)
-        .await
-        .unwrap();
+    let g = take_over(&m, &key, 0, "intruder").await;
     m.release_lease(&key, 0, "intruder", g.epoch).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {

@@ -7,7 +7,10 @@ use tokio_postgres::GenericClient;
 use crate::ids::PartitionId;
 use crate::leader_epochs::{EpochStart, MAX_EPOCHS_KEPT};
 use crate::metastore::sqlite::fenced;
-use crate::metastore::{to_i64, to_u64, LeaseGrant, LeaseRow, MetaError, RECORD_EPOCH_START};
+use crate::metastore::{
+    takeover_allowed, to_i64, to_u64, LeaseGrant, LeaseRow, MetaError, Takeover, BUMP_LEASE_BEATS,
+    RECORD_EPOCH_START,
+};
 
 use super::{db, PostgresStore};
 
@@ -17,8 +20,8 @@ impl PostgresStore {
         topic: &str,
         partition: u32,
         agent: &str,
-        now_ms: i64,
-        ttl_ms: i64,
+        (now_ms, ttl_ms): (i64, i64),
+        take: Option<&Takeover>,
     ) -> Result<LeaseGrant, MetaError> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(db)?;
@@ -34,6 +37,7 @@ impl PostgresStore {
             .map_err(db)?;
         if inserted == 1 {
             record_epoch_start(&tx, topic, part, 1).await?;
+            tx.execute(BUMP_LEASE_BEATS, &[&agent]).await.map_err(db)?;
             tx.commit().await.map_err(db)?;
             return Ok(LeaseGrant {
                 epoch: 1,
@@ -43,17 +47,21 @@ impl PostgresStore {
         let Some(cur) = lease_row(&tx, topic, partition, true).await? else {
             return Err(MetaError::backend("lease row vanished during acquire"));
         };
+        // The holder's renewals lock this row too: one that commits first
+        // has moved its lease_beats when they are read here.
         let epoch = if cur.holder == agent {
             cur.epoch
-        } else if cur.expires_ms > now_ms {
+        } else if cur.expires_ms == 0
+            || takeover_allowed(&cur, lease_beats(&tx, &cur.holder).await?, take, now_ms)
+        {
+            cur.epoch + 1
+        } else {
             return Err(MetaError::LeaseHeld {
                 topic: topic.into(),
                 partition,
                 holder: cur.holder,
                 expires_ms: cur.expires_ms,
             });
-        } else {
-            cur.epoch + 1
         };
         tx.execute(
             "UPDATE leases SET holder = $3, epoch = $4, expires_ms = $5 WHERE topic = $1 AND part = $2",
@@ -66,6 +74,7 @@ impl PostgresStore {
         if epoch != cur.epoch {
             record_epoch_start(&tx, topic, part, epoch).await?;
         }
+        tx.execute(BUMP_LEASE_BEATS, &[&agent]).await.map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(LeaseGrant { epoch, expires_ms })
     }
@@ -81,13 +90,27 @@ impl PostgresStore {
     ) -> Result<LeaseGrant, MetaError> {
         let c = self.client().await?;
         let expires_ms = now_ms + ttl_ms;
-        let n = c
-            .execute(
-                "UPDATE leases SET expires_ms = $5 WHERE topic = $1 AND part = $2 AND holder = $3 AND epoch = $4",
-                &[&topic, &i64::from(partition), &agent, &to_i64(epoch), &expires_ms],
+        // One statement: the renewal and its count in the holder's
+        // lease_beats commit together.
+        let n: i64 = c
+            .query_one(
+                "WITH upd AS (UPDATE leases SET expires_ms = $5 \
+                     WHERE topic = $1 AND part = $2 AND holder = $3 AND epoch = $4 RETURNING 1), \
+                 bump AS (INSERT INTO agents (agent_id, addresses, heartbeat_ms, lease_beats) \
+                     SELECT $3, '', 0, 1 WHERE EXISTS (SELECT 1 FROM upd) \
+                     ON CONFLICT (agent_id) DO UPDATE SET lease_beats = agents.lease_beats + 1) \
+                 SELECT count(*) FROM upd",
+                &[
+                    &topic,
+                    &i64::from(partition),
+                    &agent,
+                    &to_i64(epoch),
+                    &expires_ms,
+                ],
             )
             .await
-            .map_err(db)?;
+            .map_err(db)?
+            .get(0);
         if n == 1 {
             return Ok(LeaseGrant { epoch, expires_ms });
         }
@@ -123,10 +146,14 @@ impl PostgresStore {
                      SELECT l.topic, l.part FROM leases l \
                      JOIN unnest($2::text[], $3::bigint[], $4::bigint[]) AS r(topic, part, epoch) \
                      ON l.topic = r.topic AND l.part = r.part AND l.epoch = r.epoch \
-                     WHERE l.holder = $5 ORDER BY l.topic COLLATE \"C\", l.part FOR UPDATE OF l) \
-                 UPDATE leases SET expires_ms = $1 FROM mine \
-                 WHERE leases.topic = mine.topic AND leases.part = mine.part \
-                 RETURNING leases.topic, leases.part, leases.epoch",
+                     WHERE l.holder = $5 ORDER BY l.topic COLLATE \"C\", l.part FOR UPDATE OF l), \
+                 upd AS (UPDATE leases SET expires_ms = $1 FROM mine \
+                     WHERE leases.topic = mine.topic AND leases.part = mine.part \
+                     RETURNING leases.topic, leases.part, leases.epoch), \
+                 bump AS (INSERT INTO agents (agent_id, addresses, heartbeat_ms, lease_beats) \
+                     SELECT $5, '', 0, 1 WHERE EXISTS (SELECT 1 FROM upd) \
+                     ON CONFLICT (agent_id) DO UPDATE SET lease_beats = agents.lease_beats + 1) \
+                 SELECT topic, part, epoch FROM upd",
                 &[&expires_ms, &topics, &parts, &epochs, &agent],
             )
             .await
@@ -264,4 +291,16 @@ impl PostgresStore {
             })
             .collect())
     }
+}
+
+/// `agent`'s lease grants and renewals so far (0 when it has no row).
+async fn lease_beats(c: &impl GenericClient, agent: &str) -> Result<u64, MetaError> {
+    let row = c
+        .query_opt(
+            "SELECT lease_beats FROM agents WHERE agent_id = $1",
+            &[&agent],
+        )
+        .await
+        .map_err(db)?;
+    Ok(row.map_or(0, |r| to_u64(r.get(0))))
 }

@@ -319,10 +319,11 @@ impl PostgresStore {
     pub async fn heartbeat(&self, agent: &AgentRow) -> Result<(), MetaError> {
         let c = self.client().await?;
         c.execute(
-            "INSERT INTO agents (agent_id, addresses, heartbeat_ms, failed_shards)
-             VALUES ($1, $2, $3, $4)
+            "INSERT INTO agents (agent_id, addresses, heartbeat_ms, failed_shards, beats)
+             VALUES ($1, $2, $3, $4, 1)
              ON CONFLICT (agent_id) DO UPDATE SET addresses = EXCLUDED.addresses,
-             heartbeat_ms = EXCLUDED.heartbeat_ms, failed_shards = EXCLUDED.failed_shards",
+             heartbeat_ms = EXCLUDED.heartbeat_ms, failed_shards = EXCLUDED.failed_shards,
+             beats = agents.beats + 1",
             &[
                 &agent.agent_id,
                 &agent.shard_addresses.join(","),
@@ -335,13 +336,13 @@ impl PostgresStore {
         Ok(())
     }
 
-    pub async fn live_agents(&self, since_ms: i64) -> Result<Vec<AgentRow>, MetaError> {
+    pub async fn agents(&self) -> Result<Vec<AgentRow>, MetaError> {
         let c = self.client().await?;
         let rows = c
             .query(
-                "SELECT agent_id, addresses, heartbeat_ms, failed_shards FROM agents
-                 WHERE heartbeat_ms > $1 ORDER BY agent_id",
-                &[&since_ms],
+                "SELECT agent_id, addresses, heartbeat_ms, failed_shards, beats, lease_beats
+                 FROM agents ORDER BY agent_id",
+                &[],
             )
             .await
             .map_err(db)?;
@@ -352,6 +353,8 @@ impl PostgresStore {
                 shard_addresses: split_addresses(&r.get::<_, String>(1)),
                 heartbeat_ms: r.get(2),
                 failed_shards: decode_shards(&r.get::<_, String>(3)),
+                beats: to_u64(r.get(4)),
+                lease_beats: to_u64(r.get(5)),
             })
             .collect())
     }

@@ -5,7 +5,10 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::ids::PartitionId;
 use crate::leader_epochs::{EpochStart, MAX_EPOCHS_KEPT};
-use crate::metastore::{to_i64, to_u64, LeaseGrant, LeaseRow, MetaError, RECORD_EPOCH_START};
+use crate::metastore::{
+    takeover_allowed, to_i64, to_u64, LeaseGrant, LeaseRow, MetaError, Takeover, BUMP_LEASE_BEATS,
+    RECORD_EPOCH_START,
+};
 
 use super::{db, fenced, SqliteStore};
 
@@ -15,8 +18,8 @@ impl SqliteStore {
         topic: &str,
         partition: u32,
         agent: &str,
-        now_ms: i64,
-        ttl_ms: i64,
+        (now_ms, ttl_ms): (i64, i64),
+        take: Option<&Takeover>,
     ) -> Result<LeaseGrant, MetaError> {
         let mut conn = self.conn.lock();
         let tx = conn
@@ -35,7 +38,12 @@ impl SqliteStore {
                 1
             }
             Some(l) if l.holder == agent => l.epoch,
-            Some(l) if l.expires_ms > now_ms => {
+            // Released by its holder.
+            Some(l) if l.expires_ms == 0 => l.epoch + 1,
+            Some(l) if takeover_allowed(&l, lease_beats(&tx, &l.holder)?, take, now_ms) => {
+                l.epoch + 1
+            }
+            Some(l) => {
                 return Err(MetaError::LeaseHeld {
                     topic: topic.into(),
                     partition,
@@ -43,7 +51,6 @@ impl SqliteStore {
                     expires_ms: l.expires_ms,
                 })
             }
-            Some(l) => l.epoch + 1,
         };
         tx.execute(
             "UPDATE leases SET holder = ?3, epoch = ?4, expires_ms = ?5 WHERE topic = ?1 AND part = ?2",
@@ -60,6 +67,7 @@ impl SqliteStore {
             )
             .map_err(db)?;
         }
+        tx.execute(BUMP_LEASE_BEATS, params![agent]).map_err(db)?;
         tx.commit().map_err(db)?;
         Ok(LeaseGrant { epoch, expires_ms })
     }
@@ -74,18 +82,22 @@ impl SqliteStore {
         ttl_ms: i64,
     ) -> Result<LeaseGrant, MetaError> {
         let expires_ms = now_ms + ttl_ms;
-        let n = self
-            .conn
-            .lock()
+        let mut conn = self.conn.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let n = tx
             .execute(
                 "UPDATE leases SET expires_ms = ?5 WHERE topic = ?1 AND part = ?2 AND holder = ?3 AND epoch = ?4",
                 params![topic, i64::from(partition), agent, to_i64(epoch), expires_ms],
             )
             .map_err(db)?;
         if n == 1 {
+            tx.execute(BUMP_LEASE_BEATS, params![agent]).map_err(db)?;
+            tx.commit().map_err(db)?;
             return Ok(LeaseGrant { epoch, expires_ms });
         }
-        let cur = lease_row(&self.conn.lock(), topic, partition)?;
+        let cur = lease_row(&tx, topic, partition)?;
         Err(fenced(topic, partition, agent, epoch, cur))
     }
 
@@ -119,6 +131,9 @@ impl SqliteStore {
                 let cur = lease_row(&tx, topic, *partition)?;
                 Err(fenced(topic, *partition, agent, *epoch, cur))
             });
+        }
+        if out.iter().any(Result::is_ok) {
+            tx.execute(BUMP_LEASE_BEATS, params![agent]).map_err(db)?;
         }
         tx.commit().map_err(db)?;
         Ok(out)
@@ -211,4 +226,17 @@ pub(super) fn lease_row(
     )
     .optional()
     .map_err(db)
+}
+
+/// `agent`'s lease grants and renewals so far (0 when it has no row).
+fn lease_beats(conn: &Connection, agent: &str) -> Result<u64, MetaError> {
+    let n: Option<i64> = conn
+        .query_row(
+            "SELECT lease_beats FROM agents WHERE agent_id = ?1",
+            params![agent],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db)?;
+    Ok(to_u64(n.unwrap_or(0)))
 }

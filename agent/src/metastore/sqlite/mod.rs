@@ -237,10 +237,11 @@ impl SqliteStore {
         self.conn
             .lock()
             .execute(
-                "INSERT INTO agents (agent_id, addresses, heartbeat_ms, failed_shards)
-                 VALUES (?1, ?2, ?3, ?4)
+                "INSERT INTO agents (agent_id, addresses, heartbeat_ms, failed_shards, beats)
+                 VALUES (?1, ?2, ?3, ?4, 1)
                  ON CONFLICT (agent_id) DO UPDATE SET addresses = excluded.addresses,
-                 heartbeat_ms = excluded.heartbeat_ms, failed_shards = excluded.failed_shards",
+                 heartbeat_ms = excluded.heartbeat_ms, failed_shards = excluded.failed_shards,
+                 beats = agents.beats + 1",
                 params![
                     agent.agent_id,
                     agent.shard_addresses.join(","),
@@ -252,21 +253,23 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub fn live_agents(&self, since_ms: i64) -> Result<Vec<AgentRow>, MetaError> {
+    pub fn agents(&self) -> Result<Vec<AgentRow>, MetaError> {
         let conn = self.conn.lock();
         let mut st = conn
             .prepare(
-                "SELECT agent_id, addresses, heartbeat_ms, failed_shards FROM agents
-                 WHERE heartbeat_ms > ?1 ORDER BY agent_id",
+                "SELECT agent_id, addresses, heartbeat_ms, failed_shards, beats, lease_beats
+                 FROM agents ORDER BY agent_id",
             )
             .map_err(db)?;
         let rows = st
-            .query_map([since_ms], |r| {
+            .query_map([], |r| {
                 Ok(AgentRow {
                     agent_id: r.get(0)?,
                     shard_addresses: split_addresses(&r.get::<_, String>(1)?),
                     heartbeat_ms: r.get(2)?,
                     failed_shards: decode_shards(&r.get::<_, String>(3)?),
+                    beats: to_u64(r.get(4)?),
+                    lease_beats: to_u64(r.get(5)?),
                 })
             })
             .map_err(db)?;
