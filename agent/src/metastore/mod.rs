@@ -37,9 +37,10 @@ pub(crate) use schema::{BUMP_LEASE_BEATS, MIGRATIONS};
 pub const PRODUCER_STATE_TTL_MS: i64 = 24 * 3600 * 1000;
 
 /// Most producers whose state is stored per partition: 10,000. Past it a
-/// commit drops the producers whose last committed range is oldest (those
-/// of the newest range are always kept), so ids that appear once cannot
-/// grow the metadata store without bound within the TTL either.
+/// commit drops the producers whose last committed range is oldest (ties,
+/// such as more new producers in one range than the cap, by the lower
+/// id), so ids that appear once cannot grow the metadata store without
+/// bound within the TTL either: the cap holds exactly.
 pub const MAX_STORED_PRODUCERS: i64 = 10_000;
 
 /// A topic row.

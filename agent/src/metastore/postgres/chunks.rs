@@ -109,10 +109,12 @@ impl PostgresStore {
             .await
             .map_err(db)?;
             tx.execute(
-                "DELETE FROM producer_state WHERE topic = $1 AND part = $2 AND end_offset < (
-                     SELECT end_offset FROM producer_state WHERE topic = $1 AND part = $2
-                     ORDER BY end_offset DESC LIMIT 1 OFFSET $3)",
-                &[&r.topic.as_str(), &part, &(MAX_STORED_PRODUCERS - 1)],
+                // Exactly the cap: producers ending at the same offset (all
+                // those of one range) are told apart by id.
+                "DELETE FROM producer_state WHERE topic = $1 AND part = $2 AND producer_id NOT IN (
+                     SELECT producer_id FROM producer_state WHERE topic = $1 AND part = $2
+                     ORDER BY end_offset DESC, producer_id DESC LIMIT $3)",
+                &[&r.topic.as_str(), &part, &MAX_STORED_PRODUCERS],
             )
             .await
             .map_err(db)?;

@@ -99,14 +99,16 @@ impl SqliteStore {
                 ],
             )
             .map_err(db)?;
+            // Exactly the cap: producers ending at the same offset (all
+            // those of one range) are told apart by id.
             tx.execute(
-                "DELETE FROM producer_state WHERE topic = ?1 AND part = ?2 AND end_offset < (
-                     SELECT end_offset FROM producer_state WHERE topic = ?1 AND part = ?2
-                     ORDER BY end_offset DESC LIMIT 1 OFFSET ?3)",
+                "DELETE FROM producer_state WHERE topic = ?1 AND part = ?2 AND producer_id NOT IN (
+                     SELECT producer_id FROM producer_state WHERE topic = ?1 AND part = ?2
+                     ORDER BY end_offset DESC, producer_id DESC LIMIT ?3)",
                 params![
                     r.topic.as_str(),
                     i64::from(r.partition),
-                    MAX_STORED_PRODUCERS - 1
+                    MAX_STORED_PRODUCERS
                 ],
             )
             .map_err(db)?;
