@@ -18,7 +18,7 @@ use crate::admin::{Admin, Readiness};
 use crate::catalog::Catalog;
 use crate::config::AgentConfig;
 use crate::messages::{ControlHandle, ToControl, ToShard};
-use crate::metastore::MetaStore;
+use crate::metastore::{MetaStore, OPEN_WAIT};
 use crate::metrics::Registry;
 use crate::objstore::ObjectStore;
 use crate::tasks::TaskRegistry;
@@ -121,14 +121,14 @@ async fn run(
     ready: std::sync::mpsc::Sender<Result<Arc<Shared>, String>>,
 ) {
     let meta_url = config.metadata_url();
-    let meta = match MetaStore::open(&meta_url).await {
+    let meta = match MetaStore::open_at_start(&meta_url, OPEN_WAIT).await {
         Ok(m) => m,
         Err(e) => {
             let _ = ready.send(Err(format!("--metadata {meta_url}: {e}")));
             return;
         }
     };
-    let renewals = match MetaStore::open(&meta_url).await {
+    let renewals = match MetaStore::open_at_start(&meta_url, OPEN_WAIT).await {
         Ok(m) => m,
         Err(e) => {
             let _ = ready.send(Err(format!("--metadata {meta_url}: {e}")));

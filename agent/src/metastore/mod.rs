@@ -27,6 +27,8 @@ pub use sqlite::SqliteStore;
 pub use streamhouse_shard::producers::RememberedBatch;
 pub use text::{decode_shards, encode_producers, encode_shards, split_addresses};
 
+use std::time::Duration;
+
 use crate::ids::{PartitionId, TopicKey};
 use crate::leader_epochs::EpochHistory;
 pub(crate) use schema::{BUMP_LEASE_BEATS, MIGRATIONS};
@@ -195,13 +197,28 @@ pub enum MetaError {
     BadUrl(String),
     #[error("metadata store: {0}")]
     Backend(String),
+    /// The store is there but busy for now: SQLite's lock held by another
+    /// process beyond the busy timeout (or a journal-mode change racing
+    /// another opener), PostgreSQL starting up, a lock or serialization
+    /// conflict. Worth trying again.
+    #[error("metadata store busy: {0}")]
+    Busy(String),
 }
 
 impl MetaError {
     pub(crate) fn backend(e: impl std::fmt::Display) -> MetaError {
         MetaError::Backend(e.to_string())
     }
+
+    /// Whether trying the same call again later may succeed.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, MetaError::Busy(_))
+    }
 }
+
+/// How long an agent starting waits for a busy metadata store (see
+/// [`MetaError::Busy`]) before it gives up: 60 s.
+pub const OPEN_WAIT: Duration = Duration::from_secs(60);
 
 /// Whether range `r` is to be inserted after its partition's committed end
 /// `end`: `true` when it starts there, `false` when it lies wholly below it
@@ -249,6 +266,26 @@ impl MetaStore {
             Err(MetaError::BadUrl(format!(
                 "{url}: use sqlite:///PATH or postgres://USER@HOST:PORT/DB"
             )))
+        }
+    }
+
+    /// [`MetaStore::open`], tried again while the store is busy (agents
+    /// started together on a new SQLite file race to switch its journal
+    /// mode; PostgreSQL may still be starting) until `wait` has passed,
+    /// backing off from 20 ms to 1 s. Any other error is returned at once.
+    /// Cancelling it abandons the attempt in progress.
+    pub async fn open_at_start(url: &str, wait: Duration) -> Result<MetaStore, MetaError> {
+        let start = std::time::Instant::now();
+        let mut pause = Duration::from_millis(20);
+        loop {
+            match MetaStore::open(url).await {
+                Err(e) if e.is_busy() && start.elapsed() + pause < wait => {
+                    tracing::warn!(error = %e, retry_ms = pause.as_millis() as u64, "metadata store busy at start; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                r => return r,
+            }
         }
     }
 

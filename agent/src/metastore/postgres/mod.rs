@@ -46,20 +46,35 @@ pub struct PostgresStore {
 /// (`Display` of a server error says only "db error").
 fn db(e: tokio_postgres::Error) -> MetaError {
     match e.as_db_error() {
-        Some(d) => MetaError::backend(format!(
-            "postgres: {}: {}{}",
-            d.code().code(),
-            d.message(),
-            d.detail().map(|x| format!(" ({x})")).unwrap_or_default()
-        )),
+        Some(d) => {
+            let text = format!(
+                "postgres: {}: {}{}",
+                d.code().code(),
+                d.message(),
+                d.detail().map(|x| format!(" ({x})")).unwrap_or_default()
+            );
+            if BUSY_STATES.contains(&d.code().code()) {
+                MetaError::Busy(text)
+            } else {
+                MetaError::backend(text)
+            }
+        }
         None => MetaError::backend(format!("postgres: {e}")),
     }
 }
 
+/// Server errors worth trying again: serialization failure, deadlock,
+/// lock not available, server starting up, too many connections.
+const BUSY_STATES: [&str; 5] = ["40001", "40P01", "55P03", "57P03", "53300"];
+
 async fn connect(url: &str) -> Result<Client, MetaError> {
-    let (client, conn) = tokio_postgres::connect(url, NoTls)
-        .await
-        .map_err(|e| MetaError::backend(format!("cannot connect to {}: {e}", redact(url))))?;
+    let (client, conn) = tokio_postgres::connect(url, NoTls).await.map_err(|e| {
+        let text = format!("cannot connect to {}: {e}", redact(url));
+        match e.code() {
+            Some(c) if BUSY_STATES.contains(&c.code()) => MetaError::Busy(text),
+            _ => MetaError::backend(text),
+        }
+    })?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::warn!(error = %e, "metadata store connection ended");

@@ -29,7 +29,15 @@ pub struct SqliteStore {
 }
 
 fn db(e: rusqlite::Error) -> MetaError {
-    MetaError::backend(format!("sqlite: {e}"))
+    let busy = matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    );
+    if busy {
+        MetaError::Busy(format!("sqlite: {e}"))
+    } else {
+        MetaError::backend(format!("sqlite: {e}"))
+    }
 }
 
 impl SqliteStore {
