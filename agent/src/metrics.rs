@@ -111,6 +111,9 @@ pub struct ControlMetrics {
     /// Ranges that can never be committed (written under a lease another
     /// agent took over); their bytes stay in the stored chunk object.
     pub ranges_abandoned: AtomicU64,
+    /// Ranges of topics deleted before they were committed (expected:
+    /// nothing is lost).
+    pub ranges_of_deleted_topics: AtomicU64,
     pub leases_acquired: AtomicU64,
     pub leases_lost: AtomicU64,
     pub leases_released: AtomicU64,
@@ -126,6 +129,7 @@ impl Default for ControlMetrics {
             upload_us: Buckets::new(UPLOAD_BUCKETS_US),
             upload_failures: AtomicU64::new(0),
             ranges_abandoned: AtomicU64::new(0),
+            ranges_of_deleted_topics: AtomicU64::new(0),
             leases_acquired: AtomicU64::new(0),
             leases_lost: AtomicU64::new(0),
             leases_released: AtomicU64::new(0),
@@ -305,6 +309,11 @@ impl Registry {
             (
                 "ranges_abandoned_total",
                 get(&c.ranges_abandoned),
+                "counter",
+            ),
+            (
+                "ranges_of_deleted_topics_total",
+                get(&c.ranges_of_deleted_topics),
                 "counter",
             ),
             ("leases_acquired_total", get(&c.leases_acquired), "counter"),

@@ -237,6 +237,15 @@ fn ends_of(ranges: &[ChunkRange]) -> Vec<(TopicKey, u32, u64)> {
         .collect()
 }
 
+/// A pause tests put before each chunk commit (fail point
+/// `uploader-commit`, action `return(MS)`); never in other builds.
+fn injected_commit_delay() -> Option<Duration> {
+    fail::fail_point!("uploader-commit", |ms| ms
+        .and_then(|m| m.parse().ok())
+        .map(Duration::from_millis));
+    None
+}
+
 /// Commits a stored chunk's ranges under their epochs; returns where the
 /// committed ranges end. `None` only when the agent stops first.
 async fn commit(shared: &Shared, stored: Stored) -> Option<Vec<(TopicKey, u32, u64)>> {
@@ -251,6 +260,9 @@ async fn commit(shared: &Shared, stored: Stored) -> Option<Vec<(TopicKey, u32, u
     let Some(mut chunk) = chunk else {
         return Some(ends_of(&committed_before));
     };
+    if let Some(d) = injected_commit_delay() {
+        tokio::time::sleep(d).await;
+    }
     let agent = shared.config.agent_id.clone();
     for r in unleased {
         let resolved = resolve(shared, &chunk.key, r).await?;
@@ -288,13 +300,19 @@ async fn commit(shared: &Shared, stored: Stored) -> Option<Vec<(TopicKey, u32, u
                 }
                 // Written under a lease another agent took since: it
                 // continued at the committed end, so this range can never
-                // be committed; its bytes stay in the stored object.
+                // be committed; its bytes stay in the stored object. Or
+                // the topic was deleted meanwhile: nothing is lost.
+                let gone = deleted(shared, &topic).await;
                 for r in chunk
                     .ranges
                     .iter()
                     .filter(|r| r.topic.as_str() == topic && r.partition == partition)
                 {
-                    abandon(shared, &chunk.key, r, &detail);
+                    if gone {
+                        drop_deleted(shared, &chunk.key, r);
+                    } else {
+                        abandon(shared, &chunk.key, r, &detail);
+                    }
                 }
                 chunk
                     .ranges
@@ -373,12 +391,43 @@ async fn resolve(shared: &Shared, key: &str, mut r: ChunkRange) -> Option<Option
                     "the lease is held by {} at epoch {} and the committed end is {end}",
                     l.holder, l.epoch
                 ),
+                None if deleted(shared, r.topic.as_str()).await => {
+                    drop_deleted(shared, key, &r);
+                    return Some(None);
+                }
                 None => "the partition has no lease".to_owned(),
             };
             abandon(shared, key, &r, &why);
             Some(None)
         }
     }
+}
+
+/// Whether `topic` (a key: name and incarnation) is gone from the
+/// metadata store, deleted; `false` when the store cannot tell.
+async fn deleted(shared: &Shared, topic: &str) -> bool {
+    match shared.meta.topics().await {
+        Ok(rows) => !rows.iter().any(|t| t.key().as_str() == topic),
+        Err(_) => false,
+    }
+}
+
+/// Counts and notes a range of a deleted topic, never to be committed:
+/// nothing was lost, its bytes stay in the chunk object.
+fn drop_deleted(shared: &Shared, key: &str, r: &ChunkRange) {
+    shared
+        .metrics
+        .control
+        .ranges_of_deleted_topics
+        .fetch_add(1, Ordering::Relaxed);
+    tracing::info!(
+        topic = %r.topic,
+        partition = r.partition,
+        base_offset = r.base_offset,
+        end_offset = r.end_offset,
+        object = %key,
+        "range of a topic deleted before it was committed; dropped"
+    );
 }
 
 /// Reports a range that will never be committed, with where its bytes are.
