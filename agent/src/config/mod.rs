@@ -210,6 +210,20 @@ pub struct AgentConfig {
     #[arg(long, env = "STREAMHOUSE_MAX_BUFFERED_BYTES_PER_CONNECTION", default_value_t = 64 << 20)]
     pub max_buffered_bytes_per_connection: usize,
 
+    /// Most bytes of replies built from reads held in memory per shard
+    /// (default 256 MiB): a fetch reserves twice its `max_bytes` (the
+    /// records read, then the encoded reply) before it reads and returns
+    /// it once HTTP/2 took the reply's last byte. A fetch that does not fit
+    /// gets RESOURCE_EXHAUSTED with a retry pushback.
+    #[arg(long, env = "STREAMHOUSE_MAX_REPLY_BYTES_PER_SHARD", default_value_t = 256 << 20)]
+    pub max_reply_bytes_per_shard: usize,
+
+    /// Most bytes of replies built from reads held in memory per
+    /// connection (default 128 MiB); at least 2 MiB. A fetch's `max_bytes`
+    /// is lowered to half of the smaller reply budget.
+    #[arg(long, env = "STREAMHOUSE_MAX_REPLY_BYTES_PER_CONNECTION", default_value_t = 128 << 20)]
+    pub max_reply_bytes_per_connection: usize,
+
     /// The admin port closes a connection whose request head has not
     /// arrived within this, in milliseconds (default 5000).
     #[arg(
@@ -376,6 +390,15 @@ impl AgentConfig {
         if self.max_buffered_bytes_per_shard < self.max_buffered_bytes_per_connection {
             return Err(
                 "--max-buffered-bytes-per-shard must be at least --max-buffered-bytes-per-connection"
+                    .into(),
+            );
+        }
+        if self.max_reply_bytes_per_connection < 2 << 20 {
+            return Err("--max-reply-bytes-per-connection must be at least 2 MiB (2097152)".into());
+        }
+        if self.max_reply_bytes_per_shard < self.max_reply_bytes_per_connection {
+            return Err(
+                "--max-reply-bytes-per-shard must be at least --max-reply-bytes-per-connection"
                     .into(),
             );
         }

@@ -1,9 +1,12 @@
-//! Byte budgets for request bodies held in memory on one shard: one for the
-//! whole shard and one per connection. A request reserves its declared
-//! message size from both before its body is read (and before flow-control
-//! credit is given back for it), and the reservation is returned when the
-//! request is answered. Owns the accounting only; lives on one executor
-//! (`Rc`/`Cell`, never shared across cores). Knows nothing of HTTP/2.
+//! Byte budgets for what one shard holds in memory: request bodies, and
+//! the replies built from reads, each with one budget for the whole shard
+//! and one per connection. A request reserves its declared message size
+//! from both before its body is read (and before flow-control credit is
+//! given back for it), and the reservation is returned when the request is
+//! answered; a reply reserves the most its read can build before reading
+//! and returns it once its last byte was handed to HTTP/2. Owns the
+//! accounting only; lives on one executor (`Rc`/`Cell`, never shared
+//! across cores). Knows nothing of HTTP/2.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -38,7 +41,7 @@ impl Budget {
 /// Why a reservation was refused: which budget, and its numbers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exhausted {
-    /// "shard" or "connection".
+    /// The budget's name, such as "requests on this shard".
     pub scope: &'static str,
     pub wanted: usize,
     pub used: usize,
@@ -49,8 +52,7 @@ impl std::fmt::Display for Exhausted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "a request of {} bytes does not fit: {} bytes of requests are buffered on this {} \
-             (limit {}); retry later",
+            "{} bytes do not fit: {} bytes are held for {} (limit {}); retry later",
             self.wanted, self.used, self.scope, self.limit
         )
     }
@@ -104,6 +106,50 @@ impl Drop for Reservation {
     }
 }
 
+/// The reply budgets of one request (shard and connection) and what its
+/// reply holds of them; dropping it returns the bytes.
+#[derive(Debug, Default)]
+pub struct ReplyBudget {
+    budgets: Vec<(&'static str, Rc<Budget>)>,
+    held: Option<Reservation>,
+}
+
+impl ReplyBudget {
+    /// A reply drawing on `budgets`, each named for errors.
+    pub fn new(budgets: Vec<(&'static str, Rc<Budget>)>) -> ReplyBudget {
+        ReplyBudget {
+            budgets,
+            held: None,
+        }
+    }
+
+    /// The largest reservation that can ever succeed: the smallest budget.
+    pub fn ceiling(&self) -> usize {
+        self.budgets
+            .iter()
+            .map(|(_, b)| b.limit())
+            .min()
+            .unwrap_or(usize::MAX)
+    }
+
+    /// Holds `bytes` (instead of what was held before), or nothing.
+    pub fn reserve(&mut self, bytes: usize) -> Result<(), Exhausted> {
+        self.held = None;
+        self.held = Some(Reservation::take(&self.budgets, bytes)?);
+        Ok(())
+    }
+
+    /// Returns what is held (a reply that waits for data holds nothing).
+    pub fn release(&mut self) {
+        self.held = None;
+    }
+
+    /// Bytes held now.
+    pub fn held(&self) -> usize {
+        self.held.as_ref().map_or(0, Reservation::bytes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,11 +158,14 @@ mod tests {
     fn a_reservation_takes_from_every_budget_or_none_and_returns_on_drop() {
         let shard = Budget::new(100);
         let conn = Budget::new(60);
-        let both = [("shard", shard.clone()), ("connection", conn.clone())];
+        let both = [
+            ("requests on this shard", shard.clone()),
+            ("requests on this connection", conn.clone()),
+        ];
         let a = Reservation::take(&both, 50).unwrap();
         assert_eq!((shard.used(), conn.used()), (50, 50));
         let refused = Reservation::take(&both, 20).unwrap_err();
-        assert_eq!(refused.scope, "connection");
+        assert_eq!(refused.scope, "requests on this connection");
         assert_eq!((shard.used(), conn.used()), (50, 50), "nothing taken");
         let other = Budget::new(60);
         let b = Reservation::take(

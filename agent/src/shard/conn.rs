@@ -18,7 +18,7 @@ use futures::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
-use super::budget::Budget;
+use super::budget::{Budget, ReplyBudget};
 use super::context::ShardContext;
 use super::grpc::{self, Code, H2Settings, Status};
 
@@ -33,6 +33,10 @@ pub struct Door {
     pub shard_budget: Rc<Budget>,
     /// Request bytes one connection may hold.
     pub connection_budget: usize,
+    /// Reply bytes held in memory on this shard.
+    pub shard_replies: Rc<Budget>,
+    /// Reply bytes one connection may hold.
+    pub connection_replies: usize,
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
     pub body_timeout: Duration,
@@ -80,6 +84,7 @@ pub async fn serve(door: Rc<Door>, mut stream: TcpStream, stop: oneshot::Receive
         Err(e) => return e,
     };
     let budget = Budget::new(door.connection_budget);
+    let replies = Budget::new(door.connection_replies);
     let open = Rc::new(Cell::new(0usize));
     let last_active = Rc::new(Cell::new(Instant::now()));
     let mut stop = Some(stop);
@@ -140,7 +145,7 @@ pub async fn serve(door: Rc<Door>, mut stream: TcpStream, stop: oneshot::Receive
                 open.set(open.get() + 1);
                 let (door, budget, open, last_active) = (
                     door.clone(),
-                    budget.clone(),
+                    (budget.clone(), replies.clone()),
                     open.clone(),
                     last_active.clone(),
                 );
@@ -258,7 +263,7 @@ pub async fn refuse(stream: TcpStream, reason: &str) {
 
 async fn handle_stream(
     door: &Door,
-    connection_budget: Rc<Budget>,
+    (connection_budget, connection_replies): (Rc<Budget>, Rc<Budget>),
     req: http::Request<h2::RecvStream>,
     mut respond: h2::server::SendResponse<Bytes>,
 ) {
@@ -272,9 +277,13 @@ async fn handle_stream(
     let mut body = grpc::Body {
         stream: req.into_body(),
         budgets: vec![
-            ("shard", door.shard_budget.clone()),
-            ("connection", connection_budget),
+            ("requests on this shard", door.shard_budget.clone()),
+            ("requests on this connection", connection_budget),
         ],
+        reply: ReplyBudget::new(vec![
+            ("replies on this shard", door.shard_replies.clone()),
+            ("replies on this connection", connection_replies),
+        ]),
         timeout: door.body_timeout,
         held: None,
     };
@@ -316,7 +325,7 @@ async fn handle_stream(
         ctx.metrics.error(s.code);
     }
     match result {
-        Ok(reply) => grpc::reply_ok(&mut respond, reply),
+        Ok(reply) => grpc::send_ok(&mut respond, reply, door.body_timeout).await,
         Err(status) => {
             if matches!(status.code, Code::Internal | Code::DataLoss) {
                 tracing::error!(shard = ctx.shard, %path, message = %status.message, "request failed");
@@ -325,7 +334,7 @@ async fn handle_stream(
         }
     }
     // The request's reservation is returned only now: its bytes were held
-    // until the reply was built.
+    // until the reply was built; the reply's, once HTTP/2 took its bytes.
     drop(body);
 }
 

@@ -22,7 +22,9 @@ impl ShardContext {
             }
             pb::paths::FETCH => {
                 let req = decode(read_message(body, limit).await?, "FetchRequest")?;
-                self.fetch(req).await.map(|r| encode_reply(&r))
+                self.fetch(req, &mut body.reply)
+                    .await
+                    .map(|r| encode_reply(&r))
             }
             pb::paths::CREATE_TOPIC => {
                 self.create_topic(decode(

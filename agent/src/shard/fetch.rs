@@ -1,7 +1,10 @@
 //! `Fetch`: reads from the local log (waiting at the high watermark up to
 //! `max_wait_ms`), or from chunk objects below the local log start; checks
 //! the consumer's last epoch against the partition's epoch history first
-//! and names the records' epochs in the answer.
+//! and names the records' epochs in the answer. Every read first reserves
+//! the most its reply can hold from the reply budgets (twice `max_bytes`:
+//! the records, then the encoded reply; three times from object storage,
+//! the stored batches too), and holds nothing while it waits for data.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -15,8 +18,9 @@ use crate::ids::TopicKey;
 use crate::leader_epochs::{EpochEnd, EpochHistory};
 use crate::messages::ToControl;
 
+use super::budget::ReplyBudget;
 use super::context::ShardContext;
-use super::grpc::{Code, Status};
+use super::grpc::{Code, Status, BUFFER_PUSHBACK};
 use super::leases::LeaseProblem;
 use super::status::{control_status, lease_status, log_status};
 use super::topic_cache::LocalTopic;
@@ -28,7 +32,12 @@ const MAX_FETCH_BYTES: usize = 64 << 20;
 const MAX_FETCH_WAIT: Duration = Duration::from_secs(30);
 
 impl ShardContext {
-    pub(super) async fn fetch(&self, req: pb::FetchRequest) -> Result<pb::FetchResponse, Status> {
+    /// Cancelling it drops the read and returns what it reserved.
+    pub(super) async fn fetch(
+        &self,
+        req: pb::FetchRequest,
+        reply: &mut ReplyBudget,
+    ) -> Result<pb::FetchResponse, Status> {
         self.metrics.fetch_requests.fetch_add(1, Ordering::Relaxed);
         let t = self.route(&req.topic, req.partition, false).await?;
         // A partition being handed over still serves reads: its data is here
@@ -49,13 +58,18 @@ impl ShardContext {
         let max_bytes = match req.max_bytes as usize {
             0 => DEFAULT_FETCH_BYTES,
             n => n.min(MAX_FETCH_BYTES),
-        };
+        }
+        .min(reply.ceiling() / 2)
+        .max(1);
         let local_start = self.log.log_start(&t.key, req.partition).unwrap_or(0);
         if req.offset < local_start {
+            let max_bytes = max_bytes.min(reply.ceiling() / 3).max(1);
+            reserve(reply, 3 * max_bytes)?;
             let mut r = self.fetch_remote(&t, &req, max_bytes, local_start).await?;
             r.epochs = epochs_of(&history, &r.records);
             return Ok(r);
         }
+        reserve(reply, 2 * max_bytes)?;
         let mut r = self
             .log
             .read(&t.key, req.partition, req.offset, max_bytes)
@@ -76,14 +90,16 @@ impl ShardContext {
         let object_level = req.read_level == pb::ReadLevel::Object as i32;
         if object_level {
             return self
-                .fetch_committed(&t, &req, r, local_start, max_bytes, &history)
+                .fetch_committed(&t, &req, r, local_start, (max_bytes, reply), &history)
                 .await;
         }
         if r.records.is_empty() && req.max_wait_ms > 0 && req.offset >= r.high_watermark {
             let wait = Duration::from_millis(u64::from(req.max_wait_ms)).min(MAX_FETCH_WAIT);
+            reply.release();
             self.log
                 .wait_for_data(&t.key, req.partition, req.offset, wait)
                 .await;
+            reserve(reply, 2 * max_bytes)?;
             r = self
                 .log
                 .read(&t.key, req.partition, req.offset, max_bytes)
@@ -109,7 +125,7 @@ impl ShardContext {
         req: &pb::FetchRequest,
         mut r: streamhouse_shard::ReadResult,
         local_start: u64,
-        max_bytes: usize,
+        (max_bytes, reply): (usize, &mut ReplyBudget),
         history: &EpochHistory,
     ) -> Result<pb::FetchResponse, Status> {
         let end = |s: &Self| {
@@ -119,7 +135,10 @@ impl ShardContext {
         };
         if req.offset >= end(self) && req.max_wait_ms > 0 {
             let wait = Duration::from_millis(u64::from(req.max_wait_ms)).min(MAX_FETCH_WAIT);
+            r.records = Vec::new();
+            reply.release();
             self.uploads.wait_next_commit(wait).await;
+            reserve(reply, 2 * max_bytes)?;
             if req.offset < end(self) {
                 r = self
                     .log
@@ -237,6 +256,15 @@ impl ShardContext {
             ..Default::default()
         })
     }
+}
+
+/// Reserves `bytes` for the reply, or answers RESOURCE_EXHAUSTED with a
+/// retry pushback (a fetch refused rather than made to wait, as a request
+/// body is).
+fn reserve(reply: &mut ReplyBudget, bytes: usize) -> Result<(), Status> {
+    reply.reserve(bytes).map_err(|e| {
+        Status::new(Code::ResourceExhausted, format!("fetch: {e}")).retry_after(BUFFER_PUSHBACK)
+    })
 }
 
 /// The epochs of `records` (in offset order) as the answer names them.

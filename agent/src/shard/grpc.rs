@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue, Request, Response};
 use prost::Message;
 use streamhouse_proto::framing::{self, PrefixError, PREFIX_LEN};
 
-use super::budget::{Budget, Reservation};
+use super::budget::{Budget, ReplyBudget, Reservation};
 pub use crate::grpc_status::{Code, Status};
 
 /// How long a client is told to wait before retrying a request refused
@@ -96,6 +96,8 @@ pub struct Body {
     /// The reservation of the message read, held until the request is
     /// answered (dropping the body returns it).
     pub held: Option<Reservation>,
+    /// What the reply may hold in memory (reads reserve from it).
+    pub reply: ReplyBudget,
 }
 
 /// Reads the single gRPC message of a unary call, refusing more than `limit`
@@ -235,6 +237,44 @@ pub fn reply_ok(respond: &mut SendResponse<Bytes>, framed: Bytes) {
     };
     if stream.send_data(framed, false).is_err() {
         return;
+    }
+    let mut trailers = HeaderMap::new();
+    trailers.insert("grpc-status", HeaderValue::from_static("0"));
+    let _ = stream.send_trailers(trailers);
+}
+
+/// Sends a reply as [`reply_ok`] does, but hands its message to HTTP/2 only
+/// as the peer's flow-control window takes it (at most HTTP/2's send
+/// buffer ahead), returning once the last byte was handed over: what the
+/// reply reserved is held until then. A peer that takes nothing for
+/// `stall` gets the stream reset (`CANCEL`).
+pub async fn send_ok(respond: &mut SendResponse<Bytes>, mut framed: Bytes, stall: Duration) {
+    let Ok(mut stream) = respond.send_response(grpc_headers(), false) else {
+        return;
+    };
+    while !framed.is_empty() {
+        stream.reserve_capacity(framed.len());
+        let room = futures_lite::future::or(
+            async { futures::future::poll_fn(|cx| stream.poll_capacity(cx)).await },
+            async {
+                glommio::timer::sleep(stall).await;
+                Some(Err(h2::Error::from(h2::Reason::CANCEL)))
+            },
+        )
+        .await;
+        match room {
+            Some(Ok(0)) => {}
+            Some(Ok(n)) => {
+                let chunk = framed.split_to(n.min(framed.len()));
+                if stream.send_data(chunk, false).is_err() {
+                    return;
+                }
+            }
+            Some(Err(_)) | None => {
+                stream.send_reset(h2::Reason::CANCEL);
+                return;
+            }
+        }
     }
     let mut trailers = HeaderMap::new();
     trailers.insert("grpc-status", HeaderValue::from_static("0"));

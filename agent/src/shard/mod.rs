@@ -232,6 +232,8 @@ pub async fn run(setup: ShardSetup) -> Result<bool, String> {
         settings: H2Settings::default(),
         shard_budget: Budget::new(config.max_buffered_bytes_per_shard),
         connection_budget: config.max_buffered_bytes_per_connection,
+        shard_replies: Budget::new(config.max_reply_bytes_per_shard),
+        connection_replies: config.max_reply_bytes_per_connection,
         handshake_timeout: config.handshake_timeout(),
         idle_timeout: config.connection_idle_timeout(),
         body_timeout: config.request_body_timeout(),
