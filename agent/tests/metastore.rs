@@ -391,11 +391,7 @@ async fn suite(url: &str) {
 #[tokio::test]
 async fn sqlite_passes_the_suite() {
     let dir = tempfile::tempdir_in(common::target_tmp()).unwrap();
-    suite(&format!(
-        "sqlite://{}",
-        dir.path().join("meta.db").display()
-    ))
-    .await;
+    suite(&common::sqlite_url(dir.path())).await;
 }
 
 /// A hole in the chunk index (which commits no longer make, but an index
@@ -629,11 +625,7 @@ async fn groups_suite(url: &str) {
 #[tokio::test]
 async fn sqlite_keeps_consumer_groups() {
     let dir = tempfile::tempdir_in(common::target_tmp()).unwrap();
-    groups_suite(&format!(
-        "sqlite://{}",
-        dir.path().join("meta.db").display()
-    ))
-    .await;
+    groups_suite(&common::sqlite_url(dir.path())).await;
 }
 
 #[tokio::test]
@@ -704,11 +696,7 @@ async fn epochs_suite(url: &str) {
 #[tokio::test]
 async fn sqlite_records_where_each_leader_epoch_began() {
     let dir = tempfile::tempdir_in(common::target_tmp()).unwrap();
-    epochs_suite(&format!(
-        "sqlite://{}",
-        dir.path().join("meta.db").display()
-    ))
-    .await;
+    epochs_suite(&common::sqlite_url(dir.path())).await;
 }
 
 #[tokio::test]

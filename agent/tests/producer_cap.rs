@@ -65,11 +65,7 @@ async fn cap_holds_exactly(url: &str) {
 #[tokio::test]
 async fn sqlite_caps_producer_state_exactly() {
     let dir = tempfile::tempdir_in(common::target_tmp()).unwrap();
-    cap_holds_exactly(&format!(
-        "sqlite://{}",
-        dir.path().join("meta.db").display()
-    ))
-    .await;
+    cap_holds_exactly(&common::sqlite_url(dir.path())).await;
 }
 
 #[tokio::test]

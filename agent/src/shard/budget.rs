@@ -108,7 +108,7 @@ impl Drop for Reservation {
 
 /// The reply budgets of one request (shard and connection) and what its
 /// reply holds of them; dropping it returns the bytes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ReplyBudget {
     budgets: Vec<(&'static str, Rc<Budget>)>,
     held: Option<Reservation>,
@@ -142,11 +142,6 @@ impl ReplyBudget {
     /// Returns what is held (a reply that waits for data holds nothing).
     pub fn release(&mut self) {
         self.held = None;
-    }
-
-    /// Bytes held now.
-    pub fn held(&self) -> usize {
-        self.held.as_ref().map_or(0, Reservation::bytes)
     }
 }
 

@@ -20,7 +20,7 @@ use crate::messages::ToControl;
 
 use super::budget::ReplyBudget;
 use super::context::ShardContext;
-use super::grpc::{Code, Status, BUFFER_PUSHBACK};
+use super::grpc::{over_budget, Code, Status};
 use super::leases::LeaseProblem;
 use super::status::{control_status, lease_status, log_status};
 use super::topic_cache::LocalTopic;
@@ -64,12 +64,12 @@ impl ShardContext {
         let local_start = self.log.log_start(&t.key, req.partition).unwrap_or(0);
         if req.offset < local_start {
             let max_bytes = max_bytes.min(reply.ceiling() / 3).max(1);
-            reserve(reply, 3 * max_bytes)?;
+            reply.reserve(3 * max_bytes).map_err(over_budget)?;
             let mut r = self.fetch_remote(&t, &req, max_bytes, local_start).await?;
             r.epochs = epochs_of(&history, &r.records);
             return Ok(r);
         }
-        reserve(reply, 2 * max_bytes)?;
+        reply.reserve(2 * max_bytes).map_err(over_budget)?;
         let mut r = self
             .log
             .read(&t.key, req.partition, req.offset, max_bytes)
@@ -99,7 +99,7 @@ impl ShardContext {
             self.log
                 .wait_for_data(&t.key, req.partition, req.offset, wait)
                 .await;
-            reserve(reply, 2 * max_bytes)?;
+            reply.reserve(2 * max_bytes).map_err(over_budget)?;
             r = self
                 .log
                 .read(&t.key, req.partition, req.offset, max_bytes)
@@ -138,7 +138,7 @@ impl ShardContext {
             r.records = Vec::new();
             reply.release();
             self.uploads.wait_next_commit(wait).await;
-            reserve(reply, 2 * max_bytes)?;
+            reply.reserve(2 * max_bytes).map_err(over_budget)?;
             if req.offset < end(self) {
                 r = self
                     .log
@@ -256,15 +256,6 @@ impl ShardContext {
             ..Default::default()
         })
     }
-}
-
-/// Reserves `bytes` for the reply, or answers RESOURCE_EXHAUSTED with a
-/// retry pushback (a fetch refused rather than made to wait, as a request
-/// body is).
-fn reserve(reply: &mut ReplyBudget, bytes: usize) -> Result<(), Status> {
-    reply.reserve(bytes).map_err(|e| {
-        Status::new(Code::ResourceExhausted, format!("fetch: {e}")).retry_after(BUFFER_PUSHBACK)
-    })
 }
 
 /// The epochs of `records` (in offset order) as the answer names them.

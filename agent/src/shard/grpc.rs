@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue, Request, Response};
 use prost::Message;
 use streamhouse_proto::framing::{self, PrefixError, PREFIX_LEN};
 
-use super::budget::{Budget, ReplyBudget, Reservation};
+use super::budget::{Budget, Exhausted, ReplyBudget, Reservation};
 pub use crate::grpc_status::{Code, Status};
 
 /// How long a client is told to wait before retrying a request refused
@@ -100,6 +100,13 @@ pub struct Body {
     pub reply: ReplyBudget,
 }
 
+/// A request or reply refused by a full byte budget: RESOURCE_EXHAUSTED
+/// with a retry pushback of [`BUFFER_PUSHBACK`], refused at once rather
+/// than made to wait.
+pub fn over_budget(e: Exhausted) -> Status {
+    Status::new(Code::ResourceExhausted, e.to_string()).retry_after(BUFFER_PUSHBACK)
+}
+
 /// Reads the single gRPC message of a unary call, refusing more than `limit`
 /// bytes of message, a message that does not fit the body's budgets, and a
 /// body that does not arrive within its timeout. Flow-control credit is
@@ -151,9 +158,7 @@ async fn read_reserved(body: &mut Body, limit: usize) -> Result<Bytes, Status> {
             // A full budget refuses at once rather than waiting: a stream
             // waiting for room would hold connection flow-control window
             // that the streams holding the budget need to finish.
-            let held = Reservation::take(&body.budgets, len + PREFIX_LEN).map_err(|e| {
-                Status::new(Code::ResourceExhausted, e.to_string()).retry_after(BUFFER_PUSHBACK)
-            })?;
+            let held = Reservation::take(&body.budgets, len + PREFIX_LEN).map_err(over_budget)?;
             body.held = Some(held);
             expected = Some(len);
             let _ = body.stream.flow_control().release_capacity(unreleased + n);

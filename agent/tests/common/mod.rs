@@ -605,6 +605,12 @@ pub fn postgres_url() -> String {
     })
 }
 
+/// The URL of a SQLite metadata store in `dir` (`meta.db`).
+#[allow(dead_code)] // not every test crate that includes this uses it
+pub fn sqlite_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("meta.db").display())
+}
+
 /// Endpoint and bucket of the test S3 server (scripts/test.sh starts one).
 pub fn s3_server() -> (String, String) {
     let get = |k: &str| {
