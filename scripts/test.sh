@@ -44,12 +44,12 @@ fi
 cargo build --workspace --all-targets --all-features
 cargo test --workspace --all-targets --all-features "$@"
 # A short seeded chaos run against the same servers (docs/RELIABILITY.md):
-# kills, pauses, reshards, handoffs, store faults and full disks, checked
+# kills, pauses, reshards, handoffs, store faults, full disks and clock steps, checked
 # against the model. Only for the whole suite (no cargo test arguments);
 # STREAMHOUSE_SKIP_CHAOS=1 skips it. Every fault kind by default;
 # STREAMHOUSE_CHAOS_FAULTS=kill,pause,... narrows it.
 if [ "$#" -eq 0 ] && [ -z "${STREAMHOUSE_SKIP_CHAOS:-}" ]; then
   STREAMHOUSE_PERF_BIN=target/debug/streamhouse-perf scripts/chaos.sh \
     --duration "${STREAMHOUSE_CHAOS_DURATION:-150s}" --seed "${STREAMHOUSE_CHAOS_SEED:-1}" \
-    --faults "${STREAMHOUSE_CHAOS_FAULTS:-kill,pause,reshard,term,leave,object,metadata,disk}"
+    --faults "${STREAMHOUSE_CHAOS_FAULTS:-kill,pause,reshard,term,leave,object,metadata,disk,clock}"
 fi

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use crate::chaos::clock::FakeClock;
 use crate::chaos::diskfill::SmallDisk;
 
 /// How every agent of the cluster is started.
@@ -23,6 +24,9 @@ pub struct ClusterSpec {
     /// Largest shard count a restart may choose (ports are reserved for it).
     pub max_shards: usize,
     pub lease_ttl: Duration,
+    /// libfaketime's library: every agent runs on a clock of its own the
+    /// nemesis can move (`None`: on the real clock).
+    pub libfaketime: Option<PathBuf>,
 }
 
 /// One agent: its identity, ports, data dir and (while it runs) process.
@@ -33,13 +37,16 @@ pub struct Agent {
     pub data_dir: PathBuf,
     pub log: PathBuf,
     pub disk: Option<SmallDisk>,
+    /// Its wall clock, when the run moves clocks.
+    clock: Option<FakeClock>,
     child: Option<Child>,
     paused: bool,
 }
 
 impl Agent {
     /// An agent not started yet, with a free port range for
-    /// `spec.max_shards` shards.
+    /// `spec.max_shards` shards (and its clock's offset file next to its
+    /// log, when the run moves clocks).
     pub fn new(
         id: &str,
         data_dir: PathBuf,
@@ -48,6 +55,10 @@ impl Agent {
     ) -> Result<Agent, String> {
         let port = streamhouse_agent::ports::below_ephemeral(spec.max_shards)
             .ok_or("no free port range for an agent")?;
+        let clock = match &spec.libfaketime {
+            Some(lib) => Some(FakeClock::new(log.with_file_name("faketime"), lib.clone())?),
+            None => None,
+        };
         Ok(Agent {
             id: id.to_string(),
             port,
@@ -55,9 +66,19 @@ impl Agent {
             data_dir,
             log,
             disk: None,
+            clock,
             child: None,
             paused: false,
         })
+    }
+
+    /// Puts the agent's wall clock `offset_s` seconds from the real time
+    /// (running or not); `Err` when the run does not move clocks.
+    pub fn set_clock(&mut self, offset_s: i64) -> Result<(), String> {
+        match &self.clock {
+            Some(c) => c.set(offset_s),
+            None => Err(format!("{} runs on the real clock", self.id)),
+        }
     }
 
     /// host:port of every shard while it runs with its current count.
@@ -94,7 +115,11 @@ impl Agent {
             .open(&self.log)
             .map_err(|e| format!("{}: {e}", self.log.display()))?;
         let err = log.try_clone().map_err(|e| e.to_string())?;
-        let child = Command::new(&spec.binary)
+        let mut cmd = Command::new(&spec.binary);
+        if let Some(c) = &self.clock {
+            cmd.envs(c.env());
+        }
+        let child = cmd
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--shards")

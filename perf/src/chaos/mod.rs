@@ -13,6 +13,7 @@
 
 pub mod checker;
 pub mod chunks;
+pub mod clock;
 pub mod cluster;
 pub mod diskfill;
 pub mod nemesis;
@@ -86,6 +87,10 @@ pub struct ChaosArgs {
     /// Agent binary (default: `streamhouse-agent` next to this program).
     #[arg(long)]
     pub agent_bin: Option<PathBuf>,
+    /// libfaketime's library for clock faults (default: where Debian's
+    /// `faketime` package puts it).
+    #[arg(long)]
+    pub libfaketime: Option<PathBuf>,
     /// Size of each agent's WAL filesystem for disk faults, MiB.
     #[arg(long, default_value_t = 192)]
     pub disk_mib: u64,
@@ -278,6 +283,18 @@ pub async fn run(a: ChaosArgs, argv: Vec<String>) -> Result<bool, String> {
     } else {
         None
     };
+    let libfaketime = if kinds.contains(&FaultKind::Clock) {
+        match clock::library(a.libfaketime.as_deref()) {
+            Ok(lib) => Some(lib),
+            Err(why) => {
+                skipped.push(format!("clock: {why}"));
+                kinds.retain(|k| *k != FaultKind::Clock);
+                None
+            }
+        }
+    } else {
+        None
+    };
     for s in &skipped {
         println!("chaos: skipping fault {s}");
     }
@@ -322,6 +339,7 @@ pub async fn run(a: ChaosArgs, argv: Vec<String>) -> Result<bool, String> {
         shards: a.shards,
         max_shards: a.max_shards.max(a.shards),
         lease_ttl: ttl,
+        libfaketime,
     };
     let schedule = nemesis::plan(
         seed,

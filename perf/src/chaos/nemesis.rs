@@ -40,10 +40,15 @@ pub enum FaultKind {
     /// Fill an agent's WAL filesystem to the last block, free it later
     /// (root only: a loop-mounted ext4 per agent).
     Disk,
+    /// An agent's wall clock off the real time (libfaketime): restarted
+    /// with a skewed clock, or stepped while it runs; stepped back to the
+    /// real time at the end. Its monotonic clock is left alone, as NTP
+    /// and operators leave it.
+    Clock,
 }
 
 /// Every kind, in the order `--faults` lists them by default.
-pub const ALL_FAULTS: [FaultKind; 8] = [
+pub const ALL_FAULTS: [FaultKind; 9] = [
     FaultKind::Kill,
     FaultKind::Pause,
     FaultKind::Reshard,
@@ -52,7 +57,13 @@ pub const ALL_FAULTS: [FaultKind; 8] = [
     FaultKind::Object,
     FaultKind::Metadata,
     FaultKind::Disk,
+    FaultKind::Clock,
 ];
+
+/// Clock offsets a clock fault picks from, seconds either way: an hour
+/// (a wrong time zone), ten minutes, half a minute, and a few seconds (about
+/// the lease TTL).
+const CLOCK_OFFSETS_S: [i64; 4] = [3_600, 600, 30, 4];
 
 /// One fault of the schedule.
 #[derive(Debug, Clone)]
@@ -71,6 +82,11 @@ pub struct Planned {
     pub graceful: bool,
     /// Object: what the proxy does.
     pub mode: Mode,
+    /// Clock: the wall clock's offset from the real time, seconds.
+    pub clock_offset_s: i64,
+    /// Clock: restart the agent on the skewed clock (true) or step the
+    /// clock of the running agent.
+    pub clock_at_start: bool,
 }
 
 /// Draws `n` faults of the given kinds from `seed`.
@@ -107,6 +123,8 @@ pub fn plan(
             shards: current[target],
             graceful: false,
             mode: Mode::Pass,
+            clock_offset_s: 0,
+            clock_at_start: false,
         };
         match kind {
             FaultKind::Reshard => {
@@ -134,6 +152,16 @@ pub fn plan(
             }
             FaultKind::Metadata => p.hold = Duration::from_millis(rng.gen_range(500..=2 * ms(ttl))),
             FaultKind::Disk => p.hold = Duration::from_millis(rng.gen_range(2_000..10_000)),
+            FaultKind::Clock => {
+                let magnitude = CLOCK_OFFSETS_S[rng.gen_range(0..CLOCK_OFFSETS_S.len())];
+                p.clock_offset_s = if rng.gen_bool(0.5) {
+                    magnitude
+                } else {
+                    -magnitude
+                };
+                p.clock_at_start = rng.gen_bool(0.4);
+                p.hold = Duration::from_millis(rng.gen_range(2_000..=ms(ttl) * 3));
+            }
             FaultKind::Kill | FaultKind::Pause => {}
         }
         out.push(p);
@@ -314,6 +342,29 @@ pub async fn run(
                     }
                 }
             }
+            FaultKind::Clock => {
+                let offset = p.clock_offset_s;
+                let how = if p.clock_at_start {
+                    // Down for a moment only (well inside the TTL): the
+                    // point is the clock it comes back with.
+                    agent.kill();
+                    let set = agent.set_clock(offset);
+                    let shards = agent.shards;
+                    error = set.and(agent.start(&spec, shards).await).err();
+                    "SIGKILL, restarted with its wall clock"
+                } else {
+                    error = agent.set_clock(offset).err();
+                    "wall clock stepped"
+                };
+                tokio::time::sleep(p.hold).await;
+                if let Err(e) = agent.set_clock(0) {
+                    error.get_or_insert(e);
+                }
+                format!(
+                    "{how} {offset:+} s for {} ms, then stepped back to the real time",
+                    p.hold.as_millis()
+                )
+            }
         };
         let e = Event {
             start_ms,
@@ -386,5 +437,20 @@ mod tests {
                 p.hold
             );
         }
+    }
+
+    #[test]
+    fn clock_faults_move_clocks_both_ways_at_start_and_while_running() {
+        let ttl = Duration::from_secs(3);
+        let a = plan(11, 400, &[FaultKind::Clock], 3, 2, 3, ttl);
+        assert!(a.iter().all(|p| p.kind == FaultKind::Clock));
+        assert!(a
+            .iter()
+            .all(|p| p.clock_offset_s != 0 && CLOCK_OFFSETS_S.contains(&p.clock_offset_s.abs())));
+        assert!(a.iter().any(|p| p.clock_offset_s > 0) && a.iter().any(|p| p.clock_offset_s < 0));
+        assert!(a.iter().any(|p| p.clock_at_start) && a.iter().any(|p| !p.clock_at_start));
+        assert!(a
+            .iter()
+            .all(|p| p.hold >= Duration::from_secs(2) && p.hold <= 3 * ttl));
     }
 }
