@@ -7,19 +7,13 @@
 //! does not fit gets RESOURCE_EXHAUSTED with a retry pushback.
 
 mod common;
+#[path = "common/procstat.rs"]
+mod procstat;
 
 use common::*;
+use procstat::status_kb;
 use streamhouse_proto as pb;
 use streamhouse_proto::batch::{encode, Codec, ProducerInfo, Record};
-
-/// Kilobytes of a process status field (`VmHWM`, `VmRSS`).
-fn status_kb(pid: i32, field: &str) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("{field} missing from /proc/{pid}/status"))
-}
 
 #[tokio::test]
 async fn concurrent_inflating_fetches_stay_within_the_reply_budget() {

@@ -1,0 +1,233 @@
+//! The adversarial memory cases together against one agent (issue 42):
+//! many producer ids, many consumer groups, idle connections, request
+//! bodies held open and concurrent fetches of a partition that inflates a
+//! thousandfold, all at once. The agent's peak resident set must stay under
+//! the bound docs/LIMITS.md ("The memory bound") states as a formula of its
+//! flags; `memory_bound` below is that formula.
+
+mod common;
+#[path = "common/group_rpc.rs"]
+mod group_rpc;
+#[path = "common/procstat.rs"]
+mod procstat;
+#[path = "common/raw.rs"]
+mod raw;
+
+use std::time::Duration;
+
+use common::*;
+use group_rpc::*;
+use procstat::status_kb;
+use streamhouse_proto as pb;
+use streamhouse_proto::batch::{encode, Codec, ProducerInfo, Record};
+
+const MIB: u64 = 1 << 20;
+
+/// The flags the bound is a formula of, as this test sets them.
+struct Flags {
+    shards: u64,
+    buffered_per_shard: u64,
+    reply_per_shard: u64,
+    segment_bytes: u64,
+    producers_per_shard: u64,
+    connections_per_shard: u64,
+    read_cache: u64,
+}
+
+/// docs/LIMITS.md, "The memory bound": 128 MiB for the program, its
+/// runtimes and store clients; per shard its request and reply budgets, two
+/// segments (the one being written, one being uploaded), 512 bytes per
+/// remembered producer and 64 KiB per connection; the read cache; and 4 KiB
+/// per consumer group held (one member each here).
+fn memory_bound(f: &Flags, groups: u64) -> u64 {
+    128 * MIB
+        + f.shards
+            * (f.buffered_per_shard
+                + f.reply_per_shard
+                + 2 * f.segment_bytes
+                + 512 * f.producers_per_shard
+                + (64 << 10) * f.connections_per_shard)
+        + f.read_cache
+        + 4096 * groups
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_memory_case_at_once_stays_under_the_documented_bound() {
+    const PRODUCER_IDS: i64 = 30_000;
+    const GROUPS: u64 = 2_000;
+    const IDLE_CONNECTIONS: usize = 150;
+    const HELD_STREAMS: usize = 64;
+    const FETCHES: usize = 32;
+    let f = Flags {
+        shards: 1,
+        buffered_per_shard: 96 * MIB,
+        reply_per_shard: 96 * MIB,
+        segment_bytes: 16 * MIB,
+        producers_per_shard: 20_000,
+        connections_per_shard: 256,
+        read_cache: 16 * MIB,
+    };
+    let flags = [
+        format!("--max-buffered-bytes-per-shard={}", f.buffered_per_shard),
+        format!("--max-buffered-bytes-per-connection={}", 48 * MIB),
+        format!("--max-reply-bytes-per-shard={}", f.reply_per_shard),
+        format!("--max-reply-bytes-per-connection={}", 64 * MIB),
+        format!("--segment-bytes={}", f.segment_bytes),
+        format!("--max-producers-per-shard={}", f.producers_per_shard),
+        format!("--max-connections-per-shard={}", f.connections_per_shard),
+        format!("--read-cache-bytes={}", f.read_cache),
+        "--request-body-timeout-ms=8000".into(),
+    ];
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let agent = Agent::start(f.shards as usize, &flags);
+    let addr = agent.addr(0);
+    let bomb = agent.create_topic("bomb", 1).await;
+    let ids = agent.create_topic("ids", 1).await;
+    agent.create_topic("held", 1).await;
+
+    // A partition of 24 lz4 batches of 7 MiB of zeros (168 MiB of records
+    // in well under 1 MiB stored).
+    let mut p = agent.producer_for(&bomb, 0).await;
+    for _ in 0..24 {
+        let records: Vec<Record> = (0..7)
+            .map(|_| Record {
+                value: vec![0u8; 1 << 20].into(),
+                ..Default::default()
+            })
+            .collect();
+        let batch = encode(&records, Codec::Lz4, ProducerInfo::default());
+        p.produce(pb::ProduceRequest {
+            topic: "bomb".into(),
+            partition: 0,
+            batch: batch.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("produce to the bomb partition");
+    }
+
+    // Producer ids past the cap, from 8 connections at once.
+    let mut tasks = Vec::new();
+    for t in 0..8i64 {
+        let mut p = agent.producer_for(&ids, 0).await;
+        tasks.push(tokio::spawn(async move {
+            for id in (t..PRODUCER_IDS).step_by(8) {
+                p.produce(pb::ProduceRequest {
+                    producer_id: id * 7919 + 1,
+                    base_sequence: 0,
+                    ..produce_req("ids", 0, &[format!("from {id}")])
+                })
+                .await
+                .expect("produce as a new producer");
+            }
+        }));
+    }
+    // Consumer groups of one member each, from 8 connections at once.
+    for t in 0..8u64 {
+        let addr = addr.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = groups_at(&addr).await;
+            for g in (t..GROUPS).step_by(8) {
+                let mut m = Member::default();
+                heartbeat(&mut c, &format!("g{g}"), &mut m, "held").await;
+                assert!(!m.id.is_empty(), "group g{g}: no member id");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("producer or group task");
+    }
+    let settled = status_kb(agent.pid(), "VmRSS:");
+
+    // Idle connections that completed the HTTP/2 handshake.
+    let mut idle = Vec::new();
+    for _ in 0..IDLE_CONNECTIONS {
+        idle.push(raw::connect(&addr).await);
+    }
+    // Request bodies held open: 8 MiB messages declared, all but the last
+    // 64 KiB sent, never ended; two connections.
+    let declared = (8 << 20) - 1024 - 5;
+    let chunk = bytes::Bytes::from(vec![7u8; 1 << 20]);
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut h2c = raw::connect(&addr).await;
+        for _ in 0..HELD_STREAMS / 2 {
+            let req = raw::request(&addr, pb::paths::PRODUCE, &[]);
+            let (resp, mut send) = h2c.send_request(req, false).expect("send request");
+            let mut prefix = vec![0u8];
+            prefix.extend_from_slice(&(declared as u32).to_be_bytes());
+            send.send_data(prefix.into(), false).expect("prefix");
+            let mut left = declared - (64 << 10);
+            while left > 0 {
+                let n = left.min(chunk.len());
+                send.send_data(chunk.slice(..n), false).expect("data");
+                left -= n;
+            }
+            held.push((resp, send));
+        }
+        idle.push(h2c);
+    }
+    // Concurrent inflating fetches, a connection each, while the bodies
+    // are held.
+    let mut fetches = Vec::new();
+    for _ in 0..FETCHES {
+        let mut c = agent.fetcher_for(&bomb, 0).await;
+        fetches.push(tokio::spawn(async move {
+            c.fetch(pb::FetchRequest {
+                topic: "bomb".into(),
+                partition: 0,
+                offset: 0,
+                max_bytes: 64 << 20,
+                ..Default::default()
+            })
+            .await
+        }));
+    }
+    let (mut answered, mut refused) = (0, 0);
+    for f in fetches {
+        match f.await.expect("fetch task") {
+            Ok(r) => {
+                assert!(!r.into_inner().records.is_empty());
+                answered += 1;
+            }
+            Err(s) if s.code() == tonic::Code::ResourceExhausted => refused += 1,
+            Err(s) => panic!("a fetch failed: {:?}: {}", s.code(), s.message()),
+        }
+    }
+    assert!(answered >= 1, "no fetch was answered");
+    // The held streams are answered: refused for want of budget at once,
+    // or timed out after the body timeout.
+    let mut held_answered = 0;
+    for (resp, _send) in held {
+        let r = tokio::time::timeout(Duration::from_secs(30), raw::read_reply(resp))
+            .await
+            .expect("a held stream answered within the body timeout");
+        assert!(
+            matches!(r.grpc_status.as_deref(), Some("8") | Some("4")),
+            "a held stream got {r:?}"
+        );
+        held_answered += 1;
+    }
+    let peak = status_kb(agent.pid(), "VmHWM:") * 1024;
+    let bound = memory_bound(&f, GROUPS);
+    eprintln!(
+        "{PRODUCER_IDS} producer ids, {GROUPS} groups: RSS {} MiB; then {IDLE_CONNECTIONS} idle \
+         connections, {held_answered} held bodies, {answered} fetches answered and {refused} \
+         refused: peak {} MiB; bound {} MiB",
+        settled / 1024,
+        peak / MIB,
+        bound / MIB
+    );
+    assert!(
+        peak <= bound,
+        "peak RSS {} MiB passes the documented bound of {} MiB",
+        peak / MIB,
+        bound / MIB
+    );
+    // And the agent still serves.
+    let mut p = agent.producer_for(&ids, 0).await;
+    p.produce(produce_req("ids", 0, &["after".into()]))
+        .await
+        .expect("a produce after the load");
+    drop(idle);
+}
