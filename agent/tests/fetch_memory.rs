@@ -9,9 +9,12 @@
 mod common;
 #[path = "common/procstat.rs"]
 mod procstat;
+#[path = "common/raw.rs"]
+mod raw;
 
 use common::*;
 use procstat::status_kb;
+use std::time::Duration;
 use streamhouse_proto as pb;
 use streamhouse_proto::batch::{encode, Codec, ProducerInfo, Record};
 
@@ -95,4 +98,86 @@ async fn concurrent_inflating_fetches_stay_within_the_reply_budget() {
         peak / 1024,
         before / 1024
     );
+}
+
+/// A reply its client never reads holds its reservation only until the
+/// body timeout: then the agent resets the stream (CANCEL) and the budget
+/// serves the next fetch. Raw HTTP/2, since tonic always reads.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reply_never_read_is_reset_and_its_reservation_returned() {
+    use prost::Message;
+    let agent = Agent::start(
+        1,
+        &[
+            "--max-reply-bytes-per-shard=8388608",
+            "--max-reply-bytes-per-connection=8388608",
+            "--request-body-timeout-ms=2000",
+        ],
+    );
+    let meta = agent.create_topic("unread", 1).await;
+    let mut producer = agent.producer_for(&meta, 0).await;
+    for _ in 0..4 {
+        producer
+            .produce(produce_req("unread", 0, &["x".repeat(1 << 20)]))
+            .await
+            .expect("produce");
+    }
+    // max_bytes 4 MiB: twice that is the whole shard budget.
+    let fetch = pb::FetchRequest {
+        topic: "unread".into(),
+        partition: 0,
+        offset: 0,
+        max_bytes: 4 << 20,
+        ..Default::default()
+    };
+    let addr = agent.addr(0);
+    let mut h2c = raw::connect(&addr).await;
+    let req = raw::request(&addr, pb::paths::FETCH, &[]);
+    let (resp, mut send) = h2c.send_request(req, false).expect("send request");
+    send.send_data(raw::frame(0, &fetch.encode_to_vec()).into(), true)
+        .expect("send body");
+    let resp = tokio::time::timeout(Duration::from_secs(10), resp)
+        .await
+        .expect("reply headers in time")
+        .expect("reply headers");
+    assert_eq!(resp.status(), 200);
+    let started = std::time::Instant::now();
+    // While the reply waits for window, its reservation holds the budget.
+    let mut tonic_fetch = agent.fetcher_for(&meta, 0).await;
+    let refused = tonic_fetch
+        .fetch(fetch.clone())
+        .await
+        .expect_err("a fetch while the unread reply holds the budget");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    // Read what the initial window let through, never giving credit back:
+    // the stream must end in a reset.
+    let mut body = resp.into_body();
+    let mut got = 0usize;
+    let reason = loop {
+        match tokio::time::timeout(Duration::from_secs(15), body.data()).await {
+            Err(_) => panic!("no reset 15 s after the window closed ({got} bytes read)"),
+            Ok(Some(Ok(chunk))) => got += chunk.len(),
+            Ok(Some(Err(e))) => break e.reason(),
+            Ok(None) => panic!("the reply ended after {got} bytes without a reset"),
+        }
+    };
+    assert_eq!(reason, Some(h2::Reason::CANCEL), "{got} bytes read");
+    assert!(got < 4 << 20, "{got} bytes of a reply never given window");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "reset after {waited:?}, before the body timeout"
+    );
+    // The reservation is back: the same fetch is answered now.
+    let r = tonic_fetch
+        .fetch(fetch)
+        .await
+        .expect("a fetch after the reset")
+        .into_inner();
+    assert!(!r.records.is_empty());
+    drop(h2c);
 }
