@@ -39,6 +39,7 @@ pub mod layout;
 pub mod leader_epochs;
 pub mod lifecycle;
 pub mod limits;
+pub mod logging;
 pub mod messages;
 pub mod metastore;
 pub mod metrics;

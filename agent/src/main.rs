@@ -5,39 +5,11 @@
 //! running, 2 for invalid configuration or a failure to start (port in use,
 //! data dir locked by another agent, corrupt WAL).
 
-use std::fmt;
 use std::process::ExitCode;
 
 use streamhouse_agent::config::LoadError;
 use streamhouse_agent::lifecycle::Outcome;
 use streamhouse_agent::AgentConfig;
-use tracing_subscriber::fmt::format::{Format, Writer};
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
-use tracing_subscriber::registry::LookupSpan;
-
-/// Log lines as tracing's default format, each starting with the agent id
-/// (several agents often share one terminal or one log collector). The
-/// thread name says which shard (`shard-N`) or the `control` thread.
-struct AgentFormat {
-    agent_id: String,
-    inner: Format,
-}
-
-impl<S, N> FormatEvent<S, N> for AgentFormat
-where
-    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-{
-    fn format_event(
-        &self,
-        ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &tracing::Event<'_>,
-    ) -> fmt::Result {
-        write!(writer, "[{}] ", self.agent_id)?;
-        self.inner.format_event(ctx, writer, event)
-    }
-}
 
 fn main() -> ExitCode {
     // Fail points named in FAILPOINTS (test builds only; see Cargo.toml).
@@ -53,18 +25,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_thread_names(true)
-        .event_format(AgentFormat {
-            agent_id: config.agent_id.clone(),
-            inner: tracing_subscriber::fmt::format().with_thread_names(true),
-        })
-        .init();
+    streamhouse_agent::logging::init(config.logging.log_format, &config.agent_id);
     if let Err(e) = config.validate() {
         eprintln!("streamhouse-agent: invalid configuration: {e}");
         return ExitCode::from(2);

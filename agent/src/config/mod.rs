@@ -10,8 +10,10 @@ use std::time::Duration;
 use clap::Parser;
 
 mod groups;
+mod logging;
 
 pub use groups::GroupFlags;
+pub use logging::{LogFlags, LogFormat};
 
 /// StreamHouse agent: serves Produce, Fetch and Admin gRPC calls, one shard
 /// per core, each on its own port, with a durable write-ahead log per shard.
@@ -150,6 +152,9 @@ pub struct AgentConfig {
     /// Consumer-group limits and timeouts (`--group-*`).
     #[command(flatten)]
     pub groups: GroupFlags,
+
+    #[command(flatten)]
+    pub logging: LogFlags,
 
     /// HTTP address for `/health` (liveness) and `/ready` (leases acquired,
     /// metadata store reachable); off by default.
