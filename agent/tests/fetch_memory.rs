@@ -181,3 +181,67 @@ async fn a_reply_never_read_is_reset_and_its_reservation_returned() {
     assert!(!r.records.is_empty());
     drop(h2c);
 }
+
+/// Empty records take about 7 bytes each in a batch but over a hundred
+/// once decoded for a reply: `max_bytes` must bound what the decoded
+/// records hold, not only their encoded bytes, or a fetch of 64 MiB of
+/// them holds about a gigabyte while its reservation says 128 MiB.
+#[tokio::test]
+async fn fetches_of_tiny_records_stay_within_the_reply_budget() {
+    const FETCHES: usize = 8;
+    let agent = Agent::start(1, &[]);
+    let meta = agent.create_topic("tiny", 1).await;
+    let mut producer = agent.producer_for(&meta, 0).await;
+    // 8 batches of 1,000,000 empty records (about 7 MiB of records each,
+    // a few KiB stored).
+    let records: Vec<Record> = (0..1_000_000).map(|_| Record::default()).collect();
+    let batch = bytes::Bytes::from(encode(&records, Codec::Lz4, ProducerInfo::default()));
+    drop(records);
+    for _ in 0..8 {
+        producer
+            .produce(pb::ProduceRequest {
+                topic: "tiny".into(),
+                partition: 0,
+                batch: batch.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("produce");
+    }
+    let before = status_kb(agent.pid(), "VmRSS:");
+    let mut fetches = Vec::new();
+    for _ in 0..FETCHES {
+        let mut f = agent.fetcher_for(&meta, 0).await;
+        fetches.push(tokio::spawn(async move {
+            f.fetch(pb::FetchRequest {
+                topic: "tiny".into(),
+                partition: 0,
+                offset: 0,
+                max_bytes: 64 << 20,
+                ..Default::default()
+            })
+            .await
+        }));
+    }
+    let (mut answered, mut refused, mut failed) = (0, 0, Vec::new());
+    for f in fetches {
+        match f.await.unwrap() {
+            Ok(r) => {
+                assert!(!r.into_inner().records.is_empty());
+                answered += 1;
+            }
+            Err(s) if s.code() == tonic::Code::ResourceExhausted => refused += 1,
+            Err(s) => failed.push(format!("{:?}: {}", s.code(), s.message())),
+        }
+    }
+    let peak = status_kb(agent.pid(), "VmHWM:");
+    eprintln!(
+        "{answered} answered, {refused} refused, {} failed; RSS {} MiB before, peak {} MiB",
+        failed.len(),
+        before / 1024,
+        peak / 1024
+    );
+    assert!(peak < before + 512 * 1024, "peak RSS {} MiB", peak / 1024);
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(answered >= 1);
+}

@@ -224,7 +224,7 @@ impl ShardContext {
         let mut inflated = 0usize;
         for b in batches {
             let decoded = batch::parse_header(&b).and_then(|h| {
-                if !records.is_empty() && inflated + h.records_len as usize > max_bytes {
+                if !records.is_empty() && inflated + h.decoded_bytes() > max_bytes {
                     return Ok(None);
                 }
                 batch::decode(&b).map(Some)
@@ -243,7 +243,7 @@ impl ShardContext {
                     ))
                 }
             };
-            inflated += h.records_len as usize;
+            inflated += h.decoded_bytes();
             records.extend(
                 recs.into_iter()
                     .filter(|r| r.offset >= req.offset && r.offset < local_start)

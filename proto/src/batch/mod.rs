@@ -141,7 +141,19 @@ pub struct BatchHeader {
     pub records_len: u32,
 }
 
+/// Memory one decoded record takes beyond its key, value and header bytes
+/// on its way into a reply (the decoded struct and the reply's), bytes.
+pub const DECODED_RECORD_OVERHEAD: usize = 128;
+
 impl BatchHeader {
+    /// What decoding this batch for a reply holds in memory, bytes: its
+    /// records section plus [`DECODED_RECORD_OVERHEAD`] per record. Readers
+    /// bound this by their byte limits, so empty records (7 bytes each in
+    /// the batch) cannot inflate a reply past them.
+    pub fn decoded_bytes(&self) -> usize {
+        self.records_len as usize + self.record_count as usize * DECODED_RECORD_OVERHEAD
+    }
+
     /// Offset of the last record.
     pub fn last_offset(&self) -> u64 {
         self.base_offset + u64::from(self.record_count.max(1)) - 1

@@ -137,7 +137,7 @@ impl ShardLog {
                     Err(_) if !records.is_empty() => break 'runs,
                     Err(err) => return Err(err),
                 };
-                if !records.is_empty() && inflated + h.records_len as usize > max_bytes {
+                if !records.is_empty() && inflated + h.decoded_bytes() > max_bytes {
                     break 'runs;
                 }
                 let recs = match batch::decode(&b) {
@@ -153,7 +153,7 @@ impl ShardLog {
                         })
                     }
                 };
-                inflated += h.records_len as usize;
+                inflated += h.decoded_bytes();
                 records.extend(
                     recs.into_iter()
                         .filter(|r| r.offset >= offset && r.offset < hw),
