@@ -1,7 +1,7 @@
 //! The adversarial memory cases together against one agent (issue 42):
 //! many producer ids, many consumer groups, idle connections, request
-//! bodies held open and concurrent fetches of a partition that inflates a
-//! thousandfold, all at once. The agent's peak resident set must stay under
+//! bodies held open, concurrent fetches of a partition that inflates a
+//! thousandfold and of batches of a million empty records, all at once. The agent's peak resident set must stay under
 //! the bound docs/LIMITS.md ("The memory bound") states as a formula of its
 //! flags; `memory_bound` below is that formula.
 
@@ -28,6 +28,7 @@ struct Flags {
     shards: u64,
     buffered_per_shard: u64,
     reply_per_shard: u64,
+    max_request: u64,
     segment_bytes: u64,
     producers_per_shard: u64,
     connections_per_shard: u64,
@@ -35,7 +36,9 @@ struct Flags {
 }
 
 /// docs/LIMITS.md, "The memory bound": 128 MiB for the program, its
-/// runtimes and store clients; per shard its request and reply budgets, two
+/// runtimes and store clients; per shard its request and reply budgets,
+/// one batch of empty records read alone past them (56 times the largest
+/// request), two
 /// segments (the one being written, one being uploaded), 512 bytes per
 /// remembered producer and 64 KiB per connection; the read cache; and 4 KiB
 /// per consumer group held (one member each here).
@@ -44,6 +47,7 @@ fn memory_bound(f: &Flags, groups: u64) -> u64 {
         + f.shards
             * (f.buffered_per_shard
                 + f.reply_per_shard
+                + 56 * f.max_request
                 + 2 * f.segment_bytes
                 + 512 * f.producers_per_shard
                 + (64 << 10) * f.connections_per_shard)
@@ -62,6 +66,7 @@ async fn every_memory_case_at_once_stays_under_the_documented_bound() {
         shards: 1,
         buffered_per_shard: 96 * MIB,
         reply_per_shard: 96 * MIB,
+        max_request: 8 * MIB,
         segment_bytes: 16 * MIB,
         producers_per_shard: 20_000,
         connections_per_shard: 256,
@@ -72,6 +77,7 @@ async fn every_memory_case_at_once_stays_under_the_documented_bound() {
         format!("--max-buffered-bytes-per-connection={}", 48 * MIB),
         format!("--max-reply-bytes-per-shard={}", f.reply_per_shard),
         format!("--max-reply-bytes-per-connection={}", 64 * MIB),
+        format!("--max-request-bytes={}", f.max_request),
         format!("--segment-bytes={}", f.segment_bytes),
         format!("--max-producers-per-shard={}", f.producers_per_shard),
         format!("--max-connections-per-shard={}", f.connections_per_shard),
@@ -104,6 +110,23 @@ async fn every_memory_case_at_once_stays_under_the_documented_bound() {
         })
         .await
         .expect("produce to the bomb partition");
+    }
+
+    // A partition of 4 batches of a million empty records each (7 MB of
+    // records, about 390 MB decoded for a reply).
+    let tiny = agent.create_topic("tiny", 1).await;
+    let empties: Vec<Record> = (0..1_000_000).map(|_| Record::default()).collect();
+    let empties = bytes::Bytes::from(encode(&empties, Codec::Lz4, ProducerInfo::default()));
+    let mut p = agent.producer_for(&tiny, 0).await;
+    for _ in 0..4 {
+        p.produce(pb::ProduceRequest {
+            topic: "tiny".into(),
+            partition: 0,
+            batch: empties.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("produce to the tiny partition");
     }
 
     // Producer ids past the cap, from 8 connections at once.
@@ -178,6 +201,20 @@ async fn every_memory_case_at_once_stays_under_the_documented_bound() {
                 partition: 0,
                 offset: 0,
                 max_bytes: 64 << 20,
+                ..Default::default()
+            })
+            .await
+        }));
+    }
+    // And fetches asking for 1 byte of those million-record batches.
+    for _ in 0..FETCHES {
+        let mut c = agent.fetcher_for(&tiny, 0).await;
+        fetches.push(tokio::spawn(async move {
+            c.fetch(pb::FetchRequest {
+                topic: "tiny".into(),
+                partition: 0,
+                offset: 0,
+                max_bytes: 1,
                 ..Default::default()
             })
             .await

@@ -139,6 +139,28 @@ impl ReplyBudget {
         Ok(())
     }
 
+    /// Holds `bytes`, or when that is more than the smallest budget, the
+    /// smallest budget's size from every budget while nothing else is held
+    /// from them: a reply larger than a budget is made alone, and others
+    /// wait for it (RESOURCE_EXHAUSTED) until it is handed over.
+    pub fn reserve_up_to_alone(&mut self, bytes: usize) -> Result<(), Exhausted> {
+        let ceiling = self.ceiling();
+        if bytes <= ceiling {
+            return self.reserve(bytes);
+        }
+        self.held = None;
+        if let Some((scope, b)) = self.budgets.iter().find(|(_, b)| b.used() > 0) {
+            return Err(Exhausted {
+                scope,
+                wanted: bytes,
+                used: b.used(),
+                limit: b.limit(),
+            });
+        }
+        self.held = Some(Reservation::take(&self.budgets, ceiling)?);
+        Ok(())
+    }
+
     /// Returns what is held (a reply that waits for data holds nothing).
     pub fn release(&mut self) {
         self.held = None;
@@ -175,5 +197,33 @@ mod tests {
         assert_eq!((shard.used(), conn.used()), (50, 0));
         drop(b);
         assert_eq!((shard.used(), other.used()), (0, 0));
+    }
+
+    #[test]
+    fn a_reply_larger_than_a_budget_is_made_alone() {
+        let shard = Budget::new(100);
+        let conn = Budget::new(60);
+        let budgets = || {
+            vec![
+                ("replies on this shard", shard.clone()),
+                ("replies on this connection", conn.clone()),
+            ]
+        };
+        let mut small = ReplyBudget::new(budgets());
+        small.reserve_up_to_alone(40).unwrap();
+        assert_eq!((shard.used(), conn.used()), (40, 40));
+        // Past the smallest budget: refused while anything else is held...
+        let mut large = ReplyBudget::new(budgets());
+        let refused = large.reserve_up_to_alone(500).unwrap_err();
+        assert_eq!(refused.wanted, 500);
+        small.release();
+        // ... and then holds the smallest budget from every budget.
+        large.reserve_up_to_alone(500).unwrap();
+        assert_eq!((shard.used(), conn.used()), (60, 60));
+        assert!(ReplyBudget::new(budgets())
+            .reserve_up_to_alone(500)
+            .is_err());
+        drop(large);
+        assert_eq!((shard.used(), conn.used()), (0, 0));
     }
 }

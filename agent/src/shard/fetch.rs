@@ -65,16 +65,14 @@ impl ShardContext {
         if req.offset < local_start {
             let max_bytes = max_bytes.min(reply.ceiling() / 3).max(1);
             reply.reserve(3 * max_bytes).map_err(over_budget)?;
-            let mut r = self.fetch_remote(&t, &req, max_bytes, local_start).await?;
+            let mut r = self
+                .fetch_remote(&t, &req, max_bytes, local_start, reply)
+                .await?;
             r.epochs = epochs_of(&history, &r.records);
             return Ok(r);
         }
         reply.reserve(2 * max_bytes).map_err(over_budget)?;
-        let mut r = self
-            .log
-            .read(&t.key, req.partition, req.offset, max_bytes)
-            .await
-            .map_err(log_status)?;
+        let mut r = self.read_local(&t, &req, max_bytes, reply).await?;
         // At the high watermark a fetch waits for data; past it, no record
         // was ever acknowledged there, and waiting would hide records
         // written at the offsets in between.
@@ -100,11 +98,7 @@ impl ShardContext {
                 .wait_for_data(&t.key, req.partition, req.offset, wait)
                 .await;
             reply.reserve(2 * max_bytes).map_err(over_budget)?;
-            r = self
-                .log
-                .read(&t.key, req.partition, req.offset, max_bytes)
-                .await
-                .map_err(log_status)?;
+            r = self.read_local(&t, &req, max_bytes, reply).await?;
         }
         let records: Vec<pb::FetchedRecord> = r.records.into_iter().map(fetched).collect();
         Ok(pb::FetchResponse {
@@ -113,6 +107,36 @@ impl ShardContext {
             high_watermark: r.high_watermark,
             ..Default::default()
         })
+    }
+
+    /// Reads the local log from `req.offset` within `max_bytes`, twice
+    /// which `reply` holds. A first batch that alone decodes to more is
+    /// read whole once `reply` holds twice its size (when that passes a
+    /// budget, once nothing else is held from them: such a batch is read
+    /// alone), else the fetch is refused with RESOURCE_EXHAUSTED. Nothing
+    /// is decoded before the bytes are held.
+    async fn read_local(
+        &self,
+        t: &LocalTopic,
+        req: &pb::FetchRequest,
+        max_bytes: usize,
+        reply: &mut ReplyBudget,
+    ) -> Result<streamhouse_shard::ReadResult, Status> {
+        let r = self
+            .log
+            .read_bounded(&t.key, req.partition, req.offset, max_bytes, max_bytes)
+            .await
+            .map_err(log_status)?;
+        let Some(needs) = r.first_batch_needs else {
+            return Ok(r);
+        };
+        reply
+            .reserve_up_to_alone(needs.saturating_mul(2))
+            .map_err(over_budget)?;
+        self.log
+            .read_bounded(&t.key, req.partition, req.offset, max_bytes, usize::MAX)
+            .await
+            .map_err(log_status)
     }
 
     /// A fetch at read level `object`: only records below the committed end
@@ -140,11 +164,7 @@ impl ShardContext {
             self.uploads.wait_next_commit(wait).await;
             reply.reserve(2 * max_bytes).map_err(over_budget)?;
             if req.offset < end(self) {
-                r = self
-                    .log
-                    .read(&t.key, req.partition, req.offset, max_bytes)
-                    .await
-                    .map_err(log_status)?;
+                r = self.read_local(t, req, max_bytes, reply).await?;
             }
         }
         let committed = end(self);
@@ -205,6 +225,7 @@ impl ShardContext {
         req: &pb::FetchRequest,
         max_bytes: usize,
         local_start: u64,
+        reply: &mut ReplyBudget,
     ) -> Result<pb::FetchResponse, Status> {
         let batches = self
             .control
@@ -223,6 +244,17 @@ impl ShardContext {
         // answer, as DATA_LOSS, when nothing comes before it).
         let mut inflated = 0usize;
         for b in batches {
+            // A first batch that alone decodes to more than `max_bytes`
+            // is decoded once the reply holds twice its size more (or, past
+            // a budget, is read alone), as for local reads.
+            if let Ok(h) = batch::parse_header(&b) {
+                if records.is_empty() && h.decoded_bytes() > max_bytes {
+                    let more = h.decoded_bytes().saturating_mul(2);
+                    reply
+                        .reserve_up_to_alone((3 * max_bytes).saturating_add(more))
+                        .map_err(over_budget)?;
+                }
+            }
             let decoded = batch::parse_header(&b).and_then(|h| {
                 if !records.is_empty() && inflated + h.decoded_bytes() > max_bytes {
                     return Ok(None);

@@ -66,6 +66,10 @@ pub struct ReadResult {
     /// Offset the next record will get once durable.
     pub high_watermark: u64,
     pub log_start: u64,
+    /// Nothing was read because the first batch alone decodes to this many
+    /// bytes, more than the read's `max_bytes`: read again with at least
+    /// this `max_bytes` to get it (after making room for it).
+    pub first_batch_needs: Option<usize>,
 }
 
 /// A sealed segment: complete, synced, never written again.

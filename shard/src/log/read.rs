@@ -13,7 +13,7 @@ use glommio::io::DmaFile;
 use super::error::{io_err, LogError};
 use super::partition::{find, find_mut, unknown};
 use super::{ReadResult, ShardLog};
-use crate::batch;
+use crate::batch::{self, DecodedRecord};
 use crate::index::IndexEntry;
 use crate::segment::Corruption;
 
@@ -41,17 +41,36 @@ impl Drop for ForgetWaiter<'_> {
 }
 
 impl ShardLog {
-    /// Reads records of a partition starting at `offset`, up to about
-    /// `max_bytes` of batch data (at least one batch when any is available).
-    /// Only durable records are returned. An offset at or past the high
-    /// watermark gives an empty result; one before the log start is
-    /// `OffsetOutOfRange`.
+    /// Reads records of a partition starting at `offset`, whole batches
+    /// whose records decoded take at most `max_bytes`
+    /// (`BatchHeader::decoded_bytes`), and always the first batch when any
+    /// is available. Only durable records are returned. An offset at or
+    /// past the high watermark gives an empty result; one before the log
+    /// start is `OffsetOutOfRange`.
     pub async fn read(
         &self,
         topic: &str,
         partition: u32,
         offset: u64,
         max_bytes: usize,
+    ) -> Result<ReadResult, LogError> {
+        self.read_bounded(topic, partition, offset, max_bytes, usize::MAX)
+            .await
+    }
+
+    /// Like [`read`](Self::read), except that a first batch whose records
+    /// decoded take more than `first_batch_limit` bytes is not decoded:
+    /// the result is empty and `first_batch_needs` says how much it takes.
+    /// Only durable records are returned. An offset at or past the high
+    /// watermark gives an empty result; one before the log start is
+    /// `OffsetOutOfRange`.
+    pub async fn read_bounded(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max_bytes: usize,
+        first_batch_limit: usize,
     ) -> Result<ReadResult, LogError> {
         let (runs, hw, log_start) = {
             let st = self.inner.state.borrow();
@@ -137,6 +156,16 @@ impl ShardLog {
                     Err(_) if !records.is_empty() => break 'runs,
                     Err(err) => return Err(err),
                 };
+                if records.is_empty() && h.decoded_bytes() > first_batch_limit {
+                    // Not decoded: the caller decides whether it can hold
+                    // a batch this large.
+                    return Ok(ReadResult {
+                        records,
+                        high_watermark: hw,
+                        log_start,
+                        first_batch_needs: Some(h.decoded_bytes()),
+                    });
+                }
                 if !records.is_empty() && inflated + h.decoded_bytes() > max_bytes {
                     break 'runs;
                 }
@@ -154,16 +183,22 @@ impl ShardLog {
                     }
                 };
                 inflated += h.decoded_bytes();
-                records.extend(
-                    recs.into_iter()
-                        .filter(|r| r.offset >= offset && r.offset < hw),
-                );
+                let wanted = |r: &DecodedRecord| r.offset >= offset && r.offset < hw;
+                if records.is_empty() {
+                    // The first batch's vector becomes the answer's: no
+                    // second copy of a batch that may hold a million.
+                    records = recs;
+                    records.retain(wanted);
+                } else {
+                    records.extend(recs.into_iter().filter(wanted));
+                }
             }
         }
         Ok(ReadResult {
             records,
             high_watermark: hw,
             log_start,
+            first_batch_needs: None,
         })
     }
 
