@@ -7,76 +7,33 @@
 //! does not fit gets RESOURCE_EXHAUSTED with a retry pushback.
 
 mod common;
+#[path = "common/fetch_load.rs"]
+mod fetch_load;
 #[path = "common/procstat.rs"]
 mod procstat;
 #[path = "common/raw.rs"]
 mod raw;
 
 use common::*;
+use fetch_load::{empties_batch, produce_batches, spawn_fetches, tally, zeros_batch, Tally};
 use procstat::status_kb;
 use std::time::Duration;
 use streamhouse_proto as pb;
-use streamhouse_proto::batch::{encode, Codec, ProducerInfo, Record};
 
 #[tokio::test]
 async fn concurrent_inflating_fetches_stay_within_the_reply_budget() {
     const FETCHES: usize = 48;
     let agent = Agent::start(1, &[]);
     let meta = agent.create_topic("bomb", 1).await;
-    let mut producer = agent.producer_for(&meta, 0).await;
-    // 24 batches of 7 records of 1 MiB of zeros: 168 MiB of records in
-    // well under 1 MiB stored.
-    for _ in 0..24 {
-        let records: Vec<Record> = (0..7)
-            .map(|_| Record {
-                value: vec![0u8; 1 << 20].into(),
-                ..Default::default()
-            })
-            .collect();
-        let batch = encode(&records, Codec::Lz4, ProducerInfo::default());
-        producer
-            .produce(pb::ProduceRequest {
-                topic: "bomb".into(),
-                partition: 0,
-                batch: batch.into(),
-                ..Default::default()
-            })
-            .await
-            .expect("produce");
-    }
+    // 24 batches of 7 MiB of zeros: 168 MiB of records in well under 1 MiB
+    // stored.
+    produce_batches(&agent, &meta, zeros_batch(), 24).await;
     let before = status_kb(agent.pid(), "VmRSS:");
-    let mut fetches = Vec::new();
-    for _ in 0..FETCHES {
-        // A connection each: the shard's budget is what must hold.
-        let mut f = agent.fetcher_for(&meta, 0).await;
-        fetches.push(tokio::spawn(async move {
-            f.fetch(pb::FetchRequest {
-                topic: "bomb".into(),
-                partition: 0,
-                offset: 0,
-                max_bytes: 64 << 20,
-                ..Default::default()
-            })
-            .await
-        }));
-    }
-    let (mut answered, mut refused, mut failed) = (0, 0, Vec::new());
-    for f in fetches {
-        match f.await.unwrap() {
-            Ok(r) => {
-                assert!(!r.into_inner().records.is_empty());
-                answered += 1;
-            }
-            Err(s) if s.code() == tonic::Code::ResourceExhausted => {
-                assert!(
-                    s.metadata().get("grpc-retry-pushback-ms").is_some(),
-                    "{s:?}"
-                );
-                refused += 1;
-            }
-            Err(s) => failed.push(format!("{:?}: {}", s.code(), s.message())),
-        }
-    }
+    let Tally {
+        answered,
+        refused,
+        failed,
+    } = tally(spawn_fetches(&agent, &meta, 64 << 20, FETCHES).await).await;
     let peak = status_kb(agent.pid(), "VmHWM:");
     eprintln!(
         "{answered} answered, {refused} refused, {} failed; RSS {} MiB before, peak {} MiB",
@@ -189,47 +146,13 @@ async fn a_reply_never_read_is_reset_and_its_reservation_returned() {
 async fn fetch_tiny_records(fetches: usize, max_bytes: u32) -> (usize, usize, u64, u64) {
     let agent = Agent::start(1, &[]);
     let meta = agent.create_topic("tiny", 1).await;
-    let mut producer = agent.producer_for(&meta, 0).await;
-    let records: Vec<Record> = (0..1_000_000).map(|_| Record::default()).collect();
-    let batch = bytes::Bytes::from(encode(&records, Codec::Lz4, ProducerInfo::default()));
-    drop(records);
-    for _ in 0..8 {
-        producer
-            .produce(pb::ProduceRequest {
-                topic: "tiny".into(),
-                partition: 0,
-                batch: batch.clone(),
-                ..Default::default()
-            })
-            .await
-            .expect("produce");
-    }
+    produce_batches(&agent, &meta, empties_batch(), 8).await;
     let before = status_kb(agent.pid(), "VmRSS:");
-    let mut tasks = Vec::new();
-    for _ in 0..fetches {
-        let mut f = agent.fetcher_for(&meta, 0).await;
-        tasks.push(tokio::spawn(async move {
-            f.fetch(pb::FetchRequest {
-                topic: "tiny".into(),
-                partition: 0,
-                offset: 0,
-                max_bytes,
-                ..Default::default()
-            })
-            .await
-        }));
-    }
-    let (mut answered, mut refused, mut failed) = (0, 0, Vec::new());
-    for t in tasks {
-        match t.await.unwrap() {
-            Ok(r) => {
-                assert!(!r.into_inner().records.is_empty());
-                answered += 1;
-            }
-            Err(s) if s.code() == tonic::Code::ResourceExhausted => refused += 1,
-            Err(s) => failed.push(format!("{:?}: {}", s.code(), s.message())),
-        }
-    }
+    let Tally {
+        answered,
+        refused,
+        failed,
+    } = tally(spawn_fetches(&agent, &meta, max_bytes, fetches).await).await;
     let peak = status_kb(agent.pid(), "VmHWM:");
     eprintln!(
         "max_bytes {max_bytes}: {answered} answered, {refused} refused, {} failed; RSS {} MiB before, peak {} MiB",

@@ -6,6 +6,8 @@
 //! flags; `memory_bound` below is that formula.
 
 mod common;
+#[path = "common/fetch_load.rs"]
+mod fetch_load;
 #[path = "common/group_rpc.rs"]
 mod group_rpc;
 #[path = "common/procstat.rs"]
@@ -16,10 +18,10 @@ mod raw;
 use std::time::Duration;
 
 use common::*;
+use fetch_load::{empties_batch, produce_batches, spawn_fetches, tally, zeros_batch, Tally};
 use group_rpc::*;
 use procstat::status_kb;
 use streamhouse_proto as pb;
-use streamhouse_proto::batch::{encode, Codec, ProducerInfo, Record};
 
 const MIB: u64 = 1 << 20;
 
@@ -93,41 +95,11 @@ async fn every_memory_case_at_once_stays_under_the_documented_bound() {
 
     // A partition of 24 lz4 batches of 7 MiB of zeros (168 MiB of records
     // in well under 1 MiB stored).
-    let mut p = agent.producer_for(&bomb, 0).await;
-    for _ in 0..24 {
-        let records: Vec<Record> = (0..7)
-            .map(|_| Record {
-                value: vec![0u8; 1 << 20].into(),
-                ..Default::default()
-            })
-            .collect();
-        let batch = encode(&records, Codec::Lz4, ProducerInfo::default());
-        p.produce(pb::ProduceRequest {
-            topic: "bomb".into(),
-            partition: 0,
-            batch: batch.into(),
-            ..Default::default()
-        })
-        .await
-        .expect("produce to the bomb partition");
-    }
-
+    produce_batches(&agent, &bomb, zeros_batch(), 24).await;
     // A partition of 4 batches of a million empty records each (7 MB of
     // records, about 390 MB decoded for a reply).
     let tiny = agent.create_topic("tiny", 1).await;
-    let empties: Vec<Record> = (0..1_000_000).map(|_| Record::default()).collect();
-    let empties = bytes::Bytes::from(encode(&empties, Codec::Lz4, ProducerInfo::default()));
-    let mut p = agent.producer_for(&tiny, 0).await;
-    for _ in 0..4 {
-        p.produce(pb::ProduceRequest {
-            topic: "tiny".into(),
-            partition: 0,
-            batch: empties.clone(),
-            ..Default::default()
-        })
-        .await
-        .expect("produce to the tiny partition");
-    }
+    produce_batches(&agent, &tiny, empties_batch(), 4).await;
 
     // Producer ids past the cap, from 8 connections at once.
     let mut tasks = Vec::new();
@@ -170,67 +142,28 @@ async fn every_memory_case_at_once_stays_under_the_documented_bound() {
     // Request bodies held open: 8 MiB messages declared, all but the last
     // 64 KiB sent, never ended; two connections.
     let declared = (8 << 20) - 1024 - 5;
-    let chunk = bytes::Bytes::from(vec![7u8; 1 << 20]);
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut h2c = raw::connect(&addr).await;
-        for _ in 0..HELD_STREAMS / 2 {
-            let req = raw::request(&addr, pb::paths::PRODUCE, &[]);
-            let (resp, mut send) = h2c.send_request(req, false).expect("send request");
-            let mut prefix = vec![0u8];
-            prefix.extend_from_slice(&(declared as u32).to_be_bytes());
-            send.send_data(prefix.into(), false).expect("prefix");
-            let mut left = declared - (64 << 10);
-            while left > 0 {
-                let n = left.min(chunk.len());
-                send.send_data(chunk.slice(..n), false).expect("data");
-                left -= n;
-            }
-            held.push((resp, send));
-        }
+        held.extend(raw::hold_produce_bodies(
+            &mut h2c,
+            &addr,
+            HELD_STREAMS / 2,
+            declared,
+        ));
         idle.push(h2c);
     }
     // Concurrent inflating fetches, a connection each, while the bodies
     // are held.
-    let mut fetches = Vec::new();
-    for _ in 0..FETCHES {
-        let mut c = agent.fetcher_for(&bomb, 0).await;
-        fetches.push(tokio::spawn(async move {
-            c.fetch(pb::FetchRequest {
-                topic: "bomb".into(),
-                partition: 0,
-                offset: 0,
-                max_bytes: 64 << 20,
-                ..Default::default()
-            })
-            .await
-        }));
-    }
+    let mut fetches = spawn_fetches(&agent, &bomb, 64 << 20, FETCHES).await;
     // And fetches asking for 1 byte of those million-record batches.
-    for _ in 0..FETCHES {
-        let mut c = agent.fetcher_for(&tiny, 0).await;
-        fetches.push(tokio::spawn(async move {
-            c.fetch(pb::FetchRequest {
-                topic: "tiny".into(),
-                partition: 0,
-                offset: 0,
-                max_bytes: 1,
-                ..Default::default()
-            })
-            .await
-        }));
-    }
-    let (mut answered, mut refused) = (0, 0);
-    for f in fetches {
-        match f.await.expect("fetch task") {
-            Ok(r) => {
-                assert!(!r.into_inner().records.is_empty());
-                answered += 1;
-            }
-            Err(s) if s.code() == tonic::Code::ResourceExhausted => refused += 1,
-            Err(s) => panic!("a fetch failed: {:?}: {}", s.code(), s.message()),
-        }
-    }
+    fetches.extend(spawn_fetches(&agent, &tiny, 1, FETCHES).await);
+    let Tally {
+        answered,
+        refused,
+        failed,
+    } = tally(fetches).await;
+    assert!(failed.is_empty(), "fetches failed: {failed:?}");
     assert!(answered >= 1, "no fetch was answered");
     // The held streams are answered: refused for want of budget at once,
     // or timed out after the body timeout.

@@ -247,7 +247,8 @@ impl ShardContext {
             // A first batch that alone decodes to more than `max_bytes`
             // is decoded once the reply holds twice its size more (or, past
             // a budget, is read alone), as for local reads.
-            if let Ok(h) = batch::parse_header(&b) {
+            let header = batch::parse_header(&b);
+            if let Ok(h) = &header {
                 if records.is_empty() && h.decoded_bytes() > max_bytes {
                     let more = h.decoded_bytes().saturating_mul(2);
                     reply
@@ -255,7 +256,7 @@ impl ShardContext {
                         .map_err(over_budget)?;
                 }
             }
-            let decoded = batch::parse_header(&b).and_then(|h| {
+            let decoded = header.and_then(|h| {
                 if !records.is_empty() && inflated + h.decoded_bytes() > max_bytes {
                     return Ok(None);
                 }

@@ -126,3 +126,33 @@ pub async fn hold_shard_buffers(
     tokio::time::sleep(Duration::from_millis(200)).await;
     (resp, send)
 }
+
+/// Opens `streams` Produce calls on `h2c`, each declaring a message of
+/// `declared` bytes and sending all of it but the last 64 KiB, never the
+/// end: request bodies held open. Returns each call's reply and its send
+/// half (keep the send half while the body is to stay open).
+pub fn hold_produce_bodies(
+    h2c: &mut h2::client::SendRequest<Bytes>,
+    addr: &str,
+    streams: usize,
+    declared: usize,
+) -> Vec<(h2::client::ResponseFuture, h2::SendStream<Bytes>)> {
+    // One 1 MiB chunk, shared by every stream (Bytes clones share memory).
+    let chunk = Bytes::from(vec![7u8; 1 << 20]);
+    let mut held = Vec::with_capacity(streams);
+    for _ in 0..streams {
+        let req = request(addr, streamhouse_proto::paths::PRODUCE, &[]);
+        let (resp, mut send) = h2c.send_request(req, false).expect("send request");
+        let mut prefix = vec![0u8];
+        prefix.extend_from_slice(&(declared as u32).to_be_bytes());
+        send.send_data(prefix.into(), false).expect("prefix");
+        let mut left = declared - (64 << 10);
+        while left > 0 {
+            let n = left.min(chunk.len());
+            send.send_data(chunk.slice(..n), false).expect("data");
+            left -= n;
+        }
+        held.push((resp, send));
+    }
+    held
+}

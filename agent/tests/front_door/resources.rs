@@ -28,27 +28,11 @@ async fn held_open_request_bodies_cannot_grow_memory_without_bound() {
     let addr = agent.addr(0);
     let before = rss_bytes(agent.pid());
     let declared = (8 << 20) - 1024 - 5;
-    // One 1 MiB chunk, shared by every stream (Bytes clones share memory).
-    let chunk = bytes::Bytes::from(vec![7u8; 1 << 20]);
     let mut conns = Vec::new();
     let mut replies = Vec::new();
     for _ in 0..2 {
         let mut h2c = raw::connect(&addr).await;
-        for _ in 0..128 {
-            let req = raw::request(&addr, pb::paths::PRODUCE, &[]);
-            let (resp, mut send) = h2c.send_request(req, false).expect("send request");
-            let mut prefix = vec![0u8];
-            prefix.extend_from_slice(&(declared as u32).to_be_bytes());
-            send.send_data(prefix.into(), false).expect("prefix");
-            // All but the last 64 KiB of the message, and never the end.
-            let mut left = declared - (64 << 10);
-            while left > 0 {
-                let n = left.min(chunk.len());
-                send.send_data(chunk.slice(..n), false).expect("data");
-                left -= n;
-            }
-            replies.push((resp, send));
-        }
+        replies.extend(raw::hold_produce_bodies(&mut h2c, &addr, 128, declared));
         conns.push(h2c);
     }
     let mut peak = 0;
