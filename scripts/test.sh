@@ -32,10 +32,12 @@ if [ -z "${STREAMHOUSE_TEST_POSTGRES_URL:-}" ]; then
   started_pg=1
 fi
 # The disk-full tests loop-mount a small ext4 (root only; skipped otherwise);
-# the clock tests step agents' wall clocks with libfaketime.
+# the clock tests step agents' wall clocks with libfaketime; the metrics
+# tests check a scrape with promtool and a real Prometheus server.
 missing=""
 command -v mkfs.ext4 >/dev/null || missing="$missing e2fsprogs"
 command -v faketime >/dev/null || missing="$missing faketime"
+command -v promtool >/dev/null || missing="$missing prometheus"
 if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   apt-get update -qq >/dev/null
   # shellcheck disable=SC2086

@@ -31,7 +31,6 @@ pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod control;
-pub mod group_metrics;
 pub mod groups;
 pub mod grpc_status;
 pub mod ids;

@@ -10,7 +10,6 @@ mod group_rpc;
 #[path = "common/pg.rs"]
 mod pg;
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -30,52 +29,6 @@ fn agent_args(dir: &std::path::Path, metadata: Option<&str>, id: &str) -> Vec<St
         args[at + 1] = url.to_owned();
     }
     args
-}
-
-/// Heartbeats every member in turn until each owns `want` partitions.
-async fn settle(c: &mut Groups, group: &str, ms: &mut [Member], topic: &str, want: &[usize]) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        for m in ms.iter_mut() {
-            heartbeat(c, group, m, topic).await;
-        }
-        let mut all = BTreeSet::new();
-        for m in ms.iter() {
-            for tp in &m.owned {
-                assert!(all.insert(tp.clone()), "{tp:?} owned twice: {ms:?}");
-            }
-        }
-        let counts: Vec<usize> = ms.iter().map(|m| m.owned.len()).collect();
-        if counts == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not settled: {counts:?}, want {want:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn commit(
-    group: &str,
-    m: &Member,
-    topic: &str,
-    partition: u32,
-    offset: u64,
-) -> pb::CommitOffsetsRequest {
-    pb::CommitOffsetsRequest {
-        group_id: group.into(),
-        member_id: m.id.clone(),
-        member_epoch: m.epoch,
-        offsets: vec![pb::OffsetEntry {
-            topic: topic.into(),
-            partition,
-            offset,
-            metadata: "test".into(),
-            leader_epoch: None,
-        }],
-    }
 }
 
 #[tokio::test]

@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::metrics::Registry;
+use crate::metrics::{Format, Registry};
 
 /// What the admin port serves from, and its limits.
 pub struct Admin {
@@ -83,16 +83,25 @@ pub(crate) async fn serve(listener: TcpListener, admin: Arc<Admin>) {
     }
 }
 
-/// (status, body) for a request path (without its query string).
-async fn route(path: &str, admin: &Admin) -> (u16, String) {
+/// (status, content type, body) for a request path (without its query
+/// string) and the request's `Accept` header.
+async fn route(path: &str, accept: Option<&str>, admin: &Admin) -> (u16, &'static str, String) {
+    const TEXT: &str = "text/plain; charset=utf-8";
     match path {
-        "/health" => (200, "ok\n".into()),
-        "/metrics" => (200, admin.metrics.render()),
+        "/health" => (200, TEXT, "ok\n".into()),
+        "/metrics" => {
+            let format = Format::negotiate(accept);
+            (200, format.content_type(), admin.metrics.render(format))
+        }
         "/ready" => match admin.readiness.not_ready(&admin.metrics).await {
-            Some(why) => (503, why),
-            None => (200, "ready\n".into()),
+            Some(why) => (503, TEXT, why),
+            None => (200, TEXT, "ready\n".into()),
         },
-        _ => (404, "not found: use /health, /ready or /metrics\n".into()),
+        _ => (
+            404,
+            TEXT,
+            "not found: use /health, /ready or /metrics\n".into(),
+        ),
     }
 }
 
@@ -128,9 +137,19 @@ async fn answer(mut stream: TcpStream, admin: &Admin) {
     let mut parts = head.split_whitespace();
     let (method, target) = (parts.next(), parts.next());
     let path = target.map(|t| t.split(['?', '#']).next().unwrap_or(t));
-    let (status, body) = match (method, path) {
-        (Some("GET" | "HEAD"), Some(path)) => route(path, admin).await,
-        _ => (405, "only GET and HEAD are served\n".into()),
+    let accept = head.lines().skip(1).find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("accept")
+            .then(|| value.trim())
+    });
+    let (status, content_type, body) = match (method, path) {
+        (Some("GET" | "HEAD"), Some(path)) => route(path, accept, admin).await,
+        _ => (
+            405,
+            "text/plain; charset=utf-8",
+            "only GET and HEAD are served\n".into(),
+        ),
     };
     let reason = match status {
         200 => "OK",
@@ -144,7 +163,7 @@ async fn answer(mut stream: TcpStream, admin: &Admin) {
         ""
     };
     let mut reply = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\n{allow}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n{allow}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     if method != Some("HEAD") {

@@ -20,9 +20,9 @@ use super::live::{decode, encode, Fingerprint, Live, LiveGroups};
 use super::settings::GroupSettings;
 use super::state::{Beat, Group, GroupError, Joined};
 use crate::catalog::Catalog;
-use crate::group_metrics::GroupMetrics;
 use crate::messages::ControlError;
 use crate::metastore::MetaStore;
+use crate::metrics::groups::GroupMetrics;
 
 /// Longest a heartbeat that changed its group waits for the save.
 const SAVE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use streamhouse_proto as pb;
 use tonic::transport::Channel;
@@ -77,4 +78,51 @@ pub fn apply(m: &mut Member, r: pb::GroupHeartbeatResponse) {
         .iter()
         .flat_map(|t| t.partitions.iter().map(|p| (t.topic.clone(), *p)))
         .collect();
+}
+
+/// Heartbeats every member in turn until each owns `want` partitions.
+pub async fn settle(c: &mut Groups, group: &str, ms: &mut [Member], topic: &str, want: &[usize]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        for m in ms.iter_mut() {
+            heartbeat(c, group, m, topic).await;
+        }
+        let mut all = BTreeSet::new();
+        for m in ms.iter() {
+            for tp in &m.owned {
+                assert!(all.insert(tp.clone()), "{tp:?} owned twice: {ms:?}");
+            }
+        }
+        let counts: Vec<usize> = ms.iter().map(|m| m.owned.len()).collect();
+        if counts == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not settled: {counts:?}, want {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A commit of `offset` for `topic`/`partition` by member `m`.
+pub fn commit(
+    group: &str,
+    m: &Member,
+    topic: &str,
+    partition: u32,
+    offset: u64,
+) -> pb::CommitOffsetsRequest {
+    pb::CommitOffsetsRequest {
+        group_id: group.into(),
+        member_id: m.id.clone(),
+        member_epoch: m.epoch,
+        offsets: vec![pb::OffsetEntry {
+            topic: topic.into(),
+            partition,
+            offset,
+            metadata: "test".into(),
+            leader_epoch: None,
+        }],
+    }
 }

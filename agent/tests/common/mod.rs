@@ -634,18 +634,47 @@ pub fn unique(prefix: &str) -> String {
 
 /// A plain HTTP/1.1 GET on the agent's admin port: (status, body).
 pub async fn get(port: u16, path: &str) -> (u16, String) {
+    let (status, _, body) = get_with(port, path, "").await;
+    (status, body)
+}
+
+/// GET `path` with extra request header lines (each ending in `\r\n`):
+/// (status, response head, body).
+#[allow(dead_code)] // not every test crate that includes this uses it
+pub async fn get_with(port: u16, path: &str, headers: &str) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n{headers}\r\n").as_bytes())
         .await
         .unwrap();
     let mut buf = String::new();
     s.read_to_string(&mut buf).await.unwrap();
     let status = buf.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = buf.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-    (status, body)
+    let (head, body) = buf.split_once("\r\n\r\n").unwrap_or((&buf, ""));
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// The sum of every sample of the family `name` in a Prometheus text
+/// exposition, over all its label sets (e.g. over shards); panics if the
+/// family has no sample.
+#[allow(dead_code)] // not every test crate that includes this uses it
+pub fn total(metrics: &str, name: &str) -> f64 {
+    let values: Vec<f64> = metrics
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let value = if rest.starts_with('{') {
+                rest.rsplit_once("} ")?.1
+            } else {
+                rest.strip_prefix(' ')?
+            };
+            Some(value.parse().unwrap())
+        })
+        .collect();
+    assert!(!values.is_empty(), "{name} missing from:\n{metrics}");
+    values.iter().sum()
 }
 
 /// Value of the Prometheus sample `name` (exact text before the value).

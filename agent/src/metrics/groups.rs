@@ -3,14 +3,20 @@
 //! partition the committed offset and the lag (from the high watermark of
 //! the partition's leader, wherever it runs). Written by the
 //! coordinator after each saved change; the series are bounded
-//! ([`MAX_PARTITION_SERIES`]). Imports nothing of the crate.
+//! ([`MAX_PARTITION_SERIES`]). Imports nothing of the crate outside
+//! `metrics`.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::metrics::MetricType;
+
+use super::encode::{single, Value};
 
 /// Most (group, topic, partition) series kept: 10,000; commits of further
 /// partitions are not shown (the group's members and generation still
@@ -95,66 +101,99 @@ impl GroupMetrics {
     pub fn retain(&self, keep: impl Fn(&str) -> bool) {
         self.groups.lock().retain(|g, _| keep(g));
     }
+}
 
-    /// The Prometheus text of every group metric.
-    pub fn render(&self, out: &mut String) {
-        let hw = self.high_watermarks.lock().clone();
-        let g = self.groups.lock();
-        let _ = writeln!(
-            out,
-            "# TYPE streamhouse_group_rebalances_total counter\nstreamhouse_group_rebalances_total {}",
-            self.rebalances.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(out, "# TYPE streamhouse_group_members gauge");
-        for (name, s) in g.iter() {
-            let _ = writeln!(
-                out,
-                "streamhouse_group_members{{group=\"{}\"}} {}",
-                escape(name),
-                s.members
-            );
-        }
-        let _ = writeln!(out, "# TYPE streamhouse_group_generation gauge");
-        for (name, s) in g.iter() {
-            let _ = writeln!(
-                out,
-                "streamhouse_group_generation{{group=\"{}\"}} {}",
-                escape(name),
-                s.generation
-            );
-        }
-        let _ = writeln!(out, "# TYPE streamhouse_group_committed_offset gauge");
-        let mut lags = Vec::new();
-        for (name, s) in g.iter() {
-            for ((t, p), o) in &s.committed {
-                let labels = format!(
-                    "group=\"{}\",topic=\"{}\",partition=\"{p}\"",
-                    escape(name),
-                    escape(t)
-                );
-                let _ = writeln!(out, "streamhouse_group_committed_offset{{{labels}}} {o}");
-                if let Some(high) = hw.as_ref().and_then(|f| f(t, *p)) {
-                    lags.push((labels, high.saturating_sub(*o)));
-                }
-            }
-        }
-        let _ = writeln!(out, "# TYPE streamhouse_group_lag gauge");
-        for (labels, lag) in lags {
-            let _ = writeln!(out, "streamhouse_group_lag{{{labels}}} {lag}");
-        }
+/// The group families, for the exposition registry.
+pub(super) struct GroupsCollector(pub Arc<GroupMetrics>);
+
+impl fmt::Debug for GroupsCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("GroupsCollector")
     }
 }
 
-/// A label value as the text format wants it.
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+impl Collector for GroupsCollector {
+    fn encode(&self, mut enc: DescriptorEncoder<'_>) -> fmt::Result {
+        let m = &self.0;
+        let hw = m.high_watermarks.lock().clone();
+        let g = m.groups.lock();
+        single(
+            &mut enc,
+            "streamhouse_group_rebalances",
+            "Generations of the groups this agent coordinates (each a rebalance).",
+            None,
+            Value::Counter(m.rebalances.load(Ordering::Relaxed)),
+        )?;
+        let mut family = enc.encode_descriptor(
+            "streamhouse_group_members",
+            "Members of each group this agent coordinates.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (name, s) in g.iter() {
+            let labels = [("group", name.as_str())];
+            Value::IntGauge(s.members).write(&mut family.encode_family(&labels)?)?;
+        }
+        let mut family = enc.encode_descriptor(
+            "streamhouse_group_generation",
+            "Generation of each group this agent coordinates.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (name, s) in g.iter() {
+            let labels = [("group", name.as_str())];
+            Value::IntGauge(s.generation).write(&mut family.encode_family(&labels)?)?;
+        }
+        let mut family = enc.encode_descriptor(
+            "streamhouse_group_committed_offset",
+            "Committed offset of each group and partition (next record to consume).",
+            None,
+            MetricType::Gauge,
+        )?;
+        let mut lags = Vec::new();
+        for (name, s) in g.iter() {
+            for ((t, p), o) in &s.committed {
+                let partition = p.to_string();
+                let labels = [
+                    ("group", name.as_str()),
+                    ("topic", t.as_str()),
+                    ("partition", partition.as_str()),
+                ];
+                Value::IntGauge(*o).write(&mut family.encode_family(&labels)?)?;
+                if let Some(high) = hw.as_ref().and_then(|f| f(t, *p)) {
+                    lags.push((name, t, partition, high.saturating_sub(*o)));
+                }
+            }
+        }
+        let mut family = enc.encode_descriptor(
+            "streamhouse_group_lag",
+            "Records between the committed offset and the partition's high watermark.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (name, t, partition, lag) in lags {
+            let labels = [
+                ("group", name.as_str()),
+                ("topic", t.as_str()),
+                ("partition", partition.as_str()),
+            ];
+            Value::IntGauge(lag).write(&mut family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn render(m: &Arc<GroupMetrics>) -> String {
+        let mut r = prometheus_client::registry::Registry::default();
+        r.register_collector(Box::new(GroupsCollector(m.clone())));
+        let mut out = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &r).unwrap();
+        out
+    }
 
     #[test]
     fn groups_render_with_lag_where_the_high_watermark_is_known() {
@@ -163,8 +202,8 @@ mod tests {
         m.observe_group("g\"1", 2, 1);
         m.observe_group("g\"1", 3, 3);
         m.observe_commit("g\"1", [("t".to_string(), 0, 40), ("t".to_string(), 1, 7)]);
-        let mut out = String::new();
-        m.render(&mut out);
+        let m = Arc::new(m);
+        let out = render(&m);
         assert!(
             out.contains("streamhouse_group_rebalances_total 2\n"),
             "{out}"
@@ -183,8 +222,7 @@ mod tests {
             "no lag without a high watermark"
         );
         m.forget("g\"1");
-        let mut out = String::new();
-        m.render(&mut out);
+        let out = render(&m);
         assert!(!out.contains("g\\\"1"));
     }
 }

@@ -1,0 +1,147 @@
+//! The control thread's counters (uploads, commits, leases) and the
+//! families they make on `/metrics`. Written by the control thread only;
+//! owns these metrics' names, help texts and units.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Unit;
+use streamhouse_shard::stats::Buckets;
+
+use super::encode::{histogram, single, Value};
+
+/// Upload (PUT) latency buckets, µs (shown in seconds).
+const UPLOAD_BUCKETS_US: [u64; 10] = [
+    1_000, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 10_000_000,
+];
+
+/// The control thread's counters.
+pub struct ControlMetrics {
+    pub chunks_uploaded: AtomicU64,
+    pub chunks_committed: AtomicU64,
+    pub upload_bytes: AtomicU64,
+    /// Latency of each chunk PUT, µs.
+    pub upload_us: Buckets<10>,
+    pub upload_failures: AtomicU64,
+    /// Ranges that can never be committed (written under a lease another
+    /// agent took over); their bytes stay in the stored chunk object.
+    pub ranges_abandoned: AtomicU64,
+    /// Ranges of topics deleted before they were committed (expected:
+    /// nothing is lost).
+    pub ranges_of_deleted_topics: AtomicU64,
+    pub leases_acquired: AtomicU64,
+    pub leases_lost: AtomicU64,
+    pub leases_released: AtomicU64,
+    pub leases_held: AtomicU64,
+}
+
+impl Default for ControlMetrics {
+    fn default() -> Self {
+        ControlMetrics {
+            chunks_uploaded: AtomicU64::new(0),
+            chunks_committed: AtomicU64::new(0),
+            upload_bytes: AtomicU64::new(0),
+            upload_us: Buckets::new(UPLOAD_BUCKETS_US),
+            upload_failures: AtomicU64::new(0),
+            ranges_abandoned: AtomicU64::new(0),
+            ranges_of_deleted_topics: AtomicU64::new(0),
+            leases_acquired: AtomicU64::new(0),
+            leases_lost: AtomicU64::new(0),
+            leases_released: AtomicU64::new(0),
+            leases_held: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The control thread's families, for the exposition registry.
+pub(super) struct ControlCollector(pub Arc<ControlMetrics>);
+
+impl fmt::Debug for ControlCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ControlCollector")
+    }
+}
+
+impl Collector for ControlCollector {
+    fn encode(&self, mut enc: DescriptorEncoder<'_>) -> fmt::Result {
+        let c = &self.0;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let counters: [(&str, &str, Option<&Unit>, u64); 9] = [
+            (
+                "streamhouse_chunks_uploaded",
+                "Chunk objects written to object storage.",
+                None,
+                get(&c.chunks_uploaded),
+            ),
+            (
+                "streamhouse_chunks_committed",
+                "Chunks committed to the metadata store.",
+                None,
+                get(&c.chunks_committed),
+            ),
+            (
+                "streamhouse_upload",
+                "Bytes of chunk objects written to object storage.",
+                Some(&Unit::Bytes),
+                get(&c.upload_bytes),
+            ),
+            (
+                "streamhouse_upload_failures",
+                "Chunk uploads or commits that failed (retried).",
+                None,
+                get(&c.upload_failures),
+            ),
+            (
+                "streamhouse_ranges_abandoned",
+                "Ranges written under a lease another agent took over; never committed.",
+                None,
+                get(&c.ranges_abandoned),
+            ),
+            (
+                "streamhouse_ranges_of_deleted_topics",
+                "Ranges of topics deleted before their commit (expected; nothing lost).",
+                None,
+                get(&c.ranges_of_deleted_topics),
+            ),
+            (
+                "streamhouse_leases_acquired",
+                "Partition leases this agent acquired.",
+                None,
+                get(&c.leases_acquired),
+            ),
+            (
+                "streamhouse_leases_lost",
+                "Partition leases this agent lost (fenced or expired).",
+                None,
+                get(&c.leases_lost),
+            ),
+            (
+                "streamhouse_leases_released",
+                "Partition leases this agent released (handoff, shutdown, deletion).",
+                None,
+                get(&c.leases_released),
+            ),
+        ];
+        for (name, help, unit, v) in counters {
+            single(&mut enc, name, help, unit, Value::Counter(v))?;
+        }
+        single(
+            &mut enc,
+            "streamhouse_leases_held",
+            "Partition leases this agent holds.",
+            None,
+            Value::IntGauge(get(&c.leases_held)),
+        )?;
+        let mut e = enc.encode_descriptor(
+            "streamhouse_upload_duration",
+            "Time of each chunk PUT to object storage.",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        histogram(&mut e, &c.upload_us, 1e6)
+    }
+}
