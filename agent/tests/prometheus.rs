@@ -106,7 +106,8 @@ async fn a_two_shard_scrape_passes_promtool_and_answers_openmetrics_when_asked()
         out.status
     );
     assert!(
-        head.contains("Content-Type: text/plain; version=0.0.4"),
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
         "{head}"
     );
     // Both shards in one family, not a family per shard.
@@ -121,7 +122,8 @@ async fn a_two_shard_scrape_passes_promtool_and_answers_openmetrics_when_asked()
     .await;
     assert_eq!(status, 200);
     assert!(
-        head.contains("Content-Type: application/openmetrics-text; version=1.0.0"),
+        head.to_ascii_lowercase()
+            .contains("content-type: application/openmetrics-text; version=1.0.0"),
         "{head}"
     );
     assert!(open.ends_with("# EOF\n"), "{open}");

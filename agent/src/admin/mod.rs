@@ -1,26 +1,33 @@
-//! The agent's admin HTTP port (`--admin-listen`): `GET /health` answers
-//! 200 while the process runs (liveness); `GET /ready` answers 200 once the
-//! first lease round is done, the metadata store answered the last
-//! heartbeat, every shard's log can write and every shard port answers a
-//! new connection with SETTINGS (not with a GOAWAY: at its connection
-//! limit), else 503 with the reason; `GET /metrics` answers the
-//! Prometheus text exposition. `HEAD` answers the same without a body; a
-//! query string is ignored. Plain HTTP/1.1, one request per connection, at
-//! most `--max-admin-connections` at once, each closed if its request head
-//! has not arrived within `--admin-read-timeout-ms`. Runs on the control
-//! thread; reads the [`Readiness`] flags and the metrics registry only,
-//! never the control plane's state.
+//! The agent's admin HTTP port (`--admin-listen`), served by hyper's
+//! HTTP/1.1 server on the control thread: `GET /health` answers 200 while
+//! the process runs (liveness); `GET /ready` answers 200 once the first
+//! lease round is done, the metadata store answered the last heartbeat,
+//! every shard's log can write and every shard port answers a new
+//! connection with SETTINGS (not with a GOAWAY: at its connection limit),
+//! else 503 with the reason; `GET /metrics` answers the metrics in the
+//! Prometheus text format or OpenMetrics, as `Accept` asks. `HEAD` answers
+//! the same without a body; a query string is ignored; other methods get
+//! 405 with `Allow`. Connections are kept alive; at most
+//! `--max-admin-connections` at once (more get a 503 and are closed), and
+//! one whose next request head has not arrived within
+//! `--admin-read-timeout-ms` is closed. Reads the [`Readiness`] flags and
+//! the metrics registry only, never the control plane's state.
 
 mod readiness;
 
 pub use readiness::Readiness;
 
+use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
 
 use crate::metrics::{Format, Registry};
 
@@ -30,7 +37,8 @@ pub struct Admin {
     pub metrics: Arc<Registry>,
     /// Connections served at once (`--max-admin-connections`).
     pub max_connections: usize,
-    /// How long a request head may take to arrive (`--admin-read-timeout-ms`).
+    /// How long a request head may take to arrive, and how long a kept-alive
+    /// connection may wait for its next one (`--admin-read-timeout-ms`).
     pub read_timeout: Duration,
 }
 
@@ -51,9 +59,10 @@ impl Drop for Open {
 }
 
 /// Largest request head read, bytes.
-const MAX_HEAD: usize = 4096;
+const MAX_HEAD: usize = 8192;
 
-/// Serves until the listener fails.
+/// Serves until the listener fails. Cancelling it stops accepting;
+/// connections already open finish on their own tasks.
 pub(crate) async fn serve(listener: TcpListener, admin: Arc<Admin>) {
     let open = Arc::new(AtomicUsize::new(0));
     let limit = admin.max_connections;
@@ -71,7 +80,19 @@ pub(crate) async fn serve(listener: TcpListener, admin: Arc<Admin>) {
                 }
                 let (admin, guard) = (admin.clone(), Open::new(&open));
                 tokio::spawn(async move {
-                    answer(stream, &admin).await;
+                    let service = hyper::service::service_fn(|req| {
+                        let admin = admin.clone();
+                        async move { Ok::<_, Infallible>(answer(req, &admin).await) }
+                    });
+                    let served = hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(admin.read_timeout)
+                        .max_buf_size(MAX_HEAD)
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                    if let Err(e) = served {
+                        tracing::debug!(error = %e, "admin connection ended");
+                    }
                     drop(guard);
                 });
             }
@@ -83,92 +104,48 @@ pub(crate) async fn serve(listener: TcpListener, admin: Arc<Admin>) {
     }
 }
 
-/// (status, content type, body) for a request path (without its query
-/// string) and the request's `Accept` header.
-async fn route(path: &str, accept: Option<&str>, admin: &Admin) -> (u16, &'static str, String) {
+/// The answer to one request.
+async fn answer(req: Request<Incoming>, admin: &Admin) -> Response<Full<Bytes>> {
     const TEXT: &str = "text/plain; charset=utf-8";
-    match path {
-        "/health" => (200, TEXT, "ok\n".into()),
-        "/metrics" => {
+    let (status, content_type, body) = match (req.method(), req.uri().path()) {
+        (&Method::GET | &Method::HEAD, "/health") => (StatusCode::OK, TEXT, "ok\n".to_owned()),
+        (&Method::GET | &Method::HEAD, "/ready") => {
+            match admin.readiness.not_ready(&admin.metrics).await {
+                Some(why) => (StatusCode::SERVICE_UNAVAILABLE, TEXT, why),
+                None => (StatusCode::OK, TEXT, "ready\n".to_owned()),
+            }
+        }
+        (&Method::GET | &Method::HEAD, "/metrics") => {
+            let accept = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok());
             let format = Format::negotiate(accept);
-            (200, format.content_type(), admin.metrics.render(format))
-        }
-        "/ready" => match admin.readiness.not_ready(&admin.metrics).await {
-            Some(why) => (503, TEXT, why),
-            None => (200, TEXT, "ready\n".into()),
-        },
-        _ => (
-            404,
-            TEXT,
-            "not found: use /health, /ready or /metrics\n".into(),
-        ),
-    }
-}
-
-/// Reads the request head (up to [`MAX_HEAD`] bytes, within the read
-/// timeout) and answers it.
-async fn answer(mut stream: TcpStream, admin: &Admin) {
-    let mut buf = vec![0u8; MAX_HEAD];
-    let mut n = 0;
-    let read = async {
-        while n < buf.len() {
-            match stream.read(&mut buf[n..]).await {
-                Ok(0) | Err(_) => break,
-                Ok(k) => n += k,
-            }
-            if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                break;
-            }
-        }
-    };
-    if tokio::time::timeout(admin.read_timeout, read)
-        .await
-        .is_err()
-    {
-        let _ = stream
-            .write_all(
-                b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            (
+                StatusCode::OK,
+                format.content_type(),
+                admin.metrics.render(format),
             )
-            .await;
-        let _ = stream.shutdown().await;
-        return;
-    }
-    let head = String::from_utf8_lossy(&buf[..n]);
-    let mut parts = head.split_whitespace();
-    let (method, target) = (parts.next(), parts.next());
-    let path = target.map(|t| t.split(['?', '#']).next().unwrap_or(t));
-    let accept = head.lines().skip(1).find_map(|l| {
-        let (name, value) = l.split_once(':')?;
-        name.trim()
-            .eq_ignore_ascii_case("accept")
-            .then(|| value.trim())
-    });
-    let (status, content_type, body) = match (method, path) {
-        (Some("GET" | "HEAD"), Some(path)) => route(path, accept, admin).await,
+        }
+        (&Method::GET | &Method::HEAD, _) => (
+            StatusCode::NOT_FOUND,
+            TEXT,
+            "not found: use /health, /ready or /metrics\n".to_owned(),
+        ),
         _ => (
-            405,
-            "text/plain; charset=utf-8",
-            "only GET and HEAD are served\n".into(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            TEXT,
+            "only GET and HEAD are served\n".to_owned(),
         ),
     };
-    let reason = match status {
-        200 => "OK",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        _ => "Service Unavailable",
-    };
-    let allow = if status == 405 {
-        "Allow: GET, HEAD\r\n"
-    } else {
-        ""
-    };
-    let mut reply = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n{allow}Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    if method != Some("HEAD") {
-        reply.push_str(&body);
+    let mut builder = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type);
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        builder = builder.header(header::ALLOW, "GET, HEAD");
     }
-    let _ = stream.write_all(reply.as_bytes()).await;
-    let _ = stream.shutdown().await;
+    // hyper leaves the body out of a HEAD answer and keeps Content-Length.
+    builder
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }

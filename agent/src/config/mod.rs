@@ -156,8 +156,9 @@ pub struct AgentConfig {
     #[command(flatten)]
     pub logging: LogFlags,
 
-    /// HTTP address for `/health` (liveness) and `/ready` (leases acquired,
-    /// metadata store reachable); off by default.
+    /// HTTP address for `/health` (liveness), `/ready` (leases acquired,
+    /// metadata store reachable, shards writable) and `/metrics`
+    /// (Prometheus text or OpenMetrics, docs/METRICS.md); off by default.
     #[arg(long, env = "STREAMHOUSE_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
 
@@ -230,7 +231,8 @@ pub struct AgentConfig {
     pub max_reply_bytes_per_connection: usize,
 
     /// The admin port closes a connection whose request head has not
-    /// arrived within this, in milliseconds (default 5000).
+    /// arrived within this, or that stays idle between requests this long,
+    /// in milliseconds (default 5000).
     #[arg(
         long,
         env = "STREAMHOUSE_ADMIN_READ_TIMEOUT_MS",

@@ -200,7 +200,7 @@ async fn run(
     if let Some(addr) = shared.config.admin_listen {
         match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => {
-                tracing::info!(%addr, "admin HTTP (/health, /ready)");
+                tracing::info!(%addr, "admin HTTP: /health, /ready, /metrics");
                 let admin = Admin {
                     readiness: shared.readiness.clone(),
                     metrics: shared.metrics.clone(),

@@ -82,7 +82,7 @@ async fn the_first_ready_200_means_every_shard_port_accepts() {
                 let mut s = tokio::net::TcpStream::connect(("127.0.0.1", admin))
                     .await
                     .ok()?;
-                s.write_all(b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\n")
+                s.write_all(b"GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
                     .await
                     .ok()?;
                 let mut buf = String::new();
