@@ -61,6 +61,76 @@ async fn metrics_count_what_the_client_sent() {
     assert_eq!(get(admin_port, "/nope").await.0, 404);
 }
 
+/// Issue 21: `--listen` takes a host name, and `--advertise HOST:PORT`
+/// tells clients a mapped host and ports (shard i: PORT+i) instead of the
+/// listen ones, as a container or NAT port mapping needs.
+#[tokio::test]
+async fn a_host_name_listen_and_an_advertised_port_mapping() {
+    let dir = tempfile::tempdir_in(target_tmp()).unwrap();
+    let port = free_ports(2);
+    let mut child = Command::new(agent_bin())
+        .args(["--listen", &format!("localhost:{port}"), "--shards", "2"])
+        .args(["--advertise", "broker-1.example.com:29092", "--data-dir"])
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let answer = loop {
+        let asked = async {
+            let channel =
+                tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+                    .ok()?
+                    .connect()
+                    .await
+                    .ok()?;
+            streamhouse_proto::admin_service_client::AdminServiceClient::new(channel)
+                .metadata(streamhouse_proto::MetadataRequest::default())
+                .await
+                .ok()
+        };
+        if let Some(a) = asked.await {
+            break a.into_inner();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent never answered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        answer.agents[0].shard_addresses,
+        ["broker-1.example.com:29092", "broker-1.example.com:29093"]
+    );
+    for (args, says) in [
+        (
+            vec!["--listen", "no-such-host.invalid:9092"],
+            "cannot resolve",
+        ),
+        (vec!["--advertise", "broker:0"], "--advertise needs a port"),
+        (
+            vec!["--advertise", "broker:65535", "--shards", "2"],
+            "no room",
+        ),
+        (
+            vec!["--advertise", "b:1", "--advertise-host", "c"],
+            "cannot be used with",
+        ),
+    ] {
+        let out = Command::new(agent_bin())
+            .args(["--data-dir"])
+            .arg(dir.path())
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
+
 #[test]
 fn invalid_configuration_fails_at_start_naming_the_field() {
     let dir = tempfile::tempdir_in(target_tmp()).unwrap();

@@ -9,8 +9,11 @@ use std::time::Duration;
 
 use clap::Parser;
 
+mod address;
 mod groups;
 mod logging;
+
+pub use address::Advertised;
 
 pub use groups::GroupFlags;
 pub use logging::{LogFlags, LogFormat};
@@ -26,14 +29,23 @@ pub struct AgentConfig {
     #[arg(long, env = "STREAMHOUSE_CONFIG")]
     pub config: Option<std::path::PathBuf>,
 
-    /// Address of shard 0; shard i listens on PORT+i.
-    #[arg(long, env = "STREAMHOUSE_LISTEN", default_value = "127.0.0.1:9092")]
+    /// Address of shard 0 (`HOST:PORT`; a host name is resolved at start);
+    /// shard i listens on PORT+i.
+    #[arg(long, env = "STREAMHOUSE_LISTEN", default_value = "127.0.0.1:9092", value_parser = address::listen_address)]
     pub listen: SocketAddr,
 
     /// Host name clients should use to reach this agent (default: the listen
-    /// host, or 127.0.0.1 when listening on all interfaces).
-    #[arg(long, env = "STREAMHOUSE_ADVERTISE_HOST")]
+    /// host, or 127.0.0.1 when listening on all interfaces); the ports stay
+    /// the listen ports. See `--advertise` to change the ports too.
+    #[arg(long, env = "STREAMHOUSE_ADVERTISE_HOST", conflicts_with = "advertise")]
     pub advertise_host: Option<String>,
+
+    /// `HOST:PORT` clients should use for shard 0 (shard i: PORT+i), when
+    /// they reach the agent through a port mapping (containers, NAT); the
+    /// host is given to clients as written. Default: the listen address
+    /// (127.0.0.1 for an unspecified listen IP).
+    #[arg(long, env = "STREAMHOUSE_ADVERTISE", value_parser = address::advertised)]
+    pub advertise: Option<Advertised>,
 
     /// Number of shards (pinned executors); default: one per CPU core.
     #[arg(long, env = "STREAMHOUSE_SHARDS")]
@@ -159,7 +171,7 @@ pub struct AgentConfig {
     /// HTTP address for `/health` (liveness), `/ready` (leases acquired,
     /// metadata store reachable, shards writable) and `/metrics`
     /// (Prometheus text or OpenMetrics, docs/METRICS.md); off by default.
-    #[arg(long, env = "STREAMHOUSE_ADMIN_LISTEN")]
+    #[arg(long, env = "STREAMHOUSE_ADMIN_LISTEN", value_parser = address::listen_address)]
     pub admin_listen: Option<SocketAddr>,
 
     /// Most client connections per shard port (default 1024). Lowered at
@@ -376,6 +388,17 @@ impl AgentConfig {
                 self.listen.port()
             ));
         }
+        if let Some(a) = &self.advertise {
+            if a.port == 0 {
+                return Err("--advertise needs a port other than 0".into());
+            }
+            if u32::from(a.port) + shards as u32 > 65_536 {
+                return Err(format!(
+                    "--advertise port {} leaves no room for {shards} shard ports",
+                    a.port
+                ));
+            }
+        }
         if self.default_partitions == 0 {
             return Err("--default-partitions must be at least 1".into());
         }
@@ -470,6 +493,9 @@ impl AgentConfig {
 
     /// host:port clients use for shard `i`.
     pub fn shard_address(&self, i: usize) -> String {
+        if let Some(a) = &self.advertise {
+            return format!("{}:{}", a.host, u32::from(a.port) + i as u32);
+        }
         let host = match &self.advertise_host {
             Some(h) => h.clone(),
             None if self.listen.ip().is_unspecified() => "127.0.0.1".into(),
