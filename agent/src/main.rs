@@ -11,11 +11,20 @@ use streamhouse_agent::config::LoadError;
 use streamhouse_agent::lifecycle::Outcome;
 use streamhouse_agent::AgentConfig;
 
+/// The version `--version` prints and the start-up log names: the crate
+/// version and the commit it was built from (build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("STREAMHOUSE_COMMIT"),
+    ")"
+);
+
 fn main() -> ExitCode {
     // Fail points named in FAILPOINTS (test builds only; see Cargo.toml).
     #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
-    let config = match AgentConfig::load(std::env::args_os()) {
+    let config = match AgentConfig::load_with_version(std::env::args_os(), Some(VERSION)) {
         Ok(c) => c,
         // Prints clap's message (or --help / --version) and exits: 2 for
         // errors, 0 for help and version.
@@ -26,6 +35,7 @@ fn main() -> ExitCode {
         }
     };
     streamhouse_agent::logging::init(config.logging.log_format, &config.agent_id);
+    tracing::info!(version = VERSION, "streamhouse-agent starting");
     if let Err(e) = config.validate() {
         eprintln!("streamhouse-agent: invalid configuration: {e}");
         return ExitCode::from(2);

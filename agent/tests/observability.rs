@@ -131,6 +131,23 @@ async fn a_host_name_listen_and_an_advertised_port_mapping() {
     }
 }
 
+/// Issue 21: `--version` names the commit the binary was built from.
+#[test]
+fn version_names_the_commit() {
+    let out = Command::new(agent_bin()).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.starts_with("streamhouse-agent "), "{said}");
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    let want = head.unwrap_or_else(|| "unknown".into());
+    assert!(said.contains(&format!("(commit {want})")), "{said}");
+}
+
 #[test]
 fn invalid_configuration_fails_at_start_naming_the_field() {
     let dir = tempfile::tempdir_in(target_tmp()).unwrap();

@@ -307,7 +307,20 @@ impl AgentConfig {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        use clap::CommandFactory;
+        Self::load_with_version(args, None)
+    }
+
+    /// [`AgentConfig::load`], with `--version` printing `version` (the
+    /// binary passes its version and commit) instead of the crate version.
+    pub fn load_with_version<I, T>(
+        args: I,
+        version: Option<&'static str>,
+    ) -> Result<AgentConfig, LoadError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory, FromArgMatches};
         let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
         let texts: Vec<String> = args
             .iter()
@@ -373,7 +386,12 @@ impl AgentConfig {
             }
         }
         full.extend(args.into_iter().skip(1));
-        AgentConfig::try_parse_from(full).map_err(LoadError::Args)
+        let mut cmd = AgentConfig::command();
+        if let Some(v) = version {
+            cmd = cmd.version(v);
+        }
+        let matches = cmd.try_get_matches_from(full).map_err(LoadError::Args)?;
+        AgentConfig::from_arg_matches(&matches).map_err(LoadError::Args)
     }
 
     /// Checks values that clap cannot; the error names the field.
