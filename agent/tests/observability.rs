@@ -58,6 +58,8 @@ async fn metrics_count_what_the_client_sent() {
 
     assert_eq!(get(admin_port, "/health").await, (200, "ok\n".into()));
     assert_eq!(get(admin_port, "/ready").await.0, 200);
+    let m = get(admin_port, "/metrics").await.1;
+    assert_eq!(sample(&m, "streamhouse_ready"), 1.0, "{m}");
     assert_eq!(get(admin_port, "/nope").await.0, 404);
 }
 

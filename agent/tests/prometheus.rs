@@ -1,9 +1,11 @@
 //! `/metrics` as real Prometheus tools read it: a two-shard agent's scrape
 //! passes `promtool check metrics` (the Go parser and linter Prometheus
 //! uses), answers OpenMetrics when asked, and a real Prometheus server
-//! scrapes it and stores every family. Needs Debian's `prometheus`
-//! package (`promtool` and `prometheus` on PATH; scripts/test.sh installs
-//! it).
+//! scrapes it and stores every family. The alert rules and the Grafana
+//! dashboard in `deploy/` pass their checks and name only metrics a scrape
+//! has; every dashboard query runs on the real server. Needs Debian's
+//! `prometheus` package (`promtool` and `prometheus` on PATH;
+//! scripts/test.sh installs it).
 
 mod common;
 #[path = "common/group_rpc.rs"]
@@ -64,6 +66,45 @@ async fn busy_agent() -> (Agent, u16, usize) {
         .await
         .expect("commit");
     (agent, admin_port, records)
+}
+
+/// `deploy/` of the repository.
+fn deploy_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+}
+
+/// Every `streamhouse_*` metric name in `text`.
+fn metric_names_in(text: &str) -> BTreeSet<String> {
+    text.match_indices("streamhouse_")
+        .map(|(at, _)| {
+            text[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                .collect()
+        })
+        .collect()
+}
+
+/// Asserts every metric `used` names is a sample name of `scrape`.
+fn assert_all_scraped(used: &BTreeSet<String>, scrape: &str, what: &str) {
+    let have = sample_names(scrape);
+    let unknown: Vec<&String> = used.difference(&have).collect();
+    assert!(
+        unknown.is_empty(),
+        "{what} names metrics no scrape has: {unknown:?}"
+    );
+}
+
+/// `text` percent-encoded for a URL query value.
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// The sample names of a text exposition (before `{` or the value).
@@ -279,4 +320,69 @@ async fn a_real_prometheus_scrapes_a_two_shard_agent_and_stores_every_family() {
         lag["data"]["result"][0]["metric"]["group"], "g\"quoted",
         "{lag}"
     );
+    // The Grafana dashboard: well formed, naming scraped metrics only, and
+    // every query accepted by this server.
+    let json = std::fs::read_to_string(deploy_dir().join("grafana/streamhouse-dashboard.json"))
+        .expect("dashboard");
+    let dashboard: serde_json::Value = serde_json::from_str(&json).expect("dashboard JSON");
+    for key in ["uid", "title", "schemaVersion", "panels"] {
+        assert!(!dashboard[key].is_null(), "dashboard has no {key}");
+    }
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let mut ids = BTreeSet::new();
+    let mut exprs = Vec::new();
+    for p in panels {
+        assert!(ids.insert(p["id"].as_u64().expect("panel id")), "{p}");
+        let grid = &p["gridPos"];
+        let (x, w) = (
+            grid["x"].as_u64().expect("x"),
+            grid["w"].as_u64().expect("w"),
+        );
+        assert!(x + w <= 24 && grid["h"].as_u64().is_some(), "{p}");
+        assert!(
+            ["timeseries", "stat"].contains(&p["type"].as_str().unwrap_or("")),
+            "{p}"
+        );
+        for t in p["targets"].as_array().expect("targets") {
+            exprs.push(t["expr"].as_str().expect("expr").to_owned());
+        }
+    }
+    assert_all_scraped(&metric_names_in(&json), &text, "the dashboard");
+    for expr in exprs {
+        let query = expr.replace("$__rate_interval", "1m");
+        let answer = prometheus
+            .until(
+                &format!("/api/v1/query?query={}", url_encode(&query)),
+                |_| true,
+            )
+            .await
+            .expect("Prometheus answers");
+        assert_eq!(answer["status"], "success", "{query}: {answer}");
+    }
+}
+
+#[tokio::test]
+async fn the_alert_rules_pass_their_unit_tests_and_name_scraped_metrics() {
+    let promtool = prometheus_tool("promtool");
+    let dir = deploy_dir().join("prometheus");
+    for args in [
+        ["check", "rules", "streamhouse-alerts.yml"],
+        ["test", "rules", "streamhouse-alerts.test.yml"],
+    ] {
+        let out = Command::new(&promtool)
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("promtool runs");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let rules = std::fs::read_to_string(dir.join("streamhouse-alerts.yml")).expect("rules");
+    let (_agent, admin, _) = busy_agent().await;
+    let scrape = get(admin, "/metrics").await.1;
+    assert_all_scraped(&metric_names_in(&rules), &scrape, "the alert rules");
 }

@@ -5,13 +5,14 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::metrics::Registry;
+use crate::metrics::{Registry, ShardMetrics};
 
 /// How long `/ready` waits for a shard port's SETTINGS.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -50,19 +51,30 @@ impl Readiness {
         *self.meta_error.lock() = error;
     }
 
-    /// Why the agent is not ready, if it is not.
-    pub(crate) async fn not_ready(&self, metrics: &Registry) -> Option<String> {
+    /// Why the agent is not ready, by its flags alone (no port probed):
+    /// starting, metadata store unreachable, or a shard's log cannot write.
+    /// What `streamhouse_ready` on `/metrics` shows.
+    pub fn not_ready_flags(&self, shards: &[Arc<ShardMetrics>]) -> Option<String> {
         if !self.started.load(Ordering::Acquire) {
             return Some("starting: leases not acquired yet\n".into());
         }
         if let Some(e) = &*self.meta_error.lock() {
             return Some(format!("metadata store unreachable: {e}\n"));
         }
-        for (i, m) in metrics.shards.iter().enumerate() {
+        for (i, m) in shards.iter().enumerate() {
             let trouble = m.log.lock().as_ref().and_then(|l| l.trouble());
             if let Some(why) = trouble {
                 return Some(format!("shard {i} cannot write: {why}\n"));
             }
+        }
+        None
+    }
+
+    /// Why the agent is not ready, if it is not: its flags, then a probe of
+    /// every shard port.
+    pub(crate) async fn not_ready(&self, metrics: &Registry) -> Option<String> {
+        if let Some(why) = self.not_ready_flags(&metrics.shards) {
+            return Some(why);
         }
         for (i, addr) in self.shard_ports.iter().enumerate() {
             let mut addr = *addr;

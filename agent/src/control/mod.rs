@@ -192,6 +192,10 @@ async fn run(
             .metrics
             .groups
             .set_high_watermarks(Arc::new(move |topic, p| watermarks.get(topic, p)));
+        let readiness = shared.readiness.clone();
+        shared.metrics.set_ready_check(Arc::new(move |shards| {
+            readiness.not_ready_flags(shards).is_none()
+        }));
     }
     if let Err(e) = shared.sync_topics().await {
         let _ = ready.send(Err(format!("cannot load topics: {e}")));

@@ -13,9 +13,12 @@ mod encode;
 pub mod groups;
 mod shard;
 
+use std::fmt;
 use std::sync::Arc;
 
-use prometheus_client::encoding::{prometheus_text, text};
+use parking_lot::Mutex;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{prometheus_text, text, DescriptorEncoder};
 
 pub use control::ControlMetrics;
 pub use shard::ShardMetrics;
@@ -68,12 +71,17 @@ impl Format {
     }
 }
 
+/// Whether the agent is ready, from the shards' metrics and flags kept
+/// elsewhere: `true` when ready.
+pub type ReadyCheck = Arc<dyn Fn(&[Arc<ShardMetrics>]) -> bool + Send + Sync>;
+
 /// Every metric of one agent.
 pub struct Registry {
     pub shards: Vec<Arc<ShardMetrics>>,
     pub control: Arc<ControlMetrics>,
     /// Groups this agent coordinates.
     pub groups: Arc<groups::GroupMetrics>,
+    ready: Arc<Mutex<Option<ReadyCheck>>>,
     exposition: prometheus_client::registry::Registry,
 }
 
@@ -83,7 +91,12 @@ impl Registry {
         let shards: Vec<Arc<ShardMetrics>> = (0..shards).map(|_| Arc::default()).collect();
         let control = Arc::<ControlMetrics>::default();
         let groups = Arc::<groups::GroupMetrics>::default();
+        let ready = Arc::new(Mutex::new(None));
         let mut exposition = prometheus_client::registry::Registry::default();
+        exposition.register_collector(Box::new(ReadyCollector {
+            check: ready.clone(),
+            shards: shards.clone(),
+        }));
         exposition.register_collector(Box::new(shard::ShardsCollector::new(shards.clone())));
         exposition.register_collector(Box::new(control::ControlCollector(control.clone())));
         exposition.register_collector(Box::new(groups::GroupsCollector(groups.clone())));
@@ -91,8 +104,14 @@ impl Registry {
             shards,
             control,
             groups,
+            ready,
             exposition,
         }
+    }
+
+    /// Where `streamhouse_ready` comes from (0 until this is set).
+    pub fn set_ready_check(&self, check: ReadyCheck) {
+        *self.ready.lock() = Some(check);
     }
 
     /// Every family in `format`.
@@ -109,6 +128,32 @@ impl Registry {
             out.push_str("# the exposition failed; see the agent's log\n");
         }
         out
+    }
+}
+
+/// `streamhouse_ready`: 1 while the agent is ready by its flags.
+struct ReadyCollector {
+    check: Arc<Mutex<Option<ReadyCheck>>>,
+    shards: Vec<Arc<ShardMetrics>>,
+}
+
+impl fmt::Debug for ReadyCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ReadyCollector")
+    }
+}
+
+impl Collector for ReadyCollector {
+    fn encode(&self, mut enc: DescriptorEncoder<'_>) -> fmt::Result {
+        let check = self.check.lock().clone();
+        let ready = check.is_some_and(|c| c(&self.shards));
+        encode::single(
+            &mut enc,
+            "streamhouse_ready",
+            "1 while the agent is ready: first lease round done, metadata store answering, every shard's log writable (/ready also probes the shard ports).",
+            None,
+            encode::Value::IntGauge(u64::from(ready)),
+        )
     }
 }
 
