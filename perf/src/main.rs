@@ -16,6 +16,7 @@ mod floor;
 mod groups;
 mod objfloor;
 mod produce;
+mod report;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +63,14 @@ enum Cmd {
     /// Consumer-group members one agent coordinates: N groups x M
     /// simulated members heartbeating at the default interval.
     Groups(groups::GroupsArgs),
+    /// Two `--json` reports side by side, each figure with B/A, and the
+    /// settings that differ.
+    Compare {
+        /// The first report (A).
+        a: PathBuf,
+        /// The second report (B).
+        b: PathBuf,
+    },
     /// Measure the physical floor only.
     Floor {
         /// Directory on the disk to measure.
@@ -178,9 +187,17 @@ struct RunArgs {
     /// Skip the floor measurement.
     #[arg(long)]
     no_floor: bool,
-    /// Write the report as JSON here.
+    /// Write the report as JSON here (with the per-interval timeline).
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Write the latency distribution here, in HdrHistogram's percentile
+    /// format (`.hgrm`, milliseconds), as its plotter reads it.
+    #[arg(long)]
+    hdr_out: Option<PathBuf>,
+    /// Draw latency percentiles and throughput over time, and the latency
+    /// distribution, as an SVG here.
+    #[arg(long)]
+    plot: Option<PathBuf>,
     /// Seconds between progress lines.
     #[arg(long, default_value_t = 5)]
     interval: u64,
@@ -193,13 +210,17 @@ struct RunArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The client library's own log lines (retries, failed batches) go to
-    // stderr; `RUST_LOG` selects them, warnings by default.
+    // stderr; `RUST_LOG` selects them, warnings by default. Colour only on
+    // a terminal and never with NO_COLOR (runs are often logged to files).
+    use std::io::IsTerminal as _;
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .init();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -225,6 +246,15 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         Cmd::Floor { dir } => {
             let f = floor::measure(&dir).map_err(|e| format!("floor on {}: {e}", dir.display()))?;
             println!("{}", floor::describe(&f));
+            return Ok(ExitCode::SUCCESS);
+        }
+        Cmd::Compare { a, b } => {
+            let (ra, rb) = (report::compare::load(&a)?, report::compare::load(&b)?);
+            let name = |p: &PathBuf| p.display().to_string();
+            print!(
+                "{}",
+                report::compare::table(&ra, &rb, (&name(&a), &name(&b)))
+            );
             return Ok(ExitCode::SUCCESS);
         }
         Cmd::Consume(c) => return consume::run(c).await,
@@ -395,6 +425,23 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         Some(f)
     };
     print_report(&report, &opts, floor.as_ref(), cpu, rss);
+    if let (Some(path), Some(h)) = (&args.hdr_out, &report.latency) {
+        std::fs::write(path, report::hgrm::render(h))
+            .map_err(|e| format!("--hdr-out {}: {e}", path.display()))?;
+    }
+    if let (Some(path), Some(h)) = (&args.plot, &report.latency) {
+        let title = format!(
+            "streamhouse-perf {preset}: {} records of {} B at {}, acks {:?}, batch {} records / {} B, linger {} ms",
+            report.acked,
+            opts.record_size,
+            opts.rate.map_or("full speed".to_owned(), |r| format!("{r} records/s")),
+            opts.acks,
+            opts.batch_records,
+            opts.batch_bytes,
+            opts.linger.as_millis()
+        );
+        report::plot::write(path, &title, &report.timeline, h)?;
+    }
     if let Some(path) = &args.json {
         let mut j = json_report(preset, &report, &opts, floor.as_ref(), cpu, rss);
         if let Some(f) = &object_floor {
@@ -486,6 +533,7 @@ fn json_report(
         "latency_ms": { "avg": r.avg_ms, "max": r.max_ms, "p50": r.p50_ms, "p95": r.p95_ms, "p99": r.p99_ms, "p999": r.p999_ms },
         "requests": r.requests, "batches": r.batches, "retries": r.retries, "request_avg_ms": r.request_avg_ms,
         "agent_cpu_s": cpu, "agent_peak_rss_mib": rss, "read_back": r.read_back,
+        "timeline": r.timeline,
         "floor": floor.map(|f| serde_json::json!({
             "fdatasync_p50_ms": f.fdatasync_p50_ms, "fdatasync_p99_ms": f.fdatasync_p99_ms,
             "disk_write_mb_s": f.disk_write_mb_s, "synced_append_mb_s": f.synced_append_mb_s,

@@ -6,7 +6,6 @@
 //! hidden by coordinated omission) to its acknowledgement. Owns the run and
 //! its report; the floor and the agent process live elsewhere.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,27 +68,51 @@ pub struct ProduceReport {
     pub first_error: Option<String>,
     /// Records read back by a consumer after the run (`--verify`).
     pub read_back: Option<u64>,
+    /// One point per progress interval (and the last, shorter one).
+    pub timeline: Vec<Tick>,
+    /// Every acknowledged record's latency, µs.
+    pub latency: Option<Histogram<u64>>,
+}
+
+/// What one progress interval saw: records acknowledged in it and their
+/// latency.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
+pub struct Tick {
+    /// End of the interval, seconds since the run started.
+    pub at_s: f64,
+    pub records_per_s: f64,
+    pub avg_ms: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
 }
 
 /// Outcomes of one producer's records, filled by their callbacks.
 struct Stats {
-    window: Arc<Window>,
     inner: parking_lot::Mutex<StatsInner>,
 }
 
 struct StatsInner {
+    /// The whole run.
     hist: Histogram<u64>,
+    /// Since the last progress line.
+    interval: Histogram<u64>,
     failed: u64,
     first_error: Option<String>,
 }
 
+/// A latency histogram: 1 µs to 10 min, 3 significant digits.
+fn latency_histogram() -> Histogram<u64> {
+    // Constant bounds that hdrhistogram accepts.
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds")
+}
+
 impl Stats {
-    fn new(window: Arc<Window>) -> Stats {
+    fn new() -> Stats {
         Stats {
-            window,
             inner: parking_lot::Mutex::new(StatsInner {
-                // 1 us .. 10 min, 3 significant digits: these bounds are valid.
-                hist: Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds"),
+                hist: latency_histogram(),
+                interval: latency_histogram(),
                 failed: 0,
                 first_error: None,
             }),
@@ -107,11 +130,7 @@ impl Stats {
         match r {
             Ok(_) => {
                 let _ = st.hist.record_n(us, n);
-                drop(st);
-                let w = &self.window;
-                w.count.fetch_add(n, Ordering::Relaxed);
-                w.sum_us.fetch_add(us * n, Ordering::Relaxed);
-                w.max_us.fetch_max(us, Ordering::Relaxed);
+                let _ = st.interval.record_n(us, n);
             }
             Err(e) => {
                 st.failed += n;
@@ -121,11 +140,25 @@ impl Stats {
     }
 }
 
-#[derive(Default)]
-struct Window {
-    count: AtomicU64,
-    sum_us: AtomicU64,
-    max_us: AtomicU64,
+/// Takes every producer's interval histogram (leaving them empty) and
+/// turns it into the interval's point, `secs` long, ending `at_s`.
+fn tick(stats: &[Arc<Stats>], at_s: f64, secs: f64) -> (Tick, u64) {
+    let mut h = latency_histogram();
+    for s in stats {
+        let mut st = s.inner.lock();
+        let _ = h.add(&st.interval);
+        st.interval.reset();
+    }
+    let n = h.len();
+    let point = Tick {
+        at_s,
+        records_per_s: n as f64 / secs.max(1e-9),
+        avg_ms: if n > 0 { h.mean() / 1000.0 } else { 0.0 },
+        p50_ms: ms(h.value_at_quantile(0.50)),
+        p99_ms: ms(h.value_at_quantile(0.99)),
+        max_ms: ms(h.max()),
+    };
+    (point, n)
 }
 
 fn ms(us: u64) -> f64 {
@@ -182,33 +215,29 @@ pub async fn run(bootstrap: &str, o: &ProduceOpts) -> Result<ProduceReport, Stri
             .map_err(|e| format!("connecting producer: {e}"))?;
         producers.push(p);
     }
-    let window = Arc::new(Window::default());
     let payload = Bytes::from(vec![b'x'; o.record_size]);
+    let stats: Vec<Arc<Stats>> = (0..o.producers).map(|_| Arc::new(Stats::new())).collect();
+    let timeline = Arc::new(parking_lot::Mutex::new(Vec::new()));
     let start = Instant::now();
+    let last_tick = Arc::new(parking_lot::Mutex::new(start));
     let reporter = {
-        let window = window.clone();
+        let (stats, timeline, last_tick) = (stats.clone(), timeline.clone(), last_tick.clone());
         let interval = o.interval;
         let size = o.record_size;
         tokio::spawn(async move {
-            let mut last = Instant::now();
             loop {
                 tokio::time::sleep(interval).await;
-                let n = window.count.swap(0, Ordering::Relaxed);
-                let sum = window.sum_us.swap(0, Ordering::Relaxed);
-                let max = window.max_us.swap(0, Ordering::Relaxed);
-                let secs = last.elapsed().as_secs_f64();
-                last = Instant::now();
-                let avg = if n > 0 { ms(sum) / n as f64 } else { 0.0 };
-                println!("{}.", line(n, secs, size, avg, ms(max)));
+                let now = Instant::now();
+                let secs = (now - std::mem::replace(&mut *last_tick.lock(), now)).as_secs_f64();
+                let (point, n) = tick(&stats, (now - start).as_secs_f64(), secs);
+                println!("{}.", line(n, secs, size, point.avg_ms, point.max_ms));
+                timeline.lock().push(point);
             }
         })
     };
     let per = o.records / o.producers as u64;
     let extra = o.records % o.producers as u64;
     let mut tasks = Vec::new();
-    let stats: Vec<Arc<Stats>> = (0..o.producers)
-        .map(|_| Arc::new(Stats::new(window.clone())))
-        .collect();
     for (k, p) in producers.iter().enumerate() {
         let n = per + u64::from((k as u64) < extra);
         let p = p.clone();
@@ -295,8 +324,17 @@ pub async fn run(bootstrap: &str, o: &ProduceOpts) -> Result<ProduceReport, Stri
             first_error = st.first_error.clone();
         }
     }
-    let elapsed = start.elapsed().as_secs_f64();
     reporter.abort();
+    let _ = reporter.await;
+    let elapsed = start.elapsed().as_secs_f64();
+    // The last, shorter interval.
+    let now = Instant::now();
+    let secs = (now - *last_tick.lock()).as_secs_f64();
+    let (last, n) = tick(&stats, elapsed, secs);
+    let mut timeline = std::mem::take(&mut *timeline.lock());
+    if n > 0 {
+        timeline.push(last);
+    }
     let mut requests = 0;
     let mut batches = 0;
     let mut retries = 0;
@@ -333,6 +371,8 @@ pub async fn run(bootstrap: &str, o: &ProduceOpts) -> Result<ProduceReport, Stri
         },
         first_error,
         read_back: None,
+        timeline,
+        latency: Some(hist),
     })
 }
 

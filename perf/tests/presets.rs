@@ -166,3 +166,78 @@ fn failover_preset_reports_loss_of_durable_acks_without_restart() {
     assert_eq!(read + lost, 20000, "{line}");
     assert_eq!(out.status.success(), lost == 0, "{line}");
 }
+
+/// Issue 21: a run leaves its latency distribution (`.hgrm`), a picture
+/// (SVG) and a timeline in its JSON; `compare` lays two reports side by
+/// side.
+#[test]
+fn a_run_writes_its_distribution_a_picture_and_compares_with_another() {
+    let root = tempfile::tempdir_in(target_tmp()).unwrap();
+    let hgrm = root.path().join("run.hgrm");
+    let svg = root.path().join("run.svg");
+    let a = run(
+        "throughput",
+        &[
+            "--hdr-out",
+            hgrm.to_str().unwrap(),
+            "--plot",
+            svg.to_str().unwrap(),
+        ],
+    );
+    check_counts(&a);
+    let text = std::fs::read_to_string(&hgrm).unwrap();
+    assert!(
+        text.starts_with("       Value     Percentile TotalCount"),
+        "{text}"
+    );
+    let last_row = text
+        .lines()
+        .take_while(|l| !l.starts_with('#'))
+        .last()
+        .unwrap()
+        .to_owned();
+    let fields: Vec<&str> = last_row.split_whitespace().collect();
+    assert_eq!(fields[1..], ["1.000000000000", "10000"], "{text}");
+    assert!(text.contains("Total count    =        10000]"), "{text}");
+    let picture = std::fs::read_to_string(&svg).unwrap();
+    assert!(picture.starts_with("<svg") && picture.contains("Latency by percentile"));
+    assert!(
+        picture.contains("10000 records of 100 B"),
+        "the title states the settings"
+    );
+    let timeline = a["timeline"].as_array().unwrap();
+    assert!(!timeline.is_empty(), "{a}");
+    let counted: f64 = timeline.windows(2).fold(0.0, |n, w| {
+        n + w[1]["records_per_s"].as_f64().unwrap()
+            * (w[1]["at_s"].as_f64().unwrap() - w[0]["at_s"].as_f64().unwrap())
+    }) + timeline[0]["records_per_s"].as_f64().unwrap()
+        * timeline[0]["at_s"].as_f64().unwrap();
+    assert!(
+        (counted - 10000.0).abs() < 1.0,
+        "the timeline accounts for every record: {counted}"
+    );
+
+    let b = run("produce", &["--record-size", "10"]);
+    check_counts(&b);
+    let (a_json, b_json) = (root.path().join("a.json"), root.path().join("b.json"));
+    std::fs::write(&a_json, serde_json::to_vec(&a).unwrap()).unwrap();
+    std::fs::write(&b_json, serde_json::to_vec(&b).unwrap()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_streamhouse-perf"))
+        .arg("compare")
+        .arg(&a_json)
+        .arg(&b_json)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{table}");
+    assert!(table.lines().any(|l| l.starts_with("records/s")), "{table}");
+    assert!(table.contains("record_size: 100 vs 10"), "{table}");
+    let bad = Command::new(env!("CARGO_BIN_EXE_streamhouse-perf"))
+        .arg("compare")
+        .arg(&a_json)
+        .arg(root.path().join("missing.json"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("missing.json"));
+}
