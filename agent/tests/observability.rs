@@ -60,6 +60,23 @@ async fn metrics_count_what_the_client_sent() {
     assert_eq!(get(admin_port, "/ready").await.0, 200);
     let m = get(admin_port, "/metrics").await.1;
     assert_eq!(sample(&m, "streamhouse_ready"), 1.0, "{m}");
+    // The operators' snapshot: both shards, the four leases held.
+    let (status, state) = get(admin_port, "/debug/state").await;
+    assert_eq!(status, 200, "{state}");
+    let state: serde_json::Value = serde_json::from_str(&state).expect("JSON");
+    assert_eq!(state["shards"].as_array().map(Vec::len), Some(2), "{state}");
+    assert_eq!(state["leases_held"], 4, "{state}");
+    for lease in state["leases"].as_array().expect("leases") {
+        assert_eq!(lease["topic"], "obs", "{lease}");
+        assert!(lease["epoch"].as_u64() >= Some(1), "{lease}");
+        assert!(lease["served_for_ms"].as_u64() > Some(0), "{lease}");
+        assert!(lease["shard"].as_u64() < Some(2), "{lease}");
+    }
+    assert_eq!(
+        state["shards"][1]["address"],
+        format!("127.0.0.1:{}", agent.port + 1),
+        "{state}"
+    );
     assert_eq!(get(admin_port, "/nope").await.0, 404);
 }
 

@@ -5,13 +5,16 @@
 //! every shard's log can write and every shard port answers a new
 //! connection with SETTINGS (not with a GOAWAY: at its connection limit),
 //! else 503 with the reason; `GET /metrics` answers the metrics in the
-//! Prometheus text format or OpenMetrics, as `Accept` asks. `HEAD` answers
+//! Prometheus text format or OpenMetrics, as `Accept` asks; `GET
+//! /debug/state` a JSON snapshot for operators (shards, their upload
+//! backlog, every lease held), built by the control plane. `HEAD` answers
 //! the same without a body; a query string is ignored; other methods get
 //! 405 with `Allow`. Connections are kept alive; at most
 //! `--max-admin-connections` at once (more get a 503 and are closed), and
 //! one whose next request head has not arrived within
-//! `--admin-read-timeout-ms` is closed. Reads the [`Readiness`] flags and
-//! the metrics registry only, never the control plane's state.
+//! `--admin-read-timeout-ms` is closed. Reads the [`Readiness`] flags, the
+//! metrics registry and the debug snapshot it is handed, never the control
+//! plane's state itself.
 
 mod readiness;
 
@@ -35,6 +38,9 @@ use crate::metrics::{Format, Registry};
 pub struct Admin {
     pub readiness: Arc<Readiness>,
     pub metrics: Arc<Registry>,
+    /// The `/debug/state` snapshot (the control plane builds it; the admin
+    /// port only calls it).
+    pub debug_state: Arc<dyn Fn() -> serde_json::Value + Send + Sync>,
     /// Connections served at once (`--max-admin-connections`).
     pub max_connections: usize,
     /// How long a request head may take to arrive, and how long a kept-alive
@@ -127,10 +133,16 @@ async fn answer(req: Request<Incoming>, admin: &Admin) -> Response<Full<Bytes>> 
                 admin.metrics.render(format),
             )
         }
+        (&Method::GET | &Method::HEAD, "/debug/state") => {
+            let state = (admin.debug_state)();
+            let mut body = serde_json::to_string_pretty(&state).unwrap_or_default();
+            body.push('\n');
+            (StatusCode::OK, "application/json", body)
+        }
         (&Method::GET | &Method::HEAD, _) => (
             StatusCode::NOT_FOUND,
             TEXT,
-            "not found: use /health, /ready or /metrics\n".to_owned(),
+            "not found: use /health, /ready, /metrics or /debug/state\n".to_owned(),
         ),
         _ => (
             StatusCode::METHOD_NOT_ALLOWED,

@@ -41,6 +41,15 @@ impl HeldLeases {
         m.len()
     }
 
+    /// Every held lease, in no order.
+    pub(super) fn all(&self) -> Vec<(PartitionId, Held)> {
+        self.map
+            .lock()
+            .iter()
+            .map(|(p, h)| (p.clone(), *h))
+            .collect()
+    }
+
     /// The lease held on `key/partition`, if one is.
     pub(super) fn get(&self, key: &str, partition: u32) -> Option<Held> {
         self.map

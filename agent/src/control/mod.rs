@@ -27,6 +27,7 @@ use members::Members;
 use remote::RemoteCache;
 use state::Shared;
 
+mod debug_state;
 mod dispatch;
 mod groups;
 mod held;
@@ -204,10 +205,14 @@ async fn run(
     if let Some(addr) = shared.config.admin_listen {
         match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => {
-                tracing::info!(%addr, "admin HTTP: /health, /ready, /metrics");
+                tracing::info!(%addr, "admin HTTP: /health, /ready, /metrics, /debug/state");
                 let admin = Admin {
                     readiness: shared.readiness.clone(),
                     metrics: shared.metrics.clone(),
+                    debug_state: {
+                        let shared = shared.clone();
+                        Arc::new(move || debug_state::snapshot(&shared))
+                    },
                     max_connections: shared.config.max_admin_connections,
                     read_timeout: shared.config.admin_read_timeout(),
                 };
