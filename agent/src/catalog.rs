@@ -32,6 +32,23 @@ pub struct TopicEntry {
     /// Lease epoch per partition held by this agent (0 = not held),
     /// published by the lease task.
     pub lease_epochs: Arc<[AtomicU64]>,
+    /// What this agent's shards produced and fetched, per partition (for
+    /// `/metrics`).
+    pub traffic: Arc<[PartitionTraffic]>,
+}
+
+/// Records and bytes one partition took and served on this agent. Written
+/// only by the shard that owns the partition; a cache line each, so shards
+/// on other cores never write the same line.
+#[repr(align(64))]
+#[derive(Debug, Default)]
+pub struct PartitionTraffic {
+    pub produced_records: AtomicU64,
+    /// Record batch bytes appended.
+    pub produced_bytes: AtomicU64,
+    pub fetched_records: AtomicU64,
+    /// Keys and values of the records answered.
+    pub fetched_bytes: AtomicU64,
 }
 
 impl TopicEntry {
@@ -130,6 +147,9 @@ impl Catalog {
             partitions: row.partitions,
             high_watermarks: zeroed(row.partitions),
             lease_epochs: zeroed(row.partitions),
+            traffic: (0..row.partitions)
+                .map(|_| PartitionTraffic::default())
+                .collect(),
         };
         topics.insert(row.name.clone(), entry.clone());
         self.version.fetch_add(1, Ordering::AcqRel);

@@ -26,8 +26,23 @@ async fn metrics_count_what_the_client_sent() {
     let bad = c.produce(produce_req("obs", 0, &[])).await.unwrap_err();
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);
 
+    let mut f = agent.fetcher_for(&meta, 0).await;
+    let fetched = fetch_all(&mut f, "obs", 0).await.len();
+
     let (status, m) = get(admin_port, "/metrics").await;
     assert_eq!(status, 200);
+    assert_eq!(
+        sample(
+            &m,
+            "streamhouse_topic_produced_records_total{topic=\"obs\"}"
+        ),
+        records as f64
+    );
+    assert_eq!(
+        sample(&m, "streamhouse_topic_fetched_records_total{topic=\"obs\"}"),
+        fetched as f64
+    );
+    assert!(sample(&m, "streamhouse_topic_produced_bytes_total{topic=\"obs\"}") > records as f64);
     assert_eq!(total(&m, "streamhouse_produce_requests_total"), 20.0);
     assert_eq!(
         total(&m, "streamhouse_produce_records_total"),
@@ -78,6 +93,27 @@ async fn metrics_count_what_the_client_sent() {
         "{state}"
     );
     assert_eq!(get(admin_port, "/nope").await.0, 404);
+}
+
+/// Issue 21: with `--metrics-per-partition` the topic families have a
+/// series per partition.
+#[tokio::test]
+async fn per_partition_series_on_request() {
+    let admin_port = free_ports(1);
+    let listen = format!("127.0.0.1:{admin_port}");
+    let agent = Agent::start(1, &["--admin-listen", &listen, "--metrics-per-partition"]);
+    let meta = agent.create_topic("pp", 2).await;
+    let mut c = agent.producer_for(&meta, 1).await;
+    let values: Vec<String> = (0..7).map(|i| format!("v{i}")).collect();
+    c.produce(produce_req("pp", 1, &values)).await.unwrap();
+    let m = get(admin_port, "/metrics").await.1;
+    let series = |p: u32| {
+        sample(
+            &m,
+            &format!("streamhouse_topic_produced_records_total{{topic=\"pp\",partition=\"{p}\"}}"),
+        )
+    };
+    assert_eq!((series(0), series(1)), (0.0, 7.0), "{m}");
 }
 
 /// Issue 21: `--listen` takes a host name, and `--advertise HOST:PORT`

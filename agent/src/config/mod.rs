@@ -174,6 +174,13 @@ pub struct AgentConfig {
     #[arg(long, env = "STREAMHOUSE_ADMIN_LISTEN", value_parser = address::listen_address)]
     pub admin_listen: Option<SocketAddr>,
 
+    /// `/metrics` gives the per-topic produce and fetch families a series
+    /// per partition (labels `topic`, `partition`) instead of one per
+    /// topic; off by default (up to 10,000 partitions per topic make many
+    /// series).
+    #[arg(long, env = "STREAMHOUSE_METRICS_PER_PARTITION")]
+    pub metrics_per_partition: bool,
+
     /// Most client connections per shard port (default 1024). Lowered at
     /// start when the open-file limit cannot hold them all with the
     /// descriptors the log and the stores need (see docs/LIMITS.md); a

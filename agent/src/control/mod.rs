@@ -193,6 +193,11 @@ async fn run(
             .metrics
             .groups
             .set_high_watermarks(Arc::new(move |topic, p| watermarks.get(topic, p)));
+        let catalog = shared.catalog.clone();
+        shared.metrics.set_topics(
+            Arc::new(move || catalog.list()),
+            shared.config.metrics_per_partition,
+        );
         let readiness = shared.readiness.clone();
         shared.metrics.set_ready_check(Arc::new(move |shards| {
             readiness.not_ready_flags(shards).is_none()

@@ -12,6 +12,7 @@ mod control;
 mod encode;
 pub mod groups;
 mod shard;
+mod topics;
 
 use std::fmt;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use prometheus_client::encoding::{prometheus_text, text, DescriptorEncoder};
 
 pub use control::ControlMetrics;
 pub use shard::ShardMetrics;
+pub use topics::TopicsSource;
 
 /// An exposition format a scraper can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +84,7 @@ pub struct Registry {
     /// Groups this agent coordinates.
     pub groups: Arc<groups::GroupMetrics>,
     ready: Arc<Mutex<Option<ReadyCheck>>>,
+    topics: Arc<Mutex<topics::TopicsSlot>>,
     exposition: prometheus_client::registry::Registry,
 }
 
@@ -92,6 +95,7 @@ impl Registry {
         let control = Arc::<ControlMetrics>::default();
         let groups = Arc::<groups::GroupMetrics>::default();
         let ready = Arc::new(Mutex::new(None));
+        let topics = Arc::new(Mutex::new(topics::TopicsSlot::default()));
         let mut exposition = prometheus_client::registry::Registry::default();
         exposition.register_collector(Box::new(ReadyCollector {
             check: ready.clone(),
@@ -100,13 +104,24 @@ impl Registry {
         exposition.register_collector(Box::new(shard::ShardsCollector::new(shards.clone())));
         exposition.register_collector(Box::new(control::ControlCollector(control.clone())));
         exposition.register_collector(Box::new(groups::GroupsCollector(groups.clone())));
+        exposition.register_collector(Box::new(topics::TopicsCollector(topics.clone())));
         Registry {
             shards,
             control,
             groups,
             ready,
+            topics,
             exposition,
         }
+    }
+
+    /// Where the per-topic families read the topics from; with
+    /// `per_partition`, a series per partition instead of per topic.
+    pub fn set_topics(&self, source: TopicsSource, per_partition: bool) {
+        *self.topics.lock() = topics::TopicsSlot {
+            source: Some(source),
+            per_partition,
+        };
     }
 
     /// Where `streamhouse_ready` comes from (0 until this is set).

@@ -40,6 +40,29 @@ impl ShardContext {
     ) -> Result<pb::FetchResponse, Status> {
         self.metrics.fetch_requests.fetch_add(1, Ordering::Relaxed);
         let t = self.route(&req.topic, req.partition, false).await?;
+        let partition = req.partition as usize;
+        let answer = self.fetch_routed(&t, req, reply).await?;
+        if let Some(tr) = t.entry.traffic.get(partition) {
+            let bytes: usize = answer
+                .records
+                .iter()
+                .map(|r| r.value.len() + r.key.as_ref().map_or(0, |k| k.len()))
+                .sum();
+            tr.fetched_records
+                .fetch_add(answer.records.len() as u64, Ordering::Relaxed);
+            tr.fetched_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        }
+        Ok(answer)
+    }
+
+    /// [`ShardContext::fetch`] of a partition of `t`. Cancelling it drops
+    /// the read and returns what it reserved.
+    async fn fetch_routed(
+        &self,
+        t: &LocalTopic,
+        req: pb::FetchRequest,
+        reply: &mut ReplyBudget,
+    ) -> Result<pb::FetchResponse, Status> {
         // A partition being handed over still serves reads: its data is here
         // until the lease is released.
         let lease_epoch = match self.leases.check(&t.key, req.partition, Instant::now()) {

@@ -115,6 +115,11 @@ impl ShardContext {
                 .fetch_add(u64::from(appended.record_count), Ordering::Relaxed);
             m.produce_bytes.fetch_add(batch_len, Ordering::Relaxed);
             m.batch_records.observe(u64::from(appended.record_count));
+            if let Some(tr) = t.entry.traffic.get(req.partition as usize) {
+                tr.produced_records
+                    .fetch_add(u64::from(appended.record_count), Ordering::Relaxed);
+                tr.produced_bytes.fetch_add(batch_len, Ordering::Relaxed);
+            }
         }
         t.entry.high_watermarks[req.partition as usize].fetch_max(
             appended.base_offset + u64::from(appended.record_count),
