@@ -89,13 +89,13 @@ impl ShardContext {
             let max_bytes = max_bytes.min(reply.ceiling() / 3).max(1);
             reply.reserve(3 * max_bytes).map_err(over_budget)?;
             let mut r = self
-                .fetch_remote(&t, &req, max_bytes, local_start, reply)
+                .fetch_remote(t, &req, max_bytes, local_start, reply)
                 .await?;
             r.epochs = epochs_of(&history, &r.records);
             return Ok(r);
         }
         reply.reserve(2 * max_bytes).map_err(over_budget)?;
-        let mut r = self.read_local(&t, &req, max_bytes, reply).await?;
+        let mut r = self.read_local(t, &req, max_bytes, reply).await?;
         // At the high watermark a fetch waits for data; past it, no record
         // was ever acknowledged there, and waiting would hide records
         // written at the offsets in between.
@@ -111,7 +111,7 @@ impl ShardContext {
         let object_level = req.read_level == pb::ReadLevel::Object as i32;
         if object_level {
             return self
-                .fetch_committed(&t, &req, r, local_start, (max_bytes, reply), &history)
+                .fetch_committed(t, &req, r, local_start, (max_bytes, reply), &history)
                 .await;
         }
         if r.records.is_empty() && req.max_wait_ms > 0 && req.offset >= r.high_watermark {
@@ -121,7 +121,7 @@ impl ShardContext {
                 .wait_for_data(&t.key, req.partition, req.offset, wait)
                 .await;
             reply.reserve(2 * max_bytes).map_err(over_budget)?;
-            r = self.read_local(&t, &req, max_bytes, reply).await?;
+            r = self.read_local(t, &req, max_bytes, reply).await?;
         }
         let records: Vec<pb::FetchedRecord> = r.records.into_iter().map(fetched).collect();
         Ok(pb::FetchResponse {
