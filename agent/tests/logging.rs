@@ -93,3 +93,63 @@ fn an_unknown_log_format_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--log-format"), "{err}");
 }
+
+/// At debug, each request is a span naming its shard, path, topic and
+/// partition, and ends with an event giving its time: a slow request can be
+/// followed in the log.
+#[tokio::test(flavor = "multi_thread")]
+async fn debug_requests_are_spans_with_their_partition_and_time() {
+    use streamhouse_client::{Admin, Producer, ProducerRecord};
+    let dir = tempfile::tempdir_in(target_tmp()).unwrap();
+    let log = dir.path().join("agent.log");
+    let port = free_ports(1);
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = Command::new(agent_bin())
+        .arg(format!("--listen={addr}"))
+        .args(["--shards=1", "--log-format=json", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "info,streamhouse_agent::shard::conn=debug")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("spawn agent");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let admin = loop {
+        if let Ok(a) = Admin::connect(&addr).await {
+            if a.create_topic("traced", 1).await.is_ok() {
+                break a;
+            }
+        }
+        assert!(Instant::now() < deadline, "agent never took the topic");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    drop(admin);
+    let producer = Producer::builder([addr.clone()]).build().await.unwrap();
+    producer
+        .send(ProducerRecord::new("traced", "v").partition(0))
+        .await
+        .expect("produce");
+    producer.close().await.unwrap();
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    assert!(child.wait().expect("wait").success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let produce = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| {
+            v["fields"]["message"] == "request answered"
+                && v["span"]["path"] == "/streamhouse.ProducerService/Produce"
+        })
+        .unwrap_or_else(|| panic!("no answered produce request in:\n{text}"));
+    assert_eq!(produce["span"]["topic"], "traced", "{produce}");
+    assert_eq!(produce["span"]["partition"], 0, "{produce}");
+    assert_eq!(produce["span"]["shard"], 0, "{produce}");
+    assert_eq!(produce["fields"]["code"], "OK", "{produce}");
+    assert!(
+        produce["fields"]["elapsed_us"].as_u64().is_some(),
+        "{produce}"
+    );
+}

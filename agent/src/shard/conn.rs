@@ -9,8 +9,10 @@
 use std::cell::Cell;
 use std::pin::Pin;
 use std::rc::Rc;
+
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tracing::Instrument as _;
 
 use bytes::Bytes;
 use futures::channel::oneshot;
@@ -303,7 +305,16 @@ async fn handle_stream(
     }
     ctx.inflight.set(ctx.inflight.get() + 1);
     let started = Instant::now();
-    let call = ctx.call(&path, &mut body);
+    // With RUST_LOG at debug, every request is a span (topic and partition
+    // recorded once decoded) and ends with an event giving its time.
+    let span = tracing::debug_span!(
+        "request",
+        shard = ctx.shard,
+        path = %path,
+        topic = tracing::field::Empty,
+        partition = tracing::field::Empty,
+    );
+    let call = ctx.call(&path, &mut body).instrument(span.clone());
     let result = match timeout {
         Some(t) => {
             futures_lite::future::or(call, async move {
@@ -318,9 +329,14 @@ async fn handle_stream(
         None => call.await,
     };
     ctx.inflight.set(ctx.inflight.get() - 1);
-    ctx.metrics
-        .request_us
-        .observe(started.elapsed().as_micros() as u64);
+    let elapsed_us = started.elapsed().as_micros() as u64;
+    ctx.metrics.request_us.observe(elapsed_us);
+    span.in_scope(|| match &result {
+        Ok(_) => tracing::debug!(elapsed_us, code = "OK", "request answered"),
+        Err(s) => {
+            tracing::debug!(elapsed_us, code = ?s.code, message = %s.message, "request answered")
+        }
+    });
     if let Err(s) = &result {
         ctx.metrics.error(s.code);
     }

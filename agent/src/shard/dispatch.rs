@@ -17,11 +17,15 @@ impl ShardContext {
         let limit = self.config.max_request_bytes;
         match path {
             pb::paths::PRODUCE => {
-                let req = decode(read_message(body, limit).await?, "ProduceRequest")?;
+                let req: pb::ProduceRequest =
+                    decode(read_message(body, limit).await?, "ProduceRequest")?;
+                record_partition(&req.topic, req.partition);
                 self.produce(req).await.map(|r| encode_reply(&r))
             }
             pb::paths::FETCH => {
-                let req = decode(read_message(body, limit).await?, "FetchRequest")?;
+                let req: pb::FetchRequest =
+                    decode(read_message(body, limit).await?, "FetchRequest")?;
+                record_partition(&req.topic, req.partition);
                 self.fetch(req, &mut body.reply)
                     .await
                     .map(|r| encode_reply(&r))
@@ -70,4 +74,11 @@ impl ShardContext {
             )),
         }
     }
+}
+
+/// Names the partition a request is for on the current request span.
+fn record_partition(topic: &str, partition: u32) {
+    let span = tracing::Span::current();
+    span.record("topic", topic);
+    span.record("partition", partition);
 }
