@@ -174,14 +174,8 @@ async fn a_host_name_listen_and_an_advertised_port_mapping() {
             "cannot be used with",
         ),
     ] {
-        let out = Command::new(agent_bin())
-            .args(["--data-dir"])
-            .arg(dir.path())
-            .args(&args)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let data = dir.path().display().to_string();
+        let err = refused_at_start(&["--data-dir", &data], &args);
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
@@ -203,6 +197,19 @@ fn version_names_the_commit() {
     assert!(said.contains(&format!("(commit {want})")), "{said}");
 }
 
+/// Runs the agent with `base` then `args`, which must make it refuse to
+/// start (exit 2); what it said on stderr.
+fn refused_at_start(base: &[&str], args: &[&str]) -> String {
+    let out = Command::new(agent_bin())
+        .args(base)
+        .args(args)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    err
+}
+
 #[test]
 fn invalid_configuration_fails_at_start_naming_the_field() {
     let dir = tempfile::tempdir_in(target_tmp()).unwrap();
@@ -212,14 +219,8 @@ fn invalid_configuration_fails_at_start_naming_the_field() {
         (vec!["--metadata", "mysql://x"], "--metadata"),
         (vec!["--object-store", "ftp://x"], "--object-store"),
     ] {
-        let out = Command::new(agent_bin())
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
-            .args(&args)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let data = dir.path().display().to_string();
+        let err = refused_at_start(&["--listen", "127.0.0.1:0", "--data-dir", &data], &args);
         assert!(err.contains(field), "{args:?}: {err}");
     }
 }

@@ -23,14 +23,9 @@ fn read(path: &str) -> String {
 
 /// Every `STREAMHOUSE_*` name in `text`.
 fn env_names(text: &str) -> BTreeSet<String> {
-    text.match_indices("STREAMHOUSE_")
-        .map(|(at, _)| {
-            text[at..]
-                .chars()
-                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
-                .collect()
-        })
-        .collect()
+    names_with_prefix(text, "STREAMHOUSE_", |c| {
+        c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'
+    })
 }
 
 #[test]
@@ -54,11 +49,7 @@ fn the_systemd_unit_verifies_without_a_warning() {
         .arg(&copy)
         .output()
         .expect("systemd-analyze runs (Debian's systemd package)");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let said = printed(&out);
     // A misspelt key or a bad value is only a warning (exit 0): none may
     // be printed.
     assert!(

@@ -75,14 +75,9 @@ fn deploy_dir() -> std::path::PathBuf {
 
 /// Every `streamhouse_*` metric name in `text`.
 fn metric_names_in(text: &str) -> BTreeSet<String> {
-    text.match_indices("streamhouse_")
-        .map(|(at, _)| {
-            text[at..]
-                .chars()
-                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
-                .collect()
-        })
-        .collect()
+    names_with_prefix(text, "streamhouse_", |c| {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'
+    })
 }
 
 /// Asserts every metric `used` names is a sample name of `scrape`.
@@ -136,11 +131,7 @@ async fn a_two_shard_scrape_passes_promtool_and_answers_openmetrics_when_asked()
         .write_all(text.as_bytes())
         .expect("scrape written to promtool");
     let out = check.wait_with_output().expect("promtool ends");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let said = printed(&out);
     assert!(
         out.status.success() && said.trim().is_empty(),
         "promtool check metrics: {:?}\n{said}\n--- scrape:\n{text}",
@@ -376,9 +367,8 @@ async fn the_alert_rules_pass_their_unit_tests_and_name_scraped_metrics() {
             .expect("promtool runs");
         assert!(
             out.status.success(),
-            "promtool {args:?}:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            "promtool {args:?}:\n{}",
+            printed(&out)
         );
     }
     let rules = std::fs::read_to_string(dir.join("streamhouse-alerts.yml")).expect("rules");

@@ -22,13 +22,12 @@ pub(crate) fn snapshot(shared: &Arc<Shared>) -> Value {
         .iter()
         .enumerate()
         .map(|(i, m)| {
-            let sealed = m.oldest_unshipped_ms.load(Ordering::Relaxed);
             json!({
                 "shard": i,
                 "address": shared.config.shard_address(i),
                 "connections_open": m.connections_open.load(Ordering::Relaxed),
                 "upload_backlog_bytes": m.upload_backlog_bytes.load(Ordering::Relaxed),
-                "upload_lag_ms": if sealed == 0 { 0 } else { (wall_ms - sealed).max(0) },
+                "upload_lag_ms": m.upload_lag_ms(wall_ms),
                 "log_trouble": m.log.lock().as_ref().and_then(|l| l.trouble()),
             })
         })

@@ -103,6 +103,9 @@ impl GroupMetrics {
     }
 }
 
+/// A gauge family with a series per group: (name, help, value).
+type PerGroup = (&'static str, &'static str, fn(&GroupStat) -> u64);
+
 /// The group families, for the exposition registry.
 pub(super) struct GroupsCollector(pub Arc<GroupMetrics>);
 
@@ -124,25 +127,24 @@ impl Collector for GroupsCollector {
             None,
             Value::Counter(m.rebalances.load(Ordering::Relaxed)),
         )?;
-        let mut family = enc.encode_descriptor(
-            "streamhouse_group_members",
-            "Members of each group this agent coordinates.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for (name, s) in g.iter() {
-            let labels = [("group", name.as_str())];
-            Value::IntGauge(s.members).write(&mut family.encode_family(&labels)?)?;
-        }
-        let mut family = enc.encode_descriptor(
-            "streamhouse_group_generation",
-            "Generation of each group this agent coordinates.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for (name, s) in g.iter() {
-            let labels = [("group", name.as_str())];
-            Value::IntGauge(s.generation).write(&mut family.encode_family(&labels)?)?;
+        let per_group: [PerGroup; 2] = [
+            (
+                "streamhouse_group_members",
+                "Members of each group this agent coordinates.",
+                |s| s.members,
+            ),
+            (
+                "streamhouse_group_generation",
+                "Generation of each group this agent coordinates.",
+                |s| s.generation,
+            ),
+        ];
+        for (metric, help, value) in per_group {
+            let mut family = enc.encode_descriptor(metric, help, None, MetricType::Gauge)?;
+            for (name, s) in g.iter() {
+                let labels = [("group", name.as_str())];
+                Value::IntGauge(value(s)).write(&mut family.encode_family(&labels)?)?;
+            }
         }
         let mut family = enc.encode_descriptor(
             "streamhouse_group_committed_offset",

@@ -102,6 +102,15 @@ impl ShardMetrics {
         }
     }
 
+    /// Age at `now_ms` (wall clock) of the oldest sealed segment not yet
+    /// in object storage, ms; 0 when none waits.
+    pub fn upload_lag_ms(&self, now_ms: i64) -> i64 {
+        match self.oldest_unshipped_ms.load(Ordering::Relaxed) {
+            0 => 0,
+            sealed => (now_ms - sealed).max(0),
+        }
+    }
+
     /// A counter of the shard's log; 0 before the log is open.
     fn log_counter(&self, f: impl Fn(&LogStats) -> &AtomicU64) -> Value {
         Value::Counter(self.log_value(f))
@@ -225,15 +234,7 @@ impl Collector for ShardsCollector {
             "Age of the oldest sealed segment not yet in object storage (0 when none waits).",
             seconds,
             s,
-            |m: &Shard| {
-                let sealed = m.oldest_unshipped_ms.load(Ordering::Relaxed);
-                let lag_ms = if sealed == 0 {
-                    0
-                } else {
-                    (now - sealed).max(0)
-                };
-                Value::Gauge(lag_ms as f64 / 1000.0)
-            },
+            |m: &Shard| Value::Gauge(m.upload_lag_ms(now) as f64 / 1000.0),
         )?;
         per_shard(
             e,

@@ -679,6 +679,29 @@ pub fn total(metrics: &str, name: &str) -> f64 {
     values.iter().sum()
 }
 
+/// Every name in `text` that starts with `prefix` and goes on with the
+/// characters `part` accepts: the metric or variable names a file uses.
+#[allow(dead_code)] // not every test crate that includes this uses it
+pub fn names_with_prefix(
+    text: &str,
+    prefix: &str,
+    part: fn(char) -> bool,
+) -> std::collections::BTreeSet<String> {
+    text.match_indices(prefix)
+        .map(|(at, _)| text[at..].chars().take_while(|c| part(*c)).collect())
+        .collect()
+}
+
+/// What a finished command printed: stdout, then stderr.
+#[allow(dead_code)] // not every test crate that includes this uses it
+pub fn printed(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// Value of the Prometheus sample `name` (exact text before the value).
 pub fn sample(metrics: &str, name: &str) -> f64 {
     metrics

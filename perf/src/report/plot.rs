@@ -34,18 +34,9 @@ fn draw(root: &Area<'_>, title: &str, timeline: &[Tick], latency: &Histogram<u64
     let parts = root.split_evenly((3, 1));
     let end = timeline.last().map_or(1.0, |t| t.at_s).max(1e-3);
 
-    let top = timeline
-        .iter()
-        .map(|t| t.max_ms)
-        .fold(0.0, f64::max)
-        .max(1e-3)
-        * 1.05;
-    let mut chart = ChartBuilder::on(&parts[0])
-        .caption("Latency per interval", ("sans-serif", 16))
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..end, 0.0..top)?;
+    let top = headroom(timeline.iter().map(|t| t.max_ms), 1e-3);
+    let mut chart =
+        frame(&parts[0], "Latency per interval", 60).build_cartesian_2d(0.0..end, 0.0..top)?;
     chart
         .configure_mesh()
         .x_desc("seconds")
@@ -70,18 +61,8 @@ fn draw(root: &Area<'_>, title: &str, timeline: &[Tick], latency: &Histogram<u64
         .border_style(BLACK)
         .draw()?;
 
-    let top = timeline
-        .iter()
-        .map(|t| t.records_per_s)
-        .fold(0.0, f64::max)
-        .max(1.0)
-        * 1.05;
-    let mut chart = ChartBuilder::on(&parts[1])
-        .caption("Throughput", ("sans-serif", 16))
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(80)
-        .build_cartesian_2d(0.0..end, 0.0..top)?;
+    let top = headroom(timeline.iter().map(|t| t.records_per_s), 1.0);
+    let mut chart = frame(&parts[1], "Throughput", 80).build_cartesian_2d(0.0..end, 0.0..top)?;
     chart
         .configure_mesh()
         .x_desc("seconds")
@@ -105,12 +86,8 @@ fn draw(root: &Area<'_>, title: &str, timeline: &[Tick], latency: &Histogram<u64
         })
         .collect();
     let right = points.iter().map(|p| p.0).fold(10.0, f64::max);
-    let top = points.iter().map(|p| p.1).fold(0.0, f64::max).max(1e-3) * 1.05;
-    let mut chart = ChartBuilder::on(&parts[2])
-        .caption("Latency by percentile", ("sans-serif", 16))
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(60)
+    let top = headroom(points.iter().map(|p| p.1), 1e-3);
+    let mut chart = frame(&parts[2], "Latency by percentile", 60)
         .build_cartesian_2d((1.0..right).log_scale(), 0.0..top)?;
     chart
         .configure_mesh()
@@ -120,6 +97,28 @@ fn draw(root: &Area<'_>, title: &str, timeline: &[Tick], latency: &Histogram<u64
         .draw()?;
     chart.draw_series(LineSeries::new(points, MAGENTA.stroke_width(2)))?;
     Ok(())
+}
+
+/// A chart's frame on `area`: its caption and room for the axis labels
+/// (`y_labels` pixels for the y axis's).
+fn frame<'a, 'b>(
+    area: &'a Area<'b>,
+    caption: &str,
+    y_labels: u32,
+) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut builder = ChartBuilder::on(area);
+    builder
+        .caption(caption, ("sans-serif", 16))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(y_labels);
+    builder
+}
+
+/// The top of a y axis: 5% above the largest of `values`, and at least
+/// `floor`.
+fn headroom(values: impl Iterator<Item = f64>, floor: f64) -> f64 {
+    values.fold(0.0, f64::max).max(floor) * 1.05
 }
 
 /// The percentile at x = 1/(1-p): "50%", "99%", "99.9%".
