@@ -94,56 +94,99 @@ fn an_unknown_log_format_is_refused() {
     assert!(err.contains("--log-format"), "{err}");
 }
 
+/// An agent logging JSON at `rust_log` into a file, with a one-partition
+/// topic `traced` it has taken and one record produced to it.
+struct Traced {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Traced {
+    async fn start(rust_log: &str, extra: &[&str]) -> Traced {
+        use streamhouse_client::{Admin, Producer, ProducerRecord};
+        let dir = tempfile::tempdir_in(target_tmp()).unwrap();
+        let log = dir.path().join("agent.log");
+        let port = free_ports(1);
+        let addr = format!("127.0.0.1:{port}");
+        let child = Command::new(agent_bin())
+            .arg(format!("--listen={addr}"))
+            .args(["--shards=1", "--log-format=json", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(extra)
+            .env("RUST_LOG", rust_log)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn agent");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let admin = loop {
+            if let Ok(a) = Admin::connect(&addr).await {
+                if a.create_topic("traced", 1).await.is_ok() {
+                    break a;
+                }
+            }
+            assert!(Instant::now() < deadline, "agent never took the topic");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        drop(admin);
+        let producer = Producer::builder([addr.clone()]).build().await.unwrap();
+        producer
+            .send(ProducerRecord::new("traced", "v").partition(0))
+            .await
+            .expect("produce");
+        producer.close().await.unwrap();
+        Traced {
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// SIGTERMs the agent and returns its log lines as JSON objects.
+    fn stop(mut self) -> (String, Vec<serde_json::Value>) {
+        // SAFETY: kill(2) on our own child.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        assert!(self.child.wait().expect("wait").success());
+        let text = std::fs::read_to_string(&self.log).unwrap();
+        let lines = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        (text, lines)
+    }
+}
+
+/// The first line whose message is `message` inside a span named `span`.
+fn event_in<'a>(
+    lines: &'a [serde_json::Value],
+    text: &str,
+    span: &str,
+    message: &str,
+) -> &'a serde_json::Value {
+    lines
+        .iter()
+        .find(|v| v["fields"]["message"] == message && v["span"]["name"] == span)
+        .unwrap_or_else(|| panic!("no '{message}' in a '{span}' span in:\n{text}"))
+}
+
 /// At debug, each request is a span naming its shard, path, topic and
 /// partition, and ends with an event giving its time: a slow request can be
 /// followed in the log.
 #[tokio::test(flavor = "multi_thread")]
 async fn debug_requests_are_spans_with_their_partition_and_time() {
-    use streamhouse_client::{Admin, Producer, ProducerRecord};
-    let dir = tempfile::tempdir_in(target_tmp()).unwrap();
-    let log = dir.path().join("agent.log");
-    let port = free_ports(1);
-    let addr = format!("127.0.0.1:{port}");
-    let mut child = Command::new(agent_bin())
-        .arg(format!("--listen={addr}"))
-        .args(["--shards=1", "--log-format=json", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .env("RUST_LOG", "info,streamhouse_agent::shard::conn=debug")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("spawn agent");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let admin = loop {
-        if let Ok(a) = Admin::connect(&addr).await {
-            if a.create_topic("traced", 1).await.is_ok() {
-                break a;
-            }
-        }
-        assert!(Instant::now() < deadline, "agent never took the topic");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    drop(admin);
-    let producer = Producer::builder([addr.clone()]).build().await.unwrap();
-    producer
-        .send(ProducerRecord::new("traced", "v").partition(0))
-        .await
-        .expect("produce");
-    producer.close().await.unwrap();
-    // SAFETY: kill(2) on our own child.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    assert!(child.wait().expect("wait").success());
-    let text = std::fs::read_to_string(&log).unwrap();
-    let produce = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    let agent = Traced::start("info,streamhouse_agent::shard::conn=debug", &[]).await;
+    let (text, lines) = agent.stop();
+    let produce = lines
+        .iter()
         .find(|v| {
             v["fields"]["message"] == "request answered"
                 && v["span"]["path"] == "/streamhouse.ProducerService/Produce"
         })
         .unwrap_or_else(|| panic!("no answered produce request in:\n{text}"));
+    assert_eq!(produce["span"]["name"], "request", "{produce}");
     assert_eq!(produce["span"]["topic"], "traced", "{produce}");
     assert_eq!(produce["span"]["partition"], 0, "{produce}");
     assert_eq!(produce["span"]["shard"], 0, "{produce}");
@@ -152,4 +195,42 @@ async fn debug_requests_are_spans_with_their_partition_and_time() {
         produce["fields"]["elapsed_us"].as_u64().is_some(),
         "{produce}"
     );
+}
+
+/// At debug, the control thread's work is spans too: a chunk's upload and
+/// commit (shard, segment, object key), a lease's acquisition (topic,
+/// incarnation, partition) and each renewal round, each ending with an event giving
+/// its outcome and time.
+#[tokio::test(flavor = "multi_thread")]
+async fn debug_uploads_and_leases_are_spans_with_their_time() {
+    let agent = Traced::start(
+        "info,streamhouse_agent::control=debug",
+        &["--segment-age-ms=100", "--lease-ttl-ms=900"],
+    )
+    .await;
+    // Long enough for the segment to be sealed and shipped and for a few
+    // renewal rounds (every 300 ms).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (text, lines) = agent.stop();
+    let stored = event_in(&lines, &text, "chunk_upload", "chunk stored");
+    assert_eq!(stored["span"]["shard"], 0, "{stored}");
+    assert!(stored["span"]["segment"].as_u64().is_some(), "{stored}");
+    let key = stored["span"]["key"].as_str().expect("a key");
+    assert!(!key.is_empty(), "{stored}");
+    assert!(stored["fields"]["bytes"].as_u64() > Some(0), "{stored}");
+    assert!(stored["fields"]["put_ms"].as_u64().is_some(), "{stored}");
+    let committed = event_in(&lines, &text, "chunk_commit", "chunk committed");
+    assert_eq!(committed["span"]["shard"], 0, "{committed}");
+    assert_eq!(committed["fields"]["key"], key, "{committed}");
+    assert!(committed["fields"]["total_ms"].as_u64().is_some());
+    let acquired = event_in(&lines, &text, "lease_acquire", "lease acquisition ended");
+    assert_eq!(acquired["span"]["topic"], "traced", "{acquired}");
+    assert!(acquired["span"]["incarnation"].as_u64().is_some());
+    assert_eq!(acquired["span"]["partition"], 0, "{acquired}");
+    assert_eq!(acquired["fields"]["outcome"], "acquired", "{acquired}");
+    assert!(acquired["fields"]["elapsed_ms"].as_u64().is_some());
+    let renewed = event_in(&lines, &text, "lease_renewal", "lease renewal round ended");
+    assert_eq!(renewed["span"]["leases"], 1, "{renewed}");
+    assert_eq!(renewed["fields"]["renewed"], 1, "{renewed}");
+    assert_eq!(renewed["fields"]["failed"], 0, "{renewed}");
 }

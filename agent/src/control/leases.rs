@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::channel::mpsc;
+use tracing::Instrument;
 
 use crate::clock::now_ms;
 use crate::ids::{name_of, PartitionId, TopicKey};
@@ -53,7 +54,33 @@ impl Shared {
     /// Another agent's lease is taken only once `takeover` says so (its
     /// renewals stood still long enough on this agent's clock): answered
     /// `LeaseHeld` meanwhile.
+    /// With RUST_LOG at debug, each acquisition is a span (topic,
+    /// partition) ending with an event giving its outcome and time.
     pub(super) async fn acquire(&self, key: &TopicKey, partition: u32) -> Result<(), MetaError> {
+        let span = tracing::debug_span!(
+            "lease_acquire",
+            topic = key.name(),
+            incarnation = key.incarnation(),
+            partition
+        );
+        let started = Instant::now();
+        let result = self
+            .acquire_traced(key, partition)
+            .instrument(span.clone())
+            .await;
+        span.in_scope(|| {
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            match &result {
+                Ok(()) => {
+                    tracing::debug!(elapsed_ms, outcome = "acquired", "lease acquisition ended")
+                }
+                Err(e) => tracing::debug!(elapsed_ms, outcome = %e, "lease acquisition ended"),
+            }
+        });
+        result
+    }
+
+    async fn acquire_traced(&self, key: &TopicKey, partition: u32) -> Result<(), MetaError> {
         let before = self.meta.lease(key, partition).await?;
         let mut take = None;
         if let Some(b) = before.as_ref().filter(|b| b.holder != self.config.agent_id) {
@@ -272,6 +299,9 @@ impl Shared {
         let agent = self.config.agent_id.clone();
         let batch: Vec<(PartitionId, u64)> =
             held.iter().map(|(id, h)| (id.clone(), h.epoch)).collect();
+        // With RUST_LOG at debug, each round is a span ending with an
+        // event counting what it renewed and how long the store took.
+        let span = tracing::debug_span!("lease_renewal", leases = batch.len());
         // One attempt may take at most a renewal period: the next one
         // (or the expiry check) must not wait behind a hung call.
         let sent_at = Instant::now();
@@ -280,6 +310,7 @@ impl Shared {
             self.renewals
                 .renew_leases(&batch, &agent, now_ms(), self.ttl_ms()),
         )
+        .instrument(span.clone())
         .await
         .unwrap_or_else(|_| {
             Err(MetaError::Backend(format!(
@@ -287,10 +318,18 @@ impl Shared {
                 self.renew_every().as_millis()
             )))
         });
-        let results = match attempt {
+        // Nothing below awaits: the span may stay entered to the end.
+        let _entered = span.enter();
+        let results: Vec<_> = match attempt {
             Ok(r) => r,
             Err(e) => held.iter().map(|_| Err(e.clone())).collect(),
         };
+        tracing::debug!(
+            renewed = results.iter().filter(|r| r.is_ok()).count(),
+            failed = results.iter().filter(|r| r.is_err()).count(),
+            elapsed_ms = sent_at.elapsed().as_millis() as u64,
+            "lease renewal round ended"
+        );
         for (
             (
                 PartitionId {

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use std::collections::{HashMap, VecDeque};
 
 use futures::stream::{FuturesUnordered, StreamExt};
+use tracing::Instrument;
 
 use super::state::Shared;
 use crate::ids::TopicKey;
@@ -57,7 +58,8 @@ pub(crate) async fn run(
     shared.tasks.spawn("uploader commits", async move {
         while let Some(next) = to_commit.recv().await {
             let (shard, segment) = (next.shard, next.segment);
-            let Some(ends) = commit(&committer, next).await else {
+            let span = tracing::debug_span!("chunk_commit", shard, segment);
+            let Some(ends) = commit(&committer, next).instrument(span).await else {
                 return;
             };
             committer.tell(shard, ToShard::Committed { segment, ends });
@@ -79,7 +81,15 @@ pub(crate) async fn run(
                 match job {
                     Some(job) => {
                         order.queued(job.shard, job.segment);
-                        stores.push(store(shared.clone(), job));
+                        // With RUST_LOG at debug, a chunk's store and its
+                        // commit are spans named for its shard and segment.
+                        let span = tracing::debug_span!(
+                            "chunk_upload",
+                            shard = job.shard,
+                            segment = job.segment,
+                            key = %job.key,
+                        );
+                        stores.push(store(shared.clone(), job).instrument(span));
                     }
                     None => open = false,
                 }
@@ -210,6 +220,12 @@ async fn store(shared: Arc<Shared>, job: UploadJob) -> Option<Stored> {
                 m.upload_us.observe(t.elapsed().as_micros() as u64);
                 m.chunks_uploaded.fetch_add(1, Ordering::Relaxed);
                 m.upload_bytes.fetch_add(size, Ordering::Relaxed);
+                tracing::debug!(
+                    bytes = size,
+                    put_ms = t.elapsed().as_millis() as u64,
+                    attempts = attempt + 1,
+                    "chunk stored"
+                );
                 break;
             }
             Err(e) => {
