@@ -14,6 +14,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::metastore::TopicRow;
+use crate::topic_config::TopicConfig;
 
 /// Most partitions a topic may have.
 pub const MAX_PARTITIONS: u32 = 10_000;
@@ -35,6 +36,9 @@ pub struct TopicEntry {
     /// What this agent's shards produced and fetched, per partition (for
     /// `/metrics`).
     pub traffic: Arc<[PartitionTraffic]>,
+    /// The configuration keys the topic set (the others follow the
+    /// agent's defaults).
+    pub config: Arc<TopicConfig>,
 }
 
 /// Records and bytes one partition took and served on this agent. Written
@@ -74,6 +78,16 @@ pub struct Catalog {
 
 fn zeroed(n: u32) -> Arc<[AtomicU64]> {
     (0..n).map(|_| AtomicU64::new(0)).collect()
+}
+
+/// A stored configuration, keys no agent should have written left out
+/// (with a warning; they take the defaults).
+fn stored_config(row: &TopicRow) -> TopicConfig {
+    let (config, skipped) = TopicConfig::stored(row.config.clone());
+    for why in skipped {
+        tracing::warn!(topic = %row.name, %why, "stored topic configuration key ignored");
+    }
+    config
 }
 
 /// Checks a topic name: 1-249 bytes of `[A-Za-z0-9._-]`.
@@ -119,7 +133,7 @@ impl Catalog {
         Catalog::default()
     }
 
-    /// Changes whenever topics are added or removed.
+    /// Changes whenever topics are added, removed or configured.
     pub fn version(&self) -> u64 {
         self.version.load(Ordering::Acquire)
     }
@@ -136,13 +150,19 @@ impl Catalog {
             .collect()
     }
 
-    /// Adds a topic (or replaces one with a different incarnation id).
+    /// Adds a topic (or replaces one with a different incarnation id), or
+    /// takes a known topic's new configuration.
     pub fn insert(&self, row: &TopicRow) -> TopicEntry {
         let mut topics = self.topics.lock();
-        if let Some(t) = topics.get(&row.name).filter(|t| t.id == row.id) {
+        if let Some(t) = topics.get_mut(&row.name).filter(|t| t.id == row.id) {
+            if t.config.as_stored() != &row.config {
+                t.config = Arc::new(stored_config(row));
+                self.version.fetch_add(1, Ordering::AcqRel);
+            }
             return t.clone();
         }
         let entry = TopicEntry {
+            config: Arc::new(stored_config(row)),
             id: row.id,
             partitions: row.partitions,
             high_watermarks: zeroed(row.partitions),
@@ -197,6 +217,7 @@ mod tests {
 
     fn row(name: &str, id: u64, partitions: u32) -> TopicRow {
         TopicRow {
+            config: Default::default(),
             name: name.into(),
             id,
             partitions,

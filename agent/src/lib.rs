@@ -50,6 +50,7 @@ pub mod sockets;
 pub mod supervisor;
 pub mod takeover;
 pub mod tasks;
+pub mod topic_config;
 pub mod watermarks;
 
 pub use config::AgentConfig;

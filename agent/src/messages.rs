@@ -184,7 +184,18 @@ pub enum ToControl {
     CreateTopic {
         name: String,
         partitions: u32,
+        /// Configuration keys the topic sets (checked by the control
+        /// thread).
+        config: std::collections::BTreeMap<String, String>,
         reply: oneshot::Sender<Result<(), ControlError>>,
+    },
+    /// Sets some configuration keys of a topic and returns others to the
+    /// defaults, all or none; answers the configuration now stored.
+    AlterConfigs {
+        name: String,
+        set: std::collections::BTreeMap<String, String>,
+        delete: Vec<String>,
+        reply: oneshot::Sender<Result<crate::topic_config::TopicConfig, ControlError>>,
     },
     DeleteTopic {
         name: String,

@@ -143,6 +143,7 @@ async fn validation_errors_have_the_right_status() {
         .create_topic(pb::CreateTopicRequest {
             name: "v".into(),
             partitions: 1,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -151,6 +152,7 @@ async fn validation_errors_have_the_right_status() {
         .create_topic(pb::CreateTopicRequest {
             name: "bad name".into(),
             partitions: 1,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -159,6 +161,7 @@ async fn validation_errors_have_the_right_status() {
         .create_topic(pb::CreateTopicRequest {
             name: "zero".into(),
             partitions: 0,
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -71,6 +71,51 @@ async fn suite(url: &str) {
     assert_ne!(t1.id, t2.id, "a re-created topic gets a new incarnation");
     let key = t2.key();
 
+    // Topic configuration: stored at creation, changed in a transaction
+    // (a refused change leaves it as it was), read back by every opener.
+    let configured = unique("configured");
+    let set = |pairs: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let c = m
+        .create_topic_with(&configured, 1, &set(&[("retention.ms", "1000")]))
+        .await
+        .unwrap();
+    assert_eq!(c.config, set(&[("retention.ms", "1000")]));
+    let altered = m2
+        .alter_topic_config(&configured, &|old| {
+            let mut next = old.clone();
+            next.insert("retention.bytes".into(), "5".into());
+            Ok(next)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        altered.config,
+        set(&[("retention.ms", "1000"), ("retention.bytes", "5")])
+    );
+    assert!(matches!(
+        m.alter_topic_config(&configured, &|_| Err("refused".into())).await,
+        Err(MetaError::InvalidConfig(why)) if why == "refused"
+    ));
+    assert!(matches!(
+        m.alter_topic_config(&unique("missing"), &|c| Ok(c.clone()))
+            .await,
+        Err(MetaError::Unknown(_))
+    ));
+    let stored = m.topics().await.unwrap();
+    assert_eq!(
+        stored
+            .iter()
+            .find(|t| t.name == configured)
+            .map(|t| &t.config),
+        Some(&altered.config)
+    );
+    m.delete_topic(&configured).await.unwrap();
+
     // Producer ids are never handed out twice, across connections.
     let a = m.next_producer_id().await.unwrap();
     let b = m2.next_producer_id().await.unwrap();

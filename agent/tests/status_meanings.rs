@@ -96,6 +96,7 @@ async fn every_status_the_agent_answers_gets_the_retry_action_of_its_meaning() {
         .create_topic(pb::CreateTopicRequest {
             name: "s".into(),
             partitions: 2,
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -1,5 +1,6 @@
 //! Admin: create, list, describe and delete topics, and read cluster
-//! metadata, through any agent shard of a bootstrap list; answers are the
+//! metadata, through any agent shard of a bootstrap list (topic
+//! configuration: `topic_config`); answers are the
 //! client's own types ([`TopicInfo`], [`PartitionInfo`], [`ClusterInfo`]),
 //! not generated protobuf ones. Owns nothing but the calls.
 
@@ -210,7 +211,7 @@ impl Admin {
     }
 
     /// One call, bounded by `call_timeout`.
-    async fn call<T, F, Fut>(&self, what: &str, f: F) -> Result<T>
+    pub(crate) async fn call<T, F, Fut>(&self, what: &str, f: F) -> Result<T>
     where
         F: FnOnce(AdminServiceClient<Channel>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
@@ -229,6 +230,7 @@ impl Admin {
         let req = pb::CreateTopicRequest {
             name: name.into(),
             partitions,
+            configs: Default::default(),
         };
         let r = self
             .call(

@@ -20,6 +20,7 @@ pub mod partitioner;
 pub mod producer;
 pub mod record;
 pub mod retry;
+pub mod topic_config;
 
 pub use admin::{Admin, AgentInfo, Bootstrap, ClusterInfo, PartitionInfo, TopicInfo};
 pub use consumer::{
@@ -36,3 +37,4 @@ pub use record::{BatchMetadata, BatchRecord, ProducerRecord, RecordMetadata};
 pub use streamhouse_proto as proto;
 /// Batch compression ([`ProducerBuilder::compression`]).
 pub use streamhouse_proto::batch::Codec;
+pub use topic_config::{ConfigEntry, ConfigSource};

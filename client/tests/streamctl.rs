@@ -41,7 +41,9 @@ fn round_trip_through_the_cli() {
     assert_eq!((code, out.trim()), (0, "cli\t3"));
     let (code, out, _) = streamctl(&b, &["topic", "describe", "cli"], "");
     assert_eq!(code, 0);
-    assert_eq!(out.lines().count(), 2 + 3, "{out}");
+    // Heading, column names, 3 partitions; then the configuration's
+    // column names and its 4 keys.
+    assert_eq!(out.lines().count(), 2 + 3 + 1 + 4, "{out}");
     let lines: String = (0..50).map(|i| format!("line {i}\n")).collect();
     let (code, out, err) = streamctl(&b, &["produce", "cli", "--partition", "1"], &lines);
     assert_eq!(code, 0, "{err}");
@@ -412,4 +414,66 @@ fn read_level_object_prints_only_committed_records() {
         streamctl(&b, &["consume", "rl", "-e", "--read-level", "object"], "");
     assert_eq!(code, 0, "{err}");
     assert_eq!(committed, shipped);
+}
+
+/// Topic configuration from the command line (issue 19): set at creation
+/// with -c, shown by describe with where each value comes from, changed
+/// and returned to the default by alter; bad keys exit 1 with the agent's
+/// reason, a malformed KEY=VALUE exits 2.
+#[test]
+fn topic_configs_are_set_shown_and_altered() {
+    let agent = common::Agent::start(1, &[]);
+    let b = agent.addr(0);
+    let (code, _, err) = streamctl(
+        &b,
+        &["topic", "create", "cfg", "-c", "retention.ms=60000"],
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = streamctl(&b, &["topic", "describe", "cfg"], "");
+    assert_eq!(code, 0);
+    assert!(out.contains("retention.ms=60000\ttopic\n"), "{out}");
+    assert!(out.contains("retention.bytes=-1\tdefault\n"), "{out}");
+    assert!(out.contains("cleanup.policy=delete\tdefault\n"), "{out}");
+
+    let (code, out, err) = streamctl(
+        &b,
+        &[
+            "topic",
+            "alter",
+            "cfg",
+            "--config",
+            "retention.bytes=1000000",
+            "--delete-config",
+            "retention.ms",
+        ],
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("altered topic cfg\n"), "{out}");
+    assert!(out.contains("retention.bytes=1000000\ttopic\n"), "{out}");
+    assert!(out.contains("retention.ms=604800000\tdefault\n"), "{out}");
+
+    let (code, out, _) = streamctl(&b, &["topic", "describe", "cfg", "--format", "json"], "");
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["name"], "cfg");
+    let bytes = v["configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "retention.bytes")
+        .cloned()
+        .unwrap();
+    assert_eq!(bytes["value"], "1000000");
+    assert_eq!(bytes["source"], "topic");
+
+    let (code, _, err) = streamctl(&b, &["topic", "alter", "cfg", "-c", "segment.ms=5"], "");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("unknown topic configuration key"), "{err}");
+    let (code, _, err) = streamctl(&b, &["topic", "alter", "cfg", "-c", "retention.ms"], "");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("expected KEY=VALUE"), "{err}");
+    let (code, _, err) = streamctl(&b, &["topic", "alter", "cfg"], "");
+    assert_eq!(code, 2, "{err}");
 }

@@ -30,6 +30,8 @@ pub mod paths {
     pub const DESCRIBE_TOPIC: &str = "/streamhouse.AdminService/DescribeTopic";
     pub const METADATA: &str = "/streamhouse.AdminService/Metadata";
     pub const INIT_PRODUCER_ID: &str = "/streamhouse.AdminService/InitProducerId";
+    pub const DESCRIBE_CONFIGS: &str = "/streamhouse.AdminService/DescribeConfigs";
+    pub const ALTER_CONFIGS: &str = "/streamhouse.AdminService/AlterConfigs";
     pub const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
     pub const FIND_COORDINATOR: &str = "/streamhouse.GroupService/FindCoordinator";
     pub const GROUP_HEARTBEAT: &str = "/streamhouse.GroupService/Heartbeat";

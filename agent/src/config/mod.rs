@@ -12,11 +12,13 @@ use clap::Parser;
 mod address;
 mod groups;
 mod logging;
+mod retention;
 
 pub use address::Advertised;
 
 pub use groups::GroupFlags;
 pub use logging::{LogFlags, LogFormat};
+pub use retention::RetentionFlags;
 
 /// StreamHouse agent: serves Produce, Fetch and Admin gRPC calls, one shard
 /// per core, each on its own port, with a durable write-ahead log per shard.
@@ -164,6 +166,10 @@ pub struct AgentConfig {
     /// Consumer-group limits and timeouts (`--group-*`).
     #[command(flatten)]
     pub groups: GroupFlags,
+
+    /// Topic configuration defaults (`--default-retention-*`).
+    #[command(flatten)]
+    pub retention: RetentionFlags,
 
     #[command(flatten)]
     pub logging: LogFlags,
@@ -488,6 +494,7 @@ impl AgentConfig {
             return Err("--lease-ttl-ms must be at least 300".into());
         }
         self.groups.validate()?;
+        self.retention.validate()?;
         if self.agent_id.is_empty() || self.agent_id.contains(',') {
             return Err("--agent-id must be non-empty and must not contain ','".into());
         }
@@ -497,6 +504,11 @@ impl AgentConfig {
     /// The consumer-group coordinator's settings from the `--group-*` flags.
     pub fn group_settings(&self) -> crate::groups::settings::GroupSettings {
         self.groups.settings()
+    }
+
+    /// What topics get for the configuration keys they do not set.
+    pub fn topic_defaults(&self) -> crate::topic_config::ConfigDefaults {
+        self.retention.defaults(self.max_request_bytes)
     }
 
     /// Shards to run: `--shards`, else the CPUs this thread may use (the

@@ -14,9 +14,19 @@ impl Shared {
             ToControl::CreateTopic {
                 name,
                 partitions,
+                config,
                 reply,
             } => {
-                let _ = reply.send(self.create_topic(&name, partitions).await.map(|_| ()));
+                let r = self.create_topic(&name, partitions, config).await;
+                let _ = reply.send(r.map(|_| ()));
+            }
+            ToControl::AlterConfigs {
+                name,
+                set,
+                delete,
+                reply,
+            } => {
+                let _ = reply.send(self.alter_configs(&name, set, delete).await);
             }
             ToControl::DeleteTopic { name, reply } => {
                 let r = self.meta.delete_topic(&name).await;

@@ -72,6 +72,7 @@ impl From<MetaError> for ControlError {
         match e {
             MetaError::Exists(t) => ControlError::Exists(t),
             MetaError::Unknown(t) => ControlError::Unknown(t),
+            MetaError::InvalidConfig(why) => ControlError::Invalid(why),
             e @ (MetaError::Gap { .. } | MetaError::NotContiguous { .. }) => {
                 ControlError::Corrupt(e.to_string())
             }

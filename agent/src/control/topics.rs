@@ -1,14 +1,16 @@
 //! Topic administration on the control thread: loading topics from the
-//! metadata store into the catalog, and creating one (validated, its
-//! leases acquired, every shard caught up before the answer).
+//! metadata store into the catalog, creating one (validated, its leases
+//! acquired, every shard caught up before the answer) and changing a
+//! topic's configuration.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use futures::channel::oneshot;
 
 use crate::catalog::validate_new_topic;
 use crate::messages::{ControlError, ToShard};
 use crate::metastore::{MetaError, TopicRow};
+use crate::topic_config::TopicConfig;
 
 use super::state::Shared;
 use crate::ids::TopicKey;
@@ -27,9 +29,15 @@ impl Shared {
         &self,
         name: &str,
         partitions: u32,
+        config: BTreeMap<String, String>,
     ) -> Result<TopicRow, ControlError> {
         validate_new_topic(name, partitions).map_err(|e| ControlError::Invalid(e.to_string()))?;
-        let row = self.meta.create_topic(name, partitions).await?;
+        let config = TopicConfig::checked(config, &self.config.topic_defaults())
+            .map_err(|e| ControlError::Invalid(e.to_string()))?;
+        let row = self
+            .meta
+            .create_topic_with(name, partitions, config.set_keys())
+            .await?;
         self.catalog.insert(&row);
         let key = row.key();
         for p in (0..partitions).filter(|p| self.assigned_here(&key, *p)) {
@@ -49,5 +57,34 @@ impl Shared {
             let _ = rx.await;
         }
         Ok(row)
+    }
+
+    /// Sets `set` and returns the keys in `delete` to the defaults on a
+    /// topic, all or none, checked against the stored configuration in the
+    /// store's transaction; the catalog takes the result at once (other
+    /// agents at their next topic sync).
+    pub(super) async fn alter_configs(
+        &self,
+        name: &str,
+        set: BTreeMap<String, String>,
+        delete: Vec<String>,
+    ) -> Result<TopicConfig, ControlError> {
+        let defaults = self.config.topic_defaults();
+        // Checked before the store is asked, so a bad request costs no
+        // transaction; checked again against the stored keys inside it.
+        TopicConfig::default()
+            .altered(&set, &delete, &defaults)
+            .map_err(|e| ControlError::Invalid(e.to_string()))?;
+        let alter = |stored: &BTreeMap<String, String>| {
+            let (current, _) = TopicConfig::stored(stored.clone());
+            current
+                .altered(&set, &delete, &defaults)
+                .map(|c| c.set_keys().clone())
+                .map_err(|e| e.to_string())
+        };
+        let row = self.meta.alter_topic_config(name, &alter).await?;
+        let entry = self.catalog.insert(&row);
+        tracing::info!(topic = %name, config = ?row.config, "topic configuration changed");
+        Ok((*entry.config).clone())
     }
 }

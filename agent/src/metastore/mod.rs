@@ -25,8 +25,11 @@ pub use crate::messages::ChunkRange;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use streamhouse_shard::producers::RememberedBatch;
-pub use text::{decode_shards, encode_producers, encode_shards, split_addresses};
+pub use text::{
+    decode_config, decode_shards, encode_config, encode_producers, encode_shards, split_addresses,
+};
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::ids::{PartitionId, TopicKey};
@@ -45,6 +48,11 @@ pub const PRODUCER_STATE_TTL_MS: i64 = 24 * 3600 * 1000;
 /// bound within the TTL either: the cap holds exactly.
 pub const MAX_STORED_PRODUCERS: i64 = 10_000;
 
+/// What `alter_topic_config` makes of a stored configuration: the keys
+/// to store, or why not (the change is then refused).
+pub type ConfigChange<'a> =
+    dyn Fn(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, String> + Sync + 'a;
+
 /// A topic row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicRow {
@@ -52,6 +60,9 @@ pub struct TopicRow {
     /// Incarnation id: a topic created again after a delete gets a new one.
     pub id: u64,
     pub partitions: u32,
+    /// The configuration keys the topic set, as given (checked before they
+    /// were stored; see `topic_config`).
+    pub config: BTreeMap<String, String>,
 }
 
 impl TopicRow {
@@ -149,6 +160,8 @@ pub enum MetaError {
     Exists(String),
     #[error("unknown topic {0}")]
     Unknown(String),
+    #[error("{0}")]
+    InvalidConfig(String),
     #[error("lease on {topic}/{partition} is held by {holder} until {expires_ms} ms")]
     LeaseHeld {
         topic: String,
@@ -247,7 +260,7 @@ pub enum MetaStore {
 }
 
 /// Highest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 impl MetaStore {
     /// Opens `sqlite:///PATH` or `postgres://...` and applies pending
@@ -304,11 +317,38 @@ impl MetaStore {
         }
     }
 
-    /// Creates a topic with a fresh incarnation id.
+    /// Creates a topic with a fresh incarnation id and no configuration
+    /// key set.
     pub async fn create_topic(&self, name: &str, partitions: u32) -> Result<TopicRow, MetaError> {
+        self.create_topic_with(name, partitions, &BTreeMap::new())
+            .await
+    }
+
+    /// Creates a topic with a fresh incarnation id and the configuration
+    /// keys it sets (checked by the caller).
+    pub async fn create_topic_with(
+        &self,
+        name: &str,
+        partitions: u32,
+        config: &BTreeMap<String, String>,
+    ) -> Result<TopicRow, MetaError> {
         match self {
-            MetaStore::Sqlite(s) => s.create_topic(name, partitions),
-            MetaStore::Postgres(s) => s.bounded(s.create_topic(name, partitions)).await,
+            MetaStore::Sqlite(s) => s.create_topic(name, partitions, config),
+            MetaStore::Postgres(s) => s.bounded(s.create_topic(name, partitions, config)).await,
+        }
+    }
+
+    /// Replaces a topic's configuration with what `alter` makes of the
+    /// stored one, in one transaction (concurrent changes of other keys are
+    /// not lost); `alter`'s error leaves it unchanged. Returns the row.
+    pub async fn alter_topic_config(
+        &self,
+        name: &str,
+        alter: &ConfigChange<'_>,
+    ) -> Result<TopicRow, MetaError> {
+        match self {
+            MetaStore::Sqlite(s) => s.alter_topic_config(name, alter),
+            MetaStore::Postgres(s) => s.bounded(s.alter_topic_config(name, alter)).await,
         }
     }
 

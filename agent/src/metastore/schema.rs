@@ -69,6 +69,12 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
         "ALTER TABLE agents ADD COLUMN beats BIGINT NOT NULL DEFAULT 0;
      ALTER TABLE agents ADD COLUMN lease_beats BIGINT NOT NULL DEFAULT 0;",
     ),
+    (
+        10,
+        // The keys a topic set (`retention.ms=...` lines, see
+        // `text::encode_config`); the others follow the cluster defaults.
+        "ALTER TABLE topics ADD COLUMN config TEXT NOT NULL DEFAULT '';",
+    ),
 ];
 
 /// Counts one more lease grant or renewal of an agent (parameter: agent

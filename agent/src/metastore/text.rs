@@ -1,6 +1,7 @@
 //! The text forms of the metadata store's list columns: a producer's
 //! remembered batches (`producer_state.batches`), an agent's failed shards
-//! (`agents.failed_shards`) and its shard addresses (`agents.addresses`).
+//! (`agents.failed_shards`), its shard addresses (`agents.addresses`) and
+//! a topic's configuration (`topics.config`).
 //! Rows any process with database access could have written are read back
 //! through here, so nothing in it may panic on any text.
 //!
@@ -94,6 +95,26 @@ pub fn decode_producers(producer_id: i64, text: &str) -> Result<Vec<RememberedBa
         .collect()
 }
 
+/// A topic's configuration as stored in `topics.config`: `key=value`
+/// lines in key order. Keys and values never hold `=` or a line break
+/// (the agent checks them before storing).
+pub fn encode_config(config: &BTreeMap<String, String>) -> String {
+    config
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The stored form back; lines without `=` are left out (empty keys too).
+pub fn decode_config(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +139,22 @@ mod tests {
         assert_eq!(decode_shards(&encode_shards(&[0, 3])), vec![0, 3]);
         assert_eq!(decode_shards("1,x, 2,"), vec![1, 2]);
         assert_eq!(split_addresses("a:1,,b:2"), vec!["a:1", "b:2"]);
+    }
+
+    #[test]
+    fn a_topic_config_round_trips_and_skips_lines_without_a_key() {
+        let c: BTreeMap<String, String> = [("retention.ms", "1000"), ("cleanup.policy", "delete")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        assert_eq!(decode_config(&encode_config(&c)), c);
+        assert_eq!(decode_config(""), BTreeMap::new());
+        assert_eq!(
+            decode_config("junk\n=1\na=b=c")
+                .get("a")
+                .map(String::as_str),
+            Some("b=c")
+        );
+        assert_eq!(decode_config("junk\n=1\na=b=c").len(), 1);
     }
 }

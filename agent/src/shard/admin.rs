@@ -1,5 +1,6 @@
-//! The admin RPCs on a shard: topics (create, delete, list, describe),
-//! cluster metadata, producer ids, and the gRPC health check. Each asks the
+//! The admin RPCs on a shard: topics (create, delete, list, describe,
+//! configuration), cluster metadata, producer ids, and the gRPC health
+//! check. Each asks the
 //! control thread for what it does not know locally.
 
 use std::sync::atomic::Ordering;
@@ -10,6 +11,7 @@ use streamhouse_proto as pb;
 use crate::catalog::TopicEntry;
 use crate::messages::{ClusterView, ToControl};
 use crate::routing::shard_for;
+use crate::topic_config::{Source, TopicConfig};
 
 use super::context::ShardContext;
 use super::grpc::{decode, encode_reply, read_message, Body, Code, Status};
@@ -22,6 +24,7 @@ impl ShardContext {
             .call(|reply| ToControl::CreateTopic {
                 name: req.name.clone(),
                 partitions: req.partitions,
+                config: req.configs.into_iter().collect(),
                 reply,
             })
             .await
@@ -30,6 +33,62 @@ impl ShardContext {
         Ok(encode_reply(&pb::CreateTopicResponse {
             topic: Some(topic),
         }))
+    }
+
+    /// `DescribeConfigs`: every configuration key of a topic with the
+    /// value in effect and where it comes from.
+    pub(super) async fn describe_configs(
+        &self,
+        req: pb::DescribeConfigsRequest,
+    ) -> Result<Bytes, Status> {
+        if self.catalog.get(&req.topic).is_none() {
+            self.sync_topics().await?;
+        }
+        let t = self
+            .catalog
+            .get(&req.topic)
+            .ok_or_else(|| Status::new(Code::NotFound, format!("unknown topic {}", req.topic)))?;
+        Ok(encode_reply(&self.configs_of(&req.topic, &t.config)))
+    }
+
+    /// `AlterConfigs`: sets and deletes keys, all or none.
+    pub(super) async fn alter_configs(
+        &self,
+        req: pb::AlterConfigsRequest,
+    ) -> Result<Bytes, Status> {
+        let config = self
+            .control
+            .call(|reply| ToControl::AlterConfigs {
+                name: req.topic.clone(),
+                set: req.set.into_iter().collect(),
+                delete: req.delete,
+                reply,
+            })
+            .await
+            .map_err(control_status)?;
+        Ok(encode_reply(&pb::AlterConfigsResponse {
+            configs: Some(self.configs_of(&req.topic, &config)),
+        }))
+    }
+
+    fn configs_of(&self, topic: &str, config: &TopicConfig) -> pb::DescribeConfigsResponse {
+        let entries = config
+            .describe(&self.config.topic_defaults())
+            .into_iter()
+            .map(|e| pb::ConfigEntry {
+                name: e.name.to_owned(),
+                value: e.value,
+                source: match e.source {
+                    Source::Topic => pb::ConfigSource::Topic,
+                    Source::Default => pb::ConfigSource::Default,
+                } as i32,
+                documentation: e.documentation.to_owned(),
+            })
+            .collect();
+        pb::DescribeConfigsResponse {
+            topic: topic.to_owned(),
+            entries,
+        }
     }
 
     /// `DeleteTopic`.

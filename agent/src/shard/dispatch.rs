@@ -63,6 +63,14 @@ impl ShardContext {
                 let req = decode(read_message(body, limit).await?, "InitProducerIdRequest")?;
                 self.init_producer_id(req).await
             }
+            pb::paths::DESCRIBE_CONFIGS => {
+                let req = decode(read_message(body, limit).await?, "DescribeConfigsRequest")?;
+                self.describe_configs(req).await
+            }
+            pb::paths::ALTER_CONFIGS => {
+                let req = decode(read_message(body, limit).await?, "AlterConfigsRequest")?;
+                self.alter_configs(req).await
+            }
             pb::paths::LIST_OFFSETS => {
                 let req = decode(read_message(body, limit).await?, "ListOffsetsRequest")?;
                 self.list_offsets(req).await.map(|r| encode_reply(&r))

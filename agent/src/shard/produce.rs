@@ -65,6 +65,21 @@ impl ShardContext {
                 self.append_clock.stamp(&t.key, req.partition, now_ms()),
             )?
         };
+        let most = t
+            .entry
+            .config
+            .max_message_bytes(&self.config.topic_defaults());
+        if encoded.len() as u64 > most {
+            return Err(Status::new(
+                Code::ResourceExhausted,
+                format!(
+                    "batch too large: {} bytes; topic {} takes at most {most} \
+                     (max.message.bytes)",
+                    encoded.len(),
+                    req.topic
+                ),
+            ));
+        }
         // A batch that overtook an earlier one of its producer waits for it;
         // the lease may change meanwhile, so it is checked again after.
         if let Ok(h) = batch::parse_header(&encoded) {

@@ -73,6 +73,7 @@ mod tests {
             name: name.into(),
             id,
             partitions: 1,
+            config: Default::default(),
         });
         let key: Rc<str> = entry.key(name).as_str().into();
         (name.to_owned(), Rc::new(LocalTopic { key, entry }))

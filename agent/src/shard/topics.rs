@@ -73,6 +73,7 @@ impl ShardContext {
                     .call(|reply| ToControl::CreateTopic {
                         name: name.to_owned(),
                         partitions,
+                        config: Default::default(),
                         reply,
                     })
                     .await;

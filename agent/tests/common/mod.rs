@@ -319,6 +319,7 @@ impl Agent {
             .create_topic(pb::CreateTopicRequest {
                 name: name.into(),
                 partitions,
+                ..Default::default()
             })
             .await
             .expect("create topic")

@@ -427,6 +427,7 @@ async fn reserved_topic_names_are_refused() {
             .create_topic(pb::CreateTopicRequest {
                 name: name.into(),
                 partitions: 1,
+                ..Default::default()
             })
             .await;
         assert_eq!(

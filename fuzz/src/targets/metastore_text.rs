@@ -1,7 +1,7 @@
 //! The metadata store's text encodings, read back from rows any process
 //! with database access could have written: producer state
-//! (`epoch:seq:count:offset,...`), failed shard lists and agent address
-//! lists. Input byte 0 picks the encoding; the rest is the stored text.
+//! (`epoch:seq:count:offset,...`), failed shard lists, agent address
+//! lists and topic configurations (`key=value` lines). Input byte 0 picks the encoding; the rest is the stored text.
 //! Must hold: nothing panics; what decodes encodes to text that decodes to
 //! the same.
 
@@ -15,7 +15,7 @@ pub fn run(data: &[u8]) {
         return;
     };
     let text = String::from_utf8_lossy(rest);
-    match kind % 3 {
+    match kind % 4 {
         0 => {
             let Ok(batches) = metastore::decode_producers(7, &text) else {
                 return;
@@ -37,6 +37,20 @@ pub fn run(data: &[u8]) {
                 metastore::decode_shards(&metastore::encode_shards(&shards)),
                 shards
             );
+        }
+        3 => {
+            let config = metastore::decode_config(&text);
+            assert!(config.keys().all(|k| !k.is_empty() && !k.contains('\n')));
+            // A value may hold '=' (split at the first), never a line break.
+            if config
+                .iter()
+                .all(|(k, v)| !k.contains(['=', '\r']) && !v.contains(['\n', '\r']))
+            {
+                assert_eq!(
+                    metastore::decode_config(&metastore::encode_config(&config)),
+                    config
+                );
+            }
         }
         _ => {
             let addrs = metastore::split_addresses(&text);

@@ -11,12 +11,14 @@ mod chunks;
 mod groups;
 mod leases;
 
+use std::collections::BTreeMap;
+
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls};
 
 use super::{
-    decode_shards, encode_shards, next_producer_epoch, split_addresses, to_u64, AgentRow,
-    MetaError, TopicRow, MIGRATIONS,
+    decode_config, decode_shards, encode_config, encode_shards, next_producer_epoch,
+    split_addresses, to_u64, AgentRow, ConfigChange, MetaError, TopicRow, MIGRATIONS,
 };
 
 /// Advisory lock id taken while migrating ("SHMIGRAT").
@@ -201,7 +203,10 @@ impl PostgresStore {
     pub async fn topics(&self) -> Result<Vec<TopicRow>, MetaError> {
         let c = self.client().await?;
         let rows = c
-            .query("SELECT name, id, partitions FROM topics ORDER BY name", &[])
+            .query(
+                "SELECT name, id, partitions, config FROM topics ORDER BY name",
+                &[],
+            )
             .await
             .map_err(db)?;
         Ok(rows
@@ -210,11 +215,17 @@ impl PostgresStore {
                 name: r.get(0),
                 id: to_u64(r.get(1)),
                 partitions: u32::try_from(r.get::<_, i64>(2)).unwrap_or(0),
+                config: decode_config(r.get(3)),
             })
             .collect())
     }
 
-    pub async fn create_topic(&self, name: &str, partitions: u32) -> Result<TopicRow, MetaError> {
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        config: &BTreeMap<String, String>,
+    ) -> Result<TopicRow, MetaError> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(db)?;
         let id: i64 = tx
@@ -227,8 +238,9 @@ impl PostgresStore {
             .get(0);
         let n = tx
             .execute(
-                "INSERT INTO topics (name, id, partitions) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
-                &[&name, &id, &i64::from(partitions)],
+                "INSERT INTO topics (name, id, partitions, config) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (name) DO NOTHING",
+                &[&name, &id, &i64::from(partitions), &encode_config(config)],
             )
             .await
             .map_err(db)?;
@@ -240,6 +252,40 @@ impl PostgresStore {
             name: name.into(),
             id: to_u64(id),
             partitions,
+            config: config.clone(),
+        })
+    }
+
+    pub async fn alter_topic_config(
+        &self,
+        name: &str,
+        alter: &ConfigChange<'_>,
+    ) -> Result<TopicRow, MetaError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(db)?;
+        let Some(row) = tx
+            .query_opt(
+                "SELECT id, partitions, config FROM topics WHERE name = $1 FOR UPDATE",
+                &[&name],
+            )
+            .await
+            .map_err(db)?
+        else {
+            return Err(MetaError::Unknown(name.into()));
+        };
+        let config = alter(&decode_config(row.get(2))).map_err(MetaError::InvalidConfig)?;
+        tx.execute(
+            "UPDATE topics SET config = $1 WHERE name = $2",
+            &[&encode_config(&config), &name],
+        )
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(TopicRow {
+            name: name.into(),
+            id: to_u64(row.get(0)),
+            partitions: u32::try_from(row.get::<_, i64>(1)).unwrap_or(0),
+            config,
         })
     }
 
@@ -260,6 +306,7 @@ impl PostgresStore {
             name: name.into(),
             id: to_u64(row.get(0)),
             partitions: u32::try_from(row.get::<_, i64>(1)).unwrap_or(0),
+            config: BTreeMap::new(),
         };
         let key = topic.key().to_string();
         tx.execute("DELETE FROM leases WHERE topic = $1", &[&key])

@@ -10,14 +10,15 @@ mod chunks;
 mod groups;
 mod leases;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{
-    decode_shards, encode_shards, next_producer_epoch, split_addresses, to_u64, AgentRow, LeaseRow,
-    MetaError, TopicRow, MIGRATIONS,
+    decode_config, decode_shards, encode_config, encode_shards, next_producer_epoch,
+    split_addresses, to_u64, AgentRow, ConfigChange, LeaseRow, MetaError, TopicRow, MIGRATIONS,
 };
 
 /// How long a writer waits for another process's transaction.
@@ -109,7 +110,7 @@ impl SqliteStore {
     pub fn topics(&self) -> Result<Vec<TopicRow>, MetaError> {
         let conn = self.conn.lock();
         let mut st = conn
-            .prepare("SELECT name, id, partitions FROM topics ORDER BY name")
+            .prepare("SELECT name, id, partitions, config FROM topics ORDER BY name")
             .map_err(db)?;
         let rows = st
             .query_map([], |r| {
@@ -117,13 +118,19 @@ impl SqliteStore {
                     name: r.get(0)?,
                     id: to_u64(r.get(1)?),
                     partitions: u32::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                    config: decode_config(&r.get::<_, String>(3)?),
                 })
             })
             .map_err(db)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(db)
     }
 
-    pub fn create_topic(&self, name: &str, partitions: u32) -> Result<TopicRow, MetaError> {
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        config: &BTreeMap<String, String>,
+    ) -> Result<TopicRow, MetaError> {
         let mut conn = self.conn.lock();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -145,8 +152,8 @@ impl SqliteStore {
             )
             .map_err(db)?;
         tx.execute(
-            "INSERT INTO topics (name, id, partitions) VALUES (?1, ?2, ?3)",
-            params![name, id, i64::from(partitions)],
+            "INSERT INTO topics (name, id, partitions, config) VALUES (?1, ?2, ?3, ?4)",
+            params![name, id, i64::from(partitions), encode_config(config)],
         )
         .map_err(db)?;
         tx.commit().map_err(db)?;
@@ -154,6 +161,42 @@ impl SqliteStore {
             name: name.into(),
             id: to_u64(id),
             partitions,
+            config: config.clone(),
+        })
+    }
+
+    pub fn alter_topic_config(
+        &self,
+        name: &str,
+        alter: &ConfigChange<'_>,
+    ) -> Result<TopicRow, MetaError> {
+        let mut conn = self.conn.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let row: Option<(i64, i64, String)> = tx
+            .query_row(
+                "SELECT id, partitions, config FROM topics WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(db)?;
+        let Some((id, partitions, stored)) = row else {
+            return Err(MetaError::Unknown(name.into()));
+        };
+        let config = alter(&decode_config(&stored)).map_err(MetaError::InvalidConfig)?;
+        tx.execute(
+            "UPDATE topics SET config = ?1 WHERE name = ?2",
+            params![encode_config(&config), name],
+        )
+        .map_err(db)?;
+        tx.commit().map_err(db)?;
+        Ok(TopicRow {
+            name: name.into(),
+            id: to_u64(id),
+            partitions: u32::try_from(partitions).unwrap_or(0),
+            config,
         })
     }
 
@@ -177,6 +220,7 @@ impl SqliteStore {
             name: name.into(),
             id: to_u64(id),
             partitions: u32::try_from(partitions).unwrap_or(0),
+            config: BTreeMap::new(),
         };
         let key = topic.key().to_string();
         tx.execute("DELETE FROM topics WHERE name = ?1", [name])

@@ -134,6 +134,29 @@ pub enum TopicCmd {
         /// Number of partitions.
         #[arg(short = 'p', long, default_value_t = 1)]
         partitions: u32,
+        /// A configuration key to set, as KEY=VALUE (repeatable):
+        /// retention.ms, retention.bytes, cleanup.policy, max.message.bytes.
+        #[arg(short = 'c', long = "config", value_name = "KEY=VALUE", value_parser = key_value)]
+        configs: Vec<(String, String)>,
+    },
+    /// Change a topic's configuration: set keys, or return them to the
+    /// cluster defaults; all or none.
+    #[command(arg_required_else_help = true)]
+    Alter {
+        /// Topic name.
+        name: String,
+        /// A configuration key to set, as KEY=VALUE (repeatable).
+        #[arg(
+            short = 'c',
+            long = "config",
+            value_name = "KEY=VALUE",
+            value_parser = key_value,
+            required_unless_present = "delete_configs"
+        )]
+        configs: Vec<(String, String)>,
+        /// A configuration key to return to the cluster default (repeatable).
+        #[arg(long = "delete-config", value_name = "KEY")]
+        delete_configs: Vec<String>,
     },
     /// List topics: name and partition count.
     List {
@@ -141,7 +164,8 @@ pub enum TopicCmd {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// Show a topic's partitions: leader, shard, lease epoch, high watermark.
+    /// Show a topic's partitions (leader, shard, lease epoch, high
+    /// watermark) and its configuration (value and where it comes from).
     Describe {
         /// Topic name.
         name: String,
@@ -154,6 +178,14 @@ pub enum TopicCmd {
         /// Topic name.
         name: String,
     },
+}
+
+/// Parses `KEY=VALUE` (the value may hold `=`).
+fn key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
 }
 
 /// The topic, as the first argument or with -t.

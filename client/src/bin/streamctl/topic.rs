@@ -1,8 +1,9 @@
-//! `streamctl topic`: create, list, describe, delete; text or JSON.
+//! `streamctl topic`: create, alter (configuration), list, describe,
+//! delete; text or JSON.
 
 use std::io::Write;
 
-use streamhouse_client::Admin;
+use streamhouse_client::{Admin, ConfigEntry, ConfigSource, TopicInfo};
 
 use crate::args::{Format, TopicCmd};
 use crate::Failure;
@@ -18,14 +19,30 @@ pub async fn run(
 ) -> Result<(), Failure> {
     let admin = Admin::connect(bootstrap).await?;
     match action {
-        TopicCmd::Create { name, partitions } => {
-            let t = admin.create_topic(&name, partitions).await?;
+        TopicCmd::Create {
+            name,
+            partitions,
+            configs,
+        } => {
+            let t = admin
+                .create_topic_with_configs(&name, partitions, configs)
+                .await?;
             writeln!(
                 out,
                 "created topic {} with {} partitions",
                 t.name,
                 t.partitions.len()
             )?;
+        }
+        TopicCmd::Alter {
+            name,
+            configs,
+            delete_configs,
+        } => {
+            let delete: Vec<&str> = delete_configs.iter().map(String::as_str).collect();
+            let now = admin.alter_configs(&name, configs, &delete).await?;
+            writeln!(out, "altered topic {name}")?;
+            write_configs(out, &now)?;
         }
         TopicCmd::List { format } => {
             let topics = admin.list_topics().await?;
@@ -40,8 +57,9 @@ pub async fn run(
         }
         TopicCmd::Describe { name, format } => {
             let t = admin.describe_topic(&name).await?;
+            let configs = admin.describe_configs(&name).await?;
             if format == Format::Json {
-                serde_json::to_writer(&mut *out, &t)?;
+                serde_json::to_writer(&mut *out, &Described { topic: &t, configs })?;
                 writeln!(out)?;
             } else {
                 writeln!(out, "topic {} ({} partitions)", t.name, t.partitions.len())?;
@@ -61,12 +79,34 @@ pub async fn run(
                         p.high_watermark
                     )?;
                 }
+                write_configs(out, &configs)?;
             }
         }
         TopicCmd::Delete { name } => {
             admin.delete_topic(&name).await?;
             writeln!(out, "deleted topic {name}")?;
         }
+    }
+    Ok(())
+}
+
+/// `topic describe --format json`: the topic's fields and its configuration.
+#[derive(serde::Serialize)]
+struct Described<'a> {
+    #[serde(flatten)]
+    topic: &'a TopicInfo,
+    configs: Vec<ConfigEntry>,
+}
+
+/// A topic's configuration as text: `KEY=VALUE` and where it comes from.
+fn write_configs(out: &mut impl Write, configs: &[ConfigEntry]) -> std::io::Result<()> {
+    writeln!(out, "config\tsource")?;
+    for c in configs {
+        let source = match c.source {
+            ConfigSource::Topic => "topic",
+            ConfigSource::Default => "default",
+        };
+        writeln!(out, "{}={}\t{source}", c.name, c.value)?;
     }
     Ok(())
 }
