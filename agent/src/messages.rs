@@ -67,6 +67,14 @@ pub enum ToShard {
         /// Where each epoch began writing, `epoch` included: reads answer
         /// records' epochs and find where a consumer's epoch ended.
         epochs: EpochHistory,
+        /// The partition's first readable offset (retention).
+        log_start: u64,
+    },
+    /// Retention moved a partition's log start.
+    LogStart {
+        topic: TopicKey,
+        partition: u32,
+        start: u64,
     },
     /// Stop taking writes on a partition, get everything written so far
     /// committed, then answer: its lease is about to be released.
@@ -188,6 +196,14 @@ pub enum ToControl {
         /// thread).
         config: std::collections::BTreeMap<String, String>,
         reply: oneshot::Sender<Result<(), ControlError>>,
+    },
+    /// Moves a held partition's log start to `to` (DeleteRecords); answers
+    /// the log start now.
+    DeleteRecords {
+        topic: TopicKey,
+        partition: u32,
+        to: u64,
+        reply: oneshot::Sender<Result<u64, ControlError>>,
     },
     /// Sets some configuration keys of a topic and returns others to the
     /// defaults, all or none; answers the configuration now stored.

@@ -157,6 +157,29 @@ impl ObjectStore {
         self.bounded(&format!("HEAD {key}"), 0, call).await
     }
 
+    /// Deletes `key`; one that is not there is not an error.
+    ///
+    /// Cancelling it may leave the object deleted or not.
+    pub async fn delete(&self, key: &str) -> Result<(), ObjectError> {
+        let call = async {
+            match &self.backend {
+                Backend::Local(s) => {
+                    let path = s.path(key)?;
+                    match std::fs::remove_file(&path) {
+                        Ok(()) => Ok(()),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                        Err(e) => Err(io("cannot delete", &path, e)),
+                    }
+                }
+                Backend::S3(s) => match s.bucket.delete_object(s.key(key)).await {
+                    Ok(_) | Err(S3Error::HttpFailWithBody(404, _)) => Ok(()),
+                    Err(e) => Err(s3_err(e)),
+                },
+            }
+        };
+        self.bounded(&format!("DELETE {key}"), 0, call).await
+    }
+
     /// A short description for logs (no credentials).
     pub fn describe(&self) -> String {
         match &self.backend {
@@ -554,5 +577,8 @@ mod tests {
             s.get_range("chunks/2", 0, 1).await,
             Err(ObjectError::NotFound(_))
         ));
+        s.delete("chunks/1").await.unwrap();
+        assert_eq!(s.size("chunks/1").await.unwrap(), None);
+        s.delete("chunks/1").await.expect("deleting what is gone");
     }
 }

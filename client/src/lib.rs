@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod backoff;
 pub mod consumer;
+pub mod delete_records;
 #[cfg(feature = "direct")]
 pub mod direct;
 pub mod error;

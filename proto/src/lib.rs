@@ -32,6 +32,7 @@ pub mod paths {
     pub const INIT_PRODUCER_ID: &str = "/streamhouse.AdminService/InitProducerId";
     pub const DESCRIBE_CONFIGS: &str = "/streamhouse.AdminService/DescribeConfigs";
     pub const ALTER_CONFIGS: &str = "/streamhouse.AdminService/AlterConfigs";
+    pub const DELETE_RECORDS: &str = "/streamhouse.AdminService/DeleteRecords";
     pub const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
     pub const FIND_COORDINATOR: &str = "/streamhouse.GroupService/FindCoordinator";
     pub const GROUP_HEARTBEAT: &str = "/streamhouse.GroupService/Heartbeat";

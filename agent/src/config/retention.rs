@@ -29,6 +29,24 @@ pub struct RetentionFlags {
         allow_negative_numbers = true
     )]
     pub default_retention_bytes: i64,
+
+    /// How often each partition's retention is applied, in milliseconds
+    /// (default 60000): its log start moves past the committed ranges its
+    /// topic's `retention.ms` and `retention.bytes` let go.
+    #[arg(long, env = "STREAMHOUSE_RETENTION_CHECK_MS", default_value_t = 60_000)]
+    pub retention_check_ms: u64,
+
+    /// How long a chunk object no committed range references any more is
+    /// kept before it is deleted from object storage, in milliseconds
+    /// (default 300000, 5 min): reads that found a range just before
+    /// retention deleted it finish first. Swept every
+    /// `--retention-check-ms` by one agent.
+    #[arg(
+        long,
+        env = "STREAMHOUSE_OBJECT_DELETE_GRACE_MS",
+        default_value_t = 300_000
+    )]
+    pub object_delete_grace_ms: u64,
 }
 
 impl RetentionFlags {
@@ -44,7 +62,20 @@ impl RetentionFlags {
                 ));
             }
         }
+        if self.retention_check_ms == 0 {
+            return Err("--retention-check-ms must be at least 1".into());
+        }
         Ok(())
+    }
+
+    /// How long an unreferenced chunk object is kept.
+    pub fn delete_grace(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.object_delete_grace_ms)
+    }
+
+    /// Time between retention passes (and object sweeps).
+    pub fn check_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.retention_check_ms)
     }
 
     /// The defaults topics get; `max_message_bytes` is the agent's

@@ -20,6 +20,14 @@ impl Shared {
                 let r = self.create_topic(&name, partitions, config).await;
                 let _ = reply.send(r.map(|_| ()));
             }
+            ToControl::DeleteRecords {
+                topic,
+                partition,
+                to,
+                reply,
+            } => {
+                let _ = reply.send(self.advance_log_start(&topic, partition, to).await);
+            }
             ToControl::AlterConfigs {
                 name,
                 set,

@@ -109,6 +109,7 @@ impl Shared {
             .await?;
         let committed_end = self.meta.committed_end(key, partition).await?;
         let epochs = self.meta.leader_epochs(key, partition).await?;
+        let log_start = self.meta.log_start(key, partition).await?;
         let fresh = !before
             .as_ref()
             .is_some_and(|b| b.holder == self.config.agent_id && b.epoch == grant.epoch);
@@ -164,6 +165,7 @@ impl Shared {
                 fresh,
                 producers,
                 epochs,
+                log_start,
             },
         );
         Ok(())

@@ -35,8 +35,10 @@ mod leases;
 mod members;
 mod membership;
 pub mod remote;
+mod retention;
 mod runtime_thread;
 mod state;
+mod sweep;
 mod topics;
 pub mod uploader;
 
@@ -256,6 +258,15 @@ async fn run(
     shared
         .tasks
         .spawn("group sweeps", groups::sweep_groups(shared.clone()));
+    let r = &shared.config.retention;
+    shared.tasks.spawn(
+        "retention",
+        retention::run_retention(shared.clone(), r.check_interval()),
+    );
+    shared.tasks.spawn(
+        "object sweep",
+        sweep::run_sweeps(shared.clone(), r.check_interval(), r.delete_grace()),
+    );
     shared
         .tasks
         .spawn("group flushes", groups::flush_groups(shared.clone()));

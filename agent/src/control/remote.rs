@@ -97,7 +97,19 @@ impl ChunkReader<'_> {
                 "offset {offset} of {topic}/{partition} is neither in the local log nor in object storage"
             )));
         };
-        let data = self.range_bytes(&loc).await?;
+        // Retention may have moved the log start since the shard checked
+        // it: a range past `offset`, or an object gone, is OUT_OF_RANGE
+        // then, never a silent skip or an error.
+        if loc.base_offset > offset {
+            self.not_below_start(topic, partition, offset).await?;
+        }
+        let data = match self.range_bytes(&loc).await {
+            Ok(d) => d,
+            Err(e) => {
+                self.not_below_start(topic, partition, offset).await?;
+                return Err(e);
+            }
+        };
         let mut out = Vec::new();
         let mut bytes = 0;
         for f in frames(&data, &loc) {
@@ -193,6 +205,24 @@ impl ChunkReader<'_> {
             offset: loc.base_offset,
             timestamp_ms: -1,
         }))
+    }
+
+    /// `OutOfRange` naming the log start when `offset` is below it.
+    async fn not_below_start(
+        &self,
+        topic: &TopicKey,
+        partition: u32,
+        offset: u64,
+    ) -> Result<(), ControlError> {
+        let start = self.meta.log_start(topic, partition).await?;
+        if offset < start {
+            return Err(ControlError::OutOfRange(format!(
+                "offset {offset} of {}/{partition} is before the log start {start}: retention \
+                 or DeleteRecords removed the records before it",
+                topic.name()
+            )));
+        }
+        Ok(())
     }
 
     /// The bytes of a committed range, from the cache or one ranged GET.

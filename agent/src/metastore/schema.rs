@@ -75,6 +75,16 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
         // `text::encode_config`); the others follow the cluster defaults.
         "ALTER TABLE topics ADD COLUMN config TEXT NOT NULL DEFAULT '';",
     ),
+    (
+        11,
+        // A partition's first readable offset, as retention and
+        // DeleteRecords moved it, and where the ranges they deleted ended
+        // (its committed end when none is left). The chunk index looked up
+        // by object, for the sweep of objects no range references.
+        "CREATE TABLE log_starts (topic TEXT NOT NULL, part BIGINT NOT NULL,
+         start_offset BIGINT NOT NULL, deleted_end BIGINT NOT NULL, PRIMARY KEY (topic, part));
+     CREATE INDEX chunk_ranges_chunk ON chunk_ranges (chunk_key);",
+    ),
 ];
 
 /// Counts one more lease grant or renewal of an agent (parameter: agent

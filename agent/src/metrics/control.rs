@@ -37,6 +37,10 @@ pub struct ControlMetrics {
     pub leases_lost: AtomicU64,
     pub leases_released: AtomicU64,
     pub leases_held: AtomicU64,
+    /// Times retention or DeleteRecords moved a partition's log start.
+    pub log_start_moves: AtomicU64,
+    /// Chunk objects the sweep deleted (no range referenced them).
+    pub objects_deleted: AtomicU64,
 }
 
 impl Default for ControlMetrics {
@@ -53,6 +57,8 @@ impl Default for ControlMetrics {
             leases_lost: AtomicU64::new(0),
             leases_released: AtomicU64::new(0),
             leases_held: AtomicU64::new(0),
+            log_start_moves: AtomicU64::new(0),
+            objects_deleted: AtomicU64::new(0),
         }
     }
 }
@@ -70,7 +76,7 @@ impl Collector for ControlCollector {
     fn encode(&self, mut enc: DescriptorEncoder<'_>) -> fmt::Result {
         let c = &self.0;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let counters: [(&str, &str, Option<&Unit>, u64); 9] = [
+        let counters: [(&str, &str, Option<&Unit>, u64); 11] = [
             (
                 "streamhouse_chunks_uploaded",
                 "Chunk objects written to object storage.",
@@ -124,6 +130,18 @@ impl Collector for ControlCollector {
                 "Partition leases this agent released (handoff, shutdown, deletion).",
                 None,
                 get(&c.leases_released),
+            ),
+            (
+                "streamhouse_log_start_moves",
+                "Times retention or DeleteRecords moved a partition's log start.",
+                None,
+                get(&c.log_start_moves),
+            ),
+            (
+                "streamhouse_objects_deleted",
+                "Chunk objects deleted from object storage because no range referenced them.",
+                None,
+                get(&c.objects_deleted),
             ),
         ];
         for (name, help, unit, v) in counters {

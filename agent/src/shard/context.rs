@@ -20,6 +20,7 @@ use crate::tasks::TaskRegistry;
 
 use super::append_clock::AppendClock;
 use super::leases::{LeaseState, ShardLeases};
+use super::log_starts::LogStarts;
 use super::topic_cache::TopicCache;
 use super::uploads::Uploads;
 
@@ -40,6 +41,8 @@ pub struct ShardContext {
     pub control: ControlHandle,
     /// Lease state of this shard's partitions.
     pub leases: ShardLeases,
+    /// First readable offset of this shard's partitions.
+    pub log_starts: LogStarts,
     /// The timestamps this shard stamps on records sent without one.
     pub(super) append_clock: AppendClock,
     /// Names this log's chunk objects: `chunks/LOG_ID/SEGMENT.wal`.
@@ -87,6 +90,7 @@ impl ShardContext {
             topics: TopicCache::default(),
             control,
             leases: ShardLeases::default(),
+            log_starts: LogStarts::default(),
             append_clock: AppendClock::default(),
             log_id,
             uploads: Uploads::default(),
@@ -113,8 +117,10 @@ impl ShardContext {
                 fresh,
                 producers,
                 epochs,
+                log_start,
             } => {
                 self.refresh_topics();
+                self.log_starts.advance(&topic, partition, log_start);
                 self.log.add_partition(&topic, partition);
                 let reset = if fresh {
                     self.log.reset_to(&topic, partition, committed_end)
@@ -131,6 +137,11 @@ impl ShardContext {
                 self.leases
                     .set(&topic, partition, LeaseState::Held { epoch, valid_until });
             }
+            ToShard::LogStart {
+                topic,
+                partition,
+                start,
+            } => self.log_starts.advance(&topic, partition, start),
             ToShard::Renewed {
                 topic,
                 partition,

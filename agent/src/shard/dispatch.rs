@@ -71,6 +71,12 @@ impl ShardContext {
                 let req = decode(read_message(body, limit).await?, "AlterConfigsRequest")?;
                 self.alter_configs(req).await
             }
+            pb::paths::DELETE_RECORDS => {
+                let req: pb::DeleteRecordsRequest =
+                    decode(read_message(body, limit).await?, "DeleteRecordsRequest")?;
+                record_partition(&req.topic, req.partition);
+                self.delete_records(req).await
+            }
             pb::paths::LIST_OFFSETS => {
                 let req = decode(read_message(body, limit).await?, "ListOffsetsRequest")?;
                 self.list_offsets(req).await.map(|r| encode_reply(&r))

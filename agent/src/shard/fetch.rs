@@ -41,7 +41,8 @@ impl ShardContext {
         self.metrics.fetch_requests.fetch_add(1, Ordering::Relaxed);
         let t = self.route(&req.topic, req.partition, false).await?;
         let partition = req.partition as usize;
-        let answer = self.fetch_routed(&t, req, reply).await?;
+        let mut answer = self.fetch_routed(&t, req, reply).await?;
+        answer.log_start_offset = self.log_starts.get(&t.key, partition as u32);
         if let Some(tr) = t.entry.traffic.get(partition) {
             let bytes: usize = answer
                 .records
@@ -70,6 +71,17 @@ impl ShardContext {
             Err(LeaseProblem::Moving) => self.leases.epoch(&t.key, req.partition).unwrap_or(0),
             Err(p) => return Err(lease_status(&req.topic, req.partition, p)),
         };
+        let log_start = self.log_starts.get(&t.key, req.partition);
+        if req.offset < log_start {
+            return Err(Status::new(
+                Code::OutOfRange,
+                format!(
+                    "offset {} of {}/{} is before the log start {log_start}: retention or \
+                     DeleteRecords removed the records before it",
+                    req.offset, req.topic, req.partition
+                ),
+            ));
+        }
         let history = self.leases.history(&t.key, req.partition);
         if let Some(diverging) = self.diverging(&req, lease_epoch, &history)? {
             return Ok(pb::FetchResponse {

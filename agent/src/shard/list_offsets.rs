@@ -50,8 +50,9 @@ impl ShardContext {
                 Err(p) => return Err(lease_status(&req.topic, q.partition, p)),
             }
             let high = self.log.high_watermark(&t.key, q.partition).unwrap_or(0);
+            let start = self.log_starts.get(&t.key, q.partition).min(high);
             let (offset, timestamp_ms) = match q.timestamp_ms {
-                EARLIEST => (self.log_start_offset(), -1),
+                EARLIEST => (start, -1),
                 LATEST => (high, -1),
                 ts if ts < 0 => {
                     return Err(Status::new(
@@ -64,6 +65,8 @@ impl ShardContext {
                     ))
                 }
                 ts => match self.offset_for_time(&t.key, q.partition, ts).await? {
+                    // Its record was deleted: the first still readable.
+                    Some(m) if m.offset < start => (start, -1),
                     Some(m) => (m.offset, m.timestamp_ms),
                     None => (high, -1),
                 },
@@ -75,14 +78,6 @@ impl ShardContext {
             });
         }
         Ok(pb::ListOffsetsResponse { answers })
-    }
-
-    /// The first offset still readable in any partition. Nothing deletes
-    /// records yet (retention will move it), so every partition's log
-    /// begins at offset 0: in object storage, or in the local log before
-    /// its first upload.
-    pub(super) fn log_start_offset(&self) -> u64 {
-        0
     }
 
     /// The first record at or after `timestamp_ms`: in object storage below

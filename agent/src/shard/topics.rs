@@ -40,6 +40,7 @@ impl ShardContext {
         for gone in self.topics.replace(fresh, v) {
             self.log.remove_topic(&gone.key);
             self.leases.remove_topic(&gone.key);
+            self.log_starts.remove_topic(&gone.key);
             self.append_clock.forget_topic(&gone.key);
         }
     }

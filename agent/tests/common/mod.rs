@@ -746,3 +746,29 @@ pub async fn take_over(
         }
     }
 }
+
+/// Waits (30 s at most) until `end` records of `topic`/`partition` are
+/// committed to object storage, as the metadata store at `meta_url` says.
+#[allow(dead_code)] // not every test crate that includes this uses it
+pub async fn await_committed_end(meta_url: &str, topic: &str, partition: u32, end: u64) {
+    let m = streamhouse_agent::metastore::MetaStore::open(meta_url)
+        .await
+        .expect("open the metadata store");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let key = m
+            .topics()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|t| t.name == topic)
+            .map(|t| t.key());
+        if let Some(key) = key {
+            if m.committed_end(&key, partition).await.unwrap() >= end {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{topic} never committed {end}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -11,6 +11,7 @@ mod common;
 mod pg;
 
 mod faults;
+mod retention;
 mod retries;
 
 use std::collections::BTreeMap;

@@ -79,6 +79,42 @@ pub(crate) async fn list_offsets(
     Ok(answers)
 }
 
+/// A partition's log start and high watermark: the earliest and latest
+/// offsets in one ListOffsets to its leader, asked again after a metadata
+/// refresh (up to [`MAX_ROUNDS`] rounds) while the leader moves.
+///
+/// # Cancellation
+/// Read-only: dropping the future has no effect.
+pub(crate) async fn watermarks(
+    metadata: &Metadata,
+    pool: &ConnectionPool,
+    topic: &str,
+    partition: u32,
+) -> Result<(u64, u64)> {
+    let mut round = 0;
+    loop {
+        round += 1;
+        let leader = metadata.leader(pool, topic, partition).await?;
+        match ask(pool, &leader, topic, &[(partition, -2), (partition, -1)]).await {
+            Ok(found) => match found.as_slice() {
+                [(_, low), (_, high)] => return Ok((low.offset, high.offset)),
+                _ => {
+                    return Err(Error::Protocol(format!(
+                        "the ListOffsets answer for {topic}/{partition} from {leader} does \
+                         not hold two offsets"
+                    )))
+                }
+            },
+            Err(e) if classify(&e) == RetryAction::Fail || round >= MAX_ROUNDS => return Err(e),
+            Err(e) => {
+                tracing::debug!(topic, partition, error = %e, "watermarks: asking again");
+                let _ = metadata.refresh(pool, &[topic.to_owned()]).await;
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(round))).await;
+            }
+        }
+    }
+}
+
 /// One ListOffsets to `leader`.
 async fn ask(
     pool: &ConnectionPool,

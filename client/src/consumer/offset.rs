@@ -6,7 +6,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::fetch::{fetch, FetchAt};
 use super::list_offsets::list_offsets;
 use crate::error::{Error, Result};
 use crate::net::metadata::Metadata;
@@ -163,23 +162,7 @@ pub(super) async fn watermarks(
     topic: &str,
     partition: u32,
 ) -> Result<(u64, u64)> {
-    let f = fetch(metadata, pool, probe(topic, partition, 0)).await?;
-    match (f.log_start, f.high_watermark) {
-        (Some(low), Some(high)) => Ok((low, high)),
-        _ => Err(no_leader(topic, partition)),
-    }
-}
-
-fn probe(topic: &str, partition: u32, offset: u64) -> FetchAt<'_> {
-    FetchAt {
-        topic,
-        partition,
-        offset,
-        last_epoch: None,
-        max_bytes: 1,
-        wait_ms: 0,
-        read_level: super::fetch::ReadLevel::Durable,
-    }
+    super::list_offsets::watermarks(metadata, pool, topic, partition).await
 }
 
 fn no_leader(topic: &str, partition: u32) -> Error {

@@ -12,6 +12,7 @@ use crate::metastore::{
 };
 
 use super::leases::lease_row;
+use super::retention::{committed_end_in, log_start_in, set_log_start_in};
 use super::{db, PostgresStore};
 
 impl PostgresStore {
@@ -55,17 +56,18 @@ impl PostgresStore {
             {
                 return Err(fenced(&r.topic, r.partition, agent, r.epoch, cur));
             }
-            let end = tx
-                .query_one(
-                    "SELECT COALESCE(MAX(end_offset), 0) FROM chunk_ranges WHERE topic = $1 AND part = $2",
-                    &[&r.topic.as_str(), &i64::from(r.partition)],
-                )
-                .await
-                .map_err(db)?;
-            if !continues(r, to_u64(end.get(0)))? {
+            let end = committed_end_in(&tx, &r.topic, r.partition).await?;
+            if !continues(r, end)? {
                 continue;
             }
-            tx.execute(
+            // Below the log start (DeleteRecords moved it past data not
+            // shipped yet): counted as committed, not kept.
+            let (start, deleted_end) = log_start_in(&tx, &r.topic, r.partition).await?;
+            if r.end_offset <= start {
+                let deleted_end = r.end_offset.max(deleted_end);
+                set_log_start_in(&tx, &r.topic, r.partition, start, deleted_end).await?;
+            } else {
+                tx.execute(
                 "INSERT INTO chunk_ranges (topic, part, base_offset, end_offset, chunk_key, pos, len, epoch,
                      max_timestamp)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -83,6 +85,7 @@ impl PostgresStore {
             )
             .await
             .map_err(db)?;
+            }
             let part = i64::from(r.partition);
             let end = to_i64(r.end_offset);
             for (producer_id, batches) in encode_producers(&r.producers) {
@@ -202,14 +205,7 @@ impl PostgresStore {
 
     pub async fn committed_end(&self, topic: &str, partition: u32) -> Result<u64, MetaError> {
         let c = self.client().await?;
-        let r = c
-            .query_one(
-                "SELECT COALESCE(MAX(end_offset), 0) FROM chunk_ranges WHERE topic = $1 AND part = $2",
-                &[&topic, &i64::from(partition)],
-            )
-            .await
-            .map_err(db)?;
-        Ok(to_u64(r.get(0)))
+        committed_end_in(&*c, topic, partition).await
     }
 }
 

@@ -10,6 +10,7 @@
 mod chunks;
 mod groups;
 mod leases;
+mod retention;
 
 use std::collections::BTreeMap;
 
@@ -322,6 +323,9 @@ impl PostgresStore {
             .await
             .map_err(db)?;
         tx.execute("DELETE FROM group_offsets WHERE topic = $1", &[&key])
+            .await
+            .map_err(db)?;
+        tx.execute(super::retention_sql::DELETE_TOPIC_STARTS, &[&key])
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)?;

@@ -2,7 +2,7 @@
 //! epochs in one immediate transaction, the producer state stored with
 //! them, and finding a committed range or end.
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use crate::metastore::{
     continues, to_i64, to_u64, ChunkCommit, MetaError, RangeLocation, TimeQuery,
@@ -13,6 +13,7 @@ use crate::metastore::{
 };
 
 use super::leases::lease_row;
+use super::retention::{committed_end_in, log_start_in, set_log_start_in};
 use super::{db, fenced, SqliteStore};
 
 impl SqliteStore {
@@ -54,7 +55,19 @@ impl SqliteStore {
         )
         .map_err(db)?;
         for r in fresh {
-            tx.execute(
+            // Below the log start (DeleteRecords moved it past data not
+            // shipped yet): counted as committed, not kept.
+            let (start, deleted_end) = log_start_in(&tx, &r.topic, r.partition)?;
+            if r.end_offset <= start {
+                set_log_start_in(
+                    &tx,
+                    &r.topic,
+                    r.partition,
+                    start,
+                    r.end_offset.max(deleted_end),
+                )?;
+            } else {
+                tx.execute(
                 "INSERT INTO chunk_ranges (topic, part, base_offset, end_offset, chunk_key, pos, len, epoch,
                      max_timestamp)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -71,6 +84,7 @@ impl SqliteStore {
                 ],
             )
             .map_err(db)?;
+            }
             for (producer_id, batches) in encode_producers(&r.producers) {
                 tx.execute(
                     "INSERT INTO producer_state (topic, part, producer_id, batches, end_offset, updated_ms)
@@ -208,17 +222,6 @@ fn range_location(r: &rusqlite::Row<'_>) -> rusqlite::Result<RangeLocation> {
         pos: to_u64(r.get(3)?),
         len: to_u64(r.get(4)?),
     })
-}
-
-fn committed_end_in(conn: &Connection, topic: &str, partition: u32) -> Result<u64, MetaError> {
-    let end: i64 = conn
-        .query_row(
-            "SELECT COALESCE(MAX(end_offset), 0) FROM chunk_ranges WHERE topic = ?1 AND part = ?2",
-            params![topic, i64::from(partition)],
-            |r| r.get(0),
-        )
-        .map_err(db)?;
-    Ok(to_u64(end))
 }
 
 /// [`TimeQuery`]'s ranges: those between `from` and `below` whose largest

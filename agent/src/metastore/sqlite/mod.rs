@@ -9,6 +9,7 @@
 mod chunks;
 mod groups;
 mod leases;
+mod retention;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -234,6 +235,8 @@ impl SqliteStore {
         tx.execute("DELETE FROM chunk_ranges WHERE topic = ?1", [&key])
             .map_err(db)?;
         tx.execute("DELETE FROM group_offsets WHERE topic = ?1", [&key])
+            .map_err(db)?;
+        tx.execute(super::retention_sql::DELETE_TOPIC_STARTS, [&key])
             .map_err(db)?;
         tx.commit().map_err(db)?;
         Ok(topic)
