@@ -80,6 +80,36 @@ fn zeroed(n: u32) -> Arc<[AtomicU64]> {
     (0..n).map(|_| AtomicU64::new(0)).collect()
 }
 
+/// Gives `t` `partitions` partitions, the existing ones keeping their
+/// published values (shards move to the new arrays when they see the
+/// catalog's version change).
+fn grow(t: &mut TopicEntry, partitions: u32) {
+    let copy = |old: &Arc<[AtomicU64]>| -> Arc<[AtomicU64]> {
+        (0..partitions as usize)
+            .map(|i| AtomicU64::new(old.get(i).map_or(0, |a| a.load(Ordering::Relaxed))))
+            .collect()
+    };
+    t.high_watermarks = copy(&t.high_watermarks);
+    t.lease_epochs = copy(&t.lease_epochs);
+    t.traffic = (0..partitions as usize)
+        .map(|i| {
+            let n = PartitionTraffic::default();
+            if let Some(o) = t.traffic.get(i) {
+                for (to, from) in [
+                    (&n.produced_records, &o.produced_records),
+                    (&n.produced_bytes, &o.produced_bytes),
+                    (&n.fetched_records, &o.fetched_records),
+                    (&n.fetched_bytes, &o.fetched_bytes),
+                ] {
+                    to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
+                }
+            }
+            n
+        })
+        .collect();
+    t.partitions = partitions;
+}
+
 /// A stored configuration, keys no agent should have written left out
 /// (with a warning; they take the defaults).
 fn stored_config(row: &TopicRow) -> TopicConfig {
@@ -157,6 +187,10 @@ impl Catalog {
         if let Some(t) = topics.get_mut(&row.name).filter(|t| t.id == row.id) {
             if t.config.as_stored() != &row.config {
                 t.config = Arc::new(stored_config(row));
+                self.version.fetch_add(1, Ordering::AcqRel);
+            }
+            if row.partitions > t.partitions {
+                grow(t, row.partitions);
                 self.version.fetch_add(1, Ordering::AcqRel);
             }
             return t.clone();

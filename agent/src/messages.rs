@@ -197,6 +197,12 @@ pub enum ToControl {
         config: std::collections::BTreeMap<String, String>,
         reply: oneshot::Sender<Result<(), ControlError>>,
     },
+    /// Raises a topic's partition count.
+    CreatePartitions {
+        name: String,
+        count: u32,
+        reply: oneshot::Sender<Result<(), ControlError>>,
+    },
     /// Moves a held partition's log start to `to` (DeleteRecords); answers
     /// the log start now.
     DeleteRecords {

@@ -208,3 +208,72 @@ async fn another_agent_takes_a_change_at_its_next_sync() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// CreatePartitions (issue 19): partitions are added, never removed; the
+/// new ones are led and take writes at once on the answering agent, hold
+/// across a restart, and reach another agent at its next sync.
+#[tokio::test(flavor = "multi_thread")]
+async fn partitions_are_added_and_served() {
+    let dir = tempfile::tempdir_in(target_tmp()).unwrap();
+    let [mut a, b] = two_agents(dir.path(), "1000");
+    let admin = Admin::connect(a.addr(0)).await.unwrap();
+    admin.create_topic("grow", 2).await.unwrap();
+    let t = admin
+        .create_partitions("grow", 5)
+        .await
+        .expect("add partitions");
+    assert_eq!(t.partitions.len(), 5);
+    for (code, count, says) in [
+        (Code::InvalidArgument, 3, "has 5 partitions already"),
+        (Code::InvalidArgument, 5, "has 5 partitions already"),
+        (Code::InvalidArgument, 10_001, "at most 10000"),
+    ] {
+        let e = admin
+            .create_partitions("grow", count)
+            .await
+            .expect_err("refused");
+        assert_eq!(e.code(), Some(code), "{e}");
+        assert!(e.to_string().contains(says), "{e}");
+    }
+    let e = admin
+        .create_partitions("nope", 3)
+        .await
+        .expect_err("unknown");
+    assert_eq!(e.code(), Some(Code::NotFound), "{e}");
+
+    // Every new partition is led (by either agent) and takes a record.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let t = admin.describe_topic("grow").await.unwrap();
+        if t.partitions.iter().all(|p| !p.leader_address.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "new partitions never led: {t:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let producer = Producer::builder([a.addr(0), b.addr(0)])
+        .build()
+        .await
+        .unwrap();
+    for p in 0..5 {
+        producer
+            .send(ProducerRecord::new("grow", format!("p{p}")).partition(p))
+            .await
+            .unwrap_or_else(|e| panic!("partition {p}: {e}"));
+    }
+    producer.close().await.unwrap();
+    let other = Admin::connect(b.addr(0)).await.unwrap();
+    assert_eq!(
+        other.describe_topic("grow").await.unwrap().partitions.len(),
+        5
+    );
+
+    a.signal(libc::SIGTERM);
+    assert_eq!(a.wait_exit(Duration::from_secs(30)), Some(0));
+    a.spawn();
+    let admin = Admin::connect(a.addr(0)).await.unwrap();
+    assert_eq!(
+        admin.describe_topic("grow").await.unwrap().partitions.len(),
+        5
+    );
+}

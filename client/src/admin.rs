@@ -241,6 +241,28 @@ impl Admin {
         Ok(r.topic.unwrap_or_default().into())
     }
 
+    /// Raises a topic's partition count to `count`; `InvalidArgument` when
+    /// it has that many or more already (partitions are never removed). The
+    /// new partitions start empty; records with a key may go to another
+    /// partition from then on (the key's hash modulo the count), and
+    /// producers and consumers see them once they refresh their metadata.
+    ///
+    /// # Cancellation
+    /// A request already sent is not withdrawn: after a dropped future the
+    /// partitions may or may not have been added.
+    pub async fn create_partitions(&self, topic: &str, count: u32) -> Result<TopicInfo> {
+        let req = pb::CreatePartitionsRequest {
+            topic: topic.into(),
+            count,
+        };
+        let r = self
+            .call("create partitions", |mut c| async move {
+                c.create_partitions(req).await
+            })
+            .await?;
+        Ok(r.topic.unwrap_or_default().into())
+    }
+
     /// Deletes a topic; `NotFound` if it does not exist.
     ///
     /// # Cancellation

@@ -476,4 +476,15 @@ fn topic_configs_are_set_shown_and_altered() {
     assert!(err.contains("expected KEY=VALUE"), "{err}");
     let (code, _, err) = streamctl(&b, &["topic", "alter", "cfg"], "");
     assert_eq!(code, 2, "{err}");
+
+    // Partitions are added, never removed.
+    let (code, out, err) = streamctl(&b, &["topic", "alter", "cfg", "-p", "3"], "");
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "topic cfg has 3 partitions\n"),
+        "{err}"
+    );
+    let (code, _, err) = streamctl(&b, &["topic", "alter", "cfg", "-p", "2"], "");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("has 3 partitions already"), "{err}");
 }

@@ -33,6 +33,7 @@ pub mod paths {
     pub const DESCRIBE_CONFIGS: &str = "/streamhouse.AdminService/DescribeConfigs";
     pub const ALTER_CONFIGS: &str = "/streamhouse.AdminService/AlterConfigs";
     pub const DELETE_RECORDS: &str = "/streamhouse.AdminService/DeleteRecords";
+    pub const CREATE_PARTITIONS: &str = "/streamhouse.AdminService/CreatePartitions";
     pub const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
     pub const FIND_COORDINATOR: &str = "/streamhouse.GroupService/FindCoordinator";
     pub const GROUP_HEARTBEAT: &str = "/streamhouse.GroupService/Heartbeat";

@@ -20,6 +20,9 @@ impl Shared {
                 let r = self.create_topic(&name, partitions, config).await;
                 let _ = reply.send(r.map(|_| ()));
             }
+            ToControl::CreatePartitions { name, count, reply } => {
+                let _ = reply.send(self.add_partitions(&name, count).await);
+            }
             ToControl::DeleteRecords {
                 topic,
                 partition,

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use futures::channel::oneshot;
 
-use crate::catalog::validate_new_topic;
+use crate::catalog::{validate_new_topic, MAX_PARTITIONS};
 use crate::messages::{ControlError, ToShard};
 use crate::metastore::{MetaError, TopicRow};
 use crate::topic_config::TopicConfig;
@@ -47,6 +47,12 @@ impl Shared {
         }
         // Answer once every owning shard has applied its leases, so the
         // first produce after CreateTopic finds them.
+        self.shards_caught_up().await;
+        Ok(row)
+    }
+
+    /// Returns once every shard has applied the messages sent to it so far.
+    async fn shards_caught_up(&self) {
         let mut acks = Vec::new();
         for s in 0..self.shards.len() {
             let (tx, rx) = oneshot::channel();
@@ -56,7 +62,30 @@ impl Shared {
         for rx in acks {
             let _ = rx.await;
         }
-        Ok(row)
+    }
+
+    /// Raises a topic's partition count to `count` (at most
+    /// `MAX_PARTITIONS`), acquires the new partitions assigned here, and
+    /// answers once this agent's shards know them; other agents take them
+    /// at their next topic sync.
+    pub(super) async fn add_partitions(&self, name: &str, count: u32) -> Result<(), ControlError> {
+        if count > MAX_PARTITIONS {
+            return Err(ControlError::Invalid(format!(
+                "partitions must be at most {MAX_PARTITIONS}, got {count}"
+            )));
+        }
+        let row = self.meta.add_partitions(name, count).await?;
+        let before = self.catalog.get(name).map_or(0, |t| t.partitions);
+        self.catalog.insert(&row);
+        let key = row.key();
+        for p in (before..count).filter(|p| self.assigned_here(&key, *p)) {
+            if let Err(e) = self.acquire(&key, p).await {
+                tracing::warn!(topic = %key, partition = p, error = %e, "cannot acquire lease of a new partition");
+            }
+        }
+        tracing::info!(topic = %name, partitions = count, "partitions added");
+        self.shards_caught_up().await;
+        Ok(())
     }
 
     /// Sets `set` and returns the keys in `delete` to the defaults on a

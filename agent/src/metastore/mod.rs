@@ -54,6 +54,9 @@ pub const MAX_STORED_PRODUCERS: i64 = 10_000;
 pub type ConfigChange<'a> =
     dyn Fn(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, String> + Sync + 'a;
 
+/// What `add_partitions` makes of a stored topic row, or why not.
+pub type PartitionGrowth<'a> = dyn Fn(TopicRow) -> Result<TopicRow, MetaError> + Sync + 'a;
+
 /// A topic row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicRow {
@@ -336,6 +339,27 @@ impl MetaStore {
         match self {
             MetaStore::Sqlite(s) => s.create_topic(name, partitions, config),
             MetaStore::Postgres(s) => s.bounded(s.create_topic(name, partitions, config)).await,
+        }
+    }
+
+    /// Raises a topic's partition count to `count`; `InvalidConfig` when it
+    /// has that many or more already. Returns the row.
+    pub async fn add_partitions(&self, name: &str, count: u32) -> Result<TopicRow, MetaError> {
+        let grow = |t: TopicRow| {
+            if t.partitions >= count {
+                return Err(MetaError::InvalidConfig(format!(
+                    "topic {name} has {} partitions already; partitions can only be added",
+                    t.partitions
+                )));
+            }
+            Ok(TopicRow {
+                partitions: count,
+                ..t
+            })
+        };
+        match self {
+            MetaStore::Sqlite(s) => s.add_partitions(name, count, &grow),
+            MetaStore::Postgres(s) => s.bounded(s.add_partitions(name, count, &grow)).await,
         }
     }
 

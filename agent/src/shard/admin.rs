@@ -91,6 +91,27 @@ impl ShardContext {
         }
     }
 
+    /// `CreatePartitions`: raised through the control thread, answered with
+    /// the topic's metadata.
+    pub(super) async fn create_partitions(
+        &self,
+        req: pb::CreatePartitionsRequest,
+    ) -> Result<Bytes, Status> {
+        self.control
+            .call(|reply| ToControl::CreatePartitions {
+                name: req.topic.clone(),
+                count: req.count,
+                reply,
+            })
+            .await
+            .map_err(control_status)?;
+        self.refresh_topics();
+        let topic = self.describe(&req.topic).await?;
+        Ok(encode_reply(&pb::CreatePartitionsResponse {
+            topic: Some(topic),
+        }))
+    }
+
     /// `DeleteTopic`.
     pub(super) async fn delete_topic(&self, req: pb::DeleteTopicRequest) -> Result<Bytes, Status> {
         self.control

@@ -71,6 +71,10 @@ impl ShardContext {
                 let req = decode(read_message(body, limit).await?, "AlterConfigsRequest")?;
                 self.alter_configs(req).await
             }
+            pb::paths::CREATE_PARTITIONS => {
+                let req = decode(read_message(body, limit).await?, "CreatePartitionsRequest")?;
+                self.create_partitions(req).await
+            }
             pb::paths::DELETE_RECORDS => {
                 let req: pb::DeleteRecordsRequest =
                     decode(read_message(body, limit).await?, "DeleteRecordsRequest")?;

@@ -19,7 +19,8 @@ use tokio_postgres::{Client, NoTls};
 
 use super::{
     decode_config, decode_shards, encode_config, encode_shards, next_producer_epoch,
-    split_addresses, to_u64, AgentRow, ConfigChange, MetaError, TopicRow, MIGRATIONS,
+    split_addresses, to_u64, AgentRow, ConfigChange, MetaError, PartitionGrowth, TopicRow,
+    MIGRATIONS,
 };
 
 /// Advisory lock id taken while migrating ("SHMIGRAT").
@@ -255,6 +256,40 @@ impl PostgresStore {
             partitions,
             config: config.clone(),
         })
+    }
+
+    pub async fn add_partitions(
+        &self,
+        name: &str,
+        count: u32,
+        grow: &PartitionGrowth<'_>,
+    ) -> Result<TopicRow, MetaError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(db)?;
+        let Some(row) = tx
+            .query_opt(
+                "SELECT id, partitions, config FROM topics WHERE name = $1 FOR UPDATE",
+                &[&name],
+            )
+            .await
+            .map_err(db)?
+        else {
+            return Err(MetaError::Unknown(name.into()));
+        };
+        let grown = grow(TopicRow {
+            name: name.into(),
+            id: to_u64(row.get(0)),
+            partitions: u32::try_from(row.get::<_, i64>(1)).unwrap_or(0),
+            config: decode_config(row.get(2)),
+        })?;
+        tx.execute(
+            "UPDATE topics SET partitions = $1 WHERE name = $2",
+            &[&i64::from(count), &name],
+        )
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(grown)
     }
 
     pub async fn alter_topic_config(

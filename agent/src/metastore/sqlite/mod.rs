@@ -19,7 +19,8 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{
     decode_config, decode_shards, encode_config, encode_shards, next_producer_epoch,
-    split_addresses, to_u64, AgentRow, ConfigChange, LeaseRow, MetaError, TopicRow, MIGRATIONS,
+    split_addresses, to_u64, AgentRow, ConfigChange, LeaseRow, MetaError, PartitionGrowth,
+    TopicRow, MIGRATIONS,
 };
 
 /// How long a writer waits for another process's transaction.
@@ -164,6 +165,42 @@ impl SqliteStore {
             partitions,
             config: config.clone(),
         })
+    }
+
+    pub fn add_partitions(
+        &self,
+        name: &str,
+        count: u32,
+        grow: &PartitionGrowth<'_>,
+    ) -> Result<TopicRow, MetaError> {
+        let mut conn = self.conn.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let row: Option<(i64, i64, String)> = tx
+            .query_row(
+                "SELECT id, partitions, config FROM topics WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(db)?;
+        let Some((id, partitions, config)) = row else {
+            return Err(MetaError::Unknown(name.into()));
+        };
+        let grown = grow(TopicRow {
+            name: name.into(),
+            id: to_u64(id),
+            partitions: u32::try_from(partitions).unwrap_or(0),
+            config: decode_config(&config),
+        })?;
+        tx.execute(
+            "UPDATE topics SET partitions = ?1 WHERE name = ?2",
+            params![i64::from(count), name],
+        )
+        .map_err(db)?;
+        tx.commit().map_err(db)?;
+        Ok(grown)
     }
 
     pub fn alter_topic_config(

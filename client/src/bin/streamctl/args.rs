@@ -139,8 +139,8 @@ pub enum TopicCmd {
         #[arg(short = 'c', long = "config", value_name = "KEY=VALUE", value_parser = key_value)]
         configs: Vec<(String, String)>,
     },
-    /// Change a topic's configuration: set keys, or return them to the
-    /// cluster defaults; all or none.
+    /// Change a topic's configuration (set keys, or return them to the
+    /// cluster defaults; all or none) or add partitions.
     #[command(arg_required_else_help = true)]
     Alter {
         /// Topic name.
@@ -151,12 +151,16 @@ pub enum TopicCmd {
             long = "config",
             value_name = "KEY=VALUE",
             value_parser = key_value,
-            required_unless_present = "delete_configs"
+            required_unless_present_any = ["delete_configs", "partitions"]
         )]
         configs: Vec<(String, String)>,
         /// A configuration key to return to the cluster default (repeatable).
         #[arg(long = "delete-config", value_name = "KEY")]
         delete_configs: Vec<String>,
+        /// Raise the partition count to N (never lowers it; keyed records
+        /// may map to other partitions from then on).
+        #[arg(short = 'p', long, value_name = "N")]
+        partitions: Option<u32>,
     },
     /// List topics: name and partition count.
     List {

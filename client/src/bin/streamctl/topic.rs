@@ -38,11 +38,18 @@ pub async fn run(
             name,
             configs,
             delete_configs,
+            partitions,
         } => {
-            let delete: Vec<&str> = delete_configs.iter().map(String::as_str).collect();
-            let now = admin.alter_configs(&name, configs, &delete).await?;
-            writeln!(out, "altered topic {name}")?;
-            write_configs(out, &now)?;
+            if let Some(n) = partitions {
+                let t = admin.create_partitions(&name, n).await?;
+                writeln!(out, "topic {name} has {} partitions", t.partitions.len())?;
+            }
+            if !configs.is_empty() || !delete_configs.is_empty() {
+                let delete: Vec<&str> = delete_configs.iter().map(String::as_str).collect();
+                let now = admin.alter_configs(&name, configs, &delete).await?;
+                writeln!(out, "altered topic {name}")?;
+                write_configs(out, &now)?;
+            }
         }
         TopicCmd::List { format } => {
             let topics = admin.list_topics().await?;
