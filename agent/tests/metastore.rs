@@ -114,6 +114,26 @@ async fn suite(url: &str) {
             .map(|t| &t.config),
         Some(&altered.config)
     );
+    // Partitions are added in the store's transaction, never removed.
+    let grown = m2.add_partitions(&configured, 4).await.unwrap();
+    assert_eq!((grown.partitions, grown.id), (4, c.id));
+    assert_eq!(grown.config, altered.config, "the configuration stays");
+    assert!(matches!(
+        m.add_partitions(&configured, 4).await,
+        Err(MetaError::InvalidConfig(why)) if why.contains("has 4 partitions already")
+    ));
+    assert!(matches!(
+        m.add_partitions(&unique("missing"), 2).await,
+        Err(MetaError::Unknown(_))
+    ));
+    let stored = m.topics().await.unwrap();
+    assert_eq!(
+        stored
+            .iter()
+            .find(|t| t.name == configured)
+            .map(|t| t.partitions),
+        Some(4)
+    );
     m.delete_topic(&configured).await.unwrap();
 
     // Producer ids are never handed out twice, across connections.
