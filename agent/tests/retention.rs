@@ -191,3 +191,77 @@ async fn delete_records_moves_the_log_start_by_hand() {
     assert_eq!(consumer.watermarks("trimmed", 0).await.unwrap(), (30, 35));
     await_committed(&agent, "trimmed", 35).await;
 }
+
+/// Paths of the chunk object files under the agent's local object store.
+fn chunk_files(agent: &Agent) -> Vec<std::path::PathBuf> {
+    files_under(&agent.data_dir.join("objects"))
+}
+
+/// Chunk rows no range references (objects the sweep has not finished).
+fn dead_rows(agent: &Agent) -> i64 {
+    let db = rusqlite::Connection::open(agent.data_dir.join("metadata.db")).unwrap();
+    db.query_row(
+        "SELECT count(*) FROM chunks WHERE NOT EXISTS (
+             SELECT 1 FROM chunk_ranges WHERE chunk_ranges.chunk_key = chunks.key)",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+/// SIGKILL between a sweep's deletion of an object and the forgetting of
+/// its row: after a restart the sweep finishes the job (no row or object
+/// is left for ever) and the partition serves as before.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sweep_killed_midway_is_finished_after_a_restart() {
+    let mut agent = Agent::start_with_failpoints(
+        1,
+        &[
+            "--segment-age-ms=100",
+            "--retention-check-ms=200",
+            "--object-delete-grace-ms=300",
+        ],
+        "sweep-forget=pause",
+    );
+    let addr = agent.addr(0);
+    let admin = Admin::connect(addr.clone()).await.unwrap();
+    admin.create_topic("swept", 1).await.unwrap();
+    for (round, end) in [("a-", 10), ("b-", 20), ("c-", 30)] {
+        send(&addr, "swept", round, 10, None).await;
+        await_committed(&agent, "swept", end).await;
+    }
+    let before = chunk_files(&agent).len();
+    assert!(before >= 3, "{before} chunk objects");
+    assert_eq!(admin.delete_records("swept", 0, None).await.unwrap(), 30);
+    // The sweep deletes one object and stops before forgetting its row.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while chunk_files(&agent).len() == before {
+        assert!(
+            Instant::now() < deadline,
+            "the sweep never deleted an object"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(chunk_files(&agent).len(), before - 1);
+    assert!(
+        dead_rows(&agent) >= 3,
+        "every row waits: {}",
+        dead_rows(&agent)
+    );
+    agent.kill9();
+
+    agent.spawn();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while dead_rows(&agent) > 0 || !chunk_files(&agent).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "left behind: {} rows, {:?}",
+            dead_rows(&agent),
+            chunk_files(&agent)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    send(&agent.addr(0), "swept", "d-", 5, None).await;
+    let consumer = Consumer::connect([agent.addr(0)]).await.unwrap();
+    assert_eq!(consumer.watermarks("swept", 0).await.unwrap(), (30, 35));
+}

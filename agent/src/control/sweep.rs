@@ -55,6 +55,9 @@ impl Shared {
                 .delete(&key)
                 .await
                 .map_err(|e| format!("cannot delete chunk object {key}: {e}"))?;
+            // Tests stop the agent here (fail point `sweep-forget`): the
+            // object is gone, its row is not.
+            fail::fail_point!("sweep-forget");
             self.meta
                 .forget_chunk(&key)
                 .await
