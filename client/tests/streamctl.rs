@@ -477,6 +477,34 @@ fn topic_configs_are_set_shown_and_altered() {
     let (code, _, err) = streamctl(&b, &["topic", "alter", "cfg"], "");
     assert_eq!(code, 2, "{err}");
 
+    // The oldest records of a partition go; the log start never moves back.
+    let lines: String = (0..5).map(|i| format!("r{i}\n")).collect();
+    let (code, _, err) = streamctl(&b, &["produce", "cfg", "-p", "0"], &lines);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = streamctl(
+        &b,
+        &["topic", "delete-records", "cfg", "-p", "0", "-o", "3"],
+        "",
+    );
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "cfg/0 now starts at offset 3\n"),
+        "{err}"
+    );
+    let (code, out, err) = streamctl(
+        &b,
+        &["consume", "cfg", "-p", "0", "-o", "beginning", "-e"],
+        "",
+    );
+    assert_eq!((code, out.as_str()), (0, "r3\nr4\n"), "{err}");
+    let (code, _, err) = streamctl(
+        &b,
+        &["topic", "delete-records", "cfg", "-p", "0", "-o", "9"],
+        "",
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("past the high watermark"), "{err}");
+
     // Partitions are added, never removed.
     let (code, out, err) = streamctl(&b, &["topic", "alter", "cfg", "-p", "3"], "");
     assert_eq!(

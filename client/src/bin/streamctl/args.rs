@@ -182,6 +182,20 @@ pub enum TopicCmd {
         /// Topic name.
         name: String,
     },
+    /// Delete a partition's oldest records: its log start moves to OFFSET
+    /// (never back; without --offset, to the high watermark) and reads
+    /// below it are out of range. As Kafka's delete-records.
+    DeleteRecords {
+        /// Topic name.
+        name: String,
+        /// Partition.
+        #[arg(short = 'p', long)]
+        partition: u32,
+        /// Delete the records before this offset (default: every record
+        /// written so far).
+        #[arg(short = 'o', long, value_name = "OFFSET")]
+        offset: Option<u64>,
+    },
 }
 
 /// Parses `KEY=VALUE` (the value may hold `=`).

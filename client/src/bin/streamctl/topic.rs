@@ -1,5 +1,5 @@
-//! `streamctl topic`: create, alter (configuration), list, describe,
-//! delete; text or JSON.
+//! `streamctl topic`: create, alter (configuration, partitions), list,
+//! describe, delete, delete-records; text or JSON.
 
 use std::io::Write;
 
@@ -88,6 +88,14 @@ pub async fn run(
                 }
                 write_configs(out, &configs)?;
             }
+        }
+        TopicCmd::DeleteRecords {
+            name,
+            partition,
+            offset,
+        } => {
+            let start = admin.delete_records(&name, partition, offset).await?;
+            writeln!(out, "{name}/{partition} now starts at offset {start}")?;
         }
         TopicCmd::Delete { name } => {
             admin.delete_topic(&name).await?;
