@@ -41,9 +41,12 @@ pub struct TopicEntry {
     pub config: Arc<TopicConfig>,
 }
 
-/// Records and bytes one partition took and served on this agent. Written
-/// only by the shard that owns the partition; a cache line each, so shards
-/// on other cores never write the same line.
+/// Records and bytes one partition took and served on this agent, and
+/// what it keeps in object storage while this agent leads it. The traffic
+/// counters are written only by the shard that owns the partition; the
+/// storage gauges by the control thread's retention pass (once per
+/// `--retention-check-ms`); a cache line each, so shards on other cores
+/// never write the same line.
 #[repr(align(64))]
 #[derive(Debug, Default)]
 pub struct PartitionTraffic {
@@ -53,6 +56,11 @@ pub struct PartitionTraffic {
     pub fetched_records: AtomicU64,
     /// Keys and values of the records answered.
     pub fetched_bytes: AtomicU64,
+    /// Bytes of its committed ranges in object storage (0 when another
+    /// agent leads it).
+    pub stored_bytes: AtomicU64,
+    /// Its first readable offset (0 when another agent leads it).
+    pub log_start: AtomicU64,
 }
 
 impl TopicEntry {
@@ -100,6 +108,8 @@ fn grow(t: &mut TopicEntry, partitions: u32) {
                     (&n.produced_bytes, &o.produced_bytes),
                     (&n.fetched_records, &o.fetched_records),
                     (&n.fetched_bytes, &o.fetched_bytes),
+                    (&n.stored_bytes, &o.stored_bytes),
+                    (&n.log_start, &o.log_start),
                 ] {
                     to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
                 }

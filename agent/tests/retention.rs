@@ -265,3 +265,48 @@ async fn a_sweep_killed_midway_is_finished_after_a_restart() {
     let consumer = Consumer::connect([agent.addr(0)]).await.unwrap();
     assert_eq!(consumer.watermarks("swept", 0).await.unwrap(), (30, 35));
 }
+
+/// `/metrics` shows what each partition keeps in object storage and where
+/// it starts (per partition with `--metrics-per-partition`), as of the last
+/// retention pass.
+#[tokio::test(flavor = "multi_thread")]
+async fn stored_bytes_and_log_starts_are_on_metrics() {
+    let admin_port = free_ports(1);
+    let admin_listen = format!("--admin-listen=127.0.0.1:{admin_port}");
+    let agent = Agent::start(
+        1,
+        &[
+            "--segment-age-ms=100",
+            "--retention-check-ms=200",
+            "--metrics-per-partition",
+            &admin_listen,
+        ],
+    );
+    let addr = agent.addr(0);
+    let admin = Admin::connect(addr.clone()).await.unwrap();
+    admin.create_topic("measured", 1).await.unwrap();
+    send(&addr, "measured", "m-", 10, None).await;
+    await_committed(&agent, "measured", 10).await;
+    let stored = r#"streamhouse_topic_stored_bytes{topic="measured",partition="0"}"#;
+    let start = r#"streamhouse_partition_log_start_offset{topic="measured",partition="0"}"#;
+    let until = |what: &'static str, ok: fn(f64, f64) -> bool| async move {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, text) = get(admin_port, "/metrics").await;
+            if ok(sample(&text, stored), sample(&text, start)) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what}:\n{text}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    until("stored bytes never shown", |bytes, start| {
+        bytes > 0.0 && start == 0.0
+    })
+    .await;
+    assert_eq!(admin.delete_records("measured", 0, None).await.unwrap(), 10);
+    until("the deletion never shown", |bytes, start| {
+        bytes == 0.0 && start == 10.0
+    })
+    .await;
+}

@@ -10,9 +10,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::catalog::TopicEntry;
 use crate::clock::now_ms;
 use crate::ids::{PartitionId, TopicKey};
 use crate::messages::{ControlError, ToShard};
+use crate::topic_config::ConfigDefaults;
 
 use super::state::Shared;
 
@@ -55,20 +57,32 @@ impl Shared {
 
     /// One pass over the partitions held here: each moves its log start to
     /// where its topic's retention settings let it (whole committed ranges
-    /// only). A partition whose store call fails is tried again next pass.
+    /// only), and publishes its log start and stored bytes for `/metrics`
+    /// (partitions led elsewhere publish 0). A partition whose store call
+    /// fails is tried again next pass.
     pub(super) async fn retention_pass(&self) {
         let defaults = self.config.topic_defaults();
-        for (
-            PartitionId {
-                topic: key,
-                partition,
-            },
-            _,
-        ) in self.leases.all()
-        {
+        let held = self.leases.all();
+        for (name, entry) in self.catalog.list() {
+            let key = entry.key(&name);
+            for (p, t) in entry.traffic.iter().enumerate() {
+                let here = held
+                    .iter()
+                    .any(|(id, _)| id.topic == key && id.partition as usize == p);
+                if !here {
+                    t.stored_bytes.store(0, Ordering::Relaxed);
+                    t.log_start.store(0, Ordering::Relaxed);
+                }
+            }
+        }
+        for (id, _) in held {
             if self.stop.load(Ordering::Acquire) {
                 return;
             }
+            let PartitionId {
+                topic: key,
+                partition,
+            } = id;
             let Some(entry) = self
                 .catalog
                 .get(key.name())
@@ -76,31 +90,63 @@ impl Shared {
             else {
                 continue;
             };
-            let cutoff = entry
-                .config
-                .retention_ms(&defaults)
-                .map(|ms| now_ms().saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX)));
-            let max_bytes = entry.config.retention_bytes(&defaults);
-            if cutoff.is_none() && max_bytes.is_none() {
-                continue;
-            }
-            let moved = async {
-                let Some(to) = self
-                    .meta
-                    .retention_point(&key, partition, cutoff, max_bytes)
-                    .await?
-                else {
-                    return Ok(());
-                };
-                if to > self.meta.log_start(&key, partition).await? {
-                    self.advance_log_start(&key, partition, to).await?;
-                }
-                Ok::<(), ControlError>(())
-            };
-            if let Err(e) = moved.await {
+            if let Err(e) = self
+                .apply_retention(&key, partition, &entry, &defaults)
+                .await
+            {
                 tracing::warn!(topic = key.name(), partition, error = %e, "retention pass failed for the partition; trying again next pass");
             }
+            if let Err(e) = self.publish_storage(&key, partition, &entry).await {
+                tracing::debug!(topic = key.name(), partition, error = %e, "cannot read what the partition stores");
+            }
         }
+    }
+
+    /// Moves one held partition's log start where its topic's settings
+    /// let it.
+    async fn apply_retention(
+        &self,
+        key: &TopicKey,
+        partition: u32,
+        entry: &TopicEntry,
+        defaults: &ConfigDefaults,
+    ) -> Result<(), ControlError> {
+        let cutoff = entry
+            .config
+            .retention_ms(defaults)
+            .map(|ms| now_ms().saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX)));
+        let max_bytes = entry.config.retention_bytes(defaults);
+        if cutoff.is_none() && max_bytes.is_none() {
+            return Ok(());
+        }
+        let Some(to) = self
+            .meta
+            .retention_point(key, partition, cutoff, max_bytes)
+            .await?
+        else {
+            return Ok(());
+        };
+        if to > self.meta.log_start(key, partition).await? {
+            self.advance_log_start(key, partition, to).await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes a partition's log start and stored bytes in its catalog
+    /// entry.
+    async fn publish_storage(
+        &self,
+        key: &TopicKey,
+        partition: u32,
+        entry: &TopicEntry,
+    ) -> Result<(), ControlError> {
+        let start = self.meta.log_start(key, partition).await?;
+        let bytes = self.meta.stored_bytes(key, partition).await?;
+        if let Some(t) = entry.traffic.get(partition as usize) {
+            t.log_start.store(start, Ordering::Relaxed);
+            t.stored_bytes.store(bytes, Ordering::Relaxed);
+        }
+        Ok(())
     }
 }
 

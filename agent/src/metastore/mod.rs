@@ -659,6 +659,15 @@ impl MetaStore {
         }
     }
 
+    /// Bytes of a partition's committed ranges (its data in object
+    /// storage; objects shared with other partitions count their part).
+    pub async fn stored_bytes(&self, topic: &TopicKey, partition: u32) -> Result<u64, MetaError> {
+        match self {
+            MetaStore::Sqlite(s) => s.stored_bytes(topic, partition),
+            MetaStore::Postgres(s) => s.bounded(s.stored_bytes(topic, partition)).await,
+        }
+    }
+
     /// Up to `limit` chunk objects no committed range references (their
     /// ranges expired or were deleted with their topic), in key order.
     pub async fn dead_chunks(&self, limit: u32) -> Result<Vec<String>, MetaError> {

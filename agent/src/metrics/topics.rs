@@ -1,6 +1,7 @@
-//! Per-topic (or, with `--metrics-per-partition`, per-partition) produce
-//! and fetch families on `/metrics`, read from the catalog's traffic
-//! counters that each partition's shard writes. Owns these names; the
+//! Per-topic (or, with `--metrics-per-partition`, per-partition) produce,
+//! fetch and storage families on `/metrics`, read from the catalog's
+//! traffic counters that each partition's shard writes and the storage
+//! gauges the retention pass writes. Owns these names; the
 //! catalog is reached through the source the control plane sets.
 
 use std::fmt;
@@ -97,6 +98,48 @@ impl Collector for TopicsCollector {
                         .sum();
                     let labels = [("topic", topic.as_str())];
                     Value::Counter(v).write(&mut family.encode_family(&labels)?)?;
+                }
+            }
+        }
+        let mut stored = enc.encode_descriptor(
+            "streamhouse_topic_stored",
+            "Bytes of the topic's committed ranges in object storage, of the partitions this \
+             agent leads (as of the last retention pass).",
+            Some(&Unit::Bytes),
+            MetricType::Gauge,
+        )?;
+        for (topic, entry) in &topics {
+            if per_partition {
+                for (p, t) in entry.traffic.iter().enumerate() {
+                    let partition = p.to_string();
+                    let labels = [("topic", topic.as_str()), ("partition", partition.as_str())];
+                    let v = t.stored_bytes.load(Ordering::Relaxed);
+                    Value::IntGauge(v).write(&mut stored.encode_family(&labels)?)?;
+                }
+            } else {
+                let v: u64 = entry
+                    .traffic
+                    .iter()
+                    .map(|t| t.stored_bytes.load(Ordering::Relaxed))
+                    .sum();
+                let labels = [("topic", topic.as_str())];
+                Value::IntGauge(v).write(&mut stored.encode_family(&labels)?)?;
+            }
+        }
+        if per_partition {
+            let mut starts = enc.encode_descriptor(
+                "streamhouse_partition_log_start_offset",
+                "First readable offset of each partition this agent leads (0 elsewhere), as of \
+                 the last retention pass.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (topic, entry) in &topics {
+                for (p, t) in entry.traffic.iter().enumerate() {
+                    let partition = p.to_string();
+                    let labels = [("topic", topic.as_str()), ("partition", partition.as_str())];
+                    let v = t.log_start.load(Ordering::Relaxed);
+                    Value::IntGauge(v).write(&mut starts.encode_family(&labels)?)?;
                 }
             }
         }

@@ -7,7 +7,7 @@ use tokio_postgres::GenericClient;
 
 use crate::metastore::retention_sql::{
     retention_start, DEAD_CHUNKS, DELETE_GONE, FIRST_UNEXPIRED, FIRST_WITHIN_BYTES, FORGET_CHUNK,
-    GONE_END, LOG_START, RANGES_END, SET_LOG_START,
+    GONE_END, LOG_START, RANGES_END, SET_LOG_START, STORED_BYTES,
 };
 use crate::metastore::sqlite::fenced;
 use crate::metastore::{to_i64, to_u64, MetaError};
@@ -137,6 +137,15 @@ impl PostgresStore {
         set_log_start_in(&tx, topic, partition, start, deleted_end).await?;
         tx.commit().await.map_err(db)?;
         Ok(start)
+    }
+
+    pub async fn stored_bytes(&self, topic: &str, partition: u32) -> Result<u64, MetaError> {
+        let c = self.client().await?;
+        let r = c
+            .query_one(STORED_BYTES, &[&topic, &i64::from(partition)])
+            .await
+            .map_err(db)?;
+        Ok(to_u64(r.get(0)))
     }
 
     pub async fn dead_chunks(&self, limit: u32) -> Result<Vec<String>, MetaError> {

@@ -6,7 +6,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::metastore::retention_sql::{
     retention_start, DEAD_CHUNKS, DELETE_GONE, FIRST_UNEXPIRED, FIRST_WITHIN_BYTES, FORGET_CHUNK,
-    GONE_END, LOG_START, RANGES_END, SET_LOG_START,
+    GONE_END, LOG_START, RANGES_END, SET_LOG_START, STORED_BYTES,
 };
 use crate::metastore::{to_i64, to_u64, MetaError};
 
@@ -128,6 +128,17 @@ impl SqliteStore {
         set_log_start_in(&tx, topic, partition, start, deleted_end.max(to_u64(gone)))?;
         tx.commit().map_err(db)?;
         Ok(start)
+    }
+
+    pub fn stored_bytes(&self, topic: &str, partition: u32) -> Result<u64, MetaError> {
+        let n: i64 = self
+            .conn
+            .lock()
+            .query_row(STORED_BYTES, params![topic, i64::from(partition)], |r| {
+                r.get(0)
+            })
+            .map_err(db)?;
+        Ok(to_u64(n))
     }
 
     pub fn dead_chunks(&self, limit: u32) -> Result<Vec<String>, MetaError> {
