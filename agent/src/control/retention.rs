@@ -6,6 +6,7 @@
 //! Deleting the chunk objects no range references any more is the sweep's
 //! work, not this module's.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,18 +64,17 @@ impl Shared {
     pub(super) async fn retention_pass(&self) {
         let defaults = self.config.topic_defaults();
         let held = self.leases.all();
+        let here: HashSet<&PartitionId> = held.iter().map(|(id, _)| id).collect();
         for (name, entry) in self.catalog.list() {
             let key = entry.key(&name);
             for (p, t) in entry.traffic.iter().enumerate() {
-                let here = held
-                    .iter()
-                    .any(|(id, _)| id.topic == key && id.partition as usize == p);
-                if !here {
+                if !here.contains(&PartitionId::new(key.clone(), p as u32)) {
                     t.stored_bytes.store(0, Ordering::Relaxed);
                     t.log_start.store(0, Ordering::Relaxed);
                 }
             }
         }
+        drop(here);
         for (id, _) in held {
             if self.stop.load(Ordering::Acquire) {
                 return;
