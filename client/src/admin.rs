@@ -227,18 +227,8 @@ impl Admin {
     /// A request already sent is not withdrawn: after a dropped future the
     /// topic may or may not exist (ask [`describe_topic`](Self::describe_topic)).
     pub async fn create_topic(&self, name: &str, partitions: u32) -> Result<TopicInfo> {
-        let req = pb::CreateTopicRequest {
-            name: name.into(),
-            partitions,
-            configs: Default::default(),
-        };
-        let r = self
-            .call(
-                "create topic",
-                |mut c| async move { c.create_topic(req).await },
-            )
-            .await?;
-        Ok(r.topic.unwrap_or_default().into())
+        self.create_topic_with_configs(name, partitions, std::iter::empty::<(String, String)>())
+            .await
     }
 
     /// Raises a topic's partition count to `count`; `InvalidArgument` when

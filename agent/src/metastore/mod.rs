@@ -54,8 +54,9 @@ pub const MAX_STORED_PRODUCERS: i64 = 10_000;
 pub type ConfigChange<'a> =
     dyn Fn(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, String> + Sync + 'a;
 
-/// What `add_partitions` makes of a stored topic row, or why not.
-pub type PartitionGrowth<'a> = dyn Fn(TopicRow) -> Result<TopicRow, MetaError> + Sync + 'a;
+/// What a change of a topic makes of its stored row (partitions and
+/// configuration are written back), or why not (nothing is written).
+pub type TopicChange<'a> = dyn Fn(TopicRow) -> Result<TopicRow, MetaError> + Sync + 'a;
 
 /// A topic row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -357,10 +358,7 @@ impl MetaStore {
                 ..t
             })
         };
-        match self {
-            MetaStore::Sqlite(s) => s.add_partitions(name, count, &grow),
-            MetaStore::Postgres(s) => s.bounded(s.add_partitions(name, count, &grow)).await,
-        }
+        self.update_topic(name, &grow).await
     }
 
     /// Replaces a topic's configuration with what `alter` makes of the
@@ -371,9 +369,24 @@ impl MetaStore {
         name: &str,
         alter: &ConfigChange<'_>,
     ) -> Result<TopicRow, MetaError> {
+        let change = |t: TopicRow| {
+            let config = alter(&t.config).map_err(MetaError::InvalidConfig)?;
+            Ok(TopicRow { config, ..t })
+        };
+        self.update_topic(name, &change).await
+    }
+
+    /// Writes back what `change` makes of a topic's stored row (its
+    /// partition count and configuration), in one transaction holding the
+    /// row; `change`'s error leaves it unchanged.
+    async fn update_topic(
+        &self,
+        name: &str,
+        change: &TopicChange<'_>,
+    ) -> Result<TopicRow, MetaError> {
         match self {
-            MetaStore::Sqlite(s) => s.alter_topic_config(name, alter),
-            MetaStore::Postgres(s) => s.bounded(s.alter_topic_config(name, alter)).await,
+            MetaStore::Sqlite(s) => s.update_topic(name, change),
+            MetaStore::Postgres(s) => s.bounded(s.update_topic(name, change)).await,
         }
     }
 

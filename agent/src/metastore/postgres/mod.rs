@@ -19,8 +19,7 @@ use tokio_postgres::{Client, NoTls};
 
 use super::{
     decode_config, decode_shards, encode_config, encode_shards, next_producer_epoch,
-    split_addresses, to_u64, AgentRow, ConfigChange, MetaError, PartitionGrowth, TopicRow,
-    MIGRATIONS,
+    split_addresses, to_u64, AgentRow, MetaError, TopicChange, TopicRow, MIGRATIONS,
 };
 
 /// Advisory lock id taken while migrating ("SHMIGRAT").
@@ -258,11 +257,10 @@ impl PostgresStore {
         })
     }
 
-    pub async fn add_partitions(
+    pub async fn update_topic(
         &self,
         name: &str,
-        count: u32,
-        grow: &PartitionGrowth<'_>,
+        change: &TopicChange<'_>,
     ) -> Result<TopicRow, MetaError> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(db)?;
@@ -276,53 +274,24 @@ impl PostgresStore {
         else {
             return Err(MetaError::Unknown(name.into()));
         };
-        let grown = grow(TopicRow {
+        let changed = change(TopicRow {
             name: name.into(),
             id: to_u64(row.get(0)),
             partitions: u32::try_from(row.get::<_, i64>(1)).unwrap_or(0),
             config: decode_config(row.get(2)),
         })?;
         tx.execute(
-            "UPDATE topics SET partitions = $1 WHERE name = $2",
-            &[&i64::from(count), &name],
+            "UPDATE topics SET partitions = $1, config = $2 WHERE name = $3",
+            &[
+                &i64::from(changed.partitions),
+                &encode_config(&changed.config),
+                &name,
+            ],
         )
         .await
         .map_err(db)?;
         tx.commit().await.map_err(db)?;
-        Ok(grown)
-    }
-
-    pub async fn alter_topic_config(
-        &self,
-        name: &str,
-        alter: &ConfigChange<'_>,
-    ) -> Result<TopicRow, MetaError> {
-        let mut c = self.client().await?;
-        let tx = c.transaction().await.map_err(db)?;
-        let Some(row) = tx
-            .query_opt(
-                "SELECT id, partitions, config FROM topics WHERE name = $1 FOR UPDATE",
-                &[&name],
-            )
-            .await
-            .map_err(db)?
-        else {
-            return Err(MetaError::Unknown(name.into()));
-        };
-        let config = alter(&decode_config(row.get(2))).map_err(MetaError::InvalidConfig)?;
-        tx.execute(
-            "UPDATE topics SET config = $1 WHERE name = $2",
-            &[&encode_config(&config), &name],
-        )
-        .await
-        .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        Ok(TopicRow {
-            name: name.into(),
-            id: to_u64(row.get(0)),
-            partitions: u32::try_from(row.get::<_, i64>(1)).unwrap_or(0),
-            config,
-        })
+        Ok(changed)
     }
 
     pub async fn delete_topic(&self, name: &str) -> Result<TopicRow, MetaError> {

@@ -19,8 +19,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{
     decode_config, decode_shards, encode_config, encode_shards, next_producer_epoch,
-    split_addresses, to_u64, AgentRow, ConfigChange, LeaseRow, MetaError, PartitionGrowth,
-    TopicRow, MIGRATIONS,
+    split_addresses, to_u64, AgentRow, LeaseRow, MetaError, TopicChange, TopicRow, MIGRATIONS,
 };
 
 /// How long a writer waits for another process's transaction.
@@ -167,11 +166,10 @@ impl SqliteStore {
         })
     }
 
-    pub fn add_partitions(
+    pub fn update_topic(
         &self,
         name: &str,
-        count: u32,
-        grow: &PartitionGrowth<'_>,
+        change: &TopicChange<'_>,
     ) -> Result<TopicRow, MetaError> {
         let mut conn = self.conn.lock();
         let tx = conn
@@ -188,54 +186,23 @@ impl SqliteStore {
         let Some((id, partitions, config)) = row else {
             return Err(MetaError::Unknown(name.into()));
         };
-        let grown = grow(TopicRow {
+        let changed = change(TopicRow {
             name: name.into(),
             id: to_u64(id),
             partitions: u32::try_from(partitions).unwrap_or(0),
             config: decode_config(&config),
         })?;
         tx.execute(
-            "UPDATE topics SET partitions = ?1 WHERE name = ?2",
-            params![i64::from(count), name],
+            "UPDATE topics SET partitions = ?1, config = ?2 WHERE name = ?3",
+            params![
+                i64::from(changed.partitions),
+                encode_config(&changed.config),
+                name
+            ],
         )
         .map_err(db)?;
         tx.commit().map_err(db)?;
-        Ok(grown)
-    }
-
-    pub fn alter_topic_config(
-        &self,
-        name: &str,
-        alter: &ConfigChange<'_>,
-    ) -> Result<TopicRow, MetaError> {
-        let mut conn = self.conn.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db)?;
-        let row: Option<(i64, i64, String)> = tx
-            .query_row(
-                "SELECT id, partitions, config FROM topics WHERE name = ?1",
-                [name],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()
-            .map_err(db)?;
-        let Some((id, partitions, stored)) = row else {
-            return Err(MetaError::Unknown(name.into()));
-        };
-        let config = alter(&decode_config(&stored)).map_err(MetaError::InvalidConfig)?;
-        tx.execute(
-            "UPDATE topics SET config = ?1 WHERE name = ?2",
-            params![encode_config(&config), name],
-        )
-        .map_err(db)?;
-        tx.commit().map_err(db)?;
-        Ok(TopicRow {
-            name: name.into(),
-            id: to_u64(id),
-            partitions: u32::try_from(partitions).unwrap_or(0),
-            config,
-        })
+        Ok(changed)
     }
 
     pub fn delete_topic(&self, name: &str) -> Result<TopicRow, MetaError> {
