@@ -90,57 +90,63 @@ impl Shared {
             else {
                 continue;
             };
-            if let Err(e) = self
-                .apply_retention(&key, partition, &entry, &defaults)
+            let start = match self.meta.log_start(&key, partition).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(topic = key.name(), partition, error = %e, "retention pass failed for the partition; trying again next pass");
+                    continue;
+                }
+            };
+            let start = self
+                .apply_retention(&key, partition, &entry, &defaults, start)
                 .await
-            {
-                tracing::warn!(topic = key.name(), partition, error = %e, "retention pass failed for the partition; trying again next pass");
-            }
-            if let Err(e) = self.publish_storage(&key, partition, &entry).await {
+                .unwrap_or_else(|e| {
+                    tracing::warn!(topic = key.name(), partition, error = %e, "retention pass failed for the partition; trying again next pass");
+                    start
+                });
+            if let Err(e) = self.publish_storage(&key, partition, &entry, start).await {
                 tracing::debug!(topic = key.name(), partition, error = %e, "cannot read what the partition stores");
             }
         }
     }
 
-    /// Moves one held partition's log start where its topic's settings
-    /// let it.
+    /// Moves one held partition's log start, now `start`, where its
+    /// topic's settings let it; returns where it starts then.
     async fn apply_retention(
         &self,
         key: &TopicKey,
         partition: u32,
         entry: &TopicEntry,
         defaults: &ConfigDefaults,
-    ) -> Result<(), ControlError> {
+        start: u64,
+    ) -> Result<u64, ControlError> {
         let cutoff = entry
             .config
             .retention_ms(defaults)
             .map(|ms| now_ms().saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX)));
         let max_bytes = entry.config.retention_bytes(defaults);
         if cutoff.is_none() && max_bytes.is_none() {
-            return Ok(());
+            return Ok(start);
         }
-        let Some(to) = self
+        match self
             .meta
             .retention_point(key, partition, cutoff, max_bytes)
             .await?
-        else {
-            return Ok(());
-        };
-        if to > self.meta.log_start(key, partition).await? {
-            self.advance_log_start(key, partition, to).await?;
+        {
+            Some(to) if to > start => self.advance_log_start(key, partition, to).await,
+            _ => Ok(start),
         }
-        Ok(())
     }
 
-    /// Publishes a partition's log start and stored bytes in its catalog
-    /// entry.
+    /// Publishes a partition's log start (`start`) and stored bytes in its
+    /// catalog entry.
     async fn publish_storage(
         &self,
         key: &TopicKey,
         partition: u32,
         entry: &TopicEntry,
+        start: u64,
     ) -> Result<(), ControlError> {
-        let start = self.meta.log_start(key, partition).await?;
         let bytes = self.meta.stored_bytes(key, partition).await?;
         if let Some(t) = entry.traffic.get(partition as usize) {
             t.log_start.store(start, Ordering::Relaxed);
