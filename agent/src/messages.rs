@@ -33,6 +33,10 @@ pub struct ChunkRange {
     pub pos: u64,
     /// Bytes from `pos` to the end of the range's last frame.
     pub len: u64,
+    /// Bytes of the range's own frames: `len` less the frames of other
+    /// partitions of the same shard interleaved with them. What retention
+    /// by size and the stored-bytes metrics count.
+    pub bytes: u64,
     /// Lease epoch the data was written under.
     pub epoch: u64,
     /// Largest record timestamp in the range (ms since the Unix epoch, as

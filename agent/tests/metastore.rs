@@ -40,6 +40,7 @@ fn range(topic: &str, partition: u32, base: u64, end: u64, epoch: u64) -> ChunkR
         end_offset: end,
         pos: base * 10,
         len: (end - base) * 10,
+        bytes: (end - base) * 10,
         epoch,
         max_timestamp: end as i64 * 100,
         producers: Vec::new(),

@@ -47,6 +47,7 @@ async fn cap_holds_exactly(url: &str) {
                 end_offset: end + 1,
                 pos: 0,
                 len: 10,
+                bytes: 10,
                 epoch: g.epoch,
                 max_timestamp: 0,
                 producers,

@@ -310,3 +310,37 @@ async fn stored_bytes_and_log_starts_are_on_metrics() {
     })
     .await;
 }
+
+/// Two partitions of one shard written in turns share each segment, their
+/// batches interleaved: each partition's stored bytes (what
+/// `retention.bytes` and `streamhouse_topic_stored_bytes` count) are its
+/// own frames, so together they are no more than the chunk objects hold.
+#[tokio::test(flavor = "multi_thread")]
+async fn stored_bytes_count_a_partitions_own_frames_not_its_neighbours() {
+    let agent = Agent::start(1, &["--segment-age-ms=3000"]);
+    let addr = agent.addr(0);
+    let admin = Admin::connect(addr.clone()).await.unwrap();
+    admin.create_topic("turns", 2).await.unwrap();
+    let producer = Producer::builder([addr.clone()]).build().await.unwrap();
+    for i in 0..60u32 {
+        let r = ProducerRecord::new("turns", format!("turn-{i:04}-{}", "x".repeat(200)));
+        producer.send(r.partition(i % 2)).await.expect("produce");
+    }
+    producer.close().await.unwrap();
+    let url = format!("sqlite://{}", agent.data_dir.join("metadata.db").display());
+    await_committed_end(&url, "turns", 0, 30).await;
+    await_committed_end(&url, "turns", 1, 30).await;
+    let m = streamhouse_agent::metastore::MetaStore::open(&url)
+        .await
+        .unwrap();
+    let key = m.topics().await.unwrap()[0].key();
+    let stored = m.stored_bytes(&key, 0).await.unwrap() + m.stored_bytes(&key, 1).await.unwrap();
+    let objects: u64 = chunk_files(&agent)
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .sum();
+    assert!(
+        stored > 60 * 200 && stored <= objects,
+        "the partitions count {stored} bytes stored; the objects hold {objects}"
+    );
+}

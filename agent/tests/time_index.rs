@@ -21,6 +21,7 @@ fn range(topic: &str, base: u64, end: u64, max_timestamp: i64) -> ChunkRange {
         end_offset: end,
         pos: 0,
         len: 10,
+        bytes: 10,
         epoch: 1,
         max_timestamp,
         producers: Vec::new(),

@@ -221,6 +221,10 @@ pub enum MetaError {
     /// conflict. Worth trying again.
     #[error("metadata store busy: {0}")]
     Busy(String),
+    /// A change the store refused before running it: it would break the
+    /// chunk index (a compaction not covering its sources' offsets).
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
 impl MetaError {
@@ -265,7 +269,7 @@ pub enum MetaStore {
 }
 
 /// Highest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 11;
+pub const SCHEMA_VERSION: i64 = 12;
 
 impl MetaStore {
     /// Opens `sqlite:///PATH` or `postgres://...` and applies pending

@@ -36,7 +36,7 @@ pub(crate) const FIRST_UNEXPIRED: &str = "SELECT MIN(base_offset) FROM chunk_ran
 /// The first range from which on the partition's ranges hold at most $3
 /// bytes: where size retention lets it start.
 pub(crate) const FIRST_WITHIN_BYTES: &str = "SELECT MIN(base_offset) FROM (
-         SELECT base_offset, CAST(SUM(len) OVER (ORDER BY base_offset DESC) AS BIGINT) AS kept
+         SELECT base_offset, CAST(SUM(COALESCE(bytes, len)) OVER (ORDER BY base_offset DESC) AS BIGINT) AS kept
          FROM chunk_ranges WHERE topic = $1 AND part = $2) AS newest
      WHERE kept <= $3";
 
@@ -53,7 +53,7 @@ pub(crate) const FORGET_CHUNK: &str = "DELETE FROM chunks WHERE key = $1 AND NOT
 
 /// Bytes of a partition's committed ranges in object storage ($1, $2).
 pub(crate) const STORED_BYTES: &str =
-    "SELECT CAST(COALESCE(SUM(len), 0) AS BIGINT) FROM chunk_ranges
+    "SELECT CAST(COALESCE(SUM(COALESCE(bytes, len)), 0) AS BIGINT) FROM chunk_ranges
      WHERE topic = $1 AND part = $2";
 
 /// Deletes a topic's log starts ($1 topic key).

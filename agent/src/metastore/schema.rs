@@ -85,6 +85,12 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
          start_offset BIGINT NOT NULL, deleted_end BIGINT NOT NULL, PRIMARY KEY (topic, part));
      CREATE INDEX chunk_ranges_chunk ON chunk_ranges (chunk_key);",
     ),
+    (
+        12,
+        // A range's own bytes (its frames, without other partitions'
+        // frames between them); NULL: committed before, counted as `len`.
+        "ALTER TABLE chunk_ranges ADD COLUMN bytes BIGINT;",
+    ),
 ];
 
 /// Counts one more lease grant or renewal of an agent (parameter: agent

@@ -36,6 +36,7 @@ impl ShardContext {
                 end_offset: r.end_offset,
                 pos: r.pos,
                 len: r.len,
+                bytes: r.bytes,
                 epoch: epoch.unwrap_or(0),
                 max_timestamp: r.max_timestamp,
                 producers,

@@ -91,6 +91,9 @@ pub struct SegmentRange {
     pub end_offset: u64,
     pub pos: u64,
     pub len: u64,
+    /// Bytes of the range's own frames (headers and batches): `len` less
+    /// the frames of other partitions interleaved with them.
+    pub bytes: u64,
     /// Largest record timestamp of the range's batches (ms since the Unix
     /// epoch, as their headers say): the range's entry in the time index.
     pub max_timestamp: i64,

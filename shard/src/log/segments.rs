@@ -80,9 +80,11 @@ impl ShardLog {
                 let mut it = p.index.in_segment(id);
                 let Some(first) = it.next() else { continue };
                 let (mut last, mut max_timestamp) = (first, first.max_timestamp);
+                let mut bytes = frame_head + u64::from(first.len);
                 for e in it {
                     last = e;
                     max_timestamp = max_timestamp.max(e.max_timestamp);
+                    bytes += frame_head + u64::from(e.len);
                 }
                 let pos = first.pos - frame_head;
                 out.push(SegmentRange {
@@ -92,6 +94,7 @@ impl ShardLog {
                     end_offset: last.next_offset,
                     pos,
                     len: last.pos + u64::from(last.len) - pos,
+                    bytes,
                     max_timestamp,
                 });
             }

@@ -69,8 +69,8 @@ impl PostgresStore {
             } else {
                 tx.execute(
                 "INSERT INTO chunk_ranges (topic, part, base_offset, end_offset, chunk_key, pos, len, epoch,
-                     max_timestamp)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                     max_timestamp, bytes)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 &[
                     &r.topic.as_str(),
                     &i64::from(r.partition),
@@ -81,6 +81,7 @@ impl PostgresStore {
                     &to_i64(r.len),
                     &to_i64(r.epoch),
                     &r.max_timestamp,
+                    &to_i64(r.bytes),
                 ],
             )
             .await

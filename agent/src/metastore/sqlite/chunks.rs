@@ -69,8 +69,8 @@ impl SqliteStore {
             } else {
                 tx.execute(
                 "INSERT INTO chunk_ranges (topic, part, base_offset, end_offset, chunk_key, pos, len, epoch,
-                     max_timestamp)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                     max_timestamp, bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
                     r.topic.as_str(),
                     i64::from(r.partition),
@@ -80,7 +80,8 @@ impl SqliteStore {
                     to_i64(r.pos),
                     to_i64(r.len),
                     to_i64(r.epoch),
-                    r.max_timestamp
+                    r.max_timestamp,
+                    to_i64(r.bytes)
                 ],
             )
             .map_err(db)?;

@@ -5,13 +5,16 @@
 //! nothing about chunks' contents. Runs on the control thread's tokio
 //! runtime, never on a shard.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
-use s3::creds::Credentials;
-use s3::error::S3Error;
-use s3::{Bucket, Region};
+
+mod local;
+mod s3_bucket;
+
+use local::{read_file, LocalStore};
+use s3_bucket::S3Store;
 
 /// Object store errors.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -163,21 +166,24 @@ impl ObjectStore {
     pub async fn delete(&self, key: &str) -> Result<(), ObjectError> {
         let call = async {
             match &self.backend {
-                Backend::Local(s) => {
-                    let path = s.path(key)?;
-                    match std::fs::remove_file(&path) {
-                        Ok(()) => Ok(()),
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                        Err(e) => Err(io("cannot delete", &path, e)),
-                    }
-                }
-                Backend::S3(s) => match s.bucket.delete_object(s.key(key)).await {
-                    Ok(_) | Err(S3Error::HttpFailWithBody(404, _)) => Ok(()),
-                    Err(e) => Err(s3_err(e)),
-                },
+                Backend::Local(s) => s.delete(key),
+                Backend::S3(s) => s.delete(key).await,
             }
         };
         self.bounded(&format!("DELETE {key}"), 0, call).await
+    }
+
+    /// Keys of the objects whose key starts with `prefix` (a folder such as
+    /// `compacted/`), sorted. Reads the whole listing: for the object
+    /// sweep's prefixes, not for chunk folders at large.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectError> {
+        let call = async {
+            match &self.backend {
+                Backend::Local(s) => s.list(prefix).await,
+                Backend::S3(s) => s.list(prefix).await,
+            }
+        };
+        self.bounded(&format!("LIST {prefix}"), 0, call).await
     }
 
     /// A short description for logs (no credentials).
@@ -189,253 +195,10 @@ impl ObjectStore {
     }
 }
 
-/// Objects as files under a root directory.
-pub struct LocalStore {
-    root: PathBuf,
-}
-
-fn io(what: &str, path: &Path, e: std::io::Error) -> ObjectError {
-    ObjectError::Io(format!("{what} {}: {e}", path.display()))
-}
-
-/// The whole file at `path`, read off the async thread.
-async fn read_file(path: &Path) -> Result<Bytes, ObjectError> {
-    let p = path.to_owned();
-    tokio::task::spawn_blocking(move || std::fs::read(&p).map_err(|e| io("cannot read", &p, e)))
-        .await
-        .map_err(|e| ObjectError::Io(e.to_string()))?
-        .map(Bytes::from)
-}
-
-/// Rejects keys that could escape the root.
-fn check_key(key: &str) -> Result<(), ObjectError> {
-    if key.is_empty() || key.starts_with('/') || key.split('/').any(|p| p == ".." || p.is_empty()) {
-        return Err(ObjectError::Io(format!("invalid object key {key:?}")));
-    }
-    Ok(())
-}
-
-impl LocalStore {
-    pub fn new(root: impl Into<PathBuf>) -> Result<LocalStore, ObjectError> {
-        let root = root.into();
-        std::fs::create_dir_all(&root).map_err(|e| io("cannot create", &root, e))?;
-        Ok(LocalStore { root })
-    }
-
-    fn path(&self, key: &str) -> Result<PathBuf, ObjectError> {
-        check_key(key)?;
-        Ok(self.root.join(key))
-    }
-
-    async fn put(&self, key: &str, data: Bytes) -> Result<(), ObjectError> {
-        let path = self.path(key)?;
-        let run = move || -> Result<(), ObjectError> {
-            use std::io::Write;
-            let dir = path
-                .parent()
-                .ok_or_else(|| ObjectError::Io(format!("no parent for {}", path.display())))?;
-            std::fs::create_dir_all(dir).map_err(|e| io("cannot create", dir, e))?;
-            let tmp = path.with_extension("tmp");
-            let mut f = std::fs::File::create(&tmp).map_err(|e| io("cannot create", &tmp, e))?;
-            f.write_all(&data)
-                .map_err(|e| io("cannot write", &tmp, e))?;
-            f.sync_all().map_err(|e| io("cannot sync", &tmp, e))?;
-            std::fs::rename(&tmp, &path).map_err(|e| io("cannot rename", &tmp, e))?;
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| io("cannot sync", dir, e))
-        };
-        tokio::task::spawn_blocking(run)
-            .await
-            .map_err(|e| ObjectError::Io(e.to_string()))?
-    }
-
-    async fn put_file(&self, key: &str, src: &Path) -> Result<u64, ObjectError> {
-        let path = self.path(key)?;
-        let (src, copy_from) = (src.to_owned(), src.to_owned());
-        let run = move || -> Result<Option<u64>, ObjectError> {
-            let len = std::fs::metadata(&src)
-                .map_err(|e| io("cannot stat", &src, e))?
-                .len();
-            let dir = path
-                .parent()
-                .ok_or_else(|| ObjectError::Io(format!("no parent for {}", path.display())))?;
-            std::fs::create_dir_all(dir).map_err(|e| io("cannot create", dir, e))?;
-            let tmp = path.with_extension("tmp");
-            let _ = std::fs::remove_file(&tmp);
-            if std::fs::hard_link(&src, &tmp).is_err() {
-                // Another filesystem (or no links): the caller copies.
-                return Ok(None);
-            }
-            // The source's bytes are already synced by whoever wrote it;
-            // the new name becomes durable with the directory.
-            std::fs::rename(&tmp, &path).map_err(|e| io("cannot rename", &tmp, e))?;
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| io("cannot sync", dir, e))?;
-            Ok(Some(len))
-        };
-        let linked = tokio::task::spawn_blocking(run)
-            .await
-            .map_err(|e| ObjectError::Io(e.to_string()))??;
-        if let Some(len) = linked {
-            return Ok(len);
-        }
-        let data = read_file(&copy_from).await?;
-        let len = data.len() as u64;
-        self.put(key, data).await?;
-        Ok(len)
-    }
-
-    async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Bytes, ObjectError> {
-        let path = self.path(key)?;
-        let key = key.to_owned();
-        let run = move || -> Result<Bytes, ObjectError> {
-            use std::io::{Read, Seek, SeekFrom};
-            let mut f = match std::fs::File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(ObjectError::NotFound(key))
-                }
-                Err(e) => return Err(io("cannot open", &path, e)),
-            };
-            f.seek(SeekFrom::Start(start))
-                .map_err(|e| io("cannot seek", &path, e))?;
-            let mut buf = Vec::with_capacity(len as usize);
-            f.take(len)
-                .read_to_end(&mut buf)
-                .map_err(|e| io("cannot read", &path, e))?;
-            Ok(Bytes::from(buf))
-        };
-        tokio::task::spawn_blocking(run)
-            .await
-            .map_err(|e| ObjectError::Io(e.to_string()))?
-    }
-
-    async fn size(&self, key: &str) -> Result<Option<u64>, ObjectError> {
-        let path = self.path(key)?;
-        match std::fs::metadata(&path) {
-            Ok(m) => Ok(Some(m.len())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io("cannot stat", &path, e)),
-        }
-    }
-}
-
-/// Objects in an S3 bucket under a key prefix.
-pub struct S3Store {
-    bucket: Box<Bucket>,
-    prefix: String,
-}
-
-fn s3_err(e: S3Error) -> ObjectError {
-    ObjectError::Io(format!("S3: {e}"))
-}
-
-impl S3Store {
-    fn new(url: &str, rest: &str) -> Result<S3Store, ObjectError> {
-        let bad = |why: &str| ObjectError::BadUrl(format!("{url}: {why}"));
-        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
-        if bucket.is_empty() {
-            return Err(bad("the bucket name is missing"));
-        }
-        let mut endpoint = None;
-        let mut region = None;
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            match pair.split_once('=') {
-                Some(("endpoint", v)) => endpoint = Some(v.to_owned()),
-                Some(("region", v)) => region = Some(v.to_owned()),
-                _ => return Err(bad(&format!("unknown parameter {pair:?}"))),
-            }
-        }
-        let region_name = region.unwrap_or_else(|| "us-east-1".into());
-        let custom = endpoint.is_some();
-        let region = match endpoint {
-            Some(endpoint) => {
-                if !endpoint.starts_with("http://") && !endpoint.starts_with("https://") {
-                    return Err(bad("endpoint must be an http:// or https:// URL"));
-                }
-                Region::Custom {
-                    region: region_name,
-                    endpoint,
-                }
-            }
-            None => region_name
-                .parse()
-                .map_err(|_| bad("unknown region; give endpoint= for other servers"))?,
-        };
-        let access = std::env::var("AWS_ACCESS_KEY_ID")
-            .map_err(|_| bad("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"))?;
-        let secret = std::env::var("AWS_SECRET_ACCESS_KEY")
-            .map_err(|_| bad("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"))?;
-        S3Store::with_credentials(url, bucket, region, custom, prefix, &access, &secret)
-    }
-
-    fn with_credentials(
-        url: &str,
-        bucket: &str,
-        region: Region,
-        custom: bool,
-        prefix: &str,
-        access: &str,
-        secret: &str,
-    ) -> Result<S3Store, ObjectError> {
-        let bad = |why: &str| ObjectError::BadUrl(format!("{url}: {why}"));
-        let creds = Credentials::new(Some(access), Some(secret), None, None, None)
-            .map_err(|e| bad(&e.to_string()))?;
-        let mut bucket = Bucket::new(bucket, region, creds).map_err(|e| bad(&e.to_string()))?;
-        if custom {
-            bucket = bucket.with_path_style();
-        }
-        let prefix = prefix.trim_matches('/');
-        let prefix = if prefix.is_empty() {
-            String::new()
-        } else {
-            format!("{prefix}/")
-        };
-        Ok(S3Store { bucket, prefix })
-    }
-
-    fn key(&self, key: &str) -> String {
-        format!("{}{key}", self.prefix)
-    }
-
-    async fn put(&self, key: &str, data: Bytes) -> Result<(), ObjectError> {
-        self.bucket
-            .put_object(self.key(key), &data)
-            .await
-            .map_err(s3_err)?;
-        Ok(())
-    }
-
-    async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Bytes, ObjectError> {
-        if len == 0 {
-            return Ok(Bytes::new());
-        }
-        match self
-            .bucket
-            .get_object_range(self.key(key), start, Some(start + len - 1))
-            .await
-        {
-            Ok(r) => Ok(r.bytes().clone()),
-            Err(S3Error::HttpFailWithBody(404, _)) => Err(ObjectError::NotFound(key.into())),
-            Err(e) => Err(s3_err(e)),
-        }
-    }
-
-    async fn size(&self, key: &str) -> Result<Option<u64>, ObjectError> {
-        match self.bucket.head_object(self.key(key)).await {
-            Ok((head, _)) => Ok(Some(head.content_length.map_or(0, |n| n.max(0) as u64))),
-            Err(S3Error::HttpFailWithBody(404, _)) => Ok(None),
-            Err(e) => Err(s3_err(e)),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use s3::Region;
 
     /// A store on bucket `b` of the S3 server at `endpoint` (path style,
     /// fixed credentials), with the default call timeout.
@@ -466,9 +229,9 @@ mod tests {
                 "{url}: {err:?}"
             );
         }
-        assert!(check_key("../x").is_err());
-        assert!(check_key("a//b").is_err());
-        assert!(check_key("chunks/a/b.wal").is_ok());
+        assert!(local::check_key("../x").is_err());
+        assert!(local::check_key("a//b").is_err());
+        assert!(local::check_key("chunks/a/b.wal").is_ok());
     }
 
     #[tokio::test]
