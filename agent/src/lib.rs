@@ -29,6 +29,7 @@ pub mod admin;
 pub mod assignment;
 pub mod catalog;
 pub mod clock;
+pub mod compaction;
 pub mod config;
 pub mod control;
 pub mod groups;

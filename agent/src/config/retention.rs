@@ -47,6 +47,27 @@ pub struct RetentionFlags {
         default_value_t = 300_000
     )]
     pub object_delete_grace_ms: u64,
+
+    /// Size of the objects compaction writes, in bytes (default 8388608,
+    /// 8 MiB; 0 turns compaction off): each partition's ranges in small
+    /// or mostly dead chunk objects are gathered into objects of about
+    /// this size, one partition's each, every `--retention-check-ms`.
+    #[arg(
+        long,
+        env = "STREAMHOUSE_COMPACTION_TARGET_BYTES",
+        default_value_t = 8 << 20
+    )]
+    pub compaction_target_bytes: u64,
+
+    /// Most bytes one compaction pass of this agent reads from object
+    /// storage, in bytes (default 268435456, 256 MiB): the bound on its
+    /// work per `--retention-check-ms`. At least the target size.
+    #[arg(
+        long,
+        env = "STREAMHOUSE_COMPACTION_BYTES_PER_PASS",
+        default_value_t = 256 << 20
+    )]
+    pub compaction_bytes_per_pass: u64,
 }
 
 impl RetentionFlags {
@@ -65,7 +86,23 @@ impl RetentionFlags {
         if self.retention_check_ms == 0 {
             return Err("--retention-check-ms must be at least 1".into());
         }
+        if self.compaction_target_bytes > 0
+            && self.compaction_bytes_per_pass < self.compaction_target_bytes
+        {
+            return Err(format!(
+                "--compaction-bytes-per-pass ({}) must be at least --compaction-target-bytes ({})",
+                self.compaction_bytes_per_pass, self.compaction_target_bytes
+            ));
+        }
         Ok(())
+    }
+
+    /// What compaction aims at; `None` when it is off.
+    pub fn compaction(&self) -> Option<crate::compaction::CompactionPolicy> {
+        (self.compaction_target_bytes > 0).then(|| crate::compaction::CompactionPolicy {
+            target_bytes: self.compaction_target_bytes,
+            ..Default::default()
+        })
     }
 
     /// How long an unreferenced chunk object is kept.

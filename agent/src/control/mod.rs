@@ -27,6 +27,7 @@ use members::Members;
 use remote::RemoteCache;
 use state::Shared;
 
+mod compaction;
 mod debug_state;
 mod dispatch;
 mod groups;

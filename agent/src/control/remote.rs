@@ -92,7 +92,7 @@ impl ChunkReader<'_> {
         offset: u64,
         max_bytes: usize,
     ) -> Result<Vec<Bytes>, ControlError> {
-        let Some(loc) = self.meta.find_range(topic, partition, offset).await? else {
+        let Some(mut loc) = self.meta.find_range(topic, partition, offset).await? else {
             return Err(ControlError::OutOfRange(format!(
                 "offset {offset} of {topic}/{partition} is neither in the local log nor in object storage"
             )));
@@ -107,7 +107,16 @@ impl ChunkReader<'_> {
             Ok(d) => d,
             Err(e) => {
                 self.not_below_start(topic, partition, offset).await?;
-                return Err(e);
+                // Compaction may have moved the range to a new object since
+                // it was looked up (and the sweep deleted the old one): it
+                // is read there then.
+                match self.meta.find_range(topic, partition, offset).await? {
+                    Some(moved) if moved.chunk_key != loc.chunk_key => {
+                        loc = moved;
+                        self.range_bytes(&loc).await?
+                    }
+                    _ => return Err(e),
+                }
             }
         };
         let mut out = Vec::new();

@@ -17,6 +17,7 @@ use crate::ids::{PartitionId, TopicKey};
 use crate::messages::{ControlError, ToShard};
 use crate::topic_config::ConfigDefaults;
 
+use super::compaction::Compactor;
 use super::state::Shared;
 
 impl Shared {
@@ -157,14 +158,22 @@ impl Shared {
 }
 
 /// Until the agent stops: a retention pass every `every` (the first one
-/// `every` after the start).
+/// `every` after the start), each followed by a compaction pass when
+/// compaction is on (`--compaction-target-bytes`).
 ///
 /// # Cancellation
 /// Stopping it between passes loses nothing; within one, a log start the
-/// store moved is told to its shard at the next lease acquisition.
+/// store moved is told to its shard at the next lease acquisition, and a
+/// compacted object written but not switched to is claimed by the sweep.
 pub(super) async fn run_retention(shared: Arc<Shared>, every: Duration) {
+    let policy = shared.config.retention.compaction();
+    let budget = shared.config.retention.compaction_bytes_per_pass;
+    let mut compactor = Compactor::default();
     while !shared.stop.load(Ordering::Acquire) {
         tokio::time::sleep(every).await;
         shared.retention_pass().await;
+        if let Some(policy) = &policy {
+            shared.compaction_pass(&mut compactor, policy, budget).await;
+        }
     }
 }

@@ -15,6 +15,7 @@
 //!   it was committed before and is skipped): a partition's committed
 //!   ranges are contiguous from offset 0, so a read never skips a gap.
 
+pub mod compaction;
 pub mod groups;
 mod postgres;
 mod retention_sql;

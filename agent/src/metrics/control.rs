@@ -41,6 +41,23 @@ pub struct ControlMetrics {
     pub log_start_moves: AtomicU64,
     /// Chunk objects the sweep deleted (no range referenced them).
     pub objects_deleted: AtomicU64,
+    /// Objects compaction wrote and switched the chunk index to.
+    pub compactions: AtomicU64,
+    /// Bytes of those objects.
+    pub compacted_bytes: AtomicU64,
+    /// Committed ranges moved into them.
+    pub compacted_ranges: AtomicU64,
+    /// Partition compactions that failed (tried again next pass).
+    pub compaction_failures: AtomicU64,
+    /// Own bytes of the ranges the last compaction pass left for later
+    /// (its budget ran out): compaction's lag.
+    pub compaction_pending_bytes: AtomicU64,
+    /// Objects no row named (compactions never switched to) that the sweep
+    /// claimed for deletion.
+    pub orphans_claimed: AtomicU64,
+    /// Objects no range references, waiting out their grace before the
+    /// sweep deletes them, as of the last sweep of this agent.
+    pub sweep_pending_objects: AtomicU64,
 }
 
 impl Default for ControlMetrics {
@@ -59,6 +76,13 @@ impl Default for ControlMetrics {
             leases_held: AtomicU64::new(0),
             log_start_moves: AtomicU64::new(0),
             objects_deleted: AtomicU64::new(0),
+            compactions: AtomicU64::new(0),
+            compacted_bytes: AtomicU64::new(0),
+            compacted_ranges: AtomicU64::new(0),
+            compaction_failures: AtomicU64::new(0),
+            compaction_pending_bytes: AtomicU64::new(0),
+            orphans_claimed: AtomicU64::new(0),
+            sweep_pending_objects: AtomicU64::new(0),
         }
     }
 }
@@ -76,7 +100,7 @@ impl Collector for ControlCollector {
     fn encode(&self, mut enc: DescriptorEncoder<'_>) -> fmt::Result {
         let c = &self.0;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let counters: [(&str, &str, Option<&Unit>, u64); 11] = [
+        let counters: [(&str, &str, Option<&Unit>, u64); 16] = [
             (
                 "streamhouse_chunks_uploaded",
                 "Chunk objects written to object storage.",
@@ -143,6 +167,36 @@ impl Collector for ControlCollector {
                 None,
                 get(&c.objects_deleted),
             ),
+            (
+                "streamhouse_compactions",
+                "Objects compaction wrote and switched the chunk index to.",
+                None,
+                get(&c.compactions),
+            ),
+            (
+                "streamhouse_compacted",
+                "Bytes of the objects compaction wrote and switched to.",
+                Some(&Unit::Bytes),
+                get(&c.compacted_bytes),
+            ),
+            (
+                "streamhouse_compacted_ranges",
+                "Committed ranges compaction moved into objects of their partition's own.",
+                None,
+                get(&c.compacted_ranges),
+            ),
+            (
+                "streamhouse_compaction_failures",
+                "Partition compactions that failed (tried again next pass; nothing lost).",
+                None,
+                get(&c.compaction_failures),
+            ),
+            (
+                "streamhouse_orphans_claimed",
+                "Compacted objects no chunk row named that the sweep claimed for deletion.",
+                None,
+                get(&c.orphans_claimed),
+            ),
         ];
         for (name, help, unit, v) in counters {
             single(&mut enc, name, help, unit, Value::Counter(v))?;
@@ -153,6 +207,20 @@ impl Collector for ControlCollector {
             "Partition leases this agent holds.",
             None,
             Value::IntGauge(get(&c.leases_held)),
+        )?;
+        single(
+            &mut enc,
+            "streamhouse_compaction_pending",
+            "Own bytes of the ranges the last compaction pass left for later (its budget ran out).",
+            Some(&Unit::Bytes),
+            Value::IntGauge(get(&c.compaction_pending_bytes)),
+        )?;
+        single(
+            &mut enc,
+            "streamhouse_sweep_pending_objects",
+            "Objects no range references, waiting out their grace before the sweep deletes them.",
+            None,
+            Value::IntGauge(get(&c.sweep_pending_objects)),
         )?;
         let mut e = enc.encode_descriptor(
             "streamhouse_upload_duration",

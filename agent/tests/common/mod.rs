@@ -153,11 +153,13 @@ impl Agent {
 
     /// Like [`Agent::start`], with `FAILPOINTS` set to `failpoints` for
     /// this agent's process only (fail points exist in test builds of the
-    /// agent). A restart by [`Agent::spawn`] runs without them.
+    /// agent). A restart by [`Agent::spawn`] runs without them. (Set on
+    /// the child alone: agents other tests start meanwhile never see them.)
     pub fn start_with_failpoints(shards: usize, extra: &[&str], failpoints: &str) -> Agent {
-        std::env::set_var("FAILPOINTS", failpoints);
-        let a = Agent::start(shards, extra);
-        std::env::remove_var("FAILPOINTS");
+        let mut a = Agent::unstarted(shards, extra);
+        a.env.push(("FAILPOINTS".into(), failpoints.into()));
+        a.spawn();
+        a.env.pop();
         a
     }
 

@@ -7,6 +7,7 @@
 //! `leases`, chunk commits and what they committed in `chunks`.
 
 mod chunks;
+mod compaction;
 mod groups;
 mod leases;
 mod retention;
