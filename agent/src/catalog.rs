@@ -59,6 +59,8 @@ pub struct PartitionTraffic {
     /// Bytes of its committed ranges in object storage (0 when another
     /// agent leads it).
     pub stored_bytes: AtomicU64,
+    /// Objects holding its committed ranges (0 when another agent leads it).
+    pub stored_objects: AtomicU64,
     /// Its first readable offset (0 when another agent leads it).
     pub log_start: AtomicU64,
 }
@@ -109,6 +111,7 @@ fn grow(t: &mut TopicEntry, partitions: u32) {
                     (&n.fetched_records, &o.fetched_records),
                     (&n.fetched_bytes, &o.fetched_bytes),
                     (&n.stored_bytes, &o.stored_bytes),
+                    (&n.stored_objects, &o.stored_objects),
                     (&n.log_start, &o.log_start),
                 ] {
                     to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);

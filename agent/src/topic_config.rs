@@ -12,14 +12,19 @@ use std::fmt;
 pub const RETENTION_MS: &str = "retention.ms";
 /// Most bytes a partition keeps in object storage; `-1`: no limit.
 pub const RETENTION_BYTES: &str = "retention.bytes";
-/// What happens to old records: `delete`.
+/// What happens to old records: `delete` (retention), `compact` (the
+/// latest record per key is kept), or both (`compact,delete`).
 pub const CLEANUP_POLICY: &str = "cleanup.policy";
+/// How long a tombstone (a keyed record with an empty value) stays in a
+/// compacted topic after it is the latest of its key, in milliseconds.
+pub const DELETE_RETENTION_MS: &str = "delete.retention.ms";
 /// Largest record batch a producer may send to the topic, in bytes.
 pub const MAX_MESSAGE_BYTES: &str = "max.message.bytes";
 
 /// Every key a topic may set, in the order DescribeConfigs lists them.
-pub const KEYS: [&str; 4] = [
+pub const KEYS: [&str; 5] = [
     CLEANUP_POLICY,
+    DELETE_RETENTION_MS,
     MAX_MESSAGE_BYTES,
     RETENTION_BYTES,
     RETENTION_MS,
@@ -74,7 +79,22 @@ pub struct TopicConfig {
     retention_ms: Option<i64>,
     retention_bytes: Option<i64>,
     max_message_bytes: Option<u64>,
+    cleanup: Option<Cleanup>,
+    delete_retention_ms: Option<u64>,
 }
+
+/// What a topic does with old records (`cleanup.policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cleanup {
+    /// Retention deletes records past `retention.ms` / `retention.bytes`.
+    pub delete: bool,
+    /// Key compaction keeps the latest record of each key.
+    pub compact: bool,
+}
+
+/// `delete.retention.ms` of topics that do not set it: 86400000 (1 day,
+/// as Kafka).
+pub const DEFAULT_DELETE_RETENTION_MS: u64 = 86_400_000;
 
 /// Parses `-1` or a whole number from 1 to `i64::MAX`.
 fn limit_or_none(key: &str, value: &str) -> Result<i64, ConfigError> {
@@ -94,7 +114,14 @@ fn documentation(key: &str) -> &'static str {
             "Most bytes a partition keeps in object storage; -1 sets no limit. Whole ranges \
              are deleted, oldest first"
         }
-        CLEANUP_POLICY => "What happens to records past retention: delete",
+        CLEANUP_POLICY => {
+            "What happens to old records: delete (past retention), compact (only the latest \
+             record of each key is kept), or compact,delete (both)"
+        }
+        DELETE_RETENTION_MS => {
+            "How long a tombstone (a keyed record with an empty value) stays in a compacted \
+             topic once it is the latest of its key, in milliseconds"
+        }
         MAX_MESSAGE_BYTES => "Largest record batch a producer may send to the topic, in bytes",
         _ => "",
     }
@@ -113,17 +140,26 @@ impl TopicConfig {
             match key.as_str() {
                 RETENTION_MS => c.retention_ms = Some(limit_or_none(key, value)?),
                 RETENTION_BYTES => c.retention_bytes = Some(limit_or_none(key, value)?),
-                CLEANUP_POLICY => match value.as_str() {
-                    "delete" => {}
-                    "compact" | "compact,delete" | "delete,compact" => {
-                        return Err(ConfigError(format!(
-                            "cleanup.policy={value} is not supported yet: topics keep every \
-                             record until retention deletes it; use delete"
-                        )))
-                    }
+                CLEANUP_POLICY => {
+                    let (delete, compact) = match value.as_str() {
+                        "delete" => (true, false),
+                        "compact" => (false, true),
+                        "compact,delete" | "delete,compact" => (true, true),
+                        _ => {
+                            return Err(ConfigError(format!(
+                                "cleanup.policy must be delete, compact or compact,delete, \
+                                 got {value:?}"
+                            )))
+                        }
+                    };
+                    c.cleanup = Some(Cleanup { delete, compact });
+                }
+                DELETE_RETENTION_MS => match value.parse::<u64>() {
+                    Ok(n) if i64::try_from(n).is_ok() => c.delete_retention_ms = Some(n),
                     _ => {
                         return Err(ConfigError(format!(
-                            "cleanup.policy must be delete, got {value:?}"
+                            "delete.retention.ms must be a whole number of milliseconds, at \
+                             least 0, got {value:?}"
                         )))
                     }
                 },
@@ -215,6 +251,20 @@ impl TopicConfig {
         TopicConfig::checked(next, defaults)
     }
 
+    /// What the topic does with old records (default: delete).
+    pub fn cleanup(&self) -> Cleanup {
+        self.cleanup.unwrap_or(Cleanup {
+            delete: true,
+            compact: false,
+        })
+    }
+
+    /// How long a tombstone that is the latest of its key stays, ms.
+    pub fn delete_retention_ms(&self) -> u64 {
+        self.delete_retention_ms
+            .unwrap_or(DEFAULT_DELETE_RETENTION_MS)
+    }
+
     /// How long records are kept; `None`: for ever.
     pub fn retention_ms(&self, d: &ConfigDefaults) -> Option<u64> {
         u64::try_from(self.retention_ms.unwrap_or(d.retention_ms)).ok()
@@ -244,6 +294,7 @@ impl TopicConfig {
                             RETENTION_MS => d.retention_ms.to_string(),
                             RETENTION_BYTES => d.retention_bytes.to_string(),
                             MAX_MESSAGE_BYTES => d.max_message_bytes.to_string(),
+                            DELETE_RETENTION_MS => DEFAULT_DELETE_RETENTION_MS.to_string(),
                             _ => "delete".to_owned(),
                         },
                         Source::Default,
@@ -295,14 +346,39 @@ mod tests {
     }
 
     #[test]
+    fn cleanup_policies_and_tombstone_retention() {
+        let none = TopicConfig::default();
+        assert_eq!(
+            (none.cleanup().delete, none.cleanup().compact),
+            (true, false)
+        );
+        assert_eq!(none.delete_retention_ms(), 86_400_000);
+        for (v, delete, compact) in [
+            ("delete", true, false),
+            ("compact", false, true),
+            ("compact,delete", true, true),
+            ("delete,compact", true, true),
+        ] {
+            let c = TopicConfig::checked(set(&[("cleanup.policy", v)]), &D).unwrap();
+            assert_eq!((c.cleanup().delete, c.cleanup().compact), (delete, compact));
+        }
+        let c = TopicConfig::checked(set(&[("delete.retention.ms", "0")]), &D).unwrap();
+        assert_eq!(c.delete_retention_ms(), 0);
+    }
+
+    #[test]
     fn bad_keys_and_values_are_refused_with_their_name() {
         for (k, v, says) in [
             ("retention.ms", "0", "retention.ms must be"),
             ("retention.ms", "-2", "retention.ms must be"),
             ("retention.ms", "1h", "retention.ms must be"),
             ("retention.bytes", "", "retention.bytes must be"),
-            ("cleanup.policy", "compact", "not supported yet"),
-            ("cleanup.policy", "gc", "must be delete"),
+            (
+                "cleanup.policy",
+                "gc",
+                "must be delete, compact or compact,delete",
+            ),
+            ("delete.retention.ms", "-5", "at least 0"),
             ("max.message.bytes", "0", "max.message.bytes must be"),
             ("max.message.bytes", "8388609", "--max-request-bytes"),
             (

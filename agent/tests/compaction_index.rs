@@ -126,7 +126,8 @@ async fn suite(url: &str) {
     // The second object has no range left; the first keeps partition 1's.
     let dead = m.dead_chunks(10_000).await.unwrap();
     assert!(dead.contains(&chunks[1]) && !dead.contains(&chunks[0]));
-    assert_eq!(m.stored_bytes(&key, 0).await.unwrap(), 300);
+    let stored = m.stored(&key, 0).await.unwrap();
+    assert_eq!((stored.bytes, stored.objects), (300, 2));
     // The same switch again: its sources are gone, nothing changes.
     let again = switch(
         &unique("compacted/y"),

@@ -300,15 +300,20 @@ async fn stored_bytes_and_log_starts_are_on_metrics() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };
+    let objects = r#"streamhouse_topic_stored_objects{topic="measured",partition="0"}"#;
     until("stored bytes never shown", |bytes, start| {
         bytes > 0.0 && start == 0.0
     })
     .await;
+    let (_, text) = get(admin_port, "/metrics").await;
+    assert!(sample(&text, objects) >= 1.0, "{text}");
     assert_eq!(admin.delete_records("measured", 0, None).await.unwrap(), 10);
     until("the deletion never shown", |bytes, start| {
         bytes == 0.0 && start == 10.0
     })
     .await;
+    let (_, text) = get(admin_port, "/metrics").await;
+    assert_eq!(sample(&text, objects), 0.0, "{text}");
 }
 
 /// Two partitions of one shard written in turns share each segment, their
@@ -334,7 +339,7 @@ async fn stored_bytes_count_a_partitions_own_frames_not_its_neighbours() {
         .await
         .unwrap();
     let key = m.topics().await.unwrap()[0].key();
-    let stored = m.stored_bytes(&key, 0).await.unwrap() + m.stored_bytes(&key, 1).await.unwrap();
+    let stored = m.stored(&key, 0).await.unwrap().bytes + m.stored(&key, 1).await.unwrap().bytes;
     let objects: u64 = chunk_files(&agent)
         .iter()
         .map(|f| std::fs::metadata(f).unwrap().len())

@@ -38,7 +38,7 @@ async fn keys_set_at_creation_and_altered_are_described_and_survive_a_restart() 
         .await
         .expect("create with configs");
     let described = by_name(&admin.describe_configs("kept").await.unwrap());
-    assert_eq!(described.len(), 4, "{described:?}");
+    assert_eq!(described.len(), 5, "{described:?}");
     assert_eq!(
         described["retention.bytes"],
         pair("1048576", ConfigSource::Topic)
@@ -92,7 +92,12 @@ async fn bad_keys_and_values_are_refused_and_change_nothing() {
         ),
         ("retention.ms", "soon", "retention.ms must be"),
         ("retention.bytes", "0", "retention.bytes must be"),
-        ("cleanup.policy", "compact", "not supported yet"),
+        (
+            "cleanup.policy",
+            "gc",
+            "must be delete, compact or compact,delete",
+        ),
+        ("delete.retention.ms", "-1", "delete.retention.ms must be"),
         ("max.message.bytes", "9000000", "--max-request-bytes"),
     ] {
         let e = admin

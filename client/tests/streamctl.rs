@@ -42,8 +42,8 @@ fn round_trip_through_the_cli() {
     let (code, out, _) = streamctl(&b, &["topic", "describe", "cli"], "");
     assert_eq!(code, 0);
     // Heading, column names, 3 partitions; then the configuration's
-    // column names and its 4 keys.
-    assert_eq!(out.lines().count(), 2 + 3 + 1 + 4, "{out}");
+    // column names and its 5 keys.
+    assert_eq!(out.lines().count(), 2 + 3 + 1 + 5, "{out}");
     let lines: String = (0..50).map(|i| format!("line {i}\n")).collect();
     let (code, out, err) = streamctl(&b, &["produce", "cli", "--partition", "1"], &lines);
     assert_eq!(code, 0, "{err}");

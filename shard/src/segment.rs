@@ -190,6 +190,7 @@ pub fn parse_frame(buf: &[u8], pos: usize) -> Result<ScannedFrame, FrameProblem>
             crc: 0,
             base_offset: offset,
             codec: batch::Codec::None,
+            flags: 0,
             record_count: 0,
             first_timestamp: 0,
             max_timestamp: 0,

@@ -46,8 +46,9 @@ fn mostly_dead(r: &CompactedFrom) -> bool {
     r.object_live.saturating_mul(2) < r.object_size
 }
 
-/// Whether the range is worth moving at all.
-fn candidate(r: &CompactedFrom, policy: &CompactionPolicy) -> bool {
+/// Whether the range is worth moving at all: its object is a small
+/// uploaded chunk or mostly dead.
+pub fn worth_moving(r: &CompactedFrom, policy: &CompactionPolicy) -> bool {
     let small = !r.chunk_key.starts_with(COMPACTED_PREFIX) && r.object_size < policy.target_bytes;
     small || mostly_dead(r)
 }
@@ -70,7 +71,7 @@ pub fn plan(ranges: &[CompactedFrom], policy: &CompactionPolicy) -> Vec<Vec<Comp
         }
     };
     for r in ranges {
-        if !candidate(r, policy) {
+        if !worth_moving(r, policy) {
             close(&mut group, false, &mut out);
             bytes = 0;
             continue;

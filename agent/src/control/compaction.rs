@@ -26,14 +26,16 @@ use super::state::Shared;
 
 /// Ranges of one partition weighed per pass: 2,000 (the next pass goes on
 /// from the last one).
-const WEIGH_LIMIT: u32 = 2_000;
+pub(super) const WEIGH_LIMIT: u32 = 2_000;
 
 /// Where each held partition's next compaction pass starts weighing its
-/// ranges (offset), and a sequence for new objects' keys.
+/// ranges (offset), where each partition of a compacted topic was cleaned
+/// up to (`key_compaction`), and a sequence for new objects' keys.
 #[derive(Debug, Default)]
 pub(super) struct Compactor {
     cursors: HashMap<PartitionId, u64>,
-    seq: u64,
+    pub(super) cleaned: HashMap<PartitionId, u64>,
+    pub(super) seq: u64,
 }
 
 impl Shared {
@@ -49,20 +51,34 @@ impl Shared {
         let held = self.leases.all();
         c.cursors
             .retain(|id, _| held.iter().any(|(held, _)| held == id));
+        c.cleaned
+            .retain(|id, _| held.iter().any(|(held, _)| held == id));
         let mut left = budget;
         let mut pending = 0u64;
         for (id, _) in held {
             if self.stop.load(Ordering::Acquire) {
                 return;
             }
-            let from = c.cursors.get(&id).copied().unwrap_or(0);
-            match self
-                .compact_partition(c, &id, policy, from, (budget, &mut left), &mut pending)
-                .await
-            {
-                Ok(next) => {
-                    c.cursors.insert(id, next);
-                }
+            let config = self
+                .catalog
+                .get(id.topic.name())
+                .filter(|t| Some(t.id) == id.topic.incarnation())
+                .map(|t| t.config.clone());
+            let Some(config) = config else { continue };
+            let done = if config.cleanup().compact {
+                let retention = config.delete_retention_ms();
+                self.clean_partition(c, &id, policy, retention, &mut left, &mut pending)
+                    .await
+            } else {
+                let from = c.cursors.get(&id).copied().unwrap_or(0);
+                self.compact_partition(c, &id, policy, from, (budget, &mut left), &mut pending)
+                    .await
+                    .map(|next| {
+                        c.cursors.insert(id.clone(), next);
+                    })
+            };
+            match done {
+                Ok(()) => {}
                 Err(e) => {
                     self.metrics
                         .control
@@ -122,7 +138,7 @@ impl Shared {
 
     /// A new object's key: `compacted/{topic id}/{partition}/{first
     /// offset}-{agent}-{ms}-{seq}.wal`, unique per agent and attempt.
-    fn compacted_key(
+    pub(super) fn compacted_key(
         &self,
         key: &TopicKey,
         partition: u32,
@@ -159,12 +175,6 @@ impl Shared {
         group: &[CompactedFrom],
         object: String,
     ) -> Result<bool, ControlError> {
-        let epoch = self.held_epoch(key, partition).ok_or_else(|| {
-            ControlError::Unavailable(format!(
-                "the lease of {}/{partition} is not held here any more",
-                key.name()
-            ))
-        })?;
         let mut w = Rewrite::default();
         for src in group {
             let data = self
@@ -178,6 +188,27 @@ impl Shared {
                 own_frames(key.as_str(), partition, src, &data).map_err(ControlError::Corrupt)?;
             w.push(src, &frames);
         }
+        self.switch_rewrite(key, partition, group, w, object).await
+    }
+
+    /// PUTs a rewritten group as `object` and switches the index of the
+    /// `group`'s ranges to it. `Ok(false)`: a source changed meanwhile (or
+    /// the lease moved), so the object was deleted again and nothing
+    /// changed.
+    pub(super) async fn switch_rewrite(
+        &self,
+        key: &TopicKey,
+        partition: u32,
+        group: &[CompactedFrom],
+        w: Rewrite,
+        object: String,
+    ) -> Result<bool, ControlError> {
+        let epoch = self.held_epoch(key, partition).ok_or_else(|| {
+            ControlError::Unavailable(format!(
+                "the lease of {}/{partition} is not held here any more",
+                key.name()
+            ))
+        })?;
         let size = w.data.len() as u64;
         self.store
             .put(&object, Bytes::from(w.data))

@@ -32,6 +32,7 @@ mod debug_state;
 mod dispatch;
 mod groups;
 mod held;
+mod key_compaction;
 mod leases;
 mod members;
 mod membership;

@@ -71,6 +71,7 @@ impl Shared {
             for (p, t) in entry.traffic.iter().enumerate() {
                 if !here.contains(&PartitionId::new(key.clone(), p as u32)) {
                     t.stored_bytes.store(0, Ordering::Relaxed);
+                    t.stored_objects.store(0, Ordering::Relaxed);
                     t.log_start.store(0, Ordering::Relaxed);
                 }
             }
@@ -126,7 +127,9 @@ impl Shared {
             .retention_ms(defaults)
             .map(|ms| now_ms().saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX)));
         let max_bytes = entry.config.retention_bytes(defaults);
-        if cutoff.is_none() && max_bytes.is_none() {
+        // cleanup.policy=compact alone: key compaction, not retention,
+        // removes records.
+        if !entry.config.cleanup().delete || (cutoff.is_none() && max_bytes.is_none()) {
             return Ok(start);
         }
         match self
@@ -148,10 +151,11 @@ impl Shared {
         entry: &TopicEntry,
         start: u64,
     ) -> Result<(), ControlError> {
-        let bytes = self.meta.stored_bytes(key, partition).await?;
+        let stored = self.meta.stored(key, partition).await?;
         if let Some(t) = entry.traffic.get(partition as usize) {
             t.log_start.store(start, Ordering::Relaxed);
-            t.stored_bytes.store(bytes, Ordering::Relaxed);
+            t.stored_bytes.store(stored.bytes, Ordering::Relaxed);
+            t.stored_objects.store(stored.objects, Ordering::Relaxed);
         }
         Ok(())
     }

@@ -104,6 +104,15 @@ pub struct ChunkCommit {
     pub ranges: Vec<ChunkRange>,
 }
 
+/// What a partition keeps in object storage ([`MetaStore::stored`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    /// Own bytes of its committed ranges.
+    pub bytes: u64,
+    /// Objects holding them (shared ones included).
+    pub objects: u64,
+}
+
 /// Where a committed range lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RangeLocation {
@@ -677,12 +686,12 @@ impl MetaStore {
         }
     }
 
-    /// Bytes of a partition's committed ranges (its data in object
-    /// storage; objects shared with other partitions count their part).
-    pub async fn stored_bytes(&self, topic: &TopicKey, partition: u32) -> Result<u64, MetaError> {
+    /// What a partition keeps in object storage: its committed ranges'
+    /// own bytes and the objects holding them.
+    pub async fn stored(&self, topic: &TopicKey, partition: u32) -> Result<Stored, MetaError> {
         match self {
-            MetaStore::Sqlite(s) => s.stored_bytes(topic, partition),
-            MetaStore::Postgres(s) => s.bounded(s.stored_bytes(topic, partition)).await,
+            MetaStore::Sqlite(s) => s.stored(topic, partition),
+            MetaStore::Postgres(s) => s.bounded(s.stored(topic, partition)).await,
         }
     }
 

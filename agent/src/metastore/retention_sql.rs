@@ -51,10 +51,11 @@ pub(crate) const DEAD_CHUNKS: &str = "SELECT key FROM chunks WHERE NOT EXISTS (
 pub(crate) const FORGET_CHUNK: &str = "DELETE FROM chunks WHERE key = $1 AND NOT EXISTS (
          SELECT 1 FROM chunk_ranges WHERE chunk_ranges.chunk_key = $1)";
 
-/// Bytes of a partition's committed ranges in object storage ($1, $2).
-pub(crate) const STORED_BYTES: &str =
-    "SELECT CAST(COALESCE(SUM(COALESCE(bytes, len)), 0) AS BIGINT) FROM chunk_ranges
-     WHERE topic = $1 AND part = $2";
+/// Bytes of a partition's committed ranges in object storage ($1, $2),
+/// and the objects holding them.
+pub(crate) const STORED: &str = "SELECT CAST(COALESCE(SUM(COALESCE(bytes, len)), 0) AS BIGINT),
+         CAST(COUNT(DISTINCT chunk_key) AS BIGINT)
+     FROM chunk_ranges WHERE topic = $1 AND part = $2";
 
 /// Deletes a topic's log starts ($1 topic key).
 pub(crate) const DELETE_TOPIC_STARTS: &str = "DELETE FROM log_starts WHERE topic = $1";

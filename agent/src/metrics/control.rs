@@ -52,6 +52,9 @@ pub struct ControlMetrics {
     /// Own bytes of the ranges the last compaction pass left for later
     /// (its budget ran out): compaction's lag.
     pub compaction_pending_bytes: AtomicU64,
+    /// Records key compaction removed (superseded by a later record of
+    /// their key, or expired tombstones).
+    pub records_compacted_away: AtomicU64,
     /// Objects no row named (compactions never switched to) that the sweep
     /// claimed for deletion.
     pub orphans_claimed: AtomicU64,
@@ -82,6 +85,7 @@ impl Default for ControlMetrics {
             compaction_failures: AtomicU64::new(0),
             compaction_pending_bytes: AtomicU64::new(0),
             orphans_claimed: AtomicU64::new(0),
+            records_compacted_away: AtomicU64::new(0),
             sweep_pending_objects: AtomicU64::new(0),
         }
     }
@@ -100,7 +104,7 @@ impl Collector for ControlCollector {
     fn encode(&self, mut enc: DescriptorEncoder<'_>) -> fmt::Result {
         let c = &self.0;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let counters: [(&str, &str, Option<&Unit>, u64); 16] = [
+        let counters: [(&str, &str, Option<&Unit>, u64); 17] = [
             (
                 "streamhouse_chunks_uploaded",
                 "Chunk objects written to object storage.",
@@ -190,6 +194,13 @@ impl Collector for ControlCollector {
                 "Partition compactions that failed (tried again next pass; nothing lost).",
                 None,
                 get(&c.compaction_failures),
+            ),
+            (
+                "streamhouse_records_compacted_away",
+                "Records key compaction removed: superseded by a later record of their key, or \
+                 tombstones past delete.retention.ms.",
+                None,
+                get(&c.records_compacted_away),
             ),
             (
                 "streamhouse_orphans_claimed",

@@ -101,29 +101,43 @@ impl Collector for TopicsCollector {
                 }
             }
         }
-        let mut stored = enc.encode_descriptor(
-            "streamhouse_topic_stored",
-            "Bytes of the topic's committed ranges in object storage, of the partitions this \
-             agent leads (as of the last retention pass).",
-            Some(&Unit::Bytes),
-            MetricType::Gauge,
-        )?;
-        for (topic, entry) in &topics {
-            if per_partition {
-                for (p, t) in entry.traffic.iter().enumerate() {
-                    let partition = p.to_string();
-                    let labels = [("topic", topic.as_str()), ("partition", partition.as_str())];
-                    let v = t.stored_bytes.load(Ordering::Relaxed);
-                    Value::IntGauge(v).write(&mut stored.encode_family(&labels)?)?;
+        type Field = fn(&PartitionTraffic) -> &AtomicU64;
+        let gauges: [(&str, &str, Option<&Unit>, Field); 2] = [
+            (
+                "streamhouse_topic_stored",
+                "Bytes of the topic's committed ranges in object storage, of the partitions \
+                 this agent leads (as of the last retention pass).",
+                Some(&Unit::Bytes),
+                |t| &t.stored_bytes,
+            ),
+            (
+                "streamhouse_topic_stored_objects",
+                "Objects holding the topic's committed ranges, of the partitions this agent \
+                 leads, once per partition (an object shared by partitions counts for each), \
+                 as of the last retention pass.",
+                None,
+                |t| &t.stored_objects,
+            ),
+        ];
+        for (name, help, unit, field) in gauges {
+            let mut family = enc.encode_descriptor(name, help, unit, MetricType::Gauge)?;
+            for (topic, entry) in &topics {
+                if per_partition {
+                    for (p, t) in entry.traffic.iter().enumerate() {
+                        let partition = p.to_string();
+                        let labels = [("topic", topic.as_str()), ("partition", partition.as_str())];
+                        let v = field(t).load(Ordering::Relaxed);
+                        Value::IntGauge(v).write(&mut family.encode_family(&labels)?)?;
+                    }
+                } else {
+                    let v: u64 = entry
+                        .traffic
+                        .iter()
+                        .map(|t| field(t).load(Ordering::Relaxed))
+                        .sum();
+                    let labels = [("topic", topic.as_str())];
+                    Value::IntGauge(v).write(&mut family.encode_family(&labels)?)?;
                 }
-            } else {
-                let v: u64 = entry
-                    .traffic
-                    .iter()
-                    .map(|t| t.stored_bytes.load(Ordering::Relaxed))
-                    .sum();
-                let labels = [("topic", topic.as_str())];
-                Value::IntGauge(v).write(&mut stored.encode_family(&labels)?)?;
             }
         }
         if per_partition {

@@ -278,6 +278,9 @@ impl ShardContext {
         // and a batch that cannot be decoded ends the answer (or is the
         // answer, as DATA_LOSS, when nothing comes before it).
         let mut inflated = 0usize;
+        // End of the batches read whole: past records key compaction
+        // removed, the consumer's next offset.
+        let mut read_to = req.offset;
         for b in batches {
             // A first batch that alone decodes to more than `max_bytes`
             // is decoded once the reply holds twice its size more (or, past
@@ -312,15 +315,19 @@ impl ShardContext {
                 }
             };
             inflated += h.decoded_bytes();
+            read_to = read_to.max(h.base_offset + u64::from(h.record_count));
             records.extend(
                 recs.into_iter()
                     .filter(|r| r.offset >= req.offset && r.offset < local_start)
                     .map(fetched),
             );
         }
+        let read_to = read_to.min(local_start);
+        let past_records = records.last().map_or(req.offset, |r| r.offset + 1);
         Ok(pb::FetchResponse {
             records,
             high_watermark: self.log.high_watermark(&t.key, req.partition).unwrap_or(0),
+            next_offset: if read_to > past_records { read_to } else { 0 },
             ..Default::default()
         })
     }

@@ -10,6 +10,7 @@ mod common;
 #[path = "../common/pg.rs"]
 mod pg;
 
+mod compaction;
 mod faults;
 mod retention;
 mod retries;

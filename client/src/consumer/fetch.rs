@@ -26,6 +26,10 @@ pub struct Fetched {
     /// The records read before the asked offset under the epoch named in
     /// the request are gone from `end_offset` on (see [`Diverged`]).
     pub diverged: Option<Diverged>,
+    /// Where to fetch next when it is past the last record answered (key
+    /// compaction removed the records in between; perhaps `records` is
+    /// empty).
+    pub next_offset: Option<u64>,
 }
 
 /// The partition's leader has no records of the consumer's last epoch from
@@ -188,6 +192,13 @@ pub fn accept_response(
         }
         next = rec.offset.saturating_add(1);
     }
+    if r.next_offset != 0 && (r.next_offset < next || r.next_offset > r.high_watermark) {
+        return bad(format!(
+            "says to fetch next at {}, before the offset {next} it answered up to or past \
+             its high watermark {}",
+            r.next_offset, r.high_watermark
+        ));
+    }
     if let Some(d) = &r.diverging {
         if d.end_offset >= asked || !r.records.is_empty() {
             return bad(format!(
@@ -205,6 +216,7 @@ pub fn accept_response(
             return bad("names record epochs out of order".into());
         }
     }
+    let next_offset = Some(r.next_offset).filter(|n| *n > 0);
     let diverged = r.diverging.map(|d| Diverged {
         end_offset: d.end_offset,
         epoch: Some(d.epoch).filter(|e| *e > 0),
@@ -235,6 +247,7 @@ pub fn accept_response(
         log_start: Some(r.log_start_offset),
         records,
         diverged,
+        next_offset,
     })
 }
 

@@ -398,8 +398,13 @@ impl Consumer {
                     }
                     if let Some(last) = f.records.last() {
                         self.epochs.set_fetched(&key, last.leader_epoch);
-                        self.positions.insert(key, last.offset + 1);
+                        self.positions.insert(key.clone(), last.offset + 1);
                         got = true;
+                    }
+                    // Past records key compaction removed.
+                    if let Some(next) = f.next_offset {
+                        let at = self.positions.entry(key).or_insert(next);
+                        *at = (*at).max(next);
                     }
                     self.fetched.extend(f.records);
                 }

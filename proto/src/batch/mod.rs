@@ -11,7 +11,7 @@
 //! 12 base_offset      u64  assigned by the agent at append
 //! 20 version          u8   1
 //! 21 codec            u8   0 none, 1 lz4, 2 zstd
-//! 22 flags            u16  reserved, 0
+//! 22 flags            u16  bit 0: compacted (see `compacted`); others 0
 //! 24 record_count     u32
 //! 28 first_timestamp  i64  ms since the Unix epoch
 //! 36 max_timestamp    i64
@@ -24,8 +24,10 @@
 
 use bytes::Bytes;
 
+mod compacted;
 mod records;
 
+pub use compacted::{CompactedBatch, FLAG_COMPACTED};
 pub use records::{check_records, decode, MAX_RECORDS_LEN};
 
 /// "SHB1" as a little-endian u32.
@@ -134,6 +136,10 @@ pub struct BatchHeader {
     pub crc: u32,
     pub base_offset: u64,
     pub codec: Codec,
+    /// Bit 0: [`FLAG_COMPACTED`]; the others are 0.
+    pub flags: u16,
+    /// Offsets the batch spans from `base_offset`: its records, or, in a
+    /// compacted batch, the records it held before compaction.
     pub record_count: u32,
     pub first_timestamp: i64,
     pub max_timestamp: i64,
@@ -154,7 +160,13 @@ impl BatchHeader {
         self.records_len as usize + self.record_count as usize * DECODED_RECORD_OVERHEAD
     }
 
-    /// Offset of the last record.
+    /// Whether key compaction rewrote the batch: it holds fewer records
+    /// than the `record_count` offsets it spans (perhaps none).
+    pub fn is_compacted(&self) -> bool {
+        self.flags & FLAG_COMPACTED != 0
+    }
+
+    /// Offset of the last record (of the last offset the batch spans).
     pub fn last_offset(&self) -> u64 {
         self.base_offset + u64::from(self.record_count.max(1)) - 1
     }
@@ -191,6 +203,9 @@ pub struct BatchBuilder {
     count: u32,
     first_timestamp: i64,
     max_timestamp: i64,
+    /// Set for a compacted batch: its flags and the offsets it spans (its
+    /// timestamps are the original's; see `compacted`).
+    rewrite: Option<(u16, u32)>,
 }
 
 impl BatchBuilder {
@@ -202,6 +217,7 @@ impl BatchBuilder {
             count: 0,
             first_timestamp: 0,
             max_timestamp: 0,
+            rewrite: None,
         }
     }
 
@@ -239,16 +255,31 @@ impl BatchBuilder {
         timestamp: i64,
         headers: &[(String, Bytes)],
     ) {
-        if self.count == 0 {
-            self.first_timestamp = timestamp;
-            self.max_timestamp = timestamp;
+        self.push_at(u64::from(self.count), key, value, timestamp, headers);
+    }
+
+    /// Appends a record at offset delta `off_delta` (in a dense batch, the
+    /// record count so far).
+    fn push_at(
+        &mut self,
+        off_delta: u64,
+        key: Option<&[u8]>,
+        value: &[u8],
+        timestamp: i64,
+        headers: &[(String, Bytes)],
+    ) {
+        if self.rewrite.is_none() {
+            if self.count == 0 {
+                self.first_timestamp = timestamp;
+                self.max_timestamp = timestamp;
+            }
+            self.max_timestamp = self.max_timestamp.max(timestamp);
         }
-        self.max_timestamp = self.max_timestamp.max(timestamp);
         let ts_delta = timestamp.wrapping_sub(self.first_timestamp);
         let mut body_len = 0usize;
         let zz = ((ts_delta << 1) ^ (ts_delta >> 63)) as u64;
         body_len += uvarint_len(zz);
-        body_len += uvarint_len(u64::from(self.count));
+        body_len += uvarint_len(off_delta);
         let key_tag = key.map_or(0, |k| k.len() as u64 + 1);
         body_len += uvarint_len(key_tag) + key.map_or(0, <[u8]>::len);
         body_len += uvarint_len(value.len() as u64) + value.len();
@@ -261,7 +292,7 @@ impl BatchBuilder {
         r.reserve(body_len + 5);
         put_uvarint(r, body_len as u64);
         put_svarint(r, ts_delta);
-        put_uvarint(r, u64::from(self.count));
+        put_uvarint(r, off_delta);
         put_uvarint(r, key_tag);
         if let Some(k) = key {
             r.extend_from_slice(k);
@@ -317,7 +348,9 @@ impl BatchBuilder {
         // 8..12 crc and 12..20 base offset stay zero here.
         h[20] = BATCH_VERSION;
         h[21] = self.codec as u8;
-        h[24..28].copy_from_slice(&self.count.to_le_bytes());
+        let (flags, count) = self.rewrite.unwrap_or((0, self.count));
+        h[22..24].copy_from_slice(&flags.to_le_bytes());
+        h[24..28].copy_from_slice(&count.to_le_bytes());
         h[28..36].copy_from_slice(&self.first_timestamp.to_le_bytes());
         h[36..44].copy_from_slice(&self.max_timestamp.to_le_bytes());
         h[44..52].copy_from_slice(&self.producer.producer_id.to_le_bytes());
@@ -367,6 +400,7 @@ pub fn parse_header(buf: &[u8]) -> Result<BatchHeader, BatchError> {
         crc: u32_at(buf, 8),
         base_offset: u64_at(buf, 12),
         codec,
+        flags: u16::from_le_bytes([buf[22], buf[23]]),
         record_count: u32_at(buf, 24),
         first_timestamp: u64_at(buf, 28) as i64,
         max_timestamp: u64_at(buf, 36) as i64,

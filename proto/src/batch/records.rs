@@ -70,20 +70,35 @@ struct RawRecord<'a> {
     headers: Vec<(&'a str, &'a [u8])>,
 }
 
-/// Walks the `count` records of an uncompressed records section, checking
-/// every length against the bytes present, that each record's fields fill
+/// How many records a records section holds: exactly `record_count`, or,
+/// in a compacted batch, as many as it holds (none to `record_count`).
+#[derive(Debug, Clone, Copy)]
+enum Count {
+    Exactly(u32),
+    AtMost(u32),
+}
+
+/// Walks the records of an uncompressed records section, checking every
+/// length against the bytes present, that each record's fields fill
 /// exactly its declared length, and that nothing follows the last record.
 fn walk_records<'a>(
     records: &'a [u8],
-    count: u32,
+    count: Count,
     mut visit: impl FnMut(u32, RawRecord<'a>) -> Result<(), BatchError>,
 ) -> Result<(), BatchError> {
     let mut r = Reader {
         buf: records,
         pos: 0,
     };
-    for i in 0..count {
+    let (most, exact) = match count {
+        Count::Exactly(n) => (n, true),
+        Count::AtMost(n) => (n, false),
+    };
+    for i in 0..most {
         if r.pos == records.len() {
+            if !exact {
+                break;
+            }
             return Err(BatchError::Malformed("fewer records than the record count"));
         }
         let rec = r.len_prefixed()?;
@@ -159,14 +174,16 @@ fn decompress(compressed: &[u8], codec: Codec, len: usize) -> Result<Vec<u8>, Ba
 }
 
 /// Checks an (uncompressed) records section against its header: the size
-/// `records_len` promised, and room for `record_count` records.
+/// `records_len` promised, and room for `record_count` records (unless
+/// compacted).
 fn check_section(section: &[u8], h: &BatchHeader) -> Result<(), BatchError> {
     if section.len() != h.records_len as usize {
         return Err(BatchError::Malformed(
             "records_len does not match the records section",
         ));
     }
-    if section.len() / MIN_RECORD_BYTES < h.record_count as usize {
+    // A compacted batch spans more offsets than it holds records.
+    if !h.is_compacted() && section.len() / MIN_RECORD_BYTES < h.record_count as usize {
         return Err(BatchError::Malformed(
             "record count is larger than the records section can hold",
         ));
@@ -200,8 +217,25 @@ pub fn decode(shared: &Bytes) -> Result<(BatchHeader, Vec<DecodedRecord>), Batch
     }
     let records = records_section(shared, &h, MAX_RECORDS_LEN)?;
     // Bounded by the section's size, not by the header's count.
-    let mut out = Vec::with_capacity(h.record_count as usize);
-    walk_records(&records, h.record_count, |_, r| {
+    let room = (records.len() / MIN_RECORD_BYTES).min(h.record_count as usize);
+    let mut out = Vec::with_capacity(room);
+    let count = if h.is_compacted() {
+        Count::AtMost(h.record_count)
+    } else {
+        Count::Exactly(h.record_count)
+    };
+    // A compacted batch's deltas grow strictly (below the span, as the
+    // walk's bound on the count does not ensure).
+    let mut next_delta = 0u64;
+    walk_records(&records, count, |_, r| {
+        if h.is_compacted() {
+            if r.off_delta < next_delta || r.off_delta >= u64::from(h.record_count) {
+                return Err(BatchError::Malformed(
+                    "a compacted batch's offset deltas do not grow within its span",
+                ));
+            }
+            next_delta = r.off_delta + 1;
+        }
         out.push(DecodedRecord {
             offset: h.base_offset.wrapping_add(r.off_delta),
             timestamp: h.first_timestamp.wrapping_add(r.ts_delta),
@@ -248,7 +282,7 @@ pub fn check_records(
         }
     };
     check_section(section, &h)?;
-    walk_records(section, h.record_count, |i, r| {
+    walk_records(section, Count::Exactly(h.record_count), |i, r| {
         dense(i, &r)?;
         let size = r.key.map_or(0, <[u8]>::len)
             + r.value.len()

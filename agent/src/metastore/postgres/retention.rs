@@ -7,10 +7,10 @@ use tokio_postgres::GenericClient;
 
 use crate::metastore::retention_sql::{
     retention_start, DEAD_CHUNKS, DELETE_GONE, FIRST_UNEXPIRED, FIRST_WITHIN_BYTES, FORGET_CHUNK,
-    GONE_END, LOG_START, RANGES_END, SET_LOG_START, STORED_BYTES,
+    GONE_END, LOG_START, RANGES_END, SET_LOG_START, STORED,
 };
 use crate::metastore::sqlite::fenced;
-use crate::metastore::{to_i64, to_u64, MetaError};
+use crate::metastore::{to_i64, to_u64, MetaError, Stored};
 
 use super::leases::lease_row;
 use super::{db, PostgresStore};
@@ -139,13 +139,16 @@ impl PostgresStore {
         Ok(start)
     }
 
-    pub async fn stored_bytes(&self, topic: &str, partition: u32) -> Result<u64, MetaError> {
+    pub async fn stored(&self, topic: &str, partition: u32) -> Result<Stored, MetaError> {
         let c = self.client().await?;
         let r = c
-            .query_one(STORED_BYTES, &[&topic, &i64::from(partition)])
+            .query_one(STORED, &[&topic, &i64::from(partition)])
             .await
             .map_err(db)?;
-        Ok(to_u64(r.get(0)))
+        Ok(Stored {
+            bytes: to_u64(r.get(0)),
+            objects: to_u64(r.get(1)),
+        })
     }
 
     pub async fn dead_chunks(&self, limit: u32) -> Result<Vec<String>, MetaError> {

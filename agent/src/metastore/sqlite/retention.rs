@@ -6,9 +6,9 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::metastore::retention_sql::{
     retention_start, DEAD_CHUNKS, DELETE_GONE, FIRST_UNEXPIRED, FIRST_WITHIN_BYTES, FORGET_CHUNK,
-    GONE_END, LOG_START, RANGES_END, SET_LOG_START, STORED_BYTES,
+    GONE_END, LOG_START, RANGES_END, SET_LOG_START, STORED,
 };
-use crate::metastore::{to_i64, to_u64, MetaError};
+use crate::metastore::{to_i64, to_u64, MetaError, Stored};
 
 use super::leases::lease_row;
 use super::{db, fenced, SqliteStore};
@@ -130,15 +130,16 @@ impl SqliteStore {
         Ok(start)
     }
 
-    pub fn stored_bytes(&self, topic: &str, partition: u32) -> Result<u64, MetaError> {
-        let n: i64 = self
-            .conn
+    pub fn stored(&self, topic: &str, partition: u32) -> Result<Stored, MetaError> {
+        self.conn
             .lock()
-            .query_row(STORED_BYTES, params![topic, i64::from(partition)], |r| {
-                r.get(0)
+            .query_row(STORED, params![topic, i64::from(partition)], |r| {
+                Ok(Stored {
+                    bytes: to_u64(r.get(0)?),
+                    objects: to_u64(r.get(1)?),
+                })
             })
-            .map_err(db)?;
-        Ok(to_u64(n))
+            .map_err(db)
     }
 
     pub fn dead_chunks(&self, limit: u32) -> Result<Vec<String>, MetaError> {

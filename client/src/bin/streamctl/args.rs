@@ -135,7 +135,8 @@ pub enum TopicCmd {
         #[arg(short = 'p', long, default_value_t = 1)]
         partitions: u32,
         /// A configuration key to set, as KEY=VALUE (repeatable):
-        /// retention.ms, retention.bytes, cleanup.policy, max.message.bytes.
+        /// retention.ms, retention.bytes, cleanup.policy (delete, compact,
+        /// compact,delete), delete.retention.ms, max.message.bytes.
         #[arg(short = 'c', long = "config", value_name = "KEY=VALUE", value_parser = key_value)]
         configs: Vec<(String, String)>,
     },

@@ -1,0 +1,153 @@
+//! Key compaction on the control thread (`cleanup.policy=compact`): in the
+//! compaction pass, a held partition of a compacted topic is cleaned when
+//! new ranges were committed since its last cleaning (or a tombstone
+//! waits for its `delete.retention.ms`): every committed range is read
+//! and checked, the latest record of each key found, and the ranges that
+//! lose records (or sit in small or mostly dead objects) are rewritten
+//! into objects of the partition's own, switched to in the chunk index
+//! as object compaction does (`control/compaction.rs`), offsets unchanged.
+//! A partition whose committed ranges span more than
+//! `--compaction-bytes-per-pass` is not cleaned (its bytes are counted as
+//! pending); the records of the local log (not committed yet) are cleaned
+//! once committed.
+
+use std::sync::atomic::Ordering;
+
+use crate::clock::now_ms;
+use crate::compaction::keys::{clean_frame, frames, Cleaned, Latest};
+use crate::compaction::plan::worth_moving;
+use crate::compaction::{own_frames, CompactionPolicy, Rewrite};
+use crate::ids::PartitionId;
+use crate::messages::ControlError;
+use crate::metastore::compaction::CompactedFrom;
+
+use super::compaction::{Compactor, WEIGH_LIMIT};
+use super::state::Shared;
+
+impl Shared {
+    /// Cleans one held partition of a compacted topic whose tombstones
+    /// stay `delete_retention_ms`, reading at most what is `left` of the
+    /// pass's budget. Bytes it could not clean are added to `pending`.
+    pub(super) async fn clean_partition(
+        &self,
+        c: &mut Compactor,
+        id: &PartitionId,
+        policy: &CompactionPolicy,
+        delete_retention_ms: u64,
+        left: &mut u64,
+        pending: &mut u64,
+    ) -> Result<(), ControlError> {
+        let (key, partition) = (&id.topic, id.partition);
+        let ranges = self
+            .meta
+            .ranges_to_weigh(key, partition, 0, WEIGH_LIMIT)
+            .await?;
+        let Some(end) = ranges.last().map(|r| r.end_offset) else {
+            return Ok(());
+        };
+        if c.cleaned.get(id) == Some(&end) {
+            return Ok(());
+        }
+        let read: u64 = ranges.iter().map(|r| r.len).sum();
+        if read > *left || ranges.len() == WEIGH_LIMIT as usize {
+            *pending += ranges.iter().map(|r| r.bytes).sum::<u64>();
+            tracing::debug!(
+                topic = key.name(),
+                partition,
+                bytes = read,
+                "the partition is larger than what this compaction pass may read; not cleaned"
+            );
+            return Ok(());
+        }
+        *left -= read;
+        let mut own = Vec::with_capacity(ranges.len());
+        let mut latest = Latest::default();
+        for src in &ranges {
+            let data = self
+                .store
+                .get_range(&src.chunk_key, src.pos, src.len)
+                .await
+                .map_err(|e| {
+                    ControlError::Unavailable(format!("reading {}: {e}", src.chunk_key))
+                })?;
+            let frames_of_range =
+                own_frames(key.as_str(), partition, src, &data).map_err(ControlError::Corrupt)?;
+            for (frame, at) in frames(&frames_of_range) {
+                latest
+                    .note(&bytes::Bytes::copy_from_slice(&frame[at..]))
+                    .map_err(ControlError::Corrupt)?;
+            }
+            own.push(frames_of_range);
+        }
+        let cutoff =
+            now_ms().saturating_sub(i64::try_from(delete_retention_ms).unwrap_or(i64::MAX));
+        // Each range cleaned: its new bytes when they differ or its object
+        // is worth leaving; consecutive ones go into one object.
+        let mut group: Vec<(CompactedFrom, Vec<u8>)> = Vec::new();
+        let mut group_bytes = 0u64;
+        let mut removed = 0u64;
+        let mut all_switched = true;
+        for (src, bytes) in ranges.into_iter().zip(own) {
+            let mut out = Vec::with_capacity(bytes.len());
+            let mut dropped = 0u32;
+            for (frame, at) in frames(&bytes) {
+                match clean_frame(frame, at, key.as_str(), partition, &latest, cutoff)
+                    .map_err(ControlError::Corrupt)?
+                {
+                    Cleaned::Whole => out.extend_from_slice(frame),
+                    Cleaned::Rewritten { frame, dropped: d } => {
+                        out.extend_from_slice(&frame);
+                        dropped += d;
+                    }
+                }
+            }
+            let rewrite = dropped > 0 || worth_moving(&src, policy);
+            let full = group_bytes + out.len() as u64 > policy.target_bytes;
+            if !rewrite || (full && !group.is_empty()) {
+                all_switched &= self
+                    .switch_cleaned(c, id, std::mem::take(&mut group))
+                    .await?;
+                group_bytes = 0;
+            }
+            if rewrite {
+                removed += u64::from(dropped);
+                group_bytes += out.len() as u64;
+                group.push((src, out));
+            }
+        }
+        all_switched &= self.switch_cleaned(c, id, group).await?;
+        self.metrics
+            .control
+            .records_compacted_away
+            .fetch_add(removed, Ordering::Relaxed);
+        // Cleaned up to `end` unless a switch gave up, or tombstones wait
+        // for their time.
+        if all_switched && !latest.has_tombstones() {
+            c.cleaned.insert(id.clone(), end);
+        }
+        Ok(())
+    }
+
+    /// Writes a group of cleaned ranges into one object and switches the
+    /// index to it; `true` when there was nothing to do or it switched.
+    async fn switch_cleaned(
+        &self,
+        c: &mut Compactor,
+        id: &PartitionId,
+        group: Vec<(CompactedFrom, Vec<u8>)>,
+    ) -> Result<bool, ControlError> {
+        let Some(first) = group.first().map(|(r, _)| r.clone()) else {
+            return Ok(true);
+        };
+        let mut w = Rewrite::default();
+        let mut sources = Vec::with_capacity(group.len());
+        for (src, bytes) in group {
+            w.push(&src, &bytes);
+            sources.push(src);
+        }
+        c.seq += 1;
+        let object = self.compacted_key(&id.topic, id.partition, &[first], c.seq);
+        self.switch_rewrite(&id.topic, id.partition, &sources, w, object)
+            .await
+    }
+}
