@@ -241,3 +241,48 @@ async fn a_tombstone_stays_for_delete_retention_ms_then_goes() {
         "the records were never compacted with the tombstone kept"
     );
 }
+
+/// A compacted topic's partition larger than a pass may read is not
+/// cleaned (its bytes are pending, every record stays), but its small
+/// objects are still gathered into objects of its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partition_too_large_to_clean_still_has_its_objects_gathered() {
+    let admin_port = free_ports(1);
+    let admin_listen = format!("--admin-listen=127.0.0.1:{admin_port}");
+    let agent = Agent::start(
+        1,
+        &[
+            "--segment-age-ms=100",
+            "--retention-check-ms=200",
+            "--object-delete-grace-ms=300",
+            "--compaction-target-bytes=1024",
+            "--compaction-bytes-per-pass=1024",
+            &admin_listen,
+        ],
+    );
+    let addr = agent.addr(0);
+    Admin::connect(addr.clone())
+        .await
+        .unwrap()
+        .create_topic_with_configs("large", 1, [("cleanup.policy", "compact")])
+        .await
+        .unwrap();
+    let log = write(&addr, "large", streamhouse_agent::clock::now_ms()).await;
+    let url = format!("sqlite://{}", agent.data_dir.join("metadata.db").display());
+    await_committed_end(&url, "large", 0, log.len() as u64).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while files_under(&agent.data_dir.join("objects/compacted")).is_empty() {
+        assert!(Instant::now() < deadline, "no object was ever gathered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, text) = get(admin_port, "/metrics").await;
+    assert!(
+        sample(&text, "streamhouse_compaction_pending_bytes") > 0.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "streamhouse_records_compacted_away_total"),
+        0.0
+    );
+    assert_eq!(read_raw(&agent, "large").await, log);
+}

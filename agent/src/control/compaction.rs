@@ -65,10 +65,17 @@ impl Shared {
                 .filter(|t| Some(t.id) == id.topic.incarnation())
                 .map(|t| t.config.clone());
             let Some(config) = config else { continue };
-            let done = if config.cleanup().compact {
+            let cleaned = if config.cleanup().compact {
                 let retention = config.delete_retention_ms();
                 self.clean_partition(c, &id, policy, retention, &mut left, &mut pending)
                     .await
+            } else {
+                Ok(false)
+            };
+            // A partition too large to clean still has its small objects
+            // gathered.
+            let done = if !matches!(cleaned, Ok(false)) {
+                cleaned.map(|_| ())
             } else {
                 let from = c.cursors.get(&id).copied().unwrap_or(0);
                 self.compact_partition(c, &id, policy, from, (budget, &mut left), &mut pending)

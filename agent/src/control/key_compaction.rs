@@ -27,7 +27,9 @@ use super::state::Shared;
 impl Shared {
     /// Cleans one held partition of a compacted topic whose tombstones
     /// stay `delete_retention_ms`, reading at most what is `left` of the
-    /// pass's budget. Bytes it could not clean are added to `pending`.
+    /// pass's budget. `Ok(false)` when the partition is too large to clean
+    /// (its bytes are added to `pending`): object compaction then gathers
+    /// its small objects as for any topic.
     pub(super) async fn clean_partition(
         &self,
         c: &mut Compactor,
@@ -36,17 +38,17 @@ impl Shared {
         delete_retention_ms: u64,
         left: &mut u64,
         pending: &mut u64,
-    ) -> Result<(), ControlError> {
+    ) -> Result<bool, ControlError> {
         let (key, partition) = (&id.topic, id.partition);
         let ranges = self
             .meta
             .ranges_to_weigh(key, partition, 0, WEIGH_LIMIT)
             .await?;
         let Some(end) = ranges.last().map(|r| r.end_offset) else {
-            return Ok(());
+            return Ok(true);
         };
         if c.cleaned.get(id) == Some(&end) {
-            return Ok(());
+            return Ok(true);
         }
         let read: u64 = ranges.iter().map(|r| r.len).sum();
         if read > *left || ranges.len() == WEIGH_LIMIT as usize {
@@ -57,7 +59,7 @@ impl Shared {
                 bytes = read,
                 "the partition is larger than what this compaction pass may read; not cleaned"
             );
-            return Ok(());
+            return Ok(false);
         }
         *left -= read;
         let mut own = Vec::with_capacity(ranges.len());
@@ -125,7 +127,7 @@ impl Shared {
         if all_switched && !latest.has_tombstones() {
             c.cleaned.insert(id.clone(), end);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Writes a group of cleaned ranges into one object and switches the
