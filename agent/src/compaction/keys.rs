@@ -100,14 +100,14 @@ pub enum Cleaned {
 /// whose batch starts at `batch_at`) by `latest`: tombstones stamped
 /// before `tombstone_cutoff_ms` that are the latest of their key go too.
 pub fn clean_frame(
-    frame: &[u8],
+    frame: &Bytes,
     batch_at: usize,
     topic: &str,
     partition: u32,
     latest: &Latest,
     tombstone_cutoff_ms: i64,
 ) -> Result<Cleaned, String> {
-    let batch = Bytes::copy_from_slice(&frame[batch_at..]);
+    let batch = frame.slice(batch_at..);
     let (h, records) = batch::decode(&batch).map_err(|e| e.to_string())?;
     let stays = |r: &batch::DecodedRecord| {
         latest.keeps(
@@ -210,7 +210,7 @@ mod tests {
         let Cleaned::Rewritten {
             frame: out,
             dropped,
-        } = clean_frame(&a, a_at, "t#1", 0, &latest, 0).unwrap()
+        } = clean_frame(&Bytes::from(a.clone()), a_at, "t#1", 0, &latest, 0).unwrap()
         else {
             panic!("k1's first value goes")
         };
@@ -223,11 +223,11 @@ mod tests {
         );
         // The tombstone of k3 stays while it is young, goes once expired.
         assert_eq!(
-            clean_frame(&b, b_at, "t#1", 0, &latest, 14).unwrap(),
+            clean_frame(&Bytes::from(b.clone()), b_at, "t#1", 0, &latest, 14).unwrap(),
             Cleaned::Whole
         );
         let Cleaned::Rewritten { frame: out, .. } =
-            clean_frame(&b, b_at, "t#1", 0, &latest, 15).unwrap()
+            clean_frame(&Bytes::from(b.clone()), b_at, "t#1", 0, &latest, 15).unwrap()
         else {
             panic!("the expired tombstone goes")
         };
@@ -244,7 +244,7 @@ mod tests {
         let Cleaned::Rewritten {
             frame: out,
             dropped,
-        } = clean_frame(&a, at, "t#1", 0, &latest, 0).unwrap()
+        } = clean_frame(&Bytes::from(a.clone()), at, "t#1", 0, &latest, 0).unwrap()
         else {
             panic!("both go")
         };

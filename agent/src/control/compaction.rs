@@ -136,22 +136,21 @@ impl Shared {
                 return Ok(group[0].base_offset);
             }
             *left = left.saturating_sub(read);
-            c.seq += 1;
-            let object = self.compacted_key(key, partition, group, c.seq);
-            self.compact_group(key, partition, group, object).await?;
+            let mut read_group = Vec::with_capacity(group.len());
+            for src in group {
+                read_group.push((
+                    src.clone(),
+                    self.read_own_frames(key, partition, src).await?,
+                ));
+            }
+            self.write_group(c, id, read_group).await?;
         }
         Ok(next)
     }
 
     /// A new object's key: `compacted/{topic id}/{partition}/{first
     /// offset}-{agent}-{ms}-{seq}.wal`, unique per agent and attempt.
-    pub(super) fn compacted_key(
-        &self,
-        key: &TopicKey,
-        partition: u32,
-        g: &[CompactedFrom],
-        seq: u64,
-    ) -> String {
+    fn compacted_key(&self, key: &TopicKey, partition: u32, base_offset: u64, seq: u64) -> String {
         let agent: String = self
             .config
             .agent_id
@@ -165,44 +164,59 @@ impl Shared {
             })
             .collect();
         format!(
-            "{COMPACTED_PREFIX}{}/{partition}/{:020}-{agent}-{}-{seq}.wal",
+            "{COMPACTED_PREFIX}{}/{partition}/{base_offset:020}-{agent}-{}-{seq}.wal",
             key.incarnation().unwrap_or(0),
-            g.first().map_or(0, |r| r.base_offset),
             now_ms()
         )
     }
 
-    /// Rewrites one group into `object` and switches the index to it.
-    /// `Ok(false)`: a source changed meanwhile (or the lease moved), so the
-    /// new object was deleted again and nothing changed.
-    async fn compact_group(
+    /// A committed range's own frames, read with one ranged GET and
+    /// checked (`compaction::own_frames`).
+    pub(super) async fn read_own_frames(
         &self,
         key: &TopicKey,
         partition: u32,
-        group: &[CompactedFrom],
-        object: String,
+        src: &CompactedFrom,
+    ) -> Result<Vec<u8>, ControlError> {
+        let data = self
+            .store
+            .get_range(&src.chunk_key, src.pos, src.len)
+            .await
+            .map_err(|e| ControlError::Unavailable(format!("reading {}: {e}", src.chunk_key)))?;
+        own_frames(key.as_str(), partition, src, &data).map_err(ControlError::Corrupt)
+    }
+
+    /// Writes a group of ranges, each with the frames it is to hold, into
+    /// one new object and switches the index to it; `true` when the group
+    /// is empty or it switched, `false` when a source changed meanwhile
+    /// (or the lease moved): the object was deleted again and nothing
+    /// changed.
+    pub(super) async fn write_group(
+        &self,
+        c: &mut Compactor,
+        id: &PartitionId,
+        group: Vec<(CompactedFrom, Vec<u8>)>,
     ) -> Result<bool, ControlError> {
+        let Some(base_offset) = group.first().map(|(r, _)| r.base_offset) else {
+            return Ok(true);
+        };
         let mut w = Rewrite::default();
-        for src in group {
-            let data = self
-                .store
-                .get_range(&src.chunk_key, src.pos, src.len)
-                .await
-                .map_err(|e| {
-                    ControlError::Unavailable(format!("reading {}: {e}", src.chunk_key))
-                })?;
-            let frames =
-                own_frames(key.as_str(), partition, src, &data).map_err(ControlError::Corrupt)?;
-            w.push(src, &frames);
+        let mut sources = Vec::with_capacity(group.len());
+        for (src, frames) in group {
+            w.push(&src, &frames);
+            sources.push(src);
         }
-        self.switch_rewrite(key, partition, group, w, object).await
+        c.seq += 1;
+        let object = self.compacted_key(&id.topic, id.partition, base_offset, c.seq);
+        self.switch_rewrite(&id.topic, id.partition, &sources, w, object)
+            .await
     }
 
     /// PUTs a rewritten group as `object` and switches the index of the
     /// `group`'s ranges to it. `Ok(false)`: a source changed meanwhile (or
     /// the lease moved), so the object was deleted again and nothing
     /// changed.
-    pub(super) async fn switch_rewrite(
+    async fn switch_rewrite(
         &self,
         key: &TopicKey,
         partition: u32,

@@ -13,10 +13,12 @@
 
 use std::sync::atomic::Ordering;
 
+use bytes::Bytes;
+
 use crate::clock::now_ms;
 use crate::compaction::keys::{clean_frame, frames, Cleaned, Latest};
 use crate::compaction::plan::worth_moving;
-use crate::compaction::{own_frames, CompactionPolicy, Rewrite};
+use crate::compaction::CompactionPolicy;
 use crate::ids::PartitionId;
 use crate::messages::ControlError;
 use crate::metastore::compaction::CompactedFrom;
@@ -65,18 +67,10 @@ impl Shared {
         let mut own = Vec::with_capacity(ranges.len());
         let mut latest = Latest::default();
         for src in &ranges {
-            let data = self
-                .store
-                .get_range(&src.chunk_key, src.pos, src.len)
-                .await
-                .map_err(|e| {
-                    ControlError::Unavailable(format!("reading {}: {e}", src.chunk_key))
-                })?;
-            let frames_of_range =
-                own_frames(key.as_str(), partition, src, &data).map_err(ControlError::Corrupt)?;
+            let frames_of_range = Bytes::from(self.read_own_frames(key, partition, src).await?);
             for (frame, at) in frames(&frames_of_range) {
                 latest
-                    .note(&bytes::Bytes::copy_from_slice(&frame[at..]))
+                    .note(&frames_of_range.slice_ref(&frame[at..]))
                     .map_err(ControlError::Corrupt)?;
             }
             own.push(frames_of_range);
@@ -93,8 +87,15 @@ impl Shared {
             let mut out = Vec::with_capacity(bytes.len());
             let mut dropped = 0u32;
             for (frame, at) in frames(&bytes) {
-                match clean_frame(frame, at, key.as_str(), partition, &latest, cutoff)
-                    .map_err(ControlError::Corrupt)?
+                match clean_frame(
+                    &bytes.slice_ref(frame),
+                    at,
+                    key.as_str(),
+                    partition,
+                    &latest,
+                    cutoff,
+                )
+                .map_err(ControlError::Corrupt)?
                 {
                     Cleaned::Whole => out.extend_from_slice(frame),
                     Cleaned::Rewritten { frame, dropped: d } => {
@@ -106,9 +107,7 @@ impl Shared {
             let rewrite = dropped > 0 || worth_moving(&src, policy);
             let full = group_bytes + out.len() as u64 > policy.target_bytes;
             if !rewrite || (full && !group.is_empty()) {
-                all_switched &= self
-                    .switch_cleaned(c, id, std::mem::take(&mut group))
-                    .await?;
+                all_switched &= self.write_group(c, id, std::mem::take(&mut group)).await?;
                 group_bytes = 0;
             }
             if rewrite {
@@ -117,7 +116,7 @@ impl Shared {
                 group.push((src, out));
             }
         }
-        all_switched &= self.switch_cleaned(c, id, group).await?;
+        all_switched &= self.write_group(c, id, group).await?;
         self.metrics
             .control
             .records_compacted_away
@@ -128,28 +127,5 @@ impl Shared {
             c.cleaned.insert(id.clone(), end);
         }
         Ok(true)
-    }
-
-    /// Writes a group of cleaned ranges into one object and switches the
-    /// index to it; `true` when there was nothing to do or it switched.
-    async fn switch_cleaned(
-        &self,
-        c: &mut Compactor,
-        id: &PartitionId,
-        group: Vec<(CompactedFrom, Vec<u8>)>,
-    ) -> Result<bool, ControlError> {
-        let Some(first) = group.first().map(|(r, _)| r.clone()) else {
-            return Ok(true);
-        };
-        let mut w = Rewrite::default();
-        let mut sources = Vec::with_capacity(group.len());
-        for (src, bytes) in group {
-            w.push(&src, &bytes);
-            sources.push(src);
-        }
-        c.seq += 1;
-        let object = self.compacted_key(&id.topic, id.partition, &[first], c.seq);
-        self.switch_rewrite(&id.topic, id.partition, &sources, w, object)
-            .await
     }
 }

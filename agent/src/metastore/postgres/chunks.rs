@@ -2,6 +2,7 @@
 //! lease epochs in one transaction, the producer state stored with them,
 //! and finding a committed range or end.
 
+use crate::metastore::compaction::CLAIM_CHUNK;
 use crate::metastore::sqlite::fenced;
 use crate::metastore::{
     continues, to_i64, to_u64, ChunkCommit, MetaError, RangeLocation, TimeQuery,
@@ -25,10 +26,7 @@ impl PostgresStore {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(db)?;
         let inserted = tx
-            .execute(
-                "INSERT INTO chunks (key, agent, size) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING",
-                &[&chunk.key, &agent, &to_i64(chunk.size)],
-            )
+            .execute(CLAIM_CHUNK, &[&chunk.key, &agent, &to_i64(chunk.size)])
             .await
             .map_err(db)?;
         if inserted == 0 {
