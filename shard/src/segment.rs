@@ -74,8 +74,15 @@ pub fn list_segments(dir: &Path) -> std::io::Result<Vec<u64>> {
 /// Encodes the frame header for `batch_len` bytes of batch. The flush
 /// generation and header CRC are filled in by [`seal_frame_header`].
 pub fn frame_header(topic: &str, partition: u32, batch_len: usize) -> Vec<u8> {
-    let frame_len = FRAME_FIXED + topic.len() + batch_len;
     let mut h = Vec::with_capacity(FRAME_FIXED + topic.len());
+    put_frame_header(&mut h, topic, partition, batch_len);
+    h
+}
+
+/// [`frame_header`] appended to `h` (the log's pending buffer), with no
+/// buffer of its own.
+pub fn put_frame_header(h: &mut Vec<u8>, topic: &str, partition: u32, batch_len: usize) {
+    let frame_len = FRAME_FIXED + topic.len() + batch_len;
     h.extend_from_slice(&FRAME_MAGIC.to_le_bytes());
     h.extend_from_slice(&(frame_len as u32).to_le_bytes());
     h.extend_from_slice(&0u32.to_le_bytes());
@@ -83,7 +90,6 @@ pub fn frame_header(topic: &str, partition: u32, batch_len: usize) -> Vec<u8> {
     h.extend_from_slice(&partition.to_le_bytes());
     h.extend_from_slice(&(topic.len() as u16).to_le_bytes());
     h.extend_from_slice(topic.as_bytes());
-    h
 }
 
 /// A whole restart frame (generation and CRC still to seal): `partition`

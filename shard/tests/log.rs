@@ -6,8 +6,12 @@ use common::run;
 use std::time::Duration;
 
 use bytes::Bytes;
-use streamhouse_proto::batch::{encode, Codec, ProducerInfo, Record};
+use streamhouse_proto::batch::{encode, CheckedBatch, Codec, ProducerInfo, Record};
 use streamhouse_shard::{LogConfig, LogError, ShardLog};
+
+fn checked(b: Vec<u8>) -> CheckedBatch {
+    CheckedBatch::validated(Bytes::from(b)).expect("a valid batch")
+}
 
 fn batch(n: usize, tag: &str, producer: ProducerInfo) -> Vec<u8> {
     let recs: Vec<Record> = (0..n)
@@ -189,7 +193,7 @@ fn a_batch_that_overtook_its_predecessor_waits_for_it(direct_io: bool) {
                 let waited = log.wait_for_turn("t", 0, p(5), 5, Some(0)).await;
                 (
                     waited,
-                    log.append_in_flight("t", 0, batch(5, "b", p(5)), Some(0))
+                    log.append_in_flight("t", 0, checked(batch(5, "b", p(5))), Some(0))
                         .await,
                 )
             }
@@ -197,12 +201,12 @@ fn a_batch_that_overtook_its_predecessor_waits_for_it(direct_io: bool) {
         glommio::timer::sleep(Duration::from_millis(50)).await;
         // Without waiting its turn the second batch is refused.
         let early = log
-            .append_in_flight("t", 0, batch(5, "b", p(5)), Some(0))
+            .append_in_flight("t", 0, checked(batch(5, "b", p(5))), Some(0))
             .await;
         assert!(matches!(early, Err(LogError::Sequence(_))), "{early:?}");
         assert!(!log.wait_for_turn("t", 0, p(0), 5, Some(0)).await);
         let first = log
-            .append_in_flight("t", 0, batch(5, "a", p(0)), Some(0))
+            .append_in_flight("t", 0, checked(batch(5, "a", p(0))), Some(0))
             .await
             .unwrap();
         let (waited, second) = second.await;
@@ -222,7 +226,7 @@ fn a_batch_that_overtook_its_predecessor_waits_for_it(direct_io: bool) {
         assert!(log.wait_for_turn("t", 0, p(20), 1, Some(10)).await);
         assert!(started.elapsed() >= streamhouse_shard::log::SEQUENCE_WAIT);
         let gap = log
-            .append_in_flight("t", 0, batch(1, "c", p(20)), Some(10))
+            .append_in_flight("t", 0, checked(batch(1, "c", p(20))), Some(10))
             .await;
         assert!(matches!(gap, Err(LogError::Sequence(_))), "{gap:?}");
         log.close().await;

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use streamhouse_proto as pb;
-use streamhouse_proto::batch::{self, BatchBuilder, Codec, ProducerInfo};
+use streamhouse_proto::batch::{self, BatchBuilder, CheckedBatch, Codec, ProducerInfo};
 
 use crate::clock::now_ms;
 
@@ -18,7 +18,7 @@ use super::status::{bad, lease_status, log_status};
 impl ShardContext {
     pub(super) async fn produce(
         &self,
-        req: pb::ProduceRequest,
+        mut req: pb::ProduceRequest,
     ) -> Result<pb::ProduceResponse, Status> {
         let ack = pb::AckLevel::try_from(req.ack)
             .map_err(|_| bad(format!("unknown ack level {}", req.ack)))?;
@@ -49,16 +49,19 @@ impl ShardContext {
         let encoded_here = req.batch.is_empty();
         let mut encoded = if !encoded_here {
             // The whole records section is checked before anything is
-            // acknowledged: a batch the agent accepts, every reader can decode.
+            // acknowledged: a batch the agent accepts, every reader can
+            // decode. Checked once; the log trusts the checked batch.
             let (max_batch, max_record) =
                 (self.config.max_request_bytes, self.config.max_record_bytes);
-            batch::check_records(&req.batch, max_batch, max_record).map_err(|e| match e {
-                batch::BatchError::TooLarge { .. } | batch::BatchError::RecordTooLarge { .. } => {
-                    Status::new(Code::ResourceExhausted, format!("batch too large: {e}"))
-                }
-                e => bad(format!("invalid batch: {e}")),
-            })?;
-            req.batch.to_vec()
+            CheckedBatch::check(std::mem::take(&mut req.batch), max_batch, max_record).map_err(
+                |e| match e {
+                    batch::BatchError::TooLarge { .. }
+                    | batch::BatchError::RecordTooLarge { .. } => {
+                        Status::new(Code::ResourceExhausted, format!("batch too large: {e}"))
+                    }
+                    e => bad(format!("invalid batch: {e}")),
+                },
+            )?
         } else {
             self.encode_records(
                 &req,
@@ -82,7 +85,8 @@ impl ShardContext {
         }
         // A batch that overtook an earlier one of its producer waits for it;
         // the lease may change meanwhile, so it is checked again after.
-        if let Ok(h) = batch::parse_header(&encoded) {
+        {
+            let h = *encoded.header();
             let waited = self
                 .log
                 .wait_for_turn(
@@ -198,12 +202,13 @@ impl ShardContext {
 
     /// The request's records as one batch; records without a timestamp
     /// get `now` (ms since the Unix epoch, from the partition's
-    /// [`AppendClock`](super::append_clock::AppendClock)).
+    /// [`AppendClock`](super::append_clock::AppendClock)). Built here, so
+    /// not checked again.
     pub(super) fn encode_records(
         &self,
         req: &pb::ProduceRequest,
         now: i64,
-    ) -> Result<Vec<u8>, Status> {
+    ) -> Result<CheckedBatch, Status> {
         let epoch = i16::try_from(req.producer_epoch).map_err(|_| {
             bad(format!(
                 "producer_epoch {} is out of range",
@@ -242,6 +247,7 @@ impl ShardContext {
             headers.extend(r.headers.iter().map(|h| (h.key.clone(), h.value.clone())));
             b.push(r.key.as_deref(), &r.value, ts, &headers);
         }
-        Ok(b.finish())
+        b.finish_checked()
+            .map_err(|e| bad(format!("invalid records: {e}")))
     }
 }

@@ -2,7 +2,9 @@
 //! Input byte 0 chooses whether the harness first makes the length field
 //! and CRC right (so the fuzzer gets past them into the records section).
 //! Must hold: `check_records` accepting a batch means `decode` reads
-//! exactly `record_count` records with offsets base, base + 1, ...
+//! exactly `record_count` records with offsets base, base + 1, ..., and
+//! the log's copy of it at another base offset (CRC moved from the
+//! change, `CheckedBatch::append_rebased`) validates with that offset.
 
 use bytes::Bytes;
 use streamhouse_proto::batch::{self, HEADER_LEN};
@@ -25,7 +27,17 @@ pub fn run(data: &[u8]) {
     let _ = batch::parse_header(&buf);
     let _ = batch::validate(&buf);
     let checked = batch::check_records(&buf, MAX_SECTION, MAX_RECORD);
-    let decoded = batch::decode(&Bytes::from(buf));
+    let whole = Bytes::from(buf);
+    if let Ok(c) = batch::CheckedBatch::check(whole.clone(), MAX_SECTION, MAX_RECORD) {
+        let moved_to = c.header().base_offset ^ (u64::from(*mode) << 40) ^ 12_345;
+        let mut out = vec![0xAB; usize::from(*mode & 7)];
+        c.append_rebased(&mut out, moved_to);
+        match batch::validate(&out[usize::from(*mode & 7)..]) {
+            Ok(h) => assert_eq!(h.base_offset, moved_to),
+            Err(e) => panic!("a checked batch moved to {moved_to} no longer validates: {e}"),
+        }
+    }
+    let decoded = batch::decode(&whole);
     if let Ok(h) = checked {
         let (dh, records) = match decoded {
             Ok(d) => d,

@@ -5,7 +5,10 @@
 
 use bytes::Bytes;
 
-use super::{Codec, ProducerInfo, Record, BATCH_MAGIC, BATCH_VERSION, CRC_START, HEADER_LEN};
+use super::{
+    parse_header, BatchError, CheckedBatch, Codec, ProducerInfo, Record, BATCH_MAGIC,
+    BATCH_VERSION, CRC_START, HEADER_LEN,
+};
 
 fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
@@ -149,6 +152,18 @@ impl BatchBuilder {
     pub fn finish(self) -> Vec<u8> {
         // Level 1: fast.
         self.finish_with(|body| zstd::bulk::compress(body, 1))
+    }
+
+    /// [`finish`](Self::finish) as a [`CheckedBatch`], for a writer that
+    /// hands what it built straight to a log: nothing is checked again.
+    /// [`BatchError::Empty`] when no record was pushed.
+    pub fn finish_checked(self) -> Result<CheckedBatch, BatchError> {
+        let out = self.finish();
+        let header = parse_header(&out)?;
+        if header.record_count == 0 {
+            return Err(BatchError::Empty);
+        }
+        Ok(CheckedBatch::built(header, Bytes::from(out)))
     }
 
     /// [`finish`](Self::finish) with the zstd compressor given: when it

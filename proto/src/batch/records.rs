@@ -4,6 +4,8 @@
 //! untrusted batch before acknowledging it. Owns no header or builder code
 //! (see the parent module) and allocates nothing from an unchecked count.
 
+use std::cell::RefCell;
+
 use bytes::Bytes;
 
 use super::{parse_header, validate, BatchError, BatchHeader, Codec, DecodedRecord, HEADER_LEN};
@@ -173,6 +175,73 @@ fn decompress(compressed: &[u8], codec: Codec, len: usize) -> Result<Vec<u8>, Ba
     out.map_err(BatchError::Decompress)
 }
 
+/// What [`check_records`] keeps per thread between calls: the buffer it
+/// inflates compressed sections into and a zstd context, so checking a
+/// compressed batch allocates nothing once warm.
+#[derive(Default)]
+struct Inflater {
+    buf: Vec<u8>,
+    zstd: Option<zstd::bulk::Decompressor<'static>>,
+}
+
+/// An [`Inflater`] whose buffer grew past this many bytes (16 MiB) is
+/// freed after use: a thread keeps at most this much between checks.
+const INFLATER_KEEP_BYTES: usize = 16 << 20;
+
+thread_local! {
+    static INFLATER: RefCell<Inflater> = RefCell::new(Inflater::default());
+}
+
+/// Runs `f` on the records section `compressed` inflated with `codec`
+/// into at most `len` bytes, in this thread's [`Inflater`] (an
+/// uncompressed section as it is).
+fn with_inflated<T>(
+    compressed: &[u8],
+    codec: Codec,
+    len: usize,
+    f: impl FnOnce(&[u8]) -> Result<T, BatchError>,
+) -> Result<T, BatchError> {
+    if codec == Codec::None {
+        return f(compressed);
+    }
+    INFLATER.with(|cell| {
+        let Ok(mut inf) = cell.try_borrow_mut() else {
+            // Called from inside `f` (nothing does today): inflate apart.
+            return f(&decompress(compressed, codec, len)?);
+        };
+        let inf = &mut *inf;
+        if inf.buf.len() < len {
+            inf.buf.resize(len, 0);
+        }
+        let out = &mut inf.buf[..len];
+        let n = match codec {
+            Codec::None => Ok(0), // returned above
+            Codec::Lz4 => {
+                lz4_flex::block::decompress_into(compressed, out).map_err(|e| e.to_string())
+            }
+            Codec::Zstd => {
+                let z = match inf.zstd.take() {
+                    Some(z) => Ok(z),
+                    None => zstd::bulk::Decompressor::new(),
+                };
+                z.map_err(|e| e.to_string()).and_then(|mut z| {
+                    let n = z.decompress_to_buffer(compressed, out);
+                    inf.zstd = Some(z);
+                    n.map_err(|e| e.to_string())
+                })
+            }
+        };
+        let result = match n {
+            Ok(n) => f(&inf.buf[..n]),
+            Err(e) => Err(BatchError::Decompress(e)),
+        };
+        if inf.buf.len() > INFLATER_KEEP_BYTES {
+            inf.buf = Vec::new();
+        }
+        result
+    })
+}
+
 /// Checks an (uncompressed) records section against its header: the size
 /// `records_len` promised, and room for `record_count` records (unless
 /// compacted).
@@ -272,33 +341,31 @@ pub fn check_records(
     }
     let len = section_len(&h, max_records_len)?;
     let compressed = &buf[HEADER_LEN..];
-    let inflated;
-    let section = match h.codec {
-        // Uncompressed: walk the caller's bytes, no copy.
-        Codec::None => compressed,
-        codec => {
-            inflated = decompress(compressed, codec, len)?;
-            &inflated[..]
-        }
+    let check = |section: &[u8]| {
+        check_section(section, &h)?;
+        walk_records(section, Count::Exactly(h.record_count), |i, r| {
+            dense(i, &r)?;
+            let size = r.key.map_or(0, <[u8]>::len)
+                + r.value.len()
+                + r.headers
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>();
+            if size > max_record_bytes {
+                return Err(BatchError::RecordTooLarge {
+                    index: i,
+                    size,
+                    limit: max_record_bytes,
+                });
+            }
+            Ok(())
+        })
     };
-    check_section(section, &h)?;
-    walk_records(section, Count::Exactly(h.record_count), |i, r| {
-        dense(i, &r)?;
-        let size = r.key.map_or(0, <[u8]>::len)
-            + r.value.len()
-            + r.headers
-                .iter()
-                .map(|(k, v)| k.len() + v.len())
-                .sum::<usize>();
-        if size > max_record_bytes {
-            return Err(BatchError::RecordTooLarge {
-                index: i,
-                size,
-                limit: max_record_bytes,
-            });
-        }
-        Ok(())
-    })?;
+    match h.codec {
+        // Uncompressed: walk the caller's bytes, no copy.
+        Codec::None => check(compressed)?,
+        codec => with_inflated(compressed, codec, len, check)?,
+    }
     Ok(h)
 }
 

@@ -11,21 +11,24 @@ use super::error::LogError;
 use super::partition::{evict_excess, find_mut, unknown};
 use super::state::{PendingEntry, State};
 use super::{wait, Appended, ShardLog, SEQUENCE_WAIT};
-use crate::batch;
+use crate::batch::{self, CheckedBatch};
 use crate::producers::SeqCheck;
 use crate::segment;
 
 impl ShardLog {
     /// Appends one encoded batch (see [`crate::batch`]) to a partition and
-    /// resolves once it is fsynced. The batch's CRC is verified; its base
-    /// offset is assigned here. Same as [`ShardLog::append_in_flight`] for a
-    /// producer with one batch in flight.
+    /// resolves once it is fsynced. The batch's header and CRC are
+    /// verified ([`CheckedBatch::validated`]); its base offset is assigned
+    /// here. Same as [`ShardLog::append_in_flight`] for a producer with one
+    /// batch in flight. Cancelling it after the batch was queued does not
+    /// unqueue it.
     pub async fn append(
         &self,
         topic: &str,
         partition: u32,
         batch: Vec<u8>,
     ) -> Result<Appended, LogError> {
+        let batch = CheckedBatch::validated(batch.into())?;
         self.append_in_flight(topic, partition, batch, None).await
     }
 
@@ -79,14 +82,20 @@ impl ShardLog {
     /// partition (see [`ProducerTable::check`](crate::producers::ProducerTable::check)). A batch ahead of its
     /// producer's sequence fails at once with [`SeqError::OutOfOrder`](crate::producers::SeqError::OutOfOrder); see
     /// [`ShardLog::wait_for_turn`].
+    ///
+    /// The batch was checked by whoever made the [`CheckedBatch`]; the log
+    /// copies it once, into its pending buffer behind the frame header,
+    /// and sets its base offset there (the CRC moved from the change, not
+    /// recomputed). Cancelling it after the batch was queued does not
+    /// unqueue it: the batch is written, only the answer is lost.
     pub async fn append_in_flight(
         &self,
         topic: &str,
         partition: u32,
-        mut batch: Vec<u8>,
+        batch: CheckedBatch,
         oldest: Option<i32>,
     ) -> Result<Appended, LogError> {
-        let header = batch::validate(&batch)?;
+        let header = *batch.header();
         let count = header.record_count;
         let (rx, base_offset, duplicate) = {
             let mut guard = self.inner.state.borrow_mut();
@@ -115,12 +124,11 @@ impl ShardLog {
                 SeqCheck::Append => {
                     let base_offset = p.next_offset;
                     p.next_offset += u64::from(count);
-                    batch::set_base_offset(&mut batch, base_offset);
-                    let head = segment::frame_header(topic, partition, batch.len());
                     let start = st.pending.len();
-                    st.pending.extend_from_slice(&head);
-                    st.pending.extend_from_slice(&batch);
-                    let len = head.len() + batch.len();
+                    segment::put_frame_header(&mut st.pending, topic, partition, batch.len());
+                    let batch_offset = st.pending.len() - start;
+                    batch.append_rebased(&mut st.pending, base_offset);
+                    let len = st.pending.len() - start;
                     st.appended_lsn += len as u64;
                     let lsn = st.appended_lsn;
                     let tick = st.producer_lru.next_tick();
@@ -142,7 +150,7 @@ impl ShardLog {
                         partition,
                         start,
                         len,
-                        batch_offset: head.len(),
+                        batch_offset,
                         base_offset,
                         record_count: count,
                         max_timestamp: header.max_timestamp,

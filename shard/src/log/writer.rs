@@ -192,23 +192,25 @@ impl ShardLog {
             // O_DIRECT: whole blocks. The write starts with the partial last
             // block of the previous one (the same bytes again), and its own
             // partial last block is kept as the next write's start.
+            // The frames are copied once, straight into the aligned buffer.
             None => {
                 let align = file.alignment() as usize;
-                let mut combined = std::mem::take(&mut self.inner.state.borrow_mut().tail);
-                combined.extend_from_slice(&data);
-                let total = combined.len();
+                let tail = std::mem::take(&mut self.inner.state.borrow_mut().tail);
+                let total = tail.len() + data.len();
                 let mut buf = file.alloc_dma_buffer(total.div_ceil(align) * align);
                 let out = buf.as_bytes_mut();
-                out[..total].copy_from_slice(&combined);
+                out[..tail.len()].copy_from_slice(&tail);
+                out[tail.len()..total].copy_from_slice(&data);
                 out[total..].fill(0);
+                let keep = total % align;
+                let next_tail = out[total - keep..total].to_vec();
                 let len = buf.len();
                 let written = file
                     .write_at(buf, write_pos)
                     .await
                     .map_err(io_err("writing the WAL"))?;
                 check_written(written, len)?;
-                let keep = total % align;
-                self.inner.state.borrow_mut().tail = combined.split_off(total - keep);
+                self.inner.state.borrow_mut().tail = next_tail;
             }
         }
         self.inner.state.borrow_mut().active_len += bytes as u64;
