@@ -1,20 +1,15 @@
-//! The types that cross the boundary between a shard's executor and the
-//! control thread, by direction: [`ToShard`] (leases, commits, hand-overs),
-//! [`ToControl`] (requests, health, restarts) with [`UploadJob`], and the
-//! answers ([`ControlError`], [`ClusterView`]). Plain data and the
-//! [`ControlHandle`] channel only: this module imports no other module of
-//! the crate but the leaves `ids` and `leader_epochs`, so both sides can depend on it without
-//! depending on each other.
+//! The plain data that crosses the boundary between a shard's executor and
+//! the control thread: [`ToShard`] (leases, commits, hand-overs), what a
+//! shard ships ([`UploadJob`], [`ChunkRange`]), the answers
+//! ([`ControlError`], [`ClusterView`]) and [`ShardHealth`]. The requests
+//! to the control thread and their channel are the control thread's own
+//! (`control::inbox`). This module imports no other module of the crate
+//! but the leaves `ids` and `leader_epochs`.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use bytes::Bytes;
-use futures::channel::{mpsc, oneshot};
-use streamhouse_proto as pb;
+use futures::channel::oneshot;
 use streamhouse_shard::producers::RememberedBatch;
-use streamhouse_shard::TimeMatch;
-use tokio::sync::Notify;
 
 use crate::ids::TopicKey;
 use crate::leader_epochs::EpochHistory;
@@ -167,130 +162,6 @@ pub enum ControlError {
     Superseded(String),
 }
 
-/// A consumer-group request a shard hands to the control thread.
-#[derive(Debug)]
-pub enum GroupCall {
-    FindCoordinator(pb::FindCoordinatorRequest),
-    Heartbeat(pb::GroupHeartbeatRequest),
-    Commit(pb::CommitOffsetsRequest),
-    FetchOffsets(pb::FetchOffsetsRequest),
-    List,
-    Describe(pb::DescribeGroupRequest),
-    Delete(pb::DeleteGroupRequest),
-}
-
-/// The control thread's answer to a [`GroupCall`] (same variant).
-#[derive(Debug)]
-pub enum GroupAnswer {
-    FindCoordinator(pb::FindCoordinatorResponse),
-    Heartbeat(pb::GroupHeartbeatResponse),
-    Commit(pb::CommitOffsetsResponse),
-    FetchOffsets(pb::FetchOffsetsResponse),
-    List(pb::ListGroupsResponse),
-    Describe(pb::DescribeGroupResponse),
-    Delete(pb::DeleteGroupResponse),
-}
-
-/// A request from a shard to the control thread.
-pub enum ToControl {
-    CreateTopic {
-        name: String,
-        partitions: u32,
-        /// Configuration keys the topic sets (checked by the control
-        /// thread).
-        config: std::collections::BTreeMap<String, String>,
-        reply: oneshot::Sender<Result<(), ControlError>>,
-    },
-    /// Raises a topic's partition count.
-    CreatePartitions {
-        name: String,
-        count: u32,
-        reply: oneshot::Sender<Result<(), ControlError>>,
-    },
-    /// Moves a held partition's log start to `to` (DeleteRecords); answers
-    /// the log start now.
-    DeleteRecords {
-        topic: TopicKey,
-        partition: u32,
-        to: u64,
-        reply: oneshot::Sender<Result<u64, ControlError>>,
-    },
-    /// Sets some configuration keys of a topic and returns others to the
-    /// defaults, all or none; answers the configuration now stored.
-    AlterConfigs {
-        name: String,
-        set: std::collections::BTreeMap<String, String>,
-        delete: Vec<String>,
-        reply: oneshot::Sender<Result<crate::topic_config::TopicConfig, ControlError>>,
-    },
-    DeleteTopic {
-        name: String,
-        reply: oneshot::Sender<Result<(), ControlError>>,
-    },
-    ProducerId {
-        reply: oneshot::Sender<Result<i64, ControlError>>,
-    },
-    /// The next epoch of an existing producer id (see
-    /// `MetaStore::bump_producer_epoch`).
-    BumpProducerEpoch {
-        producer_id: i64,
-        claimed: i32,
-        reply: oneshot::Sender<Result<i32, ControlError>>,
-    },
-    /// Batches of `topic/partition` from object storage, starting with the
-    /// one holding `offset`.
-    ReadRemote {
-        topic: TopicKey,
-        partition: u32,
-        offset: u64,
-        max_bytes: usize,
-        reply: oneshot::Sender<Result<Vec<Bytes>, ControlError>>,
-    },
-    /// The first committed record below `below` at or after a time, from
-    /// the chunk index's time index and the chunk objects.
-    RemoteOffsetForTime {
-        topic: TopicKey,
-        partition: u32,
-        timestamp_ms: i64,
-        below: u64,
-        reply: oneshot::Sender<Result<Option<TimeMatch>, ControlError>>,
-    },
-    /// A consumer-group request (`crate::groups`).
-    Group {
-        call: GroupCall,
-        reply: oneshot::Sender<Result<GroupAnswer, ControlError>>,
-    },
-    /// Reload topics from the metadata store now.
-    SyncTopics {
-        reply: oneshot::Sender<Result<(), ControlError>>,
-    },
-    /// The cluster view for Metadata / Describe / List answers.
-    Cluster {
-        topics: Vec<String>,
-        reply: oneshot::Sender<Result<ClusterView, ControlError>>,
-    },
-    Upload(UploadJob),
-    /// A shard's health changed: `Failed` (its WAL refuses appends: acquire
-    /// none of its partitions), `Dead` (its executor ended: also stop
-    /// renewing its leases, so they expire and others take them), or
-    /// `Healthy` again.
-    ShardHealth {
-        shard: usize,
-        health: ShardHealth,
-    },
-    /// A failed shard has shipped everything it could: give its partitions'
-    /// leases up now, so other agents continue them at once.
-    ReleaseShard {
-        shard: usize,
-    },
-    /// A shard's executor was started again (after a panic) with a new
-    /// inbox: send to it from now on, and hand it the shard's leases again.
-    ShardRestarted {
-        shard: usize,
-        inbox: mpsc::UnboundedSender<ToShard>,
-    },
-}
-
 /// How a shard is doing, as the control thread tracks it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShardHealth {
@@ -310,33 +181,4 @@ pub struct ClusterView {
     pub agents: Vec<(String, Vec<String>)>,
     /// Per topic, the leader of each partition.
     pub topics: Vec<(String, Vec<Leader>)>,
-}
-
-/// How shards reach the control thread. Cheap to clone; `Send`.
-#[derive(Clone)]
-pub struct ControlHandle {
-    pub(crate) tx: crossbeam_channel::Sender<ToControl>,
-    pub(crate) notify: Arc<Notify>,
-}
-
-impl ControlHandle {
-    /// Queues a request; false if the control thread is gone.
-    pub fn send(&self, r: ToControl) -> bool {
-        let ok = self.tx.send(r).is_ok();
-        self.notify.notify_one();
-        ok
-    }
-
-    /// Sends a request built around a reply channel and waits for the answer.
-    pub async fn call<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<Result<T, ControlError>>) -> ToControl,
-    ) -> Result<T, ControlError> {
-        let (tx, rx) = oneshot::channel();
-        if !self.send(make(tx)) {
-            return Err(ControlError::Unavailable("the agent is stopping".into()));
-        }
-        rx.await
-            .unwrap_or_else(|_| Err(ControlError::Unavailable("the agent is stopping".into())))
-    }
 }

@@ -18,7 +18,8 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::catalog::Catalog;
 use crate::config::AgentConfig;
-use crate::messages::{ControlHandle, ShardHealth, ToControl, ToShard};
+use crate::control::inbox::{ControlHandle, ToControl};
+use crate::messages::{ShardHealth, ToShard};
 use crate::metrics::ShardMetrics;
 use crate::shard::{self, Ready, ShardSetup};
 

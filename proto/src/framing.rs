@@ -1,14 +1,29 @@
 //! gRPC's framing of a message on HTTP/2, as the agent's own server reads
-//! it: the 5-byte prefix of each message (flag, big-endian length) and the
+//! and writes it: the 5-byte prefix of each message (flag, big-endian
+//! length), a reply framed behind it ([`frame_message`]) and the
 //! `grpc-timeout` header value. Pure functions of bytes and text, so the
 //! fuzz targets and tests exercise exactly what the agent runs. Owns no
 //! I/O and no status codes (the agent maps [`PrefixError`] to them).
 
 use std::time::Duration;
 
+use bytes::{BufMut, Bytes, BytesMut};
+use prost::Message;
+
 /// Bytes before every gRPC message: 1 flag byte and a 4-byte big-endian
 /// length.
 pub const PREFIX_LEN: usize = 5;
+
+/// `msg` encoded behind its prefix (flag 0: uncompressed), in one buffer.
+pub fn frame_message(msg: &impl Message) -> Bytes {
+    let len = msg.encoded_len();
+    let mut buf = BytesMut::with_capacity(len + PREFIX_LEN);
+    buf.put_u8(0);
+    buf.put_u32(len as u32);
+    // The buffer has room for the whole message, so encoding cannot fail.
+    let _ = msg.encode(&mut buf);
+    buf.freeze()
+}
 
 /// Why a message prefix is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

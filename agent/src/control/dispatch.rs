@@ -1,10 +1,11 @@
-//! One [`ToControl`](crate::messages::ToControl) request from a shard →
-//! the control-plane call that answers it. Holds no state and no policy of
+//! One [`ToControl`](super::inbox::ToControl) request from a shard →
+//! the control-plane call that answers it (an RPC unit's call runs as
+//! it is: `rpc`). Holds no state and no policy of
 //! its own.
 
 use std::sync::Arc;
 
-use crate::messages::ToControl;
+use super::inbox::ToControl;
 
 use super::state::Shared;
 
@@ -89,8 +90,8 @@ impl Shared {
                     .await;
                 let _ = reply.send(r);
             }
-            ToControl::Group { call, reply } => {
-                let _ = reply.send(self.group(call).await);
+            ToControl::Rpc { call, reply } => {
+                let _ = reply.send(call.run(self.clone()).await);
             }
             ToControl::SyncTopics { reply } => {
                 let r = self.sync_topics().await;

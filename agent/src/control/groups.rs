@@ -1,8 +1,9 @@
 //! Consumer-group requests on the control thread: which agent coordinates
 //! a group (rendezvous hashing of the group id over the live agents, so it
 //! moves when its agent dies, as partition leadership does), refusing a
-//! heartbeat or commit for a group coordinated elsewhere, and handing the
-//! rest to `crate::groups::coordinator`.
+//! heartbeat or commit for a group coordinated elsewhere, the checks the
+//! group RPCs (`rpc/groups/`) share, and the periodic group sweeps and
+//! flushes.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use streamhouse_proto as pb;
 
 use crate::clock::{mono_ms, now_ms};
 use crate::groups::coordinator::GroupContext;
-use crate::messages::{ControlError, GroupAnswer, GroupCall};
+use crate::messages::ControlError;
 use crate::routing::shard_for;
 use crate::watermarks::{asks, Ask};
 
@@ -44,13 +45,7 @@ pub(super) async fn sweep_groups(shared: Arc<Shared>) {
             continue;
         }
         next_sweep = tokio::time::Instant::now() + every;
-        let cx = GroupContext {
-            meta: &shared.meta,
-            catalog: &shared.catalog,
-            metrics: &shared.metrics.groups,
-            now_ms: now_ms(),
-            mono_ms: mono_ms(),
-        };
+        let cx = shared.group_cx();
         if let Err(e) = crate::groups::expiry::expire_empty_groups(&shared.groups, &cx, here).await
         {
             tracing::warn!(error = %e, "expiring empty consumer groups failed; retrying at the next sweep");
@@ -69,13 +64,7 @@ pub(super) async fn flush_groups(shared: Arc<Shared>) {
     let every = Duration::from_millis(crate::groups::live::SAVE_EVERY_MS as u64);
     while !shared.stop.load(Ordering::Acquire) {
         tokio::time::sleep(every).await;
-        let cx = GroupContext {
-            meta: &shared.meta,
-            catalog: &shared.catalog,
-            metrics: &shared.metrics.groups,
-            now_ms: now_ms(),
-            mono_ms: mono_ms(),
-        };
+        let cx = shared.group_cx();
         shared.groups.flush(&cx).await;
     }
 }
@@ -94,35 +83,16 @@ impl Shared {
             .map_or_else(|| self.config.agent_id.clone(), str::to_owned)
     }
 
-    /// Answers one consumer-group request. Cancelling it may leave a
-    /// heartbeat's or commit's change saved or not.
-    pub(super) async fn group(&self, call: GroupCall) -> Result<GroupAnswer, ControlError> {
-        let cx = GroupContext {
+    /// What `crate::groups` needs of the control thread for one request
+    /// or sweep, with the clocks read now.
+    pub(super) fn group_cx(&self) -> GroupContext<'_> {
+        GroupContext {
             meta: &self.meta,
             catalog: &self.catalog,
             metrics: &self.metrics.groups,
             now_ms: now_ms(),
             mono_ms: mono_ms(),
-        };
-        let g = &self.groups;
-        Ok(match call {
-            GroupCall::FindCoordinator(r) => {
-                GroupAnswer::FindCoordinator(self.find_coordinator(&r.group_id).await?)
-            }
-            GroupCall::Heartbeat(r) => {
-                self.coordinated_here(&r.group_id)?;
-                GroupAnswer::Heartbeat(g.heartbeat(&cx, r).await?)
-            }
-            GroupCall::Commit(r) => {
-                self.coordinated_here(&r.group_id)?;
-                self.check_commit_ends(&r).await?;
-                GroupAnswer::Commit(g.commit(&cx, r).await?)
-            }
-            GroupCall::FetchOffsets(r) => GroupAnswer::FetchOffsets(g.fetch_offsets(&cx, r).await?),
-            GroupCall::List => GroupAnswer::List(g.list(&cx).await?),
-            GroupCall::Describe(r) => GroupAnswer::Describe(g.describe(&cx, r).await?),
-            GroupCall::Delete(r) => GroupAnswer::Delete(g.delete(&cx, r).await?),
-        })
+        }
     }
 
     /// Asks the leaders of the committed partitions this agent does not
@@ -154,7 +124,10 @@ impl Shared {
     /// end. A kept value of a partition led elsewhere may be old, so its
     /// leader is asked again first (up to `watermarks::ASK_TIMEOUT`); a
     /// partition whose leader cannot be asked is let through.
-    async fn check_commit_ends(&self, r: &pb::CommitOffsetsRequest) -> Result<(), ControlError> {
+    pub(super) async fn check_commit_ends(
+        &self,
+        r: &pb::CommitOffsetsRequest,
+    ) -> Result<(), ControlError> {
         if r.offsets.len() > crate::groups::settings::MAX_LISTED_PARTITIONS {
             return Ok(()); // refused by the coordinator's own bound
         }
@@ -212,7 +185,7 @@ impl Shared {
         Ok(asks(found))
     }
 
-    fn coordinated_here(&self, group: &str) -> Result<(), ControlError> {
+    pub(super) fn coordinated_here(&self, group: &str) -> Result<(), ControlError> {
         let c = self.coordinator_of(group);
         if c == self.config.agent_id {
             return Ok(());
@@ -224,7 +197,7 @@ impl Shared {
     }
 
     /// The coordinator of `group` and the address of its shard for it.
-    async fn find_coordinator(
+    pub(super) async fn find_coordinator(
         &self,
         group: &str,
     ) -> Result<pb::FindCoordinatorResponse, ControlError> {

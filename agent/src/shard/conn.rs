@@ -23,6 +23,7 @@ use tokio_util::compat::FuturesAsyncReadCompatExt;
 use super::budget::{Budget, ReplyBudget};
 use super::context::ShardContext;
 use super::grpc::{self, Code, H2Settings, Status};
+use super::rpc;
 
 /// The client connection preface every HTTP/2 connection starts with.
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -289,8 +290,12 @@ async fn handle_stream(
         timeout: door.body_timeout,
         held: None,
     };
-    if path == streamhouse_proto::paths::HEALTH_CHECK {
-        match ctx.health(&mut body).await {
+    let Some(route) = rpc::route(&path) else {
+        grpc::reply_err(&mut respond, &rpc::unknown_method(&path));
+        return;
+    };
+    if route.while_draining {
+        match rpc::dispatch(ctx, route, &mut body).await {
             Ok(reply) => grpc::reply_ok(&mut respond, reply),
             Err(status) => grpc::reply_err(&mut respond, &status),
         }
@@ -314,7 +319,7 @@ async fn handle_stream(
         topic = tracing::field::Empty,
         partition = tracing::field::Empty,
     );
-    let call = ctx.call(&path, &mut body).instrument(span.clone());
+    let call = rpc::dispatch(ctx, route, &mut body).instrument(span.clone());
     let result = match timeout {
         Some(t) => {
             futures_lite::future::or(call, async move {

@@ -14,7 +14,8 @@ use streamhouse_shard::ShardLog;
 
 use crate::catalog::Catalog;
 use crate::config::AgentConfig;
-use crate::messages::{ControlHandle, ToShard};
+use crate::control::inbox::ControlHandle;
+use crate::messages::ToShard;
 use crate::metrics::ShardMetrics;
 use crate::tasks::TaskRegistry;
 

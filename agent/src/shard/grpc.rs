@@ -6,7 +6,7 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use h2::server::SendResponse;
 use h2::RecvStream;
 use http::{HeaderMap, HeaderValue, Request, Response};
@@ -311,15 +311,10 @@ pub fn reply_http(respond: &mut SendResponse<Bytes>, code: http::StatusCode) {
     let _ = respond.send_response(r, true);
 }
 
-/// Encodes a reply message with its 5-byte gRPC prefix.
+/// Encodes a reply message with its 5-byte gRPC prefix
+/// ([`framing::frame_message`]).
 pub fn encode_reply(msg: &impl Message) -> Bytes {
-    let len = msg.encoded_len();
-    let mut buf = BytesMut::with_capacity(len + PREFIX_LEN);
-    buf.put_u8(0);
-    buf.put_u32(len as u32);
-    // The buffer has room for the whole message, so encoding cannot fail.
-    let _ = msg.encode(&mut buf);
-    buf.freeze()
+    framing::frame_message(msg)
 }
 
 pub fn decode<M: Message + Default>(bytes: Bytes, what: &str) -> Result<M, Status> {

@@ -20,27 +20,23 @@ use streamhouse_shard::{LogConfig, ShardLog};
 
 use crate::catalog::Catalog;
 use crate::config::AgentConfig;
-use crate::messages::{ControlHandle, ToShard};
+use crate::control::inbox::ControlHandle;
+use crate::messages::ToShard;
 
 use budget::Budget;
 use conn::Door;
 use context::{ContextParts, ShardContext};
 use grpc::H2Settings;
 
-mod admin;
 mod append_clock;
 pub mod budget;
 pub mod conn;
 pub mod context;
-mod delete_records;
-mod dispatch;
-mod fetch;
-mod groups;
+mod describe;
 pub mod grpc;
 pub mod leases;
-pub mod list_offsets;
 pub mod log_starts;
-mod produce;
+pub(crate) mod rpc;
 mod shipping;
 mod status;
 mod topic_cache;

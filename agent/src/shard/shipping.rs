@@ -7,8 +7,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::clock::now_ms;
+use crate::control::inbox::ToControl;
 use crate::ids::TopicKey;
-use crate::messages::{ToControl, UploadJob};
+use crate::messages::UploadJob;
 use crate::metastore::ChunkRange;
 
 use super::context::ShardContext;

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
-use crate::messages::{ControlError, ToControl};
+use crate::control::inbox::ToControl;
+use crate::messages::ControlError;
 use crate::routing::shard_for;
 
 use super::context::ShardContext;

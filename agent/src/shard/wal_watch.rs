@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use streamhouse_shard::ReopenError;
 
 use super::context::ShardContext;
-use crate::messages::{ShardHealth, ToControl};
+use crate::control::inbox::ToControl;
+use crate::messages::ShardHealth;
 
 /// How often a failed WAL is reopened: 1 s.
 pub const REOPEN_EVERY: Duration = Duration::from_secs(1);

@@ -10,15 +10,31 @@ use streamhouse_proto::batch::{self, BatchBuilder, CheckedBatch, Codec, Producer
 
 use crate::clock::now_ms;
 
-use super::context::ShardContext;
-use super::grpc::{Code, Status};
-use super::leases::LeaseProblem;
-use super::status::{bad, lease_status, log_status};
+use crate::shard::budget::ReplyBudget;
+use crate::shard::context::ShardContext;
+use crate::shard::grpc::{Code, Status};
+use crate::shard::leases::LeaseProblem;
+use crate::shard::status::{bad, lease_status, log_status};
 
-impl ShardContext {
-    pub(super) async fn produce(
-        &self,
+use super::ShardRpc;
+
+/// `ProducerService/Produce`.
+pub(crate) struct Produce;
+
+impl ShardRpc for Produce {
+    const PATH: &'static str = pb::paths::PRODUCE;
+    const REQUEST: &'static str = "ProduceRequest";
+    type Request = pb::ProduceRequest;
+    type Response = pb::ProduceResponse;
+
+    fn partition(req: &pb::ProduceRequest) -> Option<(&str, u32)> {
+        Some((&req.topic, req.partition))
+    }
+
+    async fn handle(
+        cx: &ShardContext,
         mut req: pb::ProduceRequest,
+        _reply: &mut ReplyBudget,
     ) -> Result<pb::ProduceResponse, Status> {
         let ack = pb::AckLevel::try_from(req.ack)
             .map_err(|_| bad(format!("unknown ack level {}", req.ack)))?;
@@ -28,21 +44,21 @@ impl ShardContext {
         if req.batch.is_empty() && req.records.is_empty() {
             return Err(bad("empty batch: the request holds no records"));
         }
-        let t = self.route(&req.topic, req.partition, true).await?;
+        let t = cx.route(&req.topic, req.partition, true).await?;
         // Tests make the shard's executor panic here (see `supervisor`).
         fail::fail_point!("shard-produce");
-        let epoch = self
+        let epoch = cx
             .leases
             .check(&t.key, req.partition, Instant::now())
             .map_err(|p| lease_status(&req.topic, req.partition, p))?;
-        let backlog = self.upload_backlog();
-        if backlog > self.config.max_upload_backlog_bytes {
+        let backlog = cx.upload_backlog();
+        if backlog > cx.config.max_upload_backlog_bytes {
             return Err(Status::new(
                 Code::ResourceExhausted,
                 format!(
                     "{backlog} bytes are waiting for upload to object storage (limit {}); \
                      is the object store reachable?",
-                    self.config.max_upload_backlog_bytes
+                    cx.config.max_upload_backlog_bytes
                 ),
             ));
         }
@@ -51,8 +67,7 @@ impl ShardContext {
             // The whole records section is checked before anything is
             // acknowledged: a batch the agent accepts, every reader can
             // decode. Checked once; the log trusts the checked batch.
-            let (max_batch, max_record) =
-                (self.config.max_request_bytes, self.config.max_record_bytes);
+            let (max_batch, max_record) = (cx.config.max_request_bytes, cx.config.max_record_bytes);
             CheckedBatch::check(std::mem::take(&mut req.batch), max_batch, max_record).map_err(
                 |e| match e {
                     batch::BatchError::TooLarge { .. }
@@ -63,15 +78,12 @@ impl ShardContext {
                 },
             )?
         } else {
-            self.encode_records(
-                &req,
-                self.append_clock.stamp(&t.key, req.partition, now_ms()),
-            )?
+            cx.encode_records(&req, cx.append_clock.stamp(&t.key, req.partition, now_ms()))?
         };
         let most = t
             .entry
             .config
-            .max_message_bytes(&self.config.topic_defaults());
+            .max_message_bytes(&cx.config.topic_defaults());
         if encoded.len() as u64 > most {
             return Err(Status::new(
                 Code::ResourceExhausted,
@@ -87,7 +99,7 @@ impl ShardContext {
         // the lease may change meanwhile, so it is checked again after.
         {
             let h = *encoded.header();
-            let waited = self
+            let waited = cx
                 .log
                 .wait_for_turn(
                     &t.key,
@@ -101,10 +113,10 @@ impl ShardContext {
                 if encoded_here {
                     // Stamped again: batches that went first while this
                     // one waited were stamped later.
-                    let now = self.append_clock.stamp(&t.key, req.partition, now_ms());
-                    encoded = self.encode_records(&req, now)?;
+                    let now = cx.append_clock.stamp(&t.key, req.partition, now_ms());
+                    encoded = cx.encode_records(&req, now)?;
                 }
-                match self.leases.check(&t.key, req.partition, Instant::now()) {
+                match cx.leases.check(&t.key, req.partition, Instant::now()) {
                     Ok(e) if e == epoch => {}
                     Ok(_) => {
                         return Err(Status::new(
@@ -122,13 +134,13 @@ impl ShardContext {
         let batch_len = encoded.len() as u64;
         // No await between the stamp and the append: records stamped later
         // get later offsets.
-        let appended = self
+        let appended = cx
             .log
             .append_in_flight(&t.key, req.partition, encoded, req.oldest_sequence)
             .await
             .map_err(log_status)?;
         if !appended.duplicate {
-            let m = &self.metrics;
+            let m = &cx.metrics;
             m.produce_requests.fetch_add(1, Ordering::Relaxed);
             m.produce_records
                 .fetch_add(u64::from(appended.record_count), Ordering::Relaxed);
@@ -147,7 +159,7 @@ impl ShardContext {
         // Tests hold a written batch here to stop the agent before its ack.
         fail::fail_point!("shard-produce-written");
         if ack == pb::AckLevel::AckDurable {
-            self.leases
+            cx.leases
                 .may_acknowledge(&t.key, req.partition, epoch, Instant::now())
                 .map_err(|p| {
                     Status::new(
@@ -169,18 +181,18 @@ impl ShardContext {
         }
         if ack == pb::AckLevel::AckObject {
             if let Some(segment) = appended.segment {
-                if segment == self.log.active_segment() {
-                    self.log.hurry_seal();
+                if segment == cx.log.active_segment() {
+                    cx.log.hurry_seal();
                 }
-                self.wait_committed(segment).await?;
+                cx.wait_committed(segment).await?;
             }
             // Committed chunks leave fenced partitions out: with the lease
             // still held at the same epoch the batch was committed; else
             // (moving, handed over, lost) it was if its partition's
             // committed end covers it.
             let end = appended.base_offset + u64::from(appended.record_count);
-            let held = matches!(self.leases.check(&t.key, req.partition, Instant::now()), Ok(e) if e == epoch);
-            let committed = self.uploads.covers(&t.key, req.partition, end);
+            let held = matches!(cx.leases.check(&t.key, req.partition, Instant::now()), Ok(e) if e == epoch);
+            let committed = cx.uploads.covers(&t.key, req.partition, end);
             if !held && !committed {
                 return Err(Status::new(
                     Code::Unavailable,
@@ -199,7 +211,9 @@ impl ShardContext {
             append_time: now_ms() as u64,
         })
     }
+}
 
+impl ShardContext {
     /// The request's records as one batch; records without a timestamp
     /// get `now` (ms since the Unix epoch, from the partition's
     /// [`AppendClock`](super::append_clock::AppendClock)). Built here, so

@@ -9,13 +9,16 @@ use std::time::Instant;
 use streamhouse_proto as pb;
 use streamhouse_shard::TimeMatch;
 
+use crate::control::inbox::ToControl;
 use crate::ids::TopicKey;
-use crate::messages::ToControl;
 
-use super::context::ShardContext;
-use super::grpc::{Code, Status};
-use super::leases::LeaseProblem;
-use super::status::{control_status, lease_status, log_status};
+use crate::shard::budget::ReplyBudget;
+use crate::shard::context::ShardContext;
+use crate::shard::grpc::{Code, Status};
+use crate::shard::leases::LeaseProblem;
+use crate::shard::status::{control_status, lease_status, log_status};
+
+use super::ShardRpc;
 
 /// Queries one ListOffsets may carry (each time query reads a bounded
 /// number of batches and ranges; see `control::remote::MAX_RANGES_READ`).
@@ -25,13 +28,22 @@ pub const EARLIEST: i64 = -2;
 /// `timestamp_ms` asking for the high watermark.
 pub const LATEST: i64 = -1;
 
-impl ShardContext {
+/// `GroupService/ListOffsets` (answered by the partitions' leaders).
+pub(crate) struct ListOffsets;
+
+impl ShardRpc for ListOffsets {
+    const PATH: &'static str = pb::paths::LIST_OFFSETS;
+    const REQUEST: &'static str = "ListOffsetsRequest";
+    type Request = pb::ListOffsetsRequest;
+    type Response = pb::ListOffsetsResponse;
+
     /// Answers every query of `req` in order, or fails as a whole with the
     /// first partition's problem (unknown, not led here, a store that
     /// cannot be read). Cancelling it leaves nothing behind.
-    pub(super) async fn list_offsets(
-        &self,
+    async fn handle(
+        cx: &ShardContext,
         req: pb::ListOffsetsRequest,
+        _reply: &mut ReplyBudget,
     ) -> Result<pb::ListOffsetsResponse, Status> {
         if req.queries.len() > MAX_QUERIES {
             return Err(Status::new(
@@ -44,13 +56,13 @@ impl ShardContext {
         }
         let mut answers = Vec::with_capacity(req.queries.len());
         for q in &req.queries {
-            let t = self.route(&req.topic, q.partition, false).await?;
-            match self.leases.check(&t.key, q.partition, Instant::now()) {
+            let t = cx.route(&req.topic, q.partition, false).await?;
+            match cx.leases.check(&t.key, q.partition, Instant::now()) {
                 Ok(_) | Err(LeaseProblem::Moving) => {}
                 Err(p) => return Err(lease_status(&req.topic, q.partition, p)),
             }
-            let high = self.log.high_watermark(&t.key, q.partition).unwrap_or(0);
-            let start = self.log_starts.get(&t.key, q.partition).min(high);
+            let high = cx.log.high_watermark(&t.key, q.partition).unwrap_or(0);
+            let start = cx.log_starts.get(&t.key, q.partition).min(high);
             let (offset, timestamp_ms) = match q.timestamp_ms {
                 EARLIEST => (start, -1),
                 LATEST => (high, -1),
@@ -64,7 +76,7 @@ impl ShardContext {
                         ),
                     ))
                 }
-                ts => match self.offset_for_time(&t.key, q.partition, ts).await? {
+                ts => match cx.offset_for_time(&t.key, q.partition, ts).await? {
                     // Its record was deleted: the first still readable.
                     Some(m) if m.offset < start => (start, -1),
                     Some(m) => (m.offset, m.timestamp_ms),
@@ -79,7 +91,9 @@ impl ShardContext {
         }
         Ok(pb::ListOffsetsResponse { answers })
     }
+}
 
+impl ShardContext {
     /// The first record at or after `timestamp_ms`: in object storage below
     /// the local log start, else in the local log; `None` when no record
     /// reaches that time.

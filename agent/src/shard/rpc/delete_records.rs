@@ -5,28 +5,43 @@
 
 use std::time::Instant;
 
-use bytes::Bytes;
 use streamhouse_proto as pb;
 
+use crate::control::inbox::ToControl;
 use crate::ids::TopicKey;
-use crate::messages::ToControl;
 
-use super::context::ShardContext;
-use super::grpc::{encode_reply, Code, Status};
-use super::status::{control_status, lease_status};
+use crate::shard::budget::ReplyBudget;
+use crate::shard::context::ShardContext;
+use crate::shard::grpc::{Code, Status};
+use crate::shard::status::{control_status, lease_status};
 
-impl ShardContext {
+use super::ShardRpc;
+
+/// `AdminService/DeleteRecords`.
+pub(crate) struct DeleteRecords;
+
+impl ShardRpc for DeleteRecords {
+    const PATH: &'static str = pb::paths::DELETE_RECORDS;
+    const REQUEST: &'static str = "DeleteRecordsRequest";
+    type Request = pb::DeleteRecordsRequest;
+    type Response = pb::DeleteRecordsResponse;
+
+    fn partition(req: &pb::DeleteRecordsRequest) -> Option<(&str, u32)> {
+        Some((&req.topic, req.partition))
+    }
+
     /// Cancelling it after the control thread took the request does not
     /// withdraw it: the log start may have moved.
-    pub(super) async fn delete_records(
-        &self,
+    async fn handle(
+        cx: &ShardContext,
         req: pb::DeleteRecordsRequest,
-    ) -> Result<Bytes, Status> {
-        let t = self.route(&req.topic, req.partition, false).await?;
-        self.leases
+        _reply: &mut ReplyBudget,
+    ) -> Result<pb::DeleteRecordsResponse, Status> {
+        let t = cx.route(&req.topic, req.partition, false).await?;
+        cx.leases
             .check(&t.key, req.partition, Instant::now())
             .map_err(|p| lease_status(&req.topic, req.partition, p))?;
-        let high = self.log.high_watermark(&t.key, req.partition).unwrap_or(0);
+        let high = cx.log.high_watermark(&t.key, req.partition).unwrap_or(0);
         let to = match req.offset {
             -1 => high,
             o if o < 0 => {
@@ -46,7 +61,7 @@ impl ShardContext {
             }
             o => o as u64,
         };
-        let start = self
+        let start = cx
             .control
             .call(|reply| ToControl::DeleteRecords {
                 topic: TopicKey::from_stored(&t.key),
@@ -56,9 +71,9 @@ impl ShardContext {
             })
             .await
             .map_err(control_status)?;
-        self.log_starts.advance(&t.key, req.partition, start);
-        Ok(encode_reply(&pb::DeleteRecordsResponse {
+        cx.log_starts.advance(&t.key, req.partition, start);
+        Ok(pb::DeleteRecordsResponse {
             low_watermark: start,
-        }))
+        })
     }
 }

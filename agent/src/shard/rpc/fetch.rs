@@ -14,16 +14,18 @@ use std::time::Instant;
 use streamhouse_proto as pb;
 use streamhouse_proto::batch::{self};
 
+use crate::control::inbox::ToControl;
 use crate::ids::TopicKey;
 use crate::leader_epochs::{EpochEnd, EpochHistory};
-use crate::messages::ToControl;
 
-use super::budget::ReplyBudget;
-use super::context::ShardContext;
-use super::grpc::{over_budget, Code, Status};
-use super::leases::LeaseProblem;
-use super::status::{control_status, lease_status, log_status};
-use super::topic_cache::LocalTopic;
+use crate::shard::budget::ReplyBudget;
+use crate::shard::context::ShardContext;
+use crate::shard::grpc::{over_budget, Code, Status};
+use crate::shard::leases::LeaseProblem;
+use crate::shard::status::{control_status, lease_status, log_status};
+use crate::shard::topic_cache::LocalTopic;
+
+use super::ShardRpc;
 
 /// Default and largest `max_bytes` of a fetch.
 const DEFAULT_FETCH_BYTES: usize = 1 << 20;
@@ -31,18 +33,30 @@ const MAX_FETCH_BYTES: usize = 64 << 20;
 /// Longest `max_wait_ms` honoured by a fetch.
 const MAX_FETCH_WAIT: Duration = Duration::from_secs(30);
 
-impl ShardContext {
+/// `FetchService/Fetch`.
+pub(crate) struct Fetch;
+
+impl ShardRpc for Fetch {
+    const PATH: &'static str = pb::paths::FETCH;
+    const REQUEST: &'static str = "FetchRequest";
+    type Request = pb::FetchRequest;
+    type Response = pb::FetchResponse;
+
+    fn partition(req: &pb::FetchRequest) -> Option<(&str, u32)> {
+        Some((&req.topic, req.partition))
+    }
+
     /// Cancelling it drops the read and returns what it reserved.
-    pub(super) async fn fetch(
-        &self,
+    async fn handle(
+        cx: &ShardContext,
         req: pb::FetchRequest,
         reply: &mut ReplyBudget,
     ) -> Result<pb::FetchResponse, Status> {
-        self.metrics.fetch_requests.fetch_add(1, Ordering::Relaxed);
-        let t = self.route(&req.topic, req.partition, false).await?;
+        cx.metrics.fetch_requests.fetch_add(1, Ordering::Relaxed);
+        let t = cx.route(&req.topic, req.partition, false).await?;
         let partition = req.partition as usize;
-        let mut answer = self.fetch_routed(&t, req, reply).await?;
-        answer.log_start_offset = self.log_starts.get(&t.key, partition as u32);
+        let mut answer = cx.fetch_routed(&t, req, reply).await?;
+        answer.log_start_offset = cx.log_starts.get(&t.key, partition as u32);
         if let Some(tr) = t.entry.traffic.get(partition) {
             let bytes: usize = answer
                 .records
@@ -55,7 +69,9 @@ impl ShardContext {
         }
         Ok(answer)
     }
+}
 
+impl ShardContext {
     /// [`ShardContext::fetch`] of a partition of `t`. Cancelling it drops
     /// the read and returns what it reserved.
     async fn fetch_routed(

@@ -1,0 +1,26 @@
+//! `DeleteGroup`: deletes a group without members, with its offsets.
+
+use std::sync::Arc;
+
+use streamhouse_proto as pb;
+
+use crate::control::rpc::ControlRpc;
+use crate::control::state::Shared;
+use crate::messages::ControlError;
+
+pub(crate) struct DeleteGroup;
+
+impl ControlRpc for DeleteGroup {
+    const PATH: &'static str = pb::paths::DELETE_GROUP;
+    const REQUEST: &'static str = "DeleteGroupRequest";
+    type Request = pb::DeleteGroupRequest;
+    type Response = pb::DeleteGroupResponse;
+
+    /// Cancelling it may leave the group deleted or not.
+    async fn handle(
+        shared: Arc<Shared>,
+        req: pb::DeleteGroupRequest,
+    ) -> Result<pb::DeleteGroupResponse, ControlError> {
+        shared.groups.delete(&shared.group_cx(), req).await
+    }
+}

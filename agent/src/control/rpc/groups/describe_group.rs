@@ -1,0 +1,26 @@
+//! `DescribeGroup`: one group's members, assignment, offsets and lag. Changes
+//! nothing.
+
+use std::sync::Arc;
+
+use streamhouse_proto as pb;
+
+use crate::control::rpc::ControlRpc;
+use crate::control::state::Shared;
+use crate::messages::ControlError;
+
+pub(crate) struct DescribeGroup;
+
+impl ControlRpc for DescribeGroup {
+    const PATH: &'static str = pb::paths::DESCRIBE_GROUP;
+    const REQUEST: &'static str = "DescribeGroupRequest";
+    type Request = pb::DescribeGroupRequest;
+    type Response = pb::DescribeGroupResponse;
+
+    async fn handle(
+        shared: Arc<Shared>,
+        req: pb::DescribeGroupRequest,
+    ) -> Result<pb::DescribeGroupResponse, ControlError> {
+        shared.groups.describe(&shared.group_cx(), req).await
+    }
+}

@@ -1,0 +1,26 @@
+//! `FetchOffsets`: a group's committed offsets, from the metadata store. Changes
+//! nothing.
+
+use std::sync::Arc;
+
+use streamhouse_proto as pb;
+
+use crate::control::rpc::ControlRpc;
+use crate::control::state::Shared;
+use crate::messages::ControlError;
+
+pub(crate) struct FetchOffsets;
+
+impl ControlRpc for FetchOffsets {
+    const PATH: &'static str = pb::paths::FETCH_OFFSETS;
+    const REQUEST: &'static str = "FetchOffsetsRequest";
+    type Request = pb::FetchOffsetsRequest;
+    type Response = pb::FetchOffsetsResponse;
+
+    async fn handle(
+        shared: Arc<Shared>,
+        req: pb::FetchOffsetsRequest,
+    ) -> Result<pb::FetchOffsetsResponse, ControlError> {
+        shared.groups.fetch_offsets(&shared.group_cx(), req).await
+    }
+}

@@ -1,0 +1,64 @@
+//! The RPCs that run on the control thread: one unit per RPC (a type
+//! implementing [`ControlRpc`]: its method path, request and response
+//! messages and handler), in one file each. A shard decodes the request
+//! (bounded as every request is), wraps it with its unit's handler in an
+//! [`RpcCall`] and sends it through the control thread's inbox; the
+//! control thread runs it and answers the encoded response. The shard's
+//! route table (`shard::rpc::table`) lists these units beside its own.
+//! Owns no state; each handler reaches the control thread's state through
+//! [`Shared`].
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use prost::Message;
+use streamhouse_proto::framing::frame_message;
+
+use crate::messages::ControlError;
+
+use super::state::Shared;
+
+pub(crate) mod groups;
+
+/// One RPC answered on the control thread.
+pub(crate) trait ControlRpc: 'static {
+    /// The gRPC method path, e.g. `/streamhouse.GroupService/Heartbeat`.
+    const PATH: &'static str;
+    /// The request message's name, for decoding errors.
+    const REQUEST: &'static str;
+    type Request: Message + Default + Send + 'static;
+    type Response: Message;
+
+    /// Answers one request on the control thread. Cancelling it (the
+    /// agent stopping) may leave its change saved or not, as each unit
+    /// says.
+    fn handle(
+        shared: Arc<Shared>,
+        req: Self::Request,
+    ) -> impl Future<Output = Result<Self::Response, ControlError>> + Send;
+}
+
+/// A decoded request with its unit's handler, as a shard sends it to the
+/// control thread: type-erased, so the inbox and the shard name no
+/// control-thread state.
+pub struct RpcCall(Box<dyn FnOnce(Arc<Shared>) -> BoxFuture<'static, RpcAnswer> + Send>);
+
+/// A control-thread RPC's answer: the response message framed for gRPC
+/// (prefix and message, as the shard sends it), or why there is none.
+pub type RpcAnswer = Result<Bytes, ControlError>;
+
+impl RpcCall {
+    /// `req` for the unit `R`.
+    pub(crate) fn new<R: ControlRpc>(req: R::Request) -> RpcCall {
+        RpcCall(Box::new(move |shared| {
+            Box::pin(async move { R::handle(shared, req).await.map(|r| frame_message(&r)) })
+        }))
+    }
+
+    /// Runs the call on the control thread.
+    pub(super) fn run(self, shared: Arc<Shared>) -> BoxFuture<'static, RpcAnswer> {
+        (self.0)(shared)
+    }
+}
