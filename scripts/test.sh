@@ -43,6 +43,8 @@ if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; the
   # shellcheck disable=SC2086
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
+# Seeds of the storage engine's simulated power losses (docs/RELIABILITY.md).
+export STREAMHOUSE_POWER_LOSS_SEEDS=${STREAMHOUSE_POWER_LOSS_SEEDS:-256}
 cargo build --workspace --all-targets --all-features
 cargo test --workspace --all-targets --all-features "$@"
 # A short seeded chaos run against the same servers (docs/RELIABILITY.md):

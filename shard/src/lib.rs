@@ -12,6 +12,8 @@ pub mod index;
 pub mod log;
 pub mod producers;
 pub mod segment;
+#[cfg(feature = "failpoints")]
+pub mod sim;
 pub mod stats;
 
 pub use log::{

@@ -26,6 +26,7 @@ mod alloc;
 mod append;
 mod config;
 mod error;
+mod faults;
 mod partition;
 mod read;
 mod recovery;

@@ -12,6 +12,7 @@ use glommio::io::OpenOptions;
 
 use super::config::LogConfig;
 use super::error::{io_err, LogError};
+use super::faults::fault;
 use super::partition::evict_excess;
 use super::state::{PartitionLog, Partitions, SegmentFile};
 use super::{RecoveryReport, SealedSegment};
@@ -119,6 +120,7 @@ pub(super) async fn recover(config: &LogConfig) -> Result<Recovered, LogError> {
             .file_size()
             .await
             .map_err(io_err(format!("sizing {}", path.display())))?;
+        fault!("wal-recovery-read", format!("reading {}", path.display()));
         let buf = {
             file.read_at(0, size as usize)
                 .await

@@ -12,6 +12,7 @@ use glommio::io::{DmaFile, OpenOptions};
 
 use super::alloc;
 use super::error::{io_err, LogError};
+use super::faults::fault;
 use super::state::SegmentFile;
 use super::{SealedSegment, SegmentRange, ShardLog};
 use crate::segment;
@@ -164,6 +165,7 @@ impl ShardLog {
     /// create it afresh.
     pub(super) async fn open_segment(&self, id: u64) -> Result<SegmentFile, LogError> {
         let path = segment::segment_path(&self.config().dir, id);
+        fault!("wal-create-segment", format!("creating {}", path.display()));
         // Start the file with one zeroed block (a clean end of data to
         // recovery): glommio probes polled-I/O support by reading the first
         // block, and on an empty file that probe cannot tell, which would send

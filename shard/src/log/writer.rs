@@ -15,6 +15,7 @@ use glommio::io::DmaFile;
 
 use super::alloc;
 use super::error::{io_err, LogError};
+use super::faults::fault;
 use super::partition::find_mut;
 use super::state::PendingEntry;
 use super::ShardLog;
@@ -180,6 +181,15 @@ impl ShardLog {
             write_pos + total.div_ceil(align) * align
         };
         self.allocate_to(&file, end).await?;
+        fault!(
+            "wal-write",
+            format!("writing segment {active} (write {gen})")
+        );
+        #[cfg(feature = "failpoints")]
+        crate::sim::wrote(
+            &segment::segment_path(&self.config().dir, active),
+            frame_base + bytes as u64,
+        );
         match &writer {
             // Buffered: the frames as they are, right after the last write.
             Some(w) => {
@@ -228,11 +238,20 @@ impl ShardLog {
     /// high watermarks and answers the appends it made durable.
     async fn sync_once(&self, w: Written) -> Result<(), LogError> {
         let synced = Instant::now();
+        fault!(
+            "wal-sync",
+            format!("syncing segment {} (write {})", w.segment, w.gen)
+        );
         // `fdatasync` covers the file, whichever descriptor wrote to it.
         w.file
             .fdatasync()
             .await
             .map_err(io_err("syncing the WAL"))?;
+        #[cfg(feature = "failpoints")]
+        crate::sim::synced(
+            &segment::segment_path(&self.config().dir, w.segment),
+            w.frame_base + w.bytes as u64,
+        );
         // A sync that reports success while the blocks the write went to
         // are not written extents (a failed unwritten-extent conversion)
         // must not acknowledge it: those bytes read back as zeros.
