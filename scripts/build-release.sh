@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-target/dist}
 cargo build --release --locked -p streamhouse-agent --bin streamhouse-agent
-cargo build --release --locked -p streamhouse-client --bin streamctl
+cargo build --release --locked -p streamctl --bin streamctl
 mkdir -p "$out"
 for bin in streamhouse-agent streamctl; do
   cp "target/release/$bin" "$out/$bin"

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:-}
 if [[ -z "$bin" ]]; then
-    cargo build -q -p streamhouse-client --bin streamctl
+    cargo build -q -p streamctl --bin streamctl
     bin=target/debug/streamctl
 fi
 doc=docs/CLI.md
