@@ -4,11 +4,19 @@
 //!
 //! Modules (docs/ARCHITECTURE.md walks them):
 //! - [`shard`]: everything pinned to one core — its life (recover, listen,
-//!   drain), connections, gRPC framing, one file per RPC family, the
-//!   shard's topic cache, lease table and upload bookkeeping.
-//! - [`control`]: the control thread — leases, membership, topics, the
-//!   uploader, reads from chunk objects.
-//! - [`messages`]: what crosses between a shard and the control thread.
+//!   drain), connections, gRPC framing, the RPCs (`shard::rpc`: one unit
+//!   per RPC and the route table), the shard's topic cache, lease table
+//!   and upload bookkeeping.
+//! - [`control`]: the control thread — its inbox, leases, membership,
+//!   topics, the uploader, reads from chunk objects, retention, compaction,
+//!   the object sweep, and the RPCs it answers (`control::rpc`: consumer
+//!   groups).
+//! - [`groups`]: consumer groups' rules, assignors and store requests
+//!   (imports nothing of `control` or `shard`).
+//! - [`compaction`]: what object and key compaction decide and write
+//!   (pure).
+//! - [`messages`]: the plain data that crosses between a shard and the
+//!   control thread.
 //! - [`admin`]: the admin HTTP port (health, readiness, metrics).
 //! - [`metastore`] (SQLite / PostgreSQL), [`objstore`] (local dir / S3).
 //! - [`lifecycle`] (starting and stopping, the data-dir lock),
@@ -22,8 +30,9 @@
 //!   [`takeover`] (when an expired lease may be taken), [`tasks`] (a
 //!   task registry per thread), [`ids`] (topic
 //!   keys and partition ids), [`leader_epochs`] (where each lease epoch
-//!   began writing), [`grpc_status`],
-//!   [`metrics`], [`clock`].
+//!   began writing), [`grpc_status`], [`topic_config`] (a topic's
+//!   settings), [`watermarks`] (high watermarks for group lag),
+//!   [`logging`], [`metrics`], [`clock`].
 
 pub mod admin;
 pub mod assignment;

@@ -1,10 +1,14 @@
 //! StreamHouse client: [`Producer`], [`Consumer`] and [`Admin`] over gRPC
-//! (tokio + tonic), and the `streamctl` CLI (`src/bin/streamctl.rs`).
+//! (tokio + tonic). The `streamctl` command line is a crate of its own
+//! (`streamctl/`), so this one pulls no command-line dependencies.
 //!
 //! Modules: [`producer`] (batching, sending, retries, idempotence) built on
 //! [`partitioner`], [`backoff`] and [`retry`], taking and giving back the
-//! types of [`record`]; [`net`] (connections per agent shard, circuit
-//! breakers, routes) is shared by all three clients.
+//! types of [`record`]; [`consumer`] (fetching by offset or time);
+//! [`group`] (the group consumer and group administration); [`admin`]
+//! with [`delete_records`] and [`topic_config`]; [`net`] (connections per
+//! agent shard, circuit breakers, routes) is shared by all of them;
+//! `direct` (feature) runs an agent in-process.
 
 #![warn(missing_docs)]
 
