@@ -1,7 +1,14 @@
-//! Exponential backoff with jitter for retries. Owns the delay arithmetic;
+//! The client's one retry policy: exponential backoff with jitter
+//! ([`Backoff`]) and [`RetryPolicy`], which the producer's batches, the
+//! consumer's fetches and ListOffsets rounds and the group coordinator link
+//! all wait with (each with its own settings). Owns the delay arithmetic;
 //! randomness comes from an injected source so tests are exact.
 
 use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::error::Error;
 
 /// Backoff settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -56,6 +63,50 @@ impl Backoff {
     }
 }
 
+/// How long to wait before a retry: [`Backoff`] behind a lock, so every
+/// task of a client shares one policy, and never shorter than the pause an
+/// agent asked for (`retry_after`, from a `RESOURCE_EXHAUSTED` answer).
+pub struct RetryPolicy {
+    config: BackoffConfig,
+    backoff: Mutex<Backoff>,
+}
+
+impl std::fmt::Debug for RetryPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RetryPolicy")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl RetryPolicy {
+    /// A policy with `config`, drawing jitter from `rng`.
+    pub fn new(config: BackoffConfig, rng: Rng) -> Self {
+        RetryPolicy {
+            config,
+            backoff: Mutex::new(Backoff::new(config, rng)),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &BackoffConfig {
+        &self.config
+    }
+
+    /// Delay before retry number `attempt` (1 for the first retry) after
+    /// `err`: the backoff's, or the pause the agent asked for if longer.
+    pub fn delay_after(&self, attempt: u32, err: &Error) -> Duration {
+        let delay = self.backoff.lock().delay(attempt);
+        match err {
+            Error::Status {
+                retry_after: Some(pause),
+                ..
+            } => delay.max(*pause),
+            _ => delay,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +131,18 @@ mod tests {
             let d = b.delay(2).as_millis();
             assert!((150..=250).contains(&d), "{d}");
         }
+    }
+
+    #[test]
+    fn a_policy_waits_at_least_the_pause_the_agent_asked_for() {
+        let p = RetryPolicy::new(BackoffConfig::default(), fixed(vec![0.5]));
+        let refused = Error::Status {
+            code: tonic::Code::ResourceExhausted,
+            message: "busy".into(),
+            retry_after: Some(Duration::from_secs(2)),
+        };
+        assert_eq!(p.delay_after(1, &refused), Duration::from_secs(2));
+        let other = Error::Closed;
+        assert_eq!(p.delay_after(2, &other), Duration::from_millis(200));
     }
 }

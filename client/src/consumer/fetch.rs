@@ -111,14 +111,7 @@ pub(super) async fn fetch(
         ) {
             let _ = metadata.refresh(pool, &[at.topic.to_owned()]).await;
         }
-        let mut backoff = Duration::from_millis(50 * u64::from(tries.min(10)));
-        if let Error::Status {
-            retry_after: Some(pause),
-            ..
-        } = &err
-        {
-            backoff = backoff.max(*pause);
-        }
+        let backoff = pool.retry().delay_after(tries, &err);
         tokio::time::sleep_until((now + backoff).min(deadline)).await;
     }
 }

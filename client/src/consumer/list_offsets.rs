@@ -4,7 +4,6 @@
 //! table. Owns no consumer state.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
 
 use streamhouse_proto as pb;
 use streamhouse_proto::group_service_client::GroupServiceClient;
@@ -72,7 +71,7 @@ pub(crate) async fn list_offsets(
         if let Some(e) = last_err {
             tracing::debug!(topic, error = %e, "list offsets: asking again");
             let _ = metadata.refresh(pool, &[topic.to_owned()]).await;
-            tokio::time::sleep(Duration::from_millis(50 * u64::from(round))).await;
+            tokio::time::sleep(pool.retry().delay_after(round, &e)).await;
         }
         left = failed;
     }
@@ -109,7 +108,7 @@ pub(crate) async fn watermarks(
             Err(e) => {
                 tracing::debug!(topic, partition, error = %e, "watermarks: asking again");
                 let _ = metadata.refresh(pool, &[topic.to_owned()]).await;
-                tokio::time::sleep(Duration::from_millis(50 * u64::from(round))).await;
+                tokio::time::sleep(pool.retry().delay_after(round, &e)).await;
             }
         }
     }

@@ -80,7 +80,7 @@ impl CoordinatorLink {
 
     /// One request to the coordinator, bounded by the pool's call timeout;
     /// when the coordinator moved or cannot be reached it is found again
-    /// and the request sent once more.
+    /// and the request sent once more, after the pool's retry delay.
     ///
     /// # Cancellation
     /// A request already sent is not withdrawn.
@@ -91,7 +91,7 @@ impl CoordinatorLink {
     {
         let timeout = self.pool.config().call_timeout;
         let mut last = None;
-        for _ in 0..2 {
+        for attempt in 1..=2 {
             let r = match self.coordinator().await {
                 Ok(c) => bounded(timeout, what, f(c))
                     .await
@@ -102,6 +102,9 @@ impl CoordinatorLink {
             match r {
                 Err(e) if lost_coordinator(&e) => {
                     *self.address.lock() = None;
+                    if attempt < 2 {
+                        tokio::time::sleep(self.pool.retry().delay_after(attempt, &e)).await;
+                    }
                     last = Some(e);
                 }
                 other => return other,

@@ -13,6 +13,7 @@ use streamhouse_proto::health::{health_client::HealthClient, HealthCheckRequest}
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::backoff::{thread_rng, BackoffConfig, RetryPolicy};
 use crate::error::{Error, Result};
 use crate::net::breaker::{BreakerConfig, Breakers};
 
@@ -38,6 +39,11 @@ pub struct PoolConfig {
     /// Circuit breaker per address: a dead agent costs one timeout, not one
     /// per request.
     pub breaker: BreakerConfig,
+    /// Delays between the retries of the clients sharing the pool other
+    /// than the producer's batches (which have `ProducerBuilder::backoff`):
+    /// consumer fetches, ListOffsets rounds, calls to a group coordinator
+    /// that moved; default 50 ms doubling to at most 1 s, ±25%.
+    pub retry: BackoffConfig,
 }
 
 impl Default for PoolConfig {
@@ -50,6 +56,11 @@ impl Default for PoolConfig {
             connect_timeout: Duration::from_secs(5),
             call_timeout: Duration::from_secs(10),
             breaker: BreakerConfig::default(),
+            retry: BackoffConfig {
+                base: Duration::from_millis(50),
+                max: Duration::from_secs(1),
+                jitter: 0.25,
+            },
         }
     }
 }
@@ -123,6 +134,7 @@ pub struct ConnectionPool {
     pub opened: AtomicU64,
     /// Circuit breakers by address.
     pub breakers: Breakers,
+    retry: RetryPolicy,
 }
 
 impl ConnectionPool {
@@ -130,6 +142,7 @@ impl ConnectionPool {
     pub fn new(config: PoolConfig) -> Self {
         ConnectionPool {
             breakers: Breakers::new(config.breaker),
+            retry: RetryPolicy::new(config.retry, thread_rng()),
             config,
             conns: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
@@ -140,6 +153,11 @@ impl ConnectionPool {
     /// The pool's settings.
     pub fn config(&self) -> &PoolConfig {
         &self.config
+    }
+
+    /// The retry policy of the clients sharing the pool (`PoolConfig::retry`).
+    pub fn retry(&self) -> &RetryPolicy {
+        &self.retry
     }
 
     /// Whether a request to `address` can start now without exceeding

@@ -17,7 +17,7 @@ use super::metrics::Counters;
 use super::sender::sender_loop;
 use super::state::{Inner, State};
 use super::{DropGuard, Producer};
-use crate::backoff::{thread_rng, Backoff, BackoffConfig, Rng};
+use crate::backoff::{thread_rng, BackoffConfig, RetryPolicy, Rng};
 use crate::error::{Error, Result};
 use crate::net::metadata::Metadata;
 use crate::net::pool::{ConnectionPool, PoolConfig};
@@ -196,7 +196,7 @@ impl ProducerBuilder {
             renewing_pid: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             counters: Counters::default(),
-            backoff: Mutex::new(Backoff::new(c.backoff, self.rng.unwrap_or_else(thread_rng))),
+            retry: RetryPolicy::new(c.backoff, self.rng.unwrap_or_else(thread_rng)),
             config: self.config,
             _direct: direct,
         });

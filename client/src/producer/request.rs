@@ -83,14 +83,7 @@ pub(super) async fn deliver(
         // moment its lease is taken, while the backoff may have grown to
         // seconds. After a timeout the same leader is used again unless the
         // metadata names a new one.
-        let mut delay = inner.backoff.lock().delay(attempt);
-        if let Error::Status {
-            retry_after: Some(pushback),
-            ..
-        } = &err
-        {
-            delay = delay.max(*pushback);
-        }
+        let delay = inner.retry.delay_after(attempt, &err);
         wait_for_route(
             inner,
             topic,

@@ -17,7 +17,7 @@ use super::config::ProducerConfig;
 use super::delivery::Outcome;
 use super::metrics::Counters;
 use super::sequencer::PartitionState;
-use crate::backoff::Backoff;
+use crate::backoff::RetryPolicy;
 use crate::error::Error;
 use crate::net::metadata::Metadata;
 use crate::net::pool::ConnectionPool;
@@ -84,7 +84,7 @@ pub(super) struct Inner {
     pub(super) renewing_pid: AtomicUsize,
     pub(super) closed: AtomicBool,
     pub(super) counters: Counters,
-    pub(super) backoff: Mutex<Backoff>,
+    pub(super) retry: RetryPolicy,
     /// The in-process agent of the `direct` transport; declared last so the
     /// connections above close before it stops.
     pub(super) _direct: Option<Arc<dyn std::any::Any + Send + Sync>>,
