@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use streamhouse_client::{
-    Admin, AutoOffsetReset, Consumer, GroupConsumer, Producer, ProducerRecord,
+    Admin, AutoOffsetReset, Consumer, GroupConsumer, Producer, ProducerRecord, TopicPartition,
 };
 use streamhouse_proto as pb;
 
@@ -173,7 +173,7 @@ async fn members_share_a_topic_and_every_record_is_processed() {
     for s in &stops {
         s.store(true, std::sync::atomic::Ordering::Relaxed);
     }
-    let mut owners: BTreeMap<(String, u32), usize> = BTreeMap::new();
+    let mut owners: BTreeMap<TopicPartition, usize> = BTreeMap::new();
     for (i, t) in tasks.into_iter().enumerate() {
         let mut c = t.await.unwrap();
         // The coordinator told it; the member applies it at its next poll.
@@ -236,7 +236,10 @@ async fn a_new_member_resumes_at_the_committed_offsets() {
         assert!(Instant::now() < deadline, "{} of 10", later.len());
     }
     let committed = b
-        .committed(&[("jobs".into(), 0), ("jobs".into(), 1)])
+        .committed(&[
+            TopicPartition::new("jobs", 0),
+            TopicPartition::new("jobs", 1),
+        ])
         .await
         .unwrap();
     assert_eq!(committed.values().sum::<u64>(), 100, "{committed:?}");
@@ -504,7 +507,7 @@ async fn a_failed_async_commit_is_sent_again_by_the_next_commit() {
     let admin = Admin::connect(&agent.addr(0)).await.unwrap();
     let offsets = admin.group_offsets("again").await.unwrap();
     assert_eq!(
-        offsets.get(&("again".to_string(), 0)),
+        offsets.get(&TopicPartition::new("again", 0)),
         Some(&10),
         "{offsets:?}"
     );

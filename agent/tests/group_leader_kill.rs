@@ -256,8 +256,8 @@ async fn a_committed_offset_past_the_logs_end_starts_where_auto_offset_reset_say
     // Committed at 300 with no epoch, then the leader dies with the 300
     // records; the survivor holds 100 others.
     // (The other partitions are committed at 0.)
-    let at: BTreeMap<(String, u32), u64> = (0..4)
-        .map(|q| (("past".to_string(), q), if q == p { 300 } else { 0 }))
+    let at: BTreeMap<streamhouse_client::TopicPartition, u64> = (0..4)
+        .map(|q| (("past", q).into(), if q == p { 300 } else { 0 }))
         .collect();
     admin.set_group_offsets("late", &at).await.unwrap();
     agents[0].kill9();

@@ -142,7 +142,10 @@ async fn a_member_starting_from_a_commit_goes_back_to_where_a_new_leader_continu
     }
     first.commit().await.unwrap();
     let committed = admin.group_offsets("gep-readers").await.unwrap();
-    assert_eq!(committed.get(&("gep".to_string(), p)), Some(&300));
+    assert_eq!(
+        committed.get(&streamhouse_client::TopicPartition::new("gep", p)),
+        Some(&300)
+    );
     first.close().await.unwrap();
     // agent-0 dies with them; agent-1 writes 500 others at offsets 0..500.
     agents[0].kill9();

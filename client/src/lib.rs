@@ -42,4 +42,6 @@ pub use record::{BatchMetadata, BatchRecord, ProducerRecord, RecordMetadata};
 pub use streamhouse_proto as proto;
 /// Batch compression ([`ProducerBuilder::compression`]).
 pub use streamhouse_proto::batch::Codec;
+/// One partition of a topic by name (group assignments, commits, seeks).
+pub use streamhouse_proto::TopicPartition;
 pub use topic_config::{ConfigEntry, ConfigSource};

@@ -1,10 +1,15 @@
 //! StreamHouse wire protocol: the protobuf messages and gRPC service stubs
 //! generated from `proto/producer.proto`, and the record batch format
 //! ([`batch`]) that Produce requests and Fetch answers carry, which the WAL
-//! stores unchanged, and gRPC's message framing ([`framing`]). Knows nothing of files, sockets or partitions.
+//! stores unchanged, gRPC's message framing ([`framing`]), and
+//! [`TopicPartition`] with its grouped protocol form
+//! ([`topic_partition`]). Knows nothing of files or sockets.
 
 pub mod batch;
 pub mod framing;
+pub mod topic_partition;
+
+pub use topic_partition::TopicPartition;
 
 /// Generated messages and tonic clients/servers of package `streamhouse`.
 #[allow(clippy::all)]

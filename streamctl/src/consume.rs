@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use streamhouse_client::{
     AutoOffsetReset, Consumer, ConsumerRecord, GroupConsumer, Offset, RebalanceListener,
+    TopicPartition,
 };
 
 use crate::args::ConsumeArgs;
@@ -251,7 +252,7 @@ fn unconsume(c: &mut GroupConsumer, records: &[ConsumerRecord]) {
 struct Lost(String);
 
 impl RebalanceListener for Lost {
-    fn on_lost(&mut self, partitions: &[(String, u32)]) {
+    fn on_lost(&mut self, partitions: &[TopicPartition]) {
         eprintln!(
             "streamctl: removed from group {} (session timed out or fenced); {} partitions lost, rejoining",
             self.0,

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use streamhouse_client::{Admin, Consumer, Offset};
+use streamhouse_client::{Admin, Consumer, Offset, TopicPartition};
 
 use crate::args::{Format, GroupCmd, ResetArgs};
 use crate::Failure;
@@ -142,21 +142,25 @@ async fn reset(
         } else if let Some(t) = a.to_datetime {
             consumer.seek_to(&a.topic, p, Offset::Timestamp(t)).await?
         } else if let Some(n) = a.shift_by {
-            let from = committed.get(&(a.topic.clone(), p)).copied().unwrap_or(low);
+            let from = committed
+                .get(&TopicPartition::new(&a.topic, p))
+                .copied()
+                .unwrap_or(low);
             from.saturating_add_signed(n)
         } else if let Some(o) = a.to_offset {
             o
         } else {
             return Err(Failure::Usage("say where to: --to-earliest, --to-latest, --to-datetime, --shift-by or --to-offset".into()));
         };
-        plan.insert((a.topic.clone(), p), target.clamp(low, high.max(low)));
+        plan.insert(
+            TopicPartition::new(&a.topic, p),
+            target.clamp(low, high.max(low)),
+        );
     }
     writeln!(out, "topic\tpartition\tcommitted\tnew")?;
-    for ((t, p), new) in &plan {
-        let old = committed
-            .get(&(t.clone(), *p))
-            .map_or("-".to_string(), |o| o.to_string());
-        writeln!(out, "{t}\t{p}\t{old}\t{new}")?;
+    for (tp, new) in &plan {
+        let old = committed.get(tp).map_or("-".to_string(), |o| o.to_string());
+        writeln!(out, "{}\t{}\t{old}\t{new}", tp.topic, tp.partition)?;
     }
     if a.execute {
         admin.set_group_offsets(&a.group, &plan).await?;

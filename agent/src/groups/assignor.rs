@@ -10,21 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-/// One partition of a topic, by topic name.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct TopicPartition {
-    pub topic: String,
-    pub partition: u32,
-}
-
-impl TopicPartition {
-    pub fn new(topic: &str, partition: u32) -> TopicPartition {
-        TopicPartition {
-            topic: topic.to_owned(),
-            partition,
-        }
-    }
-}
+/// One partition of a topic, by topic name (the protocol crate's, shared
+/// with the client).
+pub use streamhouse_proto::TopicPartition;
 
 /// Member id → the partitions it owns (or should own).
 pub type Assignment = BTreeMap<String, BTreeSet<TopicPartition>>;

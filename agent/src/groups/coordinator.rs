@@ -11,7 +11,7 @@
 //! (striped locks). Knows nothing of `control/`: the caller passes the
 //! store, the catalog and whether this agent coordinates the group.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use streamhouse_proto as pb;
 
@@ -23,6 +23,7 @@ use crate::catalog::Catalog;
 use crate::messages::ControlError;
 use crate::metastore::MetaStore;
 use crate::metrics::groups::GroupMetrics;
+use streamhouse_proto::topic_partition::{flatten, group_by_topic};
 
 /// Longest a heartbeat that changed its group waits for the save.
 const SAVE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -70,31 +71,6 @@ impl From<GroupError> for ControlError {
 /// A member id: `client_id` (or "member") and 16 random hex digits.
 pub fn random_member_id() -> String {
     format!("member-{:016x}", rand::random::<u64>())
-}
-
-pub(super) fn to_set(parts: &[pb::TopicPartitions]) -> BTreeSet<TopicPartition> {
-    parts
-        .iter()
-        .flat_map(|t| {
-            t.partitions
-                .iter()
-                .map(|p| TopicPartition::new(&t.topic, *p))
-        })
-        .collect()
-}
-
-fn to_pb(set: &BTreeSet<TopicPartition>) -> Vec<pb::TopicPartitions> {
-    let mut by_topic: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
-    for tp in set {
-        by_topic.entry(&tp.topic).or_default().push(tp.partition);
-    }
-    by_topic
-        .into_iter()
-        .map(|(topic, partitions)| pb::TopicPartitions {
-            topic: topic.into(),
-            partitions,
-        })
-        .collect()
 }
 
 /// How often a member with session timeout `session` is told to
@@ -324,7 +300,7 @@ impl Coordinator {
                 client_id: req.client_id.clone(),
                 topics: (req.topics_changed || req.member_epoch == 0)
                     .then(|| req.topics.iter().cloned().collect()),
-                owned: req.owned_changed.then(|| to_set(&req.owned)),
+                owned: req.owned_changed.then(|| flatten(&req.owned)),
                 session_timeout_ms: session.as_millis() as i64,
                 rebalance_timeout_ms: rebalance.as_millis() as i64,
             };
@@ -398,7 +374,7 @@ impl Coordinator {
                         self.settings.heartbeat_interval,
                         session,
                     ),
-                    assignment: to_pb(&assignment),
+                    assignment: group_by_topic(&assignment),
                     awaiting,
                 },
             });
@@ -523,8 +499,8 @@ impl Coordinator {
                 client_id: m.client_id.clone(),
                 member_epoch: i64::try_from(m.epoch).unwrap_or(i64::MAX),
                 topics: m.topics.iter().cloned().collect(),
-                assignment: to_pb(&m.assigned),
-                revoking: to_pb(&m.revoking),
+                assignment: group_by_topic(&m.assigned),
+                revoking: group_by_topic(&m.revoking),
                 // Wall-clock ms, for people: as long ago as it was.
                 last_heartbeat_ms: cx.now_ms - cx.mono_ms.saturating_sub(m.last_seen_ms),
                 away: m.away,

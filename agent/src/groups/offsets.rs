@@ -10,11 +10,12 @@ use std::collections::BTreeMap;
 use streamhouse_proto as pb;
 
 use super::assignor::TopicPartition;
-use super::coordinator::{require_empty, to_set, Coordinator, GroupContext, SAVE_ATTEMPTS};
+use super::coordinator::{require_empty, Coordinator, GroupContext, SAVE_ATTEMPTS};
 use super::live::encode;
 use super::state::{Group, GroupError};
 use crate::messages::ControlError;
 use crate::metastore::groups::OffsetCommit;
+use streamhouse_proto::topic_partition::flatten;
 
 /// Refuses an offset or leader epoch no log can reach (offsets and epochs
 /// are stored as signed 64-bit integers; a larger one would be stored
@@ -179,7 +180,7 @@ impl Coordinator {
                 offsets: by_tp.into_values().collect(),
             });
         }
-        let offsets = to_set(&req.partitions)
+        let offsets = flatten(&req.partitions)
             .into_iter()
             .map(|tp| {
                 by_tp.remove(&tp).unwrap_or(pb::CommittedOffset {

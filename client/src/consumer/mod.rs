@@ -11,6 +11,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::Stream;
 
+use streamhouse_proto::TopicPartition;
+
 use crate::error::{Error, Result};
 use crate::net::metadata::Metadata;
 use crate::net::pool::{ConnectionPool, PoolConfig};
@@ -146,19 +148,23 @@ impl Consumer {
         b.build().await
     }
 
-    /// Reads these partitions (replacing any earlier assignment). New
-    /// partitions start at offset 0; kept ones keep their position.
+    /// Reads these partitions (replacing any earlier assignment): each a
+    /// [`TopicPartition`] or a `(topic, partition)` pair. New partitions
+    /// start at offset 0; kept ones keep their position.
     ///
     /// # Cancellation
     /// Dropping the future leaves the earlier assignment as it was.
-    pub async fn assign<I, S>(&mut self, partitions: I) -> Result<()>
+    pub async fn assign<I, T>(&mut self, partitions: I) -> Result<()>
     where
-        I: IntoIterator<Item = (S, u32)>,
-        S: Into<String>,
+        I: IntoIterator<Item = T>,
+        T: Into<TopicPartition>,
     {
         let mut next = BTreeMap::new();
-        for (t, p) in partitions {
-            let t: String = t.into();
+        for tp in partitions {
+            let TopicPartition {
+                topic: t,
+                partition: p,
+            } = tp.into();
             let n = self.partition_count(&t).await?;
             if p >= n {
                 return Err(Error::UnknownPartition {

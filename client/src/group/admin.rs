@@ -106,15 +106,15 @@ impl Admin {
 
     /// Sets committed offsets of a group that has no members (creating
     /// the group if needed); `FAILED_PRECONDITION` while it has members.
-    /// Sent to the group's coordinator.
+    /// Keyed by [`TopicPartition`] or `(topic, partition)`. Sent to the
+    /// group's coordinator.
     ///
     /// # Cancellation
     /// A request already sent is not withdrawn.
-    pub async fn set_group_offsets(
-        &self,
-        group: &str,
-        offsets: &BTreeMap<TopicPartition, u64>,
-    ) -> Result<()> {
+    pub async fn set_group_offsets<K>(&self, group: &str, offsets: &BTreeMap<K, u64>) -> Result<()>
+    where
+        K: Clone + Into<TopicPartition>,
+    {
         let (_, address) = self.group_coordinator(group).await?;
         let lease = self.pool_get(&address).await?;
         let mut c = GroupClient::new(lease);
@@ -124,9 +124,10 @@ impl Admin {
             member_epoch: -1,
             offsets: offsets
                 .iter()
-                .map(|((t, p), o)| pb::OffsetEntry {
-                    topic: t.clone(),
-                    partition: *p,
+                .map(|(k, o)| (k.clone().into(), o))
+                .map(|(tp, o): (TopicPartition, _)| pb::OffsetEntry {
+                    topic: tp.topic,
+                    partition: tp.partition,
                     offset: *o,
                     metadata: "set by an administrator".into(),
                     // Unknown: a member starting here reads from `o` on.

@@ -105,7 +105,7 @@ impl GroupConsumer {
 
     /// The next offset to be handed out from an owned partition.
     pub fn position(&self, topic: &str, partition: u32) -> Option<u64> {
-        let key = (topic.to_owned(), partition);
+        let key = TopicPartition::new(topic, partition);
         self.paused
             .get(&key)
             .map(|at| at.offset)
@@ -115,7 +115,7 @@ impl GroupConsumer {
     /// The leader epoch of the last record handed out from an owned
     /// partition (committed with its position), when known.
     pub fn position_epoch(&self, topic: &str, partition: u32) -> Option<u64> {
-        let key = (topic.to_owned(), partition);
+        let key = TopicPartition::new(topic, partition);
         match self.paused.get(&key) {
             Some(at) => at.epoch,
             None => self.consumer.position_epoch(topic, partition),
@@ -131,14 +131,14 @@ impl GroupConsumer {
     /// Reads from the consumer's position of a partition it reads.
     fn current(&self, tp: &TopicPartition) -> Option<Position> {
         Some(Position {
-            offset: self.consumer.position(&tp.0, tp.1)?,
-            epoch: self.consumer.position_epoch(&tp.0, tp.1),
+            offset: self.consumer.position(&tp.topic, tp.partition)?,
+            epoch: self.consumer.position_epoch(&tp.topic, tp.partition),
         })
     }
 
     /// Sets the next offset read from an owned partition.
     pub fn seek(&mut self, topic: &str, partition: u32, offset: u64) {
-        let key = (topic.to_owned(), partition);
+        let key = TopicPartition::new(topic, partition);
         if !self.owned.contains(&key) {
             return;
         }
@@ -170,10 +170,10 @@ impl GroupConsumer {
     }
 
     async fn seek_all(&mut self, partitions: &[TopicPartition], at: Offset) -> Result<()> {
-        for (t, p) in partitions {
-            if self.owned.contains(&(t.clone(), *p)) {
-                let offset = self.consumer.seek_to(t, *p, at).await?;
-                if let Some(saved) = self.paused.get_mut(&(t.clone(), *p)) {
+        for tp in partitions {
+            if self.owned.contains(tp) {
+                let offset = self.consumer.seek_to(&tp.topic, tp.partition, at).await?;
+                if let Some(saved) = self.paused.get_mut(tp) {
                     *saved = Position {
                         offset,
                         epoch: None,
@@ -214,8 +214,9 @@ impl GroupConsumer {
             }
         }
         self.reassign().await?;
-        for ((t, p), at) in back {
-            self.consumer.seek_with_epoch(&t, p, at.offset, at.epoch);
+        for (tp, at) in back {
+            self.consumer
+                .seek_with_epoch(&tp.topic, tp.partition, at.offset, at.epoch);
         }
         Ok(())
     }
@@ -278,7 +279,7 @@ impl GroupConsumer {
             if let Some(tp) = added.iter().find(|tp| !committed.contains_key(*tp)) {
                 return Err(Error::Config(format!(
                     "group {} has no committed offset for {}/{} and auto_offset_reset is error",
-                    self.config.group_id, tp.0, tp.1
+                    self.config.group_id, tp.topic, tp.partition
                 )));
             }
         }
@@ -308,11 +309,13 @@ impl GroupConsumer {
                     // the records before `at` are still the log's (a new
                     // leader may have written others at those offsets).
                     self.consumer
-                        .seek_with_epoch(&tp.0, tp.1, at.offset, at.epoch);
+                        .seek_with_epoch(&tp.topic, tp.partition, at.offset, at.epoch);
                     self.committed.insert(tp.clone(), at.offset);
                 }
                 (None, Some(start)) => {
-                    self.consumer.seek_to(&tp.0, tp.1, start).await?;
+                    self.consumer
+                        .seek_to(&tp.topic, tp.partition, start)
+                        .await?;
                 }
                 (None, None) => {}
             }
@@ -343,7 +346,7 @@ impl GroupConsumer {
         let set: BTreeSet<TopicPartition> = partitions.iter().cloned().collect();
         let req = pb::FetchOffsetsRequest {
             group_id: self.config.group_id.clone(),
-            partitions: super::partitions_pb(&set),
+            partitions: streamhouse_proto::topic_partition::group_by_topic(&set),
         };
         let r = self
             .link
@@ -394,14 +397,14 @@ impl GroupConsumer {
     fn commit_request(&self, partitions: &[TopicPartition]) -> Option<pb::CommitOffsetsRequest> {
         let offsets: Vec<pb::OffsetEntry> = partitions
             .iter()
-            .filter_map(|(t, p)| {
-                let pos = self.position(t, *p)?;
-                (self.committed.get(&(t.clone(), *p)) != Some(&pos)).then(|| pb::OffsetEntry {
-                    topic: t.clone(),
-                    partition: *p,
+            .filter_map(|tp| {
+                let pos = self.position(&tp.topic, tp.partition)?;
+                (self.committed.get(tp) != Some(&pos)).then(|| pb::OffsetEntry {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
                     offset: pos,
                     metadata: String::new(),
-                    leader_epoch: self.position_epoch(t, *p),
+                    leader_epoch: self.position_epoch(&tp.topic, tp.partition),
                 })
             })
             .collect();
@@ -428,7 +431,8 @@ impl GroupConsumer {
             })
             .await?;
         for o in req.offsets {
-            self.committed.insert((o.topic, o.partition), o.offset);
+            self.committed
+                .insert(TopicPartition::new(o.topic, o.partition), o.offset);
         }
         self.last_commit = Instant::now();
         Ok(())

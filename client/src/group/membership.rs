@@ -17,7 +17,7 @@ use super::link::CoordinatorLink;
 use crate::error::Error;
 
 /// A partition, by topic name.
-pub type TopicPartition = (String, u32);
+pub use streamhouse_proto::TopicPartition;
 
 /// What the heartbeat task and the consumer share.
 #[derive(Debug, Default)]
@@ -106,13 +106,6 @@ impl Shared {
     }
 }
 
-fn from_pb(parts: &[pb::TopicPartitions]) -> BTreeSet<TopicPartition> {
-    parts
-        .iter()
-        .flat_map(|t| t.partitions.iter().map(|p| (t.topic.clone(), *p)))
-        .collect()
-}
-
 /// Whether a heartbeat's failure can never turn into success: a newer
 /// process took the member's place, or its settings are refused.
 fn is_fatal(e: &Error) -> bool {
@@ -162,7 +155,7 @@ pub(crate) async fn run(
                 client_id: config.client_id.clone(),
                 topics: config.topics.clone(),
                 topics_changed: st.epoch == 0 || !joined_topics,
-                owned: super::partitions_pb(&st.owned),
+                owned: streamhouse_proto::topic_partition::group_by_topic(&st.owned),
                 owned_changed: st.epoch != 0,
                 session_timeout_ms: ms(config.session_timeout),
                 rebalance_timeout_ms: ms(config.rebalance_timeout),
@@ -195,7 +188,7 @@ pub(crate) async fn run(
                 st.interval = Duration::from_millis(u64::from(r.heartbeat_interval_ms.max(10)))
                     .min(config.session_timeout / 3);
                 st.awaiting = r.awaiting;
-                let assignment = from_pb(&r.assignment);
+                let assignment = streamhouse_proto::topic_partition::flatten(&r.assignment);
                 if assignment != st.assignment {
                     st.assignment = assignment;
                     shared.changed.send_modify(|v| *v += 1);

@@ -19,23 +19,7 @@ pub use consumer::GroupConsumer;
 pub use listener::RebalanceListener;
 pub use membership::TopicPartition;
 
-use std::collections::BTreeSet;
 use streamhouse_proto as pb;
-
-/// Partitions grouped by topic, as the protocol carries them.
-fn partitions_pb(set: &BTreeSet<TopicPartition>) -> Vec<pb::TopicPartitions> {
-    let mut out: Vec<pb::TopicPartitions> = Vec::new();
-    for (t, p) in set {
-        match out.last_mut() {
-            Some(last) if last.topic == *t => last.partitions.push(*p),
-            _ => out.push(pb::TopicPartitions {
-                topic: t.clone(),
-                partitions: vec![*p],
-            }),
-        }
-    }
-    out
-}
 
 /// The committed offsets of a `FetchOffsets` answer (partitions never
 /// committed left out).
@@ -66,7 +50,7 @@ fn committed_with_epochs(
                 offset,
                 epoch: o.leader_epoch,
             };
-            Some(((o.topic, o.partition), at))
+            Some((TopicPartition::new(o.topic, o.partition), at))
         })
         .collect()
 }
