@@ -134,7 +134,9 @@ pub struct Admin {
     /// Index in `bootstrap` of the address that answered last: tried first.
     preferred: std::sync::atomic::AtomicUsize,
     pool: ConnectionPool,
-    _direct: Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
+    /// What [`hold`](Self::hold) keeps (an in-process agent); declared
+    /// last so the connections close before it goes.
+    _held: Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Admin {
@@ -157,22 +159,18 @@ impl Admin {
             bootstrap: bootstrap.addresses(),
             preferred: std::sync::atomic::AtomicUsize::new(0),
             pool: ConnectionPool::new(pool),
-            _direct: None,
+            _held: None,
         };
         admin.client().await?;
         Ok(admin)
     }
 
-    /// Administers the in-process agent on `data_dir` (`direct` transport).
-    ///
-    /// # Cancellation
-    /// As [`crate::direct::open_async`].
-    #[cfg(feature = "direct")]
-    pub async fn connect_direct(data_dir: impl Into<std::path::PathBuf>) -> Result<Admin> {
-        let (bootstrap, handle) = crate::direct::open_async(data_dir.into()).await?;
-        let mut a = Admin::connect(bootstrap).await?;
-        a._direct = Some(handle);
-        Ok(a)
+    /// Keeps `handle` alive as long as this `Admin`, dropped after its
+    /// connections close: an in-process agent it administers (the
+    /// `streamhouse-direct` crate), or anything else it depends on.
+    pub fn hold(mut self, handle: std::sync::Arc<dyn std::any::Any + Send + Sync>) -> Self {
+        self._held = Some(handle);
+        self
     }
 
     /// A client on the first bootstrap address that can be reached,

@@ -8,7 +8,8 @@
 //! [`group`] (the group consumer and group administration); [`admin`]
 //! with [`delete_records`] and [`topic_config`]; [`net`] (connections per
 //! agent shard, circuit breakers, routes) is shared by all of them;
-//! `direct` (feature) runs an agent in-process.
+//! an agent in-process is the `streamhouse-direct` crate's (it hands the
+//! clients a handle to [`hold`](ProducerBuilder::hold)).
 
 #![warn(missing_docs)]
 
@@ -16,8 +17,6 @@ pub mod admin;
 pub mod backoff;
 pub mod consumer;
 pub mod delete_records;
-#[cfg(feature = "direct")]
-pub mod direct;
 pub mod error;
 pub mod group;
 pub mod net;

@@ -19,11 +19,18 @@ pub struct ConsumerBuilder {
     pub(crate) pool: PoolConfig,
     pub(super) out_of_range: AutoOffsetReset,
     pub(super) read_level: ReadLevel,
-    #[cfg(feature = "direct")]
-    pub(super) direct: Option<std::path::PathBuf>,
+    pub(super) held: Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl ConsumerBuilder {
+    /// Keeps `handle` alive as long as the consumer, dropped after its
+    /// connections close: an in-process agent it reads from (the
+    /// `streamhouse-direct` crate), or anything else it depends on.
+    pub fn hold(mut self, handle: std::sync::Arc<dyn std::any::Any + Send + Sync>) -> Self {
+        self.held = Some(handle);
+        self
+    }
+
     /// Bytes asked per partition per fetch; default 1 MiB (a fetch returns
     /// at least one whole batch however small this is).
     pub fn max_bytes_per_partition(mut self, n: u32) -> Self {
@@ -62,19 +69,7 @@ impl ConsumerBuilder {
     ///
     /// # Cancellation
     /// Dropping the future leaves nothing behind.
-    #[cfg_attr(not(feature = "direct"), allow(unused_mut))]
-    pub async fn build(mut self) -> Result<Consumer> {
-        #[cfg(feature = "direct")]
-        let direct = match self.direct.take() {
-            Some(dir) => {
-                let (bootstrap, handle) = crate::direct::open_async(dir).await?;
-                self.bootstrap = vec![bootstrap];
-                Some(handle)
-            }
-            None => None,
-        };
-        #[cfg(not(feature = "direct"))]
-        let direct = None;
+    pub async fn build(self) -> Result<Consumer> {
         if self.bootstrap.is_empty() {
             return Err(Error::Config(
                 "bootstrap needs at least one host:port".into(),
@@ -95,7 +90,7 @@ impl ConsumerBuilder {
             read_level: self.read_level,
             max_bytes_per_partition: self.max_bytes_per_partition,
             stream_wait: self.stream_wait,
-            _direct: direct,
+            _held: self.held,
         })
     }
 }

@@ -102,7 +102,9 @@ pub struct Consumer {
     pub max_bytes_per_partition: u32,
     /// How long one fetch of `next_record`/`stream` waits; default 500 ms.
     pub stream_wait: Duration,
-    _direct: Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
+    /// What the builder was asked to hold (an in-process agent); declared
+    /// last so the connections close before it goes.
+    _held: Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Consumer {
@@ -119,8 +121,7 @@ impl Consumer {
             pool: PoolConfig::default(),
             out_of_range: AutoOffsetReset::Error,
             read_level: ReadLevel::Durable,
-            #[cfg(feature = "direct")]
-            direct: None,
+            held: None,
         }
     }
 
@@ -135,17 +136,6 @@ impl Consumer {
         S: Into<String>,
     {
         Consumer::builder(bootstrap).build().await
-    }
-
-    /// Reads through the in-process agent on `data_dir` (`direct` transport).
-    ///
-    /// # Cancellation
-    /// As [`crate::direct::open_async`].
-    #[cfg(feature = "direct")]
-    pub async fn connect_direct(data_dir: impl Into<std::path::PathBuf>) -> Result<Consumer> {
-        let mut b = Consumer::builder(Vec::<String>::new());
-        b.direct = Some(data_dir.into());
-        b.build().await
     }
 
     /// Reads these partitions (replacing any earlier assignment): each a

@@ -26,8 +26,7 @@ use crate::net::pool::{ConnectionPool, PoolConfig};
 pub struct ProducerBuilder {
     pub(super) config: ProducerConfig,
     pub(super) rng: Option<Rng>,
-    #[cfg(feature = "direct")]
-    pub(super) direct: Option<std::path::PathBuf>,
+    pub(super) held: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl ProducerBuilder {
@@ -121,6 +120,14 @@ impl ProducerBuilder {
         self.config.pool = p;
         self
     }
+    /// Keeps `handle` alive as long as the producer, dropped after its
+    /// connections close: an in-process agent it talks to (the
+    /// `streamhouse-direct` crate), or anything else it depends on.
+    pub fn hold(mut self, handle: Arc<dyn std::any::Any + Send + Sync>) -> Self {
+        self.held = Some(handle);
+        self
+    }
+
     /// All settings at once (bootstrap included).
     pub fn config(mut self, c: ProducerConfig) -> Self {
         self.config = c;
@@ -133,19 +140,7 @@ impl ProducerBuilder {
     /// # Cancellation
     /// Dropping the future leaves nothing behind: the producer's tasks
     /// start only when it returns, and its connections close with it.
-    #[cfg_attr(not(feature = "direct"), allow(unused_mut))]
-    pub async fn build(mut self) -> Result<Producer> {
-        #[cfg(feature = "direct")]
-        let direct = match self.direct.take() {
-            Some(dir) => {
-                let (bootstrap, handle) = crate::direct::open_async(dir).await?;
-                self.config.bootstrap = vec![bootstrap];
-                Some(handle)
-            }
-            None => None,
-        };
-        #[cfg(not(feature = "direct"))]
-        let direct = None;
+    pub async fn build(self) -> Result<Producer> {
         let c = &self.config;
         if c.bootstrap.is_empty() {
             return Err(Error::Config(
@@ -198,7 +193,7 @@ impl ProducerBuilder {
             counters: Counters::default(),
             retry: RetryPolicy::new(c.backoff, self.rng.unwrap_or_else(thread_rng)),
             config: self.config,
-            _direct: direct,
+            _held: self.held,
         });
         if inner.config.idempotence {
             inner.new_producer_id().await?;

@@ -121,19 +121,8 @@ impl Producer {
                 ..Default::default()
             },
             rng: None,
-            #[cfg(feature = "direct")]
-            direct: None,
+            held: None,
         }
-    }
-
-    /// A builder for the `direct` transport: an agent inside this process
-    /// on `data_dir` (started if no client of this process runs one there),
-    /// with the same semantics as a remote agent.
-    #[cfg(feature = "direct")]
-    pub fn direct(data_dir: impl Into<std::path::PathBuf>) -> ProducerBuilder {
-        let mut b = Producer::builder(Vec::<String>::new());
-        b.direct = Some(data_dir.into());
-        b
     }
 
     /// Queues a record and returns a future that resolves once it is

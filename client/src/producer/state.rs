@@ -85,9 +85,10 @@ pub(super) struct Inner {
     pub(super) closed: AtomicBool,
     pub(super) counters: Counters,
     pub(super) retry: RetryPolicy,
-    /// The in-process agent of the `direct` transport; declared last so the
-    /// connections above close before it stops.
-    pub(super) _direct: Option<Arc<dyn std::any::Any + Send + Sync>>,
+    /// What [`ProducerBuilder::hold`](super::ProducerBuilder::hold) keeps
+    /// (an in-process agent); declared last so the connections above close
+    /// before it stops.
+    pub(super) _held: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 /// What [`Inner::try_append`] did with an item.

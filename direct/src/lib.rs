@@ -1,8 +1,18 @@
-//! The `direct` transport (feature `direct`): an agent running inside this
-//! process on a local data dir, reached over loopback gRPC, so a Producer,
-//! Consumer or Admin behaves exactly as against a remote agent. One agent per
-//! data dir is shared by every client of this process and stops when the
-//! last of them is dropped. Owns that registry only.
+//! The `direct` transport: an agent running inside this process on a
+//! local data dir, reached over loopback gRPC, so a Producer, Consumer or
+//! Admin of `streamhouse-client` behaves exactly as against a remote agent.
+//! One agent per data dir is shared by every client of this process and
+//! stops when the last of them is dropped (each client holds it:
+//! `ProducerBuilder::hold`). Owns that registry only; a crate of its own so
+//! the client crate never depends on the agent.
+//!
+//! ```no_run
+//! # async fn f() -> streamhouse_client::Result<()> {
+//! let admin = streamhouse_direct::admin("data").await?;
+//! admin.create_topic("local", 2).await?;
+//! let producer = streamhouse_direct::producer("data").await?.build().await?;
+//! # Ok(()) }
+//! ```
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -13,7 +23,9 @@ use clap::Parser;
 use parking_lot::Mutex;
 use streamhouse_agent::{AgentConfig, RunningAgent};
 
-use crate::error::{Error, Result};
+use streamhouse_client::{
+    Admin, Consumer, ConsumerBuilder, Error, Producer, ProducerBuilder, Result,
+};
 
 /// An in-process agent shared by the clients using one data dir.
 pub struct DirectAgent {
@@ -80,16 +92,56 @@ pub fn open(data_dir: &Path) -> Result<Arc<DirectAgent>> {
     Ok(a)
 }
 
-/// [`open`] from async code; returns the handle type-erased for storage.
+/// [`open`] from async code; returns the bootstrap address and the handle
+/// type-erased for a client to hold.
 ///
 /// # Cancellation
 /// The agent is started on a blocking thread, which runs to its end even if
 /// the future is dropped; an agent it started stays registered for the
 /// next caller only while a handle to it lives (none does then), so it is
 /// stopped again.
-pub async fn open_async(data_dir: PathBuf) -> Result<(String, Arc<dyn Any + Send + Sync>)> {
+pub async fn open_async(
+    data_dir: impl Into<PathBuf>,
+) -> Result<(String, Arc<dyn Any + Send + Sync>)> {
+    let data_dir = data_dir.into();
     let a = tokio::task::spawn_blocking(move || open(&data_dir))
         .await
         .map_err(|e| Error::Config(format!("starting the in-process agent: {e}")))??;
     Ok((a.bootstrap().to_owned(), a))
+}
+
+/// A producer builder for the in-process agent on `data_dir` (started if
+/// no client of this process runs one there), holding it.
+///
+/// # Cancellation
+/// As [`open_async`].
+pub async fn producer(data_dir: impl Into<PathBuf>) -> Result<ProducerBuilder> {
+    let (bootstrap, handle) = open_async(data_dir).await?;
+    Ok(Producer::builder([bootstrap]).hold(handle))
+}
+
+/// A consumer builder for the in-process agent on `data_dir`, holding it.
+///
+/// # Cancellation
+/// As [`open_async`].
+pub async fn consumer_builder(data_dir: impl Into<PathBuf>) -> Result<ConsumerBuilder> {
+    let (bootstrap, handle) = open_async(data_dir).await?;
+    Ok(Consumer::builder([bootstrap]).hold(handle))
+}
+
+/// A consumer of the in-process agent on `data_dir`, holding it.
+///
+/// # Cancellation
+/// As [`open_async`]; a consumer not yet returned is dropped.
+pub async fn consumer(data_dir: impl Into<PathBuf>) -> Result<Consumer> {
+    consumer_builder(data_dir).await?.build().await
+}
+
+/// An admin client of the in-process agent on `data_dir`, holding it.
+///
+/// # Cancellation
+/// As [`open_async`].
+pub async fn admin(data_dir: impl Into<PathBuf>) -> Result<Admin> {
+    let (bootstrap, handle) = open_async(data_dir).await?;
+    Ok(Admin::connect(bootstrap).await?.hold(handle))
 }

@@ -6,10 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use streamhouse_client::{Admin, Consumer, Producer, ProducerRecord};
+use streamhouse_client::ProducerRecord;
 
 async fn read_all(dir: &std::path::Path, topic: &str, partitions: u32) -> Vec<String> {
-    let mut c = Consumer::connect_direct(dir).await.unwrap();
+    let mut c = streamhouse_direct::consumer(dir).await.unwrap();
     c.assign((0..partitions).map(|p| (topic.to_owned(), p)))
         .await
         .unwrap();
@@ -31,9 +31,14 @@ async fn same_api_in_process_and_durable_across_restarts() {
     let tmp = tempfile::tempdir_in(common::target_tmp()).unwrap();
     let dir = tmp.path().to_path_buf();
     {
-        let admin = Admin::connect_direct(&dir).await.unwrap();
+        let admin = streamhouse_direct::admin(&dir).await.unwrap();
         admin.create_topic("local", 2).await.unwrap();
-        let producer = Producer::direct(&dir).build().await.unwrap();
+        let producer = streamhouse_direct::producer(&dir)
+            .await
+            .unwrap()
+            .build()
+            .await
+            .unwrap();
         let futs: Vec<_> = (0..1000u32)
             .map(|i| producer.send(ProducerRecord::new("local", format!("d{i}")).partition(i % 2)))
             .collect();
