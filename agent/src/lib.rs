@@ -1,6 +1,6 @@
 //! StreamHouse agent as a library: the `streamhouse-agent` binary is a thin
-//! wrapper around [`start`], and clients embed it in-process for their
-//! `direct` transport.
+//! wrapper around [`start`], and the `streamhouse-direct` crate embeds it
+//! in an application's process (the direct transport).
 //!
 //! Modules (docs/ARCHITECTURE.md walks them):
 //! - [`shard`]: everything pinned to one core — its life (recover, listen,
