@@ -8,12 +8,11 @@ use std::time::Instant;
 use futures::channel::oneshot;
 
 use super::error::LogError;
-use super::partition::{evict_excess, find_mut, unknown};
-use super::state::{PendingEntry, State};
+use super::partition::unknown;
+use super::state::State;
 use super::{wait, Appended, ShardLog, SEQUENCE_WAIT};
 use crate::batch::{self, CheckedBatch};
 use crate::producers::SeqCheck;
-use crate::segment;
 
 impl ShardLog {
     /// Appends one encoded batch (see [`crate::batch`]) to a partition and
@@ -51,7 +50,7 @@ impl ShardLog {
         loop {
             let (turn, left) = {
                 let mut st = self.inner.state.borrow_mut();
-                let Some(p) = find_mut(&mut st.partitions, topic, partition) else {
+                let Some(p) = st.partitions.find_mut(topic, partition) else {
                     return waited;
                 };
                 let ahead = matches!(
@@ -106,67 +105,39 @@ impl ShardLog {
             if st.closed {
                 return Err(LogError::Poisoned("the log is closed".into()));
             }
-            let p = find_mut(&mut st.partitions, topic, partition)
+            let p = st
+                .partitions
+                .find_mut(topic, partition)
                 .ok_or_else(|| unknown(topic, partition))?;
             let out = match p.producers.check(header.producer, count, oldest)? {
                 // A retry of a batch already appended: answer with its
                 // offsets once the original is durable.
-                SeqCheck::Duplicate(e) => {
-                    if e.lsn <= st.durable_lsn {
-                        let seg = p.index.segment_of(e.base_offset);
-                        (Err(seg), e.base_offset, true)
-                    } else {
-                        let (tx, rx) = oneshot::channel();
-                        st.waiters.push_back((e.lsn, tx));
-                        (Ok(rx), e.base_offset, true)
-                    }
-                }
+                SeqCheck::Duplicate(e) => match st.commit.wait_for(e.lsn) {
+                    Some(rx) => (Ok(rx), e.base_offset, true),
+                    None => (Err(p.index.segment_of(e.base_offset)), e.base_offset, true),
+                },
                 SeqCheck::Append => {
                     let base_offset = p.next_offset;
                     p.next_offset += u64::from(count);
-                    let start = st.pending.len();
-                    segment::put_frame_header(&mut st.pending, topic, partition, batch.len());
-                    let batch_offset = st.pending.len() - start;
-                    batch.append_rebased(&mut st.pending, base_offset);
-                    let len = st.pending.len() - start;
-                    st.appended_lsn += len as u64;
-                    let lsn = st.appended_lsn;
-                    let tick = st.producer_lru.next_tick();
-                    if let Some(previous) =
-                        p.producers
-                            .record(header.producer, count, base_offset, lsn, tick)
-                    {
-                        st.producer_lru.touched(
-                            topic,
-                            partition,
-                            header.producer.producer_id,
-                            previous,
-                            tick,
-                        );
-                    }
-                    let was_empty = st.pending_entries.is_empty();
-                    st.pending_entries.push_back(PendingEntry {
-                        topic: topic.to_owned(),
-                        partition,
-                        start,
-                        len,
-                        batch_offset,
-                        base_offset,
-                        record_count: count,
-                        max_timestamp: header.max_timestamp,
-                    });
-                    let (tx, rx) = oneshot::channel();
-                    st.waiters.push_back((lsn, tx));
+                    p.wake_sequence_waiters();
+                    let (lsn, was_empty) =
+                        st.commit.push_batch(topic, partition, &batch, base_offset);
                     if was_empty {
                         let _ = self.inner.wake.borrow().unbounded_send(());
                     }
-                    for w in p.seq_waiters.drain(..) {
-                        let _ = w.send(());
-                    }
-                    (Ok(rx), base_offset, false)
+                    st.partitions.remember(
+                        topic,
+                        partition,
+                        header.producer,
+                        count,
+                        base_offset,
+                        lsn,
+                    );
+                    // Just queued: it is not durable yet.
+                    (st.commit.wait_for(lsn).ok_or(None), base_offset, false)
                 }
             };
-            evict_excess(&mut st.partitions, &mut st.producer_lru);
+            st.partitions.evict_excess();
             self.publish_producers(st);
             out
         };
@@ -191,22 +162,7 @@ impl ShardLog {
         if st.poisoned.is_some() || st.closed {
             return;
         }
-        let frame = segment::restart_frame(topic, partition, offset);
-        let start = st.pending.len();
-        st.pending.extend_from_slice(&frame);
-        st.appended_lsn += frame.len() as u64;
-        let was_empty = st.pending_entries.is_empty();
-        st.pending_entries.push_back(PendingEntry {
-            topic: topic.to_owned(),
-            partition,
-            start,
-            len: frame.len(),
-            batch_offset: frame.len(),
-            base_offset: offset,
-            record_count: 0,
-            max_timestamp: 0,
-        });
-        if was_empty {
+        if st.commit.push_restart(topic, partition, offset) {
             let _ = self.inner.wake.borrow().unbounded_send(());
         }
     }
@@ -219,13 +175,10 @@ impl ShardLog {
             if let Some(why) = &st.poisoned {
                 return Err(LogError::Poisoned(why.clone()));
             }
-            let lsn = st.appended_lsn;
-            if lsn <= st.durable_lsn {
-                return Ok(());
+            match st.commit.barrier() {
+                Some(rx) => rx,
+                None => return Ok(()),
             }
-            let (tx, rx) = oneshot::channel();
-            st.waiters.push_back((lsn, tx));
-            rx
         };
         wait(rx).await.map(|_| ())
     }

@@ -4,15 +4,19 @@
 //! must not be shared across executors (it is `!Send` on purpose).
 //!
 //! This module is the API (`ShardLog`: open, reopen after a failure, close)
-//! and its result types; the rest is one concept per file: `config`,
-//! `error`, `state` (what the log holds), `partition` (offsets, starts,
-//! producers), `append` (queueing frames), `writer` (group commit alone),
-//! `read`, `time` (seek by time), `segments` (files, allocation, sealed segments), `roll` (when to
-//! seal), `recovery` (rebuilding state from the files) and `alloc` (blocks
-//! on disk).
+//! and its result types; the rest is one concept per file. What the log
+//! holds is three owned parts, each with its rules and unit tests:
+//! `partition_set` (offsets, index, producers and their recency),
+//! `commit_queue` (frames not yet written, sequence numbers, waiting
+//! appends) and `segment_set` (files, the active segment, sealed segments,
+//! when a roll is due), gathered in `state`. The behaviour over them:
+//! `partition` (the partition API: starts, resets, producers), `append`
+//! (queueing frames), `writer` (group commit alone), `read`, `time` (seek
+//! by time), `segments` (creating and dropping files, allocation), `roll`
+//! (sealing), `recovery` (rebuilding state from the files) and `alloc`
+//! (blocks on disk); `config`, `error` and `faults` (fail points).
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
@@ -24,18 +28,22 @@ use crate::index::OffsetIndex;
 
 mod alloc;
 mod append;
+mod commit_queue;
 mod config;
 mod error;
 mod faults;
 mod partition;
+mod partition_set;
 mod read;
 mod recovery;
 mod roll;
+mod segment_set;
 mod segments;
 mod state;
 mod time;
 mod writer;
 
+use commit_queue::CommitQueue;
 pub use config::{LogConfig, DEFAULT_MAX_PRODUCERS};
 pub use error::{LogError, ReopenError};
 use recovery::Recovered;
@@ -123,13 +131,10 @@ impl ShardLog {
     pub async fn open(config: LogConfig) -> Result<(ShardLog, RecoveryReport), LogError> {
         let Recovered {
             partitions,
-            lru,
             segments,
-            sealed,
-            gen,
-            active,
             report,
         } = recovery::recover(&config).await?;
+        let active = segments.active();
         let (wake, rx) = mpsc::unbounded();
         let log = ShardLog {
             inner: Rc::new(Inner {
@@ -138,27 +143,10 @@ impl ShardLog {
                 writer_running: std::cell::Cell::new(false),
                 state: RefCell::new(State {
                     partitions,
-                    pending: Vec::new(),
-                    pending_entries: VecDeque::new(),
-                    appended_lsn: 0,
-                    durable_lsn: 0,
-                    waiters: VecDeque::new(),
-                    seal_subscriber: None,
+                    commit: CommitQueue::default(),
                     segments,
-                    sealed,
-                    active,
-                    active_len: 0,
-                    active_since: None,
-                    hurry: false,
-                    seal_now: false,
-                    tail: Vec::new(),
-                    gen,
                     poisoned: None,
                     closed: false,
-                    roll_retry_at: None,
-                    producer_lru: lru,
-                    allocated: 0,
-                    extending: None,
                 }),
                 wake: RefCell::new(wake),
             }),
@@ -213,15 +201,12 @@ impl ShardLog {
             .map_err(ReopenError::Unreadable)?;
         let active = {
             let mut st = self.inner.state.borrow_mut();
-            let known: std::collections::HashSet<u64> = st.sealed.iter().map(|s| s.id).collect();
             let mut partitions = rec.partitions;
-            for (topic, parts) in std::mem::take(&mut st.partitions) {
+            for (topic, parts) in st.partitions.take() {
                 for (partition, mut old) in parts {
-                    for d in old.data_waiters.drain(..).chain(old.seq_waiters.drain(..)) {
-                        let _ = d.send(());
-                    }
-                    let slot = partitions.entry(topic.clone()).or_default();
-                    if let Some(found) = slot.get(&partition) {
+                    old.wake_data_waiters();
+                    old.wake_sequence_waiters();
+                    if let Some(found) = partitions.find(&topic, partition) {
                         if found.next_offset < old.high_watermark {
                             tracing::error!(
                                 topic,
@@ -238,29 +223,15 @@ impl ShardLog {
                     old.index = OffsetIndex::default();
                     old.next_offset = old.high_watermark;
                     old.log_start = old.log_start.max(old.high_watermark);
-                    slot.insert(partition, old);
+                    partitions.insert(&topic, partition, old);
                 }
             }
             st.partitions = partitions;
-            st.producer_lru = rec.lru;
-            st.segments = rec.segments;
-            st.sealed = rec.sealed;
             // Generations continue from what the disk holds (a failed write
             // left none), so they stay contiguous for recovery's checks.
-            st.gen = rec.gen;
-            st.pending.clear();
-            st.pending_entries.clear();
-            st.tail.clear();
-            st.appended_lsn = st.durable_lsn;
-            st.active = rec.active;
-            st.active_len = 0;
-            st.active_since = None;
-            if let Some(tx) = &st.seal_subscriber {
-                for s in st.sealed.iter().filter(|s| !known.contains(&s.id)) {
-                    let _ = tx.unbounded_send(s.clone());
-                }
-            }
-            rec.active
+            st.segments.recovered(rec.segments);
+            st.commit.reset();
+            st.segments.active()
         };
         // A disk that just ran full must have room for two whole segments
         // and their allocation headroom again, or the log would fail again
@@ -322,14 +293,11 @@ impl ShardLog {
         let rx = {
             let mut st = self.inner.state.borrow_mut();
             st.closed = true;
-            st.seal_subscriber = None;
-            let (tx, rx) = oneshot::channel();
-            let lsn = st.appended_lsn;
-            if lsn <= st.durable_lsn || st.poisoned.is_some() {
+            st.segments.unsubscribe();
+            if st.poisoned.is_some() {
                 None
             } else {
-                st.waiters.push_back((lsn, tx));
-                Some(rx)
+                st.commit.barrier()
             }
         };
         if let Some(rx) = rx {

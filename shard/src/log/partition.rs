@@ -4,35 +4,9 @@
 //! Queues restart frames through `append`; must not write files.
 
 use super::error::LogError;
-use super::state::{PartitionLog, Partitions, State};
+use super::state::State;
 use super::ShardLog;
-use crate::producers::{ProducerLru, RememberedBatch};
-
-pub(super) fn find<'a>(
-    parts: &'a Partitions,
-    topic: &str,
-    partition: u32,
-) -> Option<&'a PartitionLog> {
-    parts.get(topic).and_then(|ps| ps.get(&partition))
-}
-
-pub(super) fn find_mut<'a>(
-    parts: &'a mut Partitions,
-    topic: &str,
-    partition: u32,
-) -> Option<&'a mut PartitionLog> {
-    parts.get_mut(topic).and_then(|ps| ps.get_mut(&partition))
-}
-
-/// Forgets the least recently used producers while the shard remembers
-/// more than its bound.
-pub(super) fn evict_excess(partitions: &mut Partitions, lru: &mut ProducerLru) {
-    while let Some((topic, partition, id, tick)) = lru.pop_excess() {
-        if let Some(p) = find_mut(partitions, &topic, partition) {
-            p.producers.evict(id, tick);
-        }
-    }
-}
+use crate::producers::RememberedBatch;
 
 pub(super) fn unknown(topic: &str, partition: u32) -> LogError {
     LogError::UnknownPartition {
@@ -45,24 +19,21 @@ impl ShardLog {
     /// Makes a partition known to the log (idempotent). Appends to unknown
     /// partitions are refused.
     pub fn add_partition(&self, topic: &str, partition: u32) {
-        let mut st = self.inner.state.borrow_mut();
-        st.partitions
-            .entry(topic.to_owned())
-            .or_default()
-            .entry(partition)
-            .or_default();
+        self.inner
+            .state
+            .borrow_mut()
+            .partitions
+            .add(topic, partition);
     }
 
     /// Forgets every partition of `topic`. Its data stays in the WAL until the
     /// segments are removed; callers use a new topic key when re-creating it.
     pub fn remove_topic(&self, topic: &str) {
         let mut st = self.inner.state.borrow_mut();
-        if let Some(parts) = st.partitions.remove(topic) {
+        if let Some(parts) = st.partitions.remove_topic(topic) {
             for (_, mut p) in parts {
-                self.waiters_changed(-(p.data_waiters.len() as i64));
-                for w in p.data_waiters.drain(..) {
-                    let _ = w.send(());
-                }
+                let woken = p.wake_data_waiters();
+                self.waiters_changed(-(woken as i64));
             }
         }
     }
@@ -72,7 +43,7 @@ impl ShardLog {
         let st = self.inner.state.borrow();
         let mut v: Vec<_> = st
             .partitions
-            .iter()
+            .topics()
             .flat_map(|(t, ps)| {
                 ps.iter()
                     .map(move |(p, l)| (t.clone(), *p, l.high_watermark))
@@ -85,19 +56,21 @@ impl ShardLog {
     /// High watermark of a partition (next offset to become durable), if known.
     pub fn high_watermark(&self, topic: &str, partition: u32) -> Option<u64> {
         let st = self.inner.state.borrow();
-        find(&st.partitions, topic, partition).map(|p| p.high_watermark)
+        st.partitions
+            .find(topic, partition)
+            .map(|p| p.high_watermark)
     }
 
     /// First offset of a partition still in the local log.
     pub fn log_start(&self, topic: &str, partition: u32) -> Option<u64> {
         let st = self.inner.state.borrow();
-        find(&st.partitions, topic, partition).map(|p| p.log_start)
+        st.partitions.find(topic, partition).map(|p| p.log_start)
     }
 
     /// The segment holding a partition's last durable local batch, if any.
     pub fn last_segment_of(&self, topic: &str, partition: u32) -> Option<u64> {
         let st = self.inner.state.borrow();
-        let p = find(&st.partitions, topic, partition)?;
+        let p = st.partitions.find(topic, partition)?;
         p.index.last().map(|e| e.segment)
     }
 
@@ -107,7 +80,7 @@ impl ShardLog {
     /// changed.
     pub fn advance_start(&self, topic: &str, partition: u32, offset: u64) -> bool {
         let mut st = self.inner.state.borrow_mut();
-        let Some(p) = find_mut(&mut st.partitions, topic, partition) else {
+        let Some(p) = st.partitions.find_mut(topic, partition) else {
             return false;
         };
         if p.next_offset >= offset {
@@ -136,7 +109,7 @@ impl ShardLog {
     /// is known here.
     pub fn reset_to(&self, topic: &str, partition: u32, offset: u64) -> bool {
         let mut st = self.inner.state.borrow_mut();
-        let Some(p) = find_mut(&mut st.partitions, topic, partition) else {
+        let Some(p) = st.partitions.find_mut(topic, partition) else {
             return false;
         };
         if p.next_offset > offset {
@@ -158,7 +131,7 @@ impl ShardLog {
     /// otherwise replay frames of it still on disk.
     fn restart(&self, topic: &str, partition: u32, offset: u64) {
         let mut st = self.inner.state.borrow_mut();
-        let Some(p) = find_mut(&mut st.partitions, topic, partition) else {
+        let Some(p) = st.partitions.find_mut(topic, partition) else {
             return;
         };
         // Only frames still on disk (indexed, or appended and not yet
@@ -178,32 +151,24 @@ impl ShardLog {
         let mut batches = batches.to_vec();
         batches.sort_by_key(|b| (b.base_offset, b.producer.producer_id));
         batches.dedup_by_key(|b| (b.base_offset, b.producer.producer_id));
-        let mut guard = self.inner.state.borrow_mut();
-        let st = &mut *guard;
-        if let Some(p) = find_mut(&mut st.partitions, topic, partition) {
-            for b in batches {
-                let tick = st.producer_lru.next_tick();
-                if let Some(previous) =
-                    p.producers
-                        .record(b.producer, b.record_count, b.base_offset, 0, tick)
-                {
-                    st.producer_lru.touched(
-                        topic,
-                        partition,
-                        b.producer.producer_id,
-                        previous,
-                        tick,
-                    );
-                }
-            }
+        let mut st = self.inner.state.borrow_mut();
+        for b in batches {
+            st.partitions.remember(
+                topic,
+                partition,
+                b.producer,
+                b.record_count,
+                b.base_offset,
+                0,
+            );
         }
-        evict_excess(&mut st.partitions, &mut st.producer_lru);
-        self.publish_producers(st);
+        st.partitions.evict_excess();
+        self.publish_producers(&st);
     }
 
     pub(super) fn publish_producers(&self, st: &State) {
         self.inner.stats.producers.store(
-            st.producer_lru.len() as u64,
+            st.partitions.producer_count() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
     }
@@ -219,7 +184,8 @@ impl ShardLog {
         end_offset: u64,
     ) -> Vec<RememberedBatch> {
         let st = self.inner.state.borrow();
-        find(&st.partitions, topic, partition)
+        st.partitions
+            .find(topic, partition)
             .map(|p| p.producers.snapshot(from, end_offset))
             .unwrap_or_default()
     }

@@ -11,7 +11,7 @@ use futures::channel::oneshot;
 use glommio::io::DmaFile;
 
 use super::error::{io_err, LogError};
-use super::partition::{find, find_mut, unknown};
+use super::partition::unknown;
 use super::{ReadResult, ShardLog};
 use crate::batch::{self, DecodedRecord};
 use crate::index::IndexEntry;
@@ -30,7 +30,7 @@ impl Drop for ForgetWaiter<'_> {
         let Ok(mut st) = self.log.inner.state.try_borrow_mut() else {
             return;
         };
-        if let Some(p) = find_mut(&mut st.partitions, self.topic, self.partition) {
+        if let Some(p) = st.partitions.find_mut(self.topic, self.partition) {
             let before = p.data_waiters.len();
             p.data_waiters.retain(|w| !w.is_canceled());
             let removed = before - p.data_waiters.len();
@@ -74,8 +74,10 @@ impl ShardLog {
     ) -> Result<ReadResult, LogError> {
         let (runs, hw, log_start) = {
             let st = self.inner.state.borrow();
-            let p =
-                find(&st.partitions, topic, partition).ok_or_else(|| unknown(topic, partition))?;
+            let p = st
+                .partitions
+                .find(topic, partition)
+                .ok_or_else(|| unknown(topic, partition))?;
             if offset < p.log_start {
                 return Err(LogError::OffsetOutOfRange {
                     offset,
@@ -96,7 +98,7 @@ impl ShardLog {
                         r.2.push(e);
                     }
                 } else {
-                    let Some(seg) = st.segments.get(&e.segment) else {
+                    let Some(seg) = st.segments.file(e.segment) else {
                         return Err(LogError::Io {
                             context: format!("reading {topic}/{partition}"),
                             message: format!("segment {} is gone", e.segment),
@@ -207,7 +209,7 @@ impl ShardLog {
     pub async fn wait_for_data(&self, topic: &str, partition: u32, offset: u64, timeout: Duration) {
         let rx = {
             let mut st = self.inner.state.borrow_mut();
-            let Some(p) = find_mut(&mut st.partitions, topic, partition) else {
+            let Some(p) = st.partitions.find_mut(topic, partition) else {
                 return;
             };
             if p.high_watermark > offset {

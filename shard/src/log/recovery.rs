@@ -5,7 +5,7 @@
 //! segment, and rebuilds offsets, indexes and producer state. Creates no
 //! file and touches no state of a running log; `log` assembles the result.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use glommio::io::OpenOptions;
@@ -13,8 +13,8 @@ use glommio::io::OpenOptions;
 use super::config::LogConfig;
 use super::error::{io_err, LogError};
 use super::faults::fault;
-use super::partition::evict_excess;
-use super::state::{PartitionLog, Partitions, SegmentFile};
+use super::partition_set::{PartitionSet, Partitions};
+use super::segment_set::{SegmentFile, SegmentSet};
 use super::{RecoveryReport, SealedSegment};
 use crate::index::IndexEntry;
 use crate::producers::ProducerLru;
@@ -22,15 +22,11 @@ use crate::segment::{self, Corruption};
 
 /// A log's state as its files hold it.
 pub(super) struct Recovered {
-    pub partitions: Partitions,
-    pub lru: ProducerLru,
-    /// Every segment found, all of them sealed now.
-    pub segments: BTreeMap<u64, SegmentFile>,
-    pub sealed: Vec<SealedSegment>,
-    /// Highest flush generation found.
-    pub gen: u64,
-    /// Id for the next active segment (after the last one found).
-    pub active: u64,
+    pub partitions: PartitionSet,
+    /// Every segment found, all of them sealed now; the next active
+    /// segment's id follows the last one found, and write generations
+    /// continue from the highest found.
+    pub segments: SegmentSet,
     pub report: RecoveryReport,
 }
 
@@ -81,8 +77,8 @@ pub(super) async fn recover(config: &LogConfig) -> Result<Recovered, LogError> {
         segments: ids.len(),
         ..Default::default()
     };
-    let mut partitions: HashMap<String, HashMap<u32, PartitionLog>> = HashMap::new();
-    let mut lru = ProducerLru::new(config.max_producers);
+    let mut partitions =
+        PartitionSet::new(Partitions::new(), ProducerLru::new(config.max_producers));
     let mut segments = BTreeMap::new();
     let mut sealed = Vec::new();
     let mut gen = 0;
@@ -154,11 +150,10 @@ pub(super) async fn recover(config: &LogConfig) -> Result<Recovered, LogError> {
         }
         for f in &scan.frames {
             gen = gen.max(f.gen);
-            let p = partitions
-                .entry(f.topic.clone())
-                .or_default()
-                .entry(f.partition)
-                .or_default();
+            partitions.add(&f.topic, f.partition);
+            let Some(p) = partitions.find_mut(&f.topic, f.partition) else {
+                continue;
+            };
             let h = &f.header;
             if let Some(offset) = f.restart {
                 // The partition's lease changed hands here: its earlier
@@ -188,20 +183,15 @@ pub(super) async fn recover(config: &LogConfig) -> Result<Recovered, LogError> {
                 len: h.length,
                 max_timestamp: h.max_timestamp,
             });
-            let tick = lru.next_tick();
-            if let Some(previous) =
-                p.producers
-                    .record(h.producer, h.record_count, h.base_offset, 0, tick)
-            {
-                lru.touched(
-                    &f.topic,
-                    f.partition,
-                    h.producer.producer_id,
-                    previous,
-                    tick,
-                );
-            }
-            evict_excess(&mut partitions, &mut lru);
+            partitions.remember(
+                &f.topic,
+                f.partition,
+                h.producer,
+                h.record_count,
+                h.base_offset,
+                0,
+            );
+            partitions.evict_excess();
             report.batches += 1;
         }
         sealed.push(SealedSegment {
@@ -218,15 +208,11 @@ pub(super) async fn recover(config: &LogConfig) -> Result<Recovered, LogError> {
             },
         );
     }
-    report.partitions = partitions.values().map(HashMap::len).sum();
+    report.partitions = partitions.topics().map(|(_, ps)| ps.len()).sum();
     let active = ids.last().map_or(0, |id| id + 1);
     Ok(Recovered {
         partitions,
-        lru,
-        segments,
-        sealed,
-        gen,
-        active,
+        segments: SegmentSet::new(segments, sealed, active, gen),
         report,
     })
 }

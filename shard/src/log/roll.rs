@@ -2,30 +2,29 @@
 //! age (shortened while someone waits for the seal, `hurry_seal`), at
 //! once before a drain (`seal_now`), and retried after a failed roll.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use super::state::State;
 use super::{SealedSegment, ShardLog};
 use crate::segment;
-
-/// After a failed segment roll, how long appends stay on the active
-/// segment before the roll is tried again.
-pub(super) const ROLL_RETRY: Duration = Duration::from_secs(1);
 
 impl ShardLog {
     /// Seals the active segment and starts the next one. When the next one
     /// cannot be created, nothing changes (appends go on to the active
     /// segment, which grows past its size) and the roll is tried again
-    /// after [`ROLL_RETRY`]: a transient shortage of descriptors or space
+    /// after [`ROLL_RETRY`](super::segment_set::ROLL_RETRY): a transient shortage of descriptors or space
     /// must not fail the log for good.
     pub(super) async fn roll(&self) {
-        let id = self.inner.state.borrow().active;
+        let id = self.inner.state.borrow().segments.active();
         let next = match self.open_segment(id + 1).await {
             Ok(seg) => seg,
             Err(e) => {
                 tracing::warn!(error = %e, segment = id, "cannot start the next WAL segment; \
                     appends stay on the active one and the roll is retried");
-                self.inner.state.borrow_mut().roll_retry_at = Some(Instant::now() + ROLL_RETRY);
+                self.inner
+                    .state
+                    .borrow_mut()
+                    .segments
+                    .roll_failed(Instant::now());
                 let s = &self.inner.stats;
                 s.roll_failures
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -35,15 +34,12 @@ impl ShardLog {
         };
         let (path, len) = {
             let mut st = self.inner.state.borrow_mut();
-            let len = st.active_len;
+            let len = st.segments.active_len();
             // A sealed segment is only read from now on.
-            let path = match st.segments.get_mut(&id) {
-                Some(seg) => {
-                    seg.writer = None;
-                    seg.path.clone()
-                }
-                None => segment::segment_path(&self.config().dir, id),
-            };
+            let path = st
+                .segments
+                .stop_writing(id)
+                .unwrap_or_else(|| segment::segment_path(&self.config().dir, id));
             (path, len)
         };
         tracing::debug!(segment = id, bytes = len, "sealing WAL segment");
@@ -55,7 +51,7 @@ impl ShardLog {
             .state
             .borrow()
             .segments
-            .get(&id)
+            .file(id)
             .map(|s| s.file.clone());
         if let Some(file) = old {
             if let Err(e) = file.truncate(len).await {
@@ -71,53 +67,33 @@ impl ShardLog {
             .stats
             .segments_sealed
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut st = self.inner.state.borrow_mut();
-        if let Some(tx) = &st.seal_subscriber {
-            let _ = tx.unbounded_send(sealed.clone());
-        }
-        st.sealed.push(sealed);
+        self.inner.state.borrow_mut().segments.sealed(sealed);
     }
 
-    /// Age at which the active segment is sealed now.
-    pub(super) fn seal_age(&self, st: &State) -> Duration {
-        if st.seal_now {
-            Duration::ZERO
-        } else if st.hurry {
-            self.config().hurried_age.min(self.config().segment_age)
-        } else {
-            self.config().segment_age
-        }
-    }
-
+    /// Whether the active segment is to be sealed before a write of
+    /// `incoming` bytes (see [`SegmentSet::roll_due`](super::segment_set::SegmentSet::roll_due)).
     pub(super) fn roll_due(&self, incoming: usize) -> bool {
         let st = self.inner.state.borrow();
-        if st.roll_retry_at.is_some_and(|t| Instant::now() < t) {
-            return false;
-        }
-        st.active_len > 0
-            && (st.active_len + incoming as u64 > self.config().segment_bytes
-                || st
-                    .active_since
-                    .is_some_and(|t| t.elapsed() >= self.seal_age(&st)))
+        st.segments
+            .roll_due(self.config(), incoming, Instant::now())
     }
 
     /// True when the active segment holds no data and none is queued for it.
     pub fn active_is_empty(&self) -> bool {
         let st = self.inner.state.borrow();
-        st.active_len == 0 && st.pending_entries.is_empty()
+        st.segments.active_len() == 0 && st.commit.is_empty()
     }
 
     /// Seals the active segment (if it holds data) as soon as the writer is
     /// idle, e.g. before shutdown so everything can be shipped.
     pub fn seal_now(&self) {
-        let mut st = self.inner.state.borrow_mut();
-        st.seal_now = true;
+        self.inner.state.borrow_mut().segments.seal_now();
         let _ = self.inner.wake.borrow().unbounded_send(());
     }
 
     /// Id of the segment appends go to now.
     pub fn active_segment(&self) -> u64 {
-        self.inner.state.borrow().active
+        self.inner.state.borrow().segments.active()
     }
 
     /// Asks for the active segment to be sealed once its data is
@@ -125,10 +101,9 @@ impl ShardLog {
     /// the seal. Returns the active segment's id.
     pub fn hurry_seal(&self) -> u64 {
         let mut st = self.inner.state.borrow_mut();
-        if !st.hurry {
-            st.hurry = true;
+        if st.segments.hurry() {
             let _ = self.inner.wake.borrow().unbounded_send(());
         }
-        st.active
+        st.segments.active()
     }
 }

@@ -13,7 +13,7 @@ use glommio::io::{DmaFile, OpenOptions};
 use super::alloc;
 use super::error::{io_err, LogError};
 use super::faults::fault;
-use super::state::SegmentFile;
+use super::segment_set::SegmentFile;
 use super::{SealedSegment, SegmentRange, ShardLog};
 use crate::segment;
 
@@ -55,19 +55,13 @@ pub(super) fn free_bytes(dir: &Path) -> Option<u64> {
 impl ShardLog {
     /// Segments sealed so far, oldest first.
     pub fn sealed_segments(&self) -> Vec<SealedSegment> {
-        self.inner.state.borrow().sealed.clone()
+        self.inner.state.borrow().segments.sealed_list().to_vec()
     }
 
     /// Sealed segments from now on, starting with those sealed already (and
     /// not yet dropped). One subscriber at a time; a new call replaces it.
     pub fn subscribe_sealed(&self) -> mpsc::UnboundedReceiver<SealedSegment> {
-        let (tx, rx) = mpsc::unbounded();
-        let mut st = self.inner.state.borrow_mut();
-        for s in &st.sealed {
-            let _ = tx.unbounded_send(s.clone());
-        }
-        st.seal_subscriber = Some(tx);
-        rx
+        self.inner.state.borrow_mut().segments.subscribe()
     }
 
     /// Each partition's range inside segment `id` (from the in-memory
@@ -75,7 +69,7 @@ impl ShardLog {
     pub fn segment_ranges(&self, id: u64) -> Vec<SegmentRange> {
         let st = self.inner.state.borrow();
         let mut out = Vec::new();
-        for (topic, parts) in &st.partitions {
+        for (topic, parts) in st.partitions.topics() {
             let frame_head = (segment::FRAME_FIXED + topic.len()) as u64;
             for (partition, p) in parts {
                 let mut it = p.index.in_segment(id);
@@ -110,25 +104,19 @@ impl ShardLog {
     pub fn drop_segment(&self, id: u64) -> Result<(), LogError> {
         let path = {
             let mut st = self.inner.state.borrow_mut();
-            if id >= st.active {
-                return Err(LogError::Io {
-                    context: format!("dropping segment {id}"),
-                    message: "the segment is not sealed".into(),
-                });
+            let forgotten = st.segments.forget(id).map_err(|()| LogError::Io {
+                context: format!("dropping segment {id}"),
+                message: "the segment is not sealed".into(),
+            })?;
+            for p in st.partitions.each_mut() {
+                p.index.drop_through_segment(id);
+                // With nothing durable left here, the local log starts
+                // at the high watermark: batches past it are appended
+                // but not yet durable (not indexed yet) and will be
+                // read from here, not from object storage.
+                p.log_start = p.index.first_offset().unwrap_or(p.high_watermark);
             }
-            for parts in st.partitions.values_mut() {
-                for p in parts.values_mut() {
-                    p.index.drop_through_segment(id);
-                    // With nothing durable left here, the local log starts
-                    // at the high watermark: batches past it are appended
-                    // but not yet durable (not indexed yet) and will be
-                    // read from here, not from object storage.
-                    p.log_start = p.index.first_offset().unwrap_or(p.high_watermark);
-                }
-            }
-            st.sealed.retain(|s| s.id != id);
-            let last = !st.segments.keys().any(|k| *k > id);
-            st.segments.remove(&id).map(|s| (s.path, last))
+            forgotten
         };
         if let Some((path, last)) = path {
             if last {
@@ -243,16 +231,7 @@ impl ShardLog {
 
     pub(super) fn activate(&self, id: u64, seg: SegmentFile) {
         let mut st = self.inner.state.borrow_mut();
-        st.segments.insert(id, seg);
-        st.active = id;
-        st.active_len = 0;
-        st.active_since = None;
-        st.hurry = false;
-        st.seal_now = false;
-        st.tail.clear();
-        st.roll_retry_at = None;
-        st.allocated = alloc::STEP;
-        st.extending = None;
+        st.segments.activate(id, seg, alloc::STEP);
     }
 
     pub(super) fn count_allocation_failure(&self) {
@@ -271,9 +250,9 @@ impl ShardLog {
         if ahead == 0 {
             return Ok(());
         }
-        if end > self.inner.state.borrow().allocated {
+        if end > self.inner.state.borrow().segments.alloc.allocated {
             self.finish_extending().await;
-            let from = self.inner.state.borrow().allocated;
+            let from = self.inner.state.borrow().segments.alloc.allocated;
             if end > from {
                 let to = alloc::target(end, ahead);
                 if let Err(e) = alloc::allocate(file, from, to).await {
@@ -283,13 +262,14 @@ impl ShardLog {
                         message: e,
                     });
                 }
-                self.inner.state.borrow_mut().allocated = to;
+                self.inner.state.borrow_mut().segments.alloc.allocated = to;
             }
         }
         let mut st = self.inner.state.borrow_mut();
-        if st.extending.is_none() && alloc::low(st.allocated, end, ahead) {
-            let (file, from, to) = (file.clone(), st.allocated, alloc::target(end, ahead));
-            st.extending = Some(
+        let a = &mut st.segments.alloc;
+        if a.extending.is_none() && alloc::low(a.allocated, end, ahead) {
+            let (file, from, to) = (file.clone(), a.allocated, alloc::target(end, ahead));
+            a.extending = Some(
                 glommio::spawn_local(
                     async move { alloc::allocate(&file, from, to).await.map(|()| to) },
                 )
@@ -303,12 +283,20 @@ impl ShardLog {
     /// and records how far it got (before a write that needs it, and before
     /// the segment is sealed and truncated).
     pub(super) async fn finish_extending(&self) {
-        let pending = self.inner.state.borrow_mut().extending.take();
+        let pending = self
+            .inner
+            .state
+            .borrow_mut()
+            .segments
+            .alloc
+            .extending
+            .take();
         let Some(h) = pending else { return };
         match h.await {
             Some(Ok(to)) => {
                 let mut st = self.inner.state.borrow_mut();
-                st.allocated = st.allocated.max(to);
+                let a = &mut st.segments.alloc;
+                a.allocated = a.allocated.max(to);
             }
             Some(Err(e)) => {
                 self.count_allocation_failure();

@@ -4,7 +4,7 @@
 //! Never writes.
 
 use super::error::LogError;
-use super::partition::{find, unknown};
+use super::partition::unknown;
 use super::ShardLog;
 
 /// Batches whose header promises a timestamp ≥ t but whose records hold
@@ -37,7 +37,9 @@ impl ShardLog {
         for _ in 0..MAX_BATCHES_READ {
             let candidate = {
                 let st = self.inner.state.borrow();
-                let p = find(&st.partitions, topic, partition)
+                let p = st
+                    .partitions
+                    .find(topic, partition)
                     .ok_or_else(|| unknown(topic, partition))?;
                 from = from.max(p.log_start);
                 let first = p.index.at_or_after_time(from, timestamp_ms).next().copied();
@@ -72,7 +74,10 @@ impl ShardLog {
             from = e.next_offset;
         }
         let st = self.inner.state.borrow();
-        let p = find(&st.partitions, topic, partition).ok_or_else(|| unknown(topic, partition))?;
+        let p = st
+            .partitions
+            .find(topic, partition)
+            .ok_or_else(|| unknown(topic, partition))?;
         let last = p
             .index
             .at_or_after_time(from, timestamp_ms)

@@ -7,17 +7,17 @@
 //! itself except through `roll`.
 
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::channel::mpsc;
 use futures::StreamExt;
 use glommio::io::DmaFile;
 
 use super::alloc;
+use super::commit_queue::PendingEntry;
 use super::error::{io_err, LogError};
 use super::faults::fault;
-use super::partition::find_mut;
-use super::state::PendingEntry;
+use super::segment_set::WriteSlot;
 use super::ShardLog;
 use crate::index::{IndexEntry, OffsetIndex};
 use crate::segment;
@@ -68,15 +68,8 @@ impl ShardLog {
         loop {
             let (idle, closed, age_left) = {
                 let st = self.inner.state.borrow();
-                let age_left = st.active_since.map(|t| {
-                    let left = self.seal_age(&st).saturating_sub(t.elapsed());
-                    // A failed roll is not retried before its time.
-                    let retry = st.roll_retry_at.map_or(Duration::ZERO, |r| {
-                        r.saturating_duration_since(Instant::now())
-                    });
-                    left.max(retry)
-                });
-                (st.pending_entries.is_empty(), st.closed, age_left)
+                let age_left = st.segments.idle_for(self.config(), Instant::now());
+                (st.commit.is_empty(), st.closed, age_left)
             };
             if idle {
                 // Nothing to overlap with: let the sync in flight finish.
@@ -130,46 +123,35 @@ impl ShardLog {
         &self,
         syncing: &mut Option<glommio::task::JoinHandle<Result<(), LogError>>>,
     ) -> Result<Written, LogError> {
-        let (mut data, entries) = {
-            let mut st = self.inner.state.borrow_mut();
-            let mut take = 0usize;
-            let mut n = 0usize;
-            for e in &st.pending_entries {
-                if n > 0 && take + e.len > self.config().max_flush_bytes {
-                    break;
-                }
-                take += e.len;
-                n += 1;
-            }
-            let entries: Vec<PendingEntry> = st.pending_entries.drain(..n).collect();
-            let rest = st.pending.split_off(take);
-            let data = std::mem::replace(&mut st.pending, rest);
-            for e in st.pending_entries.iter_mut() {
-                e.start -= take;
-            }
-            (data, entries)
-        };
+        let (mut data, entries) = self
+            .inner
+            .state
+            .borrow_mut()
+            .commit
+            .take(self.config().max_flush_bytes);
         if self.roll_due(data.len()) {
             settle(syncing).await?;
             self.roll().await;
         }
-        let (file, writer, write_pos, frame_base, gen, active) = {
-            let mut st = self.inner.state.borrow_mut();
-            st.gen += 1;
-            let gen = st.gen;
-            for e in &entries {
-                segment::seal_frame_header(&mut data[e.start..e.start + e.len], gen);
-            }
-            let Some(seg) = st.segments.get(&st.active) else {
-                return Err(LogError::Poisoned("active segment missing".into()));
-            };
-            let (file, writer) = (seg.file.clone(), seg.writer.clone());
-            if st.active_since.is_none() {
-                st.active_since = Some(Instant::now());
-            }
-            let write_pos = st.active_len - st.tail.len() as u64;
-            (file, writer, write_pos, st.active_len, gen, st.active)
+        let Some(WriteSlot {
+            file,
+            writer,
+            write_pos,
+            frame_base,
+            gen,
+            segment: active,
+        }) = self
+            .inner
+            .state
+            .borrow_mut()
+            .segments
+            .next_write(Instant::now())
+        else {
+            return Err(LogError::Poisoned("active segment missing".into()));
         };
+        for e in &entries {
+            segment::seal_frame_header(&mut data[e.start..e.start + e.len], gen);
+        }
         let bytes = data.len();
         // Where this write ends: O_DIRECT rewrites the previous partial
         // block and pads its own last block.
@@ -177,7 +159,7 @@ impl ShardLog {
             write_pos + bytes as u64
         } else {
             let align = file.alignment();
-            let total = (self.inner.state.borrow().tail.len() + bytes) as u64;
+            let total = (self.inner.state.borrow().segments.tail_len() + bytes) as u64;
             write_pos + total.div_ceil(align) * align
         };
         self.allocate_to(&file, end).await?;
@@ -205,7 +187,7 @@ impl ShardLog {
             // The frames are copied once, straight into the aligned buffer.
             None => {
                 let align = file.alignment() as usize;
-                let tail = std::mem::take(&mut self.inner.state.borrow_mut().tail);
+                let tail = self.inner.state.borrow_mut().segments.take_tail();
                 let total = tail.len() + data.len();
                 let mut buf = file.alloc_dma_buffer(total.div_ceil(align) * align);
                 let out = buf.as_bytes_mut();
@@ -220,10 +202,10 @@ impl ShardLog {
                     .await
                     .map_err(io_err("writing the WAL"))?;
                 check_written(written, len)?;
-                self.inner.state.borrow_mut().tail = next_tail;
+                self.inner.state.borrow_mut().segments.set_tail(next_tail);
             }
         }
-        self.inner.state.borrow_mut().active_len += bytes as u64;
+        self.inner.state.borrow_mut().segments.wrote(bytes as u64);
         Ok(Written {
             file,
             entries,
@@ -276,9 +258,8 @@ impl ShardLog {
             "group commit"
         );
         let mut st = self.inner.state.borrow_mut();
-        st.durable_lsn += w.bytes as u64;
         for e in &w.entries {
-            if let Some(p) = find_mut(&mut st.partitions, &e.topic, e.partition) {
+            if let Some(p) = st.partitions.find_mut(&e.topic, e.partition) {
                 if e.record_count == 0 {
                     // A restart frame: what completed before it (appends
                     // in flight when the lease changed) is forgotten.
@@ -297,18 +278,11 @@ impl ShardLog {
                     max_timestamp: e.max_timestamp,
                 });
                 p.high_watermark = next;
-                self.waiters_changed(-(p.data_waiters.len() as i64));
-                for d in p.data_waiters.drain(..) {
-                    let _ = d.send(());
-                }
+                let woken = p.wake_data_waiters();
+                self.waiters_changed(-(woken as i64));
             }
         }
-        let durable = st.durable_lsn;
-        while st.waiters.front().is_some_and(|(lsn, _)| *lsn <= durable) {
-            if let Some((_, tx)) = st.waiters.pop_front() {
-                let _ = tx.send(Ok(w.segment));
-            }
-        }
+        st.commit.made_durable(w.bytes as u64, w.segment);
         Ok(())
     }
 
@@ -319,10 +293,6 @@ impl ShardLog {
             .set_trouble(Some(format!("the WAL failed: {e}")));
         let mut st = self.inner.state.borrow_mut();
         st.poisoned = Some(e.to_string());
-        for (_, tx) in st.waiters.drain(..) {
-            let _ = tx.send(Err(e.clone()));
-        }
-        st.pending.clear();
-        st.pending_entries.clear();
+        st.commit.fail(&e);
     }
 }
