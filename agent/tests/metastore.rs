@@ -6,6 +6,9 @@ mod common;
 
 use common::unique;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use streamhouse_agent::clock::now_ms;
 use streamhouse_agent::ids::PartitionId;
 use streamhouse_agent::metastore::{
@@ -87,11 +90,14 @@ async fn suite(url: &str) {
         .unwrap();
     assert_eq!(c.config, set(&[("retention.ms", "1000")]));
     let altered = m2
-        .alter_topic_config(&configured, &|old| {
-            let mut next = old.clone();
-            next.insert("retention.bytes".into(), "5".into());
-            Ok(next)
-        })
+        .alter_topic_config(
+            &configured,
+            Arc::new(|old: &BTreeMap<String, String>| {
+                let mut next = old.clone();
+                next.insert("retention.bytes".into(), "5".into());
+                Ok(next)
+            }),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -99,12 +105,15 @@ async fn suite(url: &str) {
         set(&[("retention.ms", "1000"), ("retention.bytes", "5")])
     );
     assert!(matches!(
-        m.alter_topic_config(&configured, &|_| Err("refused".into())).await,
+        m.alter_topic_config(&configured, Arc::new(|_: &BTreeMap<String, String>| Err("refused".into()))).await,
         Err(MetaError::InvalidConfig(why)) if why == "refused"
     ));
     assert!(matches!(
-        m.alter_topic_config(&unique("missing"), &|c| Ok(c.clone()))
-            .await,
+        m.alter_topic_config(
+            &unique("missing"),
+            Arc::new(|c: &BTreeMap<String, String>| Ok(c.clone()))
+        )
+        .await,
         Err(MetaError::Unknown(_))
     ));
     let stored = m.topics().await.unwrap();
@@ -778,4 +787,42 @@ async fn lease_beats(m: &MetaStore, agent: &str) -> u64 {
         .iter()
         .find(|a| a.agent_id == agent)
         .map_or(0, |a| a.lease_beats)
+}
+
+/// A SQLite call that waits (here for another process's write lock) runs
+/// off its caller's runtime: the control thread's other tasks go on. On
+/// the caller's own thread, the wait would stall the ticker below, which
+/// is what releases the lock: the call would fail busy after its timeout.
+#[test]
+fn a_waiting_sqlite_call_does_not_stall_its_runtime() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir_in(common::target_tmp()).unwrap();
+        let path = dir.path().join("meta.db");
+        let m = MetaStore::open(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let started = std::time::Instant::now();
+        let ticks = std::cell::Cell::new(0u32);
+        let ticker = async {
+            for _ in 0..10 {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                ticks.set(ticks.get() + 1);
+            }
+            other.execute_batch("COMMIT").unwrap();
+        };
+        let name = unique("t");
+        let (created, ()) = tokio::join!(m.create_topic(&name, 1), ticker);
+        assert!(created.is_ok(), "{created:?}");
+        assert_eq!(ticks.get(), 10);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "the call waited for the lock, not for its busy timeout"
+        );
+    });
 }

@@ -104,14 +104,17 @@ impl Shared {
         TopicConfig::default()
             .altered(&set, &delete, &defaults)
             .map_err(|e| ControlError::Invalid(e.to_string()))?;
-        let alter = |stored: &BTreeMap<String, String>| {
+        let alter = move |stored: &BTreeMap<String, String>| {
             let (current, _) = TopicConfig::stored(stored.clone());
             current
                 .altered(&set, &delete, &defaults)
                 .map(|c| c.set_keys().clone())
                 .map_err(|e| e.to_string())
         };
-        let row = self.meta.alter_topic_config(name, &alter).await?;
+        let row = self
+            .meta
+            .alter_topic_config(name, std::sync::Arc::new(alter))
+            .await?;
         let entry = self.catalog.insert(&row);
         tracing::info!(topic = %name, config = ?row.config, "topic configuration changed");
         Ok((*entry.config).clone())

@@ -8,8 +8,6 @@
 
 use crate::ids::TopicKey;
 
-use super::{MetaError, MetaStore};
-
 /// One committed range of a partition, as compaction weighs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompactedFrom {
@@ -130,70 +128,6 @@ fn inside((b, e): (u64, u64), ranges: &[(u64, u64)]) -> bool {
         }
     }
     false
-}
-
-impl MetaStore {
-    /// Up to `limit` committed ranges of a partition from offset `from`
-    /// on, in offset order, each with its object's size and live bytes.
-    pub async fn ranges_to_weigh(
-        &self,
-        topic: &TopicKey,
-        partition: u32,
-        from: u64,
-        limit: u32,
-    ) -> Result<Vec<CompactedFrom>, MetaError> {
-        match self {
-            MetaStore::Sqlite(s) => s.ranges_to_weigh(topic, partition, from, limit),
-            MetaStore::Postgres(s) => {
-                s.bounded(s.ranges_to_weigh(topic, partition, from, limit))
-                    .await
-            }
-        }
-    }
-
-    /// Switches a partition's ranges to a rewritten object, as `agent`
-    /// holding its lease at `epoch` (`Fenced` otherwise), registering the
-    /// object. `false`, with nothing changed, when a source range changed
-    /// since it was read (retention, DeleteRecords) or the object's key is
-    /// registered already (the sweep claimed it as an orphan): the new
-    /// object is then the sweep's to delete.
-    pub async fn switch_ranges(
-        &self,
-        agent: &str,
-        epoch: u64,
-        switch: &RangeSwitch,
-    ) -> Result<bool, MetaError> {
-        if !covers_the_same(switch) {
-            return Err(MetaError::Refused(format!(
-                "a compaction of {}/{} does not cover the offsets of its sources",
-                switch.topic.name(),
-                switch.partition
-            )));
-        }
-        match self {
-            MetaStore::Sqlite(s) => s.switch_ranges(agent, epoch, switch),
-            MetaStore::Postgres(s) => s.bounded(s.switch_ranges(agent, epoch, switch)).await,
-        }
-    }
-
-    /// Keys of the registered objects compaction wrote (a whole scan of
-    /// the chunk rows: for the sweep, once per sweep).
-    pub async fn compacted_keys(&self) -> Result<Vec<String>, MetaError> {
-        match self {
-            MetaStore::Sqlite(s) => s.compacted_keys(),
-            MetaStore::Postgres(s) => s.bounded(s.compacted_keys()).await,
-        }
-    }
-
-    /// Registers an object no row names (one a compaction wrote and never
-    /// switched to) as a chunk without ranges, so the sweep deletes it
-    /// after its grace; `false` when a row names it already.
-    pub async fn claim_orphan(&self, key: &str, size: u64) -> Result<bool, MetaError> {
-        match self {
-            MetaStore::Sqlite(s) => s.claim_orphan(key, size),
-            MetaStore::Postgres(s) => s.bounded(s.claim_orphan(key, size)).await,
-        }
-    }
 }
 
 #[cfg(test)]

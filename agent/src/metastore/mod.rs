@@ -3,7 +3,15 @@
 //! default) or PostgreSQL. Owns the schema, its versioned migrations and the
 //! fencing rules; callers pass the current time in, so lease expiry is
 //! deterministic in tests. Must not be called from a shard's executor: it
-//! blocks (SQLite) or needs tokio (PostgreSQL); the control thread uses it.
+//! needs tokio; the control thread uses it.
+//!
+//! Layout: [`MetaStore`] (here) holds one [`MetaBackend`] (`backend`, the
+//! operations as a trait) and adds the rules common to both; `sqlite/` and
+//! `postgres/` implement the trait (SQLite's blocking calls run on tokio's
+//! blocking pool, off the control thread's loop); `sql/` keeps the
+//! statements both run, once; `schema` the migrations; `text` the
+//! encodings of columns; `groups`, `retention` and `compaction` their row
+//! types.
 //!
 //! Lease rules:
 //! - `acquire` succeeds when the lease is free, expired, or already ours;
@@ -15,16 +23,18 @@
 //!   it was committed before and is skipped): a partition's committed
 //!   ranges are contiguous from offset 0, so a read never skips a gap.
 
+mod backend;
 pub mod compaction;
 pub mod groups;
 mod postgres;
 mod retention;
-mod retention_sql;
 mod schema;
+mod sql;
 mod sqlite;
 pub mod text;
 
 pub use crate::messages::ChunkRange;
+pub use backend::MetaBackend;
 pub use postgres::PostgresStore;
 pub use retention::Stored;
 pub use sqlite::SqliteStore;
@@ -34,9 +44,10 @@ pub use text::{
 };
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::ids::{PartitionId, TopicKey};
+use crate::ids::TopicKey;
 use crate::leader_epochs::EpochHistory;
 pub(crate) use schema::{BUMP_LEASE_BEATS, MIGRATIONS};
 
@@ -54,12 +65,12 @@ pub const MAX_STORED_PRODUCERS: i64 = 10_000;
 
 /// What `alter_topic_config` makes of a stored configuration: the keys
 /// to store, or why not (the change is then refused).
-pub type ConfigChange<'a> =
-    dyn Fn(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, String> + Sync + 'a;
+pub type ConfigChange =
+    dyn Fn(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, String> + Send + Sync;
 
 /// What a change of a topic makes of its stored row (partitions and
 /// configuration are written back), or why not (nothing is written).
-pub type TopicChange<'a> = dyn Fn(TopicRow) -> Result<TopicRow, MetaError> + Sync + 'a;
+pub type TopicChange = dyn Fn(TopicRow) -> Result<TopicRow, MetaError> + Send + Sync;
 
 /// A topic row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,7 +127,7 @@ pub struct RangeLocation {
     pub len: u64,
 }
 
-/// A search of the chunk index by time ([`MetaStore::time_ranges`]).
+/// A search of the chunk index by time ([`MetaBackend::time_ranges`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeQuery {
     /// Ms since the Unix epoch.
@@ -265,10 +276,17 @@ pub(crate) fn continues(r: &ChunkRange, end: u64) -> Result<bool, MetaError> {
     })
 }
 
-/// A metadata store backend.
-pub enum MetaStore {
-    Sqlite(SqliteStore),
-    Postgres(PostgresStore),
+/// The metadata store: one backend ([`MetaBackend`], whose calls it
+/// offers through `Deref`) and the rules the same for every backend.
+pub struct MetaStore {
+    backend: Box<dyn MetaBackend>,
+}
+
+impl std::ops::Deref for MetaStore {
+    type Target = dyn MetaBackend;
+    fn deref(&self) -> &(dyn MetaBackend + 'static) {
+        &*self.backend
+    }
 }
 
 /// Highest schema version this build knows.
@@ -278,20 +296,25 @@ impl MetaStore {
     /// Opens `sqlite:///PATH` or `postgres://...` and applies pending
     /// migrations. Must be called on a tokio runtime.
     pub async fn open(url: &str) -> Result<MetaStore, MetaError> {
-        if let Some(path) = url.strip_prefix("sqlite://") {
+        let backend: Box<dyn MetaBackend> = if let Some(path) = url.strip_prefix("sqlite://") {
             if path.is_empty() {
                 return Err(MetaError::BadUrl(format!(
                     "{url}: expected sqlite:///absolute/path or sqlite://relative/path"
                 )));
             }
-            Ok(MetaStore::Sqlite(SqliteStore::open(path)?))
+            let path = path.to_owned();
+            let opened = tokio::task::spawn_blocking(move || SqliteStore::open(&path))
+                .await
+                .map_err(|e| MetaError::backend(format!("sqlite: opening stopped: {e}")))?;
+            Box::new(opened?)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(MetaStore::Postgres(PostgresStore::connect(url).await?))
+            Box::new(PostgresStore::connect(url).await?)
         } else {
-            Err(MetaError::BadUrl(format!(
+            return Err(MetaError::BadUrl(format!(
                 "{url}: use sqlite:///PATH or postgres://USER@HOST:PORT/DB"
-            )))
-        }
+            )));
+        };
+        Ok(MetaStore { backend })
     }
 
     /// [`MetaStore::open`], tried again while the store is busy (agents
@@ -314,21 +337,6 @@ impl MetaStore {
         }
     }
 
-    /// Schema version now in the store.
-    pub async fn schema_version(&self) -> Result<i64, MetaError> {
-        match self {
-            MetaStore::Sqlite(s) => s.schema_version(),
-            MetaStore::Postgres(s) => s.bounded(s.schema_version()).await,
-        }
-    }
-
-    pub async fn topics(&self) -> Result<Vec<TopicRow>, MetaError> {
-        match self {
-            MetaStore::Sqlite(s) => s.topics(),
-            MetaStore::Postgres(s) => s.bounded(s.topics()).await,
-        }
-    }
-
     /// Creates a topic with a fresh incarnation id and no configuration
     /// key set.
     pub async fn create_topic(&self, name: &str, partitions: u32) -> Result<TopicRow, MetaError> {
@@ -336,27 +344,14 @@ impl MetaStore {
             .await
     }
 
-    /// Creates a topic with a fresh incarnation id and the configuration
-    /// keys it sets (checked by the caller).
-    pub async fn create_topic_with(
-        &self,
-        name: &str,
-        partitions: u32,
-        config: &BTreeMap<String, String>,
-    ) -> Result<TopicRow, MetaError> {
-        match self {
-            MetaStore::Sqlite(s) => s.create_topic(name, partitions, config),
-            MetaStore::Postgres(s) => s.bounded(s.create_topic(name, partitions, config)).await,
-        }
-    }
-
     /// Raises a topic's partition count to `count`; `InvalidConfig` when it
     /// has that many or more already. Returns the row.
     pub async fn add_partitions(&self, name: &str, count: u32) -> Result<TopicRow, MetaError> {
-        let grow = |t: TopicRow| {
+        let topic = name.to_owned();
+        let grow = move |t: TopicRow| {
             if t.partitions >= count {
                 return Err(MetaError::InvalidConfig(format!(
-                    "topic {name} has {} partitions already; partitions can only be added",
+                    "topic {topic} has {} partitions already; partitions can only be added",
                     t.partitions
                 )));
             }
@@ -365,7 +360,7 @@ impl MetaStore {
                 ..t
             })
         };
-        self.update_topic(name, &grow).await
+        self.update_topic(name, Arc::new(grow)).await
     }
 
     /// Replaces a topic's configuration with what `alter` makes of the
@@ -374,193 +369,13 @@ impl MetaStore {
     pub async fn alter_topic_config(
         &self,
         name: &str,
-        alter: &ConfigChange<'_>,
+        alter: Arc<ConfigChange>,
     ) -> Result<TopicRow, MetaError> {
-        let change = |t: TopicRow| {
+        let change = move |t: TopicRow| {
             let config = alter(&t.config).map_err(MetaError::InvalidConfig)?;
             Ok(TopicRow { config, ..t })
         };
-        self.update_topic(name, &change).await
-    }
-
-    /// Writes back what `change` makes of a topic's stored row (its
-    /// partition count and configuration), in one transaction holding the
-    /// row; `change`'s error leaves it unchanged.
-    async fn update_topic(
-        &self,
-        name: &str,
-        change: &TopicChange<'_>,
-    ) -> Result<TopicRow, MetaError> {
-        match self {
-            MetaStore::Sqlite(s) => s.update_topic(name, change),
-            MetaStore::Postgres(s) => s.bounded(s.update_topic(name, change)).await,
-        }
-    }
-
-    /// Deletes a topic, its leases and its chunk index entries (the chunk
-    /// objects stay; they may hold other topics' data).
-    pub async fn delete_topic(&self, name: &str) -> Result<TopicRow, MetaError> {
-        match self {
-            MetaStore::Sqlite(s) => s.delete_topic(name),
-            MetaStore::Postgres(s) => s.bounded(s.delete_topic(name)).await,
-        }
-    }
-
-    /// Allocates an idempotent-producer id, never handed out twice.
-    pub async fn next_producer_id(&self) -> Result<i64, MetaError> {
-        match self {
-            MetaStore::Sqlite(s) => s.next_producer_id(),
-            MetaStore::Postgres(s) => s.bounded(s.next_producer_id()).await,
-        }
-    }
-
-    /// Re-initialises idempotent producer `producer_id` whose instance last
-    /// used epoch `claimed`: returns the next epoch (fencing every earlier
-    /// instance), or `ProducerFenced` if another instance moved past it.
-    pub async fn bump_producer_epoch(
-        &self,
-        producer_id: i64,
-        claimed: i32,
-    ) -> Result<i32, MetaError> {
-        match self {
-            MetaStore::Sqlite(s) => s.bump_producer_epoch(producer_id, claimed),
-            MetaStore::Postgres(s) => s.bounded(s.bump_producer_epoch(producer_id, claimed)).await,
-        }
-    }
-
-    /// Acquires (or re-acquires) a partition's lease: a new one, one
-    /// released, one this agent holds, or another agent's as `take` saw it
-    /// (else `LeaseHeld`). `now_ms + ttl_ms` is stored as the expiry for
-    /// people and older agents; the grant counts in `agent`'s
-    /// `lease_beats`.
-    pub async fn acquire_lease(
-        &self,
-        topic: &TopicKey,
-        partition: u32,
-        agent: &str,
-        (now_ms, ttl_ms): (i64, i64),
-        take: Option<&Takeover>,
-    ) -> Result<LeaseGrant, MetaError> {
-        match self {
-            MetaStore::Sqlite(s) => {
-                s.acquire_lease(topic, partition, agent, (now_ms, ttl_ms), take)
-            }
-            MetaStore::Postgres(s) => {
-                s.bounded(s.acquire_lease(topic, partition, agent, (now_ms, ttl_ms), take))
-                    .await
-            }
-        }
-    }
-
-    /// Extends a lease held at `epoch`; `Fenced` if it is no longer ours.
-    pub async fn renew_lease(
-        &self,
-        topic: &TopicKey,
-        partition: u32,
-        agent: &str,
-        epoch: u64,
-        now_ms: i64,
-        ttl_ms: i64,
-    ) -> Result<LeaseGrant, MetaError> {
-        match self {
-            MetaStore::Sqlite(s) => s.renew_lease(topic, partition, agent, epoch, now_ms, ttl_ms),
-            MetaStore::Postgres(s) => {
-                s.bounded(s.renew_lease(topic, partition, agent, epoch, now_ms, ttl_ms))
-                    .await
-            }
-        }
-    }
-
-    /// Renews many leases in one transaction (one sync instead of one per
-    /// partition); one result per `(partition, epoch)`, in order.
-    pub async fn renew_leases(
-        &self,
-        leases: &[(PartitionId, u64)],
-        agent: &str,
-        now_ms: i64,
-        ttl_ms: i64,
-    ) -> Result<Vec<Result<LeaseGrant, MetaError>>, MetaError> {
-        match self {
-            MetaStore::Sqlite(s) => s.renew_leases(leases, agent, now_ms, ttl_ms),
-            MetaStore::Postgres(s) => {
-                s.bounded(s.renew_leases(leases, agent, now_ms, ttl_ms))
-                    .await
-            }
-        }
-    }
-
-    /// Gives a lease up at once (expiry set to 0), keeping holder and epoch;
-    /// a no-op if it is no longer ours.
-    pub async fn release_lease(
-        &self,
-        topic: &TopicKey,
-        partition: u32,
-        agent: &str,
-        epoch: u64,
-    ) -> Result<(), MetaError> {
-        match self {
-            MetaStore::Sqlite(s) => s.release_lease(topic, partition, agent, epoch),
-            MetaStore::Postgres(s) => {
-                s.bounded(s.release_lease(topic, partition, agent, epoch))
-                    .await
-            }
-        }
-    }
-
-    pub async fn lease(
-        &self,
-        topic: &TopicKey,
-        partition: u32,
-    ) -> Result<Option<LeaseRow>, MetaError> {
-        match self {
-            MetaStore::Sqlite(s) => s.lease(topic, partition),
-            MetaStore::Postgres(s) => s.bounded(s.lease(topic, partition)).await,
-        }
-    }
-
-    /// Every lease row of a topic, by partition.
-    pub async fn topic_leases(&self, topic: &TopicKey) -> Result<Vec<(u32, LeaseRow)>, MetaError> {
-        match self {
-            MetaStore::Sqlite(s) => s.topic_leases(topic),
-            MetaStore::Postgres(s) => s.bounded(s.topic_leases(topic)).await,
-        }
-    }
-
-    /// Commits a chunk's ranges atomically, fenced by each range's epoch,
-    /// with the producer state each range carries (stamped `now_ms`;
-    /// state older than [`PRODUCER_STATE_TTL_MS`] is dropped, and past
-    /// [`MAX_STORED_PRODUCERS`] per partition the oldest). Returns
-    /// `false` if the chunk was already committed (nothing changed).
-    pub async fn commit_chunk(
-        &self,
-        agent: &str,
-        chunk: &ChunkCommit,
-        now_ms: i64,
-    ) -> Result<bool, MetaError> {
-        match self {
-            MetaStore::Sqlite(s) => s.commit_chunk(agent, chunk, now_ms),
-            MetaStore::Postgres(s) => s.bounded(s.commit_chunk(agent, chunk, now_ms)).await,
-        }
-    }
-
-    /// The remembered producer batches committed for a partition, for a
-    /// new owner's deduplication.
-    pub async fn producer_state(
-        &self,
-        topic: &TopicKey,
-        partition: u32,
-    ) -> Result<Vec<RememberedBatch>, MetaError> {
-        match self {
-            MetaStore::Sqlite(s) => s.producer_state(topic, partition),
-            MetaStore::Postgres(s) => s.bounded(s.producer_state(topic, partition)).await,
-        }
-    }
-
-    pub async fn chunk_committed(&self, key: &str) -> Result<bool, MetaError> {
-        match self {
-            MetaStore::Sqlite(s) => s.chunk_committed(key),
-            MetaStore::Postgres(s) => s.bounded(s.chunk_committed(key)).await,
-        }
+        self.update_topic(name, Arc::new(change)).await
     }
 
     /// The committed range holding `offset`; `None` when `offset` is at or
@@ -573,11 +388,7 @@ impl MetaStore {
         partition: u32,
         offset: u64,
     ) -> Result<Option<RangeLocation>, MetaError> {
-        let found = match self {
-            MetaStore::Sqlite(s) => s.find_range(topic, partition, offset)?,
-            MetaStore::Postgres(s) => s.bounded(s.find_range(topic, partition, offset)).await?,
-        };
-        match found {
+        match self.range_at(topic, partition, offset).await? {
             Some(loc) if loc.base_offset > offset => Err(MetaError::Gap {
                 topic: topic.to_string(),
                 partition,
@@ -597,53 +408,32 @@ impl MetaStore {
         topic: &TopicKey,
         partition: u32,
     ) -> Result<EpochHistory, MetaError> {
-        let rows = match self {
-            MetaStore::Sqlite(s) => s.leader_epochs(topic, partition)?,
-            MetaStore::Postgres(s) => s.bounded(s.leader_epochs(topic, partition)).await?,
-        };
-        Ok(EpochHistory::new(rows))
+        Ok(EpochHistory::new(
+            self.epoch_starts(topic, partition).await?,
+        ))
     }
 
-    /// The committed ranges of a partition that may hold a record at or
-    /// after `q.timestamp_ms` between `q.from` and `q.below`, in offset
-    /// order, at most `q.limit`: the chunk index read as a time index.
-    /// Ranges committed before it existed (schema 6 and older) have no
-    /// recorded timestamp and are always candidates.
-    pub async fn time_ranges(
+    /// Switches a partition's ranges to a rewritten object, as `agent`
+    /// holding its lease at `epoch` (`Fenced` otherwise), registering the
+    /// object. `false`, with nothing changed, when a source range changed
+    /// since it was read (retention, DeleteRecords) or the object's key is
+    /// registered already (the sweep claimed it as an orphan): the new
+    /// object is then the sweep's to delete. `Refused` when the rewritten
+    /// ranges do not cover exactly the offsets of their sources.
+    pub async fn switch_ranges(
         &self,
-        topic: &TopicKey,
-        partition: u32,
-        q: &TimeQuery,
-    ) -> Result<Vec<RangeLocation>, MetaError> {
-        match self {
-            MetaStore::Sqlite(s) => s.time_ranges(topic, partition, q),
-            MetaStore::Postgres(s) => s.bounded(s.time_ranges(topic, partition, q)).await,
+        agent: &str,
+        epoch: u64,
+        switch: &compaction::RangeSwitch,
+    ) -> Result<bool, MetaError> {
+        if !compaction::covers_the_same(switch) {
+            return Err(MetaError::Refused(format!(
+                "a compaction of {}/{} does not cover the offsets of its sources",
+                switch.topic.name(),
+                switch.partition
+            )));
         }
-    }
-
-    /// Offset after the last committed record of a partition (0 if none).
-    pub async fn committed_end(&self, topic: &TopicKey, partition: u32) -> Result<u64, MetaError> {
-        match self {
-            MetaStore::Sqlite(s) => s.committed_end(topic, partition),
-            MetaStore::Postgres(s) => s.bounded(s.committed_end(topic, partition)).await,
-        }
-    }
-
-    /// Registers an agent or refreshes its heartbeat and addresses.
-    pub async fn heartbeat(&self, agent: &AgentRow) -> Result<(), MetaError> {
-        match self {
-            MetaStore::Sqlite(s) => s.heartbeat(agent),
-            MetaStore::Postgres(s) => s.bounded(s.heartbeat(agent)).await,
-        }
-    }
-
-    /// Every registered agent, by id (whether each is alive is for the
-    /// reader to judge from how its counters move).
-    pub async fn agents(&self) -> Result<Vec<AgentRow>, MetaError> {
-        match self {
-            MetaStore::Sqlite(s) => s.agents(),
-            MetaStore::Postgres(s) => s.bounded(s.agents()).await,
-        }
+        self.apply_switch(agent, epoch, switch).await
     }
 }
 
@@ -674,16 +464,6 @@ pub(crate) fn to_i64(v: u64) -> i64 {
 pub(crate) fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
-
-/// Records, inside a lease acquisition's transaction, that a newly granted
-/// epoch begins at the partition's committed end (parameters: topic,
-/// partition, epoch). Common SQL of both backends; the `WHERE` also settles
-/// SQLite's `INSERT ... SELECT ... ON CONFLICT` parsing.
-pub(crate) const RECORD_EPOCH_START: &str =
-    "INSERT INTO leader_epochs (topic, part, epoch, start_offset)
-     SELECT CAST($1 AS TEXT), CAST($2 AS BIGINT), CAST($3 AS BIGINT), COALESCE(MAX(end_offset), 0)
-     FROM chunk_ranges WHERE topic = $1 AND part = $2
-     ON CONFLICT (topic, part, epoch) DO NOTHING";
 
 /// The epoch after `current` for a producer whose instance says it last
 /// used `claimed`: fenced when another instance already moved past it.

@@ -3,6 +3,7 @@
 //! and finding a committed range or end.
 
 use crate::metastore::compaction::CLAIM_CHUNK;
+use crate::metastore::sql;
 use crate::metastore::sqlite::fenced;
 use crate::metastore::{
     continues, to_i64, to_u64, ChunkCommit, MetaError, RangeLocation, TimeQuery,
@@ -66,42 +67,42 @@ impl PostgresStore {
                 set_log_start_in(&tx, &r.topic, r.partition, start, deleted_end).await?;
             } else {
                 tx.execute(
-                "INSERT INTO chunk_ranges (topic, part, base_offset, end_offset, chunk_key, pos, len, epoch,
-                     max_timestamp, bytes)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                &[
-                    &r.topic.as_str(),
-                    &i64::from(r.partition),
-                    &to_i64(r.base_offset),
-                    &to_i64(r.end_offset),
-                    &chunk.key,
-                    &to_i64(r.pos),
-                    &to_i64(r.len),
-                    &to_i64(r.epoch),
-                    &r.max_timestamp,
-                    &to_i64(r.bytes),
-                ],
-            )
-            .await
-            .map_err(db)?;
+                    sql::chunks::INSERT_RANGE,
+                    &[
+                        &r.topic.as_str(),
+                        &i64::from(r.partition),
+                        &to_i64(r.base_offset),
+                        &to_i64(r.end_offset),
+                        &chunk.key,
+                        &to_i64(r.pos),
+                        &to_i64(r.len),
+                        &to_i64(r.epoch),
+                        &r.max_timestamp,
+                        &to_i64(r.bytes),
+                    ],
+                )
+                .await
+                .map_err(db)?;
             }
             let part = i64::from(r.partition);
             let end = to_i64(r.end_offset);
             for (producer_id, batches) in encode_producers(&r.producers) {
                 tx.execute(
-                    "INSERT INTO producer_state (topic, part, producer_id, batches, end_offset, updated_ms)
-                     VALUES ($1, $2, $3, $4, $5, $6)
-                     ON CONFLICT (topic, part, producer_id) DO UPDATE SET
-                         batches = excluded.batches, end_offset = excluded.end_offset,
-                         updated_ms = excluded.updated_ms
-                     WHERE producer_state.end_offset <= excluded.end_offset",
-                    &[&r.topic.as_str(), &part, &producer_id, &batches, &end, &now_ms],
+                    sql::chunks::UPSERT_PRODUCER,
+                    &[
+                        &r.topic.as_str(),
+                        &part,
+                        &producer_id,
+                        &batches,
+                        &end,
+                        &now_ms,
+                    ],
                 )
                 .await
                 .map_err(db)?;
             }
             tx.execute(
-                "DELETE FROM producer_state WHERE topic = $1 AND part = $2 AND updated_ms < $3",
+                sql::chunks::EXPIRE_PRODUCERS,
                 &[
                     &r.topic.as_str(),
                     &part,
@@ -113,9 +114,7 @@ impl PostgresStore {
             tx.execute(
                 // Exactly the cap: producers ending at the same offset (all
                 // those of one range) are told apart by id.
-                "DELETE FROM producer_state WHERE topic = $1 AND part = $2 AND producer_id NOT IN (
-                     SELECT producer_id FROM producer_state WHERE topic = $1 AND part = $2
-                     ORDER BY end_offset DESC, producer_id DESC LIMIT $3)",
+                sql::chunks::CAP_PRODUCERS,
                 &[&r.topic.as_str(), &part, &MAX_STORED_PRODUCERS],
             )
             .await
@@ -133,7 +132,7 @@ impl PostgresStore {
         let c = self.client().await?;
         let rows = c
             .query(
-                "SELECT producer_id, batches FROM producer_state WHERE topic = $1 AND part = $2",
+                sql::chunks::PRODUCER_STATE,
                 &[&topic, &i64::from(partition)],
             )
             .await
@@ -148,12 +147,10 @@ impl PostgresStore {
 
     pub async fn chunk_committed(&self, key: &str) -> Result<bool, MetaError> {
         let c = self.client().await?;
-        Ok(
-            c.query_opt("SELECT key FROM chunks WHERE key = $1", &[&key])
-                .await
-                .map_err(db)?
-                .is_some(),
-        )
+        Ok(c.query_opt(sql::chunks::CHUNK_EXISTS, &[&key])
+            .await
+            .map_err(db)?
+            .is_some())
     }
 
     pub async fn find_range(
@@ -165,9 +162,7 @@ impl PostgresStore {
         let c = self.client().await?;
         let row = c
             .query_opt(
-                "SELECT chunk_key, base_offset, end_offset, pos, len FROM chunk_ranges
-                 WHERE topic = $1 AND part = $2 AND end_offset > $3
-                 ORDER BY end_offset LIMIT 1",
+                sql::chunks::RANGE_AT,
                 &[&topic, &i64::from(partition), &to_i64(offset)],
             )
             .await
@@ -184,10 +179,7 @@ impl PostgresStore {
         let c = self.client().await?;
         let rows = c
             .query(
-                "SELECT chunk_key, base_offset, end_offset, pos, len FROM chunk_ranges
-                 WHERE topic = $1 AND part = $2 AND end_offset > $3 AND base_offset < $4
-                   AND (max_timestamp IS NULL OR max_timestamp >= $5)
-                 ORDER BY base_offset LIMIT $6",
+                sql::chunks::TIME_RANGES,
                 &[
                     &topic,
                     &i64::from(partition),

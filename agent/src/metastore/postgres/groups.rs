@@ -7,6 +7,7 @@ use crate::ids::TopicKey;
 use crate::metastore::groups::{
     epoch_of_stored, stored_epoch, OffsetCommit, StoredGroup, StoredOffset,
 };
+use crate::metastore::sql;
 use crate::metastore::{to_i64, to_u64, MetaError};
 
 use super::{db, PostgresStore};
@@ -15,10 +16,7 @@ impl PostgresStore {
     pub async fn load_group(&self, group: &str) -> Result<Option<StoredGroup>, MetaError> {
         let c = self.client().await?;
         let row = c
-            .query_opt(
-                "SELECT group_id, state, version, updated_ms FROM consumer_groups WHERE group_id = $1",
-                &[&group],
-            )
+            .query_opt(sql::groups::LOAD_GROUP, &[&group])
             .await
             .map_err(db)?;
         Ok(row.map(|r| stored_group(&r)))
@@ -27,10 +25,7 @@ impl PostgresStore {
     pub async fn group_version(&self, group: &str) -> Result<Option<i64>, MetaError> {
         let c = self.client().await?;
         let row = c
-            .query_opt(
-                "SELECT version FROM consumer_groups WHERE group_id = $1",
-                &[&group],
-            )
+            .query_opt(sql::groups::GROUP_VERSION, &[&group])
             .await
             .map_err(db)?;
         Ok(row.map(|r| r.get(0)))
@@ -59,19 +54,11 @@ impl PostgresStore {
         let c = self.client().await?;
         let n = match expected {
             None => c
-                .execute(
-                    "INSERT INTO consumer_groups (group_id, state, version, updated_ms) \
-                     VALUES ($1, $2, 1, $3) ON CONFLICT (group_id) DO NOTHING",
-                    &[&group, &state, &now_ms],
-                )
+                .execute(sql::groups::CREATE_GROUP, &[&group, &state, &now_ms])
                 .await
                 .map_err(db)?,
             Some(v) => c
-                .execute(
-                    "UPDATE consumer_groups SET state = $2, version = version + 1, updated_ms = $3 \
-                     WHERE group_id = $1 AND version = $4",
-                    &[&group, &state, &now_ms, &v],
-                )
+                .execute(sql::groups::SAVE_GROUP, &[&group, &state, &now_ms, &v])
                 .await
                 .map_err(db)?,
         };
@@ -82,14 +69,11 @@ impl PostgresStore {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(db)?;
         let n = tx
-            .execute(
-                "DELETE FROM consumer_groups WHERE group_id = $1 AND version = $2",
-                &[&group, &expected],
-            )
+            .execute(sql::groups::DELETE_GROUP, &[&group, &expected])
             .await
             .map_err(db)?;
         if n == 1 {
-            tx.execute("DELETE FROM group_offsets WHERE group_id = $1", &[&group])
+            tx.execute(sql::groups::DELETE_GROUP_OFFSETS, &[&group])
                 .await
                 .map_err(db)?;
         }
@@ -117,12 +101,9 @@ impl PostgresStore {
         if version != Some(expected) {
             return Ok(false);
         }
-        tx.execute(
-            "UPDATE consumer_groups SET updated_ms = $2 WHERE group_id = $1",
-            &[&group, &now_ms],
-        )
-        .await
-        .map_err(db)?;
+        tx.execute(sql::groups::TOUCH_GROUP, &[&group, &now_ms])
+            .await
+            .map_err(db)?;
         // One statement for every partition, locked in key order.
         let mut sorted: Vec<&OffsetCommit> = offsets.iter().collect();
         sorted
@@ -152,7 +133,7 @@ impl PostgresStore {
     pub async fn count_groups(&self) -> Result<u64, MetaError> {
         let c = self.client().await?;
         let n: i64 = c
-            .query_one("SELECT COUNT(*) FROM consumer_groups", &[])
+            .query_one(sql::groups::COUNT_GROUPS, &[])
             .await
             .map_err(db)?
             .get(0);

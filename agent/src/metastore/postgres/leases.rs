@@ -6,10 +6,10 @@ use tokio_postgres::GenericClient;
 
 use crate::ids::PartitionId;
 use crate::leader_epochs::{EpochStart, MAX_EPOCHS_KEPT};
+use crate::metastore::sql;
 use crate::metastore::sqlite::fenced;
 use crate::metastore::{
     takeover_allowed, to_i64, to_u64, LeaseGrant, LeaseRow, MetaError, Takeover, BUMP_LEASE_BEATS,
-    RECORD_EPOCH_START,
 };
 
 use super::{db, PostgresStore};
@@ -64,7 +64,7 @@ impl PostgresStore {
             });
         };
         tx.execute(
-            "UPDATE leases SET holder = $3, epoch = $4, expires_ms = $5 WHERE topic = $1 AND part = $2",
+            sql::leases::SET_LEASE,
             &[&topic, &part, &agent, &to_i64(epoch), &expires_ms],
         )
         .await
@@ -195,7 +195,7 @@ impl PostgresStore {
     ) -> Result<(), MetaError> {
         let c = self.client().await?;
         c.execute(
-            "UPDATE leases SET expires_ms = 0 WHERE topic = $1 AND part = $2 AND holder = $3 AND epoch = $4",
+            sql::leases::RELEASE_LEASE,
             &[&topic, &i64::from(partition), &agent, &to_i64(epoch)],
         )
         .await
@@ -211,10 +211,7 @@ impl PostgresStore {
     pub async fn topic_leases(&self, topic: &str) -> Result<Vec<(u32, LeaseRow)>, MetaError> {
         let c = self.client().await?;
         let rows = c
-            .query(
-                "SELECT part, holder, epoch, expires_ms FROM leases WHERE topic = $1 ORDER BY part",
-                &[&topic],
-            )
+            .query(sql::leases::TOPIC_LEASES, &[&topic])
             .await
             .map_err(db)?;
         Ok(rows
@@ -242,7 +239,7 @@ pub(super) async fn lease_row(
     let sql = if lock {
         "SELECT holder, epoch, expires_ms FROM leases WHERE topic = $1 AND part = $2 FOR UPDATE"
     } else {
-        "SELECT holder, epoch, expires_ms FROM leases WHERE topic = $1 AND part = $2"
+        sql::leases::LEASE
     };
     let row = c
         .query_opt(sql, &[&topic, &i64::from(partition)])
@@ -261,9 +258,12 @@ async fn record_epoch_start(
     part: i64,
     epoch: u64,
 ) -> Result<(), MetaError> {
-    tx.execute(RECORD_EPOCH_START, &[&topic, &part, &to_i64(epoch)])
-        .await
-        .map_err(db)?;
+    tx.execute(
+        sql::leases::RECORD_EPOCH_START,
+        &[&topic, &part, &to_i64(epoch)],
+    )
+    .await
+    .map_err(db)?;
     Ok(())
 }
 
@@ -277,8 +277,7 @@ impl PostgresStore {
         let c = self.client().await?;
         let rows = c
             .query(
-                "SELECT epoch, start_offset FROM leader_epochs WHERE topic = $1 AND part = $2
-                 ORDER BY epoch DESC LIMIT $3",
+                sql::leases::EPOCH_STARTS,
                 &[&topic, &i64::from(partition), &(MAX_EPOCHS_KEPT as i64)],
             )
             .await
@@ -296,10 +295,7 @@ impl PostgresStore {
 /// `agent`'s lease grants and renewals so far (0 when it has no row).
 async fn lease_beats(c: &impl GenericClient, agent: &str) -> Result<u64, MetaError> {
     let row = c
-        .query_opt(
-            "SELECT lease_beats FROM agents WHERE agent_id = $1",
-            &[&agent],
-        )
+        .query_opt(sql::leases::LEASE_BEATS, &[&agent])
         .await
         .map_err(db)?;
     Ok(row.map_or(0, |r| to_u64(r.get(0))))

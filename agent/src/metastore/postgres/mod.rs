@@ -7,6 +7,7 @@
 //! Connection, migrations, topics, producer ids and agents here; leases in
 //! `leases`, chunk commits and what they committed in `chunks`.
 
+mod backend;
 mod chunks;
 mod compaction;
 mod groups;
@@ -22,6 +23,7 @@ use super::{
     decode_config, decode_shards, encode_config, encode_shards, next_producer_epoch,
     split_addresses, to_u64, AgentRow, MetaError, TopicChange, TopicRow, MIGRATIONS,
 };
+use crate::metastore::sql;
 
 /// Advisory lock id taken while migrating ("SHMIGRAT").
 const MIGRATION_LOCK: i64 = 0x5348_4d49_4752_4154;
@@ -164,27 +166,19 @@ impl PostgresStore {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await
             .map_err(db)?;
-        tx.batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)",
-        )
-        .await
-        .map_err(db)?;
+        tx.batch_execute(sql::topics::CREATE_MIGRATIONS)
+            .await
+            .map_err(db)?;
         for (version, sql) in MIGRATIONS {
             let done = tx
-                .query_opt(
-                    "SELECT version FROM schema_migrations WHERE version = $1",
-                    &[version],
-                )
+                .query_opt(sql::topics::MIGRATION_APPLIED, &[version])
                 .await
                 .map_err(db)?;
             if done.is_none() {
                 tx.batch_execute(sql).await.map_err(db)?;
-                tx.execute(
-                    "INSERT INTO schema_migrations (version) VALUES ($1)",
-                    &[version],
-                )
-                .await
-                .map_err(db)?;
+                tx.execute(sql::topics::RECORD_MIGRATION, &[version])
+                    .await
+                    .map_err(db)?;
             }
         }
         tx.commit().await.map_err(db)
@@ -193,10 +187,7 @@ impl PostgresStore {
     pub async fn schema_version(&self) -> Result<i64, MetaError> {
         let c = self.client().await?;
         let r = c
-            .query_one(
-                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-                &[],
-            )
+            .query_one(sql::topics::SCHEMA_VERSION, &[])
             .await
             .map_err(db)?;
         Ok(r.get(0))
@@ -204,13 +195,7 @@ impl PostgresStore {
 
     pub async fn topics(&self) -> Result<Vec<TopicRow>, MetaError> {
         let c = self.client().await?;
-        let rows = c
-            .query(
-                "SELECT name, id, partitions, config FROM topics ORDER BY name",
-                &[],
-            )
-            .await
-            .map_err(db)?;
+        let rows = c.query(sql::topics::TOPICS, &[]).await.map_err(db)?;
         Ok(rows
             .iter()
             .map(|r| TopicRow {
@@ -231,10 +216,7 @@ impl PostgresStore {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(db)?;
         let id: i64 = tx
-            .query_one(
-                "UPDATE counters SET value = value + 1 WHERE name = 'topic_id' RETURNING value - 1",
-                &[],
-            )
+            .query_one(sql::topics::NEXT_TOPIC_ID, &[])
             .await
             .map_err(db)?
             .get(0);
@@ -261,7 +243,7 @@ impl PostgresStore {
     pub async fn update_topic(
         &self,
         name: &str,
-        change: &TopicChange<'_>,
+        change: &TopicChange,
     ) -> Result<TopicRow, MetaError> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(db)?;
@@ -282,7 +264,7 @@ impl PostgresStore {
             config: decode_config(row.get(2)),
         })?;
         tx.execute(
-            "UPDATE topics SET partitions = $1, config = $2 WHERE name = $3",
+            sql::topics::UPDATE_TOPIC,
             &[
                 &i64::from(changed.partitions),
                 &encode_config(&changed.config),
@@ -315,22 +297,22 @@ impl PostgresStore {
             config: BTreeMap::new(),
         };
         let key = topic.key().to_string();
-        tx.execute("DELETE FROM leases WHERE topic = $1", &[&key])
+        tx.execute(sql::topics::DELETE_TOPIC_LEASES, &[&key])
             .await
             .map_err(db)?;
-        tx.execute("DELETE FROM leader_epochs WHERE topic = $1", &[&key])
+        tx.execute(sql::topics::DELETE_TOPIC_EPOCHS, &[&key])
             .await
             .map_err(db)?;
-        tx.execute("DELETE FROM producer_state WHERE topic = $1", &[&key])
+        tx.execute(sql::topics::DELETE_TOPIC_PRODUCERS, &[&key])
             .await
             .map_err(db)?;
-        tx.execute("DELETE FROM chunk_ranges WHERE topic = $1", &[&key])
+        tx.execute(sql::topics::DELETE_TOPIC_RANGES, &[&key])
             .await
             .map_err(db)?;
-        tx.execute("DELETE FROM group_offsets WHERE topic = $1", &[&key])
+        tx.execute(sql::topics::DELETE_TOPIC_OFFSETS, &[&key])
             .await
             .map_err(db)?;
-        tx.execute(super::retention_sql::DELETE_TOPIC_STARTS, &[&key])
+        tx.execute(super::sql::retention::DELETE_TOPIC_STARTS, &[&key])
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
@@ -340,10 +322,7 @@ impl PostgresStore {
     pub async fn next_producer_id(&self) -> Result<i64, MetaError> {
         let c = self.client().await?;
         let r = c
-            .query_one(
-                "UPDATE counters SET value = value + 1 WHERE name = 'producer_id' RETURNING value - 1",
-                &[],
-            )
+            .query_one(sql::topics::NEXT_PRODUCER_ID, &[])
             .await
             .map_err(db)?;
         Ok(r.get(0))
@@ -377,8 +356,7 @@ impl PostgresStore {
             .map_or(0, |r| r.get(0));
         let next = next_producer_epoch(producer_id, current, claimed)?;
         tx.execute(
-            "INSERT INTO producer_epochs (producer_id, epoch) VALUES ($1, $2)
-             ON CONFLICT (producer_id) DO UPDATE SET epoch = excluded.epoch",
+            sql::topics::SET_PRODUCER_EPOCH,
             &[&producer_id, &i64::from(next)],
         )
         .await
@@ -390,11 +368,7 @@ impl PostgresStore {
     pub async fn heartbeat(&self, agent: &AgentRow) -> Result<(), MetaError> {
         let c = self.client().await?;
         c.execute(
-            "INSERT INTO agents (agent_id, addresses, heartbeat_ms, failed_shards, beats)
-             VALUES ($1, $2, $3, $4, 1)
-             ON CONFLICT (agent_id) DO UPDATE SET addresses = EXCLUDED.addresses,
-             heartbeat_ms = EXCLUDED.heartbeat_ms, failed_shards = EXCLUDED.failed_shards,
-             beats = agents.beats + 1",
+            sql::topics::HEARTBEAT,
             &[
                 &agent.agent_id,
                 &agent.shard_addresses.join(","),
@@ -409,14 +383,7 @@ impl PostgresStore {
 
     pub async fn agents(&self) -> Result<Vec<AgentRow>, MetaError> {
         let c = self.client().await?;
-        let rows = c
-            .query(
-                "SELECT agent_id, addresses, heartbeat_ms, failed_shards, beats, lease_beats
-                 FROM agents ORDER BY agent_id",
-                &[],
-            )
-            .await
-            .map_err(db)?;
+        let rows = c.query(sql::topics::AGENTS, &[]).await.map_err(db)?;
         Ok(rows
             .iter()
             .map(|r| AgentRow {

@@ -5,7 +5,7 @@
 
 use tokio_postgres::GenericClient;
 
-use crate::metastore::retention_sql::{
+use crate::metastore::sql::retention::{
     retention_start, DEAD_CHUNKS, DELETE_GONE, FIRST_UNEXPIRED, FIRST_WITHIN_BYTES, FORGET_CHUNK,
     GONE_END, LOG_START, RANGES_END, SET_LOG_START, STORED,
 };

@@ -4,6 +4,7 @@
 
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
+use crate::metastore::sql::{self, for_sqlite};
 use crate::metastore::{
     continues, to_i64, to_u64, ChunkCommit, MetaError, RangeLocation, TimeQuery,
 };
@@ -28,7 +29,7 @@ impl SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db)?;
         let done: Option<String> = tx
-            .query_row("SELECT key FROM chunks WHERE key = ?1", [&chunk.key], |r| {
+            .query_row(&for_sqlite(sql::chunks::CHUNK_EXISTS), [&chunk.key], |r| {
                 r.get(0)
             })
             .optional()
@@ -68,32 +69,25 @@ impl SqliteStore {
                 )?;
             } else {
                 tx.execute(
-                "INSERT INTO chunk_ranges (topic, part, base_offset, end_offset, chunk_key, pos, len, epoch,
-                     max_timestamp, bytes)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![
-                    r.topic.as_str(),
-                    i64::from(r.partition),
-                    to_i64(r.base_offset),
-                    to_i64(r.end_offset),
-                    chunk.key,
-                    to_i64(r.pos),
-                    to_i64(r.len),
-                    to_i64(r.epoch),
-                    r.max_timestamp,
-                    to_i64(r.bytes)
-                ],
-            )
-            .map_err(db)?;
+                    &for_sqlite(sql::chunks::INSERT_RANGE),
+                    params![
+                        r.topic.as_str(),
+                        i64::from(r.partition),
+                        to_i64(r.base_offset),
+                        to_i64(r.end_offset),
+                        chunk.key,
+                        to_i64(r.pos),
+                        to_i64(r.len),
+                        to_i64(r.epoch),
+                        r.max_timestamp,
+                        to_i64(r.bytes)
+                    ],
+                )
+                .map_err(db)?;
             }
             for (producer_id, batches) in encode_producers(&r.producers) {
                 tx.execute(
-                    "INSERT INTO producer_state (topic, part, producer_id, batches, end_offset, updated_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT (topic, part, producer_id) DO UPDATE SET
-                         batches = excluded.batches, end_offset = excluded.end_offset,
-                         updated_ms = excluded.updated_ms
-                     WHERE producer_state.end_offset <= excluded.end_offset",
+                    &for_sqlite(sql::chunks::UPSERT_PRODUCER),
                     params![
                         r.topic.as_str(),
                         i64::from(r.partition),
@@ -106,7 +100,7 @@ impl SqliteStore {
                 .map_err(db)?;
             }
             tx.execute(
-                "DELETE FROM producer_state WHERE topic = ?1 AND part = ?2 AND updated_ms < ?3",
+                &for_sqlite(sql::chunks::EXPIRE_PRODUCERS),
                 params![
                     r.topic.as_str(),
                     i64::from(r.partition),
@@ -117,9 +111,7 @@ impl SqliteStore {
             // Exactly the cap: producers ending at the same offset (all
             // those of one range) are told apart by id.
             tx.execute(
-                "DELETE FROM producer_state WHERE topic = ?1 AND part = ?2 AND producer_id NOT IN (
-                     SELECT producer_id FROM producer_state WHERE topic = ?1 AND part = ?2
-                     ORDER BY end_offset DESC, producer_id DESC LIMIT ?3)",
+                &for_sqlite(sql::chunks::CAP_PRODUCERS),
                 params![
                     r.topic.as_str(),
                     i64::from(r.partition),
@@ -139,9 +131,7 @@ impl SqliteStore {
     ) -> Result<Vec<RememberedBatch>, MetaError> {
         let conn = self.conn.lock();
         let mut stmt = conn
-            .prepare(
-                "SELECT producer_id, batches FROM producer_state WHERE topic = ?1 AND part = ?2",
-            )
+            .prepare(&for_sqlite(sql::chunks::PRODUCER_STATE))
             .map_err(db)?;
         let rows = stmt
             .query_map(params![topic, i64::from(partition)], |r| {
@@ -160,7 +150,7 @@ impl SqliteStore {
         let found: Option<String> = self
             .conn
             .lock()
-            .query_row("SELECT key FROM chunks WHERE key = ?1", [key], |r| r.get(0))
+            .query_row(&for_sqlite(sql::chunks::CHUNK_EXISTS), [key], |r| r.get(0))
             .optional()
             .map_err(db)?;
         Ok(found.is_some())
@@ -175,9 +165,7 @@ impl SqliteStore {
         self.conn
             .lock()
             .query_row(
-                "SELECT chunk_key, base_offset, end_offset, pos, len FROM chunk_ranges
-                 WHERE topic = ?1 AND part = ?2 AND end_offset > ?3
-                 ORDER BY end_offset LIMIT 1",
+                &for_sqlite(sql::chunks::RANGE_AT),
                 params![topic, i64::from(partition), to_i64(offset)],
                 range_location,
             )
@@ -192,7 +180,9 @@ impl SqliteStore {
         q: &TimeQuery,
     ) -> Result<Vec<RangeLocation>, MetaError> {
         let conn = self.conn.lock();
-        let mut stmt = conn.prepare_cached(TIME_RANGES_SQLITE).map_err(db)?;
+        let mut stmt = conn
+            .prepare_cached(&for_sqlite(sql::chunks::TIME_RANGES))
+            .map_err(db)?;
         let rows = stmt
             .query_map(
                 params![
@@ -224,11 +214,3 @@ fn range_location(r: &rusqlite::Row<'_>) -> rusqlite::Result<RangeLocation> {
         len: to_u64(r.get(4)?),
     })
 }
-
-/// [`TimeQuery`]'s ranges: those between `from` and `below` whose largest
-/// timestamp reaches the time (or is unknown), in offset order.
-const TIME_RANGES_SQLITE: &str =
-    "SELECT chunk_key, base_offset, end_offset, pos, len FROM chunk_ranges
-     WHERE topic = ?1 AND part = ?2 AND end_offset > ?3 AND base_offset < ?4
-       AND (max_timestamp IS NULL OR max_timestamp >= ?5)
-     ORDER BY base_offset LIMIT ?6";

@@ -9,6 +9,7 @@ use crate::ids::TopicKey;
 use crate::metastore::groups::{
     epoch_of_stored, stored_epoch, OffsetCommit, StoredGroup, StoredOffset,
 };
+use crate::metastore::sql::{self, for_sqlite};
 use crate::metastore::{to_i64, to_u64, MetaError};
 
 use super::{db, SqliteStore};
@@ -17,11 +18,7 @@ impl SqliteStore {
     pub fn load_group(&self, group: &str) -> Result<Option<StoredGroup>, MetaError> {
         self.conn
             .lock()
-            .query_row(
-                "SELECT group_id, state, version, updated_ms FROM consumer_groups WHERE group_id = ?1",
-                [group],
-                stored_group,
-            )
+            .query_row(&for_sqlite(sql::groups::LOAD_GROUP), [group], stored_group)
             .optional()
             .map_err(db)
     }
@@ -61,15 +58,13 @@ impl SqliteStore {
         let n = match expected {
             None => conn
                 .execute(
-                    "INSERT INTO consumer_groups (group_id, state, version, updated_ms) \
-                     VALUES (?1, ?2, 1, ?3) ON CONFLICT (group_id) DO NOTHING",
+                    &for_sqlite(sql::groups::CREATE_GROUP),
                     params![group, state, now_ms],
                 )
                 .map_err(db)?,
             Some(v) => conn
                 .execute(
-                    "UPDATE consumer_groups SET state = ?2, version = version + 1, updated_ms = ?3 \
-                     WHERE group_id = ?1 AND version = ?4",
+                    &for_sqlite(sql::groups::SAVE_GROUP),
                     params![group, state, now_ms, v],
                 )
                 .map_err(db)?,
@@ -84,12 +79,12 @@ impl SqliteStore {
             .map_err(db)?;
         let n = tx
             .execute(
-                "DELETE FROM consumer_groups WHERE group_id = ?1 AND version = ?2",
+                &for_sqlite(sql::groups::DELETE_GROUP),
                 params![group, expected],
             )
             .map_err(db)?;
         if n == 1 {
-            tx.execute("DELETE FROM group_offsets WHERE group_id = ?1", [group])
+            tx.execute(&for_sqlite(sql::groups::DELETE_GROUP_OFFSETS), [group])
                 .map_err(db)?;
         }
         tx.commit().map_err(db)?;
@@ -108,18 +103,16 @@ impl SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db)?;
         let version: Option<i64> = tx
-            .query_row(
-                "SELECT version FROM consumer_groups WHERE group_id = ?1",
-                [group],
-                |r| r.get(0),
-            )
+            .query_row(&for_sqlite(sql::groups::GROUP_VERSION), [group], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(db)?;
         if version != Some(expected) {
             return Ok(false);
         }
         tx.execute(
-            "UPDATE consumer_groups SET updated_ms = ?2 WHERE group_id = ?1",
+            &for_sqlite(sql::groups::TOUCH_GROUP),
             params![group, now_ms],
         )
         .map_err(db)?;
@@ -149,7 +142,7 @@ impl SqliteStore {
         let n: i64 = self
             .conn
             .lock()
-            .query_row("SELECT COUNT(*) FROM consumer_groups", [], |r| r.get(0))
+            .query_row(&for_sqlite(sql::groups::COUNT_GROUPS), [], |r| r.get(0))
             .map_err(db)?;
         Ok(to_u64(n))
     }

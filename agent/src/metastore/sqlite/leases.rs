@@ -5,12 +5,18 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::ids::PartitionId;
 use crate::leader_epochs::{EpochStart, MAX_EPOCHS_KEPT};
+use crate::metastore::sql::{self, for_sqlite};
 use crate::metastore::{
     takeover_allowed, to_i64, to_u64, LeaseGrant, LeaseRow, MetaError, Takeover, BUMP_LEASE_BEATS,
-    RECORD_EPOCH_START,
 };
 
 use super::{db, fenced, SqliteStore};
+
+/// Extends a lease ($1 topic, $2 partition) to $5 (ms) if holder $3
+/// still holds it at epoch $4 (PostgreSQL renews inside a statement that
+/// also counts the beat).
+const RENEW_LEASE: &str =
+    "UPDATE leases SET expires_ms = ?5 WHERE topic = ?1 AND part = ?2 AND holder = ?3 AND epoch = ?4";
 
 impl SqliteStore {
     pub fn acquire_lease(
@@ -53,8 +59,14 @@ impl SqliteStore {
             }
         };
         tx.execute(
-            "UPDATE leases SET holder = ?3, epoch = ?4, expires_ms = ?5 WHERE topic = ?1 AND part = ?2",
-            params![topic, i64::from(partition), agent, to_i64(epoch), expires_ms],
+            &for_sqlite(sql::leases::SET_LEASE),
+            params![
+                topic,
+                i64::from(partition),
+                agent,
+                to_i64(epoch),
+                expires_ms
+            ],
         )
         .map_err(db)?;
         // A new epoch begins at the committed end (nothing commits under
@@ -62,7 +74,7 @@ impl SqliteStore {
         // Re-acquiring one's own lease keeps the epoch and its start.
         if cur_epoch != Some(epoch) {
             tx.execute(
-                RECORD_EPOCH_START,
+                &for_sqlite(sql::leases::RECORD_EPOCH_START),
                 params![topic, i64::from(partition), to_i64(epoch)],
             )
             .map_err(db)?;
@@ -88,8 +100,14 @@ impl SqliteStore {
             .map_err(db)?;
         let n = tx
             .execute(
-                "UPDATE leases SET expires_ms = ?5 WHERE topic = ?1 AND part = ?2 AND holder = ?3 AND epoch = ?4",
-                params![topic, i64::from(partition), agent, to_i64(epoch), expires_ms],
+                RENEW_LEASE,
+                params![
+                    topic,
+                    i64::from(partition),
+                    agent,
+                    to_i64(epoch),
+                    expires_ms
+                ],
             )
             .map_err(db)?;
         if n == 1 {
@@ -118,8 +136,14 @@ impl SqliteStore {
             let (topic, partition) = (id.topic.as_str(), &id.partition);
             let n = tx
                 .execute(
-                    "UPDATE leases SET expires_ms = ?5 WHERE topic = ?1 AND part = ?2 AND holder = ?3 AND epoch = ?4",
-                    params![topic, i64::from(*partition), agent, to_i64(*epoch), expires_ms],
+                    RENEW_LEASE,
+                    params![
+                        topic,
+                        i64::from(*partition),
+                        agent,
+                        to_i64(*epoch),
+                        expires_ms
+                    ],
                 )
                 .map_err(db)?;
             out.push(if n == 1 {
@@ -149,7 +173,7 @@ impl SqliteStore {
         self.conn
             .lock()
             .execute(
-                "UPDATE leases SET expires_ms = 0 WHERE topic = ?1 AND part = ?2 AND holder = ?3 AND epoch = ?4",
+                &for_sqlite(sql::leases::RELEASE_LEASE),
                 params![topic, i64::from(partition), agent, to_i64(epoch)],
             )
             .map_err(db)?;
@@ -163,9 +187,7 @@ impl SqliteStore {
     pub fn topic_leases(&self, topic: &str) -> Result<Vec<(u32, LeaseRow)>, MetaError> {
         let conn = self.conn.lock();
         let mut st = conn
-            .prepare(
-                "SELECT part, holder, epoch, expires_ms FROM leases WHERE topic = ?1 ORDER BY part",
-            )
+            .prepare(&for_sqlite(sql::leases::TOPIC_LEASES))
             .map_err(db)?;
         let rows = st
             .query_map([topic], |r| {
@@ -188,10 +210,7 @@ impl SqliteStore {
     pub fn leader_epochs(&self, topic: &str, partition: u32) -> Result<Vec<EpochStart>, MetaError> {
         let conn = self.conn.lock();
         let mut st = conn
-            .prepare(
-                "SELECT epoch, start_offset FROM leader_epochs WHERE topic = ?1 AND part = ?2
-                 ORDER BY epoch DESC LIMIT ?3",
-            )
+            .prepare(&for_sqlite(sql::leases::EPOCH_STARTS))
             .map_err(db)?;
         let rows = st
             .query_map(
@@ -214,7 +233,7 @@ pub(super) fn lease_row(
     partition: u32,
 ) -> Result<Option<LeaseRow>, MetaError> {
     conn.query_row(
-        "SELECT holder, epoch, expires_ms FROM leases WHERE topic = ?1 AND part = ?2",
+        &for_sqlite(sql::leases::LEASE),
         params![topic, i64::from(partition)],
         |r| {
             Ok(LeaseRow {
@@ -231,11 +250,9 @@ pub(super) fn lease_row(
 /// `agent`'s lease grants and renewals so far (0 when it has no row).
 fn lease_beats(conn: &Connection, agent: &str) -> Result<u64, MetaError> {
     let n: Option<i64> = conn
-        .query_row(
-            "SELECT lease_beats FROM agents WHERE agent_id = ?1",
-            params![agent],
-            |r| r.get(0),
-        )
+        .query_row(&for_sqlite(sql::leases::LEASE_BEATS), params![agent], |r| {
+            r.get(0)
+        })
         .optional()
         .map_err(db)?;
     Ok(to_u64(n.unwrap_or(0)))

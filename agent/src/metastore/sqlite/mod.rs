@@ -6,6 +6,7 @@
 //! Connection, migrations, topics, producer ids and agents here; leases in
 //! `leases`, chunk commits and what they committed in `chunks`.
 
+mod backend;
 mod chunks;
 mod compaction;
 mod groups;
@@ -22,13 +23,16 @@ use super::{
     decode_config, decode_shards, encode_config, encode_shards, next_producer_epoch,
     split_addresses, to_u64, AgentRow, LeaseRow, MetaError, TopicChange, TopicRow, MIGRATIONS,
 };
+use crate::metastore::sql::{self, for_sqlite};
 
 /// How long a writer waits for another process's transaction.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The SQLite metadata store.
+/// Cheap to clone: clones share one connection.
+#[derive(Clone)]
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    conn: std::sync::Arc<Mutex<Connection>>,
 }
 
 fn db(e: rusqlite::Error) -> MetaError {
@@ -61,25 +65,35 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(db)?;
         let store = SqliteStore {
-            conn: Mutex::new(conn),
+            conn: std::sync::Arc::new(Mutex::new(conn)),
         };
         store.migrate()?;
         Ok(store)
     }
 
+    /// Runs `call` on tokio's blocking pool with a clone of the store.
+    /// Cancelling the returned future does not stop `call`.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&SqliteStore) -> Result<T, MetaError> + Send + 'static,
+    ) -> Result<T, MetaError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || call(&store))
+            .await
+            .map_err(|e| MetaError::backend(format!("sqlite: the call stopped: {e}")))?
+    }
+
     fn migrate(&self) -> Result<(), MetaError> {
         let mut conn = self.conn.lock();
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)",
-        )
-        .map_err(db)?;
+        conn.execute_batch(&for_sqlite(sql::topics::CREATE_MIGRATIONS))
+            .map_err(db)?;
         for (version, sql) in MIGRATIONS {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(db)?;
             let done: Option<i64> = tx
                 .query_row(
-                    "SELECT version FROM schema_migrations WHERE version = ?1",
+                    &for_sqlite(sql::topics::MIGRATION_APPLIED),
                     params![version],
                     |r| r.get(0),
                 )
@@ -87,11 +101,8 @@ impl SqliteStore {
                 .map_err(db)?;
             if done.is_none() {
                 tx.execute_batch(sql).map_err(db)?;
-                tx.execute(
-                    "INSERT INTO schema_migrations (version) VALUES (?1)",
-                    params![version],
-                )
-                .map_err(db)?;
+                tx.execute(&for_sqlite(sql::topics::RECORD_MIGRATION), params![version])
+                    .map_err(db)?;
             }
             tx.commit().map_err(db)?;
         }
@@ -101,19 +112,13 @@ impl SqliteStore {
     pub fn schema_version(&self) -> Result<i64, MetaError> {
         self.conn
             .lock()
-            .query_row(
-                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-                [],
-                |r| r.get(0),
-            )
+            .query_row(&for_sqlite(sql::topics::SCHEMA_VERSION), [], |r| r.get(0))
             .map_err(db)
     }
 
     pub fn topics(&self) -> Result<Vec<TopicRow>, MetaError> {
         let conn = self.conn.lock();
-        let mut st = conn
-            .prepare("SELECT name, id, partitions, config FROM topics ORDER BY name")
-            .map_err(db)?;
+        let mut st = conn.prepare(&for_sqlite(sql::topics::TOPICS)).map_err(db)?;
         let rows = st
             .query_map([], |r| {
                 Ok(TopicRow {
@@ -147,11 +152,7 @@ impl SqliteStore {
             return Err(MetaError::Exists(name.into()));
         }
         let id: i64 = tx
-            .query_row(
-                "UPDATE counters SET value = value + 1 WHERE name = 'topic_id' RETURNING value - 1",
-                [],
-                |r| r.get(0),
-            )
+            .query_row(&for_sqlite(sql::topics::NEXT_TOPIC_ID), [], |r| r.get(0))
             .map_err(db)?;
         tx.execute(
             "INSERT INTO topics (name, id, partitions, config) VALUES (?1, ?2, ?3, ?4)",
@@ -167,11 +168,7 @@ impl SqliteStore {
         })
     }
 
-    pub fn update_topic(
-        &self,
-        name: &str,
-        change: &TopicChange<'_>,
-    ) -> Result<TopicRow, MetaError> {
+    pub fn update_topic(&self, name: &str, change: &TopicChange) -> Result<TopicRow, MetaError> {
         let mut conn = self.conn.lock();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -194,7 +191,7 @@ impl SqliteStore {
             config: decode_config(&config),
         })?;
         tx.execute(
-            "UPDATE topics SET partitions = ?1, config = ?2 WHERE name = ?3",
+            &for_sqlite(sql::topics::UPDATE_TOPIC),
             params![
                 i64::from(changed.partitions),
                 encode_config(&changed.config),
@@ -231,18 +228,21 @@ impl SqliteStore {
         let key = topic.key().to_string();
         tx.execute("DELETE FROM topics WHERE name = ?1", [name])
             .map_err(db)?;
-        tx.execute("DELETE FROM producer_state WHERE topic = ?1", [&key])
+        tx.execute(&for_sqlite(sql::topics::DELETE_TOPIC_PRODUCERS), [&key])
             .map_err(db)?;
-        tx.execute("DELETE FROM leases WHERE topic = ?1", [&key])
+        tx.execute(&for_sqlite(sql::topics::DELETE_TOPIC_LEASES), [&key])
             .map_err(db)?;
-        tx.execute("DELETE FROM leader_epochs WHERE topic = ?1", [&key])
+        tx.execute(&for_sqlite(sql::topics::DELETE_TOPIC_EPOCHS), [&key])
             .map_err(db)?;
-        tx.execute("DELETE FROM chunk_ranges WHERE topic = ?1", [&key])
+        tx.execute(&for_sqlite(sql::topics::DELETE_TOPIC_RANGES), [&key])
             .map_err(db)?;
-        tx.execute("DELETE FROM group_offsets WHERE topic = ?1", [&key])
+        tx.execute(&for_sqlite(sql::topics::DELETE_TOPIC_OFFSETS), [&key])
             .map_err(db)?;
-        tx.execute(super::retention_sql::DELETE_TOPIC_STARTS, [&key])
-            .map_err(db)?;
+        tx.execute(
+            &for_sqlite(super::sql::retention::DELETE_TOPIC_STARTS),
+            [&key],
+        )
+        .map_err(db)?;
         tx.commit().map_err(db)?;
         Ok(topic)
     }
@@ -250,11 +250,7 @@ impl SqliteStore {
     pub fn next_producer_id(&self) -> Result<i64, MetaError> {
         self.conn
             .lock()
-            .query_row(
-                "UPDATE counters SET value = value + 1 WHERE name = 'producer_id' RETURNING value - 1",
-                [],
-                |r| r.get(0),
-            )
+            .query_row(&for_sqlite(sql::topics::NEXT_PRODUCER_ID), [], |r| r.get(0))
             .map_err(db)
     }
 
@@ -284,8 +280,7 @@ impl SqliteStore {
             .unwrap_or(0);
         let next = next_producer_epoch(producer_id, current, claimed)?;
         tx.execute(
-            "INSERT INTO producer_epochs (producer_id, epoch) VALUES (?1, ?2)
-             ON CONFLICT (producer_id) DO UPDATE SET epoch = excluded.epoch",
+            &for_sqlite(sql::topics::SET_PRODUCER_EPOCH),
             params![producer_id, i64::from(next)],
         )
         .map_err(db)?;
@@ -297,11 +292,7 @@ impl SqliteStore {
         self.conn
             .lock()
             .execute(
-                "INSERT INTO agents (agent_id, addresses, heartbeat_ms, failed_shards, beats)
-                 VALUES (?1, ?2, ?3, ?4, 1)
-                 ON CONFLICT (agent_id) DO UPDATE SET addresses = excluded.addresses,
-                 heartbeat_ms = excluded.heartbeat_ms, failed_shards = excluded.failed_shards,
-                 beats = agents.beats + 1",
+                &for_sqlite(sql::topics::HEARTBEAT),
                 params![
                     agent.agent_id,
                     agent.shard_addresses.join(","),
@@ -315,12 +306,7 @@ impl SqliteStore {
 
     pub fn agents(&self) -> Result<Vec<AgentRow>, MetaError> {
         let conn = self.conn.lock();
-        let mut st = conn
-            .prepare(
-                "SELECT agent_id, addresses, heartbeat_ms, failed_shards, beats, lease_beats
-                 FROM agents ORDER BY agent_id",
-            )
-            .map_err(db)?;
+        let mut st = conn.prepare(&for_sqlite(sql::topics::AGENTS)).map_err(db)?;
         let rows = st
             .query_map([], |r| {
                 Ok(AgentRow {

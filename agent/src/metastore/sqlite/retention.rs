@@ -4,7 +4,8 @@
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use crate::metastore::retention_sql::{
+use crate::metastore::sql::for_sqlite;
+use crate::metastore::sql::retention::{
     retention_start, DEAD_CHUNKS, DELETE_GONE, FIRST_UNEXPIRED, FIRST_WITHIN_BYTES, FORGET_CHUNK,
     GONE_END, LOG_START, RANGES_END, SET_LOG_START, STORED,
 };
@@ -20,9 +21,11 @@ pub(super) fn log_start_in(
     partition: u32,
 ) -> Result<(u64, u64), MetaError> {
     let row: Option<(i64, i64)> = conn
-        .query_row(LOG_START, params![topic, i64::from(partition)], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query_row(
+            &for_sqlite(LOG_START),
+            params![topic, i64::from(partition)],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .optional()
         .map_err(db)?;
     Ok(row.map_or((0, 0), |(s, d)| (to_u64(s), to_u64(d))))
@@ -37,7 +40,7 @@ pub(super) fn set_log_start_in(
     deleted_end: u64,
 ) -> Result<(), MetaError> {
     conn.execute(
-        SET_LOG_START,
+        &for_sqlite(SET_LOG_START),
         params![
             topic,
             i64::from(partition),
@@ -51,9 +54,11 @@ pub(super) fn set_log_start_in(
 
 fn ranges_end_in(conn: &Connection, topic: &str, partition: u32) -> Result<u64, MetaError> {
     let end: i64 = conn
-        .query_row(RANGES_END, params![topic, i64::from(partition)], |r| {
-            r.get(0)
-        })
+        .query_row(
+            &for_sqlite(RANGES_END),
+            params![topic, i64::from(partition)],
+            |r| r.get(0),
+        )
         .map_err(db)?;
     Ok(to_u64(end))
 }
@@ -87,9 +92,11 @@ impl SqliteStore {
             conn.query_row(sql, params![topic, p, bound], |r| r.get(0))
                 .map_err(db)
         };
-        let unexpired = cutoff_ms.map(|c| first(FIRST_UNEXPIRED, c)).transpose()?;
+        let unexpired = cutoff_ms
+            .map(|c| first(&for_sqlite(FIRST_UNEXPIRED), c))
+            .transpose()?;
         let within = max_bytes
-            .map(|b| first(FIRST_WITHIN_BYTES, to_i64(b)))
+            .map(|b| first(&for_sqlite(FIRST_WITHIN_BYTES), to_i64(b)))
             .transpose()?;
         Ok(retention_start(
             ranges_end_in(&conn, topic, partition)?,
@@ -121,9 +128,13 @@ impl SqliteStore {
         let start = start.max(to);
         let p = i64::from(partition);
         let gone: i64 = tx
-            .query_row(GONE_END, params![topic, p, to_i64(start)], |r| r.get(0))
+            .query_row(
+                &for_sqlite(GONE_END),
+                params![topic, p, to_i64(start)],
+                |r| r.get(0),
+            )
             .map_err(db)?;
-        tx.execute(DELETE_GONE, params![topic, p, to_i64(start)])
+        tx.execute(&for_sqlite(DELETE_GONE), params![topic, p, to_i64(start)])
             .map_err(db)?;
         set_log_start_in(&tx, topic, partition, start, deleted_end.max(to_u64(gone)))?;
         tx.commit().map_err(db)?;
@@ -144,7 +155,7 @@ impl SqliteStore {
 
     pub fn dead_chunks(&self, limit: u32) -> Result<Vec<String>, MetaError> {
         let conn = self.conn.lock();
-        let mut st = conn.prepare_cached(DEAD_CHUNKS).map_err(db)?;
+        let mut st = conn.prepare_cached(&for_sqlite(DEAD_CHUNKS)).map_err(db)?;
         let rows = st
             .query_map(params![i64::from(limit)], |r| r.get(0))
             .map_err(db)?;
@@ -155,7 +166,7 @@ impl SqliteStore {
         let n = self
             .conn
             .lock()
-            .execute(FORGET_CHUNK, params![key])
+            .execute(&for_sqlite(FORGET_CHUNK), params![key])
             .map_err(db)?;
         Ok(n > 0)
     }

@@ -1,5 +1,5 @@
-//! The statements of log starts and retention, which both backends run
-//! verbatim (`$N` parameters): a partition's log start, the offset its
+//! The statements of log starts and retention both backends run
+//! (`$N` parameters, see [`super::for_sqlite`]): a partition's log start, the offset its
 //! retention settings allow it to start at, the ranges deleted below it,
 //! and the chunk objects left without ranges. The lease checks around them
 //! live in each backend.
