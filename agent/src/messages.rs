@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 use futures::channel::oneshot;
-use streamhouse_shard::producers::RememberedBatch;
+use streamhouse_storage::producers::RememberedBatch;
 
 use crate::ids::TopicKey;
 use crate::leader_epochs::EpochHistory;

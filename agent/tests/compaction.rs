@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use streamhouse_client::{Admin, Producer, ProducerRecord};
 use streamhouse_proto as pb;
-use streamhouse_shard::segment;
+use streamhouse_storage::segment;
 
 /// Many small chunk objects: a segment sealed every 100 ms, retention and
 /// compaction passes every 200 ms, objects of up to 64 KiB.

@@ -11,7 +11,7 @@ use prost::Message;
 use streamhouse_fuzz::targets::ALL;
 use streamhouse_proto as pb;
 use streamhouse_proto::batch::{self, Codec, ProducerInfo, Record};
-use streamhouse_shard::segment;
+use streamhouse_storage::segment;
 
 fn inputs(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let Ok(rd) = std::fs::read_dir(dir) else {

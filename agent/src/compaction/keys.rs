@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use streamhouse_proto::batch::{self, CompactedBatch};
-use streamhouse_shard::segment;
+use streamhouse_storage::segment;
 
 /// Offset of the latest record of each key seen, and whether it is a
 /// tombstone.

@@ -6,7 +6,7 @@
 //! [`MAX_MERGED_RANGE_BYTES`]. A source whose frames do not cover exactly
 //! its offsets is refused: the rewrite never changes what a reader gets.
 
-use streamhouse_shard::segment::{self, FrameProblem};
+use streamhouse_storage::segment::{self, FrameProblem};
 
 use crate::metastore::compaction::{CompactedFrom, RewrittenRange};
 

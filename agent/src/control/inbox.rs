@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::channel::{mpsc, oneshot};
-use streamhouse_shard::TimeMatch;
+use streamhouse_storage::TimeMatch;
 use tokio::sync::Notify;
 
 use crate::ids::TopicKey;

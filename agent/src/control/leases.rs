@@ -16,7 +16,7 @@ use crate::ids::{name_of, PartitionId, TopicKey};
 use crate::messages::ToShard;
 use crate::metastore::MetaError;
 use crate::takeover::Decision;
-use streamhouse_shard::producers::RememberedBatch;
+use streamhouse_storage::producers::RememberedBatch;
 
 use super::held::Held;
 use super::runtime_thread;

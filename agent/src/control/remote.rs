@@ -10,11 +10,11 @@ use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
 use streamhouse_proto::batch::BatchHeader;
-use streamhouse_shard::segment::{self, FrameProblem, ScannedFrame};
+use streamhouse_storage::segment::{self, FrameProblem, ScannedFrame};
 
 use parking_lot::Mutex;
-use streamhouse_shard::batch;
-use streamhouse_shard::TimeMatch;
+use streamhouse_storage::batch;
+use streamhouse_storage::TimeMatch;
 
 use crate::messages::ControlError;
 use crate::metastore::{MetaStore, RangeLocation, TimeQuery};

@@ -38,7 +38,7 @@ pub use backend::MetaBackend;
 pub use postgres::PostgresStore;
 pub use retention::Stored;
 pub use sqlite::SqliteStore;
-pub use streamhouse_shard::producers::RememberedBatch;
+pub use streamhouse_storage::producers::RememberedBatch;
 pub use text::{
     decode_config, decode_shards, encode_config, encode_producers, encode_shards, split_addresses,
 };

@@ -5,15 +5,15 @@
 //! Rows any process with database access could have written are read back
 //! through here, so nothing in it may panic on any text.
 //!
-//! Pure: it uses std and `streamhouse_shard` only and must stay so, because
+//! Pure: it uses std and `streamhouse_storage` only and must stay so, because
 //! the fuzz crate compiles this file on its own (`fuzz/src/targets/
 //! metastore_text.rs`) without building the agent.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use streamhouse_shard::batch::ProducerInfo;
-use streamhouse_shard::producers::RememberedBatch;
+use streamhouse_storage::batch::ProducerInfo;
+use streamhouse_storage::producers::RememberedBatch;
 
 /// A `producer_state.batches` entry that is not `epoch:seq:count:offset`.
 #[derive(Debug, Clone, PartialEq, Eq)]

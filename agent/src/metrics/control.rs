@@ -10,7 +10,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
-use streamhouse_shard::stats::Buckets;
+use streamhouse_storage::stats::Buckets;
 
 use super::encode::{histogram, single, Value};
 

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
-use streamhouse_shard::stats::Buckets;
+use streamhouse_storage::stats::Buckets;
 
 /// A sample's value: a counter (`_total` added to the name) or a gauge.
 #[derive(Debug, Clone, Copy)]

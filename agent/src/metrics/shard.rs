@@ -14,7 +14,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
-use streamhouse_shard::stats::{Buckets, LogStats};
+use streamhouse_storage::stats::{Buckets, LogStats};
 
 use super::encode::{per_shard, per_shard_histogram, Value};
 use crate::clock::now_ms;

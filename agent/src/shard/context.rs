@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use streamhouse_shard::ShardLog;
+use streamhouse_storage::ShardLog;
 
 use crate::catalog::Catalog;
 use crate::config::AgentConfig;

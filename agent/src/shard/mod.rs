@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use futures::channel::{mpsc, oneshot};
 use futures::StreamExt;
 use glommio::net::TcpListener;
-use streamhouse_shard::{LogConfig, ShardLog};
+use streamhouse_storage::{LogConfig, ShardLog};
 
 use crate::catalog::Catalog;
 use crate::config::AgentConfig;

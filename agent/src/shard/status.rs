@@ -2,7 +2,7 @@
 //! control thread, the shard's lease table, and bad requests. Every answer
 //! a handler refuses with is built here.
 
-use streamhouse_shard::LogError;
+use streamhouse_storage::LogError;
 
 use crate::messages::ControlError;
 

@@ -11,7 +11,7 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use streamhouse_shard::ReopenError;
+use streamhouse_storage::ReopenError;
 
 use super::context::ShardContext;
 use crate::control::inbox::ToControl;

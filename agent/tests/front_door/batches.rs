@@ -277,7 +277,7 @@ fn store_a_lying_batch(shard_dir: std::path::PathBuf) -> String {
     glommio::LocalExecutorBuilder::default()
         .spawn(move || async move {
             let (log, _) =
-                streamhouse_shard::ShardLog::open(streamhouse_shard::LogConfig::new(shard_dir))
+                streamhouse_storage::ShardLog::open(streamhouse_storage::LogConfig::new(shard_dir))
                     .await
                     .expect("open the WAL");
             let (key, partition, _) = log.partitions().into_iter().next().expect("a partition");

@@ -122,7 +122,7 @@ async fn shared_small_objects_are_compacted_on_s3_and_read_the_same() {
         let mut parts = std::collections::BTreeSet::new();
         let mut pos = 0;
         while pos < data.len() {
-            let f = streamhouse_shard::segment::parse_frame(&data, pos).expect("a valid frame");
+            let f = streamhouse_storage::segment::parse_frame(&data, pos).expect("a valid frame");
             parts.insert((f.topic, f.partition));
             pos += f.len as usize;
         }

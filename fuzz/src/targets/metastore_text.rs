@@ -6,7 +6,7 @@
 //! the same.
 
 /// The agent's module itself, compiled here on its own (it uses std and
-/// `streamhouse_shard` only), so fuzzing does not build the agent.
+/// `streamhouse_storage` only), so fuzzing does not build the agent.
 #[path = "../../../agent/src/metastore/text.rs"]
 mod metastore;
 

@@ -11,7 +11,7 @@
 use std::path::Path;
 
 use streamhouse_proto::batch::{self, HEADER_LEN};
-use streamhouse_shard::segment;
+use streamhouse_storage::segment;
 
 use super::Cursor;
 

@@ -172,7 +172,7 @@ impl ShardContext {
         req: &pb::FetchRequest,
         max_bytes: usize,
         reply: &mut ReplyBudget,
-    ) -> Result<streamhouse_shard::ReadResult, Status> {
+    ) -> Result<streamhouse_storage::ReadResult, Status> {
         let r = self
             .log
             .read_bounded(&t.key, req.partition, req.offset, max_bytes, max_bytes)
@@ -198,7 +198,7 @@ impl ShardContext {
         &self,
         t: &LocalTopic,
         req: &pb::FetchRequest,
-        mut r: streamhouse_shard::ReadResult,
+        mut r: streamhouse_storage::ReadResult,
         local_start: u64,
         (max_bytes, reply): (usize, &mut ReplyBudget),
         history: &EpochHistory,

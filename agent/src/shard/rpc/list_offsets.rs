@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use streamhouse_proto as pb;
-use streamhouse_shard::TimeMatch;
+use streamhouse_storage::TimeMatch;
 
 use crate::control::inbox::ToControl;
 use crate::ids::TopicKey;

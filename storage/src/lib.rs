@@ -1,4 +1,5 @@
-//! StreamHouse shard storage engine: one core's durable log.
+//! StreamHouse storage engine: the durable log one shard (one core of an
+//! agent) runs.
 //!
 //! Owns WAL segment frames and recovery scans ([`segment`]), the
 //! write-ahead log with group commit ([`log`]), the per-partition offset

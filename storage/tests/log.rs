@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use streamhouse_proto::batch::{encode, CheckedBatch, Codec, ProducerInfo, Record};
-use streamhouse_shard::{LogConfig, LogError, ShardLog};
+use streamhouse_storage::{LogConfig, LogError, ShardLog};
 
 fn checked(b: Vec<u8>) -> CheckedBatch {
     CheckedBatch::validated(Bytes::from(b)).expect("a valid batch")
@@ -224,7 +224,7 @@ fn a_batch_that_overtook_its_predecessor_waits_for_it(direct_io: bool) {
         // A batch whose predecessor never comes fails after the wait.
         let started = std::time::Instant::now();
         assert!(log.wait_for_turn("t", 0, p(20), 1, Some(10)).await);
-        assert!(started.elapsed() >= streamhouse_shard::log::SEQUENCE_WAIT);
+        assert!(started.elapsed() >= streamhouse_storage::log::SEQUENCE_WAIT);
         let gap = log
             .append_in_flight("t", 0, checked(batch(1, "c", p(20))), Some(10))
             .await;
@@ -316,9 +316,9 @@ fn torn_tail_is_truncated_and_mid_file_corruption_is_reported(direct_io: bool) {
         log.close().await;
     });
     // Tear the only segment by appending half a frame after its data.
-    let ids = streamhouse_shard::segment::list_segments(dir.path()).unwrap();
+    let ids = streamhouse_storage::segment::list_segments(dir.path()).unwrap();
     assert_eq!(ids, vec![0]);
-    let data_seg = streamhouse_shard::segment::segment_path(dir.path(), ids[0]);
+    let data_seg = streamhouse_storage::segment::segment_path(dir.path(), ids[0]);
     let mut bytes = std::fs::read(&data_seg).unwrap();
     let mut end = 0;
     while end + 8 <= bytes.len() && bytes[end..end + 4] == *b"SHW1" {
@@ -359,11 +359,11 @@ fn reading_before_the_log_start_is_out_of_range(direct_io: bool) {
     let dir = tempfile::tempdir().unwrap();
     let mut b = batch(3, "late", ProducerInfo::default());
     streamhouse_proto::batch::set_base_offset(&mut b, 100);
-    let mut frame = streamhouse_shard::segment::frame_header("t", 0, b.len());
+    let mut frame = streamhouse_storage::segment::frame_header("t", 0, b.len());
     frame.extend_from_slice(&b);
-    streamhouse_shard::segment::seal_frame_header(&mut frame, 1);
+    streamhouse_storage::segment::seal_frame_header(&mut frame, 1);
     std::fs::write(
-        streamhouse_shard::segment::segment_path(dir.path(), 0),
+        streamhouse_storage::segment::segment_path(dir.path(), 0),
         &frame,
     )
     .unwrap();
@@ -508,7 +508,7 @@ fn synced_writes_missing_from_a_sealed_segment_are_corruption(direct_io: bool) {
             .unwrap();
         log.close().await;
     });
-    let seg0 = streamhouse_shard::segment::segment_path(dir.path(), 0);
+    let seg0 = streamhouse_storage::segment::segment_path(dir.path(), 0);
     let mut bytes = std::fs::read(&seg0).unwrap();
     let found = frames(&bytes);
     assert_eq!(found.len(), 4, "{found:?}");

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use glommio::LocalExecutorBuilder;
 use streamhouse_proto::batch::{self, BatchBuilder, Codec, ProducerInfo};
-use streamhouse_shard::{LogConfig, ShardLog};
+use streamhouse_storage::{LogConfig, ShardLog};
 
 fn encoded(records: usize, size: usize, codec: Codec) -> Vec<u8> {
     let value = vec![b'x'; size];
@@ -156,7 +156,7 @@ fn produce_path(c: &mut Criterion) {
                     let checked = batch::CheckedBatch::check(request.clone(), 8 << 20, 1 << 20)
                         .expect("valid");
                     let len = checked.len();
-                    streamhouse_shard::segment::put_frame_header(&mut pending, "bench", 0, len);
+                    streamhouse_storage::segment::put_frame_header(&mut pending, "bench", 0, len);
                     checked.append_rebased(&mut pending, 12_345);
                     checked.header().record_count
                 })

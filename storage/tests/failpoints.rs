@@ -1,6 +1,6 @@
 //! The storage engine under injected faults (feature `failpoints`): I/O
 //! errors at the log's fail points, and simulated power losses over many
-//! seeds (`streamhouse_shard::sim`): every acknowledged batch survives at
+//! seeds (`streamhouse_storage::sim`): every acknowledged batch survives at
 //! its offset, recovery never fails on what a disk may hold after losing
 //! power, and the log continues where recovery ended.
 //!
@@ -20,8 +20,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::run;
 use streamhouse_proto::batch::{encode, Codec, ProducerInfo, Record};
-use streamhouse_shard::sim::{self, Chooser};
-use streamhouse_shard::{LogConfig, LogError, ShardLog};
+use streamhouse_storage::sim::{self, Chooser};
+use streamhouse_storage::{LogConfig, LogError, ShardLog};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 

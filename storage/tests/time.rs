@@ -6,8 +6,8 @@ mod common;
 use bytes::Bytes;
 use common::run;
 use streamhouse_proto::batch::{encode, Codec, ProducerInfo, Record};
-use streamhouse_shard::log::TimeMatch;
-use streamhouse_shard::{LogConfig, ShardLog};
+use streamhouse_storage::log::TimeMatch;
+use streamhouse_storage::{LogConfig, ShardLog};
 
 /// A batch of records stamped `stamps` (ms).
 fn batch(stamps: &[i64]) -> Vec<u8> {
