@@ -19,49 +19,35 @@
 //!   control thread.
 //! - [`admin`]: the admin HTTP port (health, readiness, metrics).
 //! - [`metastore`] (SQLite / PostgreSQL), [`objstore`] (local dir / S3).
-//! - [`lifecycle`] (starting and stopping, the data-dir lock),
-//!   [`supervisor`] (a shard's executor thread, restarted after a panic),
-//!   [`sockets`] (the descriptors a shard holds, shut down when its
-//!   executor dies), [`limits`] (descriptors and connection limits),
-//!   [`layout`] (the shard count a data dir was written with), [`ports`]
-//!   (free port ranges for shard listeners).
-//! - Shared vocabulary: [`config`] (flags), [`catalog`] (topics),
-//!   [`routing`] (partition → shard), [`assignment`] (partition → agent),
-//!   [`takeover`] (when an expired lease may be taken), [`tasks`] (a
-//!   task registry per thread), [`ids`] (topic
-//!   keys and partition ids), [`leader_epochs`] (where each lease epoch
-//!   began writing), [`grpc_status`], [`topic_config`] (a topic's
-//!   settings), [`watermarks`] (high watermarks for group lag),
-//!   [`logging`], [`metrics`], [`clock`].
+//! - [`runtime`]: the process around the shards — starting and stopping
+//!   (the data-dir lock), a shard's executor thread restarted after a
+//!   panic, the descriptors a shard holds, descriptor limits, the shard
+//!   count a data dir was written with, free port ranges, task
+//!   registries, log output, time.
+//! - [`topics`]: the catalog of topics, a topic's settings, which shard
+//!   owns a partition.
+//! - [`cluster`]: which agent should lead a partition, when an expired
+//!   lease may be taken, where each lease epoch began writing, high
+//!   watermarks for group lag.
+//! - Shared vocabulary, at the root: [`config`] (flags), [`ids`] (topic
+//!   keys and partition ids), [`messages`], [`grpc_status`]; and
+//!   [`metrics`].
 
 pub mod admin;
-pub mod assignment;
-pub mod catalog;
-pub mod clock;
+pub mod cluster;
 pub mod compaction;
 pub mod config;
 pub mod control;
 pub mod groups;
 pub mod grpc_status;
 pub mod ids;
-pub mod layout;
-pub mod leader_epochs;
-pub mod lifecycle;
-pub mod limits;
-pub mod logging;
 pub mod messages;
 pub mod metastore;
 pub mod metrics;
 pub mod objstore;
-pub mod ports;
-pub mod routing;
+pub mod runtime;
 pub mod shard;
-pub mod sockets;
-pub mod supervisor;
-pub mod takeover;
-pub mod tasks;
-pub mod topic_config;
-pub mod watermarks;
+pub mod topics;
 
 pub use config::AgentConfig;
-pub use lifecycle::{start, RunningAgent};
+pub use runtime::lifecycle::{start, RunningAgent};

@@ -8,7 +8,7 @@
 use std::process::ExitCode;
 
 use streamhouse_agent::config::LoadError;
-use streamhouse_agent::lifecycle::Outcome;
+use streamhouse_agent::runtime::lifecycle::Outcome;
 use streamhouse_agent::AgentConfig;
 
 /// The version `--version` prints and the start-up log names: the crate
@@ -34,7 +34,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    streamhouse_agent::logging::init(config.logging.log_format, &config.agent_id);
+    streamhouse_agent::runtime::logging::init(config.logging.log_format, &config.agent_id);
     tracing::info!(version = VERSION, "streamhouse-agent starting");
     if let Err(e) = config.validate() {
         eprintln!("streamhouse-agent: invalid configuration: {e}");

@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use futures::channel::oneshot;
 use streamhouse_storage::producers::RememberedBatch;
 
+use crate::cluster::leader_epochs::EpochHistory;
 use crate::ids::TopicKey;
-use crate::leader_epochs::EpochHistory;
 
 /// One partition's batches inside a chunk object (a sealed segment as its
 /// shard describes it, and as the metadata store commits it).

@@ -142,7 +142,7 @@ async fn only_the_latest_record_of_each_key_stays_at_its_offset() {
         .unwrap();
     // Stamped two days ago: retention.ms (7 days) keeps them anyway, and a
     // topic that only compacts would keep them past it too.
-    let old = streamhouse_agent::clock::now_ms() - 2 * 86_400_000;
+    let old = streamhouse_agent::runtime::clock::now_ms() - 2 * 86_400_000;
     let log = write(&addr, "ledger", old).await;
     let end = log.len() as u64;
     let url = format!("sqlite://{}", agent.data_dir.join("metadata.db").display());
@@ -212,7 +212,12 @@ async fn a_tombstone_stays_for_delete_retention_ms_then_goes() {
         .await
         .unwrap();
     let stamped = Instant::now();
-    let log = write(&addr, "expiring", streamhouse_agent::clock::now_ms()).await;
+    let log = write(
+        &addr,
+        "expiring",
+        streamhouse_agent::runtime::clock::now_ms(),
+    )
+    .await;
     let url = format!("sqlite://{}", agent.data_dir.join("metadata.db").display());
     await_committed_end(&url, "expiring", 0, log.len() as u64).await;
     let (young, gone) = (compacted(&log, true), compacted(&log, false));
@@ -267,7 +272,7 @@ async fn a_partition_too_large_to_clean_still_has_its_objects_gathered() {
         .create_topic_with_configs("large", 1, [("cleanup.policy", "compact")])
         .await
         .unwrap();
-    let log = write(&addr, "large", streamhouse_agent::clock::now_ms()).await;
+    let log = write(&addr, "large", streamhouse_agent::runtime::clock::now_ms()).await;
     let url = format!("sqlite://{}", agent.data_dir.join("metadata.db").display());
     await_committed_end(&url, "large", 0, log.len() as u64).await;
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -9,12 +9,12 @@ use common::unique;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use streamhouse_agent::clock::now_ms;
 use streamhouse_agent::ids::PartitionId;
 use streamhouse_agent::metastore::{
     AgentRow, ChunkCommit, ChunkRange, MetaError, MetaStore, RememberedBatch, Takeover,
     MAX_STORED_PRODUCERS, PRODUCER_STATE_TTL_MS, SCHEMA_VERSION,
 };
+use streamhouse_agent::runtime::clock::now_ms;
 use streamhouse_proto::batch::ProducerInfo;
 
 /// Producer `id`'s batch of 5 records at `offset`, sequence `seq`.
@@ -715,14 +715,12 @@ async fn epochs_suite(url: &str) {
     let m = MetaStore::open(url).await.expect("open");
     let name = unique("epochs");
     let key = m.create_topic(&name, 1).await.unwrap().key();
-    let starts = |h: &streamhouse_agent::leader_epochs::EpochHistory| -> Vec<(u64, u64)> {
+    let starts = |h: &streamhouse_agent::cluster::leader_epochs::EpochHistory| -> Vec<(u64, u64)> {
         (1..=5)
             .filter_map(|e| match h.end_of(e - 1) {
-                streamhouse_agent::leader_epochs::EpochEnd::Ended { end_offset, .. }
-                    if h.epoch_of(end_offset) == Some(e) =>
-                {
-                    Some((e, end_offset))
-                }
+                streamhouse_agent::cluster::leader_epochs::EpochEnd::Ended {
+                    end_offset, ..
+                } if h.epoch_of(end_offset) == Some(e) => Some((e, end_offset)),
                 _ => None,
             })
             .collect()

@@ -18,7 +18,7 @@ async fn cap_holds_exactly(url: &str) {
         .await
         .unwrap()
         .key();
-    let now = streamhouse_agent::clock::now_ms();
+    let now = streamhouse_agent::runtime::clock::now_ms();
     let g = m
         .acquire_lease(&key, 0, "agent-a", (now, 600_000), None)
         .await

@@ -65,7 +65,7 @@ async fn records_past_retention_ms_become_out_of_range_and_the_rest_stay() {
         .create_topic_with_configs("aging", 1, [("retention.ms", "600000")])
         .await
         .unwrap();
-    let hour_ago = streamhouse_agent::clock::now_ms() - 3_600_000;
+    let hour_ago = streamhouse_agent::runtime::clock::now_ms() - 3_600_000;
     send(&addr, "aging", "old-", 20, Some(hour_ago)).await;
     await_committed(&agent, "aging", 20).await;
     send(&addr, "aging", "new-", 10, None).await;

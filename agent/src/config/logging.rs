@@ -1,5 +1,5 @@
 //! The logging flags of the agent's configuration (`--log-format`,
-//! flattened into `AgentConfig`). Owns parsing only; `crate::logging`
+//! flattened into `AgentConfig`). Owns parsing only; `crate::runtime::logging`
 //! sets the subscriber up from them.
 
 use clap::{Args, ValueEnum};

@@ -404,7 +404,7 @@ impl AgentConfig {
     }
 
     /// What topics get for the configuration keys they do not set.
-    pub fn topic_defaults(&self) -> crate::topic_config::ConfigDefaults {
+    pub fn topic_defaults(&self) -> crate::topics::topic_config::ConfigDefaults {
         self.retention.defaults(self.max_request_bytes)
     }
 

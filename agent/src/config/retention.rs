@@ -5,7 +5,7 @@
 
 use clap::Args;
 
-use crate::topic_config::ConfigDefaults;
+use crate::topics::topic_config::ConfigDefaults;
 
 /// Topic configuration defaults.
 #[derive(Debug, Clone, Args)]

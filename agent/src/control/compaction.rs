@@ -15,12 +15,12 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
-use crate::clock::now_ms;
 use crate::compaction::{own_frames, plan, CompactionPolicy, Rewrite, COMPACTED_PREFIX};
 use crate::ids::{PartitionId, TopicKey};
 use crate::messages::ControlError;
 use crate::metastore::compaction::{CompactedFrom, RangeSwitch};
 use crate::metastore::MetaError;
+use crate::runtime::clock::now_ms;
 
 use super::state::Shared;
 

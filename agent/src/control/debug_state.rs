@@ -15,7 +15,7 @@ use super::state::Shared;
 /// Builds the snapshot as JSON.
 pub(crate) fn snapshot(shared: &Arc<Shared>) -> Value {
     let now = Instant::now();
-    let wall_ms = crate::clock::now_ms();
+    let wall_ms = crate::runtime::clock::now_ms();
     let shards: Vec<Value> = shared
         .metrics
         .shards

@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use streamhouse_proto as pb;
 
-use crate::clock::{mono_ms, now_ms};
+use crate::cluster::watermarks::{asks, Ask};
 use crate::groups::coordinator::GroupContext;
 use crate::messages::ControlError;
-use crate::routing::shard_for;
-use crate::watermarks::{asks, Ask};
+use crate::runtime::clock::{mono_ms, now_ms};
+use crate::topics::routing::shard_for;
 
 use super::state::Shared;
 
@@ -79,7 +79,7 @@ impl Shared {
     /// other).
     pub(super) fn coordinator_of(&self, group: &str) -> String {
         let live = self.members.live();
-        crate::assignment::owner(&live, &group_key(group), 0)
+        crate::cluster::assignment::owner(&live, &group_key(group), 0)
             .map_or_else(|| self.config.agent_id.clone(), str::to_owned)
     }
 

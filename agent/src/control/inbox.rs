@@ -45,7 +45,7 @@ pub enum ToControl {
         name: String,
         set: std::collections::BTreeMap<String, String>,
         delete: Vec<String>,
-        reply: oneshot::Sender<Result<crate::topic_config::TopicConfig, ControlError>>,
+        reply: oneshot::Sender<Result<crate::topics::topic_config::TopicConfig, ControlError>>,
     },
     DeleteTopic {
         name: String,

@@ -15,13 +15,13 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
-use crate::clock::now_ms;
 use crate::compaction::keys::{clean_frame, frames, Cleaned, Latest};
 use crate::compaction::plan::worth_moving;
 use crate::compaction::CompactionPolicy;
 use crate::ids::PartitionId;
 use crate::messages::ControlError;
 use crate::metastore::compaction::CompactedFrom;
+use crate::runtime::clock::now_ms;
 
 use super::compaction::{Compactor, WEIGH_LIMIT};
 use super::state::Shared;

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use futures::channel::mpsc;
 use tracing::Instrument;
 
-use crate::clock::now_ms;
+use crate::cluster::takeover::Decision;
 use crate::ids::{name_of, PartitionId, TopicKey};
 use crate::messages::ToShard;
 use crate::metastore::MetaError;
-use crate::takeover::Decision;
+use crate::runtime::clock::now_ms;
 use streamhouse_storage::producers::RememberedBatch;
 
 use super::held::Held;
@@ -179,7 +179,7 @@ impl Shared {
         partition: u32,
         row: &crate::metastore::LeaseRow,
     ) -> Decision {
-        let holder = crate::takeover::Holder {
+        let holder = crate::cluster::takeover::Holder {
             agent: &row.holder,
             epoch: row.epoch,
             expires_ms: row.expires_ms,
@@ -190,7 +190,7 @@ impl Shared {
             silence: self.members.lease_silence(&row.holder, Instant::now()),
         };
         let ttl = Duration::from_millis(self.config.lease_ttl_ms);
-        let d = crate::takeover::decide(&holder, ttl);
+        let d = crate::cluster::takeover::decide(&holder, ttl);
         if d == Decision::Wait {
             tracing::debug!(topic = %key, partition, holder = %row.holder, epoch = row.epoch, "the holder may still serve the lease: waiting until its renewals stood still long enough");
         }

@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 
 use crate::messages::ShardHealth;
 use crate::metastore::AgentRow;
-use crate::routing::shard_for;
+use crate::topics::routing::shard_for;
 
 /// One agent's row as last read, and since when its counters stood still.
 struct Seen {
@@ -214,7 +214,7 @@ impl Members {
             .cloned()
             .collect();
         let candidates = if working.is_empty() { &*live } else { &working };
-        crate::assignment::owner(candidates, key, partition).is_none_or(|o| o == self.me)
+        crate::cluster::assignment::owner(candidates, key, partition).is_none_or(|o| o == self.me)
     }
 }
 

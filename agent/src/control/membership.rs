@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
 
-use crate::clock::now_ms;
 use crate::messages::{ClusterView, ToShard};
 use crate::metastore::MetaError;
-use crate::routing::shard_for;
+use crate::runtime::clock::now_ms;
+use crate::topics::routing::shard_for;
 
 use super::held::Held;
 use super::state::Shared;

@@ -15,13 +15,13 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::admin::{Admin, Readiness};
-use crate::catalog::Catalog;
 use crate::config::AgentConfig;
 use crate::messages::ToShard;
 use crate::metastore::{MetaStore, OPEN_WAIT};
 use crate::metrics::Registry;
 use crate::objstore::ObjectStore;
-use crate::tasks::TaskRegistry;
+use crate::runtime::tasks::TaskRegistry;
+use crate::topics::catalog::Catalog;
 use held::HeldLeases;
 use inbox::{ControlHandle, ToControl};
 use members::Members;
@@ -179,7 +179,7 @@ async fn run(
             group_settings,
             Box::new(crate::groups::coordinator::random_member_id),
         ),
-        watermarks: Arc::new(crate::watermarks::Watermarks::default()),
+        watermarks: Arc::new(crate::cluster::watermarks::Watermarks::default()),
     });
     {
         // Partitions this agent leads: exact, from their shards.

@@ -11,11 +11,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::catalog::TopicEntry;
-use crate::clock::now_ms;
 use crate::ids::{PartitionId, TopicKey};
 use crate::messages::{ControlError, ToShard};
-use crate::topic_config::ConfigDefaults;
+use crate::runtime::clock::now_ms;
+use crate::topics::catalog::TopicEntry;
+use crate::topics::topic_config::ConfigDefaults;
 
 use super::compaction::Compactor;
 use super::state::Shared;

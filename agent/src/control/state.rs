@@ -18,15 +18,15 @@ use super::held::HeldLeases;
 use super::members::Members;
 use super::remote::{ChunkReader, RemoteCache};
 use crate::admin::Readiness;
-use crate::catalog::Catalog;
 use crate::config::AgentConfig;
 use crate::ids::{name_of, PartitionId};
 use crate::messages::{ControlError, ToShard};
 use crate::metastore::{MetaError, MetaStore};
 use crate::metrics::Registry;
 use crate::objstore::ObjectStore;
-use crate::routing::shard_for;
-use crate::tasks::TaskRegistry;
+use crate::runtime::tasks::TaskRegistry;
+use crate::topics::catalog::Catalog;
+use crate::topics::routing::shard_for;
 
 /// Everything the control thread's tasks share.
 pub(crate) struct Shared {
@@ -64,7 +64,7 @@ pub(crate) struct Shared {
     pub(super) groups: crate::groups::coordinator::Coordinator,
     /// High watermarks of the partitions its groups committed (lag, and
     /// commits past a partition's end).
-    pub(super) watermarks: Arc<crate::watermarks::Watermarks>,
+    pub(super) watermarks: Arc<crate::cluster::watermarks::Watermarks>,
 }
 
 impl From<MetaError> for ControlError {

@@ -7,10 +7,10 @@ use std::collections::{BTreeMap, HashSet};
 
 use futures::channel::oneshot;
 
-use crate::catalog::{validate_new_topic, MAX_PARTITIONS};
 use crate::messages::{ControlError, ToShard};
 use crate::metastore::{MetaError, TopicRow};
-use crate::topic_config::TopicConfig;
+use crate::topics::catalog::{validate_new_topic, MAX_PARTITIONS};
+use crate::topics::topic_config::TopicConfig;
 
 use super::state::Shared;
 use crate::ids::TopicKey;

@@ -288,7 +288,7 @@ async fn commit(shared: &Shared, stored: Stored) -> Option<Vec<(TopicKey, u32, u
     loop {
         match shared
             .meta
-            .commit_chunk(&agent, &chunk, crate::clock::now_ms())
+            .commit_chunk(&agent, &chunk, crate::runtime::clock::now_ms())
             .await
         {
             Ok(_) => {

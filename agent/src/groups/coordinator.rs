@@ -19,10 +19,10 @@ use super::assignor::{Assignor, TopicPartition};
 use super::live::{decode, encode, Fingerprint, Live, LiveGroups};
 use super::settings::GroupSettings;
 use super::state::{Beat, Group, GroupError, Joined};
-use crate::catalog::Catalog;
 use crate::messages::ControlError;
 use crate::metastore::MetaStore;
 use crate::metrics::groups::GroupMetrics;
+use crate::topics::catalog::Catalog;
 use streamhouse_proto::topic_partition::{flatten, group_by_topic};
 
 /// Longest a heartbeat that changed its group waits for the save.

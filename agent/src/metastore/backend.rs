@@ -14,8 +14,8 @@ use super::{
     AgentRow, ChunkCommit, LeaseGrant, LeaseRow, MetaError, RangeLocation, RememberedBatch, Stored,
     Takeover, TimeQuery, TopicChange, TopicRow,
 };
+use crate::cluster::leader_epochs::EpochStart;
 use crate::ids::{PartitionId, TopicKey};
-use crate::leader_epochs::EpochStart;
 
 /// One metadata store backend. Every call is one transaction (or one
 /// read); times are passed in (ms since the Unix epoch), so lease expiry
@@ -114,8 +114,8 @@ pub trait MetaBackend: Send + Sync {
 
     /// Commits a chunk's ranges atomically, fenced by each range's epoch,
     /// with the producer state each range carries (stamped `now_ms`;
-    /// state older than [`PRODUCER_STATE_TTL_MS`] is dropped, and past
-    /// [`MAX_STORED_PRODUCERS`] per partition the oldest). Returns
+    /// state older than [`PRODUCER_STATE_TTL_MS`](super::PRODUCER_STATE_TTL_MS) is dropped, and past
+    /// [`MAX_STORED_PRODUCERS`](super::MAX_STORED_PRODUCERS) per partition the oldest). Returns
     /// `false` if the chunk was already committed (nothing changed).
     async fn commit_chunk(
         &self,
@@ -137,7 +137,7 @@ pub trait MetaBackend: Send + Sync {
 
     /// The committed range holding `offset`, or the first one after it;
     /// `None` when `offset` is at or past the committed end. Callers use
-    /// [`MetaStore::find_range`], which refuses a range after `offset`.
+    /// [`MetaStore::find_range`](super::MetaStore::find_range), which refuses a range after `offset`.
     async fn range_at(
         &self,
         topic: &TopicKey,
@@ -146,8 +146,8 @@ pub trait MetaBackend: Send + Sync {
     ) -> Result<Option<RangeLocation>, MetaError>;
 
     /// Where each of the newest
-    /// [`crate::leader_epochs::MAX_EPOCHS_KEPT`] lease epochs began writing
-    /// (see [`MetaStore::leader_epochs`]).
+    /// [`crate::cluster::leader_epochs::MAX_EPOCHS_KEPT`] lease epochs began writing
+    /// (see [`MetaStore::leader_epochs`](super::MetaStore::leader_epochs)).
     async fn epoch_starts(
         &self,
         topic: &TopicKey,
@@ -278,7 +278,7 @@ pub trait MetaBackend: Send + Sync {
         limit: u32,
     ) -> Result<Vec<CompactedFrom>, MetaError>;
 
-    /// Applies a checked [`RangeSwitch`] (see [`MetaStore::switch_ranges`],
+    /// Applies a checked [`RangeSwitch`] (see [`MetaStore::switch_ranges`](super::MetaStore::switch_ranges),
     /// which checks it first).
     async fn apply_switch(
         &self,

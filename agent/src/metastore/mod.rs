@@ -47,8 +47,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cluster::leader_epochs::EpochHistory;
 use crate::ids::TopicKey;
-use crate::leader_epochs::EpochHistory;
 pub(crate) use schema::{BUMP_LEASE_BEATS, MIGRATIONS};
 
 /// How long a producer's state is kept after its last committed batch,
@@ -401,7 +401,7 @@ impl MetaStore {
 
     /// The partition's leader-epoch history: where each lease epoch began
     /// writing (the newest
-    /// [`crate::leader_epochs::MAX_EPOCHS_KEPT`] epochs). Every epoch granted
+    /// [`crate::cluster::leader_epochs::MAX_EPOCHS_KEPT`] epochs). Every epoch granted
     /// since schema 6 is there, recorded in the transaction that granted it.
     pub async fn leader_epochs(
         &self,

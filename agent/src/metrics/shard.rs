@@ -17,8 +17,8 @@ use prometheus_client::registry::Unit;
 use streamhouse_storage::stats::{Buckets, LogStats};
 
 use super::encode::{per_shard, per_shard_histogram, Value};
-use crate::clock::now_ms;
 use crate::grpc_status::Code;
+use crate::runtime::clock::now_ms;
 
 /// Request latency buckets, µs (shown in seconds).
 const REQUEST_BUCKETS_US: [u64; 14] = [

@@ -15,7 +15,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
 use super::encode::Value;
-use crate::catalog::{PartitionTraffic, TopicEntry};
+use crate::topics::catalog::{PartitionTraffic, TopicEntry};
 
 /// The topics known, by name (the catalog's list).
 pub type TopicsSource = Arc<dyn Fn() -> Vec<(String, TopicEntry)> + Send + Sync>;

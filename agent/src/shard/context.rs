@@ -12,12 +12,12 @@ use std::sync::Arc;
 
 use streamhouse_storage::ShardLog;
 
-use crate::catalog::Catalog;
 use crate::config::AgentConfig;
 use crate::control::inbox::ControlHandle;
 use crate::messages::ToShard;
 use crate::metrics::ShardMetrics;
-use crate::tasks::TaskRegistry;
+use crate::runtime::tasks::TaskRegistry;
+use crate::topics::catalog::Catalog;
 
 use super::append_clock::AppendClock;
 use super::leases::{LeaseState, ShardLeases};

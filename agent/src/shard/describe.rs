@@ -8,11 +8,11 @@ use std::sync::atomic::Ordering;
 
 use streamhouse_proto as pb;
 
-use crate::catalog::TopicEntry;
 use crate::control::inbox::ToControl;
 use crate::messages::ClusterView;
-use crate::routing::shard_for;
-use crate::topic_config::{Source, TopicConfig};
+use crate::topics::catalog::TopicEntry;
+use crate::topics::routing::shard_for;
+use crate::topics::topic_config::{Source, TopicConfig};
 
 use super::context::ShardContext;
 use super::grpc::{Code, Status};

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Instant;
 
-use crate::leader_epochs::EpochHistory;
+use crate::cluster::leader_epochs::EpochHistory;
 
 /// Lease state of one partition as its shard sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,7 +258,7 @@ mod tests {
 
     #[test]
     fn a_history_is_kept_only_when_it_names_the_lease_epoch() {
-        use crate::leader_epochs::EpochStart;
+        use crate::cluster::leader_epochs::EpochStart;
         let l = ShardLeases::default();
         let hist = |epochs: &[u64]| {
             EpochHistory::new(

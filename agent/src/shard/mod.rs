@@ -18,10 +18,10 @@ use futures::StreamExt;
 use glommio::net::TcpListener;
 use streamhouse_storage::{LogConfig, ShardLog};
 
-use crate::catalog::Catalog;
 use crate::config::AgentConfig;
 use crate::control::inbox::ControlHandle;
 use crate::messages::ToShard;
+use crate::topics::catalog::Catalog;
 
 use budget::Budget;
 use conn::Door;
@@ -66,7 +66,7 @@ struct ConnectionSlot {
     conns: Rc<RefCell<Connections>>,
     id: u64,
     metrics: Arc<crate::metrics::ShardMetrics>,
-    sockets: Arc<crate::sockets::ShardSockets>,
+    sockets: Arc<crate::runtime::sockets::ShardSockets>,
     fd: std::os::fd::RawFd,
 }
 
@@ -75,7 +75,7 @@ impl ConnectionSlot {
         conns: &Rc<RefCell<Connections>>,
         drain: oneshot::Sender<()>,
         metrics: &Arc<crate::metrics::ShardMetrics>,
-        sockets: &Arc<crate::sockets::ShardSockets>,
+        sockets: &Arc<crate::runtime::sockets::ShardSockets>,
         fd: std::os::fd::RawFd,
     ) -> ConnectionSlot {
         let id = {
@@ -130,7 +130,7 @@ pub struct ShardSetup {
     pub flush_only: bool,
     /// Where the shard registers its listener and connections (see
     /// `sockets`).
-    pub sockets: Arc<crate::sockets::ShardSockets>,
+    pub sockets: Arc<crate::runtime::sockets::ShardSockets>,
 }
 
 /// Runs shard `shard` until shutdown. Returns whether everything it wrote
@@ -384,7 +384,7 @@ fn log_id(dir: &std::path::Path) -> Result<String, String> {
 /// must not fail on that.
 fn listen(
     addr: std::net::SocketAddr,
-    sockets: &crate::sockets::ShardSockets,
+    sockets: &crate::runtime::sockets::ShardSockets,
 ) -> std::io::Result<(TcpListener, std::os::fd::RawFd)> {
     use std::os::unix::io::{FromRawFd, IntoRawFd};
     let deadline = Instant::now() + BIND_RETRY;

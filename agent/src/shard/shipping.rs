@@ -6,11 +6,11 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::clock::now_ms;
 use crate::control::inbox::ToControl;
 use crate::ids::TopicKey;
 use crate::messages::UploadJob;
 use crate::metastore::ChunkRange;
+use crate::runtime::clock::now_ms;
 
 use super::context::ShardContext;
 use super::grpc::{Code, Status};

@@ -8,7 +8,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crate::catalog::TopicEntry;
+use crate::topics::catalog::TopicEntry;
 
 /// A topic as one shard sees it.
 pub(super) struct LocalTopic {
@@ -65,8 +65,8 @@ impl TopicCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::Catalog;
     use crate::metastore::TopicRow;
+    use crate::topics::catalog::Catalog;
 
     fn topic(catalog: &Catalog, name: &str, id: u64) -> (String, Rc<LocalTopic>) {
         let entry = catalog.insert(&TopicRow {

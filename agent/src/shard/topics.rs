@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 
 use crate::control::inbox::ToControl;
 use crate::messages::ControlError;
-use crate::routing::shard_for;
+use crate::topics::routing::shard_for;
 
 use super::context::ShardContext;
 use super::grpc::{Code, Status};

@@ -60,9 +60,9 @@ fn answers_http2(port: u16) -> bool {
 }
 
 /// A base port with `n` consecutive free loopback ports (see
-/// `streamhouse_agent::ports::below_ephemeral`).
+/// `streamhouse_agent::runtime::ports::below_ephemeral`).
 pub fn free_ports(n: usize) -> u16 {
-    streamhouse_agent::ports::below_ephemeral(n).expect("no free ports")
+    streamhouse_agent::runtime::ports::below_ephemeral(n).expect("no free ports")
 }
 
 /// The agent binary: `STREAMHOUSE_TEST_AGENT_BIN` if set, else cargo's
@@ -737,7 +737,7 @@ pub async fn take_over(
             holder: row.holder,
             epoch: row.epoch,
         };
-        let now = streamhouse_agent::clock::now_ms();
+        let now = streamhouse_agent::runtime::clock::now_ms();
         match m
             .acquire_lease(key, partition, agent, (now, 3_600_000), Some(&take))
             .await

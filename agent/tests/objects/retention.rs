@@ -116,7 +116,7 @@ async fn objects_leave_the_bucket_once_no_live_range_references_them() {
         .create_topic_with_configs("short", 1, [("retention.ms", "600000")])
         .await
         .unwrap();
-    let hour_ago = streamhouse_agent::clock::now_ms() - 3_600_000;
+    let hour_ago = streamhouse_agent::runtime::clock::now_ms() - 3_600_000;
     // Objects shared by both topics, then objects of expired records
     // only, then a topic about to be deleted.
     send_to(&addr, &["short", "long"], 20, Some(hour_ago)).await;

@@ -12,8 +12,8 @@ use super::super::{
 };
 
 use super::PostgresStore;
+use crate::cluster::leader_epochs::EpochStart;
 use crate::ids::{PartitionId, TopicKey};
-use crate::leader_epochs::EpochStart;
 
 #[async_trait::async_trait]
 impl MetaBackend for PostgresStore {

@@ -4,8 +4,8 @@
 
 use tokio_postgres::GenericClient;
 
+use crate::cluster::leader_epochs::{EpochStart, MAX_EPOCHS_KEPT};
 use crate::ids::PartitionId;
-use crate::leader_epochs::{EpochStart, MAX_EPOCHS_KEPT};
 use crate::metastore::sql;
 use crate::metastore::sqlite::fenced;
 use crate::metastore::{

@@ -15,8 +15,8 @@ use super::super::{
 };
 
 use super::SqliteStore;
+use crate::cluster::leader_epochs::EpochStart;
 use crate::ids::{PartitionId, TopicKey};
-use crate::leader_epochs::EpochStart;
 
 #[async_trait::async_trait]
 impl MetaBackend for SqliteStore {

@@ -3,8 +3,8 @@
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use crate::cluster::leader_epochs::{EpochStart, MAX_EPOCHS_KEPT};
 use crate::ids::PartitionId;
-use crate::leader_epochs::{EpochStart, MAX_EPOCHS_KEPT};
 use crate::metastore::sql::{self, for_sqlite};
 use crate::metastore::{
     takeover_allowed, to_i64, to_u64, LeaseGrant, LeaseRow, MetaError, Takeover, BUMP_LEASE_BEATS,

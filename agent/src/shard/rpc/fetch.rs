@@ -14,9 +14,9 @@ use std::time::Instant;
 use streamhouse_proto as pb;
 use streamhouse_proto::batch::{self};
 
+use crate::cluster::leader_epochs::{EpochEnd, EpochHistory};
 use crate::control::inbox::ToControl;
 use crate::ids::TopicKey;
-use crate::leader_epochs::{EpochEnd, EpochHistory};
 
 use crate::shard::budget::ReplyBudget;
 use crate::shard::context::ShardContext;

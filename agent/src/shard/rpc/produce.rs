@@ -8,7 +8,7 @@ use std::time::Instant;
 use streamhouse_proto as pb;
 use streamhouse_proto::batch::{self, BatchBuilder, CheckedBatch, Codec, ProducerInfo};
 
-use crate::clock::now_ms;
+use crate::runtime::clock::now_ms;
 
 use crate::shard::budget::ReplyBudget;
 use crate::shard::context::ShardContext;

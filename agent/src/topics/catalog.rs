@@ -14,7 +14,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::metastore::TopicRow;
-use crate::topic_config::TopicConfig;
+use crate::topics::topic_config::TopicConfig;
 
 /// Most partitions a topic may have.
 pub const MAX_PARTITIONS: u32 = 10_000;

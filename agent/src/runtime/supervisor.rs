@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 use futures::channel::mpsc;
 use glommio::{LocalExecutorBuilder, Placement};
 
-use crate::catalog::Catalog;
 use crate::config::AgentConfig;
 use crate::control::inbox::{ControlHandle, ToControl};
 use crate::messages::{ShardHealth, ToShard};
 use crate::metrics::ShardMetrics;
 use crate::shard::{self, Ready, ShardSetup};
+use crate::topics::catalog::Catalog;
 
 /// First pause before a panicked shard is started again: 1 s, doubling
 /// with each restart that follows another within [`CALM`], up to
@@ -48,7 +48,7 @@ pub struct Supervised {
     pub control: ControlHandle,
     pub metrics: Arc<ShardMetrics>,
     pub flush_only: bool,
-    pub sockets: Arc<crate::sockets::ShardSockets>,
+    pub sockets: Arc<crate::runtime::sockets::ShardSockets>,
 }
 
 impl Supervised {

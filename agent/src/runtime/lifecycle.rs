@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::catalog::Catalog;
 use crate::config::AgentConfig;
 use crate::control::{self, Control};
-use crate::supervisor;
+use crate::runtime::supervisor;
+use crate::topics::catalog::Catalog;
 
 /// A started agent.
 pub struct RunningAgent {
@@ -103,10 +103,10 @@ pub fn start(mut config: AgentConfig, signals: bool) -> Result<RunningAgent, Str
     let lock = lock_data_dir(&config)?;
     claim_data_dir(&config)?;
     let shards = config.shard_count();
-    match crate::layout::recorded(&config.data_dir)? {
+    match crate::runtime::layout::recorded(&config.data_dir)? {
         Some(old) if old != shards => reshard(&config, &lock, old)?,
         Some(_) => {}
-        None => crate::layout::record(&config.data_dir, shards)?,
+        None => crate::runtime::layout::record(&config.data_dir, shards)?,
     }
     launch(config, signals, lock, false)
 }
@@ -151,8 +151,8 @@ fn reshard(config: &AgentConfig, lock: &File, old: usize) -> Result<(), String> 
             ),
         ));
     }
-    crate::layout::record(&config.data_dir, new)?;
-    crate::layout::remove_shards_from(&config.data_dir, new, old)?;
+    crate::runtime::layout::record(&config.data_dir, new)?;
+    crate::runtime::layout::remove_shards_from(&config.data_dir, new, old)?;
     tracing::info!(
         old_shards = old,
         new_shards = new,
@@ -181,12 +181,12 @@ fn launch(
 ) -> Result<RunningAgent, String> {
     let shards = config.shard_count();
     if config.listen.port() == 0 {
-        let base = crate::ports::kernel_chosen(config.listen.ip(), shards)
+        let base = crate::runtime::ports::kernel_chosen(config.listen.ip(), shards)
             .ok_or("no free ports for the shards")?;
         config.listen.set_port(base);
     }
-    let open_files = crate::limits::open_file_limit(signals);
-    let fit = crate::limits::plan(
+    let open_files = crate::runtime::limits::open_file_limit(signals);
+    let fit = crate::runtime::limits::plan(
         open_files,
         shards,
         config.max_connections_per_shard,
@@ -196,7 +196,7 @@ fn launch(
     {
         tracing::warn!(
             open_files,
-            reserved = crate::limits::reserved_descriptors(open_files, shards),
+            reserved = crate::runtime::limits::reserved_descriptors(open_files, shards),
             max_connections_per_shard = fit.per_shard,
             max_admin_connections = fit.admin,
             "the open-file limit cannot hold the configured connection limits with the \
@@ -241,7 +241,7 @@ fn launch(
             control: ctl,
             metrics: m,
             flush_only,
-            sockets: Arc::new(crate::sockets::ShardSockets::new(
+            sockets: Arc::new(crate::runtime::sockets::ShardSockets::new(
                 config.shard_listen(i).port(),
             )),
         };
