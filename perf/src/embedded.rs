@@ -73,7 +73,8 @@ impl EmbeddedAgent {
             .prefix("streamhouse-perf-")
             .tempdir_in(parent)
             .map_err(|e| format!("temp dir in {}: {e}", parent.display()))?;
-        let port = streamhouse_agent::ports::below_ephemeral(shards).ok_or("no free ports")?;
+        let port =
+            streamhouse_agent::runtime::ports::below_ephemeral(shards).ok_or("no free ports")?;
         let child = spawn(tmp.path(), port, shards, extra)?;
         Ok(EmbeddedAgent {
             child,

@@ -53,7 +53,7 @@ impl Agent {
         log: PathBuf,
         spec: &ClusterSpec,
     ) -> Result<Agent, String> {
-        let port = streamhouse_agent::ports::below_ephemeral(spec.max_shards)
+        let port = streamhouse_agent::runtime::ports::below_ephemeral(spec.max_shards)
             .ok_or("no free port range for an agent")?;
         let clock = match &spec.libfaketime {
             Some(lib) => Some(FakeClock::new(log.with_file_name("faketime"), lib.clone())?),
