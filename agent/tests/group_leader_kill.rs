@@ -230,26 +230,16 @@ async fn at_ack_object_every_record_in_the_log_is_processed_across_a_leader_kill
 #[tokio::test]
 async fn a_committed_offset_past_the_logs_end_starts_where_auto_offset_reset_says() {
     let stores = tempfile::tempdir_in(target_tmp()).unwrap();
-    let mut agents = two_agents(stores.path(), "600000");
-    let bootstrap = vec![agents[0].addr(0), agents[1].addr(0)];
+    let (mut agents, bootstrap, p) =
+        two_agents_and_a_partition_of_agent_0(stores.path(), "past").await;
     let admin = Admin::connect(&agents[0].addr(0)).await.unwrap();
-    admin.create_topic("past", 4).await.unwrap();
-    let p = agents[0]
-        .first_partition_led_by("past", "agent-0", "agent-1")
-        .await;
     let send = |producer: &Producer, n: u32| {
         let acks: Vec<_> = (0..n)
             .map(|i| producer.send(ProducerRecord::new("past", format!("v{i}")).partition(p)))
             .collect();
         futures::future::join_all(acks)
     };
-    let producer = Producer::builder(bootstrap.clone())
-        .acks(Acks::Durable)
-        .retries(100)
-        .delivery_timeout(Duration::from_secs(30))
-        .build()
-        .await
-        .unwrap();
+    let producer = patient_producer(&bootstrap, Acks::Durable).await;
     for a in send(&producer, 300).await {
         a.unwrap();
     }

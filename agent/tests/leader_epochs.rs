@@ -42,20 +42,9 @@ async fn log_now(bootstrap: &[String], topic: &str, partition: u32) -> BTreeMap<
 #[tokio::test]
 async fn a_consumer_goes_back_to_where_a_new_leader_continued() {
     let stores = tempfile::tempdir_in(target_tmp()).unwrap();
-    let mut agents = two_agents(stores.path(), "600000");
-    let bootstrap = vec![agents[0].addr(0), agents[1].addr(0)];
-    let admin = Admin::connect(&agents[0].addr(0)).await.unwrap();
-    admin.create_topic("ep", 4).await.unwrap();
-    let p = agents[0]
-        .first_partition_led_by("ep", "agent-0", "agent-1")
-        .await;
-    let producer = Producer::builder(bootstrap.clone())
-        .acks(Acks::Durable)
-        .retries(100)
-        .delivery_timeout(Duration::from_secs(30))
-        .build()
-        .await
-        .unwrap();
+    let (mut agents, bootstrap, p) =
+        two_agents_and_a_partition_of_agent_0(stores.path(), "ep").await;
+    let producer = patient_producer(&bootstrap, Acks::Durable).await;
     // agent-0 acknowledges 300 records it keeps only in its WAL.
     let old: Vec<String> = (0..300).map(|i| format!("old-{i}")).collect();
     send_all(&producer, "ep", p, &old).await;
@@ -115,20 +104,10 @@ async fn a_consumer_goes_back_to_where_a_new_leader_continued() {
 #[tokio::test]
 async fn a_member_starting_from_a_commit_goes_back_to_where_a_new_leader_continued() {
     let stores = tempfile::tempdir_in(target_tmp()).unwrap();
-    let mut agents = two_agents(stores.path(), "600000");
-    let bootstrap = vec![agents[0].addr(0), agents[1].addr(0)];
+    let (mut agents, bootstrap, p) =
+        two_agents_and_a_partition_of_agent_0(stores.path(), "gep").await;
     let admin = Admin::connect(&agents[0].addr(0)).await.unwrap();
-    admin.create_topic("gep", 4).await.unwrap();
-    let p = agents[0]
-        .first_partition_led_by("gep", "agent-0", "agent-1")
-        .await;
-    let producer = Producer::builder(bootstrap.clone())
-        .acks(Acks::Durable)
-        .retries(100)
-        .delivery_timeout(Duration::from_secs(30))
-        .build()
-        .await
-        .unwrap();
+    let producer = patient_producer(&bootstrap, Acks::Durable).await;
     let old: Vec<String> = (0..300).map(|i| format!("old-{i}")).collect();
     send_all(&producer, "gep", p, &old).await;
     // A member reads the 300 records agent-0 keeps only in its WAL and
@@ -198,21 +177,9 @@ async fn group_member(bootstrap: &[String], group: &str) -> GroupConsumer {
 #[tokio::test]
 async fn a_consumer_at_read_level_object_never_reads_a_record_that_vanishes() {
     let stores = tempfile::tempdir_in(target_tmp()).unwrap();
-    let mut agents = two_agents(stores.path(), "600000");
-    let bootstrap = vec![agents[0].addr(0), agents[1].addr(0)];
-    let admin = Admin::connect(&agents[0].addr(0)).await.unwrap();
-    admin.create_topic("obj", 4).await.unwrap();
-    let p = agents[0]
-        .first_partition_led_by("obj", "agent-0", "agent-1")
-        .await;
-    let producer = |acks| {
-        Producer::builder(bootstrap.clone())
-            .acks(acks)
-            .retries(100)
-            .delivery_timeout(Duration::from_secs(30))
-            .build()
-    };
-    let durable = producer(Acks::Durable).await.unwrap();
+    let (mut agents, bootstrap, p) =
+        two_agents_and_a_partition_of_agent_0(stores.path(), "obj").await;
+    let durable = patient_producer(&bootstrap, Acks::Durable).await;
     let first: Vec<String> = (0..100).map(|i| format!("a-{i}")).collect();
     send_all(&durable, "obj", p, &first).await;
     let mut reader = Consumer::builder(bootstrap.clone())
@@ -228,7 +195,7 @@ async fn a_consumer_at_read_level_object_never_reads_a_record_that_vanishes() {
         0
     );
     // An ack-object batch ships the segment: the 100 before it and itself.
-    let object = producer(Acks::Object).await.unwrap();
+    let object = patient_producer(&bootstrap, Acks::Object).await;
     send_all(&object, "obj", p, &["b-0".to_string()]).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while poll_for(&mut reader, &mut read, Duration::from_millis(200)).await < 101 {

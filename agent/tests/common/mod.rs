@@ -10,6 +10,14 @@ use std::time::{Duration, Instant};
 use streamhouse_proto as pb;
 use tonic::transport::Channel;
 
+mod admin_http;
+mod cluster;
+// Re-exported for the test crates; not every crate uses each.
+#[allow(unused_imports)]
+pub use admin_http::*;
+#[allow(unused_imports)]
+pub use cluster::*;
+
 /// Scratch space on the same disk as the build (O_DIRECT needs a real
 /// file system, not tmpfs).
 pub fn target_tmp() -> PathBuf {
@@ -435,67 +443,6 @@ pub fn produce_req(topic: &str, partition: u32, values: &[String]) -> pb::Produc
     }
 }
 
-/// Flags for stores that several agents on this machine share, under
-/// `dir`: `--object-store file://<dir>/objects --metadata
-/// sqlite://<dir>/meta.db`, then `extra`.
-pub fn local_stores(dir: &Path, extra: &[&str]) -> Vec<String> {
-    let mut args = vec![
-        "--object-store".to_string(),
-        format!("file://{}", dir.join("objects").display()),
-        "--metadata".into(),
-        format!("sqlite://{}", dir.join("meta.db").display()),
-    ];
-    args.extend(extra.iter().map(|a| a.to_string()));
-    args
-}
-
-/// Flags of agent `id` of a small cluster sharing stores under `dir`
-/// ([`local_stores`]): heartbeats every 200 ms, taken for dead after
-/// 1.5 s, leases of 2 s, consumer-group heartbeats every 200 ms and
-/// sessions from 500 ms.
-pub fn group_cluster_args(dir: &Path, id: &str) -> Vec<String> {
-    let flags = [
-        "--agent-id",
-        id,
-        "--heartbeat-ms",
-        "200",
-        "--agent-timeout-ms",
-        "1500",
-        "--lease-ttl-ms",
-        "2000",
-        "--group-heartbeat-ms",
-        "200",
-        "--group-min-session-timeout-ms",
-        "500",
-    ];
-    local_stores(dir, &flags)
-}
-
-/// Agents `agent-0` and `agent-1` of one shard each, sharing stores under
-/// `dir` ([`group_cluster_args`]), sealing WAL segments once their data is
-/// `segment_age_ms` old.
-pub fn two_agents(dir: &Path, segment_age_ms: &str) -> [Agent; 2] {
-    two_agents_on(dir, segment_age_ms, None)
-}
-
-/// [`two_agents`], with the metadata store at `metadata` when given (a
-/// PostgreSQL URL) instead of a SQLite file under `dir`.
-pub fn two_agents_on(dir: &Path, segment_age_ms: &str, metadata: Option<&str>) -> [Agent; 2] {
-    let args = |id: &str| {
-        let mut a = group_cluster_args(dir, id);
-        if let (Some(url), Some(i)) = (metadata, a.iter().position(|x| x == "--metadata")) {
-            a[i + 1] = url.to_string();
-        }
-        a.extend(["--segment-age-ms".to_string(), segment_age_ms.to_string()]);
-        a
-    };
-    let (a0, a1) = (args("agent-0"), args("agent-1"));
-    [
-        Agent::start(1, &as_strs(&a0)),
-        Agent::start(1, &as_strs(&a1)),
-    ]
-}
-
 /// Borrows owned arguments for [`Agent::start`] and its kin.
 pub fn as_strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
@@ -633,144 +580,4 @@ pub fn unique(prefix: &str) -> String {
         .unwrap()
         .as_nanos();
     format!("{prefix}-{}-{t}", std::process::id())
-}
-
-/// A plain HTTP/1.1 GET on the agent's admin port: (status, body).
-pub async fn get(port: u16, path: &str) -> (u16, String) {
-    let (status, _, body) = get_with(port, path, "").await;
-    (status, body)
-}
-
-/// GET `path` with extra request header lines (each ending in `\r\n`):
-/// (status, response head, body).
-#[allow(dead_code)] // not every test crate that includes this uses it
-pub async fn get_with(port: u16, path: &str, headers: &str) -> (u16, String, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).await.unwrap();
-    let status = buf.split(' ').nth(1).unwrap().parse().unwrap();
-    let (head, body) = buf.split_once("\r\n\r\n").unwrap_or((&buf, ""));
-    (status, head.to_owned(), body.to_owned())
-}
-
-/// The sum of every sample of the family `name` in a Prometheus text
-/// exposition, over all its label sets (e.g. over shards); panics if the
-/// family has no sample.
-#[allow(dead_code)] // not every test crate that includes this uses it
-pub fn total(metrics: &str, name: &str) -> f64 {
-    let values: Vec<f64> = metrics
-        .lines()
-        .filter_map(|l| {
-            let rest = l.strip_prefix(name)?;
-            let value = if rest.starts_with('{') {
-                rest.rsplit_once("} ")?.1
-            } else {
-                rest.strip_prefix(' ')?
-            };
-            Some(value.parse().unwrap())
-        })
-        .collect();
-    assert!(!values.is_empty(), "{name} missing from:\n{metrics}");
-    values.iter().sum()
-}
-
-/// Every name in `text` that starts with `prefix` and goes on with the
-/// characters `part` accepts: the metric or variable names a file uses.
-#[allow(dead_code)] // not every test crate that includes this uses it
-pub fn names_with_prefix(
-    text: &str,
-    prefix: &str,
-    part: fn(char) -> bool,
-) -> std::collections::BTreeSet<String> {
-    text.match_indices(prefix)
-        .map(|(at, _)| text[at..].chars().take_while(|c| part(*c)).collect())
-        .collect()
-}
-
-/// What a finished command printed: stdout, then stderr.
-#[allow(dead_code)] // not every test crate that includes this uses it
-pub fn printed(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Value of the Prometheus sample `name` (exact text before the value).
-pub fn sample(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
-        .unwrap_or_else(|| panic!("{name} missing from:\n{metrics}"))
-        .parse()
-        .unwrap()
-}
-
-/// Takes `key/partition`'s lease for `agent` as a taker that watched the
-/// holder's renewals stand still would (the holder's current
-/// `lease_beats`), looking again when a renewal comes in between.
-#[allow(dead_code)] // not every test crate that includes this uses it
-pub async fn take_over(
-    m: &streamhouse_agent::metastore::MetaStore,
-    key: &streamhouse_agent::ids::TopicKey,
-    partition: u32,
-    agent: &str,
-) -> streamhouse_agent::metastore::LeaseGrant {
-    use streamhouse_agent::metastore::{MetaError, Takeover};
-    loop {
-        let row = m.lease(key, partition).await.unwrap().unwrap();
-        let agents = m.agents().await.unwrap();
-        let take = Takeover {
-            lease_beats: agents
-                .iter()
-                .find(|a| a.agent_id == row.holder)
-                .map_or(0, |a| a.lease_beats),
-            holder: row.holder,
-            epoch: row.epoch,
-        };
-        let now = streamhouse_agent::runtime::clock::now_ms();
-        match m
-            .acquire_lease(key, partition, agent, (now, 3_600_000), Some(&take))
-            .await
-        {
-            Ok(g) => return g,
-            Err(MetaError::LeaseHeld { .. }) => continue,
-            Err(e) => panic!("{e}"),
-        }
-    }
-}
-
-/// Waits (30 s at most) until `end` records of `topic`/`partition` are
-/// committed to object storage, as the metadata store at `meta_url` says.
-#[allow(dead_code)] // not every test crate that includes this uses it
-pub async fn await_committed_end(meta_url: &str, topic: &str, partition: u32, end: u64) {
-    let m = streamhouse_agent::metastore::MetaStore::open(meta_url)
-        .await
-        .expect("open the metadata store");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let key = m
-            .topics()
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|t| t.name == topic)
-            .map(|t| t.key());
-        if let Some(key) = key {
-            if m.committed_end(&key, partition).await.unwrap() >= end {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "{topic} never committed {end}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
