@@ -2,7 +2,12 @@
 //! (`STREAMHOUSE_TEST_POSTGRES_URL`, started by scripts/test.sh): topics,
 //! producer ids, lease rules and epoch fencing, chunk commits, agents.
 
+#[path = "../common/mod.rs"]
 mod common;
+
+mod epochs;
+mod groups;
+mod sqlite;
 
 use common::unique;
 
@@ -469,47 +474,6 @@ async fn sqlite_passes_the_suite() {
     suite(&common::sqlite_url(dir.path())).await;
 }
 
-/// A hole in the chunk index (which commits no longer make, but an index
-/// written by an older version may hold) is reported, never skipped over.
-#[tokio::test]
-async fn a_hole_in_the_chunk_index_is_reported_not_read_past() {
-    let dir = tempfile::tempdir_in(common::target_tmp()).unwrap();
-    let path = dir.path().join("meta.db");
-    let m = MetaStore::open(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap();
-    let key = m.create_topic("holes", 1).await.unwrap().key();
-    m.acquire_lease(&key, 0, "agent-a", (1_000, 500), None)
-        .await
-        .unwrap();
-    let first = ChunkCommit {
-        key: "chunks/a".into(),
-        size: 100,
-        ranges: vec![range(&key, 0, 0, 10, 1)],
-    };
-    assert!(m.commit_chunk("agent-a", &first, 1_000).await.unwrap());
-    let raw = rusqlite::Connection::open(&path).unwrap();
-    raw.execute(
-        "INSERT INTO chunk_ranges (topic, part, base_offset, end_offset, chunk_key, pos, len, epoch)
-         VALUES (?1, 0, 20, 30, 'chunks/b', 0, 100, 1)",
-        [key.as_str()],
-    )
-    .unwrap();
-    assert_eq!(
-        m.find_range(&key, 0, 9).await.unwrap().unwrap().chunk_key,
-        "chunks/a"
-    );
-    match m.find_range(&key, 0, 12).await {
-        Err(MetaError::Gap {
-            offset: 12,
-            next: 20,
-            ..
-        }) => {}
-        other => panic!("expected a gap at 12, got {other:?}"),
-    }
-    assert!(m.find_range(&key, 0, 30).await.unwrap().is_none());
-}
-
 #[tokio::test]
 async fn postgres_passes_the_suite() {
     suite(&common::postgres_url()).await;
@@ -585,198 +549,6 @@ async fn postgres_renewals_and_chunk_commits_never_deadlock() {
     tokio::join!(renew, commit);
 }
 
-/// Consumer groups: state saved only over the version read, offsets only
-/// while the group is at the version checked, both gone with the group,
-/// and a topic's offsets gone with the topic.
-async fn groups_suite(url: &str) {
-    use streamhouse_agent::metastore::groups::OffsetCommit;
-    let m = MetaStore::open(url).await.expect("open");
-    let other = MetaStore::open(url).await.expect("open again");
-    let group = unique("readers");
-    assert!(m.load_group(&group).await.unwrap().is_none());
-    assert_eq!(m.save_group(&group, "s1", None, 10).await.unwrap(), Some(1));
-    assert_eq!(
-        other.save_group(&group, "again", None, 11).await.unwrap(),
-        None,
-        "creating an existing group"
-    );
-    let g = m.load_group(&group).await.unwrap().expect("saved");
-    assert_eq!((g.state.as_str(), g.version, g.updated_ms), ("s1", 1, 10));
-    // Two writers read version 1: the first save wins, the second must
-    // read again.
-    assert_eq!(
-        m.save_group(&group, "s2", Some(1), 20).await.unwrap(),
-        Some(2)
-    );
-    assert_eq!(
-        other.save_group(&group, "lost", Some(1), 21).await.unwrap(),
-        None
-    );
-    assert_eq!(m.load_group(&group).await.unwrap().unwrap().state, "s2");
-    assert!(m
-        .list_groups()
-        .await
-        .unwrap()
-        .iter()
-        .any(|s| s.name == group));
-
-    let t = m.create_topic(&unique("consumed"), 2).await.unwrap();
-    let commit = |p, offset| OffsetCommit {
-        topic: t.key(),
-        partition: p,
-        offset,
-        metadata: format!("at {offset}"),
-        leader_epoch: (p == 0).then_some(offset / 2),
-    };
-    assert!(
-        !m.commit_offsets(&group, 1, &[commit(0, 5)], 30)
-            .await
-            .unwrap(),
-        "stale version"
-    );
-    assert!(m.group_offsets(&group).await.unwrap().is_empty());
-    assert!(m
-        .commit_offsets(&group, 2, &[commit(0, 5), commit(1, 7)], 30)
-        .await
-        .unwrap());
-    assert!(other
-        .commit_offsets(&group, 2, &[commit(0, 9)], 40)
-        .await
-        .unwrap());
-    let offs = m.group_offsets(&group).await.unwrap();
-    let got: Vec<(u32, u64, &str, i64, Option<u64>)> = offs
-        .iter()
-        .map(|o| {
-            (
-                o.partition,
-                o.offset,
-                o.metadata.as_str(),
-                o.commit_ms,
-                o.leader_epoch,
-            )
-        })
-        .collect();
-    // The leader epoch is kept with the offset (and read back as unknown
-    // when the committer did not know it).
-    assert_eq!(
-        got,
-        vec![(0, 9, "at 9", 40, Some(4)), (1, 7, "at 7", 30, None)]
-    );
-    assert!(offs.iter().all(|o| o.topic == t.key()));
-    // A commit counts as a change of the group (for its expiry).
-    assert_eq!(m.load_group(&group).await.unwrap().unwrap().updated_ms, 40);
-    let unchanged = |before| {
-        let m = &m;
-        async move { m.groups_unchanged_since(before, 100_000).await.unwrap() }
-    };
-    assert!(unchanged(41).await.contains(&group));
-    assert!(!unchanged(40).await.contains(&group));
-    let n = m.count_groups().await.unwrap();
-    m.save_group(&unique("counted"), "s", None, 1)
-        .await
-        .unwrap();
-    assert_eq!(m.count_groups().await.unwrap(), n + 1);
-
-    // Deleting the topic deletes its offsets.
-    m.delete_topic(&t.name).await.unwrap();
-    assert!(m.group_offsets(&group).await.unwrap().is_empty());
-
-    // A group is deleted only at the version read, with its offsets.
-    let t2 = m.create_topic(&unique("consumed"), 1).await.unwrap();
-    let c2 = OffsetCommit {
-        topic: t2.key(),
-        partition: 0,
-        offset: 3,
-        metadata: String::new(),
-        leader_epoch: None,
-    };
-    assert!(m.commit_offsets(&group, 2, &[c2], 50).await.unwrap());
-    assert!(!m.delete_group(&group, 1).await.unwrap());
-    assert!(m.delete_group(&group, 2).await.unwrap());
-    assert!(m.load_group(&group).await.unwrap().is_none());
-    assert!(m.group_offsets(&group).await.unwrap().is_empty());
-}
-
-#[tokio::test]
-async fn sqlite_keeps_consumer_groups() {
-    let dir = tempfile::tempdir_in(common::target_tmp()).unwrap();
-    groups_suite(&common::sqlite_url(dir.path())).await;
-}
-
-#[tokio::test]
-async fn postgres_keeps_consumer_groups() {
-    groups_suite(&common::postgres_url()).await;
-}
-
-/// Leader epochs: each newly granted epoch is recorded at the committed
-/// end in the granting transaction; re-acquiring one's own lease records
-/// nothing; the history goes with the topic.
-async fn epochs_suite(url: &str) {
-    let m = MetaStore::open(url).await.expect("open");
-    let name = unique("epochs");
-    let key = m.create_topic(&name, 1).await.unwrap().key();
-    let starts = |h: &streamhouse_agent::cluster::leader_epochs::EpochHistory| -> Vec<(u64, u64)> {
-        (1..=5)
-            .filter_map(|e| match h.end_of(e - 1) {
-                streamhouse_agent::cluster::leader_epochs::EpochEnd::Ended {
-                    end_offset, ..
-                } if h.epoch_of(end_offset) == Some(e) => Some((e, end_offset)),
-                _ => None,
-            })
-            .collect()
-    };
-    assert!(m.leader_epochs(&key, 0).await.unwrap().is_empty());
-    let g = m
-        .acquire_lease(&key, 0, "agent-a", (1_000, 500), None)
-        .await
-        .unwrap();
-    assert_eq!(g.epoch, 1);
-    let commit = |base, end, epoch| ChunkCommit {
-        key: unique("chunks/e"),
-        size: 100,
-        ranges: vec![range(&key, 0, base, end, epoch)],
-    };
-    assert!(m
-        .commit_chunk("agent-a", &commit(0, 100, 1), 1_000)
-        .await
-        .unwrap());
-    // Taken over: epoch 2 begins at the committed end.
-    let g = common::take_over(&m, &key, 0, "agent-b").await;
-    assert_eq!(g.epoch, 2);
-    // Its own lease again (after a restart): same epoch, same start.
-    assert!(m
-        .commit_chunk("agent-b", &commit(100, 150, 2), 2_000)
-        .await
-        .unwrap());
-    let again = m
-        .acquire_lease(&key, 0, "agent-b", (2_100, 500), None)
-        .await
-        .unwrap();
-    assert_eq!(again.epoch, 2);
-    let g = common::take_over(&m, &key, 0, "agent-a").await;
-    assert_eq!(g.epoch, 3);
-    let h = m.leader_epochs(&key, 0).await.unwrap();
-    assert_eq!(h.latest(), Some(3));
-    assert_eq!(starts(&h), vec![(1, 0), (2, 100), (3, 150)]);
-    assert_eq!(h.epoch_of(0), Some(1));
-    assert_eq!(h.epoch_of(99), Some(1));
-    assert_eq!(h.epoch_of(149), Some(2));
-    assert_eq!(h.epoch_of(150), Some(3));
-    m.delete_topic(&name).await.unwrap();
-    assert!(m.leader_epochs(&key, 0).await.unwrap().is_empty());
-}
-
-#[tokio::test]
-async fn sqlite_records_where_each_leader_epoch_began() {
-    let dir = tempfile::tempdir_in(common::target_tmp()).unwrap();
-    epochs_suite(&common::sqlite_url(dir.path())).await;
-}
-
-#[tokio::test]
-async fn postgres_records_where_each_leader_epoch_began() {
-    epochs_suite(&common::postgres_url()).await;
-}
-
 /// `agent`'s lease grants and renewals as the store counts them.
 async fn lease_beats(m: &MetaStore, agent: &str) -> u64 {
     m.agents()
@@ -785,42 +557,4 @@ async fn lease_beats(m: &MetaStore, agent: &str) -> u64 {
         .iter()
         .find(|a| a.agent_id == agent)
         .map_or(0, |a| a.lease_beats)
-}
-
-/// A SQLite call that waits (here for another process's write lock) runs
-/// off its caller's runtime: the control thread's other tasks go on. On
-/// the caller's own thread, the wait would stall the ticker below, which
-/// is what releases the lock: the call would fail busy after its timeout.
-#[test]
-fn a_waiting_sqlite_call_does_not_stall_its_runtime() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let dir = tempfile::tempdir_in(common::target_tmp()).unwrap();
-        let path = dir.path().join("meta.db");
-        let m = MetaStore::open(&format!("sqlite://{}", path.display()))
-            .await
-            .unwrap();
-        let other = rusqlite::Connection::open(&path).unwrap();
-        other.execute_batch("BEGIN IMMEDIATE").unwrap();
-        let started = std::time::Instant::now();
-        let ticks = std::cell::Cell::new(0u32);
-        let ticker = async {
-            for _ in 0..10 {
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                ticks.set(ticks.get() + 1);
-            }
-            other.execute_batch("COMMIT").unwrap();
-        };
-        let name = unique("t");
-        let (created, ()) = tokio::join!(m.create_topic(&name, 1), ticker);
-        assert!(created.is_ok(), "{created:?}");
-        assert_eq!(ticks.get(), 10);
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(5),
-            "the call waited for the lock, not for its busy timeout"
-        );
-    });
 }
