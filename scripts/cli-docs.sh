@@ -16,7 +16,7 @@ head=$(sed "/^${marker//\//\\/}\$/q" "$doc")
     printf '%s\n' "$head"
     for cmd in "" "topic" "topic create" "topic alter" "topic list" "topic describe" "topic delete" "topic delete-records" \
                "produce" "consume" "group" "group list" "group describe" "group delete" \
-               "group reset-offsets" "completions" "man"; do
+               "group reset-offsets" "cluster" "completions" "man"; do
         echo
         echo "### \`streamctl${cmd:+ $cmd} --help\`"
         echo

@@ -54,6 +54,14 @@ pub enum Command {
         #[command(subcommand)]
         action: GroupCmd,
     },
+    /// Show the cluster: live agents with their shard addresses and how
+    /// many partitions each leads, then every partition's leader, shard
+    /// and lease epoch.
+    Cluster {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Print a shell completion script (e.g. `streamctl completions bash >
     /// /etc/bash_completion.d/streamctl`).
     Completions {
@@ -139,6 +147,10 @@ pub enum TopicCmd {
         /// compact,delete), delete.retention.ms, max.message.bytes.
         #[arg(short = 'c', long = "config", value_name = "KEY=VALUE", value_parser = key_value)]
         configs: Vec<(String, String)>,
+        /// Succeed when the topic exists already (its partitions and
+        /// configuration are left as they are, whatever these flags say).
+        #[arg(long)]
+        if_not_exists: bool,
     },
     /// Change a topic's configuration (set keys, or return them to the
     /// cluster defaults; all or none) or add partitions.

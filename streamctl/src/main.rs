@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser};
 
 mod args;
+mod cluster;
 mod consume;
 mod format;
 mod group;
@@ -101,6 +102,7 @@ async fn run(cli: Cli, out: &mut impl Write) -> Result<(), Failure> {
         Command::Produce(a) => produce::run(cli.bootstrap, a, out).await,
         Command::Consume(a) => consume::run(cli.bootstrap, a, out).await,
         Command::Group { action } => group::run(cli.bootstrap, action, out).await,
+        Command::Cluster { format } => cluster::run(cli.bootstrap, format, out).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "streamctl", out);
             Ok(())

@@ -23,17 +23,28 @@ pub async fn run(
             name,
             partitions,
             configs,
-        } => {
-            let t = admin
-                .create_topic_with_configs(&name, partitions, configs)
-                .await?;
-            writeln!(
+            if_not_exists,
+        } => match admin
+            .create_topic_with_configs(&name, partitions, configs)
+            .await
+        {
+            Ok(t) => writeln!(
                 out,
                 "created topic {} with {} partitions",
                 t.name,
                 t.partitions.len()
-            )?;
-        }
+            )?,
+            Err(e) if if_not_exists && e.code() == Some(tonic::Code::AlreadyExists) => {
+                let t = admin.describe_topic(&name).await?;
+                writeln!(
+                    out,
+                    "topic {} exists with {} partitions",
+                    t.name,
+                    t.partitions.len()
+                )?;
+            }
+            Err(e) => return Err(e.into()),
+        },
         TopicCmd::Alter {
             name,
             configs,

@@ -516,3 +516,75 @@ fn topic_configs_are_set_shown_and_altered() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("has 3 partitions already"), "{err}");
 }
+
+/// `cluster` shows the agents and every partition's leader, as `kcat -L`
+/// does; `topic create --if-not-exists` succeeds on a topic that exists
+/// (without it, creating one again fails).
+#[test]
+fn the_cluster_view_and_create_if_not_exists() {
+    let agent = common::Agent::start(2, &[]);
+    let b = agent.addr(0);
+    assert_eq!(
+        streamctl(&b, &["topic", "create", "cl", "-p", "3"], "").0,
+        0
+    );
+    let (code, out, err) = streamctl(&b, &["topic", "create", "cl", "-p", "5"], "");
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("exists"), "{err}");
+    let (code, out, err) = streamctl(
+        &b,
+        &["topic", "create", "cl", "-p", "5", "--if-not-exists"],
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "topic cl exists with 3 partitions");
+
+    // Leaders are taken within a lease round.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let out = loop {
+        let (code, out, err) = streamctl(&b, &["cluster"], "");
+        assert_eq!(code, 0, "{err}");
+        if out
+            .lines()
+            .filter(|l| l.starts_with("cl\t"))
+            .all(|l| !l.contains("\t-\t"))
+        {
+            break out;
+        }
+        assert!(Instant::now() < deadline, "{out}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "1 agents", "{out}");
+    assert_eq!(lines[1], "agent\tshards\tpartitions_led\taddresses");
+    let fields: Vec<&str> = lines[2].split('\t').collect();
+    assert_eq!(&fields[1..3], &["2", "3"], "{out}");
+    assert_eq!(fields[3].split(',').count(), 2, "{out}");
+    assert_eq!(lines[3], "1 topics, 3 partitions");
+    let partitions: Vec<&str> = lines[5..].to_vec();
+    assert_eq!(partitions.len(), 3, "{out}");
+    for (i, l) in partitions.iter().enumerate() {
+        let f: Vec<&str> = l.split('\t').collect();
+        assert_eq!(
+            (f[0], f[1], f[2]),
+            ("cl", i.to_string().as_str(), fields[0]),
+            "{out}"
+        );
+        assert!(
+            f[5].parse::<u64>().is_ok_and(|e| e >= 1),
+            "a lease epoch: {l}"
+        );
+    }
+
+    let (code, out, _) = streamctl(&b, &["cluster", "--format", "json"], "");
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        v["agents"][0]["shard_addresses"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(
+        v["topics"][0]["partitions"].as_array().map(Vec::len),
+        Some(3)
+    );
+}
