@@ -23,7 +23,8 @@ pub struct Cli {
         default_value = "127.0.0.1:9092",
         value_delimiter = ',',
         hide_env_values = true,
-        global = true
+        global = true,
+        value_parser = agent_address
     )]
     pub bootstrap: Vec<String>,
     /// Log the client's own events (connections, retries, group
@@ -369,6 +370,12 @@ pub enum CompressionArg {
 pub enum Format {
     Text,
     Json,
+}
+
+/// An agent address, `host:port`: a slip (no port, a scheme) is bad
+/// usage, with a message saying what to change.
+fn agent_address(s: &str) -> Result<String, String> {
+    streamhouse_client::net::address::check(s.trim()).map(|()| s.trim().to_owned())
 }
 
 fn parse_header(s: &str) -> Result<(String, String), String> {

@@ -300,6 +300,7 @@ impl ConnectionPool {
             address: address.to_owned(),
             message,
         };
+        super::address::check(address).map_err(transport)?;
         let endpoint = Endpoint::from_shared(format!("http://{address}"))
             .map_err(|e| transport(format!("invalid address: {e}")))?
             .connect_timeout(self.config.connect_timeout)
@@ -311,7 +312,7 @@ impl ConnectionPool {
         let channel = endpoint
             .connect()
             .await
-            .map_err(|e| transport(describe(&e)))?;
+            .map_err(|e| transport(super::address::describe(&e)))?;
         self.opened.fetch_add(1, Ordering::Relaxed);
         Ok(PooledConn {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
@@ -356,16 +357,4 @@ pub async fn bounded<T>(
             "{what}: no answer within {timeout:?}"
         ))),
     }
-}
-
-/// Full error chain of a transport error, in one line.
-pub fn describe(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }
