@@ -9,7 +9,7 @@ use clap::Args;
 pub struct GroupFlags {
     /// How often consumer-group members are told to heartbeat, in
     /// milliseconds (default 3000).
-    #[arg(long, env = "STREAMHOUSE_GROUP_HEARTBEAT_MS", default_value_t = 3000)]
+    #[arg(long, env = "STREAMHOUSE_GROUP_HEARTBEAT_MS", default_value_t = 3000, value_parser = crate::config::units::millis::<u64>)]
     pub group_heartbeat_ms: u64,
 
     /// Shortest session timeout a consumer-group member may ask for, in
@@ -17,7 +17,8 @@ pub struct GroupFlags {
     #[arg(
         long,
         env = "STREAMHOUSE_GROUP_MIN_SESSION_TIMEOUT_MS",
-        default_value_t = 1000
+        default_value_t = 1000,
+        value_parser = crate::config::units::millis::<u64>
     )]
     pub group_min_session_timeout_ms: u64,
 
@@ -26,7 +27,8 @@ pub struct GroupFlags {
     #[arg(
         long,
         env = "STREAMHOUSE_GROUP_MAX_SESSION_TIMEOUT_MS",
-        default_value_t = 1_800_000
+        default_value_t = 1_800_000,
+        value_parser = crate::config::units::millis::<u64>
     )]
     pub group_max_session_timeout_ms: u64,
 
@@ -46,7 +48,8 @@ pub struct GroupFlags {
     #[arg(
         long,
         env = "STREAMHOUSE_GROUP_OFFSETS_RETENTION_MS",
-        default_value_t = 604_800_000
+        default_value_t = 604_800_000,
+        value_parser = crate::config::units::millis::<u64>
     )]
     pub group_offsets_retention_ms: u64,
 }

@@ -14,6 +14,7 @@ mod groups;
 mod load;
 mod logging;
 mod retention;
+pub mod units;
 
 pub use address::Advertised;
 
@@ -76,15 +77,15 @@ pub struct AgentConfig {
     pub default_partitions: u32,
 
     /// Largest request message accepted, in bytes (default 8 MiB).
-    #[arg(long, env = "STREAMHOUSE_MAX_REQUEST_BYTES", default_value_t = 8 << 20)]
+    #[arg(long, env = "STREAMHOUSE_MAX_REQUEST_BYTES", default_value_t = 8 << 20, value_parser = crate::config::units::bytes::<usize>)]
     pub max_request_bytes: usize,
 
     /// Largest single record (key + value + headers) accepted, in bytes (default 8 MiB).
-    #[arg(long, env = "STREAMHOUSE_MAX_RECORD_BYTES", default_value_t = 8 << 20)]
+    #[arg(long, env = "STREAMHOUSE_MAX_RECORD_BYTES", default_value_t = 8 << 20, value_parser = crate::config::units::bytes::<usize>)]
     pub max_record_bytes: usize,
 
     /// A WAL segment is sealed at this size, in bytes (default 64 MiB).
-    #[arg(long, env = "STREAMHOUSE_SEGMENT_BYTES", default_value_t = 64 << 20)]
+    #[arg(long, env = "STREAMHOUSE_SEGMENT_BYTES", default_value_t = 64 << 20, value_parser = crate::config::units::bytes::<u64>)]
     pub segment_bytes: u64,
 
     /// Write the WAL with O_DIRECT instead of buffered writes (default
@@ -100,25 +101,25 @@ pub struct AgentConfig {
     /// until that headroom is used up. It writes the WAL twice. Without it
     /// every write's blocks are still checked after its sync, before its
     /// acknowledgement.
-    #[arg(long, env = "STREAMHOUSE_WAL_PREALLOCATE_BYTES", default_value_t = 0)]
+    #[arg(long, env = "STREAMHOUSE_WAL_PREALLOCATE_BYTES", default_value_t = 0, value_parser = crate::config::units::bytes::<u64>)]
     pub wal_preallocate_bytes: u64,
 
     /// A WAL segment is sealed (and shipped to the object store) once its
     /// data is this old, in milliseconds (default 10000): bounds how far
     /// object storage lags behind durable writes.
-    #[arg(long, env = "STREAMHOUSE_SEGMENT_AGE_MS", default_value_t = 10_000)]
+    #[arg(long, env = "STREAMHOUSE_SEGMENT_AGE_MS", default_value_t = 10_000, value_parser = crate::config::units::millis::<u64>)]
     pub segment_age_ms: u64,
 
     /// While an ack-`object` request waits on the active segment, the
     /// segment is sealed once its data is this old, in milliseconds
     /// (default 100): bounds ack-`object` latency without many small
     /// objects when nobody waits.
-    #[arg(long, env = "STREAMHOUSE_OBJECT_ACK_SEAL_MS", default_value_t = 100)]
+    #[arg(long, env = "STREAMHOUSE_OBJECT_ACK_SEAL_MS", default_value_t = 100, value_parser = crate::config::units::millis::<u64>)]
     pub object_ack_seal_ms: u64,
 
     /// On SIGTERM/SIGINT, how long in-flight requests may take before the
     /// agent exits anyway, in milliseconds (default 10000).
-    #[arg(long, env = "STREAMHOUSE_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    #[arg(long, env = "STREAMHOUSE_SHUTDOWN_GRACE_MS", default_value_t = 10_000, value_parser = crate::config::units::millis::<u64>)]
     pub shutdown_grace_ms: u64,
 
     /// When the data dir was written with another shard count, how long
@@ -128,7 +129,8 @@ pub struct AgentConfig {
     #[arg(
         long,
         env = "STREAMHOUSE_RESHARD_TIMEOUT_MS",
-        default_value_t = 600_000
+        default_value_t = 600_000,
+        value_parser = crate::config::units::millis::<u64>
     )]
     pub reshard_timeout_ms: u64,
 
@@ -146,23 +148,23 @@ pub struct AgentConfig {
 
     /// Partition lease time to live, in milliseconds (default 10000); leases
     /// are renewed every third of it.
-    #[arg(long, env = "STREAMHOUSE_LEASE_TTL_MS", default_value_t = 10_000)]
+    #[arg(long, env = "STREAMHOUSE_LEASE_TTL_MS", default_value_t = 10_000, value_parser = crate::config::units::millis::<u64>)]
     pub lease_ttl_ms: u64,
 
     /// Most bytes of sealed segments per shard waiting for upload before
     /// produce answers RESOURCE_EXHAUSTED (default 1 GiB).
-    #[arg(long, env = "STREAMHOUSE_MAX_UPLOAD_BACKLOG_BYTES", default_value_t = 1 << 30)]
+    #[arg(long, env = "STREAMHOUSE_MAX_UPLOAD_BACKLOG_BYTES", default_value_t = 1 << 30, value_parser = crate::config::units::bytes::<u64>)]
     pub max_upload_backlog_bytes: u64,
 
     /// How often the agent writes its heartbeat to the metadata store, in
     /// milliseconds (default 1000).
-    #[arg(long, env = "STREAMHOUSE_HEARTBEAT_MS", default_value_t = 1000)]
+    #[arg(long, env = "STREAMHOUSE_HEARTBEAT_MS", default_value_t = 1000, value_parser = crate::config::units::millis::<u64>)]
     pub heartbeat_ms: u64,
 
     /// An agent whose last heartbeat is older than this is dead and its
     /// partitions are reassigned (taken over once their leases expire), in
     /// milliseconds (default 5000).
-    #[arg(long, env = "STREAMHOUSE_AGENT_TIMEOUT_MS", default_value_t = 5000)]
+    #[arg(long, env = "STREAMHOUSE_AGENT_TIMEOUT_MS", default_value_t = 5000, value_parser = crate::config::units::millis::<u64>)]
     pub agent_timeout_ms: u64,
 
     /// Consumer-group limits and timeouts (`--group-*`).
@@ -210,7 +212,8 @@ pub struct AgentConfig {
     #[arg(
         long,
         env = "STREAMHOUSE_CONNECTION_IDLE_TIMEOUT_MS",
-        default_value_t = 600_000
+        default_value_t = 600_000,
+        value_parser = crate::config::units::millis::<u64>
     )]
     pub connection_idle_timeout_ms: u64,
 
@@ -219,7 +222,8 @@ pub struct AgentConfig {
     #[arg(
         long,
         env = "STREAMHOUSE_HANDSHAKE_TIMEOUT_MS",
-        default_value_t = 10_000
+        default_value_t = 10_000,
+        value_parser = crate::config::units::millis::<u64>
     )]
     pub handshake_timeout_ms: u64,
 
@@ -229,7 +233,8 @@ pub struct AgentConfig {
     #[arg(
         long,
         env = "STREAMHOUSE_REQUEST_BODY_TIMEOUT_MS",
-        default_value_t = 30_000
+        default_value_t = 30_000,
+        value_parser = crate::config::units::millis::<u64>
     )]
     pub request_body_timeout_ms: u64,
 
@@ -263,7 +268,8 @@ pub struct AgentConfig {
     #[arg(
         long,
         env = "STREAMHOUSE_ADMIN_READ_TIMEOUT_MS",
-        default_value_t = 5_000
+        default_value_t = 5_000,
+        value_parser = crate::config::units::millis::<u64>
     )]
     pub admin_read_timeout_ms: u64,
 
@@ -284,7 +290,8 @@ pub struct AgentConfig {
         long,
         env = "STREAMHOUSE_SHUTDOWN_POLL_MS",
         default_value_t = 20,
-        hide = true
+        hide = true,
+        value_parser = crate::config::units::millis::<u64>
     )]
     pub shutdown_poll_ms: u64,
 
@@ -294,12 +301,13 @@ pub struct AgentConfig {
     #[arg(
         long,
         env = "STREAMHOUSE_OBJECT_STORE_TIMEOUT_MS",
-        default_value_t = 10_000
+        default_value_t = 10_000,
+        value_parser = crate::config::units::millis::<u64>
     )]
     pub object_store_timeout_ms: u64,
 
     /// Memory for chunk ranges read from object storage, in bytes (default 64 MiB).
-    #[arg(long, env = "STREAMHOUSE_READ_CACHE_BYTES", default_value_t = 64 << 20)]
+    #[arg(long, env = "STREAMHOUSE_READ_CACHE_BYTES", default_value_t = 64 << 20, value_parser = crate::config::units::bytes::<usize>)]
     pub read_cache_bytes: usize,
 }
 
@@ -489,6 +497,49 @@ mod tests {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
         f
+    }
+
+    /// Sizes and durations take units on the command line and in the
+    /// file (plain numbers keep their flag's unit); a bad unit names the
+    /// flag.
+    #[test]
+    fn sizes_and_durations_take_units() {
+        let f = file("segment-bytes = \"1MiB\"\nshutdown_grace_ms = \"2s\"\nheartbeat-ms = 250\n");
+        let path = f.path().to_str().unwrap().to_owned();
+        let c = AgentConfig::load([
+            "agent",
+            "--config",
+            &path,
+            "--segment-age-ms",
+            "5s",
+            "--read-cache-bytes",
+            "16MiB",
+            "--default-retention-ms",
+            "7d",
+            "--default-retention-bytes",
+            "-1",
+            "--group-heartbeat-ms",
+            "100ms",
+        ])
+        .unwrap();
+        assert_eq!(c.segment_bytes, 1 << 20);
+        assert_eq!(c.shutdown_grace_ms, 2_000);
+        assert_eq!(c.heartbeat_ms, 250, "a plain number is in the flag's unit");
+        assert_eq!(c.segment_age_ms, 5_000);
+        assert_eq!(c.read_cache_bytes, 16 << 20);
+        assert_eq!(c.retention.default_retention_ms, 604_800_000);
+        assert_eq!(c.retention.default_retention_bytes, -1);
+        assert_eq!(c.groups.group_heartbeat_ms, 100);
+        match AgentConfig::load(["agent", "--segment-bytes", "64XB"]) {
+            Err(LoadError::Args(e)) => {
+                let e = e.to_string();
+                assert!(
+                    e.contains("--segment-bytes") && e.contains("unknown unit"),
+                    "{e}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

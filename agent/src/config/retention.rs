@@ -16,7 +16,8 @@ pub struct RetentionFlags {
         long,
         env = "STREAMHOUSE_DEFAULT_RETENTION_MS",
         default_value_t = 604_800_000,
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        value_parser = crate::config::units::millis_or_forever
     )]
     pub default_retention_ms: i64,
 
@@ -26,14 +27,15 @@ pub struct RetentionFlags {
         long,
         env = "STREAMHOUSE_DEFAULT_RETENTION_BYTES",
         default_value_t = -1,
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        value_parser = crate::config::units::bytes_or_unlimited
     )]
     pub default_retention_bytes: i64,
 
     /// How often each partition's retention is applied, in milliseconds
     /// (default 60000): its log start moves past the committed ranges its
     /// topic's `retention.ms` and `retention.bytes` let go.
-    #[arg(long, env = "STREAMHOUSE_RETENTION_CHECK_MS", default_value_t = 60_000)]
+    #[arg(long, env = "STREAMHOUSE_RETENTION_CHECK_MS", default_value_t = 60_000, value_parser = crate::config::units::millis::<u64>)]
     pub retention_check_ms: u64,
 
     /// How long a chunk object no committed range references any more is
@@ -44,7 +46,8 @@ pub struct RetentionFlags {
     #[arg(
         long,
         env = "STREAMHOUSE_OBJECT_DELETE_GRACE_MS",
-        default_value_t = 300_000
+        default_value_t = 300_000,
+        value_parser = crate::config::units::millis::<u64>
     )]
     pub object_delete_grace_ms: u64,
 
@@ -55,7 +58,8 @@ pub struct RetentionFlags {
     #[arg(
         long,
         env = "STREAMHOUSE_COMPACTION_TARGET_BYTES",
-        default_value_t = 8 << 20
+        default_value_t = 8 << 20,
+        value_parser = crate::config::units::bytes::<u64>
     )]
     pub compaction_target_bytes: u64,
 
