@@ -105,9 +105,9 @@ impl ShardLog {
             if st.closed {
                 return Err(LogError::Poisoned("the log is closed".into()));
             }
-            let p = st
+            let (p, lru) = st
                 .partitions
-                .find_mut(topic, partition)
+                .find_mut_with_lru(topic, partition)
                 .ok_or_else(|| unknown(topic, partition))?;
             let out = match p.producers.check(header.producer, count, oldest)? {
                 // A retry of a batch already appended: answer with its
@@ -125,9 +125,9 @@ impl ShardLog {
                     if was_empty {
                         let _ = self.inner.wake.borrow().unbounded_send(());
                     }
-                    st.partitions.remember(
-                        topic,
-                        partition,
+                    p.remember(
+                        lru,
+                        (topic, partition),
                         header.producer,
                         count,
                         base_offset,

@@ -37,6 +37,28 @@ impl PartitionLog {
         self.log_start = offset;
     }
 
+    /// Remembers that `producer` appended `count` records at `base_offset`
+    /// (durable at `lsn`; 0 for batches restored from elsewhere) to this
+    /// partition (`at`: its topic and number), as its most recent use in
+    /// `lru`. Call [`PartitionSet::evict_excess`] after.
+    pub(super) fn remember(
+        &mut self,
+        lru: &mut ProducerLru,
+        at: (&str, u32),
+        producer: ProducerInfo,
+        count: u32,
+        base_offset: u64,
+        lsn: u64,
+    ) {
+        let tick = lru.next_tick();
+        if let Some(previous) = self
+            .producers
+            .record(producer, count, base_offset, lsn, tick)
+        {
+            lru.touched(at.0, at.1, producer.producer_id, previous, tick);
+        }
+    }
+
     /// Wakes the appends waiting for their producer's turn.
     pub(super) fn wake_sequence_waiters(&mut self) {
         for w in self.seq_waiters.drain(..) {
@@ -79,13 +101,34 @@ impl PartitionSet {
             .and_then(|ps| ps.get_mut(&partition))
     }
 
-    /// Makes a partition known (idempotent).
-    pub(super) fn add(&mut self, topic: &str, partition: u32) {
-        self.map
+    /// Makes a partition known (idempotent); returns it with the shard's
+    /// producer recency, to update both.
+    pub(super) fn add(
+        &mut self,
+        topic: &str,
+        partition: u32,
+    ) -> (&mut PartitionLog, &mut ProducerLru) {
+        let p = self
+            .map
             .entry(topic.to_owned())
             .or_default()
             .entry(partition)
             .or_default();
+        (p, &mut self.lru)
+    }
+
+    /// A known partition with the shard's producer recency, to update both
+    /// with one lookup ([`PartitionLog::remember`]).
+    pub(super) fn find_mut_with_lru(
+        &mut self,
+        topic: &str,
+        partition: u32,
+    ) -> Option<(&mut PartitionLog, &mut ProducerLru)> {
+        let p = self
+            .map
+            .get_mut(topic)
+            .and_then(|ps| ps.get_mut(&partition))?;
+        Some((p, &mut self.lru))
     }
 
     /// Puts a partition in, replacing any of the same name.
@@ -116,10 +159,8 @@ impl PartitionSet {
         std::mem::take(&mut self.map)
     }
 
-    /// Remembers that `producer` appended `count` records at `base_offset`
-    /// (durable at `lsn`; 0 for batches restored from elsewhere) to
-    /// `topic/partition`, as its most recent use. Does nothing for an
-    /// unknown partition. Call [`PartitionSet::evict_excess`] after.
+    /// [`PartitionLog::remember`] for `topic/partition`; does nothing for
+    /// an unknown partition. Call [`PartitionSet::evict_excess`] after.
     pub(super) fn remember(
         &mut self,
         topic: &str,
@@ -129,17 +170,8 @@ impl PartitionSet {
         base_offset: u64,
         lsn: u64,
     ) {
-        let Some(p) = self
-            .map
-            .get_mut(topic)
-            .and_then(|ps| ps.get_mut(&partition))
-        else {
-            return;
-        };
-        let tick = self.lru.next_tick();
-        if let Some(previous) = p.producers.record(producer, count, base_offset, lsn, tick) {
-            self.lru
-                .touched(topic, partition, producer.producer_id, previous, tick);
+        if let Some((p, lru)) = self.find_mut_with_lru(topic, partition) {
+            p.remember(lru, (topic, partition), producer, count, base_offset, lsn);
         }
     }
 

@@ -150,10 +150,7 @@ pub(super) async fn recover(config: &LogConfig) -> Result<Recovered, LogError> {
         }
         for f in &scan.frames {
             gen = gen.max(f.gen);
-            partitions.add(&f.topic, f.partition);
-            let Some(p) = partitions.find_mut(&f.topic, f.partition) else {
-                continue;
-            };
+            let (p, lru) = partitions.add(&f.topic, f.partition);
             let h = &f.header;
             if let Some(offset) = f.restart {
                 // The partition's lease changed hands here: its earlier
@@ -183,9 +180,9 @@ pub(super) async fn recover(config: &LogConfig) -> Result<Recovered, LogError> {
                 len: h.length,
                 max_timestamp: h.max_timestamp,
             });
-            partitions.remember(
-                &f.topic,
-                f.partition,
+            p.remember(
+                lru,
+                (&f.topic, f.partition),
                 h.producer,
                 h.record_count,
                 h.base_offset,
