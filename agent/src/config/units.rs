@@ -15,10 +15,10 @@ pub fn bytes<T: TryFrom<u64>>(s: &str) -> Result<T, String> {
             "mb" => 1_000_000,
             "gb" => 1_000_000_000,
             "tb" => 1_000_000_000_000,
-            "kib" | "k" => 1 << 10,
-            "mib" | "m" => 1 << 20,
-            "gib" | "g" => 1 << 30,
-            "tib" | "t" => 1 << 40,
+            "kib" => 1 << 10,
+            "mib" => 1 << 20,
+            "gib" => 1 << 30,
+            "tib" => 1 << 40,
             _ => return None,
         })
     })?;
@@ -32,7 +32,7 @@ pub fn millis<T: TryFrom<u64>>(s: &str) -> Result<T, String> {
         Some(match unit {
             "" | "ms" => 1,
             "s" => 1_000,
-            "m" | "min" => 60_000,
+            "m" => 60_000,
             "h" => 3_600_000,
             "d" => 86_400_000,
             _ => return None,
@@ -90,6 +90,8 @@ mod tests {
         assert_eq!(bytes::<usize>("512KiB"), Ok(512 << 10));
         assert_eq!(bytes::<u64>("4096B"), Ok(4096));
         assert!(bytes::<u64>("64XB").unwrap_err().contains("unknown unit"));
+        // `m` is minutes among durations; sizes spell their units out.
+        assert!(bytes::<u64>("64m").unwrap_err().contains("unknown unit"));
         assert!(bytes::<u64>("MiB").unwrap_err().contains("not a number"));
         assert!(bytes::<u64>("99999999TiB")
             .unwrap_err()
