@@ -51,7 +51,7 @@ async fn assigned_timestamps_never_go_back_when_the_clock_does() {
     let mut fetcher = agent.fetcher_for(&meta, 0).await;
     let records = fetch_all(&mut fetcher, "stamped", 0).await;
     assert_eq!(records.len(), 40);
-    let stamps: Vec<(String, u64)> = records
+    let stamps: Vec<(String, i64)> = records
         .iter()
         .map(|r| (String::from_utf8_lossy(&r.value).into_owned(), r.timestamp))
         .collect();
@@ -60,7 +60,7 @@ async fn assigned_timestamps_never_go_back_when_the_clock_does() {
             w[1].1 >= w[0].1,
             "{} stamped {} ms after {} at {}: {stamps:?}",
             w[1].0,
-            w[1].1 as i64 - w[0].1 as i64,
+            w[1].1 - w[0].1,
             w[0].0,
             w[0].1
         );

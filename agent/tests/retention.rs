@@ -188,7 +188,7 @@ async fn delete_records_moves_the_log_start_by_hand() {
         .delete_records("trimmed", 0, Some(31))
         .await
         .expect_err("past the high watermark");
-    assert_eq!(e.code(), Some(Code::OutOfRange), "{e}");
+    assert_eq!(e.code(), Some(streamhouse_client::Code::OutOfRange), "{e}");
     let consumer = Consumer::connect([leader.clone()]).await.unwrap();
     assert_eq!(consumer.watermarks("trimmed", 0).await.unwrap(), (12, 30));
 

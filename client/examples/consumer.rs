@@ -1,6 +1,12 @@
-//! Reads every partition of a topic from the beginning and prints records.
+//! Reads every partition of a topic from the beginning up to its end as it
+//! was when the read began, prints the records, and stops.
 //!
 //!     cargo run -p streamhouse-client --example consumer -- 127.0.0.1:9092 orders
+//!
+//! `at_end()` says when every partition has been read up to the high
+//! watermark its last fetch saw, so a partition that is slow to answer or
+//! briefly empty is not taken for finished (stopping at the first empty
+//! poll would be).
 
 use std::time::Duration;
 
@@ -18,18 +24,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?
         .partitions
         .len() as u32;
-    let mut consumer = Consumer::connect([bootstrap]).await?;
+    let mut consumer = Consumer::connect(&bootstrap).await?;
     consumer
         .assign((0..partitions).map(|p| (topic.clone(), p)))
         .await?;
 
     let mut total = 0;
     loop {
-        // Wait up to one second for new records; stop when none arrive.
         let records = consumer.poll(Duration::from_secs(1)).await?;
-        if records.is_empty() {
-            break;
-        }
         for r in &records {
             println!(
                 "{}/{} @ {}: {}",
@@ -40,6 +42,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
         }
         total += records.len();
+        if consumer.at_end() {
+            break;
+        }
     }
     println!("read {total} records");
     Ok(())

@@ -10,46 +10,9 @@ use streamhouse_proto as pb;
 use streamhouse_proto::admin_service_client::AdminServiceClient;
 use tonic::transport::Channel;
 
+use crate::bootstrap::Bootstrap;
 use crate::error::{Error, Result};
 use crate::net::pool::{bounded, ConnectionPool, PoolConfig};
-
-/// Addresses to start from: one `host:port` (`&str`, `String`) or several
-/// (an array, vector or slice of them).
-pub trait Bootstrap {
-    /// The addresses, in the order to try them.
-    fn addresses(self) -> Vec<String>;
-}
-
-impl Bootstrap for &str {
-    fn addresses(self) -> Vec<String> {
-        vec![self.to_owned()]
-    }
-}
-impl Bootstrap for String {
-    fn addresses(self) -> Vec<String> {
-        vec![self]
-    }
-}
-impl Bootstrap for &String {
-    fn addresses(self) -> Vec<String> {
-        vec![self.clone()]
-    }
-}
-impl<S: Into<String>> Bootstrap for Vec<S> {
-    fn addresses(self) -> Vec<String> {
-        self.into_iter().map(Into::into).collect()
-    }
-}
-impl<S: Into<String>, const N: usize> Bootstrap for [S; N] {
-    fn addresses(self) -> Vec<String> {
-        self.into_iter().map(Into::into).collect()
-    }
-}
-impl<S: AsRef<str>> Bootstrap for &[S] {
-    fn addresses(self) -> Vec<String> {
-        self.iter().map(|s| s.as_ref().to_owned()).collect()
-    }
-}
 
 /// One partition of a topic, as the cluster sees it now.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -144,6 +107,10 @@ impl Admin {
     /// `host:port`, or a list); each call later goes to the first that can
     /// be reached. Calls have the pool's `call_timeout` (10 s).
     ///
+    /// # Errors
+    /// [`Error::Transport`] when no address of `bootstrap` answers, or one is
+    /// not `host:port` (the message says what to change).
+    ///
     /// # Cancellation
     /// Dropping the future leaves nothing behind.
     pub async fn connect(bootstrap: impl Bootstrap) -> Result<Admin> {
@@ -151,6 +118,9 @@ impl Admin {
     }
 
     /// [`connect`](Self::connect) with connection settings of its own.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
     ///
     /// # Cancellation
     /// Dropping the future leaves nothing behind.
@@ -221,6 +191,12 @@ impl Admin {
 
     /// Creates a topic with `partitions` partitions; `AlreadyExists` if it exists.
     ///
+    /// # Errors
+    /// [`Error::Status`] with
+    /// [`Code::AlreadyExists`](crate::Code::AlreadyExists) when the topic
+    /// exists, [`Code::InvalidArgument`](crate::Code::InvalidArgument) for a
+    /// bad name or partition count; [`Error::Transport`] when no agent answers.
+    ///
     /// # Cancellation
     /// A request already sent is not withdrawn: after a dropped future the
     /// topic may or may not exist (ask [`describe_topic`](Self::describe_topic)).
@@ -234,6 +210,12 @@ impl Admin {
     /// new partitions start empty; records with a key may go to another
     /// partition from then on (the key's hash modulo the count), and
     /// producers and consumers see them once they refresh their metadata.
+    ///
+    /// # Errors
+    /// [`Error::Status`] with [`Code::NotFound`](crate::Code::NotFound) for an
+    /// unknown topic, [`Code::InvalidArgument`](crate::Code::InvalidArgument)
+    /// when `count` is not above the current count or past the limit;
+    /// [`Error::Transport`] when no agent answers.
     ///
     /// # Cancellation
     /// A request already sent is not withdrawn: after a dropped future the
@@ -253,6 +235,10 @@ impl Admin {
 
     /// Deletes a topic; `NotFound` if it does not exist.
     ///
+    /// # Errors
+    /// [`Error::Status`] with [`Code::NotFound`](crate::Code::NotFound) for an
+    /// unknown topic; [`Error::Transport`] when no agent answers.
+    ///
     /// # Cancellation
     /// A request already sent is not withdrawn: after a dropped future the
     /// topic may or may not still exist.
@@ -268,6 +254,10 @@ impl Admin {
 
     /// Every topic with its partitions.
     ///
+    /// # Errors
+    /// [`Error::Transport`] when no agent answers; [`Error::Status`] when the
+    /// agent cannot read the metadata store.
+    ///
     /// # Cancellation
     /// Read-only: dropping the future has no effect.
     pub async fn list_topics(&self) -> Result<Vec<TopicInfo>> {
@@ -280,6 +270,10 @@ impl Admin {
     }
 
     /// One topic's partitions: leader address, shard, lease epoch, high watermark.
+    ///
+    /// # Errors
+    /// [`Error::UnknownTopic`] when the topic does not exist;
+    /// [`Error::Transport`] when no agent answers.
     ///
     /// # Cancellation
     /// Read-only: dropping the future has no effect.
@@ -294,6 +288,10 @@ impl Admin {
     }
 
     /// Agents, their shard addresses, and every topic's partition leaders.
+    ///
+    /// # Errors
+    /// [`Error::Transport`] when no agent answers; [`Error::Status`] when the
+    /// agent cannot read the metadata store.
     ///
     /// # Cancellation
     /// Read-only: dropping the future has no effect.

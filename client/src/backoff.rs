@@ -137,7 +137,7 @@ mod tests {
     fn a_policy_waits_at_least_the_pause_the_agent_asked_for() {
         let p = RetryPolicy::new(BackoffConfig::default(), fixed(vec![0.5]));
         let refused = Error::Status {
-            code: tonic::Code::ResourceExhausted,
+            code: crate::Code::ResourceExhausted,
             message: "busy".into(),
             retry_after: Some(Duration::from_secs(2)),
         };

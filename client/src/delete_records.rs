@@ -18,6 +18,12 @@ impl Admin {
     /// `before` is past the high watermark; `Unavailable` while the
     /// partition has no leader.
     ///
+    /// # Errors
+    /// [`Error::Status`] with [`Code::OutOfRange`](crate::Code::OutOfRange)
+    /// when `before` is past the high watermark,
+    /// [`Code::NotFound`](crate::Code::NotFound) for an unknown topic or
+    /// partition; [`Error::Transport`] when the leader cannot be reached.
+    ///
     /// # Cancellation
     /// A request already sent is not withdrawn: after a dropped future the
     /// log start may or may not have moved.
@@ -33,7 +39,7 @@ impl Admin {
             .iter()
             .find(|p| p.partition == partition)
             .ok_or_else(|| Error::Status {
-                code: tonic::Code::NotFound,
+                code: crate::Code::NotFound,
                 message: format!("partition {partition} of {topic} does not exist"),
                 retry_after: None,
             })?
@@ -41,7 +47,7 @@ impl Admin {
             .clone();
         if leader.is_empty() {
             return Err(Error::Status {
-                code: tonic::Code::Unavailable,
+                code: crate::Code::Unavailable,
                 message: format!("{topic}/{partition} has no leader right now; try again"),
                 retry_after: None,
             });

@@ -1,19 +1,23 @@
-//! Errors of the StreamHouse client. Owns the error type and the conversion
-//! from gRPC statuses; nothing else.
+//! Errors of the StreamHouse client. Owns the error type, the status codes
+//! the agent answers with and the conversion from gRPC statuses; nothing
+//! else. The gRPC library stays out of the public types: a caller matches
+//! on [`Code`], which this crate owns.
 
 use std::time::Duration;
 
 /// Result type of the client.
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// Everything that can go wrong in the client.
+/// Everything that can go wrong in the client. New kinds may be added in a
+/// minor release: match with a `_` arm.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The agent answered with a non-OK gRPC status.
     #[error("{code:?}: {message}")]
     Status {
-        /// The gRPC status code.
-        code: tonic::Code,
+        /// What kind of refusal (the gRPC status code).
+        code: Code,
         /// The agent's message.
         message: String,
         /// The agent's `grpc-retry-pushback-ms`: the refusal is momentary
@@ -73,8 +77,9 @@ pub enum Error {
 }
 
 impl Error {
-    /// The gRPC code, when the agent answered.
-    pub fn code(&self) -> Option<tonic::Code> {
+    /// The agent's status code, when the agent answered (for a
+    /// [`DeliveryFailed`](Error::DeliveryFailed), its last attempt's).
+    pub fn code(&self) -> Option<Code> {
         match self {
             Error::Status { code, .. } => Some(*code),
             Error::DeliveryFailed { last, .. } => last.code(),
@@ -92,9 +97,80 @@ impl From<tonic::Status> for Error {
             .and_then(|v| v.parse::<u64>().ok())
             .map(std::time::Duration::from_millis);
         Error::Status {
-            code: s.code(),
+            code: s.code().into(),
             message: s.message().to_owned(),
             retry_after,
         }
+    }
+}
+
+/// The status codes an agent answers with (gRPC's, with the meaning
+/// StreamHouse gives them). New codes may be added: match with a `_` arm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Code {
+    /// The call was cancelled (by the caller or a closing connection).
+    Cancelled,
+    /// An error the agent could not classify.
+    Unknown,
+    /// The request is malformed or a value is out of its limits.
+    InvalidArgument,
+    /// The call did not finish within its deadline.
+    DeadlineExceeded,
+    /// The topic, partition, group or member does not exist (here).
+    NotFound,
+    /// The topic or group already exists.
+    AlreadyExists,
+    /// The caller may not do this.
+    PermissionDenied,
+    /// A limit was hit (memory, connections, disk); often momentary.
+    ResourceExhausted,
+    /// The state does not allow it (fenced member, lost lease, ...).
+    FailedPrecondition,
+    /// A conflicting call raced this one; retry after earlier calls.
+    Aborted,
+    /// An offset outside the partition's log.
+    OutOfRange,
+    /// The agent does not serve this call.
+    Unimplemented,
+    /// The agent failed internally.
+    Internal,
+    /// The agent cannot serve now (moving partition, shutting down).
+    Unavailable,
+    /// Data was lost or corrupted.
+    DataLoss,
+    /// The caller did not say who it is.
+    Unauthenticated,
+}
+
+impl From<tonic::Code> for Code {
+    fn from(c: tonic::Code) -> Self {
+        use tonic::Code as T;
+        match c {
+            T::Cancelled => Code::Cancelled,
+            T::InvalidArgument => Code::InvalidArgument,
+            T::DeadlineExceeded => Code::DeadlineExceeded,
+            T::NotFound => Code::NotFound,
+            T::AlreadyExists => Code::AlreadyExists,
+            T::PermissionDenied => Code::PermissionDenied,
+            T::ResourceExhausted => Code::ResourceExhausted,
+            T::FailedPrecondition => Code::FailedPrecondition,
+            T::Aborted => Code::Aborted,
+            T::OutOfRange => Code::OutOfRange,
+            T::Unimplemented => Code::Unimplemented,
+            T::Internal => Code::Internal,
+            T::Unavailable => Code::Unavailable,
+            T::DataLoss => Code::DataLoss,
+            T::Unauthenticated => Code::Unauthenticated,
+            // OK never reaches an error; Unknown and anything newer
+            // read as Unknown.
+            _ => Code::Unknown,
+        }
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
     }
 }

@@ -12,9 +12,11 @@
 //! clients a handle to [`hold`](ProducerBuilder::hold)).
 
 #![warn(missing_docs)]
+#![warn(clippy::missing_errors_doc)]
 
 pub mod admin;
 pub mod backoff;
+pub mod bootstrap;
 pub mod consumer;
 pub mod delete_records;
 pub mod error;
@@ -26,12 +28,13 @@ pub mod record;
 pub mod retry;
 pub mod topic_config;
 
-pub use admin::{Admin, AgentInfo, Bootstrap, ClusterInfo, PartitionInfo, TopicInfo};
+pub use admin::{Admin, AgentInfo, ClusterInfo, PartitionInfo, TopicInfo};
+pub use bootstrap::Bootstrap;
 pub use consumer::{
     parse_time_ms, Consumer, ConsumerBuilder, ConsumerRecord, Offset, OffsetAndTimestamp,
     ReadLevel, Truncations,
 };
-pub use error::{Error, Result};
+pub use error::{Code, Error, Result};
 pub use group::{AutoOffsetReset, GroupConsumer, GroupConsumerBuilder, RebalanceListener};
 pub use producer::{
     AckFuture, Acks, Admission, BatchSendFuture, Producer, ProducerBuilder, ProducerConfig,

@@ -3,7 +3,7 @@
 //! meanings (the README's status table). Pure decisions; the callers carry
 //! them out.
 
-use tonic::Code;
+use crate::Code;
 
 use crate::error::Error;
 

@@ -54,6 +54,11 @@ impl Admin {
     /// keys in `configs` (the others follow the cluster defaults); an
     /// unknown key or a bad value is `InvalidArgument` and creates nothing.
     ///
+    /// # Errors
+    /// As [`create_topic`](Self::create_topic); [`Error::Status`](crate::Error::Status) with
+    /// [`Code::InvalidArgument`](crate::Code::InvalidArgument) for an unknown
+    /// key or a bad value (named in the message).
+    ///
     /// # Cancellation
     /// A request already sent is not withdrawn: after a dropped future the
     /// topic may or may not exist.
@@ -87,6 +92,10 @@ impl Admin {
     /// Every configuration key of `topic` with its value in effect;
     /// `NotFound` for an unknown topic.
     ///
+    /// # Errors
+    /// [`Error::Status`](crate::Error::Status) with [`Code::NotFound`](crate::Code::NotFound) for an
+    /// unknown topic; [`Error::Transport`](crate::Error::Transport) when no agent answers.
+    ///
     /// # Cancellation
     /// Read-only: dropping the future has no effect.
     pub async fn describe_configs(&self, topic: &str) -> Result<Vec<ConfigEntry>> {
@@ -104,6 +113,11 @@ impl Admin {
     /// Sets the keys in `set` and returns those in `delete` to the
     /// cluster defaults, all or none (`InvalidArgument` names the first
     /// bad key or value); answers every key's value now in effect.
+    ///
+    /// # Errors
+    /// As [`describe_configs`](Self::describe_configs);
+    /// [`Code::InvalidArgument`](crate::Code::InvalidArgument) for an unknown
+    /// key or a bad value, and nothing is changed.
     ///
     /// # Cancellation
     /// A request already sent is not withdrawn: after a dropped future the

@@ -150,7 +150,7 @@ fn scenario(agent: common::Agent, done: mpsc::Sender<&'static str>) {
     let (_, outcome, f) = wait("refused by the agent");
     assert_eq!(
         outcome.unwrap_err().code(),
-        Some(tonic::Code::ResourceExhausted)
+        Some(streamhouse_client::Code::ResourceExhausted)
     );
     inner.push(f);
 

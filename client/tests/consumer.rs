@@ -60,7 +60,7 @@ async fn an_error_on_one_partition_drops_no_records_of_another() {
     assert_eq!(values, want, "every record of partition 0 is returned once");
     assert_eq!(consumer.position("two", 0), Some(10));
     let e = error.expect("the error of partition 1 is reported");
-    assert_eq!(e.code(), Some(tonic::Code::OutOfRange), "{e}");
+    assert_eq!(e.code(), Some(streamhouse_client::Code::OutOfRange), "{e}");
     assert!(
         e.to_string().contains("two/1"),
         "the error names the partition: {e}"
@@ -150,7 +150,7 @@ async fn builder_start_positions_and_a_stream_of_records() {
     assert_eq!(c.seek_to("st", 0, Offset::FromEnd(2)).await.unwrap(), 3);
     assert_eq!(c.seek_to("st", 1, Offset::At(4)).await.unwrap(), 4);
     let e = c.seek_to("st", 1, Offset::At(9)).await.unwrap_err();
-    assert_eq!(e.code(), Some(tonic::Code::OutOfRange), "{e}");
+    assert_eq!(e.code(), Some(streamhouse_client::Code::OutOfRange), "{e}");
     assert_eq!(c.position("st", 1), Some(4), "a failed seek moves nothing");
 
     // Take one record from the stream, then drop it: the records fetched

@@ -256,8 +256,11 @@ pub async fn run(root: &Path, o: &FailoverOpts) -> Result<FailoverReport, String
     for (p, off, seq, _) in &a.list {
         want.entry(*p).or_default().push((*off, *seq));
     }
-    let mut consumer = Consumer::connect(live).await.map_err(|e| e.to_string())?;
-    consumer.max_bytes_per_partition = 8 << 20;
+    let mut consumer = Consumer::builder(live)
+        .max_bytes_per_partition(8 << 20)
+        .build()
+        .await
+        .map_err(|e| e.to_string())?;
     for p in 0..o.partitions {
         consumer
             .assign([("failover".to_owned(), p)])

@@ -191,7 +191,7 @@ pub async fn ensure_topic(bootstrap: &str, topic: &str, partitions: u32) -> Resu
     let admin = Admin::connect(bootstrap).await.map_err(|e| e.to_string())?;
     match admin.create_topic(topic, partitions).await {
         Ok(_) => Ok(()),
-        Err(e) if e.code() == Some(tonic::Code::AlreadyExists) => Ok(()),
+        Err(e) if e.code() == Some(streamhouse_client::Code::AlreadyExists) => Ok(()),
         Err(e) => Err(format!("creating topic {topic}: {e}")),
     }
 }
@@ -378,10 +378,11 @@ pub async fn run(bootstrap: &str, o: &ProduceOpts) -> Result<ProduceReport, Stri
 
 /// Reads every partition of `topic` to its end; returns the record count.
 pub async fn read_back(bootstrap: &str, topic: &str, partitions: u32) -> Result<u64, String> {
-    let mut c = streamhouse_client::Consumer::connect([bootstrap.to_owned()])
+    let mut c = streamhouse_client::Consumer::builder(bootstrap)
+        .max_bytes_per_partition(8 << 20)
+        .build()
         .await
         .map_err(|e| format!("verify: {e}"))?;
-    c.max_bytes_per_partition = 8 << 20;
     c.assign((0..partitions).map(|p| (topic.to_owned(), p)))
         .await
         .map_err(|e| format!("verify: {e}"))?;

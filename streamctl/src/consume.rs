@@ -228,7 +228,9 @@ fn gives_up(e: &streamhouse_client::Error) -> bool {
     matches!(e, streamhouse_client::Error::Config(_))
         || matches!(
             e.code(),
-            Some(tonic::Code::AlreadyExists | tonic::Code::InvalidArgument)
+            Some(
+                streamhouse_client::Code::AlreadyExists | streamhouse_client::Code::InvalidArgument
+            )
         )
 }
 

@@ -34,7 +34,9 @@ pub async fn run(
                 t.name,
                 t.partitions.len()
             )?,
-            Err(e) if if_not_exists && e.code() == Some(tonic::Code::AlreadyExists) => {
+            Err(e)
+                if if_not_exists && e.code() == Some(streamhouse_client::Code::AlreadyExists) =>
+            {
                 let t = admin.describe_topic(&name).await?;
                 writeln!(
                     out,

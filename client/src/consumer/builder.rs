@@ -67,6 +67,11 @@ impl ConsumerBuilder {
 
     /// Connects: fetches metadata from a bootstrap agent.
     ///
+    /// # Errors
+    /// [`Error::Config`] for an empty bootstrap; [`Error::Transport`] when no
+    /// address of it answers, or one is not `host:port` (the message says
+    /// what to change).
+    ///
     /// # Cancellation
     /// Dropping the future leaves nothing behind.
     pub async fn build(self) -> Result<Consumer> {

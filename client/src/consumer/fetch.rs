@@ -158,6 +158,11 @@ async fn from_leader(
 /// below `asked` and without records. A broken answer is
 /// [`Error::Protocol`] naming what is wrong; the consumer's position does
 /// not move on it.
+///
+/// # Errors
+/// [`Error::Protocol`] naming what the answer breaks (records out of order or
+/// outside the range asked, epochs out of order, a divergence that is not below
+/// the offset asked).
 pub fn accept_response(
     topic: &str,
     partition: u32,

@@ -1,9 +1,9 @@
 //! The Consumer: reads assigned partitions from their owning agent shards
 //! through the Fetch RPC, tracking a position per partition and following
 //! leadership moves. Owns positions and the records fetched but not yet
-//! handed out; does not commit offsets anywhere. [`builder`] holds its
-//! settings, [`fetch`] is one partition's RPC, [`list_offsets`] the
-//! leaders' offset lookups (by time), [`offset`] the start positions.
+//! handed out; does not commit offsets anywhere. `builder` holds its
+//! settings, `fetch` is one partition's RPC, `list_offsets` the
+//! leaders' offset lookups (by time), `offset` the start positions.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -44,7 +44,7 @@ pub struct ConsumerRecord {
     /// Value bytes.
     pub value: Bytes,
     /// Milliseconds since the Unix epoch.
-    pub timestamp: u64,
+    pub timestamp: i64,
     /// Headers, in order.
     pub headers: Vec<(String, Bytes)>,
     /// Leader epoch (the lease epoch of the partition's leader) the record
@@ -99,9 +99,9 @@ pub struct Consumer {
     out_of_range: AutoOffsetReset,
     read_level: ReadLevel,
     /// Bytes asked per partition per fetch; default 1 MiB.
-    pub max_bytes_per_partition: u32,
+    max_bytes_per_partition: u32,
     /// How long one fetch of `next_record`/`stream` waits; default 500 ms.
-    pub stream_wait: Duration,
+    stream_wait: Duration,
     /// What the builder was asked to hold (an in-process agent); declared
     /// last so the connections close before it goes.
     _held: Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
@@ -109,13 +109,11 @@ pub struct Consumer {
 
 impl Consumer {
     /// A builder connecting to `bootstrap` (host:port of any agent shard).
-    pub fn builder<I, S>(bootstrap: I) -> ConsumerBuilder
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
+    /// `bootstrap`: one `host:port` or a list ([`Bootstrap`](crate::Bootstrap)),
+    /// as [`Admin::connect`](crate::Admin::connect) takes.
+    pub fn builder(bootstrap: impl crate::Bootstrap) -> ConsumerBuilder {
         ConsumerBuilder {
-            bootstrap: bootstrap.into_iter().map(Into::into).collect(),
+            bootstrap: bootstrap.addresses(),
             max_bytes_per_partition: 1 << 20,
             stream_wait: Duration::from_millis(500),
             pool: PoolConfig::default(),
@@ -128,19 +126,30 @@ impl Consumer {
     /// Connects to any agent shard(s) in `bootstrap` with default settings
     /// (`Consumer::builder(bootstrap).build()`).
     ///
+    /// # Errors
+    /// As [`ConsumerBuilder::build`].
+    ///
     /// # Cancellation
     /// Dropping the future leaves nothing behind.
-    pub async fn connect<I, S>(bootstrap: I) -> Result<Consumer>
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
+    pub async fn connect(bootstrap: impl crate::Bootstrap) -> Result<Consumer> {
         Consumer::builder(bootstrap).build().await
+    }
+
+    /// How long one fetch of [`next_record`](Self::next_record) and
+    /// [`stream`](Self::stream) waits for records (the builder's
+    /// `stream_wait`, default 500 ms).
+    pub fn stream_wait(&self) -> Duration {
+        self.stream_wait
     }
 
     /// Reads these partitions (replacing any earlier assignment): each a
     /// [`TopicPartition`] or a `(topic, partition)` pair. New partitions
     /// start at offset 0; kept ones keep their position.
+    ///
+    /// # Errors
+    /// [`Error::UnknownTopic`] or [`Error::UnknownPartition`] when a partition
+    /// does not exist (the assignment is left as it was); [`Error::Transport`]
+    /// when no agent answers.
     ///
     /// # Cancellation
     /// Dropping the future leaves the earlier assignment as it was.
@@ -181,6 +190,10 @@ impl Consumer {
 
     /// How many partitions `topic` has, fetching metadata if needed.
     ///
+    /// # Errors
+    /// [`Error::UnknownTopic`] when the topic does not exist;
+    /// [`Error::Transport`] when no agent answers.
+    ///
     /// # Cancellation
     /// Read-only: dropping the future has no effect.
     pub async fn partition_count(&self, topic: &str) -> Result<u32> {
@@ -220,6 +233,11 @@ impl Consumer {
     /// an offset, N before the end, a time) and returns the offset it
     /// names. An offset past the high watermark is `OUT_OF_RANGE`.
     ///
+    /// # Errors
+    /// [`Error::UnknownTopic`] or [`Error::UnknownPartition`];
+    /// [`Error::Config`] for a time before the epoch; the leader's
+    /// [`Error::Status`] or [`Error::Transport`] when it cannot say the offset.
+    ///
     /// # Cancellation
     /// Dropping the future before it completes leaves the position as it
     /// was.
@@ -232,6 +250,10 @@ impl Consumer {
     /// The partition's first readable offset and its high watermark (the
     /// offset the next produced record gets), asked of its leader now.
     ///
+    /// # Errors
+    /// [`Error::UnknownTopic`] or [`Error::UnknownPartition`]; the leader's
+    /// [`Error::Status`] or [`Error::Transport`].
+    ///
     /// # Cancellation
     /// Read-only: dropping the future has no effect.
     pub async fn watermarks(&self, topic: &str, partition: u32) -> Result<(u64, u64)> {
@@ -242,6 +264,10 @@ impl Consumer {
     /// first offset whose record is at or after that time, asked of the
     /// partitions' leaders (one request per leader); the high watermark
     /// when no record is that recent. Positions do not move.
+    ///
+    /// # Errors
+    /// [`Error::UnknownTopic`] or [`Error::UnknownPartition`]; the leader's
+    /// [`Error::Status`] or [`Error::Transport`].
     ///
     /// # Cancellation
     /// Read-only: dropping the future has no effect.
@@ -310,6 +336,14 @@ impl Consumer {
     /// [`seek`](Self::seek) of that partition forgets it). Nothing fetched
     /// is ever dropped.
     ///
+    /// # Errors
+    /// An error one partition answered (e.g.
+    /// [`Code::OutOfRange`](crate::Code::OutOfRange) under
+    /// [`AutoOffsetReset::Error`], [`Error::Protocol`]); records other
+    /// partitions returned in the same fetch come first and the error with the
+    /// next poll. A partition that moved or is unreachable is retried, not
+    /// returned.
+    ///
     /// # Cancellation
     /// Dropping the future before it completes changes no position: what
     /// its fetches returned meanwhile is read again by the next poll.
@@ -327,6 +361,9 @@ impl Consumer {
     /// `stream_wait` each time) until there is one; records of a partition
     /// come in offset order. An error is returned as `poll` returns it;
     /// calling again goes on.
+    ///
+    /// # Errors
+    /// As [`poll`](Self::poll).
     ///
     /// # Cancellation
     /// Safe to drop at any point: a record is handed out only by a
@@ -529,5 +566,5 @@ where
 
 /// Whether the agent answered that the position is outside the log.
 fn is_out_of_range(e: &Error) -> bool {
-    matches!(e, Error::Status { code, .. } if *code == tonic::Code::OutOfRange)
+    matches!(e, Error::Status { code, .. } if *code == crate::Code::OutOfRange)
 }

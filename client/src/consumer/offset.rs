@@ -42,6 +42,9 @@ impl Offset {
     /// (`earliest`), `end` (`latest`), `N`, `-N` (N before the end), or
     /// `@T` where T is a time as [`parse_time_ms`] reads it, relative to
     /// `now_ms` (ms since the Unix epoch).
+    ///
+    /// # Errors
+    /// A message naming the accepted forms when `s` is none of them.
     pub fn parse_at(s: &str, now_ms: u64) -> std::result::Result<Offset, String> {
         let bad = |why: String| {
             format!(
@@ -75,6 +78,10 @@ impl Offset {
 /// (`2026-12-05T00:00:00Z`, `2026-12-05T01:00:00+01:00`; a bare
 /// `2026-12-05` is midnight UTC), or a time before `now_ms` (`-1h`,
 /// `-15m`, `-2h30m`, `-500ms`).
+///
+/// # Errors
+/// A message naming the accepted forms when `s` is none of them, or when the
+/// time is before the Unix epoch.
 pub fn parse_time_ms(s: &str, now_ms: u64) -> std::result::Result<u64, String> {
     if let Some(ago) = s.strip_prefix('-') {
         let d = humantime::parse_duration(ago)
@@ -189,7 +196,7 @@ pub(super) async fn resolve(
         Offset::End => Ok(high),
         Offset::FromEnd(n) => Ok(high.saturating_sub(n).max(low)),
         Offset::At(n) if n > high => Err(Error::Status {
-            code: tonic::Code::OutOfRange,
+            code: crate::Code::OutOfRange,
             message: format!(
                 "offset {n} is past the end of {topic}/{partition} (high watermark {high})"
             ),

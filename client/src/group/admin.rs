@@ -28,6 +28,10 @@ impl Admin {
     /// Every consumer group: id, state (`empty`, `stable`, `reconciling`)
     /// and members.
     ///
+    /// # Errors
+    /// [`Error::Transport`](crate::Error::Transport) when no agent answers; [`Error::Status`](crate::Error::Status) when the
+    /// agent cannot read the metadata store.
+    ///
     /// # Cancellation
     /// Read-only: dropping the future has no effect.
     pub async fn list_groups(&self) -> Result<Vec<pb::GroupSummary>> {
@@ -42,6 +46,10 @@ impl Admin {
     /// A group's members, assignment and committed offsets (`NOT_FOUND`
     /// for an unknown group).
     ///
+    /// # Errors
+    /// [`Error::Status`](crate::Error::Status) with [`Code::NotFound`](crate::Code::NotFound) for an
+    /// unknown group; [`Error::Transport`](crate::Error::Transport) when no agent answers.
+    ///
     /// # Cancellation
     /// Read-only: dropping the future has no effect.
     pub async fn describe_group(&self, group: &str) -> Result<pb::DescribeGroupResponse> {
@@ -55,6 +63,12 @@ impl Admin {
     }
 
     /// Deletes a group without members, with its committed offsets.
+    ///
+    /// # Errors
+    /// [`Error::Status`](crate::Error::Status) with [`Code::NotFound`](crate::Code::NotFound) for an
+    /// unknown group,
+    /// [`Code::FailedPrecondition`](crate::Code::FailedPrecondition) while it
+    /// has members; [`Error::Transport`](crate::Error::Transport) when no agent answers.
     ///
     /// # Cancellation
     /// A request already sent is not withdrawn.
@@ -71,6 +85,10 @@ impl Admin {
     }
 
     /// The group's committed offsets, per partition.
+    ///
+    /// # Errors
+    /// [`Error::Status`](crate::Error::Status) when the coordinator refuses; [`Error::Transport`](crate::Error::Transport)
+    /// when no agent answers.
     ///
     /// # Cancellation
     /// Read-only: dropping the future has no effect.
@@ -90,6 +108,10 @@ impl Admin {
 
     /// The agent that coordinates `group` and its shard's address.
     ///
+    /// # Errors
+    /// [`Error::Transport`](crate::Error::Transport) when no agent answers; [`Error::Status`](crate::Error::Status) when no
+    /// agent holds the group's coordination now.
+    ///
     /// # Cancellation
     /// Read-only: dropping the future has no effect.
     pub async fn group_coordinator(&self, group: &str) -> Result<(String, String)> {
@@ -108,6 +130,13 @@ impl Admin {
     /// the group if needed); `FAILED_PRECONDITION` while it has members.
     /// Keyed by [`TopicPartition`] or `(topic, partition)`. Sent to the
     /// group's coordinator.
+    ///
+    /// # Errors
+    /// [`Error::Status`](crate::Error::Status) with
+    /// [`Code::FailedPrecondition`](crate::Code::FailedPrecondition) while the
+    /// group has members,
+    /// [`Code::InvalidArgument`](crate::Code::InvalidArgument) for an offset
+    /// outside its partition; [`Error::Transport`](crate::Error::Transport) when no agent answers.
     ///
     /// # Cancellation
     /// A request already sent is not withdrawn.

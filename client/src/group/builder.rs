@@ -92,6 +92,13 @@ impl GroupConsumerBuilder {
     /// Connects and starts heartbeating (joining the group); partitions
     /// arrive with the first polls.
     ///
+    /// # Errors
+    /// [`Error::Config`] for an empty group id, no subscribed topic or a
+    /// zero `auto_commit_interval`; as
+    /// [`ConsumerBuilder::build`] otherwise.
+    /// The member joins in the background: a refused join comes out of
+    /// [`GroupConsumer::poll`].
+    ///
     /// # Cancellation
     /// Dropping the future leaves nothing behind (the member has not
     /// joined yet).

@@ -155,6 +155,10 @@ impl GroupConsumer {
 
     /// Seeks owned partitions to their first readable offset.
     ///
+    /// # Errors
+    /// The leader's [`Error::Status`] or [`Error::Transport`] when it cannot
+    /// say the offset; partitions this member does not own are skipped.
+    ///
     /// # Cancellation
     /// Partitions not reached keep their positions.
     pub async fn seek_to_beginning(&mut self, partitions: &[TopicPartition]) -> Result<()> {
@@ -162,6 +166,9 @@ impl GroupConsumer {
     }
 
     /// Seeks owned partitions to their high watermark.
+    ///
+    /// # Errors
+    /// As [`seek_to_beginning`](Self::seek_to_beginning).
     ///
     /// # Cancellation
     /// Partitions not reached keep their positions.
@@ -187,6 +194,11 @@ impl GroupConsumer {
     /// Stops reading these owned partitions (they stay owned, positions
     /// kept) until [`resume`](Self::resume).
     ///
+    /// # Errors
+    /// As [`Consumer::assign`](crate::Consumer::assign) when the read
+    /// partitions are set again; partitions this member does not own are
+    /// ignored.
+    ///
     /// # Cancellation
     /// Dropping the future may leave them read still.
     pub async fn pause(&mut self, partitions: &[TopicPartition]) -> Result<()> {
@@ -203,6 +215,9 @@ impl GroupConsumer {
     }
 
     /// Reads paused partitions again from where they were paused.
+    ///
+    /// # Errors
+    /// As [`pause`](Self::pause).
     ///
     /// # Cancellation
     /// Dropping the future may leave them paused.
@@ -329,6 +344,10 @@ impl GroupConsumer {
 
     /// The group's committed offsets of `partitions`.
     ///
+    /// # Errors
+    /// [`Error::Status`] when the coordinator refuses; [`Error::Transport`]
+    /// when it cannot be reached.
+    ///
     /// # Cancellation
     /// Read-only: dropping the future has no effect.
     pub async fn committed(
@@ -360,6 +379,13 @@ impl GroupConsumer {
 
     /// Commits the positions of every owned partition (what earlier polls
     /// handed out counts as processed).
+    ///
+    /// # Errors
+    /// [`Error::Status`] with
+    /// [`Code::FailedPrecondition`](crate::Code::FailedPrecondition) when this
+    /// member was fenced (its generation is gone: the partitions are someone
+    /// else's now and the positions are not committed); [`Error::Transport`]
+    /// when the coordinator cannot be reached.
     ///
     /// # Cancellation
     /// A commit already sent is not withdrawn.
@@ -450,6 +476,11 @@ impl GroupConsumer {
     /// when the agent refuses the member's settings (group id, session
     /// timeout, ...).
     ///
+    /// # Errors
+    /// The coordinator's fatal answer (e.g. the member was removed and cannot
+    /// rejoin), or an error of [`Consumer::poll`](crate::Consumer::poll). A
+    /// rebalance or a moved coordinator is handled, not returned.
+    ///
     /// # Cancellation
     /// Dropping the future loses no record; an assignment change it was
     /// applying is applied again by the next poll.
@@ -505,7 +536,7 @@ impl GroupConsumer {
                     if let Some(r) = buf.pop_front() {
                         return Some((Ok(r), (c, buf)));
                     }
-                    match c.poll(c.consumer.stream_wait).await {
+                    match c.poll(c.consumer.stream_wait()).await {
                         Ok(rs) => buf.extend(rs),
                         Err(e) => return Some((Err(e), (c, buf))),
                     }
@@ -517,6 +548,10 @@ impl GroupConsumer {
     /// Commits (with auto-commit on) and leaves the group, so its
     /// partitions move to the other members at once (a static member
     /// keeps them until its session times out).
+    ///
+    /// # Errors
+    /// The last commit's error ([`commit`](Self::commit)); the member leaves
+    /// the group either way.
     ///
     /// # Cancellation
     /// Dropping the future still stops the heartbeats; the member is then

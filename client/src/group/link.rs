@@ -26,7 +26,7 @@ pub(crate) struct CoordinatorLink {
 /// Whether an error means "ask who coordinates again".
 fn lost_coordinator(e: &Error) -> bool {
     matches!(e, Error::Transport { .. })
-        || matches!(e, Error::Status { code, .. } if *code == tonic::Code::Unavailable)
+        || matches!(e, Error::Status { code, .. } if *code == crate::Code::Unavailable)
 }
 
 impl CoordinatorLink {

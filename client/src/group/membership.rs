@@ -45,7 +45,7 @@ pub(crate) struct State {
     /// member's place for good (same group instance id), or the agent
     /// refuses the member's settings (an invalid group id, session
     /// timeout, ...). Heartbeats have stopped; polls fail with it.
-    pub fatal: Option<(tonic::Code, String)>,
+    pub fatal: Option<(crate::Code, String)>,
 }
 
 impl State {
@@ -111,7 +111,7 @@ impl Shared {
 fn is_fatal(e: &Error) -> bool {
     matches!(
         e.code(),
-        Some(tonic::Code::AlreadyExists | tonic::Code::InvalidArgument)
+        Some(crate::Code::AlreadyExists | crate::Code::InvalidArgument)
     )
 }
 
@@ -202,13 +202,13 @@ pub(crate) async fn run(
                 let mut st = shared.state.lock();
                 tracing::error!(group = %config.group_id, member = %st.member_id, error = %e, "the group refuses this member for good; it stops");
                 st.forget_membership();
-                let code = e.code().unwrap_or(tonic::Code::Unknown);
+                let code = e.code().unwrap_or(crate::Code::Unknown);
                 st.fatal = Some((code, e.to_string()));
                 shared.changed.send_modify(|v| *v += 1);
                 return;
             }
             Err(e) => {
-                let fenced = e.code() == Some(tonic::Code::FailedPrecondition);
+                let fenced = e.code() == Some(crate::Code::FailedPrecondition);
                 let mut st = shared.state.lock();
                 tracing::warn!(group = %config.group_id, member = %st.member_id, error = %e, "group heartbeat failed");
                 st.error = Some(e.to_string());

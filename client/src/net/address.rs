@@ -6,6 +6,10 @@
 /// Checks that `address` is `host:port` (`[v6]:port` for an IPv6
 /// literal): no scheme, a host, a numeric port. The error says what to
 /// change.
+///
+/// # Errors
+/// A message saying what to change: a missing port, a scheme to drop, an empty
+/// host.
 pub fn check(address: &str) -> Result<(), String> {
     if let Some((scheme, rest)) = address.split_once("://") {
         return Err(format!(

@@ -79,6 +79,10 @@ impl Metadata {
     /// agent that answers, and updates the cache. A topic the agent does not
     /// know is `UnknownTopic`. Each agent asked gets `call_timeout`.
     ///
+    /// # Errors
+    /// [`Error::Transport`] when no bootstrap address answers;
+    /// [`Error::Status`] when the agent refuses.
+    ///
     /// # Cancellation
     /// Dropping the future leaves the cache as it was: it is updated only
     /// from a complete answer.
@@ -157,6 +161,10 @@ impl Metadata {
 
     /// Routes of a topic, fetching them when not cached.
     ///
+    /// # Errors
+    /// [`Error::UnknownTopic`] when the topic does not exist; as
+    /// [`refresh`](Self::refresh) otherwise.
+    ///
     /// # Cancellation
     /// As [`refresh`](Self::refresh).
     pub async fn get_or_fetch(
@@ -190,6 +198,12 @@ impl Metadata {
 impl Metadata {
     /// host:port of the shard leading `topic`/`partition`, fetching the
     /// topic's routes if they are not cached.
+    ///
+    /// # Errors
+    /// [`Error::UnknownTopic`] or [`Error::UnknownPartition`];
+    /// [`Error::Status`] with [`Code::Unavailable`](crate::Code::Unavailable)
+    /// while the partition has no leader; as [`refresh`](Self::refresh)
+    /// otherwise.
     ///
     /// # Cancellation
     /// As [`refresh`](Self::refresh).

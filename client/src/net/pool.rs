@@ -185,6 +185,11 @@ impl ConnectionPool {
     /// when all are busy and the limit allows, after a health check when it
     /// was idle.
     ///
+    /// # Errors
+    /// [`Error::Transport`] when the connection cannot be made within the
+    /// pool's `connect_timeout`, the address's circuit breaker is open, or
+    /// `address` is empty (the partition has no leader right now).
+    ///
     /// # Cancellation
     /// Safe to drop at any point: a connection being opened for it is
     /// abandoned and its slot given back; a connection it checked out is
@@ -343,6 +348,10 @@ impl ConnectionPool {
 /// (the connection's keep-alive would notice only after ~30 s). A call that
 /// runs out is dropped, which resets its HTTP/2 stream, and answered
 /// `DEADLINE_EXCEEDED` naming `what`.
+///
+/// # Errors
+/// A `DEADLINE_EXCEEDED` status when `call` outlives `timeout`; `call`'s
+/// own status otherwise.
 ///
 /// # Cancellation
 /// Dropping the future drops the call, as running out does.

@@ -137,6 +137,12 @@ impl ProducerBuilder {
     /// Connects: fetches metadata from a bootstrap agent and, with
     /// idempotence, a producer id. Must run inside a tokio runtime.
     ///
+    /// # Errors
+    /// [`Error::Config`] for an empty bootstrap or a bad setting (named in
+    /// the message); [`Error::Transport`] when no address of the bootstrap
+    /// answers, or one is not `host:port` (the message says what to
+    /// change).
+    ///
     /// # Cancellation
     /// Dropping the future leaves nothing behind: the producer's tasks
     /// start only when it returns, and its connections close with it.

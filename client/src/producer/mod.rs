@@ -110,14 +110,12 @@ fn now_ms() -> i64 {
 
 impl Producer {
     /// A builder connecting to `bootstrap` (host:port of any agent shard).
-    pub fn builder<I, S>(bootstrap: I) -> ProducerBuilder
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
+    /// `bootstrap`: one `host:port` or a list ([`Bootstrap`](crate::Bootstrap)),
+    /// as [`Admin::connect`](crate::Admin::connect) takes.
+    pub fn builder(bootstrap: impl crate::Bootstrap) -> ProducerBuilder {
         ProducerBuilder {
             config: ProducerConfig {
-                bootstrap: bootstrap.into_iter().map(Into::into).collect(),
+                bootstrap: bootstrap.addresses(),
                 ..Default::default()
             },
             rng: None,
@@ -269,6 +267,10 @@ impl Producer {
     /// Waits until every record sent so far is acknowledged or failed
     /// (records other tasks send meanwhile are waited for too).
     ///
+    /// # Errors
+    /// The first error of a record sent before the call, after its retries (its
+    /// own future says it too).
+    ///
     /// # Cancellation
     /// Dropping the future stops the waiting only: the records are sent
     /// and acknowledged as if it had not been called (batches it closed
@@ -289,6 +291,10 @@ impl Producer {
 
     /// Flushes, then stops the producer's tasks and closes its connections.
     /// Later `send`s fail with `Closed`.
+    ///
+    /// # Errors
+    /// As [`flush`](Self::flush); records sent after the close began fail with
+    /// [`Error::Closed`].
     ///
     /// # Cancellation
     /// Dropping the future mid-way leaves the producer closed to new sends;
@@ -323,6 +329,10 @@ impl Producer {
     }
 
     /// Partition count of a topic, fetching metadata if needed.
+    ///
+    /// # Errors
+    /// [`Error::UnknownTopic`] when the topic does not exist;
+    /// [`Error::Transport`] when no agent answers.
     ///
     /// # Cancellation
     /// Read-only: dropping the future has no effect.

@@ -173,7 +173,7 @@ async fn attempt_once(
                 RetryAction::FreshRoute => inner.pool.invalidate(&leader, lease.id()),
                 // A hung agent: count it against its circuit, so a dead
                 // agent costs a few timeouts, not one per request.
-                RetryAction::SameRoute if e.code() == Some(tonic::Code::DeadlineExceeded) => {
+                RetryAction::SameRoute if e.code() == Some(crate::Code::DeadlineExceeded) => {
                     inner.pool.breakers.failure(&leader, Instant::now())
                 }
                 // The agent answered: it is alive (this also ends a

@@ -369,7 +369,7 @@ fn fetched(r: batch::DecodedRecord) -> pb::FetchedRecord {
         offset: r.offset,
         key: r.key,
         value: r.value,
-        timestamp: r.timestamp.max(0) as u64,
+        timestamp: r.timestamp,
         headers: r
             .headers
             .into_iter()
