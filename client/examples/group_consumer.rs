@@ -15,7 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use streamhouse_client::{Consumer, RebalanceListener, TopicPartition};
+use streamhouse_client::{AutoOffsetReset, Consumer, RebalanceListener, TopicPartition};
 use tokio::signal::unix::{signal, SignalKind};
 
 /// Says when partitions come and go. Its methods run inside `poll`, so the
@@ -56,6 +56,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .group(group)
         .subscribe([topic])
         .auto_commit(false)
+        // A group that never committed starts at each partition's first
+        // record (the default, `Latest`, would read only new ones).
+        .auto_offset_reset(AutoOffsetReset::Earliest)
         .listener(Announce)
         .build()
         .await?;
