@@ -159,7 +159,27 @@ pub async fn run(root: &Path, o: &FailoverOpts) -> Result<FailoverReport, String
         );
         at
     };
+    // Records sent and not yet answered, at most: without this bound the
+    // whole run can be queued (and acknowledged) before the kill, leaving
+    // nothing to send to a moved partition afterwards and the failover
+    // unmeasured. Half of what is left after the kill point, up to 5,000.
+    let ahead = ((o.records - kill_after) / 2).clamp(1, 5_000);
     for seq in 0..o.records {
+        loop {
+            let answered = {
+                let a = acked.lock();
+                a.list.len() as u64 + a.failed
+            };
+            if seq < answered + ahead {
+                break;
+            }
+            if killed_at.is_none() && answered >= kill_after {
+                killed_at = Some(kill(&mut agents, answered as usize));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // Every partition gets every `partitions`-th record, so the dead
+        // leader's partitions keep receiving records through the failover.
         let partition = (seq % u64::from(o.partitions)) as u32;
         let a = acked.clone();
         producer

@@ -121,6 +121,14 @@ fn failover_preset_loses_nothing_with_ack_object() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("SIGKILLed agent-1"), "{stdout}");
+    // Issue 44: the failover is always measured (a run that cannot measure
+    // it fails), with records sent to the moved partitions after the kill.
+    let recovery = stdout
+        .split("kill → first ack on a moved partition ")
+        .nth(1)
+        .and_then(|rest| rest.split(" ms").next())
+        .and_then(|ms| ms.parse::<f64>().ok());
+    assert!(recovery.is_some_and(|ms| ms > 0.0), "{stdout}");
     assert!(
         stdout.contains(
             "10000 acknowledged, 0 failed, 10000 read, 0 lost, 0 duplicated, 0 out of order"

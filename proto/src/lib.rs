@@ -3,11 +3,13 @@
 //! ([`batch`]) that Produce requests and Fetch answers carry, which the WAL
 //! stores unchanged, gRPC's message framing ([`framing`]), and
 //! [`TopicPartition`] with its grouped protocol form
-//! ([`topic_partition`]). Knows nothing of files or sockets.
+//! ([`topic_partition`]), and sizes and durations with units as flags take
+//! them ([`units`]). Knows nothing of files or sockets.
 
 pub mod batch;
 pub mod framing;
 pub mod topic_partition;
+pub mod units;
 
 pub use topic_partition::TopicPartition;
 

@@ -310,12 +310,16 @@ pub struct ConsumeArgs {
     /// printed and leave the group before exiting.
     #[arg(short = 'G', long, conflicts_with = "partition")]
     pub group: Option<String>,
-    /// With -G: the member's session timeout, ms (silent this long and its
-    /// partitions move to other members); default 45000.
-    #[arg(long, requires = "group", default_value_t = 45_000, value_name = "MS")]
+    /// With -G: the member's session timeout (silent this long and its
+    /// partitions move to other members): ms, or with a unit (45s, 1m);
+    /// default 45000.
+    #[arg(long, requires = "group", default_value_t = 45_000, value_name = "MS",
+          value_parser = streamhouse_client::proto::units::millis::<u64>)]
     pub session_timeout_ms: u64,
-    /// With -G: how often what was printed is committed, ms; default 5000.
-    #[arg(long, requires = "group", default_value_t = 5_000, value_name = "MS")]
+    /// With -G: how often what was printed is committed: ms, or with a
+    /// unit (5s, 500ms); default 5000.
+    #[arg(long, requires = "group", default_value_t = 5_000, value_name = "MS",
+          value_parser = streamhouse_client::proto::units::millis::<u64>)]
     pub commit_interval_ms: u64,
     /// Exit once every partition is read to its end (instead of following);
     /// with -G, once every partition the group gives this member is.

@@ -30,6 +30,7 @@ pub async fn run(
                 serde_json::to_writer(&mut *out, &rows)?;
                 writeln!(out)?;
             } else {
+                writeln!(out, "group\tstate\tmembers")?;
                 for g in groups {
                     writeln!(out, "{}\t{}\t{}", g.group_id, g.state, g.members)?;
                 }
@@ -55,6 +56,7 @@ async fn describe(
     out: &mut impl Write,
 ) -> Result<(), Failure> {
     let d = admin.describe_group(group).await?;
+    let (coordinator_agent, coordinator_address) = admin.group_coordinator(group).await?;
     let consumer = Consumer::connect(bootstrap).await?;
     let mut rows = Vec::new();
     for p in &d.partitions {
@@ -69,6 +71,7 @@ async fn describe(
             .map(|m| {
                 serde_json::json!({
                     "member": m.member_id, "instance": m.group_instance_id, "client": m.client_id,
+                    "host": m.client_host,
                     "epoch": m.member_epoch, "topics": m.topics,
                     "assignment": m.assignment.iter().map(|t| serde_json::json!({"topic": t.topic, "partitions": t.partitions})).collect::<Vec<_>>(),
                     "last_heartbeat_ms": m.last_heartbeat_ms, "away": m.away,
@@ -86,7 +89,9 @@ async fn describe(
             .collect();
         let j = serde_json::json!({
             "group": d.group_id, "state": d.state, "generation": d.generation,
-            "assignor": d.assignor, "members": members, "partitions": partitions,
+            "assignor": d.assignor,
+            "coordinator": {"agent": coordinator_agent, "address": coordinator_address},
+            "members": members, "partitions": partitions,
         });
         serde_json::to_writer(&mut *out, &j)?;
         writeln!(out)?;
@@ -101,6 +106,40 @@ async fn describe(
         d.assignor,
         d.members.len()
     )?;
+    writeln!(
+        out,
+        "coordinator {coordinator_agent} ({coordinator_address})"
+    )?;
+    writeln!(out)?;
+    writeln!(out, "member\tclient\thost\tinstance\tpartitions")?;
+    for m in &d.members {
+        let owned: Vec<String> = m
+            .assignment
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(move |p| format!("{}/{p}", t.topic)))
+            .collect();
+        let or_dash = |s: &str| {
+            if s.is_empty() {
+                "-".to_string()
+            } else {
+                s.to_string()
+            }
+        };
+        writeln!(
+            out,
+            "{}\t{}\t{}\t{}\t{}",
+            m.member_id,
+            or_dash(&m.client_id),
+            or_dash(&m.client_host),
+            or_dash(&m.group_instance_id),
+            if owned.is_empty() {
+                "-".to_string()
+            } else {
+                owned.join(",")
+            }
+        )?;
+    }
+    writeln!(out)?;
     writeln!(
         out,
         "topic\tpartition\tcommitted\thigh_watermark\tlag\tmember"

@@ -70,6 +70,7 @@ pub async fn run(
                 serde_json::to_writer(&mut *out, &topics)?;
                 writeln!(out)?;
             } else {
+                writeln!(out, "topic\tpartitions")?;
                 for t in topics {
                     writeln!(out, "{}\t{}", t.name, t.partitions.len())?;
                 }

@@ -38,7 +38,7 @@ fn round_trip_through_the_cli() {
     assert_eq!(code, 0);
     assert!(out.contains("created topic cli with 3 partitions"), "{out}");
     let (code, out, _) = streamctl(&b, &["topic", "list"], "");
-    assert_eq!((code, out.trim()), (0, "cli\t3"));
+    assert_eq!((code, out.trim()), (0, "topic\tpartitions\ncli\t3"));
     let (code, out, _) = streamctl(&b, &["topic", "describe", "cli"], "");
     assert_eq!(code, 0);
     // Heading, column names, 3 partitions; then the configuration's
@@ -369,7 +369,7 @@ fn topics_as_json_and_generated_help() {
 
     // --log shows the client's own events on stderr; stdout stays data.
     let (code, out, err) = streamctl(&b, &["--log", "debug", "topic", "list"], "");
-    assert_eq!((code, out.trim()), (0, "js\t2"), "{err}");
+    assert_eq!((code, out.trim()), (0, "topic\tpartitions\njs\t2"), "{err}");
     assert!(err.contains("DEBUG"), "{err}");
     let (code, _, err) = streamctl(&b, &["--log", "a=b=c", "topic", "list"], "");
     assert_eq!(code, 2, "{err}");

@@ -39,3 +39,19 @@ fn an_unreachable_agent_is_named_and_its_cause_said_once() {
         assert_ne!(w[0], w[1], "said twice: {err}");
     }
 }
+
+/// Issue 44: streamctl's `-ms` flags take units as the agent's do; a unit
+/// it does not know is bad usage naming the ones it does.
+#[test]
+fn a_duration_flag_with_an_unknown_unit_is_bad_usage() {
+    let (code, _, err) = streamctl(
+        "127.0.0.1:1",
+        &["consume", "t", "-G", "g", "--commit-interval-ms", "5x"],
+        "",
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("unknown unit \"x\" (use ms, s, m, h, d)"),
+        "{err}"
+    );
+}

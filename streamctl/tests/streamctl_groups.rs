@@ -89,13 +89,17 @@ fn through_the_cli(metadata: Option<&str>) {
     assert_eq!(all, want);
 
     let (code, out, _) = streamctl(&b, &["group", "list"], "");
-    assert_eq!((code, out.trim()), (0, "cli\tempty\t0"));
+    assert_eq!(
+        (code, out.trim()),
+        (0, "group\tstate\tmembers\ncli\tempty\t0")
+    );
     let (code, out, err) = streamctl(&b, &["group", "describe", "cli"], "");
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("group cli (empty,"), "{out}");
     let lag: u64 = out
         .lines()
-        .skip(2)
+        .skip_while(|l| !l.starts_with("topic\tpartition"))
+        .skip(1)
         .map(|l| l.split('\t').nth(4).unwrap().parse::<u64>().unwrap())
         .sum();
     assert_eq!(lag, 0, "{out}");
@@ -174,7 +178,10 @@ fn through_the_cli(metadata: Option<&str>) {
     assert!(err.contains("unknown group nope"), "{err}");
     let (code, out, _) = streamctl(&b, &["group", "delete", "cli"], "");
     assert_eq!((code, out.trim()), (0, "deleted group cli"));
-    assert_eq!(streamctl(&b, &["group", "list"], "").1.trim(), "");
+    assert_eq!(
+        streamctl(&b, &["group", "list"], "").1.trim(),
+        "group\tstate\tmembers"
+    );
 }
 
 #[tokio::test]
@@ -427,6 +434,29 @@ async fn member_ends_cleanly(metadata: Option<&str>) {
     }
     let want: BTreeSet<String> = (0..40).map(|i| format!("s{i}")).collect();
     wait_for_all(&[&printed], &want, Duration::from_secs(20)).await;
+    // Issue 44: describe names the coordinator, and each member's client
+    // id, host and partitions.
+    let (code, out, err) = streamctl(&b, &["group", "describe", "ends"], "");
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[1].starts_with("coordinator agent-") && lines[1].ends_with(&format!("({b})")),
+        "{out}"
+    );
+    assert_eq!(
+        lines[3], "member\tclient\thost\tinstance\tpartitions",
+        "{out}"
+    );
+    let member: Vec<&str> = lines[4].split('\t').collect();
+    assert_eq!(
+        member[1..],
+        ["streamctl", "127.0.0.1", "-", "e/0,e/1,e/2,e/3"],
+        "{out}"
+    );
+    let (_, json, _) = streamctl(&b, &["group", "describe", "ends", "--format", "json"], "");
+    let j: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(j["members"][0]["host"], "127.0.0.1", "{json}");
+    assert_eq!(j["coordinator"]["address"], b.as_str(), "{json}");
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {

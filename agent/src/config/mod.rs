@@ -14,7 +14,9 @@ mod groups;
 mod load;
 mod logging;
 mod retention;
-pub mod units;
+/// Sizes and durations with units (the proto crate holds the rules, as
+/// streamctl takes them too).
+pub use streamhouse_proto::units;
 
 pub use address::Advertised;
 

@@ -252,6 +252,7 @@ impl Coordinator {
         &self,
         cx: &GroupContext<'_>,
         req: pb::GroupHeartbeatRequest,
+        peer: Option<std::net::IpAddr>,
     ) -> Result<pb::GroupHeartbeatResponse, ControlError> {
         self.settings.check_group_id(&req.group_id)?;
         let session = self.settings.session_timeout(req.session_timeout_ms)?;
@@ -298,6 +299,7 @@ impl Coordinator {
                 instance_id: (!req.group_instance_id.is_empty())
                     .then(|| req.group_instance_id.clone()),
                 client_id: req.client_id.clone(),
+                client_host: peer.map(|ip| ip.to_string()).unwrap_or_default(),
                 topics: (req.topics_changed || req.member_epoch == 0)
                     .then(|| req.topics.iter().cloned().collect()),
                 owned: req.owned_changed.then(|| flatten(&req.owned)),
@@ -497,6 +499,7 @@ impl Coordinator {
                 member_id: id.clone(),
                 group_instance_id: m.instance_id.clone().unwrap_or_default(),
                 client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
                 member_epoch: i64::try_from(m.epoch).unwrap_or(i64::MAX),
                 topics: m.topics.iter().cloned().collect(),
                 assignment: group_by_topic(&m.assigned),

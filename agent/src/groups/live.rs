@@ -319,6 +319,7 @@ mod tests {
                 Member {
                     instance_id: None,
                     client_id: String::new(),
+                    client_host: String::new(),
                     epoch: 1,
                     topics: Default::default(),
                     assigned: Default::default(),

@@ -21,6 +21,10 @@ pub struct Member {
     pub instance_id: Option<String>,
     /// What the client calls itself (shown by `group describe`).
     pub client_id: String,
+    /// The IP address its heartbeats come from (shown by `group
+    /// describe`); empty when unknown (state saved before it was kept).
+    #[serde(default)]
+    pub client_host: String,
     /// The generation this member was last told its assignment at; commits
     /// and heartbeats must carry it.
     pub epoch: u64,
@@ -95,6 +99,8 @@ pub struct Beat {
     pub member_epoch: i64,
     pub instance_id: Option<String>,
     pub client_id: String,
+    /// The IP address the heartbeat came from ("" when unknown).
+    pub client_host: String,
     /// Subscribed topics; `None` keeps the last ones.
     pub topics: Option<BTreeSet<String>>,
     /// The partitions the member still owns; `None` when unchanged since
@@ -275,6 +281,7 @@ impl Group {
                         Member {
                             instance_id: beat.instance_id.clone(),
                             client_id: String::new(),
+                            client_host: String::new(),
                             epoch: 0,
                             topics: BTreeSet::new(),
                             assigned: BTreeSet::new(),
@@ -319,6 +326,7 @@ impl Group {
         if let Some(m) = self.members.get_mut(&id) {
             m.last_seen_ms = now_ms;
             m.client_id = beat.client_id;
+            m.client_host = beat.client_host;
             m.session_timeout_ms = beat.session_timeout_ms;
             m.rebalance_timeout_ms = beat.rebalance_timeout_ms;
             if let Some(t) = beat.topics {

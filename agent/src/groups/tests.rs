@@ -28,6 +28,7 @@ fn beat(c: &Client, epoch: i64, owned_changed: bool) -> Beat {
         member_epoch: epoch,
         instance_id: c.instance.clone(),
         client_id: "test".into(),
+        client_host: "127.0.0.1".into(),
         topics: (epoch == 0).then(|| ["t".to_string()].into_iter().collect()),
         owned: owned_changed.then(|| c.owned.clone()),
         session_timeout_ms: SESSION,

@@ -61,6 +61,9 @@ pub enum Ended {
 /// connection then sends GOAWAY and ends once its streams are answered.
 pub async fn serve(door: Rc<Door>, mut stream: TcpStream, stop: oneshot::Receiver<()>) -> Ended {
     let _ = stream.set_nodelay(true);
+    // The client's address, for the RPCs that record who called (a group
+    // member's host).
+    let peer = stream.peer_addr().ok().map(|a| a.ip());
     let handshake = async {
         let preface = match read_preface(&mut stream).await {
             Ok(p) => p,
@@ -153,7 +156,7 @@ pub async fn serve(door: Rc<Door>, mut stream: TcpStream, stop: oneshot::Receive
                     last_active.clone(),
                 );
                 glommio::spawn_local(async move {
-                    handle_stream(&door, budget, req, respond).await;
+                    handle_stream(&door, budget, peer, req, respond).await;
                     open.set(open.get() - 1);
                     last_active.set(Instant::now());
                 })
@@ -267,6 +270,7 @@ pub async fn refuse(stream: TcpStream, reason: &str) {
 async fn handle_stream(
     door: &Door,
     (connection_budget, connection_replies): (Rc<Budget>, Rc<Budget>),
+    peer: Option<std::net::IpAddr>,
     req: http::Request<h2::RecvStream>,
     mut respond: h2::server::SendResponse<Bytes>,
 ) {
@@ -289,6 +293,7 @@ async fn handle_stream(
         ]),
         timeout: door.body_timeout,
         held: None,
+        peer,
     };
     let Some(route) = rpc::route(&path) else {
         grpc::reply_err(&mut respond, &rpc::unknown_method(&path));

@@ -98,6 +98,8 @@ pub struct Body {
     pub held: Option<Reservation>,
     /// What the reply may hold in memory (reads reserve from it).
     pub reply: ReplyBudget,
+    /// The client's IP address (`None` when the socket could not say).
+    pub peer: Option<std::net::IpAddr>,
 }
 
 /// A request or reply refused by a full byte budget: RESOURCE_EXHAUSTED

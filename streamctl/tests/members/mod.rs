@@ -37,7 +37,8 @@ pub fn member_with_errors(
             "--session-timeout-ms",
             &session,
             "--commit-interval-ms",
-            "200",
+            // A unit, as every -ms flag takes (issue 44).
+            "200ms",
         ])
         .args(["-f", "%p %o %s\\n"])
         .env("STREAMCTL_LOG", "streamhouse_client::group=info")

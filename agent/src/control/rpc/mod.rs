@@ -37,7 +37,15 @@ pub(crate) trait ControlRpc: 'static {
     fn handle(
         shared: Arc<Shared>,
         req: Self::Request,
+        caller: Caller,
     ) -> impl Future<Output = Result<Self::Response, ControlError>> + Send;
+}
+
+/// Who sent a request, as the shard that read it knows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Caller {
+    /// The client's IP address (`None` when its socket could not say).
+    pub peer: Option<std::net::IpAddr>,
 }
 
 /// A decoded request with its unit's handler, as a shard sends it to the
@@ -50,10 +58,14 @@ pub struct RpcCall(Box<dyn FnOnce(Arc<Shared>) -> BoxFuture<'static, RpcAnswer> 
 pub type RpcAnswer = Result<Bytes, ControlError>;
 
 impl RpcCall {
-    /// `req` for the unit `R`.
-    pub(crate) fn new<R: ControlRpc>(req: R::Request) -> RpcCall {
+    /// `req` for the unit `R`, sent by `caller`.
+    pub(crate) fn new<R: ControlRpc>(req: R::Request, caller: Caller) -> RpcCall {
         RpcCall(Box::new(move |shared| {
-            Box::pin(async move { R::handle(shared, req).await.map(|r| frame_message(&r)) })
+            Box::pin(async move {
+                R::handle(shared, req, caller)
+                    .await
+                    .map(|r| frame_message(&r))
+            })
         }))
     }
 

@@ -17,7 +17,7 @@ use futures::future::LocalBoxFuture;
 use prost::Message;
 
 use crate::control::inbox::ToControl;
-use crate::control::rpc::{ControlRpc, RpcCall};
+use crate::control::rpc::{Caller, ControlRpc, RpcCall};
 
 use super::budget::ReplyBudget;
 use super::context::ShardContext;
@@ -118,7 +118,7 @@ fn on_control<'a, R: ControlRpc>(
         let req: R::Request = decode(bytes, R::REQUEST)?;
         cx.control
             .call(|reply| ToControl::Rpc {
-                call: RpcCall::new::<R>(req),
+                call: RpcCall::new::<R>(req, Caller { peer: body.peer }),
                 reply,
             })
             .await

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use streamhouse_proto as pb;
 
-use crate::control::rpc::ControlRpc;
+use crate::control::rpc::{Caller, ControlRpc};
 use crate::control::state::Shared;
 use crate::messages::ControlError;
 
@@ -21,6 +21,7 @@ impl ControlRpc for CommitOffsets {
     async fn handle(
         shared: Arc<Shared>,
         req: pb::CommitOffsetsRequest,
+        _caller: Caller,
     ) -> Result<pb::CommitOffsetsResponse, ControlError> {
         shared.coordinated_here(&req.group_id)?;
         shared.check_commit_ends(&req).await?;

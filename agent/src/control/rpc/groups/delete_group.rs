@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use streamhouse_proto as pb;
 
-use crate::control::rpc::ControlRpc;
+use crate::control::rpc::{Caller, ControlRpc};
 use crate::control::state::Shared;
 use crate::messages::ControlError;
 
@@ -20,6 +20,7 @@ impl ControlRpc for DeleteGroup {
     async fn handle(
         shared: Arc<Shared>,
         req: pb::DeleteGroupRequest,
+        _caller: Caller,
     ) -> Result<pb::DeleteGroupResponse, ControlError> {
         shared.groups.delete(&shared.group_cx(), req).await
     }

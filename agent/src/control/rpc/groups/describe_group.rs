@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use streamhouse_proto as pb;
 
-use crate::control::rpc::ControlRpc;
+use crate::control::rpc::{Caller, ControlRpc};
 use crate::control::state::Shared;
 use crate::messages::ControlError;
 
@@ -20,6 +20,7 @@ impl ControlRpc for DescribeGroup {
     async fn handle(
         shared: Arc<Shared>,
         req: pb::DescribeGroupRequest,
+        _caller: Caller,
     ) -> Result<pb::DescribeGroupResponse, ControlError> {
         shared.groups.describe(&shared.group_cx(), req).await
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use streamhouse_proto as pb;
 
-use crate::control::rpc::ControlRpc;
+use crate::control::rpc::{Caller, ControlRpc};
 use crate::control::state::Shared;
 use crate::messages::ControlError;
 
@@ -20,6 +20,7 @@ impl ControlRpc for FetchOffsets {
     async fn handle(
         shared: Arc<Shared>,
         req: pb::FetchOffsetsRequest,
+        _caller: Caller,
     ) -> Result<pb::FetchOffsetsResponse, ControlError> {
         shared.groups.fetch_offsets(&shared.group_cx(), req).await
     }

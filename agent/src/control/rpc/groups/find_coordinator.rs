@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use streamhouse_proto as pb;
 
-use crate::control::rpc::ControlRpc;
+use crate::control::rpc::{Caller, ControlRpc};
 use crate::control::state::Shared;
 use crate::messages::ControlError;
 
@@ -21,6 +21,7 @@ impl ControlRpc for FindCoordinator {
     async fn handle(
         shared: Arc<Shared>,
         req: pb::FindCoordinatorRequest,
+        _caller: Caller,
     ) -> Result<pb::FindCoordinatorResponse, ControlError> {
         shared.find_coordinator(&req.group_id).await
     }

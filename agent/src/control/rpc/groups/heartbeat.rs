@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use streamhouse_proto as pb;
 
-use crate::control::rpc::ControlRpc;
+use crate::control::rpc::{Caller, ControlRpc};
 use crate::control::state::Shared;
 use crate::messages::ControlError;
 
@@ -22,8 +22,12 @@ impl ControlRpc for GroupHeartbeat {
     async fn handle(
         shared: Arc<Shared>,
         req: pb::GroupHeartbeatRequest,
+        caller: Caller,
     ) -> Result<pb::GroupHeartbeatResponse, ControlError> {
         shared.coordinated_here(&req.group_id)?;
-        shared.groups.heartbeat(&shared.group_cx(), req).await
+        shared
+            .groups
+            .heartbeat(&shared.group_cx(), req, caller.peer)
+            .await
     }
 }

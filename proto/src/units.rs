@@ -1,6 +1,7 @@
-//! Sizes and durations as flags, environment variables and `--config`
-//! keys take them: a plain number in the flag's unit (bytes for
-//! `--*-bytes`, milliseconds for `--*-ms`), or a number with a unit —
+//! Sizes and durations as people write them, shared by the agent's flags,
+//! environment variables and `--config` keys and by streamctl's flags: a
+//! plain number in the flag's unit (bytes for `--*-bytes`, milliseconds
+//! for `--*-ms`), or a number with a unit —
 //! `64MiB`, `512KiB`, `1GB`, `4096B`; `5s`, `100ms`, `2m`, `1h`, `7d`.
 //! `-1` stays `-1` where a flag gives it a meaning (no limit). Parsing
 //! only; what a value means is the flag's.
