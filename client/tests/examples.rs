@@ -4,7 +4,6 @@
 //! does not do, fails here.
 
 #[path = "../../agent/tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
