@@ -47,6 +47,13 @@ fi
 export STREAMHOUSE_POWER_LOSS_SEEDS=${STREAMHOUSE_POWER_LOSS_SEEDS:-256}
 cargo build --workspace --all-targets --all-features
 cargo test --workspace --all-targets --all-features "$@"
+if [ "$#" -eq 0 ]; then
+  # The client's documentation examples and README (--all-targets runs no
+  # doc tests), and the published crates package: every dependency has a
+  # version, every file they build from is inside them.
+  cargo test --doc -p streamhouse-client -p streamhouse-proto
+  cargo package --no-verify --allow-dirty -q -p streamhouse-proto -p streamhouse-client
+fi
 # A short seeded chaos run against the same servers (docs/RELIABILITY.md):
 # kills, pauses, reshards, handoffs, store faults, full disks and clock steps, checked
 # against the model. Only for the whole suite (no cargo test arguments);

@@ -47,3 +47,8 @@ pub use streamhouse_proto::batch::Codec;
 /// One partition of a topic by name (group assignments, commits, seeks).
 pub use streamhouse_proto::TopicPartition;
 pub use topic_config::{ConfigEntry, ConfigSource};
+
+/// The README's examples, compiled as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -70,9 +70,19 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page, roff (e.g. `streamctl man >
-    /// /usr/local/share/man/man1/streamctl.1`).
-    Man,
+    /// Print a man page, roff: streamctl's, or a command's (`streamctl man
+    /// topic create > streamctl-topic-create.1`); or write every page into
+    /// a directory (`streamctl man --dir /usr/local/share/man/man1`).
+    Man {
+        /// The command whose page to print, e.g. `consume` or `topic
+        /// create` (default: streamctl's own).
+        command: Vec<String>,
+        /// Write the pages of streamctl and every command into DIR
+        /// (streamctl.1, streamctl-consume.1, streamctl-topic-create.1, ...)
+        /// instead of printing one.
+        #[arg(long, value_name = "DIR", conflicts_with = "command")]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -265,6 +275,17 @@ pub struct ProduceArgs {
     /// Record delimiter; escapes \n \r \t \0 \\ are understood.
     #[arg(short = 'D', long, value_name = "DELIM", default_value = "\\n")]
     pub delimiter: String,
+    /// Read each record's own fields with this format (as consume -f
+    /// prints them): %k key (empty: none), %v or %s value, %p partition,
+    /// %T timestamp (ms since the Unix epoch, an RFC 3339 date or a time
+    /// ago such as -1h), %h headers (k=v,k2=v2), %% a percent sign;
+    /// escapes as for -D. Each field ends where the text after it first
+    /// appears; the last takes the rest of the record, so put the value
+    /// last. Example: -f '%k %T %h %v'. A record that does not match stops
+    /// the run (exit 1) after the ones before it are acknowledged. -H
+    /// headers are added to each record's own.
+    #[arg(short = 'f', long, value_name = "FORMAT", conflicts_with_all = ["key", "key_delimiter"])]
+    pub format: Option<String>,
     /// Durability each record waits for.
     #[arg(long, value_enum, default_value_t = AckArg::Durable)]
     pub acks: AckArg,

@@ -30,7 +30,7 @@ pub fn unescape(s: &str) -> Vec<u8> {
 
 /// One piece of a parsed `-f` format.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Piece {
+pub(crate) enum Piece {
     Text(Vec<u8>),
     Topic,
     Partition,
@@ -90,6 +90,11 @@ impl Template {
             pieces.push(Piece::Text(text));
         }
         Ok(Template(pieces))
+    }
+
+    /// The pieces, in order.
+    pub(crate) fn pieces(&self) -> &[Piece] {
+        &self.0
     }
 
     /// The default: the value and a newline.

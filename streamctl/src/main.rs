@@ -15,6 +15,8 @@ mod cluster;
 mod consume;
 mod format;
 mod group;
+mod input_format;
+mod man;
 mod produce;
 mod topic;
 
@@ -107,9 +109,9 @@ async fn run(cli: Cli, out: &mut impl Write) -> Result<(), Failure> {
             clap_complete::generate(shell, &mut Cli::command(), "streamctl", out);
             Ok(())
         }
-        Command::Man => {
-            clap_mangen::Man::new(Cli::command()).render(out)?;
-            Ok(())
-        }
+        Command::Man { command, dir } => match dir {
+            Some(dir) => man::write_all(&dir, out),
+            None => man::print(&command, out),
+        },
     }
 }

@@ -1,5 +1,6 @@
 //! `streamctl produce`: records from stdin, as bytes, split at a delimiter,
-//! with optional keys and headers. Nothing read is ever dropped: on any
+//! with optional keys and headers, or each record's own key, partition,
+//! timestamp and headers read by a format (`-f`, [`crate::input_format`]). Nothing read is ever dropped: on any
 //! error, every record read before it is acknowledged or reported failed,
 //! and the exit status says so.
 
@@ -10,6 +11,7 @@ use streamhouse_client::{Acks, Codec, Producer, ProducerRecord, SendFuture};
 
 use crate::args::{AckArg, CompressionArg, ProduceArgs};
 use crate::format::unescape;
+use crate::input_format::InputFormat;
 use crate::Failure;
 
 /// Records awaited at most at once: the oldest is awaited before more are
@@ -82,6 +84,20 @@ pub async fn run(
     if key_delim.as_ref().is_some_and(|d| d.is_empty()) {
         return Err(Failure::Usage("the key delimiter (-K) is empty".into()));
     }
+    let format = a
+        .format
+        .as_deref()
+        .map(InputFormat::parse)
+        .transpose()
+        .map_err(Failure::Usage)?;
+    if a.partition.is_some() && format.as_ref().is_some_and(InputFormat::has_partition) {
+        return Err(Failure::Usage(
+            "-p and a format with %p both give the partition; use one".into(),
+        ));
+    }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     let producer = Producer::builder(bootstrap)
         .acks(match a.acks {
             AckArg::Durable => Acks::Durable,
@@ -118,19 +134,18 @@ pub async fn run(
             Err(e) => break Some(e),
         };
         read += 1;
-        let (key, value) = match &key_delim {
-            Some(d) => match bytes.windows(d.len()).position(|w| w == d.as_slice()) {
-                Some(i) => (Some(bytes[..i].to_vec()), bytes[i + d.len()..].to_vec()),
-                None => (None, bytes),
+        let mut r = match &format {
+            Some(f) => match f.read(&bytes, now_ms) {
+                Ok(fields) => match from_fields(&topic, fields, n) {
+                    Ok(r) => r,
+                    Err(e) => break Some(bad_record(read, e)),
+                },
+                Err(e) => break Some(bad_record(read, e)),
             },
-            None => (a.key.as_ref().map(|k| k.clone().into_bytes()), bytes),
+            None => plain(&topic, bytes, key_delim.as_deref(), a.key.as_deref()),
         };
-        let mut r = ProducerRecord::new(topic.clone(), value);
         if let Some(p) = a.partition {
             r = r.partition(p);
-        }
-        if let Some(k) = key {
-            r = r.key(k);
         }
         for (k, v) in &headers {
             r = r.header(k.clone(), v.clone());
@@ -151,11 +166,22 @@ pub async fn run(
     }
     let mut problems = Vec::new();
     if let Some(e) = read_error {
-        problems.push(format!(
-            "reading stdin failed after {read} records: {e}; those {read} records: {} \
-             acknowledged, {} failed",
-            tally.acked, tally.failed
-        ));
+        // A record the format could not read is counted in `read`; a failed
+        // read of stdin is not a record.
+        problems.push(if e.kind() == std::io::ErrorKind::InvalidData {
+            format!(
+                "{e}; the {} records before it: {} acknowledged, {} failed",
+                read - 1,
+                tally.acked,
+                tally.failed
+            )
+        } else {
+            format!(
+                "reading stdin failed after {read} records: {e}; those {read} records: {} \
+                 acknowledged, {} failed",
+                tally.acked, tally.failed
+            )
+        });
     }
     if let Some(e) = tally.first_error {
         problems.push(format!("{} of {read} records failed: {e}", tally.failed));
@@ -165,6 +191,64 @@ pub async fn run(
     } else {
         Err(Failure::Failed(problems.join("; ")))
     }
+}
+
+/// A record without a format: the bytes are the value; the key is split
+/// off at `key_delim` or is `key` for every record.
+fn plain(
+    topic: &str,
+    bytes: Vec<u8>,
+    key_delim: Option<&[u8]>,
+    key: Option<&str>,
+) -> ProducerRecord {
+    let (key, value) = match key_delim {
+        Some(d) => match bytes.windows(d.len()).position(|w| w == d) {
+            Some(i) => (Some(bytes[..i].to_vec()), bytes[i + d.len()..].to_vec()),
+            None => (None, bytes),
+        },
+        None => (key.map(|k| k.as_bytes().to_vec()), bytes),
+    };
+    let mut r = ProducerRecord::new(topic.to_owned(), value);
+    if let Some(k) = key {
+        r = r.key(k);
+    }
+    r
+}
+
+/// A record from the fields a format read; its partition must exist
+/// (`partitions` of them).
+fn from_fields(
+    topic: &str,
+    f: crate::input_format::Fields,
+    partitions: u32,
+) -> Result<ProducerRecord, String> {
+    let mut r = ProducerRecord::new(topic.to_owned(), f.value);
+    if let Some(k) = f.key {
+        r = r.key(k);
+    }
+    if let Some(p) = f.partition {
+        if p >= partitions {
+            return Err(format!(
+                "topic {topic} has {partitions} partitions; partition {p} does not exist"
+            ));
+        }
+        r = r.partition(p);
+    }
+    if let Some(t) = f.timestamp {
+        r = r.timestamp(t);
+    }
+    for (k, v) in f.headers {
+        r = r.header(k, v);
+    }
+    Ok(r)
+}
+
+/// Input record `n` (from 1) that the format could not read.
+fn bad_record(n: u64, why: String) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("record {n} does not match the format: {why}"),
+    )
 }
 
 #[cfg(test)]
