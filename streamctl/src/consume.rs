@@ -8,12 +8,12 @@ use std::io::Write;
 use std::time::Duration;
 
 use streamhouse_client::{
-    AutoOffsetReset, Consumer, ConsumerRecord, GroupConsumer, Offset, RebalanceListener,
-    TopicPartition,
+    AutoOffsetReset, ConsumerRecord, GroupConsumer, Offset, RebalanceListener, TopicPartition,
 };
 
 use crate::args::ConsumeArgs;
 use crate::format::{json_line, Template};
+use crate::target::Target;
 use crate::Failure;
 
 /// How long one poll waits for new records while following.
@@ -48,11 +48,7 @@ async fn stop_signal() {
 ///
 /// # Cancellation
 /// The command runs until it ends or the process is interrupted.
-pub async fn run(
-    bootstrap: Vec<String>,
-    a: ConsumeArgs,
-    out: &mut impl Write,
-) -> Result<(), Failure> {
+pub async fn run(target: &Target, a: ConsumeArgs, out: &mut impl Write) -> Result<(), Failure> {
     let topic = a.topic.name().to_owned();
     let template = match &a.format {
         Some(f) => Some(Template::parse(f).map_err(Failure::Usage)?),
@@ -60,9 +56,10 @@ pub async fn run(
         None => Some(Template::value_lines()),
     };
     if let Some(group) = &a.group {
-        return in_group(bootstrap, group, &topic, &a, template.as_ref(), out).await;
+        return in_group(target, group, &topic, &a, template.as_ref(), out).await;
     }
-    let mut c = Consumer::builder(bootstrap)
+    let mut c = target
+        .consumer()
         .read_level(a.read_level.into())
         .build()
         .await?;
@@ -117,7 +114,7 @@ pub async fn run(
 
 /// `consume -G`: as a member of `group`, committing what it printed.
 async fn in_group(
-    bootstrap: Vec<String>,
+    target: &Target,
     group: &str,
     topic: &str,
     a: &ConsumeArgs,
@@ -136,11 +133,13 @@ async fn in_group(
     };
     // An unknown topic is an error here, as without -G (a library member
     // would wait for it to be created).
-    Consumer::connect(bootstrap.clone())
+    target
+        .connect_consumer()
         .await?
         .partition_count(topic)
         .await?;
-    let mut c = Consumer::builder(bootstrap)
+    let mut c = target
+        .consumer()
         .read_level(a.read_level.into())
         .group(group)
         .subscribe([topic])
@@ -209,6 +208,15 @@ async fn print_as_member(
         // Records fetched past the count are not consumed: the group
         // reads them next.
         unconsume(c, &records[taken..]);
+        if c.membership_expired() {
+            // Stopped (or cut off) since the poll for longer than the
+            // session: these partitions may be another member's now, which
+            // reads them from the committed offsets. Not printed.
+            unconsume(c, &records[..taken]);
+            printed -= taken as u64;
+            buf.clear();
+            continue;
+        }
         if let Err(e) = out.write_all(&buf).and_then(|()| out.flush()) {
             // Not printed (stdout closed or failing): not committed either.
             unconsume(c, &records[..taken]);

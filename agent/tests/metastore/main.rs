@@ -56,6 +56,10 @@ fn range(topic: &str, partition: u32, base: u64, end: u64, epoch: u64) -> ChunkR
 }
 
 async fn suite(url: &str) {
+    // Agent ids of this run only: the PostgreSQL suite shares its database
+    // with tests running at the same time, whose lease renewals would move
+    // a shared id's lease_beats between a read and the takeover it checks.
+    let (agent_a, agent_b) = (unique("agent-a"), unique("agent-b"));
     let m = MetaStore::open(url).await.expect("open");
     assert_eq!(m.schema_version().await.unwrap(), SCHEMA_VERSION);
     // Opening again applies nothing twice.
@@ -175,59 +179,66 @@ async fn suite(url: &str) {
     // lease only as it saw it (the holder's lease_beats unchanged since),
     // whatever the wall clocks say. (Counts are relative: other tests on
     // the same database use the same agent ids.)
-    let base = lease_beats(&m2, "agent-a").await;
+    let base = lease_beats(&m2, agent_a.as_str()).await;
     let g1 = m
-        .acquire_lease(&key, 0, "agent-a", (1_000, 500), None)
+        .acquire_lease(&key, 0, agent_a.as_str(), (1_000, 500), None)
         .await
         .unwrap();
     assert_eq!((g1.epoch, g1.expires_ms), (1, 1_500));
     let again = m
-        .acquire_lease(&key, 0, "agent-a", (1_100, 500), None)
+        .acquire_lease(&key, 0, agent_a.as_str(), (1_100, 500), None)
         .await
         .unwrap();
     assert_eq!(again.epoch, 1, "the holder keeps its epoch");
-    let seen = lease_beats(&m2, "agent-a").await;
+    let seen = lease_beats(&m2, agent_a.as_str()).await;
     assert!(seen >= base + 2, "each grant counts");
     let take = |lease_beats| Takeover {
-        holder: "agent-a".into(),
+        holder: agent_a.as_str().into(),
         epoch: 1,
         lease_beats,
     };
     // Named no takeover: held, though agent-b's clock is far past expiry.
     match m2
-        .acquire_lease(&key, 0, "agent-b", (99_000_000, 500), None)
+        .acquire_lease(&key, 0, agent_b.as_str(), (99_000_000, 500), None)
         .await
     {
-        Err(MetaError::LeaseHeld { holder, .. }) => assert_eq!(holder, "agent-a"),
+        Err(MetaError::LeaseHeld { holder, .. }) => assert_eq!(holder, agent_a.as_str()),
         other => panic!("expected LeaseHeld, got {other:?}"),
     }
     let r = m
-        .renew_lease(&key, 0, "agent-a", 1, 1_400, 500)
+        .renew_lease(&key, 0, agent_a.as_str(), 1, 1_400, 500)
         .await
         .unwrap();
     assert_eq!((r.epoch, r.expires_ms), (1, 1_900));
     // Renewed since agent-b looked: refused.
     assert!(matches!(
-        m2.acquire_lease(&key, 0, "agent-b", (99_000_000, 500), Some(&take(seen)))
-            .await,
+        m2.acquire_lease(
+            &key,
+            0,
+            agent_b.as_str(),
+            (99_000_000, 500),
+            Some(&take(seen))
+        )
+        .await,
         Err(MetaError::LeaseHeld { .. })
     ));
     let before = seen;
-    let seen = lease_beats(&m2, "agent-a").await;
+    let seen = lease_beats(&m2, agent_a.as_str()).await;
     assert!(seen > before, "a renewal counts");
     // As seen: granted, though agent-b's clock is before the expiry.
     let g2 = m2
-        .acquire_lease(&key, 0, "agent-b", (1_000, 500), Some(&take(seen)))
+        .acquire_lease(&key, 0, agent_b.as_str(), (1_000, 500), Some(&take(seen)))
         .await
         .unwrap();
     assert_eq!(g2.epoch, 2, "a new holder gets epoch + 1");
     assert!(matches!(
-        m.renew_lease(&key, 0, "agent-a", 1, 1_950, 500).await,
+        m.renew_lease(&key, 0, agent_a.as_str(), 1, 1_950, 500)
+            .await,
         Err(MetaError::Fenced { .. })
     ));
-    let b_before = lease_beats(&m2, "agent-b").await;
+    let b_before = lease_beats(&m2, agent_b.as_str()).await;
     // Renewal in bulk: one result per lease, fenced ones named.
-    m.acquire_lease(&key, 1, "agent-b", (1_900, 500), None)
+    m.acquire_lease(&key, 1, agent_b.as_str(), (1_900, 500), None)
         .await
         .unwrap();
     let bulk = m
@@ -237,7 +248,7 @@ async fn suite(url: &str) {
                 (PartitionId::new(key.clone(), 1), 1),
                 (PartitionId::new(key.clone(), 0), 1),
             ],
-            "agent-b",
+            agent_b.as_str(),
             1_950,
             500,
         )
@@ -248,29 +259,35 @@ async fn suite(url: &str) {
     assert_eq!(bulk[1].as_ref().unwrap().epoch, 1);
     assert!(matches!(bulk[2], Err(MetaError::Fenced { .. })));
     assert!(
-        lease_beats(&m2, "agent-b").await >= b_before + 2,
+        lease_beats(&m2, agent_b.as_str()).await >= b_before + 2,
         "a grant, then one bulk renewal"
     );
-    m2.release_lease(&key, 1, "agent-b", 1).await.unwrap();
+    m2.release_lease(&key, 1, agent_b.as_str(), 1)
+        .await
+        .unwrap();
     // Release lets the next agent in at once, without waiting for expiry.
-    m2.release_lease(&key, 0, "agent-b", 2).await.unwrap();
+    m2.release_lease(&key, 0, agent_b.as_str(), 2)
+        .await
+        .unwrap();
     let g3 = m
-        .acquire_lease(&key, 0, "agent-a", (2_000, 500), None)
+        .acquire_lease(&key, 0, agent_a.as_str(), (2_000, 500), None)
         .await
         .unwrap();
     assert_eq!(g3.epoch, 3);
     let row = m2.lease(&key, 0).await.unwrap().unwrap();
-    assert_eq!((row.holder.as_str(), row.epoch), ("agent-a", 3));
+    assert_eq!((row.holder.as_str(), row.epoch), (agent_a.as_str(), 3));
     let all = m2.topic_leases(&key).await.unwrap();
     assert_eq!(all.len(), 2);
     assert_eq!(all[0], (0, row.clone()));
     assert_eq!(all[1].0, 1);
     // A stale release changes nothing.
-    m2.release_lease(&key, 0, "agent-b", 2).await.unwrap();
+    m2.release_lease(&key, 0, agent_b.as_str(), 2)
+        .await
+        .unwrap();
     assert_eq!(m.lease(&key, 0).await.unwrap().unwrap().expires_ms, 2_500);
 
     // Chunk commits are fenced by epoch and atomic.
-    m.acquire_lease(&key, 1, "agent-a", (2_000, 500), None)
+    m.acquire_lease(&key, 1, agent_a.as_str(), (2_000, 500), None)
         .await
         .unwrap();
     let c1 = ChunkCommit {
@@ -278,9 +295,9 @@ async fn suite(url: &str) {
         size: 1000,
         ranges: vec![range(&key, 0, 0, 10, 3), range(&key, 1, 0, 5, 2)],
     };
-    assert!(m.commit_chunk("agent-a", &c1, 1_000).await.unwrap());
+    assert!(m.commit_chunk(agent_a.as_str(), &c1, 1_000).await.unwrap());
     assert!(
-        !m2.commit_chunk("agent-a", &c1, 1_000).await.unwrap(),
+        !m2.commit_chunk(agent_a.as_str(), &c1, 1_000).await.unwrap(),
         "second commit is a no-op"
     );
     assert!(m.chunk_committed(&c1.key).await.unwrap());
@@ -291,7 +308,7 @@ async fn suite(url: &str) {
         size: 1000,
         ranges: vec![range(&key, 1, 5, 9, 2), range(&key, 0, 10, 20, 2)],
     };
-    match m.commit_chunk("agent-a", &stale, 1_000).await {
+    match m.commit_chunk(agent_a.as_str(), &stale, 1_000).await {
         Err(MetaError::Fenced { partition, .. }) => assert_eq!(partition, 0),
         other => panic!("expected Fenced, got {other:?}"),
     }
@@ -303,7 +320,7 @@ async fn suite(url: &str) {
     );
     assert!(matches!(
         m.commit_chunk(
-            "agent-b",
+            agent_b.as_str(),
             &ChunkCommit {
                 key: unique("chunks/z"),
                 ..c1.clone()
@@ -318,7 +335,7 @@ async fn suite(url: &str) {
         size: 500,
         ranges: vec![range(&key, 0, 10, 20, 3)],
     };
-    assert!(m.commit_chunk("agent-a", &c2, 1_000).await.unwrap());
+    assert!(m.commit_chunk(agent_a.as_str(), &c2, 1_000).await.unwrap());
     let loc = m.find_range(&key, 0, 12).await.unwrap().unwrap();
     assert_eq!(
         (loc.chunk_key.as_str(), loc.base_offset, loc.end_offset),
@@ -348,7 +365,7 @@ async fn suite(url: &str) {
         size: 500,
         ranges: vec![r],
     };
-    assert!(m.commit_chunk("agent-a", &c3, 10_000).await.unwrap());
+    assert!(m.commit_chunk(agent_a.as_str(), &c3, 10_000).await.unwrap());
     assert_eq!(
         sorted(m2.producer_state(&key, 0).await.unwrap()),
         sorted([p7.clone(), p8.clone()].concat())
@@ -362,7 +379,7 @@ async fn suite(url: &str) {
         size: 500,
         ranges: vec![r],
     };
-    assert!(m.commit_chunk("agent-a", &c4, 20_000).await.unwrap());
+    assert!(m.commit_chunk(agent_a.as_str(), &c4, 20_000).await.unwrap());
     assert_eq!(
         sorted(m.producer_state(&key, 0).await.unwrap()),
         sorted([later.clone(), p8.clone()].concat())
@@ -374,7 +391,7 @@ async fn suite(url: &str) {
         ranges: vec![range(&key, 0, 40, 45, 3)],
     };
     assert!(m
-        .commit_chunk("agent-a", &c5, 10_001 + PRODUCER_STATE_TTL_MS)
+        .commit_chunk(agent_a.as_str(), &c5, 10_001 + PRODUCER_STATE_TTL_MS)
         .await
         .unwrap());
     assert_eq!(
@@ -395,7 +412,7 @@ async fn suite(url: &str) {
         size: 500,
         ranges: vec![r],
     };
-    assert!(m.commit_chunk("agent-a", &c6, 30_000).await.unwrap());
+    assert!(m.commit_chunk(agent_a.as_str(), &c6, 30_000).await.unwrap());
     assert_eq!(
         sorted(m.producer_state(&key, 0).await.unwrap()),
         sorted(crowd)
@@ -410,7 +427,7 @@ async fn suite(url: &str) {
             size: 500,
             ranges: vec![range(&key, 1, 5, 8, 2), range(&key, 0, base, end, 3)],
         };
-        match m.commit_chunk("agent-a", &bad, 30_000).await {
+        match m.commit_chunk(agent_a.as_str(), &bad, 30_000).await {
             Err(MetaError::NotContiguous {
                 partition: 0,
                 committed_end: 50,
@@ -427,7 +444,10 @@ async fn suite(url: &str) {
         size: 500,
         ranges: vec![range(&key, 0, 0, 10, 3), range(&key, 0, 50, 55, 3)],
     };
-    assert!(m.commit_chunk("agent-a", &again, 30_000).await.unwrap());
+    assert!(m
+        .commit_chunk(agent_a.as_str(), &again, 30_000)
+        .await
+        .unwrap());
     assert_eq!(m.committed_end(&key, 0).await.unwrap(), 55);
     assert_eq!(
         m.find_range(&key, 0, 3).await.unwrap().unwrap().chunk_key,

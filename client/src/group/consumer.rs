@@ -80,6 +80,17 @@ impl GroupConsumer {
         self.owned.iter().cloned().collect()
     }
 
+    /// Whether this member must take itself for removed now: no heartbeat
+    /// it sent within the last session timeout was answered (the process
+    /// was stopped, or cut off from the coordinator), so the group may have
+    /// given its partitions to others. Records an earlier
+    /// [`poll`](Self::poll) returned and not yet processed should then be
+    /// dropped, not processed: their partitions' new owners read them from
+    /// the group's committed offsets. The next poll rejoins.
+    pub fn membership_expired(&self) -> bool {
+        self.shared.silent_for(self.config.session_timeout)
+    }
+
     /// Whether this member has read everything it is meant to, for now:
     /// it has joined, owns all the coordinator means it to (none still
     /// being given up by others, none paused), and has read each owned

@@ -81,6 +81,16 @@ impl Shared {
         })
     }
 
+    /// Whether no heartbeat sent within the last `session` was answered
+    /// while the member holds partitions ([`expire_if_silent`] without
+    /// acting on it).
+    ///
+    /// [`expire_if_silent`]: Self::expire_if_silent
+    pub(crate) fn silent_for(&self, session: Duration) -> bool {
+        let st = self.state.lock();
+        st.epoch != 0 && st.last_ok.is_some_and(|t| t.elapsed() >= session)
+    }
+
     /// Whether the member must take itself for removed: no heartbeat
     /// sent within the last `session` was answered (the process was
     /// stopped, or the coordinator unreachable), so the coordinator may
@@ -88,8 +98,8 @@ impl Shared {
     /// must not hand out records another member now owns) and heartbeats
     /// at once to join again.
     pub(crate) fn expire_if_silent(&self, session: Duration) -> bool {
+        let silent = self.silent_for(session);
         let mut st = self.state.lock();
-        let silent = st.epoch != 0 && st.last_ok.is_some_and(|t| t.elapsed() >= session);
         if silent {
             tracing::warn!(member = %st.member_id, "no heartbeat answered within the session timeout: taking this member for removed; its partitions are dropped and it joins again");
             st.forget_membership();

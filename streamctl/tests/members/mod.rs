@@ -18,8 +18,32 @@ pub type Printed = Arc<Mutex<Vec<(u32, u64, String, Instant)>>>;
 /// What a consumer process wrote to stderr.
 pub type Errors = Arc<Mutex<String>>;
 
+/// A child process killed (and reaped) when dropped, so a failing test
+/// leaves no member running.
+pub struct Proc(Child);
+
+impl std::ops::Deref for Proc {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Proc {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A `streamctl consume -G` process printing `partition offset value`.
-pub fn member(bootstrap: &str, group: &str, topic: &str, session_ms: u64) -> (Child, Printed) {
+pub fn member(bootstrap: &str, group: &str, topic: &str, session_ms: u64) -> (Proc, Printed) {
     let (child, printed, _) = member_with_errors(bootstrap, group, topic, session_ms);
     (child, printed)
 }
@@ -29,7 +53,7 @@ pub fn member_with_errors(
     group: &str,
     topic: &str,
     session_ms: u64,
-) -> (Child, Printed, Errors) {
+) -> (Proc, Printed, Errors) {
     let session = session_ms.to_string();
     let mut child = Command::new(bin())
         .args(["--bootstrap", bootstrap, "consume", topic, "-G", group])
@@ -72,7 +96,7 @@ pub fn member_with_errors(
             }
         }
     });
-    (child, printed, errors)
+    (Proc(child), printed, errors)
 }
 
 pub fn values(p: &Printed) -> Vec<String> {
