@@ -47,6 +47,7 @@ pub mod metrics;
 pub mod objstore;
 pub mod runtime;
 pub mod shard;
+pub mod tls;
 pub mod topics;
 
 pub use config::AgentConfig;

@@ -32,8 +32,60 @@ pub struct Cli {
     /// `debug`, or e.g. `streamhouse_client::group=debug`. Default: off.
     #[arg(long, env = "STREAMCTL_LOG", value_name = "FILTER", global = true)]
     pub log: Option<String>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// TLS to the agents (their `--tls-cert`); any of these turns it on.
+#[derive(Args, Debug, Default)]
+pub struct TlsArgs {
+    /// Connect with TLS, trusting the public web roots (or --tls-ca).
+    #[arg(long, env = "STREAMCTL_TLS", global = true)]
+    pub tls: bool,
+    /// Connect with TLS, trusting the CA certificate(s) in this PEM file
+    /// instead of the public roots.
+    #[arg(long, env = "STREAMCTL_TLS_CA", value_name = "PEM", global = true)]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for agents that require one (mutual TLS);
+    /// with --tls-key.
+    #[arg(
+        long,
+        env = "STREAMCTL_TLS_CERT",
+        value_name = "PEM",
+        global = true,
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The client certificate's private key (PEM); with --tls-cert.
+    #[arg(
+        long,
+        env = "STREAMCTL_TLS_KEY",
+        value_name = "PEM",
+        global = true,
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// The name the agents' certificate must carry, when it is not the
+    /// bootstrap host (e.g. connecting by IP address).
+    #[arg(
+        long,
+        env = "STREAMCTL_TLS_SERVER_NAME",
+        value_name = "NAME",
+        global = true
+    )]
+    pub tls_server_name: Option<String>,
+}
+
+impl TlsArgs {
+    /// Whether any TLS flag was given.
+    pub fn enabled(&self) -> bool {
+        self.tls
+            || self.tls_ca.is_some()
+            || self.tls_cert.is_some()
+            || self.tls_server_name.is_some()
+    }
 }
 
 #[derive(Subcommand)]

@@ -5,21 +5,18 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use streamhouse_client::{Admin, ClusterInfo};
+use streamhouse_client::ClusterInfo;
 
 use crate::args::Format;
+use crate::target::Target;
 use crate::Failure;
 
 /// Runs `cluster`.
 ///
 /// # Cancellation
 /// The command runs to its end; it is not cancelled.
-pub async fn run(
-    bootstrap: Vec<String>,
-    format: Format,
-    out: &mut impl Write,
-) -> Result<(), Failure> {
-    let admin = Admin::connect(bootstrap).await?;
+pub async fn run(target: &Target, format: Format, out: &mut impl Write) -> Result<(), Failure> {
+    let admin = target.admin().await?;
     let info = admin.metadata().await?;
     if format == Format::Json {
         serde_json::to_writer(&mut *out, &info)?;

@@ -4,21 +4,18 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use streamhouse_client::{Admin, Consumer, Offset, TopicPartition};
+use streamhouse_client::{Admin, Offset, TopicPartition};
 
 use crate::args::{Format, GroupCmd, ResetArgs};
+use crate::target::Target;
 use crate::Failure;
 
 /// Runs a `group` command.
 ///
 /// # Cancellation
 /// The command runs to its end; it is not cancelled.
-pub async fn run(
-    bootstrap: Vec<String>,
-    action: GroupCmd,
-    out: &mut impl Write,
-) -> Result<(), Failure> {
-    let admin = Admin::connect(bootstrap.clone()).await?;
+pub async fn run(target: &Target, action: GroupCmd, out: &mut impl Write) -> Result<(), Failure> {
+    let admin = target.admin().await?;
     match action {
         GroupCmd::List { format } => {
             let groups = admin.list_groups().await?;
@@ -37,27 +34,27 @@ pub async fn run(
             }
         }
         GroupCmd::Describe { group, format } => {
-            describe(&admin, bootstrap, &group, format, out).await?
+            describe(&admin, target, &group, format, out).await?
         }
         GroupCmd::Delete { group } => {
             admin.delete_group(&group).await?;
             writeln!(out, "deleted group {group}")?;
         }
-        GroupCmd::ResetOffsets(a) => reset(&admin, bootstrap, a, out).await?,
+        GroupCmd::ResetOffsets(a) => reset(&admin, target, a, out).await?,
     }
     Ok(())
 }
 
 async fn describe(
     admin: &Admin,
-    bootstrap: Vec<String>,
+    target: &Target,
     group: &str,
     format: Format,
     out: &mut impl Write,
 ) -> Result<(), Failure> {
     let d = admin.describe_group(group).await?;
     let (coordinator_agent, coordinator_address) = admin.group_coordinator(group).await?;
-    let consumer = Consumer::connect(bootstrap).await?;
+    let consumer = target.connect_consumer().await?;
     let mut rows = Vec::new();
     for p in &d.partitions {
         let (_, high) = consumer.watermarks(&p.topic, p.partition).await?;
@@ -164,11 +161,11 @@ async fn describe(
 
 async fn reset(
     admin: &Admin,
-    bootstrap: Vec<String>,
+    target: &Target,
     a: ResetArgs,
     out: &mut impl Write,
 ) -> Result<(), Failure> {
-    let mut consumer = Consumer::connect(bootstrap).await?;
+    let mut consumer = target.connect_consumer().await?;
     let n = consumer.partition_count(&a.topic).await?;
     let committed = admin.group_offsets(&a.group).await.unwrap_or_default();
     let mut plan = BTreeMap::new();

@@ -18,6 +18,7 @@ mod group;
 mod input_format;
 mod man;
 mod produce;
+mod target;
 mod topic;
 
 use args::{Cli, Command};
@@ -86,6 +87,11 @@ async fn main() -> ExitCode {
     }
 }
 
+/// The agents the command talks to, as its flags say.
+fn target(bootstrap: &[String], tls: &args::TlsArgs) -> Result<target::Target, Failure> {
+    target::Target::new(bootstrap.to_vec(), tls)
+}
+
 /// Logs the client's tracing events at `filter` to stderr (stdout carries
 /// records only).
 fn start_log(filter: &str) -> Result<(), String> {
@@ -100,11 +106,17 @@ fn start_log(filter: &str) -> Result<(), String> {
 
 async fn run(cli: Cli, out: &mut impl Write) -> Result<(), Failure> {
     match cli.command {
-        Command::Topic { action } => topic::run(cli.bootstrap, action, out).await,
-        Command::Produce(a) => produce::run(cli.bootstrap, a, out).await,
-        Command::Consume(a) => consume::run(cli.bootstrap, a, out).await,
-        Command::Group { action } => group::run(cli.bootstrap, action, out).await,
-        Command::Cluster { format } => cluster::run(cli.bootstrap, format, out).await,
+        Command::Topic { action } => {
+            topic::run(&target(&cli.bootstrap, &cli.tls)?, action, out).await
+        }
+        Command::Produce(a) => produce::run(&target(&cli.bootstrap, &cli.tls)?, a, out).await,
+        Command::Consume(a) => consume::run(&target(&cli.bootstrap, &cli.tls)?, a, out).await,
+        Command::Group { action } => {
+            group::run(&target(&cli.bootstrap, &cli.tls)?, action, out).await
+        }
+        Command::Cluster { format } => {
+            cluster::run(&target(&cli.bootstrap, &cli.tls)?, format, out).await
+        }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "streamctl", out);
             Ok(())

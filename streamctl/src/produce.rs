@@ -7,11 +7,12 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, Write};
 
-use streamhouse_client::{Acks, Codec, Producer, ProducerRecord, SendFuture};
+use streamhouse_client::{Acks, Codec, ProducerRecord, SendFuture};
 
 use crate::args::{AckArg, CompressionArg, ProduceArgs};
 use crate::format::unescape;
 use crate::input_format::InputFormat;
+use crate::target::Target;
 use crate::Failure;
 
 /// Records awaited at most at once: the oldest is awaited before more are
@@ -70,11 +71,7 @@ impl Tally {
 ///
 /// # Cancellation
 /// The command runs to its end; it is not cancelled.
-pub async fn run(
-    bootstrap: Vec<String>,
-    a: ProduceArgs,
-    out: &mut impl Write,
-) -> Result<(), Failure> {
+pub async fn run(target: &Target, a: ProduceArgs, out: &mut impl Write) -> Result<(), Failure> {
     let topic = a.topic.name().to_owned();
     let delim = unescape(&a.delimiter);
     if delim.is_empty() {
@@ -98,7 +95,8 @@ pub async fn run(
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    let producer = Producer::builder(bootstrap)
+    let producer = target
+        .producer()
         .acks(match a.acks {
             AckArg::Durable => Acks::Durable,
             AckArg::Object => Acks::Object,

@@ -3,21 +3,18 @@
 
 use std::io::Write;
 
-use streamhouse_client::{Admin, ConfigEntry, ConfigSource, TopicInfo};
+use streamhouse_client::{ConfigEntry, ConfigSource, TopicInfo};
 
 use crate::args::{Format, TopicCmd};
+use crate::target::Target;
 use crate::Failure;
 
 /// Runs a `topic` command.
 ///
 /// # Cancellation
 /// The command runs to its end; it is not cancelled.
-pub async fn run(
-    bootstrap: Vec<String>,
-    action: TopicCmd,
-    out: &mut impl Write,
-) -> Result<(), Failure> {
-    let admin = Admin::connect(bootstrap).await?;
+pub async fn run(target: &Target, action: TopicCmd, out: &mut impl Write) -> Result<(), Failure> {
+    let admin = target.admin().await?;
     match action {
         TopicCmd::Create {
             name,

@@ -14,6 +14,7 @@ mod groups;
 mod load;
 mod logging;
 mod retention;
+mod tls;
 /// Sizes and durations with units (the proto crate holds the rules, as
 /// streamctl takes them too).
 pub use streamhouse_proto::units;
@@ -24,6 +25,7 @@ pub use groups::GroupFlags;
 pub use load::LoadError;
 pub use logging::{LogFlags, LogFormat};
 pub use retention::RetentionFlags;
+pub use tls::TlsFlags;
 
 /// StreamHouse agent: serves Produce, Fetch and Admin gRPC calls, one shard
 /// per core, each on its own port, with a durable write-ahead log per shard.
@@ -179,6 +181,10 @@ pub struct AgentConfig {
 
     #[command(flatten)]
     pub logging: LogFlags,
+
+    /// TLS on the shard ports (`--tls-*`).
+    #[command(flatten)]
+    pub tls: TlsFlags,
 
     /// HTTP address for `/health` (liveness), `/ready` (leases acquired,
     /// metadata store reachable, shards writable) and `/metrics`

@@ -210,6 +210,16 @@ fn launch(
     let registry = Arc::new(crate::metrics::Registry::new(config.shard_count()));
     let (control, mut inboxes) = control::start(config.clone(), catalog.clone(), registry.clone())?;
     let draining = control.drain_flag();
+    let tls = match config.tls.files() {
+        Some(files) => {
+            let tls = crate::tls::ServerTls::load(files).map_err(|e| format!("TLS: {e}"))?;
+            Some(Arc::new(tls))
+        }
+        None => None,
+    };
+    if let (true, Some(tls)) = (signals, &tls) {
+        crate::tls::reload_on_sighup(tls.clone())?;
+    }
     if signals {
         for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
             signal_hook::flag::register(sig, draining.clone())
@@ -244,6 +254,7 @@ fn launch(
             sockets: Arc::new(crate::runtime::sockets::ShardSockets::new(
                 config.shard_listen(i).port(),
             )),
+            tls: tls.clone(),
         };
         match supervisor::start(supervised, ready, inbox) {
             Ok(h) => handles.push(h),

@@ -49,6 +49,7 @@ pub struct Supervised {
     pub metrics: Arc<ShardMetrics>,
     pub flush_only: bool,
     pub sockets: Arc<crate::runtime::sockets::ShardSockets>,
+    pub tls: Option<Arc<crate::tls::ServerTls>>,
 }
 
 impl Supervised {
@@ -64,6 +65,7 @@ impl Supervised {
             metrics: self.metrics.clone(),
             flush_only: self.flush_only,
             sockets: self.sockets.clone(),
+            tls: self.tls.clone(),
         }
     }
 

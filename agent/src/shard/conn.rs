@@ -1,6 +1,8 @@
-//! One client connection to a shard port, from its first byte to its close:
-//! the HTTP/2 preface check (an HTTP/1.1 request gets a plain-text 505, not
-//! a bare reset), the handshake within its timeout, one local task per
+//! One client connection to a shard port, from its first byte (after TLS,
+//! when the port has it: `accept`) to its close: the HTTP/2 preface check
+//! (an HTTP/1.1 request gets a plain-text 505, not a bare reset; a TLS
+//! client on a plaintext port is named in the log), the handshake within
+//! its timeout, one local task per
 //! stream with the request's memory reserved from the connection's and the
 //! shard's budgets, the idle timeout, and GOAWAY on drain. Also the refusal
 //! of a connection over the shard's limit. Owns no shard state: what a
@@ -16,6 +18,7 @@ use tracing::Instrument as _;
 
 use bytes::Bytes;
 use futures::channel::oneshot;
+use futures::{AsyncRead, AsyncWrite};
 use futures::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
@@ -43,6 +46,8 @@ pub struct Door {
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
     pub body_timeout: Duration,
+    /// TLS on this port (`--tls-cert`); plaintext when `None`.
+    pub tls: Option<futures_rustls::TlsAcceptor>,
 }
 
 /// Why a connection ended, for the debug log.
@@ -54,38 +59,25 @@ pub enum Ended {
     NotHttp2,
     /// The preface and SETTINGS did not arrive within the timeout.
     HandshakeTimeout,
+    /// A plaintext client on a TLS port (told so with a GOAWAY), or a TLS
+    /// client on a plaintext port (closed).
+    WrongSecurity(&'static str),
     Error(String),
 }
 
-/// Serves one connection until it closes. `stop` fires on drain: the
-/// connection then sends GOAWAY and ends once its streams are answered.
-pub async fn serve(door: Rc<Door>, mut stream: TcpStream, stop: oneshot::Receiver<()>) -> Ended {
-    let _ = stream.set_nodelay(true);
-    // The client's address, for the RPCs that record who called (a group
-    // member's host).
-    let peer = stream.peer_addr().ok().map(|a| a.ip());
-    let handshake = async {
-        let preface = match read_preface(&mut stream).await {
-            Ok(p) => p,
-            Err(e) => return Err(e),
-        };
-        let io = Rewind {
-            pre: Bytes::from(preface),
-            inner: stream.compat(),
-        };
-        door.settings
-            .builder()
-            .handshake::<_, Bytes>(io)
-            .await
-            .map_err(|e| Ended::Error(format!("handshake failed: {e}")))
-    };
-    let timeout = door.handshake_timeout;
-    let conn = futures_lite::future::or(handshake, async move {
-        glommio::timer::sleep(timeout).await;
-        Err(Ended::HandshakeTimeout)
-    })
-    .await;
-    let mut conn = match conn {
+/// Serves one connection (plaintext or TLS) from `peer` until it closes.
+/// `stop` fires on drain: the connection then sends GOAWAY and ends once
+/// its streams are answered.
+pub async fn serve<S>(
+    door: Rc<Door>,
+    stream: S,
+    peer: Option<std::net::IpAddr>,
+    stop: oneshot::Receiver<()>,
+) -> Ended
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let mut conn = match handshake(&door, stream).await {
         Ok(c) => c,
         Err(e) => return e,
     };
@@ -177,10 +169,60 @@ type StreamStart = (
     h2::server::SendResponse<Bytes>,
 );
 
+/// An HTTP/2 server connection over `T`.
+type H2<T> = h2::server::Connection<Rewind<tokio_util::compat::Compat<T>>, Bytes>;
+
+/// The HTTP/2 preface check and handshake, within the handshake timeout.
+async fn handshake<S>(door: &Door, mut stream: S) -> Result<H2<S>, Ended>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let handshake = async {
+        let preface = read_preface(&mut stream).await?;
+        let io = Rewind {
+            pre: Bytes::from(preface),
+            inner: stream.compat(),
+        };
+        door.settings
+            .builder()
+            .handshake::<_, Bytes>(io)
+            .await
+            .map_err(|e| Ended::Error(format!("handshake failed: {e}")))
+    };
+    let timeout = door.handshake_timeout;
+    futures_lite::future::or(handshake, async move {
+        glommio::timer::sleep(timeout).await;
+        Err(Ended::HandshakeTimeout)
+    })
+    .await
+}
+
+/// Answers every request of a connection with `status` and closes it: a
+/// plaintext client on a TLS port gets a gRPC error saying so (gRPC
+/// clients do not show a GOAWAY's reason). The connection lasts at most
+/// the handshake timeout.
+pub async fn answer_all<S>(door: &Door, stream: S, status: Status, why: &'static str) -> Ended
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut conn = match handshake(door, stream).await {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let answer = async {
+        while let Some(Ok((_req, mut respond))) = conn.accept().await {
+            grpc::reply_err(&mut respond, &status);
+            conn.graceful_shutdown();
+        }
+    };
+    futures_lite::future::or(answer, glommio::timer::sleep(door.handshake_timeout)).await;
+    Ended::WrongSecurity(why)
+}
+
 /// Reads the 24-byte HTTP/2 preface. Anything else ends the connection; an
 /// HTTP/1.x request line first gets a plain-text 505 saying what the port
 /// speaks.
-async fn read_preface(s: &mut TcpStream) -> Result<Vec<u8>, Ended> {
+async fn read_preface<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) -> Result<Vec<u8>, Ended> {
     let mut buf = vec![0u8; PREFACE.len()];
     let mut n = 0;
     while n < buf.len() {
@@ -206,6 +248,11 @@ async fn read_preface(s: &mut TcpStream) -> Result<Vec<u8>, Ended> {
                 linger_close(s).await;
                 return Err(Ended::NotHttp2);
             }
+            if looks_like_tls(&buf[..n]) {
+                return Err(Ended::WrongSecurity(
+                    "a TLS client on a plaintext port (start the agent with --tls-cert and --tls-key, or connect without TLS)",
+                ));
+            }
             return Err(Ended::Error("not an HTTP/2 connection preface".into()));
         }
     }
@@ -215,8 +262,8 @@ async fn read_preface(s: &mut TcpStream) -> Result<Vec<u8>, Ended> {
 /// Closes the sending side, then reads (and drops) what the client still
 /// sends for up to a second, so closing with unread input does not turn
 /// the answer just written into a reset.
-async fn linger_close(s: &mut TcpStream) {
-    let _ = s.shutdown(std::net::Shutdown::Write).await;
+async fn linger_close<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) {
+    let _ = s.close().await;
     let drain = async {
         let mut sink = [0u8; 4096];
         let mut total = 0usize;
@@ -228,6 +275,11 @@ async fn linger_close(s: &mut TcpStream) {
         }
     };
     futures_lite::future::or(drain, glommio::timer::sleep(Duration::from_secs(1))).await;
+}
+
+/// A TLS connection starts with a handshake record: type 22, version 3.x.
+pub fn looks_like_tls(head: &[u8]) -> bool {
+    head.first() == Some(&0x16) && head.get(1).is_none_or(|v| *v == 3)
 }
 
 /// An HTTP/1.x request line starts with an upper-case method and a space.

@@ -28,6 +28,7 @@ use conn::Door;
 use context::{ContextParts, ShardContext};
 use grpc::H2Settings;
 
+mod accept;
 mod append_clock;
 pub mod budget;
 pub mod conn;
@@ -131,6 +132,8 @@ pub struct ShardSetup {
     /// Where the shard registers its listener and connections (see
     /// `sockets`).
     pub sockets: Arc<crate::runtime::sockets::ShardSockets>,
+    /// TLS for the shard's port, shared by every shard (`--tls-cert`).
+    pub tls: Option<Arc<crate::tls::ServerTls>>,
 }
 
 /// Runs shard `shard` until shutdown. Returns whether everything it wrote
@@ -148,6 +151,7 @@ pub async fn run(setup: ShardSetup) -> Result<bool, String> {
         metrics,
         flush_only,
         sockets,
+        tls,
     } = setup;
     let fail = |e: String| {
         let _ = ready.send((shard, Err(e.clone())));
@@ -235,6 +239,7 @@ pub async fn run(setup: ShardSetup) -> Result<bool, String> {
         handshake_timeout: config.handshake_timeout(),
         idle_timeout: config.connection_idle_timeout(),
         body_timeout: config.request_body_timeout(),
+        tls: tls.map(|t| futures_rustls::TlsAcceptor::from(t.config())),
     });
     let limit = config.max_connections_per_shard;
     // The shutdown flag is polled by its own task, which fires `stop` once.
@@ -279,7 +284,7 @@ pub async fn run(setup: ShardSetup) -> Result<bool, String> {
                 let door = door.clone();
                 ctx.tasks.spawn_local("connection", async move {
                     let _slot = slot;
-                    let ended = conn::serve(door, stream, rx).await;
+                    let ended = accept::serve_socket(door, stream, rx).await;
                     tracing::debug!(shard, ?ended, "connection ended");
                 });
             }

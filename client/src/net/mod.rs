@@ -1,12 +1,14 @@
 //! The network side shared by the producer, the consumer and the admin
 //! client: agent addresses checked ([`address`]), connections per agent
 //! shard ([`pool`]), a circuit breaker per
-//! address ([`breaker`]) and the routes of topics' partitions
-//! ([`metadata`]). Knows nothing of records, batches or offsets.
+//! address ([`breaker`]), TLS settings ([`tls`]) and the routes of
+//! topics' partitions ([`metadata`]). Knows nothing of records, batches or offsets.
 
 pub mod address;
 pub mod breaker;
 pub mod metadata;
 pub mod pool;
+pub mod tls;
 
 pub use pool::PoolConfig;
+pub use tls::TlsConfig;

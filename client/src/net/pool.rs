@@ -44,6 +44,10 @@ pub struct PoolConfig {
     /// consumer fetches, ListOffsets rounds, calls to a group coordinator
     /// that moved; default 50 ms doubling to at most 1 s, ±25%.
     pub retry: BackoffConfig,
+    /// TLS to every agent (`https`); plaintext (`http`) when `None`, the
+    /// default. The agents' ports must match: a TLS port refuses
+    /// plaintext clients and the other way round.
+    pub tls: Option<super::tls::TlsConfig>,
 }
 
 impl Default for PoolConfig {
@@ -61,6 +65,7 @@ impl Default for PoolConfig {
                 max: Duration::from_secs(1),
                 jitter: 0.25,
             },
+            tls: None,
         }
     }
 }
@@ -306,8 +311,19 @@ impl ConnectionPool {
             message,
         };
         super::address::check(address).map_err(transport)?;
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| transport(format!("invalid address: {e}")))?
+        let scheme = if self.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
+            .map_err(|e| transport(format!("invalid address: {e}")))?;
+        if let Some(tls) = &self.config.tls {
+            endpoint = endpoint
+                .tls_config(tls.client_config())
+                .map_err(|e| transport(format!("TLS settings: {e}")))?;
+        }
+        let endpoint = endpoint
             .connect_timeout(self.config.connect_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(20))

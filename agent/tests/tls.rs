@@ -1,0 +1,213 @@
+//! TLS on the shard ports (issue 20): the project's client works over TLS
+//! and mutual TLS; a plaintext client, a client trusting another CA, a
+//! certificate for another name and an expired certificate are refused;
+//! SIGHUP swaps the certificate for new connections while open ones go on.
+
+#[path = "common/certs.rs"]
+mod certs;
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use certs::{write_leaf, Ca};
+use streamhouse_client::net::{PoolConfig, TlsConfig};
+use streamhouse_client::{Admin, Consumer, Producer};
+
+fn pool(tls: TlsConfig) -> PoolConfig {
+    PoolConfig {
+        tls: Some(tls),
+        connect_timeout: Duration::from_secs(3),
+        call_timeout: Duration::from_secs(5),
+        ..PoolConfig::default()
+    }
+}
+
+/// A TLS agent with a certificate of `ca` for localhost and 127.0.0.1.
+fn tls_agent(dir: &Path, ca: &Ca, extra: &[&str]) -> common::Agent {
+    let (cert, key) = write_leaf(dir, "server", &ca.issue(&["localhost", "127.0.0.1"], false));
+    let mut args = vec![
+        "--tls-cert".to_string(),
+        cert.display().to_string(),
+        "--tls-key".to_string(),
+        key.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    common::Agent::start(1, &args)
+}
+
+/// Creates a topic, produces and reads back one record over `pool`.
+async fn round_trip(
+    bootstrap: &str,
+    pool: PoolConfig,
+    topic: &str,
+) -> streamhouse_client::Result<()> {
+    let admin = Admin::with_pool(bootstrap, pool.clone()).await?;
+    admin.create_topic(topic, 1).await?;
+    let producer = Producer::builder(bootstrap)
+        .pool(pool.clone())
+        .build()
+        .await?;
+    producer
+        .send(streamhouse_client::ProducerRecord::new(topic, "over tls").partition(0))
+        .await?;
+    producer.close().await?;
+    let mut consumer = Consumer::builder(bootstrap).pool(pool).build().await?;
+    consumer.assign([(topic, 0)]).await?;
+    let r = consumer.next_record().await?;
+    assert_eq!(&r.value[..], b"over tls");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_client_works_over_tls_and_every_wrong_peer_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("StreamHouse test CA");
+    let agent = tls_agent(dir.path(), &ca, &[]);
+    let b = agent.addr(0);
+
+    round_trip(&b, pool(TlsConfig::new().ca_pem(ca.pem())), "secure")
+        .await
+        .unwrap();
+
+    // A plaintext client is told the port requires TLS.
+    // (The HTTP/2 connection may be taken for open until the first call.)
+    let e = match Admin::with_pool(&b, PoolConfig::default()).await {
+        Err(e) => e,
+        Ok(a) => a.list_topics().await.expect_err("plaintext refused"),
+    };
+    assert!(e.to_string().contains("requires TLS"), "{e}");
+
+    // A client trusting another CA refuses the agent's certificate.
+    let other = Ca::new("another CA");
+    let e = Admin::with_pool(&b, pool(TlsConfig::new().ca_pem(other.pem())))
+        .await
+        .err()
+        .expect("unknown CA refused");
+    assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+
+    // The agent's certificate does not name the host the client expects.
+    let e = Admin::with_pool(
+        &b,
+        pool(
+            TlsConfig::new()
+                .ca_pem(ca.pem())
+                .server_name("db.example.com"),
+        ),
+    )
+    .await
+    .err()
+    .expect("wrong name refused");
+    assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+}
+
+#[tokio::test]
+async fn an_expired_certificate_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("StreamHouse test CA");
+    let (cert, key) = write_leaf(dir.path(), "old", &ca.issue(&["127.0.0.1"], true));
+    let agent = common::Agent::start(
+        1,
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let e = Admin::with_pool(agent.addr(0), pool(TlsConfig::new().ca_pem(ca.pem())))
+        .await
+        .err()
+        .expect("expired refused");
+    assert!(e.to_string().to_lowercase().contains("expired"), "{e}");
+}
+
+#[tokio::test]
+async fn mutual_tls_takes_only_clients_the_ca_signed() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("StreamHouse test CA");
+    let clients = Ca::new("client CA");
+    let ca_file = dir.path().join("clients.pem");
+    std::fs::write(&ca_file, clients.pem()).unwrap();
+    let agent = tls_agent(
+        dir.path(),
+        &ca,
+        &["--tls-client-ca", ca_file.to_str().unwrap()],
+    );
+    let b = agent.addr(0);
+
+    let (cert, key) = clients.issue(&["alice"], false);
+    round_trip(
+        &b,
+        pool(TlsConfig::new().ca_pem(ca.pem()).identity_pem(cert, key)),
+        "mtls",
+    )
+    .await
+    .unwrap();
+
+    // No client certificate, or one another CA signed: refused.
+    for tls in [TlsConfig::new().ca_pem(ca.pem()), {
+        let (c, k) = Ca::new("stranger").issue(&["mallory"], false);
+        TlsConfig::new().ca_pem(ca.pem()).identity_pem(c, k)
+    }] {
+        let admin = Admin::with_pool(&b, pool(tls)).await;
+        let refused = match admin {
+            Err(_) => true,
+            // TLS 1.3 reports the client certificate's refusal after the
+            // handshake: the first call fails.
+            Ok(a) => a.list_topics().await.is_err(),
+        };
+        assert!(refused, "a client without a certificate of the CA got in");
+    }
+}
+
+#[tokio::test]
+async fn sighup_swaps_the_certificate_and_open_connections_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let old_ca = Ca::new("old CA");
+    let agent = tls_agent(dir.path(), &old_ca, &[]);
+    let b = agent.addr(0);
+    let old = Admin::with_pool(&b, pool(TlsConfig::new().ca_pem(old_ca.pem())))
+        .await
+        .unwrap();
+    old.create_topic("before", 1).await.unwrap();
+
+    // The new certificate (of another CA) over the same files, then SIGHUP.
+    let new_ca = Ca::new("new CA");
+    write_leaf(
+        dir.path(),
+        "server",
+        &new_ca.issue(&["localhost", "127.0.0.1"], false),
+    );
+    agent.signal(libc::SIGHUP);
+    let new = async {
+        for _ in 0..100 {
+            if let Ok(a) = Admin::with_pool(&b, pool(TlsConfig::new().ca_pem(new_ca.pem()))).await {
+                return a;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the new certificate was never served");
+    }
+    .await;
+    new.create_topic("after", 1).await.unwrap();
+    // The connection opened before goes on; a new one trusting only the
+    // old CA is refused.
+    assert_eq!(old.list_topics().await.unwrap().len(), 2);
+    assert!(
+        Admin::with_pool(&b, pool(TlsConfig::new().ca_pem(old_ca.pem())))
+            .await
+            .is_err()
+    );
+    // A reload that fails (a key that is not the certificate's) keeps
+    // serving the certificate loaded before.
+    let (_, other_key) = new_ca.issue(&["127.0.0.1"], false);
+    std::fs::write(dir.path().join("server.key"), other_key).unwrap();
+    agent.signal(libc::SIGHUP);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let again = Admin::with_pool(&b, pool(TlsConfig::new().ca_pem(new_ca.pem())))
+        .await
+        .unwrap();
+    assert_eq!(again.list_topics().await.unwrap().len(), 2);
+}

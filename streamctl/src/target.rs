@@ -1,0 +1,67 @@
+//! Which agents a command talks to and how: the bootstrap addresses and
+//! the connection settings (TLS) every client of the command shares.
+//! Builds the clients; what they do is each command's.
+
+use streamhouse_client::net::{PoolConfig, TlsConfig};
+use streamhouse_client::{Admin, Consumer, ConsumerBuilder, Producer, ProducerBuilder};
+
+use crate::args::TlsArgs;
+use crate::Failure;
+
+/// The agents, and how to connect to them.
+pub struct Target {
+    bootstrap: Vec<String>,
+    pool: PoolConfig,
+}
+
+impl Target {
+    /// `bootstrap` with the TLS settings of `tls` (plaintext when none is
+    /// given). A file that cannot be read is bad usage.
+    pub fn new(bootstrap: Vec<String>, tls: &TlsArgs) -> Result<Target, Failure> {
+        let mut pool = PoolConfig::default();
+        if tls.enabled() {
+            let mut t = TlsConfig::new();
+            if let Some(ca) = &tls.tls_ca {
+                t = t.ca_file(ca).map_err(usage)?;
+            }
+            if let (Some(cert), Some(key)) = (&tls.tls_cert, &tls.tls_key) {
+                t = t.identity_files(cert, key).map_err(usage)?;
+            }
+            if let Some(name) = &tls.tls_server_name {
+                t = t.server_name(name.clone());
+            }
+            pool.tls = Some(t);
+        }
+        Ok(Target { bootstrap, pool })
+    }
+
+    /// An admin client.
+    ///
+    /// # Cancellation
+    /// Dropping the future leaves nothing behind.
+    pub async fn admin(&self) -> Result<Admin, Failure> {
+        Ok(Admin::with_pool(self.bootstrap.clone(), self.pool.clone()).await?)
+    }
+
+    /// A consumer's builder.
+    pub fn consumer(&self) -> ConsumerBuilder {
+        Consumer::builder(self.bootstrap.clone()).pool(self.pool.clone())
+    }
+
+    /// A consumer with default settings.
+    ///
+    /// # Cancellation
+    /// Dropping the future leaves nothing behind.
+    pub async fn connect_consumer(&self) -> Result<Consumer, Failure> {
+        Ok(self.consumer().build().await?)
+    }
+
+    /// A producer's builder.
+    pub fn producer(&self) -> ProducerBuilder {
+        Producer::builder(self.bootstrap.clone()).pool(self.pool.clone())
+    }
+}
+
+fn usage(e: streamhouse_client::Error) -> Failure {
+    Failure::Usage(e.to_string())
+}
