@@ -10,19 +10,7 @@ MOTO_VENV=${MOTO_VENV:-${TMPDIR:-/tmp}/streamhouse-moto-venv}
 S3_PIDFILE=${S3_PIDFILE:-${TMPDIR:-/tmp}/streamhouse-moto.pid}
 S3_LOG=${S3_LOG:-${TMPDIR:-/tmp}/streamhouse-moto.log}
 if [ ! -x "$MOTO_VENV/bin/moto_server" ]; then
-  if ! python3 -m venv "$MOTO_VENV" >/dev/null 2>&1; then
-    # Debian's python3 needs its venv module installed separately.
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-      apt-get update -qq >/dev/null
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
-      rm -rf "$MOTO_VENV"
-      python3 -m venv "$MOTO_VENV"
-    else
-      echo "python3 -m venv failed: install python3-venv" >&2
-      exit 1
-    fi
-  fi
-  "$MOTO_VENV/bin/pip" install -q 'moto[server]==5.2.5'
+  "$(dirname "$0")/python-venv.sh" "$MOTO_VENV" 'moto[server]==5.2.5'
 fi
 "$MOTO_VENV/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT" >"$S3_LOG" 2>&1 &
 echo $! >"$S3_PIDFILE"

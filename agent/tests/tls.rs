@@ -211,3 +211,70 @@ async fn sighup_swaps_the_certificate_and_open_connections_go_on() {
         .unwrap();
     assert_eq!(again.list_topics().await.unwrap().len(), 2);
 }
+
+/// A gRPC health check by Python's grpcio (an independent client) over
+/// TLS, with a client certificate when `identity` is given: the serving
+/// status's name, or the error grpcio reports.
+fn grpcio_health(address: &str, ca: &Path, identity: Option<(&Path, &Path)>) -> String {
+    let python = std::env::var("STREAMHOUSE_TEST_GRPCIO_PYTHON").unwrap_or_else(|_| {
+        panic!("STREAMHOUSE_TEST_GRPCIO_PYTHON is not set: run the suite with scripts/test.sh")
+    });
+    let script = r#"
+import sys, grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+address, ca = sys.argv[1], open(sys.argv[2], 'rb').read()
+key = open(sys.argv[4], 'rb').read() if len(sys.argv) > 4 else None
+cert = open(sys.argv[3], 'rb').read() if len(sys.argv) > 4 else None
+creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
+with grpc.secure_channel(address, creds) as channel:
+    try:
+        r = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=''), timeout=10)
+        print(health_pb2.HealthCheckResponse.ServingStatus.Name(r.status))
+    except grpc.RpcError as e:
+        print(e.code().name)
+"#;
+    let mut cmd = std::process::Command::new(python);
+    cmd.arg("-c").arg(script).arg(address).arg(ca);
+    if let Some((cert, key)) = identity {
+        cmd.arg(cert).arg(key);
+    }
+    let out = cmd.output().expect("run grpcio");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn grpcio_checks_health_over_tls_and_mutual_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("StreamHouse test CA");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let plain = tls_agent(dir.path(), &ca, &[]);
+    assert_eq!(grpcio_health(&plain.addr(0), &ca_file, None), "SERVING");
+    // grpcio trusting another CA fails the handshake.
+    let other = dir.path().join("other.pem");
+    std::fs::write(&other, Ca::new("another CA").pem()).unwrap();
+    assert_eq!(grpcio_health(&plain.addr(0), &other, None), "UNAVAILABLE");
+
+    let clients = Ca::new("client CA");
+    let clients_file = dir.path().join("clients.pem");
+    std::fs::write(&clients_file, clients.pem()).unwrap();
+    let mutual = tls_agent(
+        dir.path(),
+        &ca,
+        &["--tls-client-ca", clients_file.to_str().unwrap()],
+    );
+    let (cert, key) = write_leaf(dir.path(), "py", &clients.issue(&["grpcio"], false));
+    assert_eq!(
+        grpcio_health(&mutual.addr(0), &ca_file, Some((&cert, &key))),
+        "SERVING"
+    );
+    assert_eq!(
+        grpcio_health(&mutual.addr(0), &ca_file, None),
+        "UNAVAILABLE"
+    );
+}
