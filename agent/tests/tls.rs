@@ -278,3 +278,57 @@ fn grpcio_checks_health_over_tls_and_mutual_tls() {
         "UNAVAILABLE"
     );
 }
+
+/// The admin port serves HTTPS with the same certificate (no client
+/// certificate asked, as health probes have none); plain HTTP is refused.
+#[test]
+fn the_admin_port_serves_https_with_the_same_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("StreamHouse test CA");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let clients = dir.path().join("clients.pem");
+    std::fs::write(&clients, Ca::new("client CA").pem()).unwrap();
+    let port = common::free_ports(1);
+    let listen = format!("127.0.0.1:{port}");
+    let _agent = tls_agent(
+        dir.path(),
+        &ca,
+        &[
+            "--admin-listen",
+            &listen,
+            "--tls-client-ca",
+            clients.to_str().unwrap(),
+        ],
+    );
+    let curl = |url: &str| {
+        std::process::Command::new("curl")
+            .args(["-s", "--max-time", "5", "--cacert"])
+            .arg(&ca_file)
+            .arg(url)
+            .output()
+            .expect("curl")
+    };
+    let mut out = curl(&format!("https://{listen}/health"));
+    for _ in 0..100 {
+        if out.status.success() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        out = curl(&format!("https://{listen}/health"));
+    }
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("ok"),
+        "{out:?}"
+    );
+    let plain = curl(&format!("http://{listen}/health"));
+    assert!(
+        !plain.status.success() || plain.stdout.is_empty(),
+        "{plain:?}"
+    );
+}

@@ -45,7 +45,11 @@ pub struct Admin {
     pub max_connections: usize,
     /// How long a request head may take to arrive, and how long a kept-alive
     /// connection may wait for its next one (`--admin-read-timeout-ms`).
+    /// The TLS handshake has as long.
     pub read_timeout: Duration,
+    /// HTTPS with the shard ports' certificate (`--tls-cert`); plain HTTP
+    /// when `None`.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Counts one open admin connection for as long as it lives.
@@ -86,18 +90,19 @@ pub(crate) async fn serve(listener: TcpListener, admin: Arc<Admin>) {
                 }
                 let (admin, guard) = (admin.clone(), Open::new(&open));
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(|req| {
-                        let admin = admin.clone();
-                        async move { Ok::<_, Infallible>(answer(req, &admin).await) }
-                    });
-                    let served = hyper::server::conn::http1::Builder::new()
-                        .timer(TokioTimer::new())
-                        .header_read_timeout(admin.read_timeout)
-                        .max_buf_size(MAX_HEAD)
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                    if let Err(e) = served {
-                        tracing::debug!(error = %e, "admin connection ended");
+                    match admin.tls.clone() {
+                        None => serve_http(stream, &admin).await,
+                        Some(tls) => {
+                            let shake =
+                                tokio::time::timeout(admin.read_timeout, tls.accept(stream)).await;
+                            match shake {
+                                Ok(Ok(s)) => serve_http(s, &admin).await,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(error = %e, "admin TLS handshake failed")
+                                }
+                                Err(_) => tracing::debug!("admin TLS handshake timed out"),
+                            }
+                        }
                     }
                     drop(guard);
                 });
@@ -107,6 +112,26 @@ pub(crate) async fn serve(listener: TcpListener, admin: Arc<Admin>) {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+/// Serves HTTP/1.1 requests on one connection until it closes.
+async fn serve_http<S>(stream: S, admin: &Arc<Admin>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(|req| {
+        let admin = admin.clone();
+        async move { Ok::<_, Infallible>(answer(req, &admin).await) }
+    });
+    let served = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(admin.read_timeout)
+        .max_buf_size(MAX_HEAD)
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
+    if let Err(e) = served {
+        tracing::debug!(error = %e, "admin connection ended");
     }
 }
 

@@ -11,10 +11,10 @@ use crate::tls::TlsFiles;
 /// TLS on the shard ports: off unless a certificate and key are given.
 #[derive(Debug, Clone, Default, Args)]
 pub struct TlsFlags {
-    /// PEM certificate chain (leaf first) for the shard ports: with it and
-    /// --tls-key every shard port speaks TLS 1.2/1.3 only (ALPN h2) and
-    /// refuses plaintext clients with a message saying so. Read again on
-    /// SIGHUP. Default: plaintext.
+    /// PEM certificate chain (leaf first): with it and --tls-key every
+    /// shard port speaks TLS 1.2/1.3 only (ALPN h2) and refuses plaintext
+    /// clients with a message saying so, and the admin port serves HTTPS.
+    /// Read again on SIGHUP. Default: plaintext.
     #[arg(
         long,
         env = "STREAMHOUSE_TLS_CERT",

@@ -81,11 +81,18 @@ impl Control {
 /// Starts the control thread: opens the metadata and object stores, loads
 /// topics into `catalog`, acquires leases and queues them for the shards.
 /// Returns once that is done, with one message receiver per shard.
-pub fn start(
-    config: Arc<AgentConfig>,
-    catalog: Arc<Catalog>,
-    metrics: Arc<Registry>,
-) -> Result<(Control, Vec<mpsc::UnboundedReceiver<ToShard>>), String> {
+/// What the control thread starts from.
+pub struct Inputs {
+    pub config: Arc<AgentConfig>,
+    pub catalog: Arc<Catalog>,
+    pub metrics: Arc<Registry>,
+    /// The shard ports' TLS; the admin port serves HTTPS with its
+    /// certificate too (no client certificate asked).
+    pub tls: Option<Arc<crate::tls::ServerTls>>,
+}
+
+pub fn start(inputs: Inputs) -> Result<(Control, Vec<mpsc::UnboundedReceiver<ToShard>>), String> {
+    let config = inputs.config.clone();
     let shards = config.shard_count();
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::unbounded()).unzip();
     let (tx, rx) = crossbeam_channel::unbounded();
@@ -96,7 +103,7 @@ pub fn start(
     };
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Arc<Shared>, String>>();
     let thread = runtime_thread::spawn("control", move || {
-        run(config, catalog, metrics, senders, rx, notify, ready_tx)
+        run(inputs, senders, rx, notify, ready_tx)
     })
     .map_err(|e| format!("cannot start the control thread: {e}"))?;
     match ready_rx.recv() {
@@ -120,14 +127,18 @@ pub fn start(
 }
 
 async fn run(
-    config: Arc<AgentConfig>,
-    catalog: Arc<Catalog>,
-    metrics: Arc<Registry>,
+    inputs: Inputs,
     shards: Vec<mpsc::UnboundedSender<ToShard>>,
     rx: crossbeam_channel::Receiver<ToControl>,
     notify: Arc<Notify>,
     ready: std::sync::mpsc::Sender<Result<Arc<Shared>, String>>,
 ) {
+    let Inputs {
+        config,
+        catalog,
+        metrics,
+        tls,
+    } = inputs;
     let meta_url = config.metadata_url();
     let meta = match MetaStore::open_at_start(&meta_url, OPEN_WAIT).await {
         Ok(m) => m,
@@ -227,6 +238,9 @@ async fn run(
                     },
                     max_connections: shared.config.max_admin_connections,
                     read_timeout: shared.config.admin_read_timeout(),
+                    tls: tls
+                        .as_ref()
+                        .map(|t| tokio_rustls::TlsAcceptor::from(t.http1_config())),
                 };
                 shared
                     .tasks

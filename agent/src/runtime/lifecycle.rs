@@ -208,8 +208,6 @@ fn launch(
     let catalog = Arc::new(Catalog::new());
     let config = Arc::new(config);
     let registry = Arc::new(crate::metrics::Registry::new(config.shard_count()));
-    let (control, mut inboxes) = control::start(config.clone(), catalog.clone(), registry.clone())?;
-    let draining = control.drain_flag();
     let tls = match config.tls.files() {
         Some(files) => {
             let tls = crate::tls::ServerTls::load(files).map_err(|e| format!("TLS: {e}"))?;
@@ -217,6 +215,13 @@ fn launch(
         }
         None => None,
     };
+    let (control, mut inboxes) = control::start(control::Inputs {
+        config: config.clone(),
+        catalog: catalog.clone(),
+        metrics: registry.clone(),
+        tls: tls.clone(),
+    })?;
+    let draining = control.drain_flag();
     if let (true, Some(tls)) = (signals, &tls) {
         crate::tls::reload_on_sighup(tls.clone())?;
     }

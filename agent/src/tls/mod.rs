@@ -1,5 +1,5 @@
-//! TLS for the agent's shard ports: the server configuration built from
-//! PEM files (certificate chain, private key and, for mutual TLS, the CA
+//! TLS for the agent's shard ports and admin port: the server
+//! configurations built from PEM files (certificate chain, private key and, for mutual TLS, the CA
 //! client certificates must chain to), TLS 1.2 and 1.3 only, ALPN `h2`,
 //! and the certificate swapped in place on SIGHUP so new connections get
 //! the new one while open ones go on. Owns the rustls configuration only:
@@ -36,6 +36,7 @@ pub struct ServerTls {
     files: TlsFiles,
     current: Arc<CurrentCert>,
     config: Arc<ServerConfig>,
+    http1: Arc<ServerConfig>,
 }
 
 impl ServerTls {
@@ -57,7 +58,7 @@ impl ServerTls {
                     })?;
                 }
                 let verifier =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                         .build()
                         .map_err(|e| format!("{}: {e}", ca.display()))?;
                 builder.with_client_cert_verifier(verifier)
@@ -66,16 +67,31 @@ impl ServerTls {
         };
         let mut config = builder.with_cert_resolver(current.clone());
         config.alpn_protocols = vec![b"h2".to_vec()];
+        // The admin port: HTTP/1.1, and no client certificate asked
+        // (health probes and scrapers seldom have one).
+        let mut http1 = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| format!("TLS: {e}"))?
+            .with_no_client_auth()
+            .with_cert_resolver(current.clone());
+        http1.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(ServerTls {
             files,
             current,
             config: Arc::new(config),
+            http1: Arc::new(http1),
         })
     }
 
     /// The configuration a shard's acceptor uses.
     pub fn config(&self) -> Arc<ServerConfig> {
         self.config.clone()
+    }
+
+    /// The admin port's configuration: the same certificate, HTTP/1.1,
+    /// no client certificate.
+    pub fn http1_config(&self) -> Arc<ServerConfig> {
+        self.http1.clone()
     }
 
     /// Whether clients must present a certificate.
