@@ -44,11 +44,13 @@ if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; the
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 # An independent gRPC client (Python grpcio) for the interoperability tests.
-GRPCIO_VENV=${GRPCIO_VENV:-${TMPDIR:-/tmp}/streamhouse-grpcio-venv}
-if [ ! -x "$GRPCIO_VENV/bin/python" ] || ! "$GRPCIO_VENV/bin/python" -c 'import grpc_health' 2>/dev/null; then
-  scripts/python-venv.sh "$GRPCIO_VENV" grpcio==1.85.4 grpcio-health-checking==1.85.1
+if [ -z "${STREAMHOUSE_TEST_GRPCIO_PYTHON:-}" ]; then
+  GRPCIO_VENV=${GRPCIO_VENV:-${TMPDIR:-/tmp}/streamhouse-grpcio-venv}
+  if [ ! -x "$GRPCIO_VENV/bin/python" ] || ! "$GRPCIO_VENV/bin/python" -c 'import grpc_health' 2>/dev/null; then
+    scripts/python-venv.sh "$GRPCIO_VENV" grpcio==1.85.4 grpcio-health-checking==1.85.1
+  fi
+  export STREAMHOUSE_TEST_GRPCIO_PYTHON="$GRPCIO_VENV/bin/python"
 fi
-export STREAMHOUSE_TEST_GRPCIO_PYTHON="$GRPCIO_VENV/bin/python"
 # Seeds of the storage engine's simulated power losses (docs/RELIABILITY.md).
 export STREAMHOUSE_POWER_LOSS_SEEDS=${STREAMHOUSE_POWER_LOSS_SEEDS:-256}
 cargo build --workspace --all-targets --all-features
