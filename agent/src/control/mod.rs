@@ -78,9 +78,6 @@ impl Control {
     }
 }
 
-/// Starts the control thread: opens the metadata and object stores, loads
-/// topics into `catalog`, acquires leases and queues them for the shards.
-/// Returns once that is done, with one message receiver per shard.
 /// What the control thread starts from.
 pub struct Inputs {
     pub config: Arc<AgentConfig>,
@@ -91,6 +88,9 @@ pub struct Inputs {
     pub tls: Option<Arc<crate::tls::ServerTls>>,
 }
 
+/// Starts the control thread: opens the metadata and object stores, loads
+/// topics into `catalog`, acquires leases and queues them for the shards.
+/// Returns once that is done, with one message receiver per shard.
 pub fn start(inputs: Inputs) -> Result<(Control, Vec<mpsc::UnboundedReceiver<ToShard>>), String> {
     let config = inputs.config.clone();
     let shards = config.shard_count();

@@ -222,13 +222,13 @@ fn launch(
         tls: tls.clone(),
     })?;
     let draining = control.drain_flag();
-    if let (true, Some(tls)) = (signals, &tls) {
-        crate::tls::reload_on_sighup(tls.clone())?;
-    }
     if signals {
         for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
             signal_hook::flag::register(sig, draining.clone())
                 .map_err(|e| format!("cannot install signal handler: {e}"))?;
+        }
+        if let Some(tls) = &tls {
+            crate::tls::reload_on_sighup(tls.clone())?;
         }
     }
     let cores: Vec<usize> = core_affinity::get_core_ids()

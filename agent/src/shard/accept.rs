@@ -22,36 +22,31 @@ pub async fn serve_socket(door: Rc<Door>, stream: TcpStream, stop: oneshot::Rece
     let Some(acceptor) = door.tls.clone() else {
         return conn::serve(door, stream, peer, stop).await;
     };
-    let timeout = door.handshake_timeout;
-    let mut head = [0u8; 2];
-    let peeked = futures_lite::future::or(async { Some(stream.peek(&mut head).await) }, async {
-        glommio::timer::sleep(timeout).await;
-        None
+    // Telling plaintext from TLS and the TLS handshake share one deadline;
+    // the HTTP/2 handshake after them has its own (`conn::serve`).
+    let opened = conn::within(door.handshake_timeout, async move {
+        let mut head = [0u8; 2];
+        match stream.peek(&mut head).await {
+            Err(e) => Err(Ended::Error(e.to_string())),
+            Ok(0) => Err(Ended::Closed),
+            Ok(n) if !looks_like_tls(&head[..n]) => Ok(Err(stream)),
+            Ok(_) => match acceptor.accept(stream).await {
+                Ok(tls) => Ok(Ok(tls)),
+                Err(e) => Err(Ended::Error(format!("TLS handshake failed: {e}"))),
+            },
+        }
     })
     .await;
-    match peeked {
-        None => return Ended::HandshakeTimeout,
-        Some(Err(e)) => return Ended::Error(e.to_string()),
-        Some(Ok(0)) => return Ended::Closed,
-        Some(Ok(n)) if !looks_like_tls(&head[..n]) => {
+    match opened {
+        None => Ended::HandshakeTimeout,
+        Some(Err(ended)) => ended,
+        Some(Ok(Ok(tls))) => conn::serve(door, tls, peer, stop).await,
+        Some(Ok(Err(plain))) => {
             let status = Status::new(
                 Code::FailedPrecondition,
                 "this port requires TLS: connect with TLS (an https:// endpoint; streamctl --tls or --tls-ca)",
             );
-            return conn::answer_all(&door, stream, status, "a plaintext client on a TLS port")
-                .await;
+            conn::answer_all(&door, plain, status, "a plaintext client on a TLS port").await
         }
-        Some(Ok(_)) => {}
-    }
-    let handshake =
-        futures_lite::future::or(async { Some(acceptor.accept(stream).await) }, async {
-            glommio::timer::sleep(timeout).await;
-            None
-        })
-        .await;
-    match handshake {
-        None => Ended::HandshakeTimeout,
-        Some(Err(e)) => Ended::Error(format!("TLS handshake failed: {e}")),
-        Some(Ok(tls)) => conn::serve(door, tls, peer, stop).await,
     }
 }

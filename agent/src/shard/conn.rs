@@ -189,10 +189,16 @@ where
             .await
             .map_err(|e| Ended::Error(format!("handshake failed: {e}")))
     };
-    let timeout = door.handshake_timeout;
-    futures_lite::future::or(handshake, async move {
-        glommio::timer::sleep(timeout).await;
-        Err(Ended::HandshakeTimeout)
+    within(door.handshake_timeout, handshake)
+        .await
+        .unwrap_or(Err(Ended::HandshakeTimeout))
+}
+
+/// `fut`'s output, or `None` once `limit` passed first (`fut` is dropped).
+pub async fn within<T>(limit: Duration, fut: impl std::future::Future<Output = T>) -> Option<T> {
+    futures_lite::future::or(async { Some(fut.await) }, async {
+        glommio::timer::sleep(limit).await;
+        None
     })
     .await
 }
@@ -215,7 +221,7 @@ where
             conn.graceful_shutdown();
         }
     };
-    futures_lite::future::or(answer, glommio::timer::sleep(door.handshake_timeout)).await;
+    within(door.handshake_timeout, answer).await;
     Ended::WrongSecurity(why)
 }
 

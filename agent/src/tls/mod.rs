@@ -34,6 +34,7 @@ pub struct TlsFiles {
 #[derive(Debug)]
 pub struct ServerTls {
     files: TlsFiles,
+    provider: Arc<CryptoProvider>,
     current: Arc<CurrentCert>,
     config: Arc<ServerConfig>,
     http1: Arc<ServerConfig>,
@@ -46,9 +47,12 @@ impl ServerTls {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let key = certified_key(&files, &provider)?;
         let current = Arc::new(CurrentCert(RwLock::new(Arc::new(key))));
-        let builder = ServerConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| format!("TLS: {e}"))?;
+        // TLS 1.3 and 1.2 only, on both ports.
+        let versions = || {
+            ServerConfig::builder_with_provider(provider.clone())
+                .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+                .map_err(|e| format!("TLS: {e}"))
+        };
         let builder = match &files.client_ca {
             Some(ca) => {
                 let mut roots = RootCertStore::empty();
@@ -61,22 +65,21 @@ impl ServerTls {
                     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                         .build()
                         .map_err(|e| format!("{}: {e}", ca.display()))?;
-                builder.with_client_cert_verifier(verifier)
+                versions()?.with_client_cert_verifier(verifier)
             }
-            None => builder.with_no_client_auth(),
+            None => versions()?.with_no_client_auth(),
         };
         let mut config = builder.with_cert_resolver(current.clone());
         config.alpn_protocols = vec![b"h2".to_vec()];
         // The admin port: HTTP/1.1, and no client certificate asked
         // (health probes and scrapers seldom have one).
-        let mut http1 = ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| format!("TLS: {e}"))?
+        let mut http1 = versions()?
             .with_no_client_auth()
             .with_cert_resolver(current.clone());
         http1.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(ServerTls {
             files,
+            provider,
             current,
             config: Arc::new(config),
             http1: Arc::new(http1),
@@ -94,17 +97,11 @@ impl ServerTls {
         self.http1.clone()
     }
 
-    /// Whether clients must present a certificate.
-    pub fn mutual(&self) -> bool {
-        self.files.client_ca.is_some()
-    }
-
     /// Reads the certificate and key again and serves them to new
     /// connections from now on; open connections keep theirs. On error
     /// the old certificate stays (the client CA is read at start only).
     pub fn reload(&self) -> Result<(), String> {
-        let provider = rustls::crypto::ring::default_provider();
-        let key = certified_key(&self.files, &provider)?;
+        let key = certified_key(&self.files, &self.provider)?;
         *self.current.0.write() = Arc::new(key);
         Ok(())
     }
