@@ -28,6 +28,11 @@ pub fn unescape(s: &str) -> Vec<u8> {
     out
 }
 
+/// Where `needle` (not empty) first appears in `haystack`.
+pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
 /// One piece of a parsed `-f` format.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Piece {

@@ -115,13 +115,6 @@ async fn describe(
             .iter()
             .flat_map(|t| t.partitions.iter().map(move |p| format!("{}/{p}", t.topic)))
             .collect();
-        let or_dash = |s: &str| {
-            if s.is_empty() {
-                "-".to_string()
-            } else {
-                s.to_string()
-            }
-        };
         writeln!(
             out,
             "{}\t{}\t{}\t{}\t{}",
@@ -129,11 +122,7 @@ async fn describe(
             or_dash(&m.client_id),
             or_dash(&m.client_host),
             or_dash(&m.group_instance_id),
-            if owned.is_empty() {
-                "-".to_string()
-            } else {
-                owned.join(",")
-            }
+            or_dash(&owned.join(","))
         )?;
     }
     writeln!(out)?;
@@ -145,11 +134,7 @@ async fn describe(
         let committed = p
             .committed_offset
             .map_or("-".to_string(), |o| o.to_string());
-        let member = if p.member_id.is_empty() {
-            "-"
-        } else {
-            &p.member_id
-        };
+        let member = or_dash(&p.member_id);
         writeln!(
             out,
             "{}\t{}\t{committed}\t{high}\t{lag}\t{member}",
@@ -157,6 +142,15 @@ async fn describe(
         )?;
     }
     Ok(())
+}
+
+/// `s`, or `-` when it is empty (a column with nothing to show).
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() {
+        "-"
+    } else {
+        s
+    }
 }
 
 async fn reset(

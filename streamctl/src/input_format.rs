@@ -4,7 +4,7 @@
 //! a consume writes with a format can be produced again with it. Pure:
 //! bytes in, fields out; sending is `produce`'s.
 
-use crate::format::{Piece, Template};
+use crate::format::{find, Piece, Template};
 
 /// The fields one input record gave.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -157,10 +157,6 @@ fn set(out: &mut Fields, field: Field, bytes: &[u8], now_ms: u64) -> Result<(), 
         }
     }
     Ok(())
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 fn name(f: Field) -> &'static str {

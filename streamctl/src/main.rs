@@ -22,6 +22,7 @@ mod target;
 mod topic;
 
 use args::{Cli, Command};
+use target::Target;
 
 /// Why a command ended early.
 pub enum Failure {
@@ -87,11 +88,6 @@ async fn main() -> ExitCode {
     }
 }
 
-/// The agents the command talks to, as its flags say.
-fn target(bootstrap: &[String], tls: &args::TlsArgs) -> Result<target::Target, Failure> {
-    target::Target::new(bootstrap.to_vec(), tls)
-}
-
 /// Logs the client's tracing events at `filter` to stderr (stdout carries
 /// records only).
 fn start_log(filter: &str) -> Result<(), String> {
@@ -107,15 +103,15 @@ fn start_log(filter: &str) -> Result<(), String> {
 async fn run(cli: Cli, out: &mut impl Write) -> Result<(), Failure> {
     match cli.command {
         Command::Topic { action } => {
-            topic::run(&target(&cli.bootstrap, &cli.tls)?, action, out).await
+            topic::run(&Target::new(&cli.bootstrap, &cli.tls)?, action, out).await
         }
-        Command::Produce(a) => produce::run(&target(&cli.bootstrap, &cli.tls)?, a, out).await,
-        Command::Consume(a) => consume::run(&target(&cli.bootstrap, &cli.tls)?, a, out).await,
+        Command::Produce(a) => produce::run(&Target::new(&cli.bootstrap, &cli.tls)?, a, out).await,
+        Command::Consume(a) => consume::run(&Target::new(&cli.bootstrap, &cli.tls)?, a, out).await,
         Command::Group { action } => {
-            group::run(&target(&cli.bootstrap, &cli.tls)?, action, out).await
+            group::run(&Target::new(&cli.bootstrap, &cli.tls)?, action, out).await
         }
         Command::Cluster { format } => {
-            cluster::run(&target(&cli.bootstrap, &cli.tls)?, format, out).await
+            cluster::run(&Target::new(&cli.bootstrap, &cli.tls)?, format, out).await
         }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "streamctl", out);

@@ -10,7 +10,7 @@ use std::io::{BufRead, Write};
 use streamhouse_client::{Acks, Codec, ProducerRecord, SendFuture};
 
 use crate::args::{AckArg, CompressionArg, ProduceArgs};
-use crate::format::unescape;
+use crate::format::{find, unescape};
 use crate::input_format::InputFormat;
 use crate::target::Target;
 use crate::Failure;
@@ -200,7 +200,7 @@ fn plain(
     key: Option<&str>,
 ) -> ProducerRecord {
     let (key, value) = match key_delim {
-        Some(d) => match bytes.windows(d.len()).position(|w| w == d) {
+        Some(d) => match find(&bytes, d) {
             Some(i) => (Some(bytes[..i].to_vec()), bytes[i + d.len()..].to_vec()),
             None => (None, bytes),
         },

@@ -17,7 +17,7 @@ pub struct Target {
 impl Target {
     /// `bootstrap` with the TLS settings of `tls` (plaintext when none is
     /// given). A file that cannot be read is bad usage.
-    pub fn new(bootstrap: Vec<String>, tls: &TlsArgs) -> Result<Target, Failure> {
+    pub fn new(bootstrap: &[String], tls: &TlsArgs) -> Result<Target, Failure> {
         let mut pool = PoolConfig::default();
         if tls.enabled() {
             let mut t = TlsConfig::new();
@@ -32,7 +32,10 @@ impl Target {
             }
             pool.tls = Some(t);
         }
-        Ok(Target { bootstrap, pool })
+        Ok(Target {
+            bootstrap: bootstrap.to_vec(),
+            pool,
+        })
     }
 
     /// An admin client.

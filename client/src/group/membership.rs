@@ -49,6 +49,12 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// Whether no heartbeat sent within the last `session` was answered
+    /// while the member is in the group.
+    fn silent_for(&self, session: Duration) -> bool {
+        self.epoch != 0 && self.last_ok.is_some_and(|t| t.elapsed() >= session)
+    }
+
     /// Out of the group: what it owned is someone else's now; the next
     /// heartbeat joins again under a new member id.
     fn forget_membership(&mut self) {
@@ -87,8 +93,7 @@ impl Shared {
     ///
     /// [`expire_if_silent`]: Self::expire_if_silent
     pub(crate) fn silent_for(&self, session: Duration) -> bool {
-        let st = self.state.lock();
-        st.epoch != 0 && st.last_ok.is_some_and(|t| t.elapsed() >= session)
+        self.state.lock().silent_for(session)
     }
 
     /// Whether the member must take itself for removed: no heartbeat
@@ -98,8 +103,8 @@ impl Shared {
     /// must not hand out records another member now owns) and heartbeats
     /// at once to join again.
     pub(crate) fn expire_if_silent(&self, session: Duration) -> bool {
-        let silent = self.silent_for(session);
         let mut st = self.state.lock();
+        let silent = st.silent_for(session);
         if silent {
             tracing::warn!(member = %st.member_id, "no heartbeat answered within the session timeout: taking this member for removed; its partitions are dropped and it joins again");
             st.forget_membership();
