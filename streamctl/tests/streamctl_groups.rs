@@ -325,8 +325,7 @@ async fn stopped_member_rejoins(metadata: Option<&str>) {
         produce(&producer, "s", "x", 24, 1000).await;
     }
     let pid = paused.id() as i32;
-    unsafe { libc::kill(pid, libc::SIGSTOP) };
-    let stopped_at = Instant::now();
+    let stopped_at = stop_and_drain(&paused, &printed);
     std::thread::sleep(Duration::from_millis(2500));
     // Meanwhile the other member owns everything.
     produce(&producer, "s", "b", 240, 1000).await;

@@ -155,3 +155,45 @@ pub fn committed_and_members(b: &str, group: &str) -> (u64, usize) {
         .sum();
     (committed, j["members"].as_array().map_or(0, Vec::len))
 }
+
+/// Stops a member with SIGSTOP and returns once every thread of it is
+/// stopped and its stdout is drained: a line read after the returned
+/// instant was written after it resumed. (A line written just before the
+/// stop took effect can reach the reader after `kill` returned, so the
+/// instant `kill` returns is no cut.)
+pub fn stop_and_drain(member: &Proc, printed: &Printed) -> Instant {
+    let pid = member.id();
+    unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !all_threads_stopped(pid) {
+        assert!(Instant::now() < deadline, "member {pid} never stopped");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Its pipe holds at most what it wrote before stopping: wait until the
+    // reader has seen no new line for a while.
+    let mut seen = printed.lock().unwrap().len();
+    let mut still_since = Instant::now();
+    while still_since.elapsed() < Duration::from_millis(300) {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = printed.lock().unwrap().len();
+        if now != seen {
+            seen = now;
+            still_since = Instant::now();
+        }
+    }
+    Instant::now()
+}
+
+/// Whether every thread of `pid` is in the stopped state (`T`).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.filter_map(Result::ok).all(|t| {
+        std::fs::read_to_string(t.path().join("stat")).is_ok_and(|s| {
+            // The state follows the parenthesised command name.
+            s.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('T'))
+        })
+    })
+}
