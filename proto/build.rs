@@ -4,6 +4,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/producer.proto",
         "proto/groups.proto",
         "proto/health.proto",
+        "proto/security.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");

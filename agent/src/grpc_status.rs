@@ -14,6 +14,7 @@ pub enum Code {
     DeadlineExceeded = 4,
     NotFound = 5,
     AlreadyExists = 6,
+    PermissionDenied = 7,
     ResourceExhausted = 8,
     FailedPrecondition = 9,
     Aborted = 10,
@@ -22,6 +23,7 @@ pub enum Code {
     Internal = 13,
     Unavailable = 14,
     DataLoss = 15,
+    Unauthenticated = 16,
 }
 
 /// A non-OK gRPC status with its message.

@@ -34,6 +34,7 @@
 //!   [`metrics`].
 
 pub mod admin;
+pub mod auth;
 pub mod cluster;
 pub mod compaction;
 pub mod config;

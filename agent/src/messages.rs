@@ -160,6 +160,12 @@ pub enum ControlError {
     /// retry or rejoin cannot help.
     #[error("{0}")]
     Superseded(String),
+    /// Something other than a topic exists already (a user).
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The caller may not do this (`PERMISSION_DENIED`).
+    #[error("{0}")]
+    Denied(String),
 }
 
 /// How a shard is doing, as the control thread tracks it.

@@ -1,7 +1,8 @@
 //! TLS on the shard ports (issue 20): the project's client works over TLS
 //! and mutual TLS; a plaintext client, a client trusting another CA, a
 //! certificate for another name and an expired certificate are refused;
-//! SIGHUP swaps the certificate for new connections while open ones go on.
+//! SIGHUP swaps the certificate for new connections while open ones go on;
+//! with `--auth required` a client certificate's name is the principal.
 
 #[path = "common/certs.rs"]
 mod certs;
@@ -160,6 +161,74 @@ async fn mutual_tls_takes_only_clients_the_ca_signed() {
         };
         assert!(refused, "a client without a certificate of the CA got in");
     }
+}
+
+/// With `--auth required`, a client certificate's name is the principal:
+/// one listed in `--superusers` manages users, another may not
+/// (PERMISSION_DENIED) but works with topics; a token, when sent, counts
+/// instead of the certificate.
+#[tokio::test]
+async fn a_client_certificate_names_the_principal() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("StreamHouse test CA");
+    let clients = Ca::new("client CA");
+    let ca_file = dir.path().join("clients.pem");
+    std::fs::write(&ca_file, clients.pem()).unwrap();
+    let agent = tls_agent(
+        dir.path(),
+        &ca,
+        &[
+            "--tls-client-ca",
+            ca_file.to_str().unwrap(),
+            "--auth",
+            "required",
+            "--superusers",
+            "ops",
+        ],
+    );
+    let b = agent.addr(0);
+    let as_cert = |name: &str| {
+        let (cert, key) = clients.issue(&[name], false);
+        pool(TlsConfig::new().ca_pem(ca.pem()).identity_pem(cert, key))
+    };
+    let ops = Admin::with_pool(&b, as_cert("ops")).await.unwrap();
+    ops.create_user("svc").await.unwrap();
+    let token = ops.create_token("svc", "").await.unwrap();
+
+    let app = Admin::with_pool(&b, as_cert("app")).await.unwrap();
+    app.create_topic("by-cert", 1).await.unwrap();
+    let denied = app.create_user("x").await.unwrap_err();
+    assert_eq!(
+        denied.code(),
+        Some(streamhouse_client::Code::PermissionDenied),
+        "{denied}"
+    );
+    assert!(
+        denied.to_string().contains("app may not create users"),
+        "{denied}"
+    );
+
+    // A bad token is refused even over a good certificate.
+    let mut bad = as_cert("ops");
+    bad.token = Some(streamhouse_client::Token::new("shk_0123456789abcdef_nope"));
+    let refused = match Admin::with_pool(&b, bad).await {
+        Ok(a) => a.list_topics().await.unwrap_err(),
+        Err(e) => e,
+    };
+    assert_eq!(
+        refused.code(),
+        Some(streamhouse_client::Code::Unauthenticated),
+        "{refused}"
+    );
+    // A good one works over another client's certificate, as its user.
+    let mut with_token = as_cert("app");
+    with_token.token = Some(token.token.clone());
+    let svc = Admin::with_pool(&b, with_token).await.unwrap();
+    svc.list_topics().await.unwrap();
+    assert_eq!(
+        svc.list_users().await.unwrap_err().code(),
+        Some(streamhouse_client::Code::PermissionDenied)
+    );
 }
 
 #[tokio::test]

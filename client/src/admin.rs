@@ -6,9 +6,9 @@
 
 use std::future::Future;
 
+use crate::net::AgentChannel;
 use streamhouse_proto as pb;
 use streamhouse_proto::admin_service_client::AdminServiceClient;
-use tonic::transport::Channel;
 
 use crate::bootstrap::Bootstrap;
 use crate::error::{Error, Result};
@@ -145,12 +145,12 @@ impl Admin {
 
     /// A client on the first bootstrap address that can be reached,
     /// starting with the one that answered last.
-    async fn client(&self) -> Result<AdminServiceClient<Channel>> {
+    async fn client(&self) -> Result<AdminServiceClient<AgentChannel>> {
         Ok(AdminServiceClient::new(self.channel().await?))
     }
 
     /// A channel to `address` from this admin's pool.
-    pub(crate) async fn pool_get(&self, address: &str) -> Result<Channel> {
+    pub(crate) async fn pool_get(&self, address: &str) -> Result<AgentChannel> {
         Ok(self.pool.get(address).await?.channel())
     }
 
@@ -161,7 +161,7 @@ impl Admin {
 
     /// A channel to the first bootstrap address that can be reached,
     /// starting with the one that answered last.
-    pub(crate) async fn channel(&self) -> Result<Channel> {
+    pub(crate) async fn channel(&self) -> Result<AgentChannel> {
         use std::sync::atomic::Ordering;
         let mut last = Error::Config("bootstrap needs at least one host:port".into());
         let n = self.bootstrap.len();
@@ -181,7 +181,7 @@ impl Admin {
     /// One call, bounded by `call_timeout`.
     pub(crate) async fn call<T, F, Fut>(&self, what: &str, f: F) -> Result<T>
     where
-        F: FnOnce(AdminServiceClient<Channel>) -> Fut,
+        F: FnOnce(AdminServiceClient<AgentChannel>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
         let client = self.client().await?;

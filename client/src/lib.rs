@@ -27,6 +27,7 @@ pub mod producer;
 pub mod record;
 pub mod retry;
 pub mod topic_config;
+pub mod users;
 
 pub use admin::{Admin, AgentInfo, ClusterInfo, PartitionInfo, TopicInfo};
 pub use bootstrap::Bootstrap;
@@ -36,6 +37,7 @@ pub use consumer::{
 };
 pub use error::{Code, Error, Result};
 pub use group::{AutoOffsetReset, GroupConsumer, GroupConsumerBuilder, RebalanceListener};
+pub use net::Token;
 pub use producer::{
     AckFuture, Acks, Admission, BatchSendFuture, Producer, ProducerBuilder, ProducerConfig,
     ProducerMetrics, SendFuture, MAX_IN_FLIGHT_PER_PARTITION,
@@ -47,6 +49,7 @@ pub use streamhouse_proto::batch::Codec;
 /// One partition of a topic by name (group assignments, commits, seeks).
 pub use streamhouse_proto::TopicPartition;
 pub use topic_config::{ConfigEntry, ConfigSource};
+pub use users::{NewToken, TokenInfo, UserInfo};
 
 /// The README's examples, compiled as doc tests so they stay true.
 #[cfg(doctest)]

@@ -42,6 +42,12 @@ pub mod paths {
     pub const DELETE_RECORDS: &str = "/streamhouse.AdminService/DeleteRecords";
     pub const CREATE_PARTITIONS: &str = "/streamhouse.AdminService/CreatePartitions";
     pub const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
+    pub const CREATE_USER: &str = "/streamhouse.AdminService/CreateUser";
+    pub const DELETE_USER: &str = "/streamhouse.AdminService/DeleteUser";
+    pub const LIST_USERS: &str = "/streamhouse.AdminService/ListUsers";
+    pub const CREATE_TOKEN: &str = "/streamhouse.AdminService/CreateToken";
+    pub const REVOKE_TOKEN: &str = "/streamhouse.AdminService/RevokeToken";
+    pub const LIST_TOKENS: &str = "/streamhouse.AdminService/ListTokens";
     pub const FIND_COORDINATOR: &str = "/streamhouse.GroupService/FindCoordinator";
     pub const GROUP_HEARTBEAT: &str = "/streamhouse.GroupService/Heartbeat";
     pub const COMMIT_OFFSETS: &str = "/streamhouse.GroupService/CommitOffsets";

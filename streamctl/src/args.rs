@@ -34,6 +34,8 @@ pub struct Cli {
     pub log: Option<String>,
     #[command(flatten)]
     pub tls: TlsArgs,
+    #[command(flatten)]
+    pub auth: AuthArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -78,6 +80,26 @@ pub struct TlsArgs {
     pub tls_server_name: Option<String>,
 }
 
+/// Credentials for agents started with `--auth required`.
+#[derive(Args, Debug, Default)]
+pub struct AuthArgs {
+    /// API token sent with every call (`streamctl token create` makes
+    /// one). Prefer --token-file or the environment: a command line is
+    /// visible to other users of the machine.
+    #[arg(
+        long,
+        env = "STREAMCTL_TOKEN",
+        value_name = "TOKEN",
+        global = true,
+        hide_env_values = true,
+        conflicts_with = "token_file"
+    )]
+    pub token: Option<String>,
+    /// A file holding the API token (its first line).
+    #[arg(long, env = "STREAMCTL_TOKEN_FILE", value_name = "FILE", global = true)]
+    pub token_file: Option<std::path::PathBuf>,
+}
+
 impl TlsArgs {
     /// Whether any TLS flag was given.
     pub fn enabled(&self) -> bool {
@@ -115,6 +137,18 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Create, list and delete users (a superuser's calls on agents with
+    /// `--auth required`).
+    User {
+        #[command(subcommand)]
+        action: UserCmd,
+    },
+    /// Create, list and revoke API tokens (a superuser's calls on agents
+    /// with `--auth required`).
+    Token {
+        #[command(subcommand)]
+        action: TokenCmd,
+    },
     /// Print a shell completion script (e.g. `streamctl completions bash >
     /// /etc/bash_completion.d/streamctl`).
     Completions {
@@ -134,6 +168,54 @@ pub enum Command {
         /// instead of printing one.
         #[arg(long, value_name = "DIR", conflicts_with = "command")]
         dir: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum UserCmd {
+    /// Create a user (1 to 128 bytes of letters, digits and `._@-`).
+    Create {
+        /// The user's name.
+        name: String,
+    },
+    /// List users: name, tokens held, created.
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Delete a user and revoke its tokens.
+    Delete {
+        /// The user's name.
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TokenCmd {
+    /// Make a token for a user and print it, alone on stdout: it is shown
+    /// only now (the agents keep only its hash).
+    Create {
+        /// The user it authenticates as.
+        user: String,
+        /// What the token is for, shown by `token list` (at most 256 bytes).
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List tokens: id, user, created, description (never the token).
+    List {
+        /// Only this user's tokens.
+        #[arg(long)]
+        user: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Revoke a token by id: refused at once by the agent asked, by the
+    /// others within their --auth-refresh-ms.
+    Revoke {
+        /// The token's id (`token list`).
+        id: String,
     },
 }
 

@@ -20,6 +20,7 @@ mod man;
 mod produce;
 mod target;
 mod topic;
+mod users;
 
 use args::{Cli, Command};
 use target::Target;
@@ -101,18 +102,15 @@ fn start_log(filter: &str) -> Result<(), String> {
 }
 
 async fn run(cli: Cli, out: &mut impl Write) -> Result<(), Failure> {
+    let target = || Target::new(&cli.bootstrap, &cli.tls, &cli.auth);
     match cli.command {
-        Command::Topic { action } => {
-            topic::run(&Target::new(&cli.bootstrap, &cli.tls)?, action, out).await
-        }
-        Command::Produce(a) => produce::run(&Target::new(&cli.bootstrap, &cli.tls)?, a, out).await,
-        Command::Consume(a) => consume::run(&Target::new(&cli.bootstrap, &cli.tls)?, a, out).await,
-        Command::Group { action } => {
-            group::run(&Target::new(&cli.bootstrap, &cli.tls)?, action, out).await
-        }
-        Command::Cluster { format } => {
-            cluster::run(&Target::new(&cli.bootstrap, &cli.tls)?, format, out).await
-        }
+        Command::Topic { action } => topic::run(&target()?, action, out).await,
+        Command::Produce(a) => produce::run(&target()?, a, out).await,
+        Command::Consume(a) => consume::run(&target()?, a, out).await,
+        Command::Group { action } => group::run(&target()?, action, out).await,
+        Command::Cluster { format } => cluster::run(&target()?, format, out).await,
+        Command::User { action } => users::run_user(&target()?, action, out).await,
+        Command::Token { action } => users::run_token(&target()?, action, out).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "streamctl", out);
             Ok(())

@@ -1,11 +1,12 @@
 //! Which agents a command talks to and how: the bootstrap addresses and
-//! the connection settings (TLS) every client of the command shares.
+//! the connection settings (TLS, the API token) every client of the
+//! command shares.
 //! Builds the clients; what they do is each command's.
 
-use streamhouse_client::net::{PoolConfig, TlsConfig};
+use streamhouse_client::net::{PoolConfig, TlsConfig, Token};
 use streamhouse_client::{Admin, Consumer, ConsumerBuilder, Producer, ProducerBuilder};
 
-use crate::args::TlsArgs;
+use crate::args::{AuthArgs, TlsArgs};
 use crate::Failure;
 
 /// The agents, and how to connect to them.
@@ -17,8 +18,11 @@ pub struct Target {
 impl Target {
     /// `bootstrap` with the TLS settings of `tls` (plaintext when none is
     /// given). A file that cannot be read is bad usage.
-    pub fn new(bootstrap: &[String], tls: &TlsArgs) -> Result<Target, Failure> {
-        let mut pool = PoolConfig::default();
+    pub fn new(bootstrap: &[String], tls: &TlsArgs, auth: &AuthArgs) -> Result<Target, Failure> {
+        let mut pool = PoolConfig {
+            token: token(auth)?,
+            ..PoolConfig::default()
+        };
         if tls.enabled() {
             let mut t = TlsConfig::new();
             if let Some(ca) = &tls.tls_ca {
@@ -62,6 +66,26 @@ impl Target {
     /// A producer's builder.
     pub fn producer(&self) -> ProducerBuilder {
         Producer::builder(self.bootstrap.clone()).pool(self.pool.clone())
+    }
+}
+
+/// The token of `--token` or `--token-file`; an unreadable or empty file
+/// is bad usage (the message names the file, never the token).
+fn token(auth: &AuthArgs) -> Result<Option<Token>, Failure> {
+    if let Some(t) = &auth.token {
+        return Ok(Some(Token::new(t.clone())));
+    }
+    let Some(path) = &auth.token_file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::Usage(format!("--token-file {}: {e}", path.display())))?;
+    match text.lines().next().map(str::trim).filter(|t| !t.is_empty()) {
+        Some(t) => Ok(Some(Token::new(t))),
+        None => Err(Failure::Usage(format!(
+            "--token-file {}: the file holds no token",
+            path.display()
+        ))),
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 
 mod address;
+mod auth;
 mod groups;
 mod load;
 mod logging;
@@ -21,6 +22,7 @@ pub use streamhouse_proto::units;
 
 pub use address::Advertised;
 
+pub use auth::{AuthFlags, AuthMode};
 pub use groups::GroupFlags;
 pub use load::LoadError;
 pub use logging::{LogFlags, LogFormat};
@@ -185,6 +187,10 @@ pub struct AgentConfig {
     /// TLS on the shard ports (`--tls-*`).
     #[command(flatten)]
     pub tls: TlsFlags,
+
+    /// Authentication of clients (`--auth`, `--superusers`, ...).
+    #[command(flatten)]
+    pub auth: AuthFlags,
 
     /// HTTP address for `/health` (liveness), `/ready` (leases acquired,
     /// metadata store reachable, shards writable) and `/metrics`

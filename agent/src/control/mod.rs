@@ -42,6 +42,7 @@ pub mod remote;
 mod retention;
 pub(crate) mod rpc;
 mod runtime_thread;
+mod security;
 mod state;
 mod sweep;
 mod topics;
@@ -86,6 +87,9 @@ pub struct Inputs {
     /// The shard ports' TLS; the admin port serves HTTPS with its
     /// certificate too (no client certificate asked).
     pub tls: Option<Arc<crate::tls::ServerTls>>,
+    /// Users' tokens, loaded here (before the shards serve) and kept
+    /// current with `--auth required`.
+    pub credentials: Arc<crate::auth::CredentialBook>,
 }
 
 /// Starts the control thread: opens the metadata and object stores, loads
@@ -138,6 +142,7 @@ async fn run(
         catalog,
         metrics,
         tls,
+        credentials,
     } = inputs;
     let meta_url = config.metadata_url();
     let meta = match MetaStore::open_at_start(&meta_url, OPEN_WAIT).await {
@@ -191,6 +196,7 @@ async fn run(
             Box::new(crate::groups::coordinator::random_member_id),
         ),
         watermarks: Arc::new(crate::cluster::watermarks::Watermarks::default()),
+        credentials,
     });
     {
         // Partitions this agent leads: exact, from their shards.
@@ -224,6 +230,12 @@ async fn run(
     if let Err(e) = shared.sync_topics().await {
         let _ = ready.send(Err(format!("cannot load topics: {e}")));
         return;
+    }
+    if shared.config.auth.required() {
+        if let Err(e) = shared.sync_credentials().await {
+            let _ = ready.send(Err(format!("cannot load users and tokens: {e}")));
+            return;
+        }
     }
     if let Some(addr) = shared.config.admin_listen {
         match tokio::net::TcpListener::bind(addr).await {
@@ -289,6 +301,12 @@ async fn run(
     shared
         .tasks
         .spawn("group flushes", groups::flush_groups(shared.clone()));
+    if shared.config.auth.required() {
+        shared.tasks.spawn(
+            "credential sync",
+            security::sync_credentials_every(shared.clone(), shared.config.auth.refresh_every()),
+        );
+    }
     let tick = Duration::from_millis(
         (shared.config.lease_ttl_ms / 3)
             .min(shared.config.heartbeat_ms)

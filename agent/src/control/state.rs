@@ -65,6 +65,8 @@ pub(crate) struct Shared {
     /// High watermarks of the partitions its groups committed (lag, and
     /// commits past a partition's end).
     pub(super) watermarks: Arc<crate::cluster::watermarks::Watermarks>,
+    /// Users' tokens as last loaded (see `security`).
+    pub(super) credentials: Arc<crate::auth::CredentialBook>,
 }
 
 impl From<MetaError> for ControlError {

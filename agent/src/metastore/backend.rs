@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use super::compaction::{CompactedFrom, RangeSwitch};
 use super::groups::{OffsetCommit, StoredGroup, StoredOffset};
+use super::security::{ChangeOutcome, SecurityChange, SecurityRows};
 use super::{
     AgentRow, ChunkCommit, LeaseGrant, LeaseRow, MetaError, RangeLocation, RememberedBatch, Stored,
     Takeover, TimeQuery, TopicChange, TopicRow,
@@ -295,4 +296,14 @@ pub trait MetaBackend: Send + Sync {
     /// switched to) as a chunk without ranges, so the sweep deletes it
     /// after its grace; `false` when a row names it already.
     async fn claim_orphan(&self, key: &str, size: u64) -> Result<bool, MetaError>;
+
+    /// The version of the users and tokens (grows with every change).
+    async fn security_version(&self) -> Result<i64, MetaError>;
+
+    /// Every user and every token of an existing user, at one version.
+    async fn security(&self) -> Result<SecurityRows, MetaError>;
+
+    /// Applies `change` in one transaction; a refused change (its outcome
+    /// says why) changes nothing.
+    async fn change_security(&self, change: &SecurityChange) -> Result<ChangeOutcome, MetaError>;
 }

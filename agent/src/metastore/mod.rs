@@ -29,6 +29,7 @@ pub mod groups;
 mod postgres;
 mod retention;
 mod schema;
+pub mod security;
 mod sql;
 mod sqlite;
 pub mod text;

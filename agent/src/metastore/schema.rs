@@ -91,6 +91,17 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
         // frames between them); NULL: committed before, counted as `len`.
         "ALTER TABLE chunk_ranges ADD COLUMN bytes BIGINT;",
     ),
+    (
+        13,
+        // Users and their API tokens (only each token's salted argon2
+        // hash); `security_version` grows with every change of either, so
+        // agents reload them only when it moved.
+        "CREATE TABLE users (name TEXT PRIMARY KEY, created_ms BIGINT NOT NULL);
+     CREATE TABLE tokens (id TEXT PRIMARY KEY, user_name TEXT NOT NULL, hash TEXT NOT NULL,
+         description TEXT NOT NULL, created_ms BIGINT NOT NULL);
+     CREATE INDEX tokens_user ON tokens (user_name);
+     INSERT INTO counters (name, value) VALUES ('security_version', 1);",
+    ),
 ];
 
 /// Counts one more lease grant or renewal of an agent (parameter: agent

@@ -215,11 +215,16 @@ fn launch(
         }
         None => None,
     };
+    let credentials = Arc::new(crate::auth::CredentialBook::new(
+        config.auth.superusers.iter().cloned(),
+        config.auth.bootstrap_token()?,
+    ));
     let (control, mut inboxes) = control::start(control::Inputs {
         config: config.clone(),
         catalog: catalog.clone(),
         metrics: registry.clone(),
         tls: tls.clone(),
+        credentials: credentials.clone(),
     })?;
     let draining = control.drain_flag();
     if signals {
@@ -260,6 +265,7 @@ fn launch(
                 config.shard_listen(i).port(),
             )),
             tls: tls.clone(),
+            auth: config.auth.required().then(|| credentials.clone()),
         };
         match supervisor::start(supervised, ready, inbox) {
             Ok(h) => handles.push(h),

@@ -50,6 +50,8 @@ pub struct Supervised {
     pub flush_only: bool,
     pub sockets: Arc<crate::runtime::sockets::ShardSockets>,
     pub tls: Option<Arc<crate::tls::ServerTls>>,
+    /// The credentials every call is checked against (`--auth required`).
+    pub auth: Option<Arc<crate::auth::CredentialBook>>,
 }
 
 impl Supervised {
@@ -66,6 +68,7 @@ impl Supervised {
             flush_only: self.flush_only,
             sockets: self.sockets.clone(),
             tls: self.tls.clone(),
+            auth: self.auth.clone(),
         }
     }
 

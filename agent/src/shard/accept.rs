@@ -10,17 +10,21 @@ use std::rc::Rc;
 use futures::channel::oneshot;
 use glommio::net::TcpStream;
 
-use super::conn::{self, looks_like_tls, Door, Ended};
+use super::conn::{self, looks_like_tls, Door, Ended, Origin};
 use super::grpc::{Code, Status};
+use crate::auth::cert::principal_of;
 
 /// Serves the socket `stream` until it closes (see [`conn::serve`]).
 pub async fn serve_socket(door: Rc<Door>, stream: TcpStream, stop: oneshot::Receiver<()>) -> Ended {
     let _ = stream.set_nodelay(true);
     // The client's address, for the RPCs that record who called (a group
     // member's host).
-    let peer = stream.peer_addr().ok().map(|a| a.ip());
+    let mut origin = Origin {
+        ip: stream.peer_addr().ok().map(|a| a.ip()),
+        cert_principal: None,
+    };
     let Some(acceptor) = door.tls.clone() else {
-        return conn::serve(door, stream, peer, stop).await;
+        return conn::serve(door, stream, origin, stop).await;
     };
     // Telling plaintext from TLS and the TLS handshake share one deadline;
     // the HTTP/2 handshake after them has its own (`conn::serve`).
@@ -40,7 +44,17 @@ pub async fn serve_socket(door: Rc<Door>, stream: TcpStream, stop: oneshot::Rece
     match opened {
         None => Ended::HandshakeTimeout,
         Some(Err(ended)) => ended,
-        Some(Ok(Ok(tls))) => conn::serve(door, tls, peer, stop).await,
+        Some(Ok(Ok(tls))) => {
+            // Verified by the handshake when the port asks for one.
+            origin.cert_principal = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|leaf| principal_of(leaf))
+                .map(Rc::from);
+            conn::serve(door, tls, origin, stop).await
+        }
         Some(Ok(Err(plain))) => {
             let status = Status::new(
                 Code::FailedPrecondition,

@@ -48,6 +48,18 @@ pub struct Door {
     pub body_timeout: Duration,
     /// TLS on this port (`--tls-cert`); plaintext when `None`.
     pub tls: Option<futures_rustls::TlsAcceptor>,
+    /// Checks who each call comes from (`--auth required`); `None`: no
+    /// check.
+    pub auth: Option<Rc<crate::auth::Authenticator>>,
+}
+
+/// Where a connection comes from, as its socket and TLS handshake say.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// The client's IP address (`None` when the socket could not say).
+    pub ip: Option<std::net::IpAddr>,
+    /// The principal its client certificate names (mutual TLS).
+    pub cert_principal: Option<Rc<str>>,
 }
 
 /// Why a connection ended, for the debug log.
@@ -65,13 +77,13 @@ pub enum Ended {
     Error(String),
 }
 
-/// Serves one connection (plaintext or TLS) from `peer` until it closes.
+/// Serves one connection (plaintext or TLS) from `origin` until it closes.
 /// `stop` fires on drain: the connection then sends GOAWAY and ends once
 /// its streams are answered.
 pub async fn serve<S>(
     door: Rc<Door>,
     stream: S,
-    peer: Option<std::net::IpAddr>,
+    origin: Origin,
     stop: oneshot::Receiver<()>,
 ) -> Ended
 where
@@ -141,14 +153,15 @@ where
             Event::Stream(Some(Ok(start))) => {
                 let (req, respond) = *start;
                 open.set(open.get() + 1);
-                let (door, budget, open, last_active) = (
+                let (door, budget, open, last_active, origin) = (
                     door.clone(),
                     (budget.clone(), replies.clone()),
                     open.clone(),
                     last_active.clone(),
+                    origin.clone(),
                 );
                 glommio::spawn_local(async move {
-                    handle_stream(&door, budget, peer, req, respond).await;
+                    handle_stream(&door, budget, &origin, req, respond).await;
                     open.set(open.get() - 1);
                     last_active.set(Instant::now());
                 })
@@ -328,7 +341,7 @@ pub async fn refuse(stream: TcpStream, reason: &str) {
 async fn handle_stream(
     door: &Door,
     (connection_budget, connection_replies): (Rc<Budget>, Rc<Budget>),
-    peer: Option<std::net::IpAddr>,
+    origin: &Origin,
     req: http::Request<h2::RecvStream>,
     mut respond: h2::server::SendResponse<Bytes>,
 ) {
@@ -339,8 +352,9 @@ async fn handle_stream(
     }
     let path = req.uri().path().to_owned();
     let timeout = grpc::parse_timeout(req.headers());
+    let (head, stream) = req.into_parts();
     let mut body = grpc::Body {
-        stream: req.into_body(),
+        stream,
         budgets: vec![
             ("requests on this shard", door.shard_budget.clone()),
             ("requests on this connection", connection_budget),
@@ -351,12 +365,30 @@ async fn handle_stream(
         ]),
         timeout: door.body_timeout,
         held: None,
-        peer,
+        peer: origin.ip,
+        principal: None,
     };
     let Some(route) = rpc::route(&path) else {
         grpc::reply_err(&mut respond, &rpc::unknown_method(&path));
         return;
     };
+    if let (Some(auth), false) = (&door.auth, route.anonymous) {
+        let authorization = head.headers.get(http::header::AUTHORIZATION);
+        match auth
+            .authenticate(
+                authorization.map(|v| v.as_bytes()),
+                origin.cert_principal.as_deref(),
+            )
+            .await
+        {
+            Ok(p) => body.principal = Some(p),
+            Err(status) => {
+                ctx.metrics.error(status.code);
+                grpc::reply_err(&mut respond, &status);
+                return;
+            }
+        }
+    }
     if route.while_draining {
         match rpc::dispatch(ctx, route, &mut body).await {
             Ok(reply) => grpc::reply_ok(&mut respond, reply),

@@ -100,6 +100,8 @@ pub struct Body {
     pub reply: ReplyBudget,
     /// The client's IP address (`None` when the socket could not say).
     pub peer: Option<std::net::IpAddr>,
+    /// Who the request authenticated as (`None` with `--auth off`).
+    pub principal: Option<crate::auth::Principal>,
 }
 
 /// A request or reply refused by a full byte budget: RESOURCE_EXHAUSTED

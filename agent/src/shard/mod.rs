@@ -134,6 +134,9 @@ pub struct ShardSetup {
     pub sockets: Arc<crate::runtime::sockets::ShardSockets>,
     /// TLS for the shard's port, shared by every shard (`--tls-cert`).
     pub tls: Option<Arc<crate::tls::ServerTls>>,
+    /// The credentials every call is checked against; `None` with
+    /// `--auth off`.
+    pub auth: Option<Arc<crate::auth::CredentialBook>>,
 }
 
 /// Runs shard `shard` until shutdown. Returns whether everything it wrote
@@ -152,6 +155,7 @@ pub async fn run(setup: ShardSetup) -> Result<bool, String> {
         flush_only,
         sockets,
         tls,
+        auth,
     } = setup;
     let fail = |e: String| {
         let _ = ready.send((shard, Err(e.clone())));
@@ -240,6 +244,7 @@ pub async fn run(setup: ShardSetup) -> Result<bool, String> {
         idle_timeout: config.connection_idle_timeout(),
         body_timeout: config.request_body_timeout(),
         tls: tls.map(|t| futures_rustls::TlsAcceptor::from(t.config())),
+        auth: auth.map(crate::auth::Authenticator::new),
     });
     let limit = config.max_connections_per_shard;
     // The shutdown flag is polled by its own task, which fires `stop` once.

@@ -44,6 +44,8 @@ pub(super) fn control_status(e: ControlError) -> Status {
         ControlError::Missing(_) => Code::NotFound,
         ControlError::Exhausted(_) => Code::ResourceExhausted,
         ControlError::Superseded(_) => Code::AlreadyExists,
+        ControlError::AlreadyExists(_) => Code::AlreadyExists,
+        ControlError::Denied(_) => Code::PermissionDenied,
     };
     Status::new(code, e.to_string())
 }

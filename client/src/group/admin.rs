@@ -5,15 +5,15 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 
+use crate::net::AgentChannel;
 use streamhouse_proto as pb;
-use tonic::transport::Channel;
 
 use super::TopicPartition;
 use crate::admin::Admin;
 use crate::error::Result;
 use crate::net::pool::bounded;
 
-type GroupClient = pb::group_service_client::GroupServiceClient<Channel>;
+type GroupClient = pb::group_service_client::GroupServiceClient<AgentChannel>;
 
 impl Admin {
     async fn group_call<T, F, Fut>(&self, what: &str, f: F) -> Result<T>

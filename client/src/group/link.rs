@@ -5,14 +5,14 @@
 
 use std::future::Future;
 
+use crate::net::AgentChannel;
 use parking_lot::Mutex;
 use streamhouse_proto as pb;
-use tonic::transport::Channel;
 
 use crate::error::{Error, Result};
 use crate::net::pool::{bounded, ConnectionPool, PoolConfig};
 
-type GroupClient = pb::group_service_client::GroupServiceClient<Channel>;
+type GroupClient = pb::group_service_client::GroupServiceClient<AgentChannel>;
 
 /// How a group consumer reaches its coordinator. Cheap to share (`Arc`).
 pub(crate) struct CoordinatorLink {

@@ -11,7 +11,9 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use streamhouse_proto::health::{health_client::HealthClient, HealthCheckRequest};
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
+
+use super::channel::AgentChannel;
 
 use crate::backoff::{thread_rng, BackoffConfig, RetryPolicy};
 use crate::error::{Error, Result};
@@ -48,6 +50,10 @@ pub struct PoolConfig {
     /// default. The agents' ports must match: a TLS port refuses
     /// plaintext clients and the other way round.
     pub tls: Option<super::tls::TlsConfig>,
+    /// API token sent with every call (`authorization: Bearer`), for
+    /// agents started with `--auth required`; default `None`. With mutual
+    /// TLS (`tls` with a client identity) none is needed.
+    pub token: Option<super::channel::Token>,
 }
 
 impl Default for PoolConfig {
@@ -66,6 +72,7 @@ impl Default for PoolConfig {
                 jitter: 0.25,
             },
             tls: None,
+            token: None,
         }
     }
 }
@@ -75,8 +82,8 @@ impl Default for PoolConfig {
 pub struct PooledConn {
     /// Unique within the pool.
     pub id: u64,
-    /// The HTTP/2 connection.
-    pub channel: Channel,
+    /// The HTTP/2 connection, adding the pool's token to every call.
+    pub channel: AgentChannel,
     in_flight: AtomicUsize,
     last_used: Mutex<Instant>,
 }
@@ -91,7 +98,7 @@ pub struct ConnLease {
 
 impl ConnLease {
     /// The connection (cheap to clone).
-    pub fn channel(&self) -> Channel {
+    pub fn channel(&self) -> AgentChannel {
         self.conn.channel.clone()
     }
     /// The connection's id (to invalidate it after a failure).
@@ -330,10 +337,18 @@ impl ConnectionPool {
             .keep_alive_timeout(Duration::from_secs(10))
             .initial_stream_window_size(4 << 20)
             .initial_connection_window_size(32 << 20);
+        let authorization =
+            match &self.config.token {
+                Some(t) => Some(t.header().ok_or_else(|| {
+                    transport("the token holds bytes an HTTP header may not".into())
+                })?),
+                None => None,
+            };
         let channel = endpoint
             .connect()
             .await
             .map_err(|e| transport(super::address::describe(&e)))?;
+        let channel = AgentChannel::new(channel, authorization);
         self.opened.fetch_add(1, Ordering::Relaxed);
         Ok(PooledConn {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),

@@ -21,6 +21,7 @@ use crate::messages::ControlError;
 use super::state::Shared;
 
 pub(crate) mod groups;
+pub(crate) mod users;
 
 /// One RPC answered on the control thread.
 pub(crate) trait ControlRpc: 'static {
@@ -42,10 +43,12 @@ pub(crate) trait ControlRpc: 'static {
 }
 
 /// Who sent a request, as the shard that read it knows.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Caller {
     /// The client's IP address (`None` when its socket could not say).
     pub peer: Option<std::net::IpAddr>,
+    /// Who it authenticated as (`None` with `--auth off`).
+    pub principal: Option<crate::auth::Principal>,
 }
 
 /// A decoded request with its unit's handler, as a shard sends it to the

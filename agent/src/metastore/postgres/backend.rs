@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::super::compaction::{CompactedFrom, RangeSwitch};
 use super::super::groups::{OffsetCommit, StoredGroup, StoredOffset};
+use super::super::security::{ChangeOutcome, SecurityChange, SecurityRows};
 use super::super::{
     AgentRow, ChunkCommit, LeaseGrant, LeaseRow, MetaBackend, MetaError, RangeLocation,
     RememberedBatch, Stored, Takeover, TimeQuery, TopicChange, TopicRow,
@@ -331,6 +332,19 @@ impl MetaBackend for PostgresStore {
 
     async fn claim_orphan(&self, key: &str, size: u64) -> Result<bool, MetaError> {
         self.bounded(PostgresStore::claim_orphan(self, key, size))
+            .await
+    }
+
+    async fn security_version(&self) -> Result<i64, MetaError> {
+        self.bounded(PostgresStore::security_version(self)).await
+    }
+
+    async fn security(&self) -> Result<SecurityRows, MetaError> {
+        self.bounded(PostgresStore::security(self)).await
+    }
+
+    async fn change_security(&self, change: &SecurityChange) -> Result<ChangeOutcome, MetaError> {
+        self.bounded(PostgresStore::run_plan(self, change.plan()))
             .await
     }
 }

@@ -13,6 +13,7 @@ mod compaction;
 mod groups;
 mod leases;
 mod retention;
+mod security;
 
 use std::collections::BTreeMap;
 

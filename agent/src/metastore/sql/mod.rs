@@ -8,6 +8,7 @@ pub(crate) mod chunks;
 pub(crate) mod groups;
 pub(crate) mod leases;
 pub(crate) mod retention;
+pub(crate) mod security;
 pub(crate) mod topics;
 
 use std::borrow::Cow;

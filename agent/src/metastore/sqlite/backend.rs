@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::super::compaction::{CompactedFrom, RangeSwitch};
 use super::super::groups::{OffsetCommit, StoredGroup, StoredOffset};
+use super::super::security::{ChangeOutcome, SecurityChange, SecurityRows};
 use super::super::{
     AgentRow, ChunkCommit, LeaseGrant, LeaseRow, MetaBackend, MetaError, RangeLocation,
     RememberedBatch, Stored, Takeover, TimeQuery, TopicChange, TopicRow,
@@ -347,5 +348,18 @@ impl MetaBackend for SqliteStore {
     async fn claim_orphan(&self, key: &str, size: u64) -> Result<bool, MetaError> {
         let key = key.to_owned();
         self.blocking(move |s| s.claim_orphan(&key, size)).await
+    }
+
+    async fn security_version(&self) -> Result<i64, MetaError> {
+        self.blocking(move |s| s.security_version()).await
+    }
+
+    async fn security(&self) -> Result<SecurityRows, MetaError> {
+        self.blocking(move |s| s.security()).await
+    }
+
+    async fn change_security(&self, change: &SecurityChange) -> Result<ChangeOutcome, MetaError> {
+        let plan = change.plan();
+        self.blocking(move |s| s.run_plan(&plan)).await
     }
 }

@@ -12,6 +12,7 @@ mod compaction;
 mod groups;
 mod leases;
 mod retention;
+mod security;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -19,6 +19,8 @@ impl ShardRpc for HealthCheck {
     const PATH: &'static str = pb::paths::HEALTH_CHECK;
     const REQUEST: &'static str = "HealthCheckRequest";
     const WHILE_DRAINING: bool = true;
+    /// Load balancers and orchestrators probe it without credentials.
+    const ANONYMOUS: bool = true;
     type Request = HealthCheckRequest;
     type Response = HealthCheckResponse;
 

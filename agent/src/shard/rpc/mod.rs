@@ -41,6 +41,9 @@ pub(crate) trait ShardRpc {
     /// Whether the RPC is answered while the agent drains (default no:
     /// `UNAVAILABLE`).
     const WHILE_DRAINING: bool = false;
+    /// Whether the RPC is answered without authentication when the agent
+    /// requires it (default no: `UNAUTHENTICATED`).
+    const ANONYMOUS: bool = false;
     type Request: Message + Default;
     type Response: Message;
 
@@ -71,6 +74,8 @@ pub(crate) struct Route {
     pub path: &'static str,
     /// Answered while the agent drains.
     pub while_draining: bool,
+    /// Answered without authentication (the health check).
+    pub anonymous: bool,
     entry: Entry,
 }
 
@@ -80,6 +85,7 @@ impl Route {
         Route {
             path: R::PATH,
             while_draining: R::WHILE_DRAINING,
+            anonymous: R::ANONYMOUS,
             entry: on_shard::<R>,
         }
     }
@@ -89,6 +95,7 @@ impl Route {
         Route {
             path: R::PATH,
             while_draining: false,
+            anonymous: false,
             entry: on_control::<R>,
         }
     }
@@ -118,7 +125,13 @@ fn on_control<'a, R: ControlRpc>(
         let req: R::Request = decode(bytes, R::REQUEST)?;
         cx.control
             .call(|reply| ToControl::Rpc {
-                call: RpcCall::new::<R>(req, Caller { peer: body.peer }),
+                call: RpcCall::new::<R>(
+                    req,
+                    Caller {
+                        peer: body.peer,
+                        principal: body.principal.clone(),
+                    },
+                ),
                 reply,
             })
             .await

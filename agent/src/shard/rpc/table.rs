@@ -2,7 +2,7 @@
 //! A path not listed is `UNIMPLEMENTED`. The hottest paths come first
 //! (the lookup walks the table in order).
 
-use crate::control::rpc::groups;
+use crate::control::rpc::{groups, users};
 
 use super::admin::{
     alter_configs, create_partitions, create_topic, delete_topic, describe_configs, describe_topic,
@@ -36,6 +36,13 @@ pub(super) static ROUTES: &[Route] = &[
     Route::control::<groups::list_groups::ListGroups>(),
     Route::control::<groups::describe_group::DescribeGroup>(),
     Route::control::<groups::delete_group::DeleteGroup>(),
+    // AdminService's users and tokens, answered on the control thread.
+    Route::control::<users::create_user::CreateUser>(),
+    Route::control::<users::delete_user::DeleteUser>(),
+    Route::control::<users::list_users::ListUsers>(),
+    Route::control::<users::create_token::CreateToken>(),
+    Route::control::<users::revoke_token::RevokeToken>(),
+    Route::control::<users::list_tokens::ListTokens>(),
     // grpc.health.v1, answered while draining.
     Route::shard::<health::HealthCheck>(),
 ];
