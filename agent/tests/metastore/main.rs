@@ -7,6 +7,7 @@ mod common;
 
 mod epochs;
 mod groups;
+mod security;
 mod sqlite;
 
 use common::unique;

@@ -1,0 +1,109 @@
+//! Users and API tokens in the metadata store, against SQLite and
+//! PostgreSQL: every change bumps the version, refusals change nothing,
+//! a deleted user's tokens go with it, and a token of a user deleted
+//! meanwhile is never listed.
+
+use super::*;
+use streamhouse_agent::metastore::security::{ChangeOutcome, SecurityChange, TokenRow};
+
+fn token(id: &str, user: &str) -> SecurityChange {
+    SecurityChange::CreateToken {
+        token: TokenRow {
+            id: id.into(),
+            user: user.into(),
+            hash: format!("hash-of-{id}"),
+            description: "d".into(),
+            created_ms: 5,
+        },
+    }
+}
+
+async fn security_suite(url: &str) {
+    let m = MetaStore::open(url).await.expect("open");
+    let user = unique("user");
+    let v0 = m.security_version().await.unwrap();
+    let create = SecurityChange::CreateUser {
+        name: user.clone(),
+        now_ms: 7,
+    };
+    assert_eq!(
+        m.change_security(&create).await.unwrap(),
+        ChangeOutcome::Done
+    );
+    let v1 = m.security_version().await.unwrap();
+    assert!(v1 > v0);
+    assert_eq!(
+        m.change_security(&create).await.unwrap(),
+        ChangeOutcome::Exists
+    );
+    assert_eq!(
+        m.security_version().await.unwrap(),
+        v1,
+        "a refusal changed the version"
+    );
+
+    let (t1, t2) = (unique("t1"), unique("t2"));
+    assert_eq!(
+        m.change_security(&token(&t1, &user)).await.unwrap(),
+        ChangeOutcome::Done
+    );
+    assert_eq!(
+        m.change_security(&token(&t2, &user)).await.unwrap(),
+        ChangeOutcome::Done
+    );
+    assert_eq!(
+        m.change_security(&token(&unique("t3"), &unique("nobody")))
+            .await
+            .unwrap(),
+        ChangeOutcome::Missing
+    );
+    let rows = m.security().await.unwrap();
+    assert_eq!(rows.version, m.security_version().await.unwrap());
+    let u = rows.users.iter().find(|u| u.name == user).expect("listed");
+    assert_eq!((u.created_ms, u.tokens), (7, 2));
+    let t = rows
+        .tokens
+        .iter()
+        .find(|t| t.id == t1)
+        .expect("token listed");
+    assert_eq!(
+        (t.user.as_str(), t.hash.as_str()),
+        (user.as_str(), format!("hash-of-{t1}").as_str())
+    );
+
+    let revoke = SecurityChange::RevokeToken { id: t1.clone() };
+    assert_eq!(
+        m.change_security(&revoke).await.unwrap(),
+        ChangeOutcome::Done
+    );
+    assert_eq!(
+        m.change_security(&revoke).await.unwrap(),
+        ChangeOutcome::Missing
+    );
+    let delete = SecurityChange::DeleteUser { name: user.clone() };
+    assert_eq!(
+        m.change_security(&delete).await.unwrap(),
+        ChangeOutcome::Done
+    );
+    assert_eq!(
+        m.change_security(&delete).await.unwrap(),
+        ChangeOutcome::Missing
+    );
+    let rows = m.security().await.unwrap();
+    assert!(rows.users.iter().all(|u| u.name != user));
+    assert!(
+        rows.tokens.iter().all(|t| t.id != t1 && t.id != t2),
+        "tokens outlived their user"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_keeps_users_and_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    security_suite(&common::sqlite_url(dir.path())).await;
+}
+
+#[tokio::test]
+async fn postgres_keeps_users_and_tokens() {
+    security_suite(&common::postgres_url()).await;
+}
