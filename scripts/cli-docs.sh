@@ -16,7 +16,9 @@ head=$(sed "/^${marker//\//\\/}\$/q" "$doc")
     printf '%s\n' "$head"
     for cmd in "" "topic" "topic create" "topic alter" "topic list" "topic describe" "topic delete" "topic delete-records" \
                "produce" "consume" "group" "group list" "group describe" "group delete" \
-               "group reset-offsets" "cluster" "completions" "man"; do
+               "group reset-offsets" "cluster" "user" "user create" "user list" "user delete" \
+               "token" "token create" "token list" "token revoke" "acl" "acl add" "acl remove" "acl list" \
+               "completions" "man"; do
         echo
         echo "### \`streamctl${cmd:+ $cmd} --help\`"
         echo

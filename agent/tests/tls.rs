@@ -196,6 +196,17 @@ async fn a_client_certificate_names_the_principal() {
     let token = ops.create_token("svc", "").await.unwrap();
 
     let app = Admin::with_pool(&b, as_cert("app")).await.unwrap();
+    let denied = app.create_topic("by-cert", 1).await.unwrap_err();
+    assert_eq!(
+        denied.code(),
+        Some(streamhouse_client::Code::PermissionDenied),
+        "{denied}"
+    );
+    ops.add_acl(&streamhouse_client::AclRule::allow_topic(
+        "app", "by-cert", "create",
+    ))
+    .await
+    .unwrap();
     app.create_topic("by-cert", 1).await.unwrap();
     let denied = app.create_user("x").await.unwrap_err();
     assert_eq!(

@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 #![warn(clippy::missing_errors_doc)]
 
+pub mod acls;
 pub mod admin;
 pub mod backoff;
 pub mod bootstrap;
@@ -29,6 +30,7 @@ pub mod retry;
 pub mod topic_config;
 pub mod users;
 
+pub use acls::AclRule;
 pub use admin::{Admin, AgentInfo, ClusterInfo, PartitionInfo, TopicInfo};
 pub use bootstrap::Bootstrap;
 pub use consumer::{

@@ -48,6 +48,9 @@ pub mod paths {
     pub const CREATE_TOKEN: &str = "/streamhouse.AdminService/CreateToken";
     pub const REVOKE_TOKEN: &str = "/streamhouse.AdminService/RevokeToken";
     pub const LIST_TOKENS: &str = "/streamhouse.AdminService/ListTokens";
+    pub const ADD_ACL: &str = "/streamhouse.AdminService/AddAcl";
+    pub const REMOVE_ACL: &str = "/streamhouse.AdminService/RemoveAcl";
+    pub const LIST_ACLS: &str = "/streamhouse.AdminService/ListAcls";
     pub const FIND_COORDINATOR: &str = "/streamhouse.GroupService/FindCoordinator";
     pub const GROUP_HEARTBEAT: &str = "/streamhouse.GroupService/Heartbeat";
     pub const COMMIT_OFFSETS: &str = "/streamhouse.GroupService/CommitOffsets";

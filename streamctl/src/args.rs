@@ -149,6 +149,12 @@ pub enum Command {
         #[command(subcommand)]
         action: TokenCmd,
     },
+    /// Add, remove and list access rules (a superuser's calls on agents
+    /// with `--auth required`).
+    Acl {
+        #[command(subcommand)]
+        action: AclCmd,
+    },
     /// Print a shell completion script (e.g. `streamctl completions bash >
     /// /etc/bash_completion.d/streamctl`).
     Completions {
@@ -189,6 +195,54 @@ pub enum UserCmd {
         /// The user's name.
         name: String,
     },
+}
+
+#[derive(Subcommand)]
+pub enum AclCmd {
+    /// Allow (or with --deny, deny) a principal an operation on a topic,
+    /// a group or the cluster. Deny wins; without an allow a call is
+    /// refused.
+    Add(AclRuleArgs),
+    /// Remove the rule equal to the one given.
+    Remove(AclRuleArgs),
+    /// List rules: principal, permission, operation, resource, pattern.
+    List {
+        /// Only this principal's rules.
+        #[arg(long)]
+        principal: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+/// One access rule on the command line.
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("resource").required(true).args(["topic", "group", "cluster"])))]
+pub struct AclRuleArgs {
+    /// The user or certificate name, or `*` for every authenticated
+    /// principal.
+    #[arg(long)]
+    pub principal: String,
+    /// A topic name (`*`: every topic), or with --prefix a prefix.
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// A consumer group name (`*`: every group), or with --prefix a
+    /// prefix.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// The cluster (for `create`: creating any topic).
+    #[arg(long)]
+    pub cluster: bool,
+    /// The name is a prefix: the rule covers every name starting with it.
+    #[arg(long)]
+    pub prefix: bool,
+    /// produce, consume, describe, create, delete, alter or all.
+    #[arg(long)]
+    pub operation: String,
+    /// A deny rule instead of an allow.
+    #[arg(long)]
+    pub deny: bool,
 }
 
 #[derive(Subcommand)]

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
+mod acls;
 mod args;
 mod cluster;
 mod consume;
@@ -111,6 +112,7 @@ async fn run(cli: Cli, out: &mut impl Write) -> Result<(), Failure> {
         Command::Cluster { format } => cluster::run(&target()?, format, out).await,
         Command::User { action } => users::run_user(&target()?, action, out).await,
         Command::Token { action } => users::run_token(&target()?, action, out).await,
+        Command::Acl { action } => acls::run(&target()?, action, out).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "streamctl", out);
             Ok(())

@@ -385,6 +385,8 @@ fn topics_as_json_and_generated_help() {
         &["consume", "--help"],
         &["group", "--help"],
         &["group", "reset-offsets", "--help"],
+        &["token", "create", "--help"],
+        &["acl", "add", "--help"],
     ] {
         let (code, help, _) = streamctl(&b, cmd, "");
         assert_eq!(code, 0);

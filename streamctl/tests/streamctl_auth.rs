@@ -60,6 +60,58 @@ fn users_tokens_and_credentials_through_the_cli() {
     assert_eq!(users[0]["name"], "app");
     assert_eq!(users[0]["tokens"], 1);
 
+    // No rule allows it anything yet; `acl add` gives it the topics t*.
+    let (code, _, err) = with(&["--token", &token], &["topic", "create", "t1"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("app may not create topic t1: no access rule allows it"),
+        "{err}"
+    );
+    let (code, out, err) = with(
+        &boot,
+        &[
+            "acl",
+            "add",
+            "--principal",
+            "app",
+            "--topic",
+            "t",
+            "--prefix",
+            "--operation",
+            "all",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "added: allow app all on topic:t (prefix)");
+    let (code, _, err) = with(
+        &boot,
+        &[
+            "acl",
+            "add",
+            "--principal",
+            "app",
+            "--group",
+            "g",
+            "--operation",
+            "write",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown operation \"write\""), "{err}");
+    let (code, _, _) = with(
+        &boot,
+        &["acl", "add", "--principal", "app", "--operation", "all"],
+    );
+    assert_eq!(
+        code, 2,
+        "a rule without --topic, --group or --cluster is bad usage"
+    );
+    let (_, acls, _) = with(&boot, &["acl", "list", "--principal", "app"]);
+    assert_eq!(
+        acls,
+        "principal\tpermission\toperation\tresource\tpattern\napp\tallow\tall\ttopic:t\tprefix\n"
+    );
+
     // The token works from the flag, a file and the environment.
     let token_file = dir.path().join("app.token");
     std::fs::write(&token_file, format!("{token}\n")).unwrap();

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::acl::AclRule;
 use crate::metastore::security::SecurityRows;
 
 /// The principal the bootstrap token (`--bootstrap-token-file`)
@@ -43,6 +44,8 @@ pub struct Snapshot {
     pub version: i64,
     /// By token id.
     pub tokens: HashMap<String, TokenEntry>,
+    /// Every access rule.
+    pub acls: Vec<AclRule>,
 }
 
 /// See the module documentation.
@@ -85,9 +88,21 @@ impl CredentialBook {
                 )
             })
             .collect();
+        let acls = rows
+            .acls
+            .iter()
+            .filter_map(|row| match AclRule::from_row(row) {
+                Ok(rule) => Some(rule),
+                Err(e) => {
+                    tracing::warn!(error = %e, ?row, "ignoring an access rule this agent cannot read");
+                    None
+                }
+            })
+            .collect();
         *cur = Arc::new(Snapshot {
             version: rows.version,
             tokens,
+            acls,
         });
         self.version.fetch_add(1, Ordering::Release);
         true
@@ -146,6 +161,7 @@ mod tests {
                     created_ms: 0,
                 })
                 .collect(),
+            acls: vec![],
         }
     }
 

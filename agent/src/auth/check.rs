@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use super::access::Access;
 use super::book::{CredentialBook, Principal, Snapshot};
 use super::token;
 use crate::grpc_status::{Code, Status};
@@ -55,12 +56,25 @@ impl Authenticator {
         local.1.clone()
     }
 
-    /// Who sent a request: its `authorization` header's bearer token when
+    /// Who sent a request, with the access rules to check it against: its `authorization` header's bearer token when
     /// there is one, else `cert` (the name in the connection's client
     /// certificate). `UNAUTHENTICATED` without either or for a bad token;
     /// `UNAVAILABLE` when too many token checks are running. Cancelling it
     /// leaves a running argon2 check to finish on the blocking pool.
     pub async fn authenticate(
+        &self,
+        authorization: Option<&[u8]>,
+        cert: Option<&str>,
+    ) -> Result<Access, Status> {
+        let principal = self.principal(authorization, cert).await?;
+        Ok(Access {
+            principal,
+            rules: self.tokens(),
+        })
+    }
+
+    /// The principal of [`Authenticator::authenticate`].
+    async fn principal(
         &self,
         authorization: Option<&[u8]>,
         cert: Option<&str>,

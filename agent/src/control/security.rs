@@ -1,4 +1,4 @@
-//! Users and API tokens on the control thread: keeping the credential book
+//! Users, API tokens and access rules on the control thread: keeping the credential book
 //! current (a query of the store's `security_version` every
 //! `--auth-refresh-ms`, a full load only when it moved, and at once after a
 //! change made here), and the changes the user and token RPCs make: names
@@ -22,6 +22,8 @@ use super::state::Shared;
 pub const MAX_USER_NAME: usize = 128;
 /// Longest token description, bytes: 256.
 pub const MAX_DESCRIPTION: usize = 256;
+/// Longest resource name or prefix in an access rule, bytes: 256.
+pub const MAX_RESOURCE_NAME: usize = 256;
 
 impl Shared {
     /// Loads users and tokens into the credential book when the store's
@@ -128,7 +130,7 @@ pub(super) fn require_superuser(
     if !shared.config.auth.required() {
         return Ok(());
     }
-    match &caller.principal {
+    match caller.access.as_ref().map(|a| &a.principal) {
         Some(p) if p.superuser => Ok(()),
         Some(p) => Err(ControlError::Denied(format!(
             "{} may not {op}: only superusers (--superusers) may",

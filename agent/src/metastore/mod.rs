@@ -291,7 +291,7 @@ impl std::ops::Deref for MetaStore {
 }
 
 /// Highest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 13;
+pub const SCHEMA_VERSION: i64 = 14;
 
 impl MetaStore {
     /// Opens `sqlite:///PATH` or `postgres://...` and applies pending

@@ -102,6 +102,15 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
      CREATE INDEX tokens_user ON tokens (user_name);
      INSERT INTO counters (name, value) VALUES ('security_version', 1);",
     ),
+    (
+        14,
+        // Access control rules (`auth::acl`), in their text forms; a
+        // change bumps `security_version` as user and token changes do.
+        "CREATE TABLE acls (principal TEXT NOT NULL, resource_type TEXT NOT NULL,
+         pattern_type TEXT NOT NULL, resource_name TEXT NOT NULL, operation TEXT NOT NULL,
+         permission TEXT NOT NULL,
+         PRIMARY KEY (principal, resource_type, pattern_type, resource_name, operation, permission));",
+    ),
 ];
 
 /// Counts one more lease grant or renewal of an agent (parameter: agent

@@ -10,6 +10,8 @@ use super::sql::security as q;
 pub const MAX_USERS: i64 = 10_000;
 /// Most tokens one user may hold: 100.
 pub const MAX_TOKENS_PER_USER: i64 = 100;
+/// Most access rules a cluster may have: 10,000.
+pub const MAX_ACLS: i64 = 10_000;
 
 /// A stored user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,13 +36,41 @@ pub struct TokenRow {
     pub created_ms: i64,
 }
 
-/// Every user and token, at one version.
+/// A stored access rule, in its text forms (`auth::acl` reads them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AclRow {
+    pub principal: String,
+    pub resource_type: String,
+    pub pattern_type: String,
+    pub resource_name: String,
+    pub operation: String,
+    pub permission: String,
+}
+
+impl AclRow {
+    fn args(&self) -> Vec<Arg> {
+        [
+            &self.principal,
+            &self.resource_type,
+            &self.pattern_type,
+            &self.resource_name,
+            &self.operation,
+            &self.permission,
+        ]
+        .into_iter()
+        .map(|s| Arg::Text(s.clone()))
+        .collect()
+    }
+}
+
+/// Every user, token and access rule, at one version.
 #[derive(Debug, Clone, Default)]
 pub struct SecurityRows {
     /// Grows with every change.
     pub version: i64,
     pub users: Vec<UserRow>,
     pub tokens: Vec<TokenRow>,
+    pub acls: Vec<AclRow>,
 }
 
 /// A change of users or tokens.
@@ -59,6 +89,12 @@ pub enum SecurityChange {
     },
     RevokeToken {
         id: String,
+    },
+    AddAcl {
+        rule: AclRow,
+    },
+    RemoveAcl {
+        rule: AclRow,
     },
 }
 
@@ -174,6 +210,28 @@ impl SecurityChange {
             SecurityChange::RevokeToken { id } => plan.push(step(
                 q::DELETE_TOKEN,
                 vec![Arg::Text(id.clone())],
+                Check::Affects(ChangeOutcome::Missing),
+            )),
+            SecurityChange::AddAcl { rule } => {
+                plan.push(step(
+                    q::COUNT_ACLS,
+                    vec![],
+                    Check::Below(
+                        MAX_ACLS,
+                        ChangeOutcome::Limit(format!(
+                            "a cluster has at most {MAX_ACLS} access rules"
+                        )),
+                    ),
+                ));
+                plan.push(step(
+                    q::INSERT_ACL,
+                    rule.args(),
+                    Check::Affects(ChangeOutcome::Exists),
+                ));
+            }
+            SecurityChange::RemoveAcl { rule } => plan.push(step(
+                q::DELETE_ACL,
+                rule.args(),
                 Check::Affects(ChangeOutcome::Missing),
             )),
         }

@@ -366,7 +366,7 @@ async fn handle_stream(
         timeout: door.body_timeout,
         held: None,
         peer: origin.ip,
-        principal: None,
+        access: None,
     };
     let Some(route) = rpc::route(&path) else {
         grpc::reply_err(&mut respond, &rpc::unknown_method(&path));
@@ -381,7 +381,7 @@ async fn handle_stream(
             )
             .await
         {
-            Ok(p) => body.principal = Some(p),
+            Ok(a) => body.access = Some(a),
             Err(status) => {
                 ctx.metrics.error(status.code);
                 grpc::reply_err(&mut respond, &status);

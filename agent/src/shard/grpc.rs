@@ -100,8 +100,9 @@ pub struct Body {
     pub reply: ReplyBudget,
     /// The client's IP address (`None` when the socket could not say).
     pub peer: Option<std::net::IpAddr>,
-    /// Who the request authenticated as (`None` with `--auth off`).
-    pub principal: Option<crate::auth::Principal>,
+    /// Who the request authenticated as and the rules it is checked
+    /// against (`None` with `--auth off`: no check).
+    pub access: Option<crate::auth::Access>,
 }
 
 /// A request or reply refused by a full byte budget: RESOURCE_EXHAUSTED

@@ -20,6 +20,7 @@ use crate::messages::ControlError;
 
 use super::state::Shared;
 
+pub(crate) mod acls;
 pub(crate) mod groups;
 pub(crate) mod users;
 
@@ -31,6 +32,13 @@ pub(crate) trait ControlRpc: 'static {
     const REQUEST: &'static str;
     type Request: Message + Default + Send + 'static;
     type Response: Message;
+
+    /// The checks a request needs against the access rules (`--auth
+    /// required`), run by the shard before it forwards the request. An
+    /// RPC answering for many groups (ListGroups) needs none and leaves out
+    /// what its caller may not describe; the user, token and access-rule
+    /// RPCs need none and check for a superuser themselves.
+    fn needs(req: &Self::Request) -> Vec<crate::auth::Need<'_>>;
 
     /// Answers one request on the control thread. Cancelling it (the
     /// agent stopping) may leave its change saved or not, as each unit
@@ -47,8 +55,9 @@ pub(crate) trait ControlRpc: 'static {
 pub struct Caller {
     /// The client's IP address (`None` when its socket could not say).
     pub peer: Option<std::net::IpAddr>,
-    /// Who it authenticated as (`None` with `--auth off`).
-    pub principal: Option<crate::auth::Principal>,
+    /// Who it authenticated as and the rules it is checked against
+    /// (`None` with `--auth off`: no check).
+    pub access: Option<crate::auth::Access>,
 }
 
 /// A decoded request with its unit's handler, as a shard sends it to the

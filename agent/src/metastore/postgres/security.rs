@@ -7,7 +7,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::IsolationLevel;
 
 use crate::metastore::security::{
-    Arg, ChangeOutcome, Check, Plan, SecurityRows, TokenRow, UserRow,
+    AclRow, Arg, ChangeOutcome, Check, Plan, SecurityRows, TokenRow, UserRow,
 };
 use crate::metastore::sql::security as q;
 use crate::metastore::MetaError;
@@ -64,11 +64,26 @@ impl PostgresStore {
                 created_ms: r.get(4),
             })
             .collect();
+        let acls = tx
+            .query(q::ACLS, &[])
+            .await
+            .map_err(db)?
+            .iter()
+            .map(|r| AclRow {
+                principal: r.get(0),
+                resource_type: r.get(1),
+                pattern_type: r.get(2),
+                resource_name: r.get(3),
+                operation: r.get(4),
+                permission: r.get(5),
+            })
+            .collect();
         tx.commit().await.map_err(db)?;
         Ok(SecurityRows {
             version,
             users,
             tokens,
+            acls,
         })
     }
 

@@ -41,6 +41,24 @@ pub(crate) const USERS: &str = "SELECT u.name, u.created_ms,
          (SELECT COUNT(*) FROM tokens t WHERE t.user_name = u.name)
      FROM users u ORDER BY u.name";
 
+/// How many rules exist.
+pub(crate) const COUNT_ACLS: &str = "SELECT COUNT(*) FROM acls";
+
+/// Adds a rule ($1..$6: principal, resource type, pattern type, name,
+/// operation, permission); affects no row when it exists.
+pub(crate) const INSERT_ACL: &str = "INSERT INTO acls (principal, resource_type, pattern_type,
+         resource_name, operation, permission) VALUES ($1, $2, $3, $4, $5, $6)
+     ON CONFLICT DO NOTHING";
+
+/// Removes a rule ($1..$6 as in [`INSERT_ACL`]).
+pub(crate) const DELETE_ACL: &str = "DELETE FROM acls WHERE principal = $1 AND resource_type = $2
+     AND pattern_type = $3 AND resource_name = $4 AND operation = $5 AND permission = $6";
+
+/// Every rule, in key order.
+pub(crate) const ACLS: &str = "SELECT principal, resource_type, pattern_type, resource_name,
+         operation, permission FROM acls
+     ORDER BY principal, resource_type, pattern_type, resource_name, operation, permission";
+
 /// Every token of an existing user: id, user, hash, description, created.
 pub(crate) const TOKENS: &str = "SELECT t.id, t.user_name, t.hash, t.description, t.created_ms
      FROM tokens t JOIN users u ON u.name = t.user_name ORDER BY t.user_name, t.id";

@@ -5,7 +5,7 @@ use rusqlite::types::Value;
 use rusqlite::{params_from_iter, OptionalExtension, TransactionBehavior};
 
 use crate::metastore::security::{
-    Arg, ChangeOutcome, Check, Plan, SecurityRows, TokenRow, UserRow,
+    AclRow, Arg, ChangeOutcome, Check, Plan, SecurityRows, TokenRow, UserRow,
 };
 use crate::metastore::sql::{for_sqlite, security as q};
 use crate::metastore::MetaError;
@@ -62,10 +62,27 @@ impl SqliteStore {
                 .map_err(db)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(db)?
         };
+        let acls = {
+            let mut st = tx.prepare(q::ACLS).map_err(db)?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok(AclRow {
+                        principal: r.get(0)?,
+                        resource_type: r.get(1)?,
+                        pattern_type: r.get(2)?,
+                        resource_name: r.get(3)?,
+                        operation: r.get(4)?,
+                        permission: r.get(5)?,
+                    })
+                })
+                .map_err(db)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db)?
+        };
         Ok(SecurityRows {
             version,
             users,
             tokens,
+            acls,
         })
     }
 

@@ -7,6 +7,8 @@ use std::time::Instant;
 
 use streamhouse_proto as pb;
 
+use crate::auth::acl::Operation;
+use crate::auth::{Access, Need};
 use crate::control::inbox::ToControl;
 use crate::ids::TopicKey;
 
@@ -30,12 +32,17 @@ impl ShardRpc for DeleteRecords {
         Some((&req.topic, req.partition))
     }
 
+    fn needs(req: &pb::DeleteRecordsRequest) -> Vec<Need<'_>> {
+        vec![Need::topic(Operation::Delete, &req.topic)]
+    }
+
     /// Cancelling it after the control thread took the request does not
     /// withdraw it: the log start may have moved.
     async fn handle(
         cx: &ShardContext,
         req: pb::DeleteRecordsRequest,
         _reply: &mut ReplyBudget,
+        _access: Option<&Access>,
     ) -> Result<pb::DeleteRecordsResponse, Status> {
         let t = cx.route(&req.topic, req.partition, false).await?;
         cx.leases

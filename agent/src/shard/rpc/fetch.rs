@@ -14,6 +14,8 @@ use std::time::Instant;
 use streamhouse_proto as pb;
 use streamhouse_proto::batch::{self};
 
+use crate::auth::acl::Operation;
+use crate::auth::{Access, Need};
 use crate::cluster::leader_epochs::{EpochEnd, EpochHistory};
 use crate::control::inbox::ToControl;
 use crate::ids::TopicKey;
@@ -46,11 +48,16 @@ impl ShardRpc for Fetch {
         Some((&req.topic, req.partition))
     }
 
+    fn needs(req: &pb::FetchRequest) -> Vec<Need<'_>> {
+        vec![Need::topic(Operation::Consume, &req.topic)]
+    }
+
     /// Cancelling it drops the read and returns what it reserved.
     async fn handle(
         cx: &ShardContext,
         req: pb::FetchRequest,
         reply: &mut ReplyBudget,
+        _access: Option<&Access>,
     ) -> Result<pb::FetchResponse, Status> {
         cx.metrics.fetch_requests.fetch_add(1, Ordering::Relaxed);
         let t = cx.route(&req.topic, req.partition, false).await?;

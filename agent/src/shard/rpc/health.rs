@@ -7,6 +7,7 @@ use streamhouse_proto as pb;
 use pb::health::health_check_response::ServingStatus;
 use pb::health::{HealthCheckRequest, HealthCheckResponse};
 
+use crate::auth::{Access, Need};
 use crate::shard::budget::ReplyBudget;
 use crate::shard::context::ShardContext;
 use crate::shard::grpc::{Code, Status};
@@ -24,10 +25,15 @@ impl ShardRpc for HealthCheck {
     type Request = HealthCheckRequest;
     type Response = HealthCheckResponse;
 
+    fn needs(_req: &HealthCheckRequest) -> Vec<Need<'_>> {
+        Vec::new()
+    }
+
     async fn handle(
         cx: &ShardContext,
         req: HealthCheckRequest,
         _reply: &mut ReplyBudget,
+        _access: Option<&Access>,
     ) -> Result<HealthCheckResponse, Status> {
         let status = match req.service.as_str() {
             "" | "streamhouse" if cx.is_draining() => ServingStatus::NotServing,

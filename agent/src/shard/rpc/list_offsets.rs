@@ -9,6 +9,8 @@ use std::time::Instant;
 use streamhouse_proto as pb;
 use streamhouse_storage::TimeMatch;
 
+use crate::auth::acl::Operation;
+use crate::auth::{Access, Need};
 use crate::control::inbox::ToControl;
 use crate::ids::TopicKey;
 
@@ -37,6 +39,10 @@ impl ShardRpc for ListOffsets {
     type Request = pb::ListOffsetsRequest;
     type Response = pb::ListOffsetsResponse;
 
+    fn needs(req: &pb::ListOffsetsRequest) -> Vec<Need<'_>> {
+        vec![Need::topic(Operation::Describe, &req.topic)]
+    }
+
     /// Answers every query of `req` in order, or fails as a whole with the
     /// first partition's problem (unknown, not led here, a store that
     /// cannot be read). Cancelling it leaves nothing behind.
@@ -44,6 +50,7 @@ impl ShardRpc for ListOffsets {
         cx: &ShardContext,
         req: pb::ListOffsetsRequest,
         _reply: &mut ReplyBudget,
+        _access: Option<&Access>,
     ) -> Result<pb::ListOffsetsResponse, Status> {
         if req.queries.len() > MAX_QUERIES {
             return Err(Status::new(

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use futures::future::LocalBoxFuture;
 use prost::Message;
 
+use crate::auth::{Access, Need};
 use crate::control::inbox::ToControl;
 use crate::control::rpc::{Caller, ControlRpc, RpcCall};
 
@@ -52,14 +53,22 @@ pub(crate) trait ShardRpc {
         None
     }
 
+    /// The checks a request needs against the access rules (`--auth
+    /// required`), run after decoding and before [`ShardRpc::handle`]. An
+    /// RPC answering for many resources (ListTopics, Metadata) needs none
+    /// and leaves out what its caller may not describe.
+    fn needs(req: &Self::Request) -> Vec<Need<'_>>;
+
     /// Answers one request; `reply` is the budget a large answer reserves
-    /// its bytes from (Fetch). Cancelling it (the client's stream reset,
-    /// or its deadline) drops it where it waits; a batch handed to the log
-    /// is still written.
+    /// its bytes from (Fetch); `access` is who asks (`None` with `--auth
+    /// off`). Cancelling it (the client's stream reset, or its deadline)
+    /// drops it where it waits; a batch handed to the log is still
+    /// written.
     fn handle(
         cx: &ShardContext,
         req: Self::Request,
         reply: &mut ReplyBudget,
+        access: Option<&Access>,
     ) -> impl Future<Output = Result<Self::Response, Status>>;
 }
 
@@ -111,7 +120,10 @@ fn on_shard<'a, R: ShardRpc>(
         if let Some((topic, partition)) = R::partition(&req) {
             record_partition(topic, partition);
         }
-        let answer = R::handle(cx, req, &mut body.reply).await?;
+        if let Some(access) = &body.access {
+            access.check(&R::needs(&req))?;
+        }
+        let answer = R::handle(cx, req, &mut body.reply, body.access.as_ref()).await?;
         Ok(encode_reply(&answer))
     })
 }
@@ -123,13 +135,16 @@ fn on_control<'a, R: ControlRpc>(
     Box::pin(async move {
         let bytes = read_message(body, cx.config.max_request_bytes).await?;
         let req: R::Request = decode(bytes, R::REQUEST)?;
+        if let Some(access) = &body.access {
+            access.check(&R::needs(&req))?;
+        }
         cx.control
             .call(|reply| ToControl::Rpc {
                 call: RpcCall::new::<R>(
                     req,
                     Caller {
                         peer: body.peer,
-                        principal: body.principal.clone(),
+                        access: body.access.clone(),
                     },
                 ),
                 reply,

@@ -8,6 +8,8 @@ use std::time::Instant;
 use streamhouse_proto as pb;
 use streamhouse_proto::batch::{self, BatchBuilder, CheckedBatch, Codec, ProducerInfo};
 
+use crate::auth::acl::Operation;
+use crate::auth::{Access, Need};
 use crate::runtime::clock::now_ms;
 
 use crate::shard::budget::ReplyBudget;
@@ -31,10 +33,15 @@ impl ShardRpc for Produce {
         Some((&req.topic, req.partition))
     }
 
+    fn needs(req: &pb::ProduceRequest) -> Vec<Need<'_>> {
+        vec![Need::topic(Operation::Produce, &req.topic)]
+    }
+
     async fn handle(
         cx: &ShardContext,
         mut req: pb::ProduceRequest,
         _reply: &mut ReplyBudget,
+        _access: Option<&Access>,
     ) -> Result<pb::ProduceResponse, Status> {
         let ack = pb::AckLevel::try_from(req.ack)
             .map_err(|_| bad(format!("unknown ack level {}", req.ack)))?;

@@ -2,7 +2,7 @@
 //! A path not listed is `UNIMPLEMENTED`. The hottest paths come first
 //! (the lookup walks the table in order).
 
-use crate::control::rpc::{groups, users};
+use crate::control::rpc::{acls, groups, users};
 
 use super::admin::{
     alter_configs, create_partitions, create_topic, delete_topic, describe_configs, describe_topic,
@@ -43,6 +43,9 @@ pub(super) static ROUTES: &[Route] = &[
     Route::control::<users::create_token::CreateToken>(),
     Route::control::<users::revoke_token::RevokeToken>(),
     Route::control::<users::list_tokens::ListTokens>(),
+    Route::control::<acls::add_acl::AddAcl>(),
+    Route::control::<acls::remove_acl::RemoveAcl>(),
+    Route::control::<acls::list_acls::ListAcls>(),
     // grpc.health.v1, answered while draining.
     Route::shard::<health::HealthCheck>(),
 ];

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use streamhouse_proto as pb;
 
+use crate::auth::acl::Operation;
+use crate::auth::Need;
 use crate::control::rpc::{Caller, ControlRpc};
 use crate::control::state::Shared;
 use crate::messages::ControlError;
@@ -16,6 +18,16 @@ impl ControlRpc for CommitOffsets {
     const REQUEST: &'static str = "CommitOffsetsRequest";
     type Request = pb::CommitOffsetsRequest;
     type Response = pb::CommitOffsetsResponse;
+
+    fn needs(req: &pb::CommitOffsetsRequest) -> Vec<Need<'_>> {
+        let mut needs = vec![Need::group(Operation::Consume, &req.group_id)];
+        needs.extend(
+            req.offsets
+                .iter()
+                .map(|o| Need::topic(Operation::Consume, &o.topic)),
+        );
+        needs
+    }
 
     /// Cancelling it may leave the commit saved or not.
     async fn handle(

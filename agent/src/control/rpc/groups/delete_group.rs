@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use streamhouse_proto as pb;
 
+use crate::auth::acl::Operation;
+use crate::auth::Need;
 use crate::control::rpc::{Caller, ControlRpc};
 use crate::control::state::Shared;
 use crate::messages::ControlError;
@@ -15,6 +17,10 @@ impl ControlRpc for DeleteGroup {
     const REQUEST: &'static str = "DeleteGroupRequest";
     type Request = pb::DeleteGroupRequest;
     type Response = pb::DeleteGroupResponse;
+
+    fn needs(req: &pb::DeleteGroupRequest) -> Vec<Need<'_>> {
+        vec![Need::group(Operation::Delete, &req.group_id)]
+    }
 
     /// Cancelling it may leave the group deleted or not.
     async fn handle(

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use streamhouse_proto as pb;
 
+use crate::auth::acl::Operation;
+use crate::auth::Need;
 use crate::control::rpc::{Caller, ControlRpc};
 use crate::control::state::Shared;
 use crate::messages::ControlError;
@@ -16,6 +18,10 @@ impl ControlRpc for FetchOffsets {
     const REQUEST: &'static str = "FetchOffsetsRequest";
     type Request = pb::FetchOffsetsRequest;
     type Response = pb::FetchOffsetsResponse;
+
+    fn needs(req: &pb::FetchOffsetsRequest) -> Vec<Need<'_>> {
+        vec![Need::group(Operation::Describe, &req.group_id)]
+    }
 
     async fn handle(
         shared: Arc<Shared>,

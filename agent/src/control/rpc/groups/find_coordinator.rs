@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use streamhouse_proto as pb;
 
+use crate::auth::acl::Operation;
+use crate::auth::Need;
 use crate::control::rpc::{Caller, ControlRpc};
 use crate::control::state::Shared;
 use crate::messages::ControlError;
@@ -17,6 +19,10 @@ impl ControlRpc for FindCoordinator {
     const REQUEST: &'static str = "FindCoordinatorRequest";
     type Request = pb::FindCoordinatorRequest;
     type Response = pb::FindCoordinatorResponse;
+
+    fn needs(req: &pb::FindCoordinatorRequest) -> Vec<Need<'_>> {
+        vec![Need::group(Operation::Describe, &req.group_id)]
+    }
 
     async fn handle(
         shared: Arc<Shared>,

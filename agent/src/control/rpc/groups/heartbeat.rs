@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use streamhouse_proto as pb;
 
+use crate::auth::acl::Operation;
+use crate::auth::Need;
 use crate::control::rpc::{Caller, ControlRpc};
 use crate::control::state::Shared;
 use crate::messages::ControlError;
@@ -17,6 +19,10 @@ impl ControlRpc for GroupHeartbeat {
     const REQUEST: &'static str = "GroupHeartbeatRequest";
     type Request = pb::GroupHeartbeatRequest;
     type Response = pb::GroupHeartbeatResponse;
+
+    fn needs(req: &pb::GroupHeartbeatRequest) -> Vec<Need<'_>> {
+        vec![Need::group(Operation::Consume, &req.group_id)]
+    }
 
     /// Cancelling it may leave the member's change saved or not.
     async fn handle(

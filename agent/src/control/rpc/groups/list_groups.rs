@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use streamhouse_proto as pb;
 
+use crate::auth::acl::Operation;
+use crate::auth::Need;
 use crate::control::rpc::{Caller, ControlRpc};
 use crate::control::state::Shared;
 use crate::messages::ControlError;
@@ -17,11 +19,21 @@ impl ControlRpc for ListGroups {
     type Request = pb::ListGroupsRequest;
     type Response = pb::ListGroupsResponse;
 
+    fn needs(_req: &pb::ListGroupsRequest) -> Vec<Need<'_>> {
+        Vec::new()
+    }
+
     async fn handle(
         shared: Arc<Shared>,
         _req: pb::ListGroupsRequest,
-        _caller: Caller,
+        caller: Caller,
     ) -> Result<pb::ListGroupsResponse, ControlError> {
-        shared.groups.list(&shared.group_cx()).await
+        let mut answer = shared.groups.list(&shared.group_cx()).await?;
+        if let Some(a) = &caller.access {
+            answer
+                .groups
+                .retain(|g| a.may(Need::group(Operation::Describe, &g.group_id)));
+        }
+        Ok(answer)
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use streamhouse_proto as pb;
 
+use crate::auth::Need;
 use crate::control::rpc::{Caller, ControlRpc};
 use crate::control::security::require_superuser;
 use crate::control::state::Shared;
@@ -18,6 +19,10 @@ impl ControlRpc for CreateToken {
     const REQUEST: &'static str = "CreateTokenRequest";
     type Request = pb::CreateTokenRequest;
     type Response = pb::CreateTokenResponse;
+
+    fn needs(_req: &pb::CreateTokenRequest) -> Vec<Need<'_>> {
+        Vec::new()
+    }
 
     /// Cancelled after the store took it, the token exists but nobody saw
     /// it: revoke it (ListTokens shows its id).

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use streamhouse_proto as pb;
 
+use crate::auth::Need;
 use crate::control::rpc::{Caller, ControlRpc};
 use crate::control::security::{check_user_name, require_superuser};
 use crate::control::state::Shared;
@@ -19,6 +20,10 @@ impl ControlRpc for CreateUser {
     const REQUEST: &'static str = "CreateUserRequest";
     type Request = pb::CreateUserRequest;
     type Response = pb::CreateUserResponse;
+
+    fn needs(_req: &pb::CreateUserRequest) -> Vec<Need<'_>> {
+        Vec::new()
+    }
 
     /// Cancelled after the store took it, the user may exist.
     async fn handle(

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use streamhouse_proto as pb;
 
+use crate::auth::Need;
 use crate::control::rpc::{Caller, ControlRpc};
 use crate::control::security::require_superuser;
 use crate::control::state::Shared;
@@ -18,6 +19,10 @@ impl ControlRpc for DeleteUser {
     const REQUEST: &'static str = "DeleteUserRequest";
     type Request = pb::DeleteUserRequest;
     type Response = pb::DeleteUserResponse;
+
+    fn needs(_req: &pb::DeleteUserRequest) -> Vec<Need<'_>> {
+        Vec::new()
+    }
 
     /// Cancelled after the store took it, the user may be gone.
     async fn handle(

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use streamhouse_proto as pb;
 
+use crate::auth::Need;
 use crate::control::rpc::{Caller, ControlRpc};
 use crate::control::security::require_superuser;
 use crate::control::state::Shared;
@@ -17,6 +18,10 @@ impl ControlRpc for ListTokens {
     const REQUEST: &'static str = "ListTokensRequest";
     type Request = pb::ListTokensRequest;
     type Response = pb::ListTokensResponse;
+
+    fn needs(_req: &pb::ListTokensRequest) -> Vec<Need<'_>> {
+        Vec::new()
+    }
 
     async fn handle(
         shared: Arc<Shared>,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use streamhouse_proto as pb;
 
+use crate::auth::Need;
 use crate::control::rpc::{Caller, ControlRpc};
 use crate::control::security::require_superuser;
 use crate::control::state::Shared;
@@ -17,6 +18,10 @@ impl ControlRpc for ListUsers {
     const REQUEST: &'static str = "ListUsersRequest";
     type Request = pb::ListUsersRequest;
     type Response = pb::ListUsersResponse;
+
+    fn needs(_req: &pb::ListUsersRequest) -> Vec<Need<'_>> {
+        Vec::new()
+    }
 
     async fn handle(
         shared: Arc<Shared>,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use streamhouse_proto as pb;
 
+use crate::auth::Need;
 use crate::control::rpc::{Caller, ControlRpc};
 use crate::control::security::require_superuser;
 use crate::control::state::Shared;
@@ -19,6 +20,10 @@ impl ControlRpc for RevokeToken {
     const REQUEST: &'static str = "RevokeTokenRequest";
     type Request = pb::RevokeTokenRequest;
     type Response = pb::RevokeTokenResponse;
+
+    fn needs(_req: &pb::RevokeTokenRequest) -> Vec<Need<'_>> {
+        Vec::new()
+    }
 
     /// Cancelled after the store took it, the token may be revoked.
     async fn handle(

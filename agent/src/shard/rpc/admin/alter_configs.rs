@@ -3,6 +3,8 @@
 
 use streamhouse_proto as pb;
 
+use crate::auth::acl::Operation;
+use crate::auth::{Access, Need};
 use crate::control::inbox::ToControl;
 use crate::shard::budget::ReplyBudget;
 use crate::shard::context::ShardContext;
@@ -19,12 +21,17 @@ impl ShardRpc for AlterConfigs {
     type Request = pb::AlterConfigsRequest;
     type Response = pb::AlterConfigsResponse;
 
+    fn needs(req: &pb::AlterConfigsRequest) -> Vec<Need<'_>> {
+        vec![Need::topic(Operation::Alter, &req.topic)]
+    }
+
     /// Cancelling it after the control thread took it does not withdraw
     /// it: the change may be stored.
     async fn handle(
         cx: &ShardContext,
         req: pb::AlterConfigsRequest,
         _reply: &mut ReplyBudget,
+        _access: Option<&Access>,
     ) -> Result<pb::AlterConfigsResponse, Status> {
         let config = cx
             .control

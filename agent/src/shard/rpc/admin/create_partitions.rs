@@ -3,6 +3,8 @@
 
 use streamhouse_proto as pb;
 
+use crate::auth::acl::Operation;
+use crate::auth::{Access, Need};
 use crate::control::inbox::ToControl;
 use crate::shard::budget::ReplyBudget;
 use crate::shard::context::ShardContext;
@@ -19,12 +21,17 @@ impl ShardRpc for CreatePartitions {
     type Request = pb::CreatePartitionsRequest;
     type Response = pb::CreatePartitionsResponse;
 
+    fn needs(req: &pb::CreatePartitionsRequest) -> Vec<Need<'_>> {
+        vec![Need::topic(Operation::Alter, &req.topic)]
+    }
+
     /// Cancelling it after the control thread took it does not withdraw
     /// it: the partitions may be added.
     async fn handle(
         cx: &ShardContext,
         req: pb::CreatePartitionsRequest,
         _reply: &mut ReplyBudget,
+        _access: Option<&Access>,
     ) -> Result<pb::CreatePartitionsResponse, Status> {
         cx.control
             .call(|reply| ToControl::CreatePartitions {

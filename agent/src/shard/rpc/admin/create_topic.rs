@@ -3,6 +3,8 @@
 
 use streamhouse_proto as pb;
 
+use crate::auth::acl::Operation;
+use crate::auth::{Access, Need};
 use crate::control::inbox::ToControl;
 use crate::shard::budget::ReplyBudget;
 use crate::shard::context::ShardContext;
@@ -19,12 +21,17 @@ impl ShardRpc for CreateTopic {
     type Request = pb::CreateTopicRequest;
     type Response = pb::CreateTopicResponse;
 
+    fn needs(req: &pb::CreateTopicRequest) -> Vec<Need<'_>> {
+        vec![Need::topic(Operation::Create, &req.name)]
+    }
+
     /// Cancelling it after the control thread took it does not withdraw
     /// it: the topic may be created.
     async fn handle(
         cx: &ShardContext,
         req: pb::CreateTopicRequest,
         _reply: &mut ReplyBudget,
+        _access: Option<&Access>,
     ) -> Result<pb::CreateTopicResponse, Status> {
         cx.control
             .call(|reply| ToControl::CreateTopic {

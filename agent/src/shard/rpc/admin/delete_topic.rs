@@ -2,6 +2,8 @@
 
 use streamhouse_proto as pb;
 
+use crate::auth::acl::Operation;
+use crate::auth::{Access, Need};
 use crate::control::inbox::ToControl;
 use crate::shard::budget::ReplyBudget;
 use crate::shard::context::ShardContext;
@@ -18,12 +20,17 @@ impl ShardRpc for DeleteTopic {
     type Request = pb::DeleteTopicRequest;
     type Response = pb::DeleteTopicResponse;
 
+    fn needs(req: &pb::DeleteTopicRequest) -> Vec<Need<'_>> {
+        vec![Need::topic(Operation::Delete, &req.name)]
+    }
+
     /// Cancelling it after the control thread took it does not withdraw
     /// it: the topic may be deleted.
     async fn handle(
         cx: &ShardContext,
         req: pb::DeleteTopicRequest,
         _reply: &mut ReplyBudget,
+        _access: Option<&Access>,
     ) -> Result<pb::DeleteTopicResponse, Status> {
         cx.control
             .call(|reply| ToControl::DeleteTopic {

@@ -3,6 +3,7 @@
 
 use streamhouse_proto as pb;
 
+use crate::auth::{Access, Need};
 use crate::control::inbox::ToControl;
 use crate::shard::budget::ReplyBudget;
 use crate::shard::context::ShardContext;
@@ -19,12 +20,17 @@ impl ShardRpc for InitProducerId {
     type Request = pb::InitProducerIdRequest;
     type Response = pb::InitProducerIdResponse;
 
+    fn needs(_req: &pb::InitProducerIdRequest) -> Vec<Need<'_>> {
+        Vec::new()
+    }
+
     /// Cancelling it after the control thread took it may leave an id or
     /// epoch taken and never used (ids are not reused).
     async fn handle(
         cx: &ShardContext,
         req: pb::InitProducerIdRequest,
         _reply: &mut ReplyBudget,
+        _access: Option<&Access>,
     ) -> Result<pb::InitProducerIdResponse, Status> {
         let (producer_id, producer_epoch) = if req.producer_id == 0 {
             let id = cx
