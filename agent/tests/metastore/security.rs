@@ -1,10 +1,11 @@
 //! Users and API tokens in the metadata store, against SQLite and
 //! PostgreSQL: every change bumps the version, refusals change nothing,
-//! a deleted user's tokens go with it, and a token of a user deleted
-//! meanwhile is never listed.
+//! a deleted user's tokens go with it, a token of a user deleted
+//! meanwhile is never listed, and access rules are stored and removed
+//! once.
 
 use super::*;
-use streamhouse_agent::metastore::security::{ChangeOutcome, SecurityChange, TokenRow};
+use streamhouse_agent::metastore::security::{AclRow, ChangeOutcome, SecurityChange, TokenRow};
 
 fn token(id: &str, user: &str) -> SecurityChange {
     SecurityChange::CreateToken {
@@ -95,6 +96,35 @@ async fn security_suite(url: &str) {
         rows.tokens.iter().all(|t| t.id != t1 && t.id != t2),
         "tokens outlived their user"
     );
+
+    // Access rules: stored once, removed once, each change counted.
+    let rule = AclRow {
+        principal: user.clone(),
+        resource_type: "topic".into(),
+        pattern_type: "prefix".into(),
+        resource_name: "orders.".into(),
+        operation: "consume".into(),
+        permission: "allow".into(),
+    };
+    let add = SecurityChange::AddAcl { rule: rule.clone() };
+    let before = m.security_version().await.unwrap();
+    assert_eq!(m.change_security(&add).await.unwrap(), ChangeOutcome::Done);
+    assert_eq!(
+        m.change_security(&add).await.unwrap(),
+        ChangeOutcome::Exists
+    );
+    assert_eq!(m.security_version().await.unwrap(), before + 1);
+    assert!(m.security().await.unwrap().acls.contains(&rule));
+    let remove = SecurityChange::RemoveAcl { rule: rule.clone() };
+    assert_eq!(
+        m.change_security(&remove).await.unwrap(),
+        ChangeOutcome::Done
+    );
+    assert_eq!(
+        m.change_security(&remove).await.unwrap(),
+        ChangeOutcome::Missing
+    );
+    assert!(!m.security().await.unwrap().acls.contains(&rule));
 }
 
 #[tokio::test]
