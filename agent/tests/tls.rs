@@ -38,6 +38,19 @@ fn tls_agent(dir: &Path, ca: &Ca, extra: &[&str]) -> common::Agent {
     common::Agent::start(1, &args)
 }
 
+/// A TLS agent asking for client certificates of a second CA (mutual
+/// TLS), with `extra` flags: (the server's CA, the clients' CA, agent).
+fn mtls_agent(dir: &Path, extra: &[&str]) -> (Ca, Ca, common::Agent) {
+    let ca = Ca::new("StreamHouse test CA");
+    let clients = Ca::new("client CA");
+    let ca_file = dir.join("clients.pem");
+    std::fs::write(&ca_file, clients.pem()).unwrap();
+    let mut flags = vec!["--tls-client-ca", ca_file.to_str().unwrap()];
+    flags.extend_from_slice(extra);
+    let agent = tls_agent(dir, &ca, &flags);
+    (ca, clients, agent)
+}
+
 /// Creates a topic, produces and reads back one record over `pool`.
 async fn round_trip(
     bootstrap: &str,
@@ -127,15 +140,7 @@ async fn an_expired_certificate_is_refused() {
 #[tokio::test]
 async fn mutual_tls_takes_only_clients_the_ca_signed() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new("StreamHouse test CA");
-    let clients = Ca::new("client CA");
-    let ca_file = dir.path().join("clients.pem");
-    std::fs::write(&ca_file, clients.pem()).unwrap();
-    let agent = tls_agent(
-        dir.path(),
-        &ca,
-        &["--tls-client-ca", ca_file.to_str().unwrap()],
-    );
+    let (ca, clients, agent) = mtls_agent(dir.path(), &[]);
     let b = agent.addr(0);
 
     let (cert, key) = clients.issue(&["alice"], false);
@@ -170,22 +175,8 @@ async fn mutual_tls_takes_only_clients_the_ca_signed() {
 #[tokio::test]
 async fn a_client_certificate_names_the_principal() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new("StreamHouse test CA");
-    let clients = Ca::new("client CA");
-    let ca_file = dir.path().join("clients.pem");
-    std::fs::write(&ca_file, clients.pem()).unwrap();
-    let agent = tls_agent(
-        dir.path(),
-        &ca,
-        &[
-            "--tls-client-ca",
-            ca_file.to_str().unwrap(),
-            "--auth",
-            "required",
-            "--superusers",
-            "ops",
-        ],
-    );
+    let (ca, clients, agent) =
+        mtls_agent(dir.path(), &["--auth", "required", "--superusers", "ops"]);
     let b = agent.addr(0);
     let as_cert = |name: &str| {
         let (cert, key) = clients.issue(&[name], false);

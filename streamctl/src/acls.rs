@@ -31,8 +31,7 @@ pub async fn run(target: &Target, cmd: AclCmd, out: &mut impl Write) -> Result<(
         AclCmd::List { principal, format } => {
             let rules = admin.list_acls(principal.as_deref()).await?;
             if format == Format::Json {
-                serde_json::to_writer(&mut *out, &rules)?;
-                writeln!(out)?;
+                crate::format::write_json(out, &rules)?;
                 return Ok(());
             }
             writeln!(out, "principal\tpermission\toperation\tresource\tpattern")?;

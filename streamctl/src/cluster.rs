@@ -19,8 +19,7 @@ pub async fn run(target: &Target, format: Format, out: &mut impl Write) -> Resul
     let admin = target.admin().await?;
     let info = admin.metadata().await?;
     if format == Format::Json {
-        serde_json::to_writer(&mut *out, &info)?;
-        writeln!(out)?;
+        crate::format::write_json(out, &info)?;
         return Ok(());
     }
     write_text(out, &info)?;

@@ -183,6 +183,16 @@ pub fn json_line(r: &ConsumerRecord, out: &mut Vec<u8>) {
     out.push(b'\n');
 }
 
+/// Writes `value` as one line of JSON (the `--format json` answers).
+pub fn write_json(
+    out: &mut impl std::io::Write,
+    value: &impl serde::Serialize,
+) -> Result<(), crate::Failure> {
+    serde_json::to_writer(&mut *out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

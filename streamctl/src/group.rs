@@ -24,8 +24,7 @@ pub async fn run(target: &Target, action: GroupCmd, out: &mut impl Write) -> Res
                     .iter()
                     .map(|g| serde_json::json!({"group": g.group_id, "state": g.state, "members": g.members}))
                     .collect();
-                serde_json::to_writer(&mut *out, &rows)?;
-                writeln!(out)?;
+                crate::format::write_json(out, &rows)?;
             } else {
                 writeln!(out, "group\tstate\tmembers")?;
                 for g in groups {
@@ -90,8 +89,7 @@ async fn describe(
             "coordinator": {"agent": coordinator_agent, "address": coordinator_address},
             "members": members, "partitions": partitions,
         });
-        serde_json::to_writer(&mut *out, &j)?;
-        writeln!(out)?;
+        crate::format::write_json(out, &j)?;
         return Ok(());
     }
     writeln!(

@@ -64,8 +64,7 @@ pub async fn run(target: &Target, action: TopicCmd, out: &mut impl Write) -> Res
         TopicCmd::List { format } => {
             let topics = admin.list_topics().await?;
             if format == Format::Json {
-                serde_json::to_writer(&mut *out, &topics)?;
-                writeln!(out)?;
+                crate::format::write_json(out, &topics)?;
             } else {
                 writeln!(out, "topic\tpartitions")?;
                 for t in topics {
@@ -77,8 +76,7 @@ pub async fn run(target: &Target, action: TopicCmd, out: &mut impl Write) -> Res
             let t = admin.describe_topic(&name).await?;
             let configs = admin.describe_configs(&name).await?;
             if format == Format::Json {
-                serde_json::to_writer(&mut *out, &Described { topic: &t, configs })?;
-                writeln!(out)?;
+                crate::format::write_json(out, &Described { topic: &t, configs })?;
             } else {
                 writeln!(out, "topic {} ({} partitions)", t.name, t.partitions.len())?;
                 writeln!(

@@ -28,8 +28,7 @@ pub async fn run_user(target: &Target, cmd: UserCmd, out: &mut impl Write) -> Re
         UserCmd::List { format } => {
             let users = admin.list_users().await?;
             if format == Format::Json {
-                serde_json::to_writer(&mut *out, &users)?;
-                writeln!(out)?;
+                crate::format::write_json(out, &users)?;
                 return Ok(());
             }
             writeln!(out, "user\ttokens\tcreated")?;
@@ -68,8 +67,7 @@ pub async fn run_token(
         TokenCmd::List { user, format } => {
             let tokens = admin.list_tokens(user.as_deref()).await?;
             if format == Format::Json {
-                serde_json::to_writer(&mut *out, &tokens)?;
-                writeln!(out)?;
+                crate::format::write_json(out, &tokens)?;
                 return Ok(());
             }
             writeln!(out, "id\tuser\tcreated\tdescription")?;

@@ -243,31 +243,8 @@ impl SecurityChange {
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_change_bumps_the_version_first_and_checks_before_writing() {
-        let changes = [
-            SecurityChange::CreateUser {
-                name: "a".into(),
-                now_ms: 1,
-            },
-            SecurityChange::DeleteUser { name: "a".into() },
-            SecurityChange::CreateToken {
-                token: TokenRow {
-                    id: "i".into(),
-                    user: "a".into(),
-                    hash: "h".into(),
-                    description: String::new(),
-                    created_ms: 1,
-                },
-            },
-            SecurityChange::RevokeToken { id: "i".into() },
-        ];
-        for c in changes {
-            let plan = c.plan();
-            assert_eq!(plan[0].sql, q::BUMP, "{c:?}");
-            assert!(plan.len() >= 2, "{c:?}");
-        }
-        let plan = SecurityChange::CreateToken {
+    fn create_token() -> SecurityChange {
+        SecurityChange::CreateToken {
             token: TokenRow {
                 id: "i".into(),
                 user: "a".into(),
@@ -276,7 +253,38 @@ mod tests {
                 created_ms: 1,
             },
         }
-        .plan();
+    }
+
+    fn acl() -> AclRow {
+        AclRow {
+            principal: "a".into(),
+            resource_type: "topic".into(),
+            pattern_type: "literal".into(),
+            resource_name: "t".into(),
+            operation: "consume".into(),
+            permission: "allow".into(),
+        }
+    }
+
+    #[test]
+    fn every_change_bumps_the_version_first_and_checks_before_writing() {
+        let changes = [
+            SecurityChange::CreateUser {
+                name: "a".into(),
+                now_ms: 1,
+            },
+            SecurityChange::DeleteUser { name: "a".into() },
+            create_token(),
+            SecurityChange::RevokeToken { id: "i".into() },
+            SecurityChange::AddAcl { rule: acl() },
+            SecurityChange::RemoveAcl { rule: acl() },
+        ];
+        for c in changes {
+            let plan = c.plan();
+            assert_eq!(plan[0].sql, q::BUMP, "{c:?}");
+            assert!(plan.len() >= 2, "{c:?}");
+        }
+        let plan = create_token().plan();
         // The user must exist and be under its limit before the insert.
         assert!(matches!(
             plan[1].check,
