@@ -4,7 +4,9 @@
 //! client on a plaintext port is named in the log), the handshake within
 //! its timeout, one local task per
 //! stream with the request's memory reserved from the connection's and the
-//! shard's budgets, the idle timeout, and GOAWAY on drain. Also the refusal
+//! shard's budgets, the caller's authentication before its route runs
+//! (`--auth required`: a token, or the client certificate's name), the
+//! idle timeout, and GOAWAY on drain. Also the refusal
 //! of a connection over the shard's limit. Owns no shard state: what a
 //! request means is `dispatch`'s, how the port is run is `shard`'s.
 

@@ -4,11 +4,14 @@
 //! or a [`ControlRpc`](crate::control::rpc::ControlRpc) unit of the control
 //! thread that the shard decodes and forwards. `table.rs` lists every unit
 //! once; [`dispatch`] finds a path there and runs its entry: the request is
-//! read (bounded by `--max-request-bytes`) and decoded once, handled once,
-//! and the response encoded once. Owns no state and no policy of its own.
+//! read (bounded by `--max-request-bytes`) and decoded once, checked once
+//! against the caller's access rules (what its unit `needs`; with `--auth
+//! required`), handled once, and the response encoded once. Owns no state
+//! and no policy of its own.
 //!
 //! Adding an RPC: a file here (or under `control/rpc/` for the control
-//! thread) with its unit, and one line in `table.rs`.
+//! thread) with its unit, saying what it needs of the access rules, and
+//! one line in `table.rs`.
 
 use std::future::Future;
 
