@@ -66,16 +66,17 @@ impl Authenticator {
         authorization: Option<&[u8]>,
         cert: Option<&str>,
     ) -> Result<Access, Status> {
-        let principal = self.principal(authorization, cert).await?;
-        Ok(Access {
-            principal,
-            rules: self.tokens(),
-        })
+        // One copy of the book serves the token check and the rules.
+        let rules = self.tokens();
+        let principal = self.principal(&rules, authorization, cert).await?;
+        Ok(Access { principal, rules })
     }
 
-    /// The principal of [`Authenticator::authenticate`].
+    /// The principal of [`Authenticator::authenticate`], its token looked
+    /// up in `snap`.
     async fn principal(
         &self,
+        snap: &Snapshot,
         authorization: Option<&[u8]>,
         cert: Option<&str>,
     ) -> Result<Principal, Status> {
@@ -99,7 +100,6 @@ impl Authenticator {
         let Some(parts) = token::parse(presented) else {
             return Err(unauthenticated("malformed token"));
         };
-        let snap = self.tokens();
         let Some(entry) = snap.tokens.get(parts.id).cloned() else {
             return Err(unauthenticated(&format!(
                 "unknown or revoked token {}",
