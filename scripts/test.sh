@@ -27,8 +27,11 @@ fi
 export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-streamhouse-test}
 export AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-streamhouse-test}
 if [ -z "${STREAMHOUSE_TEST_POSTGRES_URL:-}" ]; then
+  export PGDIR=${PGDIR:-${TMPDIR:-/tmp}/streamhouse-pg}
   STREAMHOUSE_TEST_POSTGRES_URL=$(scripts/postgres.sh)
   export STREAMHOUSE_TEST_POSTGRES_URL
+  # The CA and client certificate of the server's TLS (the metadata TLS tests).
+  export STREAMHOUSE_TEST_POSTGRES_TLS_DIR="$PGDIR/tls"
   started_pg=1
 fi
 # The disk-full tests loop-mount a small ext4 (root only; skipped otherwise);

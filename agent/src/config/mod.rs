@@ -147,8 +147,8 @@ pub struct AgentConfig {
     #[arg(long, env = "STREAMHOUSE_OBJECT_STORE")]
     pub object_store: Option<String>,
 
-    /// Metadata store: `sqlite:///PATH` or `postgres://USER@HOST:PORT/DB`.
-    /// Default: sqlite://DATA_DIR/metadata.db.
+    /// Metadata store: `sqlite:///PATH` or `postgres://USER@HOST:PORT/DB[?sslmode=...]`
+    /// (TLS options: docs/SECURITY.md). Default: sqlite://DATA_DIR/metadata.db.
     #[arg(long, env = "STREAMHOUSE_METADATA")]
     pub metadata: Option<String>,
 

@@ -9,6 +9,7 @@ mod epochs;
 mod groups;
 mod security;
 mod sqlite;
+mod tls;
 
 use common::unique;
 

@@ -5,7 +5,8 @@
 //! dropped the connection.
 //!
 //! Connection, migrations, topics, producer ids and agents here; leases in
-//! `leases`, chunk commits and what they committed in `chunks`.
+//! `leases`, chunk commits and what they committed in `chunks`, TLS and the
+//! URL's `ssl*` options in `tls`.
 
 mod backend;
 mod chunks;
@@ -14,6 +15,7 @@ mod groups;
 mod leases;
 mod retention;
 mod security;
+mod tls;
 
 use std::collections::BTreeMap;
 
@@ -44,6 +46,8 @@ pub const IDLE_IN_TRANSACTION_TIMEOUT: std::time::Duration = std::time::Duration
 /// The PostgreSQL metadata store.
 pub struct PostgresStore {
     url: String,
+    /// The URL read: where to connect and with what TLS.
+    target: tls::Target,
     client: Mutex<Client>,
     /// Set when a call timed out: the next call connects again.
     broken: std::sync::atomic::AtomicBool,
@@ -74,19 +78,34 @@ fn db(e: tokio_postgres::Error) -> MetaError {
 /// lock not available, server starting up, too many connections.
 const BUSY_STATES: [&str; 5] = ["40001", "40P01", "55P03", "57P03", "53300"];
 
-async fn connect(url: &str) -> Result<Client, MetaError> {
-    let (client, conn) = tokio_postgres::connect(url, NoTls).await.map_err(|e| {
-        let text = format!("cannot connect to {}: {e}", redact(url));
+async fn connect(url: &str, target: &tls::Target) -> Result<Client, MetaError> {
+    let failed = |e: tokio_postgres::Error| {
+        // The TLS error (a certificate refused, say) is the source's.
+        let why = match std::error::Error::source(&e) {
+            Some(source) => format!("{e}: {source}"),
+            None => e.to_string(),
+        };
+        let text = format!("cannot connect to {}: {why}", redact(url));
         match e.code() {
             Some(c) if BUSY_STATES.contains(&c.code()) => MetaError::Busy(text),
             _ => MetaError::backend(text),
         }
-    })?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::warn!(error = %e, "metadata store connection ended");
+    };
+    let ended = |e: tokio_postgres::Error| {
+        tracing::warn!(error = %e, "metadata store connection ended");
+    };
+    let client = match &target.tls {
+        None => {
+            let (client, conn) = target.config.connect(NoTls).await.map_err(failed)?;
+            tokio::spawn(async move { conn.await.unwrap_or_else(ended) });
+            client
         }
-    });
+        Some(tls) => {
+            let (client, conn) = target.config.connect(tls.clone()).await.map_err(failed)?;
+            tokio::spawn(async move { conn.await.unwrap_or_else(ended) });
+            client
+        }
+    };
     // A transaction of this agent never waits on anything but the agent:
     // if the agent stops mid-transaction (SIGSTOP, a frozen VM), the server
     // ends the session and frees its row locks instead of holding up the
@@ -118,9 +137,17 @@ fn redact(url: &str) -> String {
 impl PostgresStore {
     /// Connects and migrates.
     pub async fn connect(url: &str) -> Result<PostgresStore, MetaError> {
-        let client = connect(url).await?;
+        let target = tls::target(url).map_err(MetaError::backend)?;
+        if target.unverified {
+            tracing::warn!(
+                "the metadata store's TLS certificate is not checked (sslmode prefer or \
+                 require without sslrootcert); use sslmode=verify-full&sslrootcert=FILE"
+            );
+        }
+        let client = connect(url, &target).await?;
         let store = PostgresStore {
             url: url.to_owned(),
+            target,
             client: Mutex::new(client),
             broken: std::sync::atomic::AtomicBool::new(false),
         };
@@ -133,7 +160,7 @@ impl PostgresStore {
         let mut guard = self.client.lock().await;
         let broken = self.broken.swap(false, std::sync::atomic::Ordering::AcqRel);
         if guard.is_closed() || broken {
-            *guard = connect(&self.url).await?;
+            *guard = connect(&self.url, &self.target).await?;
         }
         Ok(guard)
     }
