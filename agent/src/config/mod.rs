@@ -141,9 +141,9 @@ pub struct AgentConfig {
     pub reshard_timeout_ms: u64,
 
     /// Where sealed chunks go: `file:///DIR` or
-    /// `s3://BUCKET[/PREFIX]?endpoint=URL&region=R` (credentials from
-    /// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY; path-style addressing with
-    /// a custom endpoint). Default: file://DATA_DIR/objects.
+    /// `s3://BUCKET[/PREFIX]?endpoint=URL&region=R` (credentials from the
+    /// AWS chain: docs/SECURITY.md; path-style addressing with a custom
+    /// endpoint). Default: file://DATA_DIR/objects.
     #[arg(long, env = "STREAMHOUSE_OBJECT_STORE")]
     pub object_store: Option<String>,
 

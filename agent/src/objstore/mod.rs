@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+pub mod credentials;
 mod local;
 mod s3_bucket;
 
@@ -25,6 +26,9 @@ pub enum ObjectError {
     NotFound(String),
     #[error("object store: {0}")]
     Io(String),
+    /// No source of the credential chain gave S3 credentials.
+    #[error("{0}")]
+    Credentials(String),
 }
 
 /// Where chunks are kept.
@@ -50,8 +54,9 @@ pub struct ObjectStore {
 
 impl ObjectStore {
     /// Parses `file:///DIR` or `s3://BUCKET[/PREFIX]?endpoint=URL&region=R`.
-    /// S3 credentials come from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`;
-    /// custom endpoints use path-style addressing. Calls time out after
+    /// S3 credentials come from the AWS chain (`credentials`: environment,
+    /// profile file, web identity, container, instance metadata); custom
+    /// endpoints use path-style addressing. Calls time out after
     /// [`DEFAULT_CALL_TIMEOUT`] plus the transfer allowance.
     pub fn open(url: &str) -> Result<ObjectStore, ObjectError> {
         let backend = if let Some(path) = url.strip_prefix("file://") {
@@ -190,7 +195,7 @@ impl ObjectStore {
     pub fn describe(&self) -> String {
         match &self.backend {
             Backend::Local(s) => format!("file://{}", s.root.display()),
-            Backend::S3(s) => format!("s3://{}/{}", s.bucket.name(), s.prefix),
+            Backend::S3(s) => format!("s3://{}/{}", s.name(), s.prefix),
         }
     }
 }
@@ -207,9 +212,10 @@ mod tests {
             region: "us-east-1".into(),
             endpoint: endpoint.into(),
         };
+        let creds = s3::creds::Credentials::new(Some("k"), Some("s"), None, None, None).unwrap();
         ObjectStore {
             backend: Backend::S3(
-                S3Store::with_credentials(endpoint, "b", region, true, "", "k", "s").unwrap(),
+                S3Store::with_credentials(endpoint, "b", region, true, "", creds).unwrap(),
             ),
             call_timeout: DEFAULT_CALL_TIMEOUT,
         }

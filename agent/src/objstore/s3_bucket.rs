@@ -1,18 +1,37 @@
 //! Objects in an S3 bucket through `rust-s3`, under the URL's prefix: the
-//! `s3://` URL syntax, credentials from the environment, path-style
-//! addressing for custom endpoints. Must not know the local store.
+//! `s3://` URL syntax, path-style addressing for custom endpoints, and the
+//! bucket handle swapped for one with fresh credentials when the ones in
+//! use near expiry (the chain and schedule are `credentials`'). Must not
+//! know the local store.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
+use parking_lot::RwLock;
 use s3::creds::Credentials;
 use s3::error::S3Error;
 use s3::{Bucket, Region};
 
+use super::credentials::{self, Source};
 use super::ObjectError;
+use crate::runtime::clock::now_ms;
 
 /// Objects in an S3 bucket under a key prefix.
 pub struct S3Store {
-    pub(super) bucket: Box<Bucket>,
+    bucket: RwLock<Arc<Bucket>>,
     pub(super) prefix: String,
+    /// Set when the credentials expire: where to fetch them again.
+    refresh: Option<Refresh>,
+}
+
+/// The schedule of credentials that expire.
+struct Refresh {
+    source: Source,
+    /// Unix ms from which the next call first fetches new credentials.
+    at_ms: AtomicI64,
+    /// One fetch at a time; calls meanwhile use the credentials in hand.
+    gate: tokio::sync::Mutex<()>,
 }
 
 fn s3_err(e: S3Error) -> ObjectError {
@@ -52,11 +71,19 @@ impl S3Store {
                 .parse()
                 .map_err(|_| bad("unknown region; give endpoint= for other servers"))?,
         };
-        let access = std::env::var("AWS_ACCESS_KEY_ID")
-            .map_err(|_| bad("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"))?;
-        let secret = std::env::var("AWS_SECRET_ACCESS_KEY")
-            .map_err(|_| bad("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"))?;
-        S3Store::with_credentials(url, bucket, region, custom, prefix, &access, &secret)
+        // Blocking (network for some sources): this runs once, at start.
+        let source =
+            credentials::choose(&credentials::process_env).map_err(ObjectError::Credentials)?;
+        let creds = credentials::fetch(&source).map_err(ObjectError::Credentials)?;
+        let refresh = credentials::expires_ms(&creds).map(|expires| Refresh {
+            at_ms: AtomicI64::new(credentials::refresh_at_ms(now_ms(), expires)),
+            source: source.clone(),
+            gate: tokio::sync::Mutex::new(()),
+        });
+        tracing::info!(%source, expires = refresh.is_some(), "S3 credentials");
+        let mut store = S3Store::with_credentials(url, bucket, region, custom, prefix, creds)?;
+        store.refresh = refresh;
+        Ok(store)
     }
 
     pub(super) fn with_credentials(
@@ -65,12 +92,9 @@ impl S3Store {
         region: Region,
         custom: bool,
         prefix: &str,
-        access: &str,
-        secret: &str,
+        creds: Credentials,
     ) -> Result<S3Store, ObjectError> {
         let bad = |why: &str| ObjectError::BadUrl(format!("{url}: {why}"));
-        let creds = Credentials::new(Some(access), Some(secret), None, None, None)
-            .map_err(|e| bad(&e.to_string()))?;
         let mut bucket = Bucket::new(bucket, region, creds).map_err(|e| bad(&e.to_string()))?;
         if custom {
             bucket = bucket.with_path_style();
@@ -81,7 +105,56 @@ impl S3Store {
         } else {
             format!("{prefix}/")
         };
-        Ok(S3Store { bucket, prefix })
+        Ok(S3Store {
+            bucket: RwLock::new(Arc::from(bucket)),
+            prefix,
+            refresh: None,
+        })
+    }
+
+    /// The bucket's name.
+    pub(super) fn name(&self) -> String {
+        self.bucket.read().name()
+    }
+
+    /// The bucket handle for one call, with credentials fetched again
+    /// first when they near expiry. A failed fetch is logged and tried
+    /// again [`credentials::REFRESH_RETRY`] later; until then the call uses
+    /// the credentials in hand. Cancelling it leaves them as they were.
+    async fn bucket(&self) -> Arc<Bucket> {
+        if let Some(refresh) = &self.refresh {
+            if now_ms() >= refresh.at_ms.load(Ordering::Acquire) {
+                self.refresh_credentials(refresh).await;
+            }
+        }
+        self.bucket.read().clone()
+    }
+
+    async fn refresh_credentials(&self, refresh: &Refresh) {
+        let _one = refresh.gate.lock().await;
+        if now_ms() < refresh.at_ms.load(Ordering::Acquire) {
+            return; // another call refreshed them while this one waited
+        }
+        let source = refresh.source.clone();
+        let fetched = tokio::task::spawn_blocking(move || credentials::fetch(&source))
+            .await
+            .unwrap_or_else(|e| Err(format!("the credentials fetch stopped: {e}")));
+        match fetched {
+            Ok(creds) => {
+                let next = credentials::expires_ms(&creds)
+                    .map_or(i64::MAX, |e| credentials::refresh_at_ms(now_ms(), e));
+                let mut bucket = (**self.bucket.read()).clone();
+                bucket.set_credentials(creds);
+                *self.bucket.write() = Arc::new(bucket);
+                refresh.at_ms.store(next, Ordering::Release);
+                tracing::info!(source = %refresh.source, "S3 credentials refreshed");
+            }
+            Err(e) => {
+                let retry = now_ms() + credentials::REFRESH_RETRY.as_millis() as i64;
+                refresh.at_ms.store(retry, Ordering::Release);
+                tracing::warn!(error = %e, "S3 credentials not refreshed; the ones in hand are kept");
+            }
+        }
     }
 
     pub(super) fn key(&self, key: &str) -> String {
@@ -89,7 +162,8 @@ impl S3Store {
     }
 
     pub(super) async fn put(&self, key: &str, data: Bytes) -> Result<(), ObjectError> {
-        self.bucket
+        self.bucket()
+            .await
             .put_object(self.key(key), &data)
             .await
             .map_err(s3_err)?;
@@ -106,7 +180,8 @@ impl S3Store {
             return Ok(Bytes::new());
         }
         match self
-            .bucket
+            .bucket()
+            .await
             .get_object_range(self.key(key), start, Some(start + len - 1))
             .await
         {
@@ -117,7 +192,7 @@ impl S3Store {
     }
 
     pub(super) async fn size(&self, key: &str) -> Result<Option<u64>, ObjectError> {
-        match self.bucket.head_object(self.key(key)).await {
+        match self.bucket().await.head_object(self.key(key)).await {
             Ok((head, _)) => Ok(Some(head.content_length.map_or(0, |n| n.max(0) as u64))),
             Err(S3Error::HttpFailWithBody(404, _)) => Ok(None),
             Err(e) => Err(s3_err(e)),
@@ -125,7 +200,7 @@ impl S3Store {
     }
 
     pub(super) async fn delete(&self, key: &str) -> Result<(), ObjectError> {
-        match self.bucket.delete_object(self.key(key)).await {
+        match self.bucket().await.delete_object(self.key(key)).await {
             Ok(_) | Err(S3Error::HttpFailWithBody(404, _)) => Ok(()),
             Err(e) => Err(s3_err(e)),
         }
@@ -133,7 +208,8 @@ impl S3Store {
 
     pub(super) async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectError> {
         let pages = self
-            .bucket
+            .bucket()
+            .await
             .list(self.key(prefix), None)
             .await
             .map_err(s3_err)?;

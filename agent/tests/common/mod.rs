@@ -44,8 +44,11 @@ pub struct Agent {
     /// Soft and hard open-file limit of the process (`ulimit -n`), if set.
     pub open_files: Option<u64>,
     /// Environment of the process besides the test's own (e.g. a fake
-    /// clock, see `clock.rs`); kept across restarts.
+    /// clock, see `clock.rs`; `RUST_LOG` here wins); kept across restarts.
     pub env: Vec<(String, String)>,
+    /// The file the process's log (stderr) is appended to; the test's
+    /// stderr when unset.
+    pub log: Option<PathBuf>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -125,6 +128,7 @@ impl Agent {
             defaults: false,
             open_files: None,
             env: Vec::new(),
+            log: None,
             _tmp: None,
         };
         a.spawn();
@@ -134,8 +138,19 @@ impl Agent {
     /// Like [`Agent::start`], with `env` added to the process's
     /// environment (this start and every restart).
     pub fn start_with_env(shards: usize, extra: &[&str], env: Vec<(String, String)>) -> Agent {
+        Agent::start_logged(shards, extra, env, None)
+    }
+
+    /// Like [`Agent::start_with_env`], its log appended to `log`.
+    pub fn start_logged(
+        shards: usize,
+        extra: &[&str],
+        env: Vec<(String, String)>,
+        log: Option<PathBuf>,
+    ) -> Agent {
         let mut a = Agent::unstarted(shards, extra);
         a.env = env;
+        a.log = log;
         a.spawn();
         a
     }
@@ -155,6 +170,7 @@ impl Agent {
             defaults: false,
             open_files: None,
             env: Vec::new(),
+            log: None,
             _tmp: Some(tmp),
         }
     }
@@ -196,6 +212,7 @@ impl Agent {
             defaults: true,
             open_files: None,
             env: Vec::new(),
+            log: None,
             _tmp: Some(tmp),
         };
         a.spawn();
@@ -230,17 +247,27 @@ impl Agent {
                 });
             }
         }
+        let stderr = match &self.log {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("open the agent's log file"),
+            ),
+            None => Stdio::inherit(),
+        };
         let child = cmd
             .args(&self.extra)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
             // STREAMHOUSE_TEST_AGENT_LOG raises the agents' log level when
             // a test needs looking into.
             .env(
                 "RUST_LOG",
                 std::env::var("STREAMHOUSE_TEST_AGENT_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn agent");
         self.child = Some(child);

@@ -11,6 +11,7 @@ mod common;
 mod pg;
 
 mod compaction;
+mod credentials;
 mod faults;
 mod retention;
 mod retries;
