@@ -14,7 +14,7 @@ use clap::Args;
 
 use crate::embedded::EmbeddedAgent;
 use streamhouse_client::{
-    Admin, AutoOffsetReset, BatchRecord, Consumer, GroupConsumer, Producer, ProducerRecord,
+    AutoOffsetReset, BatchRecord, Consumer, GroupConsumer, Producer, ProducerRecord,
 };
 
 /// What one read-back measured.
@@ -39,16 +39,9 @@ impl ReadReport {
     }
 }
 
-/// Creates `topic` with `partitions` unless it exists.
+/// Creates `topic` with `partitions` unless it exists (plaintext, no token).
 async fn ensure_topic(bootstrap: &str, topic: &str, partitions: u32) -> Result<(), String> {
-    let admin = Admin::connect(bootstrap).await.map_err(|e| e.to_string())?;
-    if admin.describe_topic(topic).await.is_err() {
-        admin
-            .create_topic(topic, partitions)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    Ok(())
+    crate::produce::ensure_topic(bootstrap, &Default::default(), topic, partitions).await
 }
 
 /// Sends `records` values of `size` bytes to `topic`, `batch` per call,

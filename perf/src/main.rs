@@ -17,6 +17,7 @@ mod groups;
 mod objfloor;
 mod produce;
 mod report;
+mod security;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -205,6 +206,8 @@ struct RunArgs {
     /// record is there (use a fresh topic).
     #[arg(long)]
     verify: bool,
+    #[command(flatten)]
+    security: security::SecurityArgs,
 }
 
 fn main() -> ExitCode {
@@ -353,12 +356,22 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         in_flight_per_partition: args.in_flight_per_partition,
         connections: args.connections,
         interval: Duration::from_secs(args.interval.max(1)),
+        pool: args.security.pool()?,
     };
     let shards = args
         .shards
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // `--secure`'s certificates and token, kept until the run ends.
+    std::fs::create_dir_all(&args.data_root)
+        .map_err(|e| format!("creating {}: {e}", args.data_root.display()))?;
+    let secure_dir = tempfile::Builder::new()
+        .prefix("streamhouse-perf-secure-")
+        .tempdir_in(&args.data_root)
+        .map_err(|e| format!("temp dir in {}: {e}", args.data_root.display()))?;
+    let secured = args.security.secure_embedded(secure_dir.path())?;
     let agent = if args.embedded || args.bootstrap.is_none() {
         let mut extra = args.agent_arg.clone();
+        extra.extend(secured.iter().flat_map(|s| s.agent_args.clone()));
         if let Some(url) = &args.object_store {
             extra.push(format!("--object-store={url}"));
         }
@@ -372,8 +385,12 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         (None, None) => return Err("give --bootstrap or --embedded".into()),
     };
     let pid = agent.as_ref().map(EmbeddedAgent::pid).or(args.agent_pid);
+    let mut opts = opts;
+    if let Some(s) = &secured {
+        opts.pool = s.user_pool(&bootstrap, &opts.topic).await?;
+    }
     println!(
-        "{preset}: {records} records x {} B, {producers} producer(s), api {:?}, {} partitions, batch {} records / {} bytes, linger {} ms, {} in flight per partition, acks {:?}, rate {}, agent {bootstrap}{}",
+        "{preset}: {records} records x {} B, {producers} producer(s), api {:?}, {} partitions, batch {} records / {} bytes, linger {} ms, {} in flight per partition, acks {:?}, rate {}, {}, agent {bootstrap}{}",
         opts.record_size,
         opts.api,
         opts.partitions,
@@ -383,12 +400,13 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         opts.in_flight_per_partition,
         args.acks,
         rate.map_or("unlimited".to_string(), |r| format!("{r} records/s")),
+        args.security.label(),
         if agent.is_some() { format!(" (embedded, {shards} shards)") } else { String::new() }
     );
     let cpu0 = pid.and_then(embedded::cpu_seconds);
     let mut report = produce::run(&bootstrap, &opts).await?;
     if args.verify {
-        let n = produce::read_back(&bootstrap, &opts.topic, opts.partitions).await?;
+        let n = produce::read_back(&bootstrap, &opts.pool, &opts.topic, opts.partitions).await?;
         println!(
             "verify: {n} records read back, {} acknowledged",
             report.acked
@@ -449,6 +467,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
     }
     if let Some(path) = &args.json {
         let mut j = json_report(preset, &report, &opts, floor.as_ref(), cpu, rss);
+        j["settings"]["security"] = args.security.label().into();
         if let Some(f) = &object_floor {
             j["object_floor"] = serde_json::json!({
                 "store": f.store, "put_p50_ms": f.put_p50_ms,

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
+use streamhouse_client::net::PoolConfig;
 use streamhouse_client::{Acks, Admin, Producer, ProducerRecord};
 
 /// Which client call the benchmark drives.
@@ -44,6 +45,9 @@ pub struct ProduceOpts {
     pub connections: usize,
     /// Seconds between progress lines.
     pub interval: Duration,
+    /// Client settings besides the above: TLS and the token
+    /// (`security::SecurityArgs`).
+    pub pool: PoolConfig,
 }
 
 /// What a run measured.
@@ -187,8 +191,15 @@ pub fn final_line(r: &ProduceReport, record_size: usize) -> String {
 }
 
 /// Creates the topic if it does not exist yet.
-pub async fn ensure_topic(bootstrap: &str, topic: &str, partitions: u32) -> Result<(), String> {
-    let admin = Admin::connect(bootstrap).await.map_err(|e| e.to_string())?;
+pub async fn ensure_topic(
+    bootstrap: &str,
+    pool: &PoolConfig,
+    topic: &str,
+    partitions: u32,
+) -> Result<(), String> {
+    let admin = Admin::with_pool(bootstrap, pool.clone())
+        .await
+        .map_err(|e| e.to_string())?;
     match admin.create_topic(topic, partitions).await {
         Ok(_) => Ok(()),
         Err(e) if e.code() == Some(streamhouse_client::Code::AlreadyExists) => Ok(()),
@@ -198,10 +209,11 @@ pub async fn ensure_topic(bootstrap: &str, topic: &str, partitions: u32) -> Resu
 
 /// Runs the benchmark against `bootstrap`.
 pub async fn run(bootstrap: &str, o: &ProduceOpts) -> Result<ProduceReport, String> {
-    ensure_topic(bootstrap, &o.topic, o.partitions).await?;
+    ensure_topic(bootstrap, &o.pool, &o.topic, o.partitions).await?;
     let mut producers = Vec::new();
     for _ in 0..o.producers {
         let p = Producer::builder([bootstrap.to_owned()])
+            .pool(o.pool.clone())
             .acks(o.acks)
             .batch_max_records(o.batch_records)
             .batch_max_bytes(o.batch_bytes)
@@ -377,8 +389,14 @@ pub async fn run(bootstrap: &str, o: &ProduceOpts) -> Result<ProduceReport, Stri
 }
 
 /// Reads every partition of `topic` to its end; returns the record count.
-pub async fn read_back(bootstrap: &str, topic: &str, partitions: u32) -> Result<u64, String> {
+pub async fn read_back(
+    bootstrap: &str,
+    pool: &PoolConfig,
+    topic: &str,
+    partitions: u32,
+) -> Result<u64, String> {
     let mut c = streamhouse_client::Consumer::builder(bootstrap)
+        .pool(pool.clone())
         .max_bytes_per_partition(8 << 20)
         .build()
         .await

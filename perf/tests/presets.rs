@@ -55,6 +55,16 @@ fn throughput_preset() {
     check_counts(&run("throughput", &[]));
 }
 
+/// `--secure`: the embedded agent serves TLS with `--auth required`, and
+/// the run goes through as a user with a token and topic rules only.
+#[test]
+fn throughput_preset_over_tls_with_a_token() {
+    let j = run("throughput", &["--secure"]);
+    check_counts(&j);
+    assert_eq!(j["settings"]["security"], "tls+token");
+    assert_eq!(run("throughput", &[])["settings"]["security"], "plaintext");
+}
+
 #[test]
 fn latency_preset_runs_at_the_fixed_rate() {
     let j = run("latency", &["--rate", "20000"]);
