@@ -56,8 +56,11 @@ if [ -z "${STREAMHOUSE_TEST_GRPCIO_PYTHON:-}" ]; then
 fi
 # Seeds of the storage engine's simulated power losses (docs/RELIABILITY.md).
 export STREAMHOUSE_POWER_LOSS_SEEDS=${STREAMHOUSE_POWER_LOSS_SEEDS:-256}
+echo "== test.sh: servers and tools ready at ${SECONDS}s; building"
 cargo build --workspace --all-targets --all-features
+echo "== test.sh: built at ${SECONDS}s; testing"
 cargo test --workspace --all-targets --all-features "$@"
+echo "== test.sh: cargo tests passed at ${SECONDS}s"
 if [ "$#" -eq 0 ]; then
   # The client's documentation examples and README (--all-targets runs no
   # doc tests), and the published crates package: every dependency has a
@@ -71,6 +74,7 @@ fi
 # STREAMHOUSE_SKIP_CHAOS=1 skips it. Every fault kind by default;
 # STREAMHOUSE_CHAOS_FAULTS=kill,pause,... narrows it.
 if [ "$#" -eq 0 ] && [ -z "${STREAMHOUSE_SKIP_CHAOS:-}" ]; then
+  echo "== test.sh: chaos run from ${SECONDS}s"
   STREAMHOUSE_PERF_BIN=target/debug/streamhouse-perf scripts/chaos.sh \
     --duration "${STREAMHOUSE_CHAOS_DURATION:-150s}" --seed "${STREAMHOUSE_CHAOS_SEED:-1}" \
     --faults "${STREAMHOUSE_CHAOS_FAULTS:-kill,pause,reshard,term,leave,object,metadata,disk,clock}"

@@ -19,7 +19,7 @@ pub struct SecurityArgs {
     /// TLS and `--auth required` on the embedded agent (a throwaway CA and
     /// certificate for 127.0.0.1), and the benchmark run as a user with a
     /// token and access rules on the topic only.
-    #[arg(long, requires = "embedded", conflicts_with_all = ["tls_ca", "token_file"])]
+    #[arg(long, conflicts_with_all = ["bootstrap", "tls_ca", "token_file"])]
     pub secure: bool,
     /// Connect over TLS, trusting this CA's certificate(s) (PEM).
     #[arg(long)]
@@ -51,7 +51,8 @@ pub struct Secured {
 const USER: &str = "perf";
 
 impl SecurityArgs {
-    /// Whether anything is set.
+    /// What the run is secured with: `plaintext`, `tls`, `token` or
+    /// `tls+token`.
     pub fn label(&self) -> &'static str {
         match (
             self.secure || self.tls_ca.is_some(),
