@@ -56,6 +56,19 @@ fn code<T: std::fmt::Debug>(r: streamhouse_client::Result<T>) -> Code {
     }
 }
 
+/// Polls `check` every 50 ms until it holds; fails after `limit`.
+async fn within<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn admin(bootstrap: &str, token: Option<&str>) -> Admin {
     Admin::with_pool(bootstrap, pool(token)).await.unwrap()
 }
@@ -135,14 +148,33 @@ async fn tokens_users_and_revocation(dir: &Path, postgres: Option<&str>) {
     let secret = alice.token.expose().to_owned();
     let as_alice = admin(&a0, Some(&secret)).await;
     let topic = format!("auth-{suffix}");
-    as_alice.create_topic(&topic, 1).await.unwrap();
+    as_alice.create_topic(&topic, 16).await.unwrap();
+    // Two agents share the store: the new partitions' leases take a moment
+    // to settle. The producer and consumer use one that agent `a` leads,
+    // where a revocation applies at once.
+    let led_by_a = std::cell::Cell::new(None);
+    within(
+        Duration::from_secs(10),
+        "leaders of the new partitions",
+        || async {
+            let Ok(t) = as_alice.describe_topic(&topic).await else {
+                return false;
+            };
+            let settled = t.partitions.iter().all(|p| !p.leader_address.is_empty());
+            let on_a = t.partitions.iter().find(|p| p.leader_agent_id == id0);
+            led_by_a.set(on_a.map(|p| p.partition));
+            settled && on_a.is_some()
+        },
+    )
+    .await;
+    let pa = led_by_a.get().unwrap_or_default();
     let producer = Producer::builder(a0.as_str())
         .pool(pool(Some(&secret)))
         .build()
         .await
         .unwrap();
     producer
-        .send(ProducerRecord::new(topic.as_str(), "v").partition(0))
+        .send(ProducerRecord::new(topic.as_str(), "v").partition(pa))
         .await
         .unwrap();
     let mut consumer = Consumer::builder(a0.as_str())
@@ -150,7 +182,7 @@ async fn tokens_users_and_revocation(dir: &Path, postgres: Option<&str>) {
         .build()
         .await
         .unwrap();
-    consumer.assign([(topic.as_str(), 0)]).await.unwrap();
+    consumer.assign([(topic.as_str(), pa)]).await.unwrap();
     assert_eq!(&consumer.next_record().await.unwrap().value[..], b"v");
     assert_eq!(
         code(as_alice.create_user("mallory").await),
@@ -166,16 +198,22 @@ async fn tokens_users_and_revocation(dir: &Path, postgres: Option<&str>) {
     };
     assert_eq!(c, Code::Unauthenticated);
 
-    // The other agent knows the token too (same store).
+    // The other agent learns the new token from the store within its
+    // refresh interval.
     let on_b = admin(&b0, Some(&secret)).await;
-    on_b.list_topics().await.unwrap();
+    within(
+        Duration::from_secs(5),
+        "the token on the other agent",
+        || async { on_b.list_topics().await.is_ok() },
+    )
+    .await;
 
     // Revoked: refused at once on the agent that revoked it, on the open
     // connections of the admin and the producer included ...
     root.revoke_token(&alice.id).await.unwrap();
     assert_eq!(code(as_alice.list_topics().await), Code::Unauthenticated);
     let sent = producer
-        .send(ProducerRecord::new(topic.as_str(), "after").partition(0))
+        .send(ProducerRecord::new(topic.as_str(), "after").partition(pa))
         .await;
     assert_eq!(code(sent), Code::Unauthenticated);
     // ... and on the other agent within its refresh interval.
