@@ -1,9 +1,11 @@
 //! The agent's log lines as a log pipeline reads them (issue 21): written
 //! to a file, text lines carry no terminal escape codes and name the agent;
 //! `--log-format json` writes one JSON object per line with the agent id,
-//! level, thread and message.
+//! level, thread and message; the metadata store's password is not in it.
 
 mod common;
+#[path = "common/pg.rs"]
+mod pg;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -81,6 +83,22 @@ fn json_lines_are_objects_with_agent_level_thread_and_message() {
         threads.iter().any(|t| t.starts_with("shard-")),
         "no line from a shard thread: {threads:?}"
     );
+}
+
+/// The metadata store's password stays out of the log (the suite's
+/// PostgreSQL trusts loopback, so any password connects).
+#[tokio::test]
+async fn the_metadata_password_is_not_logged() {
+    let url = pg::fresh_database("logged").await.replacen(
+        "://postgres@",
+        "://postgres:hunter2-never-logged@",
+        1,
+    );
+    assert!(url.contains("hunter2"), "unexpected test URL {url}");
+    let text = log_of(&["--metadata", &url]);
+    assert!(text.contains("control plane open"), "{text}");
+    assert!(text.contains("postgres:***@"), "{text}");
+    assert!(!text.contains("hunter2-never-logged"), "{text}");
 }
 
 #[test]

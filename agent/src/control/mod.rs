@@ -145,17 +145,19 @@ async fn run(
         credentials,
     } = inputs;
     let meta_url = config.metadata_url();
+    // For logs and messages: the password never appears in them.
+    let shown_url = crate::metastore::redact_url(&meta_url);
     let meta = match MetaStore::open_at_start(&meta_url, OPEN_WAIT).await {
         Ok(m) => m,
         Err(e) => {
-            let _ = ready.send(Err(format!("--metadata {meta_url}: {e}")));
+            let _ = ready.send(Err(format!("--metadata {shown_url}: {e}")));
             return;
         }
     };
     let renewals = match MetaStore::open_at_start(&meta_url, OPEN_WAIT).await {
         Ok(m) => m,
         Err(e) => {
-            let _ = ready.send(Err(format!("--metadata {meta_url}: {e}")));
+            let _ = ready.send(Err(format!("--metadata {shown_url}: {e}")));
             return;
         }
     };
@@ -167,7 +169,7 @@ async fn run(
             return;
         }
     };
-    tracing::info!(metadata = %meta_url, object_store = %store.describe(), "control plane open");
+    tracing::info!(metadata = %shown_url, object_store = %store.describe(), "control plane open");
     let shard_ports = (0..config.shard_count())
         .map(|i| config.shard_listen(i))
         .collect();

@@ -36,7 +36,7 @@ pub mod text;
 
 pub use crate::messages::ChunkRange;
 pub use backend::MetaBackend;
-pub use postgres::PostgresStore;
+pub use postgres::{redact as redact_url, PostgresStore};
 pub use retention::Stored;
 pub use sqlite::SqliteStore;
 pub use streamhouse_storage::producers::RememberedBatch;

@@ -120,18 +120,52 @@ async fn connect(url: &str, target: &tls::Target) -> Result<Client, MetaError> {
     Ok(client)
 }
 
-/// The URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.find(':') {
-                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
+/// The metadata URL with its password (in the user info, a `password`
+/// query option, or libpq's `password=` word) shown as `***`, for logs and
+/// messages.
+pub fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|s| s + 3) else {
+        return url
+            .split_whitespace()
+            .map(|w| {
+                if w.starts_with("password=") {
+                    "password=***"
+                } else {
+                    w
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+    };
+    let (head, query) = url.split_once('?').unwrap_or((url, ""));
+    let rest = &head[scheme_end..];
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let mut out = match authority
+        .rfind('@')
+        .map(|at| (at, authority[..at].find(':')))
+    {
+        Some((at, Some(colon))) => format!(
+            "{}{}:***{}",
+            &url[..scheme_end],
+            &authority[..colon],
+            &head[scheme_end + at..]
+        ),
+        _ => head.to_owned(),
+    };
+    if !query.is_empty() {
+        let options: Vec<&str> = query
+            .split('&')
+            .map(|o| {
+                if o.starts_with("password=") {
+                    "password=***"
+                } else {
+                    o
+                }
+            })
+            .collect();
+        out = format!("{out}?{}", options.join("&"));
     }
+    out
 }
 
 impl PostgresStore {
@@ -435,5 +469,13 @@ mod tests {
             "postgres://u:***@h:5432/db"
         );
         assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            super::redact("postgres://u:pw@h/db?sslmode=require&password=pw2&x=a@b"),
+            "postgres://u:***@h/db?sslmode=require&password=***&x=a@b"
+        );
+        assert_eq!(
+            super::redact("host=h user=u password=secret dbname=db"),
+            "host=h user=u password=*** dbname=db"
+        );
     }
 }
