@@ -12,11 +12,14 @@ use tonic::transport::Channel;
 
 mod admin_http;
 mod cluster;
+mod files;
 // Re-exported for the test crates; not every crate uses each.
 #[allow(unused_imports)]
 pub use admin_http::*;
 #[allow(unused_imports)]
 pub use cluster::*;
+#[allow(unused_imports)]
+pub use files::*;
 
 /// Scratch space on the same disk as the build (O_DIRECT needs a real
 /// file system, not tmpfs).
@@ -512,67 +515,6 @@ pub async fn fetch_all(
         offset = r.records.last().unwrap().offset + 1;
         out.extend(r.records);
     }
-}
-
-/// Every file under `dir`, recursively (none if it cannot be read).
-pub fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
-/// Waits (up to 20 s) until the batch holding `needle` is only in the
-/// agent's local object store (uploaded, and the shard's copy dropped);
-/// returns the object's path.
-pub async fn only_in_objects(data_dir: &Path, shard: usize, needle: &[u8]) -> PathBuf {
-    let holds = |p: &PathBuf| {
-        std::fs::read(p)
-            .unwrap_or_default()
-            .windows(needle.len())
-            .any(|w| w == needle)
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let shard_dir = data_dir.join(format!("shard-{shard}"));
-    loop {
-        let found = files_under(&data_dir.join("objects"))
-            .into_iter()
-            .find(holds);
-        let local = files_under(&shard_dir).iter().any(holds);
-        match found {
-            Some(p) if !local => return p,
-            _ => assert!(
-                Instant::now() < deadline,
-                "the batch never moved to the object store alone"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// [`only_in_objects`], then overwrites the first byte of `needle` in that
-/// chunk object with `with`, synced. Returns the object's path.
-pub async fn flip_in_object(data_dir: &Path, shard: usize, needle: &[u8], with: u8) -> PathBuf {
-    let object = only_in_objects(data_dir, shard, needle).await;
-    let mut bytes = std::fs::read(&object).unwrap();
-    let at = bytes
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .unwrap();
-    bytes[at] = with;
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&object)
-        .unwrap();
-    std::os::unix::fs::FileExt::write_all_at(&f, &bytes[at..=at], at as u64).unwrap();
-    f.sync_all().unwrap();
-    object
 }
 
 /// URL of the test PostgreSQL (scripts/test.sh starts one).
