@@ -361,14 +361,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
     let shards = args
         .shards
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    // `--secure`'s certificates and token, kept until the run ends.
-    std::fs::create_dir_all(&args.data_root)
-        .map_err(|e| format!("creating {}: {e}", args.data_root.display()))?;
-    let secure_dir = tempfile::Builder::new()
-        .prefix("streamhouse-perf-secure-")
-        .tempdir_in(&args.data_root)
-        .map_err(|e| format!("temp dir in {}: {e}", args.data_root.display()))?;
-    let secured = args.security.secure_embedded(secure_dir.path())?;
+    let secured = args.security.secure_embedded(&args.data_root)?;
     let agent = if args.embedded || args.bootstrap.is_none() {
         let mut extra = args.agent_arg.clone();
         extra.extend(secured.iter().flat_map(|s| s.agent_args.clone()));

@@ -45,6 +45,8 @@ pub struct Secured {
     /// The superuser's token (the agent's bootstrap token).
     bootstrap: Token,
     tls: TlsConfig,
+    /// The certificates and token files, removed when the run ends.
+    _files: tempfile::TempDir,
 }
 
 /// Principal the benchmark runs as under `--secure`.
@@ -87,11 +89,18 @@ impl SecurityArgs {
     }
 
     /// For `--secure`: a CA and a certificate for 127.0.0.1 and a bootstrap
-    /// token, written into `dir`.
-    pub fn secure_embedded(&self, dir: &Path) -> Result<Option<Secured>, String> {
+    /// token, written into a new directory under `parent` (nothing is made
+    /// without `--secure`).
+    pub fn secure_embedded(&self, parent: &Path) -> Result<Option<Secured>, String> {
         if !self.secure {
             return Ok(None);
         }
+        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        let files = tempfile::Builder::new()
+            .prefix("streamhouse-perf-secure-")
+            .tempdir_in(parent)
+            .map_err(|e| format!("temp dir in {}: {e}", parent.display()))?;
+        let dir = files.path();
         let fail = |e: rcgen::Error| format!("--secure: making certificates: {e}");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -111,7 +120,6 @@ impl SecurityArgs {
             std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
             Ok(path.display().to_string())
         };
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let agent_args = vec![
             format!("--tls-cert={}", write("agent.pem", &leaf.pem())?),
             format!(
@@ -128,6 +136,7 @@ impl SecurityArgs {
             agent_args,
             bootstrap: Token::new(bootstrap),
             tls: TlsConfig::new().ca_pem(ca.pem()),
+            _files: files,
         }))
     }
 }

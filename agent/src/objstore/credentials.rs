@@ -121,10 +121,8 @@ fn home_dir(env: Env<'_>) -> Option<String> {
 
 /// Whether the INI file at `path` has the section `[profile]`.
 fn profile_in(path: &str, profile: &str) -> bool {
-    std::fs::read_to_string(path).is_ok_and(|text| {
-        text.lines()
-            .any(|l| l.trim() == format!("[{profile}]").as_str())
-    })
+    let header = format!("[{profile}]");
+    std::fs::read_to_string(path).is_ok_and(|text| text.lines().any(|l| l.trim() == header))
 }
 
 /// Fetches credentials from `source` (blocking: network calls for web
